@@ -1,0 +1,181 @@
+"""The Lead aggregate: every fact about one person, and the decisions the engine took on them.
+
+Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's own:
+`StageChanged` (a fact moved the lead), `MarketingQualified` (the score crossed the MQL rule,
+with the rules version, the score and the trigger event), `AnomalyFlagged` (a fact that made no
+sense in the stage it found; kept, stage untouched). Recording a CloudEvent id twice is a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from engine import lifecycle
+from engine.facts import Fact
+from engine.rules import Rules
+from engine.scoring import Score, score
+
+NAMESPACE = UUID("6f1c2f4e-3b7a-5d1e-9c55-1e2d3c4b5a69")
+
+
+class Recorded(Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+def lead_id(key: str) -> UUID:
+    """Deterministic aggregate id of the lead known upstream as `key`."""
+    return uuid5(NAMESPACE, f"lead:{key}")
+
+
+class Lead(Aggregate):
+    """One lead (a person, not a row): created by the first event that names it."""
+
+    class Started(Aggregate.Created):
+        key: str
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.stage = "anonymous"
+        self.owner: str | None = None
+        self.facts: list[Fact] = []
+        self.seen: set[str] = set()
+        self.reached: dict[str, datetime] = {}
+        self.clock: datetime | None = None
+        self.anomalies = 0
+        self.mql_rounds = 0
+
+    @staticmethod
+    def create_id(key: str) -> UUID:
+        return lead_id(key)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        event_id: str,
+        event_type: str,
+        source: str,
+        occurred_at: datetime,
+        data: dict[str, Any],
+        rules: Rules,
+    ) -> Recorded:
+        """Record one upstream fact, then take the decisions it calls for."""
+        if event_id in self.seen:
+            return Recorded.DUPLICATE
+        self.trigger_event(
+            self.FactRecorded,
+            event_id=event_id,
+            event_type=event_type,
+            source=source,
+            occurred_at=occurred_at,
+            data=data,
+        )
+        outcome = lifecycle.next_stage(self.stage, event_type, data)
+        if isinstance(outcome, lifecycle.Move):
+            self._move(outcome.to, outcome.reason, event_id, occurred_at)
+        elif isinstance(outcome, lifecycle.Anomaly):
+            self.trigger_event(
+                self.AnomalyFlagged,
+                event_id=event_id,
+                event_type=event_type,
+                reason=outcome.reason,
+            )
+        if lifecycle.can_trigger_mql(event_type):
+            self._qualify(rules, event_id)
+        return Recorded.ACCEPTED
+
+    def current_score(self, rules: Rules, as_of: datetime | None = None) -> Score:
+        """Score under `rules` as of `as_of` (default: when the lead's latest fact happened)."""
+        return score(self.facts, rules, as_of or self.clock or self.created_on)
+
+    def _move(self, to: str, reason: str, trigger: str, occurred_at: datetime) -> None:
+        self.trigger_event(
+            self.StageChanged,
+            from_stage=self.stage,
+            to_stage=to,
+            reason=reason,
+            trigger_event_id=trigger,
+            occurred_at=occurred_at,
+        )
+
+    def _qualify(self, rules: Rules, trigger: str) -> None:
+        if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
+            return
+        result = self.current_score(rules)
+        if not rules.mql.met(result.fit, result.engagement, result.total):
+            return
+        self.trigger_event(
+            self.MarketingQualified,
+            from_stage=self.stage,
+            rules_version=rules.ref,
+            score=result.total,
+            fit=result.fit,
+            engagement=result.engagement,
+            trigger_event_id=trigger,
+            occurred_at=self.clock,
+        )
+
+    # -- events -----------------------------------------------------------------------------
+
+    class FactRecorded(Aggregate.Event):
+        event_id: str
+        event_type: str
+        source: str
+        occurred_at: datetime
+        data: dict[str, Any]
+
+        def apply(self, aggregate: Lead) -> None:
+            fact = Fact(
+                self.event_id,
+                self.event_type,
+                self.source,
+                self.occurred_at,
+                self.data,
+                seq=len(aggregate.facts),
+            )
+            aggregate.facts.append(fact)
+            aggregate.seen.add(self.event_id)
+            if aggregate.clock is None or self.occurred_at > aggregate.clock:
+                aggregate.clock = self.occurred_at
+            if self.event_type == "owner.assigned":
+                aggregate.owner = str(self.data["owner"])
+
+    class StageChanged(Aggregate.Event):
+        from_stage: str
+        to_stage: str
+        reason: str
+        trigger_event_id: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.stage = self.to_stage
+            aggregate.reached.setdefault(self.to_stage, self.occurred_at)
+
+    class MarketingQualified(Aggregate.Event):
+        from_stage: str
+        rules_version: str
+        score: float
+        fit: float
+        engagement: float
+        trigger_event_id: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.stage = "mql"
+            aggregate.mql_rounds += 1
+            aggregate.reached.setdefault("mql", self.occurred_at)
+
+    class AnomalyFlagged(Aggregate.Event):
+        event_id: str
+        event_type: str
+        reason: str
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.anomalies += 1

@@ -1,0 +1,168 @@
+"""The LeadEngine application: one use case per method, load -> command -> save.
+
+`ingest` records a batch of validated CloudEvents on their aggregates and saves every new event
+of the batch in one transaction, optionally with a tracking record (the upstream position), so
+the facts, the decisions they caused and the position commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+
+from engine.aggregates.campaign import Campaign, campaign_id
+from engine.aggregates.lead import Lead, Recorded, lead_id
+from engine.contract import Envelope
+from engine.errors import LeadNotFound
+from engine.rules import Rules, load_rules
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    outcomes: list[tuple[str, Recorded]] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+
+
+class LeadEngine(Application[UUID]):
+    """Event-sourced leads and campaigns; decisions taken under `rules`."""
+
+    name = "leadengine"
+    env = {
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        # One writer per lead (Kafka partitions by lead key), so the cache is trusted and
+        # refreshed on save; a failed save evicts what it touched.
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+
+    def __init__(self, rules: Rules | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self.rules = rules or load_rules()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        return cast(ProcessRecorder, self.recorder)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get_lead(self, key: str, version: int | None = None) -> Lead:
+        try:
+            return cast(Lead, self.repository.get(lead_id(key), version=version))
+        except AggregateNotFoundError:
+            raise LeadNotFound(key) from None
+
+    def lead_events(self, key: str) -> list[Any]:
+        events = list(self.events.get(lead_id(key)))
+        if not events:
+            raise LeadNotFound(key)
+        return events
+
+    def max_position(self, name: str) -> int | None:
+        return self.process_recorder.max_tracking_id(name)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[Envelope], tracking: Tracking | None = None) -> IngestResult:
+        """Record `events` in order on their leads and campaigns; one transaction for all."""
+        result = IngestResult()
+        touched: dict[UUID, Aggregate] = {}
+        try:
+            for env in events:
+                outcome = self._apply(env, touched)
+                result.outcomes.append((env.id, outcome))
+                if outcome is Recorded.ACCEPTED:
+                    result.accepted += 1
+                else:
+                    result.duplicates += 1
+            self._save(list(touched.values()), tracking)
+        except BaseException:
+            self._evict(touched)
+            raise
+        return result
+
+    def _apply(self, env: Envelope, touched: dict[UUID, Aggregate]) -> Recorded:
+        if env.is_campaign_event:
+            campaign = self._load(Campaign, campaign_id(env.subject), env.subject, touched)
+            d = env.data
+            fresh = campaign.record_cost(
+                event_id=env.id,
+                channel=d["channel"],
+                amount=Decimal(d["amount"]),
+                currency=d["currency"],
+                period_start=_date(d["period_start"]),
+                period_end=_date(d["period_end"]),
+            )
+            return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
+        lead = self._load(Lead, lead_id(env.subject), env.subject, touched)
+        return lead.record(
+            event_id=env.id,
+            event_type=env.type,
+            source=env.source,
+            occurred_at=env.occurred_at,
+            data=dict(env.data),
+            rules=self.rules,
+        )
+
+    def _load(self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]) -> A:
+        if agg_id in touched:
+            return cast(A, touched[agg_id])
+        try:
+            agg = cast(A, self.repository.get(agg_id))
+        except AggregateNotFoundError:
+            agg = cls(key=key)  # type: ignore[call-arg]
+        touched[agg_id] = agg
+        return agg
+
+    def _save(self, aggregates: list[Aggregate], tracking: Tracking | None) -> None:
+        processing = ProcessingEvent[UUID](tracking=tracking)
+        processing.collect_events(*aggregates)
+        if not processing.events and tracking is None:
+            return
+        recordings = self._record(processing)
+        self._notify(recordings)
+
+    def _evict(self, touched: dict[UUID, Aggregate]) -> None:
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for agg_id in touched:
+            with contextlib.suppress(KeyError):
+                cache.get(agg_id, evict=True)
+
+
+def _date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

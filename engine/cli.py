@@ -1,0 +1,176 @@
+"""The `leadengine` command line: argument parsing and dispatch only, no business rules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine.errors import LeadEngineError
+from engine.logs import configure_logging
+from engine.output import FORMATS
+from engine.settings import get_settings
+
+EPILOG = """\
+examples:
+  leadengine demo --leads 500                 generate journeys, ingest, project, show a funnel
+  leadengine generate --leads 1000 -o ev.jsonl
+  leadengine ingest ev.jsonl                   accepted / duplicate / rejected counts
+  leadengine lead history crm-0000042          every event, with score and stage after each
+  leadengine report funnel --format json
+
+environment:
+  LEADENGINE_DATABASE_URL   PostgreSQL URL (unset: embedded server under LEADENGINE_HOME)
+  LEADENGINE_HOME           embedded server data directory (default ./.leadengine)
+  LEADENGINE_RULES_FILE     rules YAML (default: the shipped rules; see `rules show`)
+  LEADENGINE_LOG_FORMAT     console | json
+"""
+
+
+def _fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
+    p.add_argument(
+        "--format", choices=FORMATS, default=default, help=f"output format (default {default})"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadengine",
+        description="Event-sourced lead lifecycle engine.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="generate realistic journeys, ingest, project, summarise",
+        description="Runs the whole engine on generated journeys in a separate "
+        "schema (<schema>_demo, recreated each run) and prints a funnel.",
+    )
+    p.add_argument("--leads", type=int, default=300, help="number of leads (default 300)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    _fmt(p)
+
+    p = sub.add_parser(
+        "generate",
+        help="write generated journeys as JSON Lines",
+        description="Deterministic for a seed: the same seed gives the same file.",
+    )
+    p.add_argument("--leads", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--days", type=int, default=150, help="span of first touches in days")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
+
+    p = sub.add_parser(
+        "ingest",
+        help="ingest JSON Lines of CloudEvents from a file or stdin",
+        description="Valid events are recorded (duplicates by id are no-ops); "
+        "invalid lines are kept in the dead-letter table with the reason. "
+        "Projections are brought up to date afterwards unless --no-project.",
+    )
+    p.add_argument("file", help="path to a .jsonl file, or - for stdin")
+    p.add_argument("--no-project", action="store_true", help="only record, do not project")
+    _fmt(p)
+
+    p = sub.add_parser("project", help="bring the read model up to date with the log")
+    p.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        default=True,
+        help="stop when caught up (the default)",
+    )
+    _fmt(p)
+
+    lead = sub.add_parser("lead", help="one lead: show, history, explain").add_subparsers(
+        dest="lead_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = lead.add_parser("show", help="current stage, owner, score and profile of a lead")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    _fmt(p)
+    p = lead.add_parser("history", help="every event in order with score and stage after each")
+    p.add_argument("key")
+    _fmt(p)
+    p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
+    p.add_argument("key")
+    p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
+    _fmt(p)
+
+    report = sub.add_parser("report", help="reports over the read model").add_subparsers(
+        dest="report_command", required=True, metavar="REPORT"
+    )
+    p = report.add_parser("funnel", help="stage counts, conversion rates, where leads are now")
+    _fmt(p)
+
+    schemas = sub.add_parser("schemas", help="JSON Schemas of the event contract").add_subparsers(
+        dest="schemas_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = schemas.add_parser("export", help="write one JSON Schema file per event type")
+    p.add_argument("dir", type=Path, help="output directory, e.g. schemas/")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if the files differ from the models",
+    )
+
+    rules = sub.add_parser("rules", help="rules files").add_subparsers(
+        dest="rules_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = rules.add_parser("check", help="validate a rules file, errors with line numbers")
+    p.add_argument("file", type=Path)
+    rules.add_parser("show", help="print the shipped default rules (a commented template)")
+
+    dl = sub.add_parser("deadletters", help="rejected input, kept with its reason").add_subparsers(
+        dest="dl_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = dl.add_parser("list", help="the latest rejected records")
+    p.add_argument("--limit", type=int, default=20)
+    _fmt(p)
+
+    db = sub.add_parser("db", help="database administration").add_subparsers(
+        dest="db_command", required=True, metavar="SUBCOMMAND"
+    )
+    db.add_parser("init", help="create the schema and tables (idempotent)")
+    return parser
+
+
+def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    from engine.commands import leads, ops
+
+    table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
+        ("demo", None): ops.demo,
+        ("generate", None): ops.generate,
+        ("ingest", None): ops.ingest,
+        ("project", None): ops.project,
+        ("lead", "show"): leads.show,
+        ("lead", "history"): leads.history,
+        ("lead", "explain"): leads.explain,
+        ("report", "funnel"): ops.report_funnel,
+        ("schemas", "export"): ops.schemas_export,
+        ("rules", "check"): ops.rules_check,
+        ("rules", "show"): ops.rules_show,
+        ("deadletters", "list"): ops.deadletters_list,
+        ("db", "init"): ops.db_init,
+    }
+    sub = next((getattr(args, a) for a in vars(args) if a.endswith("_command")), None)
+    return table[(args.command, sub)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        return _handler(args)(args)
+    except LeadEngineError as exc:
+        print(f"leadengine: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

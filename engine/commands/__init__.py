@@ -1,0 +1,1 @@
+"""CLI command implementations: parse nothing, decide nothing; call the engine, print."""

@@ -1,0 +1,219 @@
+"""Commands that move data: demo, generate, ingest, project; and admin: schemas, rules, db."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine import db as dbmod
+from engine import generator, reports
+from engine.consumers.lines import LinesReport, ingest_lines
+from engine.contract import EVENT_TYPES, event_json_schema
+from engine.errors import LeadEngineError
+from engine.output import render, to_json
+from engine.progress import Progress
+from engine.rules import load_rules
+from engine.runtime import Runtime, init_database, open_runtime
+from engine.settings import get_settings
+
+
+def _read_lines(path: str) -> Iterator[bytes]:
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise LeadEngineError(f"cannot read {path}: no such file")
+    with file.open("rb") as handle:
+        yield from handle
+
+
+def _ingest(rt: Runtime, lines: Any, origin: str, total: int | None = None) -> LinesReport:
+    bar = Progress("ingest", total)
+    report = ingest_lines(
+        lines,
+        origin=origin,
+        app=rt.app,
+        deadletters=rt.deadletters,
+        batch_size=rt.settings.batch_size,
+        max_bytes=rt.settings.max_event_bytes,
+        progress=lambda r: bar.update(r.lines),
+    )
+    bar.done()
+    return report
+
+
+def _project(rt: Runtime) -> int:
+    lag = rt.projector.lag()
+    bar = Progress("project", lag or None)
+    done = rt.projector.run(until_caught_up=True, progress=lambda n, _pos: bar.update(n))
+    bar.done()
+    return done
+
+
+def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) -> str:
+    doc: dict[str, Any] = report.as_dict()
+    if projected is not None:
+        doc["projected"] = projected
+    doc["dead_letters"] = where if report.rejected else None
+    if fmt == "json":
+        return to_json(doc)
+    rows = [{"what": k, "count": v} for k, v in doc.items() if isinstance(v, int)]
+    text = render(fmt, rows, columns=["what", "count"])
+    if report.rejected and fmt == "table":
+        text += f"\n\nrejected lines are kept in {where} (see `leadengine deadletters list`)"
+    return text
+
+
+def ingest(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        origin = "stdin" if args.file == "-" else f"file:{args.file}"
+        report = _ingest(rt, _read_lines(args.file), origin)
+        projected = None if args.no_project else _project(rt)
+        print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
+    return 0
+
+
+def project(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        done = _project(rt)
+        doc = {"projected": done, "position": rt.projector.position(), "lag": rt.projector.lag()}
+        print(render(args.format, [doc], document=doc))
+    return 0
+
+
+BAD_DEMO_LINES = (
+    b'{"specversion": "1.0", "id": "bad-1", "type": "touch.page_viewed"',
+    b'{"specversion": "1.0", "id": "bad-2", "source": "demo", "type": "touch.teleported", '
+    b'"subject": "crm-x", "time": "2026-02-01T10:00:00Z", "data": {}}',
+    b'{"specversion": "1.0", "id": "bad-3", "source": "demo", "type": "touch.page_viewed", '
+    b'"subject": "crm-x", "time": "yesterday", "data": {"channel": "web"}}',
+)
+
+
+def demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    schema = f"{settings.database_schema}_demo"
+    database = dbmod.resolve(settings).with_schema(schema)
+    dbmod.drop_schema(database)
+    events = generator.generate(args.leads, args.seed)
+    lines = [line.encode() for line in generator.lines(events)] + list(BAD_DEMO_LINES)
+    with open_runtime(replace_settings(settings, schema), database=database) as rt:
+        report = _ingest(rt, iter(lines), f"demo:seed={args.seed}", len(lines))
+        projected = _project(rt)
+        funnel = reports.funnel(rt.db)
+    if args.format == "json":
+        print(to_json({"ingest": report.as_dict(), "projected": projected, "funnel": funnel}))
+        return 0
+    print(f"leadengine demo: {args.leads} leads, seed {args.seed}, schema {schema}\n")
+    print(_counts("table", report, projected, f"{schema}.dead_letters"))
+    print()
+    print(_funnel_text(funnel))
+    print(
+        f"\nnext: leadengine lead history crm-0000001   (with LEADENGINE_DATABASE_SCHEMA={schema})"
+    )
+    return 0
+
+
+def replace_settings(settings: Any, schema: str) -> Any:
+    return settings.model_copy(update={"database_schema": schema})
+
+
+def _funnel_text(funnel: dict[str, Any]) -> str:
+    text = render(
+        "table",
+        funnel["stages"],
+        columns=["stage", "reached", "conversion_pct", "now"],
+        title=f"Funnel: {funnel['leads_total']} leads ({funnel['anonymous_now']} still anonymous)",
+    )
+    exits = ", ".join(f"{k} {v}" for k, v in funnel["exits_now"].items())
+    return f"{text}\n\nexits now: {exits}"
+
+
+def report_funnel(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        funnel = reports.funnel(rt.db)
+    if args.format == "table":
+        print(_funnel_text(funnel))
+    else:
+        print(render(args.format, funnel["stages"], document=funnel))
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    events = generator.generate(args.leads, args.seed, span_days=args.days)
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        out.writelines(generator.lines(events))
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(
+            f"wrote {len(events):,} events for {args.leads:,} leads to {args.output}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def schema_files() -> dict[str, str]:
+    return {
+        f"{t}.json": json.dumps(event_json_schema(t), indent=2, sort_keys=True) + "\n"
+        for t in sorted(EVENT_TYPES)
+    }
+
+
+def schemas_export(args: argparse.Namespace) -> int:
+    files = schema_files()
+    if args.check:
+        stale = [
+            n
+            for n, text in files.items()
+            if not (args.dir / n).exists() or (args.dir / n).read_text("utf-8") != text
+        ]
+        extra = sorted(p.name for p in args.dir.glob("*.json") if p.name not in files)
+        for name in stale:
+            print(f"differs from the model: {args.dir / name}", file=sys.stderr)
+        for name in extra:
+            print(f"no such event type: {args.dir / name}", file=sys.stderr)
+        return 1 if stale or extra else 0
+    args.dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.dir / name).write_text(text, "utf-8")
+    print(f"wrote {len(files)} schemas to {args.dir}")
+    return 0
+
+
+def rules_check(args: argparse.Namespace) -> int:
+    rules = load_rules(args.file)
+    print(
+        f"{args.file}: ok ({rules.ref}: {len(rules.fit.rules)} fit rules, "
+        f"{len(rules.engagement.rules)} engagement rules)"
+    )
+    return 0
+
+
+def rules_show(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    print(resources.files("engine").joinpath("default_rules.yaml").read_text("utf-8"), end="")
+    return 0
+
+
+def deadletters_list(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        rows = rt.deadletters.latest(args.limit)
+    print(render(args.format, rows, columns=["id", "origin", "event_id", "field", "error"]))
+    return 0
+
+
+def db_init(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    database = dbmod.resolve(settings)
+    init_database(database)
+    print(f"initialised schema {database.schema} on {database!r}")
+    return 0

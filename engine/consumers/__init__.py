@@ -1,0 +1,1 @@
+"""Ways events reach the engine: JSON Lines files (here) and Kafka (engine.consumers.kafka)."""

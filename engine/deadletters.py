@@ -1,0 +1,99 @@
+"""The dead-letter store: every rejected record, byte for byte, with the reason it was refused.
+
+Nothing is lost: a record that fails validation is kept here (origin says where it came from:
+file and line, or topic, partition and offset) so it can be inspected, fixed and replayed. The
+same bytes from the same origin are kept once, so re-reading a file does not double the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from engine.db import Database
+from engine.errors import InvalidEvent
+
+TABLE = "dead_letters"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    origin: str
+    raw: bytes
+    error: InvalidEvent
+
+    def as_row(self) -> tuple[Any, ...]:
+        e = self.error
+        digest = hashlib.sha256(self.raw).hexdigest()
+        return (self.origin, e.event_id, e.event_type, e.field, e.describe(), self.raw, digest)
+
+
+DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
+    id bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    origin text NOT NULL,
+    event_id text,
+    event_type text,
+    field text,
+    error text NOT NULL,
+    raw bytea NOT NULL,
+    digest text NOT NULL,
+    UNIQUE (origin, digest)
+)
+"""
+
+
+class DeadLetterStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._table = sql.Identifier(db.schema, TABLE)
+
+    def create_table(self) -> None:
+        with self.db.connect() as conn:
+            conn.execute(sql.SQL(DDL).format(schema=sql.Identifier(self.db.schema)))
+
+    def add(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        query = sql.SQL(
+            "INSERT INTO {} (origin, event_id, event_type, field, error, raw, digest) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (origin, digest) DO NOTHING"
+        ).format(self._table)
+        with self.db.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(query, [letter.as_row() for letter in letters])
+
+    def count(self) -> int:
+        with self.db.connect() as conn:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
+        return int(row[0]) if row else 0
+
+    def latest(self, limit: int = 20) -> list[dict[str, Any]]:
+        query = sql.SQL(
+            "SELECT id, received_at, origin, event_id, event_type, field, error, raw "
+            "FROM {} ORDER BY id DESC LIMIT %s"
+        ).format(self._table)
+        with self.db.connect() as conn:
+            rows = conn.execute(query, (limit,)).fetchall()
+        return [
+            {
+                "id": r[0],
+                "received_at": _iso(r[1]),
+                "origin": r[2],
+                "event_id": r[3],
+                "event_type": r[4],
+                "field": r[5],
+                "error": r[6],
+                "raw": bytes(r[7]).decode("utf-8", "replace"),
+            }
+            for r in rows
+        ]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()

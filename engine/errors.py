@@ -1,0 +1,50 @@
+"""Domain and input errors: each says what was wrong, where, and what was expected."""
+
+from __future__ import annotations
+
+
+class LeadEngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class InvalidEvent(LeadEngineError):
+    """An input record that is not a valid event of the contract.
+
+    `event_id` is the CloudEvent id when one could be read, `field` the dotted path of the
+    offending field (or None when the record as a whole is bad), `expected` what would be valid.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.event_id = event_id
+        self.event_type = event_type
+        self.field = field
+        self.expected = expected
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        parts = [self.reason]
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        if self.expected:
+            parts.append(f"expected {self.expected}")
+        where = f"event {self.event_id!r}: " if self.event_id else ""
+        return where + "; ".join(parts)
+
+
+class RulesError(LeadEngineError):
+    """A rules file that does not validate; the message names the file, line and field."""
+
+
+class LeadNotFound(LeadEngineError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"no lead with key {key!r}")

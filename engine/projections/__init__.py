@@ -1,0 +1,1 @@
+"""Read models in PostgreSQL, derived from the notification log in batches."""

@@ -1,0 +1,204 @@
+"""Pure functions from domain events and aggregate state to read-model rows."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from engine.aggregates.campaign import Campaign
+from engine.aggregates.lead import Lead
+from engine.facts import chronological, profile_of
+from engine.lifecycle import RANK
+from engine.rules import Rules
+
+STAGE_COLUMNS = (
+    "lead",
+    "mql",
+    "sal",
+    "sql",
+    "opportunity",
+    "customer",
+    "nurture",
+    "recycled",
+    "disqualified",
+    "lost",
+)
+
+LEAD_STATE_COLUMNS = (
+    "lead_id",
+    "lead_key",
+    "stage",
+    "furthest_rank",
+    "owner",
+    "fit",
+    "engagement",
+    "score",
+    "rules_version",
+    "source_channel",
+    "source_campaign",
+    "first_touch_at",
+    "last_touch_at",
+    "touch_count",
+    "touch_counts",
+    "anomalies",
+    "mql_rounds",
+    "company",
+    "title",
+    "country",
+    "industry",
+    "employees",
+    "seniority",
+    *(("captured_at" if s == "lead" else f"{s}_at") for s in STAGE_COLUMNS),
+    "won_amount",
+    "won_currency",
+    "last_event_at",
+    "version",
+)
+
+TOUCH_COLUMNS = (
+    "lead_id",
+    "event_id",
+    "lead_key",
+    "type",
+    "channel",
+    "campaign",
+    "content",
+    "url",
+    "occurred_at",
+    "recorded_at",
+    "position",
+)
+
+STAGE_HISTORY_COLUMNS = (
+    "lead_id",
+    "version",
+    "lead_key",
+    "from_stage",
+    "to_stage",
+    "reason",
+    "trigger_event_id",
+    "decision",
+    "score",
+    "occurred_at",
+    "recorded_at",
+)
+
+COST_COLUMNS = (
+    "event_id",
+    "campaign",
+    "channel",
+    "amount",
+    "currency",
+    "period_start",
+    "period_end",
+    "recorded_at",
+)
+
+
+def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
+    """The `lead_state` row of a lead: its current opinions under `rules`."""
+    result = lead.current_score(rules)
+    touches = [f for f in chronological(lead.facts) if f.is_touch]
+    first = touches[0] if touches else None
+    profile, _ = profile_of(lead.facts)
+    counts = Counter(f.type for f in touches)
+    furthest = max((RANK[s] for s in (*lead.reached, lead.stage) if s in RANK), default=0)
+    won = [f for f in lead.facts if f.type == "deal.won"]
+    won_amount = sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won else None
+    employees = profile.get("employees")
+    return (
+        lead.id,
+        lead.key,
+        lead.stage,
+        furthest,
+        lead.owner,
+        result.fit,
+        result.engagement,
+        result.total,
+        rules.ref,
+        first.data.get("channel") if first else None,
+        first.data.get("campaign") if first else None,
+        first.occurred_at if first else None,
+        touches[-1].occurred_at if touches else None,
+        len(touches),
+        json.dumps(dict(sorted(counts.items()))),
+        lead.anomalies,
+        lead.mql_rounds,
+        profile.get("company"),
+        profile.get("title"),
+        profile.get("country"),
+        profile.get("industry"),
+        int(employees) if employees is not None else None,
+        profile.get("seniority"),
+        *(lead.reached.get(stage) for stage in STAGE_COLUMNS),
+        won_amount,
+        won[-1].data.get("currency") if won else None,
+        lead.clock,
+        lead.version,
+    )
+
+
+def touch_row(lead: Lead, event: Lead.FactRecorded, position: int) -> tuple[Any, ...]:
+    d = event.data
+    return (
+        event.originator_id,
+        event.event_id,
+        lead.key,
+        event.event_type,
+        d.get("channel"),
+        d.get("campaign"),
+        d.get("content"),
+        d.get("url"),
+        event.occurred_at,
+        event.timestamp,
+        position,
+    )
+
+
+def stage_row(lead: Lead, event: Lead.StageChanged | Lead.MarketingQualified) -> tuple[Any, ...]:
+    if isinstance(event, Lead.MarketingQualified):
+        reason = (
+            f"score {event.score} (fit {event.fit}, engagement {event.engagement}) "
+            f"met the MQL rule of {event.rules_version}"
+        )
+        return (
+            event.originator_id,
+            event.originator_version,
+            lead.key,
+            event.from_stage,
+            "mql",
+            reason,
+            event.trigger_event_id,
+            event.rules_version,
+            event.score,
+            event.occurred_at,
+            event.timestamp,
+        )
+    return (
+        event.originator_id,
+        event.originator_version,
+        lead.key,
+        event.from_stage,
+        event.to_stage,
+        event.reason,
+        event.trigger_event_id,
+        None,
+        None,
+        event.occurred_at,
+        event.timestamp,
+    )
+
+
+def cost_row(campaign: Campaign, event: Campaign.CostRecorded) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        campaign.key,
+        event.channel,
+        event.amount,
+        event.currency,
+        event.period_start,
+        event.period_end,
+        event.timestamp,
+    )

@@ -1,0 +1,109 @@
+"""DDL of the read-model tables; created idempotently in the engine's schema."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from engine.db import Database
+
+STATEMENTS = (
+    """
+    CREATE TABLE IF NOT EXISTS {s}.projection_tracking (
+        name text PRIMARY KEY,
+        position bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_state (
+        lead_id uuid PRIMARY KEY,
+        lead_key text NOT NULL,
+        stage text NOT NULL,
+        furthest_rank int NOT NULL,
+        owner text,
+        fit numeric(6,2) NOT NULL,
+        engagement numeric(6,2) NOT NULL,
+        score numeric(6,2) NOT NULL,
+        rules_version text NOT NULL,
+        source_channel text,
+        source_campaign text,
+        first_touch_at timestamptz,
+        last_touch_at timestamptz,
+        touch_count int NOT NULL,
+        touch_counts jsonb NOT NULL,
+        anomalies int NOT NULL,
+        mql_rounds int NOT NULL,
+        company text,
+        title text,
+        country text,
+        industry text,
+        employees int,
+        seniority text,
+        captured_at timestamptz,
+        mql_at timestamptz,
+        sal_at timestamptz,
+        sql_at timestamptz,
+        opportunity_at timestamptz,
+        customer_at timestamptz,
+        nurture_at timestamptz,
+        recycled_at timestamptz,
+        disqualified_at timestamptz,
+        lost_at timestamptz,
+        won_amount numeric(14,2),
+        won_currency text,
+        last_event_at timestamptz,
+        version int NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS lead_state_stage_idx ON {s}.lead_state (stage)",
+    "CREATE INDEX IF NOT EXISTS lead_state_key_idx ON {s}.lead_state (lead_key)",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_touchpoints (
+        lead_id uuid NOT NULL,
+        event_id text NOT NULL,
+        lead_key text NOT NULL,
+        type text NOT NULL,
+        channel text NOT NULL,
+        campaign text,
+        content text,
+        url text,
+        occurred_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        position bigint NOT NULL,
+        PRIMARY KEY (lead_id, event_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS lead_touchpoints_time_idx ON {s}.lead_touchpoints (occurred_at)",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_stage_history (
+        lead_id uuid NOT NULL,
+        version int NOT NULL,
+        lead_key text NOT NULL,
+        from_stage text NOT NULL,
+        to_stage text NOT NULL,
+        reason text NOT NULL,
+        trigger_event_id text NOT NULL,
+        decision text,
+        score numeric(6,2),
+        occurred_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        PRIMARY KEY (lead_id, version)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.campaign_costs (
+        event_id text PRIMARY KEY,
+        campaign text NOT NULL,
+        channel text NOT NULL,
+        amount numeric(14,2) NOT NULL,
+        currency text NOT NULL,
+        period_start date NOT NULL,
+        period_end date NOT NULL,
+        recorded_at timestamptz NOT NULL
+    )""",
+)
+
+READ_MODEL_TABLES = ("lead_state", "lead_touchpoints", "lead_stage_history", "campaign_costs")
+
+
+def create_tables(db: Database) -> None:
+    schema = sql.Identifier(db.schema)
+    with db.connect() as conn, conn.transaction():
+        for statement in STATEMENTS:
+            conn.execute(sql.SQL(statement).format(s=schema))

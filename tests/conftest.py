@@ -1,0 +1,78 @@
+"""Test fixtures: a real PostgreSQL always (LEADENGINE_TEST_DATABASE_URL, else a throwaway
+embedded server), a fresh schema per test, and the in-memory store for unit tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import db as dbmod
+from engine.application import LeadEngine
+from engine.rules import Rules, load_rules
+from engine.runtime import Runtime, open_runtime
+from engine.settings import Settings
+
+POPO_ENV = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+
+@pytest.fixture(scope="session")
+def rules() -> Rules:
+    return load_rules()
+
+
+@pytest.fixture
+def memory_app(rules: Rules) -> Iterator[LeadEngine]:
+    app = LeadEngine(rules=rules, env=POPO_ENV)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of the PostgreSQL server the suite talks to (the embedded one is started here)."""
+    url = os.environ.get("LEADENGINE_TEST_DATABASE_URL")
+    if url:
+        return url
+    home = tmp_path_factory.mktemp("pg")
+    database = dbmod.embedded(home, "public")
+    return (
+        f"host={database.host} port={database.port} dbname={database.dbname} user={database.user}"
+    )
+
+
+@pytest.fixture
+def database(server_url: str) -> Iterator[dbmod.Database]:
+    """A schema of its own for each test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    database = dbmod.from_url(server_url, schema)
+    yield database
+    dbmod.drop_schema(database)
+
+
+@pytest.fixture
+def settings(server_url: str, database: dbmod.Database, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=server_url, database_schema=database.schema, home=tmp_path / "home"
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def runtime(settings: Settings, database: dbmod.Database, rules: Rules) -> Iterator[Runtime]:
+    with open_runtime(settings, rules=rules, database=database) as rt:
+        yield rt
+
+
+@pytest.fixture
+def cli_env(server_url: str, database: dbmod.Database, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the CLI as a subprocess against this test's schema."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")}
+    env.update(
+        LEADENGINE_DATABASE_URL=server_url,
+        LEADENGINE_DATABASE_SCHEMA=database.schema,
+        LEADENGINE_HOME=str(tmp_path / "home"),
+    )
+    return env

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.commands.ops import schema_files
+from engine.contract import EVENT_TYPES, parse_event, pii_fields
+from engine.errors import InvalidEvent
+from tests.factory import line, raw
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_valid_event_is_parsed_and_normalised_to_utc() -> None:
+    obj = raw("touch.page_viewed", data={"channel": "web", "url": "/pricing"})
+    obj["time"] = "2026-03-01T10:00:00+01:00"
+    env = parse_event(line(obj))
+    assert env.type == "touch.page_viewed"
+    assert env.occurred_at.isoformat() == "2026-03-01T09:00:00+00:00"
+    assert env.data == {"channel": "web", "url": "/pricing", "schema_version": 1}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "expected_fragment"),
+    [
+        (lambda o: o.update(type="touch.teleported"), "type", "one of"),
+        (lambda o: o.update(time="yesterday"), "time", "RFC 3339"),
+        (lambda o: o.update(time="2026-03-01T10:00:00"), "time", "RFC 3339"),
+        (lambda o: o["data"].pop("channel"), "data.channel", "required"),
+        (lambda o: o["data"].update(colour="red"), "data.colour", "no such field"),
+        (lambda o: o.pop("subject"), "subject", "required"),
+        (lambda o: o.update(specversion="0.3"), "specversion", "'1.0'"),
+    ],
+)
+def test_bad_events_name_event_field_and_expectation(mutate, field, expected_fragment) -> None:  # type: ignore[no-untyped-def]
+    obj = raw("touch.page_viewed", data={"channel": "web"}, id="e-42")
+    mutate(obj)
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(line(obj))
+    err = info.value
+    assert err.event_id == "e-42"
+    assert err.field == field
+    assert expected_fragment in (err.expected or "")
+    assert "e-42" in str(err) and field in str(err)
+
+
+def test_call_outcome_must_be_one_of_the_known_outcomes() -> None:
+    obj = raw(
+        "touch.call_logged",
+        data={"channel": "sales", "direction": "outbound", "outcome": "maybe", "rep": "ana"},
+    )
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(line(obj))
+    assert info.value.field == "data.outcome"
+    assert "connected" in (info.value.expected or "")
+
+
+def test_malformed_json_and_non_objects_and_oversize() -> None:
+    with pytest.raises(InvalidEvent, match="malformed JSON"):
+        parse_event(b'{"id": ')
+    with pytest.raises(InvalidEvent, match="JSON object"):
+        parse_event(b"[1, 2]")
+    with pytest.raises(InvalidEvent, match="too large"):
+        parse_event(b" " * 2000, max_bytes=1024)
+
+
+def test_pii_is_marked_on_the_models() -> None:
+    assert pii_fields("lead.captured") == {"email", "name", "phone"}
+    assert "notes" in pii_fields("touch.call_logged")
+    assert pii_fields("touch.page_viewed") == frozenset()
+
+
+def test_committed_schemas_match_the_models() -> None:
+    files = schema_files()
+    committed = {p.name: p.read_text("utf-8") for p in (ROOT / "schemas").glob("*.json")}
+    assert set(committed) == set(files), "run: leadengine schemas export schemas/"
+    for name, text in files.items():
+        assert committed[name] == text, (
+            f"schemas/{name} is stale: leadengine schemas export schemas/"
+        )
+    assert len(files) == len(EVENT_TYPES)
+    captured = json.loads(files["lead.captured.json"])
+    assert captured["properties"]["data"]["properties"]["email"]["x-pii"] is True

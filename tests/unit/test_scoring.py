@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from engine.facts import Fact
+from engine.rules import parse_rules
+from engine.scoring import score
+from tests.factory import T0
+
+RULES = parse_rules(
+    """
+name: t
+version: "1"
+combine: {fit_weight: 0.4, engagement_weight: 0.6}
+fit:
+  rules:
+    - {id: software, when: [{field: industry, equals: software}], points: 30}
+    - {id: big, when: [{field: employees, gte: 500}], points: 30}
+    - {id: student, when: [{field: email_domain, suffix: [.edu]}], points: -50}
+engagement:
+  half_life_days: 30
+  type_caps: {touch.page_viewed: 12}
+  rules:
+    - {id: pricing, types: [touch.page_viewed], when: [{field: url, prefix: /pricing}], points: 10}
+    - {id: view, types: [touch.page_viewed], points: 4, cap: 8}
+    - {id: unsub, types: [touch.unsubscribed], points: -20, decay: false}
+    - {id: form, types: [touch.form_submitted], points: 50}
+    - {id: webinar, types: [touch.webinar_attended], points: 40}
+mql: {total_at_least: 50}
+"""
+)
+
+
+def fact(type_: str, days: float = 0, seq: int = 0, **data: object) -> Fact:
+    return Fact(f"e{seq}-{type_}", type_, "t", T0 + timedelta(days=days), dict(data), seq)
+
+
+def test_fit_points_with_negative_domain_and_clamp() -> None:
+    facts = [
+        fact("lead.captured", email="x@uni.edu"),
+        fact("lead.profile_updated", seq=1, industry="Software", employees=900),
+    ]
+    result = score(facts, RULES, T0)
+    assert result.fit == 10.0  # 30 + 30 - 50
+    student = [line for line in result.lines if line.rule == "student"]
+    assert student and student[0].event_id == "e0-lead.captured"
+    only_student = score(facts[:1], RULES, T0)
+    assert only_student.fit == 0.0  # clamped, never negative
+
+
+def test_decay_halves_points_every_half_life() -> None:
+    facts = [fact("touch.form_submitted", days=0, channel="web")]
+    assert score(facts, RULES, T0).engagement == 50.0
+    assert score(facts, RULES, T0 + timedelta(days=30)).engagement == 25.0
+    assert score(facts, RULES, T0 + timedelta(days=60)).engagement == 12.5
+    line = score(facts, RULES, T0 + timedelta(days=15)).lines[0]
+    assert line.decay == pytest.approx(2**-0.5, abs=1e-6)
+    assert line.points == pytest.approx(50 * 2**-0.5)
+
+
+def test_rule_cap_and_type_cap_keep_the_newest_touches() -> None:
+    views = [
+        fact("touch.page_viewed", days=i / 10, seq=i, channel="web", url="/blog") for i in range(5)
+    ]
+    result = score(views, RULES, T0 + timedelta(days=0.4))
+    view_lines = [line for line in result.lines if line.rule == "view"]
+    assert sum(line.points for line in view_lines) == pytest.approx(8.0)  # rule cap 8
+    assert view_lines[-1].points > 0 and view_lines[0].points == 0  # oldest dropped
+    assert "capped" in view_lines[0].note
+    pricing = [
+        fact("touch.page_viewed", days=0, seq=i, channel="web", url="/pricing") for i in range(3)
+    ]
+    result = score(pricing, RULES, T0)
+    # 3 x (pricing 10 + view 4) = 42 raw; view capped at 8, then the type cap of 12 binds
+    assert result.engagement == pytest.approx(12.0)
+
+
+def test_negative_points_are_not_capped_or_decayed() -> None:
+    facts = [
+        fact("touch.form_submitted", days=0, seq=0, channel="web"),
+        fact("touch.unsubscribed", days=0, seq=1, channel="email"),
+    ]
+    result = score(facts, RULES, T0 + timedelta(days=30))
+    assert result.engagement == pytest.approx(25.0 - 20.0)
+    unsub = next(line for line in result.lines if line.rule == "unsub")
+    assert unsub.decay == 1.0 and unsub.points == -20
+
+
+def test_future_facts_are_ignored_and_total_combines_with_weights() -> None:
+    facts = [
+        fact("lead.profile_updated", seq=0, industry="software", employees=900),
+        fact("touch.webinar_attended", days=0, seq=1, channel="webinar"),
+        fact("touch.form_submitted", days=10, seq=2, channel="web"),
+    ]
+    early = score(facts, RULES, T0)
+    assert early.engagement == 40.0 and early.fit == 60.0
+    assert early.total == pytest.approx(0.4 * 60 + 0.6 * 40)
+    assert all(line.event_id != "e2-touch.form_submitted" for line in early.lines)
+
+
+def test_explanation_adds_up_and_scoring_is_deterministic() -> None:
+    facts = [
+        fact("touch.page_viewed", days=i, seq=i, channel="web", url=f"/p{i % 3}") for i in range(20)
+    ]
+    facts.append(fact("lead.profile_updated", days=1, seq=99, industry="software"))
+    a = score(facts, RULES, T0 + timedelta(days=25))
+    b = score(list(reversed(facts)), RULES, T0 + timedelta(days=25))
+    assert a == b
+    assert a.engagement == pytest.approx(
+        sum(x.points for x in a.lines if x.part == "engagement"), abs=0.01
+    )
+    assert a.fit == sum(x.points for x in a.lines if x.part == "fit")
