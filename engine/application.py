@@ -15,7 +15,12 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    LRUCache,
+    ProcessingEvent,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
 
@@ -48,6 +53,11 @@ class IngestResult:
     def add(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+
+
+#: eventsourcing names its tables after the application.
+EVENTS_TABLE = "leadengine_events"
+TRACKING_TABLE = "leadengine_tracking"
 
 
 class LeadEngine(Application[UUID]):
@@ -154,6 +164,14 @@ class LeadEngine(Application[UUID]):
             return
         recordings = self._record(processing)
         self._notify(recordings)
+
+    def clear_cache(self) -> None:
+        """Forget cached aggregates (e.g. when another writer may have moved them)."""
+        cache = self.repository.cache
+        if isinstance(cache, LRUCache):  # a new one: LRUCache.clear() keeps its dict (9.5.6)
+            self.repository.cache = LRUCache(maxsize=cache.maxsize)
+        elif cache is not None:
+            cache.cache.clear()
 
     def _evict(self, touched: dict[UUID, Aggregate]) -> None:
         cache = self.repository.cache

@@ -8,6 +8,8 @@ over a Unix socket and stopped when the process exits. One code path either way:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,18 @@ def resolve(settings: Settings) -> Database:
     if settings.database_url is not None:
         return from_url(settings.database_url.get_secret_value(), settings.database_schema)
     return embedded(settings.home, settings.database_schema)
+
+
+@contextmanager
+def init_lock(db: Database) -> Iterator[None]:
+    """Serialise schema creation across processes (CREATE ... IF NOT EXISTS races otherwise)."""
+    with db.connect() as conn:
+        key = f"leadengine-init:{db.schema}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def ensure_schema(db: Database) -> None:

@@ -44,8 +44,10 @@ def open_runtime(
 ) -> Iterator[Runtime]:
     settings = settings or get_settings()
     db = database or dbmod.resolve(settings)
-    init_database(db)
-    app = LeadEngine(rules=rules or load_rules(settings.rules_file), env=db.eventsourcing_env())
+    rules = rules or load_rules(settings.rules_file)
+    with dbmod.init_lock(db):
+        init_database(db)
+        app = LeadEngine(rules=rules, env=db.eventsourcing_env())
     projector = Projector(app, db)
     try:
         yield Runtime(settings, db, app, DeadLetterStore(db), projector)

@@ -25,8 +25,39 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="console", pattern=r"^(console|json)$")
     log_level: str = Field(default="INFO")
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = embedded broker (demo only)."
+    )
+    kafka_topic: str = Field(default="lead-events", min_length=1)
+    kafka_dlq_topic: str | None = Field(default=None, description="Default: <topic>.dlq")
+    kafka_group: str = Field(default="leadengine", min_length=1)
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
+    )
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     batch_size: int = Field(default=500, ge=1, le=100_000)
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.kafka_dlq_topic or f"{self.kafka_topic}.dlq"
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection and security options shared by consumers, producers and admin clients."""
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return options
 
 
 @lru_cache(maxsize=1)

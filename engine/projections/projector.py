@@ -166,9 +166,7 @@ class Projector:
         assert batch.leads is not None
         # A batch may end between a lead's creation and its first fact; the next batch has it.
         lead_rows = [
-            rows.lead_state_row(lead, self.app.rules)
-            for lead in batch.leads.values()
-            if lead.facts
+            rows.lead_state_row(lead, self.app.rules) for lead in batch.leads.values() if lead.facts
         ]
         conn = self._connection()
         try:

@@ -1,0 +1,265 @@
+"""Kafka ingestion with exactly-once effects.
+
+The store, not Kafka, owns the position: each partition batch's events and its last offset (an
+eventsourcing tracking record named `kafka.<topic>.<partition>`) commit in one PostgreSQL
+transaction. On assignment the consumer seeks to the stored position + 1, so a crash anywhere
+replays at most the uncommitted batch, and a replayed offset is refused by the tracking check.
+Invalid records go to the dead-letter topic with the reason in headers; their offsets are
+tracked like the rest. A database outage is retried with backoff: never skipped, never
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from engine.application import LeadEngine
+from engine.consumers.deadletter_topic import DeadLetterTopic
+from engine.consumers.retry import retry_transient
+from engine.contract import Envelope, parse_event
+from engine.errors import InvalidEvent
+from engine.logs import get_logger
+from engine.settings import Settings
+
+log = get_logger("leadengine.consume")
+
+
+def tracking_name(topic: str, partition: int) -> str:
+    return f"kafka.{topic}.{partition}"
+
+
+@dataclass
+class ConsumeStats:
+    records: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_record: float | None = None  # when the first record arrived (after the group join)
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {
+            "records": self.records,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+            "batches": self.batches,
+            "retries": self.retries,
+            "seconds": round(elapsed, 2),
+            "records_per_s": round(self.records / elapsed, 1),
+        }
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: KafkaIngestor) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.owner.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.owner.on_assigned(assigned)
+
+
+class KafkaIngestor:
+    """Consumes the lead-events topic into the engine, one transaction per partition batch."""
+
+    def __init__(
+        self,
+        app: LeadEngine,
+        settings: Settings,
+        *,
+        bootstrap: str | None = None,
+        consumer_options: dict[str, Any] | None = None,
+        on_batch: Callable[[ConsumeStats], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.topic = settings.kafka_topic
+        self.bootstrap = bootstrap or settings.kafka_bootstrap_servers
+        if not self.bootstrap:
+            raise ValueError("no Kafka bootstrap servers configured")
+        self.positions: dict[TopicPartition, int] = {}
+        self.stats = ConsumeStats()
+        self.on_batch = on_batch
+        options = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "group_id": settings.kafka_group,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": settings.batch_size,
+            "session_timeout_ms": settings.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+            "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "client_id": "leadengine-consumer",
+            **settings.kafka_client_options(),
+            **(consumer_options or {}),
+        }
+        self.consumer = KafkaConsumer(**options)
+        self.dlq = DeadLetterTopic(self.bootstrap, settings)
+        self._last_report = time.monotonic()
+
+    # -- group membership ---------------------------------------------------------------------
+
+    def on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Seek every new partition to the position the store holds, + 1."""
+        self.app.clear_cache()  # another member may have written these leads meanwhile
+        for tp in assigned:
+            name = tracking_name(tp.topic, tp.partition)
+            stored = retry_transient(
+                functools.partial(self.app.max_position, name), what="read stored position",
+                on_retry=self._count_retry,
+            )
+            if stored is None:
+                self.consumer.seek_to_beginning(tp)
+                self.positions[tp] = -1
+            else:
+                self.consumer.seek(tp, stored + 1)
+                self.positions[tp] = stored
+            log.info(
+                "partition assigned", topic=tp.topic, partition=tp.partition, stored_position=stored
+            )
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
+
+    def on_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        for tp in revoked:
+            self.positions.pop(tp, None)
+            log.info("partition revoked", topic=tp.topic, partition=tp.partition)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        until_caught_up: bool = False,
+        poll_timeout_ms: int = 500,
+        report_every: float = 10.0,
+    ) -> ConsumeStats:
+        stop = stop or threading.Event()
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        empty_polls = 0
+        try:
+            while not stop.is_set():
+                polled = self.consumer.poll(timeout_ms=poll_timeout_ms)
+                for tp, records in sorted(polled.items(), key=lambda kv: kv[0].partition):
+                    self.process(tp, records)
+                empty_polls = 0 if polled else empty_polls + 1
+                if time.monotonic() - self._last_report >= report_every:
+                    self.report()
+                if until_caught_up and empty_polls >= 2 and self.caught_up():
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def caught_up(self) -> bool:
+        """Lag is zero: partitions assigned, each read to its end, and polls came back empty.
+
+        `end_offsets` alone is not trusted (some brokers report the start of the last batch);
+        the caller only asks after consecutive empty polls.
+        """
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return False
+        ends = self.consumer.end_offsets(list(assignment))
+        return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
+
+    def lag(self) -> dict[int, int]:
+        assignment = list(self.consumer.assignment())
+        if not assignment:
+            return {}
+        ends = self.consumer.end_offsets(assignment)
+        return {tp.partition: max(0, ends[tp] - self.consumer.position(tp)) for tp in assignment}
+
+    def report(self) -> None:
+        self._last_report = time.monotonic()
+        log.info("progress", **self.stats.as_dict(), lag=self.lag())
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()  # leaves the group
+        finally:
+            self.dlq.close()
+
+    # -- one partition batch ------------------------------------------------------------------
+
+    def process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        """Validate, dead-letter the bad, record the good and the position in one transaction."""
+        fresh = [r for r in records if r.offset > self.positions.get(tp, -1)]
+        if not fresh:
+            return
+        if self.stats.first_record is None:
+            self.stats.first_record = time.monotonic()
+        bound = log.bind(
+            topic=tp.topic,
+            partition=tp.partition,
+            first_offset=fresh[0].offset,
+            last_offset=fresh[-1].offset,
+        )
+        good: list[Envelope] = []
+        bad: list[tuple[Any, InvalidEvent]] = []
+        for record in fresh:
+            try:
+                if record.value is None:
+                    raise InvalidEvent("empty record (tombstone)", expected="a CloudEvent")
+                good.append(parse_event(record.value, max_bytes=self.settings.max_event_bytes))
+            except InvalidEvent as exc:
+                bad.append((record, exc))
+        if bad:
+            self.dlq.send(bad)
+            for record, error in bad:
+                bound.warning(
+                    "dead-lettered",
+                    offset=record.offset,
+                    error=error.describe(),
+                    dlq=self.dlq.topic,
+                )
+        last = fresh[-1].offset
+        self._commit(tp, good, last, bound)
+        self.positions[tp] = last
+        self.stats.records += len(fresh)
+        self.stats.dead_lettered += len(bad)
+        self.stats.batches += 1
+        self.consumer.commit_async({tp: OffsetAndMetadata(last + 1, "", -1)})  # a hint only
+        bound.debug("batch committed", records=len(fresh), dead_lettered=len(bad))
+        if self.on_batch:
+            self.on_batch(self.stats)
+
+    def _commit(self, tp: TopicPartition, good: list[Envelope], last: int, bound: Any) -> None:
+        name = tracking_name(tp.topic, tp.partition)
+        while True:
+            try:
+                result = retry_transient(
+                    lambda: self.app.ingest(good, tracking=Tracking(name, last)),
+                    what="record batch",
+                    log=bound,
+                    on_retry=self._count_retry,
+                )
+            except IntegrityError:
+                # Another member (during a rebalance) committed some of these offsets or leads:
+                # reload what the store holds and record only what it lacks.
+                stored = self.app.max_position(name)
+                bound.warning("batch raced another consumer; reloading", stored=stored)
+                if stored is not None and stored >= last:
+                    return
+                self.app.clear_cache()
+                continue
+            self.stats.accepted += result.accepted
+            self.stats.duplicates += result.duplicates
+            return
