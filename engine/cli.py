@@ -25,7 +25,12 @@ environment:
   LEADENGINE_HOME           embedded server data directory (default ./.leadengine)
   LEADENGINE_RULES_FILE     rules YAML (default: the shipped rules; see `rules show`)
   LEADENGINE_LOG_FORMAT     console | json
+  LEADENGINE_KAFKA_BOOTSTRAP_SERVERS, LEADENGINE_KAFKA_TOPIC (lead-events),
+  LEADENGINE_KAFKA_GROUP (leadengine), LEADENGINE_KAFKA_SASL_* / _SSL_CAFILE
 """
+
+
+BOOTSTRAP_HELP = "host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
 
 
 def _fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
@@ -51,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--leads", type=int, default=300, help="number of leads (default 300)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="skip Kafka: ingest the generated lines straight into the store",
+    )
     _fmt(p)
 
     p = sub.add_parser(
@@ -72,6 +82,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="path to a .jsonl file, or - for stdin")
     p.add_argument("--no-project", action="store_true", help="only record, do not project")
+    _fmt(p)
+
+    p = sub.add_parser(
+        "consume",
+        help="consume the Kafka topic into the store (exactly-once effects)",
+        description="Joins the consumer group, seeks each assigned partition to the position "
+        "stored with the events, records batches with their positions in one transaction, "
+        "sends invalid records to the dead-letter topic (<topic>.dlq). SIGTERM/SIGINT finish "
+        "the batch in hand and exit 0.",
+    )
+    p.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit when every assigned partition is read to its end",
+    )
+    p.add_argument("--topic", help="topic (default LEADENGINE_KAFKA_TOPIC or lead-events)")
+    p.add_argument("--group", help="consumer group (default LEADENGINE_KAFKA_GROUP)")
+    p.add_argument(
+        "--bootstrap", help="host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    p.add_argument("--no-project", action="store_true", help="do not project afterwards")
+    _fmt(p)
+
+    p = sub.add_parser(
+        "publish",
+        help="send JSON Lines of CloudEvents to the Kafka topic",
+        description="Key = subject (the lead key). Lines are validated first; "
+        "invalid ones are reported with their line number and not sent "
+        "(exit 1).",
+    )
+    p.add_argument("file", help="path to a .jsonl file, or - for stdin")
+    p.add_argument("--no-validate", action="store_true", help="send without validating")
+    p.add_argument("--topic", help="topic (default LEADENGINE_KAFKA_TOPIC or lead-events)")
+    p.add_argument(
+        "--bootstrap", help="host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    _fmt(p)
+
+    p = sub.add_parser(
+        "status", help="stored Kafka positions, lag per partition, projections",
+        description="For each partition of the topic: the position stored with the events "
+        "(the truth the consumer resumes from), the broker's end offset and the lag; then each "
+        "projection's position against the head of the event log. Needs "
+        "LEADENGINE_KAFKA_BOOTSTRAP_SERVERS for the Kafka part.",
+    )
     _fmt(p)
 
     p = sub.add_parser("project", help="bring the read model up to date with the log")
@@ -136,13 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from engine.commands import leads, ops
+    from engine.commands import leads, ops, streaming
 
     table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("demo", None): ops.demo,
         ("generate", None): ops.generate,
         ("ingest", None): ops.ingest,
         ("project", None): ops.project,
+        ("consume", None): streaming.consume,
+        ("publish", None): streaming.publish,
+        ("status", None): streaming.status,
         ("lead", "show"): leads.show,
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,

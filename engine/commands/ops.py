@@ -14,14 +14,15 @@ from engine import generator, reports
 from engine.consumers.lines import LinesReport, ingest_lines
 from engine.contract import EVENT_TYPES, event_json_schema
 from engine.errors import LeadEngineError
+from engine.logs import configure_logging
 from engine.output import render, to_json
 from engine.progress import Progress
 from engine.rules import load_rules
-from engine.runtime import Runtime, init_database, open_runtime
+from engine.runtime import Runtime, open_runtime
 from engine.settings import get_settings
 
 
-def _read_lines(path: str) -> Iterator[bytes]:
+def read_lines(path: str) -> Iterator[bytes]:
     if path == "-":
         yield from sys.stdin.buffer
         return
@@ -55,6 +56,14 @@ def _project(rt: Runtime) -> int:
     return done
 
 
+def _count_table(counts: dict[str, Any], projected: int, where: str) -> str:
+    rows = [{"what": k, "count": v} for k, v in counts.items() if isinstance(v, int)]
+    rows.append({"what": "projected", "count": projected})
+    text = render("table", rows, columns=["what", "count"])
+    rejected = counts.get("rejected") or counts.get("dead_lettered")
+    return text + (f"\n\nrejected records are kept in {where}" if rejected else "")
+
+
 def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) -> str:
     doc: dict[str, Any] = report.as_dict()
     if projected is not None:
@@ -72,7 +81,7 @@ def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) ->
 def ingest(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         origin = "stdin" if args.file == "-" else f"file:{args.file}"
-        report = _ingest(rt, _read_lines(args.file), origin)
+        report = _ingest(rt, read_lines(args.file), origin)
         projected = None if args.no_project else _project(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
     return 0
@@ -97,30 +106,35 @@ BAD_DEMO_LINES = (
 
 def demo(args: argparse.Namespace) -> int:
     settings = get_settings()
+    configure_logging(settings.log_format, "WARNING")  # the demo prints its own summary
     schema = f"{settings.database_schema}_demo"
     database = dbmod.resolve(settings).with_schema(schema)
     dbmod.drop_schema(database)
     events = generator.generate(args.leads, args.seed)
     lines = [line.encode() for line in generator.lines(events)] + list(BAD_DEMO_LINES)
-    with open_runtime(replace_settings(settings, schema), database=database) as rt:
-        report = _ingest(rt, iter(lines), f"demo:seed={args.seed}", len(lines))
+    demo_settings = settings.model_copy(update={"database_schema": schema})
+    with open_runtime(demo_settings, database=database) as rt:
+        if args.direct:
+            report = _ingest(rt, iter(lines), f"demo:seed={args.seed}", len(lines)).as_dict()
+            where = f"{schema}.dead_letters"
+        else:
+            from engine.commands.demo_kafka import demo_through_kafka
+
+            report, where = demo_through_kafka(rt, demo_settings, lines)
         projected = _project(rt)
         funnel = reports.funnel(rt.db)
     if args.format == "json":
-        print(to_json({"ingest": report.as_dict(), "projected": projected, "funnel": funnel}))
+        print(to_json({"ingest": report, "projected": projected, "funnel": funnel}))
         return 0
-    print(f"leadengine demo: {args.leads} leads, seed {args.seed}, schema {schema}\n")
-    print(_counts("table", report, projected, f"{schema}.dead_letters"))
+    path = "direct" if args.direct else "through Kafka"
+    print(f"leadengine demo: {args.leads} leads, seed {args.seed}, {path}, schema {schema}\n")
+    print(_count_table(report, projected, where))
     print()
     print(_funnel_text(funnel))
     print(
         f"\nnext: leadengine lead history crm-0000001   (with LEADENGINE_DATABASE_SCHEMA={schema})"
     )
     return 0
-
-
-def replace_settings(settings: Any, schema: str) -> Any:
-    return settings.model_copy(update={"database_schema": schema})
 
 
 def _funnel_text(funnel: dict[str, Any]) -> str:
@@ -212,8 +226,6 @@ def deadletters_list(args: argparse.Namespace) -> int:
 
 
 def db_init(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    database = dbmod.resolve(settings)
-    init_database(database)
-    print(f"initialised schema {database.schema} on {database!r}")
+    with open_runtime(get_settings()) as rt:  # creates the event store's tables as well
+        print(f"initialised schema {rt.db.schema} on {rt.db!r}")
     return 0

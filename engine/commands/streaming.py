@@ -1,0 +1,185 @@
+"""`leadengine consume | publish | status`: the Kafka path."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from psycopg import sql
+
+from engine.application import TRACKING_TABLE
+from engine.commands.ops import read_lines
+from engine.consumers.kafka import KafkaIngestor
+from engine.errors import InvalidEvent, LeadEngineError
+from engine.output import render, to_json
+from engine.progress import Progress
+from engine.publish import Publisher
+from engine.runtime import Runtime, open_runtime
+from engine.settings import Settings, get_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = get_settings()
+    updates = {
+        k: v
+        for k, v in (
+            ("kafka_topic", getattr(args, "topic", None)),
+            ("kafka_group", getattr(args, "group", None)),
+        )
+        if v
+    }
+    settings = settings.model_copy(update=updates) if updates else settings
+    if not settings.kafka_bootstrap_servers and not getattr(args, "bootstrap", None):
+        raise LeadEngineError(
+            "no Kafka broker: set LEADENGINE_KAFKA_BOOTSTRAP_SERVERS (or --bootstrap)"
+        )
+    return settings
+
+
+def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
+    return str(getattr(args, "bootstrap", None) or settings.kafka_bootstrap_servers)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT: finish the batch in hand, commit, leave the group, exit 0."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def consume_into(
+    rt: Runtime,
+    settings: Settings,
+    bootstrap: str,
+    *,
+    until_caught_up: bool,
+    stop: threading.Event,
+    project: bool = True,
+) -> dict[str, Any]:
+    ingestor = KafkaIngestor(rt.app, settings, bootstrap=bootstrap)
+    stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
+    doc = stats.as_dict()
+    if project:
+        doc["projected"] = rt.projector.run(until_caught_up=True)
+    return doc
+
+
+def consume(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    gc.set_threshold(100_000, 50, 100)  # long-lived worker: fewer full collections
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    with open_runtime(settings) as rt:
+        doc = consume_into(
+            rt,
+            settings,
+            _bootstrap(args, settings),
+            until_caught_up=args.until_caught_up,
+            stop=stop,
+            project=not args.no_project,
+        )
+    print(render(args.format, [doc], document=doc))
+    return 0
+
+
+def publish(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rejected = 0
+    bar = Progress("publish")
+    with Publisher(
+        _bootstrap(args, settings),
+        topic=settings.kafka_topic,
+        validate=not args.no_validate,
+        **settings.kafka_client_options(),
+    ) as pub:
+        for number, raw in enumerate(read_lines(args.file), start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                pub.publish(line)
+            except (InvalidEvent, ValueError) as exc:
+                rejected += 1
+                print(f"line {number}: not sent: {exc}", file=sys.stderr)
+            bar.update(pub.sent)
+        pub.flush()
+        sent = pub.sent
+    bar.done()
+    doc = {"sent": sent, "rejected": rejected, "topic": settings.kafka_topic}
+    print(render(args.format, [doc], document=doc))
+    return 1 if rejected else 0
+
+
+def _stored_positions(rt: Runtime, topic: str) -> dict[int, int]:
+    query = sql.SQL(
+        "SELECT application_name, notification_id FROM {} WHERE application_name LIKE %s"
+    ).format(sql.Identifier(rt.db.schema, TRACKING_TABLE))
+    prefix = f"kafka.{topic}."
+    with rt.db.connect() as conn:
+        rows = conn.execute(query, (prefix + "%",)).fetchall()
+    return {int(name[len(prefix) :]): int(pos) for name, pos in rows}
+
+
+def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), **settings.kafka_client_options()
+    )
+    try:
+        parts = consumer.partitions_for_topic(settings.kafka_topic) or set()
+        tps = [TopicPartition(settings.kafka_topic, p) for p in sorted(parts)]
+        return {tp.partition: int(o) for tp, o in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def status(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with open_runtime(settings) as rt:
+        stored = _stored_positions(rt, settings.kafka_topic)
+        ends: dict[int, int] = {}
+        broker_error = None
+        if settings.kafka_bootstrap_servers:
+            try:
+                ends = _end_offsets(settings, settings.kafka_bootstrap_servers)
+            except Exception as exc:  # status must still print what the store knows
+                broker_error = f"{type(exc).__name__}: {exc}"
+        partitions = [
+            {
+                "partition": p,
+                "stored_position": stored.get(p),
+                "end_offset": ends.get(p),
+                "lag": (max(0, ends[p] - (stored.get(p, -1) + 1)) if p in ends else None),
+            }
+            for p in sorted(set(stored) | set(ends))
+        ]
+        projection = {
+            "name": "read_model",
+            "position": rt.projector.position(),
+            "log_head": rt.app.recorder.max_notification_id() or 0,
+            "lag": rt.projector.lag(),
+        }
+    doc = {
+        "topic": settings.kafka_topic,
+        "partitions": partitions,
+        "projection": projection,
+        "broker_error": broker_error,
+    }
+    if args.format == "json":
+        print(to_json(doc))
+    else:
+        print(render(args.format, partitions, title=f"Kafka topic {settings.kafka_topic}"))
+        if broker_error:
+            print(f"\nbroker unreachable: {broker_error}")
+        print()
+        print(render(args.format, [projection], title="Projections"))
+    return 0
