@@ -76,3 +76,44 @@ def cli_env(server_url: str, database: dbmod.Database, tmp_path: Path) -> dict[s
         LEADENGINE_HOME=str(tmp_path / "home"),
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker: LEADENGINE_TEST_KAFKA_BOOTSTRAP_SERVERS, else Tansu."""
+    configured = os.environ.get("LEADENGINE_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    from engine.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
+    """A topic (4 partitions) and a consumer group of this test's own, with quick joins."""
+    from engine.publish import ensure_topic
+
+    run = uuid.uuid4().hex[:10]
+    topic = f"t-{run}"
+    ensure_topic(kafka_bootstrap, topic, partitions=4)
+    return settings.model_copy(update={
+        "kafka_bootstrap_servers": kafka_bootstrap, "kafka_topic": topic,
+        "kafka_group": f"g-{run}", "kafka_session_timeout_ms": 6000,
+        "kafka_heartbeat_interval_ms": 1000, "batch_size": 500,
+    })
+
+
+@pytest.fixture
+def kafka_env(cli_env: dict[str, str], kafka_settings: Settings) -> dict[str, str]:
+    return cli_env | {
+        "LEADENGINE_KAFKA_BOOTSTRAP_SERVERS": str(kafka_settings.kafka_bootstrap_servers),
+        "LEADENGINE_KAFKA_TOPIC": kafka_settings.kafka_topic,
+        "LEADENGINE_KAFKA_GROUP": kafka_settings.kafka_group,
+        "LEADENGINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "LEADENGINE_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "LEADENGINE_LOG_FORMAT": "json",
+    }

@@ -98,12 +98,21 @@ def test_ingest_from_stdin_and_unknown_lead(cli_env: dict[str, str]) -> None:
 def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
     schema = cli_env["LEADENGINE_DATABASE_SCHEMA"] + "_demo"
     try:
+        # the real path: publish to an embedded Kafka-protocol broker, consume, project
         out = json.loads(run(cli_env, "demo", "--leads", "80", "--format", "json").stdout)
-        assert out["ingest"]["rejected"] == 3 and out["ingest"]["accepted"] > 0
+        ingest = out["ingest"]
+        assert ingest["consumed"] == ingest["published"] and ingest["dead_lettered"] == 3
+        assert ingest["accepted"] > 0
         stages = {s["stage"]: s["reached"] for s in out["funnel"]["stages"]}
         assert stages["lead"] > stages["mql"] > 0 and stages["customer"] > 0
+        # straight into the store: the same events give the same funnel
+        direct = json.loads(
+            run(cli_env, "demo", "--leads", "80", "--direct", "--format", "json").stdout)
+        assert direct["ingest"]["rejected"] == 3
+        assert direct["ingest"]["accepted"] == ingest["accepted"]
+        assert direct["funnel"] == out["funnel"]
         text = run(cli_env, "demo", "--leads", "30").stdout
-        assert "Funnel:" in text and "customer" in text
+        assert "Funnel:" in text and "customer" in text and "through Kafka" in text
     finally:
         dbmod.drop_schema(dbmod.from_url(cli_env["LEADENGINE_DATABASE_URL"], schema))
 

@@ -1,0 +1,124 @@
+"""Kafka ingestion against a real broker and a real PostgreSQL: exactly-once effects."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from confluent_kafka import Producer
+
+from engine.consumers.kafka import KafkaIngestor, tracking_name
+from engine.generator import generate
+from engine.runtime import Runtime
+from engine.settings import Settings
+from tests.kafka_helpers import expected_facts, publish, read_topic, stored_facts
+
+
+def consume(runtime: Runtime, settings: Settings, **kw: Any) -> dict[str, Any]:
+    ingestor = KafkaIngestor(runtime.app, settings)
+    return ingestor.run(stop=threading.Event(), until_caught_up=True, **kw).as_dict()
+
+
+def test_consumes_everything_once_in_each_leads_order(
+    runtime: Runtime, kafka_settings: Settings
+) -> None:
+    events = generate(60, seed=21)
+    publish(str(kafka_settings.kafka_bootstrap_servers), kafka_settings.kafka_topic, events)
+    stats = consume(runtime, kafka_settings)
+    assert stats["records"] == len(events)
+    assert stats["dead_lettered"] == 0
+    assert stored_facts(runtime.db) == expected_facts(events)
+    positions = {p: runtime.app.max_position(tracking_name(kafka_settings.kafka_topic, p))
+                 for p in range(4)}
+    assert all(pos is not None for pos in positions.values())
+
+
+def test_redelivery_and_group_reset_change_nothing(
+    runtime: Runtime, kafka_settings: Settings
+) -> None:
+    events = generate(30, seed=22)
+    bootstrap = str(kafka_settings.kafka_bootstrap_servers)
+    publish(bootstrap, kafka_settings.kafka_topic, events)
+    publish(bootstrap, kafka_settings.kafka_topic, events)  # same CloudEvent ids again
+    consume(runtime, kafka_settings)
+    runtime.projector.run()
+    head = runtime.app.recorder.max_notification_id()
+    state_sql = f"SELECT * FROM {runtime.db.schema}.lead_state ORDER BY lead_id"
+    with runtime.db.connect() as conn:
+        before = conn.execute(state_sql).fetchall()
+    assert stored_facts(runtime.db) == expected_facts(events)
+    # a new group starts from the beginning of the topic: the store's positions still win
+    reset = kafka_settings.model_copy(update={"kafka_group": kafka_settings.kafka_group + "-reset"})
+    stats = consume(runtime, reset)
+    assert stats["records"] == 0 and stats["accepted"] == 0
+    # and even with the store's positions forgotten, every record is a duplicate
+    with runtime.db.connect() as conn:
+        conn.execute(f"DELETE FROM {runtime.db.schema}.leadengine_tracking")
+    stats = consume(runtime, reset.model_copy(update={"kafka_group": reset.kafka_group + "2"}))
+    assert stats["records"] == 2 * len(events) and stats["accepted"] == 0
+    runtime.projector.run()
+    assert runtime.app.recorder.max_notification_id() == head
+    with runtime.db.connect() as conn:
+        after = conn.execute(state_sql).fetchall()
+    assert after == before
+
+
+def test_poison_records_go_to_the_dead_letter_topic_with_reasons(
+    runtime: Runtime, kafka_settings: Settings
+) -> None:
+    bootstrap = str(kafka_settings.kafka_bootstrap_servers)
+    topic = kafka_settings.kafka_topic
+    good = generate(5, seed=23)
+    poison: list[tuple[bytes | None, bytes | None, str]] = [
+        (b"k1", b"{not json", "malformed JSON"),
+        (b"k2", b'"just a string"', "not a CloudEvent"),
+        (b"k3", json.dumps({**good[0], "id": "u1", "type": "touch.teleported"}).encode(),
+         "unknown event type"),
+        (b"k4", json.dumps({**good[0], "id": "u2", "time": "soon"}).encode(), "field 'time'"),
+        (b"k5", json.dumps({**good[0], "id": "u3", "data": {"bogus": 1}}).encode(), "field 'data."),
+        (b"k6", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', "payload too large"),
+        (b"k7", None, "tombstone"),
+    ]
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
+    for event in good[:len(good) // 2]:
+        producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
+    for key, value, _ in poison:
+        producer.produce(topic, key=key, value=value, headers=[("trace", b"abc")])
+    for event in good[len(good) // 2:]:
+        producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
+    assert producer.flush(30) == 0
+
+    stats = consume(runtime, kafka_settings)
+    assert stats["dead_lettered"] == len(poison)
+    assert stored_facts(runtime.db) == expected_facts(good)
+    letters = read_topic(bootstrap, kafka_settings.dlq_topic, expect=len(poison))
+    assert len(letters) == len(poison)
+    by_key = {r.key: r for r in letters}
+    for key, value, reason in poison:
+        record = by_key[key]
+        headers = {k: v.decode() for k, v in record.headers}
+        assert reason in headers["leadengine.error"], headers
+        assert headers["leadengine.source.topic"] == topic
+        assert int(headers["leadengine.source.offset"]) >= 0
+        assert headers["trace"] == "abc"
+        assert record.value == (value or b"")
+    # dead letters' positions are tracked: a restart does not send them again
+    again = consume(runtime, kafka_settings.model_copy(update={"kafka_group": "other-" + topic}))
+    assert again["dead_lettered"] == 0
+    assert len(read_topic(bootstrap, kafka_settings.dlq_topic, expect=len(poison))) == len(poison)
+
+
+def test_records_from_another_client_library_are_ingested(
+    runtime: Runtime, kafka_settings: Settings
+) -> None:
+    events = generate(10, seed=24)
+    producer = Producer({"bootstrap.servers": kafka_settings.kafka_bootstrap_servers,
+                         "compression.type": "lz4", "linger.ms": 20})
+    for event in events:
+        producer.produce(kafka_settings.kafka_topic, key=event["subject"].encode(),
+                         value=json.dumps(event).encode())
+    assert producer.flush(30) == 0
+    stats = consume(runtime, kafka_settings)
+    assert stats["records"] == len(events) and stats["dead_lettered"] == 0
+    assert stored_facts(runtime.db) == expected_facts(events)
