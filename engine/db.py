@@ -19,7 +19,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
+from engine import pgfix
 from engine.settings import Settings
+
+pgfix.apply()  # psycopg pipeline sync deadlock on large batches over Unix sockets
 
 _embedded: dict[Path, Any] = {}
 
