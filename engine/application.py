@@ -23,6 +23,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded, lead_id
@@ -111,6 +112,7 @@ class LeadEngine(Application[UUID]):
         result = IngestResult()
         touched: dict[UUID, Aggregate] = {}
         try:
+            self._create_unknown(events, touched)
             for env in events:
                 outcome = self._apply(env, touched)
                 result.outcomes.append((env.id, outcome))
@@ -146,6 +148,46 @@ class LeadEngine(Application[UUID]):
             data=dict(env.data),
             rules=self.rules,
         )
+
+    def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
+        """Start the batch's brand-new leads and campaigns without one SELECT each.
+
+        One query asks the store which of the batch's uncached aggregates have any event; those
+        that have none are created here, the rest load as usual (cache, then store).
+        """
+        datastore = getattr(self.recorder, "datastore", None)
+        table = getattr(self.recorder, "events_table_name", None)
+        if datastore is None or table is None:
+            return  # the in-memory store: a lookup there costs nothing
+        wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
+        for env in events:
+            if env.is_campaign_event:
+                agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
+            else:
+                agg_id, cls = lead_id(env.subject), cast(type[Aggregate], Lead)
+            if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
+                wanted[agg_id] = (cls, env.subject)
+        if not wanted:
+            return
+        statement = sql.SQL(
+            "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
+        ).format(sql.Identifier(datastore.schema), sql.Identifier(table))
+        with datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(wanted),))
+            existing = {UUID(str(row["originator_id"])) for row in curs.fetchall()}
+        for agg_id, (cls, key) in wanted.items():
+            if agg_id not in existing:
+                touched[agg_id] = cls(key=key)  # type: ignore[call-arg]
+
+    def _cached(self, agg_id: UUID) -> bool:
+        cache = self.repository.cache
+        if cache is None:
+            return False
+        try:
+            cache.get(agg_id)
+        except KeyError:
+            return False
+        return True
 
     def _load(self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]) -> A:
         if agg_id in touched:
