@@ -27,9 +27,13 @@ from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded, lead_id
+from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.contract import Envelope
 from engine.errors import LeadNotFound
+from engine.facts import profile_of
+from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
+from engine.scoring import best_persona
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -139,8 +143,15 @@ class LeadEngine(Application[UUID]):
                 period_end=_date(d["period_end"]),
             )
             return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
+        if env.is_roster_event:
+            roster = self._load_shared(Roster, roster_id(), ROSTER_KEY, touched)
+            fresh = roster.record(
+                event_id=env.id, rep=env.subject, data=dict(env.data), at=env.occurred_at
+            )
+            return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
         lead = self._load(Lead, lead_id(env.subject), env.subject, touched)
-        return lead.record(
+        was_open, queue_key = lead.routing_open, lead.queue
+        outcome = lead.record(
             event_id=env.id,
             event_type=env.type,
             source=env.source,
@@ -148,6 +159,84 @@ class LeadEngine(Application[UUID]):
             data=dict(env.data),
             rules=self.rules,
         )
+        if outcome is Recorded.ACCEPTED:
+            if was_open and not lead.routing_open and queue_key is not None:
+                reason = (
+                    f"manual owner.assigned to {lead.owner}"
+                    if env.type == "owner.assigned"
+                    else f"lead moved to {lead.stage}"
+                )
+                queue = self._load_shared(RoutingQueue, queue_id(queue_key), queue_key, touched)
+                queue.release(lead_key=lead.key, reason=reason, at=env.occurred_at)
+            if lead.needs_routing(self.rules):
+                self._route(lead, env, touched)
+        return outcome
+
+    def _route(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
+        """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
+        routing = self.rules.routing
+        assert routing is not None
+        at = lead.clock or env.occurred_at
+        attrs, _ = profile_of(lead.facts)
+        best = best_persona(lead.facts, self.rules.personas, at)
+        attrs["persona"] = best.persona if best else None
+        spec = match_queue(routing, attrs)
+        if spec is None:
+            reason = "no routing queue matches the lead's profile"
+            if lead.routing_failure != reason:
+                lead.routing_failed(queue=None, reason=reason, trigger=env.id, at=at)
+            return
+        state = self._load_shared(RoutingQueue, queue_id(spec.id), spec.id, touched)
+        roster = self._peek_roster(touched)
+        choice = choose(spec, state, roster)
+        if choice.rep is None:
+            if lead.routing_failure != choice.why:
+                lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
+            return
+        state.assign(
+            lead_key=lead.key,
+            rep=choice.rep,
+            strategy=spec.strategy,
+            why=choice.why,
+            current=choice.current,
+            at=at,
+        )
+        lead.route(
+            owner=choice.rep,
+            queue=spec.id,
+            strategy=spec.strategy,
+            why=choice.why,
+            trigger=env.id,
+            at=at,
+        )
+
+    def _load_shared(
+        self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]
+    ) -> A:
+        """Load an aggregate other consumers also write (queues, roster) fresh from the store.
+
+        Two writers that start from the same version conflict on save; the loser's batch is
+        retried on a fresh read, so a turn is never given twice.
+        """
+        if agg_id not in touched:
+            cache = self.repository.cache
+            if cache is not None:
+                with contextlib.suppress(KeyError):
+                    cache.get(agg_id, evict=True)
+        return self._load(cls, agg_id, key, touched)
+
+    def _peek_roster(self, touched: dict[UUID, Aggregate]) -> Roster | None:
+        rid = roster_id()
+        if rid in touched:
+            return cast(Roster, touched[rid])
+        cache = self.repository.cache
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                cache.get(rid, evict=True)
+        try:
+            return cast(Roster, self.repository.get(rid))
+        except AggregateNotFoundError:
+            return None
 
     def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
         """Start the batch's brand-new leads and campaigns without one SELECT each.
@@ -161,6 +250,8 @@ class LeadEngine(Application[UUID]):
             return  # the in-memory store: a lookup there costs nothing
         wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
         for env in events:
+            if env.is_roster_event:
+                continue
             if env.is_campaign_event:
                 agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
             else:

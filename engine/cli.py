@@ -19,6 +19,9 @@ examples:
   leadengine ingest ev.jsonl                   accepted / duplicate / rejected counts
   leadengine lead history crm-0000042          every event, with score and stage after each
   leadengine report funnel --format json
+  leadengine lead explain crm-0000042 --model enterprise
+  leadengine report sla --as-of 2026-03-03T09:00:00Z
+  leadengine whatif --rules stricter.yaml      what would change under other rules
 
 environment:
   LEADENGINE_DATABASE_URL   PostgreSQL URL (unset: embedded server under LEADENGINE_HOME)
@@ -121,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fmt(p)
 
     p = sub.add_parser(
-        "status", help="stored Kafka positions, lag per partition, projections",
+        "status",
+        help="stored Kafka positions, lag per partition, projections",
         description="For each partition of the topic: the position stored with the events "
         "(the truth the consumer resumes from), the broker's end offset and the lag; then each "
         "projection's position against the head of the event log. Needs "
@@ -150,12 +154,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
     p.add_argument("key")
     p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
+    p.add_argument("--model", help="scoring model name (default: the primary model)")
     _fmt(p)
 
     report = sub.add_parser("report", help="reports over the read model").add_subparsers(
         dest="report_command", required=True, metavar="REPORT"
     )
     p = report.add_parser("funnel", help="stage counts, conversion rates, where leads are now")
+    _fmt(p)
+    p = report.add_parser(
+        "sla",
+        help="SLA timers per owner and queue; leads breached or at risk",
+        description="First-touch and decision timers of every routed lead, derived from the "
+        "facts as of --as-of (default now), in business hours as the rules' `sla` says. "
+        "CSV lists the leads needing attention.",
+    )
+    p.add_argument("--as-of", help="RFC 3339 moment (default now), e.g. 2026-03-03T09:00:00Z")
+    p.add_argument("--limit", type=int, default=30, help="leads listed in the table (default 30)")
+    _fmt(p)
+
+    p = sub.add_parser(
+        "whatif",
+        help="replay the whole history under other rules; print what would change",
+        description="A pure fold over the log under the current rules and under --rules, "
+        "writing nothing: MQL counts, stage counts and score distribution old vs new, and the "
+        "leads that would move. With --since, the new rules decide only facts from then on. "
+        "Routing is not simulated.",
+    )
+    p.add_argument("--rules", type=Path, required=True, help="the rules file to try")
+    p.add_argument("--since", help="RFC 3339 moment the new rules take over (default: always)")
+    p.add_argument("--limit", type=int, default=20, help="changed leads listed (default 20)")
     _fmt(p)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contract").add_subparsers(
@@ -191,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from engine.commands import leads, ops, streaming
+    from engine.commands import leads, ops, qualify, streaming
 
     table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("demo", None): ops.demo,
@@ -205,6 +233,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,
         ("report", "funnel"): ops.report_funnel,
+        ("report", "sla"): qualify.report_sla,
+        ("whatif", None): qualify.whatif,
         ("schemas", "export"): ops.schemas_export,
         ("rules", "check"): ops.rules_check,
         ("rules", "show"): ops.rules_show,

@@ -112,6 +112,16 @@ class DealLost(Data):
     opportunity_id: str | None = None
 
 
+class RepAvailabilityChanged(Data):
+    """A sales rep's availability (holiday, sick, full) and optionally a new capacity.
+
+    The CloudEvent's `subject` is the rep's id as routing rules name it."""
+
+    available: bool
+    capacity: int | None = Field(default=None, ge=0, description="Most open leads at once.")
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class CampaignCostRecorded(Amount):
     campaign: str = Field(min_length=1)
     channel: str = Field(min_length=1)
@@ -150,9 +160,12 @@ EVENT_TYPES: dict[str, type[Data]] = {
     "deal.won": DealWon,
     "deal.lost": DealLost,
     "campaign.cost_recorded": CampaignCostRecorded,
+    "rep.availability_changed": RepAvailabilityChanged,
 }
 
 CAMPAIGN_TYPES = frozenset({"campaign.cost_recorded"})
+#: Facts about sales reps (subject = rep id), kept on the routing roster.
+ROSTER_TYPES = frozenset({"rep.availability_changed"})
 
 
 def pii_fields(event_type: str) -> frozenset[str]:
@@ -192,6 +205,14 @@ class Envelope(BaseModel):
     @property
     def is_campaign_event(self) -> bool:
         return self.type in CAMPAIGN_TYPES
+
+    @property
+    def is_roster_event(self) -> bool:
+        return self.type in ROSTER_TYPES
+
+    @property
+    def is_lead_event(self) -> bool:
+        return not (self.is_campaign_event or self.is_roster_event)
 
 
 def _expected(err_type: str, ctx: dict[str, Any] | None, msg: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -282,7 +283,8 @@ def _sales(j: Journey, persona: Persona) -> None:
     rng = j.rng
     rep = rng.choice(REPS)
     j.wait(20)
-    j.emit("owner.assigned", {"owner": rep, "assigned_by": "routing"})
+    if zlib.crc32(j.key.encode()) % 8 == 0:  # one in eight is assigned by hand upstream
+        j.emit("owner.assigned", {"owner": rep, "assigned_by": "crm-user"})
     for _ in range(rng.randint(1, 4)):
         j.wait(18)
         outcome = rng.choices(
@@ -391,6 +393,25 @@ def costs(rng: random.Random, span_days: int) -> list[dict[str, Any]]:
     return out
 
 
+def rep_events(rng: random.Random, span_days: int) -> list[dict[str, Any]]:
+    """Reps going on leave and coming back, and a capacity change: routing must follow them."""
+    out: list[dict[str, Any]] = []
+    for rep in REPS:
+        j = Journey(rng, rep, BASE + timedelta(days=rng.uniform(10, max(11, span_days - 20))))
+        j.emit("rep.availability_changed", {"available": False, "reason": "leave"}, subject=rep)
+        j.t += timedelta(days=rng.randint(3, 10))
+        j.emit("rep.availability_changed", {"available": True, "reason": "back"}, subject=rep)
+        out.extend(j.events)
+    j = Journey(rng, REPS[1], BASE + timedelta(days=span_days // 2))
+    j.emit(
+        "rep.availability_changed",
+        {"available": True, "capacity": 25, "reason": "ramped up"},
+        subject=REPS[1],
+    )
+    out.extend(j.events)
+    return out
+
+
 def generate(
     leads: int,
     seed: int = 7,
@@ -405,6 +426,7 @@ def generate(
     for n in range(1, leads + 1):
         events.extend(journey(rng, n, span_days))
     events.extend(costs(rng, span_days))
+    events.extend(rep_events(random.Random(seed * 7919 + 1), span_days))
     events.sort(key=lambda e: (e["time"], e["id"]))
     for i in range(len(events) - 1):
         if rng.random() < out_of_order:

@@ -18,6 +18,9 @@ RANK = {stage: i for i, stage in enumerate(FUNNEL)}
 #: Stages from which a lead may become MQL by score.
 QUALIFIABLE = frozenset({"lead", "nurture", "recycled"})
 
+#: Stages in which a routed lead no longer counts in its rep's load (rejected, parked, closed).
+RELEASES_OWNER = frozenset({"recycled", "nurture", "disqualified", "lost", "customer"})
+
 #: Facts about the lead's own profile and behaviour; only these can trigger an MQL decision,
 #: so a sales hand-off (e.g. a rejection) never re-qualifies a lead by itself.
 SCORING_FACTS = frozenset({"lead.captured", "lead.profile_updated"})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
 
 from engine.db import Database
 from engine.lifecycle import FUNNEL, RANK
+from engine.rules import Sla
+from engine.sla import timer
 
 FUNNEL_STAGES = FUNNEL[1:]
 
@@ -52,3 +55,54 @@ def funnel(db: Database) -> dict[str, Any]:
             s: int(now.get(s, 0)) for s in ("nurture", "recycled", "disqualified", "lost")
         },
     }
+
+
+def sla(db: Database, rules: Sla, as_of: datetime) -> dict[str, Any]:
+    """SLA timers of every routed lead as of `as_of`: per owner and queue, and the leads
+    breached or at risk. Timers are derived from the facts' times, so any past moment works."""
+    table = sql.Identifier(db.schema, "lead_sla")
+    with db.connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT lead_key, owner, queue, routed_at, first_touch_at, decided_at "
+                "FROM {} WHERE routed_at <= %s ORDER BY routed_at, lead_key"
+            ).format(table),
+            (as_of,),
+        ).fetchall()
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    attention = []
+    for key, owner, queue, routed_at, touched, decided in rows:
+        timers = (
+            timer("first_touch", routed_at, rules.first_touch_hours, touched, as_of, rules),
+            timer("decision", routed_at, rules.decision_hours, decided, as_of, rules),
+        )
+        counts = groups.setdefault((owner, queue), {"leads": 0})
+        counts["leads"] += 1
+        for t in timers:
+            name = f"{t.name}_{t.status}"
+            counts[name] = counts.get(name, 0) + 1
+            if t.status in ("breached", "at_risk"):
+                attention.append(
+                    {
+                        "lead": key,
+                        "owner": owner,
+                        "queue": queue,
+                        "timer": t.name,
+                        "status": t.status,
+                        "routed_at": routed_at,
+                        "due": t.due,
+                        "done_at": t.done_at,
+                    }
+                )
+    statuses = ("met", "at_risk", "breached", "pending")
+    by_owner = [
+        {
+            "owner": owner,
+            "queue": queue,
+            "leads": c["leads"],
+            **{f"first_touch_{s}": c.get(f"first_touch_{s}", 0) for s in statuses},
+            **{f"decision_{s}": c.get(f"decision_{s}", 0) for s in statuses},
+        }
+        for (owner, queue), c in sorted(groups.items())
+    ]
+    return {"as_of": as_of, "routed_leads": len(rows), "by_owner": by_owner, "attention": attention}

@@ -168,8 +168,11 @@ class MqlRule(BaseModel):
         return all(tests) if self.require == "all" else any(tests)
 
 
-class Rules(BaseModel):
-    """A whole rule set; `ref` ("name@version") is what decisions record."""
+class ScoringModel(BaseModel):
+    """One scoring model: fit, engagement, how they combine, and its MQL rule.
+
+    `ref` ("name@version") is what every decision taken under the model records.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -183,6 +186,157 @@ class Rules(BaseModel):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+class Persona(BaseModel):
+    """A buying role (champion, buyer, decision-maker, ...): its own fit rules, 0-100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    rules: tuple[FitRule, ...] = Field(min_length=1)
+
+
+class Rep(BaseModel):
+    """A sales rep in a queue: `weight` for weighted round-robin, `capacity` = most open leads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    weight: int = Field(default=1, ge=1, le=100)
+    capacity: int | None = Field(default=None, ge=0)
+
+
+Strategy = Literal["round_robin", "weighted_round_robin", "least_loaded"]
+
+
+class Queue(BaseModel):
+    """A routing queue: which leads it takes (`when`, on profile attributes and `persona`),
+    and how it picks a rep among those available and under capacity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    when: tuple[Condition, ...] = ()
+    strategy: Strategy = "round_robin"
+    reps: tuple[Rep, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_reps(self) -> Queue:
+        ids = [r.id for r in self.reps]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"queue '{self.id}' lists rep(s) {dupes} more than once")
+        return self
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        return all(c.matches(attrs) for c in self.when)
+
+
+class Routing(BaseModel):
+    """Who gets a lead that reaches `on_stage` without an owner: the first matching queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    on_stage: Literal["mql", "sal", "sql"] = "mql"
+    queues: tuple[Queue, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_queues(self) -> Routing:
+        ids = [q.id for q in self.queues]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"queue id(s) {dupes} used more than once")
+        return self
+
+
+class BusinessHours(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timezone: str = "UTC"
+    start_hour: int = Field(default=9, ge=0, le=23)
+    end_hour: int = Field(default=17, ge=1, le=24)
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+
+    @model_validator(mode="after")
+    def _sane(self) -> BusinessHours:
+        if self.end_hour <= self.start_hour:
+            raise ValueError("end_hour must be after start_hour")
+        if not self.days:
+            raise ValueError("business_hours.days must name at least one day")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            raise ValueError(f"unknown timezone '{self.timezone}'") from None
+        return self
+
+
+class Sla(BaseModel):
+    """Turnaround the sales team owes a routed lead, counted in business hours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    first_touch_hours: float = Field(default=4, gt=0)
+    decision_hours: float = Field(default=24, gt=0)
+    at_risk_after: float = Field(
+        default=0.75, gt=0, lt=1, description="Share of the allowance after which it is at risk."
+    )
+    first_touch_types: tuple[str, ...] = (
+        "touch.call_logged",
+        "touch.email_sent",
+        "touch.meeting_booked",
+        "touch.meeting_held",
+    )
+    owner_only: bool = Field(
+        default=False, description="Count only touches whose `rep` is the lead's owner."
+    )
+    business_hours: BusinessHours = BusinessHours()
+
+    @model_validator(mode="after")
+    def _known_types(self) -> Sla:
+        unknown = [t for t in self.first_touch_types if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"sla.first_touch_types names unknown event type(s) {unknown}")
+        return self
+
+
+class Rules(ScoringModel):
+    """A whole rule set: the primary scoring model (top level), more models side by side,
+    personas, routing and SLAs. The primary model decides MQL."""
+
+    models: tuple[ScoringModel, ...] = ()
+    personas: tuple[Persona, ...] = ()
+    routing: Routing | None = None
+    sla: Sla | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Rules:
+        names = [self.name, *(m.name for m in self.models)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"scoring model name(s) {dupes} used more than once")
+        ids = [p.id for p in self.personas]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"persona id(s) {dupes} used more than once")
+        return self
+
+    def all_models(self) -> tuple[ScoringModel, ...]:
+        """The primary model first, then the others in file order."""
+        return (self, *self.models)
+
+    def model(self, name: str | None) -> ScoringModel:
+        if name is None:
+            return self
+        for m in self.all_models():
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.all_models())
+        raise RulesError(f"no scoring model named '{name}' (known: {known})")
 
 
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:

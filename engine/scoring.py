@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from engine.facts import Fact, chronological, profile_of
-from engine.rules import EngagementRule, Rules
+from engine.rules import EngagementRule, FitRule, Persona, ScoringModel
 
 DAY_SECONDS = 86_400.0
 
@@ -63,10 +63,16 @@ def _clamp(value: float) -> float:
     return min(100.0, max(0.0, value))
 
 
-def _fit_lines(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> list[Line]:
+def _fit_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> list[Line]:
     attrs, origin = profile_of(facts, as_of)
+    return _rule_lines(rules.fit.rules, attrs, origin)
+
+
+def _rule_lines(
+    fit_rules: Sequence[FitRule], attrs: dict[str, Any], origin: dict[str, str]
+) -> list[Line]:
     lines = []
-    for rule in rules.fit.rules:
+    for rule in fit_rules:
         if rule.matches(attrs):
             field = rule.when[0].field
             note = ", ".join(f"{c.field}={attrs.get(c.field)!r}" for c in rule.when)
@@ -86,7 +92,7 @@ def _fit_lines(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> list[Lin
     return lines
 
 
-def _decay(rule: EngagementRule, rules: Rules, fact: Fact, as_of: datetime) -> float:
+def _decay(rule: EngagementRule, rules: ScoringModel, fact: Fact, as_of: datetime) -> float:
     half_life = rules.engagement.half_life_days
     if not rule.decay or half_life is None:
         return 1.0
@@ -94,7 +100,7 @@ def _decay(rule: EngagementRule, rules: Rules, fact: Fact, as_of: datetime) -> f
     return float(0.5 ** (age_days / half_life))
 
 
-def _engagement_lines(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> list[Line]:
+def _engagement_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> list[Line]:
     touches = [f for f in chronological(facts, as_of) if f.is_touch]
     rule_room: dict[str, float] = {r.id: r.cap for r in rules.engagement.rules if r.cap is not None}
     type_room: dict[str, float] = dict(rules.engagement.type_caps)
@@ -132,7 +138,7 @@ def _engagement_lines(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> l
     return [granted[k] for k in sorted(granted, key=lambda k: (k[0], k[1]))]
 
 
-def score(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> Score:
+def score(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> Score:
     """Score a lead's facts under `rules` as of `as_of`; same inputs, same score."""
     fit_lines = _fit_lines(facts, rules, as_of)
     eng_lines = _engagement_lines(facts, rules, as_of)
@@ -140,3 +146,40 @@ def score(facts: Sequence[Fact], rules: Rules, as_of: datetime) -> Score:
     engagement = round(_clamp(sum(line.points for line in eng_lines)), 2)
     total = round(fit * rules.combine.fit_weight + engagement * rules.combine.engagement_weight, 2)
     return Score(rules.ref, as_of, fit, engagement, total, (*fit_lines, *eng_lines))
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaFit:
+    persona: str
+    fit: float
+    lines: tuple[Line, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "persona": self.persona,
+            "fit": self.fit,
+            "lines": [line.as_dict() for line in self.lines],
+        }
+
+
+def persona_fits(
+    facts: Sequence[Fact], personas: Sequence[Persona], as_of: datetime
+) -> list[PersonaFit]:
+    """Fit (0-100) per persona, best first; ties keep the rules file's order."""
+    attrs, origin = profile_of(facts, as_of)
+    fits = []
+    for persona in personas:
+        lines = _rule_lines(persona.rules, attrs, origin)
+        fits.append(
+            PersonaFit(persona.id, round(_clamp(sum(x.points for x in lines)), 2), tuple(lines))
+        )
+    order = {p.id: i for i, p in enumerate(personas)}
+    return sorted(fits, key=lambda f: (-f.fit, order[f.persona]))
+
+
+def best_persona(
+    facts: Sequence[Fact], personas: Sequence[Persona], as_of: datetime
+) -> PersonaFit | None:
+    """The persona the lead fits best, or None when no persona fits at all (all zero)."""
+    fits = persona_fits(facts, personas, as_of)
+    return fits[0] if fits and fits[0].fit > 0 else None

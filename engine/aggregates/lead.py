@@ -3,7 +3,8 @@
 Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's own:
 `StageChanged` (a fact moved the lead), `MarketingQualified` (the score crossed the MQL rule,
 with the rules version, the score and the trigger event), `AnomalyFlagged` (a fact that made no
-sense in the stage it found; kept, stage untouched). Recording a CloudEvent id twice is a no-op.
+sense in the stage it found; kept, stage untouched), `Routed` / `RoutingFailed` (who got the
+lead, from which queue, by which strategy, and why). Recording a CloudEvent id twice is a no-op.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from eventsourcing.domain import Aggregate
 
 from engine import lifecycle
 from engine.facts import Fact
-from engine.rules import Rules
+from engine.rules import Rules, ScoringModel
 from engine.scoring import Score, score
 
 NAMESPACE = UUID("6f1c2f4e-3b7a-5d1e-9c55-1e2d3c4b5a69")
@@ -49,6 +50,11 @@ class Lead(Aggregate):
         self.clock: datetime | None = None
         self.anomalies = 0
         self.mql_rounds = 0
+        self.owner_source: str | None = None  # "manual" (upstream owner.assigned) or "routing"
+        self.queue: str | None = None  # the queue of the latest routing
+        self.routing_open = False  # routed and still counted in its rep's load
+        self.routings: list[tuple[datetime, str, str]] = []  # (when, owner, queue), every round
+        self.routing_failure: str | None = None  # why the latest routing attempt found nobody
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -91,9 +97,33 @@ class Lead(Aggregate):
             self._qualify(rules, event_id)
         return Recorded.ACCEPTED
 
-    def current_score(self, rules: Rules, as_of: datetime | None = None) -> Score:
+    def current_score(self, rules: ScoringModel, as_of: datetime | None = None) -> Score:
         """Score under `rules` as of `as_of` (default: when the lead's latest fact happened)."""
         return score(self.facts, rules, as_of or self.clock or self.created_on)
+
+    def needs_routing(self, rules: Rules) -> bool:
+        """In the routing stage with nobody working it (a manual owner always wins)."""
+        if rules.routing is None or self.stage != rules.routing.on_stage:
+            return False
+        return not self.routing_open and self.owner_source != "manual"
+
+    def route(
+        self, *, owner: str, queue: str, strategy: str, why: str, trigger: str, at: datetime
+    ) -> None:
+        self.trigger_event(
+            self.Routed,
+            owner=owner,
+            queue=queue,
+            strategy=strategy,
+            why=why,
+            trigger_event_id=trigger,
+            occurred_at=at,
+        )
+
+    def routing_failed(self, *, queue: str | None, reason: str, trigger: str, at: datetime) -> None:
+        self.trigger_event(
+            self.RoutingFailed, queue=queue, reason=reason, trigger_event_id=trigger, occurred_at=at
+        )
 
     def _move(self, to: str, reason: str, trigger: str, occurred_at: datetime) -> None:
         self.trigger_event(
@@ -146,6 +176,8 @@ class Lead(Aggregate):
                 aggregate.clock = self.occurred_at
             if self.event_type == "owner.assigned":
                 aggregate.owner = str(self.data["owner"])
+                aggregate.owner_source = "manual"
+                aggregate.routing_open = False
 
     class StageChanged(Aggregate.Event):
         from_stage: str
@@ -157,6 +189,8 @@ class Lead(Aggregate):
         def apply(self, aggregate: Lead) -> None:
             aggregate.stage = self.to_stage
             aggregate.reached.setdefault(self.to_stage, self.occurred_at)
+            if self.to_stage in lifecycle.RELEASES_OWNER:
+                aggregate.routing_open = False
 
     class MarketingQualified(Aggregate.Event):
         from_stage: str
@@ -171,6 +205,36 @@ class Lead(Aggregate):
             aggregate.stage = "mql"
             aggregate.mql_rounds += 1
             aggregate.reached.setdefault("mql", self.occurred_at)
+
+    class Routed(Aggregate.Event):
+        """The engine gave the lead to `owner` from `queue`; `why` says how it chose."""
+
+        owner: str
+        queue: str
+        strategy: str
+        why: str
+        trigger_event_id: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.owner = self.owner
+            aggregate.owner_source = "routing"
+            aggregate.queue = self.queue
+            aggregate.routing_open = True
+            aggregate.routing_failure = None
+            aggregate.routings.append((self.occurred_at, self.owner, self.queue))
+
+    class RoutingFailed(Aggregate.Event):
+        """No rep could take the lead (none available or all at capacity, or no queue matched)."""
+
+        queue: str | None
+        reason: str
+        trigger_event_id: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.queue = self.queue
+            aggregate.routing_failure = self.reason
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

@@ -12,7 +12,8 @@ from engine.errors import LeadEngineError
 from engine.facts import chronological, profile_of
 from engine.output import render, to_json
 from engine.runtime import open_runtime
-from engine.scoring import score
+from engine.scoring import persona_fits, score
+from engine.sla import sla_state
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -54,6 +55,8 @@ def show(args: argparse.Namespace) -> int:
         "id": str(lead.id),
         "stage": lead.stage,
         "owner": lead.owner,
+        "owner_source": lead.owner_source,
+        "queue": lead.queue,
         "score": {
             "total": result.total,
             "fit": result.fit,
@@ -77,7 +80,13 @@ def show(args: argparse.Namespace) -> int:
     flat: list[dict[str, Any]] = [
         {"field": "key", "value": lead.key},
         {"field": "stage", "value": lead.stage},
-        {"field": "owner", "value": lead.owner or "-"},
+        {
+            "field": "owner",
+            "value": f"{lead.owner} ({lead.owner_source}"
+            f"{', queue ' + lead.queue if lead.queue else ''})"
+            if lead.owner
+            else "-",
+        },
         {
             "field": "score",
             "value": f"{result.total} (fit {result.fit}, engagement "
@@ -122,6 +131,12 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.StageChanged):
             what, occurred = f"-> {event.to_stage}", event.occurred_at
             detail = f"{event.reason}; trigger {event.trigger_event_id}"
+        elif isinstance(event, Lead.Routed):
+            what, occurred = f"routed to {event.owner} (decision)", event.occurred_at
+            detail = f"{event.why}; trigger {event.trigger_event_id}"
+        elif isinstance(event, Lead.RoutingFailed):
+            what, occurred = "not routed (decision)", event.occurred_at
+            detail = f"{event.reason}; trigger {event.trigger_event_id}"
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"
@@ -163,15 +178,66 @@ def history(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         lead = rt.app.get_lead(args.key)
-        result = lead.current_score(rt.rules, _moment(args.as_of))
+        rules = rt.rules
+        model = rules.model(args.model)
+        as_of = _moment(args.as_of) or lead.clock or lead.created_on
+        result = lead.current_score(model, as_of)
+        models = [
+            {"model": m.ref, **_totals(lead.current_score(m, as_of))} for m in rules.all_models()
+        ]
+        personas = persona_fits(lead.facts, rules.personas, as_of)
+        sla = (
+            sla_state(list(lead.facts), lead.routings, rules.sla, as_of)
+            if rules.sla is not None
+            else None
+        )
     if args.format == "json":
-        print(to_json(result.as_dict()))
+        doc = result.as_dict()
+        doc["models"] = models
+        doc["personas"] = [p.as_dict() for p in personas]
+        doc["best_persona"] = personas[0].persona if personas and personas[0].fit > 0 else None
+        doc["sla"] = sla.as_dict() if sla else None
+        print(to_json(doc))
         return 0
     rows = [line.as_dict() for line in result.lines]
     columns = ["part", "rule", "event_id", "occurred_at", "raw_points", "decay", "points", "note"]
+    weights = model.combine
     title = (
-        f"Score of {lead.key} as of {result.as_of.isoformat()} under {result.rules_ref}: "
-        f"{result.total} = fit {result.fit} x w + engagement {result.engagement} x w"
+        f"Score of {lead.key} as of {as_of.isoformat()} under {result.rules_ref}: "
+        f"{result.total} = fit {result.fit} x {weights.fit_weight} + engagement "
+        f"{result.engagement} x {weights.engagement_weight}"
     )
     print(render(args.format, rows, columns=columns, title=title))
+    if args.format == "csv":
+        return 0
+    print()
+    print(render("table", models, title="Every scoring model, same moment"))
+    if personas:
+        print()
+        persona_rows = [
+            {
+                "persona": p.persona,
+                "fit": p.fit,
+                "because": "; ".join(f"{x.rule} {x.points:+g} ({x.note})" for x in p.lines),
+            }
+            for p in personas
+        ]
+        print(render("table", persona_rows, title="Personas (best first)"))
+    if sla is not None:
+        print()
+        timers = [
+            {"timer": t.name, "due": t.due, "done_at": t.done_at, "status": t.status}
+            for t in (sla.first_touch, sla.decision)
+        ]
+        print(
+            render(
+                "table",
+                timers,
+                title=f"SLA of the routing to {sla.owner} ({sla.queue}) at {sla.routed_at}",
+            )
+        )
     return 0
+
+
+def _totals(result: Any) -> dict[str, Any]:
+    return {"fit": result.fit, "engagement": result.engagement, "total": result.total}

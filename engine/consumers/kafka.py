@@ -120,7 +120,8 @@ class KafkaIngestor:
         for tp in assigned:
             name = tracking_name(tp.topic, tp.partition)
             stored = retry_transient(
-                functools.partial(self.app.max_position, name), what="read stored position",
+                functools.partial(self.app.max_position, name),
+                what="read stored position",
                 on_retry=self._count_retry,
             )
             if stored is None:

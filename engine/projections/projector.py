@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -24,6 +24,8 @@ from engine.db import Database
 from engine.projections import rows
 
 NAME = "read_model"
+#: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
+UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
 
 
 @dataclass
@@ -35,9 +37,11 @@ class Batch:
     touches: list[tuple[Any, ...]] | None = None
     stages: list[tuple[Any, ...]] | None = None
     costs: list[tuple[Any, ...]] | None = None
+    routings: list[tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
+        self.routings = []
 
 
 def _upsert(
@@ -50,7 +54,7 @@ def _upsert(
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates
             )
         )
-        if updates and table == "lead_state"
+        if updates and table in UPSERTED
         else sql.SQL("DO NOTHING")
     )
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
@@ -83,6 +87,9 @@ class Projector:
             s, "lead_stage_history", rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")
         )
         self._sql_cost = _upsert(s, "campaign_costs", rows.COST_COLUMNS, ("event_id",))
+        self._sql_score = _upsert(s, "lead_scores", rows.SCORE_COLUMNS, ("lead_id", "model"))
+        self._sql_routing = _upsert(s, "lead_routing", rows.ROUTING_COLUMNS, ("lead_id", "version"))
+        self._sql_sla = _upsert(s, "lead_sla", rows.SLA_COLUMNS, ("lead_id",))
         self._tracking = sql.Identifier(s, "projection_tracking")
 
     def position(self) -> int:
@@ -151,23 +158,35 @@ class Projector:
         agg = self._aggregate(event)
         assert batch.leads is not None and batch.touches is not None
         assert batch.stages is not None and batch.costs is not None
+        if not isinstance(agg, (Campaign, Lead)):
+            return  # routing queues and the roster: their effects show on the leads
         if isinstance(agg, Campaign):
             if isinstance(event, Campaign.CostRecorded):
                 batch.costs.append(rows.cost_row(agg, event))
             return
-        lead = cast(Lead, agg)
+        lead = agg
         batch.leads[lead.id] = lead
         if isinstance(event, Lead.FactRecorded) and event.event_type.startswith("touch."):
             batch.touches.append(rows.touch_row(lead, event, position))
         elif isinstance(event, (Lead.StageChanged, Lead.MarketingQualified)):
             batch.stages.append(rows.stage_row(lead, event))
+        elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)):
+            assert batch.routings is not None
+            batch.routings.append(rows.routing_row(lead, event))
 
     def _write(self, batch: Batch, *, expected: int) -> None:
         assert batch.leads is not None
         # A batch may end between a lead's creation and its first fact; the next batch has it.
-        lead_rows = [
-            rows.lead_state_row(lead, self.app.rules) for lead in batch.leads.values() if lead.facts
-        ]
+        rules = self.app.rules
+        leads = [lead for lead in batch.leads.values() if lead.facts]
+        lead_rows = [rows.lead_state_row(lead, rules) for lead in leads]
+        score_rows = [row for lead in leads for row in rows.score_rows(lead, rules)]
+        sla_rows = []
+        if rules.sla is not None:
+            for lead in leads:
+                row = rows.sla_row(lead, rules.sla)
+                if row is not None:
+                    sla_rows.append(row)
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -177,6 +196,9 @@ class Projector:
                     (self._sql_touch, batch.touches),
                     (self._sql_stage, batch.stages),
                     (self._sql_cost, batch.costs),
+                    (self._sql_score, score_rows),
+                    (self._sql_routing, batch.routings or []),
+                    (self._sql_sla, sla_rows),
                 ):
                     if values:
                         cur.executemany(statement, values)

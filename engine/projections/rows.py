@@ -11,7 +11,9 @@ from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
 from engine.facts import chronological, profile_of
 from engine.lifecycle import RANK
-from engine.rules import Rules
+from engine.rules import Rules, Sla
+from engine.scoring import best_persona
+from engine.sla import add_business_hours, decided_at, first_touch_at
 
 STAGE_COLUMNS = (
     "lead",
@@ -55,6 +57,47 @@ LEAD_STATE_COLUMNS = (
     "won_currency",
     "last_event_at",
     "version",
+    "owner_source",
+    "queue",
+    "best_persona",
+    "persona_fit",
+)
+
+SCORE_COLUMNS = (
+    "lead_id",
+    "model",
+    "lead_key",
+    "model_version",
+    "fit",
+    "engagement",
+    "score",
+    "as_of",
+)
+
+ROUTING_COLUMNS = (
+    "lead_id",
+    "version",
+    "lead_key",
+    "outcome",
+    "owner",
+    "queue",
+    "strategy",
+    "why",
+    "trigger_event_id",
+    "occurred_at",
+)
+
+SLA_COLUMNS = (
+    "lead_id",
+    "lead_key",
+    "round",
+    "owner",
+    "queue",
+    "routed_at",
+    "first_touch_due",
+    "first_touch_at",
+    "decision_due",
+    "decided_at",
 )
 
 TOUCH_COLUMNS = (
@@ -108,6 +151,7 @@ def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
     won = [f for f in lead.facts if f.type == "deal.won"]
     won_amount = sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won else None
     employees = profile.get("employees")
+    persona = best_persona(lead.facts, rules.personas, lead.clock or lead.created_on)
     return (
         lead.id,
         lead.key,
@@ -137,6 +181,71 @@ def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
         won[-1].data.get("currency") if won else None,
         lead.clock,
         lead.version,
+        lead.owner_source,
+        lead.queue,
+        persona.persona if persona else None,
+        persona.fit if persona else None,
+    )
+
+
+def score_rows(lead: Lead, rules: Rules) -> list[tuple[Any, ...]]:
+    """One row per scoring model (the primary one included), as of the lead's latest fact."""
+    as_of = lead.clock or lead.created_on
+    out = []
+    for model in rules.all_models():
+        result = lead.current_score(model, as_of)
+        out.append(
+            (
+                lead.id,
+                model.name,
+                lead.key,
+                model.version,
+                result.fit,
+                result.engagement,
+                result.total,
+                as_of,
+            )
+        )
+    return out
+
+
+def routing_row(lead: Lead, event: Lead.Routed | Lead.RoutingFailed) -> tuple[Any, ...]:
+    if isinstance(event, Lead.Routed):
+        outcome, owner, strategy, why = "routed", event.owner, event.strategy, event.why
+    else:
+        outcome, owner, strategy, why = "failed", None, None, event.reason
+    return (
+        event.originator_id,
+        event.originator_version,
+        lead.key,
+        outcome,
+        owner,
+        event.queue,
+        strategy,
+        why,
+        event.trigger_event_id,
+        event.occurred_at,
+    )
+
+
+def sla_row(lead: Lead, sla: Sla) -> tuple[Any, ...] | None:
+    """The latest routing round's timers' inputs; statuses are computed as of the report."""
+    if not lead.routings:
+        return None
+    routed_at, owner, queue = lead.routings[-1]
+    facts = list(lead.facts)
+    bh = sla.business_hours
+    return (
+        lead.id,
+        lead.key,
+        len(lead.routings),
+        owner,
+        queue,
+        routed_at,
+        add_business_hours(routed_at, sla.first_touch_hours, bh),
+        first_touch_at(facts, routed_at, owner, sla),
+        add_business_hours(routed_at, sla.decision_hours, bh),
+        decided_at(facts, routed_at),
     )
 
 

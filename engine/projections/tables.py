@@ -6,7 +6,7 @@ from psycopg import sql
 
 from engine.db import Database
 
-STATEMENTS = (
+STATEMENTS: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS {s}.projection_tracking (
         name text PRIMARY KEY,
@@ -99,7 +99,62 @@ STATEMENTS = (
     )""",
 )
 
-READ_MODEL_TABLES = ("lead_state", "lead_touchpoints", "lead_stage_history", "campaign_costs")
+# Added after the first release: columns are added in place, so older databases upgrade.
+STATEMENTS += (
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS owner_source text",
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS queue text",
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS best_persona text",
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS persona_fit numeric(6,2)",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_scores (
+        lead_id uuid NOT NULL,
+        model text NOT NULL,
+        lead_key text NOT NULL,
+        model_version text NOT NULL,
+        fit numeric(6,2) NOT NULL,
+        engagement numeric(6,2) NOT NULL,
+        score numeric(6,2) NOT NULL,
+        as_of timestamptz NOT NULL,
+        PRIMARY KEY (lead_id, model)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_routing (
+        lead_id uuid NOT NULL,
+        version int NOT NULL,
+        lead_key text NOT NULL,
+        outcome text NOT NULL,
+        owner text,
+        queue text,
+        strategy text,
+        why text NOT NULL,
+        trigger_event_id text NOT NULL,
+        occurred_at timestamptz NOT NULL,
+        PRIMARY KEY (lead_id, version)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_sla (
+        lead_id uuid PRIMARY KEY,
+        lead_key text NOT NULL,
+        round int NOT NULL,
+        owner text NOT NULL,
+        queue text NOT NULL,
+        routed_at timestamptz NOT NULL,
+        first_touch_due timestamptz NOT NULL,
+        first_touch_at timestamptz,
+        decision_due timestamptz NOT NULL,
+        decided_at timestamptz
+    )""",
+)
+
+READ_MODEL_TABLES = (
+    "lead_state",
+    "lead_touchpoints",
+    "lead_stage_history",
+    "campaign_costs",
+    "lead_scores",
+    "lead_routing",
+    "lead_sla",
+)
 
 
 def create_tables(db: Database) -> None:

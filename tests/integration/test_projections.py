@@ -29,7 +29,7 @@ def test_read_model_matches_the_aggregates(runtime: Runtime) -> None:
     done = runtime.projector.run()
     assert done == runtime.app.recorder.max_notification_id()
     assert runtime.projector.lag() == 0
-    keys = sorted({e.subject for e in events if not e.is_campaign_event})
+    keys = sorted({e.subject for e in events if e.is_lead_event})
     state = {
         r[0]: r[1:]
         for r in rows(runtime, "SELECT lead_key, stage, owner, score, version FROM lead_state")
