@@ -8,6 +8,7 @@ file raises `RulesError` naming the file, the line and the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,9 @@ class Condition(BaseModel):
     contains: str | None = None
     gte: float | None = None
     lte: float | None = None
+    @cached_property
+    def _in_lower(self) -> frozenset[str] | None:
+        return None if self.in_ is None else frozenset(str(v).lower() for v in self.in_)
 
     @model_validator(mode="after")
     def _has_operator(self) -> Condition:
@@ -53,8 +57,8 @@ class Condition(BaseModel):
         checks: list[bool] = []
         if self.equals is not None:
             checks.append(text == str(self.equals).lower())
-        if self.in_ is not None:
-            checks.append(text in {str(v).lower() for v in self.in_})
+        if self._in_lower is not None:
+            checks.append(text in self._in_lower)
         if self.prefix is not None:
             checks.append(text.startswith(self.prefix.lower()))
         if self.suffix is not None:
@@ -119,6 +123,17 @@ class Engagement(BaseModel):
     )
     type_caps: dict[str, float] = Field(default_factory=dict)
     rules: tuple[EngagementRule, ...] = ()
+    @cached_property
+    def _by_type(self) -> dict[str, tuple[EngagementRule, ...]]:
+        by_type: dict[str, list[EngagementRule]] = {}
+        for rule in self.rules:
+            for t in rule.types:
+                by_type.setdefault(t, []).append(rule)
+        return {t: tuple(rs) for t, rs in by_type.items()}
+
+    def rules_for(self, event_type: str) -> tuple[EngagementRule, ...]:
+        """The rules that may match a touch of `event_type`, in file order."""
+        return self._by_type.get(event_type, ())
 
     @model_validator(mode="after")
     def _known_cap_types(self) -> Engagement:
@@ -376,8 +391,11 @@ def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
         return Rules.model_validate(raw)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)))
+        errors = exc.errors()
+        locs = [tuple(p for p in e["loc"] if isinstance(p, (int, str))) for e in errors]
+        for err, loc in zip(errors, locs, strict=True):
+            if any(other[: len(loc)] == loc and other != loc for other in locs):
+                continue  # a consequence of a deeper error (e.g. "too few items"): say the cause
             line = _line_of(text, loc)
             where = f"{source}:{line}" if line else source
             path = ".".join(str(p) for p in loc) or "(top)"

@@ -108,7 +108,7 @@ def _engagement_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetim
     # Grant newest first so that caps keep recent behaviour and drop the oldest.
     for index in range(len(touches) - 1, -1, -1):
         fact = touches[index]
-        for rule in rules.engagement.rules:
+        for rule in rules.engagement.rules_for(fact.type):
             if not rule.matches(fact.type, fact.data):
                 continue
             factor = _decay(rule, rules, fact, as_of)

@@ -204,9 +204,12 @@ def schemas_export(args: argparse.Namespace) -> int:
 
 def rules_check(args: argparse.Namespace) -> int:
     rules = load_rules(args.file)
+    queues = rules.routing.queues if rules.routing else ()
     print(
         f"{args.file}: ok ({rules.ref}: {len(rules.fit.rules)} fit rules, "
-        f"{len(rules.engagement.rules)} engagement rules)"
+        f"{len(rules.engagement.rules)} engagement rules; models "
+        f"{', '.join(m.ref for m in rules.all_models())}; {len(rules.personas)} personas; "
+        f"{len(queues)} routing queues; SLA {'on' if rules.sla else 'off'})"
     )
     return 0
 

@@ -41,3 +41,37 @@ def test_unknown_keys_and_bad_yaml_are_refused(tmp_path: Path) -> None:
         parse_rules("name: [x\n")
     with pytest.raises(RulesError, match="cannot read"):
         load_rules(tmp_path / "missing.yaml")
+
+
+def test_routing_sla_personas_and_models_are_validated_with_lines() -> None:
+    base = 'name: x\nversion: "1"\n'
+    with pytest.raises(RulesError, match=r"<rules>:7: routing.queues.0.strategy: Input should be"):
+        parse_rules(
+            base + "routing:\n  queues:\n    - id: q\n      reps: [{id: a}]\n"
+            "      strategy: random\n"
+        )
+    with pytest.raises(RulesError, match=r"lists rep\(s\) \['a'\] more than once"):
+        parse_rules(base + "routing:\n  queues:\n    - {id: q, reps: [{id: a}, {id: a}]}\n")
+    with pytest.raises(RulesError, match=r"queue id\(s\) \['q'\] used more than once"):
+        parse_rules(
+            base + "routing:\n  queues:\n    - {id: q, reps: [{id: a}]}\n"
+            "    - {id: q, reps: [{id: b}]}\n"
+        )
+    with pytest.raises(RulesError, match="unknown timezone 'Mars/Base'"):
+        parse_rules(base + "sla:\n  business_hours: {timezone: Mars/Base}\n")
+    with pytest.raises(RulesError, match=r"scoring model name\(s\) \['x'\] used more than once"):
+        parse_rules(base + 'models:\n  - {name: x, version: "2"}\n')
+    with pytest.raises(RulesError, match=r"<rules>:6: personas.0.rules.0.points"):
+        parse_rules(
+            base + "personas:\n  - id: p\n    rules:\n"
+            "      - {id: r, when: [{field: seniority, equals: vp}], points: lots}\n"
+        )
+
+
+def test_default_rules_define_every_feature() -> None:
+    rules = load_rules()
+    assert [m.name for m in rules.all_models()] == ["default", "enterprise"]
+    assert rules.personas and rules.routing and rules.sla
+    assert {q.strategy for q in rules.routing.queues} == {
+        "round_robin", "weighted_round_robin", "least_loaded"
+    }

@@ -1,0 +1,108 @@
+"""What-if benchmark: fold ~1M lead facts under the current and a new rule set.
+
+The facts are generated in memory (the store is not involved: reading the log is measured by
+bench/ingest.py; this measures the fold itself). Two phases, each in its own process so peak
+RSS is its own:
+
+  baseline  read every fact and group it by lead (the least any replay must do)
+  whatif    engine.whatif.replay: every fact recorded on two in-memory leads, current rules
+            and new rules (MQL at 40 instead of 50), plus the summary
+
+Usage: python bench/whatif.py [--events 1000000] [--seed 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.contract import validate_event  # noqa: E402
+from engine.generator import generate  # noqa: E402
+from engine.rules import load_rules, parse_rules  # noqa: E402
+from engine.whatif import FactIn, replay  # noqa: E402
+
+EVENTS_PER_LEAD = 13.6  # what the generator averages
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def facts(events: int, seed: int) -> list[FactIn]:
+    out = []
+    for raw in generate(max(1, int(events / EVENTS_PER_LEAD)), seed):
+        env = validate_event(raw)
+        if env.is_lead_event:
+            out.append(FactIn(env.subject, env.id, env.type, env.source, env.occurred_at,
+                              dict(env.data)))
+    return out
+
+
+def phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    data = facts(args.events, args.seed)
+    gc.collect()
+    gc.set_threshold(100_000, 50, 100)
+    base_rss = peak_rss_mb()
+    t0 = time.perf_counter()
+    if name == "baseline":
+        leads: dict[str, list[FactIn]] = {}
+        for fact in data:
+            leads.setdefault(fact.lead_key, []).append(fact)
+        summary: dict[str, Any] = {"leads": len(leads)}
+    else:
+        current = load_rules()
+        text = (ROOT / "engine" / "default_rules.yaml").read_text()
+        new = parse_rules(text.replace("total_at_least: 50", "total_at_least: 40")
+                          .replace('version: "2026.1"', 'version: "bench"', 1))
+        summary = replay(data, current, new).summary(limit=0)
+    seconds = time.perf_counter() - t0
+    return {"facts": len(data), "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
+            "rss_before_mb": base_rss, "summary": {k: summary.get(k) for k in
+                                                   ("leads", "mql_old", "mql_new",
+                                                    "leads_changed")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args)))
+        return
+    results = {}
+    for name in ("baseline", "whatif"):
+        print(f"... {name}", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--phase", name, "--events",
+                               str(args.events), "--seed", str(args.seed)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    base, what = results["baseline"], results["whatif"]
+    base_rate = base["facts"] / base["seconds"]
+    rate = what["facts"] / what["seconds"]
+    print(f"{what['facts']:,} lead facts of {what['summary']['leads']:,} leads")
+    print(f"baseline (read + group)  {base_rate:12,.0f} facts/s   peak RSS "
+          f"{base['peak_rss_mb']:7,.0f} MB")
+    rss_ratio = what["peak_rss_mb"] / base["peak_rss_mb"]
+    print(f"what-if fold (2 rule sets) {rate:10,.0f} facts/s   x{rate / base_rate:.4f} baseline"
+          f"   peak RSS {what['peak_rss_mb']:7,.0f} MB (x{rss_ratio:.2f})")
+    print(f"what-if took {what['seconds']:.1f} s; MQL {what['summary']['mql_old']:,} -> "
+          f"{what['summary']['mql_new']:,}, {what['summary']['leads_changed']:,} leads change")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Two consumer processes routing leads of one queue at once, over a real broker and database:
+the round-robin order is never broken and no rep is given more than its capacity."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from engine import db as dbmod
+from engine.application import EVENTS_TABLE
+from tests.factory import raw
+from tests.integration.test_kafka_failures import Consumers, consumers  # noqa: F401
+from tests.kafka_helpers import publish, wait_for
+
+REPS = ("ana", "bo", "chidi", "dee")
+LEADS = 120
+RULES = f"""
+name: race
+version: "1"
+combine: {{fit_weight: 0.0, engagement_weight: 1.0}}
+engagement:
+  half_life_days: null
+  rules: [{{id: form, types: [touch.form_submitted], points: 80}}]
+mql: {{total_at_least: 50}}
+routing:
+  queues:
+    - id: one
+      strategy: round_robin
+      reps: [{", ".join(f"{{id: {r}, capacity: {LEADS // len(REPS)}}}" for r in REPS)}]
+"""
+
+
+def stored(db: dbmod.Database, suffix: str) -> list[dict[str, Any]]:
+    query = sql.SQL("SELECT state FROM {} WHERE topic LIKE %s ORDER BY notification_id").format(
+        sql.Identifier(db.schema, EVENTS_TABLE)
+    )
+    with db.connect() as conn:
+        return [json.loads(bytes(r[0])) for r in conn.execute(query, (f"%{suffix}",)).fetchall()]
+
+
+def test_two_consumers_never_break_round_robin_or_overassign(
+    kafka_env: dict[str, str], database: dbmod.Database, tmp_path: Path,
+    consumers: Consumers,  # noqa: F811
+) -> None:
+    rules = tmp_path / "race.yaml"
+    rules.write_text(RULES)
+    env = kafka_env | {"LEADENGINE_RULES_FILE": str(rules), "LEADENGINE_BATCH_SIZE": "4"}
+    first, second = consumers.start(env), consumers.start(env)
+    logs = [tmp_path / "consumer-0.log", tmp_path / "consumer-1.log"]
+    wait_for(lambda: all("partition assigned" in p.read_text() for p in logs), timeout=90)
+    time.sleep(3)  # let the rebalance that the second member caused settle
+    events = []
+    for i in range(LEADS):
+        key = f"race-{i:03}"
+        events += [
+            raw("lead.captured", key, {"email": f"{key}@acme.com"}, days=i / 100),
+            raw("touch.form_submitted", key, {"channel": "web"}, days=i / 100),
+        ]
+    publish(kafka_env["LEADENGINE_KAFKA_BOOTSTRAP_SERVERS"], kafka_env["LEADENGINE_KAFKA_TOPIC"],
+            events)
+    wait_for(lambda: len(stored(database, "RoutingQueue.Assigned")) >= LEADS, timeout=180,
+             every=0.5)
+    time.sleep(1)
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+    stats = [consumers.finish(p, timeout=60) for p in (first, second)]
+
+    assigned = stored(database, "RoutingQueue.Assigned")
+    assert [a["turn"] for a in assigned] == list(range(LEADS)), "a turn was given twice or lost"
+    assert [a["rep"] for a in assigned] == [REPS[t % len(REPS)] for t in range(LEADS)]
+    assert Counter(a["rep"] for a in assigned) == {r: LEADS // len(REPS) for r in REPS}
+    routed = stored(database, "Lead.Routed")
+    assert len(routed) == LEADS and stored(database, "Lead.RoutingFailed") == []
+    assert sorted(a["lead_key"] for a in assigned) == sorted({e["subject"] for e in events})
+    assert all(s["records"] > 0 for s in stats), f"one consumer did nothing: {stats}"
