@@ -106,3 +106,23 @@ def sla(db: Database, rules: Sla, as_of: datetime) -> dict[str, Any]:
         for (owner, queue), c in sorted(groups.items())
     ]
     return {"as_of": as_of, "routed_leads": len(rows), "by_owner": by_owner, "attention": attention}
+
+
+def routing(db: Database) -> list[dict[str, Any]]:
+    """Per queue and owner: leads the engine routed, and leads waiting for a rep."""
+    state = sql.Identifier(db.schema, "lead_state")
+    with db.connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT coalesce(queue, '-'), coalesce(owner, '-'), "
+                "count(*) FILTER (WHERE owner_source = 'routing'), "
+                "count(*) FILTER (WHERE owner IS NULL AND queue IS NOT NULL), "
+                "count(*) FILTER (WHERE owner_source = 'manual') "
+                "FROM {} WHERE owner IS NOT NULL OR queue IS NOT NULL "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).format(state)
+        ).fetchall()
+    return [
+        {"queue": q, "owner": o, "routed": r, "waiting": w, "manual": m}
+        for q, o, r, w, m in rows
+    ]

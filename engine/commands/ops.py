@@ -123,16 +123,27 @@ def demo(args: argparse.Namespace) -> int:
             report, where = demo_through_kafka(rt, demo_settings, lines)
         projected = _project(rt)
         funnel = reports.funnel(rt.db)
+        routing = reports.routing(rt.db)
     if args.format == "json":
-        print(to_json({"ingest": report, "projected": projected, "funnel": funnel}))
+        print(
+            to_json(
+                {"ingest": report, "projected": projected, "funnel": funnel, "routing": routing}
+            )
+        )
         return 0
     path = "direct" if args.direct else "through Kafka"
     print(f"leadengine demo: {args.leads} leads, seed {args.seed}, {path}, schema {schema}\n")
     print(_count_table(report, projected, where))
     print()
     print(_funnel_text(funnel))
+    if routing:
+        print()
+        print(render("table", routing, title="Owners: routed by the engine, waiting, manual"))
     print(
-        f"\nnext: leadengine lead history crm-0000001   (with LEADENGINE_DATABASE_SCHEMA={schema})"
+        f"\nnext (with LEADENGINE_DATABASE_SCHEMA={schema}):\n"
+        "  leadengine lead history crm-0000001\n"
+        "  leadengine lead explain crm-0000001\n"
+        "  leadengine report sla --as-of 2026-03-02T12:00:00Z"
     )
     return 0
 
