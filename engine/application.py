@@ -183,15 +183,13 @@ class LeadEngine(Application[UUID]):
         spec = match_queue(routing, attrs)
         if spec is None:
             reason = "no routing queue matches the lead's profile"
-            if lead.routing_failure != reason:
-                lead.routing_failed(queue=None, reason=reason, trigger=env.id, at=at)
+            lead.routing_failed(queue=None, reason=reason, trigger=env.id, at=at)
             return
         state = self._load_shared(RoutingQueue, queue_id(spec.id), spec.id, touched)
         roster = self._peek_roster(touched)
         choice = choose(spec, state, roster)
         if choice.rep is None:
-            if lead.routing_failure != choice.why:
-                lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
+            lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
             return
         state.assign(
             lead_key=lead.key,
@@ -219,20 +217,14 @@ class LeadEngine(Application[UUID]):
         retried on a fresh read, so a turn is never given twice.
         """
         if agg_id not in touched:
-            cache = self.repository.cache
-            if cache is not None:
-                with contextlib.suppress(KeyError):
-                    cache.get(agg_id, evict=True)
+            self._forget(agg_id)
         return self._load(cls, agg_id, key, touched)
 
     def _peek_roster(self, touched: dict[UUID, Aggregate]) -> Roster | None:
         rid = roster_id()
         if rid in touched:
             return cast(Roster, touched[rid])
-        cache = self.repository.cache
-        if cache is not None:
-            with contextlib.suppress(KeyError):
-                cache.get(rid, evict=True)
+        self._forget(rid)
         try:
             return cast(Roster, self.repository.get(rid))
         except AggregateNotFoundError:
@@ -307,10 +299,13 @@ class LeadEngine(Application[UUID]):
             cache.cache.clear()
 
     def _evict(self, touched: dict[UUID, Aggregate]) -> None:
-        cache = self.repository.cache
-        if cache is None:
-            return
         for agg_id in touched:
+            self._forget(agg_id)
+
+    def _forget(self, agg_id: UUID) -> None:
+        """Drop one aggregate from the cache, so the next load reads the store."""
+        cache = self.repository.cache
+        if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
 

@@ -121,6 +121,9 @@ class Lead(Aggregate):
         )
 
     def routing_failed(self, *, queue: str | None, reason: str, trigger: str, at: datetime) -> None:
+        """Record why nobody got the lead, unless the last attempt failed for the same reason."""
+        if reason == self.routing_failure:
+            return
         self.trigger_event(
             self.RoutingFailed, queue=queue, reason=reason, trigger_event_id=trigger, occurred_at=at
         )
