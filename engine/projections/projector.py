@@ -19,11 +19,20 @@ from psycopg import Cursor, sql
 
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
+from engine.aggregates.routing import Roster, RoutingQueue
 from engine.application import LeadEngine
 from engine.db import Database
 from engine.projections import rows
 
 NAME = "read_model"
+#: Events of the shared routing aggregates (long streams the read model does not need).
+ROUTING_STATE_EVENTS = (
+    RoutingQueue.Started,
+    RoutingQueue.Assigned,
+    RoutingQueue.Released,
+    Roster.Started,
+    Roster.AvailabilityChanged,
+)
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
 UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
 
@@ -155,11 +164,11 @@ class Projector:
         return agg
 
     def _fold(self, event: Any, position: int, batch: Batch) -> None:
+        if isinstance(event, ROUTING_STATE_EVENTS):
+            return  # queues and the roster: their effects show on the leads; never rebuilt here
         agg = self._aggregate(event)
         assert batch.leads is not None and batch.touches is not None
         assert batch.stages is not None and batch.costs is not None
-        if not isinstance(agg, (Campaign, Lead)):
-            return  # routing queues and the roster: their effects show on the leads
         if isinstance(agg, Campaign):
             if isinstance(event, Campaign.CostRecorded):
                 batch.costs.append(rows.cost_row(agg, event))
