@@ -33,7 +33,7 @@ from engine.errors import LeadNotFound
 from engine.facts import profile_of
 from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
-from engine.scoring import best_persona
+from engine.scoring import best_of_profile
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -177,8 +177,8 @@ class LeadEngine(Application[UUID]):
         routing = self.rules.routing
         assert routing is not None
         at = lead.clock or env.occurred_at
-        attrs, _ = profile_of(lead.facts)
-        best = best_persona(lead.facts, self.rules.personas, at)
+        attrs, origin = profile_of(lead.facts)  # every fact: none is later than the lead's clock
+        best = best_of_profile(attrs, origin, self.rules.personas)
         attrs["persona"] = best.persona if best else None
         spec = match_queue(routing, attrs)
         if spec is None:

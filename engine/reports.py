@@ -123,6 +123,5 @@ def routing(db: Database) -> list[dict[str, Any]]:
             ).format(state)
         ).fetchall()
     return [
-        {"queue": q, "owner": o, "routed": r, "waiting": w, "manual": m}
-        for q, o, r, w, m in rows
+        {"queue": q, "owner": o, "routed": r, "waiting": w, "manual": m} for q, o, r, w, m in rows
     ]

@@ -35,6 +35,7 @@ class Condition(BaseModel):
     contains: str | None = None
     gte: float | None = None
     lte: float | None = None
+
     @cached_property
     def _in_lower(self) -> frozenset[str] | None:
         return None if self.in_ is None else frozenset(str(v).lower() for v in self.in_)
@@ -123,6 +124,7 @@ class Engagement(BaseModel):
     )
     type_caps: dict[str, float] = Field(default_factory=dict)
     rules: tuple[EngagementRule, ...] = ()
+
     @cached_property
     def _by_type(self) -> dict[str, tuple[EngagementRule, ...]]:
         by_type: dict[str, list[EngagementRule]] = {}

@@ -167,6 +167,13 @@ def persona_fits(
 ) -> list[PersonaFit]:
     """Fit (0-100) per persona, best first; ties keep the rules file's order."""
     attrs, origin = profile_of(facts, as_of)
+    return rank_personas(attrs, origin, personas)
+
+
+def rank_personas(
+    attrs: dict[str, Any], origin: dict[str, str], personas: Sequence[Persona]
+) -> list[PersonaFit]:
+    """`persona_fits` for a profile already computed (see `facts.profile_of`)."""
     fits = []
     for persona in personas:
         lines = _rule_lines(persona.rules, attrs, origin)
@@ -181,5 +188,12 @@ def best_persona(
     facts: Sequence[Fact], personas: Sequence[Persona], as_of: datetime
 ) -> PersonaFit | None:
     """The persona the lead fits best, or None when no persona fits at all (all zero)."""
-    fits = persona_fits(facts, personas, as_of)
+    attrs, origin = profile_of(facts, as_of)
+    return best_of_profile(attrs, origin, personas)
+
+
+def best_of_profile(
+    attrs: dict[str, Any], origin: dict[str, str], personas: Sequence[Persona]
+) -> PersonaFit | None:
+    fits = rank_personas(attrs, origin, personas)
     return fits[0] if fits and fits[0].fit > 0 else None

@@ -12,7 +12,7 @@ from engine.aggregates.lead import Lead
 from engine.facts import chronological, profile_of
 from engine.lifecycle import RANK
 from engine.rules import Rules, Sla
-from engine.scoring import best_persona
+from engine.scoring import best_of_profile
 from engine.sla import add_business_hours, decided_at, first_touch_at
 
 STAGE_COLUMNS = (
@@ -145,13 +145,13 @@ def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
     result = lead.current_score(rules)
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     first = touches[0] if touches else None
-    profile, _ = profile_of(lead.facts)
+    profile, origin = profile_of(lead.facts)
     counts = Counter(f.type for f in touches)
     furthest = max((RANK[s] for s in (*lead.reached, lead.stage) if s in RANK), default=0)
     won = [f for f in lead.facts if f.type == "deal.won"]
     won_amount = sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won else None
     employees = profile.get("employees")
-    persona = best_persona(lead.facts, rules.personas, lead.clock or lead.created_on)
+    persona = best_of_profile(profile, origin, rules.personas)  # the same facts: all of them
     return (
         lead.id,
         lead.key,
