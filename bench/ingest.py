@@ -15,7 +15,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import peak_rss_mb  # noqa: E402
+
 from engine import db as dbmod  # noqa: E402
 from engine.application import LeadEngine  # noqa: E402
 from engine.consumers.lines import ingest_lines  # noqa: E402
@@ -34,10 +35,6 @@ from engine.generator import generate, lines  # noqa: E402
 from engine.rules import load_rules  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def phase_engine(url: str, data: list[bytes]) -> dict[str, float]:

@@ -17,7 +17,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,16 +28,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import peak_rss_mb  # noqa: E402
+
 from engine import db as dbmod  # noqa: E402
 from engine.generator import generate  # noqa: E402
 from engine.publish import Publisher, ensure_topic  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 QUICK_JOIN = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,16 +25,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import peak_rss_mb  # noqa: E402
+
 from engine.contract import validate_event  # noqa: E402
 from engine.generator import generate  # noqa: E402
 from engine.rules import load_rules, parse_rules  # noqa: E402
 from engine.whatif import FactIn, replay  # noqa: E402
 
 EVENTS_PER_LEAD = 13.6  # what the generator averages
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def facts(events: int, seed: int) -> list[FactIn]:
