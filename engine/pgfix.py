@@ -1,4 +1,6 @@
-"""Work around a psycopg 3 pipeline deadlock that eventsourcing's batched inserts trigger.
+"""Work around two psycopg 3 pipeline bugs that eventsourcing's batched inserts trigger.
+
+1. Deadlock on sync.
 
 `Pipeline.sync()` sends the queued commands, then waits to *read* results without making sure
 libpq's output buffer was fully flushed. When a batch is one big message (eventsourcing sends a
@@ -9,9 +11,20 @@ for a reply, forever. Pipeline *exit* already flushes (psycopg PR #722); sync do
 (psycopg 3.3.9, both the C and the Python implementation).
 
 The fix flushes the output buffer completely (reading input meanwhile, as psycopg's own `send`
-generator does) before fetching. Applied once, on import of `engine.db`; a no-op if a future
-psycopg changes the private method it wraps. `tests/integration/test_pgfix.py` reproduces the
-hang without it.
+generator does) before fetching.
+
+2. A prepared statement that was never prepared. psycopg prepares a query on its 6th use
+(`prepare_threshold`). When that use is queued in a pipeline *behind a statement that fails*
+(a version conflict on `event_chain`, a tracking conflict between two consumers), the server
+skips the Parse, but psycopg records the name as prepared without checking the result: from
+then on every use of that query on that connection fails with `prepared statement "_pg3_N"
+does not exist`, and the consumer dies. psycopg checks the result only when the query is new
+to its cache (`maybe_add_to_cache` returns no key when a counted query becomes prepared). The
+fix returns the key in that case too, so the pipeline validates it and forgets a Parse that
+did not happen.
+
+Both are applied once, on import of `engine.db`; each is a no-op if a future psycopg changes
+the private method it wraps. `tests/integration/test_pgfix.py` reproduces both without it.
 """
 
 from __future__ import annotations
@@ -22,10 +35,12 @@ _applied = False
 
 
 def apply() -> bool:
-    """Patch `BasePipeline._sync_gen` to flush fully before fetching; True if patched."""
+    """Apply both fixes; True if both are in place."""
     global _applied
     if _applied:
         return True
+    if not _validate_every_prepare():  # pragma: no cover - layout changed
+        return False
     try:
         from psycopg import _pipeline_base
         from psycopg.generators import send
@@ -43,4 +58,30 @@ def apply() -> bool:
 
     base._sync_gen = _sync_gen
     _applied = True
+    return True
+
+
+def _validate_every_prepare() -> bool:
+    """Make `PrepareManager.maybe_add_to_cache` hand back the key whenever it records a new
+    prepared name, so the result of that Parse is validated (and a failed one forgotten)."""
+    try:
+        from psycopg._preparing import Prepare, PrepareManager
+    except ImportError:  # pragma: no cover
+        return False
+    original = getattr(PrepareManager, "maybe_add_to_cache", None)
+    if original is None:  # pragma: no cover
+        return False
+    if getattr(original, "_leadengine_fixed", False):
+        return True
+
+    def maybe_add_to_cache(self: Any, query: Any, prep: Any, name: bytes) -> Any:
+        key = self.key(query)
+        was_counted = prep is Prepare.SHOULD and key in self._counts
+        result = original(self, query, prep, name)
+        if result is None and was_counted:
+            return key
+        return result
+
+    maybe_add_to_cache._leadengine_fixed = True  # type: ignore[attr-defined]
+    PrepareManager.maybe_add_to_cache = maybe_add_to_cache  # type: ignore[method-assign]
     return True

@@ -19,7 +19,10 @@ def run_with_deadline(code: str, tmp_path: Path, seconds: int = 90) -> str:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code), str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=seconds,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=seconds,
         )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"deadlocked: no result within {seconds} s") from exc
@@ -73,3 +76,33 @@ def test_engine_ingests_a_large_batch_on_the_embedded_server(tmp_path: Path) -> 
     total, handled = out.split()
     assert int(total) > 3000
     assert handled == total
+
+
+def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statement(
+    server_url: str,
+) -> None:
+    """psycopg prepares a query on its 6th use; queued behind a failing statement, the server
+    skips that Parse. Unfixed, every later use of the query fails with "prepared statement
+    _pg3_N does not exist". The error is caught inside the transaction, as eventsourcing's
+    recorder does (so psycopg does not roll back and clear its cache)."""
+    import psycopg
+
+    from engine import db  # noqa: F401  (applies the fix)
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE once (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO once VALUES (1)")
+        query = "SELECT %s::int + 1"
+        for i in range(5):
+            conn.execute(query, (i,))
+        caught: Exception | None = None
+        with conn.pipeline() as p, conn.transaction(), conn.cursor() as cur:
+            cur.execute("INSERT INTO once VALUES (1)")
+            cur.execute(query, (41,))  # the 6th use: its Parse is skipped
+            try:
+                p.sync()
+            except psycopg.errors.UniqueViolation as exc:
+                caught = exc
+        assert caught is not None
+        row = conn.execute(query, (41,)).fetchone()
+    assert row == (42,)
