@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
 import structlog
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is *now*.
+
+    ``PrintLoggerFactory(file=sys.stderr)`` binds the stream once; when that stream is
+    later replaced and closed (a test's capture, a daemon redirecting its output), every
+    log call raised ``ValueError: I/O operation on closed file`` -- inside a Kafka
+    rebalance callback that aborted the consumer's close.
+    """
+
+    def msg(self, message: str) -> None:
+        # A closed stream: a lost log line must not stop the engine.
+        with contextlib.suppress(ValueError):
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+
+def _stderr_logger(*_args: object) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
@@ -22,7 +44,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
