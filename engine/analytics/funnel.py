@@ -1,0 +1,157 @@
+"""Funnel and lifecycle KPIs: stage counts and conversion, time in stage, sales cycle, lead flow.
+
+The cohort of a funnel report is the leads created (first reached `lead`) in [start, end);
+lead flow counts stage entries that happened in [start, end). Stages reached by a skip count
+as reached at the moment of the skip, as in `report funnel`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.analytics.journeys import FUNNEL_STAGES, UNKNOWN, Dataset, Journey
+from engine.analytics.stats import days, pct, percentile, r2
+from engine.lifecycle import STAGES
+
+
+def _in(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+    return at is not None and (start is None or at >= start) and (end is None or at < end)
+
+
+def cohort(ds: Dataset, start: datetime | None, end: datetime | None) -> list[Journey]:
+    return [j for j in ds.journeys if _in(j.reached_at("lead"), start, end)]
+
+
+def stages(
+    ds: Dataset, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per funnel stage: leads of the cohort that reached it, conversion from the stage before,
+    and the time spent in it (completed stays: median and p90 in days)."""
+    leads = cohort(ds, start, end)
+    stays = time_in_stage(leads)
+    out: list[dict[str, Any]] = []
+    previous: int | None = None
+    for stage in FUNNEL_STAGES:
+        reached = sum(1 for j in leads if j.reached_at(stage) is not None)
+        durations = stays.get(stage, [])
+        out.append(
+            {
+                "stage": stage,
+                "reached": reached,
+                "conversion_pct": pct(reached, previous) if previous is not None else None,
+                "stays": len(durations),
+                "median_days": r2(percentile(durations, 0.5)),
+                "p90_days": r2(percentile(durations, 0.9)),
+            }
+        )
+        previous = reached
+    return out
+
+
+def time_in_stage(leads: list[Journey]) -> dict[str, list[float]]:
+    """Days between entering a stage and leaving it, for every completed stay of every lead."""
+    stays: dict[str, list[float]] = defaultdict(list)
+    for j in leads:
+        for move, after in zip(j.moves, j.moves[1:], strict=False):
+            stays[move.to_stage].append(days(after.at - move.at))
+    return stays
+
+
+def exits(
+    ds: Dataset, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Time in the exit stages (nurture, recycled, disqualified, lost) for the same cohort."""
+    stays = time_in_stage(cohort(ds, start, end))
+    return [
+        {
+            "stage": s,
+            "stays": len(stays.get(s, [])),
+            "median_days": r2(percentile(stays.get(s, []), 0.5)),
+            "p90_days": r2(percentile(stays.get(s, []), 0.9)),
+        }
+        for s in STAGES
+        if s not in FUNNEL_STAGES and s != "anonymous"
+    ]
+
+
+def sales_cycle(
+    ds: Dataset, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """Days from lead creation to customer for the cohort's customers."""
+    lengths = []
+    for j in cohort(ds, start, end):
+        created, won = j.reached_at("lead"), j.reached_at("customer")
+        if created is not None and won is not None:
+            lengths.append(days(won - created))
+    return {
+        "customers": len(lengths),
+        "average_days": r2(sum(lengths) / len(lengths)) if lengths else None,
+        "median_days": r2(percentile(lengths, 0.5)),
+        "shortest_days": r2(min(lengths)) if lengths else None,
+        "longest_days": r2(max(lengths)) if lengths else None,
+    }
+
+
+def period_start(at: datetime, period: str) -> str:
+    """The UTC month (2026-03) or the Monday of the UTC week (2026-03-02) of `at`."""
+    at = at.astimezone(UTC)
+    if period == "month":
+        return f"{at.year:04d}-{at.month:02d}"
+    monday = (at - timedelta(days=at.weekday())).date()
+    return monday.isoformat()
+
+
+def source_of(j: Journey, by: str) -> str:
+    first = j.source
+    return first.key(by) if first else UNKNOWN
+
+
+def lead_flow(
+    ds: Dataset,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    period: str = "month",
+    by: str = "channel",
+) -> list[dict[str, Any]]:
+    """Stage entries per week or month and source channel (campaign): how leads flow."""
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(FUNNEL_STAGES, 0)
+    )
+    for j in ds.journeys:
+        group = source_of(j, by)
+        for stage in FUNNEL_STAGES:
+            at = j.reached_at(stage)
+            if _in(at, start, end):
+                assert at is not None
+                counts[(period_start(at, period), group)][stage] += 1
+    return [{period: p, f"source_{by}": g, **c} for (p, g), c in sorted(counts.items())]
+
+
+def by_source(
+    ds: Dataset, start: datetime | None = None, end: datetime | None = None, *, by: str = "channel"
+) -> list[dict[str, Any]]:
+    """The funnel per source channel (campaign) of the cohort: reached per stage, lead to
+    customer conversion and the average sales cycle."""
+    groups: dict[str, list[Journey]] = defaultdict(list)
+    for j in cohort(ds, start, end):
+        groups[source_of(j, by)].append(j)
+    out = []
+    for group, leads in sorted(groups.items()):
+        reached = {s: sum(1 for j in leads if j.reached_at(s) is not None) for s in FUNNEL_STAGES}
+        cycles = [
+            days(won - created)
+            for j in leads
+            if (created := j.reached_at("lead")) and (won := j.reached_at("customer"))
+        ]
+        out.append(
+            {
+                f"source_{by}": group,
+                **reached,
+                "lead_to_customer_pct": pct(reached["customer"], reached["lead"]),
+                "cycle_average_days": r2(sum(cycles) / len(cycles)) if cycles else None,
+            }
+        )
+    return out

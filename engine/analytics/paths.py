@@ -1,0 +1,118 @@
+"""Attribution paths: each lead's touches up to the moment it first reached the conversion stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from engine.analytics.journeys import Dataset, Journey, Touchpoint
+from engine.errors import LeadEngineError
+from engine.rules import Attribution
+
+VALUES = ("conversions", "revenue")
+
+
+class ReportError(LeadEngineError):
+    """A report was asked for something the data or the options cannot give."""
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """One lead's path. `converted_at` is None for a lead that did not convert in the window."""
+
+    lead: str
+    touches: tuple[Touchpoint, ...]
+    converted_at: datetime | None
+    value: Decimal
+    lead_created_at: datetime | None = None
+    opportunity_at: datetime | None = None
+    closes: bool = False
+
+    def keys(self, by: str) -> list[str]:
+        return [t.key(by) for t in self.touches]
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    converting: list[Path]
+    not_converting: list[Path]
+    conversion: str
+    value: str
+    currency: str | None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((p.value for p in self.converting), Decimal(0))
+
+
+def _eligible(j: Journey, cfg: Attribution) -> list[Touchpoint]:
+    excluded = set(cfg.exclude_types)
+    return [t for t in j.touches if t.type not in excluded]
+
+
+def _in(at: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or at >= start) and (end is None or at < end)
+
+
+def build_paths(
+    dataset: Dataset,
+    cfg: Attribution,
+    *,
+    conversion: str | None = None,
+    value: str = "conversions",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    currency: str | None = None,
+) -> Paths:
+    """Paths of the leads that first reached `conversion` in [start, end), and of those that
+    had touches in the window but had not converted by its end (Markov and Shapley need them).
+
+    With `value="revenue"` a path is worth the lead's won deals (as known at the dataset's
+    as-of moment), in one currency."""
+    if value not in VALUES:
+        raise ReportError(f"unknown value {value!r}; expected one of {', '.join(VALUES)}")
+    stage = conversion or cfg.conversion
+    lookback = timedelta(days=cfg.lookback_days) if cfg.lookback_days else None
+    converting: list[Path] = []
+    not_converting: list[Path] = []
+    currencies: set[str] = set()
+    for j in dataset.journeys:
+        touches = _eligible(j, cfg)
+        at = j.reached_at(stage)
+        if at is None or (end is not None and at >= end):
+            window = tuple(t for t in touches if _in(t.at, start, end))
+            if window:
+                not_converting.append(Path(j.key, window, None, Decimal(0)))
+            continue
+        if start is not None and at < start:
+            continue
+        path = tuple(
+            t for t in touches if t.at <= at and (lookback is None or t.at >= at - lookback)
+        )
+        worth = Decimal(1)
+        if value == "revenue":
+            worth, cur = j.revenue()
+            if cur is not None and (currency is None or cur == currency):
+                currencies.add(cur)
+            elif cur is not None:
+                worth = Decimal(0)
+        captured = j.first("lead.captured")
+        opportunity = j.reached_at("opportunity")
+        converting.append(
+            Path(
+                j.key,
+                path,
+                at,
+                worth,
+                lead_created_at=captured.at if captured else j.reached_at("lead"),
+                opportunity_at=opportunity if opportunity and opportunity <= at else None,
+                closes=stage == "customer",
+            )
+        )
+    if value == "revenue" and len(currencies) > 1:
+        raise ReportError(
+            f"revenue is in several currencies ({', '.join(sorted(currencies))}); "
+            "choose one with --currency"
+        )
+    return Paths(converting, not_converting, stage, value, next(iter(currencies), currency))

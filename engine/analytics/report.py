@@ -1,0 +1,130 @@
+"""Whole reports as documents (dicts of row lists): what the CLI prints and the HTML page draws."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.analytics import followup, funnel, money
+from engine.analytics.attribution import MODELS, Credits, attribute, side_by_side
+from engine.analytics.journeys import Dataset
+from engine.analytics.paths import ReportError, build_paths
+from engine.rules import Rules
+
+SECTIONS = (
+    "funnel",
+    "sources",
+    "exits",
+    "cycle",
+    "flow",
+    "followup",
+    "dials",
+    "reasons",
+    "email",
+    "clusters",
+    "money",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: datetime | None = None
+    end: datetime | None = None
+    as_of: datetime | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"from": self.start, "to": self.end, "as_of": self.as_of}
+
+
+def models_of(name: str) -> tuple[str, ...]:
+    if name == "all":
+        return MODELS
+    if name not in MODELS:
+        raise ReportError(
+            f"unknown attribution model {name!r}; expected all or one of {', '.join(MODELS)}"
+        )
+    return (name,)
+
+
+def attribution(
+    ds: Dataset,
+    rules: Rules,
+    window: Window,
+    *,
+    model: str = "all",
+    by: str = "channel",
+    value: str = "conversions",
+    conversion: str | None = None,
+    currency: str | None = None,
+) -> list[Credits]:
+    cfg = rules.attribution
+    paths = build_paths(
+        ds,
+        cfg,
+        conversion=conversion,
+        value=value,
+        start=window.start,
+        end=window.end,
+        currency=currency,
+    )
+    return [attribute(paths, m, by, cfg) for m in models_of(model)]
+
+
+def attribution_document(results: list[Credits], window: Window, rules: Rules) -> dict[str, Any]:
+    first = results[0]
+    return {
+        **window.describe(),
+        "rules": rules.ref,
+        "conversion": first.conversion,
+        "value": first.value,
+        "by": first.by,
+        "conversions": first.conversions,
+        "total": first.total,
+        "models": {r.model: r.rows() for r in results},
+        "side_by_side": side_by_side(results),
+    }
+
+
+def kpis(
+    ds: Dataset,
+    rules: Rules,
+    window: Window,
+    *,
+    period: str = "month",
+    by: str = "channel",
+    model: str = "linear",
+    currency: str | None = None,
+) -> dict[str, Any]:
+    """Every KPI section; money uses `model` for attributed revenue (customers, by revenue)."""
+    s, e = window.start, window.end
+    cfg = rules.attribution
+    first_touch_types = rules.sla.first_touch_types if rules.sla else None
+    follow = (
+        followup.sales_followup(ds, s, e, first_touch_types=first_touch_types)
+        if first_touch_types
+        else followup.sales_followup(ds, s, e)
+    )
+    revenue_paths = build_paths(
+        ds, cfg, conversion="customer", value="revenue", start=s, end=e, currency=currency
+    )
+    (name,) = models_of(model)
+    credits = attribute(revenue_paths, name, by, cfg)
+    conversion_paths = build_paths(ds, cfg, start=s, end=e)
+    return {
+        **window.describe(),
+        "rules": rules.ref,
+        "leads": len(ds.journeys),
+        "funnel": funnel.stages(ds, s, e),
+        "sources": funnel.by_source(ds, s, e, by=by),
+        "exits": funnel.exits(ds, s, e),
+        "cycle": [funnel.sales_cycle(ds, s, e)],
+        "flow": funnel.lead_flow(ds, s, e, period=period, by=by),
+        "followup": [follow],
+        "dials": followup.dials(ds, s, e),
+        "reasons": followup.reasons(ds, s, e),
+        "email": followup.email(ds, s, e),
+        "clusters": followup.clusters(conversion_paths),
+        "money": money.money(ds, s, e, by=by, attributed=credits, currency=currency),
+        "money_model": name,
+    }

@@ -1,0 +1,130 @@
+"""KPI views for reporting jobs: the same numbers as `report kpis` without a window or as-of
+(all time, as of now). Documented column by column in docs/reports.md."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from psycopg import sql
+
+RANKS = (
+    "(VALUES ('lead', 1), ('mql', 2), ('sal', 3), ('sql', 4), ('opportunity', 5), "
+    "('customer', 6)) AS r(stage, rank)"
+)
+
+#: First moment each lead reached each funnel stage (a skip reaches the stages it skips).
+REACHED = f"""
+    SELECT h.lead_id, h.lead_key, r.stage, r.rank, min(h.occurred_at) AS reached_at
+    FROM {{s}}.lead_stage_history h
+    JOIN {RANKS.replace("AS r(", "AS t(")} ON t.stage = h.to_stage
+    JOIN {RANKS} ON r.rank <= t.rank
+    GROUP BY h.lead_id, h.lead_key, r.stage, r.rank"""
+
+VIEWS: dict[str, str] = {
+    "kpi_stage_reached": REACHED,
+    "kpi_funnel": f"""
+    WITH counts AS (SELECT stage, count(*) AS reached FROM {{s}}.kpi_stage_reached GROUP BY stage)
+    SELECT r.stage, r.rank AS position, coalesce(c.reached, 0) AS reached,
+           round(100.0 * coalesce(c.reached, 0)
+                 / nullif(lag(coalesce(c.reached, 0)) OVER (ORDER BY r.rank), 0), 1)
+             AS conversion_pct
+    FROM {RANKS} LEFT JOIN counts c USING (stage)""",
+    "kpi_time_in_stage": """
+    WITH cohort AS (SELECT DISTINCT lead_id FROM {s}.kpi_stage_reached),
+    stays AS (
+        SELECT h.to_stage AS stage,
+               extract(epoch FROM lead(h.occurred_at) OVER w - h.occurred_at) / 86400.0 AS days
+        FROM {s}.lead_stage_history h JOIN cohort USING (lead_id)
+        WINDOW w AS (PARTITION BY h.lead_id ORDER BY h.occurred_at, h.version))
+    SELECT stage, count(*) AS stays,
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::numeric, 2) AS median_days,
+           round(percentile_cont(0.9) WITHIN GROUP (ORDER BY days)::numeric, 2) AS p90_days
+    FROM stays WHERE days IS NOT NULL GROUP BY stage""",
+    "kpi_sales_cycle": """
+    WITH c AS (
+        SELECT extract(epoch FROM w.reached_at - l.reached_at) / 86400.0 AS days
+        FROM {s}.kpi_stage_reached l
+        JOIN {s}.kpi_stage_reached w ON w.lead_id = l.lead_id AND w.stage = 'customer'
+        WHERE l.stage = 'lead')
+    SELECT count(*) AS customers, round(avg(days)::numeric, 2) AS average_days,
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::numeric, 2) AS median_days,
+           round(min(days)::numeric, 2) AS shortest_days,
+           round(max(days)::numeric, 2) AS longest_days
+    FROM c""",
+    "kpi_lead_flow": """
+    SELECT to_char(k.reached_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+           (date_trunc('week', k.reached_at AT TIME ZONE 'UTC'))::date AS week,
+           coalesce(s.source_channel, '(none)') AS source_channel,
+           coalesce(s.source_campaign, '(none)') AS source_campaign,
+           k.stage, k.rank AS position, count(*) AS leads
+    FROM {s}.kpi_stage_reached k JOIN {s}.lead_state s USING (lead_id)
+    GROUP BY 1, 2, 3, 4, 5, 6""",
+    "kpi_email": """
+    WITH c AS (
+        SELECT coalesce(campaign, '(none)') AS campaign,
+               count(*) FILTER (WHERE type = 'touch.email_sent') AS sent,
+               count(*) FILTER (WHERE type = 'touch.email_opened') AS opened,
+               count(*) FILTER (WHERE type = 'touch.email_clicked') AS clicked,
+               count(*) FILTER (WHERE type = 'touch.email_bounced') AS bounced,
+               count(*) FILTER (WHERE type = 'touch.unsubscribed') AS unsubscribed
+        FROM {s}.lead_touchpoints
+        WHERE type IN ('touch.email_sent', 'touch.email_opened', 'touch.email_clicked',
+                       'touch.email_bounced', 'touch.unsubscribed')
+        GROUP BY 1)
+    SELECT campaign, sent, opened, clicked, bounced, unsubscribed, sent - bounced AS delivered,
+           round(100.0 * opened / nullif(sent - bounced, 0), 1) AS open_rate_pct,
+           round(100.0 * clicked / nullif(sent - bounced, 0), 1) AS click_rate_pct,
+           round(100.0 * clicked / nullif(opened, 0), 1) AS click_to_open_pct,
+           round(100.0 * bounced / nullif(sent, 0), 1) AS bounce_rate_pct,
+           round(100.0 * unsubscribed / nullif(sent - bounced, 0), 1) AS unsubscribe_rate_pct
+    FROM c""",
+    "kpi_cost_per_stage": """
+    WITH cost AS (SELECT channel, sum(amount) AS cost FROM {s}.campaign_costs GROUP BY 1),
+    leads AS (
+        SELECT coalesce(source_channel, '(none)') AS channel,
+               count(*) FILTER (WHERE furthest_rank >= 1) AS leads,
+               count(*) FILTER (WHERE furthest_rank >= 2) AS mqls,
+               count(*) FILTER (WHERE furthest_rank >= 4) AS sqls,
+               count(*) FILTER (WHERE furthest_rank >= 6) AS customers
+        FROM {s}.lead_state GROUP BY 1),
+    revenue AS (
+        SELECT coalesce(s.source_channel, '(none)') AS channel, sum(m.amount) AS revenue
+        FROM {s}.lead_milestones m JOIN {s}.lead_state s USING (lead_id)
+        WHERE m.type = 'deal.won' GROUP BY 1)
+    SELECT channel, round(coalesce(cost, 0), 2) AS cost,
+           coalesce(leads, 0) AS leads, coalesce(mqls, 0) AS mqls,
+           coalesce(sqls, 0) AS sqls, coalesce(customers, 0) AS customers,
+           round(cost / nullif(leads, 0), 2) AS cost_per_lead,
+           round(cost / nullif(mqls, 0), 2) AS cost_per_mql,
+           round(cost / nullif(sqls, 0), 2) AS cost_per_sql,
+           round(cost / nullif(customers, 0), 2) AS cost_per_customer,
+           coalesce(revenue, 0) AS revenue,
+           round(revenue / nullif(customers, 0), 2) AS revenue_per_customer
+    FROM cost FULL JOIN leads USING (channel) FULL JOIN revenue USING (channel)""",
+}
+
+
+FINGERPRINT = "leadengine views " + hashlib.sha256(repr(VIEWS).encode()).hexdigest()[:16]
+
+
+def statements() -> list[str]:
+    """Drop and re-create every view (in reverse dependency order)."""
+    # CASCADE: the read contract's copies go too; ensure_contract re-creates them (same txn)
+    drops = [f"DROP VIEW IF EXISTS {{s}}.{name} CASCADE" for name in reversed(VIEWS)]
+    creates = [f"CREATE VIEW {{s}}.{name} AS {body}" for name, body in VIEWS.items()]
+    return [*drops, *creates, f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'"]
+
+
+def create_views(conn: Any, schema_name: str) -> None:
+    """Create the views, or re-create them when their definitions changed; otherwise touch
+    nothing, so readers' queries never wait on a lock taken at every start. Runs in the
+    caller's transaction."""
+    schema = sql.Identifier(schema_name)
+    row = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
+    ).fetchone()
+    if row and row[0] == FINGERPRINT:
+        return
+    for statement in statements():
+        conn.execute(sql.SQL(statement).format(s=schema))

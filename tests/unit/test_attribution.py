@@ -1,0 +1,222 @@
+"""Attribution models on small paths with hand-computed credits, and exact sums for any journey."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.analytics.attribution import MODELS, attribute, side_by_side
+from engine.analytics.journeys import NO_TOUCH, Dataset, Journey, Milestone, Move, Touchpoint
+from engine.analytics.paths import ReportError, build_paths
+from engine.rules import Attribution
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+CFG = Attribution()
+D = Decimal
+
+
+def at(days: float) -> datetime:
+    return T0 + timedelta(days=days)
+
+
+def journey(
+    key: str,
+    touches: list[tuple[float, str]],
+    *,
+    captured: float | None = 0.0,
+    opportunity: float | None = None,
+    won: float | None = None,
+    amount: str = "1000",
+    campaign: str | None = None,
+) -> Journey:
+    j = Journey(key)
+    for seq, (day, channel) in enumerate(touches):
+        j.touches.append(
+            Touchpoint(at(day), seq, "touch.page_viewed", channel, campaign or f"{channel}-c")
+        )
+    if captured is not None:
+        j.moves.append(Move(at(captured), "anonymous", "lead", "lead.captured"))
+        j.milestones.append(Milestone(at(captured), "lead.captured"))
+    if opportunity is not None:
+        j.moves.append(Move(at(opportunity), "lead", "opportunity", "opportunity.opened"))
+    if won is not None:
+        j.moves.append(Move(at(won), "opportunity", "customer", "deal.won"))
+        j.milestones.append(Milestone(at(won), "deal.won", amount=D(amount), currency="USD"))
+    j.sort()
+    return j
+
+
+def credits(journeys: list[Journey], model: str, **kw: object) -> dict[str, Decimal]:
+    by = str(kw.pop("by", "channel"))
+    paths = build_paths(Dataset(journeys, []), CFG, **kw)  # type: ignore[arg-type]
+    return attribute(paths, model, by, CFG).credits
+
+
+ONE = [journey("l1", [(1, "ads")], opportunity=2, won=3)]
+TWO = [journey("l1", [(0, "ads"), (7, "email")], captured=0, opportunity=7, won=7)]
+FIVE = [
+    journey(
+        "l1",
+        [(0, "a"), (1, "b"), (2, "c"), (3, "d"), (4, "e")],
+        captured=1.5,  # the lead was created after touch b
+        opportunity=3,  # ... the opportunity at touch d
+        won=5,
+    )
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_one_touch_gets_everything(model: str) -> None:
+    assert credits(ONE, model) == {"ads": D("1.0000")}
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("first_touch", {"ads": "1.0000", "email": "0.0000"}),
+        ("last_touch", {"ads": "0.0000", "email": "1.0000"}),
+        ("linear", {"ads": "0.5000", "email": "0.5000"}),
+        ("position_based", {"ads": "0.5000", "email": "0.5000"}),
+        # 2^(-7/7) = 0.5 for ads, 1 for email: 1/3 and 2/3
+        ("time_decay", {"ads": "0.3333", "email": "0.6667"}),
+        # first + lead creation on ads (0.6), opportunity on email (0.3); spread has nobody
+        ("w_shaped", {"ads": "0.6667", "email": "0.3333"}),
+        # ads: first + lead creation (0.45); email: opportunity + close (0.45)
+        ("full_path", {"ads": "0.5000", "email": "0.5000"}),
+    ],
+)
+def test_two_touches(model: str, expected: dict[str, str]) -> None:
+    assert credits(TWO, model) == {k: D(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("linear", {"a": "0.2", "b": "0.2", "c": "0.2", "d": "0.2", "e": "0.2"}),
+        ("position_based", {"a": "0.4", "b": "0.0667", "c": "0.0667", "d": "0.0666", "e": "0.4"}),
+        ("w_shaped", {"a": "0.3", "b": "0.3", "c": "0.05", "d": "0.3", "e": "0.05"}),
+        ("full_path", {"a": "0.225", "b": "0.225", "c": "0.1", "d": "0.225", "e": "0.225"}),
+    ],
+)
+def test_five_touches_milestones(model: str, expected: dict[str, str]) -> None:
+    assert credits(FIVE, model) == {k: D(v).quantize(D("0.0001")) for k, v in expected.items()}
+
+
+def test_w_shaped_without_an_opportunity_scales_the_other_shares() -> None:
+    # conversion at mql: no opportunity milestone; 0.3 / 0.3 / 0.1 scaled to 3/7, 3/7, 1/7.
+    # Rounded to 0.0001 by largest remainder: 0.42857.. twice rounds up, 0.14285.. down.
+    j = journey("l1", [(0, "a"), (1, "b"), (2, "c")], captured=1)
+    j.moves.append(Move(at(2), "lead", "mql", "score"))
+    j.sort()
+    got = credits([j], "w_shaped", conversion="mql")
+    assert got == {"a": D("0.4286"), "b": D("0.4286"), "c": D("0.1428")}
+
+
+def test_repeated_channels_add_up() -> None:
+    j = journey("l1", [(0, "email"), (1, "web"), (2, "email")], opportunity=2, won=3)
+    assert credits([j], "linear") == {"email": D("0.6667"), "web": D("0.3333")}
+    assert credits([j], "first_touch") == {"email": D("1.0000"), "web": D("0.0000")}
+
+
+def test_ties_in_time_follow_arrival_order() -> None:
+    j = Journey("l1")
+    j.touches += [
+        Touchpoint(at(0), 2, "touch.page_viewed", "second"),
+        Touchpoint(at(0), 1, "touch.page_viewed", "first"),
+    ]
+    j.moves += [Move(at(0), "anonymous", "customer", "deal.won")]
+    j.sort()
+    assert credits([j], "first_touch")["first"] == D(1)
+    assert credits([j], "last_touch")["second"] == D(1)
+
+
+def test_markov_removal_effect_by_hand() -> None:
+    # start->A 2/3, start->B 1/3, A->B 1/2, A->null 1/2, B->conv 1: P = 2/3.
+    # Without A: P = 1/3, effect 1/2. Without B: P = 0, effect 1. Credits 2 * (1/3, 2/3).
+    js = [
+        journey("l1", [(0, "A"), (1, "B")], opportunity=1, won=2),
+        journey("l2", [(0, "A")]),
+        journey("l3", [(0, "B")], opportunity=1, won=2),
+    ]
+    assert credits(js, "markov") == {"A": D("0.6667"), "B": D("1.3333")}
+
+
+def test_shapley_by_hand() -> None:
+    # v(A) = 1/2, v(B) = 0, v(AB) = 1. Path {A,B}: phi_A = (0.5 + 1)/2, phi_B = (0 + 0.5)/2.
+    js = [
+        journey("l1", [(0, "A")], opportunity=1, won=2),
+        journey("l2", [(0, "A")]),
+        journey("l3", [(0, "B")]),
+        journey("l4", [(0, "A"), (1, "B")], opportunity=1, won=2),
+    ]
+    assert credits(js, "shapley") == {"A": D("1.7500"), "B": D("0.2500")}
+
+
+def test_revenue_and_no_touch_conversions() -> None:
+    js = [
+        journey("l1", [(0, "ads"), (1, "email")], opportunity=1, won=2, amount="1000.01"),
+        journey("l2", [], opportunity=1, won=2, amount="50"),
+    ]
+    got = credits(js, "linear", value="revenue")
+    assert got == {"ads": D("500.01"), "email": D("500.00"), NO_TOUCH: D("50")}
+
+
+def test_lookback_window_and_period() -> None:
+    cfg = Attribution(lookback_days=3)
+    j = journey("l1", [(0, "old"), (8, "recent")], opportunity=9, won=10)
+    paths = build_paths(Dataset([j], []), cfg)
+    assert attribute(paths, "linear", "channel", cfg).credits == {"recent": D(1)}
+    later = build_paths(Dataset([j], []), CFG, start=at(11))
+    assert later.converting == [] and later.total == 0
+
+
+def test_unknown_model_and_mixed_currencies_are_clear_errors() -> None:
+    paths = build_paths(Dataset(ONE, []), CFG)
+    with pytest.raises(ReportError, match="unknown attribution model 'magic'"):
+        attribute(paths, "magic", "channel", CFG)
+    eur = journey("l2", [(0, "ads")], opportunity=1, won=2)
+    eur.milestones[-1] = Milestone(at(2), "deal.won", amount=D(5), currency="EUR")
+    with pytest.raises(ReportError, match="several currencies"):
+        build_paths(Dataset([*ONE, eur], []), CFG, value="revenue")
+    only_eur = build_paths(Dataset([*ONE, eur], []), CFG, value="revenue", currency="EUR")
+    assert only_eur.total == D(5)
+
+
+def test_side_by_side_has_a_total_row() -> None:
+    paths = build_paths(Dataset(TWO, []), CFG)
+    rows = side_by_side([attribute(paths, m, "channel", CFG) for m in MODELS])
+    assert rows[-1]["channel"] == "TOTAL"
+    assert all(rows[-1][m] == 1 for m in MODELS)
+
+
+CHANNELS = st.sampled_from(["ads", "email", "web", "social", "events", "partner"])
+JOURNEY = st.tuples(
+    st.lists(st.tuples(st.integers(0, 40), CHANNELS), max_size=8),
+    st.sampled_from([None, 5, 20, 45]),  # day of the win, if any
+    st.integers(0, 100_000),  # cents
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(JOURNEY, min_size=1, max_size=25), st.sampled_from(["conversions", "revenue"]))
+def test_every_model_sums_to_the_conversions(raw: list[tuple], value: str) -> None:
+    journeys = [
+        journey(
+            f"l{i}",
+            sorted(touches),
+            opportunity=None if won is None else won - 1,
+            won=won,
+            amount=str(D(cents) / 100),
+        )
+        for i, (touches, won, cents) in enumerate(raw)
+    ]
+    paths = build_paths(Dataset(journeys, []), CFG, value=value)
+    expected = len(paths.converting) if value == "conversions" else paths.total
+    for by in ("channel", "campaign"):
+        for model in MODELS:
+            result = attribute(paths, model, by, CFG)
+            assert sum(result.credits.values(), D(0)) == expected, (model, by)
