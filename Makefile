@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/mypy engine
 
-test: lint
+# The HTML report is tested in a real headless Chromium: install Debian's if none is there.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  command -v google-chrome >/dev/null || [ -n "$$LEADENGINE_TEST_CHROMIUM" ] || \
+	  { echo "installing Debian's chromium for the HTML report test"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	    $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && \
+	      $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed

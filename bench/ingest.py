@@ -43,13 +43,19 @@ def phase_engine(url: str, data: list[bytes]) -> dict[str, float]:
     try:
         with open_runtime(settings, database=database) as rt:
             t0 = time.perf_counter()
-            report = ingest_lines(data, origin="bench", app=rt.app, deadletters=rt.deadletters,
-                                  batch_size=1000)
+            report = ingest_lines(
+                data, origin="bench", app=rt.app, deadletters=rt.deadletters, batch_size=1000
+            )
             t1 = time.perf_counter()
             projected = rt.projector.run()
             t2 = time.perf_counter()
-        return {"events": report.accepted, "store_s": t1 - t0, "project_s": t2 - t1,
-                "notifications": projected, "peak_rss_mb": peak_rss_mb()}
+        return {
+            "events": report.accepted,
+            "store_s": t1 - t0,
+            "project_s": t2 - t1,
+            "notifications": projected,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     finally:
         dbmod.drop_schema(database)
 
@@ -58,15 +64,20 @@ def phase_baseline(url: str, data: list[bytes]) -> dict[str, float]:
     database = dbmod.from_url(url, f"bench_{uuid.uuid4().hex[:8]}")
     dbmod.ensure_schema(database)
     env = database.eventsourcing_env() | {"AGGREGATE_CACHE_MAXSIZE": ""}
-    app = LeadEngine(rules=load_rules(), env=env)
+    app = LeadEngine(rules=load_rules(), env=env, master_key=os.urandom(32))
     try:
         t0 = time.perf_counter()
         events = [parse_event(raw) for raw in data]
         for event in events:
             app.ingest([event])  # loads from the store, records, one save per event
         t1 = time.perf_counter()
-        return {"events": len(events), "store_s": t1 - t0, "project_s": 0.0,
-                "notifications": 0, "peak_rss_mb": peak_rss_mb()}
+        return {
+            "events": len(events),
+            "store_s": t1 - t0,
+            "project_s": 0.0,
+            "notifications": 0,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     finally:
         app.close()
         dbmod.drop_schema(database)
@@ -80,12 +91,17 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--baseline-events", type=int, default=5000,
-                        help="the naive baseline runs on the first N events only (it is slow)")
+    parser.add_argument(
+        "--baseline-events",
+        type=int,
+        default=5000,
+        help="the naive baseline runs on the first N events only (it is slow)",
+    )
     parser.add_argument("--phase", choices=["engine", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -106,7 +122,9 @@ def main() -> None:
         for phase, path in (("engine", full), ("baseline", part)):
             out = subprocess.run(
                 [sys.executable, __file__, "--phase", phase, "--url", url, "--data", str(path)],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             results[phase] = json.loads(out.strip().splitlines()[-1])
     e, b = results["engine"], results["baseline"]
@@ -115,14 +133,20 @@ def main() -> None:
     proj_rate = e["notifications"] / e["project_s"] if e["project_s"] else 0.0
     base_rate = b["events"] / b["store_s"]
     print(f"events: engine {e['events']:,} ({args.leads:,} leads), baseline {b['events']:,}")
-    print(f"baseline  one save per event     {base_rate:10,.0f} events/s   "
-          f"peak RSS {b['peak_rss_mb']:6.0f} MB")
-    print(f"engine    store (batched)        {store_rate:10,.0f} events/s   "
-          f"x{store_rate / base_rate:5.1f} baseline")
+    print(
+        f"baseline  one save per event     {base_rate:10,.0f} events/s   "
+        f"peak RSS {b['peak_rss_mb']:6.0f} MB"
+    )
+    print(
+        f"engine    store (batched)        {store_rate:10,.0f} events/s   "
+        f"x{store_rate / base_rate:5.1f} baseline"
+    )
     print(f"engine    projection             {proj_rate:10,.0f} notifications/s")
-    print(f"engine    end to end             {e2e_rate:10,.0f} events/s   "
-          f"x{e2e_rate / base_rate:5.1f} baseline   peak RSS {e['peak_rss_mb']:6.0f} MB "
-          f"(x{e['peak_rss_mb'] / b['peak_rss_mb']:.2f})")
+    print(
+        f"engine    end to end             {e2e_rate:10,.0f} events/s   "
+        f"x{e2e_rate / base_rate:5.1f} baseline   peak RSS {e['peak_rss_mb']:6.0f} MB "
+        f"(x{e['peak_rss_mb'] / b['peak_rss_mb']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,14 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        args.topic, bootstrap_servers=args.bootstrap.split(","), group_id=f"raw-{uuid.uuid4()}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=args.batch_size,
-        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+        args.topic,
+        bootstrap_servers=args.bootstrap.split(","),
+        group_id=f"raw-{uuid.uuid4()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=args.batch_size,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
         **QUICK_JOIN,
     )
     t0 = time.perf_counter()
@@ -66,8 +71,13 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     t1 = time.perf_counter()
     consumer.close()
     assert first is not None
-    return {"records": n, "bytes": size, "join_s": first - t0, "consume_s": t1 - first,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "records": n,
+        "bytes": size,
+        "join_s": first - t0,
+        "consume_s": t1 - first,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,10 +89,14 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     database = dbmod.from_url(args.url, schema)
     settings = Settings(
-        database_url=args.url, database_schema=schema,  # type: ignore[arg-type]
-        kafka_bootstrap_servers=args.bootstrap, kafka_topic=args.topic,
-        kafka_group=f"engine-{uuid.uuid4()}", kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=1000, batch_size=args.batch_size,
+        database_url=args.url,
+        database_schema=schema,  # type: ignore[arg-type]
+        kafka_bootstrap_servers=args.bootstrap,
+        kafka_topic=args.topic,
+        kafka_group=f"engine-{uuid.uuid4()}",
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=1000,
+        batch_size=args.batch_size,
     )
     try:
         with open_runtime(settings, database=database) as rt:
@@ -92,33 +106,59 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
             projected = rt.projector.run()
             t2 = time.perf_counter()
         join = (stats.first_record or time.monotonic()) - stats.started
-        return {"records": stats.records, "accepted": stats.accepted, "join_s": join,
-                "consume_s": (t1 - t0) - join, "project_s": t2 - t1,
-                "notifications": projected, "peak_rss_mb": peak_rss_mb()}
+        return {
+            "records": stats.records,
+            "accepted": stats.accepted,
+            "join_s": join,
+            "consume_s": (t1 - t0) - join,
+            "project_s": t2 - t1,
+            "notifications": projected,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     finally:
         dbmod.drop_schema(database)
 
 
 def run_phase(phase: str, args: argparse.Namespace, url: str, expect: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--phase", phase, "--url", url, "--bootstrap",
-           args.bootstrap, "--topic", args.topic, "--expect", str(expect),
-           "--batch-size", str(args.batch_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--url",
+        url,
+        "--bootstrap",
+        args.bootstrap,
+        "--topic",
+        args.topic,
+        "--expect",
+        str(expect),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     print(f"... {phase} phase", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=os.environ | {
-        "LEADENGINE_LOG_LEVEL": "WARNING"})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"},
+    )
     if proc.returncode:
         sys.exit(f"{phase} phase failed:\n{proc.stderr[-4000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=2000,
-                        help="max records per poll (LEADENGINE_BATCH_SIZE)")
+    parser.add_argument(
+        "--batch-size", type=int, default=2000, help="max records per poll (LEADENGINE_BATCH_SIZE)"
+    )
     for hidden in ("--phase", "--url", "--bootstrap", "--topic", "--expect"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,8 +187,11 @@ def main() -> None:
         with Publisher(args.bootstrap, topic=args.topic, validate=False) as pub:
             pub.publish_many(events)
         publish_s = time.perf_counter() - t0
-        print(f"... published {len(events):,} events in {publish_s:.1f} s", file=sys.stderr,
-              flush=True)
+        print(
+            f"... published {len(events):,} events in {publish_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         raw = run_phase("raw", args, url, len(events))
         eng = run_phase("engine", args, url, len(events))
     finally:
@@ -159,20 +202,29 @@ def main() -> None:
     consume_rate = eng["records"] / eng["consume_s"]
     e2e_rate = eng["records"] / (eng["consume_s"] + eng["project_s"])
     proj_rate = eng["notifications"] / eng["project_s"] if eng["project_s"] else 0.0
-    print(f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions, "
-          f"{raw['bytes'] / 1e6:.1f} MB; published at {len(events) / publish_s:,.0f} events/s")
-    print(f"group join (not in the rates): raw {raw['join_s']:.1f} s, engine "
-          f"{eng['join_s']:.1f} s")
-    print(f"raw kafka-python consume   {raw_rate:10,.0f} events/s   "
-          f"peak RSS {raw['peak_rss_mb']:6.0f} MB   (baseline)")
-    print(f"engine consume -> store    {consume_rate:10,.0f} events/s   "
-          f"x{consume_rate / raw_rate:.3f} raw")
+    print(
+        f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions, "
+        f"{raw['bytes'] / 1e6:.1f} MB; published at {len(events) / publish_s:,.0f} events/s"
+    )
+    print(f"group join (not in the rates): raw {raw['join_s']:.1f} s, engine {eng['join_s']:.1f} s")
+    print(
+        f"raw kafka-python consume   {raw_rate:10,.0f} events/s   "
+        f"peak RSS {raw['peak_rss_mb']:6.0f} MB   (baseline)"
+    )
+    print(
+        f"engine consume -> store    {consume_rate:10,.0f} events/s   "
+        f"x{consume_rate / raw_rate:.3f} raw"
+    )
     print(f"engine projection          {proj_rate:10,.0f} notifications/s")
     rss_ratio = eng["peak_rss_mb"] / raw["peak_rss_mb"]
-    print(f"engine end to end          {e2e_rate:10,.0f} events/s   x{e2e_rate / raw_rate:.3f} raw"
-          f"   peak RSS {eng['peak_rss_mb']:6.0f} MB (x{rss_ratio:.2f})")
-    print(f"engine stored {eng['accepted']:,} new events of {eng['records']:,} records "
-          f"(the rest are the generator's deliberate duplicates)")
+    print(
+        f"engine end to end          {e2e_rate:10,.0f} events/s   x{e2e_rate / raw_rate:.3f} raw"
+        f"   peak RSS {eng['peak_rss_mb']:6.0f} MB (x{rss_ratio:.2f})"
+    )
+    print(
+        f"engine stored {eng['accepted']:,} new events of {eng['records']:,} records "
+        f"(the rest are the generator's deliberate duplicates)"
+    )
 
 
 if __name__ == "__main__":

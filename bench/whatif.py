@@ -40,8 +40,9 @@ def facts(events: int, seed: int) -> list[FactIn]:
     for raw in generate(max(1, int(events / EVENTS_PER_LEAD)), seed):
         env = validate_event(raw)
         if env.is_lead_event:
-            out.append(FactIn(env.subject, env.id, env.type, env.source, env.occurred_at,
-                              dict(env.data)))
+            out.append(
+                FactIn(env.subject, env.id, env.type, env.source, env.occurred_at, dict(env.data))
+            )
     return out
 
 
@@ -59,19 +60,26 @@ def phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         current = load_rules()
         text = (ROOT / "engine" / "default_rules.yaml").read_text()
-        new = parse_rules(text.replace("total_at_least: 50", "total_at_least: 40")
-                          .replace('version: "2026.1"', 'version: "bench"', 1))
+        new = parse_rules(
+            text.replace("total_at_least: 50", "total_at_least: 40").replace(
+                'version: "2026.1"', 'version: "bench"', 1
+            )
+        )
         summary = replay(data, current, new).summary(limit=0)
     seconds = time.perf_counter() - t0
-    return {"facts": len(data), "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
-            "rss_before_mb": base_rss, "summary": {k: summary.get(k) for k in
-                                                   ("leads", "mql_old", "mql_new",
-                                                    "leads_changed")}}
+    return {
+        "facts": len(data),
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": base_rss,
+        "summary": {k: summary.get(k) for k in ("leads", "mql_old", "mql_new", "leads_changed")},
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
@@ -82,9 +90,20 @@ def main() -> None:
     results = {}
     for name in ("baseline", "whatif"):
         print(f"... {name}", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--phase", name, "--events",
-                               str(args.events), "--seed", str(args.seed)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--phase",
+                name,
+                "--events",
+                str(args.events),
+                "--seed",
+                str(args.seed),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,13 +111,19 @@ def main() -> None:
     base_rate = base["facts"] / base["seconds"]
     rate = what["facts"] / what["seconds"]
     print(f"{what['facts']:,} lead facts of {what['summary']['leads']:,} leads")
-    print(f"baseline (read + group)  {base_rate:12,.0f} facts/s   peak RSS "
-          f"{base['peak_rss_mb']:7,.0f} MB")
+    print(
+        f"baseline (read + group)  {base_rate:12,.0f} facts/s   peak RSS "
+        f"{base['peak_rss_mb']:7,.0f} MB"
+    )
     rss_ratio = what["peak_rss_mb"] / base["peak_rss_mb"]
-    print(f"what-if fold (2 rule sets) {rate:10,.0f} facts/s   x{rate / base_rate:.4f} baseline"
-          f"   peak RSS {what['peak_rss_mb']:7,.0f} MB (x{rss_ratio:.2f})")
-    print(f"what-if took {what['seconds']:.1f} s; MQL {what['summary']['mql_old']:,} -> "
-          f"{what['summary']['mql_new']:,}, {what['summary']['leads_changed']:,} leads change")
+    print(
+        f"what-if fold (2 rule sets) {rate:10,.0f} facts/s   x{rate / base_rate:.4f} baseline"
+        f"   peak RSS {what['peak_rss_mb']:7,.0f} MB (x{rss_ratio:.2f})"
+    )
+    print(
+        f"what-if took {what['seconds']:.1f} s; MQL {what['summary']['mql_old']:,} -> "
+        f"{what['summary']['mql_new']:,}, {what['summary']['leads_changed']:,} leads change"
+    )
 
 
 if __name__ == "__main__":

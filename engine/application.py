@@ -8,9 +8,10 @@ the facts, the decisions they caused and the position commit together or not at 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -22,15 +23,22 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    Mapper,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
 from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded, lead_id
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
-from engine.contract import Envelope
-from engine.errors import LeadNotFound
+from engine.contract import Envelope, present_pii
+from engine.errors import LeadEngineError, LeadNotFound
 from engine.facts import profile_of
+from engine.privacy import KeyStore, MasterKeyError, PiiMapper, PostgresKeyStore
 from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
 from engine.scoring import best_of_profile
@@ -53,11 +61,24 @@ class DateAsISO(Transcoding):
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    ignored: int = 0  # personal data for forgotten leads, under privacy.after_erasure: drop
     outcomes: list[tuple[str, Recorded]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+        self.ignored += other.ignored
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget` did. `personal_values` are for purging copies elsewhere; never log them."""
+
+    key: str
+    lead_id: UUID
+    already: bool  # an earlier forget had recorded Erased
+    key_shredded: bool  # a live key was destroyed now
+    personal_values: frozenset[str] = field(repr=False)
 
 
 #: eventsourcing names its tables after the application.
@@ -77,9 +98,33 @@ class LeadEngine(Application[UUID]):
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
-    def __init__(self, rules: Rules | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        rules: Rules | None = None,
+        env: dict[str, str] | None = None,
+        master_key: bytes | None = None,
+    ) -> None:
         super().__init__(env=env)
         self.rules = rules or load_rules()
+        datastore = getattr(self.recorder, "datastore", None)
+        keys: KeyStore
+        if datastore is not None:
+            if master_key is None:
+                raise MasterKeyError(
+                    "a PostgreSQL store needs the master key that wraps the per-lead keys"
+                )
+            keys = PostgresKeyStore(datastore, master_key)
+            keys.create_tables()
+        else:  # the in-memory store lives as long as the process: so does its master key
+            keys = KeyStore(master_key or os.urandom(32))
+        self.keys = keys
+        mapper = cast(PiiMapper, self.mapper)
+        mapper.keys = keys
+        #: decodes events without opening personal data: what projections and what-ifs read
+        self.sealed_mapper = mapper.sealing(reveal=False)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PiiMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -122,6 +167,8 @@ class LeadEngine(Application[UUID]):
                 result.outcomes.append((env.id, outcome))
                 if outcome is Recorded.ACCEPTED:
                     result.accepted += 1
+                elif outcome is Recorded.IGNORED:
+                    result.ignored += 1
                 else:
                     result.duplicates += 1
             self._save(list(touched.values()), tracking)
@@ -287,8 +334,35 @@ class LeadEngine(Application[UUID]):
         processing.collect_events(*aggregates)
         if not processing.events and tracking is None:
             return
+        # every new lead's key in one round trip, before the mapper seals their personal data
+        self.keys.ensure(
+            e.originator_id
+            for e in processing.events
+            if isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data)
+        )
         recordings = self._record(processing)
         self._notify(recordings)
+
+    def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
+        """Shred the lead's key, then record `Erased`; safe to run again (finishes a half one)."""
+        if not reason.strip():
+            raise LeadEngineError(
+                "forget needs a --reason (e.g. a ticket number; nothing personal)"
+            )
+        self._forget(lead_id(key))
+        lead = self.get_lead(key)
+        values = frozenset(
+            str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
+        )
+        already = lead.erased_at is not None
+        shredded = self.keys.shred(lead.id)
+        if not already:
+            lead.erase(reason=reason, by=by, at=at)
+            try:
+                self._save([lead], None)
+            finally:
+                self._forget(lead.id)
+        return Forgotten(key, lead.id, already, shredded, values)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (e.g. when another writer may have moved them)."""

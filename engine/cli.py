@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
@@ -21,6 +22,9 @@ examples:
   leadengine report funnel --format json
   leadengine lead explain crm-0000042 --model enterprise
   leadengine report sla --as-of 2026-03-03T09:00:00Z
+  leadengine report attribution --model all --by campaign
+  leadengine report kpis --from 2026-01-01 --to 2026-04-01
+  leadengine report html report.html          charts in one self-contained page
   leadengine whatif --rules stricter.yaml      what would change under other rules
 
 environment:
@@ -131,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         "projection's position against the head of the event log. Needs "
         "LEADENGINE_KAFKA_BOOTSTRAP_SERVERS for the Kafka part.",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="for probes: exit 1 (with the reason) if the database or the configured broker "
+        "is unreachable, or a lag exceeds --max-lag; print nothing else",
+    )
+    p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
     _fmt(p)
 
     p = sub.add_parser("project", help="bring the read model up to date with the log")
@@ -140,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="stop when caught up (the default)",
     )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="run as a service: keep projecting new events until SIGTERM (finishes the batch)",
+    )
     _fmt(p)
 
     lead = sub.add_parser("lead", help="one lead: show, history, explain").add_subparsers(
@@ -147,10 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = lead.add_parser("show", help="current stage, owner, score and profile of a lead")
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("--as-of", metavar="T", help="as the engine knew it at T (events recorded by T)")
     _fmt(p)
     p = lead.add_parser("history", help="every event in order with score and stage after each")
     p.add_argument("key")
+    clocks = p.add_mutually_exclusive_group()
+    clocks.add_argument("--as-of", metavar="T", help="only events the engine had recorded by T")
+    clocks.add_argument(
+        "--occurred-by", metavar="T", help="only facts (and their decisions) that happened by T"
+    )
     _fmt(p)
+    p = lead.add_parser(
+        "export",
+        help="one JSON document for auditors: every event, decision, rule version, chain hash",
+    )
+    p.add_argument("key")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
     p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
     p.add_argument("key")
     p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
@@ -162,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = report.add_parser("funnel", help="stage counts, conversion rates, where leads are now")
     _fmt(p)
+    _report_parsers(report)
     p = report.add_parser(
         "sla",
         help="SLA timers per owner and queue; leads breached or at risk",
@@ -211,15 +240,148 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     _fmt(p)
 
+    p = sub.add_parser(
+        "verify",
+        help="recompute the hash chains: exit 1 and the first broken link if anything changed",
+        description="Every stored event is hashed into a chain per aggregate in the same "
+        "transaction. verify recomputes each chain from the stored bytes and checks the "
+        "anchors (table chain_anchors, and --anchors-file if given). Edited, deleted, "
+        "reordered or inserted events are reported with the aggregate and version.",
+    )
+    p.add_argument("key", nargs="?", help="one lead (default: with --all, everything)")
+    p.add_argument("--all", action="store_true", help="every aggregate (the default)")
+    p.add_argument("--anchors-file", type=Path, help="also check anchors kept in this file")
+    _fmt(p)
+    p = sub.add_parser(
+        "forget",
+        help="right to erasure: shred a lead's key so its personal data is gone for good",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Personal fields (email, name, phone, call notes) are stored sealed with a "
+        "key per lead. forget destroys that key, records an Erased event (who, when, why), "
+        "deletes the dead letters that carry the person's data and refreshes the lead's rows. "
+        "History, scores, stages, attribution and KPIs replay exactly as before; the personal "
+        "data cannot be recovered. Later events for the lead follow rules privacy.after_erasure "
+        "(default: recorded without personal data). Running it again is safe.",
+        epilog="example:\n  leadengine forget crm-0000042 --reason 'GDPR request #1234' "
+        "--by dpo@example.com\n\nThe reason and the operator are kept in the history: "
+        "write a ticket number, never the person's name.",
+    )
+    p.add_argument("key", help="the lead's key upstream")
+    p.add_argument("--reason", required=True, help="why (a ticket or request id)")
+    p.add_argument("--by", help="who asked for it (default: the OS user)")
+    _fmt(p)
+    p = sub.add_parser(
+        "anchor",
+        help="hash every chain link so far into an anchor (run daily; keep the file elsewhere)",
+    )
+    p.add_argument("--file", type=Path, help="also append the anchor to this JSON Lines file")
+
     db = sub.add_parser("db", help="database administration").add_subparsers(
         dest="db_command", required=True, metavar="SUBCOMMAND"
     )
-    db.add_parser("init", help="create the schema and tables (idempotent)")
+    p = db.add_parser(
+        "init",
+        help="create the schema, tables, read-contract views and reader role (idempotent)",
+        description="Versioned and idempotent: applies the migrations not yet applied, then "
+        "creates the event store's tables, the views in <schema>_read and the role "
+        "leadengine_reader (NOLOGIN; give reporting jobs login roles IN it). See "
+        "docs/read-model.md.",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be applied; change nothing"
+    )
+    p = db.add_parser(
+        "migrate",
+        help="upgrade an existing schema to this leadengine's version (same as init)",
+        description="Processes refuse to start on a schema that is behind; run this first "
+        "(e.g. as a one-shot job in a rolling upgrade). Each migration runs in its own "
+        "transaction, recorded in <schema>.schema_migrations.",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be applied; change nothing"
+    )
     return parser
 
 
+WINDOW_HELP = """\
+windows: --from/--to cut on when things happened (the event's `time`), --as-of on what the
+engine knew then (facts and decisions recorded by that moment). Both take RFC 3339 timestamps
+or dates (UTC), e.g. --from 2026-01-01 --to 2026-04-01 --as-of 2026-04-02T09:00:00Z.
+"""
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="start", metavar="T", help="from this moment (inclusive)")
+    p.add_argument("--to", dest="end", metavar="T", help="up to this moment (exclusive)")
+    p.add_argument("--as-of", metavar="T", help="as the engine knew it then (default: now)")
+    p.add_argument("--currency", help="ISO 4217 code when deals or costs use several")
+
+
+def _report_parsers(report: Any) -> None:
+    from engine.analytics.attribution import BY, MODELS
+    from engine.analytics.report import SECTIONS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = report.add_parser(
+        "attribution",
+        help="touchpoint contribution under one or all attribution models",
+        formatter_class=fmt,
+        description="Credit for conversions (or revenue) by channel, campaign or content. A "
+        "path is a lead's touches ordered by time, up to the moment it first reached the "
+        "conversion stage. Credits of every model add up exactly to the conversions (revenue); "
+        "conversions with no touch show as '(no touchpoint)'. Weights: rules `attribution`.",
+        epilog="models: " + ", ".join(MODELS) + "\n\n" + WINDOW_HELP + "\nexamples:\n"
+        "  leadengine report attribution --model all\n"
+        "  leadengine report attribution --model markov --by campaign --value revenue\n"
+        "  leadengine report attribution --conversion sql --from 2026-01-01 --format csv\n",
+    )
+    p.add_argument("--model", default="all", choices=("all", *MODELS), help="default all")
+    p.add_argument("--by", default="channel", choices=BY, help="default channel")
+    p.add_argument("--value", default="conversions", choices=("conversions", "revenue"))
+    p.add_argument(
+        "--conversion",
+        choices=("mql", "sql", "opportunity", "customer"),
+        help="stage that counts as converted (default: rules, shipped customer)",
+    )
+    p.add_argument("--save", action="store_true", help="also write attribution_credits")
+    _window_args(p)
+    _fmt(p)
+
+    p = report.add_parser(
+        "kpis",
+        help="funnel, time in stage, cycle, lead flow, follow-up, email, clusters, cost, ROI",
+        formatter_class=fmt,
+        description="Lifecycle and ROI KPIs. The funnel's cohort is the leads created in the "
+        "window; flows, emails and reasons count what happened in it; costs are prorated by "
+        "day. Money's attributed revenue and ROI use --model (customers, by revenue).",
+        epilog="sections: " + ", ".join(SECTIONS) + "\n\n" + WINDOW_HELP + "\nexamples:\n"
+        "  leadengine report kpis\n"
+        "  leadengine report kpis --section money --by campaign --model w_shaped\n"
+        "  leadengine report kpis --section flow --period week --format csv\n",
+    )
+    p.add_argument("--section", default="all", choices=("all", *SECTIONS))
+    _kpi_args(p, MODELS)
+    _fmt(p)
+
+    p = report.add_parser(
+        "html",
+        help="one self-contained HTML page with charts (funnel, attribution, flow, cost)",
+        formatter_class=fmt,
+        epilog=WINDOW_HELP + "\nexample:\n  leadengine report html report.html --from 2026-01-01\n",
+    )
+    p.add_argument("output", type=Path, metavar="OUT.html")
+    _kpi_args(p, MODELS)
+
+
+def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
+    p.add_argument("--period", default="month", choices=("week", "month"), help="lead flow")
+    p.add_argument("--by", default="channel", choices=("channel", "campaign"))
+    p.add_argument("--model", default="linear", choices=models, help="for ROI (default linear)")
+    _window_args(p)
+
+
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from engine.commands import leads, ops, qualify, streaming
+    from engine.commands import audit, leads, ops, qualify, reporting, streaming
 
     table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("demo", None): ops.demo,
@@ -232,14 +394,22 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("lead", "show"): leads.show,
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,
+        ("lead", "export"): audit.export,
+        ("verify", None): audit.verify_command,
+        ("anchor", None): audit.anchor_command,
+        ("forget", None): audit.forget_command,
         ("report", "funnel"): ops.report_funnel,
         ("report", "sla"): qualify.report_sla,
+        ("report", "attribution"): reporting.attribution,
+        ("report", "kpis"): reporting.kpis,
+        ("report", "html"): reporting.html,
         ("whatif", None): qualify.whatif,
         ("schemas", "export"): ops.schemas_export,
         ("rules", "check"): ops.rules_check,
         ("rules", "show"): ops.rules_show,
         ("deadletters", "list"): ops.deadletters_list,
         ("db", "init"): ops.db_init,
+        ("db", "migrate"): ops.db_init,
     }
     sub = next((getattr(args, a) for a in vars(args) if a.endswith("_command")), None)
     return table[(args.command, sub)]

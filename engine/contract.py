@@ -7,7 +7,9 @@ Upstream systems send these; `parse_event` turns raw bytes into a validated `Env
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -168,6 +170,7 @@ CAMPAIGN_TYPES = frozenset({"campaign.cost_recorded"})
 ROSTER_TYPES = frozenset({"rep.availability_changed"})
 
 
+@functools.cache
 def pii_fields(event_type: str) -> frozenset[str]:
     """Names of the payload fields of `event_type` that hold personal data."""
     model = EVENT_TYPES[event_type]
@@ -176,6 +179,13 @@ def pii_fields(event_type: str) -> frozenset[str]:
         for name, f in model.model_fields.items()
         if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("x-pii")
     )
+
+
+def present_pii(event_type: str, data: Mapping[str, Any]) -> list[str]:
+    """The personal fields `data` holds a value for, sorted (none for an unknown type)."""
+    if event_type not in EVENT_TYPES:
+        return []
+    return sorted(f for f in pii_fields(event_type) if data.get(f) is not None)
 
 
 class Envelope(BaseModel):

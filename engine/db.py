@@ -63,7 +63,14 @@ class Database:
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            # every stored event gets its hash-chain link in the same transaction
+            "PROCESS_RECORDER_TOPIC": "engine.chain:ChainedProcessRecorder",
         }
+
+    def vacuum_full(self, table: str) -> None:
+        """Rewrite `table` so deleted row versions are gone from its files (not in a txn)."""
+        with self.connect() as conn:
+            conn.execute(sql.SQL("VACUUM (FULL) {}").format(sql.Identifier(self.schema, table)))
 
     def with_schema(self, schema: str) -> Database:
         return Database(self.host, self.port, self.dbname, self.user, self.password, schema)

@@ -8,6 +8,8 @@ same bytes from the same origin are kept once, so re-reading a file does not dou
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +70,34 @@ class DeadLetterStore:
         with self.db.connect() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(query, [letter.as_row() for letter in letters])
 
+    def purge_person(self, key: str, values: frozenset[str]) -> int:
+        """Delete the dead letters about lead `key` or holding any of its personal `values`.
+
+        A record counts as the lead's when its JSON `subject` is `key` (or, unparsable, when it
+        holds `key` as a whole token) or when it contains one of `values` (an email, a name)."""
+        needles = [key, *values]
+        query = sql.SQL(
+            "SELECT id, raw FROM {} WHERE "
+            + " OR ".join(["position(%s IN raw) > 0"] * len(needles))
+        ).format(self._table)
+        token = re.compile(rb"(?<![\w.@-])" + re.escape(key.encode()) + rb"(?![\w.@-])")
+        doomed: list[int] = []
+        with self.db.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(query, [n.encode() for n in needles])
+            for row_id, raw in cur.fetchall():
+                raw = bytes(raw)
+                if any(v.encode() in raw for v in values) or _subject(raw, token) == key:
+                    doomed.append(row_id)
+            if doomed:
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), (doomed,)
+                )
+        return len(doomed)
+
+    def vacuum(self) -> None:
+        """Physically remove deleted rows (a purged dead letter must not linger on disk)."""
+        self.db.vacuum_full(TABLE)
+
     def count(self) -> int:
         with self.db.connect() as conn:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
@@ -93,6 +123,17 @@ class DeadLetterStore:
             }
             for r in rows
         ]
+
+
+def _subject(raw: bytes, token: re.Pattern[bytes]) -> str | None:
+    """The record's CloudEvent subject; for bytes that are not JSON, the key if it is there."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        match = token.search(raw)
+        return match.group(0).decode() if match else None
+    subject = doc.get("subject") if isinstance(doc, dict) else None
+    return subject if isinstance(subject, str) else None
 
 
 def _iso(value: datetime) -> str:

@@ -41,6 +41,28 @@ def email_domain(email: str | None) -> str | None:
     return email.rsplit("@", 1)[1].lower()
 
 
+#: Where a fact's payload names the personal fields it no longer holds (erased or stripped).
+ERASED_KEY = "_erased"
+
+
+def strip_pii(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` without the fields the contract marks personal, named under `_erased`.
+
+    The email's domain is kept (as `email_domain`): fit rules use it, so scores replay the
+    same after the address itself is gone."""
+    from engine.contract import EVENT_TYPES, pii_fields, present_pii
+
+    fields = pii_fields(event_type) if event_type in EVENT_TYPES else frozenset()
+    present = present_pii(event_type, data)
+    if not present:
+        return dict(data)
+    out = {k: v for k, v in data.items() if k not in fields}
+    if "email" in present and out.get("email_domain") is None:
+        out["email_domain"] = email_domain(data["email"])
+    out[ERASED_KEY] = sorted({*out.get(ERASED_KEY, ()), *present})
+    return out
+
+
 def profile_of(
     facts: Iterable[Fact], as_of: datetime | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -54,7 +76,9 @@ def profile_of(
     for fact in chronological((f for f in facts if f.type in PROFILE_TYPES), as_of):
         if fact.type == "lead.captured":
             values = {k: fact.data.get(k) for k in CAPTURED_PROFILE_FIELDS}
-            values["email_domain"] = email_domain(fact.data.get("email"))
+            values["email_domain"] = email_domain(fact.data.get("email")) or fact.data.get(
+                "email_domain"
+            )
         else:
             values = {k: v for k, v in fact.data.items() if k != "schema_version"}
         for key, value in values.items():

@@ -321,6 +321,57 @@ class Sla(BaseModel):
         return self
 
 
+class Privacy(BaseModel):
+    """What happens to personal data that arrives for a lead after `forget`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    after_erasure: Literal["strip", "drop"] = Field(
+        default="strip",
+        description="strip: record the event without its personal fields; drop: do not record "
+        "an event that carries personal data (counted as ignored).",
+    )
+
+
+class Attribution(BaseModel):
+    """How touchpoints share the credit for a conversion (weights where vendors allow them).
+
+    Milestone shares (first touch, lead creation, opportunity creation, close) go to the touch
+    at that moment; the rest is spread evenly over the other touches of the path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    conversion: Literal["mql", "sql", "opportunity", "customer"] = "customer"
+    lookback_days: float | None = Field(
+        default=None, gt=0, description="Only touches this close to the conversion count."
+    )
+    exclude_types: tuple[str, ...] = (
+        "touch.email_sent",
+        "touch.email_bounced",
+        "touch.unsubscribed",
+    )
+    position_first: float = Field(default=0.4, ge=0, le=1)
+    position_last: float = Field(default=0.4, ge=0, le=1)
+    w_first: float = Field(default=0.3, ge=0, le=1)
+    w_lead_creation: float = Field(default=0.3, ge=0, le=1)
+    w_opportunity_creation: float = Field(default=0.3, ge=0, le=1)
+    full_path_milestone: float = Field(
+        default=0.225, ge=0, le=0.25, description="Share of each of the four milestones."
+    )
+    time_decay_half_life_days: float = Field(default=7.0, gt=0)
+    shapley_exact_max_channels: int = Field(default=12, ge=1, le=16)
+    shapley_samples: int = Field(default=2000, ge=10)
+
+    @model_validator(mode="after")
+    def _shares(self) -> Attribution:
+        if self.position_first + self.position_last > 1 + 1e-9:
+            raise ValueError("attribution: position_first + position_last must be at most 1")
+        if self.w_first + self.w_lead_creation + self.w_opportunity_creation > 1 + 1e-9:
+            raise ValueError("attribution: the three W-shaped shares must add up to at most 1")
+        unknown = [t for t in self.exclude_types if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"attribution.exclude_types names unknown event type(s) {unknown}")
+        return self
+
+
 class Rules(ScoringModel):
     """A whole rule set: the primary scoring model (top level), more models side by side,
     personas, routing and SLAs. The primary model decides MQL."""
@@ -329,6 +380,8 @@ class Rules(ScoringModel):
     personas: tuple[Persona, ...] = ()
     routing: Routing | None = None
     sla: Sla | None = None
+    attribution: Attribution = Attribution()
+    privacy: Privacy = Privacy()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:

@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from engine import db as dbmod
+from engine import migrations
 from engine.application import LeadEngine
 from engine.deadletters import DeadLetterStore
+from engine.privacy import load_master_key
 from engine.projections.projector import Projector
-from engine.projections.tables import create_tables
 from engine.rules import Rules, load_rules
 from engine.settings import Settings, get_settings
 
@@ -29,10 +30,9 @@ class Runtime:
 
 
 def init_database(db: dbmod.Database) -> None:
-    """Create the schema and every table; safe to run any number of times."""
+    """Migrate a brand-new schema; refuse one that is behind (`leadengine db migrate`)."""
     dbmod.ensure_schema(db)
-    create_tables(db)
-    DeadLetterStore(db).create_table()
+    migrations.check(db)
 
 
 @contextmanager
@@ -47,7 +47,8 @@ def open_runtime(
     rules = rules or load_rules(settings.rules_file)
     with dbmod.init_lock(db):
         init_database(db)
-        app = LeadEngine(rules=rules, env=db.eventsourcing_env())
+        master = load_master_key(settings.master_key, settings.master_key_file, settings.home)
+        app = LeadEngine(rules=rules, env=db.eventsourcing_env(), master_key=master)
     projector = Projector(app, db)
     try:
         yield Runtime(settings, db, app, DeadLetterStore(db), projector)

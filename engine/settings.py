@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(
         default=None, description="Rules YAML; unset = shipped default."
     )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="32 bytes, base64: wraps the per-lead keys that seal personal data. Unset: "
+        "read `master_key_file`, else `home/master.key` (created on first use, mode 0600).",
+    )
+    master_key_file: Path | None = Field(default=None, description="File holding the master key.")
     log_format: str = Field(default="console", pattern=r"^(console|json)$")
     log_level: str = Field(default="INFO")
     kafka_bootstrap_servers: str | None = Field(
@@ -40,6 +46,12 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus /metrics on this port (consume, project --follow).",
+    )
     batch_size: int = Field(default=500, ge=1, le=100_000)
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
 

@@ -164,7 +164,7 @@ def facts_from_log(app: Any, page: int = 5000) -> Iterator[FactIn]:
             return
         for notification in batch:
             position = notification.id
-            event = app.mapper.to_domain_event(notification)
+            event = app.sealed_mapper.to_domain_event(notification)
             if isinstance(event, Lead.Started):
                 keys[event.originator_id] = event.key
                 continue

@@ -100,11 +100,16 @@ def kafka_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
     run = uuid.uuid4().hex[:10]
     topic = f"t-{run}"
     ensure_topic(kafka_bootstrap, topic, partitions=4)
-    return settings.model_copy(update={
-        "kafka_bootstrap_servers": kafka_bootstrap, "kafka_topic": topic,
-        "kafka_group": f"g-{run}", "kafka_session_timeout_ms": 6000,
-        "kafka_heartbeat_interval_ms": 1000, "batch_size": 500,
-    })
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "kafka_topic": topic,
+            "kafka_group": f"g-{run}",
+            "kafka_session_timeout_ms": 6000,
+            "kafka_heartbeat_interval_ms": 1000,
+            "batch_size": 500,
+        }
+    )
 
 
 @pytest.fixture

@@ -23,8 +23,13 @@ def publish(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
     """Every record of `topic` (no group), waiting until at least `expect` arrived."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=[bootstrap], auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[bootstrap],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     records: list[Any] = []
     deadline = time.monotonic() + timeout
     try:

@@ -17,7 +17,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from engine import lifecycle
-from engine.facts import Fact
+from engine.facts import Fact, strip_pii
 from engine.rules import Rules, ScoringModel
 from engine.scoring import Score, score
 
@@ -27,6 +27,7 @@ NAMESPACE = UUID("6f1c2f4e-3b7a-5d1e-9c55-1e2d3c4b5a69")
 class Recorded(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    IGNORED = "ignored"  # personal data for a forgotten lead, with rules privacy.after_erasure drop
 
 
 def lead_id(key: str) -> UUID:
@@ -55,6 +56,7 @@ class Lead(Aggregate):
         self.routing_open = False  # routed and still counted in its rep's load
         self.routings: list[tuple[datetime, str, str]] = []  # (when, owner, queue), every round
         self.routing_failure: str | None = None  # why the latest routing attempt found nobody
+        self.erased_at: datetime | None = None  # `forget`: personal data shredded then
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -75,6 +77,11 @@ class Lead(Aggregate):
         """Record one upstream fact, then take the decisions it calls for."""
         if event_id in self.seen:
             return Recorded.DUPLICATE
+        if self.erased_at is not None:
+            stripped = strip_pii(event_type, data)
+            if stripped != data and rules.privacy.after_erasure == "drop":
+                return Recorded.IGNORED
+            data = stripped
         self.trigger_event(
             self.FactRecorded,
             event_id=event_id,
@@ -127,6 +134,10 @@ class Lead(Aggregate):
         self.trigger_event(
             self.RoutingFailed, queue=queue, reason=reason, trigger_event_id=trigger, occurred_at=at
         )
+
+    def erase(self, *, reason: str, by: str, at: datetime) -> None:
+        """Record that the person's data was forgotten (who, when, why; nothing personal)."""
+        self.trigger_event(self.Erased, reason=reason, by=by, occurred_at=at)
 
     def _move(self, to: str, reason: str, trigger: str, occurred_at: datetime) -> None:
         self.trigger_event(
@@ -238,6 +249,22 @@ class Lead(Aggregate):
         def apply(self, aggregate: Lead) -> None:
             aggregate.queue = self.queue
             aggregate.routing_failure = self.reason
+
+    class Erased(Aggregate.Event):
+        """The lead's key was shredded: its personal data is gone, its history stays.
+
+        `reason` and `by` are the operator's words; they must not name the person."""
+
+        reason: str
+        by: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.erased_at = self.occurred_at
+            aggregate.facts = [
+                Fact(f.event_id, f.type, f.source, f.occurred_at, strip_pii(f.type, f.data), f.seq)
+                for f in aggregate.facts
+            ]
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

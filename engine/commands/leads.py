@@ -6,24 +6,26 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from engine import asof
 from engine.aggregates.lead import Lead
 from engine.contract import EVENT_TYPES, pii_fields
 from engine.errors import LeadEngineError
-from engine.facts import chronological, profile_of
+from engine.facts import ERASED_KEY, chronological, profile_of
 from engine.output import render, to_json
 from engine.runtime import open_runtime
 from engine.scoring import persona_fits, score
 from engine.sla import sla_state
 
 
-def _moment(text: str | None) -> datetime | None:
+def _moment(text: str | None, option: str = "--as-of") -> datetime | None:
     if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise LeadEngineError(
-            f"--as-of {text!r}: expected an RFC 3339 timestamp, e.g. 2026-03-03T09:00:00Z"
+            f"{option} {text!r}: expected an RFC 3339 timestamp or a date, "
+            "e.g. 2026-03-03T09:00:00Z or 2026-03-03"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -31,18 +33,45 @@ def _moment(text: str | None) -> datetime | None:
 def _summary(event_type: str, data: dict[str, Any]) -> str:
     """The fact's payload without personal data, as `k=v` pairs."""
     hidden = pii_fields(event_type) if event_type in EVENT_TYPES else frozenset()
-    shown = [f"{k}={v}" for k, v in data.items() if k not in hidden and k != "schema_version"]
+    skip = {*hidden, "schema_version", ERASED_KEY}
+    shown = [f"{k}={v}" for k, v in data.items() if k not in skip]
     if hidden & data.keys():
         shown.append("(+PII: " + ", ".join(sorted(hidden & data.keys())) + ")")
+    if data.get(ERASED_KEY):
+        shown.append("(PII erased: " + ", ".join(data[ERASED_KEY]) + ")")
     return " ".join(shown)
+
+
+def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
+    """The lead's stored events, cut by --as-of (recorded) or --occurred-by (happened)."""
+    events: list[Any] = rt.app.lead_events(args.key)
+    as_of = _moment(getattr(args, "as_of", None))
+    occurred = _moment(getattr(args, "occurred_by", None), "--occurred-by")
+    if as_of and occurred:
+        raise LeadEngineError("--as-of and --occurred-by are two different clocks: pick one")
+    if as_of:
+        events = asof.recorded_by(events, as_of)
+    elif occurred:
+        events = asof.occurred_by(events, occurred)
+    if not any(isinstance(e, Lead.FactRecorded) for e in events):
+        moment = as_of or occurred
+        raise LeadEngineError(
+            f"lead {args.key!r} was not known at {moment.isoformat() if moment else '-'}"
+        )
+    return events
 
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        lead = rt.app.get_lead(args.key)
+        if args.as_of:
+            lead = asof.fold(_events_at(rt, args), args.key)
+        else:
+            lead = rt.app.get_lead(args.key)
         result = lead.current_score(rt.rules)
     captured = [f for f in chronological(lead.facts) if f.type == "lead.captured"]
     person = dict(captured[-1].data) if captured else {}
+    for name in person.get(ERASED_KEY, ()):
+        person[name] = "(erased)"
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     profile, _ = profile_of(lead.facts)
     reached = {k: v.isoformat() for k, v in lead.reached.items()}
@@ -115,6 +144,8 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     lead: Lead | None = None
     for event in events:
+        if lead is not None and event.originator_version != lead.version + 1:
+            lead.version = event.originator_version - 1  # a cut (--occurred-by) skipped some
         lead = event.mutate(lead)
         assert lead is not None
         if isinstance(event, Lead.Started):
@@ -137,6 +168,9 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.RoutingFailed):
             what, occurred = "not routed (decision)", event.occurred_at
             detail = f"{event.reason}; trigger {event.trigger_event_id}"
+        elif isinstance(event, Lead.Erased):
+            what, occurred = "personal data erased", event.occurred_at
+            detail = f"forget by {event.by}: {event.reason} (key shredded; history kept)"
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"
@@ -160,7 +194,7 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
 
 def history(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        rows = history_rows(rt.app.lead_events(args.key), rt.rules)
+        rows = history_rows(_events_at(rt, args), rt.rules)
     columns = [
         "version",
         "recorded_at",
@@ -171,7 +205,14 @@ def history(args: argparse.Namespace) -> int:
         "stage",
         "owner",
     ]
-    print(render(args.format, rows, columns=columns, title=f"History of lead {args.key}"))
+    cut = (
+        f" as recorded by {args.as_of}"
+        if args.as_of
+        else f" as happened by {args.occurred_by}"
+        if args.occurred_by
+        else ""
+    )
+    print(render(args.format, rows, columns=columns, title=f"History of lead {args.key}{cut}"))
     return 0
 
 

@@ -88,10 +88,47 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def project(args: argparse.Namespace) -> int:
+    if getattr(args, "follow", False):
+        return _follow()
     with open_runtime() as rt:
         done = _project(rt)
         doc = {"projected": done, "position": rt.projector.position(), "lag": rt.projector.lag()}
         print(render(args.format, [doc], document=doc))
+    return 0
+
+
+def _follow() -> int:
+    """The projector as a service: follow the log until SIGTERM/SIGINT, then finish the batch.
+
+    Each batch's rows and its position commit in one transaction, so a stop anywhere resumes
+    exactly where the last commit left off."""
+    import gc
+    import signal
+    import threading
+    import time
+
+    from engine import metrics
+    from engine.logs import get_logger
+
+    log = get_logger("engine.projector")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    gc.set_threshold(50_000, 50, 50)  # long-running worker: fewer full collections
+    settings = get_settings()
+    metrics.serve(settings.metrics_port)
+    with open_runtime(settings) as rt:
+        log.info("projector following the log", position=rt.projector.position())
+        last_lag = 0.0
+
+        def progress(_done: int, _position: int) -> None:
+            nonlocal last_lag
+            if time.monotonic() - last_lag >= 1.0:  # one query a second at most
+                metrics.projection_lag.set(rt.projector.lag())
+                last_lag = time.monotonic()
+
+        done = rt.projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
+        log.info("projector stopped", projected=done, position=rt.projector.position())
     return 0
 
 
@@ -240,6 +277,37 @@ def deadletters_list(args: argparse.Namespace) -> int:
 
 
 def db_init(args: argparse.Namespace) -> int:
-    with open_runtime(get_settings()) as rt:  # creates the event store's tables as well
-        print(f"initialised schema {rt.db.schema} on {rt.db!r}")
+    """Create or upgrade the schema (versioned, idempotent), the read contract and its role."""
+    from engine import db as dbmod
+    from engine import migrations
+    from engine.readmodel import READER_ROLE, read_schema
+
+    settings = get_settings()
+    database = dbmod.resolve(settings)
+    dry_run = getattr(args, "dry_run", False)
+    with dbmod.init_lock(database):
+        dbmod.ensure_schema(database)
+        before = migrations.status(database)
+        applied = migrations.migrate(database, dry_run=dry_run)
+    if dry_run:
+        print(
+            f"schema {database.schema} is at "
+            f"{before.current if before.current is not None else 'no version'}; would apply: "
+            + (", ".join(f"{m.version} {m.name}" for m in applied) or "nothing")
+        )
+        return 0
+    with open_runtime(settings, database=database):  # the event store's and keys' own tables
+        pass
+    reader = migrations.ensure_reader(database)
+    done = ", ".join(f"{m.version} {m.name}" for m in applied) or "nothing (up to date)"
+    print(f"schema {database.schema} on {database!r}: version {migrations.LATEST}; applied {done}")
+    print(
+        f"read contract: views in {read_schema(database.schema)}; role {READER_ROLE} "
+        + (
+            "can read them and nothing else"
+            if reader
+            else "does not exist (this user may not create roles): ask an administrator to "
+            f"CREATE ROLE {READER_ROLE} NOLOGIN, then run db migrate again"
+        )
+    )
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from psycopg import sql
 
+from engine import metrics
 from engine.application import TRACKING_TABLE
 from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
@@ -77,6 +78,7 @@ def consume(args: argparse.Namespace) -> int:
     gc.set_threshold(100_000, 50, 100)  # long-lived worker: fewer full collections
     stop = threading.Event()
     install_stop_handlers(stop)
+    metrics.serve(settings.metrics_port)
     with open_runtime(settings) as rt:
         doc = consume_into(
             rt,
@@ -142,6 +144,22 @@ def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
         consumer.close()
 
 
+def _check(doc: dict[str, Any], max_lag: int | None) -> int:
+    problems = []
+    if doc["broker_error"]:
+        problems.append(f"broker unreachable: {doc['broker_error']}")
+    if max_lag is not None:
+        if doc["projection"]["lag"] > max_lag:
+            problems.append(f"projection lag {doc['projection']['lag']} > {max_lag}")
+        for p in doc["partitions"]:
+            if p["lag"] is not None and p["lag"] > max_lag:
+                problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
+    if problems:
+        print("; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
 def status(args: argparse.Namespace) -> int:
     settings = get_settings()
     with open_runtime(settings) as rt:
@@ -174,6 +192,8 @@ def status(args: argparse.Namespace) -> int:
         "projection": projection,
         "broker_error": broker_error,
     }
+    if getattr(args, "check", False):
+        return _check(doc, args.max_lag)
     if args.format == "json":
         print(to_json(doc))
     else:

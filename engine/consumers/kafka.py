@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from engine import metrics
 from engine.application import LeadEngine
 from engine.consumers.deadletter_topic import DeadLetterTopic
 from engine.consumers.retry import retry_transient
@@ -207,6 +208,7 @@ class KafkaIngestor:
             return
         if self.stats.first_record is None:
             self.stats.first_record = time.monotonic()
+        started = time.perf_counter()
         bound = log.bind(
             topic=tp.topic,
             partition=tp.partition,
@@ -237,10 +239,22 @@ class KafkaIngestor:
         self.stats.records += len(fresh)
         self.stats.dead_lettered += len(bad)
         self.stats.batches += 1
+        self._measure(tp, fresh, len(bad), last, started)
         self.consumer.commit_async({tp: OffsetAndMetadata(last + 1, "", -1)})  # a hint only
         bound.debug("batch committed", records=len(fresh), dead_lettered=len(bad))
         if self.on_batch:
             self.on_batch(self.stats)
+
+    def _measure(
+        self, tp: TopicPartition, fresh: Sequence[Any], bad: int, last: int, started: float
+    ) -> None:
+        topic = tp.topic
+        metrics.consumer_batch_seconds.labels(topic).observe(time.perf_counter() - started)
+        metrics.consumer_records.labels(topic).inc(len(fresh))
+        metrics.consumer_dead_lettered.labels(topic).inc(bad)
+        high = self.consumer.highwater(tp)
+        if high is not None:
+            metrics.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - (last + 1)))
 
     def _commit(self, tp: TopicPartition, good: list[Envelope], last: int, bound: Any) -> None:
         name = tracking_name(tp.topic, tp.partition)
@@ -263,4 +277,6 @@ class KafkaIngestor:
                 continue
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
+            metrics.consumer_accepted.labels(tp.topic).inc(result.accepted)
+            metrics.consumer_duplicates.labels(tp.topic).inc(result.duplicates)
             return

@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg import Cursor, sql
 
+from engine import metrics
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
@@ -47,10 +48,11 @@ class Batch:
     stages: list[tuple[Any, ...]] | None = None
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
+    milestones: list[tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
-        self.routings = []
+        self.routings, self.milestones = [], []
 
 
 def _upsert(
@@ -99,6 +101,9 @@ class Projector:
         self._sql_score = _upsert(s, "lead_scores", rows.SCORE_COLUMNS, ("lead_id", "model"))
         self._sql_routing = _upsert(s, "lead_routing", rows.ROUTING_COLUMNS, ("lead_id", "version"))
         self._sql_sla = _upsert(s, "lead_sla", rows.SLA_COLUMNS, ("lead_id",))
+        self._sql_milestone = _upsert(
+            s, "lead_milestones", rows.MILESTONE_COLUMNS, ("lead_id", "event_id")
+        )
         self._tracking = sql.Identifier(s, "projection_tracking")
 
     def position(self) -> int:
@@ -140,12 +145,16 @@ class Projector:
         )
         if not notifications:
             return 0, position
+        started = time.perf_counter()
         batch = Batch()
         for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
+            event = self.app.sealed_mapper.to_domain_event(notification)
             self._fold(event, notification.id, batch)
             batch.last_position = notification.id
         self._write(batch, expected=position)
+        metrics.projector_batch_seconds.observe(time.perf_counter() - started)
+        metrics.projector_events.inc(len(notifications))
+        metrics.projection_position.set(batch.last_position)
         return len(notifications), batch.last_position
 
     def _aggregate(self, event: Any) -> Any:
@@ -177,6 +186,9 @@ class Projector:
         batch.leads[lead.id] = lead
         if isinstance(event, Lead.FactRecorded) and event.event_type.startswith("touch."):
             batch.touches.append(rows.touch_row(lead, event, position))
+        elif isinstance(event, Lead.FactRecorded) and event.event_type in rows.MILESTONE_TYPES:
+            assert batch.milestones is not None
+            batch.milestones.append(rows.milestone_row(lead, event, position))
         elif isinstance(event, (Lead.StageChanged, Lead.MarketingQualified)):
             batch.stages.append(rows.stage_row(lead, event))
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)):
@@ -208,6 +220,7 @@ class Projector:
                     (self._sql_score, score_rows),
                     (self._sql_routing, batch.routings or []),
                     (self._sql_sla, sla_rows),
+                    (self._sql_milestone, batch.milestones or []),
                 ):
                     if values:
                         cur.executemany(statement, values)

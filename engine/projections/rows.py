@@ -27,6 +27,8 @@ STAGE_COLUMNS = (
     "disqualified",
     "lost",
 )
+#: lead_state's column for when each of STAGE_COLUMNS was first reached (`lead`: captured_at)
+STAGE_AT_COLUMNS = tuple("captured_at" if s == "lead" else f"{s}_at" for s in STAGE_COLUMNS)
 
 LEAD_STATE_COLUMNS = (
     "lead_id",
@@ -52,7 +54,7 @@ LEAD_STATE_COLUMNS = (
     "industry",
     "employees",
     "seniority",
-    *(("captured_at" if s == "lead" else f"{s}_at") for s in STAGE_COLUMNS),
+    *STAGE_AT_COLUMNS,
     "won_amount",
     "won_currency",
     "last_event_at",
@@ -61,6 +63,7 @@ LEAD_STATE_COLUMNS = (
     "queue",
     "best_persona",
     "persona_fit",
+    "erased_at",
 )
 
 SCORE_COLUMNS = (
@@ -85,6 +88,7 @@ ROUTING_COLUMNS = (
     "why",
     "trigger_event_id",
     "occurred_at",
+    "recorded_at",
 )
 
 SLA_COLUMNS = (
@@ -112,6 +116,36 @@ TOUCH_COLUMNS = (
     "occurred_at",
     "recorded_at",
     "position",
+    "rep",
+)
+
+MILESTONE_COLUMNS = (
+    "lead_id",
+    "event_id",
+    "lead_key",
+    "type",
+    "actor",
+    "reason",
+    "amount",
+    "currency",
+    "occurred_at",
+    "recorded_at",
+    "position",
+)
+#: Lead facts kept as milestones: everything but touches and profile updates.
+MILESTONE_TYPES = frozenset(
+    {
+        "lead.captured",
+        "owner.assigned",
+        "sales.accepted",
+        "sales.rejected",
+        "sales.qualified",
+        "sales.disqualified",
+        "lead.nurture_enrolled",
+        "opportunity.opened",
+        "deal.won",
+        "deal.lost",
+    }
 )
 
 STAGE_HISTORY_COLUMNS = (
@@ -185,6 +219,7 @@ def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
         lead.queue,
         persona.persona if persona else None,
         persona.fit if persona else None,
+        lead.erased_at,
     )
 
 
@@ -225,6 +260,7 @@ def routing_row(lead: Lead, event: Lead.Routed | Lead.RoutingFailed) -> tuple[An
         why,
         event.trigger_event_id,
         event.occurred_at,
+        event.timestamp,
     )
 
 
@@ -260,6 +296,27 @@ def touch_row(lead: Lead, event: Lead.FactRecorded, position: int) -> tuple[Any,
         d.get("campaign"),
         d.get("content"),
         d.get("url"),
+        event.occurred_at,
+        event.timestamp,
+        position,
+        d.get("rep"),
+    )
+
+
+def milestone_row(lead: Lead, event: Lead.FactRecorded, position: int) -> tuple[Any, ...]:
+    """A non-touch fact: `actor` is the rep or owner, `reason` the sales reason or program;
+    the person's own details (email, name) never go here."""
+    d = event.data
+    amount = d.get("amount")
+    return (
+        event.originator_id,
+        event.event_id,
+        lead.key,
+        event.event_type,
+        d.get("rep") or d.get("owner"),
+        d.get("reason") or d.get("program"),
+        Decimal(str(amount)) if amount is not None else None,
+        d.get("currency"),
         event.occurred_at,
         event.timestamp,
         position,

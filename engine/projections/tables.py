@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from engine.analytics.views import create_views
 from engine.db import Database
+from engine.readmodel import ensure_contract
 
 STATEMENTS: tuple[str, ...] = (
     """
@@ -105,6 +107,7 @@ STATEMENTS += (
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS queue text",
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS best_persona text",
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS persona_fit numeric(6,2)",
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS erased_at timestamptz",
     """
     CREATE TABLE IF NOT EXISTS {s}.lead_scores (
         lead_id uuid NOT NULL,
@@ -146,6 +149,48 @@ STATEMENTS += (
     )""",
 )
 
+# Touchpoint contribution and KPIs (issue 5): who made a touch, when a decision was recorded,
+# and the sales milestones (capture, owner, accept/reject, opportunity, deals) with amounts.
+STATEMENTS += (
+    "ALTER TABLE {s}.lead_touchpoints ADD COLUMN IF NOT EXISTS rep text",
+    "ALTER TABLE {s}.lead_routing ADD COLUMN IF NOT EXISTS recorded_at timestamptz",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_milestones (
+        lead_id uuid NOT NULL,
+        event_id text NOT NULL,
+        lead_key text NOT NULL,
+        type text NOT NULL,
+        actor text,
+        reason text,
+        amount numeric(14,2),
+        currency text,
+        occurred_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        position bigint NOT NULL,
+        PRIMARY KEY (lead_id, event_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS lead_milestones_type_idx ON {s}.lead_milestones (type)",
+    "CREATE INDEX IF NOT EXISTS lead_stage_history_lead_idx ON {s}.lead_stage_history (lead_key)",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.attribution_credits (
+        model text NOT NULL,
+        by text NOT NULL,
+        value text NOT NULL,
+        conversion text NOT NULL,
+        key text NOT NULL,
+        credit numeric(18,4) NOT NULL,
+        share_pct numeric(7,2) NOT NULL,
+        total numeric(18,4) NOT NULL,
+        conversions int NOT NULL,
+        window_from timestamptz,
+        window_to timestamptz,
+        as_of timestamptz,
+        rules_version text NOT NULL,
+        computed_at timestamptz NOT NULL,
+        PRIMARY KEY (model, by, value, conversion, key)
+    )""",
+)
+
 READ_MODEL_TABLES = (
     "lead_state",
     "lead_touchpoints",
@@ -154,6 +199,7 @@ READ_MODEL_TABLES = (
     "lead_scores",
     "lead_routing",
     "lead_sla",
+    "lead_milestones",
 )
 
 
@@ -162,3 +208,5 @@ def create_tables(db: Database) -> None:
     with db.connect() as conn, conn.transaction():
         for statement in STATEMENTS:
             conn.execute(sql.SQL(statement).format(s=schema))
+        create_views(conn, db.schema)
+        ensure_contract(conn, db.schema)

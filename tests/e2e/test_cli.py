@@ -107,7 +107,8 @@ def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
         assert stages["lead"] > stages["mql"] > 0 and stages["customer"] > 0
         # straight into the store: the same events give the same funnel
         direct = json.loads(
-            run(cli_env, "demo", "--leads", "80", "--direct", "--format", "json").stdout)
+            run(cli_env, "demo", "--leads", "80", "--direct", "--format", "json").stdout
+        )
         assert direct["ingest"]["rejected"] == 3
         assert direct["ingest"]["accepted"] == ingest["accepted"]
         assert direct["funnel"] == out["funnel"]
@@ -148,6 +149,12 @@ def test_schemas_check_and_rules_check(cli_env: dict[str, str], tmp_path: Path) 
         ["rules", "check"],
         ["deadletters", "list"],
         ["db", "init"],
+        ["db", "migrate"],
+        ["verify"],
+        ["anchor"],
+        ["forget"],
+        ["lead", "export"],
+        ["status"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -18,16 +18,18 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
     assert states["routed_leads"] > 0
     assert sum(r["leads"] for r in states["by_owner"]) == states["routed_leads"]
     for row in states["by_owner"]:  # every routed lead's first-touch timer has one status
-        assert row["leads"] == sum(row[f"first_touch_{s}"]
-                                   for s in ("met", "at_risk", "breached", "pending"))
+        assert row["leads"] == sum(
+            row[f"first_touch_{s}"] for s in ("met", "at_risk", "breached", "pending")
+        )
     early = json.loads(
         run(cli_env, "report", "sla", "--as-of", "2025-01-01T00:00:00Z", "--format", "json").stdout
     )
     assert early["routed_leads"] == 0  # nobody was routed before the history began
 
     lead = states["attention"][0]["lead"] if states["attention"] else "crm-0000001"
-    doc = json.loads(run(cli_env, "lead", "explain", lead, "--model", "enterprise", "--format",
-                         "json").stdout)
+    doc = json.loads(
+        run(cli_env, "lead", "explain", lead, "--model", "enterprise", "--format", "json").stdout
+    )
     assert doc["rules"] == "enterprise@2026.1"
     assert [m["model"] for m in doc["models"]] == ["default@2026.1", "enterprise@2026.1"]
     assert doc["sla"] is not None and doc["sla"]["owner"]
@@ -36,11 +38,21 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
 
     default = (ROOT / "engine" / "default_rules.yaml").read_text()
     looser = tmp_path / "looser.yaml"
-    looser.write_text(default.replace("total_at_least: 50", "total_at_least: 35")
-                      .replace('version: "2026.1"', 'version: "try"', 1))
-    same = json.loads(run(cli_env, "whatif", "--rules", str(ROOT / "engine" /
-                                                              "default_rules.yaml"),
-                          "--format", "json").stdout)
+    looser.write_text(
+        default.replace("total_at_least: 50", "total_at_least: 35").replace(
+            'version: "2026.1"', 'version: "try"', 1
+        )
+    )
+    same = json.loads(
+        run(
+            cli_env,
+            "whatif",
+            "--rules",
+            str(ROOT / "engine" / "default_rules.yaml"),
+            "--format",
+            "json",
+        ).stdout
+    )
     assert same["leads_changed"] == 0 and same["facts"] > 1000
     what = json.loads(run(cli_env, "whatif", "--rules", str(looser), "--format", "json").stdout)
     assert what["rules_new"] == "default@try" and what["mql_new"] > what["mql_old"]
@@ -52,5 +64,7 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
     proc = run(cli_env, "rules", "check", str(broken), ok=False)
     line = 1 + default.splitlines().index("      strategy: least_loaded")
     assert proc.returncode != 0 and f"{broken}:{line}: routing.queues.1.strategy" in proc.stderr
-    assert "ok (default@2026.1" in run(cli_env, "rules", "check",
-                                      str(ROOT / "engine" / "default_rules.yaml")).stdout
+    assert (
+        "ok (default@2026.1"
+        in run(cli_env, "rules", "check", str(ROOT / "engine" / "default_rules.yaml")).stdout
+    )

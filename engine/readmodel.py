@@ -1,0 +1,134 @@
+"""The read-model contract: stable views in `<schema>_read` for reporting jobs, and the
+`leadengine_reader` role that may read them and nothing else.
+
+The tables behind the views belong to the engine and may change (columns added, a table
+rebuilt); the views' names and columns are the contract, documented in docs/read-model.md.
+Views are re-created in one transaction when their definitions change, so readers never see
+a half-made contract. They run with their owner's rights: the reader needs no grant on the
+engine's tables, and gets none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from psycopg import sql
+
+from engine.analytics.views import VIEWS as KPI_VIEWS
+from engine.projections.rows import STAGE_AT_COLUMNS
+
+READER_ROLE = "leadengine_reader"
+
+CONTRACT: dict[str, str] = {
+    "lead_current": """
+    SELECT lead_id, lead_key, stage, owner, owner_source, queue,
+           score, fit, engagement, rules_version, best_persona, persona_fit,
+           source_channel, source_campaign, first_touch_at, last_touch_at, touch_count,
+           touch_counts, company, title, country, industry, employees, seniority,
+           """
+    + ", ".join(STAGE_AT_COLUMNS)
+    + """,
+           won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
+           version AS lead_version
+    FROM {s}.lead_state""",
+    "lead_touchpoints": """
+    SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,
+           occurred_at, recorded_at
+    FROM {s}.lead_touchpoints""",
+    "lead_stage_history": """
+    SELECT lead_id, lead_key, version AS lead_version, from_stage, to_stage, decision, reason,
+           score, trigger_event_id, occurred_at, recorded_at
+    FROM {s}.lead_stage_history""",
+    "lead_owner_history": """
+    SELECT lead_id, lead_key, occurred_at, recorded_at,
+           CASE outcome WHEN 'routed' THEN 'routed' ELSE 'not_routed' END AS outcome,
+           owner, queue, strategy, why, trigger_event_id
+    FROM {s}.lead_routing
+    UNION ALL
+    SELECT lead_id, lead_key, occurred_at, recorded_at, 'assigned', actor, NULL, NULL,
+           'owner.assigned upstream', event_id
+    FROM {s}.lead_milestones WHERE type = 'owner.assigned'""",
+    "lead_milestones": """
+    SELECT lead_id, lead_key, event_id, type, actor, reason, amount, currency,
+           occurred_at, recorded_at
+    FROM {s}.lead_milestones""",
+    "lead_scores": """
+    SELECT lead_id, lead_key, model, model_version, fit, engagement, score, as_of
+    FROM {s}.lead_scores""",
+    "lead_sla": """
+    SELECT lead_id, lead_key, round, owner, queue, routed_at, first_touch_due, first_touch_at,
+           decision_due, decided_at
+    FROM {s}.lead_sla""",
+    "campaign_costs": """
+    SELECT event_id, campaign, channel, amount, currency, period_start, period_end, recorded_at
+    FROM {s}.campaign_costs""",
+    "attribution_credits": """
+    SELECT model, by, value, conversion, key, credit, share_pct, total, conversions,
+           window_from, window_to, as_of, rules_version, computed_at
+    FROM {s}.attribution_credits""",
+    **{name: "SELECT * FROM {s}." + name for name in KPI_VIEWS},
+}
+
+FINGERPRINT = "leadengine read contract " + hashlib.sha256(repr(CONTRACT).encode()).hexdigest()[:16]
+
+
+def read_schema(schema: str) -> str:
+    return f"{schema}_read"
+
+
+def ensure_contract(conn: Any, schema: str) -> bool:
+    """(Re-)create the contract views if missing or changed; grant them to the reader role.
+
+    Runs inside the caller's transaction. Returns True if it changed anything."""
+    read = read_schema(schema)
+    row = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
+    ).fetchone()
+    if row and row[0] == FINGERPRINT and _all_there(conn, read):
+        return False
+    s, r = sql.Identifier(schema), sql.Identifier(read)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
+    for name in CONTRACT:
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
+    for name, body in CONTRACT.items():
+        conn.execute(
+            sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
+            + sql.SQL(body).format(s=s)
+        )
+    conn.execute(
+        sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
+    )
+    grant(conn, schema)
+    return True
+
+
+def _all_there(conn: Any, read: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.views WHERE table_schema = %s AND "
+        "table_name = ANY(%s)",
+        (read, list(CONTRACT)),
+    ).fetchone()
+    return bool(row and row[0] == len(CONTRACT))
+
+
+def role_exists(conn: Any, role: str = READER_ROLE) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def create_reader_role(conn: Any, role: str = READER_ROLE) -> bool:
+    """Create the group role (NOLOGIN: give people and jobs their own login roles IN it)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('leadengine-reader-role'))")
+    if role_exists(conn, role):
+        return False
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    return True
+
+
+def grant(conn: Any, schema: str, role: str = READER_ROLE) -> None:
+    """The reader may use the read schema and select its views; nothing else is granted."""
+    if not role_exists(conn, role):
+        return
+    r, who = sql.Identifier(read_schema(schema)), sql.Identifier(role)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(r, who))
+    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(r, who))

@@ -1,0 +1,163 @@
+"""The read-model contract on a real PostgreSQL: documented views, a reader role that can read
+them and nothing else, and versioned, idempotent migrations."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from engine import migrations
+from engine.application import EVENTS_TABLE
+from engine.errors import LeadEngineError
+from engine.generator import generate
+from engine.readmodel import CONTRACT, READER_ROLE, read_schema
+from engine.runtime import Runtime, open_runtime
+from engine.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def loaded(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in generate(80, seed=5)))
+    code, _ = leadengine("ingest", str(path))
+    assert code == 0
+    code, out = leadengine("db", "init")
+    assert code == 0 and "can read them and nothing else" in out, out
+    return runtime
+
+
+@pytest.fixture
+def reader(server_url: str, loaded: Runtime) -> Iterator[psycopg.Connection[Any]]:
+    """A login role of the reporting job's own, member of leadengine_reader, over TCP/socket."""
+    name = f"rpt_{uuid.uuid4().hex[:8]}"
+    with loaded.db.connect() as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(name), sql.Identifier(READER_ROLE)
+            )
+        )
+    params = conninfo_to_dict(server_url) | {"user": name}
+    try:
+        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
+            yield conn
+    finally:
+        with loaded.db.connect() as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _doc_columns(text: str, view: str) -> set[str]:
+    section = text.split(f"### `{view}`", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    cells = re.findall(r"^\| (`[^|]+`) \|", section, flags=re.M)
+    return {c for cell in cells for c in re.findall(r"`([a-z_0-9]+)`", cell)}
+
+
+def test_every_view_and_column_is_documented(loaded: Runtime) -> None:
+    contract = (DOCS / "read-model.md").read_text()
+    reports = (DOCS / "reports.md").read_text()
+    read = read_schema(loaded.db.schema)
+    with loaded.db.connect() as conn:
+        for view in CONTRACT:
+            cur = conn.execute(
+                sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(read, view))
+            )
+            columns = {d.name for d in cur.description or ()}
+            text = reports if view.startswith("kpi_") else contract
+            assert columns == _doc_columns(text, view), view
+
+
+def test_the_reader_reads_the_views_and_nothing_else(loaded: Runtime, reader: Any) -> None:
+    read, schema = read_schema(loaded.db.schema), loaded.db.schema
+    row = reader.execute(
+        sql.SQL("SELECT count(*), count(*) FILTER (WHERE stage = 'customer') FROM {}").format(
+            sql.Identifier(read, "lead_current")
+        )
+    ).fetchone()
+    assert row[0] == 80 and row[1] > 0
+    for view in CONTRACT:
+        reader.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(read, view)))
+    refused = [
+        sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, EVENTS_TABLE)),
+        sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, "lead_state")),
+        sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, "lead_keys")),
+        sql.SQL("DELETE FROM {}").format(sql.Identifier(read, "lead_current")),
+        sql.SQL("UPDATE {} SET stage = 'customer'").format(sql.Identifier(read, "lead_current")),
+        sql.SQL("INSERT INTO {} (channel) VALUES ('x')").format(
+            sql.Identifier(read, "campaign_costs")
+        ),
+        sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(read, "mine")),
+    ]
+    for statement in refused:
+        with pytest.raises(errors.InsufficientPrivilege):
+            reader.execute(statement)
+
+
+def test_the_documented_example_queries_run_as_the_reader(loaded: Runtime, reader: Any) -> None:
+    text = (DOCS / "read-model.md").read_text().split("## Example queries", 1)[1]
+    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    assert len(queries) >= 6
+    read = read_schema(loaded.db.schema)
+    for query in queries:
+        rows = reader.execute(query.replace("leadengine_read.", f'"{read}".')).fetchall()
+        assert rows, query  # every example answers something on generated data
+
+
+def test_migrations_are_versioned_idempotent_and_explicit(
+    loaded: Runtime, settings: Settings, leadengine: Any
+) -> None:
+    st = migrations.status(loaded.db)
+    assert st.current == migrations.LATEST and not st.pending
+    code, out = leadengine("db", "migrate", "--dry-run")
+    assert code == 0 and "would apply: nothing" in out
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "applied nothing (up to date)" in out
+
+    table = sql.Identifier(loaded.db.schema, migrations.TABLE)
+    with loaded.db.connect() as conn:  # as if this schema were made by the previous version
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(table), (2,))
+    with pytest.raises(LeadEngineError, match=r"at version 1.*db migrate.*2 read contract"):
+        _start(settings, loaded)
+    code, out = leadengine("db", "migrate", "--dry-run")
+    assert code == 0 and "would apply: 2 read contract" in out
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "applied 2 read contract" in out
+    with loaded.db.connect() as conn:
+        versions = [
+            r[0] for r in conn.execute(sql.SQL("SELECT version FROM {} ORDER BY 1").format(table))
+        ]
+    assert versions == [1, 2]
+
+    with loaded.db.connect() as conn:  # made before versioned migrations existed
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    with pytest.raises(LeadEngineError, match="unversioned"):
+        _start(settings, loaded)
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "applied 1 read-model tables" in out
+    code, out = leadengine("lead", "show", "--format", "json", _a_key(loaded))
+    assert code == 0 and json.loads(out)["facts"] > 0  # the data survived every step
+
+
+def _start(settings: Settings, runtime: Runtime) -> None:
+    with open_runtime(settings, rules=runtime.rules, database=runtime.db):
+        pass
+
+
+def _a_key(runtime: Runtime) -> str:
+    with runtime.db.connect() as conn:
+        row = conn.execute(
+            sql.SQL("SELECT lead_key FROM {} LIMIT 1").format(
+                sql.Identifier(runtime.db.schema, "lead_state")
+            )
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
