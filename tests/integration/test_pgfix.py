@@ -97,9 +97,9 @@ def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statem
             conn.execute(query, (i,))
         caught: Exception | None = None
         with conn.pipeline() as p, conn.transaction(), conn.cursor() as cur:
-            cur.execute("INSERT INTO once VALUES (1)")
-            cur.execute(query, (41,))  # the 6th use: its Parse is skipped
-            try:
+            try:  # the error may surface at the second execute or at the sync
+                cur.execute("INSERT INTO once VALUES (1)")
+                cur.execute(query, (41,))  # the 6th use: its Parse is skipped
                 p.sync()
             except psycopg.errors.UniqueViolation as exc:
                 caught = exc
