@@ -26,6 +26,7 @@ examples:
   leadengine report kpis --from 2026-01-01 --to 2026-04-01
   leadengine report html report.html          charts in one self-contained page
   leadengine whatif --rules stricter.yaml      what would change under other rules
+  leadengine projections rebuild leads        rebuild a read model beside the live one, switch
 
 environment:
   LEADENGINE_DATABASE_URL   PostgreSQL URL (unset: embedded server under LEADENGINE_HOME)
@@ -155,6 +156,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         action="store_true",
         help="run as a service: keep projecting new events until SIGTERM (finishes the batch)",
+    )
+    p.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        help="run only these projections: leads, touchpoints, history, costs (see "
+        "`leadengine projections list`); the others keep their positions",
+    )
+    _fmt(p)
+
+    proj = sub.add_parser(
+        "projections", help="the read model's projections: list, rebuild"
+    ).add_subparsers(dest="projections_command", required=True, metavar="SUBCOMMAND")
+    p = proj.add_parser("list", help="each projection, its tables, position and lag")
+    _fmt(p)
+    p = proj.add_parser(
+        "rebuild",
+        help="rebuild a projection beside the live one, then switch in one transaction",
+        description="Builds a new version of the projection's tables in <schema>_rebuild from "
+        "the whole event log under the current rules and code (progress bar with events/s and "
+        "ETA), adds their indexes, catches up with events that arrived meanwhile, then, in one "
+        "transaction, projects the last few events, swaps the tables in under their names, "
+        "re-creates the read views and moves the projection's position. Readers see the old "
+        "tables until the commit and the new ones after it; a running `project --follow` "
+        "carries on from the new position. Safe to interrupt: the live tables are untouched "
+        "until the switch, and the next rebuild starts over. Run it after changing the rules "
+        "or upgrading leadengine.",
+    )
+    p.add_argument("name", help="leads | touchpoints | history | costs")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="notifications read per page during the load (default 20000)",
     )
     _fmt(p)
 
@@ -388,6 +423,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("generate", None): ops.generate,
         ("ingest", None): ops.ingest,
         ("project", None): ops.project,
+        ("projections", "list"): ops.projections_list,
+        ("projections", "rebuild"): ops.projections_rebuild,
         ("consume", None): streaming.consume,
         ("publish", None): streaming.publish,
         ("status", None): streaming.status,

@@ -58,10 +58,37 @@ def _read_contract(conn: Any, schema: str) -> None:
     grant(conn, schema)
 
 
+def _named_projections(conn: Any, schema: str) -> None:
+    """The read model became four projections, each with its own position: every one starts
+    where the single `read_model` projection was; the last batch's size and time are kept
+    for `status` (events/s)."""
+    from engine.projections.projector import LEGACY_NAME, PROJECTIONS
+
+    t = sql.Identifier(schema, "projection_tracking")
+    for column, kind in (("batch_events", "int"), ("batch_seconds", "double precision")):
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {} NOT NULL DEFAULT 0").format(
+                t, sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    for name in PROJECTIONS:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {t} (name, position) SELECT %s, position FROM {t} WHERE name = %s "
+                "ON CONFLICT (name) DO NOTHING"
+            ).format(t=t),
+            (name, LEGACY_NAME),
+        )
+    conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(t), (LEGACY_NAME,))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
         2, "read contract: <schema>_read views and the leadengine_reader role", _read_contract
+    ),
+    Migration(
+        3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -77,15 +77,16 @@ def read_schema(schema: str) -> str:
     return f"{schema}_read"
 
 
-def ensure_contract(conn: Any, schema: str) -> bool:
-    """(Re-)create the contract views if missing or changed; grant them to the reader role.
+def ensure_contract(conn: Any, schema: str, *, force: bool = False) -> bool:
+    """(Re-)create the contract views if missing or changed (or `force`); grant them to the
+    reader role.
 
     Runs inside the caller's transaction. Returns True if it changed anything."""
     read = read_schema(schema)
     row = conn.execute(
         "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
     ).fetchone()
-    if row and row[0] == FINGERPRINT and _all_there(conn, read):
+    if row and row[0] == FINGERPRINT and _all_there(conn, read) and not force:
         return False
     s, r = sql.Identifier(schema), sql.Identifier(read)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))

@@ -116,15 +116,15 @@ def statements() -> list[str]:
     return [*drops, *creates, f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'"]
 
 
-def create_views(conn: Any, schema_name: str) -> None:
-    """Create the views, or re-create them when their definitions changed; otherwise touch
-    nothing, so readers' queries never wait on a lock taken at every start. Runs in the
-    caller's transaction."""
+def create_views(conn: Any, schema_name: str, *, force: bool = False) -> None:
+    """Create the views, or re-create them when their definitions changed (or `force`: a
+    rebuild dropped the tables under them); otherwise touch nothing, so readers' queries never
+    wait on a lock taken at every start. Runs in the caller's transaction."""
     schema = sql.Identifier(schema_name)
     row = conn.execute(
         "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
     ).fetchone()
-    if row and row[0] == FINGERPRINT:
+    if row and row[0] == FINGERPRINT and not force:
         return
     for statement in statements():
         conn.execute(sql.SQL(statement).format(s=schema))

@@ -17,6 +17,7 @@ from engine.errors import LeadEngineError
 from engine.logs import configure_logging
 from engine.output import render, to_json
 from engine.progress import Progress
+from engine.projections.projector import DESCRIPTIONS, PROJECTIONS, Projector, names
 from engine.rules import load_rules
 from engine.runtime import Runtime, open_runtime
 from engine.settings import get_settings
@@ -48,12 +49,23 @@ def _ingest(rt: Runtime, lines: Any, origin: str, total: int | None = None) -> L
     return report
 
 
-def _project(rt: Runtime) -> int:
-    lag = rt.projector.lag()
+def _project(rt: Runtime, projector: Projector | None = None) -> int:
+    projector = projector or rt.projector
+    lag = projector.lag()
     bar = Progress("project", lag or None)
-    done = rt.projector.run(until_caught_up=True, progress=lambda n, _pos: bar.update(n))
+    done = projector.run(until_caught_up=True, progress=lambda n, _pos: bar.update(n))
     bar.done()
     return done
+
+
+def _projector(rt: Runtime, only: str | None) -> Projector:
+    """The runtime's projector (all projections), or one limited to `--only`."""
+    if not only:
+        return rt.projector
+    try:
+        return Projector(rt.app, rt.db, only=only)
+    except ValueError as exc:
+        raise LeadEngineError(f"--only: {exc}") from None
 
 
 def _count_table(counts: dict[str, Any], projected: int, where: str) -> str:
@@ -88,16 +100,91 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def project(args: argparse.Namespace) -> int:
+    only = getattr(args, "only", None)
     if getattr(args, "follow", False):
-        return _follow()
+        return _follow(only)
     with open_runtime() as rt:
-        done = _project(rt)
-        doc = {"projected": done, "position": rt.projector.position(), "lag": rt.projector.lag()}
-        print(render(args.format, [doc], document=doc))
+        projector = _projector(rt, only)
+        try:
+            done = _project(rt, projector)
+            positions = projector.positions()
+        finally:
+            projector.close()
+        head = rt.app.recorder.max_notification_id() or 0
+        rows = [
+            {"projection": n, "position": at, "lag": max(0, head - at)}
+            for n, at in positions.items()
+        ]
+        doc = {"projected": done, "projections": rows}
+        if args.format == "json":
+            print(to_json(doc))
+        else:
+            print(render(args.format, rows, title=f"projected {done:,} events"))
     return 0
 
 
-def _follow() -> int:
+def projections_list(args: argparse.Namespace) -> int:
+    from engine.commands.streaming import projection_status
+
+    with open_runtime() as rt:
+        status = {row["name"]: row for row in projection_status(rt)}
+    rows = [
+        {
+            "projection": name,
+            "tables": ", ".join(tables),
+            "what": DESCRIPTIONS[name],
+            "position": status[name]["position"],
+            "lag": status[name]["lag"],
+        }
+        for name, tables in PROJECTIONS.items()
+    ]
+    print(to_json(rows) if args.format == "json" else render(args.format, rows))
+    return 0
+
+
+def projections_rebuild(args: argparse.Namespace) -> int:
+    from engine.projections.rebuild import rebuild
+
+    try:
+        names(args.name)
+    except ValueError as exc:
+        raise LeadEngineError(str(exc)) from None
+    with open_runtime() as rt:
+        bars: dict[str, Progress] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar = bars.get(phase)
+            if bar is None:
+                for other in bars.values():
+                    other.done()
+                bar = bars[phase] = Progress(f"rebuild {args.name} ({phase})", total or None)
+            bar.total = total or None
+            bar.update(done)
+
+        report = rebuild(rt.app, rt.db, args.name, batch_size=args.batch_size, progress=progress)
+        for bar in bars.values():
+            bar.done()
+    doc = report.as_dict()
+    if args.format == "json":
+        print(to_json(doc))
+    else:
+        rows = [
+            {"what": "events loaded", "value": f"{report.events:,}"},
+            {
+                "what": "load",
+                "value": f"{report.load_seconds:.1f} s, {report.events_per_second:,.0f} events/s",
+            },
+            {"what": "indexes", "value": f"{report.index_seconds:.1f} s"},
+            {"what": "caught up afterwards", "value": f"{report.caught_up:,} events"},
+            {"what": "switch (one transaction)", "value": f"{report.switch_seconds:.2f} s"},
+            {"what": "live position", "value": f"{report.position:,}"},
+            *({"what": f"rows in {t}", "value": f"{n:,}"} for t, n in report.rows.items()),
+        ]
+        print(render(args.format, rows, title=f"rebuilt projection {args.name}"))
+    return 0
+
+
+def _follow(only: str | None = None) -> int:
     """The projector as a service: follow the log until SIGTERM/SIGINT, then finish the batch.
 
     Each batch's rows and its position commit in one transaction, so a stop anywhere resumes
@@ -118,17 +205,24 @@ def _follow() -> int:
     settings = get_settings()
     metrics.serve(settings.metrics_port)
     with open_runtime(settings) as rt:
-        log.info("projector following the log", position=rt.projector.position())
+        projector = _projector(rt, only)
+        log.info(
+            "projector following the log",
+            projections=list(projector.names),
+            position=projector.position(),
+        )
         last_lag = 0.0
 
         def progress(_done: int, _position: int) -> None:
             nonlocal last_lag
             if time.monotonic() - last_lag >= 1.0:  # one query a second at most
-                metrics.projection_lag.set(rt.projector.lag())
+                metrics.projection_lag.set(projector.lag())
                 last_lag = time.monotonic()
 
-        done = rt.projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
-        log.info("projector stopped", projected=done, position=rt.projector.position())
+        done = projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
+        log.info("projector stopped", projected=done, position=projector.position())
+        if projector is not rt.projector:
+            projector.close()
     return 0
 
 

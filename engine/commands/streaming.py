@@ -144,13 +144,44 @@ def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
         consumer.close()
 
 
+def projection_status(rt: Runtime) -> list[dict[str, Any]]:
+    """Each projection: position, the log's head, lag, and events/s of its last batch."""
+    from engine.projections.projector import PROJECTIONS
+
+    head = rt.app.recorder.max_notification_id() or 0
+    with rt.db.connect() as conn:
+        found = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                sql.SQL(
+                    "SELECT name, position, batch_events, batch_seconds, updated_at FROM {}"
+                ).format(sql.Identifier(rt.db.schema, "projection_tracking"))
+            ).fetchall()
+        }
+    out = []
+    for name in PROJECTIONS:
+        position, events, seconds, updated = found.get(name, (0, 0, 0.0, None))
+        out.append(
+            {
+                "name": name,
+                "position": int(position),
+                "log_head": head,
+                "lag": max(0, head - int(position)),
+                "events_per_s": round(events / seconds) if seconds else None,
+                "updated_at": updated.isoformat(timespec="seconds") if updated else None,
+            }
+        )
+    return out
+
+
 def _check(doc: dict[str, Any], max_lag: int | None) -> int:
     problems = []
     if doc["broker_error"]:
         problems.append(f"broker unreachable: {doc['broker_error']}")
     if max_lag is not None:
-        if doc["projection"]["lag"] > max_lag:
-            problems.append(f"projection lag {doc['projection']['lag']} > {max_lag}")
+        for proj in doc["projections"]:
+            if proj["lag"] > max_lag:
+                problems.append(f"projection {proj['name']} lag {proj['lag']} > {max_lag}")
         for p in doc["partitions"]:
             if p["lag"] is not None and p["lag"] > max_lag:
                 problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
@@ -180,16 +211,11 @@ def status(args: argparse.Namespace) -> int:
             }
             for p in sorted(set(stored) | set(ends))
         ]
-        projection = {
-            "name": "read_model",
-            "position": rt.projector.position(),
-            "log_head": rt.app.recorder.max_notification_id() or 0,
-            "lag": rt.projector.lag(),
-        }
+        projections = projection_status(rt)
     doc = {
         "topic": settings.kafka_topic,
         "partitions": partitions,
-        "projection": projection,
+        "projections": projections,
         "broker_error": broker_error,
     }
     if getattr(args, "check", False):
@@ -201,5 +227,12 @@ def status(args: argparse.Namespace) -> int:
         if broker_error:
             print(f"\nbroker unreachable: {broker_error}")
         print()
-        print(render(args.format, [projection], title="Projections"))
+        print(
+            render(
+                args.format,
+                projections,
+                title="Projections",
+                columns=["name", "position", "log_head", "lag", "events_per_s", "updated_at"],
+            )
+        )
     return 0

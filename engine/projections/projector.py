@@ -1,8 +1,15 @@
 """The read-model projector: follows the notification log in batches.
 
-Each batch (many notifications) is decoded, folded onto the leads it touches, and written with
-the new log position in one transaction: rows and tracking commit together, so a crash at any
-point resumes exactly where the last commit left off, and re-running changes nothing.
+The read model is four named projections (`PROJECTIONS`), each a group of tables with its own
+position in `projection_tracking`. One pass over the log serves all those asked for (`only`):
+each batch (many notifications) is decoded once, folded onto the leads it touches, and written
+with every projection's new position in one transaction: rows and tracking commit together, so
+a crash at any point resumes exactly where the last commit left off, and re-running changes
+nothing. A projection that is behind the others (just rebuilt, or run alone with `--only`) gets
+only the events past its own position.
+
+`bulk_load` is the rebuild path (engine/projections/rebuild.py): empty tables, the whole log,
+every aggregate kept in memory, rows streamed with COPY and each lead's final rows written once.
 """
 
 from __future__ import annotations
@@ -23,9 +30,46 @@ from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.application import LeadEngine
 from engine.db import Database
+from engine.logs import get_logger
 from engine.projections import rows
 
-NAME = "read_model"
+#: The projections and the tables each one owns (a rebuild replaces all of a projection's).
+PROJECTIONS: dict[str, tuple[str, ...]] = {
+    "leads": ("lead_state", "lead_scores", "lead_sla"),
+    "touchpoints": ("lead_touchpoints", "lead_milestones"),
+    "history": ("lead_stage_history", "lead_routing"),
+    "costs": ("campaign_costs",),
+}
+DESCRIPTIONS = {
+    "leads": "each lead's current stage, owner, score per model and SLA timers",
+    "touchpoints": "every touch and sales milestone, as it happened",
+    "history": "stage changes with their reasons, routing rounds",
+    "costs": "campaign costs",
+}
+#: The name the whole read model was tracked under before it was split (migration 3).
+LEGACY_NAME = "read_model"
+
+
+class PositionMoved(RuntimeError):
+    """Another writer (a rebuild's switch, a second projector) moved a projection's position."""
+
+
+def names(only: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Validate projection names (comma-separated or a list); all of them if none given."""
+    if not only:
+        return tuple(PROJECTIONS)
+    wanted = [n.strip() for n in (only.split(",") if isinstance(only, str) else only)]
+    unknown = [n for n in wanted if n not in PROJECTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown projection {', '.join(map(repr, unknown))}: expected one of "
+            + ", ".join(PROJECTIONS)
+        )
+    return tuple(n for n in PROJECTIONS if n in wanted)
+
+
+log = get_logger("engine.projector")
+
 #: Events of the shared routing aggregates (long streams the read model does not need).
 ROUTING_STATE_EVENTS = (
     RoutingQueue.Started,
@@ -43,6 +87,7 @@ class Batch:
     """What one batch of notifications adds to the read model."""
 
     last_position: int = 0
+    events: dict[str, int] | None = None  # notifications past each projection's position
     leads: dict[UUID, Lead] | None = None
     touches: list[tuple[Any, ...]] | None = None
     stages: list[tuple[Any, ...]] | None = None
@@ -51,6 +96,7 @@ class Batch:
     milestones: list[tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
+        self.events = {}
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
         self.routings, self.milestones = [], []
 
@@ -81,14 +127,24 @@ class Projector:
     """Projects the engine's log into `lead_state`, touchpoints, stage history and costs."""
 
     def __init__(
-        self, app: LeadEngine, db: Database, *, batch_size: int = 2000, cache_size: int = 20_000
+        self,
+        app: LeadEngine,
+        db: Database,
+        *,
+        only: str | list[str] | tuple[str, ...] | None = None,
+        batch_size: int = 2000,
+        cache_size: int = 20_000,
     ) -> None:
+        """`db.schema` holds the tables written and their tracking (a rebuild passes its
+        staging schema); `only` limits the projections run (default: all)."""
         self.app = app
         self.db = db
+        self.names = names(only)
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: OrderedDict[UUID, Any] = OrderedDict()
         self._conn: psycopg.Connection[Any] | None = None
+        self._borrowed = False
         s = db.schema
         self._sql_lead = _upsert(s, "lead_state", rows.LEAD_STATE_COLUMNS, ("lead_id",))
         self._sql_touch = _upsert(
@@ -106,12 +162,19 @@ class Projector:
         )
         self._tracking = sql.Identifier(s, "projection_tracking")
 
+    def positions(self) -> dict[str, int]:
+        """Each of this projector's projections' position in the log (0: nothing yet)."""
+        query = sql.SQL("SELECT name, position FROM {} WHERE name = ANY(%s)").format(self._tracking)
+        if self._borrowed and self._conn is not None:  # inside the caller's transaction
+            found = dict(self._conn.execute(query, (list(self.names),)).fetchall())
+        else:
+            with self.db.connect() as conn:
+                found = dict(conn.execute(query, (list(self.names),)).fetchall())
+        return {name: int(found.get(name, 0)) for name in self.names}
+
     def position(self) -> int:
-        with self.db.connect() as conn:
-            row = conn.execute(
-                sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._tracking), (NAME,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+        """The position all of this projector's projections have reached (the lowest)."""
+        return min(self.positions().values())
 
     def lag(self) -> int:
         head = self.app.recorder.max_notification_id() or 0
@@ -125,37 +188,55 @@ class Projector:
         stop: Callable[[], bool] | None = None,
         idle_sleep: float = 0.5,
     ) -> int:
-        """Project batches until caught up (or, if not `until_caught_up`, until `stop()`)."""
+        """Project batches until caught up (or, if not `until_caught_up`, until `stop()`).
+
+        If another writer moves a position meanwhile (a rebuild switched a projection to its
+        new tables), the batch is rolled back and the run resumes from the new positions."""
         done = 0
-        position = self.position()
+        positions = self.positions()
         while not (stop and stop()):
-            count, position = self.run_batch(position)
+            try:
+                count, positions = self.run_batch(positions)
+            except PositionMoved as moved:
+                log.info("projection position moved; resuming from it", reason=str(moved))
+                positions = self.positions()
+                continue
             done += count
             if progress:
-                progress(done, position)
+                progress(done, min(positions.values()))
             if count == 0:
                 if until_caught_up:
                     break
                 time.sleep(idle_sleep)
         return done
 
-    def run_batch(self, position: int) -> tuple[int, int]:
+    def run_batch(self, positions: dict[str, int]) -> tuple[int, dict[str, int]]:
+        """Project the next batch past the lowest position; the new positions."""
+        start = min(positions.values())
         notifications = self.app.recorder.select_notifications(
-            start=position + 1, limit=self.batch_size
+            start=start + 1, limit=self.batch_size
         )
         if not notifications:
-            return 0, position
+            return 0, positions
         started = time.perf_counter()
         batch = Batch()
         for notification in notifications:
             event = self.app.sealed_mapper.to_domain_event(notification)
-            self._fold(event, notification.id, batch)
+            want = self._wanted(positions, notification.id, batch)
+            self._fold(event, notification.id, batch, want)
             batch.last_position = notification.id
-        self._write(batch, expected=position)
+        new = self._write(batch, positions, started)
         metrics.projector_batch_seconds.observe(time.perf_counter() - started)
         metrics.projector_events.inc(len(notifications))
-        metrics.projection_position.set(batch.last_position)
-        return len(notifications), batch.last_position
+        metrics.projection_position.set(min(new.values()))
+        return len(notifications), new
+
+    def _wanted(self, positions: dict[str, int], position: int, batch: Batch) -> frozenset[str]:
+        assert batch.events is not None
+        want = frozenset(n for n, at in positions.items() if position > at)
+        for name in want:
+            batch.events[name] = batch.events.get(name, 0) + 1
+        return want
 
     def _aggregate(self, event: Any) -> Any:
         agg_id = event.originator_id
@@ -172,34 +253,43 @@ class Projector:
             self._cache.popitem(last=False)
         return agg
 
-    def _fold(self, event: Any, position: int, batch: Batch) -> None:
+    def _fold(
+        self, event: Any, position: int, batch: Batch, want: frozenset[str] = frozenset(PROJECTIONS)
+    ) -> None:
         if isinstance(event, ROUTING_STATE_EVENTS):
             return  # queues and the roster: their effects show on the leads; never rebuilt here
-        agg = self._aggregate(event)
+        agg = self._aggregate(event)  # every event folds, wanted or not: aggregates stay whole
+        if not want:
+            return
         assert batch.leads is not None and batch.touches is not None
         assert batch.stages is not None and batch.costs is not None
         if isinstance(agg, Campaign):
-            if isinstance(event, Campaign.CostRecorded):
+            if isinstance(event, Campaign.CostRecorded) and "costs" in want:
                 batch.costs.append(rows.cost_row(agg, event))
             return
         lead = agg
-        batch.leads[lead.id] = lead
+        if "leads" in want:
+            batch.leads[lead.id] = lead
         if isinstance(event, Lead.FactRecorded) and event.event_type.startswith("touch."):
-            batch.touches.append(rows.touch_row(lead, event, position))
+            if "touchpoints" in want:
+                batch.touches.append(rows.touch_row(lead, event, position))
         elif isinstance(event, Lead.FactRecorded) and event.event_type in rows.MILESTONE_TYPES:
-            assert batch.milestones is not None
-            batch.milestones.append(rows.milestone_row(lead, event, position))
+            if "touchpoints" in want:
+                assert batch.milestones is not None
+                batch.milestones.append(rows.milestone_row(lead, event, position))
         elif isinstance(event, (Lead.StageChanged, Lead.MarketingQualified)):
-            batch.stages.append(rows.stage_row(lead, event))
-        elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)):
+            if "history" in want:
+                batch.stages.append(rows.stage_row(lead, event))
+        elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
 
-    def _write(self, batch: Batch, *, expected: int) -> None:
-        assert batch.leads is not None
-        # A batch may end between a lead's creation and its first fact; the next batch has it.
+    def _lead_rows(
+        self, leads: list[Lead]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         rules = self.app.rules
-        leads = [lead for lead in batch.leads.values() if lead.facts]
+        # A batch may end between a lead's creation and its first fact; the next batch has it.
+        leads = [lead for lead in leads if lead.facts]
         lead_rows = [rows.lead_state_row(lead, rules) for lead in leads]
         score_rows = [row for lead in leads for row in rows.score_rows(lead, rules)]
         sla_rows = []
@@ -208,10 +298,20 @@ class Projector:
                 row = rows.sla_row(lead, rules.sla)
                 if row is not None:
                     sla_rows.append(row)
+        return lead_rows, score_rows, sla_rows
+
+    def _write(self, batch: Batch, positions: dict[str, int], started: float) -> dict[str, int]:
+        assert batch.leads is not None and batch.events is not None
+        lead_rows, score_rows, sla_rows = self._lead_rows(list(batch.leads.values()))
+        moving = {n: at for n, at in positions.items() if batch.last_position > at}
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                self._advance(cur, expected, batch.last_position)
+                seconds = time.perf_counter() - started
+                for name, expected in moving.items():
+                    self._advance(
+                        cur, name, expected, batch.last_position, batch.events.get(name, 0), seconds
+                    )
                 for statement, values in (
                     (self._sql_lead, lead_rows),
                     (self._sql_touch, batch.touches),
@@ -227,28 +327,111 @@ class Projector:
         except psycopg.OperationalError:
             self.close()
             raise
+        return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
+
+    def bulk_load(self, *, until: int, progress: Callable[[int, int], None] | None = None) -> int:
+        """Fill this projector's (empty) tables from the start of the log up to `until`.
+
+        Every aggregate stays in memory (no cache misses, no repository reads); touch,
+        milestone, history and cost rows are streamed with COPY page by page, and each lead's
+        final lead_state / score / SLA rows are written once at the end. One transaction: an
+        interrupted load leaves nothing behind. Returns the number of notifications read."""
+        assert self.position() == 0, "bulk_load needs empty tables"
+        self.cache_size = 1 << 62
+        want = frozenset(self.names)
+        done = 0
+        position = 0
+        leads: dict[UUID, Lead] = {}
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            while position < until:
+                started = time.perf_counter()
+                notifications = self.app.recorder.select_notifications(
+                    start=position + 1, limit=self.batch_size, stop=until
+                )
+                if not notifications:
+                    break
+                batch = Batch()
+                decode = self.app.sealed_mapper.to_domain_event
+                for notification in notifications:
+                    self._fold(decode(notification), notification.id, batch, want)
+                assert batch.leads is not None
+                leads.update(batch.leads)
+                for table, columns, values in (
+                    ("lead_touchpoints", rows.TOUCH_COLUMNS, batch.touches),
+                    ("lead_milestones", rows.MILESTONE_COLUMNS, batch.milestones),
+                    ("lead_stage_history", rows.STAGE_HISTORY_COLUMNS, batch.stages),
+                    ("lead_routing", rows.ROUTING_COLUMNS, batch.routings),
+                    ("campaign_costs", rows.COST_COLUMNS, batch.costs),
+                ):
+                    if values:
+                        self._copy(cur, table, columns, values)
+                position = notifications[-1].id
+                done += len(notifications)
+                metrics.projector_batch_seconds.observe(time.perf_counter() - started)
+                metrics.projector_events.inc(len(notifications))
+                if progress:
+                    progress(done, position)
+            if "leads" in want:
+                lead_rows, score_rows, sla_rows = self._lead_rows(list(leads.values()))
+                self._copy(cur, "lead_state", rows.LEAD_STATE_COLUMNS, lead_rows)
+                self._copy(cur, "lead_scores", rows.SCORE_COLUMNS, score_rows)
+                self._copy(cur, "lead_sla", rows.SLA_COLUMNS, sla_rows)
+            for name in self.names:
+                self._advance(cur, name, 0, position, done, 0.0)
+        return done
+
+    def _copy(
+        self, cur: Cursor[Any], table: str, columns: tuple[str, ...], values: list[Any] | None
+    ) -> None:
+        if not values:
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(self.db.schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(statement) as copy:
+            for row in values:
+                copy.write_row(row)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = self.db.connect()
+            self._borrowed = False
         return self._conn
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def use_connection(self, conn: psycopg.Connection[Any]) -> None:
+        """Write through `conn` (each batch a savepoint inside the caller's transaction): a
+        rebuild's last catch-up runs in the same transaction as its switch."""
+        self.close()
+        self._conn, self._borrowed = conn, True
 
-    def _advance(self, cur: Cursor[Any], expected: int, new: int) -> None:
-        """Move the tracking row from `expected` to `new`, or fail if another writer moved it."""
+    def close(self) -> None:
+        if self._conn is not None and not self._borrowed:
+            self._conn.close()
+        self._conn, self._borrowed = None, False
+
+    def _advance(
+        self,
+        cur: Cursor[Any],
+        name: str,
+        expected: int,
+        new: int,
+        events: int,
+        seconds: float,
+    ) -> None:
+        """Move `name` from `expected` to `new`, or raise PositionMoved if another writer did."""
         cur.execute(
             sql.SQL(
-                "INSERT INTO {t} AS t (name, position) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now() "
+                "INSERT INTO {t} AS t (name, position, batch_events, batch_seconds) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "position = EXCLUDED.position, batch_events = EXCLUDED.batch_events, "
+                "batch_seconds = EXCLUDED.batch_seconds, updated_at = now() "
                 "WHERE t.position = %s RETURNING position"
             ).format(t=self._tracking),
-            (NAME, new, expected),
+            (name, new, events, seconds, expected),
         )
         if cur.fetchone() is None:
-            raise RuntimeError(
-                f"projection {NAME!r} moved past {expected} under us; another projector runs"
+            raise PositionMoved(
+                f"projection {name!r} moved past {expected} under us (a rebuild switched it, "
+                "or another projector runs)"
             )

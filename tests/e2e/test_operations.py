@@ -68,7 +68,7 @@ def test_projector_follows_the_log_and_stops_on_sigterm(
     run(cli_env, "db", "init")
     run(cli_env, "ingest", str(first), "--no-project")
     check = run(cli_env, "status", "--check", "--max-lag", "0", ok=False)
-    assert check.returncode == 1 and "projection lag" in check.stderr
+    assert check.returncode == 1 and "projection leads lag" in check.stderr
 
     port = _free_port()
     proc = subprocess.Popen(
@@ -92,9 +92,12 @@ def test_projector_follows_the_log_and_stops_on_sigterm(
         assert _leads(database) == expected
         assert run(cli_env, "status", "--check", "--max-lag", "0", ok=False).returncode == 0
         scraped = _metrics(port)
-        head = json.loads(run(cli_env, "status", "--format", "json").stdout)["projection"]
-        assert scraped["leadengine_projector_events_total"] == head["log_head"]
-        assert scraped["leadengine_projection_position"] == head["log_head"]
+        projections = json.loads(run(cli_env, "status", "--format", "json").stdout)["projections"]
+        head = projections[0]["log_head"]
+        assert {p["position"] for p in projections} == {head}
+        assert all(p["events_per_s"] > 0 for p in projections)  # from each one's last batch
+        assert scraped["leadengine_projector_events_total"] == head
+        assert scraped["leadengine_projection_position"] == head
         assert scraped["leadengine_projector_batch_seconds_count"] >= 2
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -104,4 +107,4 @@ def test_projector_follows_the_log_and_stops_on_sigterm(
     assert logged[:2] == ["metrics served", "projector following the log"]
     assert logged[-1] == "projector stopped"
     status = json.loads(run(cli_env, "status", "--format", "json").stdout)
-    assert status["projection"]["lag"] == 0
+    assert [p["lag"] for p in status["projections"]] == [0, 0, 0, 0]

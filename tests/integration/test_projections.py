@@ -50,8 +50,11 @@ def test_read_model_matches_the_aggregates(runtime: Runtime) -> None:
 def test_projection_is_restartable_and_idempotent(runtime: Runtime) -> None:
     ingest(runtime, leads=20)
     runtime.projector.batch_size = 50
-    position, _ = runtime.projector.run_batch(0), None
-    assert runtime.projector.position() == position[1] > 0
+    count, positions = runtime.projector.run_batch(runtime.projector.positions())
+    assert count == 50
+    assert runtime.projector.positions() == positions
+    assert set(positions.values()) == {runtime.projector.position()}
+    assert runtime.projector.position() > 0
     runtime.projector.run()
     snapshot = rows(runtime, "SELECT * FROM lead_state ORDER BY lead_id")
     history = rows(runtime, "SELECT count(*) FROM lead_stage_history")

@@ -123,19 +123,43 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     assert code == 0 and "applied nothing (up to date)" in out
 
     table = sql.Identifier(loaded.db.schema, migrations.TABLE)
-    with loaded.db.connect() as conn:  # as if this schema were made by the previous version
-        conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(table), (2,))
-    with pytest.raises(LeadEngineError, match=r"at version 1.*db migrate.*2 read contract"):
+    tracking = sql.Identifier(loaded.db.schema, "projection_tracking")
+    position = loaded.projector.position()
+    assert position > 0
+    with loaded.db.connect() as conn:  # as if this schema were made by the previous version:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(table), (3,))
+        conn.execute(sql.SQL("DELETE FROM {}").format(tracking))  # one projection, one row
+        conn.execute(
+            sql.SQL("INSERT INTO {} (name, position) VALUES ('read_model', %s)").format(tracking),
+            (position,),
+        )
+        for column in ("batch_events", "batch_seconds"):
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(tracking, sql.Identifier(column))
+            )
+    with pytest.raises(LeadEngineError, match=r"at version 2.*db migrate.*3 projections"):
         _start(settings, loaded)
     code, out = leadengine("db", "migrate", "--dry-run")
-    assert code == 0 and "would apply: 2 read contract" in out
+    assert code == 0 and "would apply: 3 projections" in out
     code, out = leadengine("db", "migrate")
-    assert code == 0 and "applied 2 read contract" in out
+    assert code == 0 and "applied 3 projections" in out
     with loaded.db.connect() as conn:
         versions = [
             r[0] for r in conn.execute(sql.SQL("SELECT version FROM {} ORDER BY 1").format(table))
         ]
-    assert versions == [1, 2]
+        split = dict(
+            conn.execute(sql.SQL("SELECT name, position FROM {}").format(tracking)).fetchall()
+        )
+    assert versions == [1, 2, 3]
+    # every projection starts where the single read model was: nothing is projected twice
+    assert split == {
+        "leads": position,
+        "touchpoints": position,
+        "history": position,
+        "costs": position,
+    }
+    code, out = leadengine("project", "--format", "json")
+    assert code == 0 and json.loads(out)["projected"] == 0
 
     with loaded.db.connect() as conn:  # made before versioned migrations existed
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
