@@ -25,6 +25,11 @@ consumer_accepted = Counter(
 consumer_duplicates = Counter(
     "leadengine_consumer_duplicates", "Events already recorded (redelivery)", ["topic"]
 )
+consumer_ignored = Counter(
+    "leadengine_consumer_ignored",
+    "Events of forgotten leads dropped by the rules (privacy.after_erasure: drop)",
+    ["topic"],
+)
 consumer_dead_lettered = Counter(
     "leadengine_consumer_dead_lettered", "Records sent to the dead-letter topic", ["topic"]
 )

@@ -43,6 +43,7 @@ class ConsumeStats:
     records: int = 0
     accepted: int = 0
     duplicates: int = 0
+    ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
@@ -55,6 +56,7 @@ class ConsumeStats:
             "records": self.records,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "ignored": self.ignored,
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
             "retries": self.retries,
@@ -277,6 +279,8 @@ class KafkaIngestor:
                 continue
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
+            self.stats.ignored += result.ignored
             metrics.consumer_accepted.labels(tp.topic).inc(result.accepted)
             metrics.consumer_duplicates.labels(tp.topic).inc(result.duplicates)
+            metrics.consumer_ignored.labels(tp.topic).inc(result.ignored)
             return

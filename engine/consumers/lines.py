@@ -16,6 +16,7 @@ class LinesReport:
     lines: int = 0
     accepted: int = 0
     duplicates: int = 0
+    ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     rejected: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -23,6 +24,7 @@ class LinesReport:
             "lines": self.lines,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "ignored": self.ignored,
             "rejected": self.rejected,
         }
 
@@ -47,6 +49,7 @@ def ingest_lines(
             result: IngestResult = app.ingest(good)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
+            report.ignored += result.ignored
             good.clear()
         if bad:
             deadletters.add(bad)

@@ -290,8 +290,11 @@ class Projector:
         rules = self.app.rules
         # A batch may end between a lead's creation and its first fact; the next batch has it.
         leads = [lead for lead in leads if lead.facts]
-        lead_rows = [rows.lead_state_row(lead, rules) for lead in leads]
-        score_rows = [row for lead in leads for row in rows.score_rows(lead, rules)]
+        lead_rows, score_rows = [], []
+        for lead in leads:
+            primary = lead.current_score(rules)  # scored once for lead_state and lead_scores
+            lead_rows.append(rows.lead_state_row(lead, rules, primary))
+            score_rows.extend(rows.score_rows(lead, rules, primary))
         sla_rows = []
         if rules.sla is not None:
             for lead in leads:

@@ -79,11 +79,13 @@ def rebuild(
     batch_size: int = 20_000,
     progress: Callable[[str, int, int], None] | None = None,
     before_switch: Callable[[], None] | None = None,
+    in_switch: Callable[[], None] | None = None,
 ) -> RebuildReport:
     """Rebuild projection `name` beside the live one and switch to it atomically.
 
-    `progress(phase, done, total)` is called during the load and the catch-up;
-    `before_switch` (tests) runs after the catch-up, just before the switch transaction."""
+    `progress(phase, done, total)` is called during the load and the catch-up. For tests:
+    `before_switch` runs after the catch-up, just before the switch transaction; `in_switch`
+    inside it, after the swap and before the commit."""
     (name,) = names(name)
     tables = PROJECTIONS[name]
     staging = db.with_schema(staging_schema(db.schema))
@@ -117,7 +119,7 @@ def rebuild(
             if before_switch:
                 before_switch()
             t0 = time.perf_counter()
-            caught, position = _switch(app, db, staging, builder, name, tables)
+            caught, position = _switch(app, db, staging, builder, name, tables, in_switch)
             caught_up += caught
             switch_seconds = time.perf_counter() - t0
         finally:
@@ -214,6 +216,40 @@ def _add_indexes(db: Database, staging: Database, tables: tuple[str, ...]) -> No
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(staging.schema, table)))
 
 
+DEPENDENT_VIEWS = """
+SELECT DISTINCT format('%%I.%%I', vn.nspname, v.relname)
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE d.refobjid = ANY(%s::regclass[]) AND v.relkind = 'v' AND v.oid <> ALL(%s::regclass[])
+"""
+
+
+def _drop_dependent_views(conn: Any, schema: str, tables: tuple[str, ...]) -> None:
+    """Drop the views over `tables`, views of views first, before touching the tables.
+
+    A reader of a view locks the view, then the tables under it; dropping a table locks the
+    table, then the views that depend on it: in that order a reader arriving mid-switch would
+    deadlock with the switch. Dropping the views first (each DROP VIEW locks only its view)
+    takes the locks in the readers' order: a reader waits for the commit, then finds the view
+    re-created under the same name."""
+    below = [f"{schema}.{t}" for t in tables]
+    levels: list[list[str]] = []
+    seen: list[str] = []
+    while True:
+        rows = conn.execute(DEPENDENT_VIEWS, (below, seen or below)).fetchall()
+        level = sorted(row[0] for row in rows if row[0] not in seen)
+        if not level:
+            break
+        levels.append(level)
+        seen += level
+        below = level
+    for level in reversed(levels):
+        for name in level:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS " + name + " CASCADE"))
+
+
 def _switch(
     app: LeadEngine,
     db: Database,
@@ -221,6 +257,7 @@ def _switch(
     builder: Projector,
     name: str,
     tables: tuple[str, ...],
+    in_switch: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
     """Catch up the last events and swap the tables in, all in one transaction."""
     live = sql.Identifier(db.schema)
@@ -238,6 +275,7 @@ def _switch(
         builder.use_connection(conn)
         caught = builder.run(until_caught_up=True)
         position = builder.position()
+        _drop_dependent_views(conn, db.schema, tables)
         for table in tables:
             conn.execute(sql.SQL("DROP TABLE {}.{} CASCADE").format(live, sql.Identifier(table)))
             conn.execute(
@@ -253,4 +291,6 @@ def _switch(
             ),
             (position, name),
         )
+        if in_switch:
+            in_switch()
     return caught, position

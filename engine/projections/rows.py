@@ -12,7 +12,7 @@ from engine.aggregates.lead import Lead
 from engine.facts import chronological, profile_of
 from engine.lifecycle import RANK
 from engine.rules import Rules, Sla
-from engine.scoring import best_of_profile
+from engine.scoring import Score, best_of_profile
 from engine.sla import add_business_hours, decided_at, first_touch_at
 
 STAGE_COLUMNS = (
@@ -174,9 +174,10 @@ COST_COLUMNS = (
 )
 
 
-def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
-    """The `lead_state` row of a lead: its current opinions under `rules`."""
-    result = lead.current_score(rules)
+def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tuple[Any, ...]:
+    """The `lead_state` row of a lead: its current opinions under `rules` (`primary`: its
+    score under them, if the caller has it already)."""
+    result = primary if primary is not None else lead.current_score(rules)
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     first = touches[0] if touches else None
     profile, origin = profile_of(lead.facts)
@@ -223,12 +224,16 @@ def lead_state_row(lead: Lead, rules: Rules) -> tuple[Any, ...]:
     )
 
 
-def score_rows(lead: Lead, rules: Rules) -> list[tuple[Any, ...]]:
-    """One row per scoring model (the primary one included), as of the lead's latest fact."""
+def score_rows(lead: Lead, rules: Rules, primary: Score | None = None) -> list[tuple[Any, ...]]:
+    """One row per scoring model (the primary one included), as of the lead's latest fact
+    (`primary`: the primary model's score, if the caller has it already)."""
     as_of = lead.clock or lead.created_on
     out = []
     for model in rules.all_models():
-        result = lead.current_score(model, as_of)
+        if model is rules and primary is not None:
+            result = primary  # the same facts, model and moment: computed once
+        else:
+            result = lead.current_score(model, as_of)
         out.append(
             (
                 lead.id,

@@ -27,7 +27,13 @@ def test_bad_lines_are_kept_with_reasons_and_good_ones_recorded(runtime: Runtime
         deadletters=runtime.deadletters,
         batch_size=1,
     )
-    assert report.as_dict() == {"lines": 7, "accepted": 2, "duplicates": 0, "rejected": 5}
+    assert report.as_dict() == {
+        "lines": 7,
+        "accepted": 2,
+        "duplicates": 0,
+        "ignored": 0,
+        "rejected": 5,
+    }
     kept = {d["origin"]: d for d in runtime.deadletters.latest(10)}
     assert set(kept) == {f"file:t.jsonl:{n}" for n in range(2, 7)}
     assert kept["file:t.jsonl:2"]["raw"] == BAD[0].decode()

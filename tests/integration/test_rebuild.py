@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,6 +68,8 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
     old_scores = {r[0]: r[7] for r in table_rows(loaded, "lead_state")}
 
     seen: list[tuple[int, Any]] = []
+    waited: list[float] = []
+    funnel_reads: list[int] = []
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -74,13 +77,26 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
         try:
             with loaded.db.connect() as conn:
                 while not stop.is_set():
+                    started = time.monotonic()
                     row = conn.execute(
                         sql.SQL("SELECT count(*), sum(score) FROM {}.lead_current").format(
                             sql.Identifier(read)
                         )
                     ).fetchone()
+                    waited.append(time.monotonic() - started)
                     assert row is not None
                     seen.append((int(row[0]), row[1]))
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    def funnel_reader() -> None:  # a KPI view over the same table, through the contract
+        try:
+            with loaded.db.connect() as conn:
+                while not stop.is_set():
+                    rows = conn.execute(
+                        sql.SQL("SELECT * FROM {}.kpi_funnel").format(sql.Identifier(read))
+                    ).fetchall()
+                    funnel_reads.append(len(rows))
         except BaseException as exc:  # reported by the test
             errors.append(exc)
 
@@ -101,17 +117,26 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
         ingest(loaded, 90, seed=21)  # the same 80 journeys (duplicates, ignored) and 10 more
         arrived.append((loaded.app.recorder.max_notification_id() or 0) - head)
 
-    thread = threading.Thread(target=reader)
-    thread.start()
+    threads = [threading.Thread(target=reader), threading.Thread(target=funnel_reader)]
+    for thread in threads:
+        thread.start()
     try:
         with open_runtime(loaded.settings, rules=newer, database=loaded.db) as rt:
             report = rebuild(
-                rt.app, rt.db, "leads", batch_size=300, before_switch=more_events_arrive
+                rt.app,
+                rt.db,
+                "leads",
+                batch_size=300,
+                before_switch=more_events_arrive,
+                in_switch=lambda: time.sleep(0.6),  # hold the switch open: readers arrive
             )
     finally:
         stop.set()
-        thread.join(timeout=60)
+        for thread in threads:
+            thread.join(timeout=60)
     assert not errors, errors
+    assert max(waited) >= 0.3  # a read arrived during the switch, waited for it, then read
+    assert funnel_reads and min(funnel_reads) > 0
     assert arrived and arrived[0] > 0 and report.caught_up >= arrived[0]  # inside the switch
 
     after = table_rows(loaded, "lead_state")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from engine.cli import build_parser
+from engine.projections.projector import PROJECTIONS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.33.0"
@@ -88,6 +89,7 @@ def test_kubernetes_workloads_are_complete() -> None:
         ("ConfigMap", "leadengine"),
         ("Secret", "leadengine"),
         ("Job", "leadengine-db-init"),
+        ("Job", "leadengine-rebuild"),
         ("Deployment", "leadengine-consumer"),
         ("Deployment", "leadengine-projector"),
     }
@@ -113,5 +115,8 @@ def test_kubernetes_workloads_are_complete() -> None:
         "environment"
     ]["KAFKA_NUM_PARTITIONS"]
     assert kinds[("Deployment", "leadengine-consumer")]["spec"]["replicas"] <= partitions
+    rebuild = kinds[("Job", "leadengine-rebuild")]["spec"]["template"]["spec"]["containers"][0]
+    assert rebuild["args"][:2] == ["projections", "rebuild"]
+    assert rebuild["args"][2] in PROJECTIONS
     secret = kinds[("Secret", "leadengine")]["stringData"]
     assert all("REPLACE_ME" in v for v in secret.values())  # an example, never a real secret

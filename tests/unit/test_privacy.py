@@ -6,6 +6,7 @@ import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -17,7 +18,7 @@ from engine.facts import profile_of
 from engine.privacy import MasterKeyError, load_master_key, parse_master_key
 from engine.rules import Rules
 from tests.conftest import POPO_ENV
-from tests.factory import ev, icp_profile, touch
+from tests.factory import ev, icp_profile, line, raw, touch
 
 EMAIL = "ada.lovelace@analytical.example"
 NAME = "Ada Lovelace"
@@ -126,6 +127,29 @@ def test_later_personal_data_can_be_dropped_by_rule(rules: Rules) -> None:
         ]
     )
     assert (result.accepted, result.ignored, result.duplicates) == (1, 1, 0)
+
+    # the file / stdin ingester reports them too (the Kafka consumer's stats use the same result)
+    from engine.consumers.lines import ingest_lines
+
+    again = [
+        line(raw("touch.call_logged", "p-1", _call(NOTES), days=7)),
+        line(raw("touch.page_viewed", "p-1", {"channel": "web"}, days=7)),
+    ]
+    kept: list[Any] = []
+
+    class Letters:
+        def add(self, letters: list[Any]) -> None:
+            kept.extend(letters)
+
+    report = ingest_lines(again, origin="test", app=app, deadletters=Letters())  # type: ignore[arg-type]
+    assert not kept, [str(letter.error) for letter in kept]
+    assert report.as_dict() == {
+        "lines": 2,
+        "accepted": 1,
+        "duplicates": 0,
+        "ignored": 1,
+        "rejected": 0,
+    }
 
 
 def test_a_sealed_value_moved_to_another_event_does_not_open(memory_app: LeadEngine) -> None:

@@ -1,0 +1,278 @@
+"""Rebuild benchmark: how fast a projection is rebuilt from the whole log, beside the two
+numbers that bound it, all measured in the same run on the same stored log.
+
+  read      read and decode every notification (select pages + the sealed mapper): the
+            ceiling, the baseline the ratios are against
+  stock     eventsourcing's own ProjectionRunner (subscription, one transaction with its
+            tracking per event) keeping lead_state up to date: the stock way
+  project   leadengine's incremental projector (all four projections, batches, upserts)
+  rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch)
+
+Each phase runs in its own process (peak RSS is its own). The log is made once per
+--leads/--seed in schema bench_rebuild_<leads>_<seed> and kept for the next run
+(--fresh makes it again). Uses LEADENGINE_DATABASE_URL, else an embedded server.
+
+Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import peak_rss_mb  # noqa: E402
+
+from engine import db as dbmod  # noqa: E402
+from engine.contract import parse_event  # noqa: E402
+from engine.generator import generate, lines  # noqa: E402
+from engine.projections.projector import PROJECTIONS, Projector  # noqa: E402
+from engine.projections.rebuild import rebuild  # noqa: E402
+from engine.runtime import open_runtime  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+
+#: A fixed, public key: the bench's own throwaway log, never real data.
+MASTER_KEY = base64.urlsafe_b64encode(b"leadengine-bench-only-not-secret").decode()
+
+
+def settings_for(url: str, schema: str) -> Settings:
+    return Settings(  # type: ignore[arg-type]
+        database_url=url,
+        database_schema=schema,
+        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
+        master_key=MASTER_KEY,
+    )
+
+
+def make_log(url: str, schema: str, leads: int, seed: int, fresh: bool) -> int:
+    database = dbmod.from_url(url, schema)
+    if fresh:
+        dbmod.drop_schema(database)
+    with open_runtime(settings_for(url, schema), database=database) as rt:
+        head = rt.app.recorder.max_notification_id() or 0
+        if head:
+            return head
+        events = [parse_event(line.encode()) for line in lines(generate(leads, seed))]
+        print(f"making the log: {len(events):,} events of {leads:,} leads ...", file=sys.stderr)
+        for i in range(0, len(events), 2000):
+            rt.app.ingest(events[i : i + 2000])
+        return rt.app.recorder.max_notification_id() or 0
+
+
+def phase_read(url: str, schema: str, _n: int) -> dict[str, Any]:
+    with open_runtime(settings_for(url, schema)) as rt:
+        decode = rt.app.sealed_mapper.to_domain_event
+        t0 = time.perf_counter()
+        position, count = 0, 0
+        while True:
+            page = rt.app.recorder.select_notifications(start=position + 1, limit=20_000)
+            if not page:
+                break
+            for n in page:
+                decode(n)
+            count += len(page)
+            position = page[-1].id
+        return {"events": count, "seconds": time.perf_counter() - t0, "rss": peak_rss_mb()}
+
+
+def phase_project(url: str, schema: str, _n: int) -> dict[str, Any]:
+    with open_runtime(settings_for(url, schema)) as rt:
+        scratch = dbmod.from_url(url, schema + "_inc")
+        dbmod.drop_schema(scratch)
+        with rt.db.connect() as conn:  # empty copies of the read model to project into
+            conn.execute(f'CREATE SCHEMA "{scratch.schema}"')
+            for table in ["projection_tracking", *(t for ts in PROJECTIONS.values() for t in ts)]:
+                conn.execute(
+                    f'CREATE TABLE "{scratch.schema}".{table} '
+                    f'(LIKE "{schema}".{table} INCLUDING ALL)'
+                )
+        projector = Projector(rt.app, scratch)
+        try:
+            t0 = time.perf_counter()
+            count = projector.run()
+            seconds = time.perf_counter() - t0
+        finally:
+            projector.close()
+            dbmod.drop_schema(scratch)
+        return {"events": count, "seconds": seconds, "rss": peak_rss_mb()}
+
+
+def phase_rebuild(url: str, schema: str, _n: int) -> dict[str, Any]:
+    with open_runtime(settings_for(url, schema)) as rt:
+        per: dict[str, Any] = {}
+        for name in PROJECTIONS:
+            report = rebuild(rt.app, rt.db, name)
+            per[name] = {
+                "events": report.events,
+                "load_s": report.load_seconds,
+                "index_s": report.index_seconds,
+                "switch_s": report.switch_seconds,
+                "total_s": report.total_seconds,
+            }
+        return {"per": per, "rss": peak_rss_mb()}
+
+
+def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
+    """eventsourcing's ProjectionRunner: lead_state-like rows, one transaction per event."""
+    from eventsourcing.persistence import Tracking
+    from eventsourcing.postgres import PostgresTrackingRecorder
+    from eventsourcing.projection import Projection, ProjectionRunner
+
+    from engine.aggregates.lead import Lead
+    from engine.application import LeadEngine
+    from engine.privacy import load_master_key
+    from engine.projections import rows
+    from engine.rules import load_rules
+
+    database = dbmod.from_url(url, schema)
+    rules = load_rules()
+    settings = settings_for(url, schema)
+    key = load_master_key(settings.master_key, settings.master_key_file, settings.home)
+    leads: dict[Any, Any] = {}
+    view_table = f'"{schema}".bench_stock_lead_state'
+
+    class App(LeadEngine):
+        name = "LeadEngine"
+
+        def __init__(self, env: Any = None) -> None:
+            super().__init__(rules=rules, env=env, master_key=key)
+
+    class View(PostgresTrackingRecorder):
+        def upsert(self, row: tuple[Any, ...], tracking: Tracking) -> None:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    f"INSERT INTO {view_table} (lead_id, stage, score, version) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (lead_id) DO UPDATE SET "
+                    "stage = EXCLUDED.stage, score = EXCLUDED.score, version = EXCLUDED.version",
+                    row,
+                )
+                self._insert_tracking(curs, tracking)
+
+        def skip(self, tracking: Tracking) -> None:
+            with self.datastore.transaction(commit=True) as curs:
+                self._insert_tracking(curs, tracking)
+
+    class StockLeads(Projection[View]):
+        name = "bench_stock"
+
+        def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+            agg = leads.get(domain_event.originator_id)
+            agg = domain_event.mutate(agg)
+            leads[domain_event.originator_id] = agg
+            if isinstance(agg, Lead) and agg.facts:
+                state = rows.lead_state_row(agg, rules)
+                self.view.upsert((agg.id, agg.stage, state[7], agg.version), tracking)
+            else:
+                self.view.skip(tracking)
+
+    with database.connect() as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {view_table}")
+        conn.execute(
+            f"CREATE TABLE {view_table} (lead_id uuid PRIMARY KEY, stage text, "
+            "score numeric(6,2), version int)"
+        )
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}".bench_stock_tracking')
+    env = database.eventsourcing_env()  # the view's table: <schema>.bench_stock_tracking
+    try:
+        t0 = time.perf_counter()
+        with ProjectionRunner(
+            application_class=App, projection_class=StockLeads, view_class=View, env=env
+        ) as runner:
+            runner.wait(limit, timeout=3600)
+            seconds = time.perf_counter() - t0
+        return {"events": limit, "seconds": seconds, "rss": peak_rss_mb()}
+    finally:
+        with database.connect() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {view_table}")
+            conn.execute(f'DROP TABLE IF EXISTS "{schema}".bench_stock_tracking')
+
+
+PHASES = {
+    "read": phase_read,
+    "stock": phase_stock,
+    "project": phase_project,
+    "rebuild": phase_rebuild,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--leads", type=int, default=8000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--stock-events",
+        type=int,
+        default=20_000,
+        help="the stock runner projects the first N events only (it is slow)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="make the stored log again")
+    parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        gc.set_threshold(100_000, 50, 100)
+        print(json.dumps(PHASES[args.phase](args.url, args.schema, args.n)))
+        return
+    url = os.environ.get("LEADENGINE_DATABASE_URL")
+    if not url:
+        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
+        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
+    schema = f"bench_rebuild_{args.leads}_{args.seed}"
+    head = make_log(url, schema, args.leads, args.seed, args.fresh)
+    stock_n = min(args.stock_events, head)
+    results: dict[str, Any] = {}
+    for phase in PHASES:
+        out = subprocess.run(
+            [
+                sys.executable, __file__, "--phase", phase, "--url", url, "--schema", schema,
+                "--n", str(stock_n),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results[phase] = json.loads(out.strip().splitlines()[-1])
+    base = results["read"]["events"] / results["read"]["seconds"]
+    base_rss = results["read"]["rss"]
+
+    def line(label: str, events: int, seconds: float, rss: float, note: str = "") -> None:
+        rate = events / seconds
+        print(
+            f"{label:<30} {rate:10,.0f} events/s  x{rate / base:5.2f}   "
+            f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {note}"
+        )
+
+    print(f"log: {head:,} notifications ({args.leads:,} leads, seed {args.seed}), one machine")
+    r = results["read"]
+    line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
+    s = results["stock"]
+    line("eventsourcing ProjectionRunner", s["events"], s["seconds"], s["rss"],
+         f"(first {s['events']:,} events, lead_state only)")
+    p = results["project"]
+    line("incremental projector (all)", p["events"], p["seconds"], p["rss"])
+    rb = results["rebuild"]
+    for name, one in rb["per"].items():
+        line(f"rebuild {name}: load", one["events"], one["load_s"], rb["rss"],
+             f"total {one['total_s']:.1f} s (indexes {one['index_s']:.1f} s, "
+             f"switch {one['switch_s']:.2f} s)")
+    total = sum(one["total_s"] for one in rb["per"].values())
+    line("rebuild all four, end to end", head * len(rb["per"]), total, rb["rss"])
+
+
+if __name__ == "__main__":
+    main()
