@@ -6,13 +6,14 @@ numbers that bound it, all measured in the same run on the same stored log.
   stock     eventsourcing's own ProjectionRunner (subscription, one transaction with its
             tracking per event) keeping lead_state up to date: the stock way
   project   leadengine's incremental projector (all four projections, batches, upserts)
-  rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch)
+  rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch), in one
+            process and with one process per CPU
 
 Each phase runs in its own process (peak RSS is its own). The log is made once per
 --leads/--seed in schema bench_rebuild_<leads>_<seed> and kept for the next run
 (--fresh makes it again). Uses LEADENGINE_DATABASE_URL, else an embedded server.
 
-Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000]
+Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] [--fresh]
 """
 
 from __future__ import annotations
@@ -108,11 +109,11 @@ def phase_project(url: str, schema: str, _n: int) -> dict[str, Any]:
         return {"events": count, "seconds": seconds, "rss": peak_rss_mb()}
 
 
-def phase_rebuild(url: str, schema: str, _n: int) -> dict[str, Any]:
+def phase_rebuild(url: str, schema: str, workers: int) -> dict[str, Any]:
     with open_runtime(settings_for(url, schema)) as rt:
         per: dict[str, Any] = {}
         for name in PROJECTIONS:
-            report = rebuild(rt.app, rt.db, name)
+            report = rebuild(rt.app, rt.db, name, workers=workers or None)
             per[name] = {
                 "events": report.events,
                 "load_s": report.load_seconds,
@@ -121,6 +122,19 @@ def phase_rebuild(url: str, schema: str, _n: int) -> dict[str, Any]:
                 "total_s": report.total_seconds,
             }
         return {"per": per, "rss": peak_rss_mb()}
+
+
+def phase_rebuild_one(url: str, schema: str, _n: int) -> dict[str, Any]:
+    return phase_rebuild(url, schema, 1)
+
+
+def phase_rebuild_default(url: str, schema: str, _n: int) -> dict[str, Any]:
+    return phase_rebuild(url, schema, 0)  # one process per CPU (up to 4)
+
+
+def phase_setup(url: str, schema: str, leads_seed: int) -> dict[str, Any]:
+    leads, seed = divmod(leads_seed, 1000)
+    return {"head": make_log(url, schema, leads, seed, False)}
 
 
 def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
@@ -202,7 +216,8 @@ PHASES = {
     "read": phase_read,
     "stock": phase_stock,
     "project": phase_project,
-    "rebuild": phase_rebuild,
+    "rebuild1": phase_rebuild_one,
+    "rebuild": phase_rebuild_default,
 }
 
 
@@ -219,34 +234,48 @@ def main() -> None:
         help="the stock runner projects the first N events only (it is slow)",
     )
     parser.add_argument("--fresh", action="store_true", help="make the stored log again")
-    parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=[*PHASES, "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         gc.set_threshold(100_000, 50, 100)
-        print(json.dumps(PHASES[args.phase](args.url, args.schema, args.n)))
+        fn = phase_setup if args.phase == "setup" else PHASES[args.phase]
+        print(json.dumps(fn(args.url, args.schema, args.n)))
         return
     url = os.environ.get("LEADENGINE_DATABASE_URL")
     if not url:
         d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
         url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
     schema = f"bench_rebuild_{args.leads}_{args.seed}"
-    head = make_log(url, schema, args.leads, args.seed, args.fresh)
-    stock_n = min(args.stock_events, head)
-    results: dict[str, Any] = {}
-    for phase in PHASES:
+    if args.fresh:
+        dbmod.drop_schema(dbmod.from_url(url, schema))
+
+    def run(phase: str, n: int) -> dict[str, Any]:
+        # every phase in its own process: this one stays small, so each peak RSS is its own
         out = subprocess.run(
             [
-                sys.executable, __file__, "--phase", phase, "--url", url, "--schema", schema,
-                "--n", str(stock_n),
+                sys.executable,
+                __file__,
+                "--phase",
+                phase,
+                "--url",
+                url,
+                "--schema",
+                schema,
+                "--n",
+                str(n),
             ],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-        results[phase] = json.loads(out.strip().splitlines()[-1])
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    head = run("setup", args.leads * 1000 + args.seed)["head"]
+    stock_n = min(args.stock_events, head)
+    results = {phase: run(phase, stock_n) for phase in PHASES}
     base = results["read"]["events"] / results["read"]["seconds"]
     base_rss = results["read"]["rss"]
 
@@ -261,17 +290,35 @@ def main() -> None:
     r = results["read"]
     line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
     s = results["stock"]
-    line("eventsourcing ProjectionRunner", s["events"], s["seconds"], s["rss"],
-         f"(first {s['events']:,} events, lead_state only)")
+    line(
+        "eventsourcing ProjectionRunner",
+        s["events"],
+        s["seconds"],
+        s["rss"],
+        f"(first {s['events']:,} events, lead_state only)",
+    )
     p = results["project"]
     line("incremental projector (all)", p["events"], p["seconds"], p["rss"])
-    rb = results["rebuild"]
-    for name, one in rb["per"].items():
-        line(f"rebuild {name}: load", one["events"], one["load_s"], rb["rss"],
-             f"total {one['total_s']:.1f} s (indexes {one['index_s']:.1f} s, "
-             f"switch {one['switch_s']:.2f} s)")
-    total = sum(one["total_s"] for one in rb["per"].values())
-    line("rebuild all four, end to end", head * len(rb["per"]), total, rb["rss"])
+    for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{os.cpu_count()} processes")):
+        rb = results[phase]
+        for name, one in rb["per"].items():
+            line(
+                f"rebuild {name} ({how}): load",
+                one["events"],
+                one["load_s"],
+                rb["rss"],
+                f"whole rebuild {one['total_s']:.1f} s (indexes {one['index_s']:.1f} s, "
+                f"switch {one['switch_s']:.2f} s)",
+            )
+        total = sum(one["total_s"] for one in rb["per"].values())
+        line(
+            f"rebuild all four ({how}), whole",
+            head * len(rb["per"]),
+            total,
+            rb["rss"],
+            "four passes over the log",
+        )
+    print("peak RSS of a parallel rebuild is this process's; each worker holds its share")
 
 
 if __name__ == "__main__":

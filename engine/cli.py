@@ -191,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="notifications read per page during the load (default 20000)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="load with N processes, each the leads of its share of the ids (default: one "
+        "per CPU up to 4 when the log has 50,000 events or more, else 1)",
+    )
     _fmt(p)
 
     lead = sub.add_parser("lead", help="one lead: show, history, explain").add_subparsers(

@@ -77,18 +77,36 @@ def read_schema(schema: str) -> str:
     return f"{schema}_read"
 
 
-def ensure_contract(conn: Any, schema: str, *, force: bool = False) -> bool:
-    """(Re-)create the contract views if missing or changed (or `force`); grant them to the
-    reader role.
+def ensure_contract(conn: Any, schema: str, *, missing_only: bool = False) -> bool:
+    """(Re-)create the contract views if missing or changed; grant them to the reader role.
+    `missing_only` (after a rebuild's switch): create just the views that are not there.
 
     Runs inside the caller's transaction. Returns True if it changed anything."""
     read = read_schema(schema)
+    s, r = sql.Identifier(schema), sql.Identifier(read)
+    if missing_only:
+        made = False
+        for name, body in CONTRACT.items():
+            found = conn.execute("SELECT to_regclass(%s)", (f"{read}.{name}",)).fetchone()
+            if found and found[0] is None:
+                conn.execute(
+                    sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
+                    + sql.SQL(body).format(s=s)
+                )
+                made = True
+                if name == "lead_current":
+                    conn.execute(
+                        sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(
+                            r, sql.Literal(FINGERPRINT)
+                        )
+                    )
+        grant(conn, schema)
+        return made
     row = conn.execute(
         "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
     ).fetchone()
-    if row and row[0] == FINGERPRINT and _all_there(conn, read) and not force:
+    if row and row[0] == FINGERPRINT and _all_there(conn, read):
         return False
-    s, r = sql.Identifier(schema), sql.Identifier(read)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
     for name in CONTRACT:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))

@@ -116,15 +116,25 @@ def statements() -> list[str]:
     return [*drops, *creates, f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'"]
 
 
-def create_views(conn: Any, schema_name: str, *, force: bool = False) -> None:
-    """Create the views, or re-create them when their definitions changed (or `force`: a
-    rebuild dropped the tables under them); otherwise touch nothing, so readers' queries never
-    wait on a lock taken at every start. Runs in the caller's transaction."""
+def create_views(conn: Any, schema_name: str, *, missing_only: bool = False) -> None:
+    """Create the views, or re-create them when their definitions changed; otherwise touch
+    nothing, so readers' queries never wait on a lock taken at every start. `missing_only`
+    (a rebuild dropped the views over the tables it replaced): create just the views that are
+    not there, leaving the others, and their readers, alone. Runs in the caller's
+    transaction."""
     schema = sql.Identifier(schema_name)
+    if missing_only:
+        for name, body in VIEWS.items():  # in dependency order
+            found = conn.execute("SELECT to_regclass(%s)", (f"{schema_name}.{name}",)).fetchone()
+            if found and found[0] is None:
+                conn.execute(sql.SQL(f"CREATE VIEW {{s}}.{name} AS {body}").format(s=schema))
+                if name == "kpi_funnel":
+                    conn.execute(sql.SQL(statements()[-1]).format(s=schema))
+        return
     row = conn.execute(
         "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
     ).fetchone()
-    if row and row[0] == FINGERPRINT and not force:
+    if row and row[0] == FINGERPRINT:
         return
     for statement in statements():
         conn.execute(sql.SQL(statement).format(s=schema))

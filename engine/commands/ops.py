@@ -161,7 +161,16 @@ def projections_rebuild(args: argparse.Namespace) -> int:
             bar.total = total or None
             bar.update(done)
 
-        report = rebuild(rt.app, rt.db, args.name, batch_size=args.batch_size, progress=progress)
+        if args.workers is not None and args.workers < 1:
+            raise LeadEngineError("--workers: expected 1 or more")
+        report = rebuild(
+            rt.app,
+            rt.db,
+            args.name,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=progress,
+        )
         for bar in bars.values():
             bar.done()
     doc = report.as_dict()

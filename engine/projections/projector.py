@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor, sql
 
 from engine import metrics
@@ -332,35 +333,68 @@ class Projector:
             raise
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
 
-    def bulk_load(self, *, until: int, progress: Callable[[int, int], None] | None = None) -> int:
+    def log_table(self) -> tuple[str, str]:
+        """(schema, table) of the application's stored events (the notification log)."""
+        recorder = self.app.recorder
+        return recorder.datastore.schema, recorder.events_table_name  # type: ignore[attr-defined]
+
+    def bulk_load(
+        self,
+        *,
+        until: int,
+        progress: Callable[[int, int], None] | None = None,
+        log_table: tuple[str, str] | None = None,
+        part: tuple[int, int] = (0, 1),
+        track: bool = True,
+    ) -> int:
         """Fill this projector's (empty) tables from the start of the log up to `until`.
 
-        Every aggregate stays in memory (no cache misses, no repository reads); touch,
-        milestone, history and cost rows are streamed with COPY page by page, and each lead's
-        final lead_state / score / SLA rows are written once at the end. One transaction: an
-        interrupted load leaves nothing behind. Returns the number of notifications read."""
+        Reads the log straight from its table (`log_table`, default the app's) through one
+        server-side binary cursor. Every aggregate stays in memory (no cache misses, no
+        repository reads); touch, milestone, history and cost rows are streamed with COPY page
+        by page, and each lead's final lead_state / score / SLA rows are written once at the
+        end. One transaction: an interrupted load leaves nothing behind.
+
+        `part=(k, n)` loads only the aggregates whose id falls in part k of n (every event of
+        an aggregate lands in the same part), so n processes can load side by side; with
+        `track=False` the caller records the position once all parts are in. Returns the
+        number of notifications read."""
         assert self.position() == 0, "bulk_load needs empty tables"
         self.cache_size = 1 << 62
         want = frozenset(self.names)
         done = 0
-        position = 0
         leads: dict[UUID, Lead] = {}
+        decode = self.app.sealed_mapper.to_domain_event
+        schema, table = log_table or self.log_table()
+        k, n = part
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE notification_id <= %s"
+            + (" AND get_byte(uuid_send(originator_id), 15) %% %s = %s" if n > 1 else "")
+            + " ORDER BY notification_id"
+        ).format(sql.Identifier(schema, table))
+        params: tuple[int, ...] = (until, n, k) if n > 1 else (until,)
         conn = self._connection()
-        with conn.transaction(), conn.cursor() as cur:
-            while position < until:
+        with (
+            self.db.connect(autocommit=False) as reader,
+            reader.cursor(name="leadengine_bulk_load", binary=True) as log,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            log.itersize = self.batch_size
+            log.execute(query, params)
+            while True:
                 started = time.perf_counter()
-                notifications = self.app.recorder.select_notifications(
-                    start=position + 1, limit=self.batch_size, stop=until
-                )
-                if not notifications:
+                page = log.fetchmany(self.batch_size)
+                if not page:
                     break
                 batch = Batch()
-                decode = self.app.sealed_mapper.to_domain_event
-                for notification in notifications:
-                    self._fold(decode(notification), notification.id, batch, want)
+                for position, originator, version, topic, state in page:
+                    event = decode(StoredEvent(originator, version, topic, state))
+                    self._fold(event, position, batch, want)
                 assert batch.leads is not None
                 leads.update(batch.leads)
-                for table, columns, values in (
+                for target, columns, values in (
                     ("lead_touchpoints", rows.TOUCH_COLUMNS, batch.touches),
                     ("lead_milestones", rows.MILESTONE_COLUMNS, batch.milestones),
                     ("lead_stage_history", rows.STAGE_HISTORY_COLUMNS, batch.stages),
@@ -368,21 +402,30 @@ class Projector:
                     ("campaign_costs", rows.COST_COLUMNS, batch.costs),
                 ):
                     if values:
-                        self._copy(cur, table, columns, values)
-                position = notifications[-1].id
-                done += len(notifications)
+                        self._copy(cur, target, columns, values)
+                done += len(page)
                 metrics.projector_batch_seconds.observe(time.perf_counter() - started)
-                metrics.projector_events.inc(len(notifications))
+                metrics.projector_events.inc(len(page))
                 if progress:
-                    progress(done, position)
+                    progress(done, page[-1][0])
             if "leads" in want:
                 lead_rows, score_rows, sla_rows = self._lead_rows(list(leads.values()))
                 self._copy(cur, "lead_state", rows.LEAD_STATE_COLUMNS, lead_rows)
                 self._copy(cur, "lead_scores", rows.SCORE_COLUMNS, score_rows)
                 self._copy(cur, "lead_sla", rows.SLA_COLUMNS, sla_rows)
-            for name in self.names:
-                self._advance(cur, name, 0, position, done, 0.0)
+            if track:
+                self._start_at(cur, until, done)
         return done
+
+    def record_position(self, position: int, events: int) -> None:
+        """Set every projection of this projector at `position` (after a parallel bulk load)."""
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            self._start_at(cur, position, events)
+
+    def _start_at(self, cur: Cursor[Any], position: int, events: int) -> None:
+        for name in self.names:
+            self._advance(cur, name, 0, position, events, 0.0)
 
     def _copy(
         self, cur: Cursor[Any], table: str, columns: tuple[str, ...], values: list[Any] | None

@@ -97,8 +97,8 @@ def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statem
             conn.execute(query, (i,))
         caught: Exception | None = None
         with conn.pipeline() as p, conn.transaction(), conn.cursor() as cur:
-            try:  # the error may surface at the second execute or at the sync
-                cur.execute("INSERT INTO once VALUES (1)")
+            try:  # the violation arrives after both statements are queued, at the sync
+                cur.execute("INSERT INTO once SELECT 1 FROM pg_sleep(0.3)")
                 cur.execute(query, (41,))  # the 6th use: its Parse is skipped
                 p.sync()
             except psycopg.errors.UniqueViolation as exc:

@@ -46,13 +46,16 @@ def loaded(runtime: Runtime) -> Iterator[Runtime]:
 
 def test_a_rebuild_under_the_same_rules_gives_the_same_rows(loaded: Runtime) -> None:
     """Deterministic: incremental projection (batches of 2,000, upserts) and the bulk rebuild
-    (COPY, every lead written once) produce identical tables, for every projection."""
-    for name, tables in PROJECTIONS.items():
+    (COPY, every lead written once; in one process or split by aggregate over two) produce
+    identical tables, for every projection."""
+    runs = [(name, 2) for name in PROJECTIONS] + [("leads", 1)]  # split over 2 processes, and not
+    for name, workers in runs:
+        tables = PROJECTIONS[name]
         before = {t: table_rows(loaded, t) for t in tables}
-        report = rebuild(loaded.app, loaded.db, name, batch_size=500)
+        report = rebuild(loaded.app, loaded.db, name, batch_size=500, workers=workers)
         assert report.events == loaded.projector.lag() + loaded.projector.position()
         assert report.rows == {t: len(before[t]) for t in tables}
-        assert {t: table_rows(loaded, t) for t in tables} == before, name
+        assert {t: table_rows(loaded, t) for t in tables} == before, (name, workers)
     with loaded.db.connect() as conn:  # the staging schema is gone
         gone = conn.execute(
             "SELECT to_regnamespace(%s)", (staging_schema(loaded.db.schema),)
@@ -206,3 +209,39 @@ def test_project_only_and_projections_cli(loaded: Runtime, leadengine: Any) -> N
     )
     code, _ = leadengine("project", "--only", "leads,nope")
     assert code == 2 and "--only: unknown projection 'nope'" in leadengine.stderr[-1]
+
+
+def test_the_switch_waits_for_a_long_reader_and_never_aborts_it(loaded: Runtime) -> None:
+    """A reporting job holds the contract view in a transaction for 1.5 s: the switch gives
+    up its locks (lock_timeout) and retries until the job is done; the job is never the one
+    PostgreSQL aborts."""
+    read = sql.Identifier(read_schema(loaded.db.schema))
+    holding = threading.Event()
+    outcome: list[Any] = []
+
+    def long_report() -> None:
+        try:
+            with loaded.db.connect(autocommit=False) as conn:
+                first = conn.execute(sql.SQL("SELECT count(*) FROM {}.lead_current").format(read))
+                holding.set()
+                time.sleep(1.5)
+                again = conn.execute(sql.SQL("SELECT count(*) FROM {}.lead_current").format(read))
+                outcome.append((first.fetchone(), again.fetchone()))
+                conn.commit()
+        except BaseException as exc:  # reported by the test
+            outcome.append(exc)
+            holding.set()
+
+    thread = threading.Thread(target=long_report)
+    thread.start()
+    assert holding.wait(30)
+    started = time.monotonic()
+    report = rebuild(loaded.app, loaded.db, "leads")
+    waited = time.monotonic() - started
+    thread.join(timeout=60)
+    [result] = outcome
+    assert not isinstance(result, BaseException), result
+    first, again = result
+    assert first == again  # one transaction, one snapshot, undisturbed
+    assert waited >= 1.0  # the switch waited for the report to finish
+    assert report.rows["lead_state"] == first[0]

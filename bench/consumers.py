@@ -1,0 +1,177 @@
+"""Scale-out benchmark: events/s into the store with 1 and with 2 consumer processes in one
+group, on the same topic (several partitions), the same run and the same machine.
+
+Each run gets a fresh schema and a fresh consumer group; its members are separate processes
+(`KafkaIngestor.run(until_caught_up=True)`, as `leadengine consume --until-caught-up`). The rate
+is all records over the wall time from the first record any member received to the moment the
+last member was caught up (group joins are printed apart). The 1-process run is the baseline.
+
+Broker: LEADENGINE_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu. Database:
+LEADENGINE_DATABASE_URL, else an embedded PostgreSQL in a temp dir.
+
+Usage: python bench/consumers.py [--leads 3000] [--seed 1] [--partitions 4] [--max 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import peak_rss_mb  # noqa: E402
+
+from engine import db as dbmod  # noqa: E402
+from engine.generator import generate  # noqa: E402
+from engine.publish import Publisher, ensure_topic  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    return Settings(
+        database_url=args.url,
+        database_schema=args.schema,  # type: ignore[arg-type]
+        kafka_bootstrap_servers=args.bootstrap,
+        kafka_topic=args.topic,
+        kafka_group=args.group,
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=1000,
+        batch_size=args.batch_size,
+    )
+
+
+def member(args: argparse.Namespace) -> dict[str, Any]:
+    """One consumer process of the group, to caught-up."""
+    from engine.consumers.kafka import KafkaIngestor
+    from engine.runtime import open_runtime
+
+    gc.set_threshold(100_000, 50, 100)  # as `leadengine consume` does
+    with open_runtime(settings_for(args)) as rt:
+        started_wall = time.time()
+        stats = KafkaIngestor(rt.app, settings_for(args)).run(until_caught_up=True)
+        ended = time.time()
+    first = started_wall + ((stats.first_record or time.monotonic()) - stats.started)
+    return {
+        "records": stats.records,
+        "accepted": stats.accepted,
+        "first_record": first,
+        "ended": ended,
+        "join_s": first - started_wall,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, Any]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    database = dbmod.from_url(url, schema)
+    group = f"scale-{uuid.uuid4().hex[:8]}"
+    cmd = [
+        sys.executable, __file__, "--phase", "member", "--url", url, "--bootstrap",
+        args.bootstrap, "--topic", args.topic, "--schema", schema, "--group", group,
+        "--batch-size", str(args.batch_size),
+    ]  # fmt: skip
+    env = os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"}
+    try:
+        subprocess.run(  # create the schema once, outside the timing
+            [sys.executable, "-m", "engine", "db", "init"],
+            cwd=ROOT,
+            env=env | {"LEADENGINE_DATABASE_URL": url, "LEADENGINE_DATABASE_SCHEMA": schema},
+            check=True,
+            capture_output=True,
+        )
+        print(f"... {processes} consumer process(es)", file=sys.stderr, flush=True)
+        procs = [
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(processes)
+        ]
+        outs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=1800)
+            if proc.returncode:
+                sys.exit(f"consumer failed:\n{err[-4000:]}")
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+        with database.connect() as conn:
+            stored = conn.execute(f'SELECT count(*) FROM "{schema}".leadengine_events').fetchone()
+    finally:
+        dbmod.drop_schema(database)
+    records = sum(o["records"] for o in outs)
+    seconds = max(o["ended"] for o in outs) - min(o["first_record"] for o in outs)
+    return {
+        "processes": processes,
+        "records": records,
+        "accepted": sum(o["accepted"] for o in outs),
+        "stored": int(stored[0]) if stored else 0,
+        "seconds": seconds,
+        "join_s": max(o["join_s"] for o in outs),
+        "per_process": [o["records"] for o in outs],
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in outs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--leads", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--max", type=int, default=2, help="largest group size measured")
+    parser.add_argument("--batch-size", type=int, default=2000)
+    for hidden in ("--phase", "--url", "--bootstrap", "--topic", "--schema", "--group"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(member(args)))
+        return
+
+    url = os.environ.get("LEADENGINE_DATABASE_URL")
+    if not url:
+        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
+        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
+    args.url = url
+    args.bootstrap = os.environ.get("LEADENGINE_KAFKA_BOOTSTRAP_SERVERS")
+    broker = None
+    if not args.bootstrap:
+        from engine.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker()
+        args.bootstrap = broker.bootstrap
+    try:
+        args.topic = f"bench-{uuid.uuid4().hex[:8]}"
+        ensure_topic(args.bootstrap, args.topic, partitions=args.partitions)
+        events = generate(args.leads, args.seed)
+        with Publisher(args.bootstrap, topic=args.topic, validate=False) as pub:
+            pub.publish_many(events)
+        runs = [run_group(args, url, n) for n in range(1, args.max + 1)]
+    finally:
+        if broker:
+            broker.stop()
+    base = runs[0]["records"] / runs[0]["seconds"]
+    print(
+        f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions; "
+        f"{os.cpu_count()} CPUs; PostgreSQL and the broker on the same machine"
+    )
+    for run in runs:
+        rate = run["records"] / run["seconds"]
+        print(
+            f"{run['processes']} consumer process(es)  {rate:10,.0f} events/s  "
+            f"x{rate / base:4.2f}   stored {run['stored']:,} once each "
+            f"(records per process {run['per_process']}; join {run['join_s']:.1f} s, "
+            f"not counted)   peak RSS {run['peak_rss_mb']:.0f} MB per process"
+        )
+
+
+if __name__ == "__main__":
+    main()
