@@ -64,6 +64,7 @@ def member(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "records": stats.records,
         "accepted": stats.accepted,
+        "retries": stats.retries,
         "first_record": first,
         "ended": ended,
         "join_s": first - started_wall,
@@ -103,7 +104,11 @@ def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, A
                 sys.exit(f"consumer failed:\n{err[-4000:]}")
             outs.append(json.loads(out.strip().splitlines()[-1]))
         with database.connect() as conn:
-            stored = conn.execute(f'SELECT count(*) FROM "{schema}".leadengine_events').fetchone()
+            topics = dict(
+                conn.execute(
+                    f'SELECT topic, count(*) FROM "{schema}".leadengine_events GROUP BY topic'
+                ).fetchall()
+            )
     finally:
         dbmod.drop_schema(database)
     records = sum(o["records"] for o in outs)
@@ -112,7 +117,10 @@ def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, A
         "processes": processes,
         "records": records,
         "accepted": sum(o["accepted"] for o in outs),
-        "stored": int(stored[0]) if stored else 0,
+        "stored": sum(topics.values()),
+        # upstream facts (each must be stored once); the rest are the engine's decisions
+        "facts": sum(n for t, n in topics.items() if t.endswith(("FactRecorded", "Recorded"))),
+        "retries": sum(o["retries"] for o in outs),
         "seconds": seconds,
         "join_s": max(o["join_s"] for o in outs),
         "per_process": [o["records"] for o in outs],
@@ -167,7 +175,8 @@ def main() -> None:
         rate = run["records"] / run["seconds"]
         print(
             f"{run['processes']} consumer process(es)  {rate:10,.0f} events/s  "
-            f"x{rate / base:4.2f}   stored {run['stored']:,} once each "
+            f"x{rate / base:4.2f}   facts stored {run['facts']:,}, decisions "
+            f"{run['stored'] - run['facts']:,}, retried batches {run['retries']} "
             f"(records per process {run['per_process']}; join {run['join_s']:.1f} s, "
             f"not counted)   peak RSS {run['peak_rss_mb']:.0f} MB per process"
         )

@@ -106,6 +106,8 @@ class LeadEngine(Application[UUID]):
     ) -> None:
         super().__init__(env=env)
         self.rules = rules or load_rules()
+        #: shared aggregates this batch read but did not change (the roster), read once
+        self._peeked: dict[UUID, Aggregate | None] = {}
         datastore = getattr(self.recorder, "datastore", None)
         keys: KeyStore
         if datastore is not None:
@@ -160,6 +162,7 @@ class LeadEngine(Application[UUID]):
         """Record `events` in order on their leads and campaigns; one transaction for all."""
         result = IngestResult()
         touched: dict[UUID, Aggregate] = {}
+        self._peeked.clear()
         try:
             self._create_unknown(events, touched)
             for env in events:
@@ -261,21 +264,47 @@ class LeadEngine(Application[UUID]):
         """Load an aggregate other consumers also write (queues, roster) fresh from the store.
 
         Two writers that start from the same version conflict on save; the loser's batch is
-        retried on a fresh read, so a turn is never given twice.
+        retried on a fresh read, so a turn is never given twice. A cached copy is brought up to
+        date with only the events stored since (these streams grow for as long as the engine
+        runs: replaying a whole queue every batch would cost more every day).
         """
-        if agg_id not in touched:
-            self._forget(agg_id)
-        return self._load(cls, agg_id, key, touched)
+        if agg_id in touched:
+            return cast(A, touched[agg_id])
+        agg = self._fast_forward(agg_id)
+        if agg is None:
+            return self._load(cls, agg_id, key, touched)
+        touched[agg_id] = agg
+        return cast(A, agg)
+
+    def _fast_forward(self, agg_id: UUID) -> Aggregate | None:
+        """The cached aggregate plus whatever other writers stored since; None if not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            agg = cast(Aggregate, cache.get(agg_id))
+        except KeyError:
+            return None
+        for stored in self.recorder.select_events(agg_id, gt=agg.version):
+            event: Any = self.mapper.to_domain_event(stored)
+            agg = cast(Aggregate, event.mutate(agg))
+        return agg
 
     def _peek_roster(self, touched: dict[UUID, Aggregate]) -> Roster | None:
+        """The roster as stored (read once per batch), or as this batch changed it."""
         rid = roster_id()
         if rid in touched:
             return cast(Roster, touched[rid])
-        self._forget(rid)
-        try:
-            return cast(Roster, self.repository.get(rid))
-        except AggregateNotFoundError:
-            return None
+        if rid in self._peeked:
+            return cast(Roster | None, self._peeked[rid])
+        roster = self._fast_forward(rid)
+        if roster is None:
+            try:
+                roster = self.repository.get(rid)
+            except AggregateNotFoundError:
+                roster = None
+        self._peeked[rid] = roster
+        return cast(Roster | None, roster)
 
     def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
         """Start the batch's brand-new leads and campaigns without one SELECT each.
