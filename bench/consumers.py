@@ -65,6 +65,7 @@ def member(args: argparse.Namespace) -> dict[str, Any]:
         "records": stats.records,
         "accepted": stats.accepted,
         "retries": stats.retries,
+        "conflicts": stats.conflicts,
         "first_record": first,
         "ended": ended,
         "join_s": first - started_wall,
@@ -121,6 +122,7 @@ def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, A
         # upstream facts (each must be stored once); the rest are the engine's decisions
         "facts": sum(n for t, n in topics.items() if t.endswith(("FactRecorded", "Recorded"))),
         "retries": sum(o["retries"] for o in outs),
+        "conflicts": sum(o["conflicts"] for o in outs),
         "seconds": seconds,
         "join_s": max(o["join_s"] for o in outs),
         "per_process": [o["records"] for o in outs],
@@ -176,7 +178,8 @@ def main() -> None:
         print(
             f"{run['processes']} consumer process(es)  {rate:10,.0f} events/s  "
             f"x{rate / base:4.2f}   facts stored {run['facts']:,}, decisions "
-            f"{run['stored'] - run['facts']:,}, retried batches {run['retries']} "
+            f"{run['stored'] - run['facts']:,}, batches retried after a conflict "
+            f"{run['conflicts']} "
             f"(records per process {run['per_process']}; join {run['join_s']:.1f} s, "
             f"not counted)   peak RSS {run['peak_rss_mb']:.0f} MB per process"
         )
