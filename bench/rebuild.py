@@ -19,7 +19,6 @@ Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] 
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
 import json
 import os
@@ -43,16 +42,13 @@ from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
-#: A fixed, public key: the bench's own throwaway log, never real data.
-MASTER_KEY = base64.urlsafe_b64encode(b"leadengine-bench-only-not-secret").decode()
-
 
 def settings_for(url: str, schema: str) -> Settings:
     return Settings(  # type: ignore[arg-type]
         database_url=url,
         database_schema=schema,
+        # every phase (a process of its own) finds the same master key file here
         home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
-        master_key=MASTER_KEY,
     )
 
 

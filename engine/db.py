@@ -137,5 +137,8 @@ def ensure_schema(db: Database) -> None:
 
 
 def drop_schema(db: Database) -> None:
+    """Drop the engine's schema and the ones made beside it: the read contract's views
+    (`<schema>_read`) and a rebuild's staging schema (`<schema>_rebuild`)."""
     with db.connect() as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(db.schema)))
+        for name in (f"{db.schema}_read", f"{db.schema}_rebuild", db.schema):
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -245,3 +245,15 @@ def test_the_switch_waits_for_a_long_reader_and_never_aborts_it(loaded: Runtime)
     assert first == again  # one transaction, one snapshot, undisturbed
     assert waited >= 1.0  # the switch waited for the report to finish
     assert report.rows["lead_state"] == first[0]
+
+
+def test_drop_schema_leaves_nothing_beside_it(runtime: Runtime) -> None:
+    """Tests and benches drop their schema: the read contract's schema goes with it."""
+    from engine import db as dbmod
+
+    schemas = (runtime.db.schema, read_schema(runtime.db.schema))
+    with runtime.db.connect() as conn:
+        query = "SELECT count(*) FROM pg_namespace WHERE nspname = ANY(%s)"
+        assert conn.execute(query, (list(schemas),)).fetchone() == (2,)
+        dbmod.drop_schema(runtime.db)
+        assert conn.execute(query, (list(schemas),)).fetchone() == (0,)
