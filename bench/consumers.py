@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import peak_rss_mb  # noqa: E402
+from common import database_url, kafka_bootstrap, peak_rss_mb  # noqa: E402
 
 from engine import db as dbmod  # noqa: E402
 from engine.generator import generate  # noqa: E402
@@ -146,28 +145,15 @@ def main() -> None:
         print(json.dumps(member(args)))
         return
 
-    url = os.environ.get("LEADENGINE_DATABASE_URL")
-    if not url:
-        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
-        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
-    args.url = url
-    args.bootstrap = os.environ.get("LEADENGINE_KAFKA_BOOTSTRAP_SERVERS")
-    broker = None
-    if not args.bootstrap:
-        from engine.broker import EmbeddedBroker
-
-        broker = EmbeddedBroker()
-        args.bootstrap = broker.bootstrap
-    try:
+    args.url = url = database_url()
+    with kafka_bootstrap() as bootstrap:
+        args.bootstrap = bootstrap
         args.topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topic(args.bootstrap, args.topic, partitions=args.partitions)
         events = generate(args.leads, args.seed)
         with Publisher(args.bootstrap, topic=args.topic, validate=False) as pub:
             pub.publish_many(events)
         runs = [run_group(args, url, n) for n in range(1, args.max + 1)]
-    finally:
-        if broker:
-            broker.stop()
     base = runs[0]["records"] / runs[0]["seconds"]
     print(
         f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions; "

@@ -15,7 +15,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import peak_rss_mb  # noqa: E402
+from common import database_url, peak_rss_mb, run_phase  # noqa: E402
 
 from engine import db as dbmod  # noqa: E402
 from engine.application import LeadEngine  # noqa: E402
@@ -109,10 +108,7 @@ def main() -> None:
     if args.phase:
         child(args)
         return
-    url = os.environ.get("LEADENGINE_DATABASE_URL")
-    if not url:
-        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
-        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
+    url = database_url()
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "all.jsonl"
         full.write_text("".join(lines(generate(args.leads, args.seed))))
@@ -120,13 +116,7 @@ def main() -> None:
         part.write_text("".join(full.read_text().splitlines(True)[: args.baseline_events]))
         results = {}
         for phase, path in (("engine", full), ("baseline", part)):
-            out = subprocess.run(
-                [sys.executable, __file__, "--phase", phase, "--url", url, "--data", str(path)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            results[phase] = json.loads(out.strip().splitlines()[-1])
+            results[phase] = run_phase(__file__, phase, ["--url", url, "--data", str(path)])
     e, b = results["engine"], results["baseline"]
     store_rate = e["events"] / e["store_s"]
     e2e_rate = e["events"] / (e["store_s"] + e["project_s"])

@@ -17,9 +17,7 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import peak_rss_mb  # noqa: E402
+from common import database_url, kafka_bootstrap, peak_rss_mb, run_phase  # noqa: E402
 
 from engine import db as dbmod  # noqa: E402
 from engine.generator import generate  # noqa: E402
@@ -119,34 +117,10 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
         dbmod.drop_schema(database)
 
 
-def run_phase(phase: str, args: argparse.Namespace, url: str, expect: int) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--phase",
-        phase,
-        "--url",
-        url,
-        "--bootstrap",
-        args.bootstrap,
-        "--topic",
-        args.topic,
-        "--expect",
-        str(expect),
-        "--batch-size",
-        str(args.batch_size),
-    ]
-    print(f"... {phase} phase", file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env=os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"},
-    )
-    if proc.returncode:
-        sys.exit(f"{phase} phase failed:\n{proc.stderr[-4000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+def run_engine_phase(phase: str, args: argparse.Namespace, url: str, expect: int) -> dict[str, Any]:
+    options = ["--url", url, "--bootstrap", args.bootstrap, "--topic", args.topic]
+    options += ["--expect", str(expect), "--batch-size", str(args.batch_size)]
+    return run_phase(__file__, phase, options, env=os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"})
 
 
 def main() -> None:
@@ -168,18 +142,9 @@ def main() -> None:
         print(json.dumps(fn(args)))
         return
 
-    url = os.environ.get("LEADENGINE_DATABASE_URL")
-    if not url:
-        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
-        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
-    args.bootstrap = os.environ.get("LEADENGINE_KAFKA_BOOTSTRAP_SERVERS")
-    broker = None
-    if not args.bootstrap:
-        from engine.broker import EmbeddedBroker
-
-        broker = EmbeddedBroker()
-        args.bootstrap = broker.bootstrap
-    try:
+    url = database_url()
+    with kafka_bootstrap() as bootstrap:
+        args.bootstrap = bootstrap
         args.topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topic(args.bootstrap, args.topic, partitions=args.partitions)
         events = generate(args.leads, args.seed)
@@ -192,11 +157,8 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-        raw = run_phase("raw", args, url, len(events))
-        eng = run_phase("engine", args, url, len(events))
-    finally:
-        if broker:
-            broker.stop()
+        raw = run_engine_phase("raw", args, url, len(events))
+        eng = run_engine_phase("engine", args, url, len(events))
 
     raw_rate = raw["records"] / raw["consume_s"]
     consume_rate = eng["records"] / eng["consume_s"]

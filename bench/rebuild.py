@@ -22,7 +22,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import peak_rss_mb  # noqa: E402
+from common import database_url, peak_rss_mb, run_phase  # noqa: E402
 
 from engine import db as dbmod  # noqa: E402
 from engine.contract import parse_event  # noqa: E402
@@ -124,8 +123,12 @@ def phase_rebuild_one(url: str, schema: str, _n: int) -> dict[str, Any]:
     return phase_rebuild(url, schema, 1)
 
 
+#: What `projections rebuild` uses on a large log: one process per CPU, up to 4.
+PARALLEL = min(os.cpu_count() or 1, 4)
+
+
 def phase_rebuild_default(url: str, schema: str, _n: int) -> dict[str, Any]:
-    return phase_rebuild(url, schema, 0)  # one process per CPU (up to 4)
+    return phase_rebuild(url, schema, PARALLEL)  # whatever the log's size
 
 
 def phase_setup(url: str, schema: str, leads_seed: int) -> dict[str, Any]:
@@ -240,34 +243,14 @@ def main() -> None:
         fn = phase_setup if args.phase == "setup" else PHASES[args.phase]
         print(json.dumps(fn(args.url, args.schema, args.n)))
         return
-    url = os.environ.get("LEADENGINE_DATABASE_URL")
-    if not url:
-        d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
-        url = f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
+    url = database_url()
     schema = f"bench_rebuild_{args.leads}_{args.seed}"
     if args.fresh:
         dbmod.drop_schema(dbmod.from_url(url, schema))
 
     def run(phase: str, n: int) -> dict[str, Any]:
         # every phase in its own process: this one stays small, so each peak RSS is its own
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--phase",
-                phase,
-                "--url",
-                url,
-                "--schema",
-                schema,
-                "--n",
-                str(n),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        return run_phase(__file__, phase, ["--url", url, "--schema", schema, "--n", str(n)])
 
     head = run("setup", args.leads * 1000 + args.seed)["head"]
     stock_n = min(args.stock_events, head)
@@ -295,7 +278,7 @@ def main() -> None:
     )
     p = results["project"]
     line("incremental projector (all)", p["events"], p["seconds"], p["rss"])
-    for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{os.cpu_count()} processes")):
+    for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{PARALLEL} processes")):
         rb = results[phase]
         for name, one in rb["per"].items():
             line(
