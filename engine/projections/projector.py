@@ -81,6 +81,17 @@ ROUTING_STATE_EVENTS = (
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
 UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
+#: Every table the projector writes, in write order: its columns and its key.
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "lead_state": (rows.LEAD_STATE_COLUMNS, ("lead_id",)),
+    "lead_touchpoints": (rows.TOUCH_COLUMNS, ("lead_id", "event_id")),
+    "lead_stage_history": (rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")),
+    "campaign_costs": (rows.COST_COLUMNS, ("event_id",)),
+    "lead_scores": (rows.SCORE_COLUMNS, ("lead_id", "model")),
+    "lead_routing": (rows.ROUTING_COLUMNS, ("lead_id", "version")),
+    "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
+    "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "event_id")),
+}
 
 
 @dataclass
@@ -100,6 +111,16 @@ class Batch:
         self.events = {}
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
         self.routings, self.milestones = [], []
+
+    def event_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The history rows this batch adds (one per event), by table."""
+        return {
+            "lead_touchpoints": self.touches or [],
+            "lead_milestones": self.milestones or [],
+            "lead_stage_history": self.stages or [],
+            "lead_routing": self.routings or [],
+            "campaign_costs": self.costs or [],
+        }
 
 
 def _upsert(
@@ -147,20 +168,7 @@ class Projector:
         self._conn: psycopg.Connection[Any] | None = None
         self._borrowed = False
         s = db.schema
-        self._sql_lead = _upsert(s, "lead_state", rows.LEAD_STATE_COLUMNS, ("lead_id",))
-        self._sql_touch = _upsert(
-            s, "lead_touchpoints", rows.TOUCH_COLUMNS, ("lead_id", "event_id")
-        )
-        self._sql_stage = _upsert(
-            s, "lead_stage_history", rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")
-        )
-        self._sql_cost = _upsert(s, "campaign_costs", rows.COST_COLUMNS, ("event_id",))
-        self._sql_score = _upsert(s, "lead_scores", rows.SCORE_COLUMNS, ("lead_id", "model"))
-        self._sql_routing = _upsert(s, "lead_routing", rows.ROUTING_COLUMNS, ("lead_id", "version"))
-        self._sql_sla = _upsert(s, "lead_sla", rows.SLA_COLUMNS, ("lead_id",))
-        self._sql_milestone = _upsert(
-            s, "lead_milestones", rows.MILESTONE_COLUMNS, ("lead_id", "event_id")
-        )
+        self._upserts = {t: _upsert(s, t, cols, key) for t, (cols, key) in TABLES.items()}
         self._tracking = sql.Identifier(s, "projection_tracking")
 
     def positions(self) -> dict[str, int]:
@@ -285,9 +293,8 @@ class Projector:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
 
-    def _lead_rows(
-        self, leads: list[Lead]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def _lead_rows(self, leads: list[Lead]) -> dict[str, list[tuple[Any, ...]]]:
+        """The leads' current rows (state, a score per model, SLA), by table."""
         rules = self.app.rules
         # A batch may end between a lead's creation and its first fact; the next batch has it.
         leads = [lead for lead in leads if lead.facts]
@@ -302,11 +309,11 @@ class Projector:
                 row = rows.sla_row(lead, rules.sla)
                 if row is not None:
                     sla_rows.append(row)
-        return lead_rows, score_rows, sla_rows
+        return {"lead_state": lead_rows, "lead_scores": score_rows, "lead_sla": sla_rows}
 
     def _write(self, batch: Batch, positions: dict[str, int], started: float) -> dict[str, int]:
         assert batch.leads is not None and batch.events is not None
-        lead_rows, score_rows, sla_rows = self._lead_rows(list(batch.leads.values()))
+        values = {**batch.event_rows(), **self._lead_rows(list(batch.leads.values()))}
         moving = {n: at for n, at in positions.items() if batch.last_position > at}
         conn = self._connection()
         try:
@@ -316,18 +323,9 @@ class Projector:
                     self._advance(
                         cur, name, expected, batch.last_position, batch.events.get(name, 0), seconds
                     )
-                for statement, values in (
-                    (self._sql_lead, lead_rows),
-                    (self._sql_touch, batch.touches),
-                    (self._sql_stage, batch.stages),
-                    (self._sql_cost, batch.costs),
-                    (self._sql_score, score_rows),
-                    (self._sql_routing, batch.routings or []),
-                    (self._sql_sla, sla_rows),
-                    (self._sql_milestone, batch.milestones or []),
-                ):
-                    if values:
-                        cur.executemany(statement, values)
+                for table in TABLES:
+                    if values[table]:
+                        cur.executemany(self._upserts[table], values[table])
         except psycopg.OperationalError:
             self.close()
             raise
@@ -394,25 +392,16 @@ class Projector:
                     self._fold(event, position, batch, want)
                 assert batch.leads is not None
                 leads.update(batch.leads)
-                for target, columns, values in (
-                    ("lead_touchpoints", rows.TOUCH_COLUMNS, batch.touches),
-                    ("lead_milestones", rows.MILESTONE_COLUMNS, batch.milestones),
-                    ("lead_stage_history", rows.STAGE_HISTORY_COLUMNS, batch.stages),
-                    ("lead_routing", rows.ROUTING_COLUMNS, batch.routings),
-                    ("campaign_costs", rows.COST_COLUMNS, batch.costs),
-                ):
-                    if values:
-                        self._copy(cur, target, columns, values)
+                for table, values in batch.event_rows().items():
+                    self._copy(cur, table, values)
                 done += len(page)
                 metrics.projector_batch_seconds.observe(time.perf_counter() - started)
                 metrics.projector_events.inc(len(page))
                 if progress:
                     progress(done, page[-1][0])
             if "leads" in want:
-                lead_rows, score_rows, sla_rows = self._lead_rows(list(leads.values()))
-                self._copy(cur, "lead_state", rows.LEAD_STATE_COLUMNS, lead_rows)
-                self._copy(cur, "lead_scores", rows.SCORE_COLUMNS, score_rows)
-                self._copy(cur, "lead_sla", rows.SLA_COLUMNS, sla_rows)
+                for table, values in self._lead_rows(list(leads.values())).items():
+                    self._copy(cur, table, values)
             if track:
                 self._start_at(cur, until, done)
         return done
@@ -427,11 +416,10 @@ class Projector:
         for name in self.names:
             self._advance(cur, name, 0, position, events, 0.0)
 
-    def _copy(
-        self, cur: Cursor[Any], table: str, columns: tuple[str, ...], values: list[Any] | None
-    ) -> None:
+    def _copy(self, cur: Cursor[Any], table: str, values: list[tuple[Any, ...]]) -> None:
         if not values:
             return
+        columns = TABLES[table][0]
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(self.db.schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )

@@ -191,17 +191,6 @@ STATEMENTS += (
     )""",
 )
 
-READ_MODEL_TABLES = (
-    "lead_state",
-    "lead_touchpoints",
-    "lead_stage_history",
-    "campaign_costs",
-    "lead_scores",
-    "lead_routing",
-    "lead_sla",
-    "lead_milestones",
-)
-
 
 def create_tables(db: Database) -> None:
     schema = sql.Identifier(db.schema)
