@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import sql
 
 from engine.analytics.views import VIEWS as KPI_VIEWS
+from engine.analytics.views import missing
 from engine.projections.rows import STAGE_AT_COLUMNS
 
 READER_ROLE = "leadengine_reader"
@@ -83,43 +84,36 @@ def ensure_contract(conn: Any, schema: str, *, missing_only: bool = False) -> bo
 
     Runs inside the caller's transaction. Returns True if it changed anything."""
     read = read_schema(schema)
-    s, r = sql.Identifier(schema), sql.Identifier(read)
     if missing_only:
-        made = False
-        for name, body in CONTRACT.items():
-            found = conn.execute("SELECT to_regclass(%s)", (f"{read}.{name}",)).fetchone()
-            if found and found[0] is None:
-                conn.execute(
-                    sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
-                    + sql.SQL(body).format(s=s)
-                )
-                made = True
-                if name == "lead_current":
-                    conn.execute(
-                        sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(
-                            r, sql.Literal(FINGERPRINT)
-                        )
-                    )
-        grant(conn, schema)
-        return made
-    row = conn.execute(
-        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
-    ).fetchone()
-    if row and row[0] == FINGERPRINT and _all_there(conn, read):
-        return False
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
-    for name in CONTRACT:
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
-    for name, body in CONTRACT.items():
-        conn.execute(
-            sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
-            + sql.SQL(body).format(s=s)
-        )
-    conn.execute(
-        sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
-    )
+        todo = [name for name in CONTRACT if missing(conn, f"{read}.{name}")]
+    else:
+        row = conn.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
+        ).fetchone()
+        if row and row[0] == FINGERPRINT and _all_there(conn, read):
+            return False
+        r = sql.Identifier(read)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
+        for name in CONTRACT:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
+        todo = list(CONTRACT)
+    for name in todo:
+        _create(conn, schema, name)
     grant(conn, schema)
-    return True
+    return bool(todo)
+
+
+def _create(conn: Any, schema: str, name: str) -> None:
+    """Make contract view `name` (lead_current carries the fingerprint)."""
+    s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    conn.execute(
+        sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
+        + sql.SQL(CONTRACT[name]).format(s=s)
+    )
+    if name == "lead_current":
+        conn.execute(
+            sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
+        )
 
 
 def _all_there(conn: Any, read: str) -> bool:

@@ -108,12 +108,25 @@ VIEWS: dict[str, str] = {
 FINGERPRINT = "leadengine views " + hashlib.sha256(repr(VIEWS).encode()).hexdigest()[:16]
 
 
+def _create(name: str) -> list[str]:
+    """The statements that make view `name` (kpi_funnel carries the fingerprint)."""
+    out = [f"CREATE VIEW {{s}}.{name} AS {VIEWS[name]}"]
+    if name == "kpi_funnel":
+        out.append(f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'")
+    return out
+
+
 def statements() -> list[str]:
     """Drop and re-create every view (in reverse dependency order)."""
     # CASCADE: the read contract's copies go too; ensure_contract re-creates them (same txn)
     drops = [f"DROP VIEW IF EXISTS {{s}}.{name} CASCADE" for name in reversed(VIEWS)]
-    creates = [f"CREATE VIEW {{s}}.{name} AS {body}" for name, body in VIEWS.items()]
-    return [*drops, *creates, f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'"]
+    return [*drops, *(statement for name in VIEWS for statement in _create(name))]
+
+
+def missing(conn: Any, qualified: str) -> bool:
+    """True if no relation is called `qualified` (schema.name)."""
+    row = conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()
+    return bool(row and row[0] is None)
 
 
 def create_views(conn: Any, schema_name: str, *, missing_only: bool = False) -> None:
@@ -124,17 +137,18 @@ def create_views(conn: Any, schema_name: str, *, missing_only: bool = False) -> 
     transaction."""
     schema = sql.Identifier(schema_name)
     if missing_only:
-        for name, body in VIEWS.items():  # in dependency order
-            found = conn.execute("SELECT to_regclass(%s)", (f"{schema_name}.{name}",)).fetchone()
-            if found and found[0] is None:
-                conn.execute(sql.SQL(f"CREATE VIEW {{s}}.{name} AS {body}").format(s=schema))
-                if name == "kpi_funnel":
-                    conn.execute(sql.SQL(statements()[-1]).format(s=schema))
-        return
-    row = conn.execute(
-        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
-    ).fetchone()
-    if row and row[0] == FINGERPRINT:
-        return
-    for statement in statements():
+        todo = [
+            statement
+            for name in VIEWS  # in dependency order
+            if missing(conn, f"{schema_name}.{name}")
+            for statement in _create(name)
+        ]
+    else:
+        row = conn.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
+        ).fetchone()
+        if row and row[0] == FINGERPRINT:
+            return
+        todo = statements()
+    for statement in todo:
         conn.execute(sql.SQL(statement).format(s=schema))
