@@ -108,7 +108,7 @@ def rebuild(
         builder = Projector(app, staging, only=name, batch_size=batch_size)
         try:
             t0 = time.perf_counter()
-            events = _load(builder, staging, name, head, batch_size, workers, progress)
+            events = _load(builder, head, workers, progress)
             load_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             _add_indexes(db, staging, tables)
@@ -164,10 +164,7 @@ PARALLEL_FROM = 50_000
 
 def _load(
     builder: Projector,
-    staging: Database,
-    name: str,
     head: int,
-    batch_size: int,
     workers: int | None,
     progress: Callable[[str, int, int], None] | None,
 ) -> int:
@@ -184,10 +181,18 @@ def _load(
     if n == 1:
         return builder.bulk_load(until=head, progress=report)
     log_table = builder.log_table()
-    rules = builder.app.rules
     with ProcessPoolExecutor(max_workers=n - 1, mp_context=get_context("spawn")) as pool:
         others = [
-            pool.submit(_load_part, rules, staging, log_table, name, head, (k, n), batch_size)
+            pool.submit(
+                _load_part,
+                builder.app.rules,
+                builder.db,  # the staging schema
+                log_table,
+                builder.names,
+                head,
+                (k, n),
+                builder.batch_size,
+            )
             for k in range(1, n)
         ]
         done = builder.bulk_load(
@@ -202,7 +207,7 @@ def _load_part(
     rules: Any,
     staging: Database,
     log_table: tuple[str, str],
-    name: str,
+    only: tuple[str, ...],
     head: int,
     part: tuple[int, int],
     batch_size: int,
@@ -210,7 +215,7 @@ def _load_part(
     """One worker process's share of a parallel load. It only decodes and folds (personal
     data stays sealed), so its application needs no store and no master key of its own."""
     app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    projector = Projector(app, staging, only=name, batch_size=batch_size)
+    projector = Projector(app, staging, only=only, batch_size=batch_size)
     try:
         return projector.bulk_load(until=head, log_table=log_table, part=part, track=False)
     finally:
