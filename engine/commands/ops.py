@@ -149,6 +149,8 @@ def projections_rebuild(args: argparse.Namespace) -> int:
         names(args.name)
     except ValueError as exc:
         raise LeadEngineError(str(exc)) from None
+    if args.workers is not None and args.workers < 1:
+        raise LeadEngineError("--workers: expected 1 or more")
     with open_runtime() as rt:
         bars: dict[str, Progress] = {}
 
@@ -161,8 +163,6 @@ def projections_rebuild(args: argparse.Namespace) -> int:
             bar.total = total or None
             bar.update(done)
 
-        if args.workers is not None and args.workers < 1:
-            raise LeadEngineError("--workers: expected 1 or more")
         report = rebuild(
             rt.app,
             rt.db,

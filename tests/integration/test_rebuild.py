@@ -207,6 +207,8 @@ def test_project_only_and_projections_cli(loaded: Runtime, leadengine: Any) -> N
     assert (
         "unknown projection 'scores': expected one of leads, touchpoints" in (leadengine.stderr[-1])
     )
+    code, _ = leadengine("projections", "rebuild", "leads", "--workers", "0")
+    assert code == 2 and "--workers: expected 1 or more" in leadengine.stderr[-1]
     code, _ = leadengine("project", "--only", "leads,nope")
     assert code == 2 and "--only: unknown projection 'nope'" in leadengine.stderr[-1]
 
