@@ -5,8 +5,10 @@ entry(n) = sha256(entry(n-1) || digest(n)), digest(n) = sha256(originator id || 
 topic || 0x00 || stored state bytes). The chain covers the bytes as stored (after encryption),
 so a lead whose key was shredded still verifies. `event_chain` rows are written by the event
 recorder itself (`ChainedProcessRecorder`), so no code path can store an event without its
-link. Anchors (`chain_anchors`) hash every link up to a notification id; kept elsewhere too
-(a file), they make a consistent rewrite of a whole chain detectable.
+link. Anchors (`chain_anchors`) hash every link up to a notification id and count every event
+of the log; kept elsewhere too (a file), they make a consistent rewrite of a whole chain, a
+forged stream and a truncated log detectable. `chain_start` records from which notification id
+the schema is chained: every event from there on must have its link.
 """
 
 from __future__ import annotations
@@ -24,6 +26,23 @@ from psycopg.sql import SQL, Identifier
 
 CHAIN_TABLE = "event_chain"
 ANCHOR_TABLE = "chain_anchors"
+START_TABLE = "chain_start"
+#: the anchor columns added by migration 6 (nullable: older anchors lack them)
+ANCHOR_COLUMNS_6 = {"log_events": "bigint", "chained_from": "bigint", "heads": "bytea"}
+ANCHORS_DDL = (
+    "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+    "upto_notification_id bigint PRIMARY KEY, events bigint NOT NULL, "
+    "anchor bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
+    + ", ".join(f"{name} {kind}" for name, kind in ANCHOR_COLUMNS_6.items())
+    + ")"
+)
+#: one row: every event with notification_id >= chained_from has a link (earlier ones, with
+#: positive ids, were recorded before hash chains existed)
+START_DDL = (
+    "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+    "one boolean PRIMARY KEY DEFAULT true CHECK (one), chained_from bigint NOT NULL, "
+    "recorded_at timestamptz NOT NULL DEFAULT now())"
+)
 TOPIC = "engine.chain:ChainedProcessRecorder"
 
 
@@ -56,11 +75,7 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
             ).format(schema=schema, table=table)
         )
         self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
-                "upto_notification_id bigint PRIMARY KEY, events bigint NOT NULL, "
-                "anchor bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
-            ).format(schema=schema, table=Identifier(ANCHOR_TABLE))
+            SQL(ANCHORS_DDL).format(schema=schema, table=Identifier(ANCHOR_TABLE))
         )
         # The previous link is read by the INSERT itself: no round trip, pipelined, and
         # several events of one aggregate in one batch see each other (executemany is ordered).

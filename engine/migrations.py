@@ -20,6 +20,15 @@ from typing import Any
 from psycopg import errors, sql
 
 from engine.analytics.views import create_views
+from engine.application import EVENTS_TABLE
+from engine.chain import (
+    ANCHOR_COLUMNS_6,
+    ANCHOR_TABLE,
+    ANCHORS_DDL,
+    CHAIN_TABLE,
+    START_DDL,
+    START_TABLE,
+)
 from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.errors import LeadEngineError
@@ -82,6 +91,54 @@ def _named_projections(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(t), (LEGACY_NAME,))
 
 
+def _regclass(conn: Any, schema: str, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+    return bool(row and row[0] is not None)
+
+
+def _first_chained(conn: Any, schema: str) -> int:
+    """A fresh log is chained from its first event; an older one from its first event that
+    has a link, or (made before hash chains) from the next notification id."""
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return 1
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    if _regclass(conn, schema, CHAIN_TABLE):
+        row = conn.execute(
+            sql.SQL(
+                "SELECT e.notification_id FROM {e} e WHERE EXISTS (SELECT 1 FROM {c} c "
+                "WHERE c.originator_id = e.originator_id "
+                "AND c.originator_version = e.originator_version) "
+                "ORDER BY e.notification_id LIMIT 1"
+            ).format(e=events, c=sql.Identifier(schema, CHAIN_TABLE))
+        ).fetchone()
+        if row:
+            return int(row[0])
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(events)
+    ).fetchone()
+    return int(row[0])
+
+
+def _chain_start(conn: Any, schema: str) -> None:
+    """Record from which notification id the log is chained (verify fails any stream after
+    it without links); anchors get the columns that cover every event of the log."""
+    s, anchors = sql.Identifier(schema), sql.Identifier(ANCHOR_TABLE)
+    conn.execute(sql.SQL(ANCHORS_DDL).format(schema=s, table=anchors))
+    for column, kind in ANCHOR_COLUMNS_6.items():
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                s, anchors, sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    conn.execute(sql.SQL(START_DDL).format(schema=s, table=sql.Identifier(START_TABLE)))
+    conn.execute(
+        sql.SQL("INSERT INTO {} (chained_from) VALUES (%s) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(schema, START_TABLE)
+        ),
+        (_first_chained(conn, schema),),
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -90,6 +147,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
     ),
+    Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -13,13 +13,13 @@ from psycopg import sql
 from engine.aggregates.lead import Lead, lead_id
 from engine.chain import CHAIN_TABLE
 from engine.commands.leads import history_rows
-from engine.errors import LeadEngineError
+from engine.errors import LeadEngineError, LeadNotFound
 from engine.logs import get_logger
 from engine.output import render, to_json
 from engine.privacy import KEYS_TABLE
 from engine.progress import Progress
 from engine.runtime import open_runtime
-from engine.verify import anchor, verify
+from engine.verify import anchor, lead_names, verify
 
 log = get_logger(__name__)
 
@@ -29,10 +29,16 @@ def verify_command(args: argparse.Namespace) -> int:
         raise LeadEngineError("give a lead KEY or --all, not both")
     with open_runtime() as rt:
         only = lead_id(args.key) if args.key else None
-        if only is not None:
-            rt.app.lead_events(args.key)  # LeadNotFound for an unknown key
+        if only is not None and not rt.app.recorder.select_events(only, limit=1):
+            raise LeadNotFound(args.key)  # (not decoded: a tampered event may not decode)
         bar = Progress("verifying")
-        report = verify(rt.db, only, anchors_file=args.anchors_file, progress=bar.update)
+        report = verify(
+            rt.db,
+            only,
+            anchors_file=args.anchors_file,
+            progress=bar.update,
+            names=lead_names(rt.app),
+        )
         bar.done()
     breaks = [b.as_dict() for b in report.breaks]
     doc = {
@@ -40,6 +46,7 @@ def verify_command(args: argparse.Namespace) -> int:
         "aggregates": report.aggregates,
         "events": report.events,
         "unchained_aggregates": report.unchained_aggregates,
+        "chained_from": report.chained_from,
         "notification_gaps": report.notification_gaps,
         "anchors_checked": report.anchors_checked,
         "breaks": breaks,
@@ -56,7 +63,10 @@ def verify_command(args: argparse.Namespace) -> int:
             f"ids (rolled-back inserts; not a break by themselves)"
         )
         if report.unchained_aggregates:
-            print(f"{report.unchained_aggregates} aggregates were recorded before hash chains")
+            print(
+                f"{report.unchained_aggregates} aggregates were recorded before hash chains "
+                f"(the log is chained from notification {report.chained_from})"
+            )
         if report.ok:
             print("OK: every chain verifies")
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from engine.chain import digest, link
 from engine.contract import validate_event
 from engine.generator import generate
 from engine.runtime import Runtime
-from engine.verify import anchor, verify
+from engine.verify import anchor, lead_names, verify
 
 
 def _events(leads: int, seed: int) -> list[Any]:
@@ -80,15 +81,19 @@ def _sql(runtime: Runtime, query: str, *params: Any) -> list[Any]:
         return cur.fetchall() if cur.description else []  # type: ignore[no-any-return]
 
 
+def _busiest_key() -> str:
+    """The lead with the most events in the `chained` fixture's data."""
+    counts: dict[str, int] = {}
+    for e in _events(25, seed=5):
+        if e.is_lead_event:
+            counts[e.subject] = counts.get(e.subject, 0) + 1
+    return max(counts, key=lambda k: counts[k])
+
+
 @pytest.fixture
 def chained(runtime: Runtime) -> tuple[Runtime, Any]:
-    events = _events(25, seed=5)
-    runtime.app.ingest(events)
-    counts: dict[str, int] = {}
-    for e in events:
-        counts[e.subject] = counts.get(e.subject, 0) + 1
-    key = max(counts, key=lambda k: counts[k])
-    return runtime, lead_id(key)
+    runtime.app.ingest(_events(25, seed=5))
+    return runtime, lead_id(_busiest_key())
 
 
 def test_untouched_chains_verify(chained: tuple[Runtime, Any], leadengine: Any) -> None:
@@ -178,9 +183,14 @@ def test_anchor_catches_a_consistent_rewrite(
         _sql(runtime, "UPDATE event_chain SET digest = %s, entry = %s WHERE originator_id = %s "
              "AND originator_version = %s", d, previous, agg, version)  # fmt: skip
     assert verify(runtime.db, agg).ok  # the chain alone is fooled
-    report = verify(runtime.db, anchors_file=anchors)
+    report = verify(runtime.db, anchors_file=anchors, names=lead_names(runtime.app))
     assert not report.ok and "anchor" in report.breaks[0].problem
     assert report.anchors_checked >= 1
+    # the break names the rewritten lead, not aggregate 00000000-...
+    assert [(b.aggregate, b.key) for b in report.breaks] == [(agg, _busiest_key())]
+    assert "differs now" in report.breaks[0].problem
+    code, out = leadengine("verify", "--anchors-file", str(anchors))
+    assert code == 1 and f"(lead {_busiest_key()})" in out
 
 
 def test_anchor_catches_a_deleted_tail(chained: tuple[Runtime, Any]) -> None:
@@ -219,3 +229,189 @@ def test_export_is_one_self_describing_document(
         assert entry.hex() == e["chain"]["entry"]
     assert any("rules_version" in d for d in doc["decisions"]) or doc["decisions"]
     assert len(doc["history"]) == len(doc["events"])
+
+
+def test_deleted_links_and_an_edited_payload_fail_verify(
+    chained: tuple[Runtime, Any], leadengine: Any
+) -> None:
+    """The schema is chained from its first event: a stream without links is not "recorded
+    before hash chains", it is a break."""
+    runtime, agg = chained
+    _sql(runtime, "DELETE FROM event_chain WHERE originator_id = %s", agg)
+    _sql(runtime, "UPDATE leadengine_events SET state = overlay(state placing 'X'::bytea from 12 "
+         "for 1) WHERE originator_id = %s AND originator_version = 3", agg)  # fmt: skip
+    report = verify(runtime.db, names=lead_names(runtime.app))
+    assert report.unchained_aggregates == 0 and len(report.breaks) == 1
+    first = report.breaks[0]
+    assert (first.aggregate, first.version, first.key) == (agg, 1, _busiest_key())
+    assert "has no chain link" in first.problem
+    code, out = leadengine("verify")
+    assert code == 1 and f"(lead {_busiest_key()})" in out and "OK:" not in out
+    code, out = leadengine("verify", _busiest_key())
+    assert code == 1 and "has no chain link" in out
+
+
+def _forge(runtime: Runtime, agg: Any, **nid: Any) -> Any:
+    """Copy every event of `agg` under a new originator id, without chain rows."""
+    forged = uuid.uuid4()
+    _sql(
+        runtime,
+        "INSERT INTO leadengine_events (originator_id, originator_version, topic, state"
+        + (", notification_id" if nid else "")
+        + ") SELECT %s, originator_version, topic, state"
+        + (" , %s + originator_version" if nid else "")
+        + " FROM leadengine_events WHERE originator_id = %s",
+        *((forged, nid["base"], agg) if nid else (forged, agg)),
+    )
+    return forged
+
+
+def test_a_forged_stream_fails_verify(
+    chained: tuple[Runtime, Any], tmp_path: Path, leadengine: Any
+) -> None:
+    runtime, agg = chained
+    anchors = tmp_path / "anchors.jsonl"
+    assert leadengine("anchor", "--file", str(anchors))[0] == 0
+    forged = _forge(runtime, agg)
+    code, out = leadengine("verify", "--anchors-file", str(anchors))
+    assert code == 1 and str(forged) in out and "has no chain link" in out
+
+
+def test_anchors_count_every_event_of_the_log(
+    runtime: Runtime, tmp_path: Path, leadengine: Any
+) -> None:
+    """In a log chained only from some point (made before hash chains), events below it may
+    lack links; one forged into that range is caught by the anchor's count of the log."""
+    events = _events(12, seed=4)
+    runtime.app.ingest(events[: len(events) // 2])
+    top = _sql(runtime, "SELECT max(notification_id) FROM leadengine_events")[0][0]
+    _sql(runtime, "DELETE FROM event_chain")  # as if recorded before hash chains
+    _sql(runtime, "SELECT setval(pg_get_serial_sequence('leadengine_events', 'notification_id'),"
+         " %s)", top + 9)  # then ids of rolled-back inserts, then chains  # fmt: skip
+    _sql(runtime, "UPDATE chain_start SET chained_from = %s", top + 10)
+    runtime.app.ingest(events[len(events) // 2 :])
+    anchors = tmp_path / "anchors.jsonl"
+    assert leadengine("anchor", "--file", str(anchors))[0] == 0
+    assert verify(runtime.db, anchors_file=anchors).ok
+    agg = _sql(runtime, "SELECT originator_id FROM leadengine_events WHERE notification_id = 1")
+    n = _sql(runtime, "SELECT count(*) FROM leadengine_events WHERE originator_id = %s", agg[0][0])
+    assert n[0][0] < 9
+    _forge(runtime, agg[0][0], base=top)  # into the unused ids top+1.., below chained_from
+    assert not verify(runtime.db).ok  # the table's anchor counts them ...
+    _sql(runtime, "DELETE FROM chain_anchors")
+    assert verify(runtime.db).ok  # ... the chains cannot tell: those ids predate them
+    report = verify(runtime.db, anchors_file=anchors)
+    assert not report.ok and "events in the log up to it then" in report.breaks[0].problem
+    code, out = leadengine("verify", "--anchors-file", str(anchors))
+    assert code == 1 and "BROKEN" in out
+
+
+def test_anchors_catch_a_truncated_log(
+    chained: tuple[Runtime, Any], tmp_path: Path, leadengine: Any
+) -> None:
+    runtime, _ = chained
+    anchors = tmp_path / "anchors.jsonl"
+    assert leadengine("anchor", "--file", str(anchors))[0] == 0
+    newest = _sql(runtime, "SELECT originator_id, originator_version FROM leadengine_events "
+                  "ORDER BY notification_id DESC LIMIT 5")  # fmt: skip
+    for agg, version in newest:
+        for table in ("event_chain", "leadengine_events"):
+            _sql(runtime, f"DELETE FROM {table} WHERE originator_id = %s "
+                 "AND originator_version >= %s", agg, version)  # fmt: skip
+    report = verify(runtime.db, anchors_file=anchors, names=lead_names(runtime.app))
+    assert not report.ok and all("truncated" in b.problem for b in report.breaks)
+    assert all(b.problem.startswith("anchor (file)") for b in report.breaks)  # chains whole
+    keys = {lead_id(e.subject): e.subject for e in _events(25, seed=5) if e.is_lead_event}
+    assert {b.aggregate for b in report.breaks} == {agg for agg, _ in newest}
+    assert {b.key for b in report.breaks} == {keys.get(agg) for agg, _ in newest}
+    code, out = leadengine("verify", "--anchors-file", str(anchors))
+    assert code == 1 and "truncated" in out
+    _sql(runtime, "DELETE FROM chain_anchors")  # the writer covers its tracks in the database:
+    report = verify(runtime.db, anchors_file=anchors)  # still caught, but by whom is unknown
+    assert [b.aggregate.int for b in report.breaks] == [0]
+    assert "truncated" in report.breaks[0].problem
+
+
+ANCHOR_FILES = {
+    "missing": (None, "does not exist"),
+    "empty": ("\n", "is empty"),
+    "not JSON": ('{"upto_notification_id": 3,\n', "line 1: not JSON"),
+    "not an anchor": ('{"upto_notification_id": 3, "events": "3", "anchor": "ab"}\n',
+                      "line 1: events must be a whole number"),
+    "bad digest": ('{"upto_notification_id": 3, "events": 3, "anchor": "xyz"}\n',
+                   "line 1: anchor must be a sha256 in hex"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ANCHOR_FILES))
+def test_an_unusable_anchors_file_is_an_error(
+    chained: tuple[Runtime, Any], tmp_path: Path, leadengine: Any, case: str
+) -> None:
+    text, expected = ANCHOR_FILES[case]
+    anchors = tmp_path / "anchors.jsonl"
+    if text is not None:
+        anchors.write_text(text)
+    code, out = leadengine("verify", "--anchors-file", str(anchors))
+    err = [line for line in leadengine.stderr[-1].splitlines() if line.strip()]
+    assert code == 2 and out == ""
+    assert len(err) == 1 and f"anchors file {anchors}" in err[0] and expected in err[0], err
+
+
+def test_a_schema_of_the_previous_version_verifies_after_migrate(
+    chained: tuple[Runtime, Any], tmp_path: Path, leadengine: Any
+) -> None:
+    """Made by the previous version: no chain_start, anchors without the new columns, an
+    anchors file of old lines. `db migrate` chains it from its first event."""
+    runtime, agg = chained
+    anchors = tmp_path / "anchors.jsonl"
+    old = {k: v for k, v in anchor(runtime.db).items() if k in ("upto_notification_id",
+           "events", "anchor")}  # fmt: skip
+    anchors.write_text(json.dumps(old) + "\n")
+    _sql(runtime, "DROP TABLE chain_start")
+    _sql(runtime, "ALTER TABLE chain_anchors DROP COLUMN log_events, DROP COLUMN chained_from, "
+         "DROP COLUMN heads")  # fmt: skip
+    _sql(runtime, "DELETE FROM schema_migrations WHERE version = 6")
+    code, _ = leadengine("verify")
+    assert code == 2 and "db migrate" in leadengine.stderr[-1]
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "hash chains" in out
+    first = _sql(runtime, "SELECT min(notification_id) FROM leadengine_events")[0][0]
+    assert _sql(runtime, "SELECT chained_from FROM chain_start") == [(first,)]
+    code, out = leadengine("verify", "--anchors-file", str(anchors), "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] and doc["anchors_checked"] == 2
+    assert doc["unchained_aggregates"] == 0
+    assert leadengine("anchor", "--file", str(anchors))[0] == 0  # new lines after old ones
+    assert leadengine("verify", "--anchors-file", str(anchors))[0] == 0
+    _sql(runtime, "DELETE FROM event_chain WHERE originator_id = %s", agg)
+    code, out = leadengine("verify")
+    assert code == 1 and "has no chain link" in out
+
+
+def test_a_log_from_before_hash_chains_is_chained_from_migration_on(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    """Events recorded before hash chains stay unchained; every event after `db migrate`,
+    new events of old leads included, is chained and verified."""
+    events = _events(12, seed=6)
+    half = len(events) // 2
+    runtime.app.ingest(events[:half])
+    _sql(runtime, "DELETE FROM event_chain")
+    _sql(runtime, "DROP TABLE chain_start")
+    _sql(runtime, "DELETE FROM schema_migrations WHERE version = 6")
+    assert leadengine("db", "migrate")[0] == 0
+    top = _sql(runtime, "SELECT max(notification_id) FROM leadengine_events")[0][0]
+    assert _sql(runtime, "SELECT chained_from FROM chain_start") == [(top + 1,)]
+    before = verify(runtime.db)
+    assert before.ok and before.unchained_aggregates == before.aggregates > 0
+    runtime.app.ingest(events[half:])
+    after = verify(runtime.db)
+    assert after.ok and 0 < after.unchained_aggregates < before.unchained_aggregates
+    old = _sql(runtime, "SELECT c.originator_id FROM event_chain c JOIN leadengine_events e "
+               "USING (originator_id, originator_version) WHERE c.originator_version > 1 AND "
+               "NOT EXISTS (SELECT 1 FROM event_chain p WHERE p.originator_id = c.originator_id "
+               "AND p.originator_version = 1) LIMIT 1")  # fmt: skip
+    assert old  # an old lead whose chain starts at its first new event
+    _sql(runtime, "UPDATE leadengine_events SET state = state || ' '::bytea WHERE "
+         "originator_id = %s AND notification_id > %s", old[0][0], top)  # fmt: skip
+    assert not verify(runtime.db).ok
