@@ -167,14 +167,18 @@ def status(db: Database) -> Status:
     with db.connect() as conn:
         exists = conn.execute("SELECT to_regclass(%s)", (f"{db.schema}.{TABLE}",)).fetchone()
         current = None
+        applied: set[int] = set()
         if exists and exists[0] is not None:
-            row = conn.execute(
-                sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(db.schema, TABLE))
-            ).fetchone()
-            current = row[0] if row else None
+            rows = conn.execute(
+                sql.SQL("SELECT version FROM {}").format(sql.Identifier(db.schema, TABLE))
+            ).fetchall()
+            applied = {row[0] for row in rows}
+            current = max(applied) if applied else None
         legacy_row = conn.execute("SELECT to_regclass(%s)", (f"{db.schema}.lead_state",)).fetchone()
     legacy = current is None and bool(legacy_row and legacy_row[0] is not None)
-    pending = tuple(m for m in MIGRATIONS if current is None or m.version > current)
+    # every version not applied yet, not only those above the highest: a schema migrated by a
+    # build that lacked a lower-numbered migration still gets it
+    pending = tuple(m for m in MIGRATIONS if m.version not in applied)
     return Status(current, legacy, pending)
 
 

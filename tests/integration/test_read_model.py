@@ -171,6 +171,22 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     assert code == 0 and json.loads(out)["facts"] > 0  # the data survived every step
 
 
+def test_a_lower_migration_missing_below_the_highest_is_still_pending(
+    loaded: Runtime, leadengine: Any
+) -> None:
+    """A schema migrated by a build that lacked one migration (merged later with a lower number)
+    still gets it: pending means not applied, not merely above the highest version."""
+    table = sql.Identifier(loaded.db.schema, migrations.TABLE)
+    with loaded.db.connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version = 2").format(table))
+    st = migrations.status(loaded.db)
+    assert st.current == migrations.LATEST
+    assert [m.version for m in st.pending] == [2]
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "applied 2 " in out
+    assert not migrations.status(loaded.db).pending
+
+
 def _start(settings: Settings, runtime: Runtime) -> None:
     with open_runtime(settings, rules=runtime.rules, database=runtime.db):
         pass
