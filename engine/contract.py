@@ -1,32 +1,86 @@
 """The event contract: CloudEvents 1.0 (structured JSON mode), one pydantic model per `type`.
 
 Upstream systems send these; `parse_event` turns raw bytes into a validated `Envelope` or raises
-`InvalidEvent` naming the event id, the field and what was expected. Fields marked PII carry
-`"x-pii": true` in their JSON Schema so the store can treat them with care.
+`InvalidEvent` naming the event id, the field and what was expected, and nothing else. What it
+accepts, storage and every projection can hold (`engine.limits`, docs/contract.md). Fields
+marked PII carry `"x-pii": true` in their JSON Schema so the store can treat them with care.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
+from engine import limits
 from engine.errors import InvalidEvent
 
 PII: dict[str, Any] = {"x-pii": True}
-Money = Decimal
+#: no string may hold U+0000 (JSON Schema side of `limits.check_strings`)
+NO_NUL = "^[^\\u0000]*$"
+#: a non-blank key: at least one character that is not white space
+NOT_BLANK = r"\S"
+
+
+def _money_schema(limit: Decimal, decimals: int) -> dict[str, Any]:
+    digits = len(str(int(limit))) - 1
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": 0, "exclusiveMaximum": int(limit)},
+            {"type": "string", "pattern": f"^[0-9]{{1,{digits}}}(\\.[0-9]{{1,{decimals}}})?$"},
+        ],
+        "description": f"Decimal >= 0 and < {limit:.0e}, at most {decimals} decimals.",
+    }
+
+
+#: an amount the read model stores exactly: numeric(17,2)
+Money = Annotated[
+    Decimal,
+    Field(ge=0, lt=limits.AMOUNT_LIMIT, decimal_places=limits.AMOUNT_DECIMALS, allow_inf_nan=False),
+    WithJsonSchema(_money_schema(limits.AMOUNT_LIMIT, limits.AMOUNT_DECIMALS)),
+]
+#: a company's yearly revenue: not a read-model column, bounded like an amount but wider
+Revenue = Annotated[
+    Decimal,
+    Field(ge=0, lt=Decimal(10) ** 18, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(_money_schema(Decimal(10) ** 18, 2)),
+]
+#: a count the read model stores as int4
+Count = Annotated[int, Field(ge=0, le=limits.INT_MAX)]
+#: a calendar date as a YYYY-MM-DD string in the documented range
+Day = Annotated[
+    date,
+    BeforeValidator(limits.check_date),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date",
+            "description": f"YYYY-MM-DD, {limits.DATE_MIN} to {limits.DATE_MAX}.",
+        }
+    ),
+]
 
 
 class Data(BaseModel):
     """Base of every payload: unknown fields are refused so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    schema_version: int = Field(default=1, ge=1, description="Version of this payload's schema.")
+    schema_version: int = Field(
+        default=1, ge=1, le=limits.INT_MAX, description="Version of this payload's schema."
+    )
 
 
 class LeadCaptured(Data):
@@ -42,8 +96,8 @@ class LeadCaptured(Data):
 
 class ProfileUpdated(Data):
     industry: str | None = None
-    employees: int | None = Field(default=None, ge=0)
-    annual_revenue: Money | None = Field(default=None, ge=0)
+    employees: Count | None = None
+    annual_revenue: Revenue | None = None
     title: str | None = Field(default=None, max_length=200)
     seniority: str | None = None
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
@@ -70,7 +124,7 @@ class CallLogged(Touch):
     direction: Literal["inbound", "outbound"]
     outcome: Literal["connected", "voicemail", "no_answer", "bad_number"]
     rep: str = Field(min_length=1)
-    duration_seconds: int | None = Field(default=None, ge=0)
+    duration_seconds: Count | None = None
     notes: str | None = Field(default=None, max_length=5000, json_schema_extra=PII)
 
 
@@ -97,7 +151,7 @@ class NurtureEnrolled(Data):
 
 
 class Amount(Data):
-    amount: Money = Field(ge=0)
+    amount: Money
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
 
 
@@ -120,15 +174,15 @@ class RepAvailabilityChanged(Data):
     The CloudEvent's `subject` is the rep's id as routing rules name it."""
 
     available: bool
-    capacity: int | None = Field(default=None, ge=0, description="Most open leads at once.")
+    capacity: Count | None = Field(default=None, description="Most open leads at once.")
     reason: str | None = Field(default=None, max_length=500)
 
 
 class CampaignCostRecorded(Amount):
-    campaign: str = Field(min_length=1)
-    channel: str = Field(min_length=1)
-    period_start: date
-    period_end: date
+    campaign: str = Field(min_length=1, max_length=200)
+    channel: str = Field(min_length=1, max_length=100)
+    period_start: Day
+    period_end: Day
 
 
 TOUCH_TYPES: dict[str, type[Data]] = {
@@ -194,19 +248,32 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=500)
+    id: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    source: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
     type: str
-    subject: str = Field(min_length=1, max_length=200)
-    time: AwareDatetime
-    datacontenttype: str | None = None
-    dataschema: str | None = None
+    subject: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    time: Annotated[
+        AwareDatetime,
+        BeforeValidator(limits.check_time),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "date-time",
+                "description": (
+                    f"RFC 3339 with a UTC offset, from {limits.TIME_MIN:%Y-%m-%d} (inclusive) "
+                    f"to {limits.TIME_MAX:%Y-%m-%d} (exclusive)."
+                ),
+            }
+        ),
+    ]
+    datacontenttype: str | None = Field(default=None, max_length=200)
+    dataschema: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any]
 
     @field_validator("time")
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
-        return v.astimezone(UTC)
+        return limits.check_time_range(v)
 
     @property
     def occurred_at(self) -> datetime:
@@ -232,10 +299,17 @@ def _expected(err_type: str, ctx: dict[str, Any] | None, msg: str) -> str:
         return "no such field (see schemas/ for the allowed ones)"
     if err_type == "literal_error" and ctx:
         return f"one of {ctx.get('expected')}"
+    if err_type == "string_pattern_mismatch" and ctx and ctx.get("pattern") == NOT_BLANK:
+        return "a value that is not blank"
     if err_type == "string_pattern_mismatch" and ctx:
         return f"a string matching {ctx.get('pattern')}"
     if err_type.startswith("datetime") or err_type == "timezone_aware":
         return "an RFC 3339 timestamp with a UTC offset, e.g. 2026-03-03T09:00:00Z"
+    if err_type == "value_error" and msg.startswith("Value error, time"):
+        return (
+            "an RFC 3339 timestamp string with a UTC offset, from "
+            f"{limits.TIME_MIN:%Y-%m-%d} (inclusive) to {limits.TIME_MAX:%Y-%m-%d} (exclusive)"
+        )
     return msg[0].lower() + msg[1:] if msg else err_type
 
 
@@ -245,8 +319,11 @@ def _from_validation(
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or None
+    detail = first["type"]
+    if detail == "value_error":
+        detail = first["msg"].removeprefix("Value error, ")
     return InvalidEvent(
-        f"invalid value ({first['type']})",
+        f"invalid value ({detail})",
         event_id=event_id,
         event_type=event_type,
         field=field,
@@ -258,6 +335,7 @@ def validate_event(obj: Any) -> Envelope:
     """Validate an already-decoded JSON object as a CloudEvent of the contract."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not a CloudEvent", expected="a JSON object")
+    limits.check_strings(obj)
     event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     event_type = obj.get("type") if isinstance(obj.get("type"), str) else None
     if event_type is not None and event_type not in EVENT_TYPES:
@@ -282,16 +360,27 @@ def validate_event(obj: Any) -> Envelope:
 
 
 def parse_event(raw: bytes | str, *, max_bytes: int = 256 * 1024) -> Envelope:
-    """Decode and validate one raw record; raises `InvalidEvent` with a specific reason."""
+    """Decode and validate one raw record; raises `InvalidEvent` with a specific reason, and
+    nothing else, whatever the bytes (a dead letter, never an exception out of the batch)."""
     if len(raw) > max_bytes:
         raise InvalidEvent(
             f"payload too large ({len(raw)} bytes)", expected=f"at most {max_bytes} bytes"
         )
     try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"malformed JSON ({exc})", expected="one JSON object") from None
-    return validate_event(obj)
+        text = limits.decode_text(raw)
+        limits.check_shape(text)
+        try:
+            obj = limits.loads(text)
+        except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a huge float
+            raise InvalidEvent(f"malformed JSON ({exc})", expected="one JSON object") from None
+        return validate_event(obj)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # a parser or validator failure no check above foresaw
+        raise InvalidEvent(
+            f"unreadable record ({exc.__class__.__name__}: {str(exc)[:200]!r})",
+            expected="one JSON object of the contract (see schemas/)",
+        ) from None
 
 
 def event_json_schema(event_type: str) -> dict[str, Any]:
@@ -316,4 +405,22 @@ def event_json_schema(event_type: str) -> dict[str, Any]:
         schema["$defs"] = defs
     if schema["description"] is None:
         del schema["description"]
+    _no_nul(schema)
+    schema["$comment"] = (
+        f"No string anywhere (extension attributes too) holds U+0000 or an unpaired UTF-16 "
+        f"surrogate; arrays and objects nest at most {limits.MAX_DEPTH} deep; number literals "
+        f"have at most {limits.MAX_NUMBER_CHARS} characters. See docs/contract.md."
+    )
     return schema
+
+
+def _no_nul(node: Any) -> None:
+    """Give every free-text string schema (no pattern, format or const) the NO_NUL pattern."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "format", "const", "enum"} & set(node):
+            node["pattern"] = NO_NUL
+        for value in node.values():
+            _no_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_nul(value)

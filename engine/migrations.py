@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import errors, sql
 
-from engine.analytics.views import create_views
+from engine.analytics.views import VIEWS, create_views
 from engine.application import EVENTS_TABLE
 from engine.chain import (
     ANCHOR_COLUMNS_6,
@@ -33,7 +33,14 @@ from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.errors import LeadEngineError
 from engine.projections.tables import STATEMENTS
-from engine.readmodel import create_reader_role, ensure_contract, grant, role_exists
+from engine.readmodel import (
+    CONTRACT,
+    create_reader_role,
+    ensure_contract,
+    grant,
+    read_schema,
+    role_exists,
+)
 
 TABLE = "schema_migrations"
 
@@ -139,6 +146,35 @@ def _chain_start(conn: Any, schema: str) -> None:
     )
 
 
+#: (table, column, type): amounts the contract accepts (< 10^15, 2 decimals) stored exactly;
+#: sums of them (a lead's won deals, attributed revenue) wide enough for any log
+WIDER_AMOUNTS = (
+    ("lead_milestones", "amount", "numeric(17,2)"),
+    ("campaign_costs", "amount", "numeric(17,2)"),
+    ("lead_state", "won_amount", "numeric(32,2)"),
+    ("attribution_credits", "credit", "numeric(32,4)"),
+    ("attribution_credits", "total", "numeric(32,4)"),
+)
+
+
+def _wider_amounts(conn: Any, schema: str) -> None:
+    """Widen the money columns to what the contract accepts. The views over them are dropped
+    first (PostgreSQL refuses to retype a column a view reads) and re-created after."""
+    s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    for name in CONTRACT:
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
+    for name in reversed(VIEWS):
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{} CASCADE").format(s, sql.Identifier(name)))
+    for table, column, kind in WIDER_AMOUNTS:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                sql.Identifier(schema, table), sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    create_views(conn, schema)
+    ensure_contract(conn, schema)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -147,6 +183,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
     ),
+    Migration(4, "amounts up to 10^15 with 2 decimals stored exactly", _wider_amounts),
     Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
 )
 LATEST = MIGRATIONS[-1].version

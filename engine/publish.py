@@ -6,11 +6,12 @@
 
 The key is the event's `subject` (the lead key), so one lead's events stay in order within a
 partition. Events are validated against the contract first unless `validate=False`; an
-invalid one raises `InvalidEvent` and is not sent.
+invalid one (whatever its bytes) raises `InvalidEvent` and is not sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from types import TracebackType
@@ -20,7 +21,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from engine.contract import validate_event
+from engine import limits
+from engine.contract import parse_event, validate_event
 from engine.errors import InvalidEvent
 
 
@@ -48,15 +50,19 @@ class Publisher:
 
     def publish(self, event: dict[str, Any] | bytes) -> None:
         """Send one event (a dict or its JSON bytes); asynchronous until `flush()`."""
-        obj = json.loads(event) if isinstance(event, bytes) else event
-        if self.validate:
-            validate_event(obj)
-        subject = obj.get("subject") if isinstance(obj, dict) else None
-        if not isinstance(subject, str) or not subject:
+        subject: object
+        if isinstance(event, bytes):
+            subject = parse_event(event).subject if self.validate else _subject(event)
+            value = event
+        else:
+            if self.validate:
+                validate_event(event)
+            subject = event.get("subject")
+            value = json.dumps(event).encode()
+        if not isinstance(subject, str) or not subject or limits.printable(subject) != subject:
             raise InvalidEvent(
                 "no subject to use as the key", field="subject", expected="the lead key"
             )
-        value = event if isinstance(event, bytes) else json.dumps(obj).encode()
         self.producer.send(self.topic, key=subject.encode(), value=value)
         self.sent += 1
 
@@ -82,7 +88,25 @@ class Publisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # the error in hand is what the caller must see, not a second one from closing
+        with contextlib.suppress(Exception):
+            self.producer.close(timeout=5)
+
+
+def _subject(raw: bytes) -> object:
+    """The `subject` of an unvalidated record, or InvalidEvent when it cannot be read."""
+    try:
+        text = limits.decode_text(raw)
+        limits.check_shape(text)
+        obj = limits.loads(text)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # malformed JSON, or anything else json.loads can raise
+        raise InvalidEvent(f"malformed JSON ({exc})", expected="one JSON object") from None
+    return obj.get("subject") if isinstance(obj, dict) else None
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, **options: Any) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.broker import EmbeddedBroker
 from engine.consumers.kafka import KafkaIngestor
+from engine.errors import InvalidEvent
 from engine.progress import Progress
 from engine.publish import Publisher, ensure_topic
 from engine.runtime import Runtime
@@ -37,7 +38,7 @@ def demo_through_kafka(
             for n, line in enumerate(lines, start=1):
                 try:
                     pub.publish(line)
-                except ValueError:  # malformed JSON: send the raw bytes, the consumer refuses it
+                except InvalidEvent:  # malformed JSON: send the raw bytes, the consumer refuses it
                     pub.producer.send(demo.kafka_topic, key=b"demo", value=line)
                 bar.update(n)
         bar.done()

@@ -102,22 +102,43 @@ def publish(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         **settings.kafka_client_options(),
     ) as pub:
-        for number, raw in enumerate(read_lines(args.file), start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                pub.publish(line)
-            except (InvalidEvent, ValueError) as exc:
-                rejected += 1
-                print(f"line {number}: not sent: {exc}", file=sys.stderr)
-            bar.update(pub.sent)
-        pub.flush()
+        number = 0
+        try:
+            for number, raw in enumerate(read_lines(args.file), start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    pub.publish(line)
+                except InvalidEvent as exc:
+                    rejected += 1
+                    print(f"line {number}: not sent: {exc}", file=sys.stderr)
+                bar.update(pub.sent)
+        except Exception as exc:
+            raise LeadEngineError(_stopped(number, pub.sent, rejected, exc)) from exc
+        try:
+            pub.flush()
+        except Exception as exc:
+            raise LeadEngineError(
+                f"publish could not confirm delivery ({exc.__class__.__name__}: {exc}): "
+                f"{pub.sent} lines were handed to the producer, up to line {number}; "
+                "publish them again (duplicates are deduplicated by their id)"
+            ) from exc
         sent = pub.sent
     bar.done()
     doc = {"sent": sent, "rejected": rejected, "topic": settings.kafka_topic}
     print(render(args.format, [doc], document=doc))
     return 1 if rejected else 0
+
+
+def _stopped(number: int, sent: int, rejected: int, exc: Exception) -> str:
+    """What a publish that failed part-way had done: the user can resume at the failed line."""
+    return (
+        f"publish stopped at line {number} ({exc.__class__.__name__}: {exc}); "
+        f"of the lines before it, {sent} were handed to the producer and {rejected} rejected; "
+        f"line {number} and after were not sent (resume from line {number}; a line handed "
+        "over but not yet acknowledged may be sent twice, and is deduplicated by its id)"
+    )
 
 
 def _stored_positions(rt: Runtime, topic: str) -> dict[int, int]:

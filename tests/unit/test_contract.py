@@ -32,6 +32,13 @@ def test_valid_event_is_parsed_and_normalised_to_utc() -> None:
         (lambda o: o["data"].update(colour="red"), "data.colour", "no such field"),
         (lambda o: o.pop("subject"), "subject", "required"),
         (lambda o: o.update(specversion="0.3"), "specversion", "'1.0'"),
+        (lambda o: o.update(time=1700000000), "time", "RFC 3339 timestamp string"),
+        (lambda o: o.update(time="1700000000"), "time", "RFC 3339 timestamp string"),
+        (lambda o: o.update(time="9999-12-31T23:59:59-05:00"), "time", "2100-01-01"),
+        (lambda o: o.update(time="1969-12-31T23:59:59Z"), "time", "1970-01-01"),
+        (lambda o: o.update(subject=" \t "), "subject", "not blank"),
+        (lambda o: o.update(source="  "), "source", "not blank"),
+        (lambda o: o["data"].update(channel="a\u0000b"), "data.channel", "without NUL"),
     ],
 )
 def test_bad_events_name_event_field_and_expectation(mutate, field, expected_fragment) -> None:  # type: ignore[no-untyped-def]
