@@ -229,12 +229,17 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     cols = list(columns or (rows[0].keys() if rows else []))
+    lines = [_csv_line([csv_cell(c) for c in cols])]
+    lines += [_csv_line([_plain(csv_cell(row.get(c))) for c in cols]) for row in rows]
+    return "".join(lines)
+
+
+def _csv_line(values: list[Any]) -> str:
+    """One CSV record ending in LF. Written with CRLF, then cut: the csv module quotes a field
+    holding a CR only when CR is part of the line terminator."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([csv_cell(c) for c in cols])
-    for row in rows:
-        writer.writerow([_plain(csv_cell(row.get(c))) for c in cols])
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    return buf.getvalue()[:-2] + "\n"
 
 
 def render(
