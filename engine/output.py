@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import shutil
-import textwrap
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -221,10 +220,20 @@ def table(
     return "\n".join(out)
 
 
+def prose(text: str) -> str:
+    """Free text for the terminal (a summary above tables): escaped like a table's cells and
+    each line wrapped to the table width."""
+    width = table_width()
+    return "\n".join(
+        wrapped for line in text.split("\n") for wrapped in _wrap(terminal_text(line), width)
+    )
+
+
 def _wrap(text: str, width: int) -> list[str]:
     if width >= UNLIMITED:
         return [text]
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    lines = Text(text).wrap(_console(width), width, overflow="fold")
+    return [line.plain.rstrip() for line in lines] or [""]
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -56,7 +56,7 @@ def test_terminal_text_never_holds_a_control_or_format_character(text: str) -> N
         min_size=1,
         max_size=6,
     ),
-    st.text(max_size=50),
+    st.text(max_size=200),
 )
 def test_a_rendered_table_holds_no_control_character_and_fits_100_columns(
     rows: list[dict[str, str]], title: str
