@@ -21,6 +21,7 @@ from engine.output import render, to_json
 from engine.progress import Progress, count_lines
 from engine.publish import Publisher
 from engine.runtime import Runtime, open_runtime
+from engine.sanitize import terminal_text
 from engine.settings import Settings, get_settings
 
 
@@ -112,7 +113,7 @@ def publish(args: argparse.Namespace) -> int:
                 pub.publish(line)
             except (InvalidEvent, ValueError) as exc:
                 rejected += 1
-                print(f"line {number}: not sent: {exc}", file=sys.stderr)
+                print(terminal_text(f"line {number}: not sent: {exc}"), file=sys.stderr)
             bar.update(pub.sent)
         pub.flush()
         sent = pub.sent

@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import unicodedata
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from engine import output
-from engine.output import render, table, to_csv, to_json
+from engine.output import prose, render, table, to_csv, to_json
 from engine.sanitize import FORMULA_START, csv_cell, terminal_text
 
 UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
@@ -128,3 +130,33 @@ def test_json_output_is_exact() -> None:
     rows = [{"key": BAD, "ok": True, "money": Decimal("0.00")}]
     assert json.loads(render("json", rows)) == [{"key": BAD, "ok": True, "money": "0.00"}]
     assert "\x1b" not in to_json(rows)  # the encoder escapes it: \u001b
+
+
+@FAST
+@given(
+    st.integers(min_value=20, max_value=200),
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=20),
+            st.one_of(st.text(max_size=120), st.integers(), st.decimals(allow_nan=False)),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_tables_fit_any_terminal_width(width: int, rows: list[dict[str, Any]]) -> None:
+    with patch.dict(os.environ, {"COLUMNS": str(width)}):
+        text = table(rows, title="t")
+    assert max(cell_len(line) for line in text.split("\n")) <= width
+
+
+def test_long_headers_break_after_underscores_and_prose_wraps() -> None:
+    rows = [{f"cost_per_thing_{i}": Decimal("1234.50") for i in range(12)}]
+    head = table(rows).split("\n")
+    assert head[0].split()[0] == "cost_" and "per_" in head[1]
+    assert all(cell_len(line) <= 100 for line in head)
+    text = prose("first line\x1b[2J\n" + "word " * 50)
+    assert "\x1b" not in text and "\\x1b[2J" in text
+    assert all(cell_len(line) <= 100 for line in text.split("\n"))
