@@ -178,3 +178,14 @@ def test_ingest_and_whatif_show_percentage_and_eta_on_a_terminal(
     assert "replay (events) [" in drawn and "100%" in drawn and "eta " in drawn
     quiet = run(cli_env, "ingest", str(path), "--no-project")
     assert "%" not in quiet.stderr and "eta" not in quiet.stderr  # not a terminal: silent
+
+
+def test_publish_shows_percentage_and_eta_on_a_terminal(
+    kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(line + "\n" for line in lines(generate(10, seed=4))))
+    total = sum(1 for line in path.read_text().splitlines() if line.strip())
+    drawn = _on_a_terminal(kafka_env, "publish", str(path))
+    assert "publish [" in drawn and "100%" in drawn and f"{total:,}/{total:,}" in drawn
+    assert "eta " in drawn
