@@ -18,9 +18,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from rich.console import Console
-from rich.text import Text
-
 from engine import tables
 from engine.sanitize import csv_cell, terminal_text
 
@@ -111,11 +108,7 @@ def prose(text: str) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    if width >= UNLIMITED:
-        return [text]
-    console = Console(width=width + 1, color_system=None, markup=False, emoji=False)
-    lines = Text(text).wrap(console, width, overflow="fold")
-    return [line.plain.rstrip() for line in lines] or [""]
+    return [text] if width >= UNLIMITED else tables.wrap(text, width)
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -51,13 +51,13 @@ def layout(cols: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> L
 
 def draw(grid: Layout, numeric: Sequence[bool], cells: Sequence[Sequence[str]]) -> list[str]:
     """The header, a rule of dashes, and each row, its cells wrapped to their widths."""
-    heads = [_lines(h, w) for h, w in zip(grid.heads, grid.widths, strict=True)]
+    heads = [wrap(h, w) for h, w in zip(grid.heads, grid.widths, strict=True)]
     tall = max((len(h) for h in heads), default=1)
     heads = [[""] * (tall - len(h)) + h for h in heads]  # headers sit on the rule
     out = _block(heads, grid.widths, numeric)
     out.append((" " * GAP).join("-" * w for w in grid.widths).rstrip())
     for row in cells:
-        wrapped = [_lines(c, w) for c, w in zip(row, grid.widths, strict=False)]
+        wrapped = [wrap(c, w) for c, w in zip(row, grid.widths, strict=False)]
         out += _block(wrapped, grid.widths, numeric)
     return out
 
@@ -74,7 +74,7 @@ def _block(columns: list[list[str]], widths: Sequence[int], numeric: Sequence[bo
     return lines
 
 
-def _lines(text: str, width: int) -> list[str]:
+def wrap(text: str, width: int) -> list[str]:
     """`text` wrapped at spaces to `width` cells; a longer word folds (runs of spaces in a
     wrapped cell read as one)."""
     if "\n" not in text and cell_len(text) <= width:
