@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidEvent
 
@@ -207,6 +208,14 @@ class Envelope(BaseModel):
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         return v.astimezone(UTC)
+
+    @field_validator("subject")
+    @classmethod
+    def _key_not_blank(cls, v: str) -> str:
+        """A key of only spaces would name a lead nobody can look up or tell apart."""
+        if not v.strip():
+            raise PydanticCustomError("blank_key", "a lead key with something besides spaces")
+        return v
 
     @property
     def occurred_at(self) -> datetime:
