@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import output
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
 from engine.output import FORMATS
@@ -45,6 +46,12 @@ def _fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
     p.add_argument(
         "--format", choices=FORMATS, default=default, help=f"output format (default {default})"
     )
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="tables: every column at full width (default: fit the terminal, 100 columns "
+        "when not a terminal; columns that do not fit are named below the table)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write generated journeys as JSON Lines",
         description="Deterministic for a seed: the same seed gives the same file.",
     )
-    p.add_argument("--leads", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--leads", type=int, default=1000, help="number of leads (default 1000)")
+    p.add_argument(
+        "--seed", type=int, default=7, help="random seed: the same seed, the same file (default 7)"
+    )
     p.add_argument("--days", type=int, default=150, help="span of first touches in days")
     p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
 
@@ -208,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", metavar="T", help="as the engine knew it at T (events recorded by T)")
     _fmt(p)
     p = lead.add_parser("history", help="every event in order with score and stage after each")
-    p.add_argument("key")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
     clocks = p.add_mutually_exclusive_group()
     clocks.add_argument("--as-of", metavar="T", help="only events the engine had recorded by T")
     clocks.add_argument(
@@ -219,10 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="one JSON document for auditors: every event, decision, rule version, chain hash",
     )
-    p.add_argument("key")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
     p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
     p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
-    p.add_argument("key")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
     p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
     p.add_argument("--model", help="scoring model name (default: the primary model)")
     _fmt(p)
@@ -272,14 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="rules_command", required=True, metavar="SUBCOMMAND"
     )
     p = rules.add_parser("check", help="validate a rules file, errors with line numbers")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the rules YAML to check")
     rules.add_parser("show", help="print the shipped default rules (a commented template)")
 
     dl = sub.add_parser("deadletters", help="rejected input, kept with its reason").add_subparsers(
         dest="dl_command", required=True, metavar="SUBCOMMAND"
     )
     p = dl.add_parser("list", help="the latest rejected records")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="records listed (default 20)")
     _fmt(p)
 
     p = sub.add_parser(
@@ -379,7 +388,12 @@ def _report_parsers(report: Any) -> None:
     )
     p.add_argument("--model", default="all", choices=("all", *MODELS), help="default all")
     p.add_argument("--by", default="channel", choices=BY, help="default channel")
-    p.add_argument("--value", default="conversions", choices=("conversions", "revenue"))
+    p.add_argument(
+        "--value",
+        default="conversions",
+        choices=("conversions", "revenue"),
+        help="credit conversions, or the revenue of won deals (default conversions)",
+    )
     p.add_argument(
         "--conversion",
         choices=("mql", "sql", "opportunity", "customer"),
@@ -401,7 +415,9 @@ def _report_parsers(report: Any) -> None:
         "  leadengine report kpis --section money --by campaign --model w_shaped\n"
         "  leadengine report kpis --section flow --period week --format csv\n",
     )
-    p.add_argument("--section", default="all", choices=("all", *SECTIONS))
+    p.add_argument(
+        "--section", default="all", choices=("all", *SECTIONS), help="one section (default all)"
+    )
     _kpi_args(p, MODELS)
     _fmt(p)
 
@@ -411,13 +427,18 @@ def _report_parsers(report: Any) -> None:
         formatter_class=fmt,
         epilog=WINDOW_HELP + "\nexample:\n  leadengine report html report.html --from 2026-01-01\n",
     )
-    p.add_argument("output", type=Path, metavar="OUT.html")
+    p.add_argument("output", type=Path, metavar="OUT.html", help="the page to write")
     _kpi_args(p, MODELS)
 
 
 def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
     p.add_argument("--period", default="month", choices=("week", "month"), help="lead flow")
-    p.add_argument("--by", default="channel", choices=("channel", "campaign"))
+    p.add_argument(
+        "--by",
+        default="channel",
+        choices=("channel", "campaign"),
+        help="group sources, flow and money by (default channel)",
+    )
     p.add_argument("--model", default="linear", choices=models, help="for ROI (default linear)")
     _window_args(p)
 
@@ -461,6 +482,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    output.configure(wide=getattr(args, "wide", False))
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     try:

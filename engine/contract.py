@@ -300,7 +300,7 @@ def _expected(err_type: str, ctx: dict[str, Any] | None, msg: str) -> str:
     if err_type == "literal_error" and ctx:
         return f"one of {ctx.get('expected')}"
     if err_type == "string_pattern_mismatch" and ctx and ctx.get("pattern") == NOT_BLANK:
-        return "a value that is not blank"
+        return "a value that is not blank (something besides spaces)"
     if err_type == "string_pattern_mismatch" and ctx:
         return f"a string matching {ctx.get('pattern')}"
     if err_type.startswith("datetime") or err_type == "timezone_aware":

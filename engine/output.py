@@ -1,17 +1,44 @@
-"""Render read results as a terminal table, JSON or CSV: one function, every command."""
+"""Render read results as a terminal table, JSON or CSV: one function, every command.
+
+Tables are for people: untrusted text is shown escaped (engine.sanitize), cells wrap to fit
+the terminal (COLUMNS, else the terminal's width, else 100 columns) and columns that still do
+not fit are left out with a note, unless `--wide` (engine.tables lays them out). JSON is
+exact. CSV is exact but for cells a spreadsheet would evaluate (neutralised) and booleans
+(`true`/`false`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import shutil
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from engine import tables
+from engine.sanitize import csv_cell, terminal_text
+
 FORMATS = ("table", "json", "csv")
+DEFAULT_WIDTH = 100
+UNLIMITED = 100_000
+
+_wide = False
+
+
+def configure(*, wide: bool = False) -> None:
+    """`--wide`: tables show every column at full width (no wrapping, nothing left out)."""
+    global _wide
+    _wide = wide
+
+
+def table_width() -> int:
+    """The width tables fit: COLUMNS, else the terminal's, else 100; unlimited with --wide."""
+    if _wide:
+        return UNLIMITED
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns or DEFAULT_WIDTH
 
 
 def _plain(value: Any) -> Any:
@@ -35,32 +62,13 @@ def to_json(obj: Any) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(_plain(value))
-
-
-def table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None
-) -> str:
-    cols = list(columns or (rows[0].keys() if rows else []))
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
-    numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in cols]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    out = [title, ""] if title else []
-    out += [line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    if not rows:
-        out.append("(none)")
-    return "\n".join(out)
+    return terminal_text(str(_plain(value)))
 
 
 def _is_number(value: Any) -> bool:
@@ -69,14 +77,53 @@ def _is_number(value: Any) -> bool:
     )
 
 
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None
+) -> str:
+    width = table_width()
+    cols = list(columns or (rows[0].keys() if rows else []))
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in cols]
+    out: list[str] = []
+    if title:
+        out += [*_wrap(terminal_text(title), width), ""]
+    grid = tables.layout([terminal_text(c) for c in cols], cells, width)
+    out += tables.draw(grid, numeric, [r[: grid.shown] for r in cells])
+    if not rows:
+        out.append("(none)")
+    if grid.shown < len(cols):
+        hidden = ", ".join(terminal_text(c) for c in cols[grid.shown :])
+        note = f"({len(cols) - grid.shown} columns not shown: {hidden}; --wide shows all)"
+        out += _wrap(note, width)
+    return "\n".join(out)
+
+
+def prose(text: str) -> str:
+    """Free text for the terminal (a summary above tables): escaped like a table's cells and
+    each line wrapped to the table width."""
+    width = table_width()
+    return "\n".join(
+        wrapped for line in text.split("\n") for wrapped in _wrap(terminal_text(line), width)
+    )
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return [text] if width >= UNLIMITED else tables.wrap(text, width)
+
+
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     cols = list(columns or (rows[0].keys() if rows else []))
+    lines = [_csv_line([csv_cell(c) for c in cols])]
+    lines += [_csv_line([_plain(csv_cell(row.get(c))) for c in cols]) for row in rows]
+    return "".join(lines)
+
+
+def _csv_line(values: list[Any]) -> str:
+    """One CSV record ending in LF. Written with CRLF, then cut: the csv module quotes a field
+    holding a CR only when CR is part of the line terminator."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _plain(row.get(c)) for c in cols})
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    return buf.getvalue()[:-2] + "\n"
 
 
 def render(

@@ -1,4 +1,5 @@
-"""A progress line on stderr for long work; silent when stderr is not a terminal."""
+"""A progress line on stderr for long work (percentage, rate and ETA when the total is known);
+silent when stderr is not a terminal."""
 
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ class Progress:
         if self.total:
             frac = min(1.0, self.count / self.total)
             bar = "#" * int(frac * 24)
-            eta = (self.total - self.count) / rate if rate > 0 else 0.0
+            eta = max(0.0, (self.total - self.count) / rate) if rate > 0 else None
             text = (
-                f"{self.label} [{bar:<24}] {self.count:,}/{self.total:,} "
-                f"{rate:,.0f}/s eta {eta:,.0f}s"
+                f"{self.label} [{bar:<24}] {frac:4.0%} {self.count:,}/{self.total:,} "
+                f"{rate:,.0f}/s eta {duration(eta)}"
             )
         else:
             text = f"{self.label} {self.count:,} {rate:,.0f}/s"
@@ -55,3 +56,26 @@ class Progress:
             self._draw(extra)
             self.stream.write("\n")
             self.stream.flush()
+
+
+def duration(seconds: float | None) -> str:
+    """`42s`, `3m05s`, `1h02m`; `?` before the first rate is known."""
+    if seconds is None:
+        return "?"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def count_lines(path: str) -> int | None:
+    """Non-blank lines of a regular file, for a progress total; None for stdin or a pipe."""
+    from pathlib import Path
+
+    file = Path(path)
+    if path == "-" or not file.is_file():
+        return None
+    with file.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())

@@ -150,8 +150,11 @@ def _outcome(lead: Lead, rules: Rules) -> Outcome:
     return Outcome(lead.stage, lead.mql_rounds > 0, lead.current_score(rules).total)
 
 
-def facts_from_log(app: Any, page: int = 5000) -> Iterator[FactIn]:
-    """Every lead fact in the engine's log, in the order it was recorded."""
+def facts_from_log(
+    app: Any, page: int = 5000, progress: Callable[[int], None] | None = None
+) -> Iterator[FactIn]:
+    """Every lead fact in the engine's log, in the order it was recorded; `progress` gets the
+    log position read so far (against max_notification_id: a total for percentage and ETA)."""
     keys: dict[Any, str] = {}
     started_topic = _topic(app, Lead.Started)
     fact_topic = _topic(app, Lead.FactRecorded)
@@ -160,6 +163,8 @@ def facts_from_log(app: Any, page: int = 5000) -> Iterator[FactIn]:
         batch = app.recorder.select_notifications(
             start=position + 1, limit=page, topics=[started_topic, fact_topic]
         )
+        if progress:
+            progress(position)
         if not batch:
             return
         for notification in batch:

@@ -13,11 +13,12 @@ from engine.analytics.allocate import exact_split
 from engine.analytics.journeys import NO_TOUCH
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import Path, Paths, ReportError
+from engine.currency import minor_unit
 from engine.rules import Attribution
 
 MODELS = (*RULE_BASED, "markov", "shapley")
 BY = ("channel", "campaign", "content")
-QUANTUM = {"conversions": Decimal("0.0001"), "revenue": Decimal("0.01")}
+CONVERSION_QUANTUM = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,12 @@ class Credits:
     total: Decimal
     conversions: int
     credits: dict[str, Decimal]
+    quantum: Decimal = CONVERSION_QUANTUM
+
+    @property
+    def zero(self) -> Decimal:
+        """0 written like every credit (`0.00` for revenue), for a key this model left out."""
+        return Decimal(0).quantize(self.quantum)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -96,19 +103,20 @@ def attribute(paths: Paths, model: str, by: str, cfg: Attribution) -> Credits:
         raw = _shapley(paths, touched, by, cfg)
     else:
         raw = _rule_based(model, touched, by, cfg)
-    quantum = QUANTUM[paths.value]
+    quantum = minor_unit(paths.currency) if paths.value == "revenue" else CONVERSION_QUANTUM
     touched_total = sum((p.value for p in touched), Decimal(0))
     credits = exact_split(raw, touched_total, quantum) if touched_total else {}
     if untouched:
-        credits[NO_TOUCH] = untouched
+        credits[NO_TOUCH] = untouched.quantize(quantum)
     return Credits(
         model=model,
         by=by,
         value=paths.value,
         conversion=paths.conversion,
-        total=paths.total,
+        total=paths.total.quantize(quantum) if paths.value == "revenue" else paths.total,
         conversions=len(paths.converting),
         credits=credits,
+        quantum=quantum,
     )
 
 
@@ -121,7 +129,7 @@ def side_by_side(results: list[Credits]) -> list[dict[str, Any]]:
     weight = {k: sum((r.credits.get(k, Decimal(0)) for r in results), Decimal(0)) for k in keys}
     keys.sort(key=lambda k: (-weight[k], k))
     rows: list[dict[str, Any]] = [
-        {by: k, **{r.model: r.credits.get(k, Decimal(0)) for r in results}} for k in keys
+        {by: k, **{r.model: r.credits.get(k, r.zero) for r in results}} for k in keys
     ]
-    rows.append({by: "TOTAL", **{r.model: sum(r.credits.values(), Decimal(0)) for r in results}})
+    rows.append({by: "TOTAL", **{r.model: sum(r.credits.values(), r.zero) for r in results}})
     return rows

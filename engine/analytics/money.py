@@ -15,8 +15,8 @@ from engine.analytics.attribution import Credits
 from engine.analytics.funnel import _in, source_of
 from engine.analytics.journeys import Cost, Dataset
 from engine.analytics.paths import ReportError
+from engine.currency import minor_unit
 
-CENT = Decimal("0.01")
 COUNTED = ("lead", "mql", "sql", "customer")
 
 
@@ -36,8 +36,12 @@ def prorated(cost: Cost, start: datetime | None, end: datetime | None) -> Decima
     return cost.amount * inside / span
 
 
-def _div(a: Decimal, b: int | Decimal) -> Decimal | None:
-    return (a / b).quantize(CENT, ROUND_HALF_UP) if b else None
+def _div(a: Decimal, b: int | Decimal, unit: Decimal) -> Decimal | None:
+    return (a / b).quantize(unit, ROUND_HALF_UP) if b else None
+
+
+def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
+    return None if amount is None else amount.quantize(unit, ROUND_HALF_UP)
 
 
 def money(
@@ -49,7 +53,8 @@ def money(
     attributed: Credits | None = None,
     currency: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per channel (or campaign) and a TOTAL row."""
+    """One row per channel (or campaign) and a TOTAL row; money in the currency's minor unit
+    (two decimals when several currencies are possible or none is known)."""
     currencies = {c.currency for c in ds.costs} | {
         m.currency for j in ds.journeys for m in j.won() if m.currency
     }
@@ -72,11 +77,13 @@ def money(
         for m in j.won():
             if _in(m.at, start, end) and (currency is None or m.currency == currency):
                 revenue[group] += m.amount or Decimal(0)
+    unit = minor_unit(currency or (next(iter(currencies)) if len(currencies) == 1 else None))
     credit = attributed.credits if attributed else {}
     total_revenue = sum(revenue.values(), Decimal(0))
     groups = sorted(set(cost) | set(counts) | set(credit))
     rows = [
-        _row(by, g, cost[g], counts[g], revenue[g], credit.get(g), total_revenue) for g in groups
+        _row(by, g, cost[g], counts[g], revenue[g], credit.get(g), total_revenue, unit)
+        for g in groups
     ]
     total_counts = {s: sum(counts[g][s] for g in groups) for s in COUNTED}
     total_credit = sum(credit.values(), Decimal(0)) if attributed else None
@@ -89,6 +96,7 @@ def money(
             total_revenue,
             total_credit,
             total_revenue,
+            unit,
         )
     )
     return rows
@@ -102,16 +110,17 @@ def _row(
     revenue: Decimal,
     attributed: Decimal | None,
     total_revenue: Decimal,
+    unit: Decimal,
 ) -> dict[str, Any]:
-    cost = cost.quantize(CENT, ROUND_HALF_UP)
+    cost = cost.quantize(unit, ROUND_HALF_UP)
     row: dict[str, Any] = {by: group, "cost": cost}
     for stage in COUNTED:
         row[f"{stage}s"] = counts[stage]
     for stage in COUNTED:
-        row[f"cost_per_{stage}"] = _div(cost, counts[stage])
-    row["revenue"] = revenue
-    row["revenue_per_customer"] = _div(revenue, counts["customer"])
-    row["attributed_revenue"] = attributed
+        row[f"cost_per_{stage}"] = _div(cost, counts[stage], unit)
+    row["revenue"] = _round(revenue, unit)
+    row["revenue_per_customer"] = _div(revenue, counts["customer"], unit)
+    row["attributed_revenue"] = _round(attributed, unit)
     row["roi_pct"] = (
         round(float((attributed - cost) / cost * 100), 1)
         if attributed is not None and cost

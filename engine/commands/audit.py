@@ -15,7 +15,7 @@ from engine.chain import CHAIN_TABLE
 from engine.commands.leads import history_rows
 from engine.errors import LeadEngineError, LeadNotFound
 from engine.logs import get_logger
-from engine.output import render, to_json
+from engine.output import prose, render, to_json
 from engine.privacy import KEYS_TABLE
 from engine.progress import Progress
 from engine.runtime import open_runtime
@@ -72,9 +72,11 @@ def verify_command(args: argparse.Namespace) -> int:
         else:
             first = report.breaks[0]
             print(
-                f"BROKEN: {len(report.breaks)} chain(s); first at aggregate {first.aggregate}"
-                f"{' (lead ' + first.key + ')' if first.key else ''} version {first.version}: "
-                f"{first.problem}"
+                prose(
+                    f"BROKEN: {len(report.breaks)} chain(s); first at aggregate "
+                    f"{first.aggregate}{' (lead ' + first.key + ')' if first.key else ''} "
+                    f"version {first.version}: {first.problem}"
+                )
             )
             print(render("table", breaks, columns=["aggregate", "key", "version", "problem"]))
     return 0 if report.ok else 1

@@ -16,7 +16,7 @@ from engine.contract import EVENT_TYPES, event_json_schema
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
 from engine.output import render, to_json
-from engine.progress import Progress
+from engine.progress import Progress, count_lines
 from engine.projections.projector import DESCRIPTIONS, PROJECTIONS, Projector, names
 from engine.rules import load_rules
 from engine.runtime import Runtime, open_runtime
@@ -34,8 +34,12 @@ def read_lines(path: str) -> Iterator[bytes]:
         yield from handle
 
 
-def _ingest(rt: Runtime, lines: Any, origin: str, total: int | None = None) -> LinesReport:
+def _ingest(
+    rt: Runtime, lines: Any, origin: str, total: int | None = None, path: str | None = None
+) -> LinesReport:
     bar = Progress("ingest", total)
+    if bar.enabled and total is None and path is not None:
+        bar.total = count_lines(path)  # a second read, only for a person watching
     report = ingest_lines(
         lines,
         origin=origin,
@@ -93,7 +97,7 @@ def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) ->
 def ingest(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         origin = "stdin" if args.file == "-" else f"file:{args.file}"
-        report = _ingest(rt, read_lines(args.file), origin)
+        report = _ingest(rt, read_lines(args.file), origin, path=args.file)
         projected = None if args.no_project else _project(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
     return 0

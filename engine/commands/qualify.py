@@ -9,7 +9,7 @@ from typing import Any
 from engine import reports
 from engine.commands.leads import _moment
 from engine.errors import LeadEngineError
-from engine.output import render, to_json
+from engine.output import prose, render, to_json
 from engine.progress import Progress
 from engine.rules import load_rules
 from engine.runtime import open_runtime
@@ -66,10 +66,11 @@ def whatif(args: argparse.Namespace) -> int:
     since = _moment(args.since)
     with open_runtime() as rt:
         total = rt.app.recorder.max_notification_id() or 0
-        bar = Progress("replay", None)
+        bar = Progress("replay (events)", total or None)
         result = replay(
-            facts_from_log(rt.app), rt.rules, new_rules, since=since, progress=bar.update
+            facts_from_log(rt.app, progress=bar.update), rt.rules, new_rules, since=since
         )
+        bar.update(total)  # the whole log was read, facts or not
         bar.done()
     doc = result.summary(limit=args.limit)
     if args.format == "json":
@@ -85,7 +86,7 @@ def whatif(args: argparse.Namespace) -> int:
         f"MQL: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL would "
         f"change: {doc['leads_changed']:,}"
     )
-    print(head)
+    print(prose(head))
     print()
     print(render("table", doc["stages"], title="Leads by current stage"))
     print()

@@ -18,9 +18,10 @@ from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
 from engine.errors import InvalidEvent, LeadEngineError
 from engine.output import render, to_json
-from engine.progress import Progress
+from engine.progress import Progress, count_lines
 from engine.publish import Publisher
 from engine.runtime import Runtime, open_runtime
+from engine.sanitize import terminal_text
 from engine.settings import Settings, get_settings
 
 
@@ -96,6 +97,8 @@ def publish(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rejected = 0
     bar = Progress("publish")
+    if bar.enabled:
+        bar.total = count_lines(args.file)
     with Publisher(
         _bootstrap(args, settings),
         topic=settings.kafka_topic,
@@ -112,7 +115,7 @@ def publish(args: argparse.Namespace) -> int:
                     pub.publish(line)
                 except InvalidEvent as exc:
                     rejected += 1
-                    print(f"line {number}: not sent: {exc}", file=sys.stderr)
+                    print(terminal_text(f"line {number}: not sent: {exc}"), file=sys.stderr)
                 bar.update(pub.sent)
         except Exception as exc:
             raise LeadEngineError(_stopped(number, pub.sent, rejected, exc)) from exc
