@@ -22,6 +22,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from engine.contention import XACT_LOCK
+
 CHAIN_TABLE = "event_chain"
 ANCHOR_TABLE = "chain_anchors"
 TOPIC = "engine.chain:ChainedProcessRecorder"
@@ -74,6 +76,9 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        # first, before any row is written: a writer waiting here holds nothing another needs
+        for key in kwargs.get("advisory_locks", ()):
+            curs.execute(XACT_LOCK, (key,))
         super()._insert_events(curs, stored_events, **kwargs)
         if stored_events:
             curs.executemany(

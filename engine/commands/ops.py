@@ -80,12 +80,13 @@ def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) ->
     doc: dict[str, Any] = report.as_dict()
     if projected is not None:
         doc["projected"] = projected
-    doc["dead_letters"] = where if report.rejected else None
+    kept = report.rejected + report.conflicts
+    doc["dead_letters"] = where if kept else None
     if fmt == "json":
         return to_json(doc)
     rows = [{"what": k, "count": v} for k, v in doc.items() if isinstance(v, int)]
     text = render(fmt, rows, columns=["what", "count"])
-    if report.rejected and fmt == "table":
+    if kept and fmt == "table":
         text += f"\n\nrejected lines are kept in {where} (see `leadengine deadletters list`)"
     return text
 
