@@ -150,3 +150,41 @@ def test_two_ingest_processes_sharing_a_routing_queue_both_finish(
     assigned = stored(database, "RoutingQueue.Assigned")
     assert [a["turn"] for a in assigned] == list(range(120))
     assert sorted(a["lead_key"] for a in assigned) == sorted(expected)
+
+
+def test_events_sharing_an_id_across_sources_are_all_projected_and_rebuilt(
+    runtime: Runtime,
+) -> None:
+    from engine.projections.rebuild import rebuild
+
+    def cost(source: str) -> dict[str, Any]:
+        data = {"campaign": "spring", "channel": "paid_search", "amount": "100.00",
+                "currency": "USD", "period_start": "2026-03-01",
+                "period_end": "2026-03-31"}  # fmt: skip
+        return {**raw("campaign.cost_recorded", "spring", data, id="1"), "source": source}
+
+    def touch(source: str) -> dict[str, Any]:
+        return {**raw("touch.page_viewed", "lead-7", {"channel": "web"}, id="1"), "source": source}
+
+    events = [captured(), touch("crm"), touch("web"), deal("10"), deal("10", source="web")]
+    events += [cost("ads"), cost("finance")]
+    ingest_lines(lines(*events), origin="a", app=runtime.app, deadletters=runtime.deadletters)
+
+    def rows() -> list[tuple[Any, ...]]:
+        s = runtime.db.schema
+        with runtime.db.connect() as conn:
+            return [
+                tuple(conn.execute(f"SELECT source FROM {s}.{t} {w} ORDER BY 1").fetchall())
+                for t, w in (
+                    ("lead_touchpoints", ""),
+                    ("lead_milestones", "WHERE type = 'deal.won'"),
+                    ("campaign_costs", ""),
+                )
+            ]
+
+    expected = [(("crm",), ("web",)), (("crm",), ("web",)), (("ads",), ("finance",))]
+    runtime.projector.run()
+    assert rows() == expected
+    for name in ("touchpoints", "costs"):
+        rebuild(runtime.app, runtime.db, name)
+    assert rows() == expected
