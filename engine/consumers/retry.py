@@ -95,13 +95,16 @@ def store_racing(
     log: Any = None,
     settled: Callable[[], bool] | None = None,
     on_retry: Callable[[], None] | None = None,
+    max_in_a_row: int = 50,
 ) -> T | None:
     """Call `fn` until it stores: transient failures are waited out, version conflicts redone.
 
     A version conflict means another writer stored first (a shared routing queue, or the same
     lead during a rebalance); the failed attempt evicted what it touched, so the next one reads
     fresh and records only what the store lacks. `settled()` is asked after a conflict: True
-    means the work is stored already (another member did it) and None is returned."""
+    means the work is stored already (another member did it) and None is returned. Losing
+    `max_in_a_row` times running is no race (writers take turns after one loss) but a key the
+    store holds for another reason: the error is raised then, never retried for ever."""
     logger = log or get_logger("leadengine.retry")
     started = time.monotonic()
     in_a_row = 0
@@ -110,6 +113,8 @@ def store_racing(
             try:
                 return retry_transient(fn, what=what, log=logger, on_retry=on_retry)
             except IntegrityError:
+                if in_a_row >= max_in_a_row:
+                    raise
                 in_a_row += 1
                 stats.races += 1
                 stats.max_races_in_a_row = max(stats.max_races_in_a_row, in_a_row)

@@ -96,6 +96,7 @@ def test_consume_sends_a_conflict_to_the_dead_letter_topic(
     assert json.loads(letter.value) == reused
     headers = {k: v.decode() for k, v in letter.headers}
     assert headers["leadengine.error.field"] == "data.amount"
+    assert headers["leadengine.error.kind"] == "conflict"
     assert headers["leadengine.error.event_id"] == "deal-7"
     assert "same identity, different content" in headers["leadengine.error"]
     assert stored_facts(runtime.db) == {"lead-7": ["cap-7", "deal-7", "deal-7"]}

@@ -44,3 +44,10 @@ def test_other_errors_are_not_retried() -> None:
 
     with pytest.raises(ValueError):
         store_racing(attempt, stats=RaceStats(), what="batch")
+
+
+def test_a_conflict_that_never_clears_is_raised_not_retried_for_ever() -> None:
+    calls, attempt = losing(1000)
+    with pytest.raises(IntegrityError):
+        store_racing(attempt, stats=RaceStats(), what="batch", max_in_a_row=3)  # type: ignore[arg-type]
+    assert len(calls) == 4
