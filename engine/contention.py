@@ -23,6 +23,9 @@ from psycopg import sql
 LOCK = sql.SQL("SELECT pg_advisory_lock(%s)")
 UNLOCK = sql.SQL("SELECT pg_advisory_unlock(%s)")
 XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+#: how long a save waits for a shared aggregate another batch holds before it gives up (and
+#: is retried): longer than a batch takes, short enough to undo a wait on each other
+SET_LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = '5s'")
 
 
 def lock_key(agg_id: UUID) -> int:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Recorded
@@ -184,3 +186,48 @@ def _cost_args(amount: str, source: str) -> dict[str, Any]:
         "period_start": date(2026, 3, 1),
         "period_end": date(2026, 3, 31),
     }
+
+
+WORDS = st.text(alphabet="abc-/", min_size=1, max_size=8)  # nothing a stricter contract refuses
+TOUCH_FIELDS = st.fixed_dictionaries(
+    {"channel": st.sampled_from(["web", "email", "paid_search"])},
+    optional={
+        "campaign": WORDS,
+        "content": WORDS,
+        "url": WORDS,
+    },
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=TOUCH_FIELDS, second=TOUCH_FIELDS, days=st.integers(0, 3), other=st.booleans())
+def test_any_reuse_of_an_identity_is_a_duplicate_or_a_conflict_never_lost(
+    rules: Any, first: dict[str, Any], second: dict[str, Any], days: int, other: bool
+) -> None:
+    """Over all touch payloads: the same (source, id) is a duplicate exactly when type, time
+    and data are the same, else a conflict naming the fields that differ; another source is
+    always a new event."""
+    app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    try:
+        source = "web" if other else "crm"
+        a = event("touch.page_viewed", "lead-1", first, id="t-1", source="crm")
+        b = validate_event(
+            {**raw("touch.page_viewed", "lead-1", second, id="t-1", days=days), "source": source}
+        )
+        app.ingest([a])
+        result = app.ingest([b])
+        (outcome,) = [o for _, o in result.outcomes]
+        a_content = {"time": a.time, **{f"data.{k}": v for k, v in a.data.items()}}
+        b_content = {"time": b.time, **{f"data.{k}": v for k, v in b.data.items()}}
+        differ = sorted(k for k in a_content.keys() | b_content.keys()
+                        if a_content.get(k) != b_content.get(k))  # fmt: skip
+        if other:
+            assert outcome is Recorded.ACCEPTED
+        elif differ:
+            assert outcome is Recorded.CONFLICT
+            assert result.rejected[0][1].field == ", ".join(differ)
+        else:
+            assert outcome is Recorded.DUPLICATE
+        assert len(app.get_lead("lead-1").facts) == (2 if other else 1)
+    finally:
+        app.close()
