@@ -72,7 +72,7 @@ def _count_table(counts: dict[str, Any], projected: int, where: str) -> str:
     rows = [{"what": k, "count": v} for k, v in counts.items() if isinstance(v, int)]
     rows.append({"what": "projected", "count": projected})
     text = render("table", rows, columns=["what", "count"])
-    rejected = counts.get("rejected") or counts.get("dead_lettered")
+    rejected = counts.get("rejected") or counts.get("dead_lettered") or counts.get("conflicts")
     return text + (f"\n\nrejected records are kept in {where}" if rejected else "")
 
 

@@ -189,3 +189,21 @@ def test_events_sharing_an_id_across_sources_are_all_projected_and_rebuilt(
     for name in ("touchpoints", "costs"):
         rebuild(runtime.app, runtime.db, name)
     assert rows() == expected
+
+
+def test_the_ingest_command_counts_conflicts_and_says_where_they_are_kept(
+    leadengine: Any, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"\n".join(lines(captured(), deal("1000"))))
+    second.write_bytes(b"\n".join(lines(deal("1000"), deal("99999"))))
+    code, out = leadengine("ingest", str(first), "--no-project", "--format", "json")
+    assert code == 0 and json.loads(out)["conflicts"] == 0
+    code, out = leadengine("ingest", str(second), "--no-project", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and (doc["duplicates"], doc["conflicts"], doc["rejected"]) == (1, 1, 0)
+    assert doc["dead_letters"] is not None
+    code, out = leadengine("ingest", str(second), "--no-project")
+    assert code == 0 and "conflicts" in out and "deadletters list" in out
+    code, out = leadengine("deadletters", "list", "--format", "json")
+    assert code == 0 and "same identity, different content" in out
