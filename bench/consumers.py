@@ -64,7 +64,7 @@ def member(args: argparse.Namespace) -> dict[str, Any]:
         "records": stats.records,
         "accepted": stats.accepted,
         "retries": stats.retries,
-        "conflicts": stats.conflicts,
+        "conflicts": stats.race.races,
         "first_record": first,
         "ended": ended,
         "join_s": first - started_wall,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,6 +24,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    IntegrityError,
     JSONTranscoder,
     Mapper,
     ProcessRecorder,
@@ -35,8 +36,9 @@ from psycopg import sql
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded, lead_id
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
+from engine.contention import SharedLocks, lock_key
 from engine.contract import Envelope, present_pii
-from engine.errors import LeadEngineError, LeadNotFound
+from engine.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.facts import profile_of
 from engine.privacy import KeyStore, MasterKeyError, PiiMapper, PostgresKeyStore
 from engine.routing import choose, match_queue
@@ -62,12 +64,27 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     ignored: int = 0  # personal data for forgotten leads, under privacy.after_erasure: drop
+    conflicts: int = 0  # a stored event's (source, id) with other content: refused
     outcomes: list[tuple[str, Recorded]] = field(default_factory=list)
+    #: the refused events, by their index in the batch, with the reason to keep them under
+    rejected: list[tuple[int, EventConflict]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.ignored += other.ignored
+        self.conflicts += other.conflicts
+
+    def count(self, event_id: str, outcome: Recorded) -> None:
+        self.outcomes.append((event_id, outcome))
+        if outcome is Recorded.ACCEPTED:
+            self.accepted += 1
+        elif outcome is Recorded.IGNORED:
+            self.ignored += 1
+        elif outcome is Recorded.CONFLICT:
+            self.conflicts += 1
+        else:
+            self.duplicates += 1
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,8 @@ class LeadEngine(Application[UUID]):
         self._peeked: dict[UUID, Aggregate | None] = {}
         datastore = getattr(self.recorder, "datastore", None)
         keys: KeyStore
+        #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
+        self.locks = None if datastore is None else SharedLocks(datastore)
         if datastore is not None:
             if master_key is None:
                 raise MasterKeyError(
@@ -158,47 +177,67 @@ class LeadEngine(Application[UUID]):
 
     # -- commands ---------------------------------------------------------------------------
 
-    def ingest(self, events: Sequence[Envelope], tracking: Tracking | None = None) -> IngestResult:
-        """Record `events` in order on their leads and campaigns; one transaction for all."""
+    def ingest(
+        self,
+        events: Sequence[Envelope],
+        tracking: Tracking | None = None,
+        *,
+        keep_rejected: Callable[[IngestResult], None] | None = None,
+    ) -> IngestResult:
+        """Record `events` in order on their leads and campaigns; one transaction for all.
+
+        An event whose (source, id) is stored with other content is refused (`CONFLICT`);
+        `keep_rejected` is called with the result before the transaction, so the caller can keep
+        the refused records (dead letters) before their position commits."""
         result = IngestResult()
         touched: dict[UUID, Aggregate] = {}
         self._peeked.clear()
         try:
             self._create_unknown(events, touched)
-            for env in events:
-                outcome = self._apply(env, touched)
-                result.outcomes.append((env.id, outcome))
-                if outcome is Recorded.ACCEPTED:
-                    result.accepted += 1
-                elif outcome is Recorded.IGNORED:
-                    result.ignored += 1
-                else:
-                    result.duplicates += 1
+            for index, env in enumerate(events):
+                try:
+                    outcome = self._apply(env, touched)
+                except EventConflict as exc:
+                    outcome = Recorded.CONFLICT
+                    result.rejected.append((index, exc))
+                result.count(env.id, outcome)
+            if keep_rejected is not None and result.rejected:
+                keep_rejected(result)
             self._save(list(touched.values()), tracking)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, IntegrityError) and self.locks is not None:
+                self.locks.contended(i for i, a in touched.items() if _shared(a))
             self._evict(touched)
             raise
+        finally:
+            if self.locks is not None:
+                self.locks.release()
         return result
 
     def _apply(self, env: Envelope, touched: dict[UUID, Aggregate]) -> Recorded:
         if env.is_campaign_event:
             campaign = self._load(Campaign, campaign_id(env.subject), env.subject, touched)
             d = env.data
-            fresh = campaign.record_cost(
+            return campaign.record_cost(
                 event_id=env.id,
+                source=env.source,
+                occurred_at=env.occurred_at,
+                campaign=d["campaign"],
                 channel=d["channel"],
                 amount=Decimal(d["amount"]),
                 currency=d["currency"],
                 period_start=_date(d["period_start"]),
                 period_end=_date(d["period_end"]),
             )
-            return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
         if env.is_roster_event:
             roster = self._load_shared(Roster, roster_id(), ROSTER_KEY, touched)
-            fresh = roster.record(
-                event_id=env.id, rep=env.subject, data=dict(env.data), at=env.occurred_at
+            return roster.record(
+                event_id=env.id,
+                source=env.source,
+                rep=env.subject,
+                data=dict(env.data),
+                at=env.occurred_at,
             )
-            return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
         lead = self._load(Lead, lead_id(env.subject), env.subject, touched)
         was_open, queue_key = lead.routing_open, lead.queue
         outcome = lead.record(
@@ -270,6 +309,8 @@ class LeadEngine(Application[UUID]):
         """
         if agg_id in touched:
             return cast(A, touched[agg_id])
+        if self.locks is not None:
+            self.locks.before_read(agg_id)
         agg = self._fast_forward(agg_id)
         if agg is None:
             return self._load(cls, agg_id, key, touched)
@@ -363,6 +404,12 @@ class LeadEngine(Application[UUID]):
         processing.collect_events(*aggregates)
         if not processing.events and tracking is None:
             return
+        # a shared aggregate's writer waits while another holds it (engine.contention)
+        written = {e.originator_id for e in processing.events}
+        held = self.locks.held if self.locks is not None else frozenset()
+        processing.saved_kwargs["advisory_locks"] = sorted(
+            lock_key(a.id) for a in aggregates if _shared(a) and a.id in written - held
+        )
         # every new lead's key in one round trip, before the mapper seals their personal data
         self.keys.ensure(
             e.originator_id
@@ -411,6 +458,11 @@ class LeadEngine(Application[UUID]):
         if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
+
+
+def _shared(agg: Aggregate) -> bool:
+    """Written by every consumer (not partitioned by lead): a routing queue, the roster."""
+    return isinstance(agg, RoutingQueue | Roster)
 
 
 def _date(value: Any) -> date:

@@ -24,6 +24,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from engine.contention import SET_LOCK_TIMEOUT, XACT_LOCK
+
 CHAIN_TABLE = "event_chain"
 ANCHOR_TABLE = "chain_anchors"
 START_TABLE = "chain_start"
@@ -89,6 +91,14 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        # first, before any row is written: a writer waiting here holds nothing another needs
+        # (bounded: a writer holding one queue's session lock and waiting for another's must
+        # give up and redo its batch, which releases it; eventsourcing resets the timeout)
+        locks = kwargs.get("advisory_locks", ())
+        if locks:
+            curs.execute(SET_LOCK_TIMEOUT)
+        for key in locks:
+            curs.execute(XACT_LOCK, (key,))
         super()._insert_events(curs, stored_events, **kwargs)
         if stored_events:
             curs.executemany(

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ingest",
         help="ingest JSON Lines of CloudEvents from a file or stdin",
-        description="Valid events are recorded (duplicates by id are no-ops); "
-        "invalid lines are kept in the dead-letter table with the reason. "
+        description="Valid events are recorded (the same source and id again is a no-op; "
+        "with other content, a conflict); invalid lines and conflicts are kept in the "
+        "dead-letter table with the reason. "
         "Projections are brought up to date afterwards unless --no-project.",
     )
     p.add_argument("file", help="path to a .jsonl file, or - for stdin")

@@ -48,3 +48,9 @@ class LeadNotFound(LeadEngineError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"no lead with key {key!r}")
+
+
+class EventConflict(InvalidEvent):
+    """A record whose (`source`, `id`) names a stored event with other content: not the same
+    event again, not a new one. Refused and kept like any invalid record; `field` lists the
+    fields that differ (names only: their values may be personal)."""

@@ -1,7 +1,7 @@
 """Prometheus metrics of the consumer and the projector (`LEADENGINE_METRICS_PORT` serves them).
 
-Consumer: records, accepted, duplicates, dead-lettered (counters, by topic), batch latency
-(histogram) and lag per partition (the broker's high watermark minus the stored position: an
+Consumer: records, accepted, duplicates, conflicts, dead-lettered (counters, by topic), batch
+latency (histogram) and lag per partition (the broker's high watermark minus the stored position: an
 estimate for dashboards, never used to decide anything). Projector: events projected, batch
 latency, position and lag against the head of the event log.
 """
@@ -28,6 +28,11 @@ consumer_duplicates = Counter(
 consumer_ignored = Counter(
     "leadengine_consumer_ignored",
     "Events of forgotten leads dropped by the rules (privacy.after_erasure: drop)",
+    ["topic"],
+)
+consumer_conflicts = Counter(
+    "leadengine_consumer_conflicts",
+    "Records whose (source, id) was stored with other content (dead-lettered)",
     ["topic"],
 )
 consumer_dead_lettered = Counter(

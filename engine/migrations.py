@@ -175,6 +175,33 @@ def _wider_amounts(conn: Any, schema: str) -> None:
     ensure_contract(conn, schema)
 
 
+#: history tables keyed by the events they hold, and their keys with the CloudEvent source
+SOURCE_KEYED = {
+    "lead_touchpoints": ("lead_id", "source", "event_id"),
+    "lead_milestones": ("lead_id", "source", "event_id"),
+    "campaign_costs": ("campaign", "source", "event_id"),
+}
+
+
+def _source_in_keys(conn: Any, schema: str) -> None:
+    """Event identity is (source, id): two events that share an id from two sources both
+    belong in the read model. Rows projected before hold source '' (a rebuild fills it in)."""
+    for table, key in SOURCE_KEYED.items():
+        t = sql.Identifier(schema, table)
+        pkey = sql.Identifier(f"{table}_pkey")
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT ''"
+            ).format(t)
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {k}, "
+                "ADD CONSTRAINT {k} PRIMARY KEY ({c})"
+            ).format(t=t, k=pkey, c=sql.SQL(", ").join(map(sql.Identifier, key)))
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -185,6 +212,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "amounts up to 10^15 with 2 decimals stored exactly", _wider_amounts),
     Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
+    Migration(
+        8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

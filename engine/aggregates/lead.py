@@ -4,7 +4,8 @@ Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's
 `StageChanged` (a fact moved the lead), `MarketingQualified` (the score crossed the MQL rule,
 with the rules version, the score and the trigger event), `AnomalyFlagged` (a fact that made no
 sense in the stage it found; kept, stage untouched), `Routed` / `RoutingFailed` (who got the
-lead, from which queue, by which strategy, and why). Recording a CloudEvent id twice is a no-op.
+lead, from which queue, by which strategy, and why). A fact is known by its CloudEvent
+(`source`, `id`): the same again is a no-op, the same pair with other content a conflict.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from engine import lifecycle
-from engine.facts import Fact, strip_pii
+from engine import identity, lifecycle
+from engine.facts import ERASED_KEY, Fact, email_domain, strip_pii
 from engine.rules import Rules, ScoringModel
 from engine.scoring import Score, score
 
@@ -28,6 +29,7 @@ class Recorded(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"  # personal data for a forgotten lead, with rules privacy.after_erasure drop
+    CONFLICT = "conflict"  # a stored event's (source, id) with other content: refused, kept
 
 
 def lead_id(key: str) -> UUID:
@@ -46,7 +48,7 @@ class Lead(Aggregate):
         self.stage = "anonymous"
         self.owner: str | None = None
         self.facts: list[Fact] = []
-        self.seen: set[str] = set()
+        self.seen: dict[identity.EventKey, int] = {}  # (source, id) -> index in facts
         self.reached: dict[str, datetime] = {}
         self.clock: datetime | None = None
         self.anomalies = 0
@@ -74,8 +76,12 @@ class Lead(Aggregate):
         data: dict[str, Any],
         rules: Rules,
     ) -> Recorded:
-        """Record one upstream fact, then take the decisions it calls for."""
-        if event_id in self.seen:
+        """Record one upstream fact, then take the decisions it calls for.
+
+        Raises `EventConflict` when (source, event_id) is recorded with other content."""
+        known = identity.lookup(self.seen, source, event_id)
+        if known is not None:
+            self.check_redelivery(self.facts[known], event_type, occurred_at, data)
             return Recorded.DUPLICATE
         if self.erased_at is not None:
             stripped = strip_pii(event_type, data)
@@ -103,6 +109,24 @@ class Lead(Aggregate):
         if lifecycle.can_trigger_mql(event_type):
             self._qualify(rules, event_id)
         return Recorded.ACCEPTED
+
+    def check_redelivery(
+        self, stored: Fact, event_type: str, occurred_at: datetime, data: dict[str, Any]
+    ) -> None:
+        """Raise `EventConflict` unless the new event is `stored` again.
+
+        Once the lead is forgotten its stored facts hold no personal fields, so both sides are
+        compared without them: a redelivered old event stays a duplicate, and nothing personal
+        (not even a digest of it) had to be kept to tell."""
+        erased = self.erased_at is not None or ERASED_KEY in stored.data
+        old = identity.content(stored.type, stored.occurred_at, _comparable(stored, erased))
+        new = Fact(stored.event_id, event_type, stored.source, occurred_at, data)
+        identity.check_same(
+            old,
+            identity.content(event_type, occurred_at, _comparable(new, erased)),
+            source=stored.source,
+            event_id=stored.event_id,
+        )
 
     def current_score(self, rules: ScoringModel, as_of: datetime | None = None) -> Score:
         """Score under `rules` as of `as_of` (default: when the lead's latest fact happened)."""
@@ -184,8 +208,8 @@ class Lead(Aggregate):
                 self.data,
                 seq=len(aggregate.facts),
             )
+            aggregate.seen[(self.source, self.event_id)] = len(aggregate.facts)
             aggregate.facts.append(fact)
-            aggregate.seen.add(self.event_id)
             if aggregate.clock is None or self.occurred_at > aggregate.clock:
                 aggregate.clock = self.occurred_at
             if self.event_type == "owner.assigned":
@@ -273,3 +297,14 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.anomalies += 1
+
+
+def _comparable(fact: Fact, erased: bool) -> dict[str, Any]:
+    """A fact's payload as compared for identity: personal fields dropped once erased, and
+    `email_domain` derived as the store derives it (a reloaded fact holds it, a new one not)."""
+    if erased:
+        return strip_pii(fact.type, fact.data)
+    data = dict(fact.data)
+    if isinstance(data.get("email"), str) and data.get("email_domain") is None:
+        data["email_domain"] = email_domain(data["email"])
+    return data

@@ -15,7 +15,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from engine.aggregates.lead import NAMESPACE
+from engine import identity
+from engine.aggregates.lead import NAMESPACE, Recorded
 
 ROSTER_KEY = "default"
 
@@ -116,7 +117,7 @@ class Roster(Aggregate):
         self.key = key
         self.available: dict[str, bool] = {}
         self.capacity: dict[str, int] = {}
-        self.seen: set[str] = set()
+        self.seen: dict[identity.EventKey, dict[str, Any]] = {}  # (source, id) -> content
 
     @staticmethod
     def create_id(key: str = ROSTER_KEY) -> UUID:
@@ -125,30 +126,59 @@ class Roster(Aggregate):
     def is_available(self, rep: str) -> bool:
         return self.available.get(rep, True)
 
-    def record(self, *, event_id: str, rep: str, data: dict[str, Any], at: datetime) -> bool:
-        if event_id in self.seen:
-            return False
+    def record(
+        self, *, event_id: str, source: str, rep: str, data: dict[str, Any], at: datetime
+    ) -> Recorded:
+        """Record a rep's availability; a duplicate when this (source, id) was recorded.
+
+        Raises `EventConflict` when it was recorded with other content."""
+        available, capacity = bool(data["available"]), data.get("capacity")
+        reason = data.get("reason")
+        known = identity.lookup(self.seen, source, event_id)
+        if known is not None:
+            new = _content(at, rep, available, capacity, reason)
+            identity.check_same(known, new, source=source, event_id=event_id)
+            return Recorded.DUPLICATE
         self.trigger_event(
             self.AvailabilityChanged,
             event_id=event_id,
             rep=rep,
-            available=bool(data["available"]),
-            capacity=data.get("capacity"),
-            reason=data.get("reason"),
+            available=available,
+            capacity=capacity,
+            reason=reason,
             occurred_at=at,
+            source=source,
         )
-        return True
+        return Recorded.ACCEPTED
 
     class AvailabilityChanged(Aggregate.Event):
+        """Version 2 keeps the CloudEvent's source; version 1 events read it as None."""
+
+        class_version = 2
+
         event_id: str
         rep: str
         available: bool
         capacity: int | None
         reason: str | None
         occurred_at: datetime
+        source: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["source"] = None
 
         def apply(self, aggregate: Roster) -> None:
-            aggregate.seen.add(self.event_id)
+            aggregate.seen[(self.source, self.event_id)] = _content(
+                self.occurred_at, self.rep, self.available, self.capacity, self.reason
+            )
             aggregate.available[self.rep] = self.available
             if self.capacity is not None:
                 aggregate.capacity[self.rep] = self.capacity
+
+
+def _content(
+    at: datetime, rep: str, available: bool, capacity: int | None, reason: str | None
+) -> dict[str, Any]:
+    data = {"available": available, "capacity": capacity, "reason": reason}
+    return identity.content("rep.availability_changed", at, data, subject=rep)

@@ -56,6 +56,7 @@ def demo_through_kafka(
         "consumed": stats.records,
         "accepted": stats.accepted,
         "duplicates": stats.duplicates,
+        "conflicts": stats.conflicts,
         "dead_lettered": stats.dead_lettered,
     }
     return counts, f"Kafka topic {demo.dlq_topic}"

@@ -76,7 +76,7 @@ def _count_table(counts: dict[str, Any], projected: int, where: str) -> str:
     rows = [{"what": k, "count": v} for k, v in counts.items() if isinstance(v, int)]
     rows.append({"what": "projected", "count": projected})
     text = render("table", rows, columns=["what", "count"])
-    rejected = counts.get("rejected") or counts.get("dead_lettered")
+    rejected = counts.get("rejected") or counts.get("dead_lettered") or counts.get("conflicts")
     return text + (f"\n\nrejected records are kept in {where}" if rejected else "")
 
 
@@ -84,12 +84,13 @@ def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) ->
     doc: dict[str, Any] = report.as_dict()
     if projected is not None:
         doc["projected"] = projected
-    doc["dead_letters"] = where if report.rejected else None
+    kept = report.rejected + report.conflicts
+    doc["dead_letters"] = where if kept else None
     if fmt == "json":
         return to_json(doc)
     rows = [{"what": k, "count": v} for k, v in doc.items() if isinstance(v, int)]
     text = render(fmt, rows, columns=["what", "count"])
-    if report.rejected and fmt == "table":
+    if kept and fmt == "table":
         text += f"\n\nrejected lines are kept in {where} (see `leadengine deadletters list`)"
     return text
 

@@ -1,6 +1,7 @@
 """The dead-letter topic: invalid records, original bytes, key and headers, plus the reason.
 
-Headers added (all UTF-8): `leadengine.error`, `leadengine.error.field`,
+Headers added (all UTF-8): `leadengine.error`, `leadengine.error.kind` (`invalid`, or
+`conflict`: its (source, id) is stored with other content), `leadengine.error.field`,
 `leadengine.error.event_id`, `leadengine.source.topic`, `leadengine.source.partition`,
 `leadengine.source.offset`. Sends are acknowledged (acks=all) before the batch's position is
 committed, so a crash can at worst send a dead letter twice, never lose one.
@@ -14,7 +15,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from engine.consumers.retry import retry_transient
-from engine.errors import InvalidEvent
+from engine.errors import EventConflict, InvalidEvent
 from engine.settings import Settings
 
 PREFIX = "leadengine."
@@ -23,6 +24,7 @@ PREFIX = "leadengine."
 def reason_headers(record: Any, error: InvalidEvent) -> list[tuple[str, bytes]]:
     own = [
         ("error", error.describe()),
+        ("error.kind", "conflict" if isinstance(error, EventConflict) else "invalid"),
         ("error.field", error.field or ""),
         ("error.event_id", error.event_id or ""),
         ("source.topic", record.topic),

@@ -4,9 +4,11 @@ The store, not Kafka, owns the position: each partition batch's events and its l
 eventsourcing tracking record named `kafka.<topic>.<partition>`) commit in one PostgreSQL
 transaction. On assignment the consumer seeks to the stored position + 1, so a crash anywhere
 replays at most the uncommitted batch, and a replayed offset is refused by the tracking check.
-Invalid records go to the dead-letter topic with the reason in headers; their offsets are
-tracked like the rest. A database outage is retried with backoff: never skipped, never
-dead-lettered.
+Invalid records go to the dead-letter topic with the reason in headers, and so do records
+whose (source, id) is stored with other content (conflicts); their offsets are tracked like the
+rest. A batch that loses a version conflict to another member is redone on fresh reads
+(`store_racing`; `engine.contention` makes it wait its turn after that). A database outage is
+retried with backoff: never skipped, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from engine import metrics
-from engine.application import LeadEngine
+from engine.application import IngestResult, LeadEngine
 from engine.consumers.deadletter_topic import DeadLetterTopic
-from engine.consumers.retry import retry_transient
+from engine.consumers.retry import RaceStats, retry_transient, store_racing
 from engine.contract import Envelope, parse_event
 from engine.errors import InvalidEvent
 from engine.logs import get_logger
@@ -45,9 +47,10 @@ class ConsumeStats:
     duplicates: int = 0
     ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     dead_lettered: int = 0
+    conflicts: int = 0  # a stored event's (source, id) with other content: dead-lettered
     batches: int = 0
     retries: int = 0
-    conflicts: int = 0  # batches another consumer wrote before us, retried on fresh reads
+    race: RaceStats = field(default_factory=RaceStats)  # batches another member stored first
     started: float = field(default_factory=time.monotonic)
     first_record: float | None = None  # when the first record arrived (after the group join)
 
@@ -59,9 +62,10 @@ class ConsumeStats:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "dead_lettered": self.dead_lettered,
+            "conflicts": self.conflicts,
             "batches": self.batches,
             "retries": self.retries,
-            "conflicts": self.conflicts,
+            **self.race.as_dict(),
             "seconds": round(elapsed, 2),
             "records_per_s": round(self.records / elapsed, 1),
         }
@@ -220,12 +224,14 @@ class KafkaIngestor:
             last_offset=fresh[-1].offset,
         )
         good: list[Envelope] = []
+        good_records: list[Any] = []
         bad: list[tuple[Any, InvalidEvent]] = []
         for record in fresh:
             try:
                 if record.value is None:
                     raise InvalidEvent("empty record (tombstone)", expected="a CloudEvent")
                 good.append(parse_event(record.value, max_bytes=self.settings.max_event_bytes))
+                good_records.append(record)
             except InvalidEvent as exc:
                 bad.append((record, exc))
         if bad:
@@ -238,12 +244,12 @@ class KafkaIngestor:
                     dlq=self.dlq.topic,
                 )
         last = fresh[-1].offset
-        self._commit(tp, good, last, bound)
+        conflicts = self._commit(tp, good, good_records, last, bound)
         self.positions[tp] = last
         self.stats.records += len(fresh)
-        self.stats.dead_lettered += len(bad)
+        self.stats.dead_lettered += len(bad) + conflicts
         self.stats.batches += 1
-        self._measure(tp, fresh, len(bad), last, started)
+        self._measure(tp, fresh, len(bad) + conflicts, last, started)
         self.consumer.commit_async({tp: OffsetAndMetadata(last + 1, "", -1)})  # a hint only
         bound.debug("batch committed", records=len(fresh), dead_lettered=len(bad))
         if self.on_batch:
@@ -260,32 +266,49 @@ class KafkaIngestor:
         if high is not None:
             metrics.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - (last + 1)))
 
-    def _commit(self, tp: TopicPartition, good: list[Envelope], last: int, bound: Any) -> None:
+    def _commit(
+        self, tp: TopicPartition, good: list[Envelope], records: list[Any], last: int, bound: Any
+    ) -> int:
+        """Store the batch and its position; the conflicts it refused (how many are returned)
+        go to the dead-letter topic first, acknowledged before the position commits."""
         name = tracking_name(tp.topic, tp.partition)
-        while True:
-            try:
-                result = retry_transient(
-                    lambda: self.app.ingest(good, tracking=Tracking(name, last)),
-                    what="record batch",
-                    log=bound,
-                    on_retry=self._count_retry,
+        sent: set[int] = set()  # offsets dead-lettered by an earlier attempt of this batch
+
+        def keep_conflicts(result: IngestResult) -> None:
+            letters = [(records[i], e) for i, e in result.rejected if records[i].offset not in sent]
+            if letters:
+                self.dlq.send(letters)
+                sent.update(record.offset for record, _ in letters)
+            for i, error in result.rejected:
+                bound.warning(
+                    "conflict dead-lettered",
+                    offset=records[i].offset,
+                    error=error.describe(),
+                    dlq=self.dlq.topic,
                 )
-            except IntegrityError:
-                # Another member wrote first: a routing queue both gave a turn from, or (during
-                # a rebalance) some of these offsets or leads. The failed batch already evicted
-                # every aggregate it touched, so the retry reads them fresh and records only
-                # what the store lacks; the rest of the cache stays (a stale lead elsewhere
-                # conflicts once, the same way, when a batch touches it).
-                self.stats.conflicts += 1
-                stored = self.app.max_position(name)
-                bound.info("batch raced another consumer; retrying on fresh reads", stored=stored)
-                if stored is not None and stored >= last:
-                    return
-                continue
-            self.stats.accepted += result.accepted
-            self.stats.duplicates += result.duplicates
-            self.stats.ignored += result.ignored
-            metrics.consumer_accepted.labels(tp.topic).inc(result.accepted)
-            metrics.consumer_duplicates.labels(tp.topic).inc(result.duplicates)
-            metrics.consumer_ignored.labels(tp.topic).inc(result.ignored)
-            return
+
+        def settled() -> bool:  # another member stored this batch during a rebalance
+            stored = self.app.max_position(name)
+            return stored is not None and stored >= last
+
+        result = store_racing(
+            lambda: self.app.ingest(
+                good, tracking=Tracking(name, last), keep_rejected=keep_conflicts
+            ),
+            stats=self.stats.race,
+            what="record batch",
+            log=bound,
+            settled=settled,
+            on_retry=self._count_retry,
+        )
+        if result is None:
+            return 0
+        self.stats.accepted += result.accepted
+        self.stats.duplicates += result.duplicates
+        self.stats.ignored += result.ignored
+        self.stats.conflicts += result.conflicts
+        metrics.consumer_accepted.labels(tp.topic).inc(result.accepted)
+        metrics.consumer_duplicates.labels(tp.topic).inc(result.duplicates)
+        metrics.consumer_ignored.labels(tp.topic).inc(result.ignored)
+        metrics.consumer_conflicts.labels(tp.topic).inc(result.conflicts)
+        return result.conflicts

@@ -1,14 +1,23 @@
-"""Ingest JSON Lines of CloudEvents: validate each line, batch the good, dead-letter the bad."""
+"""Ingest JSON Lines of CloudEvents: validate each line, batch the good, dead-letter the bad.
+
+A line whose (source, id) is stored with other content is a conflict, kept as a dead letter
+too. A batch that loses a version conflict to another writer (two `ingest`s or consumers
+routing leads of one queue) is redone on fresh reads, like `consume` does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.application import IngestResult, LeadEngine
+from engine.consumers.retry import RaceStats, store_racing
 from engine.contract import Envelope, parse_event
 from engine.deadletters import DeadLetter, DeadLetterStore
 from engine.errors import InvalidEvent
+from engine.logs import get_logger
+
+log = get_logger("leadengine.ingest")
 
 
 @dataclass
@@ -18,6 +27,8 @@ class LinesReport:
     duplicates: int = 0
     ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     rejected: int = 0
+    conflicts: int = 0  # a stored event's (source, id) with other content: dead-lettered
+    race: RaceStats = field(default_factory=RaceStats)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -26,6 +37,7 @@ class LinesReport:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "rejected": self.rejected,
+            "conflicts": self.conflicts,
         }
 
 
@@ -42,15 +54,28 @@ def ingest_lines(
     """Ingest raw lines; blank lines are skipped, every other line is accepted or kept."""
     report = LinesReport()
     good: list[Envelope] = []
+    kept: list[tuple[str, bytes]] = []  # each good line's origin and bytes
     bad: list[DeadLetter] = []
+
+    def keep_conflicts(result: IngestResult) -> None:
+        """Before the batch commits: a crash after it must not lose a refused line."""
+        deadletters.add([DeadLetter(*kept[i], error) for i, error in result.rejected])
 
     def flush() -> None:
         if good:
-            result: IngestResult = app.ingest(good)
+            result = store_racing(
+                lambda: app.ingest(good, keep_rejected=keep_conflicts),
+                stats=report.race,
+                what="record batch",
+                log=log,
+            )
+            assert result is not None  # no settled(): every conflict is redone
             report.accepted += result.accepted
             report.duplicates += result.duplicates
             report.ignored += result.ignored
+            report.conflicts += result.conflicts
             good.clear()
+            kept.clear()
         if bad:
             deadletters.add(bad)
             report.rejected += len(bad)
@@ -65,6 +90,7 @@ def ingest_lines(
         report.lines += 1
         try:
             good.append(parse_event(line, max_bytes=max_bytes))
+            kept.append((f"{origin}:{number}", line))
         except InvalidEvent as exc:
             bad.append(DeadLetter(f"{origin}:{number}", line, exc))
         if len(good) >= batch_size:

@@ -84,13 +84,13 @@ UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
 #: Every table the projector writes, in write order: its columns and its key.
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_state": (rows.LEAD_STATE_COLUMNS, ("lead_id",)),
-    "lead_touchpoints": (rows.TOUCH_COLUMNS, ("lead_id", "event_id")),
+    "lead_touchpoints": (rows.TOUCH_COLUMNS, ("lead_id", "source", "event_id")),
     "lead_stage_history": (rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")),
-    "campaign_costs": (rows.COST_COLUMNS, ("event_id",)),
+    "campaign_costs": (rows.COST_COLUMNS, ("campaign", "source", "event_id")),
     "lead_scores": (rows.SCORE_COLUMNS, ("lead_id", "model")),
     "lead_routing": (rows.ROUTING_COLUMNS, ("lead_id", "version")),
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
-    "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "event_id")),
+    "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
 }
 
 

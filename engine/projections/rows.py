@@ -117,6 +117,7 @@ TOUCH_COLUMNS = (
     "recorded_at",
     "position",
     "rep",
+    "source",
 )
 
 MILESTONE_COLUMNS = (
@@ -131,6 +132,7 @@ MILESTONE_COLUMNS = (
     "occurred_at",
     "recorded_at",
     "position",
+    "source",
 )
 #: Lead facts kept as milestones: everything but touches and profile updates.
 MILESTONE_TYPES = frozenset(
@@ -171,6 +173,7 @@ COST_COLUMNS = (
     "period_start",
     "period_end",
     "recorded_at",
+    "source",
 )
 
 
@@ -305,6 +308,7 @@ def touch_row(lead: Lead, event: Lead.FactRecorded, position: int) -> tuple[Any,
         event.timestamp,
         position,
         d.get("rep"),
+        event.source,
     )
 
 
@@ -325,6 +329,7 @@ def milestone_row(lead: Lead, event: Lead.FactRecorded, position: int) -> tuple[
         event.occurred_at,
         event.timestamp,
         position,
+        event.source,
     )
 
 
@@ -372,4 +377,5 @@ def cost_row(campaign: Campaign, event: Campaign.CostRecorded) -> tuple[Any, ...
         event.period_start,
         event.period_end,
         event.timestamp,
+        event.source or "",  # "" for costs recorded before the source was kept
     )

@@ -115,6 +115,7 @@ def test_poison_records_go_to_the_dead_letter_topic_with_reasons(
         headers = {k: v.decode() for k, v in record.headers}
         assert reason in headers["leadengine.error"], headers
         assert headers["leadengine.source.topic"] == topic
+        assert headers["leadengine.error.kind"] == "invalid"
         assert int(headers["leadengine.source.offset"]) >= 0
         assert headers["trace"] == "abc"
         assert record.value == (value or b"")

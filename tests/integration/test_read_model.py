@@ -128,6 +128,11 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     assert position > 0
     with loaded.db.connect() as conn:  # as if this schema were made by the previous version:
         conn.execute(sql.SQL("DELETE FROM {} WHERE version >= %s").format(table), (3,))
+        for name, key in (("lead_touchpoints", "lead_id"), ("lead_milestones", "lead_id")):
+            t = sql.Identifier(loaded.db.schema, name)  # keys without the source (before 4)
+            conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN source").format(t))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({}, event_id)").format(
+                t, sql.Identifier(key)))  # fmt: skip
         conn.execute(sql.SQL("DELETE FROM {}").format(tracking))  # one projection, one row
         conn.execute(
             sql.SQL("INSERT INTO {} (name, position) VALUES ('read_model', %s)").format(tracking),
@@ -142,7 +147,7 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     code, out = leadengine("db", "migrate", "--dry-run")
     assert code == 0 and "would apply: 3 projections" in out
     code, out = leadengine("db", "migrate")
-    assert code == 0 and "applied 3 projections" in out
+    assert code == 0 and "applied 3 projections" in out and "4 event identity" in out
     with loaded.db.connect() as conn:
         versions = [
             r[0] for r in conn.execute(sql.SQL("SELECT version FROM {} ORDER BY 1").format(table))

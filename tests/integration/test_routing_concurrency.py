@@ -19,6 +19,7 @@ from tests.integration.test_kafka_failures import Consumers, consumers  # noqa: 
 from tests.kafka_helpers import publish, wait_for
 
 REPS = ("ana", "bo", "chidi", "dee")
+RACE_KEYS = ("batches", "races", "max_races_in_a_row", "max_stall_s")
 LEADS = 120
 RULES = f"""
 name: race
@@ -83,3 +84,8 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     assert len(routed) == LEADS and stored(database, "Lead.RoutingFailed") == []
     assert sorted(a["lead_key"] for a in assigned) == sorted({e["subject"] for e in events})
     assert all(s["records"] > 0 for s in stats), f"one consumer did nothing: {stats}"
+    # no starvation: a batch that lost the race to the other consumer waits its turn (an
+    # advisory lock on the queue) instead of being redone over and over
+    print("race stats:", [{k: s[k] for k in RACE_KEYS} for s in stats])
+    assert max(s["max_races_in_a_row"] for s in stats) <= 2, stats
+    assert max(s["max_stall_s"] for s in stats) < 2.0, stats

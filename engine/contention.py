@@ -1,0 +1,96 @@
+"""Writers of one shared aggregate (a routing queue, the roster) take turns instead of racing.
+
+Optimistic first: a batch reads a queue, decides, saves; the save holds a transaction-scoped
+advisory lock on every shared aggregate it writes. When a save loses a version conflict, the
+aggregates it shared become contended for `hold_s` seconds: from then on this process takes a
+session advisory lock on such an aggregate *before* reading it and keeps it until its batch
+commits or fails. Every other writer's save waits on that lock, so a batch that holds it
+cannot lose the race again: a loser redoes its batch once, then waits its turn instead of
+redoing it over and over (the starvation the race otherwise allows: the loser re-reads every
+lead it evicted, so it is slower, so it loses again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+LOCK = sql.SQL("SELECT pg_advisory_lock(%s)")
+UNLOCK = sql.SQL("SELECT pg_advisory_unlock(%s)")
+XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+#: how long a save waits for a shared aggregate another batch holds before it gives up (and
+#: is retried): longer than a batch takes, short enough to undo a wait on each other
+SET_LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = '5s'")
+
+
+def lock_key(agg_id: UUID) -> int:
+    """The advisory lock key (a signed bigint) of an aggregate."""
+    return int.from_bytes(agg_id.bytes[:8], "big", signed=True)
+
+
+class SharedLocks:
+    """Session locks on contended shared aggregates, held by one connection per batch."""
+
+    def __init__(
+        self,
+        datastore: Any,
+        *,
+        hold_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.datastore = datastore
+        self.hold_s = hold_s
+        self.clock = clock
+        self._contended: dict[UUID, float] = {}  # aggregate id -> contended until (clock)
+        self._held: set[UUID] = set()
+        self._conn: Any = None
+        self._stack = contextlib.ExitStack()
+
+    def contended(self, ids: Iterable[UUID]) -> None:
+        until = self.clock() + self.hold_s
+        for agg_id in ids:
+            self._contended[agg_id] = until
+
+    def is_contended(self, agg_id: UUID) -> bool:
+        until = self._contended.get(agg_id)
+        if until is None:
+            return False
+        if until < self.clock():
+            del self._contended[agg_id]
+            return False
+        return True
+
+    def before_read(self, agg_id: UUID) -> None:
+        """Take the aggregate's session lock if it is contended (waits for the holder)."""
+        if agg_id in self._held or not self.is_contended(agg_id):
+            return
+        if self._conn is None:
+            self._conn = self._stack.enter_context(self.datastore.get_connection())
+        self._conn.execute(LOCK, (lock_key(agg_id),))
+        self._held.add(agg_id)
+
+    @property
+    def held(self) -> frozenset[UUID]:
+        return frozenset(self._held)
+
+    def release(self) -> None:
+        """Release every session lock; a connection that fails to is closed (its session ends,
+        and its locks with it), never handed back to the pool still holding one."""
+        conn, held = self._conn, sorted(self._held)
+        self._held.clear()
+        self._conn = None
+        try:
+            for agg_id in held if conn is not None else ():
+                conn.execute(UNLOCK, (lock_key(agg_id),))
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.close()
+        finally:
+            with contextlib.suppress(Exception):
+                self._stack.close()
+            self._stack = contextlib.ExitStack()
