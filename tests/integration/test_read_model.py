@@ -147,7 +147,7 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     code, out = leadengine("db", "migrate", "--dry-run")
     assert code == 0 and "would apply: 3 projections" in out
     code, out = leadengine("db", "migrate")
-    assert code == 0 and "applied 3 projections" in out and "4 event identity" in out
+    assert code == 0 and "applied 3 projections" in out and "8 event identity" in out
     with loaded.db.connect() as conn:
         versions = [
             r[0] for r in conn.execute(sql.SQL("SELECT version FROM {} ORDER BY 1").format(table))
