@@ -33,11 +33,12 @@ from eventsourcing.persistence import (
 from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
-from engine.aggregates.lead import Lead, Recorded, lead_id
+from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.contract import Envelope, present_pii
 from engine.errors import LeadEngineError, LeadNotFound
 from engine.facts import profile_of
+from engine.leadids import KEYED, SCHEME_TABLE, LeadIds, id_secret, pseudonym
 from engine.privacy import KeyStore, MasterKeyError, PiiMapper, PostgresKeyStore
 from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
@@ -74,8 +75,9 @@ class IngestResult:
 class Forgotten:
     """What `forget` did. `personal_values` are for purging copies elsewhere; never log them."""
 
-    key: str
+    key: str = field(repr=False)  # personal data: never logged
     lead_id: UUID
+    pseudonym: str  # what every table, view and export shows instead of the key from now on
     already: bool  # an earlier forget had recorded Erased
     key_shredded: bool  # a live key was destroyed now
     personal_values: frozenset[str] = field(repr=False)
@@ -110,6 +112,7 @@ class LeadEngine(Application[UUID]):
         self._peeked: dict[UUID, Aggregate | None] = {}
         datastore = getattr(self.recorder, "datastore", None)
         keys: KeyStore
+        scheme = KEYED
         if datastore is not None:
             if master_key is None:
                 raise MasterKeyError(
@@ -117,9 +120,15 @@ class LeadEngine(Application[UUID]):
                 )
             keys = PostgresKeyStore(datastore, master_key)
             keys.create_tables()
+            scheme = _stored_scheme(datastore)
         else:  # the in-memory store lives as long as the process: so does its master key
-            keys = KeyStore(master_key or os.urandom(32))
+            master_key = master_key or os.urandom(32)
+            keys = KeyStore(master_key)
         self.keys = keys
+        #: a secret (hands it to a rebuild's worker processes only); never logged
+        self.master_key = master_key
+        #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
+        self.lead_id = LeadIds(id_secret(master_key), scheme)
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -143,12 +152,12 @@ class LeadEngine(Application[UUID]):
 
     def get_lead(self, key: str, version: int | None = None) -> Lead:
         try:
-            return cast(Lead, self.repository.get(lead_id(key), version=version))
+            return cast(Lead, self.repository.get(self.lead_id(key), version=version))
         except AggregateNotFoundError:
             raise LeadNotFound(key) from None
 
     def lead_events(self, key: str) -> list[Any]:
-        events = list(self.events.get(lead_id(key)))
+        events = list(self.events.get(self.lead_id(key)))
         if not events:
             raise LeadNotFound(key)
         return events
@@ -199,7 +208,7 @@ class LeadEngine(Application[UUID]):
                 event_id=env.id, rep=env.subject, data=dict(env.data), at=env.occurred_at
             )
             return Recorded.ACCEPTED if fresh else Recorded.DUPLICATE
-        lead = self._load(Lead, lead_id(env.subject), env.subject, touched)
+        lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
         was_open, queue_key = lead.routing_open, lead.queue
         outcome = lead.record(
             event_id=env.id,
@@ -217,7 +226,9 @@ class LeadEngine(Application[UUID]):
                     else f"lead moved to {lead.stage}"
                 )
                 queue = self._load_shared(RoutingQueue, queue_id(queue_key), queue_key, touched)
-                queue.release(lead_key=lead.key, reason=reason, at=env.occurred_at)
+                queue.release(
+                    lead_key=str(lead.id), legacy_key=lead.key, reason=reason, at=env.occurred_at
+                )
             if lead.needs_routing(self.rules):
                 self._route(lead, env, touched)
         return outcome
@@ -242,7 +253,7 @@ class LeadEngine(Application[UUID]):
             lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
             return
         state.assign(
-            lead_key=lead.key,
+            lead_key=str(lead.id),  # the id, not the key: queues outlive a lead's erasure
             rep=choice.rep,
             strategy=spec.strategy,
             why=choice.why,
@@ -323,7 +334,7 @@ class LeadEngine(Application[UUID]):
             if env.is_campaign_event:
                 agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
             else:
-                agg_id, cls = lead_id(env.subject), cast(type[Aggregate], Lead)
+                agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
             if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
                 wanted[agg_id] = (cls, env.subject)
         if not wanted:
@@ -336,7 +347,7 @@ class LeadEngine(Application[UUID]):
             existing = {UUID(str(row["originator_id"])) for row in curs.fetchall()}
         for agg_id, (cls, key) in wanted.items():
             if agg_id not in existing:
-                touched[agg_id] = cls(key=key)  # type: ignore[call-arg]
+                touched[agg_id] = _new(cls, agg_id, key)
 
     def _cached(self, agg_id: UUID) -> bool:
         cache = self.repository.cache
@@ -354,7 +365,7 @@ class LeadEngine(Application[UUID]):
         try:
             agg = cast(A, self.repository.get(agg_id))
         except AggregateNotFoundError:
-            agg = cls(key=key)  # type: ignore[call-arg]
+            agg = _new(cls, agg_id, key)
         touched[agg_id] = agg
         return agg
 
@@ -367,7 +378,8 @@ class LeadEngine(Application[UUID]):
         self.keys.ensure(
             e.originator_id
             for e in processing.events
-            if isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data)
+            if isinstance(e, Lead.Started)  # its key is sealed
+            or (isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data))
         )
         recordings = self._record(processing)
         self._notify(recordings)
@@ -378,7 +390,7 @@ class LeadEngine(Application[UUID]):
             raise LeadEngineError(
                 "forget needs a --reason (e.g. a ticket number; nothing personal)"
             )
-        self._forget(lead_id(key))
+        self._forget(self.lead_id(key))
         lead = self.get_lead(key)
         values = frozenset(
             str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
@@ -391,7 +403,7 @@ class LeadEngine(Application[UUID]):
                 self._save([lead], None)
             finally:
                 self._forget(lead.id)
-        return Forgotten(key, lead.id, already, shredded, values)
+        return Forgotten(key, lead.id, pseudonym(lead.id), already, shredded, values)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (e.g. when another writer may have moved them)."""
@@ -411,6 +423,29 @@ class LeadEngine(Application[UUID]):
         if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
+
+
+def _new(cls: type[A], agg_id: UUID, key: str) -> A:
+    if issubclass(cls, Lead):
+        return cast(A, cls.start(key, agg_id))
+    return cls(key=key)  # type: ignore[call-arg]  # their ids are not personal: uuid5 of the key
+
+
+def _stored_scheme(datastore: Any) -> str:
+    """The lead id scheme recorded for the store's schema (migration 7); keyed if none is."""
+    table = f"{datastore.schema}.{SCHEME_TABLE}"
+    with datastore.get_connection() as conn, conn.cursor() as c:
+        c.execute("SELECT to_regclass(%s) AS t", (table,))
+        found = c.fetchone()
+        if not found or found["t"] is None:
+            return KEYED
+        c.execute(
+            sql.SQL("SELECT scheme FROM {} WHERE id = 1").format(
+                sql.Identifier(datastore.schema, SCHEME_TABLE)
+            )
+        )
+        row = c.fetchone()
+    return str(row["scheme"]) if row else KEYED
 
 
 def _date(value: Any) -> date:
