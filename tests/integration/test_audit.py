@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from engine.aggregates.lead import lead_id
 from engine.chain import digest, link
 from engine.contract import validate_event
 from engine.generator import generate
@@ -88,7 +87,7 @@ def chained(runtime: Runtime) -> tuple[Runtime, Any]:
     for e in events:
         counts[e.subject] = counts.get(e.subject, 0) + 1
     key = max(counts, key=lambda k: counts[k])
-    return runtime, lead_id(key)
+    return runtime, runtime.app.lead_id(key)
 
 
 def test_untouched_chains_verify(chained: tuple[Runtime, Any], leadengine: Any) -> None:

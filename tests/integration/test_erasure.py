@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine.aggregates.lead import lead_id
 from engine.consumers.kafka import KafkaIngestor
 from engine.generator import generate
 from engine.privacy import KEYS_TABLE
@@ -70,10 +69,10 @@ def _reports(leadengine: Any) -> tuple[str, str]:
 def _lead_state(runtime: Runtime, key: str) -> dict[str, Any]:
     with runtime.db.connect() as conn:
         cur = conn.execute(
-            sql.SQL("SELECT * FROM {} WHERE lead_key = %s").format(
+            sql.SQL("SELECT * FROM {} WHERE lead_id = %s").format(
                 sql.Identifier(runtime.db.schema, "lead_state")
             ),
-            (key,),
+            (runtime.app.lead_id(key),),
         )
         cols = [d.name for d in cur.description or ()]
         row = cur.fetchone()
@@ -115,7 +114,7 @@ def test_forget_leaves_no_trace_and_every_number_replays(
             sql.SQL("SELECT wrapped FROM {} WHERE lead_id = %s").format(
                 sql.Identifier(runtime.db.schema, KEYS_TABLE)
             ),
-            (lead_id(key),),
+            (runtime.app.lead_id(key),),
         ).fetchone() or (None,)
     assert wrapped is not None
     # Sealed at rest from the start: only the dead letter holds the email in clear.
@@ -140,6 +139,8 @@ def test_forget_leaves_no_trace_and_every_number_replays(
     state_after = _lead_state(runtime, key)
     assert state_after.pop("erased_at") is not None
     state.pop("erased_at")
+    assert state_after.pop("lead_key") == f"erased-{runtime.app.lead_id(key).hex[:12]}"
+    assert state.pop("lead_key") == key
     assert {k: v for k, v in state_after.items() if k != "version"} == {
         k: v for k, v in state.items() if k != "version"
     }
