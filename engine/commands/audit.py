@@ -12,7 +12,7 @@ from psycopg import sql
 
 from engine.aggregates.lead import Lead
 from engine.chain import CHAIN_TABLE
-from engine.commands.leads import history_rows
+from engine.commands.leads import history_rows, shown_key
 from engine.errors import LeadEngineError
 from engine.logs import get_logger
 from engine.output import render, to_json
@@ -119,7 +119,7 @@ def export(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     doc = {
         "format": "leadengine.lead-export/1",
-        "lead": _shown_key(events, args.key),  # the pseudonym once forgotten
+        "lead": shown_key(events, args.key),  # the pseudonym once forgotten
         "aggregate_id": str(agg_id),
         "exported_at": datetime.now(UTC),
         "current_rules": rules_ref,
@@ -142,12 +142,6 @@ def export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _shown_key(events: list[Any], key: str) -> str:
-    """The key as the store shows it now: the pseudonym if the lead was forgotten."""
-    started = next((e for e in events if isinstance(e, Lead.Started)), None)
-    return str(started.key) if started is not None else key
 
 
 def forget_command(args: argparse.Namespace) -> int:
