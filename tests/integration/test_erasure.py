@@ -22,6 +22,7 @@ from engine.errors import LeadEngineError
 from engine.generator import generate
 from engine.leadids import SCHEME_TABLE, UUID5, LeadIds, legacy_lead_id
 from engine.privacy import KEYS_TABLE
+from engine.projections.rebuild import rebuild
 from engine.readmodel import read_schema
 from engine.runtime import Runtime, open_runtime
 from engine.settings import Settings
@@ -317,6 +318,11 @@ def test_projecting_after_forget_rewrites_rows_written_before(
     runtime.projector.run()
     assert _search(runtime, [email.encode()]) == []  # ... until the projector sees Erased
     assert _search_views(runtime, email) == []
+    shown = f"erased-{runtime.app.lead_id(email).hex[:12]}"
+    for name in ("leads", "history"):  # a rebuild (in worker processes too) shows the same
+        rebuild(runtime.app, runtime.db, name, batch_size=50, workers=2)
+    assert _search(runtime, [email.encode()]) == []
+    assert _lead_state(runtime, email)["lead_key"] == shown
 
 
 def test_a_schema_made_by_the_previous_version_keeps_working_after_migrate(
