@@ -219,7 +219,8 @@ def history(args: argparse.Namespace) -> int:
         if args.occurred_by
         else ""
     )
-    print(render(args.format, rows, columns=columns, title=f"History of lead {shown_key(events, args.key)}{cut}"))
+    title = f"History of lead {shown_key(events, args.key)}{cut}"
+    print(render(args.format, rows, columns=columns, title=title))
     return 0
 
 
