@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 from common import peak_rss_mb  # noqa: E402
 
 from engine import asof  # noqa: E402
-from engine.aggregates.lead import lead_id  # noqa: E402
 from engine.contract import validate_event  # noqa: E402
 from engine.db import drop_schema, resolve  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
@@ -95,7 +94,7 @@ def main() -> None:
             for _ in range(args.samples):
                 moment = rng.choice(stamps[key])
                 t0 = time.perf_counter()
-                rows = rt.app.recorder.select_events(lead_id(key))
+                rows = rt.app.recorder.select_events(rt.app.lead_id(key))
                 reads.append(time.perf_counter() - t0)
                 assert len(rows) >= n
                 t0 = time.perf_counter()

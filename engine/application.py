@@ -34,12 +34,13 @@ from eventsourcing.persistence import (
 from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
-from engine.aggregates.lead import Lead, Recorded, lead_id
+from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.contention import SharedLocks, lock_key
 from engine.contract import Envelope, present_pii
 from engine.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.facts import profile_of
+from engine.leadids import KEYED, SCHEME_TABLE, LeadIds, id_secret, pseudonym
 from engine.privacy import KeyStore, MasterKeyError, PiiMapper, PostgresKeyStore
 from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
@@ -91,8 +92,9 @@ class IngestResult:
 class Forgotten:
     """What `forget` did. `personal_values` are for purging copies elsewhere; never log them."""
 
-    key: str
+    key: str = field(repr=False)  # personal data: never logged
     lead_id: UUID
+    pseudonym: str  # what every table, view and export shows instead of the key from now on
     already: bool  # an earlier forget had recorded Erased
     key_shredded: bool  # a live key was destroyed now
     personal_values: frozenset[str] = field(repr=False)
@@ -129,6 +131,7 @@ class LeadEngine(Application[UUID]):
         keys: KeyStore
         #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
         self.locks = None if datastore is None else SharedLocks(datastore)
+        scheme = KEYED
         if datastore is not None:
             if master_key is None:
                 raise MasterKeyError(
@@ -136,9 +139,15 @@ class LeadEngine(Application[UUID]):
                 )
             keys = PostgresKeyStore(datastore, master_key)
             keys.create_tables()
+            scheme = _stored_scheme(datastore)
         else:  # the in-memory store lives as long as the process: so does its master key
-            keys = KeyStore(master_key or os.urandom(32))
+            master_key = master_key or os.urandom(32)
+            keys = KeyStore(master_key)
         self.keys = keys
+        #: a secret (hands it to a rebuild's worker processes only); never logged
+        self.master_key = master_key
+        #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
+        self.lead_id = LeadIds(id_secret(master_key), scheme)
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -162,12 +171,12 @@ class LeadEngine(Application[UUID]):
 
     def get_lead(self, key: str, version: int | None = None) -> Lead:
         try:
-            return cast(Lead, self.repository.get(lead_id(key), version=version))
+            return cast(Lead, self.repository.get(self.lead_id(key), version=version))
         except AggregateNotFoundError:
             raise LeadNotFound(key) from None
 
     def lead_events(self, key: str) -> list[Any]:
-        events = list(self.events.get(lead_id(key)))
+        events = list(self.events.get(self.lead_id(key)))
         if not events:
             raise LeadNotFound(key)
         return events
@@ -238,7 +247,7 @@ class LeadEngine(Application[UUID]):
                 data=dict(env.data),
                 at=env.occurred_at,
             )
-        lead = self._load(Lead, lead_id(env.subject), env.subject, touched)
+        lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
         was_open, queue_key = lead.routing_open, lead.queue
         outcome = lead.record(
             event_id=env.id,
@@ -256,7 +265,9 @@ class LeadEngine(Application[UUID]):
                     else f"lead moved to {lead.stage}"
                 )
                 queue = self._load_shared(RoutingQueue, queue_id(queue_key), queue_key, touched)
-                queue.release(lead_key=lead.key, reason=reason, at=env.occurred_at)
+                queue.release(
+                    lead_key=str(lead.id), legacy_key=lead.key, reason=reason, at=env.occurred_at
+                )
             if lead.needs_routing(self.rules):
                 self._route(lead, env, touched)
         return outcome
@@ -281,7 +292,7 @@ class LeadEngine(Application[UUID]):
             lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
             return
         state.assign(
-            lead_key=lead.key,
+            lead_key=str(lead.id),  # the id, not the key: queues outlive a lead's erasure
             rep=choice.rep,
             strategy=spec.strategy,
             why=choice.why,
@@ -364,7 +375,7 @@ class LeadEngine(Application[UUID]):
             if env.is_campaign_event:
                 agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
             else:
-                agg_id, cls = lead_id(env.subject), cast(type[Aggregate], Lead)
+                agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
             if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
                 wanted[agg_id] = (cls, env.subject)
         if not wanted:
@@ -377,7 +388,7 @@ class LeadEngine(Application[UUID]):
             existing = {UUID(str(row["originator_id"])) for row in curs.fetchall()}
         for agg_id, (cls, key) in wanted.items():
             if agg_id not in existing:
-                touched[agg_id] = cls(key=key)  # type: ignore[call-arg]
+                touched[agg_id] = _new(cls, agg_id, key)
 
     def _cached(self, agg_id: UUID) -> bool:
         cache = self.repository.cache
@@ -395,7 +406,7 @@ class LeadEngine(Application[UUID]):
         try:
             agg = cast(A, self.repository.get(agg_id))
         except AggregateNotFoundError:
-            agg = cls(key=key)  # type: ignore[call-arg]
+            agg = _new(cls, agg_id, key)
         touched[agg_id] = agg
         return agg
 
@@ -414,7 +425,8 @@ class LeadEngine(Application[UUID]):
         self.keys.ensure(
             e.originator_id
             for e in processing.events
-            if isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data)
+            if isinstance(e, Lead.Started)  # its key is sealed
+            or (isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data))
         )
         recordings = self._record(processing)
         self._notify(recordings)
@@ -425,7 +437,7 @@ class LeadEngine(Application[UUID]):
             raise LeadEngineError(
                 "forget needs a --reason (e.g. a ticket number; nothing personal)"
             )
-        self._forget(lead_id(key))
+        self._forget(self.lead_id(key))
         lead = self.get_lead(key)
         values = frozenset(
             str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
@@ -438,7 +450,7 @@ class LeadEngine(Application[UUID]):
                 self._save([lead], None)
             finally:
                 self._forget(lead.id)
-        return Forgotten(key, lead.id, already, shredded, values)
+        return Forgotten(key, lead.id, pseudonym(lead.id), already, shredded, values)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (e.g. when another writer may have moved them)."""
@@ -463,6 +475,29 @@ class LeadEngine(Application[UUID]):
 def _shared(agg: Aggregate) -> bool:
     """Written by every consumer (not partitioned by lead): a routing queue, the roster."""
     return isinstance(agg, RoutingQueue | Roster)
+
+
+def _new(cls: type[A], agg_id: UUID, key: str) -> A:
+    if issubclass(cls, Lead):
+        return cast(A, cls.start(key, agg_id))
+    return cls(key=key)  # type: ignore[call-arg]  # their ids are not personal: uuid5 of the key
+
+
+def _stored_scheme(datastore: Any) -> str:
+    """The lead id scheme recorded for the store's schema (migration 7); keyed if none is."""
+    table = f"{datastore.schema}.{SCHEME_TABLE}"
+    with datastore.get_connection() as conn, conn.cursor() as c:
+        c.execute("SELECT to_regclass(%s) AS t", (table,))
+        found = c.fetchone()
+        if not found or found["t"] is None:
+            return KEYED
+        c.execute(
+            sql.SQL("SELECT scheme FROM {} WHERE id = 1").format(
+                sql.Identifier(datastore.schema, SCHEME_TABLE)
+            )
+        )
+        row = c.fetchone()
+    return str(row["scheme"]) if row else KEYED
 
 
 def _date(value: Any) -> date:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,23 +74,23 @@ class DeadLetterStore:
     def purge_person(self, key: str, values: frozenset[str]) -> int:
         """Delete the dead letters about lead `key` or holding any of its personal `values`.
 
-        A record counts as the lead's when its JSON `subject` is `key` (or, unparsable, when it
-        holds `key` as a whole token) or when it contains one of `values` (an email, a name)."""
-        needles = [key, *values]
-        query = sql.SQL(
-            "SELECT id, raw FROM {} WHERE "
-            + " OR ".join(["position(%s IN raw) > 0"] * len(needles))
-        ).format(self._table)
-        token = re.compile(rb"(?<![\w.@-])" + re.escape(key.encode()) + rb"(?![\w.@-])")
+        Records are compared by their decoded JSON, not their bytes (an address escaped as
+        `\\u0040` is still the address): a record goes when any of its strings (keys included)
+        holds the key or a value as a whole token, case-insensitively. Bytes that do not decode
+        are searched as text with their `\\uXXXX` escapes undone."""
+        needles = _needles([key, *values])
+        if not needles:
+            return 0
         doomed: list[int] = []
-        with self.db.connect() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute(query, [n.encode() for n in needles])
-            for row_id, raw in cur.fetchall():
-                raw = bytes(raw)
-                if any(v.encode() in raw for v in values) or _subject(raw, token) == key:
-                    doomed.append(row_id)
+        with self.db.connect(autocommit=False) as conn, conn.transaction():
+            with conn.cursor(name="leadengine_purge") as scan:
+                scan.itersize = 500
+                scan.execute(sql.SQL("SELECT id, raw FROM {}").format(self._table))
+                for row_id, raw in scan:
+                    if _mentions(bytes(raw), needles):
+                        doomed.append(row_id)
             if doomed:
-                cur.execute(
+                conn.execute(
                     sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), (doomed,)
                 )
         return len(doomed)
@@ -125,15 +126,48 @@ class DeadLetterStore:
         ]
 
 
-def _subject(raw: bytes, token: re.Pattern[bytes]) -> str | None:
-    """The record's CloudEvent subject; for bytes that are not JSON, the key if it is there."""
+def _normal(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _needles(values: list[str]) -> list[re.Pattern[str]]:
+    """A whole-token pattern per personal value (normalised; blank values ignored)."""
+    found = {_normal(v).strip() for v in values}
+    return [
+        re.compile(r"(?<![\w.@+-])" + re.escape(v) + r"(?![\w@-]|\.\w)")
+        for v in sorted(found)
+        if v
+    ]
+
+
+def _strings(doc: Any) -> list[str]:
+    """Every string in a decoded JSON document, object keys included (no recursion)."""
+    out: list[str] = []
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.extend(str(k) for k in item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _mentions(raw: bytes, needles: list[re.Pattern[str]]) -> bool:
+    """Whether the record holds any needle: in its decoded JSON, else in its text."""
+    text = raw.decode("utf-8", "replace")
     try:
-        doc = json.loads(raw)
-    except ValueError:
-        match = token.search(raw)
-        return match.group(0).decode() if match else None
-    subject = doc.get("subject") if isinstance(doc, dict) else None
-    return subject if isinstance(subject, str) else None
+        strings = _strings(json.loads(text))
+    except (ValueError, RecursionError):
+        strings = [_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)]
+    normal = [_normal(s) for s in strings]
+    return any(n.search(s) for n in needles for s in normal)
 
 
 def _iso(value: datetime) -> str:

@@ -202,6 +202,40 @@ def _source_in_keys(conn: Any, schema: str) -> None:
         )
 
 
+def _lead_id_scheme(conn: Any, schema: str) -> None:
+    """Lead ids became a keyed hash of the key (engine/leadids.py). A schema that already has
+    leads keeps the uuid5 ids its streams are named by (re-keying would break every hash chain:
+    those ids stay guessable); a schema without leads yet gets keyed ids."""
+    from eventsourcing.utils import get_topic
+
+    from engine.aggregates.lead import Lead
+    from engine.application import EVENTS_TABLE
+    from engine.leadids import KEYED, SCHEME_TABLE, UUID5
+
+    t = sql.Identifier(schema, SCHEME_TABLE)
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), scheme text NOT "
+            "NULL CHECK (scheme IN ('keyed', 'uuid5')), recorded_at timestamptz NOT NULL "
+            "DEFAULT now())"
+        ).format(t)
+    )
+    events = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{EVENTS_TABLE}",)).fetchone()
+    had_leads = False
+    if events and events[0] is not None:
+        row = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE topic = %s)").format(
+                sql.Identifier(schema, EVENTS_TABLE)
+            ),
+            (get_topic(Lead.Started),),
+        ).fetchone()
+        had_leads = bool(row and row[0])
+    conn.execute(
+        sql.SQL("INSERT INTO {} (id, scheme) VALUES (1, %s) ON CONFLICT (id) DO NOTHING").format(t),
+        (UUID5 if had_leads else KEYED,),
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -212,6 +246,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "amounts up to 10^15 with 2 decimals stored exactly", _wider_amounts),
     Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
+    Migration(7, "lead ids: keyed hash of the key (uuid5 kept where leads exist)", _lead_id_scheme),
     Migration(
         8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
     ),

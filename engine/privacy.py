@@ -14,6 +14,11 @@ Keys: `lead_keys(lead_id, wrapped, created_at, shredded_at)`, each key wrapped (
 master key from settings (`LEADENGINE_MASTER_KEY`, a `SecretStr`, or a key file). `shred` wipes
 the wrapped key and leaves a tombstone, so no process can mint a new key for a forgotten lead.
 Once shredded, a sealed value reads back as the field names only: `"_erased": [...]`.
+
+Event attributes named in an event class's `SEALED_FIELDS` (the lead key of `Lead.Started`) are
+sealed the same way, at the top level of the stored state (`"_pii"` beside them) with the
+attribute itself stored as the lead's pseudonym. Every mapper with keys opens them (read models
+show a lead's key until it is forgotten); once the key is shredded they read as the pseudonym.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import resolve_topic
 from psycopg import sql
 from pydantic import SecretStr
 
@@ -39,6 +45,7 @@ from engine.contract import present_pii
 from engine.errors import LeadEngineError
 from engine.facts import ERASED_KEY as ERASED
 from engine.facts import email_domain
+from engine.leadids import pseudonym
 
 SEALED = "_pii"
 KEYS_TABLE = "lead_keys"
@@ -134,12 +141,12 @@ class KeyStore:
                 self._remember(lead, key)
 
     def prefetch(self, leads: Iterable[UUID]) -> None:
-        """Cache the keys that exist for `leads` (none are created)."""
+        """Cache the keys (or tombstones) that exist for `leads`; none are created, and a lead
+        with no row is not cached (a later `ensure` may still create its key)."""
         missing = [lead for lead in dict.fromkeys(leads) if not self._cached(lead)[0]]
         if missing:
-            found = self._fetch(missing, create=False)
-            for lead in missing:
-                self._remember(lead, found.get(lead))
+            for lead, key in self._fetch(missing, create=False).items():
+                self._remember(lead, key)
 
     def key_for(self, lead: UUID, *, create: bool) -> bytes | None:
         hit, key = self._cached(lead)
@@ -149,6 +156,14 @@ class KeyStore:
         if key is None and create:
             raise ShreddedKey(f"lead {lead} was forgotten; its personal data is not kept")
         return key
+
+    def shredded(self, lead: UUID) -> bool:
+        """Whether the lead was forgotten (its key is a tombstone)."""
+        hit, key = self._cached(lead)
+        if not hit:
+            self.prefetch([lead])
+            hit, key = self._cached(lead)
+        return hit and key is None
 
     def shred(self, lead: UUID) -> bool:
         """Destroy the lead's key for good (tombstone stays). True if there was a key."""
@@ -276,7 +291,17 @@ class PiiMapper(Mapper[UUID]):
         other.keys = self.keys
         return other
 
+    def prefetch_keys(self, stored: Iterable[StoredEvent]) -> None:
+        """Cache, in one round trip, the keys that open the sealed attributes of `stored`."""
+        if self.keys is not None:
+            self.keys.prefetch(
+                UUID(str(s.originator_id)) for s in stored if _sealed_fields(s.topic)
+            )
+
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        attributes: tuple[str, ...] = getattr(type(domain_event), "SEALED_FIELDS", ())
+        if attributes and self.keys is not None:
+            return super().to_stored_event(self._seal_attributes(domain_event, attributes))
         data = getattr(domain_event, "data", None)
         event_type = getattr(domain_event, "event_type", None)
         if self.keys is None or not isinstance(data, dict) or not isinstance(event_type, str):
@@ -299,8 +324,41 @@ class PiiMapper(Mapper[UUID]):
         object.__setattr__(shadow, "__dict__", {**vars(domain_event), "data": stored})
         return super().to_stored_event(shadow)
 
+    def _seal_attributes(self, domain_event: Any, fields: tuple[str, ...]) -> Any:
+        """A copy of `domain_event` whose `fields` are sealed with its lead's key."""
+        assert self.keys is not None
+        lead, version = domain_event.originator_id, domain_event.originator_version
+        key = self.keys.key_for(lead, create=True)
+        assert key is not None
+        nonce = os.urandom(12)
+        plain = json.dumps({f: getattr(domain_event, f) for f in fields}, sort_keys=True).encode()
+        sealed = nonce + AESGCM(key).encrypt(nonce, plain, _aad(lead, version))
+        state = {**vars(domain_event), **{f: pseudonym(lead) for f in fields}}
+        state[SEALED] = {"fields": list(fields), "sealed": base64.b64encode(sealed).decode()}
+        shadow = object.__new__(type(domain_event))
+        object.__setattr__(shadow, "__dict__", state)
+        return shadow
+
+    def _open_attributes(self, event: Any) -> Any:
+        """Put back the sealed attributes, if the lead's key still exists (else: pseudonyms)."""
+        attrs = vars(event)
+        sealed = attrs.pop(SEALED)
+        lead, version = event.originator_id, event.originator_version
+        key = self.keys.key_for(lead, create=False) if self.keys is not None else None
+        if key is not None:
+            blob = base64.b64decode(sealed["sealed"])
+            attrs.update(json.loads(_decrypt(key, blob, lead, version)))
+        return event
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         event = super().to_domain_event(stored_event)
+        if SEALED in vars(event):
+            return self._open_attributes(event)
+        attributes: tuple[str, ...] = getattr(type(event), "SEALED_FIELDS", ())
+        if attributes and self.keys is not None and self.keys.shredded(event.originator_id):
+            # stored in clear before migration 7: shown as the pseudonym once forgotten
+            vars(event).update({f: pseudonym(event.originator_id) for f in attributes})
+            return event
         data = getattr(event, "data", None)
         if not isinstance(data, dict) or SEALED not in data:
             return event
@@ -313,14 +371,20 @@ class PiiMapper(Mapper[UUID]):
             data[ERASED] = fields
             return event
         blob = base64.b64decode(sealed["sealed"])
-        try:
-            plain = AESGCM(key).decrypt(
-                blob[:12], blob[12:], _aad(event.originator_id, event.originator_version)
-            )
-        except InvalidTag:
-            raise LeadEngineError(
-                f"sealed personal data of lead {event.originator_id} version "
-                f"{event.originator_version} does not open with its key (tampered or moved)"
-            ) from None
-        data.update(json.loads(plain))
+        data.update(json.loads(_decrypt(key, blob, event.originator_id, event.originator_version)))
         return event
+
+
+def _decrypt(key: bytes, blob: bytes, lead: UUID, version: int) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:12], blob[12:], _aad(lead, version))
+    except InvalidTag:
+        raise LeadEngineError(
+            f"sealed personal data of lead {lead} version {version} does not open with its key "
+            "(tampered or moved)"
+        ) from None
+
+
+def _sealed_fields(topic: str) -> tuple[str, ...]:
+    """The attributes the event class of `topic` keeps sealed (`SEALED_FIELDS`), if any."""
+    return tuple(getattr(resolve_topic(topic), "SEALED_FIELDS", ()))

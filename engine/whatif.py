@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.rules import Rules
 
 BUCKETS = tuple(range(0, 100, 10))
+_NO_ID = UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +108,8 @@ class _Pair:
     __slots__ = ("new", "old")
 
     def __init__(self, key: str) -> None:
-        self.old = Lead(key=key)
-        self.new = Lead(key=key)
+        self.old = Lead.start(key, _NO_ID)  # never stored: any id will do
+        self.new = Lead.start(key, _NO_ID)
 
 
 def replay(
@@ -167,6 +169,7 @@ def facts_from_log(
             progress(position)
         if not batch:
             return
+        app.sealed_mapper.prefetch_keys(batch)  # the leads' keys, one round trip
         for notification in batch:
             position = notification.id
             event = app.sealed_mapper.to_domain_event(notification)

@@ -46,25 +46,22 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -
     return records
 
 
-def stored_facts(db: Database) -> dict[str, list[str]]:
-    """CloudEvent ids per lead key, in stored order, straight from the events table."""
+def stored_facts(db: Database) -> list[list[str]]:
+    """CloudEvent ids per lead stream, in stored order, straight from the events table (sorted:
+    the stored key is sealed, so streams are matched to leads by the ids they hold)."""
     query = sql.SQL(
-        "SELECT originator_id, topic, state FROM {} "
-        "WHERE topic LIKE %s OR topic LIKE %s ORDER BY originator_id, originator_version"
+        "SELECT originator_id, state FROM {} "
+        "WHERE topic LIKE %s ORDER BY originator_id, originator_version"
     ).format(sql.Identifier(db.schema, EVENTS_TABLE))
     with db.connect() as conn:  # one statement: one snapshot, even while a consumer writes
-        rows = conn.execute(query, ("%Lead.Started", "%Lead.FactRecorded")).fetchall()
-    names: dict[Any, str] = {}
-    out: dict[str, list[str]] = defaultdict(list)
-    for oid, topic, state in rows:
-        if topic.endswith("Started"):
-            names[oid] = json.loads(bytes(state))["key"]
-        else:
-            out[names[oid]].append(json.loads(bytes(state))["event_id"])
-    return dict(out)
+        rows = conn.execute(query, ("%Lead.FactRecorded",)).fetchall()
+    out: dict[Any, list[str]] = defaultdict(list)
+    for oid, state in rows:
+        out[oid].append(json.loads(bytes(state))["event_id"])
+    return sorted(out.values())
 
 
-def expected_facts(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+def expected_facts(events: list[dict[str, Any]]) -> list[list[str]]:
     """What exactly-once ingestion must store: each lead's unique ids in publish order."""
     out: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
@@ -73,7 +70,7 @@ def expected_facts(events: list[dict[str, Any]]) -> dict[str, list[str]]:
             continue
         seen.add(e["id"])
         out[e["subject"]].append(e["id"])
-    return dict(out)
+    return sorted(out.values())
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, every: float = 0.2) -> None:

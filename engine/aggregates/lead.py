@@ -13,16 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from engine import identity, lifecycle
 from engine.facts import ERASED_KEY, Fact, email_domain, strip_pii
+from engine.leadids import NAMESPACE as NAMESPACE  # the namespace of the other aggregates' ids
+from engine.leadids import pseudonym
 from engine.rules import Rules, ScoringModel
 from engine.scoring import Score, score
-
-NAMESPACE = UUID("6f1c2f4e-3b7a-5d1e-9c55-1e2d3c4b5a69")
 
 
 class Recorded(Enum):
@@ -32,19 +32,18 @@ class Recorded(Enum):
     CONFLICT = "conflict"  # a stored event's (source, id) with other content: refused, kept
 
 
-def lead_id(key: str) -> UUID:
-    """Deterministic aggregate id of the lead known upstream as `key`."""
-    return uuid5(NAMESPACE, f"lead:{key}")
-
-
 class Lead(Aggregate):
     """One lead (a person, not a row): created by the first event that names it."""
 
     class Started(Aggregate.Created):
+        """`key` is personal data (often an email address): the store keeps it sealed with
+        the lead's own key (engine/privacy.py), so `forget` makes it unreadable."""
+
+        SEALED_FIELDS = ("key",)
         key: str
 
     def __init__(self, key: str) -> None:
-        self.key = key
+        self.key = key  # `pseudonym(id)` once forgotten, or where the key cannot be opened
         self.stage = "anonymous"
         self.owner: str | None = None
         self.facts: list[Fact] = []
@@ -60,9 +59,11 @@ class Lead(Aggregate):
         self.routing_failure: str | None = None  # why the latest routing attempt found nobody
         self.erased_at: datetime | None = None  # `forget`: personal data shredded then
 
-    @staticmethod
-    def create_id(key: str) -> UUID:
-        return lead_id(key)
+    @classmethod
+    def start(cls, key: str, lead_id: UUID) -> Lead:
+        """A new lead; its id comes from the application's lead id function (a keyed hash of
+        `key`, see engine/leadids.py), never from the key alone."""
+        return cls._create(cls.Started, id=lead_id, key=key)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -285,6 +286,7 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.erased_at = self.occurred_at
+            aggregate.key = pseudonym(aggregate.id)
             aggregate.facts = [
                 Fact(f.event_id, f.type, f.source, f.occurred_at, strip_pii(f.type, f.data), f.seq)
                 for f in aggregate.facts

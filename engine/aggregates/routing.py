@@ -37,7 +37,9 @@ class RoutingQueue(Aggregate):
         self.key = key
         self.turn = 0  # assignments made so far: the round-robin position
         self.current: dict[str, int] = {}  # smooth weighted round-robin state
-        self.open: dict[str, str] = {}  # lead key -> rep, for leads still counted in a load
+        # lead id (str) -> rep, for leads still counted in a load; events recorded before
+        # migration 7 name the lead by its key instead (`release` accepts either)
+        self.open: dict[str, str] = {}
         self.assigned: dict[str, int] = {}  # rep -> assignments ever
 
     @staticmethod
@@ -74,9 +76,15 @@ class RoutingQueue(Aggregate):
             occurred_at=at,
         )
 
-    def release(self, *, lead_key: str, reason: str, at: datetime) -> bool:
+    def release(
+        self, *, lead_key: str, reason: str, at: datetime, legacy_key: str | None = None
+    ) -> bool:
+        """Stop counting the lead in its rep's load. `lead_key` is the lead's id (str); an
+        assignment recorded before migration 7 is found by the lead's key, `legacy_key`."""
         if lead_key not in self.open:
-            return False
+            if legacy_key is None or legacy_key not in self.open:
+                return False
+            lead_key = legacy_key
         self.trigger_event(
             self.Released, lead_key=lead_key, rep=self.open[lead_key], reason=reason, occurred_at=at
         )

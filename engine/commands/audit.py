@@ -10,9 +10,9 @@ from typing import Any
 
 from psycopg import sql
 
-from engine.aggregates.lead import Lead, lead_id
+from engine.aggregates.lead import Lead
 from engine.chain import CHAIN_TABLE
-from engine.commands.leads import history_rows
+from engine.commands.leads import history_rows, shown_key
 from engine.errors import LeadEngineError, LeadNotFound
 from engine.logs import get_logger
 from engine.output import prose, render, to_json
@@ -28,7 +28,7 @@ def verify_command(args: argparse.Namespace) -> int:
     if args.key and args.all:
         raise LeadEngineError("give a lead KEY or --all, not both")
     with open_runtime() as rt:
-        only = lead_id(args.key) if args.key else None
+        only = rt.app.lead_id(args.key) if args.key else None
         if only is not None and not rt.app.recorder.select_events(only, limit=1):
             raise LeadNotFound(args.key)  # (not decoded: a tampered event may not decode)
         bar = Progress("verifying")
@@ -110,6 +110,7 @@ def _plain_event(event: Any) -> dict[str, Any]:
 def export(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         events = rt.app.lead_events(args.key)
+        agg_id = rt.app.lead_id(args.key)
         rows = history_rows(events, rt.rules)
         with rt.db.connect() as conn:
             links = conn.execute(
@@ -117,9 +118,9 @@ def export(args: argparse.Namespace) -> int:
                     "SELECT originator_version, encode(digest, 'hex'), encode(entry, 'hex') "
                     "FROM {} WHERE originator_id = %s ORDER BY originator_version"
                 ).format(sql.Identifier(rt.db.schema, CHAIN_TABLE)),
-                (lead_id(args.key),),
+                (agg_id,),
             ).fetchall()
-        report = verify(rt.db, lead_id(args.key))
+        report = verify(rt.db, agg_id)
         rules_ref = rt.rules.ref
     chain = {int(v): {"digest": d, "entry": e} for v, d, e in links}
     decisions = [
@@ -130,8 +131,8 @@ def export(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     doc = {
         "format": "leadengine.lead-export/1",
-        "lead": args.key,
-        "aggregate_id": str(lead_id(args.key)),
+        "lead": shown_key(events, args.key),  # the pseudonym once forgotten
+        "aggregate_id": str(agg_id),
         "exported_at": datetime.now(UTC),
         "current_rules": rules_ref,
         "chain": {
@@ -166,17 +167,18 @@ def forget_command(args: argparse.Namespace) -> int:
         if purged:
             rt.deadletters.vacuum()
         projected = rt.projector.run(until_caught_up=True)
-    log.info(  # the audit trail of the erasure itself: nothing personal in it
+    log.info(  # the audit trail of the erasure itself: nothing personal in it (not the key)
         "lead forgotten",
-        lead_key=args.key,
+        lead=result.pseudonym,
         lead_id=str(result.lead_id),
         already=result.already,
         key_shredded=result.key_shredded,
         dead_letters_purged=purged,
         by=by,
     )
+    shown = result.pseudonym  # what the operator's terminal and logs may keep
     doc = {
-        "key": args.key,
+        "key": shown,
         "lead_id": str(result.lead_id),
         "erased": not result.already,
         "already_forgotten": result.already,
@@ -192,13 +194,13 @@ def forget_command(args: argparse.Namespace) -> int:
         print(render("csv", [doc]), end="")
     elif result.already:
         print(
-            f"lead {args.key} was already forgotten; key shredded: "
+            f"lead {shown} was already forgotten; key shredded: "
             f"{'now' if result.key_shredded else 'yes (earlier)'}; "
             f"{purged} dead letter(s) purged"
         )
     else:
         print(
-            f"forgot lead {args.key}: key shredded, Erased recorded (by {by}: {args.reason}); "
+            f"forgot lead {shown}: key shredded, Erased recorded (by {by}: {args.reason}); "
             f"{purged} dead letter(s) purged; history, scores and reports replay unchanged"
         )
     return 0

@@ -192,9 +192,16 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def shown_key(events: list[Any], key: str) -> str:
+    """The lead's key as the store shows it now: its pseudonym once forgotten."""
+    started = next((e for e in events if isinstance(e, Lead.Started)), None)
+    return str(started.key) if started is not None else key
+
+
 def history(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        rows = history_rows(_events_at(rt, args), rt.rules)
+        events = _events_at(rt, args)
+        rows = history_rows(events, rt.rules)
     columns = [
         "version",
         "recorded_at",
@@ -212,7 +219,8 @@ def history(args: argparse.Namespace) -> int:
         if args.occurred_by
         else ""
     )
-    print(render(args.format, rows, columns=columns, title=f"History of lead {args.key}{cut}"))
+    title = f"History of lead {shown_key(events, args.key)}{cut}"
+    print(render(args.format, rows, columns=columns, title=title))
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -106,6 +106,8 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
+    #: (pseudonym, lead id) by table, for the leads forgotten in this batch
+    rekeys: dict[str, list[tuple[str, UUID]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = {}
@@ -121,6 +123,16 @@ class Batch:
             "lead_routing": self.routings or [],
             "campaign_costs": self.costs or [],
         }
+
+
+#: The tables that show the lead key: a forgotten lead's rows there get its pseudonym.
+KEYED_TABLES = tuple(t for t, (columns, _) in TABLES.items() if "lead_key" in columns)
+
+
+def _rekey(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("UPDATE {} SET lead_key = %s WHERE lead_id = %s").format(
+        sql.Identifier(schema, table)
+    )
 
 
 def _upsert(
@@ -169,6 +181,7 @@ class Projector:
         self._borrowed = False
         s = db.schema
         self._upserts = {t: _upsert(s, t, cols, key) for t, (cols, key) in TABLES.items()}
+        self._rekeys = {t: _rekey(s, t) for t in KEYED_TABLES}
         self._tracking = sql.Identifier(s, "projection_tracking")
 
     def positions(self) -> dict[str, int]:
@@ -229,6 +242,7 @@ class Projector:
             return 0, positions
         started = time.perf_counter()
         batch = Batch()
+        self.app.sealed_mapper.prefetch_keys(notifications)  # the leads' keys: one round trip
         for notification in notifications:
             event = self.app.sealed_mapper.to_domain_event(notification)
             want = self._wanted(positions, notification.id, batch)
@@ -279,6 +293,11 @@ class Projector:
         lead = agg
         if "leads" in want:
             batch.leads[lead.id] = lead
+        if isinstance(event, Lead.Erased):  # every row that showed the key gets the pseudonym
+            for name in want:
+                for table in PROJECTIONS[name]:
+                    if table in KEYED_TABLES:
+                        batch.rekeys.setdefault(table, []).append((lead.key, lead.id))
         if isinstance(event, Lead.FactRecorded) and event.event_type.startswith("touch."):
             if "touchpoints" in want:
                 batch.touches.append(rows.touch_row(lead, event, position))
@@ -326,10 +345,15 @@ class Projector:
                 for table in TABLES:
                     if values[table]:
                         cur.executemany(self._upserts[table], values[table])
+                self._write_rekeys(cur, batch)
         except psycopg.OperationalError:
             self.close()
             raise
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
+
+    def _write_rekeys(self, cur: Cursor[Any], batch: Batch) -> None:
+        for table, pairs in batch.rekeys.items():
+            cur.executemany(self._rekeys[table], pairs)
 
     def log_table(self) -> tuple[str, str]:
         """(schema, table) of the application's stored events (the notification log)."""
@@ -387,13 +411,15 @@ class Projector:
                 if not page:
                     break
                 batch = Batch()
-                for position, originator, version, topic, state in page:
-                    event = decode(StoredEvent(originator, version, topic, state))
-                    self._fold(event, position, batch, want)
+                stored = [(p, StoredEvent(o, v, t, s)) for p, o, v, t, s in page]
+                self.app.sealed_mapper.prefetch_keys(e for _, e in stored)
+                for position, event in stored:
+                    self._fold(decode(event), position, batch, want)
                 assert batch.leads is not None
                 leads.update(batch.leads)
                 for table, values in batch.event_rows().items():
                     self._copy(cur, table, values)
+                self._write_rekeys(cur, batch)
                 done += len(page)
                 metrics.projector_batch_seconds.observe(time.perf_counter() - started)
                 metrics.projector_events.inc(len(page))

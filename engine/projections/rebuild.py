@@ -186,6 +186,7 @@ def _load(
             pool.submit(
                 _load_part,
                 builder.app.rules,
+                builder.app.master_key,  # opens the leads' keys (read models show them)
                 builder.db,  # the staging schema
                 log_table,
                 builder.names,
@@ -205,6 +206,7 @@ def _load(
 
 def _load_part(
     rules: Any,
+    master_key: bytes,
     staging: Database,
     log_table: tuple[str, str],
     only: tuple[str, ...],
@@ -213,8 +215,10 @@ def _load_part(
     batch_size: int,
 ) -> int:
     """One worker process's share of a parallel load. It only decodes and folds (personal
-    data stays sealed), so its application needs no store and no master key of its own."""
-    app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    data stays sealed); it opens the leads' keys (their rows show them), so its application
+    reads the live store's key table with the deployment's master key."""
+    live = staging.with_schema(log_table[0])
+    app = LeadEngine(rules=rules, env=live.eventsourcing_env(), master_key=master_key)
     projector = Projector(app, staging, only=only, batch_size=batch_size)
     try:
         return projector.bulk_load(until=head, log_table=log_table, part=part, track=False)

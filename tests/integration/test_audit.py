@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from engine.aggregates.lead import lead_id
 from engine.chain import digest, link
 from engine.contract import validate_event
 from engine.generator import generate
@@ -93,7 +92,7 @@ def _busiest_key() -> str:
 @pytest.fixture
 def chained(runtime: Runtime) -> tuple[Runtime, Any]:
     runtime.app.ingest(_events(25, seed=5))
-    return runtime, lead_id(_busiest_key())
+    return runtime, runtime.app.lead_id(_busiest_key())
 
 
 def test_untouched_chains_verify(chained: tuple[Runtime, Any], leadengine: Any) -> None:
@@ -321,7 +320,8 @@ def test_anchors_catch_a_truncated_log(
     report = verify(runtime.db, anchors_file=anchors, names=lead_names(runtime.app))
     assert not report.ok and all("truncated" in b.problem for b in report.breaks)
     assert all(b.problem.startswith("anchor (file)") for b in report.breaks)  # chains whole
-    keys = {lead_id(e.subject): e.subject for e in _events(25, seed=5) if e.is_lead_event}
+    lead_of = runtime.app.lead_id
+    keys = {lead_of(e.subject): e.subject for e in _events(25, seed=5) if e.is_lead_event}
     assert {b.aggregate for b in report.breaks} == {agg for agg, _ in newest}
     assert {b.key for b in report.breaks} == {keys.get(agg) for agg, _ in newest}
     code, out = leadengine("verify", "--anchors-file", str(anchors))

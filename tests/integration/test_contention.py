@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 from engine import db as dbmod
-from engine.aggregates.lead import lead_id
 from engine.aggregates.routing import queue_id
 from engine.rules import load_rules
 from engine.runtime import open_runtime
@@ -44,7 +43,7 @@ def test_a_save_writing_a_held_queue_waits_for_the_holder(
         thread.start()
         try:
             assert not done.wait(1.5), "the save did not wait for the queue's holder"
-            assert list(writer.app.recorder.select_events(lead_id("held-1"))) == []
+            assert list(writer.app.recorder.select_events(writer.app.lead_id("held-1"))) == []
         finally:
             holder.app.locks.release()
         assert done.wait(30)

@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from engine import migrations
-from engine.aggregates.lead import lead_id
 from engine.consumers.kafka import KafkaIngestor
 from engine.consumers.lines import ingest_lines
 from engine.db import Database
@@ -139,7 +138,7 @@ def test_amounts_and_counts_the_contract_accepts_are_projected_exactly(runtime: 
             sql.SQL("SELECT employees, won_amount FROM {} WHERE lead_id = %s").format(
                 sql.Identifier(s, "lead_state")
             ),
-            (lead_id("p-1"),),
+            (runtime.app.lead_id("p-1"),),
         ).fetchone()
         amounts = conn.execute(
             sql.SQL("SELECT event_id, amount FROM {} WHERE amount IS NOT NULL").format(

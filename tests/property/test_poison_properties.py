@@ -14,7 +14,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 
-from engine.aggregates.lead import lead_id
 from engine.commands.ops import read_lines
 from engine.consumers.lines import ingest_lines
 from engine.contract import parse_event
@@ -103,6 +102,6 @@ def test_every_record_is_dead_lettered_with_a_reason_or_stored_and_projected(
             row = _rows(
                 runtime,
                 "SELECT lead_key, version FROM {s}.lead_state WHERE lead_id = %s",
-                lead_id(env.subject),
+                runtime.app.lead_id(env.subject),
             )
             assert row == [(env.subject, lead.version)], env.subject

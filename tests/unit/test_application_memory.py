@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from engine.aggregates.lead import lead_id
 from engine.application import LeadEngine
 from engine.contract import validate_event
 from engine.generator import generate
@@ -30,4 +29,3 @@ def test_same_events_give_same_decisions(rules) -> None:  # type: ignore[no-unty
         )
         app.close()
     assert outcomes[0] == outcomes[1]
-    assert lead_id("crm-0000001")  # keys are the generator's

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from engine.aggregates.lead import Lead, Recorded, lead_id
+import os
+import uuid
+
+from engine.aggregates.lead import Lead, Recorded
 from engine.contract import Envelope
+from engine.leadids import LeadIds, id_secret, keyed_lead_id, legacy_lead_id, pseudonym
 from engine.rules import Rules
 from tests.factory import captured, ev, icp_profile, touch
 
@@ -17,13 +21,32 @@ def record(lead: Lead, env: Envelope, rules: Rules) -> Recorded:
     )
 
 
-def test_id_is_derived_from_the_upstream_key() -> None:
-    assert Lead(key="crm-1").id == lead_id("crm-1") == Lead(key="crm-1").id
-    assert lead_id("crm-1") != lead_id("crm-2")
+def new_lead(key: str = "lead-1") -> Lead:
+    return Lead.start(key, uuid.uuid4())
+
+
+def test_id_is_a_keyed_hash_of_the_upstream_key() -> None:
+    master = os.urandom(32)
+    ids = LeadIds(id_secret(master))
+    email = "ann.lee@example.com"
+    assert ids(email) == ids(email) == LeadIds(id_secret(master))(email)  # every process agrees
+    assert ids(email) != ids("bob@example.com")
+    assert ids(email) != legacy_lead_id(email)  # not uuid5: guessing addresses reveals nothing
+    assert ids(email) != LeadIds(id_secret(os.urandom(32)))(email)  # another deployment
+    assert id_secret(master) != master
+    assert ids(email).version == 8 and ids(email) == keyed_lead_id(id_secret(master), email)
+    assert LeadIds(id_secret(master), "uuid5")(email) == legacy_lead_id(email)  # old schemas
+    assert Lead.start(email, ids(email)).id == ids(email)
+
+
+def test_a_forgotten_lead_shows_a_stable_pseudonym() -> None:
+    lead = Lead.start("ann.lee@example.com", uuid.uuid4())
+    lead.erase(reason="ticket 1", by="dpo", at=lead.created_on)
+    assert lead.key == pseudonym(lead.id) == f"erased-{lead.id.hex[:12]}"
 
 
 def test_same_cloudevent_id_twice_is_a_no_op(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     env = captured()
     assert record(lead, env, rules) is Recorded.ACCEPTED
     version = lead.version
@@ -32,7 +55,7 @@ def test_same_cloudevent_id_twice_is_a_no_op(rules: Rules) -> None:
 
 
 def test_unknown_lead_starts_anonymous_and_late_capture_promotes(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     record(lead, touch("touch.page_viewed", url="/"), rules)
     assert lead.stage == "anonymous"
     record(lead, captured(days=-1), rules)  # captured happened earlier, arrived later
@@ -40,7 +63,7 @@ def test_unknown_lead_starts_anonymous_and_late_capture_promotes(rules: Rules) -
 
 
 def test_mql_is_a_recorded_decision_with_rules_score_and_trigger(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     record(lead, captured(), rules)
     record(lead, icp_profile(), rules)
     assert lead.stage == "lead"
@@ -57,7 +80,7 @@ def test_mql_is_a_recorded_decision_with_rules_score_and_trigger(rules: Rules) -
 
 
 def test_nonsense_fact_is_kept_and_flagged_not_applied(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     record(lead, captured(), rules)
     lost = ev("deal.lost", data={"reason": "price"})
     assert record(lead, lost, rules) is Recorded.ACCEPTED
@@ -68,7 +91,7 @@ def test_nonsense_fact_is_kept_and_flagged_not_applied(rules: Rules) -> None:
 
 
 def test_rejection_recycles_and_lead_can_requalify(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     for env in (captured(), icp_profile(), touch("touch.form_submitted", form="demo-request")):
         record(lead, env, rules)
     assert lead.stage == "mql"
@@ -80,6 +103,6 @@ def test_rejection_recycles_and_lead_can_requalify(rules: Rules) -> None:
 
 
 def test_owner_comes_from_owner_assigned(rules: Rules) -> None:
-    lead = Lead(key="lead-1")
+    lead = new_lead()
     record(lead, ev("owner.assigned", data={"owner": "ana"}), rules)
     assert lead.owner == "ana"

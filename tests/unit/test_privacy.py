@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from engine.aggregates.lead import lead_id
 from engine.application import LeadEngine
 from engine.errors import LeadEngineError
 from engine.facts import profile_of
@@ -43,7 +42,7 @@ def _person(app: LeadEngine, key: str = "p-1") -> None:
 
 
 def _stored(app: LeadEngine, key: str = "p-1") -> list[bytes]:
-    return [e.state for e in app.recorder.select_events(lead_id(key))]
+    return [e.state for e in app.recorder.select_events(app.lead_id(key))]
 
 
 def _needles() -> list[bytes]:
@@ -156,7 +155,7 @@ def test_later_personal_data_can_be_dropped_by_rule(rules: Rules) -> None:
 def test_a_sealed_value_moved_to_another_event_does_not_open(memory_app: LeadEngine) -> None:
     _person(memory_app)
     memory_app.ingest([ev("touch.call_logged", "p-1", _call(NOTES), days=3)])
-    events = list(memory_app.recorder.select_events(lead_id("p-1")))
+    events = list(memory_app.recorder.select_events(memory_app.lead_id("p-1")))
     call = events[-1]
     other = events[1]  # the captured event: same lead, another version
     moved = type(call)(
@@ -174,7 +173,7 @@ def test_a_sealed_value_moved_to_another_event_does_not_open(memory_app: LeadEng
 
 def test_projections_read_events_without_opening_them(memory_app: LeadEngine) -> None:
     _person(memory_app)
-    stored = memory_app.recorder.select_events(lead_id("p-1"))[1]
+    stored = memory_app.recorder.select_events(memory_app.lead_id("p-1"))[1]
     sealed = memory_app.sealed_mapper.to_domain_event(stored)
     assert "email" not in sealed.data and sealed.data["email_domain"] == "analytical.example"
 
@@ -197,3 +196,23 @@ def _call(notes: str) -> dict[str, object]:
         "rep": "rep-1",
         "notes": notes,
     }
+
+
+def test_the_lead_key_is_sealed_at_rest_and_a_pseudonym_once_forgotten(
+    memory_app: LeadEngine,
+) -> None:
+    _person(memory_app, key=EMAIL)  # upstream keys the lead by its email address
+    stored = memory_app.recorder.select_events(memory_app.lead_id(EMAIL))
+    assert not any(EMAIL.encode() in e.state for e in stored)
+    started = json.loads(stored[0].state)
+    assert started["_pii"]["fields"] == ["key"] and started["key"].startswith("erased-")
+    # every mapper with keys opens it: the read model shows the key until it is forgotten
+    assert memory_app.sealed_mapper.to_domain_event(stored[0]).key == EMAIL
+    assert memory_app.mapper.to_domain_event(stored[0]).key == EMAIL
+
+    result = memory_app.forget(EMAIL, reason="ticket 1", by="dpo", at=NOW)
+    shown = f"erased-{result.lead_id.hex[:12]}"
+    assert result.pseudonym == shown and EMAIL not in repr(result)
+    assert memory_app.mapper.to_domain_event(stored[0]).key == shown
+    memory_app.clear_cache()
+    assert memory_app.get_lead(EMAIL).key == shown  # still found by its key

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -224,8 +225,10 @@ def test_every_model_scores_and_the_primary_decides(app_for: Any) -> None:
 def test_same_history_same_decisions() -> None:
     rules = make_rules("least_loaded", [{"id": "a", "capacity": 3}, {"id": "b", "capacity": 2}])
 
+    master = bytes(32)  # the same deployment twice: the same lead ids
+
     def run() -> list[tuple[str, ...]]:
-        app = LeadEngine(rules=rules, env=POPO)
+        app = LeadEngine(rules=rules, env=POPO, master_key=master)
         for i in range(8):
             qualify(app, f"l{i}", i, seniority=("vp" if i % 3 == 0 else "manager"))
             if i % 2:
@@ -255,3 +258,16 @@ def test_unknown_model_is_a_clear_error(app_for: Any) -> None:
     app = app_for("round_robin", [{"id": "a"}])
     with pytest.raises(Exception, match="no scoring model named 'nope' \\(known: test, other\\)"):
         app.rules.model("nope")
+
+
+def test_a_queue_releases_leads_assigned_by_id_or_before_migration_7_by_key() -> None:
+    queue = RoutingQueue(key="main")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for lead in ("crm-1", "8b0c6d1e-0000-8000-8000-000000000001"):  # old event: the key
+        queue.assign(lead_key=lead, rep="a", strategy="round_robin", why="", current={}, at=at)
+    assert queue.release(lead_key="id-of-crm-1", legacy_key="crm-1", reason="x", at=at)
+    assert queue.release(
+        lead_key="8b0c6d1e-0000-8000-8000-000000000001", legacy_key="crm-2", reason="x", at=at
+    )
+    assert queue.open == {}
+    assert not queue.release(lead_key="nobody", legacy_key="nobody", reason="x", at=at)
