@@ -298,7 +298,7 @@ def test_an_email_keyed_lead_leaves_its_address_nowhere_after_forget(
     assert code == 0 and email not in out and json.loads(out)["lead"] == shown
     after = _history(leadengine, email)
     assert {v: after[v] for v in before} == before
-    code, out = leadengine("lead", "history", email)
+    code, out = leadengine("lead", "history", email, "--wide")
     assert code == 0 and email not in out and f"key={shown}" in out
     for command in (("lead", "show", email), ("report", "sla"), ("report", "kpis")):
         code, out = leadengine(*command, "--format", "json")
