@@ -23,6 +23,7 @@ from engine.analytics.views import create_views
 from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.errors import LeadEngineError
+from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import STATEMENTS
 from engine.readmodel import create_reader_role, ensure_contract, grant, role_exists
 
@@ -82,6 +83,11 @@ def _named_projections(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(t), (LEGACY_NAME,))
 
 
+def _parked(conn: Any, schema: str) -> None:
+    """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""
+    conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -90,6 +96,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
     ),
+    Migration(5, "parked leads: what a projection set aside, with the reason", _parked),
 )
 LATEST = MIGRATIONS[-1].version
 

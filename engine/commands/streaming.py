@@ -145,7 +145,9 @@ def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
 
 
 def projection_status(rt: Runtime) -> list[dict[str, Any]]:
-    """Each projection: position, the log's head, lag, and events/s of its last batch."""
+    """Each projection: position, the log's head, lag, events/s of its last batch, and how
+    many leads it parked."""
+    from engine.projections import parking
     from engine.projections.projector import PROJECTIONS
 
     head = rt.app.recorder.max_notification_id() or 0
@@ -158,6 +160,7 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
                 ).format(sql.Identifier(rt.db.schema, "projection_tracking"))
             ).fetchall()
         }
+        parked = parking.counts(conn, rt.db.schema)
     out = []
     for name in PROJECTIONS:
         position, events, seconds, updated = found.get(name, (0, 0, 0.0, None))
@@ -169,6 +172,7 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
                 "lag": max(0, head - int(position)),
                 "events_per_s": round(events / seconds) if seconds else None,
                 "updated_at": updated.isoformat(timespec="seconds") if updated else None,
+                "parked": parked.get(name, 0),
             }
         )
     return out
@@ -178,6 +182,12 @@ def _check(doc: dict[str, Any], max_lag: int | None) -> int:
     problems = []
     if doc["broker_error"]:
         problems.append(f"broker unreachable: {doc['broker_error']}")
+    for proj in doc["projections"]:
+        if proj["parked"]:
+            problems.append(
+                f"projection {proj['name']} parked {proj['parked']} lead(s): see "
+                "`leadengine projections list`, fix, then `leadengine projections retry`"
+            )
     if max_lag is not None:
         for proj in doc["projections"]:
             if proj["lag"] > max_lag:
@@ -232,7 +242,15 @@ def status(args: argparse.Namespace) -> int:
                 args.format,
                 projections,
                 title="Projections",
-                columns=["name", "position", "log_head", "lag", "events_per_s", "updated_at"],
+                columns=[
+                    "name",
+                    "position",
+                    "log_head",
+                    "lag",
+                    "events_per_s",
+                    "updated_at",
+                    "parked",
+                ],
             )
         )
     return 0

@@ -127,7 +127,7 @@ def test_migrations_are_versioned_idempotent_and_explicit(
     position = loaded.projector.position()
     assert position > 0
     with loaded.db.connect() as conn:  # as if this schema were made by the previous version:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(table), (3,))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version >= %s").format(table), (3,))
         conn.execute(sql.SQL("DELETE FROM {}").format(tracking))  # one projection, one row
         conn.execute(
             sql.SQL("INSERT INTO {} (name, position) VALUES ('read_model', %s)").format(tracking),
@@ -150,7 +150,7 @@ def test_migrations_are_versioned_idempotent_and_explicit(
         split = dict(
             conn.execute(sql.SQL("SELECT name, position FROM {}").format(tracking)).fetchall()
         )
-    assert versions == [1, 2, 3]
+    assert versions == [m.version for m in migrations.MIGRATIONS]
     # every projection starts where the single read model was: nothing is projected twice
     assert split == {
         "leads": position,
