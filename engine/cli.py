@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "is unreachable, a projection has parked leads, or a lag exceeds --max-lag; print "
         "nothing else",
     )
+    p.add_argument(
+        "--allow-parked",
+        action="store_true",
+        help="with --check: parked leads do not fail it (for liveness probes: a restart "
+        "cannot fix them; see `projections retry`)",
+    )
     p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
     _fmt(p)
 

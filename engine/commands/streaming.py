@@ -178,12 +178,12 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
     return out
 
 
-def _check(doc: dict[str, Any], max_lag: int | None) -> int:
+def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False) -> int:
     problems = []
     if doc["broker_error"]:
         problems.append(f"broker unreachable: {doc['broker_error']}")
     for proj in doc["projections"]:
-        if proj["parked"]:
+        if proj["parked"] and not allow_parked:
             problems.append(
                 f"projection {proj['name']} parked {proj['parked']} lead(s): see "
                 "`leadengine projections list`, fix, then `leadengine projections retry`"
@@ -229,7 +229,7 @@ def status(args: argparse.Namespace) -> int:
         "broker_error": broker_error,
     }
     if getattr(args, "check", False):
-        return _check(doc, args.max_lag)
+        return _check(doc, args.max_lag, getattr(args, "allow_parked", False))
     if args.format == "json":
         print(to_json(doc))
     else:
