@@ -62,6 +62,10 @@ class PositionMoved(RuntimeError):
     """Another writer (a rebuild's switch, a second projector) moved a projection's position."""
 
 
+class Unparked(PositionMoved):
+    """A retry brought back a lead whose events this batch skipped: project the batch again."""
+
+
 def names(only: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """Validate projection names (comma-separated or a list); all of them if none given."""
     if not only:
@@ -119,11 +123,13 @@ class Batch:
     milestones: list[tuple[Any, ...]] | None = None
     cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
     first_seen: dict[UUID, int] | None = None  # each aggregate's first notification in the batch
+    skipped: set[tuple[str, UUID]] | None = None  # (projection, aggregate) skipped as parked
 
     def __post_init__(self) -> None:
         self.events = {}
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
         self.routings, self.milestones, self.cost_owners, self.first_seen = [], [], [], {}
+        self.skipped = set()
 
     def event_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """The history rows this batch adds (one per event), by table."""
@@ -280,10 +286,14 @@ class Projector:
         aggregate; a failure parks the aggregate instead of stopping the batch."""
         originator = cast(UUID, stored.originator_id)
         if self._some_parked:
-            want = frozenset(n for n in want if originator not in self._parked[n])
-            if not want and any(originator in ids for ids in self._parked.values()):
-                self._cache.pop(originator, None)  # if it comes back, it is read from the store
-                return
+            skipped = [n for n in want if originator in self._parked[n]]
+            if skipped:
+                assert batch.skipped is not None
+                batch.skipped.update((n, originator) for n in skipped)
+                want = want.difference(skipped)
+                if not want:
+                    self._cache.pop(originator, None)  # if it comes back, read from the store
+                    return
         assert batch.first_seen is not None
         batch.first_seen.setdefault(originator, position)
         try:
@@ -450,6 +460,7 @@ class Projector:
                         self._advance(
                             cur, name, expected, batch.last_position, events.get(name, 0), seconds
                         )
+                    self._still_parked(cur, batch.skipped)
                     for table in TABLES:
                         if values[table]:
                             cur.executemany(self._upserts[table], values[table])
@@ -460,6 +471,7 @@ class Projector:
                         self._advance(
                             cur, name, expected, batch.last_position, events.get(name, 0), seconds
                         )
+                    self._still_parked(cur, batch.skipped)
                     self._write_isolated(
                         cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
                     )
@@ -469,6 +481,21 @@ class Projector:
             raise
         self._parks = []
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
+
+    def _still_parked(self, cur: Cursor[Any], skipped: set[tuple[str, UUID]] | None) -> None:
+        """Raise Unparked if a lead whose events the batch skipped is parked no more (a retry
+        committed while the batch was folded; it held the positions, so this runs after it)."""
+        skipped = (skipped or set()) - {(p.projection, p.originator_id) for p in self._parks}
+        if not skipped:  # (those parked by this very batch are not in the table yet)
+            return
+        found = cur.execute(
+            sql.SQL(
+                "SELECT projection, originator_id FROM {} WHERE originator_id = ANY(%s)"
+            ).format(sql.Identifier(self.db.schema, "parked")),
+            (list({originator for _name, originator in skipped}),),
+        ).fetchall()
+        if not skipped <= set(found):
+            raise Unparked("a retry brought back a lead this batch skipped; projecting it again")
 
     def _upsert_rows(self, cur: Cursor[Any], table: str, values: list[tuple[Any, ...]]) -> None:
         if values:

@@ -13,7 +13,7 @@ from psycopg import sql
 from engine.aggregates.lead import lead_id
 from engine.contract import validate_event
 from engine.generator import generate
-from engine.projections import rows
+from engine.projections import parking, rows
 from engine.projections.projector import PROJECTIONS, TABLES, Projector
 from engine.projections.rebuild import rebuild
 from engine.projections.retry import retry
@@ -198,6 +198,37 @@ def test_a_retry_while_the_fault_remains_keeps_it_parked_with_one_more_attempt(
         still["error"] == "RuntimeError" and "(_rows): injected fault for <key>" in still["reason"]
     )
     assert [p[5] for p in parked(runtime)] == [2]
+
+
+def test_a_batch_folded_while_a_retry_brings_its_lead_back_is_projected_again(
+    runtime: Runtime,
+    journeys: tuple[list[Any], list[Any], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The projector read the parked list, then a retry unparked the lead and committed before
+    the batch was written: the batch had skipped the lead's new events, so it is projected
+    again (the retry held the positions; the batch's write waits for it, then sees it)."""
+    first, rest, target = journeys
+    monkeypatch.setattr(rows, "touch_row", _raise_for(target, rows.touch_row))
+    runtime.app.ingest(first)
+    projector = runtime.projector
+    projector.run()
+    assert [p[0] for p in parked(runtime)] == ["touchpoints"]
+    monkeypatch.undo()
+    runtime.app.ingest(rest)
+    original, retried = parking.load, []
+
+    def load_then_retry(*args: Any) -> Any:
+        found = original(*args)
+        if not retried:  # the retry commits while this batch is folded with `found`
+            retried.append(retry(runtime.app, runtime.db))
+        return found
+
+    monkeypatch.setattr(parking, "load", load_then_retry)
+    projector.batch_size = 100_000
+    projector.run()
+    assert retried[0].unparked == 1 and parked(runtime) == []
+    assert snapshot(runtime) == clean_projection(runtime)
 
 
 def test_a_rebuild_parks_instead_of_failing_and_a_rebuild_after_the_fix_brings_it_back(
