@@ -55,14 +55,19 @@ class Park:
     reason: str
 
     def row(self) -> tuple[Any, ...]:
+        """The row for `parked` (a NUL byte, which text columns refuse, written as `\\0`)."""
         return (
             self.projection,
             self.originator_id,
-            self.lead_key,
+            _text(self.lead_key),
             self.position,
             self.error,
-            self.reason,
+            _text(self.reason),
         )
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\\0") if value is not None else None
 
 
 def describe(exc: BaseException, key: str | None, table: str | None = None) -> tuple[str, str]:
@@ -75,19 +80,25 @@ def describe(exc: BaseException, key: str | None, table: str | None = None) -> t
         constraint = f" constraint {diag.constraint_name}" if diag.constraint_name else ""
         reason = f"writing {where}{column}{constraint}: {message}" if where else message
     else:
-        frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if "/engine/" in f.filename.replace("\\", "/")] or frames
-        at = ""
-        if ours:
-            frame = ours[-1]
-            module = frame.filename.replace("\\", "/").rsplit("/engine/", 1)[-1]
-            at = f" in engine/{module}:{frame.lineno} ({frame.name})"
-        reason = f"{type(exc).__name__}{at}: {exc}"
+        reason = f"{type(exc).__name__}{_where(exc)}: {exc}"
     if key:
         reason = reason.replace(key, "<key>")
     if len(reason) > REASON_LENGTH:
         reason = reason[: REASON_LENGTH - 1] + "…"
     return type(exc).__name__, reason
+
+
+def _where(exc: BaseException) -> str:
+    """` in engine/<module>:<line> (<function>)`: the innermost frame of ours it went through."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    paths = [f.filename.replace("\\", "/") for f in frames]
+    ours = [(f, p) for f, p in zip(frames, paths, strict=True) if "/engine/" in p]
+    if ours:
+        frame, path = ours[-1]
+        return f" in engine/{path.rsplit('/engine/', 1)[1]}:{frame.lineno} ({frame.name})"
+    if frames:
+        return f" in {paths[-1].rsplit('/', 1)[-1]}:{frames[-1].lineno} ({frames[-1].name})"
+    return ""
 
 
 def load(
