@@ -272,8 +272,12 @@ class Projector:
 
     def _load_parked(self) -> None:
         """Read the parked aggregates (a retry elsewhere may have brought some back)."""
-        conn = self._connection()
-        self._parked.update(parking.load(conn, self.db.schema, self.names))
+        try:
+            found = parking.load(self._connection(), self.db.schema, self.names)
+        except psycopg.OperationalError:
+            self.close()  # the next batch reconnects
+            raise
+        self._parked.update(found)
         self._some_parked = any(self._parked.values())
         self._parks = []
 
