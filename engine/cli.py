@@ -28,6 +28,7 @@ examples:
   leadengine report html report.html          charts in one self-contained page
   leadengine whatif --rules stricter.yaml      what would change under other rules
   leadengine projections rebuild leads        rebuild a read model beside the live one, switch
+  leadengine projections retry                bring back the leads a projection parked
 
 environment:
   LEADENGINE_DATABASE_URL   PostgreSQL URL (unset: embedded server under LEADENGINE_HOME)
@@ -150,7 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="for probes: exit 1 (with the reason) if the database or the configured broker "
-        "is unreachable, or a lag exceeds --max-lag; print nothing else",
+        "is unreachable, a projection has parked leads, or a lag exceeds --max-lag; print "
+        "nothing else",
+    )
+    p.add_argument(
+        "--allow-parked",
+        action="store_true",
+        help="with --check: parked leads do not fail it (for liveness probes: a restart "
+        "cannot fix them; see `projections retry`)",
     )
     p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
     _fmt(p)
@@ -176,9 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     _fmt(p)
 
     proj = sub.add_parser(
-        "projections", help="the read model's projections: list, rebuild"
+        "projections", help="the read model's projections: list, rebuild, retry"
     ).add_subparsers(dest="projections_command", required=True, metavar="SUBCOMMAND")
-    p = proj.add_parser("list", help="each projection, its tables, position and lag")
+    p = proj.add_parser("list", help="each projection, its tables, position, lag, parked leads")
+    _fmt(p)
+    p = proj.add_parser(
+        "retry",
+        help="re-fold the leads a projection parked; unpark those that now succeed",
+        description="A lead a projection could not fold or write is parked (with the reason) "
+        "and its later events are skipped by that projection, so the rest moves on. After "
+        "fixing the cause (code, rules, data in the database), retry re-folds each parked lead "
+        "from its whole stream under the current code and rules, writes its rows and unparks "
+        "it; those that fail again stay parked with the new reason. Exit 1 if any stay parked.",
+    )
+    p.add_argument("name", nargs="?", help="leads | touchpoints | history | costs (default all)")
+    p.add_argument("--lead", metavar="KEY", help="only this lead")
     _fmt(p)
     p = proj.add_parser(
         "rebuild",
@@ -454,6 +474,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("project", None): ops.project,
         ("projections", "list"): ops.projections_list,
         ("projections", "rebuild"): ops.projections_rebuild,
+        ("projections", "retry"): ops.projections_retry,
         ("consume", None): streaming.consume,
         ("publish", None): streaming.publish,
         ("status", None): streaming.status,

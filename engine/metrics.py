@@ -3,7 +3,7 @@
 Consumer: records, accepted, duplicates, conflicts, dead-lettered (counters, by topic), batch
 latency (histogram) and lag per partition (the broker's high watermark minus the stored position: an
 estimate for dashboards, never used to decide anything). Projector: events projected, batch
-latency, position and lag against the head of the event log.
+latency, position and lag against the head of the event log, parked leads per projection.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ projector_batch_seconds = Histogram(
 )
 projection_position = Gauge("leadengine_projection_position", "Last projected notification id")
 projection_lag = Gauge("leadengine_projection_lag", "Events in the log not yet projected")
+parked_leads = Gauge(
+    "leadengine_parked_leads",
+    "Leads (or campaigns) a projection set aside after failing to fold or write them",
+    ["projection"],
+)
 
 
 def serve(port: int | None, addr: str = "0.0.0.0") -> None:

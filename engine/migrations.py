@@ -32,6 +32,7 @@ from engine.chain import (
 from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.errors import LeadEngineError
+from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import STATEMENTS
 from engine.readmodel import (
     CONTRACT,
@@ -235,6 +236,10 @@ def _lead_id_scheme(conn: Any, schema: str) -> None:
         (UUID5 if had_leads else KEYED,),
     )
 
+def _parked(conn: Any, schema: str) -> None:
+    """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""
+    conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
@@ -245,6 +250,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
     ),
     Migration(4, "amounts up to 10^15 with 2 decimals stored exactly", _wider_amounts),
+    Migration(5, "parked leads: what a projection set aside, with the reason", _parked),
     Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
     Migration(7, "lead ids: keyed hash of the key (uuid5 kept where leads exist)", _lead_id_scheme),
     Migration(

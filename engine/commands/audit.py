@@ -18,6 +18,7 @@ from engine.logs import get_logger
 from engine.output import prose, render, to_json
 from engine.privacy import KEYS_TABLE
 from engine.progress import Progress
+from engine.projections import parking
 from engine.runtime import open_runtime
 from engine.verify import anchor, lead_names, verify
 
@@ -167,6 +168,8 @@ def forget_command(args: argparse.Namespace) -> int:
         if purged:
             rt.deadletters.vacuum()
         projected = rt.projector.run(until_caught_up=True)
+        with rt.db.connect() as conn:  # a parked lead's rows are skipped by the projector
+            parking.rekey(conn, rt.db.schema, result.lead_id, result.pseudonym)
     log.info(  # the audit trail of the erasure itself: nothing personal in it (not the key)
         "lead forgotten",
         lead=result.pseudonym,

@@ -140,11 +140,41 @@ def projections_list(args: argparse.Namespace) -> int:
             "what": DESCRIPTIONS[name],
             "position": status[name]["position"],
             "lag": status[name]["lag"],
+            "parked": status[name]["parked"],
         }
         for name, tables in PROJECTIONS.items()
     ]
     print(to_json(rows) if args.format == "json" else render(args.format, rows))
     return 0
+
+
+def projections_retry(args: argparse.Namespace) -> int:
+    """Re-fold the parked leads; exit 1 if some stay parked."""
+    from engine.projections.retry import retry
+
+    try:
+        names(args.name)
+    except ValueError as exc:
+        raise LeadEngineError(str(exc)) from None
+    with open_runtime() as rt:
+        report = retry(rt.app, rt.db, args.name, lead=args.lead)
+    if args.format == "json":
+        print(to_json(report.as_dict()))
+    else:
+        print(
+            f"retried {report.retried} parked, {report.unparked} back, "
+            f"{len(report.still_parked)} still parked"
+        )
+        if report.still_parked:
+            print()
+            print(
+                render(
+                    args.format,
+                    report.still_parked,
+                    columns=["projection", "lead_key", "position", "attempts", "reason"],
+                )
+            )
+    return 1 if report.still_parked else 0
 
 
 def projections_rebuild(args: argparse.Namespace) -> int:

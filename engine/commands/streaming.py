@@ -169,7 +169,9 @@ def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
 
 
 def projection_status(rt: Runtime) -> list[dict[str, Any]]:
-    """Each projection: position, the log's head, lag, and events/s of its last batch."""
+    """Each projection: position, the log's head, lag, events/s of its last batch, and how
+    many leads it parked."""
+    from engine.projections import parking
     from engine.projections.projector import PROJECTIONS
 
     head = rt.app.recorder.max_notification_id() or 0
@@ -182,6 +184,7 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
                 ).format(sql.Identifier(rt.db.schema, "projection_tracking"))
             ).fetchall()
         }
+        parked = parking.counts(conn, rt.db.schema)
     out = []
     for name in PROJECTIONS:
         position, events, seconds, updated = found.get(name, (0, 0, 0.0, None))
@@ -193,15 +196,22 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
                 "lag": max(0, head - int(position)),
                 "events_per_s": round(events / seconds) if seconds else None,
                 "updated_at": updated.isoformat(timespec="seconds") if updated else None,
+                "parked": parked.get(name, 0),
             }
         )
     return out
 
 
-def _check(doc: dict[str, Any], max_lag: int | None) -> int:
+def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False) -> int:
     problems = []
     if doc["broker_error"]:
         problems.append(f"broker unreachable: {doc['broker_error']}")
+    for proj in doc["projections"]:
+        if proj["parked"] and not allow_parked:
+            problems.append(
+                f"projection {proj['name']} parked {proj['parked']} lead(s): see "
+                "`leadengine projections list`, fix, then `leadengine projections retry`"
+            )
     if max_lag is not None:
         for proj in doc["projections"]:
             if proj["lag"] > max_lag:
@@ -243,7 +253,7 @@ def status(args: argparse.Namespace) -> int:
         "broker_error": broker_error,
     }
     if getattr(args, "check", False):
-        return _check(doc, args.max_lag)
+        return _check(doc, args.max_lag, getattr(args, "allow_parked", False))
     if args.format == "json":
         print(to_json(doc))
     else:
@@ -256,7 +266,15 @@ def status(args: argparse.Namespace) -> int:
                 args.format,
                 projections,
                 title="Projections",
-                columns=["name", "position", "log_head", "lag", "events_per_s", "updated_at"],
+                columns=[
+                    "name",
+                    "position",
+                    "log_head",
+                    "lag",
+                    "events_per_s",
+                    "updated_at",
+                    "parked",
+                ],
             )
         )
     return 0

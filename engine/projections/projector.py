@@ -10,6 +10,12 @@ only the events past its own position.
 
 `bulk_load` is the rebuild path (engine/projections/rebuild.py): empty tables, the whole log,
 every aggregate kept in memory, rows streamed with COPY and each lead's final rows written once.
+
+One bad lead never stops a projection: an aggregate that fails to decode, fold or make its rows,
+or whose row the database rejects, is parked for that projection (engine/projections/parking.py)
+and the rest of the batch commits. Writes take one statement per table while nothing fails; a
+rejected batch is written again with each aggregate's rows in a savepoint of their own, to find
+the offenders. `reproject` re-folds parked aggregates (`leadengine projections retry`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -32,7 +38,8 @@ from engine.aggregates.routing import Roster, RoutingQueue
 from engine.application import LeadEngine
 from engine.db import Database
 from engine.logs import get_logger
-from engine.projections import rows
+from engine.projections import parking, rows
+from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {
@@ -53,6 +60,10 @@ LEGACY_NAME = "read_model"
 
 class PositionMoved(RuntimeError):
     """Another writer (a rebuild's switch, a second projector) moved a projection's position."""
+
+
+class Unparked(PositionMoved):
+    """A retry brought back a lead whose events this batch skipped: project the batch again."""
 
 
 def names(only: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -92,6 +103,10 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
     "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
 }
+#: The projection each table belongs to.
+TABLE_PROJECTION = {table: name for name, tables in PROJECTIONS.items() for table in tables}
+#: Writes a table's rows: an upsert (the projector) or COPY (the bulk load).
+Writer = Callable[[Cursor[Any], str, list[tuple[Any, ...]]], None]
 
 
 @dataclass
@@ -108,11 +123,15 @@ class Batch:
     milestones: list[tuple[Any, ...]] | None = None
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
     rekeys: dict[str, list[tuple[str, UUID]]] = field(default_factory=dict)
+    cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
+    first_seen: dict[UUID, int] | None = None  # each aggregate's first notification in the batch
+    skipped: set[tuple[str, UUID]] | None = None  # (projection, aggregate) skipped as parked
 
     def __post_init__(self) -> None:
         self.events = {}
         self.leads, self.touches, self.stages, self.costs = {}, [], [], []
-        self.routings, self.milestones = [], []
+        self.routings, self.milestones, self.cost_owners, self.first_seen = [], [], [], {}
+        self.skipped = set()
 
     def event_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """The history rows this batch adds (one per event), by table."""
@@ -183,6 +202,10 @@ class Projector:
         self._upserts = {t: _upsert(s, t, cols, key) for t, (cols, key) in TABLES.items()}
         self._rekeys = {t: _rekey(s, t) for t in KEYED_TABLES}
         self._tracking = sql.Identifier(s, "projection_tracking")
+        #: aggregates set aside, per projection, and the parks not yet committed
+        self._parked: dict[str, set[UUID]] = {name: set() for name in PROJECTIONS}
+        self._some_parked = False
+        self._parks: list[Park] = []
 
     def positions(self) -> dict[str, int]:
         """Each of this projector's projections' position in the log (0: nothing yet)."""
@@ -241,18 +264,98 @@ class Projector:
         if not notifications:
             return 0, positions
         started = time.perf_counter()
+        self._load_parked()
         batch = Batch()
         self.app.sealed_mapper.prefetch_keys(notifications)  # the leads' keys: one round trip
         for notification in notifications:
-            event = self.app.sealed_mapper.to_domain_event(notification)
             want = self._wanted(positions, notification.id, batch)
-            self._fold(event, notification.id, batch, want)
+            self._take(notification, notification.id, batch, want)
             batch.last_position = notification.id
         new = self._write(batch, positions, started)
         metrics.projector_batch_seconds.observe(time.perf_counter() - started)
         metrics.projector_events.inc(len(notifications))
         metrics.projection_position.set(min(new.values()))
+        self._parked_metric()
         return len(notifications), new
+
+    def parked(self) -> dict[str, int]:
+        """How many aggregates each of this projector's projections has parked."""
+        self._load_parked()
+        self._parked_metric()
+        return {name: len(self._parked[name]) for name in self.names}
+
+    def _load_parked(self) -> None:
+        """Read the parked aggregates (a retry elsewhere may have brought some back)."""
+        try:
+            found = parking.load(self._connection(), self.db.schema, self.names)
+        except psycopg.OperationalError:
+            self.close()  # the next batch reconnects
+            raise
+        self._parked.update(found)
+        self._some_parked = any(self._parked.values())
+        self._parks = []
+
+    def _parked_metric(self) -> None:
+        for name in self.names:
+            metrics.parked_leads.labels(projection=name).set(len(self._parked[name]))
+
+    def _take(self, stored: StoredEvent, position: int, batch: Batch, want: frozenset[str]) -> None:
+        """Decode and fold one stored event, for the projections that have not parked its
+        aggregate; a failure parks the aggregate instead of stopping the batch."""
+        originator = cast(UUID, stored.originator_id)
+        if self._some_parked:
+            skipped = [n for n in want if originator in self._parked[n]]
+            if skipped:
+                assert batch.skipped is not None
+                batch.skipped.update((n, originator) for n in skipped)
+                want = want.difference(skipped)
+                if not want:
+                    self._cache.pop(originator, None)  # if it comes back, read from the store
+                    return
+        assert batch.first_seen is not None
+        batch.first_seen.setdefault(originator, position)
+        try:
+            event = self.app.sealed_mapper.to_domain_event(stored)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as exc:
+            self._failed(exc, want, originator, position, batch, evict=True)
+            return
+        self._fold(event, position, batch, want)
+
+    def _failed(
+        self,
+        exc: Exception,
+        projections: frozenset[str] | set[str],
+        originator: UUID,
+        position: int,
+        batch: Batch | None,
+        table: str | None = None,
+        *,
+        evict: bool = False,
+    ) -> None:
+        """Park `originator` in `projections`: its later events are skipped there. `evict`: the
+        aggregate itself could not take the event (its cached state is no longer whole)."""
+        agg = self._cache.pop(originator, None) if evict else self._cache.get(originator)
+        key = agg.key if isinstance(agg, Lead) else None
+        if key is None and batch is not None and batch.leads and originator in batch.leads:
+            key = batch.leads[originator].key
+        error, reason = parking.describe(exc, key, table)
+        for name in projections:
+            if originator in self._parked.setdefault(name, set()):
+                continue
+            self._parked[name].add(originator)
+            self._some_parked = True
+            self._parks.append(Park(name, originator, key, position, error, reason))
+            log.warning(
+                "aggregate parked: its later events are skipped until `projections retry`",
+                projection=name,
+                aggregate=str(originator),
+                position=position,
+                reason=reason,
+            )
+        if "leads" in projections and batch is not None and batch.leads is not None:
+            batch.leads.pop(originator, None)
 
     def _wanted(self, positions: dict[str, int], position: int, batch: Batch) -> frozenset[str]:
         assert batch.events is not None
@@ -281,14 +384,34 @@ class Projector:
     ) -> None:
         if isinstance(event, ROUTING_STATE_EVENTS):
             return  # queues and the roster: their effects show on the leads; never rebuilt here
-        agg = self._aggregate(event)  # every event folds, wanted or not: aggregates stay whole
+        try:
+            agg = self._aggregate(event)  # every event folds, wanted or not: aggregates stay whole
+        except INFRASTRUCTURE:
+            raise
+        except Exception as exc:
+            self._failed(exc, want, event.originator_id, position, batch, evict=True)
+            return
         if not want:
             return
+        try:
+            self._rows(agg, event, position, batch, want)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as exc:
+            projection = _projection_of(event)
+            self._failed(exc, want & {projection}, event.originator_id, position, batch)
+
+    def _rows(
+        self, agg: Any, event: Any, position: int, batch: Batch, want: frozenset[str]
+    ) -> None:
+        """Add the rows `event` makes (for the projections in `want`) to the batch."""
         assert batch.leads is not None and batch.touches is not None
         assert batch.stages is not None and batch.costs is not None
         if isinstance(agg, Campaign):
             if isinstance(event, Campaign.CostRecorded) and "costs" in want:
+                assert batch.cost_owners is not None
                 batch.costs.append(rows.cost_row(agg, event))
+                batch.cost_owners.append(agg.id)
             return
         lead = agg
         if "leads" in want:
@@ -312,48 +435,176 @@ class Projector:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
 
-    def _lead_rows(self, leads: list[Lead]) -> dict[str, list[tuple[Any, ...]]]:
-        """The leads' current rows (state, a score per model, SLA), by table."""
+    def _lead_rows(
+        self, leads: list[Lead], first_seen: dict[UUID, int]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """The leads' current rows (state, a score per model, SLA), by table. A lead whose rows
+        cannot be made is parked in `leads` (at its first notification in `first_seen`)."""
         rules = self.app.rules
-        # A batch may end between a lead's creation and its first fact; the next batch has it.
-        leads = [lead for lead in leads if lead.facts]
-        lead_rows, score_rows = [], []
+        parked = self._parked["leads"]
+        lead_rows: list[tuple[Any, ...]] = []
+        score_rows: list[tuple[Any, ...]] = []
+        sla_rows: list[tuple[Any, ...]] = []
         for lead in leads:
-            primary = lead.current_score(rules)  # scored once for lead_state and lead_scores
-            lead_rows.append(rows.lead_state_row(lead, rules, primary))
-            score_rows.extend(rows.score_rows(lead, rules, primary))
-        sla_rows = []
-        if rules.sla is not None:
-            for lead in leads:
-                row = rows.sla_row(lead, rules.sla)
-                if row is not None:
-                    sla_rows.append(row)
+            # A batch may end between a lead's creation and its first fact; the next has it.
+            if not lead.facts or lead.id in parked:
+                continue
+            try:
+                primary = lead.current_score(rules)  # scored once for lead_state and lead_scores
+                state = rows.lead_state_row(lead, rules, primary)
+                scores = rows.score_rows(lead, rules, primary)
+                sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
+            except INFRASTRUCTURE:
+                raise
+            except Exception as exc:
+                self._failed(exc, {"leads"}, lead.id, first_seen.get(lead.id, 0), None)
+                continue
+            lead_rows.append(state)
+            score_rows.extend(scores)
+            if sla is not None:
+                sla_rows.append(sla)
         return {"lead_state": lead_rows, "lead_scores": score_rows, "lead_sla": sla_rows}
 
     def _write(self, batch: Batch, positions: dict[str, int], started: float) -> dict[str, int]:
+        """Commit the batch's rows, parks and new positions in one transaction. If the database
+        rejects a row, write again, each aggregate's rows in a savepoint: park the offenders."""
         assert batch.leads is not None and batch.events is not None
-        values = {**batch.event_rows(), **self._lead_rows(list(batch.leads.values()))}
+        assert batch.first_seen is not None and batch.cost_owners is not None
+        leads = self._lead_rows(list(batch.leads.values()), batch.first_seen)
+        values = {**batch.event_rows(), **leads}
         moving = {n: at for n, at in positions.items() if batch.last_position > at}
         conn = self._connection()
+        seconds = time.perf_counter() - started
+        events = batch.events
         try:
-            with conn.transaction(), conn.cursor() as cur:
-                seconds = time.perf_counter() - started
-                for name, expected in moving.items():
-                    self._advance(
-                        cur, name, expected, batch.last_position, batch.events.get(name, 0), seconds
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    for name, expected in moving.items():
+                        self._advance(
+                            cur, name, expected, batch.last_position, events.get(name, 0), seconds
+                        )
+                    self._still_parked(cur, batch.skipped)
+                    for table in TABLES:
+                        if values[table]:
+                            cur.executemany(self._upserts[table], values[table])
+                    self._write_rekeys(cur, batch)
+                    parking.record(cur, self.db.schema, self._parks)
+            except ROW_ERRORS:
+                with conn.transaction(), conn.cursor() as cur:
+                    for name, expected in moving.items():
+                        self._advance(
+                            cur, name, expected, batch.last_position, events.get(name, 0), seconds
+                        )
+                    self._still_parked(cur, batch.skipped)
+                    self._write_isolated(
+                        cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
                     )
-                for table in TABLES:
-                    if values[table]:
-                        cur.executemany(self._upserts[table], values[table])
-                self._write_rekeys(cur, batch)
+                    self._write_rekeys(cur, batch)
+                    parking.record(cur, self.db.schema, self._parks)
         except psycopg.OperationalError:
             self.close()
             raise
+        self._parks = []
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
 
     def _write_rekeys(self, cur: Cursor[Any], batch: Batch) -> None:
         for table, pairs in batch.rekeys.items():
             cur.executemany(self._rekeys[table], pairs)
+
+    def _still_parked(self, cur: Cursor[Any], skipped: set[tuple[str, UUID]] | None) -> None:
+        """Raise Unparked if a lead whose events the batch skipped is parked no more (a retry
+        committed while the batch was folded; it held the positions, so this runs after it)."""
+        skipped = (skipped or set()) - {(p.projection, p.originator_id) for p in self._parks}
+        if not skipped:  # (those parked by this very batch are not in the table yet)
+            return
+        found = cur.execute(
+            sql.SQL(
+                "SELECT projection, originator_id FROM {} WHERE originator_id = ANY(%s)"
+            ).format(sql.Identifier(self.db.schema, "parked")),
+            (list({originator for _name, originator in skipped}),),
+        ).fetchall()
+        if not skipped <= set(found):
+            raise Unparked("a retry brought back a lead this batch skipped; projecting it again")
+
+    def _upsert_rows(self, cur: Cursor[Any], table: str, values: list[tuple[Any, ...]]) -> None:
+        if values:
+            cur.executemany(self._upserts[table], values)
+
+    def _write_isolated(
+        self,
+        cur: Cursor[Any],
+        values: dict[str, list[tuple[Any, ...]]],
+        cost_owners: list[UUID],
+        first_seen: dict[UUID, int],
+        write: Writer,
+    ) -> None:
+        """Write each aggregate's rows of each projection in a savepoint of their own; park the
+        aggregates whose rows the database rejects (the slow path, taken only after a failure)."""
+        groups: dict[tuple[str, UUID], dict[str, list[tuple[Any, ...]]]] = {}
+        for table in TABLES:
+            projection = TABLE_PROJECTION[table]
+            for i, row in enumerate(values.get(table, ())):
+                owner = cost_owners[i] if table == "campaign_costs" else row[0]
+                groups.setdefault((projection, owner), {}).setdefault(table, []).append(row)
+        for (projection, owner), tables in groups.items():
+            table = ""
+            try:
+                with cur.connection.transaction():
+                    for table, table_rows in tables.items():
+                        write(cur, table, table_rows)
+            except ROW_ERRORS as exc:
+                self._failed(exc, {projection}, owner, first_seen.get(owner, 0), None, table)
+
+    def _write_all(
+        self,
+        cur: Cursor[Any],
+        values: dict[str, list[tuple[Any, ...]]],
+        cost_owners: list[UUID],
+        first_seen: dict[UUID, int],
+    ) -> None:
+        """COPY rows into the bulk load's tables (in a savepoint: if one is rejected, again an
+        aggregate at a time, parking the offenders)."""
+        try:
+            with cur.connection.transaction():
+                for table, table_rows in values.items():
+                    self._copy(cur, table, table_rows)
+        except ROW_ERRORS:
+            self._write_isolated(cur, values, cost_owners, first_seen, self._copy)
+
+    def reproject(self, streams: dict[UUID, set[str]], positions: dict[str, int]) -> list[Park]:
+        """Re-fold parked aggregates from their whole streams and write their rows, each in a
+        savepoint of its own: `streams` maps each aggregate to the projections it is parked in,
+        each projected up to its position in `positions`. Runs in the caller's transaction
+        (`use_connection`); returns the parks of the aggregates that failed again."""
+        self._parked = {name: set() for name in PROJECTIONS}
+        self._some_parked, self._parks = False, []
+        schema, table = self.log_table()
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = %s AND notification_id <= %s ORDER BY originator_version"
+        ).format(sql.Identifier(schema, table))
+        batch = Batch()
+        conn = self._connection()
+        for originator, wanted in streams.items():
+            self._cache.pop(originator, None)  # folded from its first event, under today's code
+            until = max(positions[name] for name in wanted)
+            for position, agg_id, version, topic, state in conn.execute(
+                query, (originator, until)
+            ).fetchall():
+                want = frozenset(n for n in wanted if position <= positions[n])
+                self._take(StoredEvent(agg_id, version, topic, state), position, batch, want)
+        assert batch.leads is not None and batch.first_seen is not None
+        assert batch.cost_owners is not None
+        values = {
+            **batch.event_rows(),
+            **self._lead_rows(list(batch.leads.values()), batch.first_seen),
+        }
+        with conn.transaction(), conn.cursor() as cur:
+            self._write_isolated(
+                cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
+            )
+        failed, self._parks = self._parks, []
+        return failed
 
     def log_table(self) -> tuple[str, str]:
         """(schema, table) of the application's stored events (the notification log)."""
@@ -386,7 +637,8 @@ class Projector:
         want = frozenset(self.names)
         done = 0
         leads: dict[UUID, Lead] = {}
-        decode = self.app.sealed_mapper.to_domain_event
+        seen: dict[UUID, int] = {}  # each aggregate's first notification (for its park)
+        self._load_parked()
         schema, table = log_table or self.log_table()
         k, n = part
         query = sql.SQL(
@@ -414,20 +666,25 @@ class Projector:
                 stored = [(p, StoredEvent(o, v, t, s)) for p, o, v, t, s in page]
                 self.app.sealed_mapper.prefetch_keys(e for _, e in stored)
                 for position, event in stored:
-                    self._fold(decode(event), position, batch, want)
-                assert batch.leads is not None
+                    self._take(event, position, batch, want)
+                assert batch.leads is not None and batch.first_seen is not None
+                assert batch.cost_owners is not None
                 leads.update(batch.leads)
-                for table, values in batch.event_rows().items():
-                    self._copy(cur, table, values)
+                for agg_id, position in batch.first_seen.items():
+                    seen.setdefault(agg_id, position)
+                self._write_all(cur, batch.event_rows(), batch.cost_owners, seen)
                 self._write_rekeys(cur, batch)
+                parking.record(cur, self.db.schema, self._parks)
+                self._parks = []
                 done += len(page)
                 metrics.projector_batch_seconds.observe(time.perf_counter() - started)
                 metrics.projector_events.inc(len(page))
                 if progress:
                     progress(done, page[-1][0])
             if "leads" in want:
-                for table, values in self._lead_rows(list(leads.values())).items():
-                    self._copy(cur, table, values)
+                self._write_all(cur, self._lead_rows(list(leads.values()), seen), [], seen)
+                parking.record(cur, self.db.schema, self._parks)
+                self._parks = []
             if track:
                 self._start_at(cur, until, done)
         return done
@@ -495,3 +752,18 @@ class Projector:
                 f"projection {name!r} moved past {expected} under us (a rebuild switched it, "
                 "or another projector runs)"
             )
+
+
+def _projection_of(event: Any) -> str:
+    """The projection whose rows `event` makes (the one to park its aggregate in if that fails)."""
+    if isinstance(event, Campaign.CostRecorded):
+        return "costs"
+    if isinstance(event, Lead.FactRecorded) and (
+        event.event_type.startswith("touch.") or event.event_type in rows.MILESTONE_TYPES
+    ):
+        return "touchpoints"
+    if isinstance(
+        event, (Lead.StageChanged, Lead.MarketingQualified, Lead.Routed, Lead.RoutingFailed)
+    ):
+        return "history"
+    return "leads"

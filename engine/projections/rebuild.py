@@ -15,6 +15,10 @@ live ones from the whole log, then switched in with one transaction.
    to the rebuilt one. Readers see the old tables until the commit and the new ones after it;
    a running projector's next batch finds its position moved and resumes from the new one.
 
+A lead the rebuild cannot fold or write is parked (in the staging schema's `parked`) instead of
+failing the rebuild; the switch replaces the projection's parked leads with the rebuild's, so a
+lead parked before and fine under today's code comes back.
+
 Only one rebuild runs at a time per schema (advisory lock). An interrupted rebuild leaves the
 live tables untouched; the next one starts over (the staging schema is dropped first).
 """
@@ -36,6 +40,7 @@ from engine.application import LeadEngine
 from engine.db import Database
 from engine.errors import LeadEngineError
 from engine.logs import get_logger
+from engine.projections import parking
 from engine.projections.projector import PROJECTIONS, Projector, names
 from engine.readmodel import ensure_contract
 
@@ -58,6 +63,7 @@ class RebuildReport:
     switch_seconds: float
     total_seconds: float
     rows: dict[str, int]
+    parked: int = 0  # leads the rebuilt projection set aside (`leadengine projections retry`)
 
     @property
     def events_per_second(self) -> float:
@@ -142,6 +148,12 @@ def rebuild(
                 )
                 for t in tables
             }
+            found = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE projection = %s").format(
+                    sql.Identifier(db.schema, "parked")
+                ),
+                (name,),
+            ).fetchone()
     report = RebuildReport(
         name,
         tables,
@@ -153,6 +165,7 @@ def rebuild(
         switch_seconds,
         time.perf_counter() - started,
         counts,
+        int(found[0]) if found else 0,
     )
     log.info("rebuild switched", **report.as_dict())
     return report
@@ -232,11 +245,12 @@ def _prepare_staging(db: Database, staging: Database, tables: tuple[str, ...]) -
     with db.connect() as conn, conn.transaction():
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(stage))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(stage))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {}.projection_tracking (LIKE {}.projection_tracking INCLUDING ALL)"
-            ).format(stage, live)
-        )
+        for table in ("projection_tracking", "parked"):
+            conn.execute(
+                sql.SQL("CREATE TABLE {}.{} (LIKE {}.{} INCLUDING ALL)").format(
+                    stage, sql.Identifier(table), live, sql.Identifier(table)
+                )
+            )
         for table in tables:
             t = sql.Identifier(table)
             conn.execute(
@@ -353,6 +367,21 @@ def _switch_patiently(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _switch_parked(conn: Any, live: str, staging: str, name: str) -> None:
+    """The projection's parked leads become the rebuild's: those it could fold come back."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, (*parking.COLUMNS, "parked_at")))
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE projection = %s").format(sql.Identifier(live, "parked")),
+        (name,),
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({c}) SELECT {c} FROM {} WHERE projection = %s").format(
+            sql.Identifier(live, "parked"), sql.Identifier(staging, "parked"), c=columns
+        ),
+        (name,),
+    )
+
+
 def _switch(
     db: Database,
     staging: Database,
@@ -398,6 +427,7 @@ def _switch(
             ),
             (position, name),
         )
+        _switch_parked(conn, db.schema, staging.schema, name)
         if in_switch:
             in_switch()
     return caught, position
