@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import signal
 import sys
 import threading
 from types import FrameType
 from typing import Any
 
+from kafka.errors import KafkaError
 from psycopg import sql
 
+from engine import db as dbmod
 from engine import metrics
 from engine.application import TRACKING_TABLE
+from engine.broker import BrokerUnreachable
 from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
+from engine.consumers.retry import is_transient, retry_transient
 from engine.errors import InvalidEvent, LeadEngineError
+from engine.failures import DONE, FAILED, REJECTED
 from engine.output import render, to_json
 from engine.progress import Progress
 from engine.publish import Publisher
@@ -65,7 +71,9 @@ def consume_into(
     stop: threading.Event,
     project: bool = True,
 ) -> dict[str, Any]:
-    ingestor = KafkaIngestor(rt.app, settings, bootstrap=bootstrap)
+    ingestor = retry_transient(  # a service: wait for the broker, logging every few seconds
+        lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap), what="kafka broker"
+    )
     stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
     doc = stats.as_dict()
     if project:
@@ -79,6 +87,7 @@ def consume(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
+    wait_for_database(settings)
     with open_runtime(settings) as rt:
         doc = consume_into(
             rt,
@@ -89,19 +98,35 @@ def consume(args: argparse.Namespace) -> int:
             project=not args.no_project,
         )
     print(render(args.format, [doc], document=doc))
-    return 0
+    return REJECTED if doc["dead_lettered"] else DONE
+
+
+def wait_for_database(settings: Settings) -> None:
+    """Services start before their database: wait for it, logging every few seconds."""
+    database = dbmod.resolve(settings)
+    retry_transient(lambda: database.connect().close(), what="database")
+
+
+def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:
+    bootstrap = _bootstrap(args, settings)
+    try:
+        return Publisher(
+            bootstrap,
+            topic=settings.kafka_topic,
+            validate=not args.no_validate,
+            **settings.kafka_client_options(),
+        )
+    except KafkaError as exc:
+        if not is_transient(exc):
+            raise
+        raise BrokerUnreachable(bootstrap, settings.connect_timeout_s, exc) from None
 
 
 def publish(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rejected = 0
     bar = Progress("publish")
-    with Publisher(
-        _bootstrap(args, settings),
-        topic=settings.kafka_topic,
-        validate=not args.no_validate,
-        **settings.kafka_client_options(),
-    ) as pub:
+    with _publisher(args, settings) as pub:
         for number, raw in enumerate(read_lines(args.file), start=1):
             line = raw.strip()
             if not line:
@@ -117,16 +142,21 @@ def publish(args: argparse.Namespace) -> int:
     bar.done()
     doc = {"sent": sent, "rejected": rejected, "topic": settings.kafka_topic}
     print(render(args.format, [doc], document=doc))
-    return 1 if rejected else 0
+    return REJECTED if rejected else DONE
 
 
 def _stored_positions(rt: Runtime, topic: str) -> dict[int, int]:
+    """The positions tracked as exactly `kafka.<topic>.<partition>`: not those of a topic
+    whose name merely starts the same (`leads` beside `leads.eu`, a demo's `<topic>.demo-x`)."""
     query = sql.SQL(
-        "SELECT application_name, notification_id FROM {} WHERE application_name LIKE %s"
+        "SELECT application_name, notification_id FROM {} "
+        "WHERE application_name LIKE %s ESCAPE '\\' AND application_name ~ %s"
     ).format(sql.Identifier(rt.db.schema, TRACKING_TABLE))
     prefix = f"kafka.{topic}."
+    like = "".join("\\" + c if c in "\\%_" else c for c in prefix) + "%"
+    exact = "^" + re.escape(prefix) + "[0-9]+$"
     with rt.db.connect() as conn:
-        rows = conn.execute(query, (prefix + "%",)).fetchall()
+        rows = conn.execute(query, (like, exact)).fetchall()
     return {int(name[len(prefix) :]): int(pos) for name, pos in rows}
 
 
@@ -176,8 +206,6 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
 
 def _check(doc: dict[str, Any], max_lag: int | None) -> int:
     problems = []
-    if doc["broker_error"]:
-        problems.append(f"broker unreachable: {doc['broker_error']}")
     if max_lag is not None:
         for proj in doc["projections"]:
             if proj["lag"] > max_lag:
@@ -187,8 +215,8 @@ def _check(doc: dict[str, Any], max_lag: int | None) -> int:
                 problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
     if problems:
         print("; ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+        return REJECTED
+    return DONE
 
 
 def status(args: argparse.Namespace) -> int:
@@ -200,8 +228,12 @@ def status(args: argparse.Namespace) -> int:
         if settings.kafka_bootstrap_servers:
             try:
                 ends = _end_offsets(settings, settings.kafka_bootstrap_servers)
-            except Exception as exc:  # status must still print what the store knows
-                broker_error = f"{type(exc).__name__}: {exc}"
+            except KafkaError as exc:  # status still prints what the store knows
+                broker_error = str(
+                    BrokerUnreachable(
+                        settings.kafka_bootstrap_servers, settings.connect_timeout_s, exc
+                    )
+                )
         partitions = [
             {
                 "partition": p,
@@ -218,21 +250,29 @@ def status(args: argparse.Namespace) -> int:
         "projections": projections,
         "broker_error": broker_error,
     }
+    if broker_error:  # could not do the whole job: one line, exit 2 (after the rest, if asked)
+        if not getattr(args, "check", False):
+            _print_status(args.format, doc)
+        print(f"leadengine: {broker_error}", file=sys.stderr)
+        return FAILED
     if getattr(args, "check", False):
         return _check(doc, args.max_lag)
-    if args.format == "json":
+    _print_status(args.format, doc)
+    return DONE
+
+
+def _print_status(fmt: str, doc: dict[str, Any]) -> None:
+    partitions, projections = doc["partitions"], doc["projections"]
+    if fmt == "json":
         print(to_json(doc))
     else:
-        print(render(args.format, partitions, title=f"Kafka topic {settings.kafka_topic}"))
-        if broker_error:
-            print(f"\nbroker unreachable: {broker_error}")
+        print(render(fmt, partitions, title=f"Kafka topic {doc['topic']}"))
         print()
         print(
             render(
-                args.format,
+                fmt,
                 projections,
                 title="Projections",
                 columns=["name", "position", "log_head", "lag", "events_per_s", "updated_at"],
             )
         )
-    return 0

@@ -1,7 +1,8 @@
 """Retry transient failures (database or broker unreachable) with capped exponential backoff.
 
 A transient failure is never a reason to skip or dead-letter a record: the caller waits until
-the dependency is back. Everything else propagates at once.
+the dependency is back. Everything else propagates at once. An outage is logged when it starts,
+every few seconds while it lasts and when it ends, and counted in `leadengine_retries`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg_pool
 from eventsourcing.persistence import InterfaceError, OperationalError
 from kafka.errors import KafkaError
 
+from engine import metrics
 from engine.logs import get_logger
 
 T = TypeVar("T")
@@ -41,29 +43,51 @@ def retry_transient(
     what: str,
     log: Any = None,
     first_wait: float = 0.2,
-    max_wait: float = 10.0,
+    max_wait: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Call `fn` until it succeeds; back off on transient errors, re-raise the others."""
     logger = log or get_logger("leadengine.retry")
     wait = first_wait
     attempt = 0
+    started = last_log = 0.0
     while True:
         try:
-            return fn()
+            result = fn()
         except Exception as exc:
             if not is_transient(exc):
                 raise
             attempt += 1
+            metrics.retries.labels(what).inc()
             if on_retry is not None:
                 on_retry()
-            logger.warning(
-                "transient failure, retrying",
-                what=what,
-                attempt=attempt,
-                wait_s=round(wait, 2),
-                error=type(exc).__name__,
-            )
+            now = clock()
+            if attempt == 1:
+                started = last_log = now
+                metrics.outages.labels(what).inc()
+                logger.warning("outage started; retrying", what=what, error=_brief(exc))
+            elif now - last_log >= max_wait:
+                last_log = now
+                logger.warning(
+                    "outage continues; retrying",
+                    what=what,
+                    attempt=attempt,
+                    down_s=round(now - started, 1),
+                    error=_brief(exc),
+                )
             sleep(wait)
             wait = min(max_wait, wait * 2)
+            continue
+        if attempt:
+            logger.warning(
+                "outage ended", what=what, attempts=attempt, down_s=round(clock() - started, 1)
+            )
+        return result
+
+
+def _brief(exc: BaseException) -> str:
+    """The error's type and first line (driver messages run over several)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
