@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check",
         action="store_true",
-        help="for probes: exit 1 (with the reason) if the database or the configured broker "
-        "is unreachable, or a lag exceeds --max-lag; print nothing else",
+        help="for probes: exit 1 (with the lags) if a lag exceeds --max-lag, 2 (one line) if "
+        "the database or the configured broker is unreachable; print nothing else",
     )
     p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
     _fmt(p)

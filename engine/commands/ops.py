@@ -242,6 +242,7 @@ def _follow(only: str | None = None) -> int:
     import time
 
     from engine import metrics
+    from engine.commands.streaming import wait_for_database
     from engine.logs import get_logger
 
     log = get_logger("engine.projector")
@@ -251,8 +252,7 @@ def _follow(only: str | None = None) -> int:
     gc.set_threshold(50_000, 50, 50)  # long-running worker: fewer full collections
     settings = get_settings()
     metrics.serve(settings.metrics_port)
-    database = dbmod.resolve(settings)
-    retry_transient(lambda: database.connect().close(), what="database")  # wait for it
+    database = wait_for_database(settings, stop)
     with open_runtime(settings, database=database) as rt:
         projector = _projector(rt, only)
         log.info(
@@ -275,7 +275,7 @@ def _follow(only: str | None = None) -> int:
             done += projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
             return done
 
-        retry_transient(follow, what="database", log=log)
+        retry_transient(follow, what="database", log=log, stop=stop)
         log.info("projector stopped", projected=done, position=projector.position())
         if projector is not rt.projector:
             projector.close()

@@ -72,7 +72,9 @@ def consume_into(
     project: bool = True,
 ) -> dict[str, Any]:
     ingestor = retry_transient(  # a service: wait for the broker, logging every few seconds
-        lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap), what="kafka broker"
+        lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap),
+        what="kafka broker",
+        stop=stop,
     )
     stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
     doc = stats.as_dict()
@@ -87,7 +89,7 @@ def consume(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
-    wait_for_database(settings)
+    wait_for_database(settings, stop)
     with open_runtime(settings) as rt:
         doc = consume_into(
             rt,
@@ -101,10 +103,11 @@ def consume(args: argparse.Namespace) -> int:
     return REJECTED if doc["dead_lettered"] else DONE
 
 
-def wait_for_database(settings: Settings) -> None:
-    """Services start before their database: wait for it, logging every few seconds."""
+def wait_for_database(settings: Settings, stop: threading.Event) -> dbmod.Database:
+    """Services may start before their database: wait for it, logging every few seconds."""
     database = dbmod.resolve(settings)
-    retry_transient(lambda: database.connect().close(), what="database")
+    retry_transient(lambda: database.connect().close(), what="database", stop=stop)
+    return database
 
 
 def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:

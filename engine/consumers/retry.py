@@ -7,6 +7,7 @@ every few seconds while it lasts and when it ends, and counted in `leadengine_re
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -47,8 +48,10 @@ def retry_transient(
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Call `fn` until it succeeds; back off on transient errors, re-raise the others."""
+    """Call `fn` until it succeeds; back off on transient errors, re-raise the others (and a
+    transient one once `stop` is set: a service told to stop during an outage stops)."""
     logger = log or get_logger("leadengine.retry")
     wait = first_wait
     attempt = 0
@@ -57,7 +60,7 @@ def retry_transient(
         try:
             result = fn()
         except Exception as exc:
-            if not is_transient(exc):
+            if not is_transient(exc) or (stop is not None and stop.is_set()):
                 raise
             attempt += 1
             metrics.retries.labels(what).inc()
@@ -77,7 +80,10 @@ def retry_transient(
                     down_s=round(now - started, 1),
                     error=_brief(exc),
                 )
-            sleep(wait)
+            if stop is not None:
+                stop.wait(wait)
+            else:
+                sleep(wait)
             wait = min(max_wait, wait * 2)
             continue
         if attempt:
