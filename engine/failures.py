@@ -14,6 +14,7 @@ import traceback
 import psycopg
 import psycopg_pool
 from eventsourcing.persistence import OperationalError as StoreOperationalError
+from kafka.errors import KafkaError
 
 from engine.errors import LeadEngineError
 from engine.settings import secrets_in_environment
@@ -47,6 +48,12 @@ def expected(exc: BaseException) -> str | None:
         return (
             f"LEADENGINE_DATABASE_URL: {exc}; check the URL and that the server is running "
             "and reachable (LEADENGINE_CONNECT_TIMEOUT_S)"
+        )
+    if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
+        return (
+            f"LEADENGINE_KAFKA_BOOTSTRAP_SERVERS: the Kafka broker did not answer "
+            f"({type(exc).__name__}: {exc}); check the address and that the broker is running "
+            "(LEADENGINE_CONNECT_TIMEOUT_S)"
         )
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror}; check the path and its permissions"

@@ -53,7 +53,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     # kafka-python logs every failed connection attempt (~20 lines for one unreachable
     # broker); the engine reports and retries outages itself (engine.consumers.retry)
     debug = level.upper() == "DEBUG"
-    logging.getLogger("kafka").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(logging.WARNING if debug else logging.CRITICAL)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
