@@ -65,9 +65,9 @@ class Database:
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
-            # the pool's wait for a free connection too: not shorter than it was (10 s); the
-            # first connection of a command (init_lock) fails fast on `connect_timeout`
-            "POSTGRES_CONNECT_TIMEOUT": str(max(10, self.connect_timeout)),
+            # the pool's wait for a connection: an outage longer than this surfaces (logged,
+            # counted, retried by the services) instead of stalling silently inside the pool
+            "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             # every stored event gets its hash-chain link in the same transaction

@@ -242,7 +242,7 @@ def _follow(only: str | None = None) -> int:
     import time
 
     from engine import metrics
-    from engine.commands.streaming import wait_for_database
+    from engine.commands.streaming import database_watched, wait_for_database
     from engine.logs import get_logger
 
     log = get_logger("engine.projector")
@@ -253,7 +253,7 @@ def _follow(only: str | None = None) -> int:
     settings = get_settings()
     metrics.serve(settings.metrics_port)
     database = wait_for_database(settings, stop)
-    with open_runtime(settings, database=database) as rt:
+    with open_runtime(settings, database=database) as rt, database_watched(rt):
         projector = _projector(rt, only)
         log.info(
             "projector following the log",

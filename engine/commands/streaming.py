@@ -8,6 +8,8 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -20,7 +22,7 @@ from engine.application import TRACKING_TABLE
 from engine.broker import BrokerUnreachable
 from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
-from engine.consumers.retry import is_transient, retry_transient
+from engine.consumers.retry import is_transient, retry_transient, watch_pool
 from engine.errors import InvalidEvent, LeadEngineError
 from engine.failures import DONE, FAILED, REJECTED
 from engine.output import render, to_json
@@ -90,7 +92,7 @@ def consume(args: argparse.Namespace) -> int:
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
     wait_for_database(settings, stop)
-    with open_runtime(settings) as rt:
+    with open_runtime(settings) as rt, database_watched(rt):
         doc = consume_into(
             rt,
             settings,
@@ -108,6 +110,22 @@ def wait_for_database(settings: Settings, stop: threading.Event) -> dbmod.Databa
     database = dbmod.resolve(settings)
     retry_transient(lambda: database.connect().close(), what="database", stop=stop)
     return database
+
+
+@contextmanager
+def database_watched(rt: Runtime) -> Iterator[None]:
+    """While a service runs, its connection pool's failures are logged and counted as a
+    database outage (see `watch_pool`)."""
+    pool = getattr(getattr(rt.app.recorder, "datastore", None), "pool", None)
+    done = threading.Event()
+    if pool is not None:
+        threading.Thread(
+            target=watch_pool, args=(pool, done), daemon=True, name="leadengine-outage-watch"
+        ).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:

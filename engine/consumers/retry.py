@@ -38,6 +38,58 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
+class Outage:
+    """One dependency (the database, the broker) as its users see it: an outage is logged when
+    it starts, every few seconds while it lasts and when it ends, whoever notices it; every
+    failed attempt counts in `leadengine_retries_total{what}`."""
+
+    def __init__(self, what: str, every: float = 5.0) -> None:
+        self.what = what
+        self.every = every
+        self.started: float | None = None
+        self.attempts = 0
+        self._last_log = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, error: str, now: float, *, attempts: int = 1, log: Any = None) -> None:
+        logger = log or get_logger("leadengine.retry")
+        metrics.retries.labels(self.what).inc(attempts)
+        with self._lock:
+            self.attempts += attempts
+            if self.started is None:
+                self.started = self._last_log = now
+                metrics.outages.labels(self.what).inc()
+                logger.warning("outage started; retrying", what=self.what, error=error)
+            elif now - self._last_log >= self.every:
+                self._last_log = now
+                logger.warning(
+                    "outage continues; retrying",
+                    what=self.what,
+                    attempts=self.attempts,
+                    down_s=round(now - self.started, 1),
+                    error=error,
+                )
+
+    def ended(self, now: float, *, log: Any = None) -> None:
+        with self._lock:
+            if self.started is None:
+                return
+            (log or get_logger("leadengine.retry")).warning(
+                "outage ended",
+                what=self.what,
+                attempts=self.attempts,
+                down_s=round(now - self.started, 1),
+            )
+            self.started, self.attempts = None, 0
+
+
+OUTAGES = {what: Outage(what) for what in ("database", "kafka broker")}
+
+
+def dependency(exc: BaseException) -> str:
+    return "kafka broker" if isinstance(exc, KafkaError) else "database"
+
+
 def retry_transient(
     fn: Callable[[], T],
     *,
@@ -50,47 +102,47 @@ def retry_transient(
     clock: Callable[[], float] = time.monotonic,
     stop: threading.Event | None = None,
 ) -> T:
-    """Call `fn` until it succeeds; back off on transient errors, re-raise the others (and a
-    transient one once `stop` is set: a service told to stop during an outage stops)."""
-    logger = log or get_logger("leadengine.retry")
+    """Call `fn` (doing `what`) until it succeeds; back off on transient errors, re-raise the
+    others (and a transient one once `stop` is set: a service told to stop during an outage
+    stops). The outage is the failing dependency's, shared with whoever else notices it."""
     wait = first_wait
-    attempt = 0
-    started = last_log = 0.0
+    outage: Outage | None = None
     while True:
         try:
             result = fn()
         except Exception as exc:
             if not is_transient(exc) or (stop is not None and stop.is_set()):
                 raise
-            attempt += 1
-            metrics.retries.labels(what).inc()
+            outage = OUTAGES[dependency(exc)]
+            outage.failed(f"{what}: {_brief(exc)}", clock(), log=log)
             if on_retry is not None:
                 on_retry()
-            now = clock()
-            if attempt == 1:
-                started = last_log = now
-                metrics.outages.labels(what).inc()
-                logger.warning("outage started; retrying", what=what, error=_brief(exc))
-            elif now - last_log >= max_wait:
-                last_log = now
-                logger.warning(
-                    "outage continues; retrying",
-                    what=what,
-                    attempt=attempt,
-                    down_s=round(now - started, 1),
-                    error=_brief(exc),
-                )
             if stop is not None:
                 stop.wait(wait)
             else:
                 sleep(wait)
             wait = min(max_wait, wait * 2)
             continue
-        if attempt:
-            logger.warning(
-                "outage ended", what=what, attempts=attempt, down_s=round(clock() - started, 1)
-            )
+        if outage is not None:
+            outage.ended(clock(), log=log)
         return result
+
+
+def watch_pool(pool: Any, stop: threading.Event, every: float = 1.0) -> None:
+    """Until `stop`: the pool's failed connection attempts are database retries, and its next
+    good connection ends the outage. eventsourcing retries each call ten times inside, so an
+    outage of a minute could pass without one error reaching `retry_transient`."""
+    outage = OUTAGES["database"]
+    last = pool.get_stats()
+    while not stop.wait(every):
+        stats = pool.get_stats()
+        failed = stats.get("connections_errors", 0) - last.get("connections_errors", 0)
+        made = stats.get("connections_num", 0) - last.get("connections_num", 0) - failed
+        last = stats
+        if failed > 0:
+            outage.failed(f"{failed} failed connection attempts", time.monotonic(), attempts=failed)
+        if made > 0:
+            outage.ended(time.monotonic())
 
 
 def _brief(exc: BaseException) -> str:

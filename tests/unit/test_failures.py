@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import string
+import threading
+import time
 
 import psycopg
 import pytest
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from engine import failures, metrics
+from engine.consumers import retry
 from engine.consumers.retry import retry_transient
 from engine.settings import RESERVED, Settings, SettingsError, describe, get_settings
 
@@ -103,7 +106,10 @@ def test_the_line_of_a_connection_failure_names_the_setting() -> None:
     assert line.startswith("LEADENGINE_DATABASE_URL: ") and "\n" not in line
 
 
-def test_an_outage_is_logged_when_it_starts_and_ends_and_counted() -> None:
+def test_an_outage_is_logged_when_it_starts_and_ends_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(retry.OUTAGES, "database", retry.Outage("database"))
     failures_left = [3]
     now = [0.0]
 
@@ -116,19 +122,52 @@ def test_an_outage_is_logged_when_it_starts_and_ends_and_counted() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    before = metrics.retries.labels("test outage")._value.get()
-    outages = metrics.outages.labels("test outage")._value.get()
+    before = metrics.retries.labels("database")._value.get()
+    outages = metrics.outages.labels("database")._value.get()
     with capture_logs() as logs:
         result = retry_transient(
-            flaky, what="test outage", sleep=sleep, clock=lambda: now[0], first_wait=3.0
+            flaky, what="record batch", sleep=sleep, clock=lambda: now[0], first_wait=3.0
         )
     assert result == "ok"
     events = [entry["event"] for entry in logs]
     assert events[0] == "outage started; retrying" and events[-1] == "outage ended"
+    assert logs[0]["what"] == "database" and logs[0]["error"].startswith("record batch: ")
     assert "outage continues; retrying" in events  # 3 s, 5 s waits: a line every few seconds
     assert logs[-1]["attempts"] == 3 and logs[-1]["down_s"] == 13.0
-    assert metrics.retries.labels("test outage")._value.get() - before == 3
-    assert metrics.outages.labels("test outage")._value.get() - outages == 1
+    assert metrics.retries.labels("database")._value.get() - before == 3
+    assert metrics.outages.labels("database")._value.get() - outages == 1
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.stats = {"connections_num": 2, "connections_errors": 0}
+
+    def get_stats(self) -> dict[str, int]:
+        return dict(self.stats)
+
+
+def test_a_pools_failed_connections_are_the_outage_it_hides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """eventsourcing retries inside each call: the pool's counters show the outage anyway."""
+    monkeypatch.setitem(retry.OUTAGES, "database", retry.Outage("database"))
+    pool, stop = FakePool(), threading.Event()
+    before = metrics.retries.labels("database")._value.get()
+    with capture_logs() as logs:
+        watcher = threading.Thread(target=retry.watch_pool, args=(pool, stop, 0.01))
+        watcher.start()
+        pool.stats = {"connections_num": 6, "connections_errors": 4}  # four failed, none made
+        deadline = time.monotonic() + 5
+        while retry.OUTAGES["database"].started is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pool.stats = {"connections_num": 7, "connections_errors": 4}  # one made: back
+        while retry.OUTAGES["database"].started is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        watcher.join()
+    assert [e["event"] for e in logs] == ["outage started; retrying", "outage ended"]
+    assert logs[-1]["attempts"] == 4
+    assert metrics.retries.labels("database")._value.get() - before == 4
 
 
 def test_a_non_transient_error_is_not_retried() -> None:
@@ -136,5 +175,5 @@ def test_a_non_transient_error_is_not_retried() -> None:
         raise ValueError("a bug")
 
     with capture_logs() as logs, pytest.raises(ValueError):
-        retry_transient(broken, what="test bug", sleep=lambda _: None)
+        retry_transient(broken, what="a bug", sleep=lambda _: None)
     assert logs == []
