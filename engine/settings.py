@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     log_format: str = Field(default="console", pattern=r"^(console|json)$")
     log_level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     connect_timeout_s: int = Field(
-        default=5,
+        default=3,
         ge=1,
         le=600,
         description="How long one-shot commands wait to reach the database or the broker.",
