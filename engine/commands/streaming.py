@@ -22,7 +22,7 @@ from engine.application import TRACKING_TABLE
 from engine.broker import BrokerUnreachable
 from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
-from engine.consumers.retry import is_transient, retry_transient, watch_pool
+from engine.consumers.retry import is_transient, kafka_watched, retry_transient, watch_pool
 from engine.errors import InvalidEvent, LeadEngineError
 from engine.failures import DONE, FAILED, REJECTED
 from engine.output import render, to_json
@@ -92,7 +92,7 @@ def consume(args: argparse.Namespace) -> int:
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
     wait_for_database(settings, stop)
-    with open_runtime(settings) as rt, database_watched(rt):
+    with open_runtime(settings) as rt, database_watched(rt), kafka_watched():
         doc = consume_into(
             rt,
             settings,

@@ -7,9 +7,12 @@ every few seconds while it lasts and when it ends, and counted in `leadengine_re
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -143,6 +146,46 @@ def watch_pool(pool: Any, stop: threading.Event, every: float = 1.0) -> None:
             outage.failed(f"{failed} failed connection attempts", time.monotonic(), attempts=failed)
         if made > 0:
             outage.ended(time.monotonic())
+
+
+class KafkaConnections(logging.Handler):
+    """kafka-python reconnects to a lost broker by itself and says so only in its own logs
+    (kept off the console): read them as the broker's outage starting and ending. Records at
+    or above `console_level` still reach the console."""
+
+    FAILED = ("Connection failed", "Connection lost", "socket disconnected", "Request timed out")
+
+    def __init__(self, console_level: int) -> None:
+        super().__init__(logging.INFO)
+        self.console_level = console_level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        outage = OUTAGES["kafka broker"]
+        if record.levelno >= logging.WARNING and any(f in message for f in self.FAILED):
+            outage.failed(re.sub(r"^<[^>]*>:\s*", "", message)[:200], time.monotonic())
+        elif message.endswith(": Connected"):
+            outage.ended(time.monotonic())
+        if record.levelno >= self.console_level:
+            logging.getLogger().handle(record)
+
+
+@contextmanager
+def kafka_watched() -> Iterator[None]:
+    """While a service consumes: the broker's outages are logged and counted like the
+    database's (`KafkaConnections`)."""
+    logger = logging.getLogger("kafka")
+    level, propagate = logger.level, logger.propagate
+    handler = KafkaConnections(console_level=logger.getEffectiveLevel())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _brief(exc: BaseException) -> str:

@@ -50,6 +50,9 @@ class Proxy:
                 client, _ = server.accept()
             except OSError:
                 return
+            if self.server is not server:  # cut meanwhile
+                client.close()
+                return
             upstream = socket.create_connection(self.target)
             self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -66,6 +69,8 @@ class Proxy:
 
     def cut(self) -> None:
         if self.server is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() blocked in its thread
+                self.server.shutdown(socket.SHUT_RDWR)
             self.server.close()
             self.server = None
         for s in self.sockets:
