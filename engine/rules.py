@@ -467,4 +467,6 @@ def load_rules(path: Path | None = None) -> Rules:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RulesError(f"{path}: not a text file; expected rules in YAML (UTF-8)") from None
     return parse_rules(text, source=str(path))

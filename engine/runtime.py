@@ -10,10 +10,11 @@ from engine import db as dbmod
 from engine import migrations
 from engine.application import LeadEngine
 from engine.deadletters import DeadLetterStore
+from engine.errors import RulesError
 from engine.privacy import load_master_key
 from engine.projections.projector import Projector
 from engine.rules import Rules, load_rules
-from engine.settings import Settings, get_settings
+from engine.settings import Settings, SettingsError, get_settings
 
 
 @dataclass
@@ -35,6 +36,36 @@ def init_database(db: dbmod.Database) -> None:
     migrations.check(db)
 
 
+def configured_rules(settings: Settings) -> Rules:
+    """The rules of `LEADENGINE_RULES_FILE`; an error names the variable."""
+    try:
+        return load_rules(settings.rules_file)
+    except RulesError as exc:
+        raise SettingsError(f"LEADENGINE_RULES_FILE: {exc}") from None
+
+
+def master_key(settings: Settings) -> bytes:
+    """The master key; an unreadable or binary key file, or a home it cannot be created in,
+    is named by its variable."""
+    variable, path = (
+        ("LEADENGINE_MASTER_KEY_FILE", settings.master_key_file)
+        if settings.master_key_file
+        else ("LEADENGINE_HOME", settings.home)
+    )
+    try:
+        return load_master_key(settings.master_key, settings.master_key_file, settings.home)
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{variable}={str(path)!r}: the master key file is not text; expected 32 random "
+            "bytes in base64 on one line"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{variable}={str(path)!r}: cannot read or create the master key "
+            f"({exc.strerror}); point it at a readable (for LEADENGINE_HOME, writable) place"
+        ) from None
+
+
 @contextmanager
 def open_runtime(
     settings: Settings | None = None,
@@ -44,10 +75,10 @@ def open_runtime(
 ) -> Iterator[Runtime]:
     settings = settings or get_settings()
     db = database or dbmod.resolve(settings)
-    rules = rules or load_rules(settings.rules_file)
+    rules = rules or configured_rules(settings)
     with dbmod.init_lock(db):
         init_database(db)
-        master = load_master_key(settings.master_key, settings.master_key_file, settings.home)
+        master = master_key(settings)
         app = LeadEngine(rules=rules, env=db.eventsourcing_env(), master_key=master)
     projector = Projector(app, db)
     try:

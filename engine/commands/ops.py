@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine import db as dbmod
 from engine import generator, reports
 from engine.consumers.lines import LinesReport, ingest_lines
+from engine.consumers.retry import retry_transient
 from engine.contract import EVENT_TYPES, event_json_schema
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
@@ -22,15 +25,50 @@ from engine.rules import load_rules
 from engine.runtime import Runtime, open_runtime
 from engine.settings import get_settings
 
+# Compressed or archived input by mistake: refused whole, not stored as junk dead letters.
+MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"PK\x03\x04": "zip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+
+
+def check_text(head: bytes, path: str) -> None:
+    """Refuse input whose first bytes are not JSON Lines text (compressed, binary, not UTF-8)."""
+    shown = "stdin" if path == "-" else path
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            raise LeadEngineError(
+                f"{shown}: a {kind} file, not JSON Lines text; decompress it first "
+                f"(e.g. {kind} -dc FILE | leadengine ingest -)"
+            )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        binary = b"\x00" in head
+    except UnicodeDecodeError:
+        binary = True
+    if binary:
+        raise LeadEngineError(
+            f"{shown}: binary data, not JSON Lines text (UTF-8, one CloudEvent per line); "
+            "nothing was read"
+        )
+
 
 def read_lines(path: str) -> Iterator[bytes]:
+    """The lines of `path` (or stdin for `-`), refused at once if it is not text."""
     if path == "-":
-        yield from sys.stdin.buffer
+        stream = cast(io.BufferedReader, sys.stdin.buffer)
+        check_text(stream.peek(8192)[:8192], path)
+        yield from stream
         return
     file = Path(path)
     if not file.is_file():
         raise LeadEngineError(f"cannot read {path}: no such file")
     with file.open("rb") as handle:
+        check_text(handle.read(8192), path)
+        handle.seek(0)
         yield from handle
 
 
@@ -101,7 +139,7 @@ def ingest(args: argparse.Namespace) -> int:
         report = _ingest(rt, read_lines(args.file), origin, path=args.file)
         projected = None if args.no_project else _project(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
-    return 0
+    return 1 if report.rejected else 0  # 1: done, but lines were rejected (as publish)
 
 
 def project(args: argparse.Namespace) -> int:
@@ -239,6 +277,7 @@ def _follow(only: str | None = None) -> int:
     import time
 
     from engine import metrics
+    from engine.commands.streaming import database_watched, wait_for_database
     from engine.logs import get_logger
 
     log = get_logger("engine.projector")
@@ -248,7 +287,8 @@ def _follow(only: str | None = None) -> int:
     gc.set_threshold(50_000, 50, 50)  # long-running worker: fewer full collections
     settings = get_settings()
     metrics.serve(settings.metrics_port)
-    with open_runtime(settings) as rt:
+    database = wait_for_database(settings, stop)
+    with open_runtime(settings, database=database) as rt, database_watched(rt):
         projector = _projector(rt, only)
         log.info(
             "projector following the log",
@@ -263,7 +303,14 @@ def _follow(only: str | None = None) -> int:
                 metrics.projection_lag.set(projector.lag())
                 last_lag = time.monotonic()
 
-        done = projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
+        done = 0
+
+        def follow() -> int:  # an outage mid-stream: logged, counted, waited out
+            nonlocal done
+            done += projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
+            return done
+
+        retry_transient(follow, what="database", log=log, stop=stop)
         log.info("projector stopped", projected=done, position=projector.position())
         if projector is not rt.projector:
             projector.close()

@@ -63,7 +63,7 @@ def report_sla(args: argparse.Namespace) -> int:
 
 def whatif(args: argparse.Namespace) -> int:
     new_rules = load_rules(args.rules)
-    since = _moment(args.since)
+    since = _moment(args.since, "--since")
     with open_runtime() as rt:
         total = rt.app.recorder.max_notification_id() or 0
         bar = Progress("replay (events)", total or None)

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from kafka.errors import KafkaError
 from psycopg import sql
 
+from engine import db as dbmod
 from engine import metrics
 from engine.application import TRACKING_TABLE
+from engine.broker import BrokerUnreachable
 from engine.commands.ops import read_lines
 from engine.consumers.kafka import KafkaIngestor
+from engine.consumers.retry import is_transient, kafka_watched, retry_transient, watch_pool
 from engine.errors import InvalidEvent, LeadEngineError
+from engine.failures import DONE, FAILED, REJECTED
 from engine.output import render, to_json
 from engine.progress import Progress, count_lines
 from engine.publish import Publisher
@@ -66,7 +74,11 @@ def consume_into(
     stop: threading.Event,
     project: bool = True,
 ) -> dict[str, Any]:
-    ingestor = KafkaIngestor(rt.app, settings, bootstrap=bootstrap)
+    ingestor = retry_transient(  # a service: wait for the broker, logging every few seconds
+        lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap),
+        what="kafka broker",
+        stop=stop,
+    )
     stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
     doc = stats.as_dict()
     if project:
@@ -80,7 +92,8 @@ def consume(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
-    with open_runtime(settings) as rt:
+    wait_for_database(settings, stop)
+    with open_runtime(settings) as rt, database_watched(rt), kafka_watched():
         doc = consume_into(
             rt,
             settings,
@@ -90,7 +103,45 @@ def consume(args: argparse.Namespace) -> int:
             project=not args.no_project,
         )
     print(render(args.format, [doc], document=doc))
-    return 0
+    return REJECTED if doc["dead_lettered"] else DONE
+
+
+def wait_for_database(settings: Settings, stop: threading.Event) -> dbmod.Database:
+    """Services may start before their database: wait for it, logging every few seconds."""
+    database = dbmod.resolve(settings)
+    retry_transient(lambda: database.connect().close(), what="database", stop=stop)
+    return database
+
+
+@contextmanager
+def database_watched(rt: Runtime) -> Iterator[None]:
+    """While a service runs, its connection pool's failures are logged and counted as a
+    database outage (see `watch_pool`)."""
+    pool = getattr(getattr(rt.app.recorder, "datastore", None), "pool", None)
+    done = threading.Event()
+    if pool is not None:
+        threading.Thread(
+            target=watch_pool, args=(pool, done), daemon=True, name="leadengine-outage-watch"
+        ).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:
+    bootstrap = _bootstrap(args, settings)
+    try:
+        return Publisher(
+            bootstrap,
+            topic=settings.kafka_topic,
+            validate=not args.no_validate,
+            **settings.kafka_client_options(),
+        )
+    except KafkaError as exc:
+        if not is_transient(exc):
+            raise
+        raise BrokerUnreachable(bootstrap, settings.connect_timeout_s, exc) from None
 
 
 def publish(args: argparse.Namespace) -> int:
@@ -99,12 +150,7 @@ def publish(args: argparse.Namespace) -> int:
     bar = Progress("publish")
     if bar.enabled:
         bar.total = count_lines(args.file)
-    with Publisher(
-        _bootstrap(args, settings),
-        topic=settings.kafka_topic,
-        validate=not args.no_validate,
-        **settings.kafka_client_options(),
-    ) as pub:
+    with _publisher(args, settings) as pub:
         number = 0
         try:
             for number, raw in enumerate(read_lines(args.file), start=1):
@@ -131,7 +177,7 @@ def publish(args: argparse.Namespace) -> int:
     bar.done()
     doc = {"sent": sent, "rejected": rejected, "topic": settings.kafka_topic}
     print(render(args.format, [doc], document=doc))
-    return 1 if rejected else 0
+    return REJECTED if rejected else DONE
 
 
 def _stopped(number: int, sent: int, rejected: int, exc: Exception) -> str:
@@ -145,12 +191,17 @@ def _stopped(number: int, sent: int, rejected: int, exc: Exception) -> str:
 
 
 def _stored_positions(rt: Runtime, topic: str) -> dict[int, int]:
+    """The positions tracked as exactly `kafka.<topic>.<partition>`: not those of a topic
+    whose name merely starts the same (`leads` beside `leads.eu`, a demo's `<topic>.demo-x`)."""
     query = sql.SQL(
-        "SELECT application_name, notification_id FROM {} WHERE application_name LIKE %s"
+        "SELECT application_name, notification_id FROM {} "
+        "WHERE application_name LIKE %s ESCAPE '\\' AND application_name ~ %s"
     ).format(sql.Identifier(rt.db.schema, TRACKING_TABLE))
     prefix = f"kafka.{topic}."
+    like = "".join("\\" + c if c in "\\%_" else c for c in prefix) + "%"
+    exact = "^" + re.escape(prefix) + "[0-9]+$"
     with rt.db.connect() as conn:
-        rows = conn.execute(query, (prefix + "%",)).fetchall()
+        rows = conn.execute(query, (like, exact)).fetchall()
     return {int(name[len(prefix) :]): int(pos) for name, pos in rows}
 
 
@@ -204,8 +255,6 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
 
 def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False) -> int:
     problems = []
-    if doc["broker_error"]:
-        problems.append(f"broker unreachable: {doc['broker_error']}")
     for proj in doc["projections"]:
         if proj["parked"] and not allow_parked:
             problems.append(
@@ -221,8 +270,8 @@ def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False)
                 problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
     if problems:
         print("; ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+        return REJECTED
+    return DONE
 
 
 def status(args: argparse.Namespace) -> int:
@@ -234,8 +283,12 @@ def status(args: argparse.Namespace) -> int:
         if settings.kafka_bootstrap_servers:
             try:
                 ends = _end_offsets(settings, settings.kafka_bootstrap_servers)
-            except Exception as exc:  # status must still print what the store knows
-                broker_error = f"{type(exc).__name__}: {exc}"
+            except KafkaError as exc:  # status still prints what the store knows
+                broker_error = str(
+                    BrokerUnreachable(
+                        settings.kafka_bootstrap_servers, settings.connect_timeout_s, exc
+                    )
+                )
         partitions = [
             {
                 "partition": p,
@@ -252,18 +305,27 @@ def status(args: argparse.Namespace) -> int:
         "projections": projections,
         "broker_error": broker_error,
     }
+    if broker_error:  # could not do the whole job: one line, exit 2 (after the rest, if asked)
+        if not getattr(args, "check", False):
+            _print_status(args.format, doc)
+        print(f"leadengine: {broker_error}", file=sys.stderr)
+        return FAILED
     if getattr(args, "check", False):
         return _check(doc, args.max_lag, getattr(args, "allow_parked", False))
-    if args.format == "json":
+    _print_status(args.format, doc)
+    return DONE
+
+
+def _print_status(fmt: str, doc: dict[str, Any]) -> None:
+    partitions, projections = doc["partitions"], doc["projections"]
+    if fmt == "json":
         print(to_json(doc))
     else:
-        print(render(args.format, partitions, title=f"Kafka topic {settings.kafka_topic}"))
-        if broker_error:
-            print(f"\nbroker unreachable: {broker_error}")
+        print(render(fmt, partitions, title=f"Kafka topic {doc['topic']}"))
         print()
         print(
             render(
-                args.format,
+                fmt,
                 projections,
                 title="Projections",
                 columns=[
@@ -277,4 +339,3 @@ def status(args: argparse.Namespace) -> int:
                 ],
             )
         )
-    return 0

@@ -38,13 +38,17 @@ def test_generate_ingest_show_history_funnel(cli_env: dict[str, str], tmp_path: 
     assert path.read_text() == again  # deterministic
     with path.open("ab") as fh:
         fh.write(b'{"not": "a cloudevent"}\n')
-    counts = json.loads(run(cli_env, "ingest", str(path), "--format", "json").stdout)
+    ingest = run(cli_env, "ingest", str(path), "--format", "json", ok=False)
+    assert ingest.returncode == 1, ingest.stderr  # done, but a line was rejected (as publish)
+    counts = json.loads(ingest.stdout)
     lines = len(path.read_text().splitlines())
     assert counts["lines"] == lines
     assert counts["rejected"] == 1 and counts["duplicates"] > 0
     assert counts["accepted"] + counts["duplicates"] + counts["rejected"] == lines
     # redelivering the whole file changes nothing
-    counts2 = json.loads(run(cli_env, "ingest", str(path), "--format", "json").stdout)
+    again = run(cli_env, "ingest", str(path), "--format", "json", ok=False)
+    assert again.returncode == 1  # the bad line is rejected again
+    counts2 = json.loads(again.stdout)
     assert counts2["accepted"] == 0 and counts2["projected"] == 0
 
     shown = json.loads(run(cli_env, "lead", "show", "crm-0000001", "--format", "json").stdout)

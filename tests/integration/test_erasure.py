@@ -109,7 +109,7 @@ def test_forget_leaves_no_trace_and_every_number_replays(
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in [*events, *bad]))
     code, _ = leadengine("ingest", str(path))
-    assert code == 0
+    assert code == 1  # done, with rejected lines
     assert runtime.deadletters.count() == 2
 
     history, reports, state = (
