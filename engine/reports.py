@@ -73,7 +73,7 @@ SLA_QUERY = """
         SELECT DISTINCT ON (r.lead_id) r.lead_id, r.lead_key, r.owner, r.queue,
                r.occurred_at AS routed_at
         FROM {s}.lead_routing r
-        WHERE r.outcome = 'routed' AND {cut_r}
+        WHERE r.outcome = 'routed' AND r.occurred_at <= {at} AND {cut_r}
         ORDER BY r.lead_id, r.version DESC)
     SELECT k.lead_key, k.owner, k.queue, k.routed_at,
         least(
@@ -114,13 +114,14 @@ def sla(
             return sql.SQL("TRUE")
         return sql.SQL(cuts[alias] + " <= {}").format(sql.Literal(as_of))
 
-    window = [sql.SQL("k.routed_at <= {}").format(sql.Literal(as_of))]
+    window: list[sql.Composable] = [sql.SQL("TRUE")]
     if start is not None:
         window.append(sql.SQL("k.routed_at >= {}").format(sql.Literal(start)))
     if end is not None:
         window.append(sql.SQL("k.routed_at < {}").format(sql.Literal(end)))
     query = sql.SQL(SLA_QUERY).format(
         s=sql.Identifier(db.schema),
+        at=sql.Literal(as_of),
         cut_r=cut("r"),
         cut_t=cut("t"),
         cut_m=cut("m"),
