@@ -40,9 +40,10 @@ def test_as_of_and_occurred_by_mean_one_thing_everywhere() -> None:
     assert {h for (_, o), h in helps.items() if o == "--occurred-by"} == {OCCURRED_BY_HELP}
     assert "recorded" in AS_OF_HELP and "happened" in OCCURRED_BY_HELP
     # the other clock is there wherever one is
-    assert sorted(
-        p for p, parser in PARSERS.items() if "--occurred-by" in _options(parser)
-    ) == WITH_CLOCKS
+    assert (
+        sorted(p for p, parser in PARSERS.items() if "--occurred-by" in _options(parser))
+        == WITH_CLOCKS
+    )
     assert {("lead", "show"), ("lead", "history"), ("lead", "explain")} <= set(WITH_CLOCKS)
 
 
