@@ -288,11 +288,10 @@ def demo(args: argparse.Namespace) -> int:
         f"\nnext (with LEADENGINE_DATABASE_SCHEMA={schema}):\n"
         "  leadengine lead history crm-0000001\n"
         "  leadengine lead explain crm-0000001\n"
-        "  leadengine report sla --occurred-by 2026-03-02T12:00:00Z   (timers as things had "
-        "happened by then)\n"
+        "  leadengine report sla --occurred-by 2026-03-02T12:00:00Z\n"
         "  leadengine report funnel --occurred-by 2026-03-02T12:00:00Z\n"
-        "  (--as-of T = what the engine had recorded by T: the demo recorded everything just "
-        "now)"
+        "--occurred-by T: what had happened by T; --as-of T: what the engine had recorded by T\n"
+        "(the demo recorded everything just now; docs/reports.md#flags-and-their-clocks)"
     )
     return 0
 
