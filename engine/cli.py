@@ -21,7 +21,7 @@ examples:
   leadengine lead history crm-0000042          every event, with score and stage after each
   leadengine report funnel --format json
   leadengine lead explain crm-0000042 --model enterprise
-  leadengine report sla --as-of 2026-03-03T09:00:00Z
+  leadengine report sla --occurred-by 2026-03-03T09:00:00Z
   leadengine report attribution --model all --by campaign
   leadengine report kpis --from 2026-01-01 --to 2026-04-01
   leadengine report html report.html          charts in one self-contained page
@@ -274,15 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = lead.add_parser("show", help="current stage, owner, score and profile of a lead")
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
-    p.add_argument("--as-of", metavar="T", help="as the engine knew it at T (events recorded by T)")
+    _clock_args(p)
     _fmt(p)
     p = lead.add_parser("history", help="every event in order with score and stage after each")
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
-    clocks = p.add_mutually_exclusive_group()
-    clocks.add_argument("--as-of", metavar="T", help="only events the engine had recorded by T")
-    clocks.add_argument(
-        "--occurred-by", metavar="T", help="only facts (and their decisions) that happened by T"
-    )
+    _clock_args(p)
     _fmt(p)
     p = lead.add_parser(
         "export",
@@ -290,26 +286,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
     p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
-    p = lead.add_parser("explain", help="the score broken down by rule and event, with decay")
+    p = lead.add_parser(
+        "explain",
+        help="the score broken down by rule and event, with decay",
+        description="Scored at T with --as-of T or --occurred-by T (see the clocks below), "
+        "else at the lead's latest fact with everything recorded.",
+        epilog=CLOCKS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
-    p.add_argument("--as-of", help="RFC 3339 moment to score at (default: the lead's last event)")
+    _clock_args(p)
     p.add_argument("--model", help="scoring model name (default: the primary model)")
     _fmt(p)
 
     report = sub.add_parser("report", help="reports over the read model").add_subparsers(
         dest="report_command", required=True, metavar="REPORT"
     )
-    p = report.add_parser("funnel", help="stage counts, conversion rates, where leads are now")
+    p = report.add_parser(
+        "funnel",
+        help="stage counts, conversion rates, where leads are now",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Without options, every lead: stages reached and where each is now. With "
+        "--from/--to, the leads created in the window (as `report kpis --section funnel`); "
+        "with --as-of or --occurred-by, where they were at T on that clock.",
+        epilog=WINDOW_HELP,
+    )
+    _window_args(p, currency=False)
     _fmt(p)
     _report_parsers(report)
     p = report.add_parser(
         "sla",
         help="SLA timers per owner and queue; leads breached or at risk",
-        description="First-touch and decision timers of every routed lead, derived from the "
-        "facts as of --as-of (default now), in business hours as the rules' `sla` says. "
-        "CSV lists the leads needing attention.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="First-touch and decision timers of every routed lead (its latest routing "
+        "round), in business hours as the rules' `sla` says, evaluated at T: with --as-of T "
+        "from what the engine had recorded by T, with --occurred-by T from what had happened "
+        "by T (as known now), else now from everything. --from/--to keep the leads routed in "
+        "the window. CSV lists the leads needing attention.",
+        epilog=WINDOW_HELP,
     )
-    p.add_argument("--as-of", help="RFC 3339 moment (default now), e.g. 2026-03-03T09:00:00Z")
+    _window_args(p, currency=False)
     p.add_argument(
         "--limit", type=positive_int, default=30, help="leads listed in the table (default 30)"
     )
@@ -418,18 +434,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-WINDOW_HELP = """\
-windows: --from/--to cut on when things happened (the event's `time`), --as-of on what the
-engine knew then (facts and decisions recorded by that moment). Both take RFC 3339 timestamps
-or dates (UTC), e.g. --from 2026-01-01 --to 2026-04-01 --as-of 2026-04-02T09:00:00Z.
+CLOCKS_HELP = """\
+clocks (docs/reports.md#flags-and-their-clocks): --as-of T = what the engine had recorded by T
+(each stored event's own timestamp: what an auditor saw then); --occurred-by T = what had
+happened by T (upstream `time`), as known now, late facts included. Pick one.
 """
 
+WINDOW_HELP = (
+    """\
+windows: --from/--to cut on when things happened (the event's `time`). All take RFC 3339
+timestamps or dates (UTC), e.g. --from 2026-01-01 --to 2026-04-01 --as-of 2026-04-02T09:00:00Z.
+"""
+    + CLOCKS_HELP
+)
 
-def _window_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="start", metavar="T", help="from this moment (inclusive)")
-    p.add_argument("--to", dest="end", metavar="T", help="up to this moment (exclusive)")
-    p.add_argument("--as-of", metavar="T", help="as the engine knew it then (default: now)")
-    p.add_argument("--currency", help="ISO 4217 code when deals or costs use several")
+#: One meaning per flag: every command that takes --as-of / --occurred-by uses these texts.
+AS_OF_HELP = "what the engine had recorded by T (events stored by then; default: everything)"
+OCCURRED_BY_HELP = "what had happened by T (upstream `time`, late facts included)"
+
+
+def _clock_args(p: argparse.ArgumentParser) -> None:
+    clocks = p.add_mutually_exclusive_group()
+    clocks.add_argument("--as-of", metavar="T", help=AS_OF_HELP)
+    clocks.add_argument("--occurred-by", metavar="T", help=OCCURRED_BY_HELP)
+
+
+def _window_args(p: argparse.ArgumentParser, *, currency: bool = True) -> None:
+    p.add_argument(
+        "--from", dest="start", metavar="T", help="things that happened from T (inclusive)"
+    )
+    p.add_argument("--to", dest="end", metavar="T", help="things that happened before T")
+    _clock_args(p)
+    if currency:
+        p.add_argument("--currency", help="ISO 4217 code when deals or costs use several")
 
 
 def _report_parsers(report: Any) -> None:

@@ -10,7 +10,7 @@ from psycopg import sql
 from engine.db import Database
 from engine.lifecycle import FUNNEL, RANK
 from engine.rules import Sla
-from engine.sla import timer
+from engine.sla import DECISIONS, timer
 
 FUNNEL_STAGES = FUNNEL[1:]
 
@@ -57,18 +57,81 @@ def funnel(db: Database) -> dict[str, Any]:
     }
 
 
-def sla(db: Database, rules: Sla, as_of: datetime) -> dict[str, Any]:
-    """SLA timers of every routed lead as of `as_of`: per owner and queue, and the leads
-    breached or at risk. Timers are derived from the facts' times, so any past moment works."""
-    table = sql.Identifier(db.schema, "lead_sla")
+#: The column each read-model table is cut on, per clock: `recorded` (--as-of, what the engine
+#: had stored by T) and `occurred` (--occurred-by, what had happened by T).
+CLOCK_COLUMNS = {
+    "recorded": {
+        "r": "coalesce(r.recorded_at, r.occurred_at)",
+        "t": "t.recorded_at",
+        "m": "m.recorded_at",
+    },
+    "occurred": {"r": "r.occurred_at", "t": "t.occurred_at", "m": "m.occurred_at"},
+}
+
+SLA_QUERY = """
+    WITH rounds AS (
+        SELECT DISTINCT ON (r.lead_id) r.lead_id, r.lead_key, r.owner, r.queue,
+               r.occurred_at AS routed_at
+        FROM {s}.lead_routing r
+        WHERE r.outcome = 'routed' AND r.occurred_at <= {at} AND {cut_r}
+        ORDER BY r.lead_id, r.version DESC)
+    SELECT k.lead_key, k.owner, k.queue, k.routed_at,
+        least(
+            (SELECT min(t.occurred_at) FROM {s}.lead_touchpoints t
+             WHERE t.lead_id = k.lead_id AND t.type = ANY({touch_types})
+               AND t.occurred_at >= k.routed_at AND (NOT {owner_only} OR t.rep = k.owner)
+               AND {cut_t}),
+            (SELECT min(m.occurred_at) FROM {s}.lead_milestones m
+             WHERE m.lead_id = k.lead_id AND m.type = ANY({touch_types})
+               AND m.occurred_at >= k.routed_at AND (NOT {owner_only} OR m.actor = k.owner)
+               AND {cut_m})),
+        (SELECT min(m.occurred_at) FROM {s}.lead_milestones m
+         WHERE m.lead_id = k.lead_id AND m.type = ANY({decisions})
+           AND m.occurred_at >= k.routed_at AND {cut_m})
+    FROM rounds k
+    WHERE {window}
+    ORDER BY k.routed_at, k.lead_key"""
+
+
+def sla(
+    db: Database,
+    rules: Sla,
+    as_of: datetime,
+    *,
+    clock: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """SLA timers of every routed lead (its latest routing round), evaluated at `as_of`: per
+    owner and queue, and the leads breached or at risk. `clock` says what is known at
+    `as_of`: "recorded" (what the engine had stored by then), "occurred" (what had happened by
+    then, as known now) or None (everything stored now). [start, end) keeps the leads whose
+    round was routed in the window. Timers are derived from the facts' times, never stored."""
+    cuts = CLOCK_COLUMNS.get(clock or "", {})
+
+    def cut(alias: str) -> sql.Composable:
+        if alias not in cuts:
+            return sql.SQL("TRUE")
+        return sql.SQL(cuts[alias] + " <= {}").format(sql.Literal(as_of))
+
+    window: list[sql.Composable] = [sql.SQL("TRUE")]
+    if start is not None:
+        window.append(sql.SQL("k.routed_at >= {}").format(sql.Literal(start)))
+    if end is not None:
+        window.append(sql.SQL("k.routed_at < {}").format(sql.Literal(end)))
+    query = sql.SQL(SLA_QUERY).format(
+        s=sql.Identifier(db.schema),
+        at=sql.Literal(as_of),
+        cut_r=cut("r"),
+        cut_t=cut("t"),
+        cut_m=cut("m"),
+        touch_types=sql.Literal(list(rules.first_touch_types)),
+        owner_only=sql.Literal(rules.owner_only),
+        decisions=sql.Literal(sorted(DECISIONS)),
+        window=sql.SQL(" AND ").join(window),
+    )
     with db.connect() as conn:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT lead_key, owner, queue, routed_at, first_touch_at, decided_at "
-                "FROM {} WHERE routed_at <= %s ORDER BY routed_at, lead_key"
-            ).format(table),
-            (as_of,),
-        ).fetchall()
+        rows = conn.execute(query).fetchall()
     groups: dict[tuple[str, str], dict[str, int]] = {}
     attention = []
     for key, owner, queue, routed_at, touched, decided in rows:

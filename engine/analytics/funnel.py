@@ -155,3 +155,42 @@ def by_source(
             }
         )
     return out
+
+
+EXIT_STAGES = ("nurture", "recycled", "disqualified", "lost")
+
+
+def current_stage(j: Journey) -> str:
+    """Where the lead stood after its last move in the dataset (no move: still anonymous)."""
+    return j.moves[-1].to_stage if j.moves else "anonymous"
+
+
+def snapshot(
+    ds: Dataset, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """`report funnel` over a dataset: the leads created in [start, end) (every lead known when
+    neither is given), the funnel stages each reached, and where each stood at the dataset's
+    cut. Same document as the read model's `engine.reports.funnel`."""
+    leads = cohort(ds, start, end) if start or end else ds.journeys
+    now: dict[str, int] = defaultdict(int)
+    for j in leads:
+        now[current_stage(j)] += 1
+    out: list[dict[str, Any]] = []
+    previous: int | None = None
+    for stage in FUNNEL_STAGES:
+        reached = sum(1 for j in leads if j.reached_at(stage) is not None)
+        out.append(
+            {
+                "stage": stage,
+                "reached": reached,
+                "conversion_pct": pct(reached, previous) if previous else None,
+                "now": now.get(stage, 0),
+            }
+        )
+        previous = reached
+    return {
+        "leads_total": len(leads),
+        "anonymous_now": now.get("anonymous", 0),
+        "stages": out,
+        "exits_now": {s: now.get(s, 0) for s in EXIT_STAGES},
+    }

@@ -111,7 +111,9 @@ def _costs(doc: dict[str, Any]) -> str:
 
 
 def page(doc: dict[str, Any]) -> str:
-    window = ", ".join(f"{k} {_cell(doc.get(k)) or '-'}" for k in ("from", "to", "as_of"))
+    window = ", ".join(
+        f"{k} {_cell(doc.get(k)) or '-'}" for k in ("from", "to", "as_of", "occurred_by")
+    )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         _funnel(doc),

@@ -1,8 +1,9 @@
 """Read journeys and costs from the read model as the engine knew them at `as_of`.
 
 Every read-model row carries `recorded_at` (when the engine stored the fact or decision), so
-cutting on it answers "what did we know then"; reports cut on `occurred_at` for "when it
-happened". Rows stream through a server-side cursor, so memory holds journeys, not result sets.
+cutting on it answers "what did we know then" (`--as-of`); cutting on `occurred_at` answers
+"what had happened by then" (`--occurred-by`); report windows cut on `occurred_at`. Rows
+stream through a server-side cursor, so memory holds journeys, not result sets.
 """
 
 from __future__ import annotations
@@ -36,19 +37,36 @@ ORDER = {
 }
 
 
-def _query(db: Database, name: str, as_of: datetime | None) -> sql.Composed:
+#: What "happened by T" means per table (costs: the spend periods that had begun by T).
+HAPPENED = {"costs": "period_start <= {occurred_by}::date"}
+
+
+def _query(
+    db: Database, name: str, as_of: datetime | None, occurred_by: datetime | None = None
+) -> sql.Composed:
     base = QUERIES[name]
     recorded = "coalesce(recorded_at, occurred_at)" if name == "routed" else "recorded_at"
+    cuts = []
     if as_of is not None:
+        cuts.append(recorded + " <= {as_of}")
+    if occurred_by is not None:
+        cuts.append(HAPPENED.get(name, "occurred_at <= {occurred_by}"))
+    for cut in cuts:
         glue = " AND " if " WHERE " in base else " WHERE "
-        base += glue + recorded + " <= {as_of}"
-    return sql.SQL(base + ORDER[name]).format(s=sql.Identifier(db.schema), as_of=sql.Literal(as_of))
+        base += glue + cut
+    return sql.SQL(base + ORDER[name]).format(
+        s=sql.Identifier(db.schema),
+        as_of=sql.Literal(as_of),
+        occurred_by=sql.Literal(occurred_by),
+    )
 
 
-def _rows(db: Database, name: str, as_of: datetime | None) -> Iterator[tuple[Any, ...]]:
+def _rows(
+    db: Database, name: str, as_of: datetime | None, occurred_by: datetime | None = None
+) -> Iterator[tuple[Any, ...]]:
     with db.connect(autocommit=False) as conn, conn.cursor(name=f"report_{name}") as cur:
         cur.itersize = 20_000
-        cur.execute(_query(db, name, as_of))
+        cur.execute(_query(db, name, as_of, occurred_by))
         yield from cur
 
 
@@ -56,9 +74,11 @@ def load(
     db: Database,
     as_of: datetime | None = None,
     *,
+    occurred_by: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Dataset:
-    """All journeys and costs recorded by `as_of` (None: everything)."""
+    """All journeys and costs recorded by `as_of` and happened by `occurred_by` (None: no
+    cut on that clock)."""
     journeys: dict[str, Journey] = {}
 
     def of(key: str) -> Journey:
@@ -67,18 +87,20 @@ def load(
             j = journeys[key] = Journey(key)
         return j
 
-    touches = _rows(db, "touches", as_of)
+    touches = _rows(db, "touches", as_of, occurred_by)
     for count, (key, at, pos, type_, channel, campaign, content, rep) in enumerate(touches, 1):
         of(key).touches.append(Touchpoint(at, pos, type_, channel, campaign, content, rep))
         if progress and count % 50_000 == 0:
             progress(count)
-    for key, at, from_stage, to_stage, reason in _rows(db, "moves", as_of):
+    for key, at, from_stage, to_stage, reason in _rows(db, "moves", as_of, occurred_by):
         of(key).moves.append(Move(at, from_stage, to_stage, reason))
-    for key, at, type_, actor, reason, amount, currency in _rows(db, "milestones", as_of):
+    for key, at, type_, actor, reason, amount, currency in _rows(
+        db, "milestones", as_of, occurred_by
+    ):
         of(key).milestones.append(Milestone(at, type_, actor, reason, amount, currency))
-    for key, at in _rows(db, "routed", as_of):
+    for key, at in _rows(db, "routed", as_of, occurred_by):
         of(key).routed.append(at)
-    costs = [Cost(*row) for row in _rows(db, "costs", as_of)]
+    costs = [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
     for j in journeys.values():
         j.sort()
     ordered = [journeys[k] for k in sorted(journeys)]

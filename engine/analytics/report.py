@@ -31,10 +31,16 @@ SECTIONS = (
 class Window:
     start: datetime | None = None
     end: datetime | None = None
-    as_of: datetime | None = None
+    as_of: datetime | None = None  # recorded by (the engine's clock)
+    occurred_by: datetime | None = None  # happened by (upstream `time`)
 
     def describe(self) -> dict[str, Any]:
-        return {"from": self.start, "to": self.end, "as_of": self.as_of}
+        return {
+            "from": self.start,
+            "to": self.end,
+            "as_of": self.as_of,
+            "occurred_by": self.occurred_by,
+        }
 
 
 def models_of(name: str) -> tuple[str, ...]:

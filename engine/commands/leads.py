@@ -63,7 +63,7 @@ def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        if args.as_of:
+        if args.as_of or args.occurred_by:
             lead = asof.fold(_events_at(rt, args), args.key)
         else:
             lead = rt.app.get_lead(args.key)
@@ -226,10 +226,14 @@ def history(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        lead = rt.app.get_lead(args.key)
+        moment = _moment(args.as_of) or _moment(args.occurred_by, "--occurred-by")
+        if moment is not None:  # the lead as known on the chosen clock, scored at that moment
+            lead = asof.fold(_events_at(rt, args), args.key, moment)
+        else:
+            lead = rt.app.get_lead(args.key)
         rules = rt.rules
         model = rules.model(args.model)
-        as_of = _moment(args.as_of) or lead.clock or lead.created_on
+        as_of = moment or lead.clock or lead.created_on
         result = lead.current_score(model, as_of)
         models = [
             {"model": m.ref, **_totals(lead.current_score(m, as_of))} for m in rules.all_models()

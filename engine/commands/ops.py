@@ -365,7 +365,10 @@ def demo(args: argparse.Namespace) -> int:
         f"\nnext (with LEADENGINE_DATABASE_SCHEMA={schema}):\n"
         "  leadengine lead history crm-0000001\n"
         "  leadengine lead explain crm-0000001\n"
-        "  leadengine report sla --as-of 2026-03-02T12:00:00Z"
+        "  leadengine report sla --occurred-by 2026-03-02T12:00:00Z\n"
+        "  leadengine report funnel --occurred-by 2026-03-02T12:00:00Z\n"
+        "--occurred-by T: what had happened by T; --as-of T: what the engine had recorded by T\n"
+        "(the demo recorded everything just now; docs/reports.md#flags-and-their-clocks)"
     )
     return 0
 
@@ -382,10 +385,21 @@ def _funnel_text(funnel: dict[str, Any]) -> str:
 
 
 def report_funnel(args: argparse.Namespace) -> int:
+    from engine.analytics.funnel import snapshot
+    from engine.commands.reporting import _dataset, _window
+
+    window = _window(args)
     with open_runtime() as rt:
-        funnel = reports.funnel(rt.db)
+        if any(window.describe().values()):
+            funnel = snapshot(_dataset(rt, window), window.start, window.end)
+        else:
+            funnel = reports.funnel(rt.db)
+    funnel.update(window.describe())
     if args.format == "table":
-        print(_funnel_text(funnel))
+        cut = ", ".join(
+            f"--{k.replace('_', '-')} {v.isoformat()}" for k, v in window.describe().items() if v
+        )
+        print(_funnel_text(funnel) + (f"\n({cut})" if cut else ""))
     else:
         print(render(args.format, funnel["stages"], document=funnel))
     return 0

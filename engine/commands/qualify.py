@@ -8,6 +8,7 @@ from typing import Any
 
 from engine import reports
 from engine.commands.leads import _moment
+from engine.commands.reporting import _window
 from engine.errors import LeadEngineError
 from engine.output import prose, render, to_json
 from engine.progress import Progress
@@ -15,13 +16,24 @@ from engine.rules import load_rules
 from engine.runtime import open_runtime
 from engine.whatif import facts_from_log, replay
 
+CLOCK_TITLES = {
+    "recorded": "what the engine had recorded by then",
+    "occurred": "what had happened by then",
+    None: "everything recorded so far",
+}
+
 
 def report_sla(args: argparse.Namespace) -> int:
-    as_of = _moment(args.as_of) or datetime.now(UTC)
+    window = _window(args)
+    clock = "recorded" if window.as_of else "occurred" if window.occurred_by else None
+    as_of = window.as_of or window.occurred_by or datetime.now(UTC)
     with open_runtime() as rt:
         if rt.rules.sla is None:
             raise LeadEngineError(f"rules {rt.rules.ref} define no `sla` section")
-        doc = reports.sla(rt.db, rt.rules.sla, as_of)
+        doc = reports.sla(
+            rt.db, rt.rules.sla, as_of, clock=clock, start=window.start, end=window.end
+        )
+    doc.update({k: v for k, v in window.describe().items() if k != "as_of"})
     if args.format == "json":
         print(to_json(doc))
         return 0
@@ -46,7 +58,8 @@ def report_sla(args: argparse.Namespace) -> int:
         render(
             "table",
             short,
-            title=f"SLA as of {as_of.isoformat()}: {doc['routed_leads']} routed leads",
+            title=f"SLA at {as_of.isoformat()} ({CLOCK_TITLES[clock]}): "
+            f"{doc['routed_leads']} routed leads",
         )
     )
     print()

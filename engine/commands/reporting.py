@@ -19,23 +19,34 @@ from engine.runtime import Runtime, open_runtime
 
 
 def _window(args: argparse.Namespace) -> Window:
+    """--from/--to (when it happened), --as-of (recorded by) or --occurred-by (happened by)."""
     window = Window(
-        _moment(args.start, "--from"), _moment(args.end, "--to"), _moment(args.as_of, "--as-of")
+        _moment(args.start, "--from"),
+        _moment(args.end, "--to"),
+        _moment(args.as_of, "--as-of"),
+        _moment(args.occurred_by, "--occurred-by"),
     )
     if window.start and window.end and window.start >= window.end:
         raise LeadEngineError(f"--from {args.start} is not before --to {args.end}")
+    if window.as_of and window.occurred_by:
+        raise LeadEngineError("--as-of and --occurred-by are two different clocks: pick one")
     return window
 
 
 def _dataset(rt: Runtime, window: Window) -> Dataset:
     bar = Progress("reading touchpoints")
-    ds = load(rt.db, window.as_of, progress=bar.update)
+    ds = load(rt.db, window.as_of, occurred_by=window.occurred_by, progress=bar.update)
     bar.done(f"{len(ds.journeys):,} leads")
     return ds
 
 
 def attribution(args: argparse.Namespace) -> int:
     window = _window(args)
+    if args.save and window.occurred_by:
+        raise LeadEngineError(
+            "--save stamps saved credits with --as-of (what the engine knew); "
+            "it cannot be used with --occurred-by"
+        )
     with open_runtime() as rt:
         ds = _dataset(rt, window)
         results = report.attribution(

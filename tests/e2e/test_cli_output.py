@@ -95,7 +95,7 @@ def test_default_tables_fit_100_columns_and_wide_shows_everything(
     commands = [
         ["report", "kpis"],
         ["report", "attribution", "--model", "all", "--by", "campaign"],
-        ["report", "sla", "--as-of", "2026-04-01T00:00:00Z"],
+        ["report", "sla", "--occurred-by", "2026-04-01T00:00:00Z"],
         ["report", "funnel"],
         ["lead", "history", "crm-0000001"],
         ["lead", "explain", "crm-0000001"],

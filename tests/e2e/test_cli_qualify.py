@@ -13,7 +13,9 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
     run(cli_env, "generate", "--leads", "150", "--seed", "4", "-o", str(path))
     run(cli_env, "ingest", str(path))
     states = json.loads(
-        run(cli_env, "report", "sla", "--as-of", "2026-12-31T00:00:00Z", "--format", "json").stdout
+        run(
+            cli_env, "report", "sla", "--occurred-by", "2026-12-31T00:00:00Z", "--format", "json"
+        ).stdout
     )
     assert states["routed_leads"] > 0
     assert sum(r["leads"] for r in states["by_owner"]) == states["routed_leads"]
@@ -22,7 +24,9 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
             row[f"first_touch_{s}"] for s in ("met", "at_risk", "breached", "pending")
         )
     early = json.loads(
-        run(cli_env, "report", "sla", "--as-of", "2025-01-01T00:00:00Z", "--format", "json").stdout
+        run(
+            cli_env, "report", "sla", "--occurred-by", "2025-01-01T00:00:00Z", "--format", "json"
+        ).stdout
     )
     assert early["routed_leads"] == 0  # nobody was routed before the history began
 
