@@ -88,7 +88,8 @@ def test_replay_stores_what_passes_now_and_keeps_the_rest_with_the_new_reason(
     assert doc["projected"] >= 1
     kept = {d["id"]: d for d in runtime.deadletters.latest(100)}
     assert set(kept) == {ids["unknown"], ids["conflict"]}  # the stored one's row is deleted
-    assert "x.y" in kept[ids["unknown"]]["error"] and "old reason" not in kept[ids["unknown"]]["error"]
+    unknown = kept[ids["unknown"]]["error"]
+    assert "unknown event type 'x.y'" in unknown and "old reason" not in unknown
     assert kept[ids["unknown"]]["field"] == "type"
     assert "conflicts with the stored event" in kept[ids["conflict"]]["error"]
     assert json.loads(kept[ids["conflict"]]["raw"])["data"]["email"] == "other@acme.example"
