@@ -142,5 +142,7 @@ def _replay_batch(
     producer.flush()
     for future in futures:
         future.get(timeout=30)
-    name = position_name(tp.topic, tp.partition)
-    app.process_recorder.insert_events([], tracking=Tracking(name, records[-1].offset))
+    name, last = position_name(tp.topic, tp.partition), records[-1].offset
+    stored = app.max_position(name)
+    if stored is None or last > stored:  # --from-start re-reads below it: it never moves back
+        app.process_recorder.insert_events([], tracking=Tracking(name, last))

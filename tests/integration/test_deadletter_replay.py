@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from engine import reports
 from engine.deadletters import DeadLetter
 from engine.errors import InvalidEvent
 from engine.runtime import Runtime
+from engine.settings import Settings
 from tests.factory import line, raw
 
 EMAIL = "pat.replay@acme.example"
@@ -151,3 +153,77 @@ def test_a_selection_is_required_and_exclusive(argv: tuple[str, ...], leadengine
     with pytest.raises(SystemExit) as exc:
         leadengine("deadletters", *argv)
     assert exc.value.code == 2
+
+
+def test_kafka_replay_resends_the_dlq_once_with_key_and_headers(
+    runtime: Runtime,
+    leadengine: Any,
+    kafka_settings: Settings,
+    kafka_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from confluent_kafka import Producer
+
+    from engine.consumers.kafka import KafkaIngestor
+    from engine.settings import get_settings
+    from tests.kafka_helpers import read_topic
+
+    for k, v in kafka_env.items():
+        if k.startswith("LEADENGINE_KAFKA_"):
+            monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    bootstrap, topic = str(kafka_settings.kafka_bootstrap_servers), kafka_settings.kafka_topic
+    dlq = kafka_settings.dlq_topic
+
+    def consume() -> dict[str, Any]:
+        ingestor = KafkaIngestor(runtime.app, kafka_settings)
+        return ingestor.run(stop=threading.Event(), until_caught_up=True).as_dict()
+
+    # a record the consumer refuses for good (unknown type) reaches the .dlq topic for real
+    bad = {**raw("touch.page_viewed", "k-bad", {"channel": "web"}, id="b-1"), "type": "x.y"}
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, key=b"k-bad", value=line(bad))
+    assert producer.flush(30) == 0
+    assert consume()["dead_lettered"] == 1
+    # and one a past bug refused although it is valid, as the consumer would have kept it
+    fixable = line(raw("lead.captured", "k-fixed", {"email": EMAIL}, id="f-1"))
+    reason = [("leadengine.error", b"refused by a since-fixed bug"), ("leadengine.x", b"1")]
+    producer.produce(dlq, key=b"k-fixed", value=fixable, headers=[("trace", b"t1"), *reason])
+    assert producer.flush(30) == 0
+    assert len(read_topic(bootstrap, dlq, expect=2)) == 2
+
+    code, out = leadengine(
+        "deadletters", "replay", "--kafka", "--all", "--dry-run", "--format", "json"
+    )
+    assert code == 1, out  # the unknown type still fails
+    assert {k: json.loads(out)[k] for k in ("read", "sent", "still_invalid")} == {
+        "read": 2,
+        "sent": 1,
+        "still_invalid": 1,
+    }
+    assert len(read_topic(bootstrap, topic, expect=1, timeout=3)) == 1  # nothing sent
+
+    code, out = leadengine("deadletters", "replay", "--kafka", "--all", "--format", "json")
+    assert code == 1, out
+    assert json.loads(out)["sent"] == 1
+    resent = [r for r in read_topic(bootstrap, topic, expect=2) if r.key == b"k-fixed"]
+    assert len(resent) == 1
+    assert resent[0].value == fixable and resent[0].headers == [("trace", b"t1")]
+    assert consume()["accepted"] == 1
+    assert runtime.app.get_lead("k-fixed").key == "k-fixed"
+
+    code, out = leadengine("deadletters", "replay", "--kafka", "--all", "--format", "json")
+    assert code == 0, out  # the stored position: nothing read, nothing sent again
+    assert json.loads(out)["read"] == 0 and json.loads(out)["sent"] == 0
+
+    code, out = leadengine(
+        "deadletters", "replay", "--kafka", "--all", "--from-start", "--format", "json"
+    )
+    assert code == 1 and json.loads(out)["sent"] == 1
+    again = consume()
+    assert again["accepted"] == 0 and again["duplicates"] == 1  # identity dedupes the re-send
+
+    code, _ = leadengine("deadletters", "replay", "--kafka", "--id", "1")
+    assert code == 2
+    logs = "".join(leadengine.stderr)
+    assert logs.count("dead letters replayed") == 4 and EMAIL not in logs
