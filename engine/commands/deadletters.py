@@ -79,7 +79,7 @@ def replay_command(args: argparse.Namespace) -> int:
             doc: dict[str, Any] = plan.as_dict()
             refused, missing = plan.still_invalid, plan.missing
         else:
-            bar = Progress("replay", None if ids is None else len(ids))
+            bar = Progress("replay", rt.deadletters.count() if ids is None else len(ids))
             report = replay(
                 rt.app,
                 rt.deadletters,
@@ -105,11 +105,17 @@ def replay_command(args: argparse.Namespace) -> int:
     title = "replay (dry run: nothing changed)" if args.dry_run else "replay"
     _print(args.format, doc, title)
     if refused and args.format == "table":
-        print("\nrecords still refused stay kept, with their new reason: deadletters list")
+        print(
+            "\nrecords that fail the contract would stay kept (see deadletters list)"
+            if args.dry_run
+            else "\nrecords still refused stay kept, with their new reason: deadletters list"
+        )
     return 1 if refused or missing else 0
 
 
 def _replay_topic(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
     from engine.commands.streaming import _bootstrap, _settings
     from engine.consumers.dlq_replay import replay_topic
 
@@ -119,17 +125,26 @@ def _replay_topic(args: argparse.Namespace) -> int:
             "(every dead letter past the stored replay position)"
         )
     settings = _settings(args)
+    bootstrap = _bootstrap(args, settings)
     with open_runtime(settings) as rt:
         bar = Progress("replay")
-        report = replay_topic(
-            rt.app,
-            settings,
-            _bootstrap(args, settings),
-            dry_run=args.dry_run,
-            from_start=args.from_start,
-            progress=lambda r: bar.update(r.read),
-        )
-        bar.done()
+        try:
+            report = replay_topic(
+                rt.app,
+                settings,
+                bootstrap,
+                dry_run=args.dry_run,
+                from_start=args.from_start,
+                progress=lambda r: bar.update(r.read),
+            )
+        except KafkaError as exc:
+            raise LeadEngineError(
+                f"replay of {settings.dlq_topic} via {bootstrap} failed "
+                f"({type(exc).__name__}: {exc}); what was acknowledged has its position "
+                "stored: run it again to continue"
+            ) from exc
+        finally:
+            bar.done()
     doc = report.as_dict()
     log.info(
         "dead letters replayed",

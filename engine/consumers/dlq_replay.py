@@ -13,6 +13,7 @@ changed: its retention is the broker's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from engine.application import LeadEngine
 from engine.consumers.deadletter_topic import PREFIX
 from engine.contract import parse_event
-from engine.errors import InvalidEvent
+from engine.errors import InvalidEvent, LeadEngineError
 from engine.settings import Settings
 
 
@@ -61,6 +62,7 @@ def replay_topic(
     dry_run: bool = False,
     from_start: bool = False,
     progress: Callable[[TopicReplayReport], None] | None = None,
+    stall_seconds: float = 60.0,
 ) -> TopicReplayReport:
     """Re-publish the dead-letter topic's records from the stored position to its end."""
     dlq, topic = settings.dlq_topic, settings.kafka_topic
@@ -93,8 +95,16 @@ def replay_topic(
             producer = KafkaProducer(
                 acks="all", retries=5, max_request_size=16 * 1024 * 1024, **options
             )
+        last_progress = time.monotonic()
         while pending:
+            if time.monotonic() - last_progress > stall_seconds:
+                raise LeadEngineError(
+                    f"replay of {dlq} stalled: no record for {stall_seconds:.0f} s before the "
+                    f"end offsets; {report.sent} sent and their positions stored: run it again "
+                    "to continue"
+                )
             for tp, records in consumer.poll(timeout_ms=1000).items():
+                last_progress = time.monotonic()
                 records = [r for r in records if r.offset < ends[tp]]
                 if not records:
                     continue
