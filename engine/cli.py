@@ -370,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = dl.add_parser("list", help="the latest rejected records")
     p.add_argument("--limit", type=positive_int, default=20, help="records listed (default 20)")
     _fmt(p)
+    _deadletter_parsers(dl)
 
     p = sub.add_parser(
         "verify",
@@ -447,6 +448,98 @@ timestamps or dates (UTC), e.g. --from 2026-01-01 --to 2026-04-01 --as-of 2026-0
 """
     + CLOCKS_HELP
 )
+
+REPLAY_EPILOG = """\
+examples:
+  leadengine deadletters list                      ids, origins and reasons
+  leadengine deadletters replay --id 12 13 --dry-run   what would pass now; nothing changes
+  leadengine deadletters replay --all              after fixing the rules or the contract
+  leadengine deadletters replay --kafka --all      re-send <topic>.dlq to <topic>
+
+exit codes: 0 done; 1 done, but some records are still refused (kept, with the new reason) or
+an --id has no row; 2 could not run.
+"""
+
+
+def _deadletter_parsers(dl: Any) -> None:
+    p = dl.add_parser(
+        "replay",
+        help="record kept dead letters again after a fix (table, or the Kafka .dlq topic)",
+        description="Table (default): each selected row's bytes go through the same parse and "
+        "record path as `ingest`. A record that passes now is stored (or found already stored) "
+        "and its row deleted; one refused again stays, bytes untouched, with the new reason. "
+        "Projections are brought up to date afterwards. "
+        "With --kafka: the dead-letter topic (<topic>.dlq) is read from the position a "
+        "previous replay stored (kept in the database) to its end, and each record's original "
+        "bytes, key and headers are re-published to <topic> for `consume` to record; records "
+        "still failing the contract are counted and not sent. A record sent twice is stored "
+        "once (its source and id). The .dlq topic is not changed: its retention is the "
+        "broker's. Each run is written to the log as an audit line (who, what, how many).",
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id",
+        dest="ids",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="dead-letter table ids (as `deadletters list` shows); repeatable",
+    )
+    which.add_argument(
+        "--all", action="store_true", help="every row of the table (with --kafka: the topic)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: count what would be retried and what fails the contract still "
+        "(a conflict with a stored event shows only on a real replay)",
+    )
+    p.add_argument(
+        "--kafka",
+        action="store_true",
+        help="replay the dead-letter topic <topic>.dlq into <topic> instead of the table",
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with --kafka: read the .dlq topic from its first record, not the stored position "
+        "(records already stored are deduplicated)",
+    )
+    p.add_argument("--topic", help="with --kafka: topic (default LEADENGINE_KAFKA_TOPIC)")
+    p.add_argument("--bootstrap", help="with --kafka: " + BOOTSTRAP_HELP)
+    p.add_argument("--no-project", action="store_true", help="table: do not project afterwards")
+    _fmt(p)
+
+    p = dl.add_parser(
+        "purge",
+        help="delete kept dead letters from the table (by id, age, or all)",
+        description="Deletes rows of the dead-letter table. Records in the Kafka dead-letter "
+        "topic (<topic>.dlq) are not touched: their retention is the broker's (set "
+        "retention.ms on the topic). Each run is written to the log as an audit line "
+        "(who, what, how many). Exit 1 if an --id has no row.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id",
+        dest="ids",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="dead-letter table ids (as `deadletters list` shows); repeatable",
+    )
+    which.add_argument("--all", action="store_true", help="every row")
+    which.add_argument(
+        "--before",
+        metavar="T",
+        help="rows received before T (RFC 3339 timestamp or date, e.g. 2026-03-01)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    _fmt(p)
+
 
 #: One meaning per flag: every command that takes --as-of / --occurred-by uses these texts.
 AS_OF_HELP = "what the engine had recorded by T (events stored by then; default: everything)"
@@ -545,7 +638,7 @@ def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from engine.commands import audit, leads, ops, qualify, reporting, streaming
+    from engine.commands import audit, deadletters, leads, ops, qualify, reporting, streaming
 
     table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("demo", None): ops.demo,
@@ -575,6 +668,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("rules", "check"): ops.rules_check,
         ("rules", "show"): ops.rules_show,
         ("deadletters", "list"): ops.deadletters_list,
+        ("deadletters", "replay"): deadletters.replay_command,
+        ("deadletters", "purge"): deadletters.purge_command,
         ("db", "init"): ops.db_init,
         ("db", "migrate"): ops.db_init,
     }

@@ -125,6 +125,69 @@ class DeadLetterStore:
             for r in rows
         ]
 
+    # -- replay and purge (`leadengine deadletters replay | purge`) ------------------------------
+
+    def kept(
+        self, ids: Sequence[int] | None = None, *, after: int = 0, limit: int = 500
+    ) -> list[KeptLetter]:
+        """Rows with id > `after` in id order (only `ids`, when given), at most `limit`."""
+        where = "id > %s" + (" AND id = ANY(%s)" if ids is not None else "")
+        params: list[Any] = [after, *([list(ids)] if ids is not None else []), limit]
+        query = sql.SQL(
+            "SELECT id, origin, raw, error FROM {} WHERE " + where + " ORDER BY id LIMIT %s"
+        ).format(self._table)
+        with self.db.connect() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [KeptLetter(int(r[0]), r[1], bytes(r[2]), r[3]) for r in rows]
+
+    def refused_again(self, row_id: int, error: InvalidEvent) -> None:
+        """A replayed row failed again: its reason becomes the new one; its bytes stay."""
+        query = sql.SQL(
+            "UPDATE {} SET event_id = %s, event_type = %s, field = %s, error = %s WHERE id = %s"
+        ).format(self._table)
+        with self.db.connect() as conn:
+            conn.execute(
+                query, (error.event_id, error.event_type, error.field, error.describe(), row_id)
+            )
+
+    def matching(
+        self, ids: Sequence[int] | None = None, *, before: datetime | None = None
+    ) -> list[int]:
+        """The ids of the rows a purge would delete: `ids`, received before `before`, or all."""
+        clauses, params = _selection(ids, before)
+        query = sql.SQL("SELECT id FROM {} WHERE " + clauses + " ORDER BY id").format(self._table)
+        with self.db.connect() as conn:
+            return [int(r[0]) for r in conn.execute(query, params).fetchall()]
+
+    def delete(self, ids: Sequence[int] | None = None, *, before: datetime | None = None) -> int:
+        """Delete `ids`, the rows received before `before`, or (neither given) every row."""
+        clauses, params = _selection(ids, before)
+        query = sql.SQL("DELETE FROM {} WHERE " + clauses).format(self._table)
+        with self.db.connect() as conn:
+            return conn.execute(query, params).rowcount
+
+
+@dataclass(frozen=True)
+class KeptLetter:
+    """A stored dead letter, as replay reads it back."""
+
+    id: int
+    origin: str
+    raw: bytes
+    error: str
+
+
+def _selection(ids: Sequence[int] | None, before: datetime | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
+    if ids is not None:
+        clauses.append("id = ANY(%s)")
+        params.append(list(ids))
+    if before is not None:
+        clauses.append("received_at < %s")
+        params.append(before)
+    return " AND ".join(clauses), params
+
 
 def _normal(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()

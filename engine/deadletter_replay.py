@@ -1,0 +1,149 @@
+"""Replay kept dead letters (the `dead_letters` table) through the path `ingest` takes.
+
+Each row's raw bytes are parsed and recorded again, in id order, in batches. A row whose record
+now passes (stored, or already stored: a duplicate, or dropped for a forgotten lead) is deleted:
+the event store holds it now, and the table lists only what is still refused. A row that fails
+again stays, bytes untouched, with its reason replaced by the new one. A crash between the
+store's commit and the delete leaves the row; the next replay finds it a duplicate and deletes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from engine.application import IngestResult, LeadEngine
+from engine.consumers.retry import RaceStats, store_racing
+from engine.contract import Envelope, parse_event
+from engine.deadletters import DeadLetterStore, KeptLetter
+from engine.errors import InvalidEvent
+from engine.logs import get_logger
+
+log = get_logger("leadengine.deadletters")
+
+
+@dataclass
+class ReplayReport:
+    selected: int = 0  # rows read back
+    stored: int = 0  # recorded now
+    duplicates: int = 0  # already stored (the same source and id, the same content)
+    ignored: int = 0  # personal data for a forgotten lead: dropped
+    still_rejected: int = 0  # refused again, kept with the new reason
+    missing: list[int] = field(default_factory=list)  # --id values with no row
+    race: RaceStats = field(default_factory=RaceStats)
+
+    @property
+    def resolved(self) -> int:
+        return self.stored + self.duplicates + self.ignored
+
+    def as_dict(self) -> dict[str, int | list[int]]:
+        return {
+            "selected": self.selected,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "ignored": self.ignored,
+            "still_rejected": self.still_rejected,
+            "missing_ids": self.missing,
+        }
+
+
+@dataclass
+class DryRunReport:
+    selected: int = 0
+    would_retry: int = 0  # pass the contract now (a conflict shows only on a real replay)
+    still_invalid: int = 0
+    missing: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int | list[int]]:
+        return {
+            "selected": self.selected,
+            "would_retry": self.would_retry,
+            "still_invalid": self.still_invalid,
+            "missing_ids": self.missing,
+        }
+
+
+def dry_run(
+    store: DeadLetterStore, ids: Sequence[int] | None, *, max_bytes: int, batch_size: int = 500
+) -> DryRunReport:
+    """What a replay would try: the rows that pass the contract now, and those that do not."""
+    report = DryRunReport()
+    after = 0
+    seen: set[int] = set()
+    while batch := store.kept(ids, after=after, limit=batch_size):
+        after = batch[-1].id
+        for row in batch:
+            seen.add(row.id)
+            report.selected += 1
+            try:
+                parse_event(row.raw, max_bytes=max_bytes)
+                report.would_retry += 1
+            except InvalidEvent:
+                report.still_invalid += 1
+    if ids is not None:
+        report.missing = sorted(set(ids) - seen)
+    return report
+
+
+def replay(
+    app: LeadEngine,
+    store: DeadLetterStore,
+    ids: Sequence[int] | None,
+    *,
+    max_bytes: int,
+    batch_size: int = 500,
+    progress: Callable[[ReplayReport], None] | None = None,
+) -> ReplayReport:
+    """Record the selected rows again (all when `ids` is None); see the module docstring."""
+    report = ReplayReport()
+    after = 0
+    seen: set[int] = set()
+    while batch := store.kept(ids, after=after, limit=batch_size):
+        after = batch[-1].id
+        seen.update(r.id for r in batch)
+        report.selected += len(batch)
+        _replay_batch(app, store, batch, report, max_bytes)
+        if progress:
+            progress(report)
+    if ids is not None:
+        report.missing = sorted(set(ids) - seen)
+    return report
+
+
+def _replay_batch(
+    app: LeadEngine,
+    store: DeadLetterStore,
+    batch: list[KeptLetter],
+    report: ReplayReport,
+    max_bytes: int,
+) -> None:
+    good: list[Envelope] = []
+    good_ids: list[int] = []
+    for row in batch:
+        try:
+            good.append(parse_event(row.raw, max_bytes=max_bytes))
+            good_ids.append(row.id)
+        except InvalidEvent as exc:
+            store.refused_again(row.id, exc)
+            report.still_rejected += 1
+    if not good:
+        return
+    refused: set[int] = set()
+
+    def keep(result: IngestResult) -> None:
+        """Before the batch commits: the refused rows get their new reason."""
+        for index, error in result.rejected:
+            store.refused_again(good_ids[index], error)
+            refused.add(good_ids[index])
+
+    def attempt() -> IngestResult:
+        refused.clear()  # a redone batch decides afresh
+        return app.ingest(good, keep_rejected=keep)
+
+    result = store_racing(attempt, stats=report.race, what="replay dead letters", log=log)
+    assert result is not None  # no settled(): every conflict is redone
+    report.stored += result.accepted
+    report.duplicates += result.duplicates
+    report.ignored += result.ignored
+    report.still_rejected += result.conflicts
+    store.delete([i for i in good_ids if i not in refused])
