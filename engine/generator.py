@@ -25,7 +25,7 @@ from functools import cache
 from typing import Any
 
 from engine.aggregates.lead import Lead
-from engine.contract import validate_event
+from engine.contract import EVENT_TYPES
 from engine.rules import Rules, Sla, load_rules
 from engine.sla import add_business_hours
 
@@ -231,17 +231,18 @@ class Journey:
         """Move the clock to `moment` (never backwards: the clock only increases)."""
         self.t = max(self.t + timedelta(seconds=1), moment)
 
-    def _score(self, event: dict[str, Any]) -> None:
-        if self.lead is None or event["subject"] != self.key:
+    def _score(self, type_: str, data: dict[str, Any]) -> None:
+        """Record one of the lead's own events, until its first MQL (all the journey needs)."""
+        if self.lead is None or self.mql_at is not None:
             return
-        env = validate_event(event)
+        clean = EVENT_TYPES[type_].model_validate(data).model_dump(mode="json", exclude_none=True)
         before = self.lead.mql_rounds
         self.lead.record(
-            event_id=env.id,
-            event_type=env.type,
-            source=env.source,
-            occurred_at=env.occurred_at,
-            data=dict(env.data),
+            event_id=str(len(self.events)),
+            event_type=type_,
+            source=SOURCE,
+            occurred_at=self.t,
+            data=clean,
             rules=shipped_rules(),
         )
         self.lead.collect_events()  # in memory only: nothing is saved
@@ -260,7 +261,8 @@ class Journey:
             "data": data,
         }
         self.events.append(event)
-        self._score(event)
+        if event["subject"] == self.key:
+            self._score(type_, data)
 
     def touch(self, type_: str, channel: str, campaign: str | None, **extra: Any) -> None:
         data = {"channel": channel, **({"campaign": campaign} if campaign else {}), **extra}
