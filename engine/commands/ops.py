@@ -15,7 +15,7 @@ from engine.consumers.lines import LinesReport, ingest_lines
 from engine.contract import EVENT_TYPES, event_json_schema
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
-from engine.output import render, to_json
+from engine.output import prose, render, to_json
 from engine.progress import Progress, count_lines
 from engine.projections.projector import DESCRIPTIONS, PROJECTIONS, Projector, names
 from engine.rules import load_rules
@@ -84,7 +84,7 @@ def _count_table(
         if schema
         else ""
     )
-    return text + (f"\n\nrejected records are kept in {where}{see}" if rejected else "")
+    return text + ("\n\n" + prose(f"rejected records are kept in {where}{see}") if rejected else "")
 
 
 def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) -> str:
