@@ -5,6 +5,11 @@ captured, get enriched, engage (email, pages, pricing, downloads, webinars), and
 calls, acceptance or rejection, meetings, qualification, opportunities, wins with amounts and
 losses. Campaign costs are recorded monthly. A few deliveries are duplicated or out of order, as
 they are in real pipelines.
+
+Sales keeps the shipped rules' SLA most of the time: each journey is scored as it is built (the
+engine's own `Lead`, under the shipped default rules), and when the lead becomes MQL (the moment
+the engine routes it) a rep follows up: the first touch and the decision (accept or reject) fall
+mostly well inside the SLA's business hours, some late in the allowance, a few past it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
+
+from engine.aggregates.lead import Lead
+from engine.contract import EVENT_TYPES
+from engine.rules import Rules, Sla, load_rules
+from engine.sla import add_business_hours
+
+#: the id of the scratch leads that score a journey while it is made (never stored)
+_SCRATCH_ID = uuid.UUID(int=0)
 
 BASE = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 SOURCE = "urn:leadengine:demo"
@@ -185,31 +199,73 @@ DISQUALIFY = ("no budget", "competitor", "student", "duplicate company")
 LOSS = ("price", "chose competitor", "no decision")
 
 
-class Journey:
-    """Builds one lead's events; `emit` keeps them with a strictly increasing clock."""
+@cache
+def shipped_rules() -> Rules:
+    """The rules the journeys are scored under (the shipped default)."""
+    return load_rules()
 
-    def __init__(self, rng: random.Random, key: str, start: datetime) -> None:
+
+def shipped_sla() -> Sla:
+    sla = shipped_rules().sla
+    return sla if sla is not None else Sla()
+
+
+class Journey:
+    """Builds one lead's events; `emit` keeps them with a strictly increasing clock.
+
+    With `score`, the lead's own events are also recorded on an in-memory `Lead` under the
+    shipped rules, so `mql_at` says when the engine will have made the lead MQL (and routed it).
+    """
+
+    def __init__(
+        self, rng: random.Random, key: str, start: datetime, *, score: bool = False
+    ) -> None:
         self.rng = rng
         self.key = key
         self.t = start
         self.events: list[dict[str, Any]] = []
+        self.lead = Lead.start(key, _SCRATCH_ID) if score else None
+        self.mql_at: datetime | None = None
 
     def wait(self, hours: float) -> None:
         self.t += timedelta(seconds=max(1, int(self.rng.expovariate(1 / hours) * 3600)))
 
-    def emit(self, type_: str, data: dict[str, Any], subject: str | None = None) -> None:
-        self.events.append(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-                "source": SOURCE,
-                "type": type_,
-                "subject": subject or self.key,
-                "time": self.t.isoformat().replace("+00:00", "Z"),
-                "datacontenttype": "application/json",
-                "data": data,
-            }
+    def at(self, moment: datetime) -> None:
+        """Move the clock to `moment` (never backwards: the clock only increases)."""
+        self.t = max(self.t + timedelta(seconds=1), moment)
+
+    def _score(self, type_: str, data: dict[str, Any]) -> None:
+        """Record one of the lead's own events, until its first MQL (all the journey needs)."""
+        if self.lead is None or self.mql_at is not None:
+            return
+        clean = EVENT_TYPES[type_].model_validate(data).model_dump(mode="json", exclude_none=True)
+        before = self.lead.mql_rounds
+        self.lead.record(
+            event_id=str(len(self.events)),
+            event_type=type_,
+            source=SOURCE,
+            occurred_at=self.t,
+            data=clean,
+            rules=shipped_rules(),
         )
+        self.lead.collect_events()  # in memory only: nothing is saved
+        if self.lead.mql_rounds > before:
+            self.mql_at = self.t
+
+    def emit(self, type_: str, data: dict[str, Any], subject: str | None = None) -> None:
+        event: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "source": SOURCE,
+            "type": type_,
+            "subject": subject or self.key,
+            "time": self.t.isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        self.events.append(event)
+        if event["subject"] == self.key:
+            self._score(type_, data)
 
     def touch(self, type_: str, channel: str, campaign: str | None, **extra: Any) -> None:
         data = {"channel": channel, **({"campaign": campaign} if campaign else {}), **extra}
@@ -238,6 +294,8 @@ def _identity(rng: random.Random, persona: Persona, n: int) -> dict[str, Any]:
 def _engage(j: Journey, persona: Persona, channel: str, campaign: str | None) -> None:
     rng = j.rng
     for _ in range(rng.randint(1, 3 + int(10 * persona.appetite))):
+        if j.mql_at is not None:
+            return  # qualified: sales takes over
         j.wait(60)
         roll = rng.random()
         if roll < 0.35:
@@ -279,14 +337,41 @@ def _engage(j: Journey, persona: Persona, channel: str, campaign: str | None) ->
             )
 
 
+def _sla_share(rng: random.Random) -> float:
+    """How much of an SLA allowance a rep takes: mostly well inside it, some late in it (at
+    risk until done), a few past it (breached)."""
+    roll = rng.random()
+    if roll < 0.8:
+        return rng.uniform(0.05, 0.7)
+    if roll < 0.94:
+        return rng.uniform(0.76, 0.98)
+    return rng.uniform(1.1, 3.0)
+
+
+def _within_sla(j: Journey, hours: float) -> None:
+    """Move the clock to a rep's action `hours` of the SLA's business hours after MQL."""
+    assert j.mql_at is not None
+    j.at(add_business_hours(j.mql_at, hours, shipped_sla().business_hours))
+
+
 def _sales(j: Journey, persona: Persona) -> None:
+    """A rep works the lead: after MQL (routed) within the SLA mostly; otherwise outbound."""
     rng = j.rng
+    sla = shipped_sla()
     rep = rng.choice(REPS)
-    j.wait(20)
+    if j.mql_at is not None:
+        j.wait(0.2)  # a manual assignment (below) comes just after routing
+    else:
+        j.wait(20)
     if zlib.crc32(j.key.encode()) % 8 == 0:  # one in eight is assigned by hand upstream
         j.emit("owner.assigned", {"owner": rep, "assigned_by": "crm-user"})
-    for _ in range(rng.randint(1, 4)):
-        j.wait(18)
+    decision_share = _sla_share(rng)
+    first_share = min(_sla_share(rng), decision_share * sla.decision_hours / sla.first_touch_hours)
+    if j.mql_at is not None:
+        _within_sla(j, first_share * sla.first_touch_hours)
+    for attempt in range(rng.randint(1, 4)):
+        if attempt:
+            j.wait(18 if j.mql_at is None else 1)
         outcome = rng.choices(
             ("connected", "voicemail", "no_answer", "bad_number"), weights=(4, 3, 3, 0.3)
         )[0]
@@ -301,8 +386,12 @@ def _sales(j: Journey, persona: Persona) -> None:
         )
         if outcome in ("connected", "bad_number"):
             break
-    j.wait(24)
-    if rng.random() < 0.25:
+    if j.mql_at is not None:  # routed before or during the calls: the decision is due too
+        _within_sla(j, decision_share * sla.decision_hours)
+    else:
+        j.wait(24)
+    accept = 0.25 + 0.75 * persona.sales_ready if j.mql_at is not None else 0.75
+    if rng.random() >= accept:
         j.emit("sales.rejected", {"reason": rng.choice(REJECT), "rep": rep})
         if rng.random() < 0.6:
             j.wait(48)
@@ -331,7 +420,7 @@ def _sales(j: Journey, persona: Persona) -> None:
 def journey(rng: random.Random, n: int, span_days: int) -> list[dict[str, Any]]:
     persona = _pick_persona(rng)
     key = f"crm-{n:07d}"
-    j = Journey(rng, key, BASE + timedelta(seconds=rng.randint(0, span_days * 86400)))
+    j = Journey(rng, key, BASE + timedelta(seconds=rng.randint(0, span_days * 86400)), score=True)
     channel = rng.choice(tuple(CAMPAIGNS))
     campaign = rng.choice(CAMPAIGNS[channel])
     if channel in ("paid_search", "paid_social"):
@@ -359,7 +448,7 @@ def journey(rng: random.Random, n: int, span_days: int) -> list[dict[str, Any]]:
         },
     )
     _engage(j, persona, channel, campaign)
-    if rng.random() < persona.sales_ready:
+    if j.mql_at is not None or rng.random() < persona.sales_ready * 0.5:
         _sales(j, persona)
     elif rng.random() < 0.3:
         j.wait(24 * 7)

@@ -16,10 +16,16 @@ from typing import Any
 from uuid import UUID
 
 from engine.aggregates.lead import Lead
+from engine.lifecycle import RANK
 from engine.rules import Rules
 
 BUCKETS = tuple(range(0, 100, 10))
 _NO_ID = UUID(int=0)
+MQL_NOTE = (
+    "`mql` counts leads with an MQL decision; `reached_mql` counts leads that reached mql or any "
+    "later stage, as `report funnel` does: the difference is leads sales took (accepted, "
+    "qualified, ...) before any MQL decision, so their MQL is implied by the skip"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +41,9 @@ class FactIn:
 @dataclass
 class Outcome:
     stage: str
-    mql: bool
+    mql: bool  # an MQL decision was taken (MarketingQualified)
     score: float
+    reached_mql: bool = False  # reached mql or a later stage, skips included (as the funnel)
 
 
 @dataclass
@@ -74,6 +81,9 @@ class WhatIf:
             "leads": self.leads,
             "mql_old": sum(o.mql for o in self.old.values()),
             "mql_new": sum(o.mql for o in self.new.values()),
+            "reached_mql_old": sum(o.reached_mql for o in self.old.values()),
+            "reached_mql_new": sum(o.reached_mql for o in self.new.values()),
+            "mql_note": MQL_NOTE,
             "leads_changed": len(moved),
             "stages": [
                 {
@@ -149,7 +159,8 @@ def replay(
 
 
 def _outcome(lead: Lead, rules: Rules) -> Outcome:
-    return Outcome(lead.stage, lead.mql_rounds > 0, lead.current_score(rules).total)
+    reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
+    return Outcome(lead.stage, lead.mql_rounds > 0, lead.current_score(rules).total, reached)
 
 
 def facts_from_log(

@@ -59,17 +59,50 @@ def time_in_stage(leads: list[Journey]) -> dict[str, list[float]]:
     return stays
 
 
+def data_moment(ds: Dataset) -> datetime | None:
+    """The "now" of the data: the latest moment anything in it happened."""
+    moments = [
+        at
+        for j in ds.journeys
+        for at in (
+            *(t.at for t in j.touches[-1:]),
+            *(m.at for m in j.moves[-1:]),
+            *(m.at for m in j.milestones[-1:]),
+            *j.routed[-1:],
+        )
+    ]
+    return max(moments) if moments else None
+
+
+def open_stays(leads: list[Journey], until: datetime | None) -> dict[str, list[float]]:
+    """Days each lead has sat in its current stage, up to `until` (stays not finished yet)."""
+    stays: dict[str, list[float]] = defaultdict(list)
+    if until is None:
+        return stays
+    for j in leads:
+        if j.moves:
+            last = j.moves[-1]
+            stays[last.to_stage].append(days(max(until - last.at, timedelta(0))))
+    return stays
+
+
 def exits(
     ds: Dataset, start: datetime | None = None, end: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Time in the exit stages (nurture, recycled, disqualified, lost) for the same cohort."""
-    stays = time_in_stage(cohort(ds, start, end))
+    """Time in the exit stages (nurture, recycled, disqualified, lost) for the same cohort:
+    completed stays (the lead has moved on), and open stays (the lead is still there), measured
+    up to the data's moment (`data_moment`: the latest thing that happened in the data read)."""
+    leads = cohort(ds, start, end)
+    stays = time_in_stage(leads)
+    sitting = open_stays(leads, data_moment(ds))
     return [
         {
             "stage": s,
             "stays": len(stays.get(s, [])),
             "median_days": r2(percentile(stays.get(s, []), 0.5)),
             "p90_days": r2(percentile(stays.get(s, []), 0.9)),
+            "open": len(sitting.get(s, [])),
+            "open_median_days": r2(percentile(sitting.get(s, []), 0.5)),
         }
         for s in STAGES
         if s not in FUNNEL_STAGES and s != "anonymous"

@@ -1,18 +1,43 @@
-"""The demo's Kafka leg: publish the generated lines, consume them back until caught up."""
+"""The demo's Kafka leg: publish the generated lines, consume them back until caught up.
+
+Rejected records go to the demo topic's dead-letter topic, as in production, and are also kept
+in the demo schema's dead_letters table: the demo's broker (embedded) is gone when it exits, the
+table stays for `leadengine deadletters list`.
+"""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from engine.broker import EmbeddedBroker
+from engine.consumers.deadletter_topic import DeadLetterTopic
 from engine.consumers.kafka import KafkaIngestor
+from engine.deadletters import DeadLetter, DeadLetterStore
 from engine.errors import InvalidEvent
 from engine.progress import Progress
 from engine.publish import Publisher, ensure_topic
 from engine.runtime import Runtime
 from engine.settings import Settings
+
+
+class _AlsoInTable(DeadLetterTopic):
+    """The dead-letter topic, and a copy of each letter in the dead_letters table."""
+
+    def __init__(self, bootstrap: str, settings: Settings, table: DeadLetterStore) -> None:
+        super().__init__(bootstrap, settings)
+        self.table = table
+
+    def send(self, letters: Sequence[tuple[Any, InvalidEvent]]) -> None:
+        super().send(letters)
+        self.table.add(
+            [
+                DeadLetter(f"kafka:{r.topic}:{r.partition}:{r.offset}", r.value or b"", error)
+                for r, error in letters
+            ]
+        )
 
 
 def demo_through_kafka(
@@ -46,6 +71,7 @@ def demo_through_kafka(
         ingestor = KafkaIngestor(
             rt.app, demo, bootstrap=bootstrap, on_batch=lambda s: progress.update(s.records)
         )
+        ingestor.dlq = _AlsoInTable(bootstrap, demo, rt.deadletters)
         stats = ingestor.run(stop=threading.Event(), until_caught_up=True)
         progress.done()
     finally:
@@ -59,4 +85,4 @@ def demo_through_kafka(
         "conflicts": stats.conflicts,
         "dead_lettered": stats.dead_lettered,
     }
-    return counts, f"Kafka topic {demo.dlq_topic}"
+    return counts, f"Kafka topic {demo.dlq_topic} and in {rt.db.schema}.dead_letters"

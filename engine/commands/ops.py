@@ -18,7 +18,7 @@ from engine.consumers.retry import retry_transient
 from engine.contract import EVENT_TYPES, event_json_schema
 from engine.errors import LeadEngineError
 from engine.logs import configure_logging
-from engine.output import render, to_json
+from engine.output import prose, render, to_json
 from engine.progress import Progress, count_lines
 from engine.projections.projector import DESCRIPTIONS, PROJECTIONS, Projector, names
 from engine.rules import load_rules
@@ -110,12 +110,19 @@ def _projector(rt: Runtime, only: str | None) -> Projector:
         raise LeadEngineError(f"--only: {exc}") from None
 
 
-def _count_table(counts: dict[str, Any], projected: int, where: str) -> str:
+def _count_table(
+    counts: dict[str, Any], projected: int, where: str, schema: str | None = None
+) -> str:
     rows = [{"what": k, "count": v} for k, v in counts.items() if isinstance(v, int)]
     rows.append({"what": "projected", "count": projected})
     text = render("table", rows, columns=["what", "count"])
     rejected = counts.get("rejected") or counts.get("dead_lettered") or counts.get("conflicts")
-    return text + (f"\n\nrejected records are kept in {where}" if rejected else "")
+    see = (
+        f"; after the demo too: LEADENGINE_DATABASE_SCHEMA={schema} leadengine deadletters list"
+        if schema
+        else ""
+    )
+    return text + ("\n\n" + prose(f"rejected records are kept in {where}{see}") if rejected else "")
 
 
 def _counts(fmt: str, report: LinesReport, projected: int | None, where: str) -> str:
@@ -355,7 +362,7 @@ def demo(args: argparse.Namespace) -> int:
         return 0
     path = "direct" if args.direct else "through Kafka"
     print(f"leadengine demo: {args.leads} leads, seed {args.seed}, {path}, schema {schema}\n")
-    print(_count_table(report, projected, where))
+    print(_count_table(report, projected, where, schema))
     print()
     print(_funnel_text(funnel))
     if routing:

@@ -96,10 +96,11 @@ def whatif(args: argparse.Namespace) -> int:
         f"What if {doc['rules_new']} had decided instead of {doc['rules_old']}"
         f"{' from ' + doc['since'] if doc['since'] else ''}: {doc['facts']:,} facts of "
         f"{doc['leads']:,} leads replayed ({total:,} events in the log), nothing written.\n"
-        f"MQL: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL would "
-        f"change: {doc['leads_changed']:,}"
+        f"MQL decisions: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL "
+        f"would change: {doc['leads_changed']:,}"
     )
     print(prose(head))
+    print(prose(_reconcile(doc)))
     print()
     print(render("table", doc["stages"], title="Leads by current stage"))
     print()
@@ -108,3 +109,14 @@ def whatif(args: argparse.Namespace) -> int:
     changed: list[dict[str, Any]] = doc["changed"]
     print(render("table", changed, title=f"Leads that would change (first {len(changed)})"))
     return 0
+
+
+def _reconcile(doc: dict[str, Any]) -> str:
+    """Why the MQL figure differs from `report funnel`'s (it counts implied MQLs too)."""
+    implied = doc["reached_mql_old"] - doc["mql_old"]
+    return (
+        f"Reached MQL or a later stage (as `report funnel` counts): {doc['reached_mql_old']:,} "
+        f"-> {doc['reached_mql_new']:,}. Under the current rules {implied:,} of them have no MQL "
+        "decision: sales took them (accepted, qualified, ...) before one, so the funnel counts "
+        "their MQL as implied by the skip, while the MQL figure above counts MQL decisions."
+    )

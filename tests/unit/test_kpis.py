@@ -218,3 +218,23 @@ def test_mixed_currency_costs_need_a_choice() -> None:
     with pytest.raises(ReportError, match="several currencies"):
         money.money(ds)
     assert {r["channel"]: r["cost"] for r in money.money(ds, currency="EUR")}["ads"] == D("1.00")
+
+
+def test_exits_count_a_lead_still_sitting_in_nurture_up_to_the_datas_moment() -> None:
+    sitting = Journey("sitting")
+    sitting.moves = moves((0, "anonymous", "lead"), (1, "lead", "nurture"))
+    other = Journey("other")
+    other.moves = moves((2, "anonymous", "lead"))
+    other.touches = [touch(at(11), 1, "page_viewed", "web")]  # the latest thing that happened
+    rows = {r["stage"]: r for r in funnel.exits(Dataset([sitting, other], []))}
+    assert rows["nurture"]["stays"] == 0  # nobody has left nurture
+    assert rows["nurture"]["open"] == 1
+    assert rows["nurture"]["open_median_days"] == 10.0  # day 1 to day 11
+    assert rows["lost"]["open"] == 0 and rows["lost"]["open_median_days"] is None
+
+
+def test_exits_show_completed_and_open_stays_apart() -> None:
+    rows = {r["stage"]: r for r in funnel.exits(dataset())}
+    assert (rows["recycled"]["stays"], rows["recycled"]["open"]) == (0, 1)
+    assert rows["recycled"]["open_median_days"] == 8.0  # day 4 to day 12, the data's moment
+    assert (rows["disqualified"]["open"], rows["disqualified"]["open_median_days"]) == (1, 0.0)
