@@ -7,6 +7,9 @@ import logging
 import sys
 
 import structlog
+from structlog.types import EventDict
+
+from engine.sanitize import terminal_text
 
 
 class _StderrLogger:
@@ -30,19 +33,29 @@ def _stderr_logger(*_args: object) -> _StderrLogger:
     return _StderrLogger()
 
 
+def _inert(_logger: object, _name: str, event: EventDict) -> EventDict:
+    """Console lines show upstream text (ids, keys, reasons) with control and bidi characters
+    escaped, as tables do: a record cannot retitle, clear or reorder the operator's terminal.
+    (The JSON renderer escapes them already; a traceback keeps its lines.)"""
+    return {
+        k: terminal_text(v) if isinstance(v, str) and k != "exception" else v
+        for k, v in event.items()
+    }
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.JSONRenderer()]
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [_inert, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
