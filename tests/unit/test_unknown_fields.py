@@ -164,3 +164,19 @@ def test_ingest_lines_counts_in_keep_mode_and_dead_letters_in_reject_mode(rules:
     report = ingest_lines(lines, origin="t", app=strict, deadletters=Letters())  # type: ignore[arg-type]
     assert (report.accepted, report.unknown_fields, report.rejected) == (0, 0, 4)
     assert {letter.error.field for letter in kept} == {"data.utm_term"}
+
+
+def test_on_a_campaign_cost_they_are_counted_but_not_stored(memory_app: LeadEngine) -> None:
+    data = {
+        "campaign": "spring",
+        "channel": "ads",
+        "amount": "10.00",
+        "currency": "USD",
+        "period_start": "2026-03-01",
+        "period_end": "2026-03-31",
+        "utm_term": SECRET,
+    }
+    result = memory_app.ingest([validate_event(raw("campaign.cost_recorded", "spring", data))])
+    assert (result.accepted, result.unknown_fields) == (1, 1)
+    stored = [s.state for s in memory_app.recorder.select_notifications(1, 100)]
+    assert stored and not any(SECRET.encode() in s for s in stored)
