@@ -77,8 +77,11 @@ def test_every_record_is_dead_lettered_with_a_reason_or_stored_and_projected(
 
     kept = _dead_letters(runtime, origin)
     assert report.lines == len(batch)
-    assert report.rejected == len(kept)
-    assert report.accepted + report.duplicates + report.ignored + report.rejected == len(batch)
+    # a conflict (a reused (source, id) with other content) is dead-lettered too: reachable since
+    # a mutated copy with an unknown data field is kept, not refused
+    assert report.rejected + report.conflicts == len(kept)
+    counted = report.accepted + report.duplicates + report.ignored + report.rejected
+    assert counted + report.conflicts == len(batch)
     _check_projected(runtime)
     for number, record in enumerate(batch, start=1):
         raw = encode(record).strip()
@@ -91,7 +94,7 @@ def test_every_record_is_dead_lettered_with_a_reason_or_stored_and_projected(
             except InvalidEvent as exc:
                 assert exc.describe() == error
             else:
-                raise AssertionError(f"line {number} was dead-lettered but parses")
+                assert "same identity, different content" in error, f"line {number} parses"
             continue
         env = parse_event(raw, max_bytes=runtime.settings.max_event_bytes)
         if env.is_campaign_event:

@@ -20,13 +20,17 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-#: names and strings within the limits: no U+0000 (hypothesis draws no lone surrogates)
-NAMES = st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=30)
+#: names and strings within the limits: no U+0000, no lone surrogate
+NAMES = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=30,
+)
 
 
 def _no_nul(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" not in value
+        return not any(c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF for c in value)
     if isinstance(value, dict):
         return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
     if isinstance(value, list):
