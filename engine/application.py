@@ -66,6 +66,8 @@ class IngestResult:
     duplicates: int = 0
     ignored: int = 0  # personal data for forgotten leads, under privacy.after_erasure: drop
     conflicts: int = 0  # a stored event's (source, id) with other content: refused
+    #: fields the contract did not know, kept with accepted events (rules `contract`)
+    unknown_fields: int = 0
     outcomes: list[tuple[str, Recorded]] = field(default_factory=list)
     #: the refused events, by their index in the batch, with the reason to keep them under
     rejected: list[tuple[int, EventConflict]] = field(default_factory=list)
@@ -75,6 +77,7 @@ class IngestResult:
         self.duplicates += other.duplicates
         self.ignored += other.ignored
         self.conflicts += other.conflicts
+        self.unknown_fields += other.unknown_fields
 
     def count(self, event_id: str, outcome: Recorded) -> None:
         self.outcomes.append((event_id, outcome))
@@ -210,6 +213,8 @@ class LeadEngine(Application[UUID]):
                     outcome = Recorded.CONFLICT
                     result.rejected.append((index, exc))
                 result.count(env.id, outcome)
+                if outcome is Recorded.ACCEPTED:
+                    result.unknown_fields += env.unknown_count
             if keep_rejected is not None and result.rejected:
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
@@ -256,6 +261,7 @@ class LeadEngine(Application[UUID]):
             occurred_at=env.occurred_at,
             data=dict(env.data),
             rules=self.rules,
+            extra=dict(env.kept) or None,
         )
         if outcome is Recorded.ACCEPTED:
             if was_open and not lead.routing_open and queue_key is not None:
@@ -426,7 +432,10 @@ class LeadEngine(Application[UUID]):
             e.originator_id
             for e in processing.events
             if isinstance(e, Lead.Started)  # its key is sealed
-            or (isinstance(e, Lead.FactRecorded) and present_pii(e.event_type, e.data))
+            or (
+                isinstance(e, Lead.FactRecorded)
+                and (present_pii(e.event_type, e.data) or getattr(e, "extra", None))
+            )
         )
         recordings = self._record(processing)
         self._notify(recordings)

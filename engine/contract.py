@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -28,6 +29,8 @@ from pydantic import (
 from engine import limits
 from engine.errors import InvalidEvent
 
+#: what the contract does with `data` fields its model does not name (rules `contract`)
+UnknownFields = Literal["keep", "reject"]
 PII: dict[str, Any] = {"x-pii": True}
 #: no string may hold U+0000 (JSON Schema side of `limits.check_strings`)
 NO_NUL = "^[^\\u0000]*$"
@@ -75,7 +78,8 @@ Day = Annotated[
 
 
 class Data(BaseModel):
-    """Base of every payload: unknown fields are refused so typos never pass silently."""
+    """Base of every payload. The model itself refuses unknown fields (a typo in a known field
+    never passes as a new one); in `keep` mode `validate_event` sets them aside first."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     schema_version: int = Field(
@@ -269,6 +273,19 @@ class Envelope(BaseModel):
     datacontenttype: str | None = Field(default=None, max_length=200)
     dataschema: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any]
+    #: unknown `data` fields and extension attributes kept in `keep` mode (see `kept`)
+    _kept: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def kept(self) -> dict[str, dict[str, Any]]:
+        """What the contract does not know but kept: `{"data": {...}, "attributes": {...}}`,
+        each present only when not empty. Personal data by default; never read by rules."""
+        return self._kept
+
+    @property
+    def unknown_count(self) -> int:
+        """How many unknown fields (data fields plus extension attributes) were kept."""
+        return sum(len(v) for v in self._kept.values())
 
     @field_validator("time")
     @classmethod
@@ -331,8 +348,18 @@ def _from_validation(
     )
 
 
-def validate_event(obj: Any) -> Envelope:
-    """Validate an already-decoded JSON object as a CloudEvent of the contract."""
+def _split(model: type[Data], data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`data` as the fields `model` names and the rest."""
+    known = {k: v for k, v in data.items() if k in model.model_fields}
+    return known, {k: v for k, v in data.items() if k not in model.model_fields}
+
+
+def validate_event(obj: Any, *, unknown_fields: UnknownFields = "keep") -> Envelope:
+    """Validate an already-decoded JSON object as a CloudEvent of the contract.
+
+    Known fields are always validated strictly. Unknown `data` fields are kept aside
+    (`Envelope.kept`) in `keep` mode and refused, field named, in `reject` mode. Extension
+    attributes are never refused (CloudEvents); `keep` mode keeps them too."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not a CloudEvent", expected="a JSON object")
     limits.check_strings(obj)
@@ -351,15 +378,21 @@ def validate_event(obj: Any) -> Envelope:
     except ValidationError as exc:
         raise _from_validation(exc, prefix="", event_id=event_id, event_type=event_type) from None
     model = EVENT_TYPES[env.type]
+    known, unknown = _split(model, env.data) if unknown_fields == "keep" else (env.data, {})
     try:
-        data = model.model_validate(env.data)
+        data = model.model_validate(known)
     except ValidationError as exc:
         raise _from_validation(exc, prefix="data.", event_id=env.id, event_type=env.type) from None
     clean = data.model_dump(mode="json", exclude_none=True)
-    return env.model_copy(update={"data": clean})
+    out = env.model_copy(update={"data": clean})
+    attributes = dict(env.model_extra or {}) if unknown_fields == "keep" else {}
+    out._kept = {k: v for k, v in (("data", unknown), ("attributes", attributes)) if v}
+    return out
 
 
-def parse_event(raw: bytes | str, *, max_bytes: int = 256 * 1024) -> Envelope:
+def parse_event(
+    raw: bytes | str, *, max_bytes: int = 256 * 1024, unknown_fields: UnknownFields = "keep"
+) -> Envelope:
     """Decode and validate one raw record; raises `InvalidEvent` with a specific reason, and
     nothing else, whatever the bytes (a dead letter, never an exception out of the batch)."""
     if len(raw) > max_bytes:
@@ -373,7 +406,7 @@ def parse_event(raw: bytes | str, *, max_bytes: int = 256 * 1024) -> Envelope:
             obj = limits.loads(text)
         except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a huge float
             raise InvalidEvent(f"malformed JSON ({exc})", expected="one JSON object") from None
-        return validate_event(obj)
+        return validate_event(obj, unknown_fields=unknown_fields)
     except InvalidEvent:
         raise
     except Exception as exc:  # a parser or validator failure no check above foresaw
@@ -383,9 +416,17 @@ def parse_event(raw: bytes | str, *, max_bytes: int = 256 * 1024) -> Envelope:
         ) from None
 
 
-def event_json_schema(event_type: str) -> dict[str, Any]:
-    """The JSON Schema of a whole CloudEvent of `event_type` (envelope plus its data model)."""
+def event_json_schema(event_type: str, unknown_fields: UnknownFields = "keep") -> dict[str, Any]:
+    """The JSON Schema of a whole CloudEvent of `event_type` (envelope plus its data model),
+    as the contract reads it under the rules' `contract.unknown_fields`."""
     data_schema = EVENT_TYPES[event_type].model_json_schema()
+    if unknown_fields == "keep":
+        data_schema["additionalProperties"] = True
+        data_schema["$comment"] = (
+            "Fields not named here are kept with the fact as personal data (sealed with the "
+            "lead's key, gone after forget), counted, and never read by rules; with rules "
+            "`contract: {unknown_fields: reject}` they are refused."
+        )
     envelope = Envelope.model_json_schema()
     props = dict(envelope["properties"])
     props["type"] = {"const": event_type, "title": "Type", "type": "string"}

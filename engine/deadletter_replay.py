@@ -119,9 +119,10 @@ def _replay_batch(
 ) -> None:
     good: list[Envelope] = []
     good_ids: list[int] = []
+    unknown = app.rules.contract.unknown_fields  # as `ingest` reads them
     for row in batch:
         try:
-            good.append(parse_event(row.raw, max_bytes=max_bytes))
+            good.append(parse_event(row.raw, max_bytes=max_bytes, unknown_fields=unknown))
             good_ids.append(row.id)
         except InvalidEvent as exc:
             store.refused_again(row.id, exc)

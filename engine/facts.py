@@ -14,7 +14,10 @@ CAPTURED_PROFILE_FIELDS = ("company", "title", "country")
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One accepted upstream event: `occurred_at` is when it happened, `seq` its arrival order."""
+    """One accepted upstream event: `occurred_at` is when it happened, `seq` its arrival order.
+
+    `extra` is what the contract did not know but kept (`Envelope.kept`): personal data, gone
+    after forget, and never read by rules (they read `data` only)."""
 
     event_id: str
     type: str
@@ -22,6 +25,7 @@ class Fact:
     occurred_at: datetime
     data: Mapping[str, Any]
     seq: int = 0
+    extra: Mapping[str, Any] | None = None
 
     @property
     def is_touch(self) -> bool:

@@ -1,9 +1,10 @@
 """Prometheus metrics of the consumer and the projector (`LEADENGINE_METRICS_PORT` serves them).
 
-Consumer: records, accepted, duplicates, conflicts, dead-lettered (counters, by topic), batch
-latency (histogram) and lag per partition (the broker's high watermark minus the stored position: an
-estimate for dashboards, never used to decide anything). Projector: events projected, batch
-latency, position and lag against the head of the event log, parked leads per projection.
+Consumer: records, accepted, duplicates, conflicts, unknown fields kept, dead-lettered (counters,
+by topic), batch latency (histogram) and lag per partition (the broker's high watermark minus the
+stored position: an estimate for dashboards, never used to decide anything). Projector: events
+projected, batch latency, position and lag against the head of the event log, parked leads per
+projection.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ consumer_ignored = Counter(
 consumer_conflicts = Counter(
     "leadengine_consumer_conflicts",
     "Records whose (source, id) was stored with other content (dead-lettered)",
+    ["topic"],
+)
+consumer_unknown_fields = Counter(
+    "leadengine_consumer_unknown_fields",
+    "Fields the contract does not name, kept with accepted events (rules contract)",
     ["topic"],
 )
 consumer_dead_lettered = Counter(

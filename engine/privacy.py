@@ -19,6 +19,11 @@ Event attributes named in an event class's `SEALED_FIELDS` (the lead key of `Lea
 sealed the same way, at the top level of the stored state (`"_pii"` beside them) with the
 attribute itself stored as the lead's pseudonym. Every mapper with keys opens them (read models
 show a lead's key until it is forgotten); once the key is shredded they read as the pseudonym.
+
+A fact's kept unknown fields (`FactRecorded.extra`: what the contract did not name) are
+personal data by default: stored as `{"_pii": {"sealed": ...}}` under the same key, bound to
+the lead, the version and the word `extra`; once shredded they read back as `{"_erased": true}`.
+A fact without any stores no `extra` at all.
 """
 
 from __future__ import annotations
@@ -276,6 +281,21 @@ def _aad(lead: UUID, version: int) -> bytes:
     return lead.bytes + int(version).to_bytes(8, "big")
 
 
+#: what a fact's `extra` is bound to besides its lead and version (never mistaken for `data`)
+_EXTRA_AAD = b"extra"
+
+
+def _shadow(domain_event: Any, **changes: Any) -> Any:
+    """A copy of `domain_event` with `changes` (None: attribute left out); the original is
+    untouched (the aggregate keeps its plaintext in memory)."""
+    state = {**vars(domain_event), **changes}
+    for name in [k for k, v in changes.items() if v is None]:
+        del state[name]
+    shadow = object.__new__(type(domain_event))
+    object.__setattr__(shadow, "__dict__", state)
+    return shadow
+
+
 class PiiMapper(Mapper[UUID]):
     """eventsourcing's mapper, sealing the personal fields of each lead fact with its lead's key.
 
@@ -302,6 +322,7 @@ class PiiMapper(Mapper[UUID]):
         attributes: tuple[str, ...] = getattr(type(domain_event), "SEALED_FIELDS", ())
         if attributes and self.keys is not None:
             return super().to_stored_event(self._seal_attributes(domain_event, attributes))
+        domain_event = self._seal_extra(domain_event)
         data = getattr(domain_event, "data", None)
         event_type = getattr(domain_event, "event_type", None)
         if self.keys is None or not isinstance(data, dict) or not isinstance(event_type, str):
@@ -350,6 +371,45 @@ class PiiMapper(Mapper[UUID]):
             attrs.update(json.loads(_decrypt(key, blob, lead, version)))
         return event
 
+    def _seal_extra(self, domain_event: Any) -> Any:
+        """`domain_event` with its kept unknown fields sealed (left out when it has none)."""
+        if "extra" not in vars(domain_event):
+            return domain_event
+        extra = vars(domain_event)["extra"]
+        if not extra:
+            return _shadow(domain_event, extra=None)
+        lead, version = domain_event.originator_id, domain_event.originator_version
+        key = self.keys.key_for(lead, create=True) if self.keys is not None else None
+        if key is None:  # no key store: a mapper outside the engine; nothing kept in clear
+            return _shadow(domain_event, extra=None)
+        nonce = os.urandom(12)
+        plain = json.dumps(extra, sort_keys=True).encode()
+        blob = nonce + AESGCM(key).encrypt(nonce, plain, _aad(lead, version) + _EXTRA_AAD)
+        return _shadow(domain_event, extra={SEALED: {"sealed": base64.b64encode(blob).decode()}})
+
+    def _open_extra(self, event: Any) -> Any:
+        """Open a fact's sealed `extra` in place; `{"_erased": true}` once its key is gone."""
+        extra = vars(event).get("extra")
+        if not isinstance(extra, dict) or SEALED not in extra:
+            return event
+        key = None
+        if self.reveal and self.keys is not None:
+            key = self.keys.key_for(event.originator_id, create=False)
+        if key is None:
+            vars(event)["extra"] = {ERASED: True}
+            return event
+        blob = base64.b64decode(extra[SEALED]["sealed"])
+        aad = _aad(event.originator_id, event.originator_version) + _EXTRA_AAD
+        try:
+            plain = AESGCM(key).decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag:
+            raise LeadEngineError(
+                f"sealed unknown fields of lead {event.originator_id} version "
+                f"{event.originator_version} do not open with its key (tampered or moved)"
+            ) from None
+        vars(event)["extra"] = json.loads(plain)
+        return event
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         event = super().to_domain_event(stored_event)
         if SEALED in vars(event):
@@ -359,6 +419,7 @@ class PiiMapper(Mapper[UUID]):
             # stored in clear before migration 7: shown as the pseudonym once forgotten
             vars(event).update({f: pseudonym(event.originator_id) for f in attributes})
             return event
+        event = self._open_extra(event)
         data = getattr(event, "data", None)
         if not isinstance(data, dict) or SEALED not in data:
             return event

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.contract import EVENT_TYPES
+from engine.contract import EVENT_TYPES, UnknownFields
 from engine.errors import RulesError
 
 Scalar = str | int | float | bool
@@ -332,6 +332,18 @@ class Privacy(BaseModel):
     )
 
 
+class Contract(BaseModel):
+    """How strictly the event contract reads what upstream sends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unknown_fields: UnknownFields = Field(
+        default="keep",
+        description="keep: unknown data fields and extension attributes are kept with the fact "
+        "as personal data (sealed, gone after forget), counted, never read by rules; "
+        "reject: an event with an unknown data field is dead-lettered, the field named.",
+    )
+
+
 class Attribution(BaseModel):
     """How touchpoints share the credit for a conversion (weights where vendors allow them).
 
@@ -382,6 +394,7 @@ class Rules(ScoringModel):
     sla: Sla | None = None
     attribution: Attribution = Attribution()
     privacy: Privacy = Privacy()
+    contract: Contract = Contract()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:

@@ -76,19 +76,22 @@ class Lead(Aggregate):
         occurred_at: datetime,
         data: dict[str, Any],
         rules: Rules,
+        extra: dict[str, Any] | None = None,
     ) -> Recorded:
         """Record one upstream fact, then take the decisions it calls for.
 
+        `extra` (the contract's kept unknown fields) is stored with the fact, never decided on.
         Raises `EventConflict` when (source, event_id) is recorded with other content."""
         known = identity.lookup(self.seen, source, event_id)
         if known is not None:
-            self.check_redelivery(self.facts[known], event_type, occurred_at, data)
+            self.check_redelivery(self.facts[known], event_type, occurred_at, data, extra)
             return Recorded.DUPLICATE
         if self.erased_at is not None:
             stripped = strip_pii(event_type, data)
-            if stripped != data and rules.privacy.after_erasure == "drop":
+            if (stripped != data or extra) and rules.privacy.after_erasure == "drop":
                 return Recorded.IGNORED
-            data = stripped
+            data, extra = stripped, None  # kept unknown fields are personal data too
+        kept = {"extra": extra} if extra else {}  # a fact without any stores as before
         self.trigger_event(
             self.FactRecorded,
             event_id=event_id,
@@ -96,6 +99,7 @@ class Lead(Aggregate):
             source=source,
             occurred_at=occurred_at,
             data=data,
+            **kept,
         )
         outcome = lifecycle.next_stage(self.stage, event_type, data)
         if isinstance(outcome, lifecycle.Move):
@@ -112,19 +116,29 @@ class Lead(Aggregate):
         return Recorded.ACCEPTED
 
     def check_redelivery(
-        self, stored: Fact, event_type: str, occurred_at: datetime, data: dict[str, Any]
+        self,
+        stored: Fact,
+        event_type: str,
+        occurred_at: datetime,
+        data: dict[str, Any],
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Raise `EventConflict` unless the new event is `stored` again.
 
         Once the lead is forgotten its stored facts hold no personal fields, so both sides are
         compared without them: a redelivered old event stays a duplicate, and nothing personal
-        (not even a digest of it) had to be kept to tell."""
+        (not even a digest of it) had to be kept to tell. Kept unknown `data` fields count as
+        content; kept extension attributes do not (transport metadata, e.g. a trace id)."""
         erased = self.erased_at is not None or ERASED_KEY in stored.data
-        old = identity.content(stored.type, stored.occurred_at, _comparable(stored, erased))
-        new = Fact(stored.event_id, event_type, stored.source, occurred_at, data)
+        old = identity.content(
+            stored.type, stored.occurred_at, _comparable(stored, erased), **_kept(stored, erased)
+        )
+        new = Fact(stored.event_id, event_type, stored.source, occurred_at, data, extra=extra)
         identity.check_same(
             old,
-            identity.content(event_type, occurred_at, _comparable(new, erased)),
+            identity.content(
+                event_type, occurred_at, _comparable(new, erased), **_kept(new, erased)
+            ),
             source=stored.source,
             event_id=stored.event_id,
         )
@@ -199,6 +213,8 @@ class Lead(Aggregate):
         source: str
         occurred_at: datetime
         data: dict[str, Any]
+        #: kept unknown fields (`Envelope.kept`); absent from facts that had none
+        extra: dict[str, Any] | None = None
 
         def apply(self, aggregate: Lead) -> None:
             fact = Fact(
@@ -208,6 +224,7 @@ class Lead(Aggregate):
                 self.occurred_at,
                 self.data,
                 seq=len(aggregate.facts),
+                extra=getattr(self, "extra", None),
             )
             aggregate.seen[(self.source, self.event_id)] = len(aggregate.facts)
             aggregate.facts.append(fact)
@@ -299,6 +316,13 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.anomalies += 1
+
+
+def _kept(fact: Fact, erased: bool) -> dict[str, Any]:
+    """A fact's kept unknown `data` fields as compared for identity (none once erased)."""
+    if erased or not fact.extra:
+        return {}
+    return {f"extra.data.{k}": v for k, v in fact.extra.get("data", {}).items()}
 
 
 def _comparable(fact: Fact, erased: bool) -> dict[str, Any]:

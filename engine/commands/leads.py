@@ -42,6 +42,16 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
     return " ".join(shown)
 
 
+def _kept_summary(extra: dict[str, Any] | None) -> str:
+    """Names (never values: personal by default) of the unknown fields kept with a fact."""
+    if not extra:
+        return ""
+    if extra.get(ERASED_KEY):
+        return " (kept unknown fields erased)"
+    names = [f"{part}.{name}" for part, fields in sorted(extra.items()) for name in fields]
+    return " (+kept: " + ", ".join(names) + ")"
+
+
 def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
     """The lead's stored events, cut by --as-of (recorded) or --occurred-by (happened)."""
     events: list[Any] = rt.app.lead_events(args.key)
@@ -153,6 +163,7 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.FactRecorded):
             what, occurred = event.event_type, event.occurred_at
             detail = f"[{event.event_id}] " + _summary(event.event_type, event.data)
+            detail += _kept_summary(getattr(event, "extra", None))
         elif isinstance(event, Lead.MarketingQualified):
             what, occurred = "-> mql (decision)", event.occurred_at
             detail = (

@@ -48,6 +48,7 @@ class ConsumeStats:
     ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     dead_lettered: int = 0
     conflicts: int = 0  # a stored event's (source, id) with other content: dead-lettered
+    unknown_fields: int = 0  # fields the contract did not know, kept (rules `contract`)
     batches: int = 0
     retries: int = 0
     race: RaceStats = field(default_factory=RaceStats)  # batches another member stored first
@@ -63,6 +64,7 @@ class ConsumeStats:
             "ignored": self.ignored,
             "dead_lettered": self.dead_lettered,
             "conflicts": self.conflicts,
+            "unknown_fields": self.unknown_fields,
             "batches": self.batches,
             "retries": self.retries,
             **self.race.as_dict(),
@@ -230,7 +232,13 @@ class KafkaIngestor:
             try:
                 if record.value is None:
                     raise InvalidEvent("empty record (tombstone)", expected="a CloudEvent")
-                good.append(parse_event(record.value, max_bytes=self.settings.max_event_bytes))
+                good.append(
+                    parse_event(
+                        record.value,
+                        max_bytes=self.settings.max_event_bytes,
+                        unknown_fields=self.app.rules.contract.unknown_fields,
+                    )
+                )
                 good_records.append(record)
             except InvalidEvent as exc:
                 bad.append((record, exc))
@@ -307,6 +315,8 @@ class KafkaIngestor:
         self.stats.duplicates += result.duplicates
         self.stats.ignored += result.ignored
         self.stats.conflicts += result.conflicts
+        self.stats.unknown_fields += result.unknown_fields
+        metrics.consumer_unknown_fields.labels(tp.topic).inc(result.unknown_fields)
         metrics.consumer_accepted.labels(tp.topic).inc(result.accepted)
         metrics.consumer_duplicates.labels(tp.topic).inc(result.duplicates)
         metrics.consumer_ignored.labels(tp.topic).inc(result.ignored)

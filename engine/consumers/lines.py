@@ -28,6 +28,7 @@ class LinesReport:
     ignored: int = 0  # forgotten leads' personal data under privacy.after_erasure: drop
     rejected: int = 0
     conflicts: int = 0  # a stored event's (source, id) with other content: dead-lettered
+    unknown_fields: int = 0  # fields the contract did not know, kept (rules `contract`)
     race: RaceStats = field(default_factory=RaceStats)
 
     def as_dict(self) -> dict[str, int]:
@@ -38,6 +39,7 @@ class LinesReport:
             "ignored": self.ignored,
             "rejected": self.rejected,
             "conflicts": self.conflicts,
+            "unknown_fields": self.unknown_fields,
         }
 
 
@@ -53,6 +55,7 @@ def ingest_lines(
 ) -> LinesReport:
     """Ingest raw lines; blank lines are skipped, every other line is accepted or kept."""
     report = LinesReport()
+    unknown = app.rules.contract.unknown_fields
     good: list[Envelope] = []
     kept: list[tuple[str, bytes]] = []  # each good line's origin and bytes
     bad: list[DeadLetter] = []
@@ -74,6 +77,7 @@ def ingest_lines(
             report.duplicates += result.duplicates
             report.ignored += result.ignored
             report.conflicts += result.conflicts
+            report.unknown_fields += result.unknown_fields
             good.clear()
             kept.clear()
         if bad:
@@ -89,7 +93,7 @@ def ingest_lines(
             continue
         report.lines += 1
         try:
-            good.append(parse_event(line, max_bytes=max_bytes))
+            good.append(parse_event(line, max_bytes=max_bytes, unknown_fields=unknown))
             kept.append((f"{origin}:{number}", line))
         except InvalidEvent as exc:
             bad.append(DeadLetter(f"{origin}:{number}", line, exc))

@@ -34,6 +34,7 @@ def test_bad_lines_are_kept_with_reasons_and_good_ones_recorded(runtime: Runtime
         "ignored": 0,
         "rejected": 5,
         "conflicts": 0,
+        "unknown_fields": 0,
     }
     kept = {d["origin"]: d for d in runtime.deadletters.latest(10)}
     assert set(kept) == {f"file:t.jsonl:{n}" for n in range(2, 7)}

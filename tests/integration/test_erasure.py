@@ -103,7 +103,7 @@ def test_forget_leaves_no_trace_and_every_number_replays(
     needles = [person["email"].encode(), person["name"].encode(), person["phone"].encode()]
     bad = [  # rejected records: one carries the person's email, one is someone else's
         {**events[0], "id": "bad-1", "subject": key, "type": "touch.page_viewed",
-         "data": {"channel": "web", "email": person["email"]}},
+         "data": {"channel": None, "email": person["email"]}},
         {**events[0], "id": "bad-2", "subject": other, "type": "touch.page_viewed", "data": {}},
     ]  # fmt: skip
     path = tmp_path / "events.jsonl"

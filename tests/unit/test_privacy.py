@@ -149,6 +149,7 @@ def test_later_personal_data_can_be_dropped_by_rule(rules: Rules) -> None:
         "ignored": 1,
         "rejected": 0,
         "conflicts": 0,
+        "unknown_fields": 0,
     }
 
 
