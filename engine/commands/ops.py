@@ -44,16 +44,24 @@ def check_text(head: bytes, path: str) -> None:
                 f"{shown}: a {kind} file, not JSON Lines text; decompress it first "
                 f"(e.g. {kind} -dc FILE | leadengine ingest -)"
             )
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        binary = b"\x00" in head
-    except UnicodeDecodeError:
-        binary = True
-    if binary:
+    if b"\x00" in head or _mostly_undecodable(head):
         raise LeadEngineError(
             f"{shown}: binary data, not JSON Lines text (UTF-8, one CloudEvent per line); "
             "nothing was read"
         )
+
+
+def _mostly_undecodable(head: bytes) -> bool:
+    """Most lines of `head` are not UTF-8: binary data, not text with a bad line or two (a
+    bad line is the contract's business: refused with its reason and kept, nothing lost)."""
+    lines = head.split(b"\n")
+    bad = 0
+    for i, line in enumerate(lines):
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(line, final=i < len(lines) - 1)
+        except UnicodeDecodeError:
+            bad += 1
+    return bad * 2 > len(lines)
 
 
 def read_lines(path: str) -> Iterator[bytes]:
