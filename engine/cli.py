@@ -461,6 +461,21 @@ an --id has no row; 2 could not run.
 """
 
 
+def _ids_or(p: argparse.ArgumentParser) -> Any:
+    """The required choice of what a dead-letter command works on: --id ... or its siblings."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id",
+        dest="ids",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="dead-letter table ids (as `deadletters list` shows); repeatable",
+    )
+    return which
+
+
 def _deadletter_parsers(dl: Any) -> None:
     p = dl.add_parser(
         "replay",
@@ -478,16 +493,7 @@ def _deadletter_parsers(dl: Any) -> None:
         epilog=REPLAY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--id",
-        dest="ids",
-        type=int,
-        nargs="+",
-        action="extend",
-        metavar="ID",
-        help="dead-letter table ids (as `deadletters list` shows); repeatable",
-    )
+    which = _ids_or(p)
     which.add_argument(
         "--all", action="store_true", help="every row of the table (with --kafka: the topic)"
     )
@@ -521,16 +527,7 @@ def _deadletter_parsers(dl: Any) -> None:
         "retention.ms on the topic). Each run is written to the log as an audit line "
         "(who, what, how many). Exit 1 if an --id has no row.",
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--id",
-        dest="ids",
-        type=int,
-        nargs="+",
-        action="extend",
-        metavar="ID",
-        help="dead-letter table ids (as `deadletters list` shows); repeatable",
-    )
+    which = _ids_or(p)
     which.add_argument("--all", action="store_true", help="every row")
     which.add_argument(
         "--before",

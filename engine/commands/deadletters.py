@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from engine.commands.leads import moment_arg
 from engine.commands.ops import _project
 from engine.deadletter_replay import dry_run, replay
 from engine.errors import LeadEngineError
@@ -45,14 +46,9 @@ def _ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _before(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise LeadEngineError(
-            f"--before {text!r}: expected an RFC 3339 timestamp or a date, "
-            "e.g. 2026-03-03T09:00:00Z or 2026-03-03"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment_arg(text, "--before")
+    assert moment is not None
+    return moment
 
 
 def _print(fmt: str, doc: dict[str, Any], title: str) -> None:

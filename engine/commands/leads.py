@@ -17,7 +17,8 @@ from engine.scoring import persona_fits, score
 from engine.sla import sla_state
 
 
-def _moment(text: str | None, option: str = "--as-of") -> datetime | None:
+def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
+    """The moment an option names (UTC when no offset is given); one line naming it if bad."""
     if text is None:
         return None
     try:
@@ -55,8 +56,8 @@ def _kept_summary(extra: dict[str, Any] | None) -> str:
 def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
     """The lead's stored events, cut by --as-of (recorded) or --occurred-by (happened)."""
     events: list[Any] = rt.app.lead_events(args.key)
-    as_of = _moment(getattr(args, "as_of", None))
-    occurred = _moment(getattr(args, "occurred_by", None), "--occurred-by")
+    as_of = moment_arg(getattr(args, "as_of", None))
+    occurred = moment_arg(getattr(args, "occurred_by", None), "--occurred-by")
     if as_of and occurred:
         raise LeadEngineError("--as-of and --occurred-by are two different clocks: pick one")
     if as_of:
@@ -237,7 +238,7 @@ def history(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        moment = _moment(args.as_of) or _moment(args.occurred_by, "--occurred-by")
+        moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
         if moment is not None:  # the lead as known on the chosen clock, scored at that moment
             lead = asof.fold(_events_at(rt, args), args.key, moment)
         else:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine import reports
-from engine.commands.leads import _moment
+from engine.commands.leads import moment_arg
 from engine.commands.reporting import _window
 from engine.errors import LeadEngineError
 from engine.output import prose, render, to_json
@@ -76,7 +76,7 @@ def report_sla(args: argparse.Namespace) -> int:
 
 def whatif(args: argparse.Namespace) -> int:
     new_rules = load_rules(args.rules)
-    since = _moment(args.since, "--since")
+    since = moment_arg(args.since, "--since")
     with open_runtime() as rt:
         total = rt.app.recorder.max_notification_id() or 0
         bar = Progress("replay (events)", total or None)

@@ -11,7 +11,7 @@ from engine.analytics.html import page
 from engine.analytics.journeys import Dataset
 from engine.analytics.load import load
 from engine.analytics.report import SECTIONS, Window
-from engine.commands.leads import _moment
+from engine.commands.leads import moment_arg
 from engine.errors import LeadEngineError
 from engine.output import render, to_json
 from engine.progress import Progress
@@ -21,10 +21,10 @@ from engine.runtime import Runtime, open_runtime
 def _window(args: argparse.Namespace) -> Window:
     """--from/--to (when it happened), --as-of (recorded by) or --occurred-by (happened by)."""
     window = Window(
-        _moment(args.start, "--from"),
-        _moment(args.end, "--to"),
-        _moment(args.as_of, "--as-of"),
-        _moment(args.occurred_by, "--occurred-by"),
+        moment_arg(args.start, "--from"),
+        moment_arg(args.end, "--to"),
+        moment_arg(args.as_of, "--as-of"),
+        moment_arg(args.occurred_by, "--occurred-by"),
     )
     if window.start and window.end and window.start >= window.end:
         raise LeadEngineError(f"--from {args.start} is not before --to {args.end}")
