@@ -220,3 +220,28 @@ def test_every_model_sums_to_the_conversions(raw: list[tuple], value: str) -> No
         for model in MODELS:
             result = attribute(paths, model, by, CFG)
             assert sum(result.credits.values(), D(0)) == expected, (model, by)
+
+
+def test_sampled_shapley_matches_exact_values_on_a_five_channel_path() -> None:
+    from itertools import combinations
+
+    from engine.analytics.shapley import shares
+
+    members = ["A", "B", "C", "D", "E"]
+    weight = {"A": 0.30, "B": 0.05, "C": 0.10, "D": 0.0, "E": 0.15}
+    v: dict[frozenset[str], float] = {}
+    for size in range(1, 6):
+        for combo in combinations(members, size):
+            s = frozenset(combo)
+            synergy = 0.2 if {"B", "C"} <= s else 0.0  # an interaction, so shares are not additive
+            v[s] = sum(weight[m] for m in s) + synergy
+    path = frozenset(members)
+    exact = shares(path, v, exact_max=12)
+    sampled = shares(path, v, exact_max=2, samples=4000)  # 5 keys > 2: the sampled code runs
+    assert sum(sampled.values()) == pytest.approx(1.0, abs=1e-9)  # efficiency holds per ordering
+    for m in members:
+        assert sampled[m] == pytest.approx(exact[m], abs=0.02), m
+    # by hand: A 0.30, B 0.05 + 0.10, C 0.10 + 0.10, D 0, E 0.15 over v(all) = 0.80
+    assert exact == pytest.approx(
+        {"A": 0.375, "B": 0.1875, "C": 0.25, "D": 0.0, "E": 0.1875}, abs=1e-9
+    )
