@@ -191,6 +191,16 @@ def test_side_by_side_has_a_total_row() -> None:
     rows = side_by_side([attribute(paths, m, "channel", CFG) for m in MODELS])
     assert rows[-1]["channel"] == "TOTAL"
     assert all(rows[-1][m] == 1 for m in MODELS)
+    # exact per-channel credits by hand (see test_two_touches); markov and shapley split the one
+    # two-channel path evenly: removing either channel (or either alone) converts nothing
+    ads = {"first_touch": "1", "last_touch": "0", "linear": "0.5", "position_based": "0.5"}
+    ads |= {"w_shaped": "0.6667", "full_path": "0.5", "time_decay": "0.3333"}
+    ads |= {"markov": "0.5", "shapley": "0.5"}
+    assert set(ads) == set(MODELS)
+    assert rows[0] == {"channel": "ads"} | {m: D(v).quantize(D("0.0001")) for m, v in ads.items()}
+    email = {m: (D(1) - D(v)).quantize(D("0.0001")) for m, v in ads.items()}
+    assert rows[1] == {"channel": "email"} | email
+    assert len(rows) == 3
 
 
 CHANNELS = st.sampled_from(["ads", "email", "web", "social", "events", "partner"])
