@@ -191,6 +191,16 @@ def test_side_by_side_has_a_total_row() -> None:
     rows = side_by_side([attribute(paths, m, "channel", CFG) for m in MODELS])
     assert rows[-1]["channel"] == "TOTAL"
     assert all(rows[-1][m] == 1 for m in MODELS)
+    # exact per-channel credits by hand (see test_two_touches); markov and shapley split the one
+    # two-channel path evenly: removing either channel (or either alone) converts nothing
+    ads = {"first_touch": "1", "last_touch": "0", "linear": "0.5", "position_based": "0.5"}
+    ads |= {"w_shaped": "0.6667", "full_path": "0.5", "time_decay": "0.3333"}
+    ads |= {"markov": "0.5", "shapley": "0.5"}
+    assert set(ads) == set(MODELS)
+    assert rows[0] == {"channel": "ads"} | {m: D(v).quantize(D("0.0001")) for m, v in ads.items()}
+    email = {m: (D(1) - D(v)).quantize(D("0.0001")) for m, v in ads.items()}
+    assert rows[1] == {"channel": "email"} | email
+    assert len(rows) == 3
 
 
 CHANNELS = st.sampled_from(["ads", "email", "web", "social", "events", "partner"])
@@ -220,3 +230,28 @@ def test_every_model_sums_to_the_conversions(raw: list[tuple], value: str) -> No
         for model in MODELS:
             result = attribute(paths, model, by, CFG)
             assert sum(result.credits.values(), D(0)) == expected, (model, by)
+
+
+def test_sampled_shapley_matches_exact_values_on_a_five_channel_path() -> None:
+    from itertools import combinations
+
+    from engine.analytics.shapley import shares
+
+    members = ["A", "B", "C", "D", "E"]
+    weight = {"A": 0.30, "B": 0.05, "C": 0.10, "D": 0.0, "E": 0.15}
+    v: dict[frozenset[str], float] = {}
+    for size in range(1, 6):
+        for combo in combinations(members, size):
+            s = frozenset(combo)
+            synergy = 0.2 if {"B", "C"} <= s else 0.0  # an interaction, so shares are not additive
+            v[s] = sum(weight[m] for m in s) + synergy
+    path = frozenset(members)
+    exact = shares(path, v, exact_max=12)
+    sampled = shares(path, v, exact_max=2, samples=4000)  # 5 keys > 2: the sampled code runs
+    assert sum(sampled.values()) == pytest.approx(1.0, abs=1e-9)  # efficiency holds per ordering
+    for m in members:
+        assert sampled[m] == pytest.approx(exact[m], abs=0.02), m
+    # by hand: A 0.30, B 0.05 + 0.10, C 0.10 + 0.10, D 0, E 0.15 over v(all) = 0.80
+    assert exact == pytest.approx(
+        {"A": 0.375, "B": 0.1875, "C": 0.25, "D": 0.0, "E": 0.1875}, abs=1e-9
+    )

@@ -271,3 +271,17 @@ def test_a_queue_releases_leads_assigned_by_id_or_before_migration_7_by_key() ->
     )
     assert queue.open == {}
     assert not queue.release(lead_key="nobody", legacy_key="nobody", reason="x", at=at)
+
+
+def test_roster_capacity_override_changes_how_many_leads_a_rep_gets(app_for: Any) -> None:
+    app = app_for("round_robin", [{"id": "a", "capacity": 1}, {"id": "b", "capacity": 1}])
+    app.ingest([ev("rep.availability_changed", "a", {"available": True, "capacity": 3}, days=0)])
+    keys = ["l1", "l2", "l3", "l4", "l5"]
+    for i, key in enumerate(keys):
+        qualify(app, key, i)
+    # a's override of 3 binds instead of the rules' 1; b keeps its 1
+    assert owners(app, keys) == ["a", "b", "a", "a", None]
+    failed = decisions(app, "l5")[-1]
+    assert isinstance(failed, Lead.RoutingFailed)
+    assert "a at capacity 3/3" in failed.reason and "b at capacity 1/1" in failed.reason
+    assert app.repository.get(queue_id("main")).loads() == {"a": 3, "b": 1}

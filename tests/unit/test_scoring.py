@@ -112,3 +112,15 @@ def test_explanation_adds_up_and_scoring_is_deterministic() -> None:
         sum(x.points for x in a.lines if x.part == "engagement"), abs=0.01
     )
     assert a.fit == sum(x.points for x in a.lines if x.part == "fit")
+
+
+def test_engagement_above_100_is_clamped_to_exactly_100() -> None:
+    facts = [
+        fact("touch.form_submitted", seq=0, channel="web"),
+        fact("touch.webinar_attended", seq=1, channel="web"),
+        fact("touch.form_submitted", seq=2, channel="web"),
+    ]
+    result = score(facts, RULES, T0)
+    assert sum(line.points for line in result.lines) == pytest.approx(140.0)  # 50 + 40 + 50 raw
+    assert result.engagement == 100.0  # clamped at the top
+    assert result.total == 60.0  # fit 0 x 0.4 + 100 x 0.6
