@@ -9,7 +9,7 @@ store's commit and the delete leaves the row; the next replay finds it a duplica
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.application import IngestResult, LeadEngine
@@ -63,25 +63,41 @@ class DryRunReport:
         }
 
 
+def _pages(
+    store: DeadLetterStore, ids: Sequence[int] | None, batch_size: int, seen: set[int]
+) -> Iterator[list[KeptLetter]]:
+    """The selected rows (all when `ids` is None) in id order, a page at a time; `seen`
+    collects their ids (a replay deletes rows as it goes: the cursor is the last id read)."""
+    after = 0
+    while batch := store.kept(ids, after=after, limit=batch_size):
+        after = batch[-1].id
+        seen.update(row.id for row in batch)
+        yield batch
+
+
+def _missing(ids: Sequence[int] | None, seen: set[int]) -> list[int]:
+    return sorted(set(ids) - seen) if ids is not None else []
+
+
 def dry_run(
-    store: DeadLetterStore, ids: Sequence[int] | None, *, max_bytes: int, batch_size: int = 500
+    store: DeadLetterStore,
+    ids: Sequence[int] | None,
+    *,
+    max_bytes: int,
+    batch_size: int = 500,
 ) -> DryRunReport:
     """What a replay would try: the rows that pass the contract now, and those that do not."""
     report = DryRunReport()
-    after = 0
     seen: set[int] = set()
-    while batch := store.kept(ids, after=after, limit=batch_size):
-        after = batch[-1].id
+    for batch in _pages(store, ids, batch_size, seen):
         for row in batch:
-            seen.add(row.id)
             report.selected += 1
             try:
                 parse_event(row.raw, max_bytes=max_bytes)
                 report.would_retry += 1
             except InvalidEvent:
                 report.still_invalid += 1
-    if ids is not None:
-        report.missing = sorted(set(ids) - seen)
+    report.missing = _missing(ids, seen)
     return report
 
 
@@ -96,17 +112,13 @@ def replay(
 ) -> ReplayReport:
     """Record the selected rows again (all when `ids` is None); see the module docstring."""
     report = ReplayReport()
-    after = 0
     seen: set[int] = set()
-    while batch := store.kept(ids, after=after, limit=batch_size):
-        after = batch[-1].id
-        seen.update(r.id for r in batch)
+    for batch in _pages(store, ids, batch_size, seen):
         report.selected += len(batch)
         _replay_batch(app, store, batch, report, max_bytes)
         if progress:
             progress(report)
-    if ids is not None:
-        report.missing = sorted(set(ids) - seen)
+    report.missing = _missing(ids, seen)
     return report
 
 
