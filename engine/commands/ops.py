@@ -44,16 +44,17 @@ def check_text(head: bytes, path: str) -> None:
                 f"{shown}: a {kind} file, not JSON Lines text; decompress it first "
                 f"(e.g. {kind} -dc FILE | leadengine ingest -)"
             )
-    if b"\x00" in head or _mostly_undecodable(head):
+    if _mostly_binary(head):
         raise LeadEngineError(
             f"{shown}: binary data, not JSON Lines text (UTF-8, one CloudEvent per line); "
             "nothing was read"
         )
 
 
-def _mostly_undecodable(head: bytes) -> bool:
-    """Most lines of `head` are not UTF-8: binary data, not text with a bad line or two (a
-    bad line is the contract's business: refused with its reason and kept, nothing lost)."""
+def _mostly_binary(head: bytes) -> bool:
+    """Most lines of `head` hold NUL bytes or are not UTF-8: binary data, not text with a bad
+    line or two (a bad line is the contract's business: refused with its reason and kept,
+    nothing lost)."""
     lines = head.split(b"\n")
     bad = 0
     for i, line in enumerate(lines):
@@ -61,6 +62,8 @@ def _mostly_undecodable(head: bytes) -> bool:
             codecs.getincrementaldecoder("utf-8")().decode(line, final=i < len(lines) - 1)
         except UnicodeDecodeError:
             bad += 1
+        else:
+            bad += b"\x00" in line
     return bad * 2 > len(lines)
 
 

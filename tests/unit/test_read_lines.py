@@ -12,11 +12,12 @@ from engine.commands.ops import read_lines
 from engine.errors import LeadEngineError
 
 
-def test_a_text_file_with_one_line_that_is_not_utf8_is_read_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [b"\xff", b"\x00"], ids=["not-utf8", "nul-byte"])
+def test_a_text_file_with_one_bad_line_is_read_whole(tmp_path: Path, bad: bytes) -> None:
     good = json.dumps({"id": "e-1"}).encode()
     path = tmp_path / "events.jsonl"
-    path.write_bytes(good + b"\n" + b"\xff" + good + b"\n" + good + b"\n")
-    assert [line.strip() for line in read_lines(str(path))] == [good, b"\xff" + good, good]
+    path.write_bytes(good + b"\n" + bad + good + b"\n" + good + b"\n")
+    assert [line.strip() for line in read_lines(str(path))] == [good, bad + good, good]
 
 
 @pytest.mark.parametrize(
