@@ -475,32 +475,32 @@ class Projector:
         moving = {n: at for n, at in positions.items() if batch.last_position > at}
         conn = self._connection()
         seconds = time.perf_counter() - started
-        events = batch.events
+
+        def commit(write_rows: Callable[[Cursor[Any]], None]) -> None:
+            assert batch.events is not None
+            with conn.transaction(), conn.cursor() as cur:
+                for name, expected in moving.items():
+                    events = batch.events.get(name, 0)
+                    self._advance(cur, name, expected, batch.last_position, events, seconds)
+                self._still_parked(cur, batch.skipped)
+                write_rows(cur)
+                self._write_rekeys(cur, batch)
+                parking.record(cur, self.db.schema, self._parks)
+
+        def upserts(cur: Cursor[Any]) -> None:
+            for table in TABLES:
+                self._upsert_rows(cur, table, values[table])
+
+        def isolated(cur: Cursor[Any]) -> None:
+            owners, first_seen = batch.cost_owners, batch.first_seen
+            assert owners is not None and first_seen is not None
+            self._write_isolated(cur, values, owners, first_seen, self._upsert_rows)
+
         try:
             try:
-                with conn.transaction(), conn.cursor() as cur:
-                    for name, expected in moving.items():
-                        self._advance(
-                            cur, name, expected, batch.last_position, events.get(name, 0), seconds
-                        )
-                    self._still_parked(cur, batch.skipped)
-                    for table in TABLES:
-                        if values[table]:
-                            cur.executemany(self._upserts[table], values[table])
-                    self._write_rekeys(cur, batch)
-                    parking.record(cur, self.db.schema, self._parks)
+                commit(upserts)
             except ROW_ERRORS:
-                with conn.transaction(), conn.cursor() as cur:
-                    for name, expected in moving.items():
-                        self._advance(
-                            cur, name, expected, batch.last_position, events.get(name, 0), seconds
-                        )
-                    self._still_parked(cur, batch.skipped)
-                    self._write_isolated(
-                        cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
-                    )
-                    self._write_rekeys(cur, batch)
-                    parking.record(cur, self.db.schema, self._parks)
+                commit(isolated)  # the slow path: each aggregate's rows in a savepoint
         except psycopg.OperationalError:
             self.close()
             raise
