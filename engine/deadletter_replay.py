@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from engine.application import IngestResult, LeadEngine
 from engine.consumers.retry import RaceStats, store_racing
-from engine.contract import Envelope, parse_event
+from engine.contract import Envelope, UnknownFields, parse_event
 from engine.deadletters import DeadLetterStore, KeptLetter
 from engine.errors import InvalidEvent
 from engine.logs import get_logger
@@ -85,15 +85,17 @@ def dry_run(
     *,
     max_bytes: int,
     batch_size: int = 500,
+    unknown_fields: UnknownFields = "keep",
 ) -> DryRunReport:
-    """What a replay would try: the rows that pass the contract now, and those that do not."""
+    """What a replay would try: the rows that pass the contract now (read as the rules say:
+    `unknown_fields`, as the replay itself reads them), and those that do not."""
     report = DryRunReport()
     seen: set[int] = set()
     for batch in _pages(store, ids, batch_size, seen):
         for row in batch:
             report.selected += 1
             try:
-                parse_event(row.raw, max_bytes=max_bytes)
+                parse_event(row.raw, max_bytes=max_bytes, unknown_fields=unknown_fields)
                 report.would_retry += 1
             except InvalidEvent:
                 report.still_invalid += 1

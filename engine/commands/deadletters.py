@@ -71,7 +71,10 @@ def replay_command(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         max_bytes, size = rt.settings.max_event_bytes, rt.settings.batch_size
         if args.dry_run:
-            plan = dry_run(rt.deadletters, ids, max_bytes=max_bytes, batch_size=size)
+            unknown = rt.app.rules.contract.unknown_fields
+            plan = dry_run(
+                rt.deadletters, ids, max_bytes=max_bytes, batch_size=size, unknown_fields=unknown
+            )
             doc: dict[str, Any] = plan.as_dict()
             refused, missing = plan.still_invalid, plan.missing
         else:

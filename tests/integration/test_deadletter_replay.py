@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from engine import reports
+from engine.deadletter_replay import dry_run
 from engine.deadletters import DeadLetter
 from engine.errors import InvalidEvent
 from engine.runtime import Runtime
@@ -104,6 +105,16 @@ def test_replay_stores_what_passes_now_and_keeps_the_rest_with_the_new_reason(
 
     code, out = leadengine("deadletters", "replay", "--all", "--format", "json")
     assert code == 1 and json.loads(out)["stored"] == 0  # a second run stores nothing more
+
+
+def test_a_dry_run_reads_unknown_fields_as_the_rules_say(runtime: Runtime) -> None:
+    """Under `contract: {unknown_fields: reject}` the dry run refuses what the replay would."""
+    extra = line(raw("touch.page_viewed", "k-x", {"channel": "web", "utm_term": "q"}, id="u-1"))
+    runtime.deadletters.add([DeadLetter("file:x.jsonl:1", extra, InvalidEvent("refused"))])
+    kept = dry_run(runtime.deadletters, None, max_bytes=1 << 18)
+    strict = dry_run(runtime.deadletters, None, max_bytes=1 << 18, unknown_fields="reject")
+    assert (kept.would_retry, kept.still_invalid) == (1, 0)
+    assert (strict.would_retry, strict.still_invalid) == (0, 1)
 
 
 def test_replay_by_id_touches_only_those_rows_and_names_missing_ids(
