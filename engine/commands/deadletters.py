@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.commands.leads import moment_arg
-from engine.commands.ops import _project
+from engine.commands.ops import project_with_progress
 from engine.deadletter_replay import dry_run, replay
 from engine.errors import LeadEngineError
 from engine.logs import get_logger
@@ -90,7 +90,7 @@ def replay_command(args: argparse.Namespace) -> int:
             bar.done()
             doc = report.as_dict()
             if report.resolved and not args.no_project:
-                doc["projected"] = _project(rt)
+                doc["projected"] = project_with_progress(rt)
             refused, missing = report.still_rejected, report.missing
     log.info(  # the audit line: who, what, how many; never the records themselves
         "dead letters replayed",
@@ -115,7 +115,7 @@ def replay_command(args: argparse.Namespace) -> int:
 def _replay_topic(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from engine.commands.streaming import _bootstrap, _settings
+    from engine.commands.streaming import bootstrap_of, kafka_settings
     from engine.consumers.dlq_replay import replay_topic
 
     if not args.all:
@@ -123,8 +123,8 @@ def _replay_topic(args: argparse.Namespace) -> int:
             "--id selects rows of the dead-letter table; with --kafka use --all "
             "(every dead letter past the stored replay position)"
         )
-    settings = _settings(args)
-    bootstrap = _bootstrap(args, settings)
+    settings = kafka_settings(args)
+    bootstrap = bootstrap_of(args, settings)
     with open_runtime(settings) as rt:
         bar = Progress("replay")
         try:

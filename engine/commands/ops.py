@@ -102,7 +102,7 @@ def _ingest(
     return report
 
 
-def _project(rt: Runtime, projector: Projector | None = None) -> int:
+def project_with_progress(rt: Runtime, projector: Projector | None = None) -> int:
     projector = projector or rt.projector
     lag = projector.lag()
     bar = Progress("project", lag or None)
@@ -155,7 +155,7 @@ def ingest(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         origin = "stdin" if args.file == "-" else f"file:{args.file}"
         report = _ingest(rt, read_lines(args.file), origin, path=args.file)
-        projected = None if args.no_project else _project(rt)
+        projected = None if args.no_project else project_with_progress(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
     return 1 if report.rejected else 0  # 1: done, but lines were rejected (as publish)
 
@@ -167,7 +167,7 @@ def project(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         projector = _projector(rt, only)
         try:
-            done = _project(rt, projector)
+            done = project_with_progress(rt, projector)
             positions = projector.positions()
         finally:
             projector.close()
@@ -361,7 +361,7 @@ def demo(args: argparse.Namespace) -> int:
             from engine.commands.demo_kafka import demo_through_kafka
 
             report, where = demo_through_kafka(rt, demo_settings, lines)
-        projected = _project(rt)
+        projected = project_with_progress(rt)
         funnel = reports.funnel(rt.db)
         routing = reports.routing(rt.db)
     if args.format == "json":
@@ -404,12 +404,12 @@ def _funnel_text(funnel: dict[str, Any]) -> str:
 
 def report_funnel(args: argparse.Namespace) -> int:
     from engine.analytics.funnel import snapshot
-    from engine.commands.reporting import _dataset, _window
+    from engine.commands.reporting import dataset_of, window_of
 
-    window = _window(args)
+    window = window_of(args)
     with open_runtime() as rt:
         if any(window.describe().values()):
-            funnel = snapshot(_dataset(rt, window), window.start, window.end)
+            funnel = snapshot(dataset_of(rt, window), window.start, window.end)
         else:
             funnel = reports.funnel(rt.db)
     funnel.update(window.describe())

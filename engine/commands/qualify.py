@@ -8,7 +8,7 @@ from typing import Any
 
 from engine import reports
 from engine.commands.leads import moment_arg
-from engine.commands.reporting import _window
+from engine.commands.reporting import window_of
 from engine.errors import LeadEngineError
 from engine.output import prose, render, to_json
 from engine.progress import Progress
@@ -24,7 +24,7 @@ CLOCK_TITLES = {
 
 
 def report_sla(args: argparse.Namespace) -> int:
-    window = _window(args)
+    window = window_of(args)
     clock = "recorded" if window.as_of else "occurred" if window.occurred_by else None
     as_of = window.as_of or window.occurred_by or datetime.now(UTC)
     with open_runtime() as rt:

@@ -18,7 +18,7 @@ from engine.progress import Progress
 from engine.runtime import Runtime, open_runtime
 
 
-def _window(args: argparse.Namespace) -> Window:
+def window_of(args: argparse.Namespace) -> Window:
     """--from/--to (when it happened), --as-of (recorded by) or --occurred-by (happened by)."""
     window = Window(
         moment_arg(args.start, "--from"),
@@ -33,7 +33,7 @@ def _window(args: argparse.Namespace) -> Window:
     return window
 
 
-def _dataset(rt: Runtime, window: Window) -> Dataset:
+def dataset_of(rt: Runtime, window: Window) -> Dataset:
     bar = Progress("reading touchpoints")
     ds = load(rt.db, window.as_of, occurred_by=window.occurred_by, progress=bar.update)
     bar.done(f"{len(ds.journeys):,} leads")
@@ -41,14 +41,14 @@ def _dataset(rt: Runtime, window: Window) -> Dataset:
 
 
 def attribution(args: argparse.Namespace) -> int:
-    window = _window(args)
+    window = window_of(args)
     if args.save and window.occurred_by:
         raise LeadEngineError(
             "--save stamps saved credits with --as-of (what the engine knew); "
             "it cannot be used with --occurred-by"
         )
     with open_runtime() as rt:
-        ds = _dataset(rt, window)
+        ds = dataset_of(rt, window)
         results = report.attribution(
             ds,
             rt.rules,
@@ -89,14 +89,14 @@ TITLES = {
 
 
 def kpis(args: argparse.Namespace) -> int:
-    window = _window(args)
+    window = window_of(args)
     sections = SECTIONS if args.section == "all" else (args.section,)
     if args.format == "csv" and len(sections) > 1:
         raise LeadEngineError(
             "CSV holds one table: choose one with --section (e.g. --section money)"
         )
     with open_runtime() as rt:
-        ds = _dataset(rt, window)
+        ds = dataset_of(rt, window)
         doc = report.kpis(
             ds,
             rt.rules,
@@ -123,9 +123,9 @@ def kpis(args: argparse.Namespace) -> int:
 
 
 def html(args: argparse.Namespace) -> int:
-    window = _window(args)
+    window = window_of(args)
     with open_runtime() as rt:
-        ds = _dataset(rt, window)
+        ds = dataset_of(rt, window)
         doc: dict[str, Any] = report.kpis(
             ds,
             rt.rules,

@@ -33,7 +33,7 @@ from engine.sanitize import terminal_text
 from engine.settings import Settings, get_settings
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def kafka_settings(args: argparse.Namespace) -> Settings:
     settings = get_settings()
     updates = {
         k: v
@@ -51,7 +51,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
+def bootstrap_of(args: argparse.Namespace, settings: Settings) -> str:
     return str(getattr(args, "bootstrap", None) or settings.kafka_bootstrap_servers)
 
 
@@ -87,7 +87,7 @@ def consume_into(
 
 
 def consume(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = kafka_settings(args)
     gc.set_threshold(100_000, 50, 100)  # long-lived worker: fewer full collections
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -97,7 +97,7 @@ def consume(args: argparse.Namespace) -> int:
         doc = consume_into(
             rt,
             settings,
-            _bootstrap(args, settings),
+            bootstrap_of(args, settings),
             until_caught_up=args.until_caught_up,
             stop=stop,
             project=not args.no_project,
@@ -130,7 +130,7 @@ def database_watched(rt: Runtime) -> Iterator[None]:
 
 
 def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:
-    bootstrap = _bootstrap(args, settings)
+    bootstrap = bootstrap_of(args, settings)
     try:
         return Publisher(
             bootstrap,
@@ -145,7 +145,7 @@ def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:
 
 
 def publish(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = kafka_settings(args)
     rejected = 0
     bar = Progress("publish")
     if bar.enabled:
