@@ -556,7 +556,11 @@ def _window_args(p: argparse.ArgumentParser, *, currency: bool = True) -> None:
     p.add_argument("--to", dest="end", metavar="T", help="things that happened before T")
     _clock_args(p)
     if currency:
-        p.add_argument("--currency", help="ISO 4217 code when deals or costs use several")
+        p.add_argument(
+            "--currency",
+            help="ISO 4217 code money is reported in (default: rules' money.reporting_currency); "
+            "other currencies are converted with money.rates or left out and reported",
+        )
 
 
 def _report_parsers(report: Any) -> None:

@@ -13,6 +13,9 @@ EXPONENTS = {
     code: exp for names, exp in ((ZERO, 0), (THREE, 3), (FOUR, 4)) for code in names.split()
 }
 
+#: ISO 4217 "no currency": the key of an amount that arrived without one.
+NO_CURRENCY = "XXX"
+
 
 def minor_unit(currency: str | None) -> Decimal:
     """The smallest amount of `currency`: 0.01 for EUR, 1 for JPY, 0.001 for KWD."""

@@ -8,6 +8,8 @@ file raises `RulesError` naming the file, the line and the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -384,6 +386,43 @@ class Attribution(BaseModel):
         return self
 
 
+ISO_4217 = r"^[A-Z]{3}$"
+
+
+class Rate(BaseModel):
+    """1 `from` is worth `rate` `to` for deals and costs dated from `since` (UTC date) until
+    the next rate of the same pair. Direct rates only: no inverse, no chain through a third."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from", pattern=ISO_4217, description="ISO 4217 code converted")
+    to: str = Field(pattern=ISO_4217, description="ISO 4217 code converted into")
+    since: date
+    rate: Decimal = Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)
+
+
+class Money(BaseModel):
+    """The currency reports are in unless `--currency` says otherwise, and the dated rates
+    that convert other currencies into it. An amount no rate covers is left out and counted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reporting_currency: str = Field(default="USD", pattern=ISO_4217)
+    rates: tuple[Rate, ...] = ()
+
+    @model_validator(mode="after")
+    def _sane_rates(self) -> Money:
+        seen: set[tuple[str, str, date]] = set()
+        for i, r in enumerate(self.rates):
+            if r.from_ == r.to:
+                raise ValueError(f"money.rates[{i}]: from and to are both {r.to}")
+            key = (r.from_, r.to, r.since)
+            if key in seen:
+                raise ValueError(
+                    f"money.rates[{i}]: a second {r.from_}->{r.to} rate since {r.since}"
+                )
+            seen.add(key)
+        return self
+
+
 class Rules(ScoringModel):
     """A whole rule set: the primary scoring model (top level), more models side by side,
     personas, routing and SLAs. The primary model decides MQL."""
@@ -393,6 +432,7 @@ class Rules(ScoringModel):
     routing: Routing | None = None
     sla: Sla | None = None
     attribution: Attribution = Attribution()
+    money: Money = Money()
     privacy: Privacy = Privacy()
     contract: Contract = Contract()
 

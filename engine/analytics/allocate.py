@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
+
+#: Raw credits are floats summed in path order: their last bits depend on that order. Read at
+#: 12 significant digits they do not, so equal credits compare equal whatever the input order.
+SIGNIFICANT = Context(prec=12)
 
 
 def exact_split(raw: Mapping[str, float], total: Decimal, quantum: Decimal) -> dict[str, Decimal]:
     """Credits in units of `quantum` whose sum is `total` exactly, each as close to `raw` as
-    rounding allows. `total` must be a multiple of `quantum`; ties go to the smaller key."""
+    rounding allows. `total` must be a multiple of `quantum`. The units left after flooring go
+    to the largest remainders; equal remainders (to 12 significant digits) go to keys in
+    ascending code-point order (`ads` before `email`), whatever order `raw` came in."""
     if not raw:
         return {}
     units = int((total / quantum).to_integral_value())
     keys = sorted(raw)
-    scale = float(units) / (sum(raw.values()) or 1.0)
-    scaled = {k: raw[k] * scale for k in keys}
-    floors = {k: math.floor(scaled[k]) for k in keys}
+    weights = {k: SIGNIFICANT.create_decimal_from_float(raw[k]) for k in keys}
+    whole = sum(weights.values(), Decimal(0)) or Decimal(1)
+    scaled = {k: SIGNIFICANT.multiply(weights[k], units) / whole for k in keys}
+    scaled = {k: SIGNIFICANT.plus(v) for k, v in scaled.items()}
+    floors = {k: int(scaled[k].to_integral_value(ROUND_FLOOR)) for k in keys}
     left = units - sum(floors.values())
     by_remainder = sorted(keys, key=lambda k: (-(scaled[k] - floors[k]), k))
     step = 1 if left >= 0 else -1

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from engine.analytics.allocate import exact_split
 from engine.analytics.journeys import NO_TOUCH
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import Path, Paths, ReportError
+from engine.analytics.stats import half_up
 from engine.currency import minor_unit
 from engine.rules import Attribution
 
@@ -31,6 +32,8 @@ class Credits:
     conversions: int
     credits: dict[str, Decimal]
     quantum: Decimal = CONVERSION_QUANTUM
+    currency: str | None = None  # of revenue credits
+    left_out: list[dict[str, Any]] = field(default_factory=list)  # deals not in `currency`
 
     @property
     def zero(self) -> Decimal:
@@ -41,7 +44,7 @@ class Credits:
         out = []
         for key, credit in sorted(self.credits.items(), key=lambda kv: (-kv[1], kv[0])):
             share = 100 * credit / self.total if self.total else Decimal(0)
-            out.append({self.by: key, "credit": credit, "share_pct": round(float(share), 2)})
+            out.append({self.by: key, "credit": credit, "share_pct": half_up(share, "0.01")})
         return out
 
 
@@ -117,6 +120,8 @@ def attribute(paths: Paths, model: str, by: str, cfg: Attribution) -> Credits:
         conversions=len(paths.converting),
         credits=credits,
         quantum=quantum,
+        currency=paths.currency if paths.value == "revenue" else None,
+        left_out=paths.left_out.rows(),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from engine.currency import NO_CURRENCY
 from engine.lifecycle import FUNNEL, RANK
 
 #: Touch types that are not the lead's own engagement, left out of attribution paths.
@@ -86,10 +87,15 @@ class Journey:
     def won(self) -> list[Milestone]:
         return [m for m in self.milestones if m.type == "deal.won"]
 
-    def revenue(self, until: datetime | None = None) -> tuple[Decimal, str | None]:
-        deals = [m for m in self.won() if until is None or m.at <= until]
-        total = sum((m.amount or Decimal(0) for m in deals), Decimal(0))
-        return total, deals[-1].currency if deals else None
+    def revenue(self, until: datetime | None = None) -> dict[str, Decimal]:
+        """The won deals (up to `until`) summed per currency, never across currencies (a deal
+        without a currency counts under `XXX`, ISO 4217's "no currency")."""
+        total: dict[str, Decimal] = {}
+        for m in self.won():
+            if until is None or m.at <= until:
+                cur = m.currency or NO_CURRENCY
+                total[cur] = total.get(cur, Decimal(0)) + (m.amount or Decimal(0))
+        return total
 
     def first(self, milestone_type: str) -> Milestone | None:
         return next((m for m in self.milestones if m.type == milestone_type), None)

@@ -7,15 +7,19 @@ moment it first reached each stage; attributed revenue comes from the chosen mod
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine.analytics.attribution import Credits
+from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.funnel import _in, source_of
 from engine.analytics.journeys import Cost, Dataset
 from engine.analytics.paths import ReportError
-from engine.currency import minor_unit
+from engine.analytics.stats import half_up
+from engine.currency import NO_CURRENCY, minor_unit
+from engine.rules import Rate
 
 COUNTED = ("lead", "mql", "sql", "customer")
 
@@ -44,6 +48,19 @@ def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
     return None if amount is None else amount.quantize(unit, ROUND_HALF_UP)
 
 
+def _currency_of(ds: Dataset) -> str | None:
+    """The only currency of the costs and deals (None: neither); several is an error."""
+    currencies = {c.currency for c in ds.costs} | {
+        m.currency or NO_CURRENCY for j in ds.journeys for m in j.won()
+    }
+    if len(currencies) > 1:
+        raise ReportError(
+            f"costs and deals are in several currencies ({', '.join(sorted(currencies))}); "
+            "choose one with --currency"
+        )
+    return next(iter(currencies), None)
+
+
 def money(
     ds: Dataset,
     start: datetime | None = None,
@@ -52,21 +69,24 @@ def money(
     by: str = "channel",
     attributed: Credits | None = None,
     currency: str | None = None,
+    rates: Iterable[Rate] = (),
+    left_out: LeftOut | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per channel (or campaign) and a TOTAL row; money in the currency's minor unit
-    (two decimals when several currencies are possible or none is known)."""
-    currencies = {c.currency for c in ds.costs} | {
-        m.currency for j in ds.journeys for m in j.won() if m.currency
-    }
-    if currency is None and len(currencies) > 1:
-        raise ReportError(
-            f"costs and deals are in several currencies ({', '.join(sorted(currencies))}); "
-            "choose one with --currency"
-        )
+    """One row per channel (or campaign) and a TOTAL row, in `currency` (None: the data's only
+    one) and its minor unit. Costs (at their first day's rate) and deals (at their day's rate)
+    in another currency are converted with `rates`, or left out and counted in `left_out`."""
+    target = currency or _currency_of(ds)
+    exchange = Exchange(target or NO_CURRENCY, rates)
+    left = left_out if left_out is not None else LeftOut()
     cost: dict[str, Decimal] = defaultdict(Decimal)
     for c in ds.costs:
-        if currency is None or c.currency == currency:
-            cost[getattr(c, by)] += prorated(c, start, end)
+        part = prorated(c, start, end)
+        converted = exchange.convert(part, c.currency, c.period_start)
+        if converted is None:
+            if part:
+                left.add("cost", c.currency, part)
+            continue
+        cost[getattr(c, by)] += converted
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED, 0))
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     for j in ds.journeys:
@@ -75,9 +95,15 @@ def money(
             if _in(j.reached_at(stage), start, end):
                 counts[group][stage] += 1
         for m in j.won():
-            if _in(m.at, start, end) and (currency is None or m.currency == currency):
-                revenue[group] += m.amount or Decimal(0)
-    unit = minor_unit(currency or (next(iter(currencies)) if len(currencies) == 1 else None))
+            if not _in(m.at, start, end):
+                continue
+            amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
+            deal = exchange.deal(amount, cur, m.at.date())
+            if deal is None:
+                left.add("revenue", cur, amount)
+            else:
+                revenue[group] += deal
+    unit = minor_unit(target)
     credit = attributed.credits if attributed else {}
     total_revenue = sum(revenue.values(), Decimal(0))
     groups = sorted(set(cost) | set(counts) | set(credit))
@@ -121,14 +147,13 @@ def _row(
     row["revenue"] = _round(revenue, unit)
     row["revenue_per_customer"] = _div(revenue, counts["customer"], unit)
     row["attributed_revenue"] = _round(attributed, unit)
+    shown = row["attributed_revenue"]
+    total = total_revenue.quantize(unit, ROUND_HALF_UP)
+    # on the amounts as shown, in decimal: 449 against a cost of 400 is 12.25% -> 12.3
     row["roi_pct"] = (
-        round(float((attributed - cost) / cost * 100), 1)
-        if attributed is not None and cost
-        else None
+        half_up((shown - cost) / cost * 100, "0.1") if shown is not None and cost else None
     )
     row["contribution_pct"] = (
-        round(float(attributed / total_revenue * 100), 1)
-        if attributed is not None and total_revenue
-        else None
+        half_up(shown / total * 100, "0.1") if shown is not None and total else None
     )
     return row

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from engine.analytics.exchange import NO_CURRENCY, Exchange, LeftOut
 from engine.analytics.journeys import Dataset, Journey, Touchpoint
 from engine.errors import LeadEngineError
-from engine.rules import Attribution
+from engine.rules import Attribution, Rate
 
 VALUES = ("conversions", "revenue")
 
@@ -40,6 +42,7 @@ class Paths:
     conversion: str
     value: str
     currency: str | None
+    left_out: LeftOut = field(default_factory=LeftOut)
 
     @property
     def total(self) -> Decimal:
@@ -55,6 +58,31 @@ def _in(at: datetime, start: datetime | None, end: datetime | None) -> bool:
     return (start is None or at >= start) and (end is None or at < end)
 
 
+def _one_currency(journeys: Iterable[Journey]) -> str | None:
+    """The only currency of these journeys' won deals (None: no deal); several is an error."""
+    currencies = {m.currency or NO_CURRENCY for j in journeys for m in j.won()}
+    if len(currencies) > 1:
+        raise ReportError(
+            f"revenue is in several currencies ({', '.join(sorted(currencies))}); "
+            "choose one with --currency"
+        )
+    return next(iter(currencies), None)
+
+
+def path_value(j: Journey, exchange: Exchange, left_out: LeftOut) -> Decimal:
+    """The lead's won deals in the report currency; a deal no rate covers is left out (and
+    counted in `left_out` under its own currency), never added as it is."""
+    worth = Decimal(0)
+    for m in j.won():
+        amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
+        converted = exchange.deal(amount, cur, m.at.date())
+        if converted is None:
+            left_out.add("revenue", cur, amount)
+        else:
+            worth += converted
+    return worth
+
+
 def build_paths(
     dataset: Dataset,
     cfg: Attribution,
@@ -64,19 +92,20 @@ def build_paths(
     start: datetime | None = None,
     end: datetime | None = None,
     currency: str | None = None,
+    rates: Iterable[Rate] = (),
 ) -> Paths:
     """Paths of the leads that first reached `conversion` in [start, end), and of those that
     had touches in the window but had not converted by its end (Markov and Shapley need them).
 
     With `value="revenue"` a path is worth the lead's won deals (as known at the dataset's
-    as-of moment), in one currency."""
+    as-of moment) in `currency` (None: the deals' only currency): deals in another currency
+    are converted with `rates` or left out and counted in `Paths.left_out`."""
     if value not in VALUES:
         raise ReportError(f"unknown value {value!r}; expected one of {', '.join(VALUES)}")
     stage = conversion or cfg.conversion
     lookback = timedelta(days=cfg.lookback_days) if cfg.lookback_days else None
-    converting: list[Path] = []
+    converting: list[tuple[Journey, tuple[Touchpoint, ...], datetime]] = []
     not_converting: list[Path] = []
-    currencies: set[str] = set()
     for j in dataset.journeys:
         touches = _eligible(j, cfg)
         at = j.reached_at(stage)
@@ -90,16 +119,17 @@ def build_paths(
         path = tuple(
             t for t in touches if t.at <= at and (lookback is None or t.at >= at - lookback)
         )
-        worth = Decimal(1)
-        if value == "revenue":
-            worth, cur = j.revenue()
-            if cur is not None and (currency is None or cur == currency):
-                currencies.add(cur)
-            elif cur is not None:
-                worth = Decimal(0)
+        converting.append((j, path, at))
+    if value == "revenue" and currency is None:
+        currency = _one_currency(j for j, _, _ in converting)
+    exchange = Exchange(currency or NO_CURRENCY, rates)
+    left_out = LeftOut()
+    paths = []
+    for j, path, at in converting:
+        worth = path_value(j, exchange, left_out) if value == "revenue" else Decimal(1)
         captured = j.first("lead.captured")
         opportunity = j.reached_at("opportunity")
-        converting.append(
+        paths.append(
             Path(
                 j.key,
                 path,
@@ -110,9 +140,4 @@ def build_paths(
                 closes=stage == "customer",
             )
         )
-    if value == "revenue" and len(currencies) > 1:
-        raise ReportError(
-            f"revenue is in several currencies ({', '.join(sorted(currencies))}); "
-            "choose one with --currency"
-        )
-    return Paths(converting, not_converting, stage, value, next(iter(currencies), currency))
+    return Paths(paths, not_converting, stage, value, currency, left_out)

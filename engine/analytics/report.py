@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from engine.analytics import followup, funnel, money
 from engine.analytics.attribution import MODELS, Credits, attribute, side_by_side
+from engine.analytics.exchange import LeftOut
 from engine.analytics.journeys import Dataset
 from engine.analytics.paths import ReportError, build_paths
 from engine.rules import Rules
@@ -43,6 +45,15 @@ class Window:
         }
 
 
+def report_currency(rules: Rules, currency: str | None) -> str:
+    """`--currency`, else the rules' `money.reporting_currency`: a report is in one currency."""
+    if currency is None:
+        return rules.money.reporting_currency
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ReportError(f"--currency {currency!r}: expected an ISO 4217 code such as EUR")
+    return currency
+
+
 def models_of(name: str) -> tuple[str, ...]:
     if name == "all":
         return MODELS
@@ -72,7 +83,8 @@ def attribution(
         value=value,
         start=window.start,
         end=window.end,
-        currency=currency,
+        currency=report_currency(rules, currency),
+        rates=rules.money.rates,
     )
     return [attribute(paths, m, by, cfg) for m in models_of(model)]
 
@@ -87,6 +99,8 @@ def attribution_document(results: list[Credits], window: Window, rules: Rules) -
         "by": first.by,
         "conversions": first.conversions,
         "total": first.total,
+        "currency": first.currency,
+        "left_out": first.left_out,
         "models": {r.model: r.rows() for r in results},
         "side_by_side": side_by_side(results),
     }
@@ -111,12 +125,25 @@ def kpis(
         if first_touch_types
         else followup.sales_followup(ds, s, e)
     )
+    currency = report_currency(rules, currency)
     revenue_paths = build_paths(
-        ds, cfg, conversion="customer", value="revenue", start=s, end=e, currency=currency
+        ds,
+        cfg,
+        conversion="customer",
+        value="revenue",
+        start=s,
+        end=e,
+        currency=currency,
+        rates=rules.money.rates,
     )
     (name,) = models_of(model)
     credits = attribute(revenue_paths, name, by, cfg)
     conversion_paths = build_paths(ds, cfg, start=s, end=e)
+    left_out = LeftOut()
+    money_rows = money.money(
+        ds, s, e, by=by, attributed=credits, currency=currency,
+        rates=rules.money.rates, left_out=left_out,
+    )  # fmt: skip
     return {
         **window.describe(),
         "rules": rules.ref,
@@ -131,6 +158,11 @@ def kpis(
         "reasons": followup.reasons(ds, s, e),
         "email": followup.email(ds, s, e),
         "clusters": followup.clusters(conversion_paths),
-        "money": money.money(ds, s, e, by=by, attributed=credits, currency=currency),
+        "money": money_rows,
         "money_model": name,
+        "currency": currency,
+        "money_left_out": [
+            *left_out.rows(),
+            *({**r, "what": "attributed_revenue"} for r in credits.left_out),
+        ],
     }

@@ -26,16 +26,17 @@ def hours(delta: timedelta) -> float:
     return delta.total_seconds() / 3600.0
 
 
-def _round(value: Decimal, places: str) -> float:
-    """Half away from zero, as PostgreSQL's round(numeric) does."""
+def half_up(value: Decimal, places: str) -> float:
+    """`value` rounded half away from zero to `places` (`"0.1"`) in decimal, as PostgreSQL's
+    round(numeric) does: the one rounding rule of every printed percentage."""
     return float(value.quantize(Decimal(places), ROUND_HALF_UP))
 
 
 def pct(part: float, whole: float) -> float | None:
     if not whole:
         return None
-    return _round(Decimal(100) * Decimal(part) / Decimal(whole), "0.1")
+    return half_up(Decimal(100) * Decimal(part) / Decimal(whole), "0.1")
 
 
 def r2(value: float | None) -> float | None:
-    return None if value is None else _round(Decimal(repr(value)), "0.01")
+    return None if value is None else half_up(Decimal(repr(value)), "0.01")

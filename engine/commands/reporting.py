@@ -64,13 +64,24 @@ def attribution(args: argparse.Namespace) -> int:
             print(f"saved {n} rows to {rt.db.schema}.attribution_credits", file=sys.stderr)
     doc = report.attribution_document(results, window, rt.rules)
     rows = results[0].rows() if len(results) == 1 else doc["side_by_side"]
-    unit = "revenue" if args.value == "revenue" else "conversions"
+    unit = f"revenue {doc['currency']}" if args.value == "revenue" else "conversions"
     title = (
         f"Attribution of {doc['conversions']:,} {doc['conversion']} conversions "
         f"({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}"
     )
     print(render(args.format, rows, title=title, document=doc))
+    _say_left_out(args.format, doc["left_out"], doc["currency"])
     return 0
+
+
+def _say_left_out(fmt: str, rows: list[dict[str, Any]], currency: str | None) -> None:
+    """Amounts no rate put in the report's currency, under the table (CSV: on stderr; JSON
+    carries them in the document)."""
+    if not rows or fmt == "json":
+        return
+    parts = [f"{r['what']} {r['currency']} {r['amount']} ({r['items']})" for r in rows]
+    note = f"left out (no rate into {currency}): " + ", ".join(parts)
+    print(note, file=sys.stderr if fmt == "csv" else sys.stdout)
 
 
 TITLES = {
@@ -109,16 +120,19 @@ def kpis(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json({k: v for k, v in doc.items() if k not in SECTIONS or k in sections}))
         return 0
+    left_out = doc["money_left_out"] if "money" in sections else []
     if args.format == "csv":
         print(render("csv", doc[sections[0]]), end="")
+        _say_left_out("csv", left_out, doc["currency"])
         return 0
     blocks = []
     for name in sections:
         title = TITLES[name]
         if name == "money":
-            title += f" (attributed revenue: {doc['money_model']} model)"
+            title += f" in {doc['currency']} (attributed revenue: {doc['money_model']} model)"
         blocks.append(render("table", doc[name], title=title))
     print("\n\n".join(blocks))
+    _say_left_out("table", left_out, doc["currency"])
     return 0
 
 
