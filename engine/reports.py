@@ -7,6 +7,7 @@ from typing import Any
 
 from psycopg import sql
 
+from engine.analytics.stats import pct
 from engine.db import Database
 from engine.lifecycle import FUNNEL, RANK
 from engine.rules import Sla
@@ -37,7 +38,7 @@ def funnel(db: Database) -> dict[str, Any]:
     previous: int | None = None
     for stage in FUNNEL_STAGES:
         count = int(reached.get(stage, 0))
-        rate = round(100.0 * count / previous, 1) if previous else None
+        rate = pct(count, previous) if previous else None
         stages.append(
             {
                 "stage": stage,
