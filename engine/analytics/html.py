@@ -103,10 +103,13 @@ def _costs(doc: dict[str, Any]) -> str:
     groups = [r for r in rows if r[key] != "TOTAL" and r["cost"]]
     stages = ("cost_per_lead", "cost_per_mql", "cost_per_sql", "cost_per_customer")
     series = {s.removeprefix("cost_per_"): [_f(r[s]) for r in groups] for s in stages}
+    left_out = doc.get("money_left_out") or []
     return (
-        f"<h2>Cost per stage (attributed revenue: {escape(doc['money_model'])})</h2>"
+        f"<h2>Cost per stage in {escape(str(doc.get('currency')))} "
+        f"(attributed revenue: {escape(doc['money_model'])})</h2>"
         + svg.grouped_hbars([r[key] for r in groups], series, label="cost per stage")
         + _table(rows)
+        + ("<p>Left out (no rate into this currency):</p>" + _table(left_out) if left_out else "")
     )
 
 

@@ -80,7 +80,8 @@ VIEWS: dict[str, str] = {
            round(100.0 * unsubscribed / nullif(sent - bounced, 0), 1) AS unsubscribe_rate_pct
     FROM c""",
     "kpi_cost_per_stage": """
-    WITH cost AS (SELECT channel, sum(amount) AS cost FROM {s}.campaign_costs GROUP BY 1),
+    WITH cost AS (
+        SELECT channel, currency, sum(amount) AS cost FROM {s}.campaign_costs GROUP BY 1, 2),
     leads AS (
         SELECT coalesce(source_channel, '(none)') AS channel,
                count(*) FILTER (WHERE furthest_rank >= 1) AS leads,
@@ -89,10 +90,14 @@ VIEWS: dict[str, str] = {
                count(*) FILTER (WHERE furthest_rank >= 6) AS customers
         FROM {s}.lead_state GROUP BY 1),
     revenue AS (
-        SELECT coalesce(s.source_channel, '(none)') AS channel, sum(m.amount) AS revenue
+        SELECT coalesce(s.source_channel, '(none)') AS channel, m.currency,
+               sum(m.amount) AS revenue
         FROM {s}.lead_milestones m JOIN {s}.lead_state s USING (lead_id)
-        WHERE m.type = 'deal.won' GROUP BY 1)
-    SELECT channel, round(coalesce(cost, 0), 2) AS cost,
+        WHERE m.type = 'deal.won' GROUP BY 1, 2),
+    money AS (
+        SELECT channel, currency, coalesce(cost, 0) AS cost, coalesce(revenue, 0) AS revenue
+        FROM cost FULL JOIN revenue USING (channel, currency))
+    SELECT channel, currency, round(coalesce(cost, 0), 2) AS cost,
            coalesce(leads, 0) AS leads, coalesce(mqls, 0) AS mqls,
            coalesce(sqls, 0) AS sqls, coalesce(customers, 0) AS customers,
            round(cost / nullif(leads, 0), 2) AS cost_per_lead,
@@ -101,7 +106,7 @@ VIEWS: dict[str, str] = {
            round(cost / nullif(customers, 0), 2) AS cost_per_customer,
            coalesce(revenue, 0) AS revenue,
            round(revenue / nullif(customers, 0), 2) AS revenue_per_customer
-    FROM cost FULL JOIN leads USING (channel) FULL JOIN revenue USING (channel)""",
+    FROM money FULL JOIN leads USING (channel)""",
 }
 
 

@@ -187,7 +187,12 @@ def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tu
     counts = Counter(f.type for f in touches)
     furthest = max((RANK[s] for s in (*lead.reached, lead.stage) if s in RANK), default=0)
     won = [f for f in lead.facts if f.type == "deal.won"]
-    won_amount = sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won else None
+    # one currency or none: a sum of two currencies is no amount (each deal: lead_milestones)
+    won_currencies = {f.data.get("currency") for f in won}
+    won_currency = won_currencies.pop() if len(won_currencies) == 1 else None
+    won_amount = (
+        sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won_currency else None
+    )
     employees = profile.get("employees")
     persona = best_of_profile(profile, origin, rules.personas)  # the same facts: all of them
     return (
@@ -216,7 +221,7 @@ def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tu
         profile.get("seniority"),
         *(lead.reached.get(stage) for stage in STAGE_COLUMNS),
         won_amount,
-        won[-1].data.get("currency") if won else None,
+        won_currency,
         lead.clock,
         lead.version,
         lead.owner_source,

@@ -14,6 +14,7 @@ from engine.analytics import money, report
 from engine.analytics.allocate import exact_split
 from engine.analytics.attribution import Credits, attribute
 from engine.analytics.exchange import Exchange, LeftOut
+from engine.analytics.html import page
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import ReportError, build_paths
 from engine.analytics.report import Window
@@ -226,3 +227,13 @@ def test_bad_rate_tables_are_clear_errors(rates: str, message: str) -> None:
 def test_reporting_currency_must_be_an_iso_code() -> None:
     with pytest.raises(RulesError, match=r"money\.reporting_currency"):
         parse_rules("name: t\nversion: '1'\nmoney: {reporting_currency: euro}\n")
+
+
+def test_the_html_page_lists_what_was_left_out() -> None:
+    ds = issue_case()
+    doc = report.kpis(ds, RULES, Window(), currency="EUR")
+    results = report.attribution(ds, RULES, Window(), currency="EUR")
+    doc["attribution"] = report.attribution_document(results, Window(), RULES)
+    html = page(doc)
+    assert "Cost per stage in EUR" in html and "Left out (no rate into this currency)" in html
+    assert "<td>attributed_revenue</td><td>USD</td><td>2</td><td>120.00</td>" in html

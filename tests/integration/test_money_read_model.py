@@ -1,0 +1,77 @@
+"""The read model never adds two currencies: `kpi_cost_per_stage` has a row per channel and
+currency that matches the report in that currency; `lead_state.won_amount` is one currency's."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from engine.analytics import report
+from engine.analytics.load import load
+from engine.analytics.report import Window
+from engine.contract import validate_event
+from engine.runtime import Runtime
+from tests.factory import raw
+from tests.integration.test_reports import _ingest, _view
+
+D = Decimal
+
+
+def _lead(key: str, channel: str, deals: list[tuple[float, str, str]]) -> list[dict[str, Any]]:
+    events = [
+        raw("lead.captured", key, {"email": f"{key.lower()}@acme.example"}),
+        raw("touch.page_viewed", key, {"channel": channel}, days=0.5),
+    ]
+    for day, amount, currency in deals:
+        events.append(raw("deal.won", key, {"amount": amount, "currency": currency}, days=day))
+    return events
+
+
+def _cost(campaign: str, channel: str, amount: str, currency: str) -> dict[str, Any]:
+    data = {"campaign": campaign, "channel": channel, "amount": amount, "currency": currency,
+            "period_start": "2026-03-01", "period_end": "2026-03-31"}  # fmt: skip
+    return raw("campaign.cost_recorded", campaign, data)
+
+
+def test_views_and_lead_state_keep_currencies_apart(runtime: Runtime) -> None:
+    events = [
+        *_lead("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
+        *_lead("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
+        *_lead("C", "organic", [(5, "20", "USD"), (6, "5.50", "USD")]),
+        *_lead("D", "email", []),
+        _cost("brand", "paid_search", "400", "EUR"),
+        _cost("brand-us", "paid_search", "90", "USD"),
+    ]
+    _ingest(runtime, [validate_event(e) for e in events])
+
+    with runtime.db.connect() as conn:
+        won = dict(
+            (key, (amount, currency))
+            for key, amount, currency in conn.execute(
+                f'SELECT lead_key, won_amount, won_currency FROM "{runtime.db.schema}".lead_state'
+            ).fetchall()
+        )
+    assert won == {"A": (None, None), "B": (None, None), "C": (D("25.50"), "USD"),
+                   "D": (None, None)}  # fmt: skip
+
+    view = {(v["channel"], v["currency"]): v for v in _view(runtime, "kpi_cost_per_stage")}
+    assert set(view) == {("paid_search", "EUR"), ("paid_search", "USD"), ("organic", "EUR"),
+                         ("organic", "USD"), ("email", None)}  # fmt: skip
+    assert (view["paid_search", "EUR"]["cost"], view["paid_search", "EUR"]["revenue"]) == (
+        D("400.00"), D(100),
+    )  # fmt: skip
+    assert view["organic", "USD"]["revenue"] == D("95.50")  # B's 70 and C's 25.50, no EUR
+    assert view["email", None]["leads"] == 1 and view["email", None]["revenue"] == 0
+
+    ds = load(runtime.db)
+    for currency in ("EUR", "USD"):
+        doc = report.kpis(ds, runtime.rules, Window(), currency=currency)
+        for r in doc["money"][:-1]:
+            v = view.get((r["channel"], currency))
+            if v is None:
+                assert r["cost"] == 0 and r["revenue"] == 0, (r, currency)
+                continue
+            assert (v["cost"], v["revenue"], v["leads"], v["customers"]) == (
+                r["cost"], r["revenue"], r["leads"], r["customers"],
+            ), currency  # fmt: skip
+            assert v["cost_per_lead"] == r["cost_per_lead"]
