@@ -241,6 +241,16 @@ def _parked(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
 
 
+def _credit_currency(conn: Any, schema: str) -> None:
+    """Saved revenue credits say their currency (a run in EUR replaces one in USD whole)."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS currency text").format(
+            sql.Identifier(schema, "attribution_credits")
+        )
+    )
+    ensure_contract(conn, schema)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -256,6 +266,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
     ),
+    Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
 )
 LATEST = MIGRATIONS[-1].version
 

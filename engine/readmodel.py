@@ -66,7 +66,7 @@ CONTRACT: dict[str, str] = {
     FROM {s}.campaign_costs""",
     "attribution_credits": """
     SELECT model, by, value, conversion, key, credit, share_pct, total, conversions,
-           window_from, window_to, as_of, rules_version, computed_at
+           window_from, window_to, as_of, rules_version, computed_at, currency
     FROM {s}.attribution_credits""",
     **{name: "SELECT * FROM {s}." + name for name in KPI_VIEWS},
 }

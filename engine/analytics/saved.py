@@ -2,7 +2,8 @@
 
 Markov and Shapley need every path at once, so they are not views; `report attribution --save`
 replaces the rows of the models it computed (same `by`, value and conversion) in one
-transaction, stamped with the window, the as-of moment and the rules version."""
+transaction, stamped with the window, the as-of moment, the rules version and (revenue) the
+currency, so rows of one model are never in two currencies."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def save(db: Database, results: list[Credits], window: Window, rules_ref: str) -
             window.as_of,
             rules_ref,
             now,
+            r.currency,
         )
         for r in results
         for row in r.rows()
@@ -49,8 +51,8 @@ def save(db: Database, results: list[Credits], window: Window, rules_ref: str) -
         cur.executemany(
             sql.SQL(
                 "INSERT INTO {} (model, by, value, conversion, key, credit, share_pct, total, "
-                "conversions, window_from, window_to, as_of, rules_version, computed_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                "conversions, window_from, window_to, as_of, rules_version, computed_at, currency) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ).format(table),
             rows,
         )

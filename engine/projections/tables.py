@@ -187,6 +187,7 @@ STATEMENTS += (
         as_of timestamptz,
         rules_version text NOT NULL,
         computed_at timestamptz NOT NULL,
+        currency text,
         PRIMARY KEY (model, by, value, conversion, key)
     )""",
 )

@@ -6,12 +6,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from engine.analytics import report
+from psycopg import sql
+
+from engine import migrations
+from engine.analytics import report, saved
 from engine.analytics.load import load
 from engine.analytics.report import Window
 from engine.contract import validate_event
+from engine.readmodel import read_schema
 from engine.runtime import Runtime
 from tests.factory import raw
+from tests.integration.test_projections import rows
 from tests.integration.test_reports import _ingest, _view
 
 D = Decimal
@@ -75,3 +80,51 @@ def test_views_and_lead_state_keep_currencies_apart(runtime: Runtime) -> None:
                 r["cost"], r["revenue"], r["leads"], r["customers"],
             ), currency  # fmt: skip
             assert v["cost_per_lead"] == r["cost_per_lead"]
+
+
+def test_saved_revenue_credits_say_their_currency(runtime: Runtime) -> None:
+    events = [
+        *_lead("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
+        *_lead("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
+    ]
+    _ingest(runtime, [validate_event(e) for e in events])
+    ds = load(runtime.db)
+    for currency in ("USD", "EUR"):  # the EUR run replaces the USD one whole
+        results = report.attribution(ds, runtime.rules, Window(), model="linear",
+                                     value="revenue", currency=currency)  # fmt: skip
+        saved.save(runtime.db, results, Window(), runtime.rules.ref)
+    results = report.attribution(ds, runtime.rules, Window(), model="linear")
+    saved.save(runtime.db, results, Window(), runtime.rules.ref)
+    stored = rows(
+        runtime,
+        "SELECT value, key, credit, total, currency FROM attribution_credits ORDER BY 1, 2",
+    )
+    assert stored == [
+        ("conversions", "organic", D(1), D(2), None),
+        ("conversions", "paid_search", D(1), D(2), None),
+        ("revenue", "organic", D(30), D(130), "EUR"),
+        ("revenue", "paid_search", D(100), D(130), "EUR"),
+    ]
+
+
+def test_migration_10_adds_the_currency_to_a_schema_without_it(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    schema, read = runtime.db.schema, read_schema(runtime.db.schema)
+    credits = sql.Identifier(schema, "attribution_credits")
+    with runtime.db.connect() as conn:  # as the previous build left it
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(read, "attribution_credits")))
+        conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN currency").format(credits))
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE version = 10").format(
+                sql.Identifier(schema, migrations.TABLE)
+            )
+        )
+    code, out = leadengine("db", "migrate")
+    assert code == 0 and "applied 10 attribution_credits.currency" in out
+    with runtime.db.connect() as conn:
+        cur = conn.execute(
+            sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(read, "attribution_credits"))
+        )
+        assert "currency" in {d.name for d in cur.description or ()}
+    assert not migrations.status(runtime.db).pending
