@@ -43,7 +43,9 @@ def journey(
     return j
 
 
-def credits(journeys: list[Journey], model: str, cfg: Attribution, **kw: object) -> dict:  # type: ignore[type-arg]
+def credits(
+    journeys: list[Journey], model: str, cfg: Attribution, **kw: object
+) -> dict[str, Decimal]:
     paths = build_paths(Dataset(journeys, []), cfg, **kw)  # type: ignore[arg-type]
     return attribute(paths, model, "channel", cfg).credits
 
