@@ -11,10 +11,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from engine.currency import NO_CURRENCY, money
+from engine.currency import money
 from engine.rules import Rate
-
-__all__ = ["NO_CURRENCY", "Exchange", "LeftOut"]
 
 
 class Exchange:
@@ -64,9 +62,6 @@ class LeftOut:
         key = (what, currency)
         self.amounts[key] = self.amounts.get(key, Decimal(0)) + amount
         self.counts[key] = self.counts.get(key, 0) + 1
-
-    def __bool__(self) -> bool:
-        return bool(self.counts)
 
     def rows(self) -> list[dict[str, Any]]:
         return [

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.analytics.exchange import NO_CURRENCY, Exchange, LeftOut
+from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.journeys import Dataset, Journey, Touchpoint
+from engine.currency import NO_CURRENCY
 from engine.errors import LeadEngineError
 from engine.rules import Attribution, Rate
 

@@ -163,6 +163,10 @@ def test_roi_449_on_400_prints_12_3_half_away_from_zero() -> None:
     ads = {r["channel"]: r for r in money.money(ds, attributed=credits)}["ads"]
     assert round(12.25, 1) == 12.2  # what Python's round gave: banker's, on a binary float
     assert ads["roi_pct"] == 12.3 and ads["contribution_pct"] == 100.0
+    ds.journeys[0].milestones[-1] = Milestone(at(3), "deal.won", amount=D(351), currency="EUR")
+    credits = attribute(build_paths(ds, cfg, value="revenue"), "linear", "channel", cfg)
+    ads = {r["channel"]: r for r in money.money(ds, attributed=credits)}["ads"]
+    assert ads["roi_pct"] == -12.3  # -12.25: half away from zero, below zero too
 
 
 def test_share_pct_rounds_the_exact_decimal_half_up() -> None:
