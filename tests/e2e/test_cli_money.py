@@ -112,6 +112,12 @@ def test_rate_table_in_the_rules_converts_exactly(
     rules = tmp_path / "rules.yaml"
     rules.write_text(head + RATES + tail, encoding="utf-8")
     env = {**two_currencies, "LEADENGINE_RULES_FILE": str(rules)}
+    assert "money in EUR, 2 rates)" in run(env, "rules", "check", str(rules)).stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(head + RATES.replace('"0.80"', "-1") + tail, encoding="utf-8")
+    refused = run(env, "rules", "check", str(bad), ok=False)
+    assert refused.returncode != 0
+    assert "money.rates.1.rate: Input should be greater than 0" in refused.stderr
     # EUR by default now; B's 70 USD on 5 March at 0.90 = 63, A's 50 USD on 20 March at 0.80
     doc = _linear(env)
     assert doc["credits"] == {"paid_search": "140.00", "organic": "93.00"}
