@@ -7,7 +7,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,10 +41,11 @@ class Exchange:
             return None
         return amount if currency == self.currency else amount * rate
 
-    def deal(self, amount: Decimal, currency: str, on: date) -> Decimal | None:
-        """A won deal in the report currency: converted amounts are rounded half up to its
-        minor unit, one deal at a time, so every total is a sum of the deals as shown."""
-        converted = self.convert(amount, currency, on)
+    def deal(self, amount: Decimal, currency: str, at: datetime) -> Decimal | None:
+        """A deal won `at` in the report currency, at the rate of its UTC date: converted
+        amounts are rounded half up to the minor unit, one deal at a time, so every total is a
+        sum of the deals as shown."""
+        converted = self.convert(amount, currency, at.astimezone(UTC).date())
         if converted is None or currency == self.currency:
             return converted
         return money(converted, self.currency)

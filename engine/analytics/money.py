@@ -98,7 +98,7 @@ def money(
             if not _in(m.at, start, end):
                 continue
             amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
-            deal = exchange.deal(amount, cur, m.at.date())
+            deal = exchange.deal(amount, cur, m.at)
             if deal is None:
                 left.add("revenue", cur, amount)
             else:

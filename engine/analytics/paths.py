@@ -76,7 +76,7 @@ def path_value(j: Journey, exchange: Exchange, left_out: LeftOut) -> Decimal:
     worth = Decimal(0)
     for m in j.won():
         amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
-        converted = exchange.deal(amount, cur, m.at.date())
+        converted = exchange.deal(amount, cur, m.at)
         if converted is None:
             left_out.add("revenue", cur, amount)
         else:

@@ -3,7 +3,7 @@ left out and counted; one rounding rule (half away from zero, decimal); ties in 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -115,10 +115,13 @@ def test_dated_rates_convert_exactly_and_a_deal_before_any_rate_is_left_out() ->
 def test_a_converted_deal_is_rounded_half_up_to_the_minor_unit_once() -> None:
     jpy = {"from": "JPY", "to": "EUR", "since": date(2026, 1, 1), "rate": "0.00615"}
     ex = Exchange("EUR", [Rate.model_validate(jpy)])
-    assert ex.deal(D(1000), "JPY", date(2026, 3, 1)) == D("6.15")
-    assert ex.deal(D(2500), "JPY", date(2026, 3, 1)) == D("15.38")  # 15.375 -> 15.38
-    assert ex.deal(D(1), "JPY", date(2025, 12, 31)) is None
-    assert ex.deal(D("1.234"), "EUR", date(2020, 1, 1)) == D("1.234")  # its own: as it is
+    assert ex.deal(D(1000), "JPY", T0) == D("6.15")
+    assert ex.deal(D(2500), "JPY", T0) == D("15.38")  # 15.375 -> 15.38
+    assert ex.deal(D(1), "JPY", datetime(2025, 12, 31, 23, 59, tzinfo=UTC)) is None
+    # 31 Dec 22:30 at UTC-2 is 1 Jan 00:30 UTC: the rate's first day
+    minus_two = timezone(timedelta(hours=-2))
+    assert ex.deal(D(1000), "JPY", datetime(2025, 12, 31, 22, 30, tzinfo=minus_two)) == D("6.15")
+    assert ex.deal(D("1.234"), "EUR", datetime(2020, 1, 1, tzinfo=UTC)) == D("1.234")
 
 
 def test_kpi_money_revenue_equals_attributed_revenue_per_currency() -> None:
