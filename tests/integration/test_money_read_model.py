@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import sql
 
-from engine import migrations
+from engine import migrations, reports
 from engine.analytics import report, saved
 from engine.analytics.load import load
 from engine.analytics.report import Window
@@ -128,3 +128,14 @@ def test_migration_10_adds_the_currency_to_a_schema_without_it(
         )
         assert "currency" in {d.name for d in cur.description or ()}
     assert not migrations.status(runtime.db).pending
+
+
+def test_report_funnel_rounds_half_away_from_zero(runtime: Runtime) -> None:
+    """1 of 16 leads reached MQL (sales accepted it, MQL implied): 6.25% is 6.3, not 6.2."""
+    events = [raw("lead.captured", f"k{i}", {"email": f"k{i}@acme.example"}) for i in range(16)]
+    events.append(raw("sales.accepted", "k0", {"rep": "ann"}, days=1))
+    _ingest(runtime, [validate_event(e) for e in events])
+    stages = {r["stage"]: r for r in reports.funnel(runtime.db)["stages"]}
+    assert (stages["lead"]["reached"], stages["mql"]["reached"]) == (16, 1)
+    assert round(100.0 * 1 / 16, 1) == 6.2  # what it printed: banker's rounding of a float
+    assert stages["mql"]["conversion_pct"] == 6.3
