@@ -121,6 +121,8 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
+    #: (lead id, version) of the stage-history rows late facts took back
+    retracted: list[tuple[UUID, int]] = field(default_factory=list)
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
     rekeys: dict[str, list[tuple[str, UUID]]] = field(default_factory=dict)
     cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
@@ -431,6 +433,10 @@ class Projector:
         elif isinstance(event, (Lead.StageChanged, Lead.MarketingQualified)):
             if "history" in want:
                 batch.stages.append(rows.stage_row(lead, event))
+        elif isinstance(event, Lead.StageRetracted) and "history" in want:
+            gone = (lead.id, event.version_retracted)
+            batch.stages[:] = [r for r in batch.stages if (r[0], r[1]) != gone]
+            batch.retracted.append(gone)  # the row may be in the table already
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
@@ -485,6 +491,7 @@ class Projector:
                 self._still_parked(cur, batch.skipped)
                 write_rows(cur)
                 self._write_rekeys(cur, batch)
+                self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
 
         def upserts(cur: Cursor[Any]) -> None:
@@ -510,6 +517,15 @@ class Projector:
     def _write_rekeys(self, cur: Cursor[Any], batch: Batch) -> None:
         for table, pairs in batch.rekeys.items():
             cur.executemany(self._rekeys[table], pairs)
+
+    def _write_retractions(self, cur: Cursor[Any], batch: Batch) -> None:
+        if batch.retracted:
+            cur.executemany(
+                sql.SQL("DELETE FROM {} WHERE lead_id = %s AND version = %s").format(
+                    sql.Identifier(self.db.schema, "lead_stage_history")
+                ),
+                batch.retracted,
+            )
 
     def _still_parked(self, cur: Cursor[Any], skipped: set[tuple[str, UUID]] | None) -> None:
         """Raise Unparked if a lead whose events the batch skipped is parked no more (a retry
@@ -603,6 +619,7 @@ class Projector:
             self._write_isolated(
                 cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
             )
+            self._write_retractions(cur, batch)
         failed, self._parks = self._parks, []
         return failed
 
@@ -674,6 +691,7 @@ class Projector:
                     seen.setdefault(agg_id, position)
                 self._write_all(cur, batch.event_rows(), batch.cost_owners, seen)
                 self._write_rekeys(cur, batch)
+                self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
                 self._parks = []
                 done += len(page)
@@ -763,7 +781,14 @@ def _projection_of(event: Any) -> str:
     ):
         return "touchpoints"
     if isinstance(
-        event, (Lead.StageChanged, Lead.MarketingQualified, Lead.Routed, Lead.RoutingFailed)
+        event,
+        (
+            Lead.StageChanged,
+            Lead.StageRetracted,
+            Lead.MarketingQualified,
+            Lead.Routed,
+            Lead.RoutingFailed,
+        ),
     ):
         return "history"
     return "leads"
