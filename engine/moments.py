@@ -73,19 +73,35 @@ def fact_order(fact: Fact) -> tuple[Any, ...]:
     return (fact.occurred_at, SAME_INSTANT.get(fact.type, OTHER), fact.source, fact.event_id)
 
 
-def walk(facts: Iterable[Fact], qualified: Sequence[Qualification] = ()) -> Walk:
-    """The path `facts` make in event time, with the MQL decisions `qualified` walked at their
-    triggers (a decision whose trigger is unknown walks at its own moment)."""
-    items: list[tuple[tuple[Any, ...], int, Fact | Qualification]] = []
+def fact_orders(facts: Iterable[Fact]) -> dict[str, tuple[Any, ...]]:
+    """Each event id's place in the walk (`fact_order`; the first fact of an id)."""
     keys: dict[str, tuple[Any, ...]] = {}
     for fact in facts:
-        key = fact_order(fact)
-        keys.setdefault(fact.event_id, key)
-        items.append((key, 0, fact))
-    for q in qualified:
-        trigger = keys.get(q.trigger)
-        key = (q.at, *trigger[1:]) if trigger is not None and trigger[0] == q.at else (q.at, 99)
-        items.append((key, 1, q))
+        keys.setdefault(fact.event_id, fact_order(fact))
+    return keys
+
+
+def _anchor(at: datetime, trigger: str, keys: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Where a move dated `at` and triggered by `trigger` walks: at its trigger when it is dated
+    at the trigger's moment, else at its own moment after that moment's facts."""
+    key = keys.get(trigger)
+    return key if key is not None and key[0] == at else (at, 99)
+
+
+def step_order(step: Step, keys: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """A recorded step's place in the walk, so a path reads in the order the walk made it."""
+    return (_anchor(step.at, step.trigger, keys), 1 if step.to_stage == "mql" else 0)
+
+
+def walk(facts: Iterable[Fact], qualified: Sequence[Qualification] = ()) -> Walk:
+    """The path `facts` make in event time, with the MQL decisions `qualified` walked right
+    after their triggers (a decision not dated at its trigger walks at its own moment)."""
+    facts = list(facts)
+    keys = fact_orders(facts)
+    items: list[tuple[tuple[Any, ...], int, Fact | Qualification]] = [
+        (fact_order(fact), 0, fact) for fact in facts
+    ]
+    items += [(_anchor(q.at, q.trigger, keys), 1, q) for q in qualified]
     items.sort(key=lambda item: (item[0], item[1]))
     stage, steps, anomalies = "anonymous", [], {}
     for _key, _kind, item in items:

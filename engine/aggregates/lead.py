@@ -231,15 +231,14 @@ class Lead(Aggregate):
         return True
 
     def _place(self, version: int, step: moments.Step) -> None:
-        """Put `step` on the path in time order (after steps of the same moment), then read the
-        stage (the path's last move) and each stage's first moment off it."""
-        at = len(self.path)
-        while at and self.path[at - 1][1].at > step.at:
-            at -= 1
-        self.path.insert(at, (version, step))
+        self.path.append((version, step))
         self._read_path()
 
     def _read_path(self) -> None:
+        """Order the path as the walk makes it (engine/moments.py), then read the stage (the
+        path's last move) and each stage's first moment off it."""
+        keys = moments.fact_orders(self.facts)
+        self.path.sort(key=lambda vs: (moments.step_order(vs[1], keys), vs[0]))
         self.stage = self.path[-1][1].to_stage if self.path else "anonymous"
         self.reached = {}
         for _version, step in self.path:

@@ -75,6 +75,12 @@ def journeys(draw: st.DrawFn) -> list[Envelope]:
     return events
 
 
+def flow_without_mql(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lead flow less its mql column, and less the rows only an MQL decision made."""
+    out = [{k: v for k, v in row.items() if k != "mql"} for row in rows]
+    return [row for row in out if any(row[s] for s in funnel.FUNNEL_STAGES if s != "mql")]
+
+
 def fact_driven(events: list[Envelope], rules: Rules) -> dict[str, Any]:
     app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     try:
@@ -103,7 +109,7 @@ def fact_driven(events: list[Envelope], rules: Rules) -> dict[str, Any]:
                 for s, d in funnel.time_in_stage(ds.journeys).items()
                 if s in ("sql", "opportunity")
             },
-            "flow": [{k: v for k, v in row.items() if k != "mql"} for row in funnel.lead_flow(ds)],
+            "flow": flow_without_mql(funnel.lead_flow(ds)),
             "credits": credits,
             "revenue_credits": last.credits,
             "money": [

@@ -10,7 +10,7 @@ from engine.analytics.attribution import attribute
 from engine.analytics.paths import build_paths
 from engine.application import LeadEngine
 from engine.contract import Envelope
-from engine.rules import Rules
+from engine.rules import MqlRule, Rules
 from tests.factory import ev
 from tests.timeline import dataset_of
 
@@ -72,3 +72,73 @@ def test_the_late_order_reports_what_the_sorted_order_reports(rules: Rules) -> N
         )
         app.close()
     assert reports[0] == reports[1]
+
+
+def path_of(app: LeadEngine, key: str) -> list[tuple[datetime, str, str]]:
+    return [(s.at, s.from_stage, s.to_stage) for _v, s in app.get_lead(key).path]
+
+
+def test_facts_of_the_same_instant_walk_in_funnel_order_whatever_their_arrival(
+    rules: Rules,
+) -> None:
+    """Ties in event time are broken by the funnel (capture first, closes last), then by
+    (source, id): never by arrival."""
+    cap = ev("lead.captured", "bo", {"email": "bo@acme.example"}, at=MARCH, id="c")
+    acc = ev("sales.accepted", "bo", {"rep": "ann"}, at=MARCH, days=1, id="z-accepted")
+    qual = ev("sales.qualified", "bo", {"rep": "ann"}, at=MARCH, days=1, id="a-qualified")
+    lost = ev("deal.lost", "bo", {"reason": "price"}, at=MARCH, days=2, id="l")
+    opened = ev("opportunity.opened", "bo", {"amount": 5, "currency": "EUR"}, at=MARCH, days=2)
+    paths = []
+    for order in ([cap, acc, qual, opened, lost], [lost, qual, opened, acc, cap]):
+        app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        app.ingest(order)
+        paths.append(path_of(app, "bo"))
+        assert app.get_lead("bo").stage == "lost"
+        app.close()
+    assert paths[0] == paths[1]
+    assert [to for _at, _from, to in paths[0]] == ["lead", "sal", "sql", "opportunity", "lost"]
+
+
+def test_mql_is_a_decision_taken_on_arrival_so_it_may_differ_with_arrival_order(
+    rules: Rules,
+) -> None:
+    """A form fill dated 03-03 makes the lead MQL when it arrives while the lead is a `lead`;
+    if sales.accepted (03-05) arrived first, the lead is past mql when the form fill comes, so
+    no MQL decision is taken (and no routing): the mql moment is then the skip at 03-05. Every
+    fact-driven moment is the same either way."""
+    eager = rules.model_copy(update={"mql": MqlRule(total_at_least=5)})
+    cap = ev("lead.captured", "cy", {"email": "cy@acme.example"}, at=MARCH, id="cap")
+    form = ev("touch.form_submitted", "cy", {"channel": "web"}, at=MARCH, days=2, id="form")
+    accepted = ev("sales.accepted", "cy", {"rep": "ann"}, at=MARCH, days=4, id="acc")
+    leads = []
+    for order in ([cap, form, accepted], [cap, accepted, form]):
+        app = LeadEngine(rules=eager, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        app.ingest(order)
+        leads.append(app.get_lead("cy"))
+        app.close()
+    in_order, late_form = leads
+    assert in_order.mql_rounds == 1 and late_form.mql_rounds == 0
+    assert in_order.reached["mql"] == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)  # the form fill
+    assert "mql" not in late_form.reached  # reached only through the skip to sal
+    assert len(in_order.routings) == 1 and late_form.routings == []
+    for stage in ("lead", "sal"):
+        assert in_order.reached[stage] == late_form.reached[stage]
+    assert in_order.stage == late_form.stage == "sal"
+
+
+def test_a_late_capture_moves_the_lead_moment_and_the_path(rules: Rules) -> None:
+    """sales.accepted arrives first (the lead jumps from anonymous to sal), then the capture
+    dated two days before it: the path becomes lead, then sal, as it happened."""
+    cap = ev("lead.captured", "di", {"email": "di@acme.example"}, at=MARCH, id="cap")
+    accepted = ev("sales.accepted", "di", {"rep": "ann"}, at=MARCH, days=2, id="acc")
+    app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.ingest([accepted])
+    assert path_of(app, "di") == [(datetime(2026, 3, 3, 9, 0, tzinfo=UTC), "anonymous", "sal")]
+    app.ingest([cap])
+    assert path_of(app, "di") == [
+        (MARCH, "anonymous", "lead"),
+        (datetime(2026, 3, 3, 9, 0, tzinfo=UTC), "lead", "sal"),
+    ]
+    [j] = dataset_of(app, ["di"]).journeys
+    assert [(m.at, m.to_stage) for m in j.moves] == [(at, to) for at, _f, to in path_of(app, "di")]
+    app.close()
