@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -103,6 +104,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
     "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
 }
+#: Where `retracted_at` sits in a stage-history row.
+RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
 #: The projection each table belongs to.
 TABLE_PROJECTION = {table: name for name, tables in PROJECTIONS.items() for table in tables}
 #: Writes a table's rows: an upsert (the projector) or COPY (the bulk load).
@@ -121,8 +124,8 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
-    #: (lead id, version) of the stage-history rows late facts took back
-    retracted: list[tuple[UUID, int]] = field(default_factory=list)
+    #: (when, lead id, version) of stage-history rows of earlier batches late facts took back
+    retracted: list[tuple[datetime, UUID, int]] = field(default_factory=list)
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
     rekeys: dict[str, list[tuple[str, UUID]]] = field(default_factory=dict)
     cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
@@ -434,9 +437,7 @@ class Projector:
             if "history" in want:
                 batch.stages.append(rows.stage_row(lead, event))
         elif isinstance(event, Lead.StageRetracted) and "history" in want:
-            gone = (lead.id, event.version_retracted)
-            batch.stages[:] = [r for r in batch.stages if (r[0], r[1]) != gone]
-            batch.retracted.append(gone)  # the row may be in the table already
+            _retract(batch, lead.id, event.version_retracted, event.timestamp)
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
@@ -521,9 +522,10 @@ class Projector:
     def _write_retractions(self, cur: Cursor[Any], batch: Batch) -> None:
         if batch.retracted:
             cur.executemany(
-                sql.SQL("DELETE FROM {} WHERE lead_id = %s AND version = %s").format(
-                    sql.Identifier(self.db.schema, "lead_stage_history")
-                ),
+                sql.SQL(
+                    "UPDATE {} SET retracted_at = %s WHERE lead_id = %s AND version = %s "
+                    "AND retracted_at IS NULL"
+                ).format(sql.Identifier(self.db.schema, "lead_stage_history")),
                 batch.retracted,
             )
 
@@ -610,7 +612,10 @@ class Projector:
                 want = frozenset(n for n in wanted if position <= positions[n])
                 self._take(StoredEvent(agg_id, version, topic, state), position, batch, want)
         assert batch.leads is not None and batch.first_seen is not None
-        assert batch.cost_owners is not None
+        assert batch.cost_owners is not None and batch.stages is not None
+        batch.retracted += [  # re-folded rows may be in the table already, unstamped
+            (row[RETRACTED], row[0], row[1]) for row in batch.stages if row[RETRACTED]
+        ]
         values = {
             **batch.event_rows(),
             **self._lead_rows(list(batch.leads.values()), batch.first_seen),
@@ -770,6 +775,17 @@ class Projector:
                 f"projection {name!r} moved past {expected} under us (a rebuild switched it, "
                 "or another projector runs)"
             )
+
+
+def _retract(batch: Batch, lead_id: UUID, version: int, at: datetime) -> None:
+    """Stamp a stage-history row retracted at `at`: in the batch if it is there, else queue
+    the update of the table's row (written by an earlier batch)."""
+    assert batch.stages is not None
+    for i, row in enumerate(batch.stages):
+        if row[0] == lead_id and row[1] == version:
+            batch.stages[i] = (*row[:RETRACTED], at, *row[RETRACTED + 1 :])
+            return
+    batch.retracted.append((at, lead_id, version))
 
 
 def _projection_of(event: Any) -> str:

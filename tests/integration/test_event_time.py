@@ -61,9 +61,13 @@ def fact_driven(rt: Runtime) -> dict[str, Any]:
         "history": select(
             rt,
             "SELECT lead_key, to_stage, trigger_event_id, occurred_at FROM lead_stage_history "
-            "WHERE to_stage <> 'mql'",
+            "WHERE to_stage <> 'mql' AND retracted_at IS NULL",
         ),
         "state": select(rt, f"SELECT lead_key, {FACT_MOMENTS} FROM lead_state"),
+        "kpi_reached": select(
+            rt, "SELECT lead_key, stage, reached_at FROM kpi_stage_reached WHERE stage <> 'mql'"
+        ),
+        "kpi_cycle": select(rt, "SELECT * FROM kpi_sales_cycle"),
         "funnel": [fact_row(row) for row in funnel.stages(ds) if row["stage"] != "mql"],
         "cycle": funnel.sales_cycle(ds),
         "to_15th": len(build_paths(ds, cfg, end=datetime(2026, 3, 15, tzinfo=UTC)).converting),
@@ -95,17 +99,26 @@ def test_sorted_and_shuffled_arrival_project_the_same_fact_driven_read_model(
 
     shuffled = [e for e in ordered if e.subject != "ann"]
     random.Random(5).shuffle(shuffled)
-    shuffled = late_first_win() + shuffled
+    *before, first_win = late_first_win()
+    second.app.ingest(before)
+    second.projector.run()
+    then = datetime.now(UTC)  # the engine has the upsell as the customer moment (03-20)
+    shuffled = [first_win, *shuffled]
     second.projector.batch_size = 37
     for start in range(0, len(shuffled), 150):  # projected while the late facts arrive
         second.app.ingest(shuffled[start : start + 150])
         second.projector.run()
     customer = select(
         second,
-        "SELECT occurred_at FROM lead_stage_history WHERE lead_key = 'ann' "
-        "AND to_stage = 'customer'",
+        "SELECT occurred_at, retracted_at IS NOT NULL FROM lead_stage_history "
+        "WHERE lead_key = 'ann' AND to_stage = 'customer'",
     )
-    assert customer == [(datetime(2026, 3, 10, 9, 0, tzinfo=UTC),)]  # the 03-20 row is gone
+    march = [datetime(2026, 3, d, 9, 0, tzinfo=UTC) for d in (10, 20)]
+    assert customer == [(march[0], False), (march[1], True)]  # 03-20 kept, retracted
+    [ann] = [j for j in load(second.db, then).journeys if j.key == "ann"]
+    assert ann.reached_at("customer") == march[1]  # --as-of then: what the engine said then
+    [ann] = [j for j in load(second.db).journeys if j.key == "ann"]
+    assert ann.reached_at("customer") == march[0]
     assert fact_driven(second) == expected
 
     rebuild(second.app, second.db, "history", batch_size=41)  # the bulk load, from the log
