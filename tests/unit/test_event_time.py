@@ -142,3 +142,32 @@ def test_a_late_capture_moves_the_lead_moment_and_the_path(rules: Rules) -> None
     [j] = dataset_of(app, ["di"]).journeys
     assert [(m.at, m.to_stage) for m in j.moves] == [(at, to) for at, _f, to in path_of(app, "di")]
     app.close()
+
+
+def test_mql_and_routing_are_dated_at_their_late_trigger(rules: Rules) -> None:
+    """A form fill dated 03-03 arrives after a page view dated 03-10: the MQL decision it
+    triggers, and the routing that follows, are dated 03-03 (the trigger's time), not at the
+    lead's latest fact."""
+    eager = rules.model_copy(update={"mql": MqlRule(total_at_least=5)})
+    cap = ev("lead.captured", "ed", {"email": "ed@acme.example"}, at=MARCH, id="cap")
+    view = ev("touch.page_viewed", "ed", {"channel": "web"}, at=MARCH, days=9, id="view")
+    form = ev("touch.form_submitted", "ed", {"channel": "web"}, at=MARCH, days=2, id="form")
+    app = LeadEngine(rules=eager, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.ingest([cap, view, form])
+    lead = app.get_lead("ed")
+    third = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert lead.mql_rounds == 1 and lead.reached["mql"] == third
+    assert [at for at, _owner, _queue in lead.routings] == [third]
+    app.close()
+
+
+def test_lead_history_shows_the_retracted_move(rules: Rules) -> None:
+    from engine.commands.leads import history_rows
+
+    app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.ingest(late_first_win())
+    shown = [r["event"] for r in history_rows(app.lead_events("ann"), rules)]
+    app.close()
+    assert shown.count("-> customer") == 2
+    assert "-/-> customer (retracted)" in shown
+    assert shown.index("-/-> customer (retracted)") < len(shown) - 1  # then the 03-10 move
