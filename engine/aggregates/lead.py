@@ -211,12 +211,18 @@ class Lead(Aggregate):
         return walked.anomalies.get(trigger)
 
     def _qualify(self, rules: Rules, trigger: str, at: datetime) -> bool:
-        """Take the MQL decision if the lead is qualifiable and its score meets the rule,
-        dated at the trigger's event time. Returns whether it was taken."""
+        """Take the MQL decision if the lead is qualifiable (now, and on the walk at the
+        trigger's moment: a late trigger that fell where the lead was past mql moves nothing)
+        and its score meets the rule; dated at the trigger's event time. Returns whether it
+        was taken."""
         if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
             return False
         result = self.current_score(rules)
         if not rules.mql.met(result.fit, result.engagement, result.total):
+            return False
+        decision = moments.Qualification(trigger, at)
+        walked = moments.walk(self.facts, [*self.qualified, decision])
+        if not any(s.to_stage == "mql" and s.trigger == trigger for s in walked.steps):
             return False
         self.trigger_event(
             self.MarketingQualified,

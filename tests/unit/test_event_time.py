@@ -171,3 +171,24 @@ def test_lead_history_shows_the_retracted_move(rules: Rules) -> None:
     assert shown.count("-> customer") == 2
     assert "-/-> customer (retracted)" in shown
     assert shown.index("-/-> customer (retracted)") < len(shown) - 1  # then the 03-10 move
+
+
+def test_a_late_trigger_that_fell_past_mql_takes_no_decision(rules: Rules) -> None:
+    """Rejected on 03-10 (recycled, so qualifiable now), a form fill dated 03-04 arrives: on
+    the walk it falls while the lead was `sal` (accepted 03-03), past mql: no MQL decision, no
+    routing, nothing to take back."""
+    eager = rules.model_copy(update={"mql": MqlRule(total_at_least=5)})
+    app = LeadEngine(rules=eager, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.ingest(
+        [
+            ev("lead.captured", "fa", {"email": "fa@acme.example"}, at=MARCH, id="cap"),
+            ev("sales.accepted", "fa", {"rep": "ann"}, at=MARCH, days=2, id="acc"),
+            ev("sales.rejected", "fa", {"reason": "no"}, at=MARCH, days=9, id="rej"),
+            ev("touch.form_submitted", "fa", {"channel": "web"}, at=MARCH, days=3, id="form"),
+        ]
+    )
+    lead = app.get_lead("fa")
+    stream = app.lead_events("fa")
+    app.close()
+    assert lead.stage == "recycled" and lead.mql_rounds == 0 and lead.routings == []
+    assert not any(isinstance(e, Lead.StageRetracted) for e in stream)
