@@ -282,8 +282,8 @@ class LeadEngine(Application[UUID]):
         """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
         routing = self.rules.routing
         assert routing is not None
-        at = lead.clock or env.occurred_at
-        attrs, origin = profile_of(lead.facts)  # every fact: none is later than the lead's clock
+        at = env.occurred_at  # a decision is dated at its trigger's event time
+        attrs, origin = profile_of(lead.facts)  # every fact known now, as the decision is taken
         best = best_of_profile(attrs, origin, self.rules.personas)
         attrs["persona"] = best.persona if best else None
         spec = match_queue(routing, attrs)

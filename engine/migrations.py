@@ -33,7 +33,7 @@ from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.errors import LeadEngineError
 from engine.projections.parking import DDL as PARKED_DDL
-from engine.projections.tables import STATEMENTS
+from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (
     CONTRACT,
     create_reader_role,
@@ -236,6 +236,13 @@ def _lead_id_scheme(conn: Any, schema: str) -> None:
         (UUID5 if had_leads else KEYED,),
     )
 
+
+def _retracted_moves(conn: Any, schema: str) -> None:
+    """Stage history keeps the moves a late fact took back, with when (engine/moments.py)."""
+    for statement in RETRACTED_AT:
+        conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
 def _parked(conn: Any, schema: str) -> None:
     """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""
     conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
@@ -266,6 +273,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
     ),
+    Migration(9, "stage history: moves late facts took back, kept retracted", _retracted_moves),
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
 )
 LATEST = MIGRATIONS[-1].version

@@ -40,7 +40,7 @@ CONTRACT: dict[str, str] = {
     "lead_stage_history": """
     SELECT lead_id, lead_key, version AS lead_version, from_stage, to_stage, decision, reason,
            score, trigger_event_id, occurred_at, recorded_at
-    FROM {s}.lead_stage_history""",
+    FROM {s}.lead_stage_history WHERE retracted_at IS NULL""",
     "lead_owner_history": """
     SELECT lead_id, lead_key, occurred_at, recorded_at,
            CASE outcome WHEN 'routed' THEN 'routed' ELSE 'not_routed' END AS outcome,

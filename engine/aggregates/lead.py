@@ -1,11 +1,13 @@
 """The Lead aggregate: every fact about one person, and the decisions the engine took on them.
 
 Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's own:
-`StageChanged` (a fact moved the lead), `MarketingQualified` (the score crossed the MQL rule,
-with the rules version, the score and the trigger event), `AnomalyFlagged` (a fact that made no
-sense in the stage it found; kept, stage untouched), `Routed` / `RoutingFailed` (who got the
-lead, from which queue, by which strategy, and why). A fact is known by its CloudEvent
-(`source`, `id`): the same again is a no-op, the same pair with other content a conflict.
+`StageChanged` (a fact moved the lead), `StageRetracted` (a late fact, walked in event time,
+took a move back: engine/moments.py), `MarketingQualified` (the score crossed the MQL rule,
+with the rules version, the score and the trigger event, dated at the trigger's event time),
+`AnomalyFlagged` (a fact that made no sense in the stage it found; kept, stage untouched),
+`Routed` / `RoutingFailed` (who got the lead, from which queue, by which strategy, and why).
+A fact is known by its CloudEvent (`source`, `id`): the same again is a no-op, the same pair
+with other content a conflict.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from engine import identity, lifecycle
+from engine import identity, lifecycle, moments
 from engine.facts import ERASED_KEY, Fact, email_domain, strip_pii
 from engine.leadids import NAMESPACE as NAMESPACE  # the namespace of the other aggregates' ids
 from engine.leadids import pseudonym
@@ -48,7 +50,9 @@ class Lead(Aggregate):
         self.owner: str | None = None
         self.facts: list[Fact] = []
         self.seen: dict[identity.EventKey, int] = {}  # (source, id) -> index in facts
-        self.reached: dict[str, datetime] = {}
+        self.reached: dict[str, datetime] = {}  # first moment of each stage, in event time
+        self.path: list[tuple[int, moments.Step]] = []  # (version of its event, step), in time
+        self.qualified: list[moments.Qualification] = []  # every MQL decision, as taken
         self.clock: datetime | None = None
         self.anomalies = 0
         self.mql_rounds = 0
@@ -101,18 +105,16 @@ class Lead(Aggregate):
             data=data,
             **kept,
         )
-        outcome = lifecycle.next_stage(self.stage, event_type, data)
-        if isinstance(outcome, lifecycle.Move):
-            self._move(outcome.to, outcome.reason, event_id, occurred_at)
-        elif isinstance(outcome, lifecycle.Anomaly):
+        anomaly = self._restage(event_id)
+        if anomaly is not None:
             self.trigger_event(
                 self.AnomalyFlagged,
                 event_id=event_id,
                 event_type=event_type,
-                reason=outcome.reason,
+                reason=anomaly,
             )
-        if lifecycle.can_trigger_mql(event_type):
-            self._qualify(rules, event_id)
+        if lifecycle.can_trigger_mql(event_type) and self._qualify(rules, event_id, occurred_at):
+            self._restage(event_id)
         return Recorded.ACCEPTED
 
     def check_redelivery(
@@ -178,22 +180,50 @@ class Lead(Aggregate):
         """Record that the person's data was forgotten (who, when, why; nothing personal)."""
         self.trigger_event(self.Erased, reason=reason, by=by, occurred_at=at)
 
-    def _move(self, to: str, reason: str, trigger: str, occurred_at: datetime) -> None:
-        self.trigger_event(
-            self.StageChanged,
-            from_stage=self.stage,
-            to_stage=to,
-            reason=reason,
-            trigger_event_id=trigger,
-            occurred_at=occurred_at,
-        )
+    def _restage(self, trigger: str) -> str | None:
+        """Walk the facts in event time (engine/moments.py) and bring the path to the walk:
+        retract the moves it no longer makes, then record the ones it makes anew (in time
+        order). Facts arriving in order only ever add a move at the end; a late one may move
+        earlier moments. Returns why the `trigger` fact made no sense where it fell, if so."""
+        walked = moments.walk(self.facts, self.qualified)
+        wanted = {step.identity for step in walked.steps}
+        for version, step in list(self.path):
+            if step.identity not in wanted:
+                self.trigger_event(
+                    self.StageRetracted,
+                    version_retracted=version,
+                    to_stage=step.to_stage,
+                    reason=f"{trigger} happened earlier: walked in event time, the lead no "
+                    f"longer moved to {step.to_stage} at {step.at.isoformat()}",
+                    trigger_event_id=trigger,
+                )
+        kept = {step.identity for _version, step in self.path}
+        for step in walked.steps:
+            if step.identity not in kept:
+                self.trigger_event(
+                    self.StageChanged,
+                    from_stage=step.from_stage,
+                    to_stage=step.to_stage,
+                    reason=step.reason,
+                    trigger_event_id=step.trigger,
+                    occurred_at=step.at,
+                )
+        return walked.anomalies.get(trigger)
 
-    def _qualify(self, rules: Rules, trigger: str) -> None:
+    def _qualify(self, rules: Rules, trigger: str, at: datetime) -> bool:
+        """Take the MQL decision if the lead is qualifiable (now, and on the walk at the
+        trigger's moment: a late trigger that fell where the lead was past mql moves nothing)
+        and its score meets the rule; dated at the trigger's event time. Returns whether it
+        was taken."""
         if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
-            return
+            return False
         result = self.current_score(rules)
         if not rules.mql.met(result.fit, result.engagement, result.total):
-            return
+            return False
+        decision = moments.Qualification(trigger, at)
+        walked = moments.walk(self.facts, [*self.qualified, decision])
+        if not any(s.to_stage == "mql" and s.trigger == trigger for s in walked.steps):
+            return False
         self.trigger_event(
             self.MarketingQualified,
             from_stage=self.stage,
@@ -202,8 +232,25 @@ class Lead(Aggregate):
             fit=result.fit,
             engagement=result.engagement,
             trigger_event_id=trigger,
-            occurred_at=self.clock,
+            occurred_at=at,
         )
+        return True
+
+    def _place(self, version: int, step: moments.Step) -> None:
+        self.path.append((version, step))
+        self._read_path()
+
+    def _read_path(self) -> None:
+        """Order the path as the walk makes it (engine/moments.py), then read the stage (the
+        path's last move) and each stage's first moment off it."""
+        keys = moments.fact_orders(self.facts)
+        self.path.sort(key=lambda vs: (moments.step_order(vs[1], keys), vs[0]))
+        self.stage = self.path[-1][1].to_stage if self.path else "anonymous"
+        self.reached = {}
+        for _version, step in self.path:
+            first = self.reached.get(step.to_stage)
+            if first is None or step.at < first:
+                self.reached[step.to_stage] = step.at
 
     # -- events -----------------------------------------------------------------------------
 
@@ -243,10 +290,25 @@ class Lead(Aggregate):
         occurred_at: datetime
 
         def apply(self, aggregate: Lead) -> None:
-            aggregate.stage = self.to_stage
-            aggregate.reached.setdefault(self.to_stage, self.occurred_at)
+            step = moments.Step(
+                self.occurred_at, self.from_stage, self.to_stage, self.reason, self.trigger_event_id
+            )
+            aggregate._place(self.originator_version, step)
             if self.to_stage in lifecycle.RELEASES_OWNER:
                 aggregate.routing_open = False
+
+    class StageRetracted(Aggregate.Event):
+        """A move (the event at `version_retracted`) the facts, walked in event time, no longer
+        make: a late fact (`trigger_event_id`) happened before it and changed the path."""
+
+        version_retracted: int
+        to_stage: str
+        reason: str
+        trigger_event_id: str
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.path = [(v, s) for v, s in aggregate.path if v != self.version_retracted]
+            aggregate._read_path()
 
     class MarketingQualified(Aggregate.Event):
         from_stage: str
@@ -258,9 +320,15 @@ class Lead(Aggregate):
         occurred_at: datetime
 
         def apply(self, aggregate: Lead) -> None:
-            aggregate.stage = "mql"
             aggregate.mql_rounds += 1
-            aggregate.reached.setdefault("mql", self.occurred_at)
+            aggregate.qualified.append(
+                moments.Qualification(self.trigger_event_id, self.occurred_at)
+            )
+            step = moments.Step(
+                self.occurred_at, self.from_stage, "mql", "marketing qualified",
+                self.trigger_event_id,
+            )  # fmt: skip
+            aggregate._place(self.originator_version, step)
 
     class Routed(Aggregate.Event):
         """The engine gave the lead to `owner` from `queue`; `why` says how it chose."""

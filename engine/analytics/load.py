@@ -1,7 +1,8 @@
 """Read journeys and costs from the read model as the engine knew them at `as_of`.
 
 Every read-model row carries `recorded_at` (when the engine stored the fact or decision), so
-cutting on it answers "what did we know then" (`--as-of`); cutting on `occurred_at` answers
+cutting on it answers "what did we know then" (`--as-of`; a stage move a late fact retracted
+after then still counts); cutting on `occurred_at` answers
 "what had happened by then" (`--occurred-by`); report windows cut on `occurred_at`. Rows
 stream through a server-side cursor, so memory holds journeys, not result sets.
 """
@@ -37,6 +38,8 @@ ORDER = {
 }
 
 
+#: Rows a late fact may take back later (engine/moments.py): kept, stamped `retracted_at`.
+RETRACTABLE = {"moves": "(retracted_at IS NULL"}
 #: What "happened by T" means per table (costs: the spend periods that had begun by T).
 HAPPENED = {"costs": "period_start <= {occurred_by}::date"}
 
@@ -49,6 +52,8 @@ def _query(
     cuts = []
     if as_of is not None:
         cuts.append(recorded + " <= {as_of}")
+    if name in RETRACTABLE:  # the path as it stood: now, or at T (retracted after T: still on)
+        cuts.append(RETRACTABLE[name] + (" OR retracted_at > {as_of})" if as_of else ")"))
     if occurred_by is not None:
         cuts.append(HAPPENED.get(name, "occurred_at <= {occurred_by}"))
     for cut in cuts:

@@ -19,6 +19,7 @@ REACHED = f"""
     FROM {{s}}.lead_stage_history h
     JOIN {RANKS.replace("AS r(", "AS t(")} ON t.stage = h.to_stage
     JOIN {RANKS} ON r.rank <= t.rank
+    WHERE h.retracted_at IS NULL
     GROUP BY h.lead_id, h.lead_key, r.stage, r.rank"""
 
 VIEWS: dict[str, str] = {
@@ -36,6 +37,7 @@ VIEWS: dict[str, str] = {
         SELECT h.to_stage AS stage,
                extract(epoch FROM lead(h.occurred_at) OVER w - h.occurred_at) / 86400.0 AS days
         FROM {s}.lead_stage_history h JOIN cohort USING (lead_id)
+        WHERE h.retracted_at IS NULL
         WINDOW w AS (PARTITION BY h.lead_id ORDER BY h.occurred_at, h.version))
     SELECT stage, count(*) AS stays,
            round(percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::numeric, 2) AS median_days,

@@ -127,7 +127,8 @@ def export(args: argparse.Namespace) -> int:
     decisions = [
         _plain_event(e)
         for e in events
-        if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.Routed,
+        if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.StageRetracted,
+                          Lead.Routed,
                           Lead.RoutingFailed, Lead.AnomalyFlagged))
     ]  # fmt: skip
     doc = {

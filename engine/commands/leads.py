@@ -174,6 +174,9 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.StageChanged):
             what, occurred = f"-> {event.to_stage}", event.occurred_at
             detail = f"{event.reason}; trigger {event.trigger_event_id}"
+        elif isinstance(event, Lead.StageRetracted):
+            what, occurred = f"-/-> {event.to_stage} (retracted)", None
+            detail = f"{event.reason}; version {event.version_retracted}"
         elif isinstance(event, Lead.Routed):
             what, occurred = f"routed to {event.owner} (decision)", event.occurred_at
             detail = f"{event.why}; trigger {event.trigger_event_id}"

@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -103,6 +104,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
     "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
 }
+#: Where `retracted_at` sits in a stage-history row.
+RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
 #: The projection each table belongs to.
 TABLE_PROJECTION = {table: name for name, tables in PROJECTIONS.items() for table in tables}
 #: Writes a table's rows: an upsert (the projector) or COPY (the bulk load).
@@ -121,6 +124,8 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
+    #: (when, lead id, version) of stage-history rows of earlier batches late facts took back
+    retracted: list[tuple[datetime, UUID, int]] = field(default_factory=list)
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
     rekeys: dict[str, list[tuple[str, UUID]]] = field(default_factory=dict)
     cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
@@ -431,6 +436,8 @@ class Projector:
         elif isinstance(event, (Lead.StageChanged, Lead.MarketingQualified)):
             if "history" in want:
                 batch.stages.append(rows.stage_row(lead, event))
+        elif isinstance(event, Lead.StageRetracted) and "history" in want:
+            _retract(batch, lead.id, event.version_retracted, event.timestamp)
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
@@ -485,6 +492,7 @@ class Projector:
                 self._still_parked(cur, batch.skipped)
                 write_rows(cur)
                 self._write_rekeys(cur, batch)
+                self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
 
         def upserts(cur: Cursor[Any]) -> None:
@@ -510,6 +518,16 @@ class Projector:
     def _write_rekeys(self, cur: Cursor[Any], batch: Batch) -> None:
         for table, pairs in batch.rekeys.items():
             cur.executemany(self._rekeys[table], pairs)
+
+    def _write_retractions(self, cur: Cursor[Any], batch: Batch) -> None:
+        if batch.retracted:
+            cur.executemany(
+                sql.SQL(
+                    "UPDATE {} SET retracted_at = %s WHERE lead_id = %s AND version = %s "
+                    "AND retracted_at IS NULL"
+                ).format(sql.Identifier(self.db.schema, "lead_stage_history")),
+                batch.retracted,
+            )
 
     def _still_parked(self, cur: Cursor[Any], skipped: set[tuple[str, UUID]] | None) -> None:
         """Raise Unparked if a lead whose events the batch skipped is parked no more (a retry
@@ -594,7 +612,10 @@ class Projector:
                 want = frozenset(n for n in wanted if position <= positions[n])
                 self._take(StoredEvent(agg_id, version, topic, state), position, batch, want)
         assert batch.leads is not None and batch.first_seen is not None
-        assert batch.cost_owners is not None
+        assert batch.cost_owners is not None and batch.stages is not None
+        batch.retracted += [  # re-folded rows may be in the table already, unstamped
+            (row[RETRACTED], row[0], row[1]) for row in batch.stages if row[RETRACTED]
+        ]
         values = {
             **batch.event_rows(),
             **self._lead_rows(list(batch.leads.values()), batch.first_seen),
@@ -603,6 +624,7 @@ class Projector:
             self._write_isolated(
                 cur, values, batch.cost_owners, batch.first_seen, self._upsert_rows
             )
+            self._write_retractions(cur, batch)
         failed, self._parks = self._parks, []
         return failed
 
@@ -674,6 +696,7 @@ class Projector:
                     seen.setdefault(agg_id, position)
                 self._write_all(cur, batch.event_rows(), batch.cost_owners, seen)
                 self._write_rekeys(cur, batch)
+                self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
                 self._parks = []
                 done += len(page)
@@ -754,6 +777,17 @@ class Projector:
             )
 
 
+def _retract(batch: Batch, lead_id: UUID, version: int, at: datetime) -> None:
+    """Stamp a stage-history row retracted at `at`: in the batch if it is there, else queue
+    the update of the table's row (written by an earlier batch)."""
+    assert batch.stages is not None
+    for i, row in enumerate(batch.stages):
+        if row[0] == lead_id and row[1] == version:
+            batch.stages[i] = (*row[:RETRACTED], at, *row[RETRACTED + 1 :])
+            return
+    batch.retracted.append((at, lead_id, version))
+
+
 def _projection_of(event: Any) -> str:
     """The projection whose rows `event` makes (the one to park its aggregate in if that fails)."""
     if isinstance(event, Campaign.CostRecorded):
@@ -763,7 +797,14 @@ def _projection_of(event: Any) -> str:
     ):
         return "touchpoints"
     if isinstance(
-        event, (Lead.StageChanged, Lead.MarketingQualified, Lead.Routed, Lead.RoutingFailed)
+        event,
+        (
+            Lead.StageChanged,
+            Lead.StageRetracted,
+            Lead.MarketingQualified,
+            Lead.Routed,
+            Lead.RoutingFailed,
+        ),
     ):
         return "history"
     return "leads"

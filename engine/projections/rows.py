@@ -162,6 +162,7 @@ STAGE_HISTORY_COLUMNS = (
     "score",
     "occurred_at",
     "recorded_at",
+    "retracted_at",
 )
 
 COST_COLUMNS = (
@@ -356,6 +357,7 @@ def stage_row(lead: Lead, event: Lead.StageChanged | Lead.MarketingQualified) ->
             event.score,
             event.occurred_at,
             event.timestamp,
+            None,
         )
     return (
         event.originator_id,
@@ -369,6 +371,7 @@ def stage_row(lead: Lead, event: Lead.StageChanged | Lead.MarketingQualified) ->
         None,
         event.occurred_at,
         event.timestamp,
+        None,
     )
 
 

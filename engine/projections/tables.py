@@ -193,6 +193,13 @@ STATEMENTS += (
 )
 
 
+# Event time (issue 15): a move a late fact took back stays, stamped with when it was retracted.
+RETRACTED_AT = (
+    "ALTER TABLE {s}.lead_stage_history ADD COLUMN IF NOT EXISTS retracted_at timestamptz",
+)
+STATEMENTS += RETRACTED_AT
+
+
 def create_tables(db: Database) -> None:
     schema = sql.Identifier(db.schema)
     with db.connect() as conn, conn.transaction():
