@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
     _fmt(p)
 
+    from engine.commands.relay import add_parser as add_relay
+
+    _fmt(add_relay(sub))
+
     p = sub.add_parser("project", help="bring the read model up to date with the log")
     p.add_argument(
         "--until-caught-up",
@@ -639,7 +643,16 @@ def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from engine.commands import audit, deadletters, leads, ops, qualify, reporting, streaming
+    from engine.commands import (
+        audit,
+        deadletters,
+        leads,
+        ops,
+        qualify,
+        relay,
+        reporting,
+        streaming,
+    )
 
     table: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("demo", None): ops.demo,
@@ -652,6 +665,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("consume", None): streaming.consume,
         ("publish", None): streaming.publish,
         ("status", None): streaming.status,
+        ("relay", None): relay.relay,
         ("lead", "show"): leads.show,
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,

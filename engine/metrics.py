@@ -4,7 +4,7 @@ Consumer: records, accepted, duplicates, conflicts, unknown fields kept, dead-le
 by topic), batch latency (histogram) and lag per partition (the broker's high watermark minus the
 stored position: an estimate for dashboards, never used to decide anything). Projector: events
 projected, batch latency, position and lag against the head of the event log, parked leads per
-projection.
+projection. Relay: decisions published, batch latency, position and lag per outbound topic.
 """
 
 from __future__ import annotations
@@ -74,6 +74,19 @@ parked_leads = Gauge(
     "Leads (or campaigns) a projection set aside after failing to fold or write them",
     ["projection"],
 )
+
+relay_published = Counter(
+    "leadengine_relay_published", "Decisions published to the outbound topic", ["topic"]
+)
+relay_batch_seconds = Histogram(
+    "leadengine_relay_batch_seconds",
+    "Read, publish, wait for the broker's acks and commit one relay batch",
+    buckets=_BUCKETS,
+)
+relay_position = Gauge(
+    "leadengine_relay_position", "Last notification id relayed (and acknowledged)", ["topic"]
+)
+relay_lag = Gauge("leadengine_relay_lag", "Events in the log not yet relayed", ["topic"])
 
 
 def serve(port: int | None, addr: str = "0.0.0.0") -> None:

@@ -258,6 +258,23 @@ def _credit_currency(conn: Any, schema: str) -> None:
     ensure_contract(conn, schema)
 
 
+#: engine/relay.py: each outbound topic's position, moved only after the broker acknowledged
+RELAY_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
+    topic text PRIMARY KEY,
+    position bigint NOT NULL,
+    batch_events integer NOT NULL DEFAULT 0,
+    batch_published integer NOT NULL DEFAULT 0,
+    batch_seconds double precision NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def _relay_tracking(conn: Any, schema: str) -> None:
+    conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -275,6 +292,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(9, "stage history: moves late facts took back, kept retracted", _retracted_moves),
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
+    Migration(13, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
 )
 LATEST = MIGRATIONS[-1].version
 

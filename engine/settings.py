@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     kafka_topic: str = Field(default="lead-events", min_length=1)
     kafka_dlq_topic: str | None = Field(default=None, description="Default: <topic>.dlq")
     kafka_group: str = Field(default="leadengine", min_length=1)
+    relay_topic: str = Field(
+        default="lead-decisions", min_length=1, description="Where `relay` publishes decisions."
+    )
     kafka_security_protocol: str = Field(
         default="PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
     )

@@ -253,6 +253,17 @@ def projection_status(rt: Runtime) -> list[dict[str, Any]]:
     return out
 
 
+def relay_status(rt: Runtime) -> list[dict[str, Any]]:
+    """Each outbound topic `leadengine relay` publishes to: its position in the log and lag."""
+    from engine import relay
+
+    head = rt.app.recorder.max_notification_id() or 0
+    return [
+        {**row, "log_head": head, "lag": max(0, head - row["position"])}
+        for row in relay.status(rt.db)
+    ]
+
+
 def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False) -> int:
     problems = []
     for proj in doc["projections"]:
@@ -299,10 +310,12 @@ def status(args: argparse.Namespace) -> int:
             for p in sorted(set(stored) | set(ends))
         ]
         projections = projection_status(rt)
+        relays = relay_status(rt)
     doc = {
         "topic": settings.kafka_topic,
         "partitions": partitions,
         "projections": projections,
+        "relays": relays,
         "broker_error": broker_error,
     }
     if broker_error:  # could not do the whole job: one line, exit 2 (after the rest, if asked)
@@ -339,3 +352,6 @@ def _print_status(fmt: str, doc: dict[str, Any]) -> None:
                 ],
             )
         )
+        if doc["relays"]:
+            print()
+            print(render(fmt, doc["relays"], title="Relayed decisions (leadengine relay)"))
