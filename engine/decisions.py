@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine import outbound
 from engine.aggregates.lead import Lead
 from engine.rules import Rules
 
@@ -32,6 +33,7 @@ TYPES: dict[type[Any], str] = {
     Lead.Erased: "lead.erased",
 }
 OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
+assert set(OUTBOUND_TYPES) == set(outbound.DATA)
 
 
 def decision_id(lead_id: Any, version: int) -> str:
@@ -49,8 +51,8 @@ def to_cloudevent(event: Any, lead: Lead, rules: Rules) -> dict[str, Any] | None
     kind = TYPES.get(type(event))
     if kind is None:
         return None
-    data: dict[str, Any] = {"lead_id": str(lead.id), "version": event.originator_version}
-    data.update(_data(event, lead, rules))
+    fields = {"lead_id": str(lead.id), "version": event.originator_version}
+    data = outbound.DATA[kind](**fields, **_data(event, lead, rules)).model_dump(mode="json")
     return {
         "specversion": SPECVERSION,
         "id": decision_id(lead.id, event.originator_version),

@@ -440,9 +440,14 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def schema_files() -> dict[str, str]:
+    from engine import outbound
+
     return {
         f"{t}.json": json.dumps(event_json_schema(t), indent=2, sort_keys=True) + "\n"
         for t in sorted(EVENT_TYPES)
+    } | {  # the outbound ones: what `leadengine relay` publishes (engine/outbound.py)
+        f"{t}.json": json.dumps(outbound.json_schema(t), indent=2, sort_keys=True) + "\n"
+        for t in sorted(outbound.DATA)
     }
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import outbound
 from engine.commands.ops import schema_files
 from engine.contract import EVENT_TYPES, parse_event, pii_fields
 from engine.errors import InvalidEvent
@@ -86,6 +87,6 @@ def test_committed_schemas_match_the_models() -> None:
         assert committed[name] == text, (
             f"schemas/{name} is stale: leadengine schemas export schemas/"
         )
-    assert len(files) == len(EVENT_TYPES)
+    assert len(files) == len(EVENT_TYPES) + len(outbound.DATA)
     captured = json.loads(files["lead.captured.json"])
     assert captured["properties"]["data"]["properties"]["email"]["x-pii"] is True
