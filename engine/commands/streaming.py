@@ -279,6 +279,9 @@ def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False)
         for p in doc["partitions"]:
             if p["lag"] is not None and p["lag"] > max_lag:
                 problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
+        for r in doc.get("relays", []):
+            if r["lag"] > max_lag:
+                problems.append(f"relay to {r['topic']} lag {r['lag']} > {max_lag}")
     if problems:
         print("; ".join(problems), file=sys.stderr)
         return REJECTED

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from jsonschema import Draft202012Validator
 from psycopg import sql
 
@@ -61,7 +61,9 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> 
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    # assigned, not subscribed: no group to join (a join alone takes seconds)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     records: list[Any] = []
     ids: set[str] = set()
     deadline = time.monotonic() + timeout
