@@ -25,6 +25,7 @@ from engine.decisions import TYPES, decision_id
 from engine.generator import generate
 from engine.runtime import Runtime
 from engine.settings import Settings
+from examples.crm_task import tasks
 from tests.kafka_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,6 +152,18 @@ def test_every_decision_reaches_the_topic_in_order_per_lead(
             reasons = event["data"]["reasons"]
             assert reasons and reasons[0]["points"] != 0
             assert abs(reasons[0]["points"]) >= abs(reasons[-1]["points"])
+    qualified = {json.loads(m.value())["id"] for m in records if b'"lead.qualified"' in m.value()}
+    example = subprocess.run(
+        [sys.executable, "examples/crm_task.py", "--bootstrap", bootstrap, "--topic", topic,
+         "--group", "", "--idle-ms", "2000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    made = [json.loads(line) for line in example.stdout.splitlines()]
+    assert {t["external_id"] for t in made} == qualified and len(made) == len(qualified)
+    assert all(t["title"].startswith("Call new MQL (score ") and " by event " in t["description"]
+               for t in made)  # fmt: skip
+    values = [m.value() for m in records]
+    assert list(tasks(values + values)) == list(tasks(values))  # re-delivered: no second task
     again, _ = leadengine(
         "relay", "--topic", topic, "--bootstrap", bootstrap, "--until-caught-up",
         "--format", "json",
