@@ -15,7 +15,7 @@ demo: $(BIN)/.installed
 	$(BIN)/leadengine demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff check engine tests bench examples
 	$(BIN)/mypy engine
 
 # The HTML report is tested in a real headless Chromium: install Debian's if none is there.

@@ -74,7 +74,7 @@ def relay(args: argparse.Namespace) -> int:
                 published += relayer.run(until_caught_up=args.until_caught_up, stop=stopped)
                 return published
 
-            retry_transient(follow, what="database", log=log, stop=stop)
+            retry_transient(follow, what="relay (database or broker)", log=log, stop=stop)
             position = relayer.position()
             log.info("relay stopped", topic=topic, published=published, position=position)
         finally:

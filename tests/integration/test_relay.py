@@ -141,6 +141,8 @@ def test_every_decision_reaches_the_topic_in_order_per_lead(
     assert counts == {"unique": total, "duplicates": 0}
     kinds = {json.loads(m.value())["type"] for m in records}
     assert {"lead.qualified", "lead.stage_changed", "lead.routed"} <= kinds
+    moves = [json.loads(m.value())["data"] for m in records if b'"lead.stage_changed"' in m.value()]
+    assert moves and all(d["to_stage"] != "mql" for d in moves)  # an MQL is lead.qualified
     schemas = {
         t: Draft202012Validator(json.loads((ROOT / "schemas" / f"{t}.json").read_text()))
         for t in kinds
