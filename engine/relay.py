@@ -141,11 +141,8 @@ class Relay:
         started = time.perf_counter()
         lead_events = [n for n in notifications if n.topic.startswith(LEAD_TOPIC)]
         self.app.sealed_mapper.prefetch_keys(lead_events)
-        futures = []
-        for stored in lead_events:
-            doc = self._decision(stored)
-            if doc is not None:
-                futures.append(self._send(doc))
+        docs = [doc for doc in map(self._decision, lead_events) if doc is not None]
+        futures = [self._send(doc) for doc in docs]  # in one go: the producer batches them
         self.producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises what the broker refused: the position stays
