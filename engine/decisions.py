@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from engine import outbound
 from engine.aggregates.lead import Lead
@@ -45,28 +46,35 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def to_cloudevent(event: Any, lead: Lead, rules: Rules) -> dict[str, Any] | None:
-    """The CloudEvent for `event` (a decision on `lead`, folded up to and including it), or
-    None when `event` is not a decision (a fact, the lead's start)."""
+def to_cloudevent(
+    event: Any, lead_id: UUID, key: str, rules: Rules, lead: Lead | None = None
+) -> dict[str, Any] | None:
+    """The CloudEvent for `event` (a decision on the lead `lead_id`, whose key reads `key`
+    now), or None when `event` is not a decision (a fact, the lead's start). An MQL needs
+    `lead`, folded up to and including it, for its reasons."""
     kind = TYPES.get(type(event))
     if kind is None:
         return None
-    fields = {"lead_id": str(lead.id), "version": event.originator_version}
-    data = outbound.DATA[kind](**fields, **_data(event, lead, rules)).model_dump(mode="json")
+    fields = {"lead_id": str(lead_id), "version": event.originator_version}
+    data = outbound.DATA[kind](**fields, **_data(event, lead_id, rules, lead)).model_dump(
+        mode="json"
+    )
     return {
         "specversion": SPECVERSION,
-        "id": decision_id(lead.id, event.originator_version),
+        "id": decision_id(lead_id, event.originator_version),
         "source": SOURCE,
         "type": kind,
-        "subject": lead.key,
+        "subject": key,
         "time": _iso(event.timestamp),
         "datacontenttype": "application/json",
         "data": data,
     }
 
 
-def _data(event: Any, lead: Lead, rules: Rules) -> dict[str, Any]:
+def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[str, Any]:
     if isinstance(event, Lead.MarketingQualified):
+        if lead is None:
+            raise ValueError("lead.qualified needs the lead, folded up to the decision")
         return {
             "from_stage": event.from_stage,
             "score": event.score,
@@ -103,7 +111,7 @@ def _data(event: Any, lead: Lead, rules: Rules) -> dict[str, Any]:
         }
     if isinstance(event, Lead.StageRetracted):
         return {
-            "retracted_id": decision_id(lead.id, event.version_retracted),
+            "retracted_id": decision_id(lead_id, event.version_retracted),
             "to_stage": event.to_stage,
             "reason": event.reason,
             "trigger_event_id": event.trigger_event_id,

@@ -17,6 +17,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
@@ -28,8 +29,9 @@ from engine import metrics
 from engine.aggregates.lead import Lead
 from engine.application import LeadEngine
 from engine.db import Database
-from engine.decisions import to_cloudevent
+from engine.decisions import TYPES, to_cloudevent
 from engine.errors import LeadEngineError
+from engine.leadids import pseudonym
 from engine.logs import get_logger
 from engine.rules import Rules
 
@@ -37,7 +39,28 @@ TABLE = "relay_tracking"  # made by migration 13 (engine/migrations.py)
 #: The part of a stored event's topic that names a Lead event (others are skipped undecoded).
 LEAD_TOPIC = "engine.aggregates.lead:Lead."
 
+#: The decision events' class names (engine/decisions.py): the lead events decoded at once.
+DECISION_NAMES = frozenset(cls.__qualname__.removeprefix("Lead.") for cls in TYPES)
+#: Undecoded events a lead may hold before they are folded anyway (bounds the relay's memory).
+FOLD_AFTER = 64
+
 log = get_logger("engine.relay")
+
+
+@dataclass
+class _Tail:
+    """One lead as the relay knows it: its key now, the last version seen, the lead folded so
+    far and the events since (stored or decoded); `pending` None: fold by reading the store."""
+
+    key: str
+    version: int
+    lead: Lead | None = None
+    pending: list[Any] | None = field(default_factory=list)
+
+    def add(self, item: Any, version: int) -> None:
+        self.version = version
+        if self.pending is not None:
+            self.pending.append(item)
 
 
 class RelayMoved(LeadEngineError):
@@ -90,7 +113,7 @@ class Relay:
         self.rules = rules
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: OrderedDict[UUID, Lead] = OrderedDict()
+        self._cache: OrderedDict[UUID, _Tail] = OrderedDict()
         self._partitions: int | None = None
         self._table = sql.Identifier(db.schema, TABLE)
 
@@ -155,24 +178,63 @@ class Relay:
         return len(notifications), len(futures), last
 
     def _decision(self, stored: StoredEvent) -> dict[str, Any] | None:
-        event = self.app.sealed_mapper.to_domain_event(stored)
-        lead = self._fold(event)
-        return to_cloudevent(event, lead, self.rules)
-
-    def _fold(self, event: Any) -> Lead:
-        lead_id = cast(UUID, event.originator_id)
-        lead = self._cache.get(lead_id)
-        if lead is not None and lead.version == event.originator_version - 1:
-            lead = cast(Lead, event.mutate(lead))
-        elif event.originator_version == 1:
-            lead = cast(Lead, event.mutate(None))
+        """The CloudEvent of one stored lead event, if it is a decision. Only decisions and the
+        lead's start are decoded here; facts wait undecoded until an MQL needs the whole lead
+        (its reasons), which keeps the relay's cost near its output's."""
+        lead_id = UUID(str(stored.originator_id))
+        version = stored.originator_version
+        name = stored.topic[len(LEAD_TOPIC) :]
+        tail = self._cache.pop(lead_id, None)
+        if tail is not None and tail.version != version - 1:
+            tail = None  # a gap (should not happen): start this lead afresh
+        doc = None
+        if version == 1:
+            started = self.app.sealed_mapper.to_domain_event(stored)
+            tail = _Tail(str(started.key), 1, pending=[started])
+        elif name not in DECISION_NAMES:
+            if tail is not None:
+                tail.add(stored, version)
         else:
-            lead = cast(Lead, self.app.repository.get(lead_id, version=event.originator_version))
-        self._cache[lead_id] = lead
-        self._cache.move_to_end(lead_id)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return lead
+            event = self.app.sealed_mapper.to_domain_event(stored)
+            if tail is None:
+                tail = _Tail(self._key_of(lead_id), version, pending=None)
+            else:
+                tail.add(event, version)
+            if isinstance(event, Lead.Erased):
+                tail.key = pseudonym(lead_id)
+            lead = self._whole(tail, lead_id, version) if name == "MarketingQualified" else None
+            doc = to_cloudevent(event, lead_id, tail.key, self.rules, lead)
+        if tail is not None:
+            if tail.pending is not None and len(tail.pending) > FOLD_AFTER:
+                self._whole(tail, lead_id, version)  # a long tail: fold it, keep memory bounded
+            self._cache[lead_id] = tail
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return doc
+
+    def _whole(self, tail: _Tail, lead_id: UUID, version: int) -> Lead:
+        """The lead folded up to `version`: the tail's pending events folded, else read."""
+        if tail.pending is None:
+            tail.lead = cast(Lead, self.app.repository.get(lead_id, version=version))
+        else:
+            lead = tail.lead
+            for item in tail.pending:
+                event = (
+                    self.app.sealed_mapper.to_domain_event(item)
+                    if isinstance(item, StoredEvent)
+                    else item
+                )
+                lead = cast(Lead, event.mutate(lead))
+            assert lead is not None
+            tail.lead = lead
+        tail.pending = []
+        return tail.lead
+
+    def _key_of(self, lead_id: UUID) -> str:
+        """The lead key as readable now (its pseudonym once forgotten), from its first event."""
+        [first] = self.app.recorder.select_events(lead_id, lte=1)
+        self.app.sealed_mapper.prefetch_keys([first])
+        return str(self.app.sealed_mapper.to_domain_event(first).key)
 
     def partition_of(self, lead_id: str) -> int:
         if self._partitions is None:

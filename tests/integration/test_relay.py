@@ -123,6 +123,7 @@ def relay_cli(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[st
 def test_every_decision_reaches_the_topic_in_order_per_lead(
     runtime: Runtime, kafka_settings: Settings, leadengine: Any
 ) -> None:
+    subjects = {e["subject"] for e in generate(150, seed=22)}
     ingest(runtime, leads=150, seed=22)
     expected = stored_decisions(runtime)
     total = sum(map(len, expected.values()))
@@ -140,6 +141,7 @@ def test_every_decision_reaches_the_topic_in_order_per_lead(
     counts = check_stream(records, expected)
     assert counts == {"unique": total, "duplicates": 0}
     kinds = {json.loads(m.value())["type"] for m in records}
+    assert {json.loads(m.value())["subject"] for m in records} <= subjects  # the leads' keys
     assert {"lead.qualified", "lead.stage_changed", "lead.routed"} <= kinds
     moves = [json.loads(m.value())["data"] for m in records if b'"lead.stage_changed"' in m.value()]
     assert moves and all(d["to_stage"] != "mql" for d in moves)  # an MQL is lead.qualified
