@@ -203,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     _fmt(p)
 
     from engine.commands.relay import add_parser as add_relay
+    from engine.commands.relay import add_timers_parser
 
     _fmt(add_relay(sub))
+    _fmt(add_timers_parser(sub))
 
     p = sub.add_parser("project", help="bring the read model up to date with the log")
     p.add_argument(
@@ -666,6 +668,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("publish", None): streaming.publish,
         ("status", None): streaming.status,
         ("relay", None): relay.relay,
+        ("timers", None): relay.timers,
         ("lead", "show"): leads.show,
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,

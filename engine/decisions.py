@@ -32,6 +32,7 @@ TYPES: dict[type[Any], str] = {
     Lead.StageRetracted: "lead.stage_retracted",
     Lead.AnomalyFlagged: "lead.anomaly_flagged",
     Lead.Erased: "lead.erased",
+    Lead.SlaAlerted: "lead.sla_alerted",
 }
 OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
 assert set(OUTBOUND_TYPES) == set(outbound.DATA)
@@ -121,6 +122,16 @@ def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[st
             "event_id": event.event_id,
             "event_type": event.event_type,
             "reason": event.reason,
+        }
+    if isinstance(event, Lead.SlaAlerted):
+        return {
+            "timer": event.timer,
+            "status": event.status,
+            "at": _iso(event.at),
+            "due": _iso(event.due),
+            "routed_at": _iso(event.routed_at),
+            "owner": event.owner,
+            "queue": event.queue,
         }
     assert isinstance(event, Lead.Erased)
     return {"occurred_at": _iso(event.occurred_at)}

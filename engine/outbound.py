@@ -91,6 +91,18 @@ class Erased(_Data):
     occurred_at: str
 
 
+class SlaAlerted(_Data):
+    """Recorded by `leadengine timers` when the moment passed (engine/timers.py)."""
+
+    timer: Literal["first_touch", "decision"]
+    status: Literal["at_risk", "breached"]
+    at: str = Field(description="The at-risk or due moment that passed (ISO 8601)")
+    due: str = Field(description="When the timer is (was) due")
+    routed_at: str = Field(description="The routing round the timer belongs to")
+    owner: str
+    queue: str
+
+
 DATA: dict[str, type[_Data]] = {
     "lead.qualified": Qualified,
     "lead.routed": Routed,
@@ -99,6 +111,7 @@ DATA: dict[str, type[_Data]] = {
     "lead.stage_retracted": StageRetracted,
     "lead.anomaly_flagged": AnomalyFlagged,
     "lead.erased": Erased,
+    "lead.sla_alerted": SlaAlerted,
 }
 
 

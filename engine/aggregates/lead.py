@@ -5,7 +5,8 @@ Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's
 took a move back: engine/moments.py), `MarketingQualified` (the score crossed the MQL rule,
 with the rules version, the score and the trigger event, dated at the trigger's event time),
 `AnomalyFlagged` (a fact that made no sense in the stage it found; kept, stage untouched),
-`Routed` / `RoutingFailed` (who got the lead, from which queue, by which strategy, and why).
+`Routed` / `RoutingFailed` (who got the lead, from which queue, by which strategy, and why),
+`SlaAlerted` (a turnaround timer passed its at-risk or due moment untouched: engine/timers.py).
 A fact is known by its CloudEvent (`source`, `id`): the same again is a no-op, the same pair
 with other content a conflict.
 """
@@ -62,6 +63,7 @@ class Lead(Aggregate):
         self.routings: list[tuple[datetime, str, str]] = []  # (when, owner, queue), every round
         self.routing_failure: str | None = None  # why the latest routing attempt found nobody
         self.erased_at: datetime | None = None  # `forget`: personal data shredded then
+        self.sla_alerts: set[tuple[datetime, str, str]] = set()  # (routed_at, timer, status)
 
     @classmethod
     def start(cls, key: str, lead_id: UUID) -> Lead:
@@ -175,6 +177,33 @@ class Lead(Aggregate):
         self.trigger_event(
             self.RoutingFailed, queue=queue, reason=reason, trigger_event_id=trigger, occurred_at=at
         )
+
+    def alert_sla(
+        self,
+        *,
+        timer: str,
+        status: str,
+        at: datetime,
+        due: datetime,
+        routed_at: datetime,
+        owner: str,
+        queue: str,
+    ) -> bool:
+        """Record that an SLA timer passed its at-risk or due moment `at` with nothing done,
+        unless recorded already for that routing round; returns whether it was recorded."""
+        if (routed_at, timer, status) in self.sla_alerts:
+            return False
+        self.trigger_event(
+            self.SlaAlerted,
+            timer=timer,
+            status=status,
+            at=at,
+            due=due,
+            routed_at=routed_at,
+            owner=owner,
+            queue=queue,
+        )
+        return True
 
     def erase(self, *, reason: str, by: str, at: datetime) -> None:
         """Record that the person's data was forgotten (who, when, why; nothing personal)."""
@@ -376,6 +405,22 @@ class Lead(Aggregate):
                 Fact(f.event_id, f.type, f.source, f.occurred_at, strip_pii(f.type, f.data), f.seq)
                 for f in aggregate.facts
             ]
+
+    class SlaAlerted(Aggregate.Event):
+        """An SLA timer (`first_touch` or `decision`) of the routing at `routed_at` reached its
+        at-risk or due moment `at` with nothing done: recorded by the timer service
+        (engine/timers.py) as that moment passed, so a replay shows when the engine warned."""
+
+        timer: str
+        status: str  # at_risk | breached
+        at: datetime
+        due: datetime
+        routed_at: datetime
+        owner: str
+        queue: str
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.sla_alerts.add((self.routed_at, self.timer, self.status))
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

@@ -111,3 +111,34 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     )
     p.add_argument("--batch-size", type=int, default=1000, help="notifications per batch")
     return p
+
+
+def timers(args: argparse.Namespace) -> int:
+    """The SLA timer service (engine/timers.py) until SIGTERM/SIGINT."""
+    from engine.timers import TimerService
+
+    settings = get_settings()
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    metrics.serve(settings.metrics_port)
+    database = wait_for_database(settings, stop)
+    with open_runtime(settings, database=database) as rt, database_watched(rt):
+        if rt.rules.sla is None:
+            raise LeadEngineError("the rules have no `sla:` section: no timers to fire")
+        service = TimerService(rt.app, rt.rules.sla)
+        log.info("timers following the log")
+        recorded = retry_transient(lambda: service.run(stop), what="database", log=log, stop=stop)
+    doc = {"recorded": recorded, "position": service.position}
+    print(render(args.format, [doc], document=doc))
+    return 0
+
+
+def add_timers_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p: argparse.ArgumentParser = sub.add_parser(
+        "timers",
+        help="record SLA alerts (at risk, breached) as their moments pass; a service",
+        description="Follow the event log; for each routed lead sleep until its next SLA "
+        "moment (at-risk share, due), then record Lead.SlaAlerted if the timer is still open. "
+        "The relay publishes them as lead.sla_alerted (docs/integration.md).",
+    )
+    return p
