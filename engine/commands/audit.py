@@ -129,7 +129,7 @@ def export(args: argparse.Namespace) -> int:
         for e in events
         if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.StageRetracted,
                           Lead.Routed,
-                          Lead.RoutingFailed, Lead.AnomalyFlagged))
+                          Lead.RoutingFailed, Lead.AnomalyFlagged, Lead.SlaAlerted))
     ]  # fmt: skip
     doc = {
         "format": "leadengine.lead-export/1",

@@ -186,6 +186,9 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.Erased):
             what, occurred = "personal data erased", event.occurred_at
             detail = f"forget by {event.by}: {event.reason} (key shredded; history kept)"
+        elif isinstance(event, Lead.SlaAlerted):
+            what, occurred = f"SLA {event.timer} {event.status} (decision)", event.at
+            detail = f"routed to {event.owner} at {event.routed_at.isoformat()}; due {event.due}"
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"

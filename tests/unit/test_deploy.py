@@ -39,18 +39,26 @@ def test_dockerfile_is_slim_non_root_with_the_console_script() -> None:
 def test_compose_has_every_part_with_healthchecks_and_valid_commands() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services: dict[str, Any] = doc["services"]
-    assert set(services) == {"kafka", "postgres", "db-init", "consumer", "projector", "relay"}
+    assert set(services) == {
+        "kafka",
+        "postgres",
+        "db-init",
+        "consumer",
+        "projector",
+        "relay",
+        "timers",
+    }
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     assert services["postgres"]["image"].startswith("postgres:")
-    for name in ("kafka", "postgres", "consumer", "projector", "relay"):
+    for name in ("kafka", "postgres", "consumer", "projector", "relay", "timers"):
         assert services[name]["healthcheck"]["test"], name
     assert services["db-init"]["restart"] == "no"
-    for name in ("consumer", "projector", "relay"):
+    for name in ("consumer", "projector", "relay", "timers"):
         needs = services[name]["depends_on"]
         assert needs["db-init"]["condition"] == "service_completed_successfully"
-    for name in ("db-init", "consumer", "projector", "relay"):
+    for name in ("db-init", "consumer", "projector", "relay", "timers"):
         svc = services[name]
         assert svc["image"] == "leadengine:latest" and svc["build"]["dockerfile"]
         _parses(svc["command"])
@@ -58,7 +66,7 @@ def test_compose_has_every_part_with_healthchecks_and_valid_commands() -> None:
         assert env["LEADENGINE_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert "@postgres:5432/" in env["LEADENGINE_DATABASE_URL"]
         assert env["LEADENGINE_MASTER_KEY"].startswith("${LEADENGINE_MASTER_KEY:?")  # not in code
-    for name in ("consumer", "projector", "relay"):
+    for name in ("consumer", "projector", "relay", "timers"):
         test = services[name]["healthcheck"]["test"]
         assert test[:2] == ["CMD", "leadengine"]
         _parses(test[2:])
@@ -93,6 +101,7 @@ def test_kubernetes_workloads_are_complete() -> None:
         ("Deployment", "leadengine-consumer"),
         ("Deployment", "leadengine-projector"),
         ("Deployment", "leadengine-relay"),
+        ("Deployment", "leadengine-timers"),
     }
     for key, doc in kinds.items():
         if key[0] not in ("Deployment", "Job"):
@@ -111,7 +120,7 @@ def test_kubernetes_workloads_are_complete() -> None:
                 assert command[0] == "leadengine"
                 _parses(command[1:])
     assert kinds[("Deployment", "leadengine-projector")]["spec"]["replicas"] == 1
-    for single in ("leadengine-projector", "leadengine-relay"):  # one at a time, ever
+    for single in ("leadengine-projector", "leadengine-relay", "leadengine-timers"):  # one each
         assert kinds[("Deployment", single)]["spec"]["replicas"] == 1
         assert kinds[("Deployment", single)]["spec"]["strategy"]["type"] == "Recreate"
     relay = kinds[("Deployment", "leadengine-relay")]["spec"]["template"]["spec"]["containers"][0]
