@@ -161,9 +161,14 @@ class TimerService:
     def run(self, stop: threading.Event, log_poll: float = 0.2) -> int:
         """Until `stop`: follow the log, fire what is due, sleep until the next moment (at most
         `log_poll`, to see new routings). Returns how many alerts were recorded."""
+        caught_up = False
         while not stop.is_set():
             while self.scan() and not stop.is_set():
                 pass
+            if not caught_up:
+                caught_up = True
+                log.info("timers caught up with the log", position=self.position,
+                         scheduled=len(self.heap))  # fmt: skip
             self.fire()
             wait = log_poll
             if self.heap:

@@ -5,6 +5,7 @@ the same id and bytes after a crash), in order per lead, nothing personal of a f
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -238,3 +239,35 @@ def test_a_forgotten_lead_is_relayed_by_its_pseudonym_only(
     assert mine and mine[-1]["type"] == "lead.erased"
     assert {d["subject"] for d in mine} == {forgotten.pseudonym}
     assert all(lead.encode() not in m.value() and lead.encode() != m.key() for m in records)
+
+
+def test_relay_and_timers_stop_cleanly_on_sigterm(
+    runtime: Runtime, kafka_settings: Settings, kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    ingest(runtime, leads=40, seed=25)
+    head = runtime.app.recorder.max_notification_id()
+    topic = f"d-{uuid.uuid4().hex[:8]}"
+    services = {
+        "relay": relay_cli(kafka_env, "--topic", topic, log=tmp_path / "relay.log"),
+        "timers": subprocess.Popen(
+            [sys.executable, "-m", "engine", "timers", "--format", "json"],
+            env=kafka_env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            stderr=(tmp_path / "timers.log").open("w"),
+        ),
+    }  # fmt: skip
+    try:
+        wait_for(lambda: relay.positions(runtime.db).get(topic) == head, timeout=30, every=0.05)
+        wait_for(lambda: "timers caught up" in (tmp_path / "timers.log").read_text())
+        for proc in services.values():
+            proc.send_signal(signal.SIGTERM)
+        docs = {}
+        for name, proc in services.items():
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+            docs[name] = json.loads(out)
+    finally:
+        for proc in services.values():
+            if proc.poll() is None:
+                proc.kill()
+    assert docs["relay"]["position"] == head and docs["relay"]["published"] > 0
+    assert docs["timers"]["position"] == head
