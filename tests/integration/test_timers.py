@@ -15,6 +15,7 @@ from engine.rules import BusinessHours, Rules, Sla
 from engine.runtime import open_runtime
 from engine.settings import Settings
 from engine.timers import TimerService
+from engine.verify import verify
 from tests.factory import ev
 from tests.kafka_helpers import wait_for
 
@@ -80,3 +81,4 @@ def test_alerts_fire_on_time_once_and_a_late_first_touch_closes_its_timer(
         assert len(events("silent")) == len(set(fired))  # each once
         service.scan()
         assert service.fire() == 0  # nothing left to fire: timers closed or recorded
+        assert verify(rt.db).ok  # the alerts are chained like every other event
