@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from kafka import KafkaProducer
 from psycopg import sql
@@ -116,6 +117,7 @@ class Relay:
         self._cache: OrderedDict[UUID, _Tail] = OrderedDict()
         self._partitions: int | None = None
         self._table = sql.Identifier(db.schema, TABLE)
+        self._conn: psycopg.Connection[Any] | None = None
 
     def position(self) -> int:
         """How far the log has been relayed to this topic (0: nothing yet)."""
@@ -250,32 +252,45 @@ class Relay:
             key=str(doc["subject"]).encode(),
             value=json.dumps(doc, separators=(",", ":")).encode(),
             partition=self.partition_of(doc["data"]["lead_id"]),
-            headers=[("ce_id", str(doc["id"]).encode()), ("ce_type", str(doc["type"]).encode())],
         )
 
     def _commit(self, old: int, new: int, events: int, published: int, seconds: float) -> None:
         """Move the position from `old` to `new`, unless another relay moved it meanwhile."""
-        with self.db.connect() as conn:
-            if old == 0:
-                conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (topic, position) VALUES (%s, 0) ON CONFLICT DO NOTHING"
-                    ).format(self._table),
-                    (self.topic,),
-                )
-            moved = conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET position = %s, batch_events = %s, batch_published = %s, "
-                    "batch_seconds = %s, updated_at = now() WHERE topic = %s AND position = %s"
-                ).format(self._table),
-                (new, events, published, seconds, self.topic, old),
-            ).rowcount
+        try:
+            moved = self._move(old, new, events, published, seconds)
+        except psycopg.OperationalError:
+            self.close()  # the next batch reconnects (after the caller's retry)
+            raise
         if moved != 1:
             raise RelayMoved(
                 f"relay position of topic {self.topic!r} moved away from {old} while this relay "
                 "published; run one relay per topic (its decisions were published with stable "
                 "ids: a consumer sees duplicates only)"
             )
+
+    def _move(self, old: int, new: int, events: int, published: int, seconds: float) -> int:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.db.connect()  # kept: a connection per batch costs ~10 ms
+        conn = self._conn
+        if old == 0:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (topic, position) VALUES (%s, 0) ON CONFLICT DO NOTHING"
+                ).format(self._table),
+                (self.topic,),
+            )
+        return conn.execute(
+            sql.SQL(
+                "UPDATE {} SET position = %s, batch_events = %s, batch_published = %s, "
+                "batch_seconds = %s, updated_at = now() WHERE topic = %s AND position = %s"
+            ).format(self._table),
+            (new, events, published, seconds, self.topic, old),
+        ).rowcount
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def producer(bootstrap: str, **options: Any) -> KafkaProducer:

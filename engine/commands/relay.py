@@ -78,6 +78,7 @@ def relay(args: argparse.Namespace) -> int:
             position = relayer.position()
             log.info("relay stopped", topic=topic, published=published, position=position)
         finally:
+            relayer.close()
             out.close(timeout=10)
     doc = {"topic": topic, "published": published, "position": position}
     print(render(args.format, [doc], document=doc))
