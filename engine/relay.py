@@ -1,7 +1,8 @@
 """The relay: follows the notification log and publishes the engine's decisions to Kafka.
 
-Each batch of notifications past the relay's position is decoded (lead events only), folded
-onto its leads, turned into CloudEvents (engine/decisions.py) and handed to the producer; once
+Each batch of notifications past the relay's position is read; of the lead events, the
+decisions and each lead's start are decoded (facts only when an MQL needs the whole lead for its
+reasons), turned into CloudEvents (engine/decisions.py) and handed to the producer; once
 the broker has acknowledged every record of the batch (`flush`, acks=all) the new position
 commits in `relay_tracking` (one row per topic), guarded by the old one so two relays on one
 topic cannot both move it. A crash between the acknowledgement and that commit publishes the
