@@ -31,6 +31,7 @@ from engine.chain import (
 )
 from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
+from engine.dependents import qualified, refuse_if_outside
 from engine.errors import LeadEngineError
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import STATEMENTS
@@ -159,13 +160,17 @@ WIDER_AMOUNTS = (
 
 
 def _wider_amounts(conn: Any, schema: str) -> None:
-    """Widen the money columns to what the contract accepts. The views over them are dropped
-    first (PostgreSQL refuses to retype a column a view reads) and re-created after."""
+    """Widen the money columns to what the contract accepts. The engine's views over them are
+    dropped first (PostgreSQL refuses to retype a column a view reads) and re-created after;
+    a view of someone else's over them stops the migration, named (engine/dependents.py)."""
     s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    tables = sorted({qualified(schema, table) for table, _, _ in WIDER_AMOUNTS})
+    present = [t for t in tables if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+    refuse_if_outside(conn, schema, present, "migration 4 must retype money columns")
     for name in CONTRACT:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
     for name in reversed(VIEWS):
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{} CASCADE").format(s, sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(s, sql.Identifier(name)))
     for table, column, kind in WIDER_AMOUNTS:
         conn.execute(
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
@@ -235,6 +240,7 @@ def _lead_id_scheme(conn: Any, schema: str) -> None:
         sql.SQL("INSERT INTO {} (id, scheme) VALUES (1, %s) ON CONFLICT (id) DO NOTHING").format(t),
         (UUID5 if had_leads else KEYED,),
     )
+
 
 def _parked(conn: Any, schema: str) -> None:
     """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""

@@ -16,7 +16,7 @@ from typing import Any
 from psycopg import sql
 
 from engine.analytics.views import VIEWS as KPI_VIEWS
-from engine.analytics.views import missing
+from engine.dependents import qualified, replace_view
 from engine.projections.rows import STAGE_AT_COLUMNS
 
 READER_ROLE = "leadengine_reader"
@@ -78,42 +78,27 @@ def read_schema(schema: str) -> str:
     return f"{schema}_read"
 
 
-def ensure_contract(conn: Any, schema: str, *, missing_only: bool = False) -> bool:
-    """(Re-)create the contract views if missing or changed; grant them to the reader role.
-    `missing_only` (after a rebuild's switch): create just the views that are not there.
+def ensure_contract(conn: Any, schema: str) -> bool:
+    """Create the contract views if missing, or replace them in place if changed (columns only
+    added at the end, so views built on them in other schemas stay; engine/dependents.py
+    refuses a change that would break them); grant them to the reader role.
 
     Runs inside the caller's transaction. Returns True if it changed anything."""
     read = read_schema(schema)
-    if missing_only:
-        todo = [name for name in CONTRACT if missing(conn, f"{read}.{name}")]
-    else:
-        row = conn.execute(
-            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
-        ).fetchone()
-        if row and row[0] == FINGERPRINT and _all_there(conn, read):
-            return False
-        r = sql.Identifier(read)
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
-        for name in CONTRACT:
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
-        todo = list(CONTRACT)
-    for name in todo:
-        _create(conn, schema, name)
-    grant(conn, schema)
-    return bool(todo)
-
-
-def _create(conn: Any, schema: str, name: str) -> None:
-    """Make contract view `name` (lead_current carries the fingerprint)."""
-    s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    row = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{read}.lead_current",)
+    ).fetchone()
+    if row and row[0] == FINGERPRINT and _all_there(conn, read):
+        return False
+    s, r = sql.Identifier(schema), sql.Identifier(read)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
+    for name in CONTRACT:
+        replace_view(conn, schema, qualified(read, name), sql.SQL(CONTRACT[name]).format(s=s))
     conn.execute(
-        sql.SQL("CREATE VIEW {}.{} AS ").format(r, sql.Identifier(name))
-        + sql.SQL(CONTRACT[name]).format(s=s)
+        sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
     )
-    if name == "lead_current":
-        conn.execute(
-            sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
-        )
+    grant(conn, schema)
+    return True
 
 
 def _all_there(conn: Any, read: str) -> bool:
