@@ -130,3 +130,18 @@ def grant(conn: Any, schema: str, role: str = READER_ROLE) -> None:
     r, who = sql.Identifier(read_schema(schema)), sql.Identifier(role)
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(r, who))
     conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(r, who))
+
+
+def reporting_login_sql(login: str, *, create_login: bool) -> list[sql.Composed]:
+    """What gives reporting job `login` the contract to read and a schema of its own (named
+    after it, owned by it) to write into: dbt's target. Nothing else: not the engine's schemas,
+    not its tables, not `public` (PostgreSQL 15 and later grant no CREATE there)."""
+    who, reader = sql.Identifier(login), sql.Identifier(READER_ROLE)
+    out = []
+    if create_login:
+        out.append(sql.SQL("CREATE ROLE {} LOGIN PASSWORD '...'").format(who))
+    out += [
+        sql.SQL("GRANT {} TO {}").format(reader, who),
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(who, who),
+    ]
+    return out
