@@ -5,7 +5,8 @@ transaction with its row, under an advisory lock, so two processes never run one
 crash leaves the database at a whole version. A brand-new schema is migrated on first use (the
 demo needs no extra step); an existing schema is never changed implicitly: a process that
 finds it behind stops with "run leadengine db migrate". Views (KPI views, the read contract) are
-derived objects: they are re-created at start when their definitions change (fingerprints).
+derived objects: made with today's definitions after the last pending migration, and replaced
+in place at start when their definitions change (fingerprints; engine/dependents.py).
 
 The event store's own tables (eventsourcing's) and the key tables are created by the
 application itself, idempotently, when it opens.
@@ -71,8 +72,12 @@ def _create_reader_role_if_allowed(conn: Any) -> None:
 
 
 def _read_contract(conn: Any, schema: str) -> None:
+    """The reader role and the read schema; the views in it are derived objects, made with
+    today's definitions once every migration is in (`migrate`), when their tables are whole."""
     _create_reader_role_if_allowed(conn)
-    ensure_contract(conn, schema)
+    conn.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(read_schema(schema)))
+    )
     grant(conn, schema)
 
 
@@ -177,8 +182,7 @@ def _wider_amounts(conn: Any, schema: str) -> None:
                 sql.Identifier(schema, table), sql.Identifier(column), sql.SQL(kind)
             )
         )
-    create_views(conn, schema)
-    ensure_contract(conn, schema)
+    create_views(conn, schema)  # the contract's views: at the end of `migrate`
 
 
 #: history tables keyed by the events they hold, and their keys with the CloudEvent source
@@ -319,6 +323,9 @@ def migrate(db: Database, *, dry_run: bool = False) -> list[Migration]:
                     ),
                     (migration.version, migration.name),
                 )
+        with conn.transaction():  # derived objects, with today's definitions over today's tables
+            create_views(conn, db.schema)
+            ensure_contract(conn, db.schema)
     return pending
 
 

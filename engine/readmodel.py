@@ -35,7 +35,7 @@ CONTRACT: dict[str, str] = {
     FROM {s}.lead_state""",
     "lead_touchpoints": """
     SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,
-           occurred_at, recorded_at
+           occurred_at, recorded_at, source
     FROM {s}.lead_touchpoints""",
     "lead_stage_history": """
     SELECT lead_id, lead_key, version AS lead_version, from_stage, to_stage, decision, reason,
@@ -52,7 +52,7 @@ CONTRACT: dict[str, str] = {
     FROM {s}.lead_milestones WHERE type = 'owner.assigned'""",
     "lead_milestones": """
     SELECT lead_id, lead_key, event_id, type, actor, reason, amount, currency,
-           occurred_at, recorded_at
+           occurred_at, recorded_at, source
     FROM {s}.lead_milestones""",
     "lead_scores": """
     SELECT lead_id, lead_key, model, model_version, fit, engagement, score, as_of
@@ -62,7 +62,8 @@ CONTRACT: dict[str, str] = {
            decision_due, decided_at
     FROM {s}.lead_sla""",
     "campaign_costs": """
-    SELECT event_id, campaign, channel, amount, currency, period_start, period_end, recorded_at
+    SELECT event_id, campaign, channel, amount, currency, period_start, period_end, recorded_at,
+           source
     FROM {s}.campaign_costs""",
     "attribution_credits": """
     SELECT model, by, value, conversion, key, credit, share_pct, total, conversions,
