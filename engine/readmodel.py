@@ -17,9 +17,19 @@ from psycopg import sql
 
 from engine.analytics.views import VIEWS as KPI_VIEWS
 from engine.dependents import qualified, replace_view
-from engine.projections.rows import STAGE_AT_COLUMNS
+from engine.projections.rows import STAGE_AT_COLUMNS, STAGE_COLUMNS
 
 READER_ROLE = "leadengine_reader"
+
+#: The funnel stages' columns, in funnel order (`captured_at` .. `customer_at`).
+FUNNEL_AT = STAGE_AT_COLUMNS[: STAGE_COLUMNS.index("customer") + 1]
+#: lead_current's stage times. The official definition (docs/read-model.md, "MQL: one
+#: definition"): a funnel stage is reached when the lead gets to it or to any later funnel stage
+#: (a skip reaches the stages it skips), as kpi_stage_reached, kpi_funnel and the CLI count.
+REACHED_AT = tuple(
+    f"least({', '.join(FUNNEL_AT[i:])}) AS {column}" if column in FUNNEL_AT[:-1] else column
+    for i, column in enumerate(STAGE_AT_COLUMNS)
+)
 
 CONTRACT: dict[str, str] = {
     "lead_current": """
@@ -28,10 +38,10 @@ CONTRACT: dict[str, str] = {
            source_channel, source_campaign, first_touch_at, last_touch_at, touch_count,
            touch_counts, company, title, country, industry, employees, seniority,
            """
-    + ", ".join(STAGE_AT_COLUMNS)
+    + ", ".join(REACHED_AT)
     + """,
            won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
-           version AS lead_version
+           version AS lead_version, mql_at AS mql_entered_at
     FROM {s}.lead_state""",
     "lead_touchpoints": """
     SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,

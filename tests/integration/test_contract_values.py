@@ -5,15 +5,18 @@ by the demo generator through the CLI, as the reader role sees it."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine import readvalues
-from engine.readmodel import CONTRACT, read_schema
+from engine.readmodel import CONTRACT, READER_ROLE, read_schema
 from engine.runtime import Runtime
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "read-model.md"
@@ -155,3 +158,109 @@ def test_the_documented_lists_name_what_the_data_holds(
         }
     assert len(types) >= 12 and types <= set(accepted["lead_touchpoints.type"])
     assert all("@" not in v for v in versions), versions
+
+
+@pytest.fixture
+def reader(dataset: Runtime, server_url: str) -> Iterator[Any]:
+    """A login in leadengine_reader (created here: the checks need it), as a job connects."""
+    name = f"rpt_{uuid.uuid4().hex[:8]}"
+    with dataset.db.connect() as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(name), sql.Identifier(READER_ROLE)
+            )
+        )
+    params = conninfo_to_dict(server_url) | {"user": name}
+    try:
+        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
+            yield conn
+    finally:
+        with dataset.db.connect() as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _examples() -> dict[str, str]:
+    """Every SQL block of read-model.md's examples and of reports.md, by its lead sentence."""
+    found = {}
+    for doc, start in ((DOC, "## Example queries"), (DOC.with_name("reports.md"), "")):
+        text = doc.read_text().split(start, 1)[1] if start else doc.read_text()
+        parts = re.split(r"```sql\n(.*?)```", text, flags=re.S)  # text, query, text, ...
+        for before, query in zip(parts[::2], parts[1::2], strict=False):
+            found[before.strip().split("\n\n")[-1]] = query
+    return found
+
+
+def test_every_example_pins_utc_and_answers_the_same_in_any_time_zone(
+    dataset: Runtime, reader: Any
+) -> None:
+    read = read_schema(dataset.db.schema)
+    examples = _examples()
+    assert len(examples) >= 10
+    for lead, query in examples.items():
+        if re.search(r"date_trunc|to_char|::date", query):
+            assert "AT TIME ZONE 'UTC'" in query, lead
+        q = query.replace("leadengine_read.", f'"{read}".')
+        answers = []
+        for zone in ("UTC", "America/Los_Angeles", "Asia/Kolkata"):
+            reader.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(zone)))
+            answers.append(reader.execute(q).fetchall())  # type: ignore[arg-type]
+        assert answers[0], lead  # every example answers something on generated data
+        assert answers[0] == answers[1] == answers[2], lead
+
+
+def _example(lead_starts: str) -> str:
+    [query] = [q for lead, q in _examples().items() if lead.startswith(lead_starts)]
+    return query
+
+
+def test_the_examples_give_the_kpi_views_numbers(dataset: Runtime, reader: Any) -> None:
+    read = read_schema(dataset.db.schema)
+
+    def run(query: str) -> list[tuple[Any, ...]]:
+        return reader.execute(query.replace("leadengine_read.", f'"{read}".')).fetchall()  # type: ignore[no-any-return]
+
+    flow = run(_example("Lead flow:"))
+    expected = run(
+        "SELECT month, stage, sum(leads)::bigint FROM leadengine_read.kpi_lead_flow "
+        "GROUP BY month, stage, position ORDER BY month, position"
+    )
+    assert flow == expected and len(flow) > 10
+    weekly = run(_example("MQLs per week"))
+    expected = run(
+        "SELECT week, source_channel, sum(leads)::bigint FROM leadengine_read.kpi_lead_flow "
+        "WHERE stage = 'mql' GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    assert weekly == expected and len(weekly) > 10
+
+
+def test_one_mql_definition_lead_by_lead(dataset: Runtime, reader: Any) -> None:
+    """lead_current's stage times are kpi_stage_reached's (a skip reaches what it skips), for
+    every lead and stage; `mql_entered_at` is the rule-only MQL, and the data has leads where
+    the two differ."""
+    read = sql.Identifier(read_schema(dataset.db.schema))
+    mismatches = reader.execute(
+        sql.SQL(
+            """
+            WITH l AS (
+                SELECT lead_id, unnest(ARRAY['lead', 'mql', 'sal', 'sql', 'opportunity',
+                                             'customer']) AS stage,
+                       unnest(ARRAY[captured_at, mql_at, sal_at, sql_at, opportunity_at,
+                                    customer_at]) AS at
+                FROM {r}.lead_current)
+            SELECT count(*) FILTER (WHERE l.at IS DISTINCT FROM k.reached_at),
+                   count(k.lead_id)
+            FROM l FULL JOIN {r}.kpi_stage_reached k USING (lead_id, stage)
+            WHERE l.at IS NOT NULL OR k.lead_id IS NOT NULL"""
+        ).format(r=read)
+    ).fetchone()
+    assert mismatches[0] == 0 and mismatches[1] > 0
+    mqls, entered, funnel, rule = reader.execute(
+        sql.SQL(
+            "SELECT count(mql_at), count(mql_entered_at), "
+            "(SELECT reached FROM {r}.kpi_funnel WHERE stage = 'mql'), "
+            "(SELECT count(DISTINCT lead_id) FROM {r}.lead_stage_history WHERE to_stage = 'mql') "
+            "FROM {r}.lead_current"
+        ).format(r=read)
+    ).fetchone()
+    assert mqls == funnel
+    assert entered == rule < mqls  # some leads skipped mql: the definitions differ on them
