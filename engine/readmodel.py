@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import sql
 
 from engine.analytics.views import VIEWS as KPI_VIEWS
+from engine.application import EVENTS_TABLE
 from engine.dependents import qualified, replace_view
 from engine.projections.rows import STAGE_AT_COLUMNS, STAGE_COLUMNS
 
@@ -82,6 +83,28 @@ CONTRACT: dict[str, str] = {
     **{name: "SELECT * FROM {s}." + name for name in KPI_VIEWS},
 }
 
+#: Changes whenever a view above changes (a column added, a definition fixed): a reporting job
+#: that stores it notices. Read it in `contract_info`.
+CONTRACT_VERSION = hashlib.sha256(repr(CONTRACT).encode()).hexdigest()[:16]
+
+#: The log's head for `contract_info`, read with the engine's rights (the reader may not read
+#: the event store); 0 before the event store exists (it is made after the migrations).
+LOG_HEAD = """
+CREATE OR REPLACE FUNCTION {r}.log_head() RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $body$
+DECLARE head bigint;
+BEGIN
+    IF to_regclass({events}) IS NULL THEN RETURN 0; END IF;
+    EXECUTE format('SELECT coalesce(max(notification_id), 0) FROM %s', {events}) INTO head;
+    RETURN head;
+END $body$"""
+
+CONTRACT["contract_info"] = f"""
+    SELECT '{CONTRACT_VERSION}'::text AS contract_version, t.name AS projection,
+           t.position, h.head AS log_head, greatest(h.head - t.position, 0) AS lag,
+           t.updated_at AS last_projected_at
+    FROM {{s}}.projection_tracking t CROSS JOIN (SELECT {{r}}.log_head() AS head) h"""
+
 FINGERPRINT = "leadengine read contract " + hashlib.sha256(repr(CONTRACT).encode()).hexdigest()[:16]
 
 
@@ -103,8 +126,12 @@ def ensure_contract(conn: Any, schema: str) -> bool:
         return False
     s, r = sql.Identifier(schema), sql.Identifier(read)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(r))
+    events = sql.Literal(qualified(schema, EVENTS_TABLE))
+    conn.execute(sql.SQL(LOG_HEAD).format(r=r, events=events))
+    conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {}.log_head() FROM PUBLIC").format(r))
     for name in CONTRACT:
-        replace_view(conn, schema, qualified(read, name), sql.SQL(CONTRACT[name]).format(s=s))
+        query = sql.SQL(CONTRACT[name]).format(s=s, r=r)
+        replace_view(conn, schema, qualified(read, name), query)
     conn.execute(
         sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
     )
@@ -141,6 +168,10 @@ def grant(conn: Any, schema: str, role: str = READER_ROLE) -> None:
     r, who = sql.Identifier(read_schema(schema)), sql.Identifier(role)
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(r, who))
     conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(r, who))
+    if conn.execute(
+        "SELECT to_regprocedure(%s)", (f"{qualified(read_schema(schema), 'log_head')}()",)
+    ).fetchone()[0]:
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {}.log_head() TO {}").format(r, who))
 
 
 def reporting_login_sql(login: str, *, create_login: bool) -> list[sql.Composed]:

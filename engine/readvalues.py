@@ -15,6 +15,7 @@ from engine.analytics.attribution import BY, MODELS
 from engine.contract import TOUCH_TYPES
 from engine.generator import CHANNELS
 from engine.lifecycle import FUNNEL, STAGES
+from engine.projections.projector import PROJECTIONS
 from engine.projections.rows import MILESTONE_TYPES
 from engine.rules import Attribution, Strategy
 
@@ -53,6 +54,7 @@ ACCEPTED = (
         True,
     ),
     Accepted("kpi_funnel.stage", FUNNEL[1:], True),
+    Accepted("contract_info.projection", tuple(PROJECTIONS), True),
     Accepted("kpi_stage_reached.stage", FUNNEL[1:], True),
 )
 
@@ -177,6 +179,10 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "kpi_stage_reached": (("lead_id", "stage"), ("lead_id", "stage", "reached_at")),
     "kpi_funnel": (("stage",), ("stage", "position", "reached")),
+    "contract_info": (
+        ("projection",),
+        ("contract_version", "projection", "position", "log_head", "lag", "last_projected_at"),
+    ),
 }
 
 
