@@ -251,6 +251,16 @@ def _parked(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
 
 
+def _recorded_at(conn: Any, schema: str) -> None:
+    """Current-state rows say when the engine recorded the lead's latest event they reflect.
+    Rows projected before hold null until the lead changes or `projections rebuild leads`."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS recorded_at timestamptz").format(
+            sql.Identifier(schema, "lead_state")
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -266,6 +276,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
     ),
+    Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -42,7 +42,7 @@ CONTRACT: dict[str, str] = {
     + ", ".join(REACHED_AT)
     + """,
            won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
-           version AS lead_version, mql_at AS mql_entered_at
+           version AS lead_version, mql_at AS mql_entered_at, recorded_at
     FROM {s}.lead_state""",
     "lead_touchpoints": """
     SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,
@@ -66,12 +66,13 @@ CONTRACT: dict[str, str] = {
            occurred_at, recorded_at, source
     FROM {s}.lead_milestones""",
     "lead_scores": """
-    SELECT lead_id, lead_key, model, model_version, fit, engagement, score, as_of
-    FROM {s}.lead_scores""",
+    SELECT c.lead_id, c.lead_key, c.model, c.model_version, c.fit, c.engagement, c.score,
+           c.as_of, l.recorded_at
+    FROM {s}.lead_scores c LEFT JOIN {s}.lead_state l USING (lead_id)""",
     "lead_sla": """
-    SELECT lead_id, lead_key, round, owner, queue, routed_at, first_touch_due, first_touch_at,
-           decision_due, decided_at
-    FROM {s}.lead_sla""",
+    SELECT c.lead_id, c.lead_key, c.round, c.owner, c.queue, c.routed_at, c.first_touch_due,
+           c.first_touch_at, c.decision_due, c.decided_at, l.recorded_at
+    FROM {s}.lead_sla c LEFT JOIN {s}.lead_state l USING (lead_id)""",
     "campaign_costs": """
     SELECT event_id, campaign, channel, amount, currency, period_start, period_end, recorded_at,
            source

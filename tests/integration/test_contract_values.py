@@ -288,3 +288,34 @@ def test_contract_info_tells_caught_up_from_behind(
     after = reader.execute(info).fetchall()
     assert all(r[4] == 0 for r in after)
     assert all(a[5] > b[5] for a, b in zip(after, before, strict=True))
+
+
+def test_current_state_rows_say_when_their_latest_event_was_recorded(
+    dataset: Runtime, reader: Any
+) -> None:
+    """`recorded_at` on lead_current, lead_scores and lead_sla: the recorded clock of the lead's
+    latest event, so never before any recorded row of its history."""
+    read = sql.Identifier(read_schema(dataset.db.schema))
+    nulls, early, leads = reader.execute(
+        sql.SQL(
+            """
+            WITH seen AS (
+                SELECT lead_id, max(recorded_at) AS latest FROM (
+                    SELECT lead_id, recorded_at FROM {r}.lead_touchpoints
+                    UNION ALL SELECT lead_id, recorded_at FROM {r}.lead_milestones
+                    UNION ALL SELECT lead_id, recorded_at FROM {r}.lead_stage_history) h
+                GROUP BY lead_id)
+            SELECT count(*) FILTER (WHERE c.recorded_at IS NULL),
+                   count(*) FILTER (WHERE c.recorded_at < s.latest), count(*)
+            FROM {r}.lead_current c JOIN seen s USING (lead_id)"""
+        ).format(r=read)
+    ).fetchone()
+    assert leads > 0 and nulls == 0 and early == 0
+    for view in ("lead_scores", "lead_sla"):
+        differ = reader.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE v.recorded_at IS DISTINCT FROM "
+                "c.recorded_at) FROM {r}.{v} v JOIN {r}.lead_current c USING (lead_id)"
+            ).format(r=read, v=sql.Identifier(view))
+        ).fetchone()
+        assert differ[0] > 0 and differ[1] == 0, view
