@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine import readmodel
+from engine import migrations, readmodel
 from engine.analytics.views import FINGERPRINT as KPI_FINGERPRINT
 from engine.dependents import DependentObjects
 from engine.generator import generate
@@ -115,6 +115,32 @@ def test_team_views_survive_every_rebuild_and_migrate(
     code, out = leadengine("db", "migrate")
     assert code == 0, leadengine.stderr[-1]
     assert _agree(runtime, team) == after
+
+    # every migration applied again (each is idempotent), the team's views in place
+    table = sql.Identifier(runtime.db.schema, migrations.TABLE)
+    with runtime.db.connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version <> 4").format(table))
+    code, out = leadengine("db", "migrate")
+    assert code == 0, leadengine.stderr[-1]
+    assert "applied 1 read-model tables" in out
+    assert _agree(runtime, team) == after
+
+
+def test_a_migration_that_must_retype_columns_names_the_views_in_its_way(
+    runtime: Runtime, team: str, leadengine: Any
+) -> None:
+    """Migration 4 retypes money columns, which PostgreSQL refuses under any view: it stops,
+    names the team's views, and changes nothing."""
+    table = sql.Identifier(runtime.db.schema, migrations.TABLE)
+    with runtime.db.connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version = 4").format(table))
+    code, _ = leadengine("db", "migrate")
+    assert code != 0
+    message = leadengine.stderr[-1]
+    assert "migration 4 must retype money columns" in message
+    assert f"{team}.stg_lead_current" in message and "docs/read-model.md" in message
+    assert [m.version for m in migrations.status(runtime.db).pending] == [4]
+    _agree(runtime, team)
 
 
 def test_changed_definitions_are_replaced_in_place(
