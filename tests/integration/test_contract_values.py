@@ -4,6 +4,7 @@ by the demo generator through the CLI, as the reader role sees it."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -236,10 +237,10 @@ def test_the_examples_give_the_kpi_views_numbers(dataset: Runtime, reader: Any) 
     assert weekly == expected and len(weekly) > 10
 
 
-def test_one_mql_definition_lead_by_lead(dataset: Runtime, reader: Any) -> None:
+def test_one_mql_definition_lead_by_lead(dataset: Runtime, reader: Any, leadengine: Any) -> None:
     """lead_current's stage times are kpi_stage_reached's (a skip reaches what it skips), for
-    every lead and stage; `mql_entered_at` is the rule-only MQL, and the data has leads where
-    the two differ."""
+    every lead and stage, and count what `report funnel` counts; `mql_entered_at` is the
+    rule-only MQL, and the data has leads where the two differ."""
     read = sql.Identifier(read_schema(dataset.db.schema))
     mismatches = reader.execute(
         sql.SQL(
@@ -266,6 +267,19 @@ def test_one_mql_definition_lead_by_lead(dataset: Runtime, reader: Any) -> None:
         ).format(r=read)
     ).fetchone()
     assert mqls == funnel
+    code, out = leadengine("report", "funnel", "--format", "json")
+    assert code == 0
+    cli = {row["stage"]: row["reached"] for row in json.loads(out)["stages"]}
+    columns = ("captured_at", "mql_at", "sal_at", "sql_at", "opportunity_at", "customer_at")
+    counts = reader.execute(
+        sql.SQL("SELECT {} FROM {}.lead_current").format(
+            sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in columns),
+            read,
+        )
+    ).fetchone()
+    assert list(counts) == [
+        cli[s] for s in ("lead", "mql", "sal", "sql", "opportunity", "customer")
+    ]
     assert entered == rule < mqls  # some leads skipped mql: the definitions differ on them
 
 
