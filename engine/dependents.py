@@ -163,10 +163,10 @@ def replace_view(conn: Any, schema: str, name: str, query: sql.Composable) -> bo
 
 @dataclass(frozen=True)
 class Repoint:
-    """The views to replace when tables are swapped, with their definitions taken before."""
+    """The views to replace when tables are swapped, with their definitions taken before,
+    a view before the views it reads (the order in which a reader locks them)."""
 
-    lock_order: list[str]  # the views to replace, a view before what it reads
-    definitions: list[tuple[str, str, str]]  # (name, WITH options or '', query), bottom up
+    definitions: list[tuple[str, str, str]]  # (name, WITH options or '', query)
 
 
 def plan_repoint(conn: Any, relations: Sequence[str]) -> Repoint:
@@ -186,7 +186,7 @@ def plan_repoint(conn: Any, relations: Sequence[str]) -> Repoint:
     conn.execute("SELECT set_config('search_path', '', true)")  # definitions fully qualified
     try:
         definitions = []
-        for view in sorted(direct, key=lambda v: (v.depth, v.name)):
+        for view in direct:  # deepest first (views_over)
             query, options = conn.execute(
                 "SELECT pg_get_viewdef(%s::regclass), "
                 "coalesce(array_to_string(reloptions, ', '), '') "
@@ -196,15 +196,15 @@ def plan_repoint(conn: Any, relations: Sequence[str]) -> Repoint:
             definitions.append((view.name, options, query.rstrip().rstrip(";")))
     finally:
         conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
-    return Repoint([v.name for v in direct], definitions)
+    return Repoint(definitions)
 
 
 def lock(conn: Any, plan: Repoint) -> None:
-    """Take the views' locks in the order readers take them (a view, then what it reads: a
-    view's lock takes its tables' too), so a reader arriving meanwhile waits for the swap
-    instead of deadlocking with it."""
-    for name in plan.lock_order:
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(name)))
+    """Lock the views to replace before the tables under them, in the order readers lock
+    them (a view, then what it reads), so a reader arriving meanwhile waits for the swap
+    instead of deadlocking with it. Each view is replaced by itself: that locks the view alone
+    (`LOCK TABLE` on a view would lock its tables too, before the next view's turn)."""
+    repoint(conn, plan)
 
 
 def repoint(conn: Any, plan: Repoint) -> None:
