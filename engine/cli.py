@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the whole event log under the current rules and code (progress bar with events/s and "
         "ETA), adds their indexes, catches up with events that arrived meanwhile, then, in one "
         "transaction, projects the last few events, swaps the tables in under their names, "
-        "re-creates the read views and moves the projection's position. Readers see the old "
+        "points the views over them at the new tables in place (views built on the read "
+        "contract, in any schema, stay) and moves the projection's position. Readers see the old "
         "tables until the commit and the new ones after it; a running `project --follow` "
         "carries on from the new position. Safe to interrupt: the live tables are untouched "
         "until the switch, and the next rebuild starts over. Run it after changing the rules "
@@ -437,6 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dry-run", action="store_true", help="say what would be applied; change nothing"
+    )
+    p = db.add_parser(
+        "grant-reporting",
+        help="give a reporting job's login the read contract and a schema of its own to write",
+        description="Makes the existing login NAME a member of leadengine_reader (SELECT on the "
+        "views in <schema>_read, nothing else) and gives it a schema named NAME that it owns "
+        "(dbt's target: CREATE TABLE/VIEW there). See docs/read-model.md.",
+    )
+    p.add_argument("name", help="the job's login role (must exist, unless --print-sql)")
+    p.add_argument(
+        "--print-sql",
+        action="store_true",
+        help="print the SQL (creating the login if missing) for an administrator; change nothing",
     )
     return parser
 
@@ -690,6 +704,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("deadletters", "purge"): deadletters.purge_command,
         ("db", "init"): ops.db_init,
         ("db", "migrate"): ops.db_init,
+        ("db", "grant-reporting"): ops.db_grant_reporting,
     }
     sub = next((getattr(args, a) for a in vars(args) if a.endswith("_command")), None)
     return table[(args.command, sub)]

@@ -113,6 +113,9 @@ CAMPAIGNS: dict[str, tuple[str, ...]] = {
     "webinar": ("q1-webinar", "q2-webinar"),
     "referral": ("partner-referral",),
 }
+#: Every channel a generated touch or cost carries: the campaigns' channels, `direct` (pages
+#: visited straight) and `sales` (calls and meetings). docs/read-model.md lists them.
+CHANNELS = (*CAMPAIGNS, "direct", "sales")
 MONTHLY_COST = {
     "brand-search": 4000,
     "generic-search": 9000,

@@ -5,7 +5,8 @@ transaction with its row, under an advisory lock, so two processes never run one
 crash leaves the database at a whole version. A brand-new schema is migrated on first use (the
 demo needs no extra step); an existing schema is never changed implicitly: a process that
 finds it behind stops with "run leadengine db migrate". Views (KPI views, the read contract) are
-derived objects: they are re-created at start when their definitions change (fingerprints).
+derived objects: made with today's definitions after the last pending migration, and replaced
+in place at start when their definitions change (fingerprints; engine/dependents.py).
 
 The event store's own tables (eventsourcing's) and the key tables are created by the
 application itself, idempotently, when it opens.
@@ -31,6 +32,7 @@ from engine.chain import (
 )
 from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
+from engine.dependents import qualified, refuse_if_outside
 from engine.errors import LeadEngineError
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
@@ -70,8 +72,12 @@ def _create_reader_role_if_allowed(conn: Any) -> None:
 
 
 def _read_contract(conn: Any, schema: str) -> None:
+    """The reader role and the read schema; the views in it are derived objects, made with
+    today's definitions once every migration is in (`migrate`), when their tables are whole."""
     _create_reader_role_if_allowed(conn)
-    ensure_contract(conn, schema)
+    conn.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(read_schema(schema)))
+    )
     grant(conn, schema)
 
 
@@ -159,21 +165,25 @@ WIDER_AMOUNTS = (
 
 
 def _wider_amounts(conn: Any, schema: str) -> None:
-    """Widen the money columns to what the contract accepts. The views over them are dropped
-    first (PostgreSQL refuses to retype a column a view reads) and re-created after."""
+    """Widen the money columns to what the contract accepts. The engine's views over them are
+    dropped first (PostgreSQL refuses to retype a column a view reads) and re-created after;
+    a view of someone else's over them stops the migration, named (engine/dependents.py)."""
     s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    tables = sorted({qualified(schema, table) for table, _, _ in WIDER_AMOUNTS})
+    present = [t for t in tables if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+    refuse_if_outside(conn, schema, present, "migration 4 must retype money columns")
     for name in CONTRACT:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
     for name in reversed(VIEWS):
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{} CASCADE").format(s, sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(s, sql.Identifier(name)))
     for table, column, kind in WIDER_AMOUNTS:
         conn.execute(
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
                 sql.Identifier(schema, table), sql.Identifier(column), sql.SQL(kind)
             )
         )
-    create_views(conn, schema)
-    ensure_contract(conn, schema)
+    # the engine's views and the contract's come back at the end of `migrate`, over the tables
+    # as the last migration leaves them (a view made here could read a column a later one adds)
 
 
 #: history tables keyed by the events they hold, and their keys with the CloudEvent source
@@ -255,7 +265,6 @@ def _credit_currency(conn: Any, schema: str) -> None:
             sql.Identifier(schema, "attribution_credits")
         )
     )
-    ensure_contract(conn, schema)
 
 
 #: engine/relay.py: each outbound topic's position, moved only after the broker acknowledged
@@ -273,6 +282,14 @@ CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
 
 def _relay_tracking(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+def _recorded_at(conn: Any, schema: str) -> None:
+    """Current-state rows say when the engine recorded the lead's latest event they reflect.
+    Rows projected before hold null until the lead changes or `projections rebuild leads`."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS recorded_at timestamptz").format(
+            sql.Identifier(schema, "lead_state")
+        )
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -292,7 +309,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(9, "stage history: moves late facts took back, kept retracted", _retracted_moves),
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
-    Migration(13, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
+    Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
+    Migration(12, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -350,6 +368,9 @@ def migrate(db: Database, *, dry_run: bool = False) -> list[Migration]:
                     ),
                     (migration.version, migration.name),
                 )
+        with conn.transaction():  # derived objects, with today's definitions over today's tables
+            create_views(conn, db.schema)
+            ensure_contract(conn, db.schema)
     return pending
 
 

@@ -37,7 +37,7 @@ from engine.leadids import pseudonym
 from engine.logs import get_logger
 from engine.rules import Rules
 
-TABLE = "relay_tracking"  # made by migration 13 (engine/migrations.py)
+TABLE = "relay_tracking"  # made by migration 12 (engine/migrations.py)
 #: The part of a stored event's topic that names a Lead event (others are skipped undecoded).
 LEAD_TOPIC = "engine.aggregates.lead:Lead."
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from psycopg import sql
 
+from engine.dependents import qualified, replace_view
+
 RANKS = (
     "(VALUES ('lead', 1), ('mql', 2), ('sal', 3), ('sql', 4), ('opportunity', 5), "
     "('customer', 6)) AS r(stage, rank)"
@@ -115,47 +117,32 @@ VIEWS: dict[str, str] = {
 FINGERPRINT = "leadengine views " + hashlib.sha256(repr(VIEWS).encode()).hexdigest()[:16]
 
 
-def _create(name: str) -> list[str]:
-    """The statements that make view `name` (kpi_funnel carries the fingerprint)."""
-    out = [f"CREATE VIEW {{s}}.{name} AS {VIEWS[name]}"]
-    if name == "kpi_funnel":
-        out.append(f"COMMENT ON VIEW {{s}}.kpi_funnel IS '{FINGERPRINT}'")
-    return out
-
-
-def statements() -> list[str]:
-    """Drop and re-create every view (in reverse dependency order)."""
-    # CASCADE: the read contract's copies go too; ensure_contract re-creates them (same txn)
-    drops = [f"DROP VIEW IF EXISTS {{s}}.{name} CASCADE" for name in reversed(VIEWS)]
-    return [*drops, *(statement for name in VIEWS for statement in _create(name))]
-
-
 def missing(conn: Any, qualified: str) -> bool:
     """True if no relation is called `qualified` (schema.name)."""
     row = conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()
     return bool(row and row[0] is None)
 
 
-def create_views(conn: Any, schema_name: str, *, missing_only: bool = False) -> None:
-    """Create the views, or re-create them when their definitions changed; otherwise touch
-    nothing, so readers' queries never wait on a lock taken at every start. `missing_only`
-    (a rebuild dropped the views over the tables it replaced): create just the views that are
-    not there, leaving the others, and their readers, alone. Runs in the caller's
-    transaction."""
+def create_views(conn: Any, schema_name: str) -> None:
+    """Create the views, or replace them in place when their definitions changed (columns only
+    added at the end: the read contract's copies, and any view a reporting team built on
+    them, stay); otherwise touch nothing, so readers' queries never wait on a lock taken at
+    every start. A change PostgreSQL cannot make in place is refused while objects outside the
+    engine depend on the view (engine/dependents.py). Runs in the caller's transaction."""
     schema = sql.Identifier(schema_name)
-    if missing_only:
-        todo = [
-            statement
-            for name in VIEWS  # in dependency order
-            if missing(conn, f"{schema_name}.{name}")
-            for statement in _create(name)
-        ]
-    else:
-        row = conn.execute(
-            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
-        ).fetchone()
-        if row and row[0] == FINGERPRINT:
-            return
-        todo = statements()
-    for statement in todo:
-        conn.execute(sql.SQL(statement).format(s=schema))
+    row = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)
+    ).fetchone()
+    if (
+        row
+        and row[0] == FINGERPRINT
+        and not any(missing(conn, f"{schema_name}.{name}") for name in VIEWS)
+    ):
+        return
+    for name in VIEWS:  # in dependency order
+        replace_view(
+            conn, schema_name, qualified(schema_name, name), sql.SQL(VIEWS[name]).format(s=schema)
+        )
+    conn.execute(
+        sql.SQL("COMMENT ON VIEW {}.kpi_funnel IS {}").format(schema, sql.Literal(FINGERPRINT))
+    )

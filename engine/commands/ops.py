@@ -534,3 +534,74 @@ def db_init(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def db_grant_reporting(args: argparse.Namespace) -> int:
+    """A reporting job's login: reads the contract (member of leadengine_reader) and writes in
+    a schema of its own, named after it; or the SQL for an administrator (--print-sql)."""
+    from psycopg import errors
+
+    from engine import migrations
+    from engine.dependents import engine_schemas
+    from engine.readmodel import READER_ROLE, read_schema, reporting_login_sql, role_exists
+
+    login = args.name
+    database = dbmod.resolve(get_settings())
+    if not login or len(login.encode()) > 63 or login.startswith("pg_") or login == READER_ROLE:
+        raise LeadEngineError(
+            f"grant-reporting {login!r}: expected a login role's name (1 to 63 bytes, not "
+            f"starting with pg_, not {READER_ROLE})"
+        )
+    if login in engine_schemas(database.schema):
+        raise LeadEngineError(
+            f"grant-reporting {login!r}: the job's schema is named after its login, and "
+            f"{login} is one of the engine's schemas: choose another login name"
+        )
+    with database.connect() as conn:
+        found = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (login,))
+        row = found.fetchone()
+        statements = reporting_login_sql(login, create_login=row is None)
+        if args.print_sql:
+            if not role_exists(conn):
+                print(f"-- first: leadengine db migrate (creates {READER_ROLE}), or")
+                print(f"CREATE ROLE {READER_ROLE} NOLOGIN;  -- then: leadengine db migrate")
+            for statement in statements:
+                print(statement.as_string(conn) + ";")
+            return 0
+        if row is None or not row[0]:
+            raise LeadEngineError(
+                f"no login role {login!r}"
+                + (" (it exists but cannot log in)" if row else "")
+                + f": create it first (CREATE ROLE {login} LOGIN PASSWORD '...'), or run "
+                "`leadengine db grant-reporting NAME --print-sql` for the SQL to hand an "
+                "administrator"
+            )
+    if not migrations.ensure_reader(database):
+        raise LeadEngineError(
+            f"role {READER_ROLE} does not exist and this user may not create it: ask an "
+            f"administrator to CREATE ROLE {READER_ROLE} NOLOGIN, then run db migrate"
+        )
+    with database.connect() as conn:
+        try:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+        except errors.InsufficientPrivilege as exc:
+            raise LeadEngineError(
+                f"this database user may not grant {login} its rights ({exc}): run "
+                "`leadengine db grant-reporting NAME --print-sql` and hand the SQL to an "
+                "administrator"
+            ) from None
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (login,)
+        ).fetchone()
+    if not owner or owner[0] != login:
+        raise LeadEngineError(
+            f"schema {login} exists and belongs to {owner[0] if owner else '?'}, not to {login}: "
+            f"ALTER SCHEMA {login} OWNER TO {login}, or drop it, then run this again"
+        )
+    print(
+        f"{login}: reads the views in {read_schema(database.schema)} (member of {READER_ROLE}); "
+        f"writes in its own schema {login} (owner); nothing else"
+    )
+    return 0

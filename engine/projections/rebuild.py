@@ -9,11 +9,15 @@ live ones from the whole log, then switched in with one transaction.
 3. Catch-up: the ordinary projector, pointed at the staging schema, projects what arrived
    meanwhile, until it is close to the head.
 4. The switch, one transaction: lock the live projection's tracking row (a running projector
-   finishes its batch first; its next one waits), project the last few events, drop the live
-   tables (their KPI and contract views go with them), move the staging tables in under the
-   same names, re-create the views, grant them to the reader role, and set the live position
-   to the rebuilt one. Readers see the old tables until the commit and the new ones after it;
-   a running projector's next batch finds its position moved and resumes from the new one.
+   finishes its batch first; its next one waits), project the last few events, move the live
+   tables aside, move the staging tables in under the same names, replace the views that read
+   them in place with their own definitions (so they read the new tables: nothing built on
+   them, in any schema, is dropped), drop the old tables and set the live position to the
+   rebuilt one. Readers see the old tables until the commit and the new ones after it; a
+   running projector's next batch finds its position moved and resumes from the new one.
+   What cannot be carried over (a materialized view or a foreign key on a live table, a view
+   over it the engine's user may not replace) stops the rebuild before it starts, with the
+   list (engine/dependents.py).
 
 A lead the rebuild cannot fold or write is parked (in the staging schema's `parked`) instead of
 failing the rebuild; the switch replaces the projection's parked leads with the rebuild's, so a
@@ -35,14 +39,13 @@ from typing import Any
 
 from psycopg import errors, sql
 
-from engine.analytics.views import create_views
+from engine import dependents
 from engine.application import LeadEngine
 from engine.db import Database
 from engine.errors import LeadEngineError
 from engine.logs import get_logger
 from engine.projections import parking
 from engine.projections.projector import PROJECTIONS, Projector, names
-from engine.readmodel import ensure_contract
 
 log = get_logger("engine.rebuild")
 
@@ -108,6 +111,8 @@ def rebuild(
         ).fetchone()
         if not (locked and locked[0]):
             raise LeadEngineError(f"another rebuild is running on schema {db.schema}")
+        with guard.transaction():  # refuse now, not after the load
+            dependents.plan_repoint(guard, [dependents.qualified(db.schema, t) for t in tables])
         _prepare_staging(db, staging, tables)
         head = app.recorder.max_notification_id() or 0
         log.info("rebuild started", projection=name, tables=list(tables), head=head)
@@ -302,40 +307,6 @@ def _add_indexes(db: Database, staging: Database, tables: tuple[str, ...]) -> No
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(staging.schema, table)))
 
 
-DEPENDENT_VIEWS = """
-SELECT DISTINCT format('%%I.%%I', vn.nspname, v.relname)
-FROM pg_depend d
-JOIN pg_rewrite r ON r.oid = d.objid
-JOIN pg_class v ON v.oid = r.ev_class
-JOIN pg_namespace vn ON vn.oid = v.relnamespace
-WHERE d.refobjid = ANY(%s::regclass[]) AND v.relkind = 'v' AND v.oid <> ALL(%s::regclass[])
-"""
-
-
-def _drop_dependent_views(conn: Any, schema: str, tables: tuple[str, ...]) -> None:
-    """Drop the views over `tables`, views of views first, before touching the tables.
-
-    A reader of a view locks the view, then the tables under it; dropping a table locks the
-    table, then the views that depend on it: in that order a reader arriving mid-switch would
-    deadlock with the switch. Dropping the views first (each DROP VIEW locks only its view)
-    takes the locks in the readers' order: a reader waits for the commit, then finds the view
-    re-created under the same name."""
-    below = [f"{schema}.{t}" for t in tables]
-    levels: list[list[str]] = []
-    seen: list[str] = []
-    while True:
-        rows = conn.execute(DEPENDENT_VIEWS, (below, seen or below)).fetchall()
-        level = sorted(row[0] for row in rows if row[0] not in seen)
-        if not level:
-            break
-        levels.append(level)
-        seen += level
-        below = level
-    for level in reversed(levels):
-        for name in level:
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS " + name + " CASCADE"))
-
-
 #: The switch gives up a lock it cannot get within this long, rolls back and tries again, so
 #: a reader it collides with is never the one PostgreSQL aborts (deadlock_timeout is 1 s).
 SWITCH_LOCK_TIMEOUT = "400ms"
@@ -382,6 +353,34 @@ def _switch_parked(conn: Any, live: str, staging: str, name: str) -> None:
     )
 
 
+def _swap(conn: Any, live: str, staging: str, tables: tuple[str, ...]) -> None:
+    """Put the staging tables in place of the live ones, keeping every view over them.
+
+    The views that read the live tables are locked first (in the readers' order), the live
+    tables are moved aside (`<schema>_retired`, gone at the commit), the new ones moved in
+    under the same names, and each of those views is replaced in place with its own
+    definition, so it reads the new tables: views built on it, the contract's and a reporting
+    team's in their own schemas, are never dropped (engine/dependents.py)."""
+    retired = sql.Identifier(f"{live}_retired")
+    plan = dependents.plan_repoint(conn, [dependents.qualified(live, t) for t in tables])
+    dependents.lock(conn, plan)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(retired))
+    for table in tables:
+        t = sql.Identifier(table)
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(sql.Identifier(live), t, retired)
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
+                sql.Identifier(staging), t, sql.Identifier(live)
+            )
+        )
+    dependents.repoint(conn, plan)
+    for table in tables:  # nothing reads them now: no CASCADE, so nothing else can go
+        conn.execute(sql.SQL("DROP TABLE {}.{}").format(retired, sql.Identifier(table)))
+    conn.execute(sql.SQL("DROP SCHEMA {}").format(retired))
+
+
 def _switch(
     db: Database,
     staging: Database,
@@ -393,7 +392,6 @@ def _switch(
     lock_timeout: str = "0",
 ) -> tuple[int, int]:
     """Catch up the last events and swap the tables in, all in one transaction."""
-    live = sql.Identifier(db.schema)
     tracking = sql.Identifier(db.schema, "projection_tracking")
     with db.connect() as conn, conn.transaction():
         conn.execute(
@@ -409,18 +407,8 @@ def _switch(
         caught = builder.run(until_caught_up=True)
         position = builder.position()
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
-        _drop_dependent_views(conn, db.schema, tables)
-        for table in tables:
-            conn.execute(sql.SQL("DROP TABLE {}.{} CASCADE").format(live, sql.Identifier(table)))
-            conn.execute(
-                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                    sql.Identifier(staging.schema, table), live
-                )
-            )
-        conn.execute("SET LOCAL lock_timeout = 0")  # the rest is new objects and our own rows
-        # only the views dropped above come back; the others (and their readers) are untouched
-        create_views(conn, db.schema, missing_only=True)
-        ensure_contract(conn, db.schema, missing_only=True)
+        _swap(conn, db.schema, staging.schema, tables)
+        conn.execute("SET LOCAL lock_timeout = 0")  # the rest is our own rows
         conn.execute(
             sql.SQL("UPDATE {} SET position = %s, updated_at = now() WHERE name = %s").format(
                 tracking

@@ -64,6 +64,7 @@ LEAD_STATE_COLUMNS = (
     "best_persona",
     "persona_fit",
     "erased_at",
+    "recorded_at",
 )
 
 SCORE_COLUMNS = (
@@ -230,6 +231,7 @@ def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tu
         persona.persona if persona else None,
         persona.fit if persona else None,
         lead.erased_at,
+        lead.modified_on,  # when the engine recorded the lead's latest event
     )
 
 

@@ -108,6 +108,7 @@ STATEMENTS += (
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS best_persona text",
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS persona_fit numeric(6,2)",
     "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS erased_at timestamptz",
+    "ALTER TABLE {s}.lead_state ADD COLUMN IF NOT EXISTS recorded_at timestamptz",
     """
     CREATE TABLE IF NOT EXISTS {s}.lead_scores (
         lead_id uuid NOT NULL,

@@ -241,6 +241,8 @@ def test_migration_4_widens_the_money_columns_of_a_schema_made_by_the_previous_v
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+    # today's contract views read columns later migrations add: made after the last one
+    monkeypatch.setattr(migrations, "ensure_contract", lambda conn, schema: False)
     migrations.migrate(database)
     wanted = {(t, c): kind for t, c, kind in migrations.WIDER_AMOUNTS}
     assert set(_column_types(database).values()) == {"numeric(14,2)", "numeric(18,4)"}

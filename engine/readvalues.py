@@ -1,0 +1,245 @@
+"""What a reporting job may test on the read contract: each view's unique key and never-null
+columns, each enumerated column's allowed values, each formatted column's pattern. Declared
+from the code's own constants and rendered into docs/read-model.md (`python -m
+engine.readvalues docs/read-model.md` rewrites the section; a unit test fails if it drifts, an
+integration test runs the checks, parsed from the doc, on generated data)."""
+
+from __future__ import annotations
+
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.analytics.attribution import BY, MODELS
+from engine.contract import TOUCH_TYPES
+from engine.generator import CHANNELS
+from engine.lifecycle import FUNNEL, STAGES
+from engine.projections.projector import PROJECTIONS
+from engine.projections.rows import MILESTONE_TYPES
+from engine.rules import Attribution, Strategy
+
+BEGIN, END = "<!-- readvalues:begin -->", "<!-- readvalues:end -->"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    column: str  # view.column
+    values: tuple[str, ...]
+    closed: bool  # the engine writes nothing else; open: upstream's values (the demo's listed)
+
+
+def _literal(kind: object) -> tuple[str, ...]:
+    return tuple(typing.get_args(kind))
+
+
+ACCEPTED = (
+    Accepted("lead_current.stage", STAGES, True),
+    Accepted("lead_current.owner_source", ("routing", "manual"), True),
+    Accepted("lead_current.source_channel", CHANNELS, False),
+    Accepted("lead_touchpoints.type", tuple(TOUCH_TYPES), True),
+    Accepted("lead_touchpoints.channel", CHANNELS, False),
+    Accepted("lead_stage_history.from_stage", STAGES, True),
+    Accepted("lead_stage_history.to_stage", STAGES[1:], True),
+    Accepted("lead_owner_history.outcome", ("routed", "not_routed", "assigned"), True),
+    Accepted("lead_owner_history.strategy", _literal(Strategy), True),
+    Accepted("lead_milestones.type", tuple(sorted(MILESTONE_TYPES)), True),
+    Accepted("campaign_costs.channel", CHANNELS, False),
+    Accepted("attribution_credits.model", MODELS, True),
+    Accepted("attribution_credits.by", BY, True),
+    Accepted("attribution_credits.value", ("conversions", "revenue"), True),
+    Accepted(
+        "attribution_credits.conversion",
+        _literal(Attribution.model_fields["conversion"].annotation),
+        True,
+    ),
+    Accepted("kpi_funnel.stage", FUNNEL[1:], True),
+    Accepted("contract_info.projection", tuple(PROJECTIONS), True),
+    Accepted("kpi_stage_reached.stage", FUNNEL[1:], True),
+)
+
+#: column: (PostgreSQL regular expression, what it means)
+PATTERNS = {
+    "lead_current.rules_version": (
+        r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$",
+        "`name@version` of the rules (the primary model), e.g. `default@2026.1`",
+    ),
+    "lead_stage_history.decision": (
+        r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$",
+        "`name@version` of the rules whose MQL rule was met, e.g. `default@2026.1`",
+    ),
+    "lead_scores.model_version": (
+        r"^[A-Za-z0-9_.-]+$",
+        "the model's `version` as in the rules, without its name, e.g. `2026.1`",
+    ),
+    "lead_current.country": (r"^[A-Z]{2}$", "ISO 3166-1 alpha-2"),
+    "lead_milestones.currency": (r"^[A-Z]{3}$", "ISO 4217"),
+    "campaign_costs.currency": (r"^[A-Z]{3}$", "ISO 4217"),
+}
+
+#: view: (unique key, never-null columns)
+KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "lead_current": (
+        ("lead_id",),
+        (
+            "lead_id",
+            "lead_key",
+            "stage",
+            "score",
+            "fit",
+            "engagement",
+            "rules_version",
+            "touch_count",
+            "touch_counts",
+            "anomalies",
+            "mql_rounds",
+            "lead_version",
+        ),
+    ),
+    "lead_touchpoints": (
+        ("lead_id", "source", "event_id"),
+        (
+            "lead_id",
+            "lead_key",
+            "event_id",
+            "type",
+            "channel",
+            "occurred_at",
+            "recorded_at",
+            "source",
+        ),
+    ),
+    "lead_stage_history": (
+        ("lead_id", "lead_version"),
+        (
+            "lead_id",
+            "lead_key",
+            "lead_version",
+            "from_stage",
+            "to_stage",
+            "reason",
+            "trigger_event_id",
+            "occurred_at",
+            "recorded_at",
+        ),
+    ),
+    "lead_owner_history": (
+        (),
+        ("lead_id", "lead_key", "occurred_at", "outcome", "why", "trigger_event_id"),
+    ),
+    "lead_milestones": (
+        ("lead_id", "source", "event_id"),
+        ("lead_id", "lead_key", "event_id", "type", "occurred_at", "recorded_at", "source"),
+    ),
+    "lead_scores": (
+        ("lead_id", "model"),
+        ("lead_id", "lead_key", "model", "model_version", "fit", "engagement", "score", "as_of"),
+    ),
+    "lead_sla": (
+        ("lead_id",),
+        (
+            "lead_id",
+            "lead_key",
+            "round",
+            "owner",
+            "queue",
+            "routed_at",
+            "first_touch_due",
+            "decision_due",
+        ),
+    ),
+    "campaign_costs": (
+        ("campaign", "source", "event_id"),
+        (
+            "event_id",
+            "campaign",
+            "channel",
+            "amount",
+            "currency",
+            "period_start",
+            "period_end",
+            "recorded_at",
+            "source",
+        ),
+    ),
+    "attribution_credits": (
+        ("model", "by", "value", "conversion", "key"),
+        (
+            "model",
+            "by",
+            "value",
+            "conversion",
+            "key",
+            "credit",
+            "total",
+            "conversions",
+            "rules_version",
+            "computed_at",
+        ),
+    ),
+    "kpi_stage_reached": (("lead_id", "stage"), ("lead_id", "stage", "reached_at")),
+    "kpi_funnel": (("stage",), ("stage", "position", "reached")),
+    "contract_info": (
+        ("projection",),
+        ("contract_version", "projection", "position", "log_head", "lag", "last_projected_at"),
+    ),
+}
+
+
+def _codes(values: typing.Iterable[str]) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def markdown() -> str:
+    """The section of docs/read-model.md between the markers."""
+    lines = [
+        BEGIN,
+        "### Keys and required columns",
+        "Tested as dbt's `unique` (the key's columns together) and `not_null`.",
+        "",
+        "| view | unique key | never null |",
+        "|---|---|---|",
+        *(
+            f"| `{view}` | {_codes(key) or 'none'} | {_codes(required)} |"
+            for view, (key, required) in KEYS.items()
+        ),
+        "",
+        "### Allowed values",
+        "Tested as dbt's `accepted_values` (nulls aside). *closed*: the engine writes no other "
+        "value; *open*: the value comes from upstream events (any text the event contract "
+        "accepts): the list is what the demo generator (`leadengine generate`) sends.",
+        "",
+        "| column | kind | values |",
+        "|---|---|---|",
+        *(
+            f"| `{a.column}` | {'closed' if a.closed else 'open'} | {_codes(a.values)} |"
+            for a in ACCEPTED
+        ),
+        "",
+        "### Formats",
+        "Tested as a match of the PostgreSQL regular expression (nulls aside).",
+        "",
+        "| column | pattern | meaning |",
+        "|---|---|---|",
+        *(
+            f"| `{column}` | `{pattern}` | {meaning} |"
+            for column, (pattern, meaning) in PATTERNS.items()
+        ),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def rewrite(path: Path) -> bool:
+    """Put `markdown()` between the markers in `path`; True if the file changed."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + markdown() + tail
+    path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool
+    for name in sys.argv[1:]:
+        print(name, "rewritten" if rewrite(Path(name)) else "unchanged")
