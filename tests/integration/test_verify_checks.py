@@ -45,8 +45,8 @@ def lead(runtime: Runtime) -> tuple[Runtime, UUID]:
 
 
 def _version(runtime: Runtime, agg: UUID, version: int) -> tuple[str, bytes]:
-    topic, state = _sql(runtime, "SELECT topic, state FROM leadengine_events "
-                        "WHERE originator_id = %s AND originator_version = %s", agg, version)[0]  # fmt: skip
+    query = "SELECT topic, state FROM leadengine_events WHERE originator_id = %s "
+    topic, state = _sql(runtime, query + "AND originator_version = %s", agg, version)[0]
     return topic, bytes(state)
 
 
