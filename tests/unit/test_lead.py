@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import uuid
 
@@ -37,6 +39,21 @@ def test_id_is_a_keyed_hash_of_the_upstream_key() -> None:
     assert ids(email).version == 8 and ids(email) == keyed_lead_id(id_secret(master), email)
     assert LeadIds(id_secret(master), "uuid5")(email) == legacy_lead_id(email)  # old schemas
     assert Lead.start(email, ids(email)).id == ids(email)
+
+
+def test_lead_ids_are_stable_across_releases() -> None:
+    """Stored streams are found by these ids: the derivation may never change (a known answer,
+    and the HMAC-SHA256 of `lead:KEY` under the HKDF-derived secret, as a version 8 UUID)."""
+    master = bytes(range(32))
+    secret = id_secret(master)
+    assert LeadIds(secret)("ann.lee@example.com") == uuid.UUID(
+        "dd9d9695-e4fb-804d-bad6-ce544f9ffdd8"
+    )
+    mac = hmac.new(secret, b"lead:ann.lee@example.com", hashlib.sha256).digest()[:16]
+    expected = bytearray(mac)
+    expected[6] = 0x80 | (expected[6] & 0x0F)
+    expected[8] = 0x80 | (expected[8] & 0x3F)
+    assert LeadIds(secret)("ann.lee@example.com").bytes == bytes(expected)
 
 
 def test_a_forgotten_lead_shows_a_stable_pseudonym() -> None:
