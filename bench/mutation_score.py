@@ -64,7 +64,7 @@ def main() -> int:
         return 2
     table = Table(title="mutation score per module")
     for column in ("module", "mutants", "killed", "survived", "no tests", "other", "score"):
-        table.add_column(column, justify="left" if column == "module" else "right")
+        table.add_column(column, justify="left" if column == "module" else "right", no_wrap=True)
     total: Counter[str] = Counter()
     for module, mutants in results.items():
         counts = Counter(mutants.values())

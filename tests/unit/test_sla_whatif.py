@@ -10,7 +10,7 @@ from engine.contract import validate_event
 from engine.facts import Fact
 from engine.generator import generate
 from engine.rules import Rules, Sla, parse_rules
-from engine.sla import add_business_hours, business_hours_between, sla_state
+from engine.sla import Timer, add_business_hours, business_hours_between, sla_state
 from engine.whatif import facts_from_log, replay
 from tests.conftest import POPO_ENV
 
@@ -97,3 +97,30 @@ def test_whatif_lower_threshold_qualifies_more_and_since_limits_it() -> None:
     ).summary()
     assert later["leads_changed"] == 0  # the new rules never got to decide
     assert sum(s["old"] for s in doc["stages"]) == sum(s["new"] for s in doc["stages"])
+
+
+def test_sla_boundaries_are_exact() -> None:
+    """On the due moment itself: done then is met, not done yet is not breached; a touch at
+    the very moment of `as_of` counts as done; the timers carry their names and moments."""
+    routings = [(FRIDAY_4PM, "ana", "main")]
+    due = at(9, 12)  # Fri 16:00 + 4 business hours (nights and weekend skipped)
+    on_time = sla_state([touch(due)], routings, SLA, due)
+    assert on_time is not None
+    assert on_time.first_touch == Timer("first_touch", due, due, "met")
+    assert on_time.decision == Timer("decision", at(10, 16), None, "pending")  # 16 h: Tue 16:00
+    not_yet = sla_state([], routings, SLA, due)
+    assert not_yet is not None and not_yet.first_touch == Timer("first_touch", due, None, "at_risk")
+    late = sla_state([], routings, SLA, at(9, 12, 1))
+    assert late is not None and late.first_touch == Timer("first_touch", due, None, "breached")
+    # at risk from 75 % of the allowance used (3 of 4 business hours: Mon 11:00), not before
+    assert sla_state([], routings, SLA, at(9, 11)).first_touch.status == "at_risk"  # type: ignore[union-attr]
+    assert sla_state([], routings, SLA, at(9, 10, 59)).first_touch.status == "pending"  # type: ignore[union-attr]
+
+
+def test_business_hours_between_an_empty_or_backward_span_is_zero() -> None:
+    bh = SLA.business_hours
+    assert business_hours_between(at(9, 10), at(9, 10), bh) == 0.0
+    assert business_hours_between(at(9, 11), at(9, 10), bh) == 0.0
+    assert business_hours_between(at(9, 9), at(9, 10, 30), bh) == 1.5
+    # a span ending exactly when a day opens holds none of that day
+    assert business_hours_between(at(6, 17), at(9, 9), bh) == 0.0
