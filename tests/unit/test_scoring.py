@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.facts import Fact
-from engine.rules import parse_rules
-from engine.scoring import score
+from engine.rules import Rules, parse_rules
+from engine.scoring import best_persona, persona_fits, score
 from tests.factory import T0
 
 RULES = parse_rules(
@@ -124,3 +124,25 @@ def test_engagement_above_100_is_clamped_to_exactly_100() -> None:
     assert sum(line.points for line in result.lines) == pytest.approx(140.0)  # 50 + 40 + 50 raw
     assert result.engagement == 100.0  # clamped at the top
     assert result.total == 60.0  # fit 0 x 0.4 + 100 x 0.6
+
+
+def test_personas_read_the_profile_as_of_the_moment_asked_with_its_origin(rules: Rules) -> None:
+    """A later profile change does not leak into an earlier moment, and each persona line
+    names the event that supplied the attribute."""
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    facts = [
+        Fact("p1", "lead.profile_updated", "urn:test", t0, {"seniority": "vp"}),
+        Fact("p2", "lead.profile_updated", "urn:test", t0 + timedelta(days=10),
+             {"seniority": "individual"}),
+    ]  # fmt: skip
+    early, late = t0 + timedelta(days=1), t0 + timedelta(days=11)
+    best = best_persona(facts, rules.personas, early)
+    assert best is not None and (best.persona, best.fit) == ("decision-maker", 70.0)
+    assert [(line.rule, line.event_id) for line in best.lines] == [("exec-seniority", "p1")]
+    later = best_persona(facts, rules.personas, late)
+    assert later is not None and (later.persona, later.fit) == ("user", 60.0)
+    assert [(x.rule, x.event_id) for x in later.lines] == [("individual-contributor", "p2")]
+    fits = persona_fits(facts, rules.personas, early)
+    assert [(f.persona, f.fit) for f in fits] == [("decision-maker", 70.0), ("champion", 0.0),
+                                                  ("user", 0.0)]  # fmt: skip
+    assert [line.event_id for line in fits[0].lines] == ["p1"]
