@@ -255,3 +255,43 @@ def test_sampled_shapley_matches_exact_values_on_a_five_channel_path() -> None:
     assert exact == pytest.approx(
         {"A": 0.375, "B": 0.1875, "C": 0.25, "D": 0.0, "E": 0.1875}, abs=1e-9
     )
+
+
+def test_shapley_shares_on_a_sparse_game_by_hand() -> None:
+    """v holds only the coalitions some journey had: the others are worth 0. Three channels,
+    v({a}) = 0.2, v({a, b}) = 0.5, v({a, b, c}) = 0.8, everything else 0. Marginal gains over
+    the six orderings abc, acb, bac, bca, cab, cba: a 0.2, 0.2, 0.5, 0.8, 0, 0.8 (sum 2.5);
+    b 0.3, 0.8, 0, 0, 0.8, 0 (1.9); c 0.3, -0.2, 0.3, 0, 0, 0 (0.4); each / 6, / v = 0.8."""
+    from itertools import permutations
+
+    from engine.analytics.shapley import shares
+
+    a, b, c = "a", "b", "c"
+    v = {frozenset({a}): 0.2, frozenset({a, b}): 0.5, frozenset({a, b, c}): 0.8}
+    phi = dict.fromkeys((a, b, c), 0.0)
+    for order in permutations((a, b, c)):
+        before: frozenset[str] = frozenset()
+        for member in order:
+            phi[member] += v.get(before | {member}, 0.0) - v.get(before, 0.0)
+            before = before | {member}
+    assert phi == pytest.approx({a: 2.5, b: 1.9, c: 0.4}, abs=1e-12)  # the reference = by hand
+    expected = {a: 2.5 / 6 / 0.8, b: 1.9 / 6 / 0.8, c: 0.4 / 6 / 0.8}
+    exact = shares(frozenset({a, b, c}), v)
+    assert exact == pytest.approx(expected, abs=1e-12)
+    assert sum(exact.values()) == pytest.approx(1.0, abs=1e-12)
+    # the boundary: 3 channels with exact_max=3 is exact; with exact_max=2 it is sampled (one
+    # ordering only, so it differs from the exact values)
+    assert shares(frozenset({a, b, c}), v, exact_max=3, samples=1) == exact
+    one = shares(frozenset({a, b, c}), v, exact_max=2, samples=1)
+    assert one != pytest.approx(exact, abs=1e-6) and sum(one.values()) == pytest.approx(1.0)
+    sampled = shares(frozenset({a, b, c}), v, exact_max=2, samples=6000)
+    assert sampled == pytest.approx(expected, abs=0.02)
+
+
+def test_shapley_shares_split_equally_when_the_set_itself_is_worth_nothing() -> None:
+    from engine.analytics.shapley import shares
+
+    v = {frozenset({"a"}): 0.5}  # {"a", "b"} absent: worth 0
+    assert shares(frozenset({"a", "b"}), v) == {"a": 0.5, "b": 0.5}
+    assert shares(frozenset({"a", "b", "c"}), {}) == dict.fromkeys("abc", 1 / 3)
+    assert shares(frozenset({"a"}), {}) == {"a": 1.0}
