@@ -295,3 +295,42 @@ def test_shapley_shares_split_equally_when_the_set_itself_is_worth_nothing() -> 
     assert shares(frozenset({"a", "b"}), v) == {"a": 0.5, "b": 0.5}
     assert shares(frozenset({"a", "b", "c"}), {}) == dict.fromkeys("abc", 1 / 3)
     assert shares(frozenset({"a"}), {}) == {"a": 1.0}
+
+
+def test_markov_chain_with_loops_matches_value_iteration() -> None:
+    """Self-loops (A -> A) and cycles (A -> B -> A): the solved probabilities equal those
+    reached by iterating x = b + Q x (an independent way to the same fixed point)."""
+    from engine.analytics.markov import CONVERSION, START, Chain
+
+    paths = [
+        (["A", "A", "B"], True),
+        (["B", "A"], False),
+        (["A"], False),
+        (["B", "B", "A", "B"], True),
+        (["C", "A", "B"], True),
+        (["C"], False),
+    ]
+    chain = Chain(paths)
+
+    def iterate(removed: str | None) -> float:
+        x: dict[str, float] = dict.fromkeys(chain.states, 0.0)
+        for _ in range(2000):
+            new = {}
+            for s in chain.states:
+                if s == removed:
+                    new[s] = 0.0
+                    continue
+                row = chain.counts[s]
+                total = sum(row.values())
+                new[s] = sum(n / total * (1.0 if t == CONVERSION else x.get(t, 0.0) if t != removed
+                                          else 0.0) for t, n in row.items())  # fmt: skip
+            x = new
+        return x[START]
+
+    assert chain.channels == ["A", "B", "C"]
+    for removed in (None, "A", "B", "C"):
+        assert chain.conversion_probability(removed) == pytest.approx(iterate(removed), abs=1e-9)
+    base = iterate(None)
+    assert 0.3 < base < 0.7  # not a degenerate chain
+    effects = chain.removal_effects()
+    assert effects == pytest.approx({c: 1 - iterate(c) / base for c in "ABC"}, abs=1e-9)
