@@ -334,3 +334,25 @@ def test_markov_chain_with_loops_matches_value_iteration() -> None:
     assert 0.3 < base < 0.7  # not a degenerate chain
     effects = chain.removal_effects()
     assert effects == pytest.approx({c: 1 - iterate(c) / base for c in "ABC"}, abs=1e-9)
+
+
+def test_credits_say_what_was_attributed_and_refuse_unknown_models_exactly() -> None:
+    lost = journey("l2", [(0, "web")])
+    paths = build_paths(Dataset([*TWO, lost], []), CFG)
+    result = attribute(paths, "linear", "channel", CFG)
+    assert (result.model, result.by, result.value, result.conversion) == (
+        "linear", "channel", "conversions", paths.conversion)  # fmt: skip
+    assert (result.total, result.conversions, result.quantum) == (1, 1, D("0.0001"))
+    assert result.credits == {"ads": D("0.5000"), "email": D("0.5000")}
+    revenue = attribute(build_paths(Dataset(TWO, []), CFG, value="revenue"), "linear",
+                        "channel", CFG)  # fmt: skip
+    assert revenue.value == "revenue" and revenue.quantum == D("0.01")
+    assert revenue.total == sum(revenue.credits.values())
+    assert revenue.total.as_tuple().exponent == -2
+    with pytest.raises(ReportError) as model:
+        attribute(paths, "nope", "channel", CFG)
+    expected = f"unknown attribution model 'nope'; expected one of {', '.join(MODELS)}"
+    assert str(model.value) == expected
+    with pytest.raises(ReportError) as by:
+        attribute(paths, "linear", "city", CFG)
+    assert str(by.value) == "cannot attribute by 'city'; expected one of channel, campaign, content"
