@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from engine import db as dbmod
+from engine import metrics
 from engine.consumers.kafka import KafkaIngestor
 from engine.generator import generate
 from engine.runtime import open_runtime
@@ -175,9 +175,11 @@ def test_database_outage_mid_stream_loses_nothing_and_resumes(
         try:
             wait_for(lambda: count_events(database) > 1500, timeout=120)
             at_outage = sum(map(len, stored_facts(database)))  # facts, not decision rows
+            retried = metrics.retries.labels("database")._value.get()
             outage_server.stop()
             assert thread.is_alive()
-            time.sleep(4)
+            # the consumer meets the outage (and retries) before the database comes back
+            wait_for(lambda: metrics.retries.labels("database")._value.get() > retried, 60)
             outage_server.start()
             expected = expected_facts(events)
             wait_for(lambda: stored_facts(database) == expected, timeout=180, every=1.0)
