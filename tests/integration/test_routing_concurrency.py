@@ -24,7 +24,11 @@ REPS = ("ana", "bo", "chidi", "dee")
 RACE_KEYS = ("batches", "races", "max_races_in_a_row", "max_stall_s")
 LEADS = 120
 CAPACITY = 20  # 4 reps x 20 = 80 leads routed, 40 left with every rep full
-RULES = f"""
+
+
+def race_rules(capacity: int) -> str:
+    """One round-robin queue of four reps, each holding at most `capacity` open leads."""
+    return f"""
 name: race
 version: "1"
 combine: {{fit_weight: 0.0, engagement_weight: 1.0}}
@@ -36,8 +40,12 @@ routing:
   queues:
     - id: one
       strategy: round_robin
-      reps: [{", ".join(f"{{id: {r}, capacity: {CAPACITY}}}" for r in REPS)}]
+      reps: [{", ".join(f"{{id: {r}, capacity: {capacity}}}" for r in REPS)}]
 """
+
+
+#: room for every lead (test_identity's two ingest processes route all 120)
+RULES = race_rules(LEADS // len(REPS))
 
 
 def stored(db: dbmod.Database, suffix: str) -> list[dict[str, Any]]:
@@ -81,7 +89,7 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     consumers: Consumers,  # noqa: F811
 ) -> None:
     rules = tmp_path / "race.yaml"
-    rules.write_text(RULES)
+    rules.write_text(race_rules(CAPACITY))
     env = kafka_env | {"LEADENGINE_RULES_FILE": str(rules), "LEADENGINE_BATCH_SIZE": "4"}
     first, second = consumers.start(env), consumers.start(env)
     logs = [tmp_path / "consumer-0.log", tmp_path / "consumer-1.log"]
