@@ -77,7 +77,7 @@ def main() -> int:
     table.add_row("TOTAL", str(sum(total.values())), str(total["killed"]), str(total["survived"]),
                   str(total["no tests"]), str(total["other"] + total["not checked"]),
                   "-" if overall is None else f"{overall:.1f}%", style="bold")  # fmt: skip
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)  # whole names in a log
     console.print(table)
     if args.survivors:
         for module, mutants in results.items():
