@@ -6,7 +6,7 @@ import pytest
 
 from engine.facts import Fact
 from engine.rules import Rules, parse_rules
-from engine.scoring import best_persona, persona_fits, score
+from engine.scoring import Line, best_persona, persona_fits, score
 from tests.factory import T0
 
 RULES = parse_rules(
@@ -146,3 +146,55 @@ def test_personas_read_the_profile_as_of_the_moment_asked_with_its_origin(rules:
     assert [(f.persona, f.fit) for f in fits] == [("decision-maker", 70.0), ("champion", 0.0),
                                                   ("user", 0.0)]  # fmt: skip
     assert [line.event_id for line in fits[0].lines] == ["p1"]
+
+
+def test_every_line_of_a_score_by_hand() -> None:
+    """Each line of the explanation, by hand, as of day 30 (half-life 30 days):
+    fit from the profile of day 0 (the change on day 40 is later): software 30 + big 30 = 60.
+    Engagement, newest first: form 50; blog views on day 30: 4, 4 (view's cap of 8 is then
+    full), 0 (capped by the rule cap, nothing left); the pricing view of day 20 (decay
+    2^(-10/30) = 0.793701): pricing 7.94 raw but only 4 left of the page-view type cap of 12
+    (capped by the type cap), its view 0 (the rule cap is spent). 50 + 4 + 4 + 4 = 62.
+    Total 0.4 * 60 + 0.6 * 62 = 61.2."""
+    day = [T0 + timedelta(days=d) for d in range(41)]
+    facts = [
+        fact("lead.profile_updated", 0, 1, industry="software", employees=600),
+        fact("lead.profile_updated", 40, 2, employees=100),
+        fact("touch.page_viewed", 20, 3, channel="web", url="/pricing"),
+        fact("touch.page_viewed", 30, 4, channel="web", url="/blog"),
+        fact("touch.page_viewed", 30, 5, channel="web", url="/blog"),
+        fact("touch.page_viewed", 30, 6, channel="web", url="/blog"),
+        fact("touch.form_submitted", 30, 7, channel="web"),
+    ]
+    s = score(facts, RULES, day[30])
+    pv, form = "touch.page_viewed", "touch.form_submitted"
+    decay = round(2 ** (-10 / 30), 6)
+    assert decay == 0.793701
+    assert s.lines == (
+        Line("fit", "software", "e1-lead.profile_updated", None, None, 30, 1.0, 30,
+             "industry='software'"),
+        Line("fit", "big", "e1-lead.profile_updated", None, None, 30, 1.0, 30, "employees=600"),
+        Line("engagement", "pricing", "e3-touch.page_viewed", pv, day[20], 10, decay, 4.0,
+             "capped by type cap"),
+        Line("engagement", "view", "e3-touch.page_viewed", pv, day[20], 4, decay, 0.0,
+             "capped by rule cap (nothing left)"),
+        Line("engagement", "view", "e4-touch.page_viewed", pv, day[30], 4, 1.0, 0.0,
+             "capped by rule cap (nothing left)"),
+        Line("engagement", "view", "e5-touch.page_viewed", pv, day[30], 4, 1.0, 4.0, ""),
+        Line("engagement", "view", "e6-touch.page_viewed", pv, day[30], 4, 1.0, 4.0, ""),
+        Line("engagement", "form", "e7-touch.form_submitted", form, day[30], 50, 1.0, 50.0, ""),
+    )  # fmt: skip
+    assert (s.rules_ref, s.as_of, s.fit, s.engagement, s.total) == (
+        RULES.ref, day[30], 60.0, 62.0, 61.2)  # fmt: skip
+    # the profile change of day 40 counts from then on
+    assert score(facts, RULES, day[40]).fit == 30.0
+
+
+def test_scores_are_rounded_to_two_decimals() -> None:
+    """One page view 7 days old: 4 * 2^(-7/30) = 3.402..., shown as 3.4; total 0.6 of it."""
+    s = score([fact("touch.page_viewed", 0, 1, channel="web", url="/blog")], RULES,
+              T0 + timedelta(days=7))  # fmt: skip
+    raw = 4 * 2 ** (-7 / 30)
+    assert 3.40 < raw < 3.41 and raw != round(raw, 2)
+    assert (s.engagement, s.total) == (round(raw, 2), round(round(raw, 2) * 0.6, 2))
+    assert s.lines[0].decay == round(2 ** (-7 / 30), 6)
