@@ -338,3 +338,21 @@ def test_every_choice_explains_itself_exactly() -> None:
         "queue q, weighted round robin: bo (weight 3 of 5)")
     alone = Queue(id="q", strategy="least_loaded", reps=(Rep(id="ana"),))
     assert choose(alone, _queue_state(ana=4), None).why == "queue q, least loaded: ana holds 4 open"
+
+
+def test_choices_count_reps_without_any_lead_as_holding_none() -> None:
+    reps = (Rep(id="ana"), Rep(id="bo"), Rep(id="cy"), Rep(id="dee", capacity=0))
+    least = Queue(id="q", strategy="least_loaded", reps=reps)
+    # ana holds one, bo and cy none: bo (fewest; the rotation from turn 1 starts at bo)
+    choice = choose(least, _queue_state(ana=1), None)
+    assert (choice.rep, choice.why) == ("bo", "queue q, least loaded: bo holds 0 open (others: "
+                                        "ana 1, cy 0); skipped dee at capacity 0/0")  # fmt: skip
+    # a rep with no lead beats one with a lead even when the rotation favours the latter
+    two = Queue(id="q", strategy="least_loaded", reps=(Rep(id="ana"), Rep(id="bo")))
+    state = _queue_state(ana=1)
+    state.turn = 0  # the rotation starts at ana
+    assert choose(two, state, None).rep == "bo"
+    weighted = Queue(id="q", strategy="weighted_round_robin",
+                     reps=(Rep(id="ana"), Rep(id="bo", weight=3), Rep(id="cy")))  # fmt: skip
+    first = choose(weighted, _queue_state(), None)
+    assert (first.rep, first.current) == ("bo", {"ana": 1, "bo": -2, "cy": 1})
