@@ -356,3 +356,45 @@ def test_credits_say_what_was_attributed_and_refuse_unknown_models_exactly() -> 
     with pytest.raises(ReportError) as by:
         attribute(paths, "linear", "city", CFG)
     assert str(by.value) == "cannot attribute by 'city'; expected one of channel, campaign, content"
+
+
+def test_markov_without_any_conversion_gives_no_channel_an_effect() -> None:
+    from engine.analytics.markov import Chain
+
+    chain = Chain([(["A", "B"], False), (["B"], False)])
+    assert chain.conversion_probability() == 0.0
+    assert chain.removal_effects() == {"A": 0.0, "B": 0.0}
+
+
+def test_side_by_side_orders_keys_by_total_credit_and_totals_in_the_quantum() -> None:
+    # web converts three leads alone, ads one: web first though "ads" sorts first by name
+    js = [journey(f"w{i}", [(0, "web")], opportunity=1, won=2) for i in range(3)]
+    js.append(journey("a1", [(0, "ads")], opportunity=1, won=2))
+    paths = build_paths(Dataset(js, []), CFG)
+    rows = side_by_side([attribute(paths, m, "channel", CFG) for m in ("linear", "first_touch")])
+    assert [r["channel"] for r in rows] == ["web", "ads", "TOTAL"]
+    nothing = build_paths(Dataset([journey("l", [(0, "web")])], []), CFG)
+    (total,) = side_by_side([attribute(nothing, "linear", "channel", CFG)])
+    assert total == {"channel": "TOTAL", "linear": D("0.0000")} and str(total["linear"]) == "0.0000"
+    assert str(attribute(paths, "linear", "channel", CFG).total) == "4"  # a count, unquantized
+
+
+def test_shapley_attribution_uses_the_configured_exact_limit_and_samples() -> None:
+    """Three channels on the converting path: exact under the default limit; with the limit
+    at 2 and one sample, the single sampled ordering gives other credits."""
+    js = [
+        journey("l1", [(0, "ads"), (1, "email"), (2, "web")], opportunity=3, won=3),
+        journey("l2", [(0, "ads")], opportunity=3, won=3),
+        journey("l3", [(0, "email"), (1, "web")]),
+        journey("l4", [(0, "web")], opportunity=3, won=3),
+    ]
+    paths = build_paths(Dataset(js, []), CFG)
+    exact = attribute(paths, "shapley", "channel", CFG).credits
+    low = Attribution(shapley_exact_max_channels=2, shapley_samples=10)
+    sampled = attribute(paths, "shapley", "channel", low).credits
+    assert sum(exact.values()) == sum(sampled.values()) == 3
+    assert sampled != exact  # 10 orderings of 3 channels do not reproduce the exact values
+    again = attribute(paths, "shapley", "channel", low).credits
+    assert again == sampled  # seeded by the channel set: every run the same
+    more = Attribution(shapley_exact_max_channels=2, shapley_samples=13)
+    assert attribute(paths, "shapley", "channel", more).credits != sampled  # samples are used
