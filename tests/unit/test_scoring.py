@@ -198,3 +198,42 @@ def test_scores_are_rounded_to_two_decimals() -> None:
     assert 3.40 < raw < 3.41 and raw != round(raw, 2)
     assert (s.engagement, s.total) == (round(raw, 2), round(round(raw, 2) * 0.6, 2))
     assert s.lines[0].decay == round(2 ** (-7 / 30), 6)
+
+
+FRACTIONS = parse_rules(
+    """
+name: fractions
+version: "1"
+combine: {fit_weight: 0.4, engagement_weight: 0.6}
+fit:
+  rules:
+    - {id: odd, when: [{field: industry, equals: software}, {field: country, equals: US}],
+       points: 12.345}
+engagement:
+  half_life_days: null
+  rules:
+    - {id: view, types: [touch.page_viewed], points: 0.5, cap: 0.5}
+personas:
+  - id: tiny
+    rules:
+      - {id: t, when: [{field: industry, equals: software}], points: 0.505}
+mql: {total_at_least: 50}
+"""
+)
+
+
+def test_fractional_points_round_to_two_decimals_and_small_grants_are_capped() -> None:
+    facts = [
+        fact("lead.profile_updated", 0, 1, industry="software", country="US"),
+        fact("touch.page_viewed", 1, 2, channel="web"),
+        fact("touch.page_viewed", 2, 3, channel="web"),
+    ]
+    s = score(facts, FRACTIONS, T0 + timedelta(days=3))
+    # fit 12.345 shown as 12.35; total 0.4 * 12.35 + 0.6 * 0.5 = 5.24
+    assert (s.fit, s.engagement, s.total) == (12.35, 0.5, 5.24)
+    assert s.lines[0].note == "industry='software', country='US'"
+    # the older view finds the cap of 0.5 spent: capped to nothing, even for a grant below 1
+    assert [(x.points, x.note) for x in s.lines[1:]] == [
+        (0.0, "capped by rule cap (nothing left)"), (0.5, "")]  # fmt: skip
+    best = best_persona(facts, FRACTIONS.personas, T0 + timedelta(days=3))
+    assert best is not None and (best.persona, best.fit) == ("tiny", 0.51)  # above 0, below 1
