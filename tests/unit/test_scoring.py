@@ -237,3 +237,11 @@ def test_fractional_points_round_to_two_decimals_and_small_grants_are_capped() -
         (0.0, "capped by rule cap (nothing left)"), (0.5, "")]  # fmt: skip
     best = best_persona(facts, FRACTIONS.personas, T0 + timedelta(days=3))
     assert best is not None and (best.persona, best.fit) == ("tiny", 0.51)  # above 0, below 1
+
+
+def test_the_total_is_rounded_to_two_decimals_too() -> None:
+    """A page view 0.1 day old: 4 * 2^(-0.1/30) = 3.9908 -> 3.99; total 0.6 * 3.99 = 2.394 ->
+    2.39."""
+    s = score([fact("touch.page_viewed", 0, 1, channel="web", url="/blog")], RULES,
+              T0 + timedelta(days=0.1))  # fmt: skip
+    assert (s.engagement, s.total) == (3.99, 2.39)
