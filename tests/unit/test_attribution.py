@@ -398,3 +398,31 @@ def test_shapley_attribution_uses_the_configured_exact_limit_and_samples() -> No
     assert again == sampled  # seeded by the channel set: every run the same
     more = Attribution(shapley_exact_max_channels=2, shapley_samples=13)
     assert attribute(paths, "shapley", "channel", more).credits != sampled  # samples are used
+
+
+def test_exact_split_hands_leftover_units_out_by_largest_remainder_one_each() -> None:
+    from engine.analytics.allocate import exact_split
+
+    # 7 units over four equal shares: 1.75 each, floors 1, three units left: a, b, c (ties go
+    # to the smaller key), one each
+    assert exact_split(dict.fromkeys("abcd", 1.0), D(7), D(1)) == {
+        "a": D(2), "b": D(2), "c": D(2), "d": D(1)}  # fmt: skip
+    assert exact_split({"x": 2.0, "y": 1.0}, D("1.00"), D("0.01")) == {"x": D("0.67"),
+                                                                       "y": D("0.33")}  # fmt: skip
+    assert exact_split({}, D(5), D(1)) == {}
+
+
+def test_revenue_credits_are_in_the_currency_minor_unit() -> None:
+    """Yen have no minor unit: credits are whole yen."""
+    import dataclasses
+
+    js = [journey("j1", [(0, "ads"), (1, "web"), (2, "email")], opportunity=3, won=3,
+                  amount="1000")]  # fmt: skip
+    js[0].milestones[:] = [dataclasses.replace(m, currency="JPY") if m.amount else m
+                           for m in js[0].milestones]  # fmt: skip
+    paths = build_paths(Dataset(js, []), CFG, value="revenue")
+    result = attribute(paths, "linear", "channel", CFG)
+    assert result.quantum == D(1)
+    # 1000 / 3 = 333.33 each; the one yen left goes to the first key of the tie
+    assert result.credits == {"ads": D(334), "email": D(333), "web": D(333)}
+    assert str(result.total) == "1000"
