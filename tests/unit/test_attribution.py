@@ -426,3 +426,19 @@ def test_revenue_credits_are_in_the_currency_minor_unit() -> None:
     # 1000 / 3 = 333.33 each; the one yen left goes to the first key of the tie
     assert result.credits == {"ads": D(334), "email": D(333), "web": D(333)}
     assert str(result.total) == "1000"
+
+
+def test_side_by_side_counts_a_key_a_model_left_out_as_zero() -> None:
+    """`markov` leaves out a key it gives nothing: that key weighs 0.5 in all, "y" 1.5."""
+    from engine.analytics.attribution import Credits
+
+    def result(model: str, credits: dict[str, str]) -> Credits:
+        return Credits(model, "channel", "conversions", "customer", D(1), 1,
+                       {k: D(v) for k, v in credits.items()})  # fmt: skip
+
+    rows = side_by_side([result("linear", {"x": "0.5", "y": "0.5"}), result("markov", {"y": "1"})])
+    assert rows == [
+        {"channel": "y", "linear": D("0.5"), "markov": D("1")},
+        {"channel": "x", "linear": D("0.5"), "markov": D("0.0000")},
+        {"channel": "TOTAL", "linear": D("1.0"), "markov": D("1")},
+    ]
