@@ -39,7 +39,7 @@ bench: $(BIN)/.installed
 MUTANTS ?=
 mutate: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
-	$(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS) || true
+	PYTHONPATH= $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS) || true
 	$(BIN)/python bench/mutation_score.py --survivors
 
 clean:
