@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench browser clean
+.PHONY: demo test lint bench browser clean mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,13 @@ test: lint browser
 bench: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
 
+# Mutation testing on demand (docs/mutation.md): mutate the modules [tool.mutmut] lists, run the
+# unit tests against each mutant, print the score per module. MUTANTS='engine.sla.*' narrows it.
+MUTANTS ?=
+mutate: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
+	PYTHONPATH= $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS) || true
+	$(BIN)/python bench/mutation_score.py --survivors
+
 clean:
-	rm -rf $(VENV) .leadengine .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .leadengine .pytest_cache .mypy_cache .ruff_cache mutants

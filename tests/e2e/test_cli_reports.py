@@ -59,6 +59,15 @@ def test_attribution_formats_and_errors(ingested: dict[str, str]) -> None:
     total = doc["side_by_side"][-1]
     assert total["channel"] == "TOTAL"
     assert all(Decimal(total[m]) == doc["conversions"] for m in MODELS)
+    # those sums hold for any weights: the side-by-side rows are each model's own credits, and
+    # first touch gives each conversion whole to one channel, not the one last touch picks
+    for m in MODELS:
+        own = {r["channel"]: Decimal(str(r["credit"])) for r in doc["models"][m]}
+        beside = {r["channel"]: Decimal(str(r[m])) for r in doc["side_by_side"][:-1]}
+        assert {k: v for k, v in beside.items() if v} == {k: v for k, v in own.items() if v}, m
+    first = {r["channel"]: Decimal(str(r["credit"])) for r in doc["models"]["first_touch"]}
+    last = {r["channel"]: Decimal(str(r["credit"])) for r in doc["models"]["last_touch"]}
+    assert all(v == v.to_integral_value() for v in first.values()) and first != last
 
     table = run(env, "report", "attribution", "--model", "markov", "--by", "campaign").stdout
     assert "Attribution of" in table and "share_pct" in table

@@ -229,7 +229,15 @@ def test_export_is_one_self_describing_document(
     for e in doc["events"]:
         entry = hashlib.sha256(entry + bytes.fromhex(e["chain"]["digest"])).digest()
         assert entry.hex() == e["chain"]["entry"]
-    assert any("rules_version" in d for d in doc["decisions"]) or doc["decisions"]
+    # the decisions are exactly the stored decision events, each as recorded (MQL with its rules)
+    kinds = ("MarketingQualified", "StageChanged", "Routed", "RoutingFailed", "AnomalyFlagged")
+    stored = _sql(runtime, "SELECT originator_version, topic FROM leadengine_events "
+                  "WHERE originator_id = %s ORDER BY originator_version", agg)  # fmt: skip
+    decided = [v for v, topic in stored if topic.rsplit(".", 1)[-1] in kinds]
+    assert [d["version"] for d in doc["decisions"]] == decided and decided
+    assert {d["kind"] for d in doc["decisions"]} <= {f"Lead.{k}" for k in kinds}
+    assert all(d["rules_version"] == doc["current_rules"] for d in doc["decisions"]
+               if d["kind"] == "Lead.MarketingQualified")  # fmt: skip
     assert len(doc["history"]) == len(doc["events"])
 
 

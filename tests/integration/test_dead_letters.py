@@ -43,4 +43,12 @@ def test_bad_lines_are_kept_with_reasons_and_good_ones_recorded(runtime: Runtime
     assert kept["file:t.jsonl:3"]["field"] == "type" and kept["file:t.jsonl:3"]["event_id"] == "x2"
     assert kept["file:t.jsonl:4"]["field"] == "time"
     assert kept["file:t.jsonl:5"]["field"] == "data.channel"
+    # the event id and type, when they were read, are stored and read back (None otherwise)
+    assert {o: (d["event_id"], d["event_type"]) for o, d in kept.items()} == {
+        "file:t.jsonl:2": (None, None),
+        "file:t.jsonl:3": ("x2", "touch.nope"),
+        "file:t.jsonl:4": ("x3", "touch.page_viewed"),
+        "file:t.jsonl:5": ("x4", "touch.page_viewed"),
+        "file:t.jsonl:6": (None, None),
+    }
     assert len(runtime.app.get_lead("k9").facts) == 2

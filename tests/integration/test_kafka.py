@@ -21,11 +21,51 @@ def consume(runtime: Runtime, settings: Settings, **kw: Any) -> dict[str, Any]:
     return ingestor.run(stop=threading.Event(), until_caught_up=True, **kw).as_dict()
 
 
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def produce(bootstrap: str, topic: str, records: list[Record]) -> list[tuple[int, int]]:
+    """Send `records` (key, value, headers) and return each one's (partition, offset) as the broker
+    acknowledged it. (Tansu's end offsets are the first offset of the last batch, so the
+    produce acknowledgements are the truth to compare stored positions with.)"""
+    acked: dict[int, tuple[int, int]] = {}
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
+
+    def delivered(i: int) -> Any:
+        def callback(err: Any, msg: Any) -> None:
+            assert err is None, err
+            acked[i] = (msg.partition(), msg.offset())
+
+        return callback
+
+    for i, (key, value, headers) in enumerate(records):
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered(i))
+    assert producer.flush(30) == 0
+    return [acked[i] for i in range(len(records))]
+
+
+def as_records(events: list[dict[str, Any]]) -> list[Record]:
+    return [(e["subject"].encode(), json.dumps(e).encode(), []) for e in events]
+
+
+def positions(runtime: Runtime, topic: str) -> dict[int, int | None]:
+    return {p: runtime.app.max_position(tracking_name(topic, p)) for p in range(4)}
+
+
+def last_offsets(acked: list[tuple[int, int]]) -> dict[int, int | None]:
+    """The offset of the last record per partition (None: nothing sent to it)."""
+    out: dict[int, int | None] = dict.fromkeys(range(4))
+    for partition, offset in acked:
+        out[partition] = max(offset, out[partition] or 0)
+    return out
+
+
 def test_consumes_everything_once_in_each_leads_order(
     runtime: Runtime, kafka_settings: Settings
 ) -> None:
     events = generate(60, seed=21)
-    publish(str(kafka_settings.kafka_bootstrap_servers), kafka_settings.kafka_topic, events)
+    bootstrap, name = str(kafka_settings.kafka_bootstrap_servers), kafka_settings.kafka_topic
+    acked = produce(bootstrap, name, as_records(events))
     stats = consume(runtime, kafka_settings)
     assert stats["records"] == len(events)
     assert stats["dead_lettered"] == 0
@@ -40,10 +80,16 @@ def test_consumes_everything_once_in_each_leads_order(
         == (stats["batches"])
     )
     assert stored_facts(runtime.db) == expected_facts(events)
-    positions = {
-        p: runtime.app.max_position(tracking_name(kafka_settings.kafka_topic, p)) for p in range(4)
-    }
-    assert all(pos is not None for pos in positions.values())
+    # the stored position of each partition is the offset of its last record, exactly
+    expected = last_offsets(acked)
+    assert None not in expected.values()  # 60 leads' keys reach every partition
+    assert positions(runtime, name) == expected
+    # one more record: exactly that one is consumed, and only its partition's position moves
+    (extra,) = generate(1, seed=121)[:1]
+    ((partition, offset),) = produce(bootstrap, name, as_records([extra]))
+    stats = consume(runtime, kafka_settings)
+    assert (stats["records"], stats["accepted"], stats["duplicates"]) == (1, 1, 0)
+    assert positions(runtime, name) == expected | {partition: offset}
 
 
 def test_redelivery_and_group_reset_change_nothing(
@@ -64,11 +110,21 @@ def test_redelivery_and_group_reset_change_nothing(
     reset = kafka_settings.model_copy(update={"kafka_group": kafka_settings.kafka_group + "-reset"})
     stats = consume(runtime, reset)
     assert stats["records"] == 0 and stats["accepted"] == 0
+    # ... and they are not skipping everything: a new record after them is consumed, alone
+    (extra,) = generate(1, seed=122)[:1]
+    produce(bootstrap, kafka_settings.kafka_topic, as_records([extra]))
+    stats = consume(runtime, reset)
+    assert (stats["records"], stats["accepted"]) == (1, 1)
+    runtime.projector.run()
+    head = runtime.app.recorder.max_notification_id()
+    with runtime.db.connect() as conn:
+        before = conn.execute(state_sql).fetchall()
+    published = 2 * len(events) + 1
     # and even with the store's positions forgotten, every record is a duplicate
     with runtime.db.connect() as conn:
         conn.execute(f"DELETE FROM {runtime.db.schema}.leadengine_tracking")
     stats = consume(runtime, reset.model_copy(update={"kafka_group": reset.kafka_group + "2"}))
-    assert stats["records"] == 2 * len(events) and stats["accepted"] == 0
+    assert stats["records"] == published and stats["accepted"] == 0
     runtime.projector.run()
     assert runtime.app.recorder.max_notification_id() == head
     with runtime.db.connect() as conn:
@@ -95,14 +151,15 @@ def test_poison_records_go_to_the_dead_letter_topic_with_reasons(
         (b"k6", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', "payload too large"),
         (b"k7", None, "tombstone"),
     ]
-    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
-    for event in good[: len(good) // 2]:
-        producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
-    for key, value, _ in poison:
-        producer.produce(topic, key=key, value=value, headers=[("trace", b"abc")])
-    for event in good[len(good) // 2 :]:
-        producer.produce(topic, key=event["subject"].encode(), value=json.dumps(event).encode())
-    assert producer.flush(30) == 0
+    # what each refusal names (the field at fault, the CloudEvent id when one was read)
+    field = {b"k3": "type", b"k4": "time", b"k5": "data.available"}  # k5: a required field missing
+    event_id = {b"k3": "u1", b"k4": "u2", b"k5": "u3"}
+    half = len(good) // 2
+    trace = [("trace", b"abc")]
+    bad: list[Record] = [(k, v, trace) for k, v, _ in poison]
+    records = [*as_records(good[:half]), *bad, *as_records(good[half:])]
+    acked = produce(bootstrap, topic, records)
+    where = dict(zip([k for k, _, _ in poison], acked[half : half + len(poison)], strict=True))
 
     stats = consume(runtime, kafka_settings)
     assert stats["dead_lettered"] == len(poison)
@@ -114,10 +171,16 @@ def test_poison_records_go_to_the_dead_letter_topic_with_reasons(
         record = by_key[key]
         headers = {k: v.decode() for k, v in record.headers}
         assert reason in headers["leadengine.error"], headers
-        assert headers["leadengine.source.topic"] == topic
-        assert headers["leadengine.error.kind"] == "invalid"
-        assert int(headers["leadengine.source.offset"]) >= 0
-        assert headers["trace"] == "abc"
+        partition, offset = where[key]
+        assert {k: v for k, v in headers.items() if k != "leadengine.error"} == {
+            "trace": "abc",
+            "leadengine.error.kind": "invalid",
+            "leadengine.error.field": field.get(key, ""),
+            "leadengine.error.event_id": event_id.get(key, ""),
+            "leadengine.source.topic": topic,
+            "leadengine.source.partition": str(partition),
+            "leadengine.source.offset": str(offset),
+        }
         assert record.value == (value or b"")
     # dead letters' positions are tracked: a restart does not send them again
     again = consume(runtime, kafka_settings.model_copy(update={"kafka_group": "other-" + topic}))

@@ -17,9 +17,10 @@ from engine.contract import validate_event
 from engine.generator import generate
 from engine.projections.projector import PROJECTIONS, PositionMoved, Projector
 from engine.projections.rebuild import rebuild, staging_schema
-from engine.readmodel import READER_ROLE, read_schema
+from engine.readmodel import READER_ROLE, create_reader_role, grant, read_schema
 from engine.rules import Rules
 from engine.runtime import Runtime, open_runtime
+from tests.kafka_helpers import wait_for
 
 
 def table_rows(runtime: Runtime, table: str) -> list[tuple[Any, ...]]:
@@ -71,7 +72,8 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
     old_scores = {r[0]: r[7] for r in table_rows(loaded, "lead_state")}
 
     seen: list[tuple[int, Any]] = []
-    waited: list[float] = []
+    reader_pids: list[int] = []
+    blocked: list[int] = []
     funnel_reads: list[int] = []
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -79,14 +81,13 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
     def reader() -> None:  # reads the contract view the whole time, as a reporting job would
         try:
             with loaded.db.connect() as conn:
+                reader_pids.append(conn.info.backend_pid)
                 while not stop.is_set():
-                    started = time.monotonic()
                     row = conn.execute(
                         sql.SQL("SELECT count(*), sum(score) FROM {}.lead_current").format(
                             sql.Identifier(read)
                         )
                     ).fetchone()
-                    waited.append(time.monotonic() - started)
                     assert row is not None
                     seen.append((int(row[0]), row[1]))
         except BaseException as exc:  # reported by the test
@@ -120,6 +121,23 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
         ingest(loaded, 90, seed=21)  # the same 80 journeys (duplicates, ignored) and 10 more
         arrived.append((loaded.app.recorder.max_notification_id() or 0) - head)
 
+    def hold_until_a_reader_waits() -> None:  # inside the switch: a read must wait for it
+        def waiting() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                "AND wait_event_type = 'Lock'",
+                (reader_pids,),
+            ).fetchone()
+            return bool(row and row[0])
+
+        with loaded.db.connect() as conn:
+            wait_for(waiting, timeout=30, every=0.02)
+        blocked.append(len(seen))
+
+    # the reader role exists and reads the views before the rebuild (created if need be)
+    with loaded.db.connect() as conn, conn.transaction():
+        create_reader_role(conn)
+        grant(conn, loaded.db.schema)
     threads = [threading.Thread(target=reader), threading.Thread(target=funnel_reader)]
     for thread in threads:
         thread.start()
@@ -131,14 +149,15 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
                 "leads",
                 batch_size=300,
                 before_switch=more_events_arrive,
-                in_switch=lambda: time.sleep(0.6),  # hold the switch open: readers arrive
+                in_switch=hold_until_a_reader_waits,
             )
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
     assert not errors, errors
-    assert max(waited) >= 0.3  # a read arrived during the switch, waited for it, then read
+    # a read arrived during the switch, waited for it, then read (the new table)
+    assert blocked and len(seen) > blocked[0]
     assert funnel_reads and min(funnel_reads) > 0
     assert arrived and arrived[0] > 0 and report.caught_up >= arrived[0]  # inside the switch
 
@@ -159,12 +178,10 @@ def test_rebuild_under_new_rules_switches_atomically_while_readers_read(
 
     # the reader role still reads the re-created views
     with loaded.db.connect() as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
-            allowed = conn.execute(
-                "SELECT has_table_privilege(%s, %s, 'SELECT')",
-                (READER_ROLE, f"{read}.lead_current"),
-            ).fetchone()
-            assert allowed == (True,)
+        allowed = conn.execute(
+            "SELECT has_table_privilege(%s, %s, 'SELECT')", (READER_ROLE, f"{read}.lead_current")
+        ).fetchone()
+    assert allowed == (True,)
 
     # a projector that was running all projections finds `leads` moved, resumes, and brings
     # the others up to date without touching leads' rows twice
@@ -228,8 +245,9 @@ def test_the_switch_waits_for_a_long_reader_and_never_aborts_it(loaded: Runtime)
                 holding.set()
                 time.sleep(1.5)
                 again = conn.execute(sql.SQL("SELECT count(*) FROM {}.lead_current").format(read))
-                outcome.append((first.fetchone(), again.fetchone()))
+                counts = (first.fetchone(), again.fetchone())
                 conn.commit()
+                outcome.append(counts)  # after its commit: the switch can only end after this
         except BaseException as exc:  # reported by the test
             outcome.append(exc)
             holding.set()
@@ -237,15 +255,14 @@ def test_the_switch_waits_for_a_long_reader_and_never_aborts_it(loaded: Runtime)
     thread = threading.Thread(target=long_report)
     thread.start()
     assert holding.wait(30)
-    started = time.monotonic()
     report = rebuild(loaded.app, loaded.db, "leads")
-    waited = time.monotonic() - started
+    finished_first = list(outcome)  # what the job had done when the switch was over
     thread.join(timeout=60)
     [result] = outcome
     assert not isinstance(result, BaseException), result
     first, again = result
     assert first == again  # one transaction, one snapshot, undisturbed
-    assert waited >= 1.0  # the switch waited for the report to finish
+    assert finished_first == [result]  # the switch waited for the report to commit
     assert report.rows["lead_state"] == first[0]
 
 

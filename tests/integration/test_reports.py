@@ -4,6 +4,7 @@ and `as_of` gives back exactly what a report printed at that moment."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from engine.analytics import report, saved
-from engine.analytics.attribution import MODELS
+from engine.analytics.attribution import MODELS, NO_TOUCH
 from engine.analytics.load import load
+from engine.analytics.paths import build_paths
 from engine.analytics.report import Window
 from engine.contract import validate_event
 from engine.generator import generate
@@ -96,6 +98,17 @@ def test_credits_add_up_on_generated_data(loaded: Runtime) -> None:
                 assert total == (expected if expected is not None else r.conversions), r.model
     customers = rows(loaded, "SELECT count(*) FROM lead_state WHERE furthest_rank >= 6")[0][0]
     assert results[0].conversions == customers > 0
+    # the sums hold for any weights (credits are rescaled to the total): first and last touch
+    # are also checked one by one, counted here from the paths themselves
+    paths = build_paths(ds, loaded.rules.attribution)
+    counted: dict[str, Counter[str]] = {}
+    for model, pick in (("first_touch", 0), ("last_touch", -1)):
+        expected_credits = counted[model] = Counter()
+        for path in paths.converting:
+            expected_credits[path.keys("channel")[pick] if path.touches else NO_TOUCH] += 1
+        (result,) = report.attribution(ds, loaded.rules, Window(), model=model, by="channel")
+        assert {k: v for k, v in result.credits.items() if v} == dict(expected_credits), model
+    assert len(counted["first_touch"]) > 2  # several channels, so a misplaced credit shows
     n = saved.save(loaded.db, results, Window(), loaded.rules.ref)
     stored = rows(
         loaded,

@@ -1,11 +1,11 @@
 """Two consumer processes routing leads of one queue at once, over a real broker and database:
-the round-robin order is never broken and no rep is given more than its capacity."""
+the round-robin order is never broken and no rep is given more than its capacity (a capacity
+that binds: a third of the leads find every rep full and are counted as RoutingFailed)."""
 
 from __future__ import annotations
 
 import json
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,12 @@ from tests.kafka_helpers import publish, wait_for
 REPS = ("ana", "bo", "chidi", "dee")
 RACE_KEYS = ("batches", "races", "max_races_in_a_row", "max_stall_s")
 LEADS = 120
-RULES = f"""
+CAPACITY = 20  # 4 reps x 20 = 80 leads routed, 40 left with every rep full
+
+
+def race_rules(capacity: int) -> str:
+    """One round-robin queue of four reps, each holding at most `capacity` open leads."""
+    return f"""
 name: race
 version: "1"
 combine: {{fit_weight: 0.0, engagement_weight: 1.0}}
@@ -35,8 +40,12 @@ routing:
   queues:
     - id: one
       strategy: round_robin
-      reps: [{", ".join(f"{{id: {r}, capacity: {LEADS // len(REPS)}}}" for r in REPS)}]
+      reps: [{", ".join(f"{{id: {r}, capacity: {capacity}}}" for r in REPS)}]
 """
+
+
+#: room for every lead (test_identity's two ingest processes route all 120)
+RULES = race_rules(LEADS // len(REPS))
 
 
 def stored(db: dbmod.Database, suffix: str) -> list[dict[str, Any]]:
@@ -47,6 +56,32 @@ def stored(db: dbmod.Database, suffix: str) -> list[dict[str, Any]]:
         return [json.loads(bytes(r[0])) for r in conn.execute(query, (f"%{suffix}",)).fetchall()]
 
 
+def owned(log: Path) -> set[int] | None:
+    """The partitions a consumer holds now, from its JSON log (None: it never got any)."""
+    held: set[int] | None = None
+    for text in log.read_text().splitlines():
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("event") == "partition assigned":
+            held = (held or set()) | {entry["partition"]}
+        elif entry.get("event") == "partition revoked" and held is not None:
+            held.discard(entry["partition"])
+    return held
+
+
+def settled(logs: list[Path]) -> bool:
+    """Both members hold partitions, none twice, all four between them: the rebalance the
+    second member caused is over."""
+    held = [owned(log) for log in logs]
+    if any(not h for h in held):
+        return False
+    first, second = held
+    assert first is not None and second is not None
+    return not first & second and first | second == {0, 1, 2, 3}
+
+
 def test_two_consumers_never_break_round_robin_or_overassign(
     kafka_env: dict[str, str],
     database: dbmod.Database,
@@ -54,12 +89,11 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     consumers: Consumers,  # noqa: F811
 ) -> None:
     rules = tmp_path / "race.yaml"
-    rules.write_text(RULES)
+    rules.write_text(race_rules(CAPACITY))
     env = kafka_env | {"LEADENGINE_RULES_FILE": str(rules), "LEADENGINE_BATCH_SIZE": "4"}
     first, second = consumers.start(env), consumers.start(env)
     logs = [tmp_path / "consumer-0.log", tmp_path / "consumer-1.log"]
-    wait_for(lambda: all("partition assigned" in p.read_text() for p in logs), timeout=90)
-    time.sleep(3)  # let the rebalance that the second member caused settle
+    wait_for(lambda: settled(logs), timeout=90)
     events = []
     for i in range(LEADS):
         key = f"race-{i:03}"
@@ -70,25 +104,35 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     publish(
         kafka_env["LEADENGINE_KAFKA_BOOTSTRAP_SERVERS"], kafka_env["LEADENGINE_KAFKA_TOPIC"], events
     )
+    routed = CAPACITY * len(REPS)
     wait_for(
-        lambda: len(stored(database, "RoutingQueue.Assigned")) >= LEADS, timeout=180, every=0.5
+        lambda: len(stored(database, "Lead.Routed")) + len(stored(database, "Lead.RoutingFailed"))
+        >= LEADS,
+        timeout=180,
+        every=0.5,
     )
-    time.sleep(1)
     for proc in (first, second):
         proc.send_signal(signal.SIGTERM)
     stats = [consumers.finish(p, timeout=60) for p in (first, second)]
 
     assigned = stored(database, "RoutingQueue.Assigned")
-    assert [a["turn"] for a in assigned] == list(range(LEADS)), "a turn was given twice or lost"
-    assert [a["rep"] for a in assigned] == [REPS[t % len(REPS)] for t in range(LEADS)]
-    assert Counter(a["rep"] for a in assigned) == {r: LEADS // len(REPS) for r in REPS}
-    routed = stored(database, "Lead.Routed")
-    assert len(routed) == LEADS and stored(database, "Lead.RoutingFailed") == []
+    assert [a["turn"] for a in assigned] == list(range(routed)), "a turn was given twice or lost"
+    assert [a["rep"] for a in assigned] == [REPS[t % len(REPS)] for t in range(routed)]
+    # no rep above its cap at any point of the log, and every cap reached
+    held: Counter[str] = Counter()
+    for a in assigned:
+        held[a["rep"]] += 1
+        assert held[a["rep"]] <= CAPACITY, f"{a['rep']} given lead {held[a['rep']]}"
+    assert held == dict.fromkeys(REPS, CAPACITY)
+    assert len(stored(database, "Lead.Routed")) == routed
+    failed = stored(database, "Lead.RoutingFailed")
+    assert len(failed) == LEADS - routed
+    assert all("at capacity" in f["reason"] for f in failed), failed[0]
     master = load_master_key(None, None, Path(kafka_env["LEADENGINE_HOME"]))
     ids = LeadIds(id_secret(master))  # queues name leads by their (keyed) id, not their key
-    assert sorted(a["lead_key"] for a in assigned) == sorted(
-        {str(ids(e["subject"])) for e in events}
-    )
+    everyone = {str(ids(e["subject"])) for e in events}
+    assert len({a["lead_key"] for a in assigned}) == routed
+    assert {a["lead_key"] for a in assigned} <= everyone
     assert all(s["records"] > 0 for s in stats), f"one consumer did nothing: {stats}"
     # no starvation: a batch that lost the race to the other consumer waits its turn (an
     # advisory lock on the queue) instead of being redone over and over

@@ -255,3 +255,190 @@ def test_sampled_shapley_matches_exact_values_on_a_five_channel_path() -> None:
     assert exact == pytest.approx(
         {"A": 0.375, "B": 0.1875, "C": 0.25, "D": 0.0, "E": 0.1875}, abs=1e-9
     )
+
+
+def test_shapley_shares_on_a_sparse_game_by_hand() -> None:
+    """v holds only the coalitions some journey had: the others are worth 0. Three channels,
+    v({a}) = 0.2, v({a, b}) = 0.5, v({a, b, c}) = 0.8, everything else 0. Marginal gains over
+    the six orderings abc, acb, bac, bca, cab, cba: a 0.2, 0.2, 0.5, 0.8, 0, 0.8 (sum 2.5);
+    b 0.3, 0.8, 0, 0, 0.8, 0 (1.9); c 0.3, -0.2, 0.3, 0, 0, 0 (0.4); each / 6, / v = 0.8."""
+    from itertools import permutations
+
+    from engine.analytics.shapley import shares
+
+    a, b, c = "a", "b", "c"
+    v = {frozenset({a}): 0.2, frozenset({a, b}): 0.5, frozenset({a, b, c}): 0.8}
+    phi = dict.fromkeys((a, b, c), 0.0)
+    for order in permutations((a, b, c)):
+        before: frozenset[str] = frozenset()
+        for member in order:
+            phi[member] += v.get(before | {member}, 0.0) - v.get(before, 0.0)
+            before = before | {member}
+    assert phi == pytest.approx({a: 2.5, b: 1.9, c: 0.4}, abs=1e-12)  # the reference = by hand
+    expected = {a: 2.5 / 6 / 0.8, b: 1.9 / 6 / 0.8, c: 0.4 / 6 / 0.8}
+    exact = shares(frozenset({a, b, c}), v)
+    assert exact == pytest.approx(expected, abs=1e-12)
+    assert sum(exact.values()) == pytest.approx(1.0, abs=1e-12)
+    # the boundary: 3 channels with exact_max=3 is exact; with exact_max=2 it is sampled (one
+    # ordering only, so it differs from the exact values)
+    assert shares(frozenset({a, b, c}), v, exact_max=3, samples=1) == exact
+    one = shares(frozenset({a, b, c}), v, exact_max=2, samples=1)
+    assert one != pytest.approx(exact, abs=1e-6) and sum(one.values()) == pytest.approx(1.0)
+    sampled = shares(frozenset({a, b, c}), v, exact_max=2, samples=6000)
+    assert sampled == pytest.approx(expected, abs=0.02)
+
+
+def test_shapley_shares_split_equally_when_the_set_itself_is_worth_nothing() -> None:
+    from engine.analytics.shapley import shares
+
+    v = {frozenset({"a"}): 0.5}  # {"a", "b"} absent: worth 0
+    assert shares(frozenset({"a", "b"}), v) == {"a": 0.5, "b": 0.5}
+    assert shares(frozenset({"a", "b", "c"}), {}) == dict.fromkeys("abc", 1 / 3)
+    assert shares(frozenset({"a"}), {}) == {"a": 1.0}
+
+
+def test_markov_chain_with_loops_matches_value_iteration() -> None:
+    """Self-loops (A -> A) and cycles (A -> B -> A): the solved probabilities equal those
+    reached by iterating x = b + Q x (an independent way to the same fixed point)."""
+    from engine.analytics.markov import CONVERSION, START, Chain
+
+    paths = [
+        (["A", "A", "B"], True),
+        (["B", "A"], False),
+        (["A"], False),
+        (["B", "B", "A", "B"], True),
+        (["C", "A", "B"], True),
+        (["C"], False),
+    ]
+    chain = Chain(paths)
+
+    def iterate(removed: str | None) -> float:
+        x: dict[str, float] = dict.fromkeys(chain.states, 0.0)
+        for _ in range(2000):
+            new = {}
+            for s in chain.states:
+                if s == removed:
+                    new[s] = 0.0
+                    continue
+                row = chain.counts[s]
+                total = sum(row.values())
+                new[s] = sum(n / total * (1.0 if t == CONVERSION else x.get(t, 0.0) if t != removed
+                                          else 0.0) for t, n in row.items())  # fmt: skip
+            x = new
+        return x[START]
+
+    assert chain.channels == ["A", "B", "C"]
+    for removed in (None, "A", "B", "C"):
+        assert chain.conversion_probability(removed) == pytest.approx(iterate(removed), abs=1e-9)
+    base = iterate(None)
+    assert 0.3 < base < 0.7  # not a degenerate chain
+    effects = chain.removal_effects()
+    assert effects == pytest.approx({c: 1 - iterate(c) / base for c in "ABC"}, abs=1e-9)
+
+
+def test_credits_say_what_was_attributed_and_refuse_unknown_models_exactly() -> None:
+    lost = journey("l2", [(0, "web")])
+    paths = build_paths(Dataset([*TWO, lost], []), CFG)
+    result = attribute(paths, "linear", "channel", CFG)
+    assert (result.model, result.by, result.value, result.conversion) == (
+        "linear", "channel", "conversions", paths.conversion)  # fmt: skip
+    assert (result.total, result.conversions, result.quantum) == (1, 1, D("0.0001"))
+    assert result.credits == {"ads": D("0.5000"), "email": D("0.5000")}
+    revenue = attribute(build_paths(Dataset(TWO, []), CFG, value="revenue"), "linear",
+                        "channel", CFG)  # fmt: skip
+    assert revenue.value == "revenue" and revenue.quantum == D("0.01")
+    assert revenue.total == sum(revenue.credits.values())
+    assert revenue.total.as_tuple().exponent == -2
+    with pytest.raises(ReportError) as model:
+        attribute(paths, "nope", "channel", CFG)
+    expected = f"unknown attribution model 'nope'; expected one of {', '.join(MODELS)}"
+    assert str(model.value) == expected
+    with pytest.raises(ReportError) as by:
+        attribute(paths, "linear", "city", CFG)
+    assert str(by.value) == "cannot attribute by 'city'; expected one of channel, campaign, content"
+
+
+def test_markov_without_any_conversion_gives_no_channel_an_effect() -> None:
+    from engine.analytics.markov import Chain
+
+    chain = Chain([(["A", "B"], False), (["B"], False)])
+    assert chain.conversion_probability() == 0.0
+    assert chain.removal_effects() == {"A": 0.0, "B": 0.0}
+
+
+def test_side_by_side_orders_keys_by_total_credit_and_totals_in_the_quantum() -> None:
+    # web converts three leads alone, ads one: web first though "ads" sorts first by name
+    js = [journey(f"w{i}", [(0, "web")], opportunity=1, won=2) for i in range(3)]
+    js.append(journey("a1", [(0, "ads")], opportunity=1, won=2))
+    paths = build_paths(Dataset(js, []), CFG)
+    rows = side_by_side([attribute(paths, m, "channel", CFG) for m in ("linear", "first_touch")])
+    assert [r["channel"] for r in rows] == ["web", "ads", "TOTAL"]
+    nothing = build_paths(Dataset([journey("l", [(0, "web")])], []), CFG)
+    (total,) = side_by_side([attribute(nothing, "linear", "channel", CFG)])
+    assert total == {"channel": "TOTAL", "linear": D("0.0000")} and str(total["linear"]) == "0.0000"
+    assert str(attribute(paths, "linear", "channel", CFG).total) == "4"  # a count, unquantized
+
+
+def test_shapley_attribution_uses_the_configured_exact_limit_and_samples() -> None:
+    """Three channels on the converting path: exact under the default limit; with the limit
+    at 2 and one sample, the single sampled ordering gives other credits."""
+    js = [
+        journey("l1", [(0, "ads"), (1, "email"), (2, "web")], opportunity=3, won=3),
+        journey("l2", [(0, "ads")], opportunity=3, won=3),
+        journey("l3", [(0, "email"), (1, "web")]),
+        journey("l4", [(0, "web")], opportunity=3, won=3),
+    ]
+    paths = build_paths(Dataset(js, []), CFG)
+    exact = attribute(paths, "shapley", "channel", CFG).credits
+    low = Attribution(shapley_exact_max_channels=2, shapley_samples=10)
+    sampled = attribute(paths, "shapley", "channel", low).credits
+    assert sum(exact.values()) == sum(sampled.values()) == 3
+    assert sampled != exact  # 10 orderings of 3 channels do not reproduce the exact values
+    again = attribute(paths, "shapley", "channel", low).credits
+    assert again == sampled  # seeded by the channel set: every run the same
+    more = Attribution(shapley_exact_max_channels=2, shapley_samples=13)
+    assert attribute(paths, "shapley", "channel", more).credits != sampled  # samples are used
+
+
+def test_exact_split_hands_leftover_units_out_by_largest_remainder_one_each() -> None:
+    from engine.analytics.allocate import exact_split
+
+    # 7 units over four equal shares: 1.75 each, floors 1, three units left: a, b, c (ties go
+    # to the smaller key), one each
+    assert exact_split(dict.fromkeys("abcd", 1.0), D(7), D(1)) == {
+        "a": D(2), "b": D(2), "c": D(2), "d": D(1)}  # fmt: skip
+    assert exact_split({"x": 2.0, "y": 1.0}, D("1.00"), D("0.01")) == {"x": D("0.67"),
+                                                                       "y": D("0.33")}  # fmt: skip
+    assert exact_split({}, D(5), D(1)) == {}
+
+
+def test_revenue_credits_are_in_the_currency_minor_unit() -> None:
+    """Yen have no minor unit: credits are whole yen."""
+    import dataclasses
+
+    js = [journey("j1", [(0, "ads"), (1, "web"), (2, "email")], opportunity=3, won=3,
+                  amount="1000")]  # fmt: skip
+    js[0].milestones[:] = [dataclasses.replace(m, currency="JPY") if m.amount else m
+                           for m in js[0].milestones]  # fmt: skip
+    paths = build_paths(Dataset(js, []), CFG, value="revenue")
+    result = attribute(paths, "linear", "channel", CFG)
+    assert result.quantum == D(1)
+    # 1000 / 3 = 333.33 each; the one yen left goes to the first key of the tie
+    assert result.credits == {"ads": D(334), "email": D(333), "web": D(333)}
+    assert str(result.total) == "1000"
+
+
+def test_side_by_side_counts_a_key_a_model_left_out_as_zero() -> None:
+    """`markov` leaves out a key it gives nothing: that key weighs 0.5 in all, "y" 1.5."""
+    from engine.analytics.attribution import Credits
+
+    def result(model: str, credits: dict[str, str]) -> Credits:
+        return Credits(model, "channel", "conversions", "customer", D(1), 1,
+                       {k: D(v) for k, v in credits.items()})  # fmt: skip
+
+    rows = side_by_side([result("linear", {"x": "0.5", "y": "0.5"}), result("markov", {"y": "1"})])
+    assert rows == [
+        {"channel": "y", "linear": D("0.5"), "markov": D("1")},
+        {"channel": "x", "linear": D("0.5"), "markov": D("0.0000")},
+        {"channel": "TOTAL", "linear": D("1.0"), "markov": D("1")},
+    ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from engine.lifecycle import Anomaly, Move, next_stage
@@ -60,3 +62,26 @@ def test_touches_and_repeat_captures_do_not_move() -> None:
     assert next_stage("lead", "touch.page_viewed", {}) is None
     assert next_stage("lead", "lead.captured", {}) is None
     assert next_stage("sal", "lead.captured", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "event_type", "data", "expected"),
+    [
+        ("nurture", "sales.accepted", {}, Move("sal", "sales.accepted: re-entered the funnel "
+                                                      "from nurture")),
+        ("lead", "sales.qualified", {}, Move("sql", "sales.qualified (skipped mql, sal)")),
+        ("mql", "sales.accepted", {}, Move("sal", "sales.accepted")),
+        ("anonymous", "sales.accepted", {}, Move("sal", "sales.accepted")),  # no skip note
+        ("lead", "sales.disqualified", {"reason": "student"}, Move("disqualified",
+                                                                   "disqualified: student")),
+        ("lead", "sales.disqualified", {}, Move("disqualified", "disqualified")),
+        ("sal", "sales.rejected", {"reason": "no budget"}, Move("recycled",
+                                                                "sales rejected: no budget")),
+        ("lead", "lead.nurture_enrolled", {"reason": "later"}, Move("nurture",
+                                                                   "enrolled in nurture: later")),
+        ("sql", "deal.lost", {"reason": "price"}, Move("lost", "deal lost: price")),
+        ("opportunity", "deal.lost", None, Move("lost", "deal lost")),  # data without .get
+    ],
+)  # fmt: skip
+def test_each_move_says_why_exactly(stage: str, event_type: str, data: Any, expected: Move) -> None:
+    assert next_stage(stage, event_type, data) == expected

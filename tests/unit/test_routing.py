@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from engine.aggregates.lead import Lead
-from engine.aggregates.routing import RoutingQueue, queue_id
+from engine.aggregates.routing import Roster, RoutingQueue, queue_id
 from engine.application import LeadEngine
-from engine.rules import Rules, parse_rules
+from engine.routing import choose
+from engine.rules import Queue, Rep, Rules, parse_rules
 from engine.scoring import best_persona, persona_fits
 from tests.conftest import POPO_ENV as POPO
 from tests.factory import ev
@@ -285,3 +286,73 @@ def test_roster_capacity_override_changes_how_many_leads_a_rep_gets(app_for: Any
     assert isinstance(failed, Lead.RoutingFailed)
     assert "a at capacity 3/3" in failed.reason and "b at capacity 1/1" in failed.reason
     assert app.repository.get(queue_id("main")).loads() == {"a": 3, "b": 1}
+
+
+def _queue_state(**open_leads: int) -> RoutingQueue:
+    """A queue whose reps hold these many open leads."""
+    state = RoutingQueue("q")
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    for rep, n in open_leads.items():
+        for i in range(n):
+            state.assign(lead_key=f"{rep}-{i}", rep=rep, strategy="least_loaded", why="",
+                         current={}, at=at)  # fmt: skip
+    return state
+
+
+def _roster(**capacity: int) -> Roster:
+    roster = Roster()
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    for rep, cap in capacity.items():
+        roster.record(event_id=f"r-{rep}", source="urn:test", rep=rep,
+                      data={"available": cap > 0, "capacity": cap or None}, at=at)  # fmt: skip
+    return roster
+
+
+def test_every_choice_explains_itself_exactly() -> None:
+    """The `why` an auditor reads, for each strategy, with loads, caps and skipped reps."""
+    reps = (Rep(id="ana", capacity=3), Rep(id="bo", weight=3), Rep(id="cy", capacity=1))
+    least = Queue(id="q", strategy="least_loaded", reps=reps)
+    state = _queue_state(ana=1, bo=1, cy=1)
+    choice = choose(least, state, None)
+    assert (choice.rep, choice.why, choice.current) == (
+        "ana", "queue q, least loaded: ana holds 1 open of 3 (others: bo 1); skipped cy at "
+        "capacity 1/1", {})  # fmt: skip
+    # the roster overrides a capacity (bo: none in the file, 1 on the roster) and takes cy off
+    choice = choose(least, _queue_state(ana=2), _roster(bo=1, cy=0))
+    assert (choice.rep, choice.why) == ("bo", "queue q, least loaded: bo holds 0 open of 1 "
+                                        "(others: ana 2); skipped cy unavailable")  # fmt: skip
+    none = choose(least, _queue_state(ana=3, cy=1), _roster(bo=0))
+    assert (none.rep, none.why, none.current) == (
+        None, "queue q: no eligible rep; skipped ana at capacity 3/3, bo unavailable, cy at "
+        "capacity 1/1", {})  # fmt: skip
+    weighted = Queue(id="q", strategy="weighted_round_robin", reps=reps)
+    picks = []
+    state = _queue_state()
+    for _ in range(5):
+        choice = choose(weighted, state, None)
+        picks.append(choice.rep)
+        state.current = choice.current
+    # smooth weights 1:3:1 (ties go to the file's order): bo, ana, bo, cy, bo
+    assert picks == ["bo", "ana", "bo", "cy", "bo"]
+    assert choose(weighted, _queue_state(), None).why == (
+        "queue q, weighted round robin: bo (weight 3 of 5)")
+    alone = Queue(id="q", strategy="least_loaded", reps=(Rep(id="ana"),))
+    assert choose(alone, _queue_state(ana=4), None).why == "queue q, least loaded: ana holds 4 open"
+
+
+def test_choices_count_reps_without_any_lead_as_holding_none() -> None:
+    reps = (Rep(id="ana"), Rep(id="bo"), Rep(id="cy"), Rep(id="dee", capacity=0))
+    least = Queue(id="q", strategy="least_loaded", reps=reps)
+    # ana holds one, bo and cy none: bo (fewest; the rotation from turn 1 starts at bo)
+    choice = choose(least, _queue_state(ana=1), None)
+    assert (choice.rep, choice.why) == ("bo", "queue q, least loaded: bo holds 0 open (others: "
+                                        "ana 1, cy 0); skipped dee at capacity 0/0")  # fmt: skip
+    # a rep with no lead beats one with a lead even when the rotation favours the latter
+    two = Queue(id="q", strategy="least_loaded", reps=(Rep(id="ana"), Rep(id="bo")))
+    state = _queue_state(ana=1)
+    state.turn = 0  # the rotation starts at ana
+    assert choose(two, state, None).rep == "bo"
+    weighted = Queue(id="q", strategy="weighted_round_robin",
+                     reps=(Rep(id="ana"), Rep(id="bo", weight=3), Rep(id="cy")))  # fmt: skip
+    first = choose(weighted, _queue_state(), None)
+    assert (first.rep, first.current) == ("bo", {"ana": 1, "bo": -2, "cy": 1})

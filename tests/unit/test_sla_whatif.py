@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from engine.application import LeadEngine
 from engine.contract import validate_event
 from engine.facts import Fact
 from engine.generator import generate
 from engine.rules import Rules, Sla, parse_rules
-from engine.sla import add_business_hours, business_hours_between, sla_state
+from engine.sla import Timer, add_business_hours, business_hours_between, sla_state
 from engine.whatif import facts_from_log, replay
 from tests.conftest import POPO_ENV
 
@@ -97,3 +99,58 @@ def test_whatif_lower_threshold_qualifies_more_and_since_limits_it() -> None:
     ).summary()
     assert later["leads_changed"] == 0  # the new rules never got to decide
     assert sum(s["old"] for s in doc["stages"]) == sum(s["new"] for s in doc["stages"])
+
+
+def test_sla_boundaries_are_exact() -> None:
+    """On the due moment itself: done then is met, not done yet is not breached; a touch at
+    the very moment of `as_of` counts as done; the timers carry their names and moments."""
+    routings = [(FRIDAY_4PM, "ana", "main")]
+    due = at(9, 12)  # Fri 16:00 + 4 business hours (nights and weekend skipped)
+    on_time = sla_state([touch(due)], routings, SLA, due)
+    assert on_time is not None
+    assert on_time.first_touch == Timer("first_touch", due, due, "met")
+    assert on_time.decision == Timer("decision", at(10, 16), None, "pending")  # 16 h: Tue 16:00
+    not_yet = sla_state([], routings, SLA, due)
+    assert not_yet is not None and not_yet.first_touch == Timer("first_touch", due, None, "at_risk")
+    late = sla_state([], routings, SLA, at(9, 12, 1))
+    assert late is not None and late.first_touch == Timer("first_touch", due, None, "breached")
+    # at risk from 75 % of the allowance used (3 of 4 business hours: Mon 11:00), not before
+    assert sla_state([], routings, SLA, at(9, 11)).first_touch.status == "at_risk"  # type: ignore[union-attr]
+    assert sla_state([], routings, SLA, at(9, 10, 59)).first_touch.status == "pending"  # type: ignore[union-attr]
+
+
+def test_business_hours_between_an_empty_or_backward_span_is_zero() -> None:
+    bh = SLA.business_hours
+    assert business_hours_between(at(9, 10), at(9, 10), bh) == 0.0
+    assert business_hours_between(at(9, 11), at(9, 10), bh) == 0.0
+    assert business_hours_between(at(9, 9), at(9, 10, 30), bh) == 1.5
+    # a span ending exactly when a day opens holds none of that day
+    assert business_hours_between(at(6, 17), at(9, 9), bh) == 0.0
+
+
+def test_sla_rounds_and_facts_at_the_very_moment_of_routing_count() -> None:
+    strict = Sla(first_touch_hours=4, decision_hours=16, owner_only=True)
+    routings = [(FRIDAY_4PM, "ana", "main")]
+    facts = [touch(FRIDAY_4PM, rep="ana"), Fact("d", "sales.accepted", "urn:test", FRIDAY_4PM, {})]
+    state = sla_state(facts, routings, strict, FRIDAY_4PM)  # routed at this very moment
+    assert state is not None
+    assert (state.owner, state.queue, state.routed_at) == ("ana", "main", FRIDAY_4PM)
+    assert (state.first_touch.done_at, state.first_touch.status) == (FRIDAY_4PM, "met")
+    assert (state.decision.done_at, state.decision.status) == (FRIDAY_4PM, "met")
+    # the owner's own touch counts under owner_only (another rep's would not)
+    later = sla_state([touch(at(9, 10), rep="ana")], routings, strict, at(9, 11))
+    assert later is not None and later.first_touch.done_at == at(9, 10)
+
+
+def test_business_hours_follow_the_local_day_and_keep_the_callers_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    la = Sla(business_hours={"timezone": "America/Los_Angeles"}).business_hours  # type: ignore[arg-type]
+    # Tue 00:30 UTC is still Monday 16:30 in Los Angeles: half an hour left that day
+    start = datetime(2026, 2, 3, 0, 30, tzinfo=UTC)
+    assert add_business_hours(start, 1, la) == datetime(2026, 2, 3, 17, 30, tzinfo=UTC)
+    paris = ZoneInfo("Europe/Paris")
+    due = add_business_hours(datetime(2026, 2, 2, 10, tzinfo=paris), 1, la)
+    assert due.isoformat() == "2026-02-02T19:00:00+01:00"  # 10:00 PST, told in Paris time
+    with pytest.raises(ValueError, match=r"^SLA allowance too long$"):
+        add_business_hours(start, 10**6, la)
