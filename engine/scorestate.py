@@ -37,48 +37,39 @@ EPSILON = 0.05
 Cap = tuple[str, str]  # ("rule", rule id) or ("type", touch type)
 
 
-@dataclass(slots=True)
-class Decayed:
-    """Sum of points * 2^(-(ref - t) / half_life) over the touches added, as of `ref`."""
+class Sums:
+    """Decayed sums sharing one reference moment `ref` (the newest touch added): slot i holds
+    sum of points * 2^(-(ref - t) / half_life) over its decaying touches, plus a flat part
+    (rules with `decay: false`, or no half-life). A touch after `ref` rescales every slot
+    (one power) and moves `ref`; a late one adds its points decayed to `ref`: O(1) either way,
+    and any arrival order gives the same sums up to float rounding."""
 
-    half_life_days: float | None
-    value: float = 0.0
-    ref: float | None = None  # seconds since the epoch of the newest touch added
+    __slots__ = ("decaying", "flat", "half_life", "ref")
 
-    def add(self, points: float, at: float) -> None:
-        if self.half_life_days is None:
-            self.value += points
-        elif self.ref is None or at >= self.ref:
-            self.value = self.value * self._factor(self.ref, at) + points
+    def __init__(self, slots: int, half_life_days: float | None) -> None:
+        self.half_life = None if half_life_days is None else half_life_days * DAY_SECONDS
+        self.decaying = [0.0] * slots
+        self.flat = [0.0] * slots
+        self.ref: float | None = None
+
+    def add(self, slot: int, points: float, decays: bool, at: float) -> None:
+        if not decays or self.half_life is None:
+            self.flat[slot] += points
+            return
+        if self.ref is None or at > self.ref:
+            if self.ref is not None:
+                factor = 0.5 ** ((at - self.ref) / self.half_life)
+                self.decaying = [v * factor for v in self.decaying]
             self.ref = at
+            self.decaying[slot] += points
         else:
-            self.value += points * self._factor(at, self.ref)
+            self.decaying[slot] += points * 0.5 ** ((self.ref - at) / self.half_life)
 
-    def at(self, moment: float) -> float:
-        return self.value * self._factor(self.ref, moment)
-
-    def _factor(self, start: float | None, end: float) -> float:
-        if start is None or self.half_life_days is None:
+    def factor(self, moment: float) -> float:
+        """What the decaying parts are multiplied by as of `moment` (not before `ref`)."""
+        if self.ref is None or self.half_life is None or moment <= self.ref:
             return 1.0
-        age_days = max(0.0, (end - start) / DAY_SECONDS)
-        return float(0.5 ** (age_days / self.half_life_days))
-
-
-@dataclass(slots=True)
-class _Sum:
-    """A decaying and a non-decaying part (rules with `decay: false`)."""
-
-    decaying: Decayed
-    flat: float = 0.0
-
-    def add(self, rule: EngagementRule, points: float, at: float) -> None:
-        if rule.decay:
-            self.decaying.add(points, at)
-        else:
-            self.flat += points
-
-    def at(self, moment: float) -> float:
-        return self.decaying.at(moment) + self.flat
+        return float(0.5 ** ((moment - self.ref) / self.half_life))
 
 
 @dataclass(slots=True)
@@ -86,6 +77,7 @@ class _Greedy:
     """A group of several coupled caps: its touches in event time, granted as `scoring` does."""
 
     caps: dict[Cap, float]
+    members: dict[str, list[tuple[EngagementRule, Cap, Cap]]]  # type -> its rules, file order
     touches: list[tuple[datetime, int, Fact]] = field(default_factory=list)
 
 
@@ -131,6 +123,19 @@ class Plan:
         return cls(where, single, multi)
 
 
+_PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
+
+
+def _plan(model: ScoringModel) -> Plan:
+    """`Plan.of(model)`, once per model object (models are frozen)."""
+    known = _PLANS.get(id(model))
+    if known is None or known[0] is not model:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        known = _PLANS[id(model)] = (model, Plan.of(model))
+    return known[1]
+
+
 def _cap_value(cap: Cap, model: ScoringModel) -> float:
     kind, name = cap
     if kind == "type":
@@ -141,19 +146,29 @@ def _cap_value(cap: Cap, model: ScoringModel) -> float:
 
 
 class ScoreState:
-    """The running score of one lead under one scoring model (see the module docstring)."""
+    """The running score of one lead under one scoring model (see the module docstring).
+
+    `sums` slot 0 is the uncapped part; slot g + 1 is group g's positive points (a one-cap
+    group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
 
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
-        self.plan = Plan.of(model)
-        half_life = model.engagement.half_life_days
-        self.free = _Sum(Decayed(half_life))
-        self.single = {g: _Sum(Decayed(half_life)) for g in self.plan.single}
-        self.multi = {g: _Greedy(caps) for g, caps in self.plan.multi.items()}
+        self.plan = _plan(model)
+        groups = len(self.plan.single) + len(self.plan.multi)
+        self.sums = Sums(1 + groups, model.engagement.half_life_days)
+        self.multi = {g: _Greedy(caps, self._members(g)) for g, caps in self.plan.multi.items()}
         self.fed = 0  # facts added so far (a prefix of the lead's facts, in arrival order)
         self.profile: list[Fact] = []
         self.fit = 0.0
         self.latest: datetime | None = None
+
+    def _members(self, group: int) -> dict[str, list[tuple[EngagementRule, Cap, Cap]]]:
+        members: dict[str, list[tuple[EngagementRule, Cap, Cap]]] = {}
+        for rule in self.model.engagement.rules:
+            for t in rule.types:
+                if self.plan.where.get((rule.id, t)) == group:
+                    members.setdefault(t, []).append((rule, ("rule", rule.id), ("type", t)))
+        return members
 
     def feed(self, facts: Sequence[Fact]) -> None:
         """Add the facts not added yet (the lead's fact list only ever grows)."""
@@ -179,22 +194,27 @@ class ScoreState:
             if not rule.matches(fact.type, fact.data):
                 continue
             group = self.plan.where.get((rule.id, fact.type))
-            if rule.points <= 0 or group is None:
-                self.free.add(rule, rule.points, at)
-            elif group in self.single:
-                self.single[group].add(rule, rule.points, at)
-            else:
+            slot = 0 if rule.points <= 0 or group is None else group + 1
+            self.sums.add(slot, rule.points, rule.decay, at)
+            if group in self.multi and rule.points > 0:
                 greedy.add(group)
         for group in greedy:
             insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
 
-    def engagement(self, as_of: datetime) -> float:
-        moment = as_of.timestamp()
-        total = self.free.at(moment)
+    def engagement(self, as_of: datetime, *, bound: bool = False) -> float:
+        """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
+        groups' greedy (each grants at most its points and at most the sum of its caps)."""
+        factor = self.sums.factor(as_of.timestamp())
+        decaying, flat = self.sums.decaying, self.sums.flat
+        total = decaying[0] * factor + flat[0]
         for group, cap in self.plan.single.items():
-            total += min(cap, self.single[group].at(moment))
-        for greedy in self.multi.values():
-            total += self._granted(greedy, as_of)
+            total += min(cap, decaying[group + 1] * factor + flat[group + 1])
+        for group, greedy in self.multi.items():
+            if bound:
+                most = decaying[group + 1] * factor + flat[group + 1]
+                total += min(most, sum(greedy.caps.values()))
+            else:
+                total += self._granted(greedy, as_of)
         return round(clamp(total), 2)
 
     def _granted(self, group: _Greedy, as_of: datetime) -> float:
@@ -202,34 +222,31 @@ class ScoreState:
         room = dict(group.caps)
         half_life = self.model.engagement.half_life_days
         granted = 0.0
-        for _at, _seq, fact in reversed(group.touches):
+        for at, _seq, fact in reversed(group.touches):
             if all(r <= 0 for r in room.values()):
                 break  # every cap full: older touches get nothing
-            for rule in self.model.engagement.rules_for(fact.type):
-                key = ("rule", rule.id)
-                tkey = ("type", fact.type)
-                if (key not in room and tkey not in room) or rule.points <= 0:
-                    continue  # another group's rule, or a negative (kept in `free`)
+            factor = 1.0
+            if half_life is not None:
+                age = max(0.0, (as_of - at).total_seconds() / DAY_SECONDS)
+                factor = float(0.5 ** (age / half_life))
+            for rule, rkey, tkey in group.members[fact.type]:
                 if not rule.matches(fact.type, fact.data):
                     continue
-                factor = 1.0
-                if rule.decay and half_life is not None:
-                    age = max(0.0, (as_of - fact.occurred_at).total_seconds() / DAY_SECONDS)
-                    factor = float(0.5 ** (age / half_life))
-                raw = rule.points * factor
+                raw = rule.points * (factor if rule.decay else 1.0)
                 if raw > 0:
-                    points = max(0.0, min(room.get(key, raw), room.get(tkey, raw), raw))
-                    if key in room:
-                        room[key] -= points
+                    points = max(0.0, min(room.get(rkey, raw), room.get(tkey, raw), raw))
+                    if rkey in room:
+                        room[rkey] -= points
                     if tkey in room:
                         room[tkey] -= points
                     granted += points
         return granted
 
-    def totals(self, as_of: datetime) -> tuple[float, float, float]:
-        """(fit, engagement, total) as of `as_of`, which must not be before the latest fact."""
+    def totals(self, as_of: datetime, *, bound: bool = False) -> tuple[float, float, float]:
+        """(fit, engagement, total) as of `as_of`, which must not be before the latest fact;
+        with `bound`, engagement and total are upper bounds (see `engagement`)."""
         combine = self.model.combine
-        engagement = self.engagement(as_of)
+        engagement = self.engagement(as_of, bound=bound)
         total = round(self.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
         return self.fit, engagement, total
 
@@ -257,6 +274,9 @@ def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Sco
     state.feed(facts)
     rule = state.model.mql
     if state.latest is None or as_of >= state.latest:
+        fit, most, total_most = state.totals(as_of, bound=True)
+        if not rule.met(fit, most + EPSILON, total_most + EPSILON):
+            return None  # not met even at the upper bound: the common case, no greedy needed
         values = state.totals(as_of)
         if not near(rule, *values) and not rule.met(*values):
             return None

@@ -126,6 +126,9 @@ def test_running_score_is_the_full_recomputation(
             assert fit == full.fit
             assert abs(engagement - full.engagement) <= TOLERANCE, (engagement, full)
             assert abs(total - full.total) <= TOLERANCE, (total, full)
+            _fit, most, total_most = state.totals(as_of, bound=True)
+            assert most >= full.engagement - TOLERANCE  # the bound decisions skip on
+            assert total_most >= full.total - TOLERANCE
             decided = decide_mql(state, seen, as_of)
             met = model.mql.met(full.fit, full.engagement, full.total)
             assert (decided is not None) == met
