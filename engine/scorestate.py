@@ -88,6 +88,7 @@ class Plan:
     where: dict[tuple[str, str], int | None]
     single: dict[int, float]  # group -> its one cap
     multi: dict[int, dict[Cap, float]]  # group -> its caps
+    members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]]  # multi: type -> rules
 
     @classmethod
     def of(cls, model: ScoringModel) -> Plan:
@@ -120,7 +121,15 @@ class Plan:
         where = {pair: (number[find(caps[0])] if caps else None) for pair, caps in bound.items()}
         single = {number[r]: values[cs[0]] for r, cs in groups.items() if len(cs) == 1}
         multi = {number[r]: {c: values[c] for c in cs} for r, cs in groups.items() if len(cs) > 1}
-        return cls(where, single, multi)
+        members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]] = {}
+        for rule in model.engagement.rules:  # file order, as `rules_for` gives them
+            for t in rule.types:
+                group = where.get((rule.id, t))
+                if group in multi:
+                    members.setdefault(group, {}).setdefault(t, []).append(
+                        (rule, ("rule", rule.id), ("type", t))
+                    )
+        return cls(where, single, multi, members)
 
 
 _PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
@@ -151,24 +160,18 @@ class ScoreState:
     `sums` slot 0 is the uncapped part; slot g + 1 is group g's positive points (a one-cap
     group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
 
+    __slots__ = ("fed", "fit", "latest", "model", "multi", "plan", "profile", "sums")
+
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
         self.plan = _plan(model)
         groups = len(self.plan.single) + len(self.plan.multi)
         self.sums = Sums(1 + groups, model.engagement.half_life_days)
-        self.multi = {g: _Greedy(caps, self._members(g)) for g, caps in self.plan.multi.items()}
+        self.multi = {g: _Greedy(caps, self.plan.members[g]) for g, caps in self.plan.multi.items()}
         self.fed = 0  # facts added so far (a prefix of the lead's facts, in arrival order)
         self.profile: list[Fact] = []
         self.fit = 0.0
         self.latest: datetime | None = None
-
-    def _members(self, group: int) -> dict[str, list[tuple[EngagementRule, Cap, Cap]]]:
-        members: dict[str, list[tuple[EngagementRule, Cap, Cap]]] = {}
-        for rule in self.model.engagement.rules:
-            for t in rule.types:
-                if self.plan.where.get((rule.id, t)) == group:
-                    members.setdefault(t, []).append((rule, ("rule", rule.id), ("type", t)))
-        return members
 
     def feed(self, facts: Sequence[Fact]) -> None:
         """Add the facts not added yet (the lead's fact list only ever grows)."""
