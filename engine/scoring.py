@@ -59,16 +59,16 @@ class Score:
         }
 
 
-def _clamp(value: float) -> float:
+def clamp(value: float) -> float:
     return min(100.0, max(0.0, value))
 
 
 def _fit_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> list[Line]:
     attrs, origin = profile_of(facts, as_of)
-    return _rule_lines(rules.fit.rules, attrs, origin)
+    return rule_lines(rules.fit.rules, attrs, origin)
 
 
-def _rule_lines(
+def rule_lines(
     fit_rules: Sequence[FitRule], attrs: dict[str, Any], origin: dict[str, str]
 ) -> list[Line]:
     lines = []
@@ -142,8 +142,8 @@ def score(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> Score:
     """Score a lead's facts under `rules` as of `as_of`; same inputs, same score."""
     fit_lines = _fit_lines(facts, rules, as_of)
     eng_lines = _engagement_lines(facts, rules, as_of)
-    fit = round(_clamp(sum(line.points for line in fit_lines)), 2)
-    engagement = round(_clamp(sum(line.points for line in eng_lines)), 2)
+    fit = round(clamp(sum(line.points for line in fit_lines)), 2)
+    engagement = round(clamp(sum(line.points for line in eng_lines)), 2)
     total = round(fit * rules.combine.fit_weight + engagement * rules.combine.engagement_weight, 2)
     return Score(rules.ref, as_of, fit, engagement, total, (*fit_lines, *eng_lines))
 
@@ -176,9 +176,9 @@ def rank_personas(
     """`persona_fits` for a profile already computed (see `facts.profile_of`)."""
     fits = []
     for persona in personas:
-        lines = _rule_lines(persona.rules, attrs, origin)
+        lines = rule_lines(persona.rules, attrs, origin)
         fits.append(
-            PersonaFit(persona.id, round(_clamp(sum(x.points for x in lines)), 2), tuple(lines))
+            PersonaFit(persona.id, round(clamp(sum(x.points for x in lines)), 2), tuple(lines))
         )
     order = {p.id: i for i, p in enumerate(personas)}
     return sorted(fits, key=lambda f: (-f.fit, order[f.persona]))

@@ -4,6 +4,8 @@ A pure fold over the log: each fact is recorded, in arrival order, on an in-memo
 same code that takes the real decisions), once under the current rules and once under the new
 ones (from `since` on; before it the current rules decide). Scores, MQL decisions and stage
 moves are replayed; routing is not simulated (it depends on shared queue state, not on a lead).
+MQL decisions use each in-memory lead's running score (engine/scorestate.py), so a fact costs
+O(1) in scoring; each lead's final score is the full recomputation.
 """
 
 from __future__ import annotations

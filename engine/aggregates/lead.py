@@ -25,6 +25,7 @@ from engine.facts import ERASED_KEY, Fact, email_domain, strip_pii
 from engine.leadids import NAMESPACE as NAMESPACE  # the namespace of the other aggregates' ids
 from engine.leadids import pseudonym
 from engine.rules import Rules, ScoringModel
+from engine.scorestate import ScoreState, decide_mql
 from engine.scoring import Score, score
 
 
@@ -64,6 +65,7 @@ class Lead(Aggregate):
         self.routing_failure: str | None = None  # why the latest routing attempt found nobody
         self.erased_at: datetime | None = None  # `forget`: personal data shredded then
         self.sla_alerts: set[tuple[datetime, str, str]] = set()  # (routed_at, timer, status)
+        self.running: dict[int, ScoreState] = {}  # id(model) -> running score (not an event)
 
     @classmethod
     def start(cls, key: str, lead_id: UUID) -> Lead:
@@ -246,8 +248,8 @@ class Lead(Aggregate):
         was taken."""
         if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
             return False
-        result = self.current_score(rules)
-        if not rules.mql.met(result.fit, result.engagement, result.total):
+        result = decide_mql(self._running(rules), self.facts, self.clock)
+        if result is None:
             return False
         decision = moments.Qualification(trigger, at)
         walked = moments.walk(self.facts, [*self.qualified, decision])
@@ -264,6 +266,16 @@ class Lead(Aggregate):
             occurred_at=at,
         )
         return True
+
+    def _running(self, model: ScoringModel) -> ScoreState:
+        """The lead's running score under `model` (engine/scorestate.py), built from the facts
+        the first time; a few models at most (what-if alternates two), else start over."""
+        state = self.running.get(id(model))
+        if state is None or state.model is not model:
+            if len(self.running) >= 4:
+                self.running.clear()
+            state = self.running[id(model)] = ScoreState(model)
+        return state
 
     def _place(self, version: int, step: moments.Step) -> None:
         self.path.append((version, step))
@@ -400,6 +412,7 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.erased_at = self.occurred_at
+            aggregate.running.clear()  # the facts are replaced: running scores start over
             aggregate.key = pseudonym(aggregate.id)
             aggregate.facts = [
                 Fact(f.event_id, f.type, f.source, f.occurred_at, strip_pii(f.type, f.data), f.seq)
