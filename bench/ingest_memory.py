@@ -79,9 +79,7 @@ def main() -> None:
             path = Path(tmp) / f"{n}.jsonl"
             write_events(path, n, args.seed)
             schema = f"bench_mem_{uuid.uuid4().hex[:8]}"
-            env = {
-                k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")
-            } | {
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")} | {
                 "LEADENGINE_DATABASE_URL": url,
                 "LEADENGINE_DATABASE_SCHEMA": schema,
                 "LEADENGINE_HOME": str(Path(tmp) / f"home{n}"),

@@ -155,6 +155,7 @@ def ingest(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         origin = "stdin" if args.file == "-" else f"file:{args.file}"
         report = _ingest(rt, read_lines(args.file), origin, path=args.file)
+        rt.app.clear_cache()  # the projector keeps its own: never hold both at once
         projected = None if args.no_project else project_with_progress(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
     return 1 if report.rejected else 0  # 1: done, but lines were rejected (as publish)
