@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000, help="N (the larger file is 2N)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-project", action="store_true", help="pass --no-project to ingest")
+    parser.add_argument(
+        "--cache-size", type=int, help="LEADENGINE_CACHE_SIZE for the runs (default: its default)"
+    )
     args = parser.parse_args()
     url = database_url()
     results: dict[tuple[int, str], dict[str, float]] = {}
@@ -86,6 +89,8 @@ def main() -> None:
                 "LEADENGINE_LOG_LEVEL": "WARNING",
                 "PYTHONPATH": str(ROOT),
             }
+            if args.cache_size:
+                env["LEADENGINE_CACHE_SIZE"] = str(args.cache_size)
             try:
                 for run in ("fresh", "duplicates"):
                     print(f"... {n:,} events, {run}", file=sys.stderr, flush=True)
@@ -93,7 +98,10 @@ def main() -> None:
             finally:
                 dbmod.drop_schema(dbmod.from_url(url, schema))
     project = "without" if args.no_project else "with"
-    print(f"leadengine ingest, {project} projection; N = {args.events:,} events")
+    cache = args.cache_size or "default"
+    print(
+        f"leadengine ingest ({ROOT}), {project} projection, cache size {cache}; N = {args.events:,}"
+    )
     for (n, run), r in results.items():
         print(
             f"{n:>9,} events  {run:<10}  {r['lines'] / r['seconds']:8,.0f} events/s  "

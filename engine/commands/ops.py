@@ -116,7 +116,7 @@ def _projector(rt: Runtime, only: str | None) -> Projector:
     if not only:
         return rt.projector
     try:
-        return Projector(rt.app, rt.db, only=only)
+        return Projector(rt.app, rt.db, only=only, cache_size=rt.settings.cache_size)
     except ValueError as exc:
         raise LeadEngineError(f"--only: {exc}") from None
 
