@@ -1,11 +1,10 @@
 """Ingest memory benchmark: peak RSS of `leadengine ingest FILE` for N and 2N events.
 
-Each run is `python -m engine ingest FILE` in its own process (from a parent that never holds
-the events) on its own schema (so its peak RSS,
-read with `os.wait4`, is its own), then the same file again (every line a duplicate). Flat memory
-means the 2N/N ratios stay near 1.
+Each run is `python -m engine ingest FILE` in its own process on its own schema (its peak RSS
+read with `os.wait4`; the file is written by another child, so the parent never holds the
+events), then the same file again (every line a duplicate). Flat memory means 2N/N near 1.
 
-Usage: python bench/ingest_memory.py [--events 60000] [--no-project]
+Usage: python bench/ingest_memory.py [--events 60000] [--cache-size N] [--no-project]
 """
 
 from __future__ import annotations
