@@ -79,8 +79,9 @@ def open_runtime(
     with dbmod.init_lock(db):
         init_database(db)
         master = master_key(settings)
-        app = LeadEngine(rules=rules, env=db.eventsourcing_env(), master_key=master)
-    projector = Projector(app, db)
+        env = db.eventsourcing_env() | {"AGGREGATE_CACHE_MAXSIZE": str(settings.cache_size)}
+        app = LeadEngine(rules=rules, env=env, master_key=master)
+    projector = Projector(app, db, cache_size=settings.cache_size)
     try:
         yield Runtime(settings, db, app, DeadLetterStore(db), projector)
     finally:

@@ -45,6 +45,7 @@ EXPECTED = {
     "log_format": "console or json",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "batch_size": "a whole number from 1 to 100000",
+    "cache_size": "a whole number from 1 to 1000000",
     "connect_timeout_s": "seconds, from 1 to 600",
     "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
     "metrics_port": "a port number from 1 to 65535",
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
         description="Serve Prometheus /metrics on this port (consume, project --follow).",
     )
     batch_size: int = Field(default=500, ge=1, le=100_000)
+    cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Aggregates a process keeps decoded in memory (the write side's cache and "
+        "the projector's, each); memory is bounded by this, not by the input's size.",
+    )
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
 
     @field_validator("database_schema")

@@ -116,7 +116,7 @@ def _projector(rt: Runtime, only: str | None) -> Projector:
     if not only:
         return rt.projector
     try:
-        return Projector(rt.app, rt.db, only=only)
+        return Projector(rt.app, rt.db, only=only, cache_size=rt.settings.cache_size)
     except ValueError as exc:
         raise LeadEngineError(f"--only: {exc}") from None
 
@@ -155,6 +155,7 @@ def ingest(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         origin = "stdin" if args.file == "-" else f"file:{args.file}"
         report = _ingest(rt, read_lines(args.file), origin, path=args.file)
+        rt.app.clear_cache()  # the projector keeps its own: never hold both at once
         projected = None if args.no_project else project_with_progress(rt)
         print(_counts(args.format, report, projected, f"{rt.db.schema}.dead_letters"))
     return 1 if report.rejected else 0  # 1: done, but lines were rejected (as publish)

@@ -191,7 +191,7 @@ class Projector:
         *,
         only: str | list[str] | tuple[str, ...] | None = None,
         batch_size: int = 2000,
-        cache_size: int = 20_000,
+        cache_size: int = 10_000,  # LEADENGINE_CACHE_SIZE
     ) -> None:
         """`db.schema` holds the tables written and their tracking (a rebuild passes its
         staging schema); `only` limits the projections run (default: all)."""

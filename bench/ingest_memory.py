@@ -1,0 +1,129 @@
+"""Ingest memory benchmark: peak RSS of `leadengine ingest FILE` for N and 2N events.
+
+Each run is `python -m engine ingest FILE` in its own process on its own schema (its peak RSS
+read with `os.wait4`; the file is written by another child, so the parent never holds the
+events), then the same file again (every line a duplicate). Flat memory means 2N/N near 1.
+
+Usage: python bench/ingest_memory.py [--events 60000] [--cache-size N] [--no-project]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import database_url  # noqa: E402
+
+from engine import db as dbmod  # noqa: E402
+from engine.generator import generate, lines  # noqa: E402
+
+#: events per generated journey, roughly (campaign costs included): sizes the first guess
+EVENTS_PER_LEAD = 12
+
+
+def write_events(path: Path, events: int, seed: int) -> int:
+    """The first `events` lines of enough generated journeys; how many were written."""
+    leads = events // EVENTS_PER_LEAD + 1
+    while True:
+        generated = generate(leads, seed)
+        if len(generated) >= events:
+            break
+        leads = leads * events // len(generated) + 1
+    with path.open("w") as out:
+        out.writelines(lines(generated[:events]))
+    return events
+
+
+def run_ingest(path: Path, env: dict[str, str], no_project: bool) -> dict[str, float]:
+    """One `leadengine ingest` child: its counts, wall time and peak RSS (MB)."""
+    cmd = [sys.executable, "-m", "engine", "ingest", str(path), "--format", "json"]
+    if no_project:
+        cmd.append("--no-project")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(ROOT))
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here: its own rusage
+        elapsed = time.perf_counter() - t0
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if code not in (0, 1):  # 1: done, some lines rejected
+        sys.exit(f"ingest failed ({code}):\n{stderr[-4000:]}")
+    doc = json.loads(stdout)
+    return {"lines": doc["lines"], "seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=60_000, help="N (the larger file is 2N)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-project", action="store_true", help="pass --no-project to ingest")
+    parser.add_argument(
+        "--cache-size", type=int, help="LEADENGINE_CACHE_SIZE for the runs (default: its default)"
+    )
+    parser.add_argument("--write", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.write:
+        write_events(Path(args.write), args.events, args.seed)
+        return
+    url = database_url()
+    results: dict[tuple[int, str], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (args.events, 2 * args.events):
+            path = Path(tmp) / f"{n}.jsonl"
+            # written by a child: an `ingest` child's peak RSS counts its parent's pages at the
+            # fork (Linux keeps the high-water mark across exec), so the parent stays small
+            subprocess.run(
+                [sys.executable, __file__, "--write", str(path), "--events", str(n)],
+                check=True,
+                env=os.environ | {"PYTHONPATH": str(ROOT)},
+            )
+            schema = f"bench_mem_{uuid.uuid4().hex[:8]}"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")} | {
+                "LEADENGINE_DATABASE_URL": url,
+                "LEADENGINE_DATABASE_SCHEMA": schema,
+                "LEADENGINE_HOME": str(Path(tmp) / f"home{n}"),
+                "LEADENGINE_LOG_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT),
+            }
+            if args.cache_size:
+                env["LEADENGINE_CACHE_SIZE"] = str(args.cache_size)
+            try:
+                for run in ("fresh", "duplicates"):
+                    print(f"... {n:,} events, {run}", file=sys.stderr, flush=True)
+                    results[(n, run)] = run_ingest(path, env, args.no_project)
+            finally:
+                dbmod.drop_schema(dbmod.from_url(url, schema))
+    project = "without" if args.no_project else "with"
+    cache = args.cache_size or "default"
+    print(
+        f"leadengine ingest ({ROOT}), {project} projection, cache size {cache}; N = {args.events:,}"
+    )
+    for (n, run), r in results.items():
+        print(
+            f"{n:>9,} events  {run:<10}  {r['lines'] / r['seconds']:8,.0f} events/s  "
+            f"{r['seconds']:7.1f} s   peak RSS {r['peak_rss_mb']:6.0f} MB"
+        )
+    for run in ("fresh", "duplicates"):
+        small, big = results[(args.events, run)], results[(2 * args.events, run)]
+        print(
+            f"2N/N {run:<10}  peak RSS x{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}   "
+            f"events/s x{(big['lines'] / big['seconds']) / (small['lines'] / small['seconds']):.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
