@@ -58,3 +58,15 @@ def touch(type_: str, subject: str = "lead-1", **data: Any) -> Envelope:
     at = data.pop("at", None)
     data.setdefault("channel", "web")
     return ev(type_, subject, data, days=days, at=at)
+
+
+def won_deals(key: str, channel: str, deals: list[tuple[float, str, str]]) -> list[dict[str, Any]]:
+    """A lead captured, one page view on `channel`, then a `deal.won` per (day, amount, currency):
+    the money tests' journeys (issue 15's several-currency cases)."""
+    events = [
+        raw("lead.captured", key, {"email": f"{key.lower()}@acme.example"}),
+        raw("touch.page_viewed", key, {"channel": channel}, days=0.5),
+    ]
+    for day, amount, currency in deals:
+        events.append(raw("deal.won", key, {"amount": amount, "currency": currency}, days=day))
+    return events

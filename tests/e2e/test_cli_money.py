@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_cli import run
-from tests.factory import raw
+from tests.factory import raw, won_deals
 
 RATES = """money:
   reporting_currency: EUR
@@ -21,16 +21,6 @@ RATES = """money:
     - {from: USD, to: EUR, since: 2026-03-01, rate: "0.90"}
     - {from: USD, to: EUR, since: 2026-03-15, rate: "0.80"}
 """
-
-
-def _lead(key: str, channel: str, deals: list[tuple[float, str, str]]) -> list[dict[str, Any]]:
-    events = [
-        raw("lead.captured", key, {"email": f"{key.lower()}@acme.example"}),
-        raw("touch.page_viewed", key, {"channel": channel}, days=0.5),
-    ]
-    for day, amount, currency in deals:
-        events.append(raw("deal.won", key, {"amount": amount, "currency": currency}, days=day))
-    return events
 
 
 def _ingest(env: dict[str, str], tmp_path: Path, events: list[dict[str, Any]]) -> None:
@@ -43,8 +33,8 @@ def _ingest(env: dict[str, str], tmp_path: Path, events: list[dict[str, Any]]) -
 def two_currencies(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """A (paid_search) wins 100 EUR then 50 USD; B (organic) wins 70 USD then 30 EUR."""
     events = [
-        *_lead("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
-        *_lead("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
+        *won_deals("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
+        *won_deals("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
     ]
     _ingest(cli_env, tmp_path, events)
     return cli_env
@@ -131,7 +121,7 @@ def test_roi_of_449_on_400_is_12_3(cli_env: dict[str, str], tmp_path: Path) -> N
             "period_start": "2026-03-01", "period_end": "2026-03-31"}  # fmt: skip
     events = [
         raw("campaign.cost_recorded", "spring", cost),
-        *_lead("C", "display", [(3, "449", "EUR")]),
+        *won_deals("C", "display", [(3, "449", "EUR")]),
     ]
     _ingest(cli_env, tmp_path, events)
     out = run(cli_env, "report", "kpis", "--section", "money", "--currency", "EUR",

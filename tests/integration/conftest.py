@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine import cli
+from engine.db import Database
+from engine.readmodel import READER_ROLE
 from engine.settings import get_settings
+
+
+@contextmanager
+def reader_login(db: Database, server_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A login role of a reporting job's own, member of leadengine_reader (created here: the
+    checks need it, never skipped), connected as a job connects; dropped afterwards."""
+    name = f"rpt_{uuid.uuid4().hex[:8]}"
+    with db.connect() as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(name), sql.Identifier(READER_ROLE)
+            )
+        )
+    params = conninfo_to_dict(server_url) | {"user": name}
+    try:
+        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
+            yield conn
+    finally:
+        with db.connect() as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine import readmodel, readvalues
 from engine.contract import validate_event
 from engine.generator import generate
 from engine.projections.projector import PROJECTIONS
-from engine.readmodel import CONTRACT, READER_ROLE, read_schema
+from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime
+from tests.integration.conftest import reader_login
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "read-model.md"
 
@@ -167,20 +165,8 @@ def test_the_documented_lists_name_what_the_data_holds(
 @pytest.fixture
 def reader(dataset: Runtime, server_url: str) -> Iterator[Any]:
     """A login in leadengine_reader (created here: the checks need it), as a job connects."""
-    name = f"rpt_{uuid.uuid4().hex[:8]}"
-    with dataset.db.connect() as admin:
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(READER_ROLE)
-            )
-        )
-    params = conninfo_to_dict(server_url) | {"user": name}
-    try:
-        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
-            yield conn
-    finally:
-        with dataset.db.connect() as admin:
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    with reader_login(dataset.db, server_url) as conn:
+        yield conn
 
 
 def _examples() -> dict[str, str]:

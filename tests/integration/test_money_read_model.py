@@ -15,21 +15,11 @@ from engine.analytics.report import Window
 from engine.contract import validate_event
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
-from tests.factory import raw
+from tests.factory import raw, won_deals
 from tests.integration.test_projections import rows
 from tests.integration.test_reports import _ingest, _view
 
 D = Decimal
-
-
-def _lead(key: str, channel: str, deals: list[tuple[float, str, str]]) -> list[dict[str, Any]]:
-    events = [
-        raw("lead.captured", key, {"email": f"{key.lower()}@acme.example"}),
-        raw("touch.page_viewed", key, {"channel": channel}, days=0.5),
-    ]
-    for day, amount, currency in deals:
-        events.append(raw("deal.won", key, {"amount": amount, "currency": currency}, days=day))
-    return events
 
 
 def _cost(campaign: str, channel: str, amount: str, currency: str) -> dict[str, Any]:
@@ -40,10 +30,10 @@ def _cost(campaign: str, channel: str, amount: str, currency: str) -> dict[str, 
 
 def test_views_and_lead_state_keep_currencies_apart(runtime: Runtime) -> None:
     events = [
-        *_lead("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
-        *_lead("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
-        *_lead("C", "organic", [(5, "20", "USD"), (6, "5.50", "USD")]),
-        *_lead("D", "email", []),
+        *won_deals("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
+        *won_deals("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
+        *won_deals("C", "organic", [(5, "20", "USD"), (6, "5.50", "USD")]),
+        *won_deals("D", "email", []),
         _cost("brand", "paid_search", "400", "EUR"),
         _cost("brand-us", "paid_search", "90", "USD"),
     ]
@@ -84,8 +74,8 @@ def test_views_and_lead_state_keep_currencies_apart(runtime: Runtime) -> None:
 
 def test_saved_revenue_credits_say_their_currency(runtime: Runtime) -> None:
     events = [
-        *_lead("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
-        *_lead("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
+        *won_deals("A", "paid_search", [(9, "100", "EUR"), (19, "50", "USD")]),
+        *won_deals("B", "organic", [(4, "70", "USD"), (14, "30", "EUR")]),
     ]
     _ingest(runtime, [validate_event(e) for e in events])
     ds = load(runtime.db)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,15 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine import migrations
 from engine.application import EVENTS_TABLE
 from engine.errors import LeadEngineError
 from engine.generator import generate
-from engine.readmodel import CONTRACT, READER_ROLE, read_schema
+from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime, open_runtime
 from engine.settings import Settings
+from tests.integration.conftest import reader_login
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -40,20 +39,8 @@ def loaded(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
 @pytest.fixture
 def reader(server_url: str, loaded: Runtime) -> Iterator[psycopg.Connection[Any]]:
     """A login role of the reporting job's own, member of leadengine_reader, over TCP/socket."""
-    name = f"rpt_{uuid.uuid4().hex[:8]}"
-    with loaded.db.connect() as admin:
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(READER_ROLE)
-            )
-        )
-    params = conninfo_to_dict(server_url) | {"user": name}
-    try:
-        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
-            yield conn
-    finally:
-        with loaded.db.connect() as admin:
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    with reader_login(loaded.db, server_url) as conn:
+        yield conn
 
 
 def _doc_columns(text: str, view: str) -> set[str]:
