@@ -35,7 +35,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
 
 # Mutation testing on demand (docs/mutation.md): mutate the modules [tool.mutmut] lists, run the
-# unit tests against each mutant, print the score per module. MUTANTS='engine.sla.*' narrows it.
+# unit tests against each mutant, print the score per module. MUTANTS='engine.domain.sla.*' narrows it.
 MUTANTS ?=
 mutate: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'

@@ -24,7 +24,7 @@ def database_url() -> str:
     url = os.environ.get("LEADENGINE_DATABASE_URL")
     if url:
         return url
-    from engine import db as dbmod
+    from engine.postgres import db as dbmod
 
     d = dbmod.embedded(Path(tempfile.mkdtemp(prefix="leadengine-bench-")), "public")
     return f"host={d.host} port={d.port} dbname={d.dbname} user={d.user}"
@@ -37,7 +37,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from engine.broker import EmbeddedBroker
+    from engine.kafka.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     try:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url, kafka_bootstrap, peak_rss_mb  # noqa: E402
 
-from engine import db as dbmod  # noqa: E402
-from engine.generator import generate  # noqa: E402
-from engine.publish import Publisher, ensure_topic  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
+from engine.kafka.publish import Publisher, ensure_topic  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 

@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url, peak_rss_mb, run_phase  # noqa: E402
 
-from engine import db as dbmod  # noqa: E402
-from engine.application import LeadEngine  # noqa: E402
 from engine.consumers.lines import ingest_lines  # noqa: E402
-from engine.contract import parse_event  # noqa: E402
-from engine.generator import generate, lines  # noqa: E402
-from engine.rules import load_rules  # noqa: E402
+from engine.domain.contract import parse_event  # noqa: E402
+from engine.domain.generator import generate, lines  # noqa: E402
+from engine.domain.rules import load_rules  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
+from engine.services.application import LeadEngine  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 

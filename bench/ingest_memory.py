@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url  # noqa: E402
 
-from engine import db as dbmod  # noqa: E402
-from engine.generator import generate, lines  # noqa: E402
+from engine.domain.generator import generate, lines  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
 
 #: events per generated journey, roughly (campaign costs included): sizes the first guess
 EVENTS_PER_LEAD = 12

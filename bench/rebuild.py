@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url, peak_rss_mb, run_phase  # noqa: E402
 
-from engine import db as dbmod  # noqa: E402
-from engine.contract import parse_event  # noqa: E402
-from engine.generator import generate, lines  # noqa: E402
+from engine.domain.contract import parse_event  # noqa: E402
+from engine.domain.generator import generate, lines  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
 from engine.projections.projector import PROJECTIONS, Projector  # noqa: E402
 from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
@@ -143,10 +143,10 @@ def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
     from eventsourcing.projection import Projection, ProjectionRunner
 
     from engine.aggregates.lead import Lead
-    from engine.application import LeadEngine
-    from engine.privacy import load_master_key
+    from engine.domain.rules import load_rules
+    from engine.postgres.keyfile import load_master_key
     from engine.projections import rows
-    from engine.rules import load_rules
+    from engine.services.application import LeadEngine
 
     database = dbmod.from_url(url, schema)
     rules = load_rules()

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url, kafka_bootstrap  # noqa: E402
 
-from engine import db as dbmod  # noqa: E402
-from engine.contract import validate_event  # noqa: E402
-from engine.generator import generate  # noqa: E402
-from engine.publish import ensure_topic  # noqa: E402
-from engine.relay import Relay, producer  # noqa: E402
+from engine.domain.contract import validate_event  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
+from engine.kafka.publish import ensure_topic  # noqa: E402
+from engine.kafka.relay import Relay, producer  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 

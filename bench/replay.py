@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from common import peak_rss_mb  # noqa: E402
 
-from engine import asof  # noqa: E402
-from engine.contract import validate_event  # noqa: E402
-from engine.db import drop_schema, resolve  # noqa: E402
+from engine.domain import asof  # noqa: E402
+from engine.domain.contract import validate_event  # noqa: E402
+from engine.postgres.db import drop_schema, resolve  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 

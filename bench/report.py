@@ -34,16 +34,17 @@ sys.path.insert(0, str(ROOT))
 
 from common import peak_rss_mb  # noqa: E402
 
-from engine import lifecycle, migrations  # noqa: E402
 from engine.analytics import report  # noqa: E402
 from engine.analytics.attribution import MODELS  # noqa: E402
 from engine.analytics.load import count_touchpoints, load  # noqa: E402
 from engine.analytics.report import Window  # noqa: E402
-from engine.db import Database, drop_schema, ensure_schema, resolve  # noqa: E402
-from engine.generator import generate  # noqa: E402
-from engine.leadids import legacy_lead_id as lead_id  # noqa: E402  (any stable id will do)
+from engine.domain import lifecycle  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
+from engine.domain.leadids import legacy_lead_id as lead_id  # noqa: E402  (any stable id will do)
+from engine.domain.rules import load_rules  # noqa: E402
+from engine.postgres import migrations  # noqa: E402
+from engine.postgres.db import Database, drop_schema, ensure_schema, resolve  # noqa: E402
 from engine.projections import rows  # noqa: E402
-from engine.rules import load_rules  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
 SCHEMA = "bench_report"

@@ -5,7 +5,7 @@ bench/ingest.py; this measures the fold itself). Two phases, each in its own pro
 RSS is its own:
 
   baseline  read every fact and group it by lead (the least any replay must do)
-  whatif    engine.whatif.replay: every fact recorded on two in-memory leads, current rules
+  whatif    engine.domain.whatif.replay: every fact recorded on two in-memory leads, current rules
             and new rules (MQL at 40 instead of 50), plus the summary
 
 Usage: python bench/whatif.py [--events 1000000] [--seed 3]
@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from common import peak_rss_mb  # noqa: E402
 
-from engine.contract import validate_event  # noqa: E402
-from engine.generator import generate  # noqa: E402
-from engine.rules import load_rules, parse_rules  # noqa: E402
-from engine.whatif import FactIn, replay  # noqa: E402
+from engine.domain.contract import validate_event  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
+from engine.domain.rules import load_rules, parse_rules  # noqa: E402
+from engine.domain.whatif import FactIn, replay  # noqa: E402
 
 EVENTS_PER_LEAD = 13.6  # what the generator averages
 

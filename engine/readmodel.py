@@ -16,9 +16,9 @@ from typing import Any
 from psycopg import sql
 
 from engine.analytics.views import VIEWS as KPI_VIEWS
-from engine.application import EVENTS_TABLE
-from engine.dependents import qualified, replace_view
+from engine.postgres.dependents import qualified, replace_view
 from engine.projections.rows import STAGE_AT_COLUMNS, STAGE_COLUMNS
+from engine.services.application import EVENTS_TABLE
 
 READER_ROLE = "leadengine_reader"
 
@@ -115,7 +115,7 @@ def read_schema(schema: str) -> str:
 
 def ensure_contract(conn: Any, schema: str) -> bool:
     """Create the contract views if missing, or replace them in place if changed (columns only
-    added at the end, so views built on them in other schemas stay; engine/dependents.py
+    added at the end, so views built on them in other schemas stay; engine/postgres/dependents.py
     refuses a change that would break them); grant them to the reader role.
 
     Runs inside the caller's transaction. Returns True if it changed anything."""

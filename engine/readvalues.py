@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.analytics.attribution import BY, MODELS
-from engine.contract import TOUCH_TYPES
-from engine.generator import CHANNELS
-from engine.lifecycle import FUNNEL, STAGES
+from engine.domain.contract import TOUCH_TYPES
+from engine.domain.generator import CHANNELS
+from engine.domain.lifecycle import FUNNEL, STAGES
+from engine.domain.rules import Attribution, Strategy
 from engine.projections.projector import PROJECTIONS
 from engine.projections.rows import MILESTONE_TYPES
-from engine.rules import Attribution, Strategy
 
 BEGIN, END = "<!-- readvalues:begin -->", "<!-- readvalues:end -->"
 

@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from engine import db as dbmod
-from engine import migrations
-from engine.application import LeadEngine
-from engine.deadletters import DeadLetterStore
-from engine.errors import RulesError
-from engine.privacy import load_master_key
+from engine.domain.errors import RulesError
+from engine.domain.rules import Rules, load_rules
+from engine.postgres import db as dbmod
+from engine.postgres import migrations
+from engine.postgres.deadletters import DeadLetterStore
+from engine.postgres.keyfile import load_master_key
 from engine.projections.projector import Projector
-from engine.rules import Rules, load_rules
+from engine.services.application import LeadEngine
 from engine.settings import Settings, SettingsError, get_settings
 
 

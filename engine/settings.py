@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError
 
 PREFIX = "LEADENGINE_"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import db as dbmod
-from engine.application import LeadEngine
-from engine.rules import Rules, load_rules
+from engine.domain.rules import Rules, load_rules
+from engine.postgres import db as dbmod
 from engine.runtime import Runtime, open_runtime
+from engine.services.application import LeadEngine
 from engine.settings import Settings
 
 POPO_ENV = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
@@ -85,7 +85,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if configured:
         yield configured
         return
-    from engine.broker import EmbeddedBroker
+    from engine.kafka.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     yield broker.bootstrap
@@ -95,7 +95,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def kafka_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
     """A topic (4 partitions) and a consumer group of this test's own, with quick joins."""
-    from engine.publish import ensure_topic
+    from engine.kafka.publish import ensure_topic
 
     run = uuid.uuid4().hex[:10]
     topic = f"t-{run}"

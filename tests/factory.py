@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.contract import Envelope, validate_event
+from engine.domain.contract import Envelope, validate_event
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 _ids = itertools.count(1)

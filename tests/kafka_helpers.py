@@ -11,9 +11,9 @@ from typing import Any
 from kafka import KafkaConsumer
 from psycopg import sql
 
-from engine.application import EVENTS_TABLE
-from engine.db import Database
-from engine.publish import Publisher
+from engine.kafka.publish import Publisher
+from engine.postgres.db import Database
+from engine.services.application import EVENTS_TABLE
 
 
 def publish(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:

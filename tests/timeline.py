@@ -9,8 +9,8 @@ from typing import Any
 
 from engine.aggregates.lead import Lead
 from engine.analytics.journeys import Dataset, Journey, Milestone, Move, Touchpoint
-from engine.application import LeadEngine
 from engine.projections.rows import MILESTONE_TYPES
+from engine.services.application import LeadEngine
 
 
 def journey_of(app: LeadEngine, key: str) -> Journey:

@@ -9,8 +9,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from engine import identity
 from engine.aggregates.lead import NAMESPACE, Recorded
+from engine.domain import identity
 
 
 def campaign_id(key: str) -> UUID:

@@ -2,11 +2,12 @@
 
 Facts (`FactRecorded`) are what upstream systems saw. Decisions are the engine's own:
 `StageChanged` (a fact moved the lead), `StageRetracted` (a late fact, walked in event time,
-took a move back: engine/moments.py), `MarketingQualified` (the score crossed the MQL rule,
+took a move back: engine/domain/moments.py), `MarketingQualified` (the score crossed the MQL rule,
 with the rules version, the score and the trigger event, dated at the trigger's event time),
 `AnomalyFlagged` (a fact that made no sense in the stage it found; kept, stage untouched),
 `Routed` / `RoutingFailed` (who got the lead, from which queue, by which strategy, and why),
-`SlaAlerted` (a turnaround timer passed its at-risk or due moment untouched: engine/timers.py).
+`SlaAlerted` (a turnaround timer passed its at-risk or due moment untouched:
+engine/services/timers.py).
 A fact is known by its CloudEvent (`source`, `id`): the same again is a no-op, the same pair
 with other content a conflict.
 """
@@ -20,13 +21,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from engine import identity, lifecycle, moments
-from engine.facts import ERASED_KEY, Fact, email_domain, strip_pii
-from engine.leadids import NAMESPACE as NAMESPACE  # the namespace of the other aggregates' ids
-from engine.leadids import pseudonym
-from engine.rules import Rules, ScoringModel
-from engine.scorestate import ScoreState, decide_mql
-from engine.scoring import Score, score
+from engine.domain import identity, lifecycle, moments
+from engine.domain.facts import ERASED_KEY, Fact, email_domain, strip_pii
+from engine.domain.leadids import (  # the namespace of the other aggregates' ids
+    NAMESPACE as NAMESPACE,
+)
+from engine.domain.leadids import pseudonym
+from engine.domain.rules import Rules, ScoringModel
+from engine.domain.scorestate import ScoreState, decide_mql
+from engine.domain.scoring import Score, score
 
 
 class Recorded(Enum):
@@ -41,7 +44,7 @@ class Lead(Aggregate):
 
     class Started(Aggregate.Created):
         """`key` is personal data (often an email address): the store keeps it sealed with
-        the lead's own key (engine/privacy.py), so `forget` makes it unreadable."""
+        the lead's own key (engine/postgres/sealing.py), so `forget` makes it unreadable."""
 
         SEALED_FIELDS = ("key",)
         key: str
@@ -70,7 +73,7 @@ class Lead(Aggregate):
     @classmethod
     def start(cls, key: str, lead_id: UUID) -> Lead:
         """A new lead; its id comes from the application's lead id function (a keyed hash of
-        `key`, see engine/leadids.py), never from the key alone."""
+        `key`, see engine/domain/leadids.py), never from the key alone."""
         return cls._create(cls.Started, id=lead_id, key=key)
 
     # -- commands ---------------------------------------------------------------------------
@@ -212,7 +215,7 @@ class Lead(Aggregate):
         self.trigger_event(self.Erased, reason=reason, by=by, occurred_at=at)
 
     def _restage(self, trigger: str) -> str | None:
-        """Walk the facts in event time (engine/moments.py) and bring the path to the walk:
+        """Walk the facts in event time (engine/domain/moments.py) and bring the path to the walk:
         retract the moves it no longer makes, then record the ones it makes anew (in time
         order). Facts arriving in order only ever add a move at the end; a late one may move
         earlier moments. Returns why the `trigger` fact made no sense where it fell, if so."""
@@ -268,8 +271,8 @@ class Lead(Aggregate):
         return True
 
     def _running(self, model: ScoringModel) -> ScoreState:
-        """The lead's running score under `model` (engine/scorestate.py), built from the facts
-        the first time; a few models at most (what-if alternates two), else start over."""
+        """The lead's running score under `model` (engine/domain/scorestate.py), built from the
+        facts the first time; a few models at most (what-if alternates two), else start over."""
         state = self.running.get(id(model))
         if state is None or state.model is not model:
             if len(self.running) >= 4:
@@ -282,7 +285,7 @@ class Lead(Aggregate):
         self._read_path()
 
     def _read_path(self) -> None:
-        """Order the path as the walk makes it (engine/moments.py), then read the stage (the
+        """Order the path as the walk makes it (engine/domain/moments.py), then read the stage (the
         path's last move) and each stage's first moment off it."""
         keys = moments.fact_orders(self.facts)
         self.path.sort(key=lambda vs: (moments.step_order(vs[1], keys), vs[0]))
@@ -422,7 +425,8 @@ class Lead(Aggregate):
     class SlaAlerted(Aggregate.Event):
         """An SLA timer (`first_touch` or `decision`) of the routing at `routed_at` reached its
         at-risk or due moment `at` with nothing done: recorded by the timer service
-        (engine/timers.py) as that moment passed, so a replay shows when the engine warned."""
+        (engine/services/timers.py) as that moment passed, so a replay shows when the engine
+        warned."""
 
         timer: str
         status: str  # at_risk | breached

@@ -15,8 +15,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from engine import identity
 from engine.aggregates.lead import NAMESPACE, Recorded
+from engine.domain import identity
 
 ROSTER_KEY = "default"
 

@@ -14,8 +14,8 @@ from engine.analytics.journeys import NO_TOUCH
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import Path, Paths, ReportError
 from engine.analytics.stats import half_up
-from engine.currency import minor_unit
-from engine.rules import Attribution
+from engine.domain.currency import minor_unit
+from engine.domain.rules import Attribution
 
 MODELS = (*RULE_BASED, "markov", "shapley")
 BY = ("channel", "campaign", "content")

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from engine.currency import money
-from engine.rules import Rate
+from engine.domain.currency import money
+from engine.domain.rules import Rate
 
 
 class Exchange:

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.analytics.journeys import FUNNEL_STAGES, UNKNOWN, Dataset, Journey
 from engine.analytics.stats import days, pct, percentile, r2
-from engine.lifecycle import STAGES
+from engine.domain.lifecycle import STAGES
 
 
 def _in(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
@@ -203,7 +203,7 @@ def snapshot(
 ) -> dict[str, Any]:
     """`report funnel` over a dataset: the leads created in [start, end) (every lead known when
     neither is given), the funnel stages each reached, and where each stood at the dataset's
-    cut. Same document as the read model's `engine.reports.funnel`."""
+    cut. Same document as the read model's `engine.analytics.queries.funnel`."""
     leads = cohort(ds, start, end) if start or end else ds.journeys
     now: dict[str, int] = defaultdict(int)
     for j in leads:

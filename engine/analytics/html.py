@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.analytics import svg
 from engine.analytics.journeys import FUNNEL_STAGES
-from engine.output import _cell
+from engine.cli.output import _cell
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px; color: #111; }

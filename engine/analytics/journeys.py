@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from engine.currency import NO_CURRENCY
-from engine.lifecycle import FUNNEL, RANK
+from engine.domain.currency import NO_CURRENCY
+from engine.domain.lifecycle import FUNNEL, RANK
 
 #: Touch types that are not the lead's own engagement, left out of attribution paths.
 NOT_ENGAGEMENT = ("touch.email_sent", "touch.email_bounced", "touch.unsubscribed")

@@ -16,7 +16,7 @@ from typing import Any
 from psycopg import sql
 
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
-from engine.db import Database
+from engine.postgres.db import Database
 
 QUERIES = {
     "touches": "SELECT lead_key, occurred_at, position, type, channel, campaign, content, rep "
@@ -38,7 +38,7 @@ ORDER = {
 }
 
 
-#: Rows a late fact may take back later (engine/moments.py): kept, stamped `retracted_at`.
+#: Rows a late fact may take back later (engine/domain/moments.py): kept, stamped `retracted_at`.
 RETRACTABLE = {"moves": "(retracted_at IS NULL"}
 #: What "happened by T" means per table (costs: the spend periods that had begun by T).
 HAPPENED = {"costs": "period_start <= {occurred_by}::date"}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from engine.analytics.paths import Path
-from engine.rules import Attribution
+from engine.domain.rules import Attribution
 
 Weights = Callable[[Path, Attribution], list[float]]
 

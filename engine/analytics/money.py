@@ -18,8 +18,8 @@ from engine.analytics.funnel import _in, source_of
 from engine.analytics.journeys import Cost, Dataset
 from engine.analytics.paths import ReportError
 from engine.analytics.stats import half_up
-from engine.currency import NO_CURRENCY, minor_unit
-from engine.rules import Rate
+from engine.domain.currency import NO_CURRENCY, minor_unit
+from engine.domain.rules import Rate
 
 COUNTED = ("lead", "mql", "sql", "customer")
 

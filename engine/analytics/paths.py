@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.journeys import Dataset, Journey, Touchpoint
-from engine.currency import NO_CURRENCY
-from engine.errors import LeadEngineError
-from engine.rules import Attribution, Rate
+from engine.domain.currency import NO_CURRENCY
+from engine.domain.errors import LeadEngineError
+from engine.domain.rules import Attribution, Rate
 
 VALUES = ("conversions", "revenue")
 

@@ -12,7 +12,7 @@ from engine.analytics.attribution import MODELS, Credits, attribute, side_by_sid
 from engine.analytics.exchange import LeftOut
 from engine.analytics.journeys import Dataset
 from engine.analytics.paths import ReportError, build_paths
-from engine.rules import Rules
+from engine.domain.rules import Rules
 
 SECTIONS = (
     "funnel",

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from engine.analytics.attribution import Credits
 from engine.analytics.report import Window
-from engine.db import Database
+from engine.postgres.db import Database
 
 
 def save(db: Database, results: list[Credits], window: Window, rules_ref: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import sql
 
-from engine.dependents import qualified, replace_view
+from engine.postgres.dependents import qualified, replace_view
 
 RANKS = (
     "(VALUES ('lead', 1), ('mql', 2), ('sal', 3), ('sql', 4), ('opportunity', 5), "
@@ -128,7 +128,7 @@ def create_views(conn: Any, schema_name: str) -> None:
     added at the end: the read contract's copies, and any view a reporting team built on
     them, stay); otherwise touch nothing, so readers' queries never wait on a lock taken at
     every start. A change PostgreSQL cannot make in place is refused while objects outside the
-    engine depend on the view (engine/dependents.py). Runs in the caller's transaction."""
+    engine depend on the view (engine/postgres/dependents.py). Runs in the caller's transaction."""
     schema = sql.Identifier(schema_name)
     row = conn.execute(
         "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{schema_name}.kpi_funnel",)

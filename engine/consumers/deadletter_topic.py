@@ -15,7 +15,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from engine.consumers.retry import retry_transient
-from engine.errors import EventConflict, InvalidEvent
+from engine.domain.errors import EventConflict, InvalidEvent
 from engine.settings import Settings
 
 PREFIX = "leadengine."

@@ -21,10 +21,10 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from engine.application import LeadEngine
 from engine.consumers.deadletter_topic import PREFIX
-from engine.contract import parse_event
-from engine.errors import InvalidEvent, LeadEngineError
+from engine.domain.contract import parse_event
+from engine.domain.errors import InvalidEvent, LeadEngineError
+from engine.services.application import LeadEngine
 from engine.settings import Settings
 
 

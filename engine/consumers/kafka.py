@@ -25,12 +25,12 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from engine import metrics
-from engine.application import IngestResult, LeadEngine
 from engine.consumers.deadletter_topic import DeadLetterTopic
 from engine.consumers.retry import RaceStats, retry_transient, store_racing
-from engine.contract import Envelope, parse_event
-from engine.errors import InvalidEvent
+from engine.domain.contract import Envelope, parse_event
+from engine.domain.errors import InvalidEvent
 from engine.logs import get_logger
+from engine.services.application import IngestResult, LeadEngine
 from engine.settings import Settings
 
 log = get_logger("leadengine.consume")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from engine.application import IngestResult, LeadEngine
 from engine.consumers.retry import RaceStats, store_racing
-from engine.contract import Envelope, parse_event
-from engine.deadletters import DeadLetter, DeadLetterStore
-from engine.errors import InvalidEvent
+from engine.domain.contract import Envelope, parse_event
+from engine.domain.errors import InvalidEvent
 from engine.logs import get_logger
+from engine.postgres.deadletters import DeadLetter, DeadLetterStore
+from engine.services.application import IngestResult, LeadEngine
 
 log = get_logger("leadengine.ingest")
 

@@ -36,11 +36,11 @@ from engine import metrics
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
-from engine.application import LeadEngine
-from engine.db import Database
 from engine.logs import get_logger
+from engine.postgres.db import Database
 from engine.projections import parking, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
+from engine.services.application import LeadEngine
 
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {

@@ -17,7 +17,7 @@ live ones from the whole log, then switched in with one transaction.
    running projector's next batch finds its position moved and resumes from the new one.
    What cannot be carried over (a materialized view or a foreign key on a live table, a view
    over it the engine's user may not replace) stops the rebuild before it starts, with the
-   list (engine/dependents.py).
+   list (engine/postgres/dependents.py).
 
 A lead the rebuild cannot fold or write is parked (in the staging schema's `parked`) instead of
 failing the rebuild; the switch replaces the projection's parked leads with the rebuild's, so a
@@ -39,13 +39,13 @@ from typing import Any
 
 from psycopg import errors, sql
 
-from engine import dependents
-from engine.application import LeadEngine
-from engine.db import Database
-from engine.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError
 from engine.logs import get_logger
+from engine.postgres import dependents
+from engine.postgres.db import Database
 from engine.projections import parking
 from engine.projections.projector import PROJECTIONS, Projector, names
+from engine.services.application import LeadEngine
 
 log = get_logger("engine.rebuild")
 
@@ -360,7 +360,7 @@ def _swap(conn: Any, live: str, staging: str, tables: tuple[str, ...]) -> None:
     tables are moved aside (`<schema>_retired`, gone at the commit), the new ones moved in
     under the same names, and each of those views is replaced in place with its own
     definition, so it reads the new tables: views built on it, the contract's and a reporting
-    team's in their own schemas, are never dropped (engine/dependents.py)."""
+    team's in their own schemas, are never dropped (engine/postgres/dependents.py)."""
     retired = sql.Identifier(f"{live}_retired")
     plan = dependents.plan_repoint(conn, [dependents.qualified(live, t) for t in tables])
     dependents.lock(conn, plan)

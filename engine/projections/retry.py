@@ -15,10 +15,10 @@ from uuid import UUID
 
 from psycopg import sql
 
-from engine.application import LeadEngine
-from engine.db import Database
 from engine.logs import get_logger
+from engine.postgres.db import Database
 from engine.projections.projector import Projector, names
+from engine.services.application import LeadEngine
 
 log = get_logger("engine.retry")
 

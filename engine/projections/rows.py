@@ -9,11 +9,11 @@ from typing import Any
 
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
-from engine.facts import chronological, profile_of
-from engine.lifecycle import RANK
-from engine.rules import Rules, Sla
-from engine.scoring import Score, best_of_profile
-from engine.sla import add_business_hours, decided_at, first_touch_at
+from engine.domain.facts import chronological, profile_of
+from engine.domain.lifecycle import RANK
+from engine.domain.rules import Rules, Sla
+from engine.domain.scoring import Score, best_of_profile
+from engine.domain.sla import add_business_hours, decided_at, first_touch_at
 
 STAGE_COLUMNS = (
     "lead",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from engine.analytics.views import create_views
-from engine.db import Database
+from engine.postgres.db import Database
 from engine.readmodel import ensure_contract
 
 STATEMENTS: tuple[str, ...] = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import db as dbmod
+from engine.postgres import db as dbmod
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.cells import cell_len
 
-from engine.generator import generate, lines
+from engine.domain.generator import generate, lines
 from tests.e2e.test_cli import ROOT, run
 
 KEY = "crm-\x1b]0;pwned\x07\x1b[2J\u202eevil"

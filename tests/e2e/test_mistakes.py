@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import db as dbmod
+from engine.postgres import db as dbmod
 from tests.e2e.test_cli import ROOT
 
 SECRET = "s3cr3tpw"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from engine import db as dbmod
-from engine.generator import generate, lines
+from engine.domain.generator import generate, lines
+from engine.postgres import db as dbmod
 from tests.e2e.test_cli import ROOT, run
 from tests.e2e.test_operations import _free_port, _leads
 

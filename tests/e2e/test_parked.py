@@ -9,8 +9,8 @@ from pathlib import Path
 
 from psycopg import sql
 
-from engine import db as dbmod
-from engine.generator import generate, lines
+from engine.domain.generator import generate, lines
+from engine.postgres import db as dbmod
 from tests.e2e.test_cli import run
 
 TARGET = "crm-0000002"

@@ -12,8 +12,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from engine import cli
-from engine.db import Database
+from engine.cli import main as cli
+from engine.postgres.db import Database
 from engine.readmodel import READER_ROLE
 from engine.settings import get_settings
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from engine.chain import digest, link
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.postgres.chain import digest, link
+from engine.postgres.verify import anchor, lead_names, verify
 from engine.runtime import Runtime
-from engine.verify import anchor, lead_names, verify
 
 
 def _events(leads: int, seed: int) -> list[Any]:

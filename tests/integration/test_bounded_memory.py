@@ -10,10 +10,10 @@ from typing import Any
 
 from psycopg import sql
 
-from engine import db as dbmod
 from engine.consumers.lines import LinesReport, ingest_lines
-from engine.generator import generate, lines
-from engine.rules import Rules
+from engine.domain.generator import generate, lines
+from engine.domain.rules import Rules
+from engine.postgres import db as dbmod
 from engine.runtime import Runtime, open_runtime
 from engine.settings import Settings
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from engine import metrics
-from engine.broker import free_port, tansu_binary
 from engine.consumers import retry
 from engine.consumers.kafka import KafkaIngestor
-from engine.generator import generate
-from engine.publish import ensure_topic
+from engine.domain.generator import generate
+from engine.kafka.broker import free_port, tansu_binary
+from engine.kafka.publish import ensure_topic
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.e2e.test_outages import Proxy

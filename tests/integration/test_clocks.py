@@ -10,14 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import asof, reports
+from engine.analytics import queries as reports
 from engine.analytics.funnel import snapshot
 from engine.analytics.load import load
-from engine.contract import validate_event
-from engine.errors import LeadEngineError
-from engine.generator import generate
+from engine.domain import asof
+from engine.domain.contract import validate_event
+from engine.domain.errors import LeadEngineError
+from engine.domain.generator import generate
+from engine.domain.sla import sla_state
 from engine.runtime import Runtime
-from engine.sla import sla_state
 
 HAPPENED_BY = datetime(2026, 3, 2, 12, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from engine import db as dbmod
 from engine.aggregates.routing import queue_id
-from engine.rules import load_rules
+from engine.domain.rules import load_rules
+from engine.postgres import db as dbmod
 from engine.runtime import open_runtime
 from engine.settings import Settings
 from tests.factory import ev

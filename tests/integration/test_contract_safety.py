@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine import migrations, readmodel
+from engine import readmodel
 from engine.analytics.views import FINGERPRINT as KPI_FINGERPRINT
-from engine.dependents import DependentObjects
-from engine.generator import generate
+from engine.domain.generator import generate
+from engine.postgres import migrations
+from engine.postgres.dependents import DependentObjects
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime

@@ -14,8 +14,8 @@ import pytest
 from psycopg import sql
 
 from engine import readmodel, readvalues
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime

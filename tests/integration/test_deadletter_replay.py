@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine import reports
-from engine.deadletter_replay import dry_run
-from engine.deadletters import DeadLetter
-from engine.errors import InvalidEvent
+from engine.analytics import queries as reports
+from engine.domain.errors import InvalidEvent
+from engine.postgres.deadletters import DeadLetter
 from engine.runtime import Runtime
+from engine.services.deadletter_replay import dry_run
 from engine.settings import Settings
 from tests.factory import line, raw
 

@@ -15,16 +15,16 @@ from psycopg import sql
 
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import RoutingQueue
-from engine.application import LeadEngine
 from engine.consumers.kafka import KafkaIngestor
-from engine.contract import validate_event
-from engine.errors import LeadEngineError
-from engine.generator import generate
-from engine.leadids import SCHEME_TABLE, UUID5, LeadIds, legacy_lead_id
-from engine.privacy import KEYS_TABLE
+from engine.domain.contract import validate_event
+from engine.domain.errors import LeadEngineError
+from engine.domain.generator import generate
+from engine.domain.leadids import SCHEME_TABLE, UUID5, LeadIds, legacy_lead_id
+from engine.postgres.keystore import KEYS_TABLE
 from engine.projections.rebuild import rebuild
 from engine.readmodel import read_schema
 from engine.runtime import Runtime, open_runtime
+from engine.services.application import LeadEngine
 from engine.settings import Settings
 from tests.kafka_helpers import publish
 

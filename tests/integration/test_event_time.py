@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine import db as dbmod
 from engine.analytics import funnel
 from engine.analytics.attribution import attribute
 from engine.analytics.load import load
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import build_paths
-from engine.contract import Envelope, validate_event
-from engine.generator import generate
+from engine.domain.contract import Envelope, validate_event
+from engine.domain.generator import generate
+from engine.domain.rules import Rules
+from engine.postgres import db as dbmod
 from engine.projections.rebuild import rebuild
-from engine.rules import Rules
 from engine.runtime import Runtime, open_runtime
 from engine.settings import Settings
 from tests.unit.test_event_time import late_first_win, upsell_story

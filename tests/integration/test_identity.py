@@ -13,11 +13,11 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from engine import db as dbmod
 from engine.consumers.kafka import KafkaIngestor
 from engine.consumers.lines import ingest_lines
-from engine.leadids import LeadIds, id_secret
-from engine.privacy import load_master_key
+from engine.domain.leadids import LeadIds, id_secret
+from engine.postgres import db as dbmod
+from engine.postgres.keyfile import load_master_key
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.factory import raw

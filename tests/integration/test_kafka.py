@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
 from engine.consumers.kafka import KafkaIngestor, tracking_name
-from engine.generator import generate
+from engine.domain.generator import generate
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.kafka_helpers import expected_facts, publish, read_topic, stored_facts

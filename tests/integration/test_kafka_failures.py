@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine import db as dbmod
 from engine import metrics
 from engine.consumers.kafka import KafkaIngestor
-from engine.generator import generate
+from engine.domain.generator import generate
+from engine.postgres import db as dbmod
 from engine.runtime import open_runtime
 from engine.settings import Settings
 from tests.kafka_helpers import (

@@ -8,11 +8,12 @@ from typing import Any
 
 from psycopg import sql
 
-from engine import migrations, reports
+from engine.analytics import queries as reports
 from engine.analytics import report, saved
 from engine.analytics.load import load
 from engine.analytics.report import Window
-from engine.contract import validate_event
+from engine.domain.contract import validate_event
+from engine.postgres import migrations
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
 from tests.factory import raw, won_deals

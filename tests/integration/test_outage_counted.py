@@ -8,10 +8,10 @@ import time
 from dataclasses import replace
 
 from engine import metrics
-from engine.commands.streaming import database_watched
+from engine.cli.commands.streaming import database_watched
 from engine.consumers import retry
 from engine.consumers.kafka import KafkaIngestor
-from engine.generator import generate
+from engine.domain.generator import generate
 from engine.runtime import open_runtime
 from engine.settings import Settings
 from tests.integration.test_kafka_failures import OutageServer, outage_server  # noqa: F401

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
 from engine.projections import parking, rows
 from engine.projections.projector import PROJECTIONS, TABLES, Projector
 from engine.projections.rebuild import rebuild
@@ -315,8 +315,8 @@ def _reset_gauge() -> Iterator[None]:
 def test_migration_5_adds_the_parked_table_to_a_schema_made_before_it(
     runtime: Runtime, leadengine: Any
 ) -> None:
-    from engine import migrations
-    from engine.errors import LeadEngineError
+    from engine.domain.errors import LeadEngineError
+    from engine.postgres import migrations
     from engine.runtime import open_runtime
 
     runtime.app.ingest([validate_event(e) for e in generate(5, seed=3)])

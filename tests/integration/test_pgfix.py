@@ -1,4 +1,5 @@
-"""A large batch over the embedded server's Unix socket must not deadlock (see engine/pgfix.py).
+"""A large batch over the embedded server's Unix socket must not deadlock
+(see engine/postgres/pgfix.py).
 
 Each check runs in a subprocess with a deadline, so a regression fails the test instead of
 hanging the suite. The embedded server is started here on purpose: CI's server is reached over
@@ -36,7 +37,7 @@ def test_one_big_pipelined_statement_then_sync_completes(tmp_path: Path) -> None
         import sys
         from pathlib import Path
         import psycopg
-        from engine import db
+        from engine.postgres import db
         d = db.embedded(Path(sys.argv[1]), "public")
         assert d.host.startswith("/"), d.host  # a Unix socket, where the bug shows
         with psycopg.connect(f"host={d.host} port={d.port} dbname=postgres user=postgres",
@@ -60,8 +61,8 @@ def test_engine_ingests_a_large_batch_on_the_embedded_server(tmp_path: Path) -> 
         """
         import sys
         from pathlib import Path
-        from engine.generator import generate
-        from engine.contract import parse_event
+        from engine.domain.generator import generate
+        from engine.domain.contract import parse_event
         from engine.runtime import open_runtime
         from engine.settings import Settings
         import json
@@ -87,7 +88,7 @@ def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statem
     recorder does (so psycopg does not roll back and clear its cache)."""
     import psycopg
 
-    from engine import db  # noqa: F401  (applies the fix)
+    from engine.postgres import db  # noqa: F401  (applies the fix)
 
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE once (id int PRIMARY KEY)")

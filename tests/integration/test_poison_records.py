@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import Producer
 from psycopg import sql
 
-from engine import migrations
 from engine.consumers.kafka import KafkaIngestor
 from engine.consumers.lines import ingest_lines
-from engine.db import Database
+from engine.postgres import migrations
+from engine.postgres.db import Database
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.factory import line, raw

@@ -6,8 +6,8 @@ from typing import Any
 
 from psycopg import sql
 
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
 from engine.runtime import Runtime
 
 

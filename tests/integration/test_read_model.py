@@ -13,12 +13,12 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from engine import migrations
-from engine.application import EVENTS_TABLE
-from engine.errors import LeadEngineError
-from engine.generator import generate
+from engine.domain.errors import LeadEngineError
+from engine.domain.generator import generate
+from engine.postgres import migrations
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime, open_runtime
+from engine.services.application import EVENTS_TABLE
 from engine.settings import Settings
 from tests.integration.conftest import reader_login
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.domain.rules import Rules
 from engine.projections.projector import PROJECTIONS, PositionMoved, Projector
 from engine.projections.rebuild import rebuild, staging_schema
 from engine.readmodel import READER_ROLE, create_reader_role, grant, read_schema
-from engine.rules import Rules
 from engine.runtime import Runtime, open_runtime
 from tests.kafka_helpers import wait_for
 
@@ -268,7 +268,7 @@ def test_the_switch_waits_for_a_long_reader_and_never_aborts_it(loaded: Runtime)
 
 def test_drop_schema_leaves_nothing_beside_it(runtime: Runtime) -> None:
     """Tests and benches drop their schema: the read contract's schema goes with it."""
-    from engine import db as dbmod
+    from engine.postgres import db as dbmod
 
     schemas = (runtime.db.schema, read_schema(runtime.db.schema))
     with runtime.db.connect() as conn:

@@ -19,12 +19,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from jsonschema import Draft202012Validator
 from psycopg import sql
 
-from engine import relay
-from engine.application import EVENTS_TABLE
-from engine.contract import validate_event
-from engine.decisions import TYPES, decision_id
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.decisions import TYPES, decision_id
+from engine.domain.generator import generate
+from engine.kafka import relay
 from engine.runtime import Runtime
+from engine.services.application import EVENTS_TABLE
 from engine.settings import Settings
 from examples.crm_task import tasks
 from tests.kafka_helpers import wait_for

@@ -15,7 +15,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from engine.generator import generate
+from engine.domain.generator import generate
 from engine.readmodel import READER_ROLE, read_schema
 from engine.runtime import Runtime
 

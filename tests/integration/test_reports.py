@@ -16,9 +16,9 @@ from engine.analytics.attribution import MODELS, NO_TOUCH
 from engine.analytics.load import load
 from engine.analytics.paths import build_paths
 from engine.analytics.report import Window
-from engine.contract import validate_event
-from engine.generator import generate
-from engine.output import to_json
+from engine.cli.output import to_json
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
 from engine.runtime import Runtime
 from tests.integration.test_projections import rows
 

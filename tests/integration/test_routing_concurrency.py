@@ -12,10 +12,10 @@ from typing import Any
 
 from psycopg import sql
 
-from engine import db as dbmod
-from engine.application import EVENTS_TABLE
-from engine.leadids import LeadIds, id_secret
-from engine.privacy import load_master_key
+from engine.domain.leadids import LeadIds, id_secret
+from engine.postgres import db as dbmod
+from engine.postgres.keyfile import load_master_key
+from engine.services.application import EVENTS_TABLE
 from tests.factory import raw
 from tests.integration.test_kafka_failures import Consumers, consumers  # noqa: F401
 from tests.kafka_helpers import publish, wait_for

@@ -14,8 +14,8 @@ from typing import Any
 from psycopg import sql
 
 from engine.consumers.lines import ingest_lines
-from engine.contract import EVENT_TYPES, pii_fields, validate_event
-from engine.generator import generate
+from engine.domain.contract import EVENT_TYPES, pii_fields, validate_event
+from engine.domain.generator import generate
 from engine.runtime import Runtime
 from tests.factory import line, raw
 

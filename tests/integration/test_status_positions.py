@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from engine.application import TRACKING_TABLE
 from engine.runtime import Runtime
+from engine.services.application import TRACKING_TABLE
 from engine.settings import get_settings
 
 ROWS = {

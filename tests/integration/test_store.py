@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from engine.application import LeadEngine
-from engine.contract import validate_event
-from engine.generator import generate
-from engine.privacy import load_master_key
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.postgres.keyfile import load_master_key
 from engine.runtime import Runtime
+from engine.services.application import LeadEngine
 from tests.factory import captured, icp_profile, touch
 
 

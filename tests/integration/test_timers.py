@@ -1,5 +1,5 @@
-"""SLA timers that fire (engine/timers.py) on a real PostgreSQL, with a short allowance in an
-always-open business-hours window: alerts are recorded within a second of their moment, once,
+"""SLA timers that fire (engine/services/timers.py) on a real PostgreSQL, with a short allowance
+in an always-open business-hours window: alerts are recorded within a second of their moment, once,
 and a first touch that arrives late but dated in time closes its timer."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import db as dbmod
 from engine.aggregates.lead import Lead
-from engine.contract import Envelope
-from engine.rules import BusinessHours, Rules, Sla
+from engine.domain.contract import Envelope
+from engine.domain.rules import BusinessHours, Rules, Sla
+from engine.postgres import db as dbmod
+from engine.postgres.verify import verify
 from engine.runtime import open_runtime
+from engine.services.timers import TimerService
 from engine.settings import Settings
-from engine.timers import TimerService
-from engine.verify import verify
 from tests.factory import ev
 from tests.kafka_helpers import wait_for
 

@@ -10,11 +10,11 @@ from uuid import UUID
 
 import pytest
 
-from engine.chain import digest
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.postgres.chain import digest
+from engine.postgres.verify import anchor, verify
 from engine.runtime import Runtime
-from engine.verify import anchor, verify
 
 #: each problem `_check_aggregate` reports, by the check that reports it
 PROBLEMS = {

@@ -18,10 +18,11 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from engine.contract import EVENT_TYPES
+from engine.domain.contract import EVENT_TYPES
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-# the inbound contract's schemas (schemas/ also holds the relay's outbound ones: engine/outbound.py)
+# the inbound contract's schemas (schemas/ also holds the relay's outbound ones:
+# engine/domain/outbound.py)
 TYPES = sorted(EVENT_TYPES)
 assert all((SCHEMAS / f"{t}.json").is_file() for t in TYPES), "run: leadengine schemas export"
 

@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import limits
-from engine.contract import Envelope, parse_event
-from engine.errors import InvalidEvent
+from engine.domain import limits
+from engine.domain.contract import Envelope, parse_event
+from engine.domain.errors import InvalidEvent
 from tests.property.strategies import encode, mutated_event, valid_event
 
 FAST = settings(

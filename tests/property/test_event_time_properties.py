@@ -19,9 +19,9 @@ from engine.analytics import funnel, money
 from engine.analytics.attribution import attribute
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import build_paths
-from engine.application import LeadEngine
-from engine.contract import Envelope
-from engine.rules import MqlRule, Rules, load_rules
+from engine.domain.contract import Envelope
+from engine.domain.rules import MqlRule, Rules, load_rules
+from engine.services.application import LeadEngine
 from tests.factory import ev
 from tests.timeline import dataset_of
 

@@ -1,6 +1,6 @@
-"""The running score (engine/scorestate.py) against the full recomputation (engine/scoring.py),
-over random histories arriving in any order (late facts included), random rules (weights,
-half-lives, caps, type caps, negatives, `decay: false`) and random moments.
+"""The running score (engine/domain/scorestate.py) against the full recomputation
+(engine/domain/scoring.py), over random histories arriving in any order (late facts included),
+random rules (weights, half-lives, caps, type caps, negatives, `decay: false`) and random moments.
 
 Fit is exactly equal; engagement and total within 0.01 (float sums in another order may round
 the last kept place the other way); MQL decisions exactly equal.
@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.aggregates.lead import Lead
-from engine.facts import Fact
-from engine.rules import Rules, ScoringModel
-from engine.scorestate import ScoreState, decide_mql
-from engine.scoring import score
+from engine.domain.facts import Fact
+from engine.domain.rules import Rules, ScoringModel
+from engine.domain.scorestate import ScoreState, decide_mql
+from engine.domain.scoring import score
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TYPES = ("touch.page_viewed", "touch.email_opened", "touch.ad_clicked", "touch.unsubscribed")

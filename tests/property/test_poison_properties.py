@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 
-from engine.commands.ops import read_lines
+from engine.cli.commands.ops import read_lines
 from engine.consumers.lines import ingest_lines
-from engine.contract import parse_event
-from engine.errors import InvalidEvent
+from engine.domain.contract import parse_event
+from engine.domain.errors import InvalidEvent
 from engine.projections.projector import PROJECTIONS
 from engine.runtime import Runtime
 from tests.property.strategies import encode, records

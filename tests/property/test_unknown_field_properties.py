@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.contract import EVENT_TYPES, Envelope, parse_event
-from engine.errors import InvalidEvent
+from engine.domain.contract import EVENT_TYPES, Envelope, parse_event
+from engine.domain.errors import InvalidEvent
 from tests.property.strategies import JSON_VALUES, valid_event
 
 FAST = settings(

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from engine.application import LeadEngine
-from engine.contract import validate_event
-from engine.generator import generate
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.services.application import LeadEngine
 
 
 def test_ingest_counts_and_redelivery_changes_nothing(memory_app: LeadEngine) -> None:

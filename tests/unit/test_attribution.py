@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from engine.analytics.attribution import MODELS, attribute, side_by_side
 from engine.analytics.journeys import NO_TOUCH, Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import ReportError, build_paths
-from engine.rules import Attribution
+from engine.domain.rules import Attribution
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CFG = Attribution()

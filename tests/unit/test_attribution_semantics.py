@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine.analytics.attribution import MODELS, attribute
 from engine.analytics.journeys import Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import build_paths
-from engine.rules import Attribution
+from engine.domain.rules import Attribution
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 D = Decimal

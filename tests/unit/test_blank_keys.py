@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from engine.contract import parse_event
-from engine.errors import InvalidEvent
+from engine.domain.contract import parse_event
+from engine.domain.errors import InvalidEvent
 
 
 @pytest.mark.parametrize("key", [" ", "   ", "\t", " \u3000 "])

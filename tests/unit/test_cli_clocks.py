@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.cli import AS_OF_HELP, OCCURRED_BY_HELP, build_parser
+from engine.cli.main import AS_OF_HELP, OCCURRED_BY_HELP, build_parser
 
 
 def _parsers(

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import outbound
-from engine.commands.ops import schema_files
-from engine.contract import EVENT_TYPES, parse_event, pii_fields
-from engine.errors import InvalidEvent
+from engine.cli.commands.ops import schema_files
+from engine.domain import outbound
+from engine.domain.contract import EVENT_TYPES, parse_event, pii_fields
+from engine.domain.errors import InvalidEvent
 from tests.factory import line, raw
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine.rules import load_rules
+from engine.domain.rules import load_rules
 
 
 def _claims(description: str) -> dict[str, float]:

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from engine.cli import build_parser
+from engine.cli.main import build_parser
 from engine.projections.projector import PROJECTIONS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

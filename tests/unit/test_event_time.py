@@ -8,9 +8,9 @@ from engine.aggregates.lead import Lead
 from engine.analytics import funnel
 from engine.analytics.attribution import attribute
 from engine.analytics.paths import build_paths
-from engine.application import LeadEngine
-from engine.contract import Envelope
-from engine.rules import MqlRule, Rules
+from engine.domain.contract import Envelope
+from engine.domain.rules import MqlRule, Rules
+from engine.services.application import LeadEngine
 from tests.factory import ev
 from tests.timeline import dataset_of
 
@@ -162,7 +162,7 @@ def test_mql_and_routing_are_dated_at_their_late_trigger(rules: Rules) -> None:
 
 
 def test_lead_history_shows_the_retracted_move(rules: Rules) -> None:
-    from engine.commands.leads import history_rows
+    from engine.cli.commands.leads import history_rows
 
     app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     app.ingest(late_first_win())

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from engine import failures, metrics
+from engine import metrics
+from engine.cli import failures
 from engine.consumers import retry
 from engine.consumers.retry import retry_transient
 from engine.settings import RESERVED, Settings, SettingsError, describe, get_settings

@@ -4,10 +4,10 @@ import itertools
 import json
 from collections import Counter
 
-from engine.application import LeadEngine
-from engine.contract import EVENT_TYPES, validate_event
-from engine.generator import generate, shipped_sla
-from engine.sla import sla_state
+from engine.domain.contract import EVENT_TYPES, validate_event
+from engine.domain.generator import generate, shipped_sla
+from engine.domain.sla import sla_state
+from engine.services.application import LeadEngine
 from tests.conftest import POPO_ENV
 
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Recorded
-from engine.application import LeadEngine
-from engine.contract import Envelope, validate_event
-from engine.errors import EventConflict
+from engine.domain.contract import Envelope, validate_event
+from engine.domain.errors import EventConflict
+from engine.services.application import LeadEngine
 from tests.factory import raw
 
 EMAIL = "ada@example.org"

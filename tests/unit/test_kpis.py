@@ -11,7 +11,7 @@ from engine.analytics import followup, funnel, money
 from engine.analytics.attribution import attribute
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import ReportError, build_paths
-from engine.rules import Attribution
+from engine.domain.rules import Attribution
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 D = Decimal

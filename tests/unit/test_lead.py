@@ -6,9 +6,9 @@ import os
 import uuid
 
 from engine.aggregates.lead import Lead, Recorded
-from engine.contract import Envelope
-from engine.leadids import LeadIds, id_secret, keyed_lead_id, legacy_lead_id, pseudonym
-from engine.rules import Rules
+from engine.domain.contract import Envelope
+from engine.domain.leadids import LeadIds, id_secret, keyed_lead_id, legacy_lead_id, pseudonym
+from engine.domain.rules import Rules
 from tests.factory import captured, ev, icp_profile, touch
 
 

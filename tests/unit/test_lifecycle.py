@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from engine.lifecycle import Anomaly, Move, next_stage
+from engine.domain.lifecycle import Anomaly, Move, next_stage
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.lifecycle import STAGES, Anomaly, Move, next_stage
+from engine.domain.lifecycle import STAGES, Anomaly, Move, next_stage
 
 STAGE_ORDER = (
     "anonymous", "lead", "mql", "sal", "sql", "opportunity", "customer",

@@ -18,8 +18,8 @@ from engine.analytics.html import page
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import ReportError, build_paths
 from engine.analytics.report import Window
-from engine.errors import RulesError
-from engine.rules import Attribution, Rate, Rules, load_rules, parse_rules
+from engine.domain.errors import RulesError
+from engine.domain.rules import Attribution, Rate, Rules, load_rules, parse_rules
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 D = Decimal

@@ -14,10 +14,10 @@ from engine.analytics import money
 from engine.analytics.attribution import Credits, attribute, side_by_side
 from engine.analytics.journeys import Dataset
 from engine.analytics.paths import build_paths
-from engine.currency import minor_unit
-from engine.currency import money as to_money
-from engine.output import to_csv, to_json
-from engine.rules import Attribution
+from engine.cli.output import to_csv, to_json
+from engine.domain.currency import minor_unit
+from engine.domain.currency import money as to_money
+from engine.domain.rules import Attribution
 from tests.unit.test_kpis import dataset
 
 MONEY = ("cost", "revenue", "revenue_per_customer", "attributed_revenue")

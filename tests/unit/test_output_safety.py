@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
-from engine import output
-from engine.output import prose, render, table, to_csv, to_json
+from engine.cli import output
+from engine.cli.output import prose, render, table, to_csv, to_json
 from engine.sanitize import FORMULA_START, csv_cell, terminal_text
 
 UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}

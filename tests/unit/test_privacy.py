@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from engine.application import LeadEngine
-from engine.errors import LeadEngineError
-from engine.facts import profile_of
-from engine.privacy import MasterKeyError, load_master_key, parse_master_key
-from engine.rules import Rules
+from engine.domain.errors import LeadEngineError
+from engine.domain.facts import profile_of
+from engine.domain.rules import Rules
+from engine.postgres.keyfile import MasterKeyError, load_master_key, parse_master_key
+from engine.services.application import LeadEngine
 from tests.conftest import POPO_ENV
 from tests.factory import ev, icp_profile, line, raw, touch
 

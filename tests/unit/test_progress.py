@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from engine.progress import Progress, count_lines, duration
+from engine.cli.progress import Progress, count_lines, duration
 
 
 class Tty(io.StringIO):

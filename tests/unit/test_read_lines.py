@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.commands.ops import read_lines
-from engine.errors import LeadEngineError
+from engine.cli.commands.ops import read_lines
+from engine.domain.errors import LeadEngineError
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\x00"], ids=["not-utf8", "nul-byte"])

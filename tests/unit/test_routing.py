@@ -12,10 +12,10 @@ import pytest
 
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue, queue_id
-from engine.application import LeadEngine
-from engine.routing import choose
-from engine.rules import Queue, Rep, Rules, parse_rules
-from engine.scoring import best_persona, persona_fits
+from engine.domain.routing import choose
+from engine.domain.rules import Queue, Rep, Rules, parse_rules
+from engine.domain.scoring import best_persona, persona_fits
+from engine.services.application import LeadEngine
 from tests.conftest import POPO_ENV as POPO
 from tests.factory import ev
 

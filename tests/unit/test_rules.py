@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import RulesError
-from engine.rules import load_rules, parse_rules
+from engine.domain.errors import RulesError
+from engine.domain.rules import load_rules, parse_rules
 
 
 def test_default_rules_load_and_every_type_is_known() -> None:

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.facts import Fact
-from engine.rules import Rules, parse_rules
-from engine.scoring import Line, best_persona, persona_fits, score
+from engine.domain.facts import Fact
+from engine.domain.rules import Rules, parse_rules
+from engine.domain.scoring import Line, best_persona, persona_fits, score
 from tests.factory import T0
 
 RULES = parse_rules(

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.application import LeadEngine
-from engine.contract import validate_event
-from engine.facts import Fact
-from engine.generator import generate
-from engine.rules import Rules, Sla, parse_rules
-from engine.sla import Timer, add_business_hours, business_hours_between, sla_state
-from engine.whatif import facts_from_log, replay
+from engine.domain.contract import validate_event
+from engine.domain.facts import Fact
+from engine.domain.generator import generate
+from engine.domain.rules import Rules, Sla, parse_rules
+from engine.domain.sla import Timer, add_business_hours, business_hours_between, sla_state
+from engine.domain.whatif import facts_from_log, replay
+from engine.services.application import LeadEngine
 from tests.conftest import POPO_ENV
 
 SLA = Sla(first_touch_hours=4, decision_hours=16, at_risk_after=0.75)

@@ -1,4 +1,5 @@
-"""The timer service's moments (engine/timers.py): pure, in business hours, closed by a touch."""
+"""The timer service's moments (engine/services/timers.py): pure, in business hours, closed by a
+touch."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import uuid
 from datetime import UTC, datetime
 
 from engine.aggregates.lead import Lead
-from engine.rules import Rules, Sla
-from engine.sla import add_business_hours
-from engine.timers import moments
+from engine.domain.rules import Rules, Sla
+from engine.domain.sla import add_business_hours
+from engine.services.timers import moments
 
 SLA = Sla(first_touch_hours=4, decision_hours=16, at_risk_after=0.75)
 FRIDAY_4PM = datetime(2026, 3, 6, 16, 0, tzinfo=UTC)

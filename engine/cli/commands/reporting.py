@@ -1,0 +1,156 @@
+"""`leadengine report attribution | kpis | html`: touchpoint contribution and funnel KPIs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from engine.analytics import report, saved
+from engine.analytics.html import page
+from engine.analytics.journeys import Dataset
+from engine.analytics.load import load
+from engine.analytics.report import SECTIONS, Window
+from engine.cli.commands.leads import moment_arg
+from engine.cli.output import render, to_json
+from engine.cli.progress import Progress
+from engine.domain.errors import LeadEngineError
+from engine.runtime import Runtime, open_runtime
+
+
+def window_of(args: argparse.Namespace) -> Window:
+    """--from/--to (when it happened), --as-of (recorded by) or --occurred-by (happened by)."""
+    window = Window(
+        moment_arg(args.start, "--from"),
+        moment_arg(args.end, "--to"),
+        moment_arg(args.as_of, "--as-of"),
+        moment_arg(args.occurred_by, "--occurred-by"),
+    )
+    if window.start and window.end and window.start >= window.end:
+        raise LeadEngineError(f"--from {args.start} is not before --to {args.end}")
+    if window.as_of and window.occurred_by:
+        raise LeadEngineError("--as-of and --occurred-by are two different clocks: pick one")
+    return window
+
+
+def dataset_of(rt: Runtime, window: Window) -> Dataset:
+    bar = Progress("reading touchpoints")
+    ds = load(rt.db, window.as_of, occurred_by=window.occurred_by, progress=bar.update)
+    bar.done(f"{len(ds.journeys):,} leads")
+    return ds
+
+
+def attribution(args: argparse.Namespace) -> int:
+    window = window_of(args)
+    if args.save and window.occurred_by:
+        raise LeadEngineError(
+            "--save stamps saved credits with --as-of (what the engine knew); "
+            "it cannot be used with --occurred-by"
+        )
+    with open_runtime() as rt:
+        ds = dataset_of(rt, window)
+        results = report.attribution(
+            ds,
+            rt.rules,
+            window,
+            model=args.model,
+            by=args.by,
+            value=args.value,
+            conversion=args.conversion,
+            currency=args.currency,
+        )
+        if args.save:
+            n = saved.save(rt.db, results, window, rt.rules.ref)
+            print(f"saved {n} rows to {rt.db.schema}.attribution_credits", file=sys.stderr)
+    doc = report.attribution_document(results, window, rt.rules)
+    rows = results[0].rows() if len(results) == 1 else doc["side_by_side"]
+    unit = f"revenue {doc['currency']}" if args.value == "revenue" else "conversions"
+    title = (
+        f"Attribution of {doc['conversions']:,} {doc['conversion']} conversions "
+        f"({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}"
+    )
+    print(render(args.format, rows, title=title, document=doc))
+    _say_left_out(args.format, doc["left_out"], doc["currency"])
+    return 0
+
+
+def _say_left_out(fmt: str, rows: list[dict[str, Any]], currency: str | None) -> None:
+    """Amounts no rate put in the report's currency, under the table (CSV: on stderr; JSON
+    carries them in the document)."""
+    if not rows or fmt == "json":
+        return
+    parts = [f"{r['what']} {r['currency']} {r['amount']} ({r['items']})" for r in rows]
+    note = f"left out (no rate into {currency}): " + ", ".join(parts)
+    print(note, file=sys.stderr if fmt == "csv" else sys.stdout)
+
+
+TITLES = {
+    "funnel": "Funnel of the leads created in the window (reached, conversion, time in stage)",
+    "sources": "Funnel by source (the lead's first touch)",
+    "exits": "Time in exit stages",
+    "cycle": "Sales cycle (lead created -> customer)",
+    "flow": "Lead flow: stage entries per period and source",
+    "followup": "Sales follow-up of the window's MQLs",
+    "dials": "Dials (calls logged) before the outcome",
+    "reasons": "Rejections, disqualifications and lost deals by reason",
+    "email": "Email by campaign (rates over delivered)",
+    "clusters": "Touchpoint clusters before conversion",
+    "money": "Cost per stage, revenue, ROI",
+}
+
+
+def kpis(args: argparse.Namespace) -> int:
+    window = window_of(args)
+    sections = SECTIONS if args.section == "all" else (args.section,)
+    if args.format == "csv" and len(sections) > 1:
+        raise LeadEngineError(
+            "CSV holds one table: choose one with --section (e.g. --section money)"
+        )
+    with open_runtime() as rt:
+        ds = dataset_of(rt, window)
+        doc = report.kpis(
+            ds,
+            rt.rules,
+            window,
+            period=args.period,
+            by=args.by,
+            model=args.model,
+            currency=args.currency,
+        )
+    if args.format == "json":
+        print(to_json({k: v for k, v in doc.items() if k not in SECTIONS or k in sections}))
+        return 0
+    left_out = doc["money_left_out"] if "money" in sections else []
+    if args.format == "csv":
+        print(render("csv", doc[sections[0]]), end="")
+        _say_left_out("csv", left_out, doc["currency"])
+        return 0
+    blocks = []
+    for name in sections:
+        title = TITLES[name]
+        if name == "money":
+            title += f" in {doc['currency']} (attributed revenue: {doc['money_model']} model)"
+        blocks.append(render("table", doc[name], title=title))
+    print("\n\n".join(blocks))
+    _say_left_out("table", left_out, doc["currency"])
+    return 0
+
+
+def html(args: argparse.Namespace) -> int:
+    window = window_of(args)
+    with open_runtime() as rt:
+        ds = dataset_of(rt, window)
+        doc: dict[str, Any] = report.kpis(
+            ds,
+            rt.rules,
+            window,
+            period=args.period,
+            by=args.by,
+            model=args.model,
+            currency=args.currency,
+        )
+        results = report.attribution(ds, rt.rules, window, by=args.by, currency=args.currency)
+        doc["attribution"] = report.attribution_document(results, window, rt.rules)
+    args.output.write_text(page(doc), encoding="utf-8")
+    print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes)", file=sys.stderr)
+    return 0

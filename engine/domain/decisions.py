@@ -1,0 +1,157 @@
+"""The engine's decisions as outbound CloudEvents (the `lead-decisions` topic, docs/integration.md).
+
+A pure mapping: one recorded `Lead` event, and the lead folded up to it, give at most one
+CloudEvent. Its `id` is `<lead id>:<version>` (the stored event's aggregate id and version), so a
+decision published twice (a relay restarted after a crash) carries the same id. Its `subject`
+is the lead key as readable now: the lead's pseudonym once it is forgotten, whatever the event's
+age. Nothing personal is in `data`: facts' personal fields are never read here, and `lead.erased`
+says only when.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from engine.aggregates.lead import Lead
+from engine.domain import outbound
+from engine.domain.rules import Rules
+
+SOURCE = "leadengine"
+SPECVERSION = "1.0"
+#: How many of the score's lines `lead.qualified` carries (largest points first).
+TOP_REASONS = 5
+
+#: Outbound type of each decision event class (docs/integration.md; schemas/<type>.json).
+TYPES: dict[type[Any], str] = {
+    Lead.MarketingQualified: "lead.qualified",
+    Lead.Routed: "lead.routed",
+    Lead.RoutingFailed: "lead.routing_failed",
+    Lead.StageChanged: "lead.stage_changed",
+    Lead.StageRetracted: "lead.stage_retracted",
+    Lead.AnomalyFlagged: "lead.anomaly_flagged",
+    Lead.Erased: "lead.erased",
+    Lead.SlaAlerted: "lead.sla_alerted",
+}
+OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
+assert set(OUTBOUND_TYPES) == set(outbound.DATA)
+
+
+def decision_id(lead_id: Any, version: int) -> str:
+    """The CloudEvent id of the decision stored at (`lead_id`, `version`): stable across runs."""
+    return f"{lead_id}:{version}"
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def to_cloudevent(
+    event: Any, lead_id: UUID, key: str, rules: Rules, lead: Lead | None = None
+) -> dict[str, Any] | None:
+    """The CloudEvent for `event` (a decision on the lead `lead_id`, whose key reads `key`
+    now), or None when `event` is not a decision (a fact, the lead's start). An MQL needs
+    `lead`, folded up to and including it, for its reasons."""
+    kind = TYPES.get(type(event))
+    if kind is None:
+        return None
+    fields = {"lead_id": str(lead_id), "version": event.originator_version}
+    data = outbound.DATA[kind](**fields, **_data(event, lead_id, rules, lead)).model_dump(
+        mode="json"
+    )
+    return {
+        "specversion": SPECVERSION,
+        "id": decision_id(lead_id, event.originator_version),
+        "source": SOURCE,
+        "type": kind,
+        "subject": key,
+        "time": _iso(event.timestamp),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[str, Any]:
+    if isinstance(event, Lead.MarketingQualified):
+        if lead is None:
+            raise ValueError("lead.qualified needs the lead, folded up to the decision")
+        return {
+            "from_stage": event.from_stage,
+            "score": event.score,
+            "fit": event.fit,
+            "engagement": event.engagement,
+            "rules_version": event.rules_version,
+            "trigger_event_id": event.trigger_event_id,
+            "occurred_at": _iso(event.occurred_at),
+            "reasons": _reasons(event, lead, rules),
+        }
+    if isinstance(event, Lead.Routed):
+        return {
+            "owner": event.owner,
+            "queue": event.queue,
+            "strategy": event.strategy,
+            "why": event.why,
+            "trigger_event_id": event.trigger_event_id,
+            "occurred_at": _iso(event.occurred_at),
+        }
+    if isinstance(event, Lead.RoutingFailed):
+        return {
+            "queue": event.queue,
+            "reason": event.reason,
+            "trigger_event_id": event.trigger_event_id,
+            "occurred_at": _iso(event.occurred_at),
+        }
+    if isinstance(event, Lead.StageChanged):
+        return {
+            "from_stage": event.from_stage,
+            "to_stage": event.to_stage,
+            "reason": event.reason,
+            "trigger_event_id": event.trigger_event_id,
+            "occurred_at": _iso(event.occurred_at),
+        }
+    if isinstance(event, Lead.StageRetracted):
+        return {
+            "retracted_id": decision_id(lead_id, event.version_retracted),
+            "to_stage": event.to_stage,
+            "reason": event.reason,
+            "trigger_event_id": event.trigger_event_id,
+        }
+    if isinstance(event, Lead.AnomalyFlagged):
+        return {
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "reason": event.reason,
+        }
+    if isinstance(event, Lead.SlaAlerted):
+        return {
+            "timer": event.timer,
+            "status": event.status,
+            "at": _iso(event.at),
+            "due": _iso(event.due),
+            "routed_at": _iso(event.routed_at),
+            "owner": event.owner,
+            "queue": event.queue,
+        }
+    assert isinstance(event, Lead.Erased)
+    return {"occurred_at": _iso(event.occurred_at)}
+
+
+def _reasons(event: Lead.MarketingQualified, lead: Lead, rules: Rules) -> list[dict[str, Any]]:
+    """The score's largest lines at the trigger's moment, as `lead explain` shows them; none
+    when the rules that decided are no longer the ones loaded (re-scoring would not be honest)."""
+    if rules.ref != event.rules_version:
+        return []
+    result = lead.current_score(rules, event.occurred_at)
+    lines = sorted(result.lines, key=lambda line: -abs(line.points))[:TOP_REASONS]
+    return [
+        {
+            "part": line.part,
+            "rule": line.rule,
+            "event_id": line.event_id,
+            "event_type": line.event_type,
+            "points": line.points,
+            "note": line.note,
+        }
+        for line in lines
+    ]

@@ -1,0 +1,147 @@
+"""The outbound contract: what `leadengine relay` publishes (docs/integration.md).
+
+One pydantic model per decision type gives its `data`; engine/domain/decisions.py builds every
+CloudEvent's data through these models, and `schemas/<type>.json` are exported from them (the
+same drift test as the inbound schemas), so the code, the schemas and the docs say one thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_BASE = "https://leadengine.dev/schemas/"
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lead_id: str = Field(description="The lead's id (a keyed hash: reveals nothing)")
+    version: int = Field(ge=1, description="The decision's version in the lead's stream")
+
+
+class Reason(BaseModel):
+    """One line of the score at the MQL moment, as `leadengine lead explain` shows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    part: Literal["fit", "engagement"]
+    rule: str
+    event_id: str | None
+    event_type: str | None
+    points: float
+    note: str
+
+
+class Qualified(_Data):
+    from_stage: str
+    score: float
+    fit: float
+    engagement: float
+    rules_version: str = Field(description="name@version of the scoring rules that decided")
+    trigger_event_id: str = Field(description="The upstream CloudEvent id that tipped the score")
+    occurred_at: str = Field(description="The trigger's event time (ISO 8601)")
+    reasons: list[Reason] = Field(
+        description="The score's largest lines (up to 5, largest points first); empty when the "
+        "relay runs other rules than those that decided"
+    )
+
+
+class Routed(_Data):
+    owner: str
+    queue: str
+    strategy: str
+    why: str
+    trigger_event_id: str
+    occurred_at: str
+
+
+class RoutingFailed(_Data):
+    queue: str | None
+    reason: str
+    trigger_event_id: str
+    occurred_at: str
+
+
+class StageChanged(_Data):
+    from_stage: str
+    to_stage: str
+    reason: str
+    trigger_event_id: str
+    occurred_at: str = Field(description="When the lead moved, in event time (ISO 8601)")
+
+
+class StageRetracted(_Data):
+    retracted_id: str = Field(
+        description="The id of the lead.stage_changed (or lead.qualified) taken back"
+    )
+    to_stage: str = Field(description="The stage of the move taken back")
+    reason: str
+    trigger_event_id: str = Field(description="The late fact that changed the path")
+
+
+class AnomalyFlagged(_Data):
+    event_id: str
+    event_type: str
+    reason: str
+
+
+class Erased(_Data):
+    """Only when: the reason and who asked stay in the store."""
+
+    occurred_at: str
+
+
+class SlaAlerted(_Data):
+    """Recorded by `leadengine timers` when the moment passed (engine/services/timers.py)."""
+
+    timer: Literal["first_touch", "decision"]
+    status: Literal["at_risk", "breached"]
+    at: str = Field(description="The at-risk or due moment that passed (ISO 8601)")
+    due: str = Field(description="When the timer is (was) due")
+    routed_at: str = Field(description="The routing round the timer belongs to")
+    owner: str
+    queue: str
+
+
+DATA: dict[str, type[_Data]] = {
+    "lead.qualified": Qualified,
+    "lead.routed": Routed,
+    "lead.routing_failed": RoutingFailed,
+    "lead.stage_changed": StageChanged,
+    "lead.stage_retracted": StageRetracted,
+    "lead.anomaly_flagged": AnomalyFlagged,
+    "lead.erased": Erased,
+    "lead.sla_alerted": SlaAlerted,
+}
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a whole outbound CloudEvent of type `kind`."""
+    data = DATA[kind].model_json_schema()
+    defs = data.pop("$defs", None)
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{SCHEMA_BASE}{kind}.json",
+        "$comment": "Outbound: published by `leadengine relay` (docs/integration.md). The id "
+        "is <lead_id>:<version>; a record published again carries the same id and bytes.",
+        "title": kind,
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["specversion", "id", "source", "type", "subject", "time", "data"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "pattern": "^[0-9a-f-]{36}:[0-9]+$"},
+            "source": {"const": "leadengine"},
+            "type": {"const": kind},
+            "subject": {
+                "type": "string",
+                "description": "The lead key; its pseudonym once the lead is forgotten",
+            },
+            "time": {"type": "string", "description": "When the engine recorded the decision"},
+            "datacontenttype": {"const": "application/json"},
+            "data": data,
+        },
+    }
+    if defs:  # where the data schema's "#/$defs/..." references point, at the top
+        schema["$defs"] = defs
+    return schema

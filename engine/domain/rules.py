@@ -1,0 +1,525 @@
+"""Rules as data: the universal lead definition, versioned and validated.
+
+A rules file says what fits the ideal customer profile, what each touch is worth, what takes
+points away, how fast engagement fades, and when a lead is marketing-qualified. Loading a bad
+file raises `RulesError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.domain.contract import EVENT_TYPES, UnknownFields
+from engine.domain.errors import RulesError
+
+Scalar = str | int | float | bool
+
+
+class Condition(BaseModel):
+    """One test on one attribute; every operator given must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str = Field(min_length=1)
+    equals: Scalar | None = None
+    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in")
+    prefix: str | None = None
+    suffix: tuple[str, ...] | None = None
+    contains: str | None = None
+    gte: float | None = None
+    lte: float | None = None
+
+    @cached_property
+    def _in_lower(self) -> frozenset[str] | None:
+        return None if self.in_ is None else frozenset(str(v).lower() for v in self.in_)
+
+    @model_validator(mode="after")
+    def _has_operator(self) -> Condition:
+        ops = (self.equals, self.in_, self.prefix, self.suffix, self.contains, self.gte, self.lte)
+        if all(op is None for op in ops):
+            raise ValueError(
+                f"condition on '{self.field}' needs an operator: "
+                "equals, in, prefix, suffix, contains, gte or lte"
+            )
+        return self
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        value = attrs.get(self.field)
+        if value is None:
+            return False
+        text = str(value).lower()
+        checks: list[bool] = []
+        if self.equals is not None:
+            checks.append(text == str(self.equals).lower())
+        if self._in_lower is not None:
+            checks.append(text in self._in_lower)
+        if self.prefix is not None:
+            checks.append(text.startswith(self.prefix.lower()))
+        if self.suffix is not None:
+            checks.append(any(text.endswith(s.lower()) for s in self.suffix))
+        if self.contains is not None:
+            checks.append(self.contains.lower() in text)
+        if self.gte is not None or self.lte is not None:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return False
+            checks.append(self.gte is None or number >= self.gte)
+            checks.append(self.lte is None or number <= self.lte)
+        return all(checks)
+
+
+class FitRule(BaseModel):
+    """Points for who the lead is; all conditions must hold (negative points allowed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    description: str | None = None
+    when: tuple[Condition, ...] = Field(min_length=1)
+    points: float
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        return all(c.matches(attrs) for c in self.when)
+
+
+class EngagementRule(BaseModel):
+    """Points for what the lead did: each matching touch earns `points`, decayed, up to `cap`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    description: str | None = None
+    types: tuple[str, ...] = Field(min_length=1)
+    when: tuple[Condition, ...] = ()
+    points: float
+    cap: float | None = Field(default=None, ge=0, description="Most this rule may add in total.")
+    decay: bool = True
+
+    @model_validator(mode="after")
+    def _known_types(self) -> EngagementRule:
+        unknown = [t for t in self.types if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event type(s) {unknown} in rule '{self.id}'")
+        return self
+
+    def matches(self, event_type: str, attrs: Mapping[str, Any]) -> bool:
+        return event_type in self.types and all(c.matches(attrs) for c in self.when)
+
+
+class Fit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: tuple[FitRule, ...] = ()
+
+
+class Engagement(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    half_life_days: float | None = Field(
+        default=30.0, gt=0, description="Points halve every this many days; null = no decay."
+    )
+    type_caps: dict[str, float] = Field(default_factory=dict)
+    rules: tuple[EngagementRule, ...] = ()
+
+    @cached_property
+    def _by_type(self) -> dict[str, tuple[EngagementRule, ...]]:
+        by_type: dict[str, list[EngagementRule]] = {}
+        for rule in self.rules:
+            for t in rule.types:
+                by_type.setdefault(t, []).append(rule)
+        return {t: tuple(rs) for t, rs in by_type.items()}
+
+    def rules_for(self, event_type: str) -> tuple[EngagementRule, ...]:
+        """The rules that may match a touch of `event_type`, in file order."""
+        return self._by_type.get(event_type, ())
+
+    @model_validator(mode="after")
+    def _known_cap_types(self) -> Engagement:
+        unknown = [t for t in self.type_caps if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"type_caps names unknown event type(s) {unknown}")
+        return self
+
+
+class Combine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fit_weight: float = Field(default=0.5, ge=0)
+    engagement_weight: float = Field(default=0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Combine:
+        if abs(self.fit_weight + self.engagement_weight - 1.0) > 1e-9:
+            raise ValueError("fit_weight + engagement_weight must be 1.0 (the total is 0-100)")
+        return self
+
+
+class MqlRule(BaseModel):
+    """A lead becomes MQL when every threshold given is met."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    total_at_least: float | None = Field(default=60.0, ge=0, le=100)
+    fit_at_least: float | None = Field(default=None, ge=0, le=100)
+    engagement_at_least: float | None = Field(default=None, ge=0, le=100)
+    require: Literal["all", "any"] = "all"
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> MqlRule:
+        if (self.total_at_least, self.fit_at_least, self.engagement_at_least) == (None,) * 3:
+            raise ValueError("mql needs at least one threshold")
+        return self
+
+    def met(self, fit: float, engagement: float, total: float) -> bool:
+        tests = [
+            value >= threshold
+            for threshold, value in (
+                (self.total_at_least, total),
+                (self.fit_at_least, fit),
+                (self.engagement_at_least, engagement),
+            )
+            if threshold is not None
+        ]
+        return all(tests) if self.require == "all" else any(tests)
+
+
+class ScoringModel(BaseModel):
+    """One scoring model: fit, engagement, how they combine, and its MQL rule.
+
+    `ref` ("name@version") is what every decision taken under the model records.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    fit: Fit = Fit()
+    engagement: Engagement = Engagement()
+    combine: Combine = Combine()
+    mql: MqlRule = MqlRule()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Persona(BaseModel):
+    """A buying role (champion, buyer, decision-maker, ...): its own fit rules, 0-100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    rules: tuple[FitRule, ...] = Field(min_length=1)
+
+
+class Rep(BaseModel):
+    """A sales rep in a queue: `weight` for weighted round-robin, `capacity` = most open leads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    weight: int = Field(default=1, ge=1, le=100)
+    capacity: int | None = Field(default=None, ge=0)
+
+
+Strategy = Literal["round_robin", "weighted_round_robin", "least_loaded"]
+
+
+class Queue(BaseModel):
+    """A routing queue: which leads it takes (`when`, on profile attributes and `persona`),
+    and how it picks a rep among those available and under capacity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    when: tuple[Condition, ...] = ()
+    strategy: Strategy = "round_robin"
+    reps: tuple[Rep, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_reps(self) -> Queue:
+        ids = [r.id for r in self.reps]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"queue '{self.id}' lists rep(s) {dupes} more than once")
+        return self
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        return all(c.matches(attrs) for c in self.when)
+
+
+class Routing(BaseModel):
+    """Who gets a lead that reaches `on_stage` without an owner: the first matching queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    on_stage: Literal["mql", "sal", "sql"] = "mql"
+    queues: tuple[Queue, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_queues(self) -> Routing:
+        ids = [q.id for q in self.queues]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"queue id(s) {dupes} used more than once")
+        return self
+
+
+class BusinessHours(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timezone: str = "UTC"
+    start_hour: int = Field(default=9, ge=0, le=23)
+    end_hour: int = Field(default=17, ge=1, le=24)
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+
+    @model_validator(mode="after")
+    def _sane(self) -> BusinessHours:
+        if self.end_hour <= self.start_hour:
+            raise ValueError("end_hour must be after start_hour")
+        if not self.days:
+            raise ValueError("business_hours.days must name at least one day")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            raise ValueError(f"unknown timezone '{self.timezone}'") from None
+        return self
+
+
+class Sla(BaseModel):
+    """Turnaround the sales team owes a routed lead, counted in business hours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    first_touch_hours: float = Field(default=4, gt=0)
+    decision_hours: float = Field(default=24, gt=0)
+    at_risk_after: float = Field(
+        default=0.75, gt=0, lt=1, description="Share of the allowance after which it is at risk."
+    )
+    first_touch_types: tuple[str, ...] = (
+        "touch.call_logged",
+        "touch.email_sent",
+        "touch.meeting_booked",
+        "touch.meeting_held",
+    )
+    owner_only: bool = Field(
+        default=False, description="Count only touches whose `rep` is the lead's owner."
+    )
+    business_hours: BusinessHours = BusinessHours()
+
+    @model_validator(mode="after")
+    def _known_types(self) -> Sla:
+        unknown = [t for t in self.first_touch_types if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"sla.first_touch_types names unknown event type(s) {unknown}")
+        return self
+
+
+class Privacy(BaseModel):
+    """What happens to personal data that arrives for a lead after `forget`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    after_erasure: Literal["strip", "drop"] = Field(
+        default="strip",
+        description="strip: record the event without its personal fields; drop: do not record "
+        "an event that carries personal data (counted as ignored).",
+    )
+
+
+class Contract(BaseModel):
+    """How strictly the event contract reads what upstream sends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unknown_fields: UnknownFields = Field(
+        default="keep",
+        description="keep: unknown data fields and extension attributes are kept with the fact "
+        "as personal data (sealed, gone after forget), counted, never read by rules; "
+        "reject: an event with an unknown data field is dead-lettered, the field named.",
+    )
+
+
+class Attribution(BaseModel):
+    """How touchpoints share the credit for a conversion (weights where vendors allow them).
+
+    Milestone shares (first touch, lead creation, opportunity creation, close) go to the touch
+    at that moment; the rest is spread evenly over the other touches of the path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    conversion: Literal["mql", "sql", "opportunity", "customer"] = "customer"
+    lookback_days: float | None = Field(
+        default=None, gt=0, description="Only touches this close to the conversion count."
+    )
+    exclude_types: tuple[str, ...] = (
+        "touch.email_sent",
+        "touch.email_bounced",
+        "touch.unsubscribed",
+    )
+    position_first: float = Field(default=0.4, ge=0, le=1)
+    position_last: float = Field(default=0.4, ge=0, le=1)
+    w_first: float = Field(default=0.3, ge=0, le=1)
+    w_lead_creation: float = Field(default=0.3, ge=0, le=1)
+    w_opportunity_creation: float = Field(default=0.3, ge=0, le=1)
+    full_path_milestone: float = Field(
+        default=0.225, ge=0, le=0.25, description="Share of each of the four milestones."
+    )
+    time_decay_half_life_days: float = Field(default=7.0, gt=0)
+    shapley_exact_max_channels: int = Field(default=12, ge=1, le=16)
+    shapley_samples: int = Field(default=2000, ge=10)
+
+    @model_validator(mode="after")
+    def _shares(self) -> Attribution:
+        if self.position_first + self.position_last > 1 + 1e-9:
+            raise ValueError("attribution: position_first + position_last must be at most 1")
+        if self.w_first + self.w_lead_creation + self.w_opportunity_creation > 1 + 1e-9:
+            raise ValueError("attribution: the three W-shaped shares must add up to at most 1")
+        unknown = [t for t in self.exclude_types if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"attribution.exclude_types names unknown event type(s) {unknown}")
+        return self
+
+
+ISO_4217 = r"^[A-Z]{3}$"
+
+
+class Rate(BaseModel):
+    """1 `from` is worth `rate` `to` for deals and costs dated from `since` (UTC date) until
+    the next rate of the same pair. Direct rates only: no inverse, no chain through a third."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from", pattern=ISO_4217, description="ISO 4217 code converted")
+    to: str = Field(pattern=ISO_4217, description="ISO 4217 code converted into")
+    since: date
+    rate: Decimal = Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)
+
+
+class Money(BaseModel):
+    """The currency reports are in unless `--currency` says otherwise, and the dated rates
+    that convert other currencies into it. An amount no rate covers is left out and counted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reporting_currency: str = Field(default="USD", pattern=ISO_4217)
+    rates: tuple[Rate, ...] = ()
+
+    @model_validator(mode="after")
+    def _sane_rates(self) -> Money:
+        seen: set[tuple[str, str, date]] = set()
+        for i, r in enumerate(self.rates):
+            if r.from_ == r.to:
+                raise ValueError(f"money.rates[{i}]: from and to are both {r.to}")
+            key = (r.from_, r.to, r.since)
+            if key in seen:
+                raise ValueError(
+                    f"money.rates[{i}]: a second {r.from_}->{r.to} rate since {r.since}"
+                )
+            seen.add(key)
+        return self
+
+
+class Rules(ScoringModel):
+    """A whole rule set: the primary scoring model (top level), more models side by side,
+    personas, routing and SLAs. The primary model decides MQL."""
+
+    models: tuple[ScoringModel, ...] = ()
+    personas: tuple[Persona, ...] = ()
+    routing: Routing | None = None
+    sla: Sla | None = None
+    attribution: Attribution = Attribution()
+    money: Money = Money()
+    privacy: Privacy = Privacy()
+    contract: Contract = Contract()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Rules:
+        names = [self.name, *(m.name for m in self.models)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"scoring model name(s) {dupes} used more than once")
+        ids = [p.id for p in self.personas]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"persona id(s) {dupes} used more than once")
+        return self
+
+    def all_models(self) -> tuple[ScoringModel, ...]:
+        """The primary model first, then the others in file order."""
+        return (self, *self.models)
+
+    def model(self, name: str | None) -> ScoringModel:
+        if name is None:
+            return self
+        for m in self.all_models():
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.all_models())
+        raise RulesError(f"no scoring model named '{name}' (known: {known})")
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line number of a validation error's location in the YAML source."""
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if k.value == part]
+            if not match:
+                keys = [k for k, _ in node.value if k.value == part]
+                return keys[0].start_mark.line + 1 if keys else line
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise RulesError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RulesError(f"{source}: expected a mapping at the top level")
+    try:
+        return Rules.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        errors = exc.errors()
+        locs = [tuple(p for p in e["loc"] if isinstance(p, (int, str))) for e in errors]
+        for err, loc in zip(errors, locs, strict=True):
+            if any(other[: len(loc)] == loc and other != loc for other in locs):
+                continue  # a consequence of a deeper error (e.g. "too few items"): say the cause
+            line = _line_of(text, loc)
+            where = f"{source}:{line}" if line else source
+            path = ".".join(str(p) for p in loc) or "(top)"
+            lines.append(f"{where}: {path}: {err['msg']}")
+        raise RulesError("\n".join(lines)) from None
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    """Load a rules file, or the shipped default when `path` is None."""
+    if path is None:
+        text = resources.files("engine").joinpath("default_rules.yaml").read_text("utf-8")
+        return parse_rules(text, source="default_rules.yaml")
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RulesError(f"{path}: not a text file; expected rules in YAML (UTF-8)") from None
+    return parse_rules(text, source=str(path))

@@ -1,0 +1,287 @@
+"""A lead's running score: what `scoring.score` gives at the lead's latest moment, kept up to
+date one fact at a time instead of re-scoring the whole history on every touch.
+
+Fit is recomputed only when a profile fact arrives. Engagement is split by how rule caps and
+type caps couple the rules (each positive (rule, touch type) pair is bound by its rule's cap,
+its type's cap, both, or neither; caps sharing a pair form a group):
+
+- no cap (and every negative rule, never capped): a decayed sum, order-free;
+- a group with one cap: min(cap, decayed sum), order-free (granting newest first fills the one
+  cap whatever the order, so the greedy's total is the capped sum);
+- a group with several caps: the group's own touches, kept in event time, granted newest first
+  exactly as `scoring` does, stopping once every cap of the group is full.
+
+A decayed sum is kept as a value at a reference moment (its newest touch): a touch after it
+rescales the value and adds, a late touch (before it) adds its points decayed to the reference;
+either way O(1), and any arrival order gives the same value up to float rounding. Rounding is
+why the running score may differ from the full recomputation by one unit in the last place kept
+(0.01), never more: `decide_mql` re-scores fully when a value is that close to a threshold, so
+MQL decisions are exactly those the full recomputation takes.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
+from engine.domain.rules import EngagementRule, MqlRule, ScoringModel
+from engine.domain.scoring import DAY_SECONDS, Score, clamp, rule_lines, score
+
+#: How close to an MQL threshold a running value must be for the decision to re-score fully.
+#: The running score is within 0.01 of the full one (see the module docstring); 0.05 is margin.
+EPSILON = 0.05
+
+Cap = tuple[str, str]  # ("rule", rule id) or ("type", touch type)
+
+
+class Sums:
+    """Decayed sums sharing one reference moment `ref` (the newest touch added): slot i holds
+    sum of points * 2^(-(ref - t) / half_life) over its decaying touches, plus a flat part
+    (rules with `decay: false`, or no half-life). A touch after `ref` rescales every slot
+    (one power) and moves `ref`; a late one adds its points decayed to `ref`: O(1) either way,
+    and any arrival order gives the same sums up to float rounding."""
+
+    __slots__ = ("decaying", "flat", "half_life", "ref")
+
+    def __init__(self, slots: int, half_life_days: float | None) -> None:
+        self.half_life = None if half_life_days is None else half_life_days * DAY_SECONDS
+        self.decaying = [0.0] * slots
+        self.flat = [0.0] * slots
+        self.ref: float | None = None
+
+    def add(self, slot: int, points: float, decays: bool, at: float) -> None:
+        if not decays or self.half_life is None:
+            self.flat[slot] += points
+            return
+        if self.ref is None or at > self.ref:
+            if self.ref is not None:
+                factor = 0.5 ** ((at - self.ref) / self.half_life)
+                self.decaying = [v * factor for v in self.decaying]
+            self.ref = at
+            self.decaying[slot] += points
+        else:
+            self.decaying[slot] += points * 0.5 ** ((self.ref - at) / self.half_life)
+
+    def factor(self, moment: float) -> float:
+        """What the decaying parts are multiplied by as of `moment` (not before `ref`)."""
+        if self.ref is None or self.half_life is None or moment <= self.ref:
+            return 1.0
+        return float(0.5 ** ((moment - self.ref) / self.half_life))
+
+
+@dataclass(slots=True)
+class _Greedy:
+    """A group of several coupled caps: its touches in event time, granted as `scoring` does."""
+
+    caps: dict[Cap, float]
+    members: dict[str, list[tuple[EngagementRule, Cap, Cap]]]  # type -> its rules, file order
+    touches: list[tuple[datetime, int, Fact]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where each positive (rule, type) pair's points go: `None` = uncapped, else a group."""
+
+    where: dict[tuple[str, str], int | None]
+    single: dict[int, float]  # group -> its one cap
+    multi: dict[int, dict[Cap, float]]  # group -> its caps
+    members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]]  # multi: type -> rules
+
+    @classmethod
+    def of(cls, model: ScoringModel) -> Plan:
+        type_caps = model.engagement.type_caps
+        parent: dict[Cap, Cap] = {}
+
+        def find(c: Cap) -> Cap:
+            while parent.setdefault(c, c) != c:
+                c = parent[c]
+            return c
+
+        bound: dict[tuple[str, str], list[Cap]] = {}
+        for rule in model.engagement.rules:
+            if rule.points <= 0:
+                continue
+            for t in rule.types:
+                caps: list[Cap] = []
+                if rule.cap is not None:
+                    caps.append(("rule", rule.id))
+                if t in type_caps:
+                    caps.append(("type", t))
+                for c in caps:
+                    parent[find(c)] = find(caps[0])
+                bound[(rule.id, t)] = caps
+        values = {c: _cap_value(c, model) for c in parent}
+        groups: dict[Cap, list[Cap]] = {}
+        for c in parent:
+            groups.setdefault(find(c), []).append(c)
+        number = {root: n for n, root in enumerate(groups)}
+        where = {pair: (number[find(caps[0])] if caps else None) for pair, caps in bound.items()}
+        single = {number[r]: values[cs[0]] for r, cs in groups.items() if len(cs) == 1}
+        multi = {number[r]: {c: values[c] for c in cs} for r, cs in groups.items() if len(cs) > 1}
+        members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]] = {}
+        for rule in model.engagement.rules:  # file order, as `rules_for` gives them
+            for t in rule.types:
+                group = where.get((rule.id, t))
+                if group in multi:
+                    members.setdefault(group, {}).setdefault(t, []).append(
+                        (rule, ("rule", rule.id), ("type", t))
+                    )
+        return cls(where, single, multi, members)
+
+
+_PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
+
+
+def _plan(model: ScoringModel) -> Plan:
+    """`Plan.of(model)`, once per model object (models are frozen)."""
+    known = _PLANS.get(id(model))
+    if known is None or known[0] is not model:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        known = _PLANS[id(model)] = (model, Plan.of(model))
+    return known[1]
+
+
+def _cap_value(cap: Cap, model: ScoringModel) -> float:
+    kind, name = cap
+    if kind == "type":
+        return model.engagement.type_caps[name]
+    rule = next(r for r in model.engagement.rules if r.id == name)
+    assert rule.cap is not None
+    return rule.cap
+
+
+class ScoreState:
+    """The running score of one lead under one scoring model (see the module docstring).
+
+    `sums` slot 0 is the uncapped part; slot g + 1 is group g's positive points (a one-cap
+    group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
+
+    __slots__ = ("fed", "fit", "latest", "model", "multi", "plan", "profile", "sums")
+
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+        self.plan = _plan(model)
+        groups = len(self.plan.single) + len(self.plan.multi)
+        self.sums = Sums(1 + groups, model.engagement.half_life_days)
+        self.multi = {g: _Greedy(caps, self.plan.members[g]) for g, caps in self.plan.multi.items()}
+        self.fed = 0  # facts added so far (a prefix of the lead's facts, in arrival order)
+        self.profile: list[Fact] = []
+        self.fit = 0.0
+        self.latest: datetime | None = None
+
+    def feed(self, facts: Sequence[Fact]) -> None:
+        """Add the facts not added yet (the lead's fact list only ever grows)."""
+        profile_changed = False
+        for fact in facts[self.fed :]:
+            if self.latest is None or fact.occurred_at > self.latest:
+                self.latest = fact.occurred_at
+            if fact.type in PROFILE_TYPES:
+                self.profile.append(fact)
+                profile_changed = True
+            elif fact.is_touch:
+                self._touch(fact)
+        self.fed = len(facts)
+        if profile_changed:
+            attrs, origin = profile_of(self.profile)
+            lines = rule_lines(self.model.fit.rules, attrs, origin)
+            self.fit = round(clamp(sum(line.points for line in lines)), 2)
+
+    def _touch(self, fact: Fact) -> None:
+        at = fact.occurred_at.timestamp()
+        greedy: set[int] = set()
+        for rule in self.model.engagement.rules_for(fact.type):
+            if not rule.matches(fact.type, fact.data):
+                continue
+            group = self.plan.where.get((rule.id, fact.type))
+            slot = 0 if rule.points <= 0 or group is None else group + 1
+            self.sums.add(slot, rule.points, rule.decay, at)
+            if group in self.multi and rule.points > 0:
+                greedy.add(group)
+        for group in greedy:
+            insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
+
+    def engagement(self, as_of: datetime, *, bound: bool = False) -> float:
+        """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
+        groups' greedy (each grants at most its points and at most the sum of its caps)."""
+        factor = self.sums.factor(as_of.timestamp())
+        decaying, flat = self.sums.decaying, self.sums.flat
+        total = decaying[0] * factor + flat[0]
+        for group, cap in self.plan.single.items():
+            total += min(cap, decaying[group + 1] * factor + flat[group + 1])
+        for group, greedy in self.multi.items():
+            if bound:
+                most = decaying[group + 1] * factor + flat[group + 1]
+                total += min(most, sum(greedy.caps.values()))
+            else:
+                total += self._granted(greedy, as_of)
+        return round(clamp(total), 2)
+
+    def _granted(self, group: _Greedy, as_of: datetime) -> float:
+        """`scoring._engagement_lines` restricted to one group's rules and caps."""
+        room = dict(group.caps)
+        half_life = self.model.engagement.half_life_days
+        granted = 0.0
+        for at, _seq, fact in reversed(group.touches):
+            if all(r <= 0 for r in room.values()):
+                break  # every cap full: older touches get nothing
+            factor = 1.0
+            if half_life is not None:
+                age = max(0.0, (as_of - at).total_seconds() / DAY_SECONDS)
+                factor = float(0.5 ** (age / half_life))
+            for rule, rkey, tkey in group.members[fact.type]:
+                if not rule.matches(fact.type, fact.data):
+                    continue
+                raw = rule.points * (factor if rule.decay else 1.0)
+                if raw > 0:
+                    points = max(0.0, min(room.get(rkey, raw), room.get(tkey, raw), raw))
+                    if rkey in room:
+                        room[rkey] -= points
+                    if tkey in room:
+                        room[tkey] -= points
+                    granted += points
+        return granted
+
+    def totals(self, as_of: datetime, *, bound: bool = False) -> tuple[float, float, float]:
+        """(fit, engagement, total) as of `as_of`, which must not be before the latest fact;
+        with `bound`, engagement and total are upper bounds (see `engagement`)."""
+        combine = self.model.combine
+        engagement = self.engagement(as_of, bound=bound)
+        total = round(self.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
+        return self.fit, engagement, total
+
+
+def _when(item: tuple[datetime, int, Fact]) -> tuple[datetime, int]:
+    return item[0], item[1]
+
+
+def near(rule: MqlRule, fit: float, engagement: float, total: float) -> bool:
+    """Whether any value is within `EPSILON` of its threshold (the running score may then
+    decide otherwise than the full recomputation, so the decision re-scores)."""
+    pairs = (
+        (rule.total_at_least, total),
+        (rule.fit_at_least, fit),
+        (rule.engagement_at_least, engagement),
+    )
+    return any(t is not None and abs(v - t) < EPSILON for t, v in pairs)
+
+
+def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Score | None:
+    """The full score if the MQL rule is met as of `as_of` (the lead's latest moment), else
+    None. Decided on the running score unless a value is near a threshold or `as_of` is before
+    the lead's latest fact (then on the full recomputation); a met rule is always re-scored
+    fully, so the decision records (and `lead explain` shows) exactly the full score."""
+    state.feed(facts)
+    rule = state.model.mql
+    if state.latest is None or as_of >= state.latest:
+        fit, most, total_most = state.totals(as_of, bound=True)
+        if not rule.met(fit, most + EPSILON, total_most + EPSILON):
+            return None  # not met even at the upper bound: the common case, no greedy needed
+        values = state.totals(as_of)
+        if not near(rule, *values) and not rule.met(*values):
+            return None
+    full = score(facts, state.model, as_of)
+    return full if rule.met(full.fit, full.engagement, full.total) else None

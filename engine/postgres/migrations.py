@@ -1,0 +1,406 @@
+"""Versioned, idempotent schema migrations: `leadengine db init` / `leadengine db migrate`.
+
+`<schema>.schema_migrations` lists what has been applied. Each migration runs in its own
+transaction with its row, under an advisory lock, so two processes never run one twice and a
+crash leaves the database at a whole version. A brand-new schema is migrated on first use (the
+demo needs no extra step); an existing schema is never changed implicitly: a process that
+finds it behind stops with "run leadengine db migrate". Views (KPI views, the read contract) are
+derived objects: made with today's definitions after the last pending migration, and replaced
+in place at start when their definitions change (fingerprints; engine/postgres/dependents.py).
+
+The event store's own tables (eventsourcing's) and the key tables are created by the
+application itself, idempotently, when it opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import errors, sql
+
+from engine.analytics.views import VIEWS, create_views
+from engine.domain.errors import LeadEngineError
+from engine.postgres.chain import (
+    ANCHOR_COLUMNS_6,
+    ANCHOR_TABLE,
+    ANCHORS_DDL,
+    CHAIN_TABLE,
+    START_DDL,
+    START_TABLE,
+)
+from engine.postgres.db import Database
+from engine.postgres.deadletters import DDL as DEAD_LETTERS_DDL
+from engine.postgres.dependents import qualified, refuse_if_outside
+from engine.projections.parking import DDL as PARKED_DDL
+from engine.projections.tables import RETRACTED_AT, STATEMENTS
+from engine.readmodel import (
+    CONTRACT,
+    create_reader_role,
+    ensure_contract,
+    grant,
+    read_schema,
+    role_exists,
+)
+from engine.services.application import EVENTS_TABLE
+
+TABLE = "schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Any, str], None]
+
+
+def _baseline(conn: Any, schema: str) -> None:
+    s = sql.Identifier(schema)
+    for statement in STATEMENTS:
+        conn.execute(sql.SQL(statement).format(s=s))
+    conn.execute(sql.SQL(DEAD_LETTERS_DDL).format(schema=s))
+    create_views(conn, schema)
+
+
+def _create_reader_role_if_allowed(conn: Any) -> None:
+    try:
+        with conn.transaction():  # a savepoint: a user without CREATEROLE still migrates
+            create_reader_role(conn)
+    except errors.InsufficientPrivilege:
+        pass  # an administrator creates the role later; `db migrate` grants it then
+
+
+def _read_contract(conn: Any, schema: str) -> None:
+    """The reader role and the read schema; the views in it are derived objects, made with
+    today's definitions once every migration is in (`migrate`), when their tables are whole."""
+    _create_reader_role_if_allowed(conn)
+    conn.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(read_schema(schema)))
+    )
+    grant(conn, schema)
+
+
+def _named_projections(conn: Any, schema: str) -> None:
+    """The read model became four projections, each with its own position: every one starts
+    where the single `read_model` projection was; the last batch's size and time are kept
+    for `status` (events/s)."""
+    from engine.projections.projector import LEGACY_NAME, PROJECTIONS
+
+    t = sql.Identifier(schema, "projection_tracking")
+    for column, kind in (("batch_events", "int"), ("batch_seconds", "double precision")):
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {} NOT NULL DEFAULT 0").format(
+                t, sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    for name in PROJECTIONS:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {t} (name, position) SELECT %s, position FROM {t} WHERE name = %s "
+                "ON CONFLICT (name) DO NOTHING"
+            ).format(t=t),
+            (name, LEGACY_NAME),
+        )
+    conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(t), (LEGACY_NAME,))
+
+
+def _regclass(conn: Any, schema: str, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+    return bool(row and row[0] is not None)
+
+
+def _first_chained(conn: Any, schema: str) -> int:
+    """A fresh log is chained from its first event; an older one from its first event that
+    has a link, or (made before hash chains) from the next notification id."""
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return 1
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    if _regclass(conn, schema, CHAIN_TABLE):
+        row = conn.execute(
+            sql.SQL(
+                "SELECT e.notification_id FROM {e} e WHERE EXISTS (SELECT 1 FROM {c} c "
+                "WHERE c.originator_id = e.originator_id "
+                "AND c.originator_version = e.originator_version) "
+                "ORDER BY e.notification_id LIMIT 1"
+            ).format(e=events, c=sql.Identifier(schema, CHAIN_TABLE))
+        ).fetchone()
+        if row:
+            return int(row[0])
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(events)
+    ).fetchone()
+    return int(row[0])
+
+
+def _chain_start(conn: Any, schema: str) -> None:
+    """Record from which notification id the log is chained (verify fails any stream after
+    it without links); anchors get the columns that cover every event of the log."""
+    s, anchors = sql.Identifier(schema), sql.Identifier(ANCHOR_TABLE)
+    conn.execute(sql.SQL(ANCHORS_DDL).format(schema=s, table=anchors))
+    for column, kind in ANCHOR_COLUMNS_6.items():
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                s, anchors, sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    conn.execute(sql.SQL(START_DDL).format(schema=s, table=sql.Identifier(START_TABLE)))
+    conn.execute(
+        sql.SQL("INSERT INTO {} (chained_from) VALUES (%s) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(schema, START_TABLE)
+        ),
+        (_first_chained(conn, schema),),
+    )
+
+
+#: (table, column, type): amounts the contract accepts (< 10^15, 2 decimals) stored exactly;
+#: sums of them (a lead's won deals, attributed revenue) wide enough for any log
+WIDER_AMOUNTS = (
+    ("lead_milestones", "amount", "numeric(17,2)"),
+    ("campaign_costs", "amount", "numeric(17,2)"),
+    ("lead_state", "won_amount", "numeric(32,2)"),
+    ("attribution_credits", "credit", "numeric(32,4)"),
+    ("attribution_credits", "total", "numeric(32,4)"),
+)
+
+
+def _wider_amounts(conn: Any, schema: str) -> None:
+    """Widen the money columns to what the contract accepts. The engine's views over them are
+    dropped first (PostgreSQL refuses to retype a column a view reads) and re-created after;
+    a view of someone else's over them stops the migration, named
+    (engine/postgres/dependents.py)."""
+    s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
+    tables = sorted({qualified(schema, table) for table, _, _ in WIDER_AMOUNTS})
+    present = [t for t in tables if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+    refuse_if_outside(conn, schema, present, "migration 4 must retype money columns")
+    for name in CONTRACT:
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
+    for name in reversed(VIEWS):
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(s, sql.Identifier(name)))
+    for table, column, kind in WIDER_AMOUNTS:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                sql.Identifier(schema, table), sql.Identifier(column), sql.SQL(kind)
+            )
+        )
+    # the engine's views and the contract's come back at the end of `migrate`, over the tables
+    # as the last migration leaves them (a view made here could read a column a later one adds)
+
+
+#: history tables keyed by the events they hold, and their keys with the CloudEvent source
+SOURCE_KEYED = {
+    "lead_touchpoints": ("lead_id", "source", "event_id"),
+    "lead_milestones": ("lead_id", "source", "event_id"),
+    "campaign_costs": ("campaign", "source", "event_id"),
+}
+
+
+def _source_in_keys(conn: Any, schema: str) -> None:
+    """Event identity is (source, id): two events that share an id from two sources both
+    belong in the read model. Rows projected before hold source '' (a rebuild fills it in)."""
+    for table, key in SOURCE_KEYED.items():
+        t = sql.Identifier(schema, table)
+        pkey = sql.Identifier(f"{table}_pkey")
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT ''"
+            ).format(t)
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {k}, "
+                "ADD CONSTRAINT {k} PRIMARY KEY ({c})"
+            ).format(t=t, k=pkey, c=sql.SQL(", ").join(map(sql.Identifier, key)))
+        )
+
+
+def _lead_id_scheme(conn: Any, schema: str) -> None:
+    """Lead ids became a keyed hash of the key (engine/domain/leadids.py). A schema that already has
+    leads keeps the uuid5 ids its streams are named by (re-keying would break every hash chain:
+    those ids stay guessable); a schema without leads yet gets keyed ids."""
+    from eventsourcing.utils import get_topic
+
+    from engine.aggregates.lead import Lead
+    from engine.domain.leadids import KEYED, SCHEME_TABLE, UUID5
+    from engine.services.application import EVENTS_TABLE
+
+    t = sql.Identifier(schema, SCHEME_TABLE)
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), scheme text NOT "
+            "NULL CHECK (scheme IN ('keyed', 'uuid5')), recorded_at timestamptz NOT NULL "
+            "DEFAULT now())"
+        ).format(t)
+    )
+    events = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{EVENTS_TABLE}",)).fetchone()
+    had_leads = False
+    if events and events[0] is not None:
+        row = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE topic = %s)").format(
+                sql.Identifier(schema, EVENTS_TABLE)
+            ),
+            (get_topic(Lead.Started),),
+        ).fetchone()
+        had_leads = bool(row and row[0])
+    conn.execute(
+        sql.SQL("INSERT INTO {} (id, scheme) VALUES (1, %s) ON CONFLICT (id) DO NOTHING").format(t),
+        (UUID5 if had_leads else KEYED,),
+    )
+
+
+def _retracted_moves(conn: Any, schema: str) -> None:
+    """Stage history keeps the moves a late fact took back, with when (engine/domain/moments.py)."""
+    for statement in RETRACTED_AT:
+        conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
+def _parked(conn: Any, schema: str) -> None:
+    """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""
+    conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
+
+
+def _credit_currency(conn: Any, schema: str) -> None:
+    """Saved revenue credits say their currency (a run in EUR replaces one in USD whole)."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS currency text").format(
+            sql.Identifier(schema, "attribution_credits")
+        )
+    )
+
+
+#: engine/kafka/relay.py: each outbound topic's position, moved only after the broker acknowledged
+RELAY_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
+    topic text PRIMARY KEY,
+    position bigint NOT NULL,
+    batch_events integer NOT NULL DEFAULT 0,
+    batch_published integer NOT NULL DEFAULT 0,
+    batch_seconds double precision NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def _relay_tracking(conn: Any, schema: str) -> None:
+    conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+def _recorded_at(conn: Any, schema: str) -> None:
+    """Current-state rows say when the engine recorded the lead's latest event they reflect.
+    Rows projected before hold null until the lead changes or `projections rebuild leads`."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS recorded_at timestamptz").format(
+            sql.Identifier(schema, "lead_state")
+        )
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "read-model tables, KPI views, dead letters", _baseline),
+    Migration(
+        2, "read contract: <schema>_read views and the leadengine_reader role", _read_contract
+    ),
+    Migration(
+        3, "projections leads/touchpoints/history/costs, each with its position", _named_projections
+    ),
+    Migration(4, "amounts up to 10^15 with 2 decimals stored exactly", _wider_amounts),
+    Migration(5, "parked leads: what a projection set aside, with the reason", _parked),
+    Migration(6, "hash chains: chain_start, anchors that cover the whole log", _chain_start),
+    Migration(7, "lead ids: keyed hash of the key (uuid5 kept where leads exist)", _lead_id_scheme),
+    Migration(
+        8, "event identity: source in the keys of touchpoints, milestones, costs", _source_in_keys
+    ),
+    Migration(9, "stage history: moves late facts took back, kept retracted", _retracted_moves),
+    Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
+    Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
+    Migration(12, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+@dataclass(frozen=True)
+class Status:
+    current: int | None  # None: no migration ever recorded
+    legacy: bool  # tables made before versioned migrations existed
+    pending: tuple[Migration, ...]
+
+    @property
+    def fresh(self) -> bool:
+        return self.current is None and not self.legacy
+
+
+def status(db: Database) -> Status:
+    with db.connect() as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{db.schema}.{TABLE}",)).fetchone()
+        current = None
+        applied: set[int] = set()
+        if exists and exists[0] is not None:
+            rows = conn.execute(
+                sql.SQL("SELECT version FROM {}").format(sql.Identifier(db.schema, TABLE))
+            ).fetchall()
+            applied = {row[0] for row in rows}
+            current = max(applied) if applied else None
+        legacy_row = conn.execute("SELECT to_regclass(%s)", (f"{db.schema}.lead_state",)).fetchone()
+    legacy = current is None and bool(legacy_row and legacy_row[0] is not None)
+    # every version not applied yet, not only those above the highest: a schema migrated by a
+    # build that lacked a lower-numbered migration still gets it
+    pending = tuple(m for m in MIGRATIONS if m.version not in applied)
+    return Status(current, legacy, pending)
+
+
+def migrate(db: Database, *, dry_run: bool = False) -> list[Migration]:
+    """Apply the pending migrations in order (the caller holds `db.init_lock`)."""
+    pending = list(status(db).pending)
+    if dry_run or not pending:
+        return pending if dry_run else []
+    s = sql.Identifier(db.schema)
+    with db.connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version int PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(db.schema, TABLE))
+        )
+        for migration in pending:
+            with conn.transaction():
+                migration.apply(conn, db.schema)
+                conn.execute(
+                    sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(
+                        sql.Identifier(db.schema, TABLE)
+                    ),
+                    (migration.version, migration.name),
+                )
+        with conn.transaction():  # derived objects, with today's definitions over today's tables
+            create_views(conn, db.schema)
+            ensure_contract(conn, db.schema)
+    return pending
+
+
+def ensure_reader(db: Database) -> bool:
+    """Create the reader role if this user may, and grant it the read schema. True if it exists."""
+    with db.connect() as conn, conn.transaction():
+        _create_reader_role_if_allowed(conn)
+        grant(conn, db.schema)
+        return role_exists(conn)
+
+
+def check(db: Database) -> None:
+    """At start: migrate a brand-new schema; refuse one that is behind; refresh the views."""
+    st = status(db)
+    if st.fresh:
+        migrate(db)
+    elif st.pending:
+        at = "unversioned (made before migrations)" if st.legacy else f"version {st.current}"
+        raise LeadEngineError(
+            f"schema {db.schema} is at {at}; this leadengine needs version {LATEST}: run "
+            f"`leadengine db migrate` (pending: "
+            + ", ".join(f"{m.version} {m.name}" for m in st.pending)
+            + ")"
+        )
+    elif st.current is not None and st.current > LATEST:
+        raise LeadEngineError(
+            f"schema {db.schema} is at version {st.current}, newer than this leadengine "
+            f"({LATEST}): upgrade leadengine"
+        )
+    with db.connect() as conn, conn.transaction():
+        create_views(conn, db.schema)
+        ensure_contract(conn, db.schema)

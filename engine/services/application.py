@@ -1,0 +1,515 @@
+"""The LeadEngine application: one use case per method, load -> command -> save.
+
+`ingest` records a batch of validated CloudEvents on their aggregates and saves every new event
+of the batch in one transaction, optionally with a tracking record (the upstream position), so
+the facts, the decisions they caused and the position commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    LRUCache,
+    ProcessingEvent,
+)
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
+from psycopg import sql
+
+from engine.aggregates.campaign import Campaign, campaign_id
+from engine.aggregates.lead import Lead, Recorded
+from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
+from engine.domain.contract import Envelope, present_pii
+from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
+from engine.domain.facts import profile_of
+from engine.domain.leadids import KEYED, SCHEME_TABLE, LeadIds, id_secret, pseudonym
+from engine.domain.routing import choose, match_queue
+from engine.domain.rules import Rules, load_rules
+from engine.domain.scoring import best_of_profile
+from engine.postgres.contention import SharedLocks, lock_key
+from engine.postgres.keyfile import MasterKeyError
+from engine.postgres.keystore import KeyStore, PostgresKeyStore
+from engine.postgres.sealing import PiiMapper
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    ignored: int = 0  # personal data for forgotten leads, under privacy.after_erasure: drop
+    conflicts: int = 0  # a stored event's (source, id) with other content: refused
+    #: fields the contract did not know, kept with accepted events (rules `contract`)
+    unknown_fields: int = 0
+    outcomes: list[tuple[str, Recorded]] = field(default_factory=list)
+    #: the refused events, by their index in the batch, with the reason to keep them under
+    rejected: list[tuple[int, EventConflict]] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.ignored += other.ignored
+        self.conflicts += other.conflicts
+        self.unknown_fields += other.unknown_fields
+
+    def count(self, event_id: str, outcome: Recorded) -> None:
+        self.outcomes.append((event_id, outcome))
+        if outcome is Recorded.ACCEPTED:
+            self.accepted += 1
+        elif outcome is Recorded.IGNORED:
+            self.ignored += 1
+        elif outcome is Recorded.CONFLICT:
+            self.conflicts += 1
+        else:
+            self.duplicates += 1
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget` did. `personal_values` are for purging copies elsewhere; never log them."""
+
+    key: str = field(repr=False)  # personal data: never logged
+    lead_id: UUID
+    pseudonym: str  # what every table, view and export shows instead of the key from now on
+    already: bool  # an earlier forget had recorded Erased
+    key_shredded: bool  # a live key was destroyed now
+    personal_values: frozenset[str] = field(repr=False)
+
+
+#: eventsourcing names its tables after the application.
+EVENTS_TABLE = "leadengine_events"
+TRACKING_TABLE = "leadengine_tracking"
+
+
+class LeadEngine(Application[UUID]):
+    """Event-sourced leads and campaigns; decisions taken under `rules`."""
+
+    name = "leadengine"
+    env = {
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        # One writer per lead (Kafka partitions by lead key), so the cache is trusted and
+        # refreshed on save; a failed save evicts what it touched.
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+
+    def __init__(
+        self,
+        rules: Rules | None = None,
+        env: dict[str, str] | None = None,
+        master_key: bytes | None = None,
+    ) -> None:
+        super().__init__(env=env)
+        self.rules = rules or load_rules()
+        #: shared aggregates this batch read but did not change (the roster), read once
+        self._peeked: dict[UUID, Aggregate | None] = {}
+        datastore = getattr(self.recorder, "datastore", None)
+        keys: KeyStore
+        #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
+        self.locks = None if datastore is None else SharedLocks(datastore)
+        scheme = KEYED
+        if datastore is not None:
+            if master_key is None:
+                raise MasterKeyError(
+                    "a PostgreSQL store needs the master key that wraps the per-lead keys"
+                )
+            keys = PostgresKeyStore(datastore, master_key)
+            keys.create_tables()
+            scheme = _stored_scheme(datastore)
+        else:  # the in-memory store lives as long as the process: so does its master key
+            master_key = master_key or os.urandom(32)
+            keys = KeyStore(master_key)
+        self.keys = keys
+        #: a secret (hands it to a rebuild's worker processes only); never logged
+        self.master_key = master_key
+        #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
+        self.lead_id = LeadIds(id_secret(master_key), scheme)
+        mapper = cast(PiiMapper, self.mapper)
+        mapper.keys = keys
+        #: decodes events without opening personal data: what projections and what-ifs read
+        self.sealed_mapper = mapper.sealing(reveal=False)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PiiMapper)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        return cast(ProcessRecorder, self.recorder)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get_lead(self, key: str, version: int | None = None) -> Lead:
+        try:
+            return cast(Lead, self.repository.get(self.lead_id(key), version=version))
+        except AggregateNotFoundError:
+            raise LeadNotFound(key) from None
+
+    def lead_events(self, key: str) -> list[Any]:
+        events = list(self.events.get(self.lead_id(key)))
+        if not events:
+            raise LeadNotFound(key)
+        return events
+
+    def max_position(self, name: str) -> int | None:
+        return self.process_recorder.max_tracking_id(name)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        events: Sequence[Envelope],
+        tracking: Tracking | None = None,
+        *,
+        keep_rejected: Callable[[IngestResult], None] | None = None,
+    ) -> IngestResult:
+        """Record `events` in order on their leads and campaigns; one transaction for all.
+
+        An event whose (source, id) is stored with other content is refused (`CONFLICT`);
+        `keep_rejected` is called with the result before the transaction, so the caller can keep
+        the refused records (dead letters) before their position commits."""
+        result = IngestResult()
+        touched: dict[UUID, Aggregate] = {}
+        self._peeked.clear()
+        try:
+            self._create_unknown(events, touched)
+            for index, env in enumerate(events):
+                try:
+                    outcome = self._apply(env, touched)
+                except EventConflict as exc:
+                    outcome = Recorded.CONFLICT
+                    result.rejected.append((index, exc))
+                result.count(env.id, outcome)
+                if outcome is Recorded.ACCEPTED:
+                    result.unknown_fields += env.unknown_count
+            if keep_rejected is not None and result.rejected:
+                keep_rejected(result)
+            self._save(list(touched.values()), tracking)
+        except BaseException as exc:
+            if isinstance(exc, IntegrityError) and self.locks is not None:
+                self.locks.contended(i for i, a in touched.items() if _shared(a))
+            self._evict(touched)
+            raise
+        finally:
+            if self.locks is not None:
+                self.locks.release()
+        return result
+
+    def _apply(self, env: Envelope, touched: dict[UUID, Aggregate]) -> Recorded:
+        if env.is_campaign_event:
+            campaign = self._load(Campaign, campaign_id(env.subject), env.subject, touched)
+            d = env.data
+            return campaign.record_cost(
+                event_id=env.id,
+                source=env.source,
+                occurred_at=env.occurred_at,
+                campaign=d["campaign"],
+                channel=d["channel"],
+                amount=Decimal(d["amount"]),
+                currency=d["currency"],
+                period_start=_date(d["period_start"]),
+                period_end=_date(d["period_end"]),
+            )
+        if env.is_roster_event:
+            roster = self._load_shared(Roster, roster_id(), ROSTER_KEY, touched)
+            return roster.record(
+                event_id=env.id,
+                source=env.source,
+                rep=env.subject,
+                data=dict(env.data),
+                at=env.occurred_at,
+            )
+        lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
+        was_open, queue_key = lead.routing_open, lead.queue
+        outcome = lead.record(
+            event_id=env.id,
+            event_type=env.type,
+            source=env.source,
+            occurred_at=env.occurred_at,
+            data=dict(env.data),
+            rules=self.rules,
+            extra=dict(env.kept) or None,
+        )
+        if outcome is Recorded.ACCEPTED:
+            if was_open and not lead.routing_open and queue_key is not None:
+                reason = (
+                    f"manual owner.assigned to {lead.owner}"
+                    if env.type == "owner.assigned"
+                    else f"lead moved to {lead.stage}"
+                )
+                queue = self._load_shared(RoutingQueue, queue_id(queue_key), queue_key, touched)
+                queue.release(
+                    lead_key=str(lead.id), legacy_key=lead.key, reason=reason, at=env.occurred_at
+                )
+            if lead.needs_routing(self.rules):
+                self._route(lead, env, touched)
+        return outcome
+
+    def _route(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
+        """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
+        routing = self.rules.routing
+        assert routing is not None
+        at = env.occurred_at  # a decision is dated at its trigger's event time
+        attrs, origin = profile_of(lead.facts)  # every fact known now, as the decision is taken
+        best = best_of_profile(attrs, origin, self.rules.personas)
+        attrs["persona"] = best.persona if best else None
+        spec = match_queue(routing, attrs)
+        if spec is None:
+            reason = "no routing queue matches the lead's profile"
+            lead.routing_failed(queue=None, reason=reason, trigger=env.id, at=at)
+            return
+        state = self._load_shared(RoutingQueue, queue_id(spec.id), spec.id, touched)
+        roster = self._peek_roster(touched)
+        choice = choose(spec, state, roster)
+        if choice.rep is None:
+            lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
+            return
+        state.assign(
+            lead_key=str(lead.id),  # the id, not the key: queues outlive a lead's erasure
+            rep=choice.rep,
+            strategy=spec.strategy,
+            why=choice.why,
+            current=choice.current,
+            at=at,
+        )
+        lead.route(
+            owner=choice.rep,
+            queue=spec.id,
+            strategy=spec.strategy,
+            why=choice.why,
+            trigger=env.id,
+            at=at,
+        )
+
+    def _load_shared(
+        self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]
+    ) -> A:
+        """Load an aggregate other consumers also write (queues, roster) fresh from the store.
+
+        Two writers that start from the same version conflict on save; the loser's batch is
+        retried on a fresh read, so a turn is never given twice. A cached copy is brought up to
+        date with only the events stored since (these streams grow for as long as the engine
+        runs: replaying a whole queue every batch would cost more every day).
+        """
+        if agg_id in touched:
+            return cast(A, touched[agg_id])
+        if self.locks is not None:
+            self.locks.before_read(agg_id)
+        agg = self._fast_forward(agg_id)
+        if agg is None:
+            return self._load(cls, agg_id, key, touched)
+        touched[agg_id] = agg
+        return cast(A, agg)
+
+    def _fast_forward(self, agg_id: UUID) -> Aggregate | None:
+        """The cached aggregate plus whatever other writers stored since; None if not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            agg = cast(Aggregate, cache.get(agg_id))
+        except KeyError:
+            return None
+        for stored in self.recorder.select_events(agg_id, gt=agg.version):
+            event: Any = self.mapper.to_domain_event(stored)
+            agg = cast(Aggregate, event.mutate(agg))
+        return agg
+
+    def _peek_roster(self, touched: dict[UUID, Aggregate]) -> Roster | None:
+        """The roster as stored (read once per batch), or as this batch changed it."""
+        rid = roster_id()
+        if rid in touched:
+            return cast(Roster, touched[rid])
+        if rid in self._peeked:
+            return cast(Roster | None, self._peeked[rid])
+        roster = self._fast_forward(rid)
+        if roster is None:
+            try:
+                roster = self.repository.get(rid)
+            except AggregateNotFoundError:
+                roster = None
+        self._peeked[rid] = roster
+        return cast(Roster | None, roster)
+
+    def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
+        """Start the batch's brand-new leads and campaigns without one SELECT each.
+
+        One query asks the store which of the batch's uncached aggregates have any event; those
+        that have none are created here, the rest load as usual (cache, then store).
+        """
+        datastore = getattr(self.recorder, "datastore", None)
+        table = getattr(self.recorder, "events_table_name", None)
+        if datastore is None or table is None:
+            return  # the in-memory store: a lookup there costs nothing
+        wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
+        for env in events:
+            if env.is_roster_event:
+                continue
+            if env.is_campaign_event:
+                agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
+            else:
+                agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
+            if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
+                wanted[agg_id] = (cls, env.subject)
+        if not wanted:
+            return
+        statement = sql.SQL(
+            "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
+        ).format(sql.Identifier(datastore.schema), sql.Identifier(table))
+        with datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(wanted),))
+            existing = {UUID(str(row["originator_id"])) for row in curs.fetchall()}
+        for agg_id, (cls, key) in wanted.items():
+            if agg_id not in existing:
+                touched[agg_id] = _new(cls, agg_id, key)
+
+    def _cached(self, agg_id: UUID) -> bool:
+        cache = self.repository.cache
+        if cache is None:
+            return False
+        try:
+            cache.get(agg_id)
+        except KeyError:
+            return False
+        return True
+
+    def _load(self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]) -> A:
+        if agg_id in touched:
+            return cast(A, touched[agg_id])
+        try:
+            agg = cast(A, self.repository.get(agg_id))
+        except AggregateNotFoundError:
+            agg = _new(cls, agg_id, key)
+        touched[agg_id] = agg
+        return agg
+
+    def _save(self, aggregates: list[Aggregate], tracking: Tracking | None) -> None:
+        processing = ProcessingEvent[UUID](tracking=tracking)
+        processing.collect_events(*aggregates)
+        if not processing.events and tracking is None:
+            return
+        # a shared aggregate's writer waits while another holds it (engine.contention)
+        written = {e.originator_id for e in processing.events}
+        held = self.locks.held if self.locks is not None else frozenset()
+        processing.saved_kwargs["advisory_locks"] = sorted(
+            lock_key(a.id) for a in aggregates if _shared(a) and a.id in written - held
+        )
+        # every new lead's key in one round trip, before the mapper seals their personal data
+        self.keys.ensure(
+            e.originator_id
+            for e in processing.events
+            if isinstance(e, Lead.Started)  # its key is sealed
+            or (
+                isinstance(e, Lead.FactRecorded)
+                and (present_pii(e.event_type, e.data) or getattr(e, "extra", None))
+            )
+        )
+        recordings = self._record(processing)
+        self._notify(recordings)
+
+    def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
+        """Shred the lead's key, then record `Erased`; safe to run again (finishes a half one)."""
+        if not reason.strip():
+            raise LeadEngineError(
+                "forget needs a --reason (e.g. a ticket number; nothing personal)"
+            )
+        self._forget(self.lead_id(key))
+        lead = self.get_lead(key)
+        values = frozenset(
+            str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
+        )
+        already = lead.erased_at is not None
+        shredded = self.keys.shred(lead.id)
+        if not already:
+            lead.erase(reason=reason, by=by, at=at)
+            try:
+                self._save([lead], None)
+            finally:
+                self._forget(lead.id)
+        return Forgotten(key, lead.id, pseudonym(lead.id), already, shredded, values)
+
+    def clear_cache(self) -> None:
+        """Forget cached aggregates (e.g. when another writer may have moved them)."""
+        cache = self.repository.cache
+        if isinstance(cache, LRUCache):  # a new one: LRUCache.clear() keeps its dict (9.5.6)
+            self.repository.cache = LRUCache(maxsize=cache.maxsize)
+        elif cache is not None:
+            cache.cache.clear()
+
+    def _evict(self, touched: dict[UUID, Aggregate]) -> None:
+        for agg_id in touched:
+            self._forget(agg_id)
+
+    def _forget(self, agg_id: UUID) -> None:
+        """Drop one aggregate from the cache, so the next load reads the store."""
+        cache = self.repository.cache
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                cache.get(agg_id, evict=True)
+
+
+def _shared(agg: Aggregate) -> bool:
+    """Written by every consumer (not partitioned by lead): a routing queue, the roster."""
+    return isinstance(agg, RoutingQueue | Roster)
+
+
+def _new(cls: type[A], agg_id: UUID, key: str) -> A:
+    if issubclass(cls, Lead):
+        return cast(A, cls.start(key, agg_id))
+    return cls(key=key)  # type: ignore[call-arg]  # their ids are not personal: uuid5 of the key
+
+
+def _stored_scheme(datastore: Any) -> str:
+    """The lead id scheme recorded for the store's schema (migration 7); keyed if none is."""
+    table = f"{datastore.schema}.{SCHEME_TABLE}"
+    with datastore.get_connection() as conn, conn.cursor() as c:
+        c.execute("SELECT to_regclass(%s) AS t", (table,))
+        found = c.fetchone()
+        if not found or found["t"] is None:
+            return KEYED
+        c.execute(
+            sql.SQL("SELECT scheme FROM {} WHERE id = 1").format(
+                sql.Identifier(datastore.schema, SCHEME_TABLE)
+            )
+        )
+        row = c.fetchone()
+    return str(row["scheme"]) if row else KEYED
+
+
+def _date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
