@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
-from engine.analytics.funnel import _in
+from engine.analytics.funnel import within
 from engine.analytics.journeys import Dataset, Journey
 from engine.analytics.paths import Paths
 from engine.analytics.stats import hours, pct, percentile, r2
@@ -22,7 +22,7 @@ def _handed_over(
     out = []
     for j in ds.journeys:
         mql = j.reached_at("mql")
-        if _in(mql, start, end):
+        if within(mql, start, end):
             assert mql is not None
             out.append((j, mql))
     return out
@@ -91,7 +91,7 @@ def dials(
         per_lead: list[int] = []
         for j in ds.journeys:
             at = j.reached_at(outcome)
-            if at is not None and _in(at, start, end):
+            if at is not None and within(at, start, end):
                 per_lead.append(sum(1 for t in j.touches if t.type == CALL and t.at <= at))
         out.append(
             {
@@ -113,7 +113,7 @@ def reasons(
     counts: Counter[tuple[str, str]] = Counter()
     for j in ds.journeys:
         for m in j.milestones:
-            if m.type in REASONS and _in(m.at, start, end):
+            if m.type in REASONS and within(m.at, start, end):
                 counts[(REASONS[m.type], m.reason or "(no reason given)")] += 1
     return [
         {"outcome": o, "reason": r, "leads": n}
@@ -137,7 +137,7 @@ def email(
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for j in ds.journeys:
         for t in j.touches:
-            if t.type in EMAIL and _in(t.at, start, end):
+            if t.type in EMAIL and within(t.at, start, end):
                 counts[t.campaign or "(none)"][EMAIL[t.type]] += 1
     out = []
     for campaign, c in sorted(counts.items()):

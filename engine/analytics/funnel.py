@@ -16,12 +16,12 @@ from engine.analytics.stats import days, pct, percentile, r2
 from engine.domain.lifecycle import STAGES
 
 
-def _in(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+def within(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
     return at is not None and (start is None or at >= start) and (end is None or at < end)
 
 
 def cohort(ds: Dataset, start: datetime | None, end: datetime | None) -> list[Journey]:
-    return [j for j in ds.journeys if _in(j.reached_at("lead"), start, end)]
+    return [j for j in ds.journeys if within(j.reached_at("lead"), start, end)]
 
 
 def stages(
@@ -157,7 +157,7 @@ def lead_flow(
         group = source_of(j, by)
         for stage in FUNNEL_STAGES:
             at = j.reached_at(stage)
-            if _in(at, start, end):
+            if within(at, start, end):
                 assert at is not None
                 counts[(period_start(at, period), group)][stage] += 1
     return [{period: p, f"source_{by}": g, **c} for (p, g), c in sorted(counts.items())]

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.analytics.attribution import Credits
 from engine.analytics.exchange import Exchange, LeftOut
-from engine.analytics.funnel import _in, source_of
+from engine.analytics.funnel import source_of, within
 from engine.analytics.journeys import Cost, Dataset
 from engine.analytics.paths import ReportError
 from engine.analytics.stats import half_up
@@ -92,10 +92,10 @@ def money(
     for j in ds.journeys:
         group = source_of(j, by)
         for stage in COUNTED:
-            if _in(j.reached_at(stage), start, end):
+            if within(j.reached_at(stage), start, end):
                 counts[group][stage] += 1
         for m in j.won():
-            if not _in(m.at, start, end):
+            if not within(m.at, start, end):
                 continue
             amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
             deal = exchange.deal(amount, cur, m.at)

@@ -1,2 +1,2 @@
 """The `leadengine` command line: parsing, dispatch, output; each command module registers its own
-subcommands and handlers (engine/cli/main/main.py gathers them)."""
+subcommands and handlers (engine/cli/main.py gathers them)."""

@@ -59,7 +59,7 @@ def to_json(obj: Any) -> str:
     return json.dumps(_plain(obj), indent=2, sort_keys=False, ensure_ascii=False)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -82,7 +82,7 @@ def table(
 ) -> str:
     width = table_width()
     cols = list(columns or (rows[0].keys() if rows else []))
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    cells = [[cell(r.get(c)) for c in cols] for r in rows]
     numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in cols]
     out: list[str] = []
     if title:

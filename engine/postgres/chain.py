@@ -25,6 +25,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from engine.postgres.contention import SET_LOCK_TIMEOUT, XACT_LOCK
+from engine.postgres.db import Database
 
 CHAIN_TABLE = "event_chain"
 ANCHOR_TABLE = "chain_anchors"
@@ -114,3 +115,16 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
                     for e in stored_events
                 ],
             )
+
+
+def links_of(db: Database, originator_id: UUID) -> list[tuple[int, str, str]]:
+    """One aggregate's chain links in version order: (version, digest hex, entry hex)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            SQL(
+                "SELECT originator_version, encode(digest, 'hex'), encode(entry, 'hex') "
+                "FROM {} WHERE originator_id = %s ORDER BY originator_version"
+            ).format(Identifier(db.schema, CHAIN_TABLE)),
+            (originator_id,),
+        ).fetchall()
+    return [(int(v), str(d), str(e)) for v, d, e in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from engine.cli.commands.ops import BAD_DEMO_LINES
+from engine.cli.commands.demo import BAD_DEMO_LINES
 from engine.postgres import db as dbmod
 from tests.e2e.test_cli import ROOT, run
 

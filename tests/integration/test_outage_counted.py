@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from engine import metrics
-from engine.cli.commands.streaming import database_watched
+from engine.cli.running import database_watched
 from engine.consumers import retry
 from engine.consumers.kafka import KafkaIngestor
 from engine.domain.generator import generate

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 
-from engine.cli.commands.ops import read_lines
+from engine.cli.inputs import read_lines
 from engine.consumers.lines import ingest_lines
 from engine.domain.contract import parse_event
 from engine.domain.errors import InvalidEvent

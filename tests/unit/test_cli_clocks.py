@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.cli.main import AS_OF_HELP, OCCURRED_BY_HELP, build_parser
+from engine.cli.args import AS_OF_HELP, OCCURRED_BY_HELP
+from engine.cli.main import build_parser
 
 
 def _parsers(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.commands.ops import schema_files
+from engine.cli.commands.schemas import schema_files
 from engine.domain import outbound
 from engine.domain.contract import EVENT_TYPES, parse_event, pii_fields
 from engine.domain.errors import InvalidEvent

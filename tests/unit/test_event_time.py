@@ -162,7 +162,7 @@ def test_mql_and_routing_are_dated_at_their_late_trigger(rules: Rules) -> None:
 
 
 def test_lead_history_shows_the_retracted_move(rules: Rules) -> None:
-    from engine.cli.commands.leads import history_rows
+    from engine.services.history import history_rows
 
     app = LeadEngine(rules=rules, env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     app.ingest(late_first_win())

@@ -14,10 +14,10 @@ from engine.analytics import money, report
 from engine.analytics.allocate import exact_split
 from engine.analytics.attribution import Credits, attribute
 from engine.analytics.exchange import Exchange, LeftOut
-from engine.analytics.html import page
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
 from engine.analytics.paths import ReportError, build_paths
 from engine.analytics.report import Window
+from engine.cli.html import page
 from engine.domain.errors import RulesError
 from engine.domain.rules import Attribution, Rate, Rules, load_rules, parse_rules
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.commands.ops import read_lines
+from engine.cli.inputs import read_lines
 from engine.domain.errors import LeadEngineError
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from engine.aggregates.lead import Lead, Recorded
-from engine.cli.commands.leads import history_rows
 from engine.consumers.lines import ingest_lines
 from engine.domain.contract import parse_event, validate_event
 from engine.domain.errors import EventConflict, InvalidEvent, RulesError
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import score
 from engine.services.application import LeadEngine
+from engine.services.history import history_rows
 from tests.conftest import POPO_ENV
 from tests.factory import line, raw
 

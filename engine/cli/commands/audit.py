@@ -6,23 +6,64 @@ import argparse
 import getpass
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from engine.aggregates.lead import Lead
-from engine.cli.commands.leads import history_rows, shown_key
+from engine.cli.args import Commands, fmt, handles
 from engine.cli.output import prose, render, to_json
 from engine.cli.progress import Progress
 from engine.domain.errors import LeadEngineError, LeadNotFound
 from engine.logs import get_logger
-from engine.postgres.chain import CHAIN_TABLE
+from engine.postgres.chain import links_of
 from engine.postgres.keystore import KEYS_TABLE
 from engine.postgres.verify import anchor, lead_names, verify
 from engine.projections import parking
 from engine.runtime import open_runtime
+from engine.services.history import history_rows, shown_key
 
 log = get_logger(__name__)
+
+
+def register(commands: Commands) -> None:
+    p = commands.add(
+        "verify",
+        help="recompute the hash chains: exit 1 and the first broken link if anything changed",
+        description="Every stored event is hashed into a chain per aggregate in the same "
+        "transaction. verify recomputes each chain from the stored bytes and checks the "
+        "anchors (table chain_anchors, and --anchors-file if given). Edited, deleted, "
+        "reordered or inserted events are reported with the aggregate and version.",
+    )
+    p.add_argument("key", nargs="?", help="one lead (default: with --all, everything)")
+    p.add_argument("--all", action="store_true", help="every aggregate (the default)")
+    p.add_argument("--anchors-file", type=Path, help="also check anchors kept in this file")
+    fmt(p)
+    handles(p, verify_command)
+    p = commands.add(
+        "forget",
+        help="right to erasure: shred a lead's key so its personal data is gone for good",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Personal fields (email, name, phone, call notes) are stored sealed with a "
+        "key per lead. forget destroys that key, records an Erased event (who, when, why), "
+        "deletes the dead letters that carry the person's data and refreshes the lead's rows. "
+        "History, scores, stages, attribution and KPIs replay exactly as before; the personal "
+        "data cannot be recovered. Later events for the lead follow rules privacy.after_erasure "
+        "(default: recorded without personal data). Running it again is safe.",
+        epilog="example:\n  leadengine forget crm-0000042 --reason 'GDPR request #1234' "
+        "--by dpo@example.com\n\nThe reason and the operator are kept in the history: "
+        "write a ticket number, never the person's name.",
+    )
+    p.add_argument("key", help="the lead's key upstream")
+    p.add_argument("--reason", required=True, help="why (a ticket or request id)")
+    p.add_argument("--by", help="who asked for it (default: the OS user)")
+    fmt(p)
+    handles(p, forget_command)
+    p = commands.add(
+        "anchor",
+        help="hash every chain link so far into an anchor (run daily; keep the file elsewhere)",
+    )
+    p.add_argument("--file", type=Path, help="also append the anchor to this JSON Lines file")
+    handles(p, anchor_command)
 
 
 def verify_command(args: argparse.Namespace) -> int:
@@ -113,17 +154,10 @@ def export(args: argparse.Namespace) -> int:
         events = rt.app.lead_events(args.key)
         agg_id = rt.app.lead_id(args.key)
         rows = history_rows(events, rt.rules)
-        with rt.db.connect() as conn:
-            links = conn.execute(
-                sql.SQL(
-                    "SELECT originator_version, encode(digest, 'hex'), encode(entry, 'hex') "
-                    "FROM {} WHERE originator_id = %s ORDER BY originator_version"
-                ).format(sql.Identifier(rt.db.schema, CHAIN_TABLE)),
-                (agg_id,),
-            ).fetchall()
+        links = links_of(rt.db, agg_id)
         report = verify(rt.db, agg_id)
         rules_ref = rt.rules.ref
-    chain = {int(v): {"digest": d, "entry": e} for v, d, e in links}
+    chain = {v: {"digest": d, "entry": e} for v, d, e in links}
     decisions = [
         _plain_event(e)
         for e in events

@@ -13,8 +13,9 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from engine.cli.args import BOOTSTRAP_HELP, Commands, Subparsers, fmt, handles, positive_int
 from engine.cli.commands.leads import moment_arg
-from engine.cli.commands.ops import project_with_progress
+from engine.cli.commands.project import project_with_progress
 from engine.cli.output import render, to_json
 from engine.cli.progress import Progress
 from engine.domain.errors import LeadEngineError
@@ -24,6 +25,17 @@ from engine.services.deadletter_replay import dry_run, replay
 from engine.settings import get_settings
 
 log = get_logger("leadengine.audit")
+
+
+def register(commands: Commands) -> None:
+    dl = commands.group(
+        "deadletters", help="rejected input, kept with its reason", dest="dl_command"
+    )
+    p = dl.add_parser("list", help="the latest rejected records")
+    p.add_argument("--limit", type=positive_int, default=20, help="records listed (default 20)")
+    fmt(p)
+    handles(p, deadletters_list)
+    _deadletter_parsers(dl)
 
 
 def _who() -> str:
@@ -180,3 +192,101 @@ def purge_command(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"matched": len(doomed), "deleted": deleted, "missing_ids": missing}
     _print(args.format, doc, "purge (dry run: nothing deleted)" if args.dry_run else "purge")
     return 1 if missing else 0
+
+
+REPLAY_EPILOG = """\
+examples:
+  leadengine deadletters list                      ids, origins and reasons
+  leadengine deadletters replay --id 12 13 --dry-run   what would pass now; nothing changes
+  leadengine deadletters replay --all              after fixing the rules or the contract
+  leadengine deadletters replay --kafka --all      re-send <topic>.dlq to <topic>
+
+exit codes: 0 done; 1 done, but some records are still refused (kept, with the new reason) or
+an --id has no row; 2 could not run.
+"""
+
+
+def _ids_or(p: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """The required choice of what a dead-letter command works on: --id ... or its siblings."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id",
+        dest="ids",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="dead-letter table ids (as `deadletters list` shows); repeatable",
+    )
+    return which
+
+
+def _deadletter_parsers(dl: Subparsers) -> None:
+    p = dl.add_parser(
+        "replay",
+        help="record kept dead letters again after a fix (table, or the Kafka .dlq topic)",
+        description="Table (default): each selected row's bytes go through the same parse and "
+        "record path as `ingest`. A record that passes now is stored (or found already stored) "
+        "and its row deleted; one refused again stays, bytes untouched, with the new reason. "
+        "Projections are brought up to date afterwards. "
+        "With --kafka: the dead-letter topic (<topic>.dlq) is read from the position a "
+        "previous replay stored (kept in the database) to its end, and each record's original "
+        "bytes, key and headers are re-published to <topic> for `consume` to record; records "
+        "still failing the contract are counted and not sent. A record sent twice is stored "
+        "once (its source and id). The .dlq topic is not changed: its retention is the "
+        "broker's. Each run is written to the log as an audit line (who, what, how many).",
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = _ids_or(p)
+    which.add_argument(
+        "--all", action="store_true", help="every row of the table (with --kafka: the topic)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: count what would be retried and what fails the contract still "
+        "(a conflict with a stored event shows only on a real replay)",
+    )
+    p.add_argument(
+        "--kafka",
+        action="store_true",
+        help="replay the dead-letter topic <topic>.dlq into <topic> instead of the table",
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with --kafka: read the .dlq topic from its first record, not the stored position "
+        "(records already stored are deduplicated)",
+    )
+    p.add_argument("--topic", help="with --kafka: topic (default LEADENGINE_KAFKA_TOPIC)")
+    p.add_argument("--bootstrap", help="with --kafka: " + BOOTSTRAP_HELP)
+    p.add_argument("--no-project", action="store_true", help="table: do not project afterwards")
+    fmt(p)
+    handles(p, replay_command)
+
+    p = dl.add_parser(
+        "purge",
+        help="delete kept dead letters from the table (by id, age, or all)",
+        description="Deletes rows of the dead-letter table. Records in the Kafka dead-letter "
+        "topic (<topic>.dlq) are not touched: their retention is the broker's (set "
+        "retention.ms on the topic). Each run is written to the log as an audit line "
+        "(who, what, how many). Exit 1 if an --id has no row.",
+    )
+    which = _ids_or(p)
+    which.add_argument("--all", action="store_true", help="every row")
+    which.add_argument(
+        "--before",
+        metavar="T",
+        help="rows received before T (RFC 3339 timestamp or date, e.g. 2026-03-01)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    fmt(p)
+    handles(p, purge_command)
+
+
+def deadletters_list(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        rows = rt.deadletters.latest(args.limit)
+    print(render(args.format, rows, columns=["id", "origin", "event_id", "field", "error"]))
+    return 0

@@ -7,14 +7,50 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.aggregates.lead import Lead
+from engine.cli.args import CLOCKS_HELP, Commands, clock_args, fmt, handles, output_file
+from engine.cli.commands.audit import export
 from engine.cli.output import render, to_json
 from engine.domain import asof
-from engine.domain.contract import EVENT_TYPES, pii_fields
 from engine.domain.errors import LeadEngineError
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
-from engine.domain.scoring import persona_fits, score
+from engine.domain.scoring import persona_fits
 from engine.domain.sla import sla_state
 from engine.runtime import open_runtime
+from engine.services.history import history_rows, shown_key, summary
+
+
+def register(commands: Commands) -> None:
+    lead = commands.group("lead", help="one lead: show, history, explain", dest="lead_command")
+    p = lead.add_parser("show", help="current stage, owner, score and profile of a lead")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    clock_args(p)
+    fmt(p)
+    handles(p, show)
+    p = lead.add_parser("history", help="every event in order with score and stage after each")
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    clock_args(p)
+    fmt(p)
+    handles(p, history)
+    p = lead.add_parser(
+        "export",
+        help="one JSON document for auditors: every event, decision, rule version, chain hash",
+    )
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
+    handles(p, export)
+    p = lead.add_parser(
+        "explain",
+        help="the score broken down by rule and event, with decay",
+        description="Scored at T with --as-of T or --occurred-by T (see the clocks below), "
+        "else at the lead's latest fact with everything recorded.",
+        epilog=CLOCKS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    clock_args(p)
+    p.add_argument("--model", help="scoring model name (default: the primary model)")
+    fmt(p)
+    handles(p, explain)
 
 
 def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
@@ -29,28 +65,6 @@ def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
             "e.g. 2026-03-03T09:00:00Z or 2026-03-03"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _summary(event_type: str, data: dict[str, Any]) -> str:
-    """The fact's payload without personal data, as `k=v` pairs."""
-    hidden = pii_fields(event_type) if event_type in EVENT_TYPES else frozenset()
-    skip = {*hidden, "schema_version", ERASED_KEY}
-    shown = [f"{k}={v}" for k, v in data.items() if k not in skip]
-    if hidden & data.keys():
-        shown.append("(+PII: " + ", ".join(sorted(hidden & data.keys())) + ")")
-    if data.get(ERASED_KEY):
-        shown.append("(PII erased: " + ", ".join(data[ERASED_KEY]) + ")")
-    return " ".join(shown)
-
-
-def _kept_summary(extra: dict[str, Any] | None) -> str:
-    """Names (never values: personal by default) of the unknown fields kept with a fact."""
-    if not extra:
-        return ""
-    if extra.get(ERASED_KEY):
-        return " (kept unknown fields erased)"
-    names = [f"{part}.{name}" for part, fields in sorted(extra.items()) for name in fields]
-    return " (+kept: " + ", ".join(names) + ")"
 
 
 def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
@@ -87,7 +101,7 @@ def show(args: argparse.Namespace) -> int:
     profile, _ = profile_of(lead.facts)
     reached = {k: v.isoformat() for k, v in lead.reached.items()}
     last_touches = [
-        {"at": f.occurred_at.isoformat(), "type": f.type, "detail": _summary(f.type, dict(f.data))}
+        {"at": f.occurred_at.isoformat(), "type": f.type, "detail": summary(f.type, dict(f.data))}
         for f in touches[-5:]
     ]
     doc: dict[str, Any] = {
@@ -148,72 +162,6 @@ def show(args: argparse.Namespace) -> int:
     print()
     print(render("table", last_touches, title="Last touches"))
     return 0
-
-
-def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
-    """One row per stored event: what happened, why, and the score/stage/owner after it."""
-    rows: list[dict[str, Any]] = []
-    lead: Lead | None = None
-    for event in events:
-        if lead is not None and event.originator_version != lead.version + 1:
-            lead.version = event.originator_version - 1  # a cut (--occurred-by) skipped some
-        lead = event.mutate(lead)
-        assert lead is not None
-        if isinstance(event, Lead.Started):
-            what, detail, occurred = "created", f"key={event.key}", None
-        elif isinstance(event, Lead.FactRecorded):
-            what, occurred = event.event_type, event.occurred_at
-            detail = f"[{event.event_id}] " + _summary(event.event_type, event.data)
-            detail += _kept_summary(getattr(event, "extra", None))
-        elif isinstance(event, Lead.MarketingQualified):
-            what, occurred = "-> mql (decision)", event.occurred_at
-            detail = (
-                f"score {event.score} (fit {event.fit}, engagement {event.engagement}) "
-                f"met MQL rule of {event.rules_version}; trigger {event.trigger_event_id}"
-            )
-        elif isinstance(event, Lead.StageChanged):
-            what, occurred = f"-> {event.to_stage}", event.occurred_at
-            detail = f"{event.reason}; trigger {event.trigger_event_id}"
-        elif isinstance(event, Lead.StageRetracted):
-            what, occurred = f"-/-> {event.to_stage} (retracted)", None
-            detail = f"{event.reason}; version {event.version_retracted}"
-        elif isinstance(event, Lead.Routed):
-            what, occurred = f"routed to {event.owner} (decision)", event.occurred_at
-            detail = f"{event.why}; trigger {event.trigger_event_id}"
-        elif isinstance(event, Lead.RoutingFailed):
-            what, occurred = "not routed (decision)", event.occurred_at
-            detail = f"{event.reason}; trigger {event.trigger_event_id}"
-        elif isinstance(event, Lead.Erased):
-            what, occurred = "personal data erased", event.occurred_at
-            detail = f"forget by {event.by}: {event.reason} (key shredded; history kept)"
-        elif isinstance(event, Lead.SlaAlerted):
-            what, occurred = f"SLA {event.timer} {event.status} (decision)", event.at
-            detail = f"routed to {event.owner} at {event.routed_at.isoformat()}; due {event.due}"
-        elif isinstance(event, Lead.AnomalyFlagged):
-            what, occurred = "anomaly", None
-            detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"
-        else:
-            what, detail, occurred = type(event).__name__, "", None
-        current = score(lead.facts, rules, lead.clock) if lead.clock else None
-        rows.append(
-            {
-                "version": event.originator_version,
-                "recorded_at": event.timestamp,
-                "occurred_at": occurred,
-                "event": what,
-                "detail": detail,
-                "score": current.total if current else None,
-                "stage": lead.stage,
-                "owner": lead.owner,
-            }
-        )
-    return rows
-
-
-def shown_key(events: list[Any], key: str) -> str:
-    """The lead's key as the store shows it now: its pseudonym once forgotten."""
-    started = next((e for e in events if isinstance(e, Lead.Started)), None)
-    return str(started.key) if started is not None else key
 
 
 def history(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from engine.analytics import queries as reports
+from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.commands.leads import moment_arg
 from engine.cli.commands.reporting import window_of
 from engine.cli.output import prose, render, to_json
@@ -21,6 +23,45 @@ CLOCK_TITLES = {
     "occurred": "what had happened by then",
     None: "everything recorded so far",
 }
+
+
+def register(commands: Commands) -> None:
+    report = commands.group(
+        "report", help="reports over the read model", dest="report_command", metavar="REPORT"
+    )
+    p = report.add_parser(
+        "sla",
+        help="SLA timers per owner and queue; leads breached or at risk",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="First-touch and decision timers of every routed lead (its latest routing "
+        "round), in business hours as the rules' `sla` says, evaluated at T: with --as-of T "
+        "from what the engine had recorded by T, with --occurred-by T from what had happened "
+        "by T (as known now), else now from everything. --from/--to keep the leads routed in "
+        "the window. CSV lists the leads needing attention.",
+        epilog=WINDOW_HELP,
+    )
+    window_args(p, currency=False)
+    p.add_argument(
+        "--limit", type=positive_int, default=30, help="leads listed in the table (default 30)"
+    )
+    fmt(p)
+    handles(p, report_sla)
+
+    p = commands.add(
+        "whatif",
+        help="replay the whole history under other rules; print what would change",
+        description="A pure fold over the log under the current rules and under --rules, "
+        "writing nothing: MQL counts, stage counts and score distribution old vs new, and the "
+        "leads that would move. With --since, the new rules decide only facts from then on. "
+        "Routing is not simulated.",
+    )
+    p.add_argument("--rules", type=Path, required=True, help="the rules file to try")
+    p.add_argument("--since", help="RFC 3339 moment the new rules take over (default: always)")
+    p.add_argument(
+        "--limit", type=positive_int, default=20, help="changed leads listed (default 20)"
+    )
+    fmt(p)
+    handles(p, whatif)
 
 
 def report_sla(args: argparse.Namespace) -> int:

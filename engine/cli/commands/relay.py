@@ -8,13 +8,10 @@ import threading
 import time
 
 from engine import metrics
-from engine.cli.commands.streaming import (
-    bootstrap_of,
-    database_watched,
-    install_stop_handlers,
-    wait_for_database,
-)
+from engine.cli.args import Commands, Subparsers, fmt, handles
+from engine.cli.commands.streaming import bootstrap_of
 from engine.cli.output import render
+from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
 from engine.consumers.retry import kafka_watched, retry_transient
 from engine.domain.errors import LeadEngineError
 from engine.kafka.publish import ensure_topic
@@ -24,6 +21,11 @@ from engine.runtime import open_runtime
 from engine.settings import get_settings
 
 log = get_logger("engine.relay")
+
+
+def register(commands: Commands) -> None:
+    fmt(handles(add_parser(commands.sub), relay))
+    fmt(handles(add_timers_parser(commands.sub), timers))
 
 
 def relay(args: argparse.Namespace) -> int:
@@ -85,7 +87,7 @@ def relay(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "relay",
         help="publish the engine's decisions (MQL, routing, stage, anomaly, erasure) to Kafka",
@@ -134,7 +136,7 @@ def timers(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_timers_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_timers_parser(sub: Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "timers",
         help="record SLA alerts (at risk, breached) as their moments pass; a service",

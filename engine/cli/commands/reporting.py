@@ -6,16 +6,44 @@ import argparse
 import sys
 from typing import Any
 
-from engine.analytics import report, saved
-from engine.analytics.html import page
+from engine.analytics import queries, report, saved
 from engine.analytics.journeys import Dataset
 from engine.analytics.load import load
 from engine.analytics.report import SECTIONS, Window
+from engine.cli.args import (
+    WINDOW_HELP,
+    Commands,
+    Subparsers,
+    fmt,
+    handles,
+    output_file,
+    window_args,
+)
 from engine.cli.commands.leads import moment_arg
+from engine.cli.html import page
 from engine.cli.output import render, to_json
 from engine.cli.progress import Progress
 from engine.domain.errors import LeadEngineError
 from engine.runtime import Runtime, open_runtime
+
+
+def register(commands: Commands) -> None:
+    report = commands.group(
+        "report", help="reports over the read model", dest="report_command", metavar="REPORT"
+    )
+    p = report.add_parser(
+        "funnel",
+        help="stage counts, conversion rates, where leads are now",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Without options, every lead: stages reached and where each is now. With "
+        "--from/--to, the leads created in the window (as `report kpis --section funnel`); "
+        "with --as-of or --occurred-by, where they were at T on that clock.",
+        epilog=WINDOW_HELP,
+    )
+    window_args(p, currency=False)
+    fmt(p)
+    handles(p, report_funnel)
+    _report_parsers(report)
 
 
 def window_of(args: argparse.Namespace) -> Window:
@@ -153,4 +181,114 @@ def html(args: argparse.Namespace) -> int:
         doc["attribution"] = report.attribution_document(results, window, rt.rules)
     args.output.write_text(page(doc), encoding="utf-8")
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes)", file=sys.stderr)
+    return 0
+
+
+def _report_parsers(report: Subparsers) -> None:
+    from engine.analytics.attribution import BY, MODELS
+    from engine.analytics.report import SECTIONS
+
+    raw = argparse.RawDescriptionHelpFormatter
+    p = report.add_parser(
+        "attribution",
+        help="touchpoint contribution under one or all attribution models",
+        formatter_class=raw,
+        description="Credit for conversions (or revenue) by channel, campaign or content. A "
+        "path is a lead's touches ordered by time, up to the moment it first reached the "
+        "conversion stage. Credits of every model add up exactly to the conversions (revenue); "
+        "conversions with no touch show as '(no touchpoint)'. Weights: rules `attribution`.",
+        epilog="models: " + ", ".join(MODELS) + "\n\n" + WINDOW_HELP + "\nexamples:\n"
+        "  leadengine report attribution --model all\n"
+        "  leadengine report attribution --model markov --by campaign --value revenue\n"
+        "  leadengine report attribution --conversion sql --from 2026-01-01 --format csv\n",
+    )
+    p.add_argument("--model", default="all", choices=("all", *MODELS), help="default all")
+    p.add_argument("--by", default="channel", choices=BY, help="default channel")
+    p.add_argument(
+        "--value",
+        default="conversions",
+        choices=("conversions", "revenue"),
+        help="credit conversions, or the revenue of won deals (default conversions)",
+    )
+    p.add_argument(
+        "--conversion",
+        choices=("mql", "sql", "opportunity", "customer"),
+        help="stage that counts as converted (default: rules, shipped customer)",
+    )
+    p.add_argument("--save", action="store_true", help="also write attribution_credits")
+    window_args(p)
+    fmt(p)
+    handles(p, attribution)
+
+    p = report.add_parser(
+        "kpis",
+        help="funnel, time in stage, cycle, lead flow, follow-up, email, clusters, cost, ROI",
+        formatter_class=raw,
+        description="Lifecycle and ROI KPIs. The funnel's cohort is the leads created in the "
+        "window; flows, emails and reasons count what happened in it; costs are prorated by "
+        "day. Money's attributed revenue and ROI use --model (customers, by revenue).",
+        epilog="sections: " + ", ".join(SECTIONS) + "\n\n" + WINDOW_HELP + "\nexamples:\n"
+        "  leadengine report kpis\n"
+        "  leadengine report kpis --section money --by campaign --model w_shaped\n"
+        "  leadengine report kpis --section flow --period week --format csv\n",
+    )
+    p.add_argument(
+        "--section", default="all", choices=("all", *SECTIONS), help="one section (default all)"
+    )
+    _kpi_args(p, MODELS)
+    fmt(p)
+    handles(p, kpis)
+
+    p = report.add_parser(
+        "html",
+        help="one self-contained HTML page with charts (funnel, attribution, flow, cost)",
+        formatter_class=raw,
+        epilog=WINDOW_HELP + "\nexample:\n  leadengine report html report.html --from 2026-01-01\n",
+    )
+    p.add_argument("output", type=output_file, metavar="OUT.html", help="the page to write")
+    _kpi_args(p, MODELS)
+    handles(p, html)
+
+
+def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
+    p.add_argument("--period", default="month", choices=("week", "month"), help="lead flow")
+    p.add_argument(
+        "--by",
+        default="channel",
+        choices=("channel", "campaign"),
+        help="group sources, flow and money by (default channel)",
+    )
+    p.add_argument("--model", default="linear", choices=models, help="for ROI (default linear)")
+    window_args(p)
+
+
+def funnel_text(funnel: dict[str, Any]) -> str:
+    text = render(
+        "table",
+        funnel["stages"],
+        columns=["stage", "reached", "conversion_pct", "now"],
+        title=f"Funnel: {funnel['leads_total']} leads ({funnel['anonymous_now']} still anonymous)",
+    )
+    exits = ", ".join(f"{k} {v}" for k, v in funnel["exits_now"].items())
+    return f"{text}\n\nexits now: {exits}"
+
+
+def report_funnel(args: argparse.Namespace) -> int:
+    from engine.analytics.funnel import snapshot
+    from engine.cli.commands.reporting import dataset_of, window_of
+
+    window = window_of(args)
+    with open_runtime() as rt:
+        if any(window.describe().values()):
+            funnel = snapshot(dataset_of(rt, window), window.start, window.end)
+        else:
+            funnel = queries.funnel(rt.db)
+    funnel.update(window.describe())
+    if args.format == "table":
+        cut = ", ".join(
+            f"--{k.replace('_', '-')} {v.isoformat()}" for k, v in window.describe().items() if v
+        )
+        print(funnel_text(funnel) + (f"\n({cut})" if cut else ""))
+    else:
+        print(render(args.format, funnel["stages"], document=funnel))
     return 0

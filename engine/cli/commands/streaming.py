@@ -4,33 +4,67 @@ from __future__ import annotations
 
 import argparse
 import gc
-import re
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 from kafka.errors import KafkaError
-from psycopg import sql
 
 from engine import metrics
-from engine.cli.commands.ops import read_lines
-from engine.cli.failures import DONE, FAILED, REJECTED
-from engine.cli.output import render, to_json
+from engine.cli.args import Commands, fmt, handles
+from engine.cli.failures import DONE, REJECTED
+from engine.cli.inputs import read_lines
+from engine.cli.output import render
 from engine.cli.progress import Progress, count_lines
+from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
 from engine.consumers.kafka import KafkaIngestor
-from engine.consumers.retry import is_transient, kafka_watched, retry_transient, watch_pool
+from engine.consumers.retry import is_transient, kafka_watched, retry_transient
 from engine.domain.errors import InvalidEvent, LeadEngineError
 from engine.kafka.broker import BrokerUnreachable
 from engine.kafka.publish import Publisher
-from engine.postgres import db as dbmod
 from engine.runtime import Runtime, open_runtime
 from engine.sanitize import terminal_text
-from engine.services.application import TRACKING_TABLE
 from engine.settings import Settings, get_settings
+
+
+def register(commands: Commands) -> None:
+    p = commands.add(
+        "consume",
+        help="consume the Kafka topic into the store (exactly-once effects)",
+        description="Joins the consumer group, seeks each assigned partition to the position "
+        "stored with the events, records batches with their positions in one transaction, "
+        "sends invalid records to the dead-letter topic (<topic>.dlq). SIGTERM/SIGINT finish "
+        "the batch in hand and exit 0.",
+    )
+    p.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit when every assigned partition is read to its end",
+    )
+    p.add_argument("--topic", help="topic (default LEADENGINE_KAFKA_TOPIC or lead-events)")
+    p.add_argument("--group", help="consumer group (default LEADENGINE_KAFKA_GROUP)")
+    p.add_argument(
+        "--bootstrap", help="host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    p.add_argument("--no-project", action="store_true", help="do not project afterwards")
+    fmt(p)
+    handles(p, consume)
+
+    p = commands.add(
+        "publish",
+        help="send JSON Lines of CloudEvents to the Kafka topic",
+        description="Key = subject (the lead key). Lines are validated first; "
+        "invalid ones are reported with their line number and not sent "
+        "(exit 1).",
+    )
+    p.add_argument("file", help="path to a .jsonl file, or - for stdin")
+    p.add_argument("--no-validate", action="store_true", help="send without validating")
+    p.add_argument("--topic", help="topic (default LEADENGINE_KAFKA_TOPIC or lead-events)")
+    p.add_argument(
+        "--bootstrap", help="host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    fmt(p)
+    handles(p, publish)
 
 
 def kafka_settings(args: argparse.Namespace) -> Settings:
@@ -53,16 +87,6 @@ def kafka_settings(args: argparse.Namespace) -> Settings:
 
 def bootstrap_of(args: argparse.Namespace, settings: Settings) -> str:
     return str(getattr(args, "bootstrap", None) or settings.kafka_bootstrap_servers)
-
-
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT: finish the batch in hand, commit, leave the group, exit 0."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def consume_into(
@@ -104,29 +128,6 @@ def consume(args: argparse.Namespace) -> int:
         )
     print(render(args.format, [doc], document=doc))
     return REJECTED if doc["dead_lettered"] else DONE
-
-
-def wait_for_database(settings: Settings, stop: threading.Event) -> dbmod.Database:
-    """Services may start before their database: wait for it, logging every few seconds."""
-    database = dbmod.resolve(settings)
-    retry_transient(lambda: database.connect().close(), what="database", stop=stop)
-    return database
-
-
-@contextmanager
-def database_watched(rt: Runtime) -> Iterator[None]:
-    """While a service runs, its connection pool's failures are logged and counted as a
-    database outage (see `watch_pool`)."""
-    pool = getattr(getattr(rt.app.recorder, "datastore", None), "pool", None)
-    done = threading.Event()
-    if pool is not None:
-        threading.Thread(
-            target=watch_pool, args=(pool, done), daemon=True, name="leadengine-outage-watch"
-        ).start()
-    try:
-        yield
-    finally:
-        done.set()
 
 
 def _publisher(args: argparse.Namespace, settings: Settings) -> Publisher:
@@ -188,173 +189,3 @@ def _stopped(number: int, sent: int, rejected: int, exc: Exception) -> str:
         f"line {number} and after were not sent (resume from line {number}; a line handed "
         "over but not yet acknowledged may be sent twice, and is deduplicated by its id)"
     )
-
-
-def _stored_positions(rt: Runtime, topic: str) -> dict[int, int]:
-    """The positions tracked as exactly `kafka.<topic>.<partition>`: not those of a topic
-    whose name merely starts the same (`leads` beside `leads.eu`, a demo's `<topic>.demo-x`)."""
-    query = sql.SQL(
-        "SELECT application_name, notification_id FROM {} "
-        "WHERE application_name LIKE %s ESCAPE '\\' AND application_name ~ %s"
-    ).format(sql.Identifier(rt.db.schema, TRACKING_TABLE))
-    prefix = f"kafka.{topic}."
-    like = "".join("\\" + c if c in "\\%_" else c for c in prefix) + "%"
-    exact = "^" + re.escape(prefix) + "[0-9]+$"
-    with rt.db.connect() as conn:
-        rows = conn.execute(query, (like, exact)).fetchall()
-    return {int(name[len(prefix) :]): int(pos) for name, pos in rows}
-
-
-def _end_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), **settings.kafka_client_options()
-    )
-    try:
-        parts = consumer.partitions_for_topic(settings.kafka_topic) or set()
-        tps = [TopicPartition(settings.kafka_topic, p) for p in sorted(parts)]
-        return {tp.partition: int(o) for tp, o in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
-def projection_status(rt: Runtime) -> list[dict[str, Any]]:
-    """Each projection: position, the log's head, lag, events/s of its last batch, and how
-    many leads it parked."""
-    from engine.projections import parking
-    from engine.projections.projector import PROJECTIONS
-
-    head = rt.app.recorder.max_notification_id() or 0
-    with rt.db.connect() as conn:
-        found = {
-            row[0]: row[1:]
-            for row in conn.execute(
-                sql.SQL(
-                    "SELECT name, position, batch_events, batch_seconds, updated_at FROM {}"
-                ).format(sql.Identifier(rt.db.schema, "projection_tracking"))
-            ).fetchall()
-        }
-        parked = parking.counts(conn, rt.db.schema)
-    out = []
-    for name in PROJECTIONS:
-        position, events, seconds, updated = found.get(name, (0, 0, 0.0, None))
-        out.append(
-            {
-                "name": name,
-                "position": int(position),
-                "log_head": head,
-                "lag": max(0, head - int(position)),
-                "events_per_s": round(events / seconds) if seconds else None,
-                "updated_at": updated.isoformat(timespec="seconds") if updated else None,
-                "parked": parked.get(name, 0),
-            }
-        )
-    return out
-
-
-def relay_status(rt: Runtime) -> list[dict[str, Any]]:
-    """Each outbound topic `leadengine relay` publishes to: its position in the log and lag."""
-    from engine.kafka import relay
-
-    head = rt.app.recorder.max_notification_id() or 0
-    return [
-        {**row, "log_head": head, "lag": max(0, head - row["position"])}
-        for row in relay.status(rt.db)
-    ]
-
-
-def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False) -> int:
-    problems = []
-    for proj in doc["projections"]:
-        if proj["parked"] and not allow_parked:
-            problems.append(
-                f"projection {proj['name']} parked {proj['parked']} lead(s): see "
-                "`leadengine projections list`, fix, then `leadengine projections retry`"
-            )
-    if max_lag is not None:
-        for proj in doc["projections"]:
-            if proj["lag"] > max_lag:
-                problems.append(f"projection {proj['name']} lag {proj['lag']} > {max_lag}")
-        for p in doc["partitions"]:
-            if p["lag"] is not None and p["lag"] > max_lag:
-                problems.append(f"partition {p['partition']} lag {p['lag']} > {max_lag}")
-        for r in doc.get("relays", []):
-            if r["lag"] > max_lag:
-                problems.append(f"relay to {r['topic']} lag {r['lag']} > {max_lag}")
-    if problems:
-        print("; ".join(problems), file=sys.stderr)
-        return REJECTED
-    return DONE
-
-
-def status(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    with open_runtime(settings) as rt:
-        stored = _stored_positions(rt, settings.kafka_topic)
-        ends: dict[int, int] = {}
-        broker_error = None
-        if settings.kafka_bootstrap_servers:
-            try:
-                ends = _end_offsets(settings, settings.kafka_bootstrap_servers)
-            except KafkaError as exc:  # status still prints what the store knows
-                broker_error = str(
-                    BrokerUnreachable(
-                        settings.kafka_bootstrap_servers, settings.connect_timeout_s, exc
-                    )
-                )
-        partitions = [
-            {
-                "partition": p,
-                "stored_position": stored.get(p),
-                "end_offset": ends.get(p),
-                "lag": (max(0, ends[p] - (stored.get(p, -1) + 1)) if p in ends else None),
-            }
-            for p in sorted(set(stored) | set(ends))
-        ]
-        projections = projection_status(rt)
-        relays = relay_status(rt)
-    doc = {
-        "topic": settings.kafka_topic,
-        "partitions": partitions,
-        "projections": projections,
-        "relays": relays,
-        "broker_error": broker_error,
-    }
-    if broker_error:  # could not do the whole job: one line, exit 2 (after the rest, if asked)
-        if not getattr(args, "check", False):
-            _print_status(args.format, doc)
-        print(f"leadengine: {broker_error}", file=sys.stderr)
-        return FAILED
-    if getattr(args, "check", False):
-        return _check(doc, args.max_lag, getattr(args, "allow_parked", False))
-    _print_status(args.format, doc)
-    return DONE
-
-
-def _print_status(fmt: str, doc: dict[str, Any]) -> None:
-    partitions, projections = doc["partitions"], doc["projections"]
-    if fmt == "json":
-        print(to_json(doc))
-    else:
-        print(render(fmt, partitions, title=f"Kafka topic {doc['topic']}"))
-        print()
-        print(
-            render(
-                fmt,
-                projections,
-                title="Projections",
-                columns=[
-                    "name",
-                    "position",
-                    "log_head",
-                    "lag",
-                    "events_per_s",
-                    "updated_at",
-                    "parked",
-                ],
-            )
-        )
-        if doc["relays"]:
-            print()
-            print(render(fmt, doc["relays"], title="Relayed decisions (leadengine relay)"))

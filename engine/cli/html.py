@@ -10,9 +10,9 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-from engine.analytics import svg
 from engine.analytics.journeys import FUNNEL_STAGES
-from engine.cli.output import _cell
+from engine.cli import svg
+from engine.cli.output import cell
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px; color: #111; }
@@ -37,7 +37,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     cols = list(columns or rows[0].keys())
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(cell(r.get(c)))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -115,7 +115,7 @@ def _costs(doc: dict[str, Any]) -> str:
 
 def page(doc: dict[str, Any]) -> str:
     window = ", ".join(
-        f"{k} {_cell(doc.get(k)) or '-'}" for k in ("from", "to", "as_of", "occurred_by")
+        f"{k} {cell(doc.get(k)) or '-'}" for k in ("from", "to", "as_of", "occurred_by")
     )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
