@@ -17,6 +17,7 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check engine tests bench examples
 	$(BIN)/mypy engine
+	$(BIN)/lint-imports
 
 # The HTML report is tested in a real headless Chromium: install Debian's if none is there.
 browser:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from psycopg import sql
 
+from engine.postgres.db import Connection
 from engine.postgres.dependents import qualified, replace_view
 
 RANKS = (
@@ -117,13 +117,13 @@ VIEWS: dict[str, str] = {
 FINGERPRINT = "leadengine views " + hashlib.sha256(repr(VIEWS).encode()).hexdigest()[:16]
 
 
-def missing(conn: Any, qualified: str) -> bool:
+def missing(conn: Connection, qualified: str) -> bool:
     """True if no relation is called `qualified` (schema.name)."""
     row = conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()
     return bool(row and row[0] is None)
 
 
-def create_views(conn: Any, schema_name: str) -> None:
+def create_views(conn: Connection, schema_name: str) -> None:
     """Create the views, or replace them in place when their definitions changed (columns only
     added at the end: the read contract's copies, and any view a reporting team built on
     them, stay); otherwise touch nothing, so readers' queries never wait on a lock taken at

@@ -37,8 +37,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     cols = list(columns or rows[0].keys())
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(cell(r.get(c)))}</td>" for c in cols) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f"<td>{escape(cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

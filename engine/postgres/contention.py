@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import sql
 
 LOCK = sql.SQL("SELECT pg_advisory_lock(%s)")
@@ -38,7 +39,7 @@ class SharedLocks:
 
     def __init__(
         self,
-        datastore: Any,
+        datastore: PostgresDatastore,
         *,
         hold_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg import sql
@@ -21,6 +21,19 @@ from pydantic import SecretStr
 
 from engine.postgres import pgfix
 from engine.settings import Settings, SettingsError
+
+#: what every SQL helper takes: a psycopg connection, rows as tuples or dicts
+Connection: TypeAlias = psycopg.Connection[Any]
+
+
+def one_row(result: psycopg.Cursor[Any]) -> Any:
+    """The row of a query that always returns exactly one (an aggregate, a setting, a row the
+    same transaction just wrote)."""
+    row = result.fetchone()
+    if row is None:
+        raise LookupError("expected one row, got none")
+    return row
+
 
 pgfix.apply()  # psycopg pipeline sync deadlock on large batches over Unix sockets
 

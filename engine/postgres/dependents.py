@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg import errors, sql
 
 from engine.domain.errors import LeadEngineError
+from engine.postgres.db import Connection, one_row
 
 #: Where to read the way through a refusal.
 HOW_TO = "docs/read-model.md, 'When the engine refuses: objects that depend on the contract'"
@@ -82,7 +82,7 @@ ORDER BY 1
 """
 
 
-def views_over(conn: Any, relations: Sequence[str]) -> list[View]:
+def views_over(conn: Connection, relations: Sequence[str]) -> list[View]:
     """Every view over `relations` (schema-qualified names), deepest first: the order in which
     a reader locks them (a view before what it reads)."""
     rows = conn.execute(EDGES, {"roots": list(relations)}).fetchall()
@@ -109,7 +109,7 @@ def outside(views: Iterable[View], schema: str) -> list[View]:
     return [v for v in views if v.schema not in engine_schemas(schema)]
 
 
-def other_dependents(conn: Any, relations: Sequence[str]) -> list[str]:
+def other_dependents(conn: Connection, relations: Sequence[str]) -> list[str]:
     rel = list(relations)
     return [row[0] for row in conn.execute(OTHERS, (rel, rel, rel)).fetchall()]
 
@@ -128,7 +128,7 @@ class DependentObjects(LeadEngineError):
         )
 
 
-def refuse_if_outside(conn: Any, schema: str, relations: Sequence[str], what: str) -> None:
+def refuse_if_outside(conn: Connection, schema: str, relations: Sequence[str], what: str) -> None:
     """Raise `DependentObjects` if anything outside the engine's schemas depends on
     `relations` (directly or through views)."""
     found = [v.name for v in outside(views_over(conn, relations), schema)]
@@ -141,7 +141,7 @@ def refuse_if_outside(conn: Any, schema: str, relations: Sequence[str], what: st
 INCOMPATIBLE = (errors.InvalidTableDefinition, errors.DatatypeMismatch)
 
 
-def replace_view(conn: Any, schema: str, name: str, query: sql.Composable) -> bool:
+def replace_view(conn: Connection, schema: str, name: str, query: sql.Composable) -> bool:
     """Create view `name` (schema-qualified, quoted) as `query`, or replace it in place.
 
     A change PostgreSQL cannot make in place (a column dropped, renamed or retyped) drops and
@@ -169,7 +169,7 @@ class Repoint:
     definitions: list[tuple[str, str, str]]  # (name, WITH options or '', query)
 
 
-def plan_repoint(conn: Any, relations: Sequence[str]) -> Repoint:
+def plan_repoint(conn: Connection, relations: Sequence[str]) -> Repoint:
     """What `repoint` will do for `relations`; raises `DependentObjects` for what it cannot
     carry over (a materialized view, a view the current user may not replace, a foreign key
     or a function that reads the tables)."""
@@ -182,24 +182,26 @@ def plan_repoint(conn: Any, relations: Sequence[str]) -> Repoint:
             "the rebuild must replace " + ", ".join(relations) + " and cannot carry these over",
             sorted(set(stuck)),
         )
-    previous = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    previous = one_row(conn.execute("SELECT current_setting('search_path')"))[0]
     conn.execute("SELECT set_config('search_path', '', true)")  # definitions fully qualified
     try:
         definitions = []
         for view in direct:  # deepest first (views_over)
-            query, options = conn.execute(
-                "SELECT pg_get_viewdef(%s::regclass), "
-                "coalesce(array_to_string(reloptions, ', '), '') "
-                "FROM pg_class WHERE oid = %s::regclass",
-                (view.name, view.name),
-            ).fetchone()
+            query, options = one_row(
+                conn.execute(
+                    "SELECT pg_get_viewdef(%s::regclass), "
+                    "coalesce(array_to_string(reloptions, ', '), '') "
+                    "FROM pg_class WHERE oid = %s::regclass",
+                    (view.name, view.name),
+                )
+            )
             definitions.append((view.name, options, query.rstrip().rstrip(";")))
     finally:
         conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
     return Repoint(definitions)
 
 
-def lock(conn: Any, plan: Repoint) -> None:
+def lock(conn: Connection, plan: Repoint) -> None:
     """Lock the views to replace before the tables under them, in the order readers lock
     them (a view, then what it reads), so a reader arriving meanwhile waits for the swap
     instead of deadlocking with it. Each view is replaced by itself: that locks the view alone
@@ -207,7 +209,7 @@ def lock(conn: Any, plan: Repoint) -> None:
     repoint(conn, plan)
 
 
-def repoint(conn: Any, plan: Repoint) -> None:
+def repoint(conn: Connection, plan: Repoint) -> None:
     """Replace each view that read the swapped-out tables with its own definition, which now
     names the tables moved in under the same names. Its OID, owner, grants and comments stay,
     and so do the views built on it, in any schema."""

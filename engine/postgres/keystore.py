@@ -11,14 +11,15 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import sql
 
 from engine.domain.errors import LeadEngineError
+from engine.postgres.db import one_row
 from engine.postgres.keyfile import MasterKeyError
 
 KEYS_TABLE = "lead_keys"
@@ -131,7 +132,9 @@ class KeyStore:
 class PostgresKeyStore(KeyStore):
     """Keys in `lead_keys` beside the events; created with ON CONFLICT so racing writers agree."""
 
-    def __init__(self, datastore: Any, master: bytes, cache_size: int = 50_000) -> None:
+    def __init__(
+        self, datastore: PostgresDatastore, master: bytes, cache_size: int = 50_000
+    ) -> None:
         super().__init__(master, cache_size)
         self.datastore = datastore
         s = sql.Identifier(datastore.schema)
@@ -161,7 +164,7 @@ class PostgresKeyStore(KeyStore):
                 (sealed,),
             )
             c.execute(sql.SQL("SELECT sealed FROM {} WHERE id = 1").format(self._check))
-            row = c.fetchone()
+            row = one_row(c)
         stored = bytes(row["sealed"])
         try:
             self._master.decrypt(stored[:12], stored[12:], None)

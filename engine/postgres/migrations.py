@@ -30,7 +30,7 @@ from engine.postgres.chain import (
     START_DDL,
     START_TABLE,
 )
-from engine.postgres.db import Database
+from engine.postgres.db import Connection, Database, one_row
 from engine.postgres.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.postgres.dependents import qualified, refuse_if_outside
 from engine.projections.parking import DDL as PARKED_DDL
@@ -55,7 +55,7 @@ class Migration:
     apply: Callable[[Any, str], None]
 
 
-def _baseline(conn: Any, schema: str) -> None:
+def _baseline(conn: Connection, schema: str) -> None:
     s = sql.Identifier(schema)
     for statement in STATEMENTS:
         conn.execute(sql.SQL(statement).format(s=s))
@@ -63,7 +63,7 @@ def _baseline(conn: Any, schema: str) -> None:
     create_views(conn, schema)
 
 
-def _create_reader_role_if_allowed(conn: Any) -> None:
+def _create_reader_role_if_allowed(conn: Connection) -> None:
     try:
         with conn.transaction():  # a savepoint: a user without CREATEROLE still migrates
             create_reader_role(conn)
@@ -71,7 +71,7 @@ def _create_reader_role_if_allowed(conn: Any) -> None:
         pass  # an administrator creates the role later; `db migrate` grants it then
 
 
-def _read_contract(conn: Any, schema: str) -> None:
+def _read_contract(conn: Connection, schema: str) -> None:
     """The reader role and the read schema; the views in it are derived objects, made with
     today's definitions once every migration is in (`migrate`), when their tables are whole."""
     _create_reader_role_if_allowed(conn)
@@ -81,7 +81,7 @@ def _read_contract(conn: Any, schema: str) -> None:
     grant(conn, schema)
 
 
-def _named_projections(conn: Any, schema: str) -> None:
+def _named_projections(conn: Connection, schema: str) -> None:
     """The read model became four projections, each with its own position: every one starts
     where the single `read_model` projection was; the last batch's size and time are kept
     for `status` (events/s)."""
@@ -105,12 +105,12 @@ def _named_projections(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(t), (LEGACY_NAME,))
 
 
-def _regclass(conn: Any, schema: str, table: str) -> bool:
+def _regclass(conn: Connection, schema: str, table: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
     return bool(row and row[0] is not None)
 
 
-def _first_chained(conn: Any, schema: str) -> int:
+def _first_chained(conn: Connection, schema: str) -> int:
     """A fresh log is chained from its first event; an older one from its first event that
     has a link, or (made before hash chains) from the next notification id."""
     if not _regclass(conn, schema, EVENTS_TABLE):
@@ -127,13 +127,13 @@ def _first_chained(conn: Any, schema: str) -> int:
         ).fetchone()
         if row:
             return int(row[0])
-    row = conn.execute(
-        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(events)
-    ).fetchone()
+    row = one_row(
+        conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(events))
+    )
     return int(row[0])
 
 
-def _chain_start(conn: Any, schema: str) -> None:
+def _chain_start(conn: Connection, schema: str) -> None:
     """Record from which notification id the log is chained (verify fails any stream after
     it without links); anchors get the columns that cover every event of the log."""
     s, anchors = sql.Identifier(schema), sql.Identifier(ANCHOR_TABLE)
@@ -164,14 +164,14 @@ WIDER_AMOUNTS = (
 )
 
 
-def _wider_amounts(conn: Any, schema: str) -> None:
+def _wider_amounts(conn: Connection, schema: str) -> None:
     """Widen the money columns to what the contract accepts. The engine's views over them are
     dropped first (PostgreSQL refuses to retype a column a view reads) and re-created after;
     a view of someone else's over them stops the migration, named
     (engine/postgres/dependents.py)."""
     s, r = sql.Identifier(schema), sql.Identifier(read_schema(schema))
     tables = sorted({qualified(schema, table) for table, _, _ in WIDER_AMOUNTS})
-    present = [t for t in tables if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+    present = [t for t in tables if one_row(conn.execute("SELECT to_regclass(%s)", (t,)))[0]]
     refuse_if_outside(conn, schema, present, "migration 4 must retype money columns")
     for name in CONTRACT:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(r, sql.Identifier(name)))
@@ -195,7 +195,7 @@ SOURCE_KEYED = {
 }
 
 
-def _source_in_keys(conn: Any, schema: str) -> None:
+def _source_in_keys(conn: Connection, schema: str) -> None:
     """Event identity is (source, id): two events that share an id from two sources both
     belong in the read model. Rows projected before hold source '' (a rebuild fills it in)."""
     for table, key in SOURCE_KEYED.items():
@@ -214,7 +214,7 @@ def _source_in_keys(conn: Any, schema: str) -> None:
         )
 
 
-def _lead_id_scheme(conn: Any, schema: str) -> None:
+def _lead_id_scheme(conn: Connection, schema: str) -> None:
     """Lead ids became a keyed hash of the key (engine/domain/leadids.py). A schema that already has
     leads keeps the uuid5 ids its streams are named by (re-keying would break every hash chain:
     those ids stay guessable); a schema without leads yet gets keyed ids."""
@@ -248,18 +248,18 @@ def _lead_id_scheme(conn: Any, schema: str) -> None:
     )
 
 
-def _retracted_moves(conn: Any, schema: str) -> None:
+def _retracted_moves(conn: Connection, schema: str) -> None:
     """Stage history keeps the moves a late fact took back, with when (engine/domain/moments.py)."""
     for statement in RETRACTED_AT:
         conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
-def _parked(conn: Any, schema: str) -> None:
+def _parked(conn: Connection, schema: str) -> None:
     """Leads a projection set aside instead of stopping (engine/projections/parking.py)."""
     conn.execute(sql.SQL(PARKED_DDL).format(s=sql.Identifier(schema)))
 
 
-def _credit_currency(conn: Any, schema: str) -> None:
+def _credit_currency(conn: Connection, schema: str) -> None:
     """Saved revenue credits say their currency (a run in EUR replaces one in USD whole)."""
     conn.execute(
         sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS currency text").format(
@@ -281,11 +281,11 @@ CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
 """
 
 
-def _relay_tracking(conn: Any, schema: str) -> None:
+def _relay_tracking(conn: Connection, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
 
 
-def _recorded_at(conn: Any, schema: str) -> None:
+def _recorded_at(conn: Connection, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""
     conn.execute(

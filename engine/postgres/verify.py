@@ -22,7 +22,7 @@ from psycopg import sql
 from engine.aggregates.lead import Lead
 from engine.domain.errors import LeadEngineError
 from engine.postgres.chain import ANCHOR_TABLE, CHAIN_TABLE, START_TABLE, digest, link
-from engine.postgres.db import Database
+from engine.postgres.db import Connection, Database
 from engine.services.application import EVENTS_TABLE, LeadEngine
 
 #: names an aggregate for a report (its lead key), or None
@@ -77,7 +77,7 @@ def _stream(db: Database, query: sql.Composed, params: tuple[Any, ...]) -> Itera
         yield from cur
 
 
-def chained_from(conn: Any, schema: str) -> int:
+def chained_from(conn: Connection, schema: str) -> int:
     """Every event from this notification id on must have a link. No row (deleted): every
     event must, the strictest reading."""
     row = conn.execute(
@@ -417,7 +417,7 @@ def anchor(db: Database, anchors_file: Path | None = None) -> dict[str, Any]:
     return doc
 
 
-def _heads(conn: Any, schema: str, upto: int) -> bytes:
+def _heads(conn: Connection, schema: str, upto: int) -> bytes:
     """(aggregate, version, link) of the newest event up to `upto` of every aggregate with an
     event since the previous anchor, by aggregate id."""
     s = sql.Identifier(schema)

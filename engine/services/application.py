@@ -31,7 +31,6 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoding,
 )
-from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
@@ -39,7 +38,7 @@ from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id
 from engine.domain.contract import Envelope, present_pii
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
-from engine.domain.leadids import KEYED, SCHEME_TABLE, LeadIds, id_secret, pseudonym
+from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
@@ -47,6 +46,7 @@ from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.sealing import PiiMapper
+from engine.postgres.store import datastore_of, existing, stored_scheme
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -132,7 +132,7 @@ class LeadEngine(Application[UUID]):
         self.rules = rules or load_rules()
         #: shared aggregates this batch read but did not change (the roster), read once
         self._peeked: dict[UUID, Aggregate | None] = {}
-        datastore = getattr(self.recorder, "datastore", None)
+        datastore = datastore_of(self.recorder)
         keys: KeyStore
         #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
         self.locks = None if datastore is None else SharedLocks(datastore)
@@ -144,7 +144,7 @@ class LeadEngine(Application[UUID]):
                 )
             keys = PostgresKeyStore(datastore, master_key)
             keys.create_tables()
-            scheme = _stored_scheme(datastore)
+            scheme = stored_scheme(datastore)
         else:  # the in-memory store lives as long as the process: so does its master key
             master_key = master_key or os.urandom(32)
             keys = KeyStore(master_key)
@@ -372,9 +372,7 @@ class LeadEngine(Application[UUID]):
         One query asks the store which of the batch's uncached aggregates have any event; those
         that have none are created here, the rest load as usual (cache, then store).
         """
-        datastore = getattr(self.recorder, "datastore", None)
-        table = getattr(self.recorder, "events_table_name", None)
-        if datastore is None or table is None:
+        if datastore_of(self.recorder) is None:
             return  # the in-memory store: a lookup there costs nothing
         wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
         for env in events:
@@ -388,14 +386,9 @@ class LeadEngine(Application[UUID]):
                 wanted[agg_id] = (cls, env.subject)
         if not wanted:
             return
-        statement = sql.SQL(
-            "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
-        ).format(sql.Identifier(datastore.schema), sql.Identifier(table))
-        with datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (list(wanted),))
-            existing = {UUID(str(row["originator_id"])) for row in curs.fetchall()}
+        stored = existing(self.recorder, wanted) or set()
         for agg_id, (cls, key) in wanted.items():
-            if agg_id not in existing:
+            if agg_id not in stored:
                 touched[agg_id] = _new(cls, agg_id, key)
 
     def _cached(self, agg_id: UUID) -> bool:
@@ -492,23 +485,6 @@ def _new(cls: type[A], agg_id: UUID, key: str) -> A:
     if issubclass(cls, Lead):
         return cast(A, cls.start(key, agg_id))
     return cls(key=key)  # type: ignore[call-arg]  # their ids are not personal: uuid5 of the key
-
-
-def _stored_scheme(datastore: Any) -> str:
-    """The lead id scheme recorded for the store's schema (migration 7); keyed if none is."""
-    table = f"{datastore.schema}.{SCHEME_TABLE}"
-    with datastore.get_connection() as conn, conn.cursor() as c:
-        c.execute("SELECT to_regclass(%s) AS t", (table,))
-        found = c.fetchone()
-        if not found or found["t"] is None:
-            return KEYED
-        c.execute(
-            sql.SQL("SELECT scheme FROM {} WHERE id = 1").format(
-                sql.Identifier(datastore.schema, SCHEME_TABLE)
-            )
-        )
-        row = c.fetchone()
-    return str(row["scheme"]) if row else KEYED
 
 
 def _date(value: Any) -> date:

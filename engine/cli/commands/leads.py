@@ -15,7 +15,7 @@ from engine.domain.errors import LeadEngineError
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
 from engine.domain.scoring import persona_fits
 from engine.domain.sla import sla_state
-from engine.runtime import open_runtime
+from engine.runtime import Runtime, open_runtime
 from engine.services.history import history_rows, shown_key, summary
 
 
@@ -67,7 +67,7 @@ def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _events_at(rt: Any, args: argparse.Namespace) -> list[Any]:
+def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
     """The lead's stored events, cut by --as-of (recorded) or --occurred-by (happened)."""
     events: list[Any] = rt.app.lead_events(args.key)
     as_of = moment_arg(getattr(args, "as_of", None))

@@ -1,0 +1,49 @@
+"""What the application asks of the PostgreSQL event store beyond eventsourcing's recorder API:
+which of a batch's aggregates exist already, and the lead id scheme the schema records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from eventsourcing.persistence import Recorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
+from psycopg import sql
+
+from engine.domain.leadids import KEYED, SCHEME_TABLE
+
+
+def datastore_of(recorder: Recorder) -> PostgresDatastore | None:
+    """The recorder's PostgreSQL datastore; None for the in-memory store."""
+    return recorder.datastore if isinstance(recorder, PostgresAggregateRecorder) else None
+
+
+def existing(recorder: Recorder, ids: Iterable[UUID]) -> set[UUID] | None:
+    """Those of `ids` with at least one stored event, in one query; None for the in-memory
+    store (a lookup there costs nothing)."""
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return None
+    datastore = recorder.datastore
+    statement = sql.SQL(
+        "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
+    ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, (list(ids),))
+        return {UUID(str(row["originator_id"])) for row in curs.fetchall()}
+
+
+def stored_scheme(datastore: PostgresDatastore) -> str:
+    """The lead id scheme recorded for the store's schema (migration 7); keyed if none is."""
+    table = f"{datastore.schema}.{SCHEME_TABLE}"
+    with datastore.get_connection() as conn, conn.cursor() as c:
+        c.execute("SELECT to_regclass(%s) AS t", (table,))
+        found = c.fetchone()
+        if not found or found["t"] is None:
+            return KEYED
+        c.execute(
+            sql.SQL("SELECT scheme FROM {} WHERE id = 1").format(
+                sql.Identifier(datastore.schema, SCHEME_TABLE)
+            )
+        )
+        row = c.fetchone()
+    return str(row["scheme"]) if row else KEYED
