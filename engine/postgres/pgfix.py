@@ -23,8 +23,8 @@ to its cache (`maybe_add_to_cache` returns no key when a counted query becomes p
 fix returns the key in that case too, so the pipeline validates it and forgets a Parse that
 did not happen.
 
-Both are applied once, on import of `engine.db`; each is a no-op if a future psycopg changes
-the private method it wraps. `tests/integration/test_pgfix.py` reproduces both without it.
+Both are applied once, on import of `engine.postgres.db`; each is a no-op if a future psycopg
+changes the private method it wraps. `tests/integration/test_pgfix.py` reproduces both without it.
 """
 
 from __future__ import annotations

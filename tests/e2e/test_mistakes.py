@@ -226,8 +226,8 @@ def test_a_bug_is_one_line_and_the_trace_is_kept_in_a_file(
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import sys\n"
-        "from engine import cli\n"
-        "from engine.commands import ops\n"
+        "from engine.cli import main as cli\n"
+        "from engine.cli.commands import schemas as ops\n"
         "def boom(args):\n"
         f"    raise RuntimeError('password={SECRET} and then it broke')\n"
         "ops.rules_show = boom\n"
