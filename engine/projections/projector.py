@@ -39,7 +39,7 @@ from engine.aggregates.routing import Roster, RoutingQueue
 from engine.application import LeadEngine
 from engine.db import Database
 from engine.logs import get_logger
-from engine.projections import parking, rows
+from engine.projections import parking, registry, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
@@ -92,17 +92,11 @@ ROUTING_STATE_EVENTS = (
     Roster.AvailabilityChanged,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
-UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
-#: Every table the projector writes, in write order: its columns and its key.
+UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
+#: Every table the projector writes, in write order: its columns and its key
+#: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "lead_state": (rows.LEAD_STATE_COLUMNS, ("lead_id",)),
-    "lead_touchpoints": (rows.TOUCH_COLUMNS, ("lead_id", "source", "event_id")),
-    "lead_stage_history": (rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")),
-    "campaign_costs": (rows.COST_COLUMNS, ("campaign", "source", "event_id")),
-    "lead_scores": (rows.SCORE_COLUMNS, ("lead_id", "model")),
-    "lead_routing": (rows.ROUTING_COLUMNS, ("lead_id", "version")),
-    "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
-    "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
+    name: (registry.TABLES[name].names, registry.TABLES[name].key) for name in registry.PROJECTED
 }
 #: Where `retracted_at` sits in a stage-history row.
 RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
