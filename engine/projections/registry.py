@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
+from pydantic import BaseModel
 
 from engine.lifecycle import FUNNEL, RANK, STAGES
+from engine.rules import BusinessHours, Combine, MqlRule, Sla
 
 #: lead_state's stage columns, in lifecycle order (every stage but `anonymous`)
 STAGE_COLUMNS = STAGES[1:]
@@ -476,6 +478,35 @@ TRACKING = Table(
     projected=False,
 )
 
+RULES = Table(
+    "rules_applied",
+    "One row per rules set the projector started applying: from which log position and when "
+    "(recorded clock), until the next row.",
+    (
+        nn("rules_version", "text", "`name@version` of the rules (the primary scoring model)"),
+        nn(
+            "rules_hash",
+            "text",
+            "sha256 of the whole rules document (canonical JSON): two files with the same "
+            "version but different content differ here",
+        ),
+        nn("rules", "jsonb", "the whole rules document as the engine read it (JSON)"),
+        nn(
+            "from_position",
+            "bigint",
+            "the first event (notification id in the log) the projector applied them to",
+        ),
+        nn(
+            "applied_from",
+            "timestamptz",
+            "when the projector first wrote a batch under them (recorded clock)",
+            default="now()",
+        ),
+    ),
+    ("rules_hash", "applied_from"),
+    projected=False,
+)
+
 #: Every table, the projector's in its write order.
 TABLES: dict[str, Table] = {
     t.name: t
@@ -490,6 +521,7 @@ TABLES: dict[str, Table] = {
         SLA,
         MILESTONES,
         CREDITS,
+        RULES,
     )
 }
 #: The tables the projector writes, in write order.
@@ -945,6 +977,74 @@ _kpi(
     ("cost_per_customer", "numeric", "cost / customers"),
     ("revenue", "numeric", "won deals of leads from that source, in that currency"),
     ("revenue_per_customer", "numeric", "revenue / customers"),
+)
+
+
+def _fields(model: type[BaseModel]) -> str:
+    return ", ".join(f"`{name}`" for name in model.model_fields)
+
+
+_UNTIL = "lead(applied_from) OVER (ORDER BY applied_from, from_position)"
+
+_view(
+    View(
+        "rules_in_force",
+        "One row per rules set the engine's projector applied to current-state rows "
+        "(`lead_current`, `lead_scores`, `lead_sla`), from when until the next; the row with "
+        "`in_force` true is today's. MQL decisions name the rules they were taken under "
+        "themselves (`lead_stage_history.decision`).",
+        RULES,
+        (
+            Out("rules_version"),
+            Out("rules_hash"),
+            Out("from_position"),
+            Out("applied_from"),
+            Out(
+                "applied_until",
+                _UNTIL,
+                "when the next rules set took over (recorded clock); null while in force",
+                "timestamptz",
+            ),
+            Out("in_force", f"{_UNTIL} IS NULL", "true for the rules in force now", "boolean"),
+            Out(
+                "mql_rule",
+                "rules -> 'mql'",
+                f"the primary model's MQL rule: {_fields(MqlRule)}",
+                "jsonb",
+            ),
+            Out(
+                "score_weights",
+                "rules -> 'combine'",
+                f"how fit and engagement combine into the score: {_fields(Combine)}",
+                "jsonb",
+            ),
+            Out(
+                "sla_first_touch_types",
+                "rules -> 'sla' -> 'first_touch_types'",
+                "touch types that count as the first sales touch for the SLA (null: no SLA)",
+                "jsonb",
+            ),
+            Out(
+                "sla_business_hours",
+                "rules -> 'sla' -> 'business_hours'",
+                f"the SLA's business hours: {_fields(BusinessHours)}",
+                "jsonb",
+            ),
+            Out(
+                "sla",
+                "rules -> 'sla'",
+                f"the whole SLA section (null: no SLA): {_fields(Sla)}",
+                "jsonb",
+            ),
+            Out(
+                "attribution_exclude_types",
+                "rules -> 'attribution' -> 'exclude_types'",
+                "touch types attribution leaves out",
+                "jsonb",
+            ),
+            Out("rules"),
+        ),
+    )
 )
 
 #: contract_info's query is engine/readmodel.py's (it names the contract's version)
