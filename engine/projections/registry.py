@@ -31,6 +31,7 @@ from pathlib import Path
 from psycopg import sql
 from pydantic import BaseModel
 
+from engine.contract import TOUCH_TYPES
 from engine.lifecycle import FUNNEL, RANK, STAGES
 from engine.rules import BusinessHours, Combine, MqlRule, Sla
 
@@ -640,65 +641,48 @@ def _view(v: View) -> None:
     VIEWS[v.name] = v
 
 
+def outs(names: str) -> tuple[Out, ...]:
+    """Columns shown as the table has them, by name."""
+    return tuple(Out(n) for n in names.split())
+
+
+def _alias(old: str, new: str) -> str:
+    return (
+        f"the same as `{new}`: the name before the contract named each concept once, kept for "
+        f"one contract version (docs/read-model.md, 'Names'); use `{new}`"
+    )
+
+
+#: Touch types a sales rep makes (their data names the `rep`): calls and meetings.
+SALES_TOUCH_TYPES = tuple(t for t, model in TOUCH_TYPES.items() if "rep" in model.model_fields)
+
 _view(
     View(
         "lead_current",
         "One row per lead: its current stage, owner, score and profile.",
         LEAD_STATE,
         (
-            *(
-                Out(n)
-                for n in (
-                    "lead_id",
-                    "lead_key",
-                    "stage",
-                    "owner",
-                    "owner_source",
-                    "queue",
-                    "score",
-                    "fit",
-                    "engagement",
-                    "rules_version",
-                    "best_persona",
-                    "persona_fit",
-                    "source_channel",
-                    "source_campaign",
-                )
+            *outs(
+                "lead_id lead_key stage owner owner_source queue score fit engagement "
+                "rules_version best_persona persona_fit source_channel source_campaign"
             ),
-            Out("first_touch_at", meaning="first touch"),
-            *(
-                Out(n)
-                for n in (
-                    "last_touch_at",
-                    "touch_count",
-                    "touch_counts",
-                    "company",
-                    "title",
-                    "country",
-                    "industry",
-                    "employees",
-                    "seniority",
-                )
+            Out(
+                "first_touch_at",
+                meaning="the lead's first touch of any type, the one that sets `source_channel` "
+                "(the SLA's first sales touch is `lead_sla.first_sales_touch_at`)",
+            ),
+            *outs(
+                "last_touch_at touch_count touch_counts company title country industry "
+                "employees seniority"
             ),
             *(_reached(col) if col in FUNNEL_AT else _exit(col) for col in STAGE_AT_COLUMNS),
-            *(
-                Out(n)
-                for n in (
-                    "won_amount",
-                    "won_currency",
-                    "anomalies",
-                    "mql_rounds",
-                    "last_event_at",
-                    "erased_at",
-                )
-            ),
+            *outs("won_amount won_currency anomalies mql_rounds last_event_at erased_at"),
             Out("lead_version", "version"),
             Out(
                 "mql_entered_at",
                 "mql_at",
-                "first time the lead was in stage `mql` itself (the "
-                "MQL rule met); null if it never was, e.g. sales accepted it first (the other MQL "
-                "definition)",
+                "first time the lead was in stage `mql` itself (the MQL rule met); null if it "
+                "never was, e.g. sales accepted it first (the other MQL definition)",
             ),
             Out("recorded_at"),
         ),
@@ -711,23 +695,23 @@ _view(
         "One row per touch (micro-conversion).",
         TOUCHPOINTS,
         (
-            *(
-                Out(n)
-                for n in (
-                    "lead_id",
-                    "lead_key",
-                    "event_id",
-                    "type",
-                    "channel",
-                    "campaign",
-                    "content",
-                    "url",
-                    "rep",
-                )
-            ),
+            *outs("lead_id lead_key event_id type channel campaign content url rep"),
             Out("occurred_at", meaning="when it happened"),
             Out("recorded_at", meaning="when the engine stored it"),
             Out("source"),
+            Out(
+                "position",
+                meaning="arrival order: the touch's notification id in the engine's log "
+                "(recorded clock); orders touches that share `occurred_at`, as the reports do",
+            ),
+            Out(
+                "sales_touch",
+                "type IN (" + ", ".join(f"'{t}'" for t in SALES_TOUCH_TYPES) + ")",
+                "true for a touch a sales rep made: "
+                + ", ".join(f"`{t}`" for t in SALES_TOUCH_TYPES)
+                + "; false for marketing touches",
+                "boolean",
+            ),
         ),
     )
 )
@@ -743,18 +727,8 @@ _view(
             Out("lead_id", meaning="the lead"),
             Out("lead_key", meaning="the lead's key"),
             Out("lead_version", "version"),
-            *(
-                Out(n)
-                for n in (
-                    "from_stage",
-                    "to_stage",
-                    "decision",
-                    "reason",
-                    "score",
-                    "trigger_event_id",
-                    "occurred_at",
-                    "recorded_at",
-                )
+            *outs(
+                "from_stage to_stage decision reason score trigger_event_id occurred_at recorded_at"
             ),
         ),
         source="{s}.lead_stage_history WHERE retracted_at IS NULL",
@@ -802,19 +776,14 @@ _view(
         (
             Out("lead_id", meaning="the lead"),
             Out("lead_key", meaning="the lead's key"),
-            *(
-                Out(n)
-                for n in (
-                    "event_id",
-                    "type",
-                    "actor",
-                    "reason",
-                    "amount",
-                    "currency",
-                    "occurred_at",
-                    "recorded_at",
-                    "source",
-                )
+            *outs("event_id type"),
+            Out("actor", meaning=_alias("actor", "rep")),
+            *outs("reason amount currency occurred_at recorded_at source"),
+            Out(
+                "rep",
+                "actor",
+                "the rep the fact names: who accepted, rejected, qualified or disqualified, the "
+                "new owner of `owner.assigned`",
             ),
         ),
     )
@@ -828,8 +797,14 @@ _view(
         (
             Out("lead_id", meaning="the lead"),
             Out("lead_key", meaning="the lead's key"),
-            *(Out(n) for n in ("model", "model_version", "fit", "engagement", "score", "as_of")),
+            *outs("model model_version fit engagement score"),
+            Out("as_of", meaning=_alias("as_of", "scored_at")),
             _RECORDED_LATEST,
+            Out(
+                "scored_at",
+                "as_of",
+                "the moment scored: when the lead's latest fact happened (happened clock)",
+            ),
         ),
         source="{s}.lead_scores c LEFT JOIN {s}.lead_state l USING (lead_id)",
         alias="c",
@@ -844,20 +819,13 @@ _view(
         (
             Out("lead_id", meaning="the lead"),
             Out("lead_key", meaning="the lead's key"),
-            *(
-                Out(n)
-                for n in (
-                    "round",
-                    "owner",
-                    "queue",
-                    "routed_at",
-                    "first_touch_due",
-                    "first_touch_at",
-                    "decision_due",
-                    "decided_at",
-                )
-            ),
+            *outs("round owner queue routed_at"),
+            Out("first_touch_due", meaning=_alias("first_touch_due", "first_sales_touch_due")),
+            Out("first_touch_at", meaning=_alias("first_touch_at", "first_sales_touch_at")),
+            *outs("decision_due decided_at"),
             _RECORDED_LATEST,
+            Out("first_sales_touch_due", "first_touch_due"),
+            Out("first_sales_touch_at", "first_touch_at"),
         ),
         source="{s}.lead_sla c LEFT JOIN {s}.lead_state l USING (lead_id)",
         alias="c",
