@@ -8,7 +8,7 @@ meaning), its key, its indexes, and whether its rows are opinions replaced on co
   EXISTS` for each, so an older table gets what it lacks, then the indexes),
 - the projector's column lists, keys, upserts and COPY columns (`projector.TABLES`,
   `UPSERTED`; `rows.*_COLUMNS`: the row functions there build tuples in this order),
-- the `COMMENT ON` of each table and column (`comments`).
+- the `COMMENT ON` of each table and column (`table_comments`).
 
 A `View` is a contract view in `<schema>_read` (engine/readmodel.py): its columns in order,
 each an expression over the table it shows (by default the table's column of that name, with
@@ -17,8 +17,12 @@ and the column tables of docs/read-model.md and docs/reports.md (`python -m
 engine.projections.registry docs/read-model.md docs/reports.md` rewrites them; a unit test fails
 if they drift, an integration test reads the comments back from PostgreSQL).
 
-Adding a read-model column: one `Column` here (and its value in the row function in
-rows.py), one `Out` in the view that shows it; run the command above.
+Adding a read-model column: one `Column` here (at the end of its table; its value at the same
+place in the row function in rows.py), one `Out` at the end of the view that shows it (views
+only ever gain columns at the end), then the command above. A brand-new database gets the
+column from migration 1 (it runs `ddl()`); an existing one from a new migration that runs its
+table's `ddl()` (as migration 13 does for `rules_applied`). Views and comments follow by
+themselves (engine/readmodel.py: a fingerprint of these declarations).
 """
 
 from __future__ import annotations
