@@ -15,73 +15,16 @@ from typing import Any
 
 from psycopg import sql
 
-from engine.analytics.views import VIEWS as KPI_VIEWS
 from engine.postgres.dependents import qualified, replace_view
-from engine.projections.rows import STAGE_AT_COLUMNS, STAGE_COLUMNS
+from engine.projections.registry import TABLES, VIEWS, plain, table_comments, view_comments
 from engine.services.application import EVENTS_TABLE
 
 READER_ROLE = "leadengine_reader"
 
-#: The funnel stages' columns, in funnel order (`captured_at` .. `customer_at`).
-FUNNEL_AT = STAGE_AT_COLUMNS[: STAGE_COLUMNS.index("customer") + 1]
-#: lead_current's stage times. The official definition (docs/read-model.md, "MQL: one
-#: definition"): a funnel stage is reached when the lead gets to it or to any later funnel stage
-#: (a skip reaches the stages it skips), as kpi_stage_reached, kpi_funnel and the CLI count.
-REACHED_AT = tuple(
-    f"least({', '.join(FUNNEL_AT[i:])}) AS {column}" if column in FUNNEL_AT[:-1] else column
-    for i, column in enumerate(STAGE_AT_COLUMNS)
-)
-
+#: Each contract view's query (`{s}`: the engine's schema), from its declaration in
+#: engine/projections/registry.py (columns, their meanings, the docs' tables).
 CONTRACT: dict[str, str] = {
-    "lead_current": """
-    SELECT lead_id, lead_key, stage, owner, owner_source, queue,
-           score, fit, engagement, rules_version, best_persona, persona_fit,
-           source_channel, source_campaign, first_touch_at, last_touch_at, touch_count,
-           touch_counts, company, title, country, industry, employees, seniority,
-           """
-    + ", ".join(REACHED_AT)
-    + """,
-           won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
-           version AS lead_version, mql_at AS mql_entered_at, recorded_at
-    FROM {s}.lead_state""",
-    "lead_touchpoints": """
-    SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,
-           occurred_at, recorded_at, source
-    FROM {s}.lead_touchpoints""",
-    "lead_stage_history": """
-    SELECT lead_id, lead_key, version AS lead_version, from_stage, to_stage, decision, reason,
-           score, trigger_event_id, occurred_at, recorded_at
-    FROM {s}.lead_stage_history WHERE retracted_at IS NULL""",
-    "lead_owner_history": """
-    SELECT lead_id, lead_key, occurred_at, recorded_at,
-           CASE outcome WHEN 'routed' THEN 'routed' ELSE 'not_routed' END AS outcome,
-           owner, queue, strategy, why, trigger_event_id
-    FROM {s}.lead_routing
-    UNION ALL
-    SELECT lead_id, lead_key, occurred_at, recorded_at, 'assigned', actor, NULL, NULL,
-           'owner.assigned upstream', event_id
-    FROM {s}.lead_milestones WHERE type = 'owner.assigned'""",
-    "lead_milestones": """
-    SELECT lead_id, lead_key, event_id, type, actor, reason, amount, currency,
-           occurred_at, recorded_at, source
-    FROM {s}.lead_milestones""",
-    "lead_scores": """
-    SELECT c.lead_id, c.lead_key, c.model, c.model_version, c.fit, c.engagement, c.score,
-           c.as_of, l.recorded_at
-    FROM {s}.lead_scores c LEFT JOIN {s}.lead_state l USING (lead_id)""",
-    "lead_sla": """
-    SELECT c.lead_id, c.lead_key, c.round, c.owner, c.queue, c.routed_at, c.first_touch_due,
-           c.first_touch_at, c.decision_due, c.decided_at, l.recorded_at
-    FROM {s}.lead_sla c LEFT JOIN {s}.lead_state l USING (lead_id)""",
-    "campaign_costs": """
-    SELECT event_id, campaign, channel, amount, currency, period_start, period_end, recorded_at,
-           source
-    FROM {s}.campaign_costs""",
-    "attribution_credits": """
-    SELECT model, by, value, conversion, key, credit, share_pct, total, conversions,
-           window_from, window_to, as_of, rules_version, computed_at, currency
-    FROM {s}.attribution_credits""",
-    **{name: "SELECT * FROM {s}." + name for name in KPI_VIEWS},
+    name: v.select() for name, v in VIEWS.items() if name != "contract_info"
 }
 
 #: Changes whenever a view above changes (a column added, a definition fixed): a reporting job
@@ -106,7 +49,16 @@ CONTRACT["contract_info"] = f"""
            t.updated_at AS last_projected_at
     FROM {{s}}.projection_tracking t CROSS JOIN (SELECT {{r}}.log_head() AS head) h"""
 
-FINGERPRINT = "leadengine read contract " + hashlib.sha256(repr(CONTRACT).encode()).hexdigest()[:16]
+#: What the read schema holds now, the views and every comment: `lead_current`'s comment, its
+#: meaning followed by this hash (a start that finds another replaces views and comments).
+FINGERPRINT = (
+    plain(VIEWS["lead_current"].meaning)
+    + " [leadengine read contract "
+    + hashlib.sha256(
+        repr((CONTRACT, [(t.meaning, t.columns) for t in TABLES.values()], VIEWS)).encode()
+    ).hexdigest()[:16]
+    + "]"
+)
 
 
 def read_schema(schema: str) -> str:
@@ -133,11 +85,31 @@ def ensure_contract(conn: Any, schema: str) -> bool:
     for name in CONTRACT:
         query = sql.SQL(CONTRACT[name]).format(s=s, r=r)
         replace_view(conn, schema, qualified(read, name), query)
+    comment(conn, schema)
     conn.execute(
         sql.SQL("COMMENT ON VIEW {}.lead_current IS {}").format(r, sql.Literal(FINGERPRINT))
     )
     grant(conn, schema)
     return True
+
+
+def comment(conn: Any, schema: str, tables: tuple[str, ...] | None = None) -> None:
+    """COMMENT ON every contract view and its columns, and on the engine's read-model tables
+    (`tables`: only those, e.g. after a rebuild swapped them in), from their declarations."""
+    for name in tables if tables is not None else tuple(TABLES):
+        if conn.execute("SELECT to_regclass(%s)", (qualified(schema, name),)).fetchone()[0]:
+            for statement in table_comments(schema, TABLES[name]):
+                conn.execute(statement)
+    if tables is None:
+        read = read_schema(schema)
+        for view in VIEWS.values():
+            found = conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attnum > 0 AND NOT attisdropped",
+                (qualified(read, view.name),),
+            ).fetchall()
+            for statement in view_comments(read, view, {name for (name,) in found}):
+                conn.execute(statement)
 
 
 def _all_there(conn: Any, read: str) -> bool:

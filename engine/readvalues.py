@@ -107,6 +107,8 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "occurred_at",
             "recorded_at",
             "source",
+            "position",
+            "sales_touch",
         ),
     ),
     "lead_stage_history": (
@@ -133,7 +135,17 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "lead_scores": (
         ("lead_id", "model"),
-        ("lead_id", "lead_key", "model", "model_version", "fit", "engagement", "score", "as_of"),
+        (
+            "lead_id",
+            "lead_key",
+            "model",
+            "model_version",
+            "fit",
+            "engagement",
+            "score",
+            "as_of",
+            "scored_at",
+        ),
     ),
     "lead_sla": (
         ("lead_id",),
@@ -146,6 +158,7 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "routed_at",
             "first_touch_due",
             "decision_due",
+            "first_sales_touch_due",
         ),
     ),
     "campaign_costs": (

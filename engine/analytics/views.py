@@ -9,11 +9,10 @@ from psycopg import sql
 
 from engine.postgres.db import Connection
 from engine.postgres.dependents import qualified, replace_view
+from engine.projections.registry import RANKS_SQL
 
-RANKS = (
-    "(VALUES ('lead', 1), ('mql', 2), ('sal', 3), ('sql', 4), ('opportunity', 5), "
-    "('customer', 6)) AS r(stage, rank)"
-)
+#: The funnel's stages and ranks (lifecycle.RANK) as SQL rows `r(stage, rank)`.
+RANKS = RANKS_SQL
 
 #: First moment each lead reached each funnel stage (a skip reaches the stages it skips).
 REACHED = f"""

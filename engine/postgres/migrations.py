@@ -295,6 +295,14 @@ def _recorded_at(conn: Connection, schema: str) -> None:
     )
 
 
+def _rules_applied(conn: Any, schema: str) -> None:
+    """The rules each projector applied, from where in the log (`<schema>_read.rules_in_force`)."""
+    from engine.projections.registry import TABLES as DECLARED
+
+    for statement in DECLARED["rules_applied"].ddl():
+        conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -314,6 +322,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
     Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
     Migration(12, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
+    Migration(
+        13, "rules_applied: the rules in force, from which position and when", _rules_applied
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

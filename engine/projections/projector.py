@@ -20,6 +20,8 @@ the offenders. `reproject` re-folds parked aggregates (`leadengine projections r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,10 +40,13 @@ from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
 from engine.postgres.db import Database
-from engine.projections import parking, rows
+from engine.postgres.dependents import qualified
+from engine.projections import parking, registry, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 from engine.services.application import LeadEngine
 
+#: The rules each projector applied, from where in the log (engine/projections/registry.py).
+RULES_TABLE = "rules_applied"
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     "leads": ("lead_state", "lead_scores", "lead_sla"),
@@ -92,17 +97,11 @@ ROUTING_STATE_EVENTS = (
     Roster.AvailabilityChanged,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
-UPSERTED = frozenset({"lead_state", "lead_scores", "lead_sla"})
-#: Every table the projector writes, in write order: its columns and its key.
+UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
+#: Every table the projector writes, in write order: its columns and its key
+#: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "lead_state": (rows.LEAD_STATE_COLUMNS, ("lead_id",)),
-    "lead_touchpoints": (rows.TOUCH_COLUMNS, ("lead_id", "source", "event_id")),
-    "lead_stage_history": (rows.STAGE_HISTORY_COLUMNS, ("lead_id", "version")),
-    "campaign_costs": (rows.COST_COLUMNS, ("campaign", "source", "event_id")),
-    "lead_scores": (rows.SCORE_COLUMNS, ("lead_id", "model")),
-    "lead_routing": (rows.ROUTING_COLUMNS, ("lead_id", "version")),
-    "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
-    "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
+    name: (registry.TABLES[name].names, registry.TABLES[name].key) for name in registry.PROJECTED
 }
 #: Where `retracted_at` sits in a stage-history row.
 RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
@@ -211,6 +210,9 @@ class Projector:
         self._parked: dict[str, set[UUID]] = {name: set() for name in PROJECTIONS}
         self._some_parked = False
         self._parks: list[Park] = []
+        #: whether this projector has recorded its rules in `rules_applied` (None: no such
+        #: table in its schema, e.g. a rebuild's staging schema)
+        self._rules_noted: bool | None = False
 
     def positions(self) -> dict[str, int]:
         """Each of this projector's projections' position in the log (0: nothing yet)."""
@@ -483,13 +485,18 @@ class Projector:
         conn = self._connection()
         seconds = time.perf_counter() - started
 
+        noted = False
+
         def commit(write_rows: Callable[[Cursor[Any]], None]) -> None:
+            nonlocal noted
             assert batch.events is not None
             with conn.transaction(), conn.cursor() as cur:
                 for name, expected in moving.items():
                     events = batch.events.get(name, 0)
                     self._advance(cur, name, expected, batch.last_position, events, seconds)
                 self._still_parked(cur, batch.skipped)
+                if "leads" in moving and self._rules_noted is False:
+                    noted = self._note_rules(cur, moving["leads"] + 1)
                 write_rows(cur)
                 self._write_rekeys(cur, batch)
                 self._write_retractions(cur, batch)
@@ -512,8 +519,33 @@ class Projector:
         except psycopg.OperationalError:
             self.close()
             raise
+        if noted:  # committed with the batch
+            self._rules_noted = True
         self._parks = []
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
+
+    def _note_rules(self, cur: Cursor[Any], position: int) -> bool:
+        """Record the rules this projector applies, from `position`, unless they are the
+        ones recorded last (`rules_in_force`): in the batch's transaction, once per run.
+        False if the schema has no table for them (a rebuild's staging schema)."""
+        found = cur.execute(
+            "SELECT to_regclass(%s)", (qualified(self.db.schema, RULES_TABLE),)
+        ).fetchone()
+        if not (found and found[0]):
+            self._rules_noted = None
+            return False
+        document = self.app.rules.model_dump(mode="json")
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {t} (rules_version, rules_hash, rules, from_position) "
+                "SELECT %s, %s, %s::jsonb, %s WHERE (SELECT rules_hash FROM {t} "
+                "ORDER BY applied_from DESC, from_position DESC LIMIT 1) IS DISTINCT FROM %s"
+            ).format(t=sql.Identifier(self.db.schema, RULES_TABLE)),
+            (self.app.rules.ref, digest, text, position, digest),
+        )
+        return True
 
     def _write_rekeys(self, cur: Cursor[Any], batch: Batch) -> None:
         for table, pairs in batch.rekeys.items():

@@ -43,7 +43,7 @@ from engine.domain.errors import LeadEngineError
 from engine.logs import get_logger
 from engine.postgres import dependents
 from engine.postgres.db import Database
-from engine.projections import parking
+from engine.projections import parking, registry
 from engine.projections.projector import PROJECTIONS, Projector, names
 from engine.services.application import LeadEngine
 
@@ -376,6 +376,9 @@ def _swap(conn: Any, live: str, staging: str, tables: tuple[str, ...]) -> None:
             )
         )
     dependents.repoint(conn, plan)
+    for table in tables:  # the table's own comment (its columns' came with LIKE)
+        for statement in registry.table_comments(live, registry.TABLES[table]):
+            conn.execute(statement)
     for table in tables:  # nothing reads them now: no CASCADE, so nothing else can go
         conn.execute(sql.SQL("DROP TABLE {}.{}").format(retired, sql.Identifier(table)))
     conn.execute(sql.SQL("DROP SCHEMA {}").format(retired))

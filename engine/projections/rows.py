@@ -14,127 +14,19 @@ from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules, Sla
 from engine.domain.scoring import Score, best_of_profile
 from engine.domain.sla import add_business_hours, decided_at, first_touch_at
+from engine.projections.registry import STAGE_COLUMNS, TABLES
 
-STAGE_COLUMNS = (
-    "lead",
-    "mql",
-    "sal",
-    "sql",
-    "opportunity",
-    "customer",
-    "nurture",
-    "recycled",
-    "disqualified",
-    "lost",
-)
-#: lead_state's column for when each of STAGE_COLUMNS was first reached (`lead`: captured_at)
-STAGE_AT_COLUMNS = tuple("captured_at" if s == "lead" else f"{s}_at" for s in STAGE_COLUMNS)
+#: Column lists of the tables, in the order the row functions below build their tuples: the
+#: declaration is engine/projections/registry.py.
+LEAD_STATE_COLUMNS = TABLES["lead_state"].names
+SCORE_COLUMNS = TABLES["lead_scores"].names
+ROUTING_COLUMNS = TABLES["lead_routing"].names
+SLA_COLUMNS = TABLES["lead_sla"].names
+TOUCH_COLUMNS = TABLES["lead_touchpoints"].names
+MILESTONE_COLUMNS = TABLES["lead_milestones"].names
+STAGE_HISTORY_COLUMNS = TABLES["lead_stage_history"].names
+COST_COLUMNS = TABLES["campaign_costs"].names
 
-LEAD_STATE_COLUMNS = (
-    "lead_id",
-    "lead_key",
-    "stage",
-    "furthest_rank",
-    "owner",
-    "fit",
-    "engagement",
-    "score",
-    "rules_version",
-    "source_channel",
-    "source_campaign",
-    "first_touch_at",
-    "last_touch_at",
-    "touch_count",
-    "touch_counts",
-    "anomalies",
-    "mql_rounds",
-    "company",
-    "title",
-    "country",
-    "industry",
-    "employees",
-    "seniority",
-    *STAGE_AT_COLUMNS,
-    "won_amount",
-    "won_currency",
-    "last_event_at",
-    "version",
-    "owner_source",
-    "queue",
-    "best_persona",
-    "persona_fit",
-    "erased_at",
-    "recorded_at",
-)
-
-SCORE_COLUMNS = (
-    "lead_id",
-    "model",
-    "lead_key",
-    "model_version",
-    "fit",
-    "engagement",
-    "score",
-    "as_of",
-)
-
-ROUTING_COLUMNS = (
-    "lead_id",
-    "version",
-    "lead_key",
-    "outcome",
-    "owner",
-    "queue",
-    "strategy",
-    "why",
-    "trigger_event_id",
-    "occurred_at",
-    "recorded_at",
-)
-
-SLA_COLUMNS = (
-    "lead_id",
-    "lead_key",
-    "round",
-    "owner",
-    "queue",
-    "routed_at",
-    "first_touch_due",
-    "first_touch_at",
-    "decision_due",
-    "decided_at",
-)
-
-TOUCH_COLUMNS = (
-    "lead_id",
-    "event_id",
-    "lead_key",
-    "type",
-    "channel",
-    "campaign",
-    "content",
-    "url",
-    "occurred_at",
-    "recorded_at",
-    "position",
-    "rep",
-    "source",
-)
-
-MILESTONE_COLUMNS = (
-    "lead_id",
-    "event_id",
-    "lead_key",
-    "type",
-    "actor",
-    "reason",
-    "amount",
-    "currency",
-    "occurred_at",
-    "recorded_at",
-    "position",
-    "source",
-)
 #: Lead facts kept as milestones: everything but touches and profile updates.
 MILESTONE_TYPES = frozenset(
     {
@@ -149,33 +41,6 @@ MILESTONE_TYPES = frozenset(
         "deal.won",
         "deal.lost",
     }
-)
-
-STAGE_HISTORY_COLUMNS = (
-    "lead_id",
-    "version",
-    "lead_key",
-    "from_stage",
-    "to_stage",
-    "reason",
-    "trigger_event_id",
-    "decision",
-    "score",
-    "occurred_at",
-    "recorded_at",
-    "retracted_at",
-)
-
-COST_COLUMNS = (
-    "event_id",
-    "campaign",
-    "channel",
-    "amount",
-    "currency",
-    "period_start",
-    "period_end",
-    "recorded_at",
-    "source",
 )
 
 

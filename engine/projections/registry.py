@@ -1,0 +1,1142 @@
+"""Every read-model table and every contract view, declared once.
+
+A `Table` names its columns in their physical order (type, nullability, default, one-line
+meaning), its key, its indexes, and whether its rows are opinions replaced on conflict
+(`upserted`) or history kept as written. From it come:
+
+- the DDL (`ddl`: `CREATE TABLE IF NOT EXISTS` with every column, then `ADD COLUMN IF NOT
+  EXISTS` for each, so an older table gets what it lacks, then the indexes),
+- the projector's column lists, keys, upserts and COPY columns (`projector.TABLES`,
+  `UPSERTED`; `rows.*_COLUMNS`: the row functions there build tuples in this order),
+- the `COMMENT ON` of each table and column (`table_comments`).
+
+A `View` is a contract view in `<schema>_read` (engine/readmodel.py): its columns in order,
+each an expression over the table it shows (by default the table's column of that name, with
+that column's type and meaning). From it come the view's SQL (`select`), its `COMMENT ON`s,
+and the column tables of docs/read-model.md and docs/reports.md (`python -m
+engine.projections.registry docs/read-model.md docs/reports.md` rewrites them; a unit test fails
+if they drift, an integration test reads the comments back from PostgreSQL).
+
+Adding a read-model column: one `Column` here (at the end of its table; its value at the same
+place in the row function in rows.py), one `Out` at the end of the view that shows it (views
+only ever gain columns at the end), then the command above. A brand-new database gets the
+column from migration 1 (it runs `ddl()`); an existing one from a new migration that runs its
+table's `ddl()` (as migration 13 does for `rules_applied`). Views and comments follow by
+themselves (engine/readmodel.py: a fingerprint of these declarations).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import sql
+from pydantic import BaseModel
+
+from engine.domain.contract import TOUCH_TYPES
+from engine.domain.lifecycle import FUNNEL, RANK, STAGES
+from engine.domain.rules import BusinessHours, Combine, MqlRule, Sla
+
+#: lead_state's stage columns, in lifecycle order (every stage but `anonymous`)
+STAGE_COLUMNS = STAGES[1:]
+#: lead_state's column for when each of STAGE_COLUMNS was first reached (`lead`: captured_at)
+STAGE_AT_COLUMNS = tuple("captured_at" if s == "lead" else f"{s}_at" for s in STAGE_COLUMNS)
+#: The funnel stages' columns, in funnel order (`captured_at` .. `customer_at`).
+FUNNEL_AT = STAGE_AT_COLUMNS[: STAGE_COLUMNS.index(FUNNEL[-1]) + 1]
+#: The funnel's ranks as SQL rows `(stage, rank)` (lifecycle.RANK, `anonymous` aside).
+RANKS_SQL = (
+    "(VALUES "
+    + ", ".join(f"('{stage}', {rank})" for stage, rank in RANK.items() if rank > 0)
+    + ") AS r(stage, rank)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str  # PostgreSQL type as in the DDL
+    meaning: str
+    null: bool = True
+    default: str | None = None  # SQL expression
+
+    def ddl(self) -> str:
+        out = f"{self.name} {self.type}"
+        if not self.null:
+            out += " NOT NULL"
+        if self.default is not None:
+            out += f" DEFAULT {self.default}"
+        return out
+
+
+def c(name: str, type_: str, meaning: str, *, default: str | None = None) -> Column:
+    """A nullable column."""
+    return Column(name, type_, meaning, True, default)
+
+
+def nn(name: str, type_: str, meaning: str, *, default: str | None = None) -> Column:
+    """A NOT NULL column."""
+    return Column(name, type_, meaning, False, default)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    meaning: str  # the grain: what one row is
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    upserted: bool = False  # rows are opinions replaced on conflict; else history, kept
+    projected: bool = True  # written by the projector (projector.TABLES)
+    indexes: tuple[tuple[str, str], ...] = ()  # (name, column)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(col.name for col in self.columns)
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    def ddl(self) -> tuple[str, ...]:
+        """Statements (with `{s}` for the schema) that make the table as declared, or add
+        to an older one the columns and indexes it lacks. Types and keys of existing columns
+        are changed by migrations (engine/postgres/migrations.py), not here."""
+        body = ",\n    ".join(
+            [*(col.ddl() for col in self.columns), f"PRIMARY KEY ({', '.join(self.key)})"]
+        )
+        out = [f"CREATE TABLE IF NOT EXISTS {{s}}.{self.name} (\n    {body}\n)"]
+        out += [
+            f"ALTER TABLE {{s}}.{self.name} ADD COLUMN IF NOT EXISTS {col.ddl()}"
+            for col in self.columns
+            if col.name not in self.key
+        ]
+        out += [
+            f"CREATE INDEX IF NOT EXISTS {name} ON {{s}}.{self.name} ({column})"
+            for name, column in self.indexes
+        ]
+        return tuple(out)
+
+
+LEAD_ID = nn(
+    "lead_id",
+    "uuid",
+    "the lead aggregate's id (a keyed hash of the key; uuid5 on schemas made before migration 7)",
+)
+LEAD_KEY = nn(
+    "lead_key",
+    "text",
+    "the lead's key upstream (CloudEvent `subject`); `erased-<12 hex of lead_id>` once forgotten",
+)
+SOURCE = nn(
+    "source",
+    "text",
+    "the CloudEvent `source`: an event is (`source`, `event_id`), so two sources may share an id",
+    default="''",
+)
+OCCURRED = nn(
+    "occurred_at", "timestamptz", "when it happened (happened clock: the CloudEvent `time`)"
+)
+RECORDED = nn("recorded_at", "timestamptz", "when the engine stored it (recorded clock)")
+POSITION = nn(
+    "position",
+    "bigint",
+    "the event's notification id in the engine's log: the "
+    "order the engine recorded events in (recorded clock)",
+)
+
+
+def _stage_at(stage: str, column: str) -> Column:
+    return c(column, "timestamptz", f"first time the lead entered stage `{stage}` itself")
+
+
+LEAD_STATE = Table(
+    "lead_state",
+    "One row per lead: its current stage, owner, score and profile.",
+    (
+        LEAD_ID,
+        LEAD_KEY,
+        nn(
+            "stage",
+            "text",
+            "current stage (see [allowed values](#allowed-values)); "
+            "`anonymous` until the lead is captured (below)",
+        ),
+        nn(
+            "furthest_rank",
+            "int",
+            "rank of the furthest funnel stage the lead reached "
+            "(`lifecycle.RANK`: 0 `anonymous` .. 6 `customer`)",
+        ),
+        c("owner", "text", "current owner (rep id), null if none"),
+        nn("fit", "numeric(6,2)", "0-100, fit part of the score (before weighting)"),
+        nn("engagement", "numeric(6,2)", "0-100, engagement part (with decay, before weighting)"),
+        nn(
+            "score",
+            "numeric(6,2)",
+            "0-100: fit x `combine.fit_weight` + engagement x "
+            "`combine.engagement_weight` (the rules' weights, adding up to 1; 0.5 and 0.5 in "
+            "the shipped rules), under the primary scoring model, as of the lead's latest "
+            "fact",
+        ),
+        nn(
+            "rules_version",
+            "text",
+            "`name@version` of the rules that computed the score, e.g. `default@2026.1`",
+        ),
+        c(
+            "source_channel",
+            "text",
+            "channel of the lead's first touch ([values](#allowed-values)), null if it has none",
+        ),
+        c("source_campaign", "text", "campaign of the lead's first touch"),
+        c("first_touch_at", "timestamptz", "first touch (marketing or sales, any type)"),
+        c("last_touch_at", "timestamptz", "latest touch"),
+        nn("touch_count", "int", "touches so far"),
+        nn("touch_counts", "jsonb", 'touches per type, e.g. `{"touch.page_viewed": 4}`'),
+        nn(
+            "anomalies",
+            "int",
+            "facts that made no sense in the stage they found (kept, stage untouched)",
+        ),
+        nn("mql_rounds", "int", "times the lead became MQL"),
+        c("company", "text", "company (firmographic, not personal)"),
+        c("title", "text", "job title"),
+        c("country", "text", "ISO 3166-1 alpha-2"),
+        c("industry", "text", "industry"),
+        c("employees", "int", "company size"),
+        c("seniority", "text", "seniority"),
+        *(_stage_at(s, col) for s, col in zip(STAGE_COLUMNS, STAGE_AT_COLUMNS, strict=True)),
+        c(
+            "won_amount",
+            "numeric(32,2)",
+            "sum of the won deals' amounts when they are all in "
+            "one currency; null when none, or when the lead won deals in several currencies "
+            "(never a sum across currencies: each deal is in `lead_milestones`)",
+        ),
+        c("won_currency", "text", "that one currency (ISO 4217); null when none or several"),
+        c("last_event_at", "timestamptz", "when the lead's latest fact happened"),
+        nn("version", "int", "the lead aggregate's version this row reflects"),
+        c(
+            "owner_source",
+            "text",
+            "`routing` (the engine routed it) or `manual` (upstream `owner.assigned`)",
+        ),
+        c("queue", "text", "routing queue of the latest routing"),
+        c("best_persona", "text", "the persona the profile fits best (null if none qualifies)"),
+        c("persona_fit", "numeric(6,2)", "that persona's fit score"),
+        c(
+            "erased_at",
+            "timestamptz",
+            "when its personal data was forgotten (`leadengine forget`), else null",
+        ),
+        c(
+            "recorded_at",
+            "timestamptz",
+            "when the engine recorded the lead's latest event, "
+            "the one this row reflects (recorded clock; `last_event_at` is when it happened); "
+            "null for rows projected before migration 11 until the lead changes or "
+            "`projections rebuild leads`",
+        ),
+    ),
+    ("lead_id",),
+    upserted=True,
+    indexes=(("lead_state_stage_idx", "stage"), ("lead_state_key_idx", "lead_key")),
+)
+
+TOUCHPOINTS = Table(
+    "lead_touchpoints",
+    "One row per touch (micro-conversion).",
+    (
+        LEAD_ID,
+        nn("event_id", "text", "the CloudEvent id of the touch"),
+        LEAD_KEY,
+        nn(
+            "type",
+            "text",
+            "one of the 14 touch types listed under [allowed values](#allowed-values)",
+        ),
+        nn(
+            "channel",
+            "text",
+            "marketing channel as sent upstream; `sales` for sales touches "
+            "(calls, meetings) in the demo data ([values](#allowed-values))",
+        ),
+        c("campaign", "text", "campaign"),
+        c("content", "text", "content / creative"),
+        c("url", "text", "landing URL"),
+        OCCURRED,
+        RECORDED,
+        POSITION,
+        c("rep", "text", "the rep, for sales touches (calls, meetings)"),
+        SOURCE,
+    ),
+    ("lead_id", "source", "event_id"),
+    indexes=(("lead_touchpoints_time_idx", "occurred_at"),),
+)
+
+STAGE_HISTORY = Table(
+    "lead_stage_history",
+    "One row per move of the lead's path, with the reason and the event that caused it; a "
+    "move a late fact took back stays, stamped `retracted_at`.",
+    (
+        LEAD_ID,
+        nn(
+            "version",
+            "int",
+            "the lead's version at the change (the order the engine recorded it in)",
+        ),
+        LEAD_KEY,
+        nn("from_stage", "text", "stage before; `anonymous` for the capture (the move to `lead`)"),
+        nn("to_stage", "text", "stage after"),
+        nn("reason", "text", "why, in words (the rule and score for MQL)"),
+        nn("trigger_event_id", "text", "the CloudEvent that caused it"),
+        c(
+            "decision",
+            "text",
+            "the rules version (`name@version`) whose MQL rule the score "
+            "met, null for moves caused by a fact",
+        ),
+        c("score", "numeric(6,2)", "the score that met the MQL rule (MQL only)"),
+        nn("occurred_at", "timestamptz", "when the change happened"),
+        nn("recorded_at", "timestamptz", "when the engine recorded it"),
+        c(
+            "retracted_at",
+            "timestamptz",
+            "when a late fact took the move back (recorded clock); null on the current path",
+        ),
+    ),
+    ("lead_id", "version"),
+    indexes=(("lead_stage_history_lead_idx", "lead_key"),),
+)
+
+COSTS = Table(
+    "campaign_costs",
+    "One row per recorded cost line (`campaign.cost_recorded`).",
+    (
+        nn("event_id", "text", "the CloudEvent id"),
+        nn("campaign", "text", "campaign"),
+        nn("channel", "text", "channel"),
+        nn("amount", "numeric(17,2)", "cost"),
+        nn("currency", "text", "ISO 4217"),
+        nn("period_start", "date", "first day the cost covers"),
+        nn("period_end", "date", "last day the cost covers"),
+        nn("recorded_at", "timestamptz", "when recorded"),
+        SOURCE,
+    ),
+    ("campaign", "source", "event_id"),
+)
+
+SCORES = Table(
+    "lead_scores",
+    "One row per lead and scoring model (the primary model and every other one in the rules).",
+    (
+        LEAD_ID,
+        nn("model", "text", "scoring model name"),
+        LEAD_KEY,
+        nn(
+            "model_version",
+            "text",
+            "the model's `version` as in the rules, without its name, e.g. `2026.1`",
+        ),
+        nn("fit", "numeric(6,2)", "fit part"),
+        nn("engagement", "numeric(6,2)", "engagement part"),
+        nn("score", "numeric(6,2)", "0-100, the model's weighted total (as `lead_current.score`)"),
+        nn("as_of", "timestamptz", "the moment scored (the lead's latest fact)"),
+    ),
+    ("lead_id", "model"),
+    upserted=True,
+)
+
+ROUTING = Table(
+    "lead_routing",
+    "One row per routing attempt of the engine: the owner it chose, or why it found nobody.",
+    (
+        LEAD_ID,
+        nn("version", "int", "the lead's version at the routing"),
+        LEAD_KEY,
+        nn("outcome", "text", "`routed` or `failed`"),
+        c("owner", "text", "the new owner (null when routing failed)"),
+        c("queue", "text", "routing queue"),
+        c(
+            "strategy",
+            "text",
+            "routing strategy: `round_robin`, `weighted_round_robin` or "
+            "`least_loaded`; null when routing failed",
+        ),
+        nn("why", "text", "the engine's reason (who was skipped and why)"),
+        nn("trigger_event_id", "text", "the CloudEvent that caused it"),
+        nn("occurred_at", "timestamptz", "when"),
+        c(
+            "recorded_at",
+            "timestamptz",
+            "when recorded (null for rows projected before this column existed)",
+        ),
+    ),
+    ("lead_id", "version"),
+)
+
+SLA = Table(
+    "lead_sla",
+    "The SLA timers of each routed lead's latest routing round.",
+    (
+        LEAD_ID,
+        LEAD_KEY,
+        nn("round", "int", "routing round (1 = first routing)"),
+        nn("owner", "text", "rep the lead was routed to"),
+        nn("queue", "text", "routing queue"),
+        nn("routed_at", "timestamptz", "when routed"),
+        nn("first_touch_due", "timestamptz", "first sales touch due by (business hours)"),
+        c(
+            "first_touch_at",
+            "timestamptz",
+            "first sales touch (a type in the rules' "
+            "`sla.first_touch_types`, by the owner) after routing, null if none yet",
+        ),
+        nn("decision_due", "timestamptz", "accept/reject due by"),
+        c("decided_at", "timestamptz", "accept/reject, null if none yet"),
+    ),
+    ("lead_id",),
+    upserted=True,
+)
+
+MILESTONES = Table(
+    "lead_milestones",
+    "Sales facts that are not touches: capture, owner assignment, accept/reject, "
+    "qualify/disqualify, nurture, opportunity, won, lost.",
+    (
+        LEAD_ID,
+        nn("event_id", "text", "the CloudEvent id"),
+        LEAD_KEY,
+        nn(
+            "type",
+            "text",
+            "`lead.captured`, `owner.assigned`, `sales.accepted`, "
+            "`sales.rejected`, `sales.qualified`, `sales.disqualified`, "
+            "`lead.nurture_enrolled`, `opportunity.opened`, `deal.won`, `deal.lost`",
+        ),
+        c("actor", "text", "the rep or owner named"),
+        c("reason", "text", "the sales reason or nurture program"),
+        c("amount", "numeric(17,2)", "opportunity or deal amount"),
+        c("currency", "text", "ISO 4217"),
+        nn("occurred_at", "timestamptz", "when it happened"),
+        nn("recorded_at", "timestamptz", "when recorded"),
+        POSITION,
+        SOURCE,
+    ),
+    ("lead_id", "source", "event_id"),
+    indexes=(("lead_milestones_type_idx", "type"),),
+)
+
+CREDITS = Table(
+    "attribution_credits",
+    "Written by `leadengine report attribution --save`; one row per model, grouping and key.",
+    (
+        nn("model", "text", "attribution model"),
+        nn("by", "text", "`channel`, `campaign` or `content`"),
+        nn("value", "text", "`conversions` or `revenue`"),
+        nn("conversion", "text", "the stage that counted as converted"),
+        nn(
+            "key",
+            "text",
+            "the channel / campaign / content credited (`(no touchpoint)` for "
+            "conversions without one)",
+        ),
+        nn("credit", "numeric(32,4)", "conversions or revenue credited"),
+        nn("share_pct", "numeric(7,2)", "credit / total"),
+        nn(
+            "total",
+            "numeric(32,4)",
+            "conversions or revenue in all (the credits add up to it exactly)",
+        ),
+        nn("conversions", "int", "conversions counted"),
+        c("window_from", "timestamptz", "`--from`"),
+        c("window_to", "timestamptz", "`--to`"),
+        c("as_of", "timestamptz", "`--as-of`"),
+        nn("rules_version", "text", "rules used"),
+        nn("computed_at", "timestamptz", "when saved"),
+        c(
+            "currency",
+            "text",
+            "ISO 4217 code of `credit` and `total` when `value` is "
+            "`revenue` (null for conversions); a run replaces the model's rows whatever their "
+            "currency",
+        ),
+    ),
+    ("model", "by", "value", "conversion", "key"),
+    projected=False,
+)
+
+TRACKING = Table(
+    "projection_tracking",
+    "One row per projection: where in the log it is.",
+    (
+        nn("name", "text", "the projection (`leadengine projections list`)"),
+        nn("position", "bigint", "the last notification id of the log it has applied"),
+        nn("updated_at", "timestamptz", "when it last wrote a batch", default="now()"),
+        nn("batch_events", "int", "events in its last batch", default="0"),
+        nn("batch_seconds", "double precision", "seconds its last batch took", default="0"),
+    ),
+    ("name",),
+    projected=False,
+)
+
+RULES = Table(
+    "rules_applied",
+    "One row per rules set the projector started applying: from which log position and when "
+    "(recorded clock), until the next row.",
+    (
+        nn("rules_version", "text", "`name@version` of the rules (the primary scoring model)"),
+        nn(
+            "rules_hash",
+            "text",
+            "sha256 of the whole rules document (canonical JSON): two files with the same "
+            "version but different content differ here",
+        ),
+        nn("rules", "jsonb", "the whole rules document as the engine read it (JSON)"),
+        nn(
+            "from_position",
+            "bigint",
+            "the first event (notification id in the log) the projector applied them to",
+        ),
+        nn(
+            "applied_from",
+            "timestamptz",
+            "when the projector first wrote a batch under them (recorded clock)",
+            default="now()",
+        ),
+    ),
+    ("rules_hash", "applied_from"),
+    projected=False,
+)
+
+#: Every table, the projector's in its write order.
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        TRACKING,
+        LEAD_STATE,
+        TOUCHPOINTS,
+        STAGE_HISTORY,
+        COSTS,
+        SCORES,
+        ROUTING,
+        SLA,
+        MILESTONES,
+        CREDITS,
+        RULES,
+    )
+}
+#: The tables the projector writes, in write order.
+PROJECTED = tuple(name for name, t in TABLES.items() if t.projected)
+
+
+def ddl() -> tuple[str, ...]:
+    """Every table's statements (`{s}`: the engine's schema), in declaration order."""
+    return tuple(statement for table in TABLES.values() for statement in table.ddl())
+
+
+# --- the read contract ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A contract view's column: `expr` over the view's FROM (default: the table's column
+    `name`), with the table column's type and meaning unless given."""
+
+    name: str
+    expr: str | None = None
+    meaning: str | None = None
+    type: str | None = None
+    union: str | None = None  # its expression in the view's second branch (UNION ALL)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    meaning: str  # grain: what one row is, current or historical
+    table: Table | None
+    columns: tuple[Out, ...]
+    source: str = ""  # FROM (and WHERE), `{s}` the engine's schema; default: the table
+    alias: str = ""  # prefix of default expressions (`c` for `c.lead_id`)
+    union_source: str = ""  # FROM of a second branch (UNION ALL), its columns `Out.union`
+    star: str = ""  # `SELECT * FROM` this (the KPI views: their SQL is in analytics/views.py)
+    doc: str = "read-model.md"  # where its column table is
+
+    def out(self, name: str) -> Out:
+        return next(o for o in self.columns if o.name == name)
+
+    def type_of(self, o: Out) -> str:
+        if o.type:
+            return o.type
+        assert self.table is not None, f"{self.name}.{o.name}: no type"
+        return self.table.column(o.expr or o.name).type
+
+    def meaning_of(self, o: Out) -> str:
+        if o.meaning:
+            return o.meaning
+        assert self.table is not None, f"{self.name}.{o.name}: no meaning"
+        return self.table.column(o.expr or o.name).meaning
+
+    def select(self) -> str:
+        """The view's query (`{s}`: the engine's schema)."""
+        if self.star:
+            return "SELECT * FROM {s}." + self.star
+        assert self.table is not None
+        prefix = f"{self.alias}." if self.alias else ""
+
+        def expr(o: Out) -> str:
+            if o.expr is None:
+                return prefix + o.name
+            if o.expr.isidentifier():  # a column of the table under another name
+                return prefix + o.expr + f" AS {o.name}"
+            return f"{o.expr} AS {o.name}"
+
+        query = (
+            "SELECT "
+            + ", ".join(expr(o) for o in self.columns)
+            + " FROM "
+            + (self.source or "{s}." + self.table.name)
+        )
+        if self.union_source:
+            query += (
+                " UNION ALL SELECT "
+                + ", ".join(o.union or o.name for o in self.columns)
+                + " FROM "
+                + self.union_source
+            )
+        return query
+
+
+def _reached(column: str) -> Out:
+    i = FUNNEL_AT.index(column)
+    stage = STAGE_COLUMNS[i]
+    later = FUNNEL_AT[i:]
+    if len(later) == 1:
+        return Out(column, meaning=f"first reached `{stage}`")
+    stages = [STAGE_COLUMNS[FUNNEL_AT.index(x)] for x in later[1:]]
+    tail = "`customer`" if len(stages) == 1 else "a later funnel stage"
+    meaning = f"first reached `{stage}` or {tail}"
+    if stage == "lead":
+        meaning += " ([reached](#mql-one-definition))"
+    if stage == "mql":
+        meaning += ": the official MQL moment ([MQL: one definition](#mql-one-definition))"
+    return Out(column, f"least({', '.join(later)})", meaning, "timestamptz")
+
+
+def _exit(column: str) -> Out:
+    stage = STAGE_COLUMNS[STAGE_AT_COLUMNS.index(column)]
+    return Out(column, meaning=f"first entered `{stage}`")
+
+
+_RECORDED_LATEST = Out(
+    "recorded_at",
+    "l.recorded_at",
+    type="timestamptz",
+    meaning=LEAD_STATE.column("recorded_at").meaning,
+)
+
+VIEWS: dict[str, View] = {}
+
+
+def _view(v: View) -> None:
+    VIEWS[v.name] = v
+
+
+def outs(names: str) -> tuple[Out, ...]:
+    """Columns shown as the table has them, by name."""
+    return tuple(Out(n) for n in names.split())
+
+
+def _alias(old: str, new: str) -> str:
+    return (
+        f"the same as `{new}`: the name before the contract named each concept once, kept for "
+        f"one contract version (docs/read-model.md, 'Names'); use `{new}`"
+    )
+
+
+#: Touch types a sales rep makes (their data names the `rep`): calls and meetings.
+SALES_TOUCH_TYPES = tuple(t for t, model in TOUCH_TYPES.items() if "rep" in model.model_fields)
+
+_view(
+    View(
+        "lead_current",
+        "One row per lead: its current stage, owner, score and profile.",
+        LEAD_STATE,
+        (
+            *outs(
+                "lead_id lead_key stage owner owner_source queue score fit engagement "
+                "rules_version best_persona persona_fit source_channel source_campaign"
+            ),
+            Out(
+                "first_touch_at",
+                meaning="the lead's first touch of any type, the one that sets `source_channel` "
+                "(the SLA's first sales touch is `lead_sla.first_sales_touch_at`)",
+            ),
+            *outs(
+                "last_touch_at touch_count touch_counts company title country industry "
+                "employees seniority"
+            ),
+            *(_reached(col) if col in FUNNEL_AT else _exit(col) for col in STAGE_AT_COLUMNS),
+            *outs("won_amount won_currency anomalies mql_rounds last_event_at erased_at"),
+            Out("lead_version", "version"),
+            Out(
+                "mql_entered_at",
+                "mql_at",
+                "first time the lead was in stage `mql` itself (the MQL rule met); null if it "
+                "never was, e.g. sales accepted it first (the other MQL definition)",
+            ),
+            Out("recorded_at"),
+        ),
+    )
+)
+
+_view(
+    View(
+        "lead_touchpoints",
+        "One row per touch (micro-conversion).",
+        TOUCHPOINTS,
+        (
+            *outs("lead_id lead_key event_id type channel campaign content url rep"),
+            Out("occurred_at", meaning="when it happened"),
+            Out("recorded_at", meaning="when the engine stored it"),
+            Out("source"),
+            Out(
+                "position",
+                meaning="arrival order: the touch's notification id in the engine's log "
+                "(recorded clock); orders touches that share `occurred_at`, as the reports do",
+            ),
+            Out(
+                "sales_touch",
+                "type IN (" + ", ".join(f"'{t}'" for t in SALES_TOUCH_TYPES) + ")",
+                "true for a touch a sales rep made: "
+                + ", ".join(f"`{t}`" for t in SALES_TOUCH_TYPES)
+                + "; false for marketing touches",
+                "boolean",
+            ),
+        ),
+    )
+)
+
+_view(
+    View(
+        "lead_stage_history",
+        "One row per move of the lead's current path (walked in event time: docs/reports.md, "
+        '"Time"), with the reason and the event that caused it. A move a late fact took back is '
+        "not shown (the table keeps it, stamped `retracted_at`).",
+        STAGE_HISTORY,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            Out("lead_version", "version"),
+            *outs(
+                "from_stage to_stage decision reason score trigger_event_id occurred_at recorded_at"
+            ),
+        ),
+        source="{s}.lead_stage_history WHERE retracted_at IS NULL",
+    )
+)
+
+_view(
+    View(
+        "lead_owner_history",
+        "Every owner change and every routing attempt that found nobody.",
+        ROUTING,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            Out("occurred_at"),
+            Out("recorded_at"),
+            Out(
+                "outcome",
+                "CASE outcome WHEN 'routed' THEN 'routed' ELSE 'not_routed' END",
+                "`routed` (the engine chose), `not_routed` (nobody available or no queue "
+                "matched), `assigned` (upstream `owner.assigned`)",
+                "text",
+                "'assigned'",
+            ),
+            Out("owner", meaning="the new owner (null for `not_routed`)", union="actor"),
+            Out("queue", union="NULL"),
+            Out(
+                "strategy",
+                meaning="routing strategy: `round_robin`, `weighted_round_robin` or "
+                "`least_loaded`; null for `assigned` and `not_routed`",
+                union="NULL",
+            ),
+            Out("why", union="'owner.assigned upstream'"),
+            Out("trigger_event_id", union="event_id"),
+        ),
+        union_source="{s}.lead_milestones WHERE type = 'owner.assigned'",
+    )
+)
+
+_view(
+    View(
+        "lead_milestones",
+        MILESTONES.meaning,
+        MILESTONES,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            *outs("event_id type"),
+            Out("actor", meaning=_alias("actor", "rep")),
+            *outs("reason amount currency occurred_at recorded_at source"),
+            Out(
+                "rep",
+                "actor",
+                "the rep the fact names: who accepted, rejected, qualified or disqualified, the "
+                "new owner of `owner.assigned`",
+            ),
+        ),
+    )
+)
+
+_view(
+    View(
+        "lead_scores",
+        SCORES.meaning,
+        SCORES,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            *outs("model model_version fit engagement score"),
+            Out("as_of", meaning=_alias("as_of", "scored_at")),
+            _RECORDED_LATEST,
+            Out(
+                "scored_at",
+                "as_of",
+                "the moment scored: when the lead's latest fact happened (happened clock)",
+            ),
+        ),
+        source="{s}.lead_scores c LEFT JOIN {s}.lead_state l USING (lead_id)",
+        alias="c",
+    )
+)
+
+_view(
+    View(
+        "lead_sla",
+        SLA.meaning,
+        SLA,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            *outs("round owner queue routed_at"),
+            Out("first_touch_due", meaning=_alias("first_touch_due", "first_sales_touch_due")),
+            Out("first_touch_at", meaning=_alias("first_touch_at", "first_sales_touch_at")),
+            *outs("decision_due decided_at"),
+            _RECORDED_LATEST,
+            Out("first_sales_touch_due", "first_touch_due"),
+            Out("first_sales_touch_at", "first_touch_at"),
+        ),
+        source="{s}.lead_sla c LEFT JOIN {s}.lead_state l USING (lead_id)",
+        alias="c",
+    )
+)
+
+_view(
+    View(
+        "campaign_costs",
+        COSTS.meaning,
+        COSTS,
+        tuple(Out(n) for n in COSTS.names),
+    )
+)
+
+_view(
+    View(
+        "attribution_credits",
+        CREDITS.meaning,
+        CREDITS,
+        tuple(Out(n) for n in CREDITS.names),
+    )
+)
+
+
+def _kpi(name: str, meaning: str, *columns: tuple[str, str, str]) -> None:
+    outs = tuple(Out(n, meaning=m, type=t) for n, t, m in columns)
+    _view(View(name, meaning, None, outs, star=name, doc="reports.md"))
+
+
+_kpi(
+    "kpi_stage_reached",
+    "One row per lead and funnel stage it reached.",
+    ("lead_id", "uuid", "the lead aggregate's id"),
+    ("lead_key", "text", "the lead's key upstream (CloudEvent subject)"),
+    ("stage", "text", ", ".join(f"`{s}`" for s in FUNNEL[1:])),
+    ("rank", "int", f"1..{len(FUNNEL) - 1} in that order"),
+    ("reached_at", "timestamptz", "first time the lead reached this stage or a later one"),
+)
+_kpi(
+    "kpi_funnel",
+    "One row per funnel stage: leads that reached it, all time.",
+    ("stage", "text", "funnel stage"),
+    ("position", "int", f"1..{len(FUNNEL) - 1}"),
+    ("reached", "bigint", "leads that reached it (skips count)"),
+    (
+        "conversion_pct",
+        "numeric",
+        "100 * reached / reached of the stage before (null for `lead`)",
+    ),
+)
+_kpi(
+    "kpi_time_in_stage",
+    "One row per stage: completed stays in it of the leads in the funnel.",
+    ("stage", "text", "any stage a lead moved into (exits included)"),
+    ("stays", "bigint", "completed stays (the lead has since moved on)"),
+    ("median_days", "numeric", "median duration of those stays in days"),
+    ("p90_days", "numeric", "90th percentile of the duration of those stays in days"),
+)
+_kpi(
+    "kpi_sales_cycle",
+    "One row: days from first reaching `lead` to first reaching `customer`, all customers.",
+    ("customers", "bigint", "leads that reached `customer`"),
+    ("average_days", "numeric", "average days from lead to customer"),
+    ("median_days", "numeric", "median days from lead to customer"),
+    ("shortest_days", "numeric", "fewest days from lead to customer"),
+    ("longest_days", "numeric", "most days from lead to customer"),
+)
+_kpi(
+    "kpi_lead_flow",
+    "One row per month, week, source and funnel stage: entries into the stage (a flow, by "
+    "when the entry happened).",
+    ("month", "text", "`YYYY-MM` (UTC) of the stage entry"),
+    ("week", "date", "Monday of the ISO week (UTC)"),
+    ("source_channel", "text", "channel of the lead's first touch, `(none)` if none"),
+    ("source_campaign", "text", "campaign of the lead's first touch, `(none)` if none"),
+    ("stage", "text", "the funnel stage entered"),
+    ("position", "int", "its rank, 1..6"),
+    ("leads", "bigint", "leads entering it in that month/week from that source"),
+)
+_kpi(
+    "kpi_email",
+    "One row per email campaign: email events of each kind (events, not unique people).",
+    ("campaign", "text", "email campaign (`(none)` if the touch named none)"),
+    ("sent", "bigint", "emails sent"),
+    ("opened", "bigint", "opens"),
+    ("clicked", "bigint", "clicks"),
+    ("bounced", "bigint", "bounces"),
+    ("unsubscribed", "bigint", "unsubscribes"),
+    ("delivered", "bigint", "sent - bounced"),
+    ("open_rate_pct", "numeric", "100 * opened / delivered"),
+    ("click_rate_pct", "numeric", "100 * clicked / delivered"),
+    ("click_to_open_pct", "numeric", "100 * clicked / opened"),
+    ("bounce_rate_pct", "numeric", "100 * bounced / sent"),
+    ("unsubscribe_rate_pct", "numeric", "100 * unsubscribed / delivered"),
+)
+_kpi(
+    "kpi_cost_per_stage",
+    "One row per channel and currency its costs or won deals are in (a channel with neither: "
+    "one row, `currency` null); amounts are never converted nor added across currencies, and "
+    "the lead counts repeat on each currency's row. Each row equals `report kpis --section "
+    "money --currency <its currency>` over all time with no rate table.",
+    ("channel", "text", "cost channel / the leads' source channel"),
+    (
+        "currency",
+        "text",
+        "ISO 4217 code of `cost` and `revenue` (null: the channel has neither)",
+    ),
+    ("cost", "numeric", "all recorded cost lines of the channel in that currency"),
+    ("leads", "bigint", "leads from that source (reached `lead`)"),
+    ("mqls", "bigint", "leads from that source that reached `mql`"),
+    ("sqls", "bigint", "leads from that source that reached `sql`"),
+    ("customers", "bigint", "leads from that source that reached `customer`"),
+    ("cost_per_lead", "numeric", "cost / leads"),
+    ("cost_per_mql", "numeric", "cost / mqls"),
+    ("cost_per_sql", "numeric", "cost / sqls"),
+    ("cost_per_customer", "numeric", "cost / customers"),
+    ("revenue", "numeric", "won deals of leads from that source, in that currency"),
+    ("revenue_per_customer", "numeric", "revenue / customers"),
+)
+
+
+def _fields(model: type[BaseModel]) -> str:
+    return ", ".join(f"`{name}`" for name in model.model_fields)
+
+
+_UNTIL = "lead(applied_from) OVER (ORDER BY applied_from, from_position)"
+
+_view(
+    View(
+        "rules_in_force",
+        "One row per rules set the engine's projector applied to current-state rows "
+        "(`lead_current`, `lead_scores`, `lead_sla`), from when until the next; the row with "
+        "`in_force` true is today's. MQL decisions name the rules they were taken under "
+        "themselves (`lead_stage_history.decision`).",
+        RULES,
+        (
+            Out("rules_version"),
+            Out("rules_hash"),
+            Out("from_position"),
+            Out("applied_from"),
+            Out(
+                "applied_until",
+                _UNTIL,
+                "when the next rules set took over (recorded clock); null while in force",
+                "timestamptz",
+            ),
+            Out("in_force", f"{_UNTIL} IS NULL", "true for the rules in force now", "boolean"),
+            Out(
+                "mql_rule",
+                "rules -> 'mql'",
+                f"the primary model's MQL rule: {_fields(MqlRule)}",
+                "jsonb",
+            ),
+            Out(
+                "score_weights",
+                "rules -> 'combine'",
+                f"how fit and engagement combine into the score: {_fields(Combine)}",
+                "jsonb",
+            ),
+            Out(
+                "sla_first_touch_types",
+                "rules -> 'sla' -> 'first_touch_types'",
+                "touch types that count as the first sales touch for the SLA (null: no SLA)",
+                "jsonb",
+            ),
+            Out(
+                "sla_business_hours",
+                "rules -> 'sla' -> 'business_hours'",
+                f"the SLA's business hours: {_fields(BusinessHours)}",
+                "jsonb",
+            ),
+            Out(
+                "sla",
+                "rules -> 'sla'",
+                f"the whole SLA section (null: no SLA): {_fields(Sla)}",
+                "jsonb",
+            ),
+            Out(
+                "attribution_exclude_types",
+                "rules -> 'attribution' -> 'exclude_types'",
+                "touch types attribution leaves out",
+                "jsonb",
+            ),
+            Out("rules"),
+        ),
+    )
+)
+
+#: contract_info's query is engine/readmodel.py's (it names the contract's version)
+_view(
+    View(
+        "contract_info",
+        "One row per projection: which contract this is and how fresh each projection is. A "
+        'freshness check tells "no new events" (`lag` 0) from "projector stalled" (`lag` '
+        "above 0 and `last_projected_at` old).",
+        None,
+        (
+            Out(
+                "contract_version",
+                type="text",
+                meaning="a hash of every view's definition: it "
+                "changes whenever a view does (a column added, a definition fixed); store it and "
+                "compare",
+            ),
+            Out(
+                "projection",
+                type="text",
+                meaning="`leads`, `touchpoints`, `history` or `costs` "
+                "(which views each feeds: `leadengine projections list`)",
+            ),
+            Out(
+                "position",
+                type="bigint",
+                meaning="the last event (notification id in the log) the projection has applied",
+            ),
+            Out("log_head", type="bigint", meaning="the last event in the log now (0 before any)"),
+            Out(
+                "lag",
+                type="bigint",
+                meaning="events in the log the projection has not applied "
+                "yet (`log_head - position`)",
+            ),
+            Out(
+                "last_projected_at",
+                type="timestamptz",
+                meaning="when the projection last wrote a batch (recorded clock)",
+            ),
+        ),
+    )
+)
+
+
+# --- comments -------------------------------------------------------------------------
+
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+def plain(text: str) -> str:
+    """A meaning as a PostgreSQL comment shows it: markdown links reduced to their text."""
+    return _LINK.sub(r"\1", text)
+
+
+def table_comments(schema: str, table: Table) -> list[sql.Composed]:
+    t = sql.Identifier(schema, table.name)
+    out = [sql.SQL("COMMENT ON TABLE {} IS {}").format(t, sql.Literal(plain(table.meaning)))]
+    out += [
+        sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            t, sql.Identifier(col.name), sql.Literal(plain(col.meaning))
+        )
+        for col in table.columns
+    ]
+    return out
+
+
+def view_comments(schema: str, view: View, present: set[str] | None = None) -> list[sql.Composed]:
+    """The view's comment and its columns' (`present`: only those columns, as the view
+    stands in the database)."""
+    v = sql.Identifier(schema, view.name)
+    out = [sql.SQL("COMMENT ON VIEW {} IS {}").format(v, sql.Literal(plain(view.meaning)))]
+    out += [
+        sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            v, sql.Identifier(o.name), sql.Literal(plain(view.meaning_of(o)))
+        )
+        for o in view.columns
+        if present is None or o.name in present
+    ]
+    return out
+
+
+# --- docs -----------------------------------------------------------------------------
+
+BEGIN, END = "<!-- registry:begin -->", "<!-- registry:end -->"
+
+
+def _doc_type(kind: str) -> str:
+    return kind.split("(")[0]
+
+
+def markdown(doc: str) -> str:
+    """The column tables of the views documented in `doc` (read-model.md or reports.md)."""
+    parts = [BEGIN]
+    for view in VIEWS.values():
+        if view.doc != doc:
+            continue
+        parts.append(f"### `{view.name}`\n{view.meaning}\n")
+        parts.append("| column | type | meaning |\n|---|---|---|")
+        parts += [
+            f"| `{o.name}` | {_doc_type(view.type_of(o))} | {view.meaning_of(o)} |"
+            for o in view.columns
+        ]
+        parts.append("")
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def rewrite(path: Path) -> bool:
+    """Rewrite the generated section of `path`; True if it changed."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + markdown(path.name) + tail
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m engine.projections.registry docs/read-model.md ...
+    for arg in sys.argv[1:]:
+        print(f"{arg}: {'rewritten' if rewrite(Path(arg)) else 'up to date'}")
