@@ -19,10 +19,11 @@ if they drift, an integration test reads the comments back from PostgreSQL).
 
 Adding a read-model column: one `Column` here (at the end of its table; its value at the same
 place in the row function in rows.py), one `Out` at the end of the view that shows it (views
-only ever gain columns at the end), then the command above. A brand-new database gets the
-column from migration 1 (it runs `ddl()`); an existing one from a new migration that runs its
-table's `ddl()` (as migration 13 does for `rules_applied`). Views and comments follow by
-themselves (engine/readmodel.py: a fingerprint of these declarations).
+only ever gain columns at the end), then the command above, and a migration that runs its
+table's `ddl()` (as migration 13 does for `rules_applied`; migration 1's DDL is frozen history,
+engine/projections/tables.py): tests/integration/test_table_declaration.py fails until the
+migrations make exactly what is declared. Views and comments follow by themselves
+(engine/readmodel.py: a fingerprint of these declarations).
 """
 
 from __future__ import annotations
