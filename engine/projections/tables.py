@@ -207,5 +207,5 @@ RETRACTED_AT = (
 )
 BASELINE += RETRACTED_AT
 
-#: What migration 1 runs (the name engine/migrations.py imports).
+#: What migration 1 runs (the name engine/postgres/migrations.py imports).
 STATEMENTS = BASELINE
