@@ -97,9 +97,9 @@ def _anchor(at: datetime, trigger: str, keys: dict[str, tuple[Any, ...]]) -> tup
 def step_order(step: Step, firsts: Mapping[str, Fact]) -> tuple[Any, ...]:
     """A recorded step's place in the walk, so a path reads in the order the walk made it
     (`firsts`: each event id's first fact, `WalkState.firsts`)."""
-    first = firsts.get(step.trigger)
-    keys = {} if first is None else {step.trigger: fact_order(first)}
-    return (_anchor(step.at, step.trigger, keys), 1 if step.to_stage == "mql" else 0)
+    first = firsts.get(step.trigger)  # as `_anchor`, off the trigger's first fact
+    key = fact_order(first) if first is not None and first.occurred_at == step.at else None
+    return (key or (step.at, 99), 1 if step.to_stage == "mql" else 0)
 
 
 def walk(facts: Iterable[Fact], qualified: Sequence[Qualification] = ()) -> Walk:
