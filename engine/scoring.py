@@ -68,6 +68,11 @@ def _fit_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> l
     return rule_lines(rules.fit.rules, attrs, origin)
 
 
+def fit_points(fit_rules: Sequence[FitRule], attrs: dict[str, Any]) -> float:
+    """The sum of `rule_lines(...)` points, without the lines (the running score's fit)."""
+    return sum(rule.points for rule in fit_rules if rule.matches(attrs))
+
+
 def rule_lines(
     fit_rules: Sequence[FitRule], attrs: dict[str, Any], origin: dict[str, str]
 ) -> list[Line]:
