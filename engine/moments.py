@@ -141,7 +141,6 @@ class WalkState:
     __slots__ = (
         "_found",
         "_items",
-        "_keys",
         "_made",
         "_pending",
         "_quals",
@@ -156,8 +155,7 @@ class WalkState:
         self.stage = "anonymous"  # where the walk ends
         self.changed = True  # the steps may differ from what the owner last took (it clears it)
         self.flagged = 0  # how many items are anomalies
-        self._keys: list[tuple[Any, ...]] = []  # the kept items' places, in walk order
-        self._items: list[Fact | Qualification] = []
+        self._items: list[Fact | Qualification] = []  # in walk order (`_key`)
         self._found: list[str] = []  # the stage each item found
         self._made: list[Step | str | None] = []  # its move, its anomaly's reason, or nothing
         self._quals: list[Qualification] = []  # every decision, as given
@@ -206,10 +204,14 @@ class WalkState:
 
     def would_qualify(self, decision: Qualification) -> bool:
         """Whether `walk` with `decision` added makes an MQL move triggered by its trigger."""
-        at = bisect_right(self._keys, self._decision_key(decision))
+        at = bisect_right(self._items, self._decision_key(decision), key=self._key)
         if self._stage_before(at) in QUALIFIABLE:
             return True
         return any(s.to_stage == "mql" and s.trigger == decision.trigger for s in self.steps)
+
+    def _key(self, item: Fact | Qualification) -> tuple[Any, ...]:
+        """An item's place in the walk (computed, not kept: a lead holds many)."""
+        return fact_order(item) if isinstance(item, Fact) else self._decision_key(item)
 
     def _decision_key(self, decision: Qualification) -> tuple[Any, ...]:
         """`_anchor`, then after the facts of that place (a fact's key is its prefix)."""
@@ -225,10 +227,10 @@ class WalkState:
         return made.to_stage if isinstance(made, Step) else self._found[i - 1]
 
     def _insert(self, key: tuple[Any, ...], item: Fact | Qualification) -> None:
-        keys = self._keys
-        at = bisect_right(keys, key) if keys and key < keys[-1] else len(keys)
-        keys.insert(at, key)
-        self._items.insert(at, item)
+        items = self._items
+        late = items and key < self._key(items[-1])
+        at = bisect_right(items, key, key=self._key) if late else len(items)
+        items.insert(at, item)
         self._found.insert(at, "")
         self._made.insert(at, None)
         self._walk_from(at, self._stage_before(at))
@@ -250,15 +252,11 @@ class WalkState:
 
     def _rekey(self) -> None:
         """Re-sort with every decision's anchor as it now falls, and walk it all again."""
-        entries: list[tuple[tuple[Any, ...], Fact | Qualification]] = [
-            (k, i) for k, i in zip(self._keys, self._items, strict=True) if isinstance(i, Fact)
-        ]
-        entries += [(self._decision_key(q), q) for q in self._quals]
-        entries.sort(key=lambda entry: entry[0])  # stable: ties keep their arrival order
-        self._keys = [key for key, _item in entries]
-        self._items = [item for _key, item in entries]
-        self._found = [""] * len(entries)
-        self._made = [None] * len(entries)
+        items = [item for item in self._items if isinstance(item, Fact)] + self._quals
+        items.sort(key=self._key)  # stable: ties keep their arrival order
+        self._items = items
+        self._found = [""] * len(items)
+        self._made = [None] * len(items)
         self.flagged, self.changed = 0, True
         self._walk_from(0, "anonymous")
 
