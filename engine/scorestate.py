@@ -282,5 +282,5 @@ def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Sco
         values = state.totals(as_of)
         if not near(rule, *values) and not rule.met(*values):
             return None
-    full = score(facts, state.model, as_of)
+    full = score(facts, state.model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None

@@ -150,9 +150,12 @@ class Lead(Aggregate):
             event_id=stored.event_id,
         )
 
-    def current_score(self, rules: ScoringModel, as_of: datetime | None = None) -> Score:
-        """Score under `rules` as of `as_of` (default: when the lead's latest fact happened)."""
-        return score(self.facts, rules, as_of or self.clock or self.created_on)
+    def current_score(
+        self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True
+    ) -> Score:
+        """Score under `rules` as of `as_of` (default: when the lead's latest fact happened);
+        without `explain`, the totals only (`scoring.score`)."""
+        return score(self.facts, rules, as_of or self.clock or self.created_on, explain=explain)
 
     def needs_routing(self, rules: Rules) -> bool:
         """In the routing stage with nobody working it (a manual owner always wins)."""
