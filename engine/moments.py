@@ -170,6 +170,13 @@ class WalkState:
             state.add_decision(decision)
         return state
 
+    def __eq__(self, other: object) -> bool:
+        """The same walk (a lead compares field by field: `Aggregate.__eq__`)."""
+        if not isinstance(other, WalkState):
+            return NotImplemented
+        same = [n for n in self.__slots__ if n != "changed"]
+        return all(getattr(self, n) == getattr(other, n) for n in same)
+
     def add_fact(self, fact: Fact) -> None:
         first = self.firsts.setdefault(fact.event_id, fact)
         waiting = (

@@ -122,6 +122,7 @@ def test_incremental_walk_is_the_full_walk_after_every_fact_and_decision(data: A
         )
     rebuilt = WalkState.of(got_facts, got_quals)
     assert (rebuilt.steps, rebuilt.anomalies) == (state.steps, state.anomalies)
+    assert rebuilt == state  # built at once or one by one: the same state
 
 
 def test_facts_that_do_not_act_walk_past_in_every_stage() -> None:
