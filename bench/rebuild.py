@@ -88,7 +88,11 @@ def phase_project(url: str, schema: str, _n: int) -> dict[str, Any]:
         dbmod.drop_schema(scratch)
         with rt.db.connect() as conn:  # empty copies of the read model to project into
             conn.execute(f'CREATE SCHEMA "{scratch.schema}"')
-            for table in ["projection_tracking", *(t for ts in PROJECTIONS.values() for t in ts)]:
+            for table in [
+                "projection_tracking",
+                "parked",
+                *(t for ts in PROJECTIONS.values() for t in ts),
+            ]:
                 conn.execute(
                     f'CREATE TABLE "{scratch.schema}".{table} '
                     f'(LIKE "{schema}".{table} INCLUDING ALL)'

@@ -8,7 +8,11 @@ RSS is its own:
   whatif    engine.domain.whatif.replay: every fact recorded on two in-memory leads, current rules
             and new rules (MQL at 40 instead of 50), plus the summary
 
-Usage: python bench/whatif.py [--events 1000000] [--seed 3]
+With `--against DIR` the what-if phase runs a third time on the engine of another checkout
+(e.g. `git archive main | tar -x -C DIR`), on the same facts in the same run, and the line
+`x... against DIR` is this checkout's rate over that one's.
+
+Usage: python bench/whatif.py [--events 1000000] [--seed 3] [--against DIR]
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: where `engine` is imported from: this checkout, or the `--against` one in that phase
+ENGINE_ROOT = os.environ.get("LEADENGINE_BENCH_ENGINE", str(ROOT))
+sys.path.insert(0, ENGINE_ROOT)
 
-from common import peak_rss_mb  # noqa: E402
+from common import peak_rss_mb, run_phase  # noqa: E402
 
 from engine.domain.contract import validate_event  # noqa: E402
 from engine.domain.generator import generate  # noqa: E402
@@ -82,31 +88,17 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout to compare the fold with")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args)))
         return
-    results = {}
-    for name in ("baseline", "whatif"):
-        print(f"... {name}", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--phase",
-                name,
-                "--events",
-                str(args.events),
-                "--seed",
-                str(args.seed),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode:
-            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = ["--events", str(args.events), "--seed", str(args.seed)]
+    results = {name: run_phase(__file__, name, argv) for name in ("baseline", "whatif")}
+    if args.against:
+        env = {**os.environ, "LEADENGINE_BENCH_ENGINE": str(args.against.resolve())}
+        results["against"] = run_phase(__file__, "whatif", argv, env=env)
     base, what = results["baseline"], results["whatif"]
     base_rate = base["facts"] / base["seconds"]
     rate = what["facts"] / what["seconds"]
@@ -124,6 +116,15 @@ def main() -> None:
         f"what-if took {what['seconds']:.1f} s; MQL {what['summary']['mql_old']:,} -> "
         f"{what['summary']['mql_new']:,}, {what['summary']['leads_changed']:,} leads change"
     )
+    other = results.get("against")
+    if other:
+        other_rate = other["facts"] / other["seconds"]
+        rss = what["peak_rss_mb"] / other["peak_rss_mb"]
+        print(
+            f"what-if fold of {args.against} {other_rate:,.0f} facts/s: this checkout "
+            f"x{rate / other_rate:.2f} of it, peak RSS x{rss:.2f}"
+            f"; same outcome: {other['summary'] == what['summary']}"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class Lead(Aggregate):
         self.reached: dict[str, datetime] = {}  # first moment of each stage, in event time
         self.path: list[tuple[int, moments.Step]] = []  # (version of its event, step), in time
         self.qualified: list[moments.Qualification] = []  # every MQL decision, as taken
+        self.walked = moments.WalkState()  # the facts and decisions walked in event time
         self.clock: datetime | None = None
         self.anomalies = 0
         self.mql_rounds = 0
@@ -152,9 +153,12 @@ class Lead(Aggregate):
             event_id=stored.event_id,
         )
 
-    def current_score(self, rules: ScoringModel, as_of: datetime | None = None) -> Score:
-        """Score under `rules` as of `as_of` (default: when the lead's latest fact happened)."""
-        return score(self.facts, rules, as_of or self.clock or self.created_on)
+    def current_score(
+        self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True
+    ) -> Score:
+        """Score under `rules` as of `as_of` (default: when the lead's latest fact happened);
+        without `explain`, the totals only (`scoring.score`)."""
+        return score(self.facts, rules, as_of or self.clock or self.created_on, explain=explain)
 
     def needs_routing(self, rules: Rules) -> bool:
         """In the routing stage with nobody working it (a manual owner always wins)."""
@@ -218,9 +222,15 @@ class Lead(Aggregate):
         """Walk the facts in event time (engine/domain/moments.py) and bring the path to the walk:
         retract the moves it no longer makes, then record the ones it makes anew (in time
         order). Facts arriving in order only ever add a move at the end; a late one may move
-        earlier moments. Returns why the `trigger` fact made no sense where it fell, if so."""
-        walked = moments.walk(self.facts, self.qualified)
-        wanted = {step.identity for step in walked.steps}
+        earlier moments. Returns why the `trigger` fact made no sense where it fell, if so.
+        The walk is kept as facts arrive (`moments.WalkState`): while its moves stay as they
+        were when the path was last brought to it, there is nothing to bring."""
+        walked = self.walked
+        if not walked.changed:
+            return walked.anomaly(trigger)
+        walked.changed = False
+        steps = walked.steps
+        wanted = {step.identity for step in steps}
         for version, step in list(self.path):
             if step.identity not in wanted:
                 self.trigger_event(
@@ -232,7 +242,7 @@ class Lead(Aggregate):
                     trigger_event_id=trigger,
                 )
         kept = {step.identity for _version, step in self.path}
-        for step in walked.steps:
+        for step in steps:
             if step.identity not in kept:
                 self.trigger_event(
                     self.StageChanged,
@@ -242,7 +252,7 @@ class Lead(Aggregate):
                     trigger_event_id=step.trigger,
                     occurred_at=step.at,
                 )
-        return walked.anomalies.get(trigger)
+        return walked.anomaly(trigger)
 
     def _qualify(self, rules: Rules, trigger: str, at: datetime) -> bool:
         """Take the MQL decision if the lead is qualifiable (now, and on the walk at the
@@ -254,9 +264,7 @@ class Lead(Aggregate):
         result = decide_mql(self._running(rules), self.facts, self.clock)
         if result is None:
             return False
-        decision = moments.Qualification(trigger, at)
-        walked = moments.walk(self.facts, [*self.qualified, decision])
-        if not any(s.to_stage == "mql" and s.trigger == trigger for s in walked.steps):
+        if not self.walked.would_qualify(moments.Qualification(trigger, at)):
             return False
         self.trigger_event(
             self.MarketingQualified,
@@ -287,8 +295,8 @@ class Lead(Aggregate):
     def _read_path(self) -> None:
         """Order the path as the walk makes it (engine/domain/moments.py), then read the stage (the
         path's last move) and each stage's first moment off it."""
-        keys = moments.fact_orders(self.facts)
-        self.path.sort(key=lambda vs: (moments.step_order(vs[1], keys), vs[0]))
+        firsts = self.walked.firsts
+        self.path.sort(key=lambda vs: (moments.step_order(vs[1], firsts), vs[0]))
         self.stage = self.path[-1][1].to_stage if self.path else "anonymous"
         self.reached = {}
         for _version, step in self.path:
@@ -319,6 +327,7 @@ class Lead(Aggregate):
             )
             aggregate.seen[(self.source, self.event_id)] = len(aggregate.facts)
             aggregate.facts.append(fact)
+            aggregate.walked.add_fact(fact)
             if aggregate.clock is None or self.occurred_at > aggregate.clock:
                 aggregate.clock = self.occurred_at
             if self.event_type == "owner.assigned":
@@ -365,9 +374,10 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.mql_rounds += 1
-            aggregate.qualified.append(
-                moments.Qualification(self.trigger_event_id, self.occurred_at)
-            )
+            decision = moments.Qualification(self.trigger_event_id, self.occurred_at)
+            aggregate.qualified.append(decision)
+            aggregate.walked.add_decision(decision)
+            aggregate.walked.changed = True  # the path gained a move: bring it to the walk
             step = moments.Step(
                 self.occurred_at, self.from_stage, "mql", "marketing qualified",
                 self.trigger_event_id,
@@ -421,6 +431,7 @@ class Lead(Aggregate):
                 Fact(f.event_id, f.type, f.source, f.occurred_at, strip_pii(f.type, f.data), f.seq)
                 for f in aggregate.facts
             ]
+            aggregate.walked = moments.WalkState.of(aggregate.facts, aggregate.qualified)
 
     class SlaAlerted(Aggregate.Event):
         """An SLA timer (`first_touch` or `decision`) of the routing at `routed_at` reached its

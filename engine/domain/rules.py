@@ -39,8 +39,17 @@ class Condition(BaseModel):
     lte: float | None = None
 
     @cached_property
-    def _in_lower(self) -> frozenset[str] | None:
-        return None if self.in_ is None else frozenset(str(v).lower() for v in self.in_)
+    def _lowered(
+        self,
+    ) -> tuple[str | None, frozenset[str] | None, str | None, tuple[str, ...] | None, str | None]:
+        """The text operators lower-cased once: (equals, in, prefix, suffix, contains)."""
+        return (
+            None if self.equals is None else str(self.equals).lower(),
+            None if self.in_ is None else frozenset(str(v).lower() for v in self.in_),
+            None if self.prefix is None else self.prefix.lower(),
+            None if self.suffix is None else tuple(s.lower() for s in self.suffix),
+            None if self.contains is None else self.contains.lower(),
+        )
 
     @model_validator(mode="after")
     def _has_operator(self) -> Condition:
@@ -53,29 +62,32 @@ class Condition(BaseModel):
         return self
 
     def matches(self, attrs: Mapping[str, Any]) -> bool:
+        """Every operator given holds on the attribute (text compared lower-cased)."""
         value = attrs.get(self.field)
         if value is None:
             return False
         text = str(value).lower()
-        checks: list[bool] = []
-        if self.equals is not None:
-            checks.append(text == str(self.equals).lower())
-        if self._in_lower is not None:
-            checks.append(text in self._in_lower)
-        if self.prefix is not None:
-            checks.append(text.startswith(self.prefix.lower()))
-        if self.suffix is not None:
-            checks.append(any(text.endswith(s.lower()) for s in self.suffix))
-        if self.contains is not None:
-            checks.append(self.contains.lower() in text)
+        equals, in_, prefix, suffix, contains = self._lowered
+        if equals is not None and text != equals:
+            return False
+        if in_ is not None and text not in in_:
+            return False
+        if prefix is not None and not text.startswith(prefix):
+            return False
+        if suffix is not None and not text.endswith(suffix):
+            return False
+        if contains is not None and contains not in text:
+            return False
         if self.gte is not None or self.lte is not None:
             try:
                 number = float(value)
             except (TypeError, ValueError):
                 return False
-            checks.append(self.gte is None or number >= self.gte)
-            checks.append(self.lte is None or number <= self.lte)
-        return all(checks)
+            if self.gte is not None and not number >= self.gte:
+                return False
+            if self.lte is not None and not number <= self.lte:
+                return False
+        return True
 
 
 class FitRule(BaseModel):
@@ -111,7 +123,9 @@ class EngagementRule(BaseModel):
         return self
 
     def matches(self, event_type: str, attrs: Mapping[str, Any]) -> bool:
-        return event_type in self.types and all(c.matches(attrs) for c in self.when)
+        if event_type not in self.types:
+            return False
+        return not self.when or all(c.matches(attrs) for c in self.when)
 
 
 class Fit(BaseModel):

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
 from engine.domain.rules import EngagementRule, MqlRule, ScoringModel
-from engine.domain.scoring import DAY_SECONDS, Score, clamp, rule_lines, score
+from engine.domain.scoring import DAY_SECONDS, Score, clamp, fit_points, score
 
 #: How close to an MQL threshold a running value must be for the decision to re-score fully.
 #: The running score is within 0.01 of the full one (see the module docstring); 0.05 is margin.
@@ -186,9 +186,8 @@ class ScoreState:
                 self._touch(fact)
         self.fed = len(facts)
         if profile_changed:
-            attrs, origin = profile_of(self.profile)
-            lines = rule_lines(self.model.fit.rules, attrs, origin)
-            self.fit = round(clamp(sum(line.points for line in lines)), 2)
+            attrs, _origin = profile_of(self.profile)
+            self.fit = round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
 
     def _touch(self, fact: Fact) -> None:
         at = fact.occurred_at.timestamp()
@@ -283,5 +282,5 @@ def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Sco
         values = state.totals(as_of)
         if not near(rule, *values) and not rule.met(*values):
             return None
-    full = score(facts, state.model, as_of)
+    full = score(facts, state.model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None

@@ -68,6 +68,11 @@ def _fit_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> l
     return rule_lines(rules.fit.rules, attrs, origin)
 
 
+def fit_points(fit_rules: Sequence[FitRule], attrs: dict[str, Any]) -> float:
+    """The sum of `rule_lines(...)` points, without the lines (the running score's fit)."""
+    return sum(rule.points for rule in fit_rules if rule.matches(attrs))
+
+
 def rule_lines(
     fit_rules: Sequence[FitRule], attrs: dict[str, Any], origin: dict[str, str]
 ) -> list[Line]:
@@ -101,10 +106,24 @@ def _decay(rule: EngagementRule, rules: ScoringModel, fact: Fact, as_of: datetim
 
 
 def _engagement_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> list[Line]:
+    granted = _grants(facts, rules, as_of, explain=True)
+    return [granted[k] for k in sorted(granted)]
+
+
+def _engagement_points(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> float:
+    """The sum of `_engagement_lines(...)` points, in the same order, without the lines."""
+    granted = _grants(facts, rules, as_of, explain=False)
+    return float(sum(granted[k] for k in sorted(granted)))
+
+
+def _grants(
+    facts: Sequence[Fact], rules: ScoringModel, as_of: datetime, *, explain: bool
+) -> dict[tuple[int, str], Any]:
+    """What each (touch index, rule id) was granted: its `Line` with `explain`, else its points."""
     touches = [f for f in chronological(facts, as_of) if f.is_touch]
     rule_room: dict[str, float] = {r.id: r.cap for r in rules.engagement.rules if r.cap is not None}
     type_room: dict[str, float] = dict(rules.engagement.type_caps)
-    granted: dict[tuple[int, str], Line] = {}
+    granted: dict[tuple[int, str], Any] = {}
     # Grant newest first so that caps keep recent behaviour and drop the oldest.
     for index in range(len(touches) - 1, -1, -1):
         fact = touches[index]
@@ -118,12 +137,16 @@ def _engagement_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetim
                 room = min(rule_room.get(rule.id, raw), type_room.get(fact.type, raw))
                 if room < raw:
                     points = max(0.0, room)
-                    which = "rule" if rule_room.get(rule.id, raw) <= room else "type"
-                    note = f"capped by {which} cap" + ("" if points else " (nothing left)")
+                    if explain:
+                        which = "rule" if rule_room.get(rule.id, raw) <= room else "type"
+                        note = f"capped by {which} cap" + ("" if points else " (nothing left)")
                 if rule.id in rule_room:
                     rule_room[rule.id] -= points
                 if fact.type in type_room:
                     type_room[fact.type] -= points
+            if not explain:
+                granted[(index, rule.id)] = points
+                continue
             granted[(index, rule.id)] = Line(
                 "engagement",
                 rule.id,
@@ -135,11 +158,23 @@ def _engagement_lines(facts: Sequence[Fact], rules: ScoringModel, as_of: datetim
                 points,
                 note,
             )
-    return [granted[k] for k in sorted(granted, key=lambda k: (k[0], k[1]))]
+    return granted
 
 
-def score(facts: Sequence[Fact], rules: ScoringModel, as_of: datetime) -> Score:
-    """Score a lead's facts under `rules` as of `as_of`; same inputs, same score."""
+def score(
+    facts: Sequence[Fact], rules: ScoringModel, as_of: datetime, *, explain: bool = True
+) -> Score:
+    """Score a lead's facts under `rules` as of `as_of`; same inputs, same score. Without
+    `explain` the lines are left out (`lines` is empty): the same fit, engagement and total,
+    for callers that keep only those (read-model rows, decisions, what-if)."""
+    if not explain:
+        attrs, _origin = profile_of(facts, as_of)
+        fit = round(clamp(fit_points(rules.fit.rules, attrs)), 2)
+        engagement = round(clamp(_engagement_points(facts, rules, as_of)), 2)
+        total = round(
+            fit * rules.combine.fit_weight + engagement * rules.combine.engagement_weight, 2
+        )
+        return Score(rules.ref, as_of, fit, engagement, total, ())
     fit_lines = _fit_lines(facts, rules, as_of)
     eng_lines = _engagement_lines(facts, rules, as_of)
     fit = round(clamp(sum(line.points for line in fit_lines)), 2)

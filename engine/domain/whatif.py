@@ -162,7 +162,8 @@ def replay(
 
 def _outcome(lead: Lead, rules: Rules) -> Outcome:
     reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
-    return Outcome(lead.stage, lead.mql_rounds > 0, lead.current_score(rules).total, reached)
+    total = lead.current_score(rules, explain=False).total
+    return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
 
 
 def facts_from_log(

@@ -459,7 +459,7 @@ class Projector:
             if not lead.facts or lead.id in parked:
                 continue
             try:
-                primary = lead.current_score(rules)  # scored once for lead_state and lead_scores
+                primary = lead.current_score(rules, explain=False)  # once for state and scores
                 state = rows.lead_state_row(lead, rules, primary)
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None

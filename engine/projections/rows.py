@@ -47,7 +47,7 @@ MILESTONE_TYPES = frozenset(
 def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tuple[Any, ...]:
     """The `lead_state` row of a lead: its current opinions under `rules` (`primary`: its
     score under them, if the caller has it already)."""
-    result = primary if primary is not None else lead.current_score(rules)
+    result = primary if primary is not None else lead.current_score(rules, explain=False)
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     first = touches[0] if touches else None
     profile, origin = profile_of(lead.facts)
@@ -109,7 +109,7 @@ def score_rows(lead: Lead, rules: Rules, primary: Score | None = None) -> list[t
         if model is rules and primary is not None:
             result = primary  # the same facts, model and moment: computed once
         else:
-            result = lead.current_score(model, as_of)
+            result = lead.current_score(model, as_of, explain=False)
         out.append(
             (
                 lead.id,

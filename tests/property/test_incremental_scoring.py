@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.aggregates.lead import Lead
@@ -133,7 +133,13 @@ def test_running_score_is_the_full_recomputation(
             met = model.mql.met(full.fit, full.engagement, full.total)
             assert (decided is not None) == met
             if decided is not None:
-                assert decided == full  # what the decision records is the full score
+                # what the decision records is the full score's totals (`explain` re-scores)
+                assert decided == score(seen, model, as_of, explain=False)
+                assert (decided.fit, decided.engagement, decided.total) == (
+                    full.fit,
+                    full.engagement,
+                    full.total,
+                )
 
 
 @settings(max_examples=100, deadline=None)
@@ -187,3 +193,26 @@ def test_mql_decisions_record_the_full_score_of_their_moment(
                     full.engagement,
                 )
                 assert rules.mql.met(full.fit, full.engagement, full.total)
+
+
+@settings(max_examples=300, deadline=None)
+@given(models(), histories(), st.floats(min_value=0, max_value=400, allow_nan=False))
+def test_the_totals_without_lines_are_the_explained_score(
+    spec: dict[str, Any], facts: list[Fact], later_days: float
+) -> None:
+    """`score(..., explain=False)` (read-model rows, decisions, what-if) is exactly the
+    explained score's fit, engagement and total, at any moment, earlier ones included."""
+    model = ScoringModel.model_validate(spec)
+    assume(facts)
+    clock = max(f.occurred_at for f in facts)
+    for as_of in (min(f.occurred_at for f in facts), clock, clock + timedelta(days=later_days)):
+        full = score(facts, model, as_of)
+        bare = score(facts, model, as_of, explain=False)
+        assert (bare.rules_ref, bare.as_of, bare.fit, bare.engagement, bare.total) == (
+            full.rules_ref,
+            full.as_of,
+            full.fit,
+            full.engagement,
+            full.total,
+        )
+        assert bare.lines == ()
