@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -31,13 +31,14 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoding,
 )
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.contention import SharedLocks, lock_key
-from engine.contract import Envelope, present_pii
+from engine.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.facts import profile_of
 from engine.leadids import KEYED, SCHEME_TABLE, LeadIds, id_secret, pseudonym
@@ -45,6 +46,8 @@ from engine.privacy import KeyStore, MasterKeyError, PiiMapper, PostgresKeyStore
 from engine.routing import choose, match_queue
 from engine.rules import Rules, load_rules
 from engine.scoring import best_of_profile
+from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
+from engine.stitching.person import Person, person_state
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -101,6 +104,8 @@ class Forgotten:
     already: bool  # an earlier forget had recorded Erased
     key_shredded: bool  # a live key was destroyed now
     personal_values: frozenset[str] = field(repr=False)
+    #: the person's other leads (aliases, merged leads), forgotten with it (engine/stitching)
+    members: tuple[Forgotten, ...] = ()
 
 
 #: eventsourcing names its tables after the application.
@@ -184,6 +189,41 @@ class LeadEngine(Application[UUID]):
             raise LeadNotFound(key)
         return events
 
+    def identity_links(self, as_of: datetime | None = None) -> list[Link]:
+        """Every identity decision the engine had recorded by `as_of` (None: all), read off
+        the log by topic (a few rows per linked lead, never the whole log)."""
+        topic = get_topic(Lead.Linked)
+        links: list[Link] = []
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            for notification in page:
+                event: Any = self.sealed_mapper.to_domain_event(notification)
+                if as_of is None or event.timestamp <= as_of:
+                    links.append(link_of(event))
+            if len(page) < 1000:
+                return links
+            start = page[-1].id + 1
+
+    def identity_map(self, as_of: datetime | None = None) -> IdentityMap:
+        return IdentityMap(self.identity_links(as_of))
+
+    def person(self, key: str, as_of: datetime | None = None) -> Person:
+        """The person the lead `key` belongs to: every linked or merged lead's facts as one."""
+        lead_id = self.lead_id(key)
+        people = self.identity_map(as_of)
+        members = [m for i in people.members(lead_id) if (m := self._lead_by_id(i)) is not None]
+        if not members:
+            raise LeadNotFound(key)
+        return person_state(people.person_of(lead_id), members, self.rules)
+
+    def _lead_by_id(self, lead_id: UUID) -> Lead | None:
+        """A member may be named by a link before any fact of its own arrived: None then."""
+        try:
+            return cast(Lead, self.repository.get(lead_id))
+        except AggregateNotFoundError:
+            return None
+
     def max_position(self, name: str) -> int | None:
         return self.process_recorder.max_tracking_id(name)
 
@@ -263,6 +303,8 @@ class LeadEngine(Application[UUID]):
             rules=self.rules,
             extra=dict(env.kept) or None,
         )
+        if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
+            self._link(lead, env)
         if outcome is Recorded.ACCEPTED:
             if was_open and not lead.routing_open and queue_key is not None:
                 reason = (
@@ -277,6 +319,20 @@ class LeadEngine(Application[UUID]):
             if lead.needs_routing(self.rules):
                 self._route(lead, env, touched)
         return outcome
+
+    def _link(self, lead: Lead, env: Envelope) -> None:
+        """Record the identity decision beside the fact, naming the other lead by its id only:
+        the decision lives on the subject's own stream (one writer per key, as every fact)."""
+        d = env.data
+        lead.link(
+            kind=KIND_OF_TYPE[env.type],
+            other_id=self.lead_id(str(d[IDENTITY_TARGET[env.type]])),
+            event_id=env.id,
+            source=env.source,
+            by=d.get("by"),
+            reason=d.get("reason"),
+            at=env.occurred_at,
+        )
 
     def _route(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
@@ -441,17 +497,38 @@ class LeadEngine(Application[UUID]):
         self._notify(recordings)
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
-        """Shred the lead's key, then record `Erased`; safe to run again (finishes a half one)."""
+        """Shred the key of every lead of the person `key` belongs to (each alias and merged
+        lead), then record `Erased` on each; safe to run again (finishes a half one)."""
         if not reason.strip():
             raise LeadEngineError(
                 "forget needs a --reason (e.g. a ticket number; nothing personal)"
             )
-        self._forget(self.lead_id(key))
-        lead = self.get_lead(key)
+        lead_id = self.lead_id(key)
+        others = [i for i in self.identity_map().members(lead_id) if i != lead_id]
+        first = self._forget_lead(lead_id, reason=reason, by=by, at=at)
+        if first is None:
+            raise LeadNotFound(key)
+        first = replace(first, key=key)
+        members = tuple(
+            f for i in others if (f := self._forget_lead(i, reason=reason, by=by, at=at))
+        )
+        values = first.personal_values.union(
+            *(m.personal_values for m in members), (m.key for m in members if not m.already)
+        )
+        return replace(first, personal_values=frozenset(values), members=members)
+
+    def _forget_lead(
+        self, lead_id: UUID, *, reason: str, by: str, at: datetime
+    ) -> Forgotten | None:
+        """Forget one lead (None if it has no stream: a key only named by a link)."""
+        self._forget(lead_id)
+        lead = self._lead_by_id(lead_id)
+        if lead is None:
+            return None
         values = frozenset(
             str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
         )
-        already = lead.erased_at is not None
+        already, key = lead.erased_at is not None, lead.key
         shredded = self.keys.shred(lead.id)
         if not already:
             lead.erase(reason=reason, by=by, at=at)
@@ -479,6 +556,19 @@ class LeadEngine(Application[UUID]):
         if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
+
+
+def link_of(event: Lead.Linked) -> Link:
+    return Link(
+        event.kind,
+        event.originator_id,
+        event.other_id,
+        event.occurred_at,
+        event.source,
+        event.event_id,
+        event.by,
+        event.reason,
+    )
 
 
 def _shared(agg: Aggregate) -> bool:

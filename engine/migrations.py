@@ -282,6 +282,8 @@ CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
 
 def _relay_tracking(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+
+
 def _recorded_at(conn: Any, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""

@@ -133,7 +133,6 @@ def retry_transient(
         return result
 
 
-
 @dataclass
 class RaceStats:
     """How often batches lost a version conflict to another writer, and what that cost."""

@@ -1,0 +1,90 @@
+"""The identity map: a pure fold of identity decisions into people (sets of lead ids).
+
+Decisions are folded in event time (ties: source, event id, lead id), never in arrival order,
+so two consumers that record a link and the touches around it in any interleaving produce the
+same map. Links and merges join two leads; an unmerge takes back every earlier join of the
+same two leads (either direction). The person id is the lead id the surviving joins lead to:
+each join points its subject's person at the other's (the merge winner, the link's known key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+KINDS = ("linked", "merged", "unmerged")
+#: the contract's identity event type behind each decision kind
+KIND_OF_TYPE = {"identity.linked": "linked", "lead.merged": "merged", "lead.unmerged": "unmerged"}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One identity decision: `lead_id` (the subject's lead) and `other_id`, as recorded."""
+
+    kind: str
+    lead_id: UUID
+    other_id: UUID
+    occurred_at: datetime
+    source: str
+    event_id: str
+    by: str | None = None
+    reason: str | None = None
+
+    @property
+    def order(self) -> tuple[datetime, str, str, str]:
+        return (self.occurred_at, self.source, self.event_id, str(self.lead_id))
+
+    @property
+    def pair(self) -> frozenset[UUID]:
+        return frozenset((self.lead_id, self.other_id))
+
+
+class IdentityMap:
+    """Which person each lead id belongs to; a lead never joined is a person of its own."""
+
+    def __init__(self, links: Iterable[Link] = ()) -> None:
+        self.links = sorted(links, key=lambda link: link.order)
+        self.joins = _surviving(self.links)
+        self._parent: dict[UUID, UUID] = {}
+        for join in self.joins:
+            a, b = self._find(join.lead_id), self._find(join.other_id)
+            if a != b:
+                self._parent[a] = b
+
+    def _find(self, lead_id: UUID) -> UUID:
+        root = lead_id
+        while root in self._parent:
+            root = self._parent[root]
+        while lead_id != root:  # path compression: the fold stays linear in practice
+            up = self._parent[lead_id]
+            self._parent[lead_id] = root
+            lead_id = up
+        return root
+
+    def person_of(self, lead_id: UUID) -> UUID:
+        return self._find(lead_id)
+
+    def people(self) -> dict[UUID, list[UUID]]:
+        """Every person with more than one lead: person id -> its lead ids, sorted."""
+        groups: dict[UUID, set[UUID]] = {}
+        for join in self.joins:
+            for lead_id in (join.lead_id, join.other_id):
+                groups.setdefault(self._find(lead_id), set()).add(lead_id)
+        return {p: sorted(m, key=str) for p, m in sorted(groups.items(), key=lambda i: str(i[0]))}
+
+    def members(self, lead_id: UUID) -> list[UUID]:
+        """Every lead id of the person `lead_id` belongs to (itself included), sorted."""
+        return self.people().get(self._find(lead_id), [lead_id])
+
+
+def _surviving(links: list[Link]) -> list[Link]:
+    """The joins (links and merges) no later unmerge of the same two leads took back."""
+    joins: list[Link] = []
+    for link in links:
+        if link.kind == "unmerged":
+            joins = [j for j in joins if j.pair != link.pair]
+        else:
+            joins.append(link)
+    return joins
