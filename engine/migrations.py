@@ -34,6 +34,7 @@ from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.dependents import qualified, refuse_if_outside
 from engine.errors import LeadEngineError
+from engine.projections import identity
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (
@@ -294,6 +295,12 @@ def _recorded_at(conn: Any, schema: str) -> None:
     )
 
 
+def _identity(conn: Any, schema: str) -> None:
+    """Identity links, merges and unmerges (engine/projections/identity.py), projected with
+    `history`; no older event makes one, so nothing needs a rebuild."""
+    identity.create(conn, schema)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -313,6 +320,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
     Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
     Migration(12, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
+    Migration(14, "identity_links and the lead_person view: who is one person", _identity),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -42,8 +42,17 @@ CONTRACT: dict[str, str] = {
     + ", ".join(REACHED_AT)
     + """,
            won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
-           version AS lead_version, mql_at AS mql_entered_at, recorded_at
-    FROM {s}.lead_state""",
+           version AS lead_version, mql_at AS mql_entered_at, recorded_at,
+           coalesce(p.person_id, lead_id) AS person_id
+    FROM {s}.lead_state LEFT JOIN {s}.lead_person p USING (lead_id)""",
+    "identity_links": """
+    SELECT i.lead_id, l.lead_key, i.kind, i.other_id AS other_lead_id,
+           o.lead_key AS other_lead_key, i.by, i.reason, i.source, i.event_id, i.occurred_at,
+           i.recorded_at, coalesce(p.person_id, i.lead_id) AS person_id
+    FROM {s}.identity_links i
+    LEFT JOIN {s}.lead_state l ON l.lead_id = i.lead_id
+    LEFT JOIN {s}.lead_state o ON o.lead_id = i.other_id
+    LEFT JOIN {s}.lead_person p ON p.lead_id = i.lead_id""",
     "lead_touchpoints": """
     SELECT lead_id, lead_key, event_id, type, channel, campaign, content, url, rep,
            occurred_at, recorded_at, source

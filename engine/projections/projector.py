@@ -39,20 +39,20 @@ from engine.aggregates.routing import Roster, RoutingQueue
 from engine.application import LeadEngine
 from engine.db import Database
 from engine.logs import get_logger
-from engine.projections import parking, rows
+from engine.projections import identity, parking, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     "leads": ("lead_state", "lead_scores", "lead_sla"),
     "touchpoints": ("lead_touchpoints", "lead_milestones"),
-    "history": ("lead_stage_history", "lead_routing"),
+    "history": ("lead_stage_history", "lead_routing", identity.TABLE),
     "costs": ("campaign_costs",),
 }
 DESCRIPTIONS = {
     "leads": "each lead's current stage, owner, score per model and SLA timers",
     "touchpoints": "every touch and sales milestone, as it happened",
-    "history": "stage changes with their reasons, routing rounds",
+    "history": "stage changes with their reasons, routing rounds, identity links and merges",
     "costs": "campaign costs",
 }
 #: The name the whole read model was tracked under before it was split (migration 3).
@@ -103,6 +103,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_routing": (rows.ROUTING_COLUMNS, ("lead_id", "version")),
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
     "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
+    identity.TABLE: (identity.COLUMNS, identity.KEY),
 }
 #: Where `retracted_at` sits in a stage-history row.
 RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
@@ -124,6 +125,7 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
+    links: list[tuple[Any, ...]] = field(default_factory=list)  # identity decisions
     #: (when, lead id, version) of stage-history rows of earlier batches late facts took back
     retracted: list[tuple[datetime, UUID, int]] = field(default_factory=list)
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
@@ -146,6 +148,7 @@ class Batch:
             "lead_stage_history": self.stages or [],
             "lead_routing": self.routings or [],
             "campaign_costs": self.costs or [],
+            identity.TABLE: self.links,
         }
 
 
@@ -441,6 +444,8 @@ class Projector:
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
+        elif isinstance(event, Lead.Linked) and "history" in want:
+            batch.links.append(identity.link_row(event, position))
 
     def _lead_rows(
         self, leads: list[Lead], first_seen: dict[UUID, int]
@@ -804,6 +809,7 @@ def _projection_of(event: Any) -> str:
             Lead.MarketingQualified,
             Lead.Routed,
             Lead.RoutingFailed,
+            Lead.Linked,
         ),
     ):
         return "history"

@@ -6,6 +6,7 @@ from psycopg import sql
 
 from engine.analytics.views import create_views
 from engine.db import Database
+from engine.projections import identity
 from engine.readmodel import ensure_contract
 
 STATEMENTS: tuple[str, ...] = (
@@ -199,6 +200,8 @@ RETRACTED_AT = (
     "ALTER TABLE {s}.lead_stage_history ADD COLUMN IF NOT EXISTS retracted_at timestamptz",
 )
 STATEMENTS += RETRACTED_AT
+# Identity (issue 20): links, merges, unmerges and the people they make (migration 14).
+STATEMENTS += (*identity.DDL, identity.VIEW)
 
 
 def create_tables(db: Database) -> None:

@@ -3,8 +3,8 @@
 Decisions are folded in event time (ties: source, event id, lead id), never in arrival order,
 so two consumers that record a link and the touches around it in any interleaving produce the
 same map. Links and merges join two leads; an unmerge takes back every earlier join of the
-same two leads (either direction). The person id is the lead id the surviving joins lead to:
-each join points its subject's person at the other's (the merge winner, the link's known key).
+same two leads (either direction). The person id is the lead id the surviving joins lead to
+(the merge winner, the link's known key), see `IdentityMap`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ class Link:
 
 
 class IdentityMap:
-    """Which person each lead id belongs to; a lead never joined is a person of its own."""
+    """Which person each lead id belongs to; a lead never joined is a person of its own.
+
+    A person is a connected set of leads over the surviving joins. Its id is the lead id of
+    the member no surviving join points away from (the merge winner, the link's known key);
+    several such (two merges into two winners): the smallest id; none (a cycle): the smallest
+    member. Neither depends on the order joins were folded in, and the read model's SQL
+    (engine/projections/identity.py) computes the same."""
 
     def __init__(self, links: Iterable[Link] = ()) -> None:
         self.links = sorted(links, key=lambda link: link.order)
@@ -52,6 +58,19 @@ class IdentityMap:
             a, b = self._find(join.lead_id), self._find(join.other_id)
             if a != b:
                 self._parent[a] = b
+        groups: dict[UUID, set[UUID]] = {}
+        for join in self.joins:
+            for lead_id in (join.lead_id, join.other_id):
+                groups.setdefault(self._find(lead_id), set()).add(lead_id)
+        subjects = {join.lead_id for join in self.joins}
+        self._people: dict[UUID, list[UUID]] = {}
+        self._person: dict[UUID, UUID] = {}
+        for members in groups.values():
+            ordered = sorted(members, key=str)
+            sinks = [m for m in ordered if m not in subjects]
+            person = (sinks or ordered)[0]
+            self._people[person] = ordered
+            self._person.update((m, person) for m in ordered)
 
     def _find(self, lead_id: UUID) -> UUID:
         root = lead_id
@@ -64,19 +83,15 @@ class IdentityMap:
         return root
 
     def person_of(self, lead_id: UUID) -> UUID:
-        return self._find(lead_id)
+        return self._person.get(lead_id, lead_id)
 
     def people(self) -> dict[UUID, list[UUID]]:
         """Every person with more than one lead: person id -> its lead ids, sorted."""
-        groups: dict[UUID, set[UUID]] = {}
-        for join in self.joins:
-            for lead_id in (join.lead_id, join.other_id):
-                groups.setdefault(self._find(lead_id), set()).add(lead_id)
-        return {p: sorted(m, key=str) for p, m in sorted(groups.items(), key=lambda i: str(i[0]))}
+        return dict(sorted(self._people.items(), key=lambda item: str(item[0])))
 
     def members(self, lead_id: UUID) -> list[UUID]:
         """Every lead id of the person `lead_id` belongs to (itself included), sorted."""
-        return self.people().get(self._find(lead_id), [lead_id])
+        return self._people.get(self.person_of(lead_id), [lead_id])
 
 
 def _surviving(links: list[Link]) -> list[Link]:

@@ -1,0 +1,111 @@
+"""The identity read model (docs/identity.md): `identity_links`, one row per identity decision
+(`Lead.Linked`), and `lead_person`, a view that folds them into people as engine/stitching does.
+
+Part of the `history` projection: rows are history (never changed), written with the batch that
+projected their event. The view is SQL over the table, so it is always as current as the table,
+rebuilds need nothing extra, and `recorded_at` cuts it for `--as-of` (`people_sql`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+
+from engine.aggregates.lead import Lead
+
+TABLE = "identity_links"
+COLUMNS = (
+    "lead_id",
+    "source",
+    "event_id",
+    "kind",
+    "other_id",
+    "by",
+    "reason",
+    "occurred_at",
+    "recorded_at",
+    "position",
+)
+KEY = ("lead_id", "source", "event_id")
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS {s}.identity_links (
+        lead_id uuid NOT NULL,
+        source text NOT NULL,
+        event_id text NOT NULL,
+        kind text NOT NULL,
+        other_id uuid NOT NULL,
+        by text,
+        reason text,
+        occurred_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        position bigint NOT NULL,
+        PRIMARY KEY (lead_id, source, event_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS identity_links_other_idx ON {s}.identity_links (other_id)",
+)
+
+#: People as of a cut on `recorded_at` ({cut}: a condition on the links considered). The
+#: joins no later unmerge of the same pair took back; their connected sets; each person's id
+#: the smallest member no join points away from, else the smallest member (IdentityMap's rule).
+PEOPLE = """
+WITH RECURSIVE links AS (
+    SELECT * FROM {s}.identity_links WHERE {cut}
+), joins AS (
+    SELECT j.lead_id AS a, j.other_id AS b FROM links j
+    WHERE j.kind <> 'unmerged' AND NOT EXISTS (
+        SELECT 1 FROM links u
+        WHERE u.kind = 'unmerged'
+          AND ((u.lead_id = j.lead_id AND u.other_id = j.other_id)
+               OR (u.lead_id = j.other_id AND u.other_id = j.lead_id))
+          AND (u.occurred_at, u.source, u.event_id, u.lead_id::text)
+              > (j.occurred_at, j.source, j.event_id, j.lead_id::text))
+), edges AS (
+    SELECT a, b FROM joins UNION SELECT b, a FROM joins
+), reach (start, node) AS (
+    SELECT a, a FROM edges
+    UNION
+    SELECT r.start, e.b FROM reach r JOIN edges e ON e.a = r.node
+)
+SELECT r.start AS lead_id,
+       coalesce(
+           min(r.node::text) FILTER (WHERE r.node NOT IN (SELECT a FROM joins)),
+           min(r.node::text)
+       )::uuid AS person_id,
+       count(*)::int AS leads
+FROM reach r GROUP BY r.start"""
+
+VIEW = "CREATE OR REPLACE VIEW {s}.lead_person AS " + PEOPLE.replace("{cut}", "true")
+
+
+def create(conn: Any, schema: str) -> None:
+    s = sql.Identifier(schema)
+    for statement in (*DDL, VIEW):
+        conn.execute(sql.SQL(statement).format(s=s))
+
+
+def people_sql(schema: str, as_of: Any | None) -> sql.Composed:
+    """`lead_person` as the engine knew it at `as_of` (None: now)."""
+    cut = (
+        sql.SQL("true")
+        if as_of is None
+        else sql.SQL("recorded_at <= {}").format(sql.Literal(as_of))
+    )
+    return sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=cut)
+
+
+def link_row(event: Lead.Linked, position: int) -> tuple[Any, ...]:
+    return (
+        event.originator_id,
+        event.source,
+        event.event_id,
+        event.kind,
+        event.other_id,
+        event.by,
+        event.reason,
+        event.occurred_at,
+        event.timestamp,
+        position,
+    )
