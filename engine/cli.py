@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=7, help="random seed: the same seed, the same file (default 7)"
     )
     p.add_argument("--days", type=positive_int, default=150, help="span of first touches in days")
+    p.add_argument(
+        "--identity",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of journeys (0..1) told under several keys: a cookie linked at the form "
+        "fill, or a duplicate lead merged later (docs/identity.md); default 0",
+    )
     p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
 
     p = sub.add_parser(
@@ -321,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     _window_args(p, currency=False)
     _fmt(p)
     _report_parsers(report)
+    p = report.add_parser(
+        "identity",
+        help="links, merges and unmerges per period; the people they make",
+        description="Identity decisions (identity.linked, lead.merged, lead.unmerged) per "
+        "period and kind, and how many people of several leads they make (docs/identity.md). "
+        "--as-of T: as recorded by T; --from/--to: decisions that happened in the window.",
+    )
+    p.add_argument("--from", dest="start", metavar="T", help="happened from T (inclusive)")
+    p.add_argument("--to", dest="end", metavar="T", help="happened before T")
+    p.add_argument("--as-of", metavar="T", help=AS_OF_HELP)
+    p.add_argument("--period", choices=("day", "week", "month"), default="week")
+    _fmt(p)
     p = report.add_parser(
         "sla",
         help="SLA timers per owner and queue; leads breached or at risk",
@@ -662,6 +682,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     from engine.commands import (
         audit,
         deadletters,
+        identity,
         leads,
         ops,
         qualify,
@@ -695,6 +716,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("report", "attribution"): reporting.attribution,
         ("report", "kpis"): reporting.kpis,
         ("report", "html"): reporting.html,
+        ("report", "identity"): identity.report_identity,
         ("whatif", None): qualify.whatif,
         ("schemas", "export"): ops.schemas_export,
         ("rules", "check"): ops.rules_check,

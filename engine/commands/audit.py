@@ -128,7 +128,7 @@ def export(args: argparse.Namespace) -> int:
         _plain_event(e)
         for e in events
         if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.StageRetracted,
-                          Lead.Routed,
+                          Lead.Routed, Lead.Linked,
                           Lead.RoutingFailed, Lead.AnomalyFlagged, Lead.SlaAlerted))
     ]  # fmt: skip
     doc = {

@@ -15,6 +15,7 @@ from engine.output import render, to_json
 from engine.runtime import open_runtime
 from engine.scoring import persona_fits, score
 from engine.sla import sla_state
+from engine.stitching.person import Person
 
 
 def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
@@ -79,10 +80,11 @@ def show(args: argparse.Namespace) -> int:
         else:
             lead = rt.app.get_lead(args.key)
         result = lead.current_score(rt.rules)
+        person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
     captured = [f for f in chronological(lead.facts) if f.type == "lead.captured"]
-    person = dict(captured[-1].data) if captured else {}
-    for name in person.get(ERASED_KEY, ()):
-        person[name] = "(erased)"
+    contact = dict(captured[-1].data) if captured else {}
+    for name in contact.get(ERASED_KEY, ()):
+        contact[name] = "(erased)"
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     profile, _ = profile_of(lead.facts)
     reached = {k: v.isoformat() for k, v in lead.reached.items()}
@@ -104,8 +106,8 @@ def show(args: argparse.Namespace) -> int:
             "rules": result.rules_ref,
             "as_of": result.as_of.isoformat(),
         },
-        "name": person.get("name"),
-        "email": person.get("email"),
+        "name": contact.get("name"),
+        "email": contact.get("email"),
         "profile": profile,
         "reached": reached,
         "facts": len(lead.facts),
@@ -113,6 +115,7 @@ def show(args: argparse.Namespace) -> int:
         "anomalies": lead.anomalies,
         "last_touches": last_touches,
         "version": lead.version,
+        "person": _person_doc(person),
     }
     if args.format == "json":
         print(to_json(doc))
@@ -140,6 +143,7 @@ def show(args: argparse.Namespace) -> int:
             "field": "facts / touches / anomalies",
             "value": f"{len(lead.facts)} / {len(touches)} / {lead.anomalies}",
         },
+        *_person_rows(doc["person"]),
     ]
     if args.format == "csv":
         print(render("csv", flat), end="")
@@ -148,6 +152,46 @@ def show(args: argparse.Namespace) -> int:
     print()
     print(render("table", last_touches, title="Last touches"))
     return 0
+
+
+def _person_doc(person: Person | None) -> dict[str, Any] | None:
+    """The person the lead is part of (docs/identity.md); None under --occurred-by."""
+    if person is None:
+        return None
+    first = person.first_touch
+    return {
+        "id": str(person.person_id),
+        "leads": [str(i) for i in person.lead_ids],
+        "stage": person.stage,
+        "furthest": person.furthest,
+        "owner": person.owner,
+        "owner_source": person.owner_source,
+        "score": person.score.total,
+        "touches": len(person.path),
+        "first_touch": None
+        if first is None
+        else {
+            "at": first.fact.occurred_at.isoformat(),
+            "type": first.fact.type,
+            "channel": first.fact.data.get("channel"),
+            "campaign": first.fact.data.get("campaign"),
+        },
+    }
+
+
+def _person_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if doc is None or len(doc["leads"]) < 2:
+        return []
+    first = doc["first_touch"]
+    return [
+        {"field": "person", "value": f"{doc['id']} ({len(doc['leads'])} leads)"},
+        {"field": "person stage / owner", "value": f"{doc['stage']} / {doc['owner'] or '-'}"},
+        {"field": "person score / touches", "value": f"{doc['score']} / {doc['touches']}"},
+        {
+            "field": "person first touch",
+            "value": "-" if first is None else f"{first['at']} {first['type']} {first['channel']}",
+        },
+    ]
 
 
 def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
@@ -189,6 +233,9 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.SlaAlerted):
             what, occurred = f"SLA {event.timer} {event.status} (decision)", event.at
             detail = f"routed to {event.owner} at {event.routed_at.isoformat()}; due {event.due}"
+        elif isinstance(event, Lead.Linked):
+            what, occurred = f"{event.kind} (identity decision)", event.occurred_at
+            detail = _link_detail(event)
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"
@@ -208,6 +255,15 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _link_detail(event: Lead.Linked) -> str:
+    """An identity decision as history shows it: the other lead by id (its key is personal
+    and stays in the sealed fact), who and why; docs/identity.md."""
+    with_ = "one person with" if event.kind != "unmerged" else "no longer one person with"
+    who = f" by {event.by}" if event.by else ""
+    why = f": {event.reason}" if event.reason else ""
+    return f"[{event.event_id}] {with_} lead {event.other_id}{who}{why}"
 
 
 def shown_key(events: list[Any], key: str) -> str:

@@ -425,7 +425,9 @@ def report_funnel(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    events = generator.generate(args.leads, args.seed, span_days=args.days)
+    events = generator.generate(
+        args.leads, args.seed, span_days=args.days, identity=getattr(args, "identity", 0.0)
+    )
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
         out.writelines(generator.lines(events))

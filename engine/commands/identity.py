@@ -1,0 +1,87 @@
+"""`leadengine report identity`: links, merges and unmerges over time, and the people they make
+(docs/identity.md). Reads the read model: `identity_links` and the people folded from it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from psycopg import sql
+
+from engine.commands.leads import moment_arg
+from engine.db import Database
+from engine.output import render, to_json
+from engine.projections import identity
+from engine.runtime import open_runtime
+from engine.stitching.identity_map import KINDS
+
+PERIODS = ("day", "week", "month")
+
+
+def identity_report(
+    db: Database, *, as_of: Any = None, start: Any = None, end: Any = None, period: str = "week"
+) -> dict[str, Any]:
+    """Identity decisions per period and kind (happened in [start, end), recorded by as_of),
+    and the people the links recorded by as_of make."""
+    if period not in PERIODS:
+        raise ValueError(f"period {period!r}: expected one of {', '.join(PERIODS)}")
+    cuts: list[sql.Composable] = [sql.SQL("true")]
+    if as_of is not None:
+        cuts.append(sql.SQL("recorded_at <= {}").format(sql.Literal(as_of)))
+    if start is not None:
+        cuts.append(sql.SQL("occurred_at >= {}").format(sql.Literal(start)))
+    if end is not None:
+        cuts.append(sql.SQL("occurred_at < {}").format(sql.Literal(end)))
+    table = sql.Identifier(db.schema, identity.TABLE)
+    per_period = sql.SQL(
+        "SELECT date_trunc({p}, occurred_at AT TIME ZONE 'UTC')::date AS period, kind, count(*) "
+        "FROM {t} WHERE {cut} GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(p=sql.Literal(period), t=table, cut=sql.SQL(" AND ").join(cuts))
+    people = sql.SQL(
+        "SELECT count(DISTINCT person_id), count(*), coalesce(max(leads), 0) FROM ({}) p"
+    ).format(identity.people_sql(db.schema, as_of))
+    with db.connect() as conn:
+        counts: dict[Any, dict[str, int]] = {}
+        for day, kind, n in conn.execute(per_period):
+            counts.setdefault(day, dict.fromkeys(KINDS, 0))[kind] = n
+        persons, leads, largest = conn.execute(people).fetchone() or (0, 0, 0)
+    rows = [{"period": day.isoformat(), **by_kind} for day, by_kind in counts.items()]
+    totals = {k: sum(r[k] for r in rows) for k in KINDS}
+    return {
+        "period": period,
+        "as_of": as_of,
+        "totals": totals,
+        "people": {"joined": persons, "leads_in_them": leads, "largest": largest},
+        "by_period": rows,
+    }
+
+
+def report_identity(args: argparse.Namespace) -> int:
+    with open_runtime() as rt:
+        doc = identity_report(
+            rt.db,
+            as_of=moment_arg(args.as_of),
+            start=moment_arg(args.start, "--from"),
+            end=moment_arg(args.end, "--to"),
+            period=args.period,
+        )
+    if args.format == "json":
+        print(to_json(doc))
+    elif args.format == "csv":
+        print(render("csv", doc["by_period"], columns=["period", *KINDS]), end="")
+    else:
+        people = doc["people"]
+        print(
+            render(
+                "table",
+                doc["by_period"],
+                columns=["period", *KINDS],
+                title=f"Identity decisions per {doc['period']}",
+            )
+        )
+        print(
+            f"\n{people['joined']} people of several leads ({people['leads_in_them']} leads; "
+            f"largest {people['largest']}); totals: "
+            + ", ".join(f"{k} {v}" for k, v in doc["totals"].items())
+        )
+    return 0
