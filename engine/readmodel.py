@@ -43,8 +43,9 @@ CONTRACT: dict[str, str] = {
     + """,
            won_amount, won_currency, anomalies, mql_rounds, last_event_at, erased_at,
            version AS lead_version, mql_at AS mql_entered_at, recorded_at,
-           coalesce(p.person_id, lead_id) AS person_id
-    FROM {s}.lead_state LEFT JOIN {s}.lead_person p USING (lead_id)""",
+           coalesce((SELECT p.person_id FROM {s}.lead_person p
+                     WHERE p.lead_id = lead_state.lead_id), lead_id) AS person_id
+    FROM {s}.lead_state""",
     "identity_links": """
     SELECT i.lead_id, l.lead_key, i.kind, i.other_id AS other_lead_id,
            o.lead_key AS other_lead_key, i.by, i.reason, i.source, i.event_id, i.occurred_at,

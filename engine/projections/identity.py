@@ -1,9 +1,11 @@
 """The identity read model (docs/identity.md): `identity_links`, one row per identity decision
-(`Lead.Linked`), and `lead_person`, a view that folds them into people as engine/stitching does.
+(`Lead.Linked`), and `lead_person`, the people they make, folded as engine/stitching does.
 
-Part of the `history` projection: rows are history (never changed), written with the batch that
-projected their event. The view is SQL over the table, so it is always as current as the table,
-rebuilds need nothing extra, and `recorded_at` cuts it for `--as-of` (`people_sql`).
+Both belong to the `history` projection. Link rows are history (never changed), written with
+the batch that projected their event; `lead_person` (one row per lead of a person of several) is
+made again from all the links, in SQL (`PEOPLE`), in the transaction of every batch that adds a
+link, and once more when a rebuild switches. `people_sql` cuts the same fold on `recorded_at`
+for `--as-of`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ DDL = (
         PRIMARY KEY (lead_id, source, event_id)
     )""",
     "CREATE INDEX IF NOT EXISTS identity_links_other_idx ON {s}.identity_links (other_id)",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.lead_person (
+        lead_id uuid PRIMARY KEY,
+        person_id uuid NOT NULL,
+        leads int NOT NULL
+    )""",
 )
+PEOPLE_TABLE = "lead_person"
 
 #: People as of a cut on `recorded_at` ({cut}: a condition on the links considered). The
 #: joins no later unmerge of the same pair took back; their connected sets; each person's id
@@ -77,13 +86,21 @@ SELECT r.start AS lead_id,
        count(*)::int AS leads
 FROM reach r GROUP BY r.start"""
 
-VIEW = "CREATE OR REPLACE VIEW {s}.lead_person AS " + PEOPLE.replace("{cut}", "true")
-
 
 def create(conn: Any, schema: str) -> None:
     s = sql.Identifier(schema)
-    for statement in (*DDL, VIEW):
+    for statement in DDL:
         conn.execute(sql.SQL(statement).format(s=s))
+
+
+def refresh(cur: Any, schema: str) -> None:
+    """Make `lead_person` again from every link (in the caller's transaction)."""
+    table = sql.Identifier(schema, PEOPLE_TABLE)
+    cur.execute(sql.SQL("DELETE FROM {}").format(table))
+    cur.execute(
+        sql.SQL("INSERT INTO {} (lead_id, person_id, leads) ").format(table)
+        + people_sql(schema, None)
+    )
 
 
 def people_sql(schema: str, as_of: Any | None) -> sql.Composed:

@@ -46,7 +46,7 @@ from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     "leads": ("lead_state", "lead_scores", "lead_sla"),
     "touchpoints": ("lead_touchpoints", "lead_milestones"),
-    "history": ("lead_stage_history", "lead_routing", identity.TABLE),
+    "history": ("lead_stage_history", "lead_routing", identity.TABLE, identity.PEOPLE_TABLE),
     "costs": ("campaign_costs",),
 }
 DESCRIPTIONS = {
@@ -496,6 +496,8 @@ class Projector:
                     self._advance(cur, name, expected, batch.last_position, events, seconds)
                 self._still_parked(cur, batch.skipped)
                 write_rows(cur)
+                if values[identity.TABLE]:  # a new link, merge or unmerge: people again
+                    identity.refresh(cur, self.db.schema)
                 self._write_rekeys(cur, batch)
                 self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
@@ -709,6 +711,10 @@ class Projector:
                 metrics.projector_events.inc(len(page))
                 if progress:
                     progress(done, page[-1][0])
+            if "history" in want:
+                identity.refresh(
+                    cur, self.db.schema
+                )  # this part's links (a rebuild: all, at the switch)
             if "leads" in want:
                 self._write_all(cur, self._lead_rows(list(leads.values()), seen), [], seen)
                 parking.record(cur, self.db.schema, self._parks)

@@ -44,7 +44,7 @@ from engine.application import LeadEngine
 from engine.db import Database
 from engine.errors import LeadEngineError
 from engine.logs import get_logger
-from engine.projections import parking
+from engine.projections import identity, parking
 from engine.projections.projector import PROJECTIONS, Projector, names
 
 log = get_logger("engine.rebuild")
@@ -407,6 +407,8 @@ def _switch(
         caught = builder.run(until_caught_up=True)
         position = builder.position()
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+        if identity.PEOPLE_TABLE in tables:  # parts loaded side by side: people from all links
+            identity.refresh(conn, staging.schema)
         _swap(conn, db.schema, staging.schema, tables)
         conn.execute("SET LOCAL lock_timeout = 0")  # the rest is our own rows
         conn.execute(

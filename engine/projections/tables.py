@@ -201,7 +201,7 @@ RETRACTED_AT = (
 )
 STATEMENTS += RETRACTED_AT
 # Identity (issue 20): links, merges, unmerges and the people they make (migration 14).
-STATEMENTS += (*identity.DDL, identity.VIEW)
+STATEMENTS += identity.DDL
 
 
 def create_tables(db: Database) -> None:

@@ -54,7 +54,10 @@ def documented() -> dict[str, Any]:
 @pytest.fixture
 def dataset(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Iterator[Runtime]:
     path = tmp_path / "events.jsonl"
-    assert leadengine("generate", "--leads", "300", "--seed", "16", "-o", str(path))[0] == 0
+    made = leadengine(  # identity stories too: every contract view has rows to check
+        "generate", "--leads", "300", "--seed", "16", "--identity", "0.2", "-o", str(path)
+    )
+    assert made[0] == 0
     assert leadengine("ingest", str(path))[0] == 0
     assert leadengine("project")[0] == 0
     for value in ("conversions", "revenue"):

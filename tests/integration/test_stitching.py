@@ -8,12 +8,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 from psycopg import sql
 
 from engine.analytics.attribution import attribute
 from engine.analytics.funnel import snapshot
 from engine.analytics.load import load
 from engine.analytics.paths import build_paths
+from engine.contract import validate_event
+from engine.generator import generate
+from engine.projections.rebuild import rebuild
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
 from tests.unit.test_stitching import anonymous_journey, duplicate, link, merged, unmerged
@@ -113,3 +117,29 @@ def test_forget_on_the_alias_forgets_every_key_of_the_person(runtime: Runtime) -
     with runtime.db.connect() as conn:
         text = str(conn.execute(sql.SQL("SELECT * FROM {}").format(view)).fetchall())
     assert "ada" not in text.replace("erased-", "")
+
+
+def people_rows(rt: Runtime) -> list[tuple[Any, ...]]:
+    with rt.db.connect() as conn:
+        return conn.execute(
+            sql.SQL("SELECT lead_id, person_id, leads FROM {} ORDER BY lead_id").format(
+                sql.Identifier(rt.db.schema, "lead_person")
+            )
+        ).fetchall()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_rebuild_of_history_gives_the_same_people(runtime: Runtime, workers: int) -> None:
+    """Generated identity stories: the people the projector made batch by batch are the ones
+    a rebuild (one worker or parts side by side) makes, and the ones engine/stitching folds."""
+    events = [validate_event(e) for e in generate(120, seed=4, identity=0.5)]
+    for start in range(0, len(events), 97):  # many batches, links among them
+        runtime.app.ingest(events[start : start + 97])
+        project(runtime)
+    before = people_rows(runtime)
+    folded = runtime.app.identity_map()
+    assert before and {(lead, person) for lead, person, _ in before} == {
+        (lead, person) for person, leads in folded.people().items() for lead in leads
+    }
+    rebuild(runtime.app, runtime.db, "history", batch_size=200, workers=workers)
+    assert people_rows(runtime) == before
