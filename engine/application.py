@@ -325,7 +325,7 @@ class LeadEngine(Application[UUID]):
         the decision lives on the subject's own stream (one writer per key, as every fact)."""
         d = env.data
         lead.link(
-            kind=KIND_OF_TYPE[env.type],
+            relation=KIND_OF_TYPE[env.type],
             other_id=self.lead_id(str(d[IDENTITY_TARGET[env.type]])),
             event_id=env.id,
             source=env.source,
@@ -560,7 +560,7 @@ class LeadEngine(Application[UUID]):
 
 def link_of(event: Lead.Linked) -> Link:
     return Link(
-        event.kind,
+        event.relation,
         event.originator_id,
         event.other_id,
         event.occurred_at,

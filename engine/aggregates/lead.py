@@ -215,7 +215,7 @@ class Lead(Aggregate):
     def link(
         self,
         *,
-        kind: str,
+        relation: str,
         other_id: UUID,
         event_id: str,
         source: str,
@@ -228,7 +228,7 @@ class Lead(Aggregate):
         (`unmerged`). Ids only: the other key itself stays in the sealed fact."""
         self.trigger_event(
             self.Linked,
-            kind=kind,
+            relation=relation,
             other_id=other_id,
             event_id=event_id,
             source=source,
@@ -465,10 +465,10 @@ class Lead(Aggregate):
 
     class Linked(Aggregate.Event):
         """An identity decision: the fact (`source`, `event_id`) said this key and the lead
-        `other_id` are one person (`kind` linked or merged) or two again (`unmerged`). The
+        `other_id` are one person (`relation` linked or merged) or two again (`unmerged`). The
         facts stay where they are; the identity map folds these (engine/stitching)."""
 
-        kind: str  # linked | merged | unmerged
+        relation: str  # linked | merged | unmerged
         other_id: UUID
         event_id: str
         source: str

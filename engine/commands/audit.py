@@ -170,7 +170,8 @@ def forget_command(args: argparse.Namespace) -> int:
             rt.deadletters.vacuum()
         projected = rt.projector.run(until_caught_up=True)
         with rt.db.connect() as conn:  # a parked lead's rows are skipped by the projector
-            parking.rekey(conn, rt.db.schema, result.lead_id, result.pseudonym)
+            for each in (result, *result.members):  # the person's every lead (identity.md)
+                parking.rekey(conn, rt.db.schema, each.lead_id, each.pseudonym)
     log.info(  # the audit trail of the erasure itself: nothing personal in it (not the key)
         "lead forgotten",
         lead=result.pseudonym,
@@ -178,6 +179,7 @@ def forget_command(args: argparse.Namespace) -> int:
         already=result.already,
         key_shredded=result.key_shredded,
         dead_letters_purged=purged,
+        person_leads=[m.pseudonym for m in result.members],
         by=by,
     )
     shown = result.pseudonym  # what the operator's terminal and logs may keep
@@ -188,6 +190,7 @@ def forget_command(args: argparse.Namespace) -> int:
         "already_forgotten": result.already,
         "key_shredded": result.key_shredded,
         "dead_letters_purged": purged,
+        "person_leads_forgotten": sum(not m.already for m in result.members),
         "events_projected": projected,
         "by": by,
         "reason": args.reason,

@@ -234,7 +234,7 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
             what, occurred = f"SLA {event.timer} {event.status} (decision)", event.at
             detail = f"routed to {event.owner} at {event.routed_at.isoformat()}; due {event.due}"
         elif isinstance(event, Lead.Linked):
-            what, occurred = f"{event.kind} (identity decision)", event.occurred_at
+            what, occurred = f"{event.relation} (identity decision)", event.occurred_at
             detail = _link_detail(event)
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
@@ -260,7 +260,7 @@ def history_rows(events: list[Any], rules: Any) -> list[dict[str, Any]]:
 def _link_detail(event: Lead.Linked) -> str:
     """An identity decision as history shows it: the other lead by id (its key is personal
     and stays in the sealed fact), who and why; docs/identity.md."""
-    with_ = "one person with" if event.kind != "unmerged" else "no longer one person with"
+    with_ = "one person with" if event.relation != "unmerged" else "no longer one person with"
     who = f" by {event.by}" if event.by else ""
     why = f": {event.reason}" if event.reason else ""
     return f"[{event.event_id}] {with_} lead {event.other_id}{who}{why}"

@@ -118,7 +118,7 @@ def link_row(event: Lead.Linked, position: int) -> tuple[Any, ...]:
         event.originator_id,
         event.source,
         event.event_id,
-        event.kind,
+        event.relation,
         event.other_id,
         event.by,
         event.reason,

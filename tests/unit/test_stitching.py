@@ -119,7 +119,11 @@ def test_unmerge_gives_back_exactly_the_state_without_the_merge(rules: Rules) ->
 def test_the_merge_is_a_recorded_decision_with_who_and_why(memory_app: LeadEngine) -> None:
     memory_app.ingest([*duplicate(), merged()])
     (decision,) = memory_app.get_lead("ada-2").links
-    assert (decision.kind, decision.by, decision.reason) == ("merged", "crm-admin", "same person")
+    assert (decision.relation, decision.by, decision.reason) == (
+        "merged",
+        "crm-admin",
+        "same person",
+    )
     assert decision.other_id == memory_app.lead_id("ada")
     again = memory_app.ingest([merged()])  # redelivery: the same fact, no second decision
     assert again.duplicates == 1 and len(memory_app.get_lead("ada-2").links) == 1
