@@ -334,12 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="links, merges and unmerges per period; the people they make",
         description="Identity decisions (identity.linked, lead.merged, lead.unmerged) per "
         "period and kind, and how many people of several leads they make (docs/identity.md). "
-        "--as-of T: as recorded by T; --from/--to: decisions that happened in the window.",
+        "--from/--to: the decisions that happened in the window.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=WINDOW_HELP,
     )
-    p.add_argument("--from", dest="start", metavar="T", help="happened from T (inclusive)")
-    p.add_argument("--to", dest="end", metavar="T", help="happened before T")
-    p.add_argument("--as-of", metavar="T", help=AS_OF_HELP)
-    p.add_argument("--period", choices=("day", "week", "month"), default="week")
+    _window_args(p, currency=False)
+    p.add_argument(
+        "--period",
+        choices=("day", "week", "month"),
+        default="week",
+        help="count decisions per day, week or month (default week)",
+    )
     _fmt(p)
     p = report.add_parser(
         "sla",

@@ -123,14 +123,7 @@ def person_keys(
     """Each linked or merged lead's key -> its person's key (the person lead's key, or the
     smallest member key while that lead has no row), as the links known by `as_of` and
     happened by `occurred_by` make them (docs/identity.md)."""
-    cuts: list[sql.Composable] = [sql.SQL("true")]
-    if as_of is not None:
-        cuts.append(sql.SQL("recorded_at <= {}").format(sql.Literal(as_of)))
-    if occurred_by is not None:
-        cuts.append(sql.SQL("occurred_at <= {}").format(sql.Literal(occurred_by)))
-    people = sql.SQL(identity.PEOPLE).format(
-        s=sql.Identifier(db.schema), cut=sql.SQL(" AND ").join(cuts)
-    )
+    people = identity.people_sql(db.schema, as_of, occurred_by)
     query = sql.SQL(
         "SELECT p.person_id, p.lead_id, s.lead_key FROM ({}) p JOIN {} s ON s.lead_id = p.lead_id"
     ).format(people, sql.Identifier(db.schema, "lead_state"))

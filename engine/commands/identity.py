@@ -19,15 +19,19 @@ PERIODS = ("day", "week", "month")
 
 
 def identity_report(
-    db: Database, *, as_of: Any = None, start: Any = None, end: Any = None, period: str = "week"
+    db: Database,
+    *,
+    as_of: Any = None,
+    occurred_by: Any = None,
+    start: Any = None,
+    end: Any = None,
+    period: str = "week",
 ) -> dict[str, Any]:
-    """Identity decisions per period and kind (happened in [start, end), recorded by as_of),
-    and the people the links recorded by as_of make."""
+    """Identity decisions per period and kind (happened in [start, end), recorded by as_of,
+    happened by occurred_by), and the people the links so cut make."""
     if period not in PERIODS:
         raise ValueError(f"period {period!r}: expected one of {', '.join(PERIODS)}")
-    cuts: list[sql.Composable] = [sql.SQL("true")]
-    if as_of is not None:
-        cuts.append(sql.SQL("recorded_at <= {}").format(sql.Literal(as_of)))
+    cuts: list[sql.Composable] = [identity.link_cut(as_of, occurred_by)]
     if start is not None:
         cuts.append(sql.SQL("occurred_at >= {}").format(sql.Literal(start)))
     if end is not None:
@@ -39,7 +43,7 @@ def identity_report(
     ).format(p=sql.Literal(period), t=table, cut=sql.SQL(" AND ").join(cuts))
     people = sql.SQL(
         "SELECT count(DISTINCT person_id), count(*), coalesce(max(leads), 0) FROM ({}) p"
-    ).format(identity.people_sql(db.schema, as_of))
+    ).format(identity.people_sql(db.schema, as_of, occurred_by))
     with db.connect() as conn:
         counts: dict[Any, dict[str, int]] = {}
         for day, kind, n in conn.execute(per_period):
@@ -50,6 +54,7 @@ def identity_report(
     return {
         "period": period,
         "as_of": as_of,
+        "occurred_by": occurred_by,
         "totals": totals,
         "people": {"joined": persons, "leads_in_them": leads, "largest": largest},
         "by_period": rows,
@@ -61,6 +66,7 @@ def report_identity(args: argparse.Namespace) -> int:
         doc = identity_report(
             rt.db,
             as_of=moment_arg(args.as_of),
+            occurred_by=moment_arg(args.occurred_by, "--occurred-by"),
             start=moment_arg(args.start, "--from"),
             end=moment_arg(args.end, "--to"),
             period=args.period,

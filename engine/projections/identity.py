@@ -55,6 +55,7 @@ DDL = (
     )""",
 )
 PEOPLE_TABLE = "lead_person"
+PEOPLE_COLUMNS = ("lead_id", "person_id", "leads")
 
 #: People as of a cut on `recorded_at` ({cut}: a condition on the links considered). The
 #: joins no later unmerge of the same pair took back; their connected sets; each person's id
@@ -103,14 +104,20 @@ def refresh(cur: Any, schema: str) -> None:
     )
 
 
-def people_sql(schema: str, as_of: Any | None) -> sql.Composed:
-    """`lead_person` as the engine knew it at `as_of` (None: now)."""
-    cut = (
-        sql.SQL("true")
-        if as_of is None
-        else sql.SQL("recorded_at <= {}").format(sql.Literal(as_of))
-    )
-    return sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=cut)
+def people_sql(schema: str, as_of: Any | None, occurred_by: Any | None = None) -> sql.Composed:
+    """`lead_person` as the engine knew it at `as_of` and of the links that had happened by
+    `occurred_by` (None: no cut on that clock)."""
+    return sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=link_cut(as_of, occurred_by))
+
+
+def link_cut(as_of: Any | None, occurred_by: Any | None) -> sql.Composable:
+    """The links recorded by `as_of` and happened by `occurred_by`, as a condition."""
+    cuts: list[sql.Composable] = [sql.SQL("true")]
+    if as_of is not None:
+        cuts.append(sql.SQL("recorded_at <= {}").format(sql.Literal(as_of)))
+    if occurred_by is not None:
+        cuts.append(sql.SQL("occurred_at <= {}").format(sql.Literal(occurred_by)))
+    return sql.SQL(" AND ").join(cuts)
 
 
 def link_row(event: Lead.Linked, position: int) -> tuple[Any, ...]:

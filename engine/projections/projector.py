@@ -104,6 +104,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lead_sla": (rows.SLA_COLUMNS, ("lead_id",)),
     "lead_milestones": (rows.MILESTONE_COLUMNS, ("lead_id", "source", "event_id")),
     identity.TABLE: (identity.COLUMNS, identity.KEY),
+    # made again from all links by `identity.refresh`, never row by row (no batch rows)
+    identity.PEOPLE_TABLE: (identity.PEOPLE_COLUMNS, ("lead_id",)),
 }
 #: Where `retracted_at` sits in a stage-history row.
 RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
@@ -149,6 +151,7 @@ class Batch:
             "lead_routing": self.routings or [],
             "campaign_costs": self.costs or [],
             identity.TABLE: self.links,
+            identity.PEOPLE_TABLE: [],
         }
 
 
