@@ -212,17 +212,29 @@ class LeadEngine(Application[UUID]):
         """The person the lead `key` belongs to: every linked or merged lead's facts as one."""
         lead_id = self.lead_id(key)
         people = self.identity_map(as_of)
-        members = [m for i in people.members(lead_id) if (m := self._lead_by_id(i)) is not None]
+        members = [
+            m for i in people.members(lead_id) if (m := self._lead_by_id(i, as_of)) is not None
+        ]
         if not members:
             raise LeadNotFound(key)
         return person_state(people.person_of(lead_id), members, self.rules)
 
-    def _lead_by_id(self, lead_id: UUID) -> Lead | None:
-        """A member may be named by a link before any fact of its own arrived: None then."""
-        try:
-            return cast(Lead, self.repository.get(lead_id))
-        except AggregateNotFoundError:
+    def _lead_by_id(self, lead_id: UUID, as_of: datetime | None = None) -> Lead | None:
+        """The lead as recorded by `as_of` (None: now); None while it had no fact (a member
+        may be named by a link before any fact of its own arrived)."""
+        if as_of is None:
+            try:
+                return cast(Lead, self.repository.get(lead_id))
+            except AggregateNotFoundError:
+                return None
+        stream: list[Any] = list(self.events.get(lead_id))
+        events = [e for e in stream if e.timestamp <= as_of]
+        if not any(isinstance(e, Lead.FactRecorded) for e in events):
             return None
+        lead: Any = None
+        for event in events:
+            lead = event.mutate(lead)
+        return cast(Lead, lead)
 
     def max_position(self, name: str) -> int | None:
         return self.process_recorder.max_tracking_id(name)

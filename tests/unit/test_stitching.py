@@ -135,6 +135,10 @@ def test_as_of_before_the_merge_shows_two_people(memory_app: LeadEngine) -> None
     memory_app.ingest([merged()])
     assert len(memory_app.person("ada", as_of=before).lead_ids) == 1
     assert len(memory_app.person("ada").lead_ids) == 2
+    memory_app.ingest([ev("touch.webinar_attended", "ada-2", {"channel": "webinar"}, 8, "w3")])
+    later = memory_app.person("ada")
+    merged_then = memory_app.person("ada", as_of=memory_app.get_lead("ada-2").links[0].timestamp)
+    assert len(later.path) == len(merged_then.path) + 1  # each member as it was recorded then
 
 
 def test_forget_on_any_key_forgets_every_key_of_the_person(memory_app: LeadEngine) -> None:
