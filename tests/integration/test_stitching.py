@@ -5,10 +5,13 @@ without the merge, and `forget` on an alias forgets the whole person."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from engine.analytics.attribution import attribute
@@ -17,9 +20,11 @@ from engine.analytics.load import load
 from engine.analytics.paths import build_paths
 from engine.contract import validate_event
 from engine.generator import generate
+from engine.projections.identity import people_sql
 from engine.projections.rebuild import rebuild
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
+from engine.stitching.identity_map import KINDS, IdentityMap, Link
 from tests.unit.test_stitching import anonymous_journey, duplicate, link, merged, unmerged
 
 
@@ -143,3 +148,48 @@ def test_a_rebuild_of_history_gives_the_same_people(runtime: Runtime, workers: i
     }
     rebuild(runtime.app, runtime.db, "history", batch_size=200, workers=workers)
     assert people_rows(runtime) == before
+
+
+LEADS = [UUID(int=i) for i in range(1, 7)]
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+links_strategy = st.lists(
+    st.builds(
+        Link,
+        kind=st.sampled_from(KINDS),
+        lead_id=st.sampled_from(LEADS),
+        other_id=st.sampled_from(LEADS),
+        occurred_at=st.integers(0, 5).map(lambda h: T0 + timedelta(hours=h)),
+        source=st.sampled_from(["crm", "web"]),
+        event_id=st.integers(0, 9999).map(str),
+    ).filter(lambda link: link.lead_id != link.other_id),
+    max_size=12,
+    unique_by=lambda link: (link.lead_id, link.source, link.event_id),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(links_strategy)
+def test_the_read_models_people_are_the_identity_maps(runtime: Runtime, drawn: list[Link]) -> None:
+    """Any links, merges and unmerges (cycles, two winners, an unmerge before its merge): the
+    SQL fold behind lead_person and `report identity` gives the people IdentityMap gives."""
+    table = sql.Identifier(runtime.db.schema, "identity_links")
+    with runtime.db.connect() as conn, conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        for n, link in enumerate(drawn):
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (lead_id, source, event_id, kind, other_id, occurred_at, "
+                    "recorded_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                ).format(table),
+                (link.lead_id, link.source, link.event_id, link.kind, link.other_id,
+                 link.occurred_at, link.occurred_at, n),
+            )  # fmt: skip
+        rows = conn.execute(people_sql(runtime.db.schema, None)).fetchall()
+    folded = IdentityMap(drawn)
+    assert {(lead, person, n) for lead, person, n in rows} == {
+        (lead, person, len(members))
+        for person, members in folded.people().items()
+        for lead in members
+    }
