@@ -78,6 +78,10 @@ def test_links_and_merges_make_people_in_the_read_model(runtime: Runtime) -> Non
     assert then["leads_total"] == 2  # before the merge: Ada (with her cookie), the duplicate
     stages = {s["stage"]: s for s in now["stages"]}
     assert stages["sal"]["reached"] == 1 and stages["sal"]["now"] == 1  # the furthest lead
+    kpi = sql.Identifier(read_schema(runtime.db.schema), "kpi_funnel")
+    with runtime.db.connect() as conn:
+        reached = dict(conn.execute(sql.SQL("SELECT stage, reached FROM {}").format(kpi)))
+    assert (reached["lead"], reached["sal"]) == (1, 1)  # people, as the CLI counts them
 
 
 def test_first_touch_attribution_credits_the_pre_capture_ad_click(runtime: Runtime) -> None:
