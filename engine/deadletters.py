@@ -197,7 +197,9 @@ def _needles(values: list[str]) -> list[re.Pattern[str]]:
     """A whole-token pattern per personal value (normalised; blank values ignored)."""
     found = {_normal(v).strip() for v in values}
     return [
-        re.compile(r"(?<![\w.@+-])" + re.escape(v) + r"(?![\w@-]|\.\w)") for v in sorted(found) if v
+        re.compile(r"(?<![\w.@+-])" + re.escape(v) + r"(?![\w@-]|\.\w)")
+        for v in sorted(found)
+        if v
     ]
 
 

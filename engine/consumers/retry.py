@@ -133,6 +133,7 @@ def retry_transient(
         return result
 
 
+
 @dataclass
 class RaceStats:
     """How often batches lost a version conflict to another writer, and what that cost."""

@@ -224,9 +224,8 @@ def _search_views(runtime: Runtime, needle: str) -> list[str]:
         assert len(views) >= 10
         for schema, view in views:
             row = conn.execute(
-                sql.SQL(
-                    "SELECT count(*) FROM {} v WHERE strpos(lower(v::text), lower(%s)) > 0"
-                ).format(sql.Identifier(schema, view)),
+                sql.SQL("SELECT count(*) FROM {} v WHERE strpos(lower(v::text), lower(%s)) > 0")
+                .format(sql.Identifier(schema, view)),
                 (needle,),
             ).fetchone()
             if row and row[0]:

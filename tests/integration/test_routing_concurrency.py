@@ -106,10 +106,8 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     )
     routed = CAPACITY * len(REPS)
     wait_for(
-        lambda: (
-            len(stored(database, "Lead.Routed")) + len(stored(database, "Lead.RoutingFailed"))
-            >= LEADS
-        ),
+        lambda: len(stored(database, "Lead.Routed")) + len(stored(database, "Lead.RoutingFailed"))
+        >= LEADS,
         timeout=180,
         every=0.5,
     )

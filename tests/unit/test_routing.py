@@ -335,8 +335,7 @@ def test_every_choice_explains_itself_exactly() -> None:
     # smooth weights 1:3:1 (ties go to the file's order): bo, ana, bo, cy, bo
     assert picks == ["bo", "ana", "bo", "cy", "bo"]
     assert choose(weighted, _queue_state(), None).why == (
-        "queue q, weighted round robin: bo (weight 3 of 5)"
-    )
+        "queue q, weighted round robin: bo (weight 3 of 5)")
     alone = Queue(id="q", strategy="least_loaded", reps=(Rep(id="ana"),))
     assert choose(alone, _queue_state(ana=4), None).why == "queue q, least loaded: ana holds 4 open"
 
