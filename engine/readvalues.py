@@ -18,6 +18,7 @@ from engine.domain.lifecycle import FUNNEL, STAGES
 from engine.domain.rules import Attribution, Strategy
 from engine.projections.projector import PROJECTIONS
 from engine.projections.rows import MILESTONE_TYPES
+from engine.stitching.identity_map import KINDS
 
 BEGIN, END = "<!-- readvalues:begin -->", "<!-- readvalues:end -->"
 
@@ -53,6 +54,7 @@ ACCEPTED = (
         _literal(Attribution.model_fields["conversion"].annotation),
         True,
     ),
+    Accepted("identity_links.kind", KINDS, True),
     Accepted("kpi_funnel.stage", FUNNEL[1:], True),
     Accepted("contract_info.projection", tuple(PROJECTIONS), True),
     Accepted("kpi_stage_reached.stage", FUNNEL[1:], True),
@@ -94,6 +96,20 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "anomalies",
             "mql_rounds",
             "lead_version",
+            "person_id",
+        ),
+    ),
+    "identity_links": (
+        ("lead_id", "source", "event_id"),
+        (
+            "lead_id",
+            "kind",
+            "other_lead_id",
+            "source",
+            "event_id",
+            "occurred_at",
+            "recorded_at",
+            "person_id",
         ),
     ),
     "lead_touchpoints": (

@@ -70,6 +70,7 @@ class Lead(Aggregate):
         self.erased_at: datetime | None = None  # `forget`: personal data shredded then
         self.sla_alerts: set[tuple[datetime, str, str]] = set()  # (routed_at, timer, status)
         self.running: dict[int, ScoreState] = {}  # id(model) -> running score (not an event)
+        self.links: list[Lead.Linked] = []  # identity decisions recorded on this key
 
     @classmethod
     def start(cls, key: str, lead_id: UUID) -> Lead:
@@ -218,6 +219,31 @@ class Lead(Aggregate):
         """Record that the person's data was forgotten (who, when, why; nothing personal)."""
         self.trigger_event(self.Erased, reason=reason, by=by, occurred_at=at)
 
+    def link(
+        self,
+        *,
+        relation: str,
+        other_id: UUID,
+        event_id: str,
+        source: str,
+        by: str | None,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        """Record the identity decision an accepted identity fact calls for (engine/stitching):
+        this key and the lead `other_id` are one person (`linked`, `merged`) or no longer
+        (`unmerged`). Ids only: the other key itself stays in the sealed fact."""
+        self.trigger_event(
+            self.Linked,
+            relation=relation,
+            other_id=other_id,
+            event_id=event_id,
+            source=source,
+            by=by,
+            reason=reason,
+            occurred_at=at,
+        )
+
     def _restage(self, trigger: str) -> str | None:
         """Walk the facts in event time (engine/domain/moments.py) and bring the path to the walk:
         retract the moves it no longer makes, then record the ones it makes anew (in time
@@ -328,6 +354,8 @@ class Lead(Aggregate):
             aggregate.seen[(self.source, self.event_id)] = len(aggregate.facts)
             aggregate.facts.append(fact)
             aggregate.walked.add_fact(fact)
+            if self.event_type in lifecycle.IDENTITY_FACTS:
+                return  # who the lead is, not what it did: the lead's clock stays
             if aggregate.clock is None or self.occurred_at > aggregate.clock:
                 aggregate.clock = self.occurred_at
             if self.event_type == "owner.assigned":
@@ -449,6 +477,22 @@ class Lead(Aggregate):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.sla_alerts.add((self.routed_at, self.timer, self.status))
+
+    class Linked(Aggregate.Event):
+        """An identity decision: the fact (`source`, `event_id`) said this key and the lead
+        `other_id` are one person (`relation` linked or merged) or two again (`unmerged`). The
+        facts stay where they are; the identity map folds these (engine/stitching)."""
+
+        relation: str  # linked | merged | unmerged
+        other_id: UUID
+        event_id: str
+        source: str
+        by: str | None
+        reason: str | None
+        occurred_at: datetime
+
+        def apply(self, aggregate: Lead) -> None:
+            aggregate.links.append(self)
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

@@ -194,7 +194,10 @@ EXIT_STAGES = ("nurture", "recycled", "disqualified", "lost")
 
 
 def current_stage(j: Journey) -> str:
-    """Where the lead stood after its last move in the dataset (no move: still anonymous)."""
+    """Where the lead stood after its last move in the dataset (no move: still anonymous); a
+    person of several leads: where the lead that got furthest stands (docs/identity.md)."""
+    if j.stage_now is not None:
+        return j.stage_now
     return j.moves[-1].to_stage if j.moves else "anonymous"
 
 

@@ -63,6 +63,8 @@ class Journey:
     moves: list[Move] = field(default_factory=list)
     milestones: list[Milestone] = field(default_factory=list)
     routed: list[datetime] = field(default_factory=list)
+    #: a person of several leads: where its furthest lead stands (docs/identity.md)
+    stage_now: str | None = None
 
     def sort(self) -> None:
         self.touches.sort(key=lambda t: (t.at, t.seq))

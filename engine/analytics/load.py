@@ -10,13 +10,17 @@ stream through a server-side cursor, so memory holds journeys, not result sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import sql
 
 from engine.analytics.journeys import Cost, Dataset, Journey, Milestone, Move, Touchpoint
+from engine.domain.lifecycle import RANK
 from engine.postgres.db import Database
+from engine.projections import identity
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 QUERIES = {
     "touches": "SELECT lead_key, occurred_at, position, type, channel, campaign, content, rep "
@@ -106,10 +110,62 @@ def load(
     for key, at in _rows(db, "routed", as_of, occurred_by):
         of(key).routed.append(at)
     costs = [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
+    journeys = by_person(journeys, person_keys(db, as_of, occurred_by))
     for j in journeys.values():
         j.sort()
     ordered = [journeys[k] for k in sorted(journeys)]
     return Dataset(ordered, costs, as_of)
+
+
+def person_keys(
+    db: Database, as_of: datetime | None = None, occurred_by: datetime | None = None
+) -> dict[str, str]:
+    """Each linked or merged lead's key -> its person's key (the person lead's key, or the
+    smallest member key while that lead has no row), as the links known by `as_of` and
+    happened by `occurred_by` make them (docs/identity.md)."""
+    people = identity.people_sql(db.schema, as_of, occurred_by)
+    query = sql.SQL(
+        "SELECT p.person_id, p.lead_id, s.lead_key FROM ({}) p JOIN {} s ON s.lead_id = p.lead_id"
+    ).format(people, sql.Identifier(db.schema, "lead_state"))
+    members: dict[Any, list[tuple[Any, str]]] = {}
+    with db.connect() as conn:
+        for person_id, lead_id, key in conn.execute(query):
+            members.setdefault(person_id, []).append((lead_id, key))
+    out: dict[str, str] = {}
+    for person_id, leads in members.items():
+        own = [key for lead_id, key in leads if lead_id == person_id]
+        person_key = own[0] if own else min(key for _, key in leads)
+        out.update((key, person_key) for _, key in leads)
+    return out
+
+
+def by_person(journeys: dict[str, Journey], keys: dict[str, str]) -> dict[str, Journey]:
+    """One journey per person: the union of its leads' touches, moves, milestones and
+    routings (each lead's own rows unchanged), under the person's key."""
+    if not keys:
+        return journeys
+    out: dict[str, Journey] = {}
+    furthest: dict[str, tuple[int, datetime | None, str]] = {}
+    for key, j in journeys.items():
+        person = keys.get(key, key)
+        into = out.get(person)
+        if into is None:
+            out[person] = into = Journey(person)
+        into.touches += j.touches
+        into.moves += j.moves
+        into.milestones += j.milestones
+        into.routed += j.routed
+        if key in keys:
+            j.sort()
+            last = j.moves[-1] if j.moves else None
+            rank = max((RANK.get(m.to_stage, 0) for m in j.moves), default=0)
+            mine = (rank, last.at if last else None, last.to_stage if last else "anonymous")
+            best = furthest.get(person)
+            if best is None or (mine[0], mine[1] or _EPOCH) > (best[0], best[1] or _EPOCH):
+                furthest[person] = mine
+    for person, (_rank, _at, stage) in furthest.items():
+        out[person].stage_now = stage
+    return out
 
 
 def count_touchpoints(db: Database) -> int:

@@ -16,10 +16,22 @@ from engine.postgres.db import Database
 FUNNEL_STAGES = FUNNEL[1:]
 
 
+#: One row per person: the lead that got furthest (ties: the latest event, then the id).
+PEOPLE = """(
+    SELECT DISTINCT ON (person_id) person_id, stage, furthest_rank FROM (
+        SELECT coalesce(p.person_id, s.lead_id) AS person_id, s.lead_id, s.stage,
+               s.furthest_rank, s.last_event_at
+        FROM {s}.lead_state s LEFT JOIN {s}.lead_person p USING (lead_id)
+    ) members
+    ORDER BY person_id, furthest_rank DESC, last_event_at DESC NULLS LAST, lead_id
+) people"""
+
+
 def funnel(db: Database) -> dict[str, Any]:
     """How many leads reached each funnel stage (skips count as reached), conversion between
-    consecutive stages, and where leads are now."""
-    table = sql.Identifier(db.schema, "lead_state")
+    consecutive stages, and where leads are now. A person of several leads counts once, where
+    its furthest lead stands (docs/identity.md)."""
+    table = sql.SQL(PEOPLE).format(s=sql.Identifier(db.schema))
     reached_cols = sql.SQL(", ").join(
         sql.SQL("count(*) FILTER (WHERE furthest_rank >= {})").format(sql.Literal(RANK[s]))
         for s in FUNNEL_STAGES

@@ -26,7 +26,10 @@ REACHED = f"""
 VIEWS: dict[str, str] = {
     "kpi_stage_reached": REACHED,
     "kpi_funnel": f"""
-    WITH counts AS (SELECT stage, count(*) AS reached FROM {{s}}.kpi_stage_reached GROUP BY stage)
+    WITH counts AS (
+        SELECT k.stage, count(DISTINCT coalesce(p.person_id, k.lead_id)) AS reached
+        FROM {{s}}.kpi_stage_reached k LEFT JOIN {{s}}.lead_person p USING (lead_id)
+        GROUP BY k.stage)
     SELECT r.stage, r.rank AS position, coalesce(c.reached, 0) AS reached,
            round(100.0 * coalesce(c.reached, 0)
                  / nullif(lag(coalesce(c.reached, 0)) OVER (ORDER BY r.rank), 0), 1)

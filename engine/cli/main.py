@@ -18,6 +18,7 @@ from engine.cli.commands import (
     audit,
     deadletters,
     demo,
+    identity,
     ingest,
     leads,
     project,
@@ -74,6 +75,7 @@ COMMANDS = (
     project,  # project, projections list | retry | rebuild
     leads,  # lead show | history | explain
     reporting,  # report funnel | attribution | kpis | html
+    identity,  # report identity
     qualify,  # report sla, whatif
     schemas,  # schemas export, rules check | show
     deadletters,  # deadletters list | replay | purge

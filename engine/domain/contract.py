@@ -223,6 +223,44 @@ EVENT_TYPES: dict[str, type[Data]] = {
     "rep.availability_changed": RepAvailabilityChanged,
 }
 
+
+class IdentityLinked(Data):
+    """An alias key (the CloudEvent's `subject`: a cookie, device or anonymous id) is the person
+    the known key `to` names. Facts stay under the key they arrived with; the identity map
+    (docs/identity.md) makes both one person."""
+
+    to: str = Field(
+        min_length=1, max_length=200, pattern=NOT_BLANK, json_schema_extra=PII,
+        description="The known lead key the subject belongs to (not the subject itself).",
+    )  # fmt: skip
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class LeadMerged(Data):
+    """Upstream says the lead `subject` (the loser) and `winner` are one person."""
+
+    winner: str = Field(
+        min_length=1, max_length=200, pattern=NOT_BLANK, json_schema_extra=PII,
+        description="The lead key that names the person from now on (not the subject itself).",
+    )  # fmt: skip
+    by: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    reason: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+
+
+class LeadUnmerged(LeadMerged):
+    """Undo a wrong merge (or link) of `subject` into `winner`: both are two people again,
+    exactly as if the merge had never happened."""
+
+
+IDENTITY_TYPES: dict[str, type[Data]] = {
+    "identity.linked": IdentityLinked,
+    "lead.merged": LeadMerged,
+    "lead.unmerged": LeadUnmerged,
+}
+#: the data field of each identity event that names the other key
+IDENTITY_TARGET = {"identity.linked": "to", "lead.merged": "winner", "lead.unmerged": "winner"}
+EVENT_TYPES.update(IDENTITY_TYPES)
+
 CAMPAIGN_TYPES = frozenset({"campaign.cost_recorded"})
 #: Facts about sales reps (subject = rep id), kept on the routing roster.
 ROSTER_TYPES = frozenset({"rep.availability_changed"})
@@ -384,10 +422,24 @@ def validate_event(obj: Any, *, unknown_fields: UnknownFields = "keep") -> Envel
     except ValidationError as exc:
         raise _from_validation(exc, prefix="data.", event_id=env.id, event_type=env.type) from None
     clean = data.model_dump(mode="json", exclude_none=True)
+    _check_other_key(env.type, env.id, env.subject, clean)
     out = env.model_copy(update={"data": clean})
     attributes = dict(env.model_extra or {}) if unknown_fields == "keep" else {}
     out._kept = {k: v for k, v in (("data", unknown), ("attributes", attributes)) if v}
     return out
+
+
+def _check_other_key(event_type: str, event_id: str, subject: str, data: dict[str, Any]) -> None:
+    """An identity event joins two keys: naming the subject twice joins nothing (refused)."""
+    field = IDENTITY_TARGET.get(event_type)
+    if field is not None and data[field] == subject:
+        raise InvalidEvent(
+            f"data.{field} names the subject itself",
+            event_id=event_id,
+            event_type=event_type,
+            field=f"data.{field}",
+            expected="another lead key than the CloudEvent's subject",
+        )
 
 
 def parse_event(

@@ -504,6 +504,66 @@ def rep_events(rng: random.Random, span_days: int) -> list[dict[str, Any]]:
     return out
 
 
+def _event_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _shifted(event: dict[str, Any], seconds: int) -> str:
+    at = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _identity_event(
+    rng: random.Random, type_: str, subject: str, time: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": _event_id(rng),
+        "source": "urn:leadengine:demo:identity",
+        "type": type_,
+        "subject": subject,
+        "time": time,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def stitch(rng: random.Random, events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Give one captured journey the identity story real upstreams tell (docs/identity.md):
+    mostly the web analytics' cookie before the form fill (`identity.linked`), else a duplicate
+    lead from a second form, merged later (`lead.merged`), now and then undone
+    (`lead.unmerged`). The person's facts stay the same; only the keys they arrive under
+    change. Journeys never captured are left alone."""
+    key = f"crm-{n:07d}"
+    capture = next((i for i, e in enumerate(events) if e["type"] == "lead.captured"), None)
+    if capture is None:
+        return events
+    out = [dict(e) for e in events]
+    if rng.random() < 0.6:
+        cookie = f"anon-{n:07d}"
+        for e in out[:capture]:
+            if e["type"].startswith("touch.") and e["type"] != "touch.form_submitted":
+                e["subject"] = cookie
+        data = {"to": key, "reason": "form fill identified the visitor"}
+        out.append(_identity_event(rng, "identity.linked", cookie, out[capture]["time"], data))
+        return out
+    dup = f"dup-{n:07d}"
+    second = {**out[capture], "id": _event_id(rng), "subject": dup}
+    second["time"] = _shifted(out[capture], 3600)
+    out.append(second)
+    for e in out[capture + 1 :]:
+        if e["type"].startswith("touch.") and e["time"] > second["time"] and rng.random() < 0.5:
+            e["subject"] = dup
+    last = max(e["time"] for e in out if e["subject"] == dup)
+    data = {"winner": key, "by": "crm-admin", "reason": "same email, two forms"}
+    merge = _identity_event(rng, "lead.merged", dup, _shifted({"time": last}, 86400), data)
+    out.append(merge)
+    if rng.random() < 0.15:
+        undo = {**data, "reason": "a colleague sharing the inbox, not the same person"}
+        out.append(_identity_event(rng, "lead.unmerged", dup, _shifted(merge, 86400), undo))
+    return out
+
+
 def generate(
     leads: int,
     seed: int = 7,
@@ -511,12 +571,19 @@ def generate(
     span_days: int = 150,
     duplicates: float = 0.01,
     out_of_order: float = 0.01,
+    identity: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """All events of `leads` journeys plus campaign costs, in delivery order."""
+    """All events of `leads` journeys plus campaign costs, in delivery order. `identity`: the
+    share of journeys told under several keys (`stitch`), drawn from a generator of its own,
+    so the same seed gives the same journeys with or without it."""
     rng = random.Random(seed)
+    stitching = random.Random(seed * 104_729 + 3)
     events: list[dict[str, Any]] = []
     for n in range(1, leads + 1):
-        events.extend(journey(rng, n, span_days))
+        told = journey(rng, n, span_days)
+        if identity and stitching.random() < identity:
+            told = stitch(stitching, told, n)
+        events.extend(told)
     events.extend(costs(rng, span_days))
     events.extend(rep_events(random.Random(seed * 7919 + 1), span_days))
     events.sort(key=lambda e: (e["time"], e["id"]))

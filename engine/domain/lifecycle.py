@@ -26,6 +26,11 @@ RELEASES_OWNER = frozenset({"recycled", "nurture", "disqualified", "lost", "cust
 SCORING_FACTS = frozenset({"lead.captured", "lead.profile_updated"})
 
 
+#: Facts about who the lead is (engine/stitching), not what it did: they move no stage, no
+#: clock and no score, so a merge later undone leaves every derived value as it was.
+IDENTITY_FACTS = frozenset({"identity.linked", "lead.merged", "lead.unmerged"})
+
+
 def can_trigger_mql(event_type: str) -> bool:
     return event_type.startswith("touch.") or event_type in SCORING_FACTS
 

@@ -33,6 +33,7 @@ from engine.postgres.chain import (
 from engine.postgres.db import Connection, Database, one_row
 from engine.postgres.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.postgres.dependents import qualified, refuse_if_outside
+from engine.projections import identity
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (
@@ -303,6 +304,12 @@ def _rules_applied(conn: Any, schema: str) -> None:
         conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
+def _identity(conn: Any, schema: str) -> None:
+    """Identity links, merges and unmerges (engine/projections/identity.py), projected with
+    `history`; no older event makes one, so nothing needs a rebuild."""
+    identity.create(conn, schema)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -325,6 +332,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         13, "rules_applied: the rules in force, from which position and when", _rules_applied
     ),
+    Migration(14, "identity_links and the lead_person view: who is one person", _identity),
 )
 LATEST = MIGRATIONS[-1].version
 

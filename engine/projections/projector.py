@@ -41,7 +41,7 @@ from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
 from engine.postgres.db import Database
 from engine.postgres.dependents import qualified
-from engine.projections import parking, registry, rows
+from engine.projections import identity, parking, registry, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 from engine.services.application import LeadEngine
 
@@ -51,13 +51,13 @@ RULES_TABLE = "rules_applied"
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     "leads": ("lead_state", "lead_scores", "lead_sla"),
     "touchpoints": ("lead_touchpoints", "lead_milestones"),
-    "history": ("lead_stage_history", "lead_routing"),
+    "history": ("lead_stage_history", "lead_routing", identity.TABLE, identity.PEOPLE_TABLE),
     "costs": ("campaign_costs",),
 }
 DESCRIPTIONS = {
     "leads": "each lead's current stage, owner, score per model and SLA timers",
     "touchpoints": "every touch and sales milestone, as it happened",
-    "history": "stage changes with their reasons, routing rounds",
+    "history": "stage changes with their reasons, routing rounds, identity links and merges",
     "costs": "campaign costs",
 }
 #: The name the whole read model was tracked under before it was split (migration 3).
@@ -101,7 +101,10 @@ UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
 #: Every table the projector writes, in write order: its columns and its key
 #: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    name: (registry.TABLES[name].names, registry.TABLES[name].key) for name in registry.PROJECTED
+    # identity.PEOPLE_TABLE is made again from all links by `identity.refresh`, never row
+    # by row (no batch rows)
+    name: (registry.TABLES[name].names, registry.TABLES[name].key)
+    for name in registry.PROJECTED
 }
 #: Where `retracted_at` sits in a stage-history row.
 RETRACTED = rows.STAGE_HISTORY_COLUMNS.index("retracted_at")
@@ -123,6 +126,7 @@ class Batch:
     costs: list[tuple[Any, ...]] | None = None
     routings: list[tuple[Any, ...]] | None = None
     milestones: list[tuple[Any, ...]] | None = None
+    links: list[tuple[Any, ...]] = field(default_factory=list)  # identity decisions
     #: (when, lead id, version) of stage-history rows of earlier batches late facts took back
     retracted: list[tuple[datetime, UUID, int]] = field(default_factory=list)
     #: (pseudonym, lead id) by table, for the leads forgotten in this batch
@@ -145,6 +149,8 @@ class Batch:
             "lead_stage_history": self.stages or [],
             "lead_routing": self.routings or [],
             "campaign_costs": self.costs or [],
+            identity.TABLE: self.links,
+            identity.PEOPLE_TABLE: [],
         }
 
 
@@ -443,6 +449,8 @@ class Projector:
         elif isinstance(event, (Lead.Routed, Lead.RoutingFailed)) and "history" in want:
             assert batch.routings is not None
             batch.routings.append(rows.routing_row(lead, event))
+        elif isinstance(event, Lead.Linked) and "history" in want:
+            batch.links.append(identity.link_row(event, position))
 
     def _lead_rows(
         self, leads: list[Lead], first_seen: dict[UUID, int]
@@ -498,6 +506,8 @@ class Projector:
                 if "leads" in moving and self._rules_noted is False:
                     noted = self._note_rules(cur, moving["leads"] + 1)
                 write_rows(cur)
+                if values[identity.TABLE]:  # a new link, merge or unmerge: people again
+                    identity.refresh(cur, self.db.schema)
                 self._write_rekeys(cur, batch)
                 self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
@@ -736,6 +746,10 @@ class Projector:
                 metrics.projector_events.inc(len(page))
                 if progress:
                     progress(done, page[-1][0])
+            if "history" in want:
+                identity.refresh(
+                    cur, self.db.schema
+                )  # this part's links (a rebuild: all, at the switch)
             if "leads" in want:
                 self._write_all(cur, self._lead_rows(list(leads.values()), seen), [], seen)
                 parking.record(cur, self.db.schema, self._parks)
@@ -836,6 +850,7 @@ def _projection_of(event: Any) -> str:
             Lead.MarketingQualified,
             Lead.Routed,
             Lead.RoutingFailed,
+            Lead.Linked,
         ),
     ):
         return "history"

@@ -43,7 +43,7 @@ from engine.domain.errors import LeadEngineError
 from engine.logs import get_logger
 from engine.postgres import dependents
 from engine.postgres.db import Database
-from engine.projections import parking, registry
+from engine.projections import identity, parking, registry
 from engine.projections.projector import PROJECTIONS, Projector, names
 from engine.services.application import LeadEngine
 
@@ -410,6 +410,8 @@ def _switch(
         caught = builder.run(until_caught_up=True)
         position = builder.position()
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+        if identity.PEOPLE_TABLE in tables:  # parts loaded side by side: people from all links
+            identity.refresh(conn, staging.schema)
         _swap(conn, db.schema, staging.schema, tables)
         conn.execute("SET LOCAL lock_timeout = 0")  # the rest is our own rows
         conn.execute(

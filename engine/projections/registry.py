@@ -431,6 +431,42 @@ MILESTONES = Table(
     indexes=(("lead_milestones_type_idx", "type"),),
 )
 
+IDENTITY_LINKS = Table(
+    "identity_links",
+    "One row per identity decision (`Lead.Linked`): a key linked to, merged into or unmerged "
+    "from another lead (docs/identity.md).",
+    (
+        LEAD_ID,
+        SOURCE,
+        nn("event_id", "text", "the CloudEvent id of the identity fact"),
+        nn("kind", "text", "`linked`, `merged` or `unmerged`"),
+        nn("other_id", "uuid", "the other lead's id (its key is personal: it stays sealed)"),
+        c("by", "text", "who decided it upstream"),
+        c("reason", "text", "why, as upstream said"),
+        OCCURRED,
+        RECORDED,
+        POSITION,
+    ),
+    ("lead_id", "source", "event_id"),
+    indexes=(("identity_links_other_idx", "other_id"),),
+)
+
+LEAD_PERSON = Table(
+    "lead_person",
+    "One row per lead of a person of several leads: made again from all links in every batch "
+    "that adds one (leads alone are not listed).",
+    (
+        LEAD_ID,
+        nn(
+            "person_id",
+            "uuid",
+            "the person's id: its merge winner or link target (docs/identity.md)",
+        ),
+        nn("leads", "int", "how many leads the person has"),
+    ),
+    ("lead_id",),
+)
+
 CREDITS = Table(
     "attribution_credits",
     "Written by `leadengine report attribution --save`; one row per model, grouping and key.",
@@ -526,6 +562,8 @@ TABLES: dict[str, Table] = {
         ROUTING,
         SLA,
         MILESTONES,
+        IDENTITY_LINKS,
+        LEAD_PERSON,
         CREDITS,
         RULES,
     )
@@ -690,7 +728,66 @@ _view(
                 "never was, e.g. sales accepted it first (the other MQL definition)",
             ),
             Out("recorded_at"),
+            Out(
+                "person_id",
+                "coalesce((SELECT p.person_id FROM {s}.lead_person p "
+                "WHERE p.lead_id = lead_state.lead_id), lead_id)",
+                "the person this lead is part of (docs/identity.md): the `lead_id` of the lead "
+                "its links and merges lead to; its own `lead_id` when it was never linked or "
+                "merged. Count people with `count(DISTINCT person_id)`",
+                "uuid",
+            ),
         ),
+    )
+)
+
+_view(
+    View(
+        "identity_links",
+        "Every identity decision: an alias linked to a known lead (`identity.linked`), two "
+        "leads merged (`lead.merged`) or a merge undone (`lead.unmerged`), as recorded; see "
+        "docs/identity.md. Facts are never moved: each stays under the key it arrived with, and "
+        "`person_id` says who is one.",
+        IDENTITY_LINKS,
+        (
+            Out(
+                "lead_id",
+                meaning="the lead the event named as its `subject` (the alias, the merge loser)",
+            ),
+            Out("lead_key", "l.lead_key", "its key (null while the lead has no row yet)", "text"),
+            Out("kind"),
+            Out(
+                "other_lead_id",
+                "other_id",
+                "the other lead (`data.to` of a link, `data.winner` of a merge)",
+            ),
+            Out(
+                "other_lead_key",
+                "o.lead_key",
+                "its key (null while that lead has no events of its own)",
+                "text",
+            ),
+            Out("by", meaning="who decided (merges and unmerges; null for links)"),
+            Out("reason", meaning="why, in upstream's words"),
+            Out("source"),
+            Out("event_id"),
+            Out("occurred_at", meaning="when it happened upstream"),
+            Out(
+                "recorded_at",
+                meaning="when the engine recorded it (`--as-of` cuts people on it)",
+            ),
+            Out(
+                "person_id",
+                "coalesce(p.person_id, i.lead_id)",
+                "the person `lead_id` is part of now",
+                "uuid",
+            ),
+        ),
+        alias="i",
+        source="{s}.identity_links i "
+        "LEFT JOIN {s}.lead_state l ON l.lead_id = i.lead_id "
+        "LEFT JOIN {s}.lead_state o ON o.lead_id = i.other_id "
+        "LEFT JOIN {s}.lead_person p ON p.lead_id = i.lead_id",
     )
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -31,11 +31,12 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoding,
 )
+from eventsourcing.utils import get_topic
 
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
-from engine.domain.contract import Envelope, present_pii
+from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -47,6 +48,8 @@ from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import datastore_of, existing, stored_scheme
+from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
+from engine.stitching.person import Person, person_state
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -103,6 +106,8 @@ class Forgotten:
     already: bool  # an earlier forget had recorded Erased
     key_shredded: bool  # a live key was destroyed now
     personal_values: frozenset[str] = field(repr=False)
+    #: the person's other leads (aliases, merged leads), forgotten with it (engine/stitching)
+    members: tuple[Forgotten, ...] = ()
 
 
 #: eventsourcing names its tables after the application.
@@ -186,6 +191,53 @@ class LeadEngine(Application[UUID]):
             raise LeadNotFound(key)
         return events
 
+    def identity_links(self, as_of: datetime | None = None) -> list[Link]:
+        """Every identity decision the engine had recorded by `as_of` (None: all), read off
+        the log by topic (a few rows per linked lead, never the whole log)."""
+        topic = get_topic(Lead.Linked)
+        links: list[Link] = []
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            for notification in page:
+                event: Any = self.sealed_mapper.to_domain_event(notification)
+                if as_of is None or event.timestamp <= as_of:
+                    links.append(link_of(event))
+            if len(page) < 1000:
+                return links
+            start = page[-1].id + 1
+
+    def identity_map(self, as_of: datetime | None = None) -> IdentityMap:
+        return IdentityMap(self.identity_links(as_of))
+
+    def person(self, key: str, as_of: datetime | None = None) -> Person:
+        """The person the lead `key` belongs to: every linked or merged lead's facts as one."""
+        lead_id = self.lead_id(key)
+        people = self.identity_map(as_of)
+        members = [
+            m for i in people.members(lead_id) if (m := self._lead_by_id(i, as_of)) is not None
+        ]
+        if not members:
+            raise LeadNotFound(key)
+        return person_state(people.person_of(lead_id), members, self.rules)
+
+    def _lead_by_id(self, lead_id: UUID, as_of: datetime | None = None) -> Lead | None:
+        """The lead as recorded by `as_of` (None: now); None while it had no fact (a member
+        may be named by a link before any fact of its own arrived)."""
+        if as_of is None:
+            try:
+                return cast(Lead, self.repository.get(lead_id))
+            except AggregateNotFoundError:
+                return None
+        stream: list[Any] = list(self.events.get(lead_id))
+        events = [e for e in stream if e.timestamp <= as_of]
+        if not any(isinstance(e, Lead.FactRecorded) for e in events):
+            return None
+        lead: Any = None
+        for event in events:
+            lead = event.mutate(lead)
+        return cast(Lead, lead)
+
     def max_position(self, name: str) -> int | None:
         return self.process_recorder.max_tracking_id(name)
 
@@ -265,6 +317,8 @@ class LeadEngine(Application[UUID]):
             rules=self.rules,
             extra=dict(env.kept) or None,
         )
+        if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
+            self._link(lead, env)
         if outcome is Recorded.ACCEPTED:
             if was_open and not lead.routing_open and queue_key is not None:
                 reason = (
@@ -279,6 +333,20 @@ class LeadEngine(Application[UUID]):
             if lead.needs_routing(self.rules):
                 self._route(lead, env, touched)
         return outcome
+
+    def _link(self, lead: Lead, env: Envelope) -> None:
+        """Record the identity decision beside the fact, naming the other lead by its id only:
+        the decision lives on the subject's own stream (one writer per key, as every fact)."""
+        d = env.data
+        lead.link(
+            relation=KIND_OF_TYPE[env.type],
+            other_id=self.lead_id(str(d[IDENTITY_TARGET[env.type]])),
+            event_id=env.id,
+            source=env.source,
+            by=d.get("by"),
+            reason=d.get("reason"),
+            at=env.occurred_at,
+        )
 
     def _route(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
@@ -436,17 +504,38 @@ class LeadEngine(Application[UUID]):
         self._notify(recordings)
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
-        """Shred the lead's key, then record `Erased`; safe to run again (finishes a half one)."""
+        """Shred the key of every lead of the person `key` belongs to (each alias and merged
+        lead), then record `Erased` on each; safe to run again (finishes a half one)."""
         if not reason.strip():
             raise LeadEngineError(
                 "forget needs a --reason (e.g. a ticket number; nothing personal)"
             )
-        self._forget(self.lead_id(key))
-        lead = self.get_lead(key)
+        lead_id = self.lead_id(key)
+        others = [i for i in self.identity_map().members(lead_id) if i != lead_id]
+        first = self._forget_lead(lead_id, reason=reason, by=by, at=at)
+        if first is None:
+            raise LeadNotFound(key)
+        first = replace(first, key=key)
+        members = tuple(
+            f for i in others if (f := self._forget_lead(i, reason=reason, by=by, at=at))
+        )
+        values = first.personal_values.union(
+            *(m.personal_values for m in members), (m.key for m in members if not m.already)
+        )
+        return replace(first, personal_values=frozenset(values), members=members)
+
+    def _forget_lead(
+        self, lead_id: UUID, *, reason: str, by: str, at: datetime
+    ) -> Forgotten | None:
+        """Forget one lead (None if it has no stream: a key only named by a link)."""
+        self._forget(lead_id)
+        lead = self._lead_by_id(lead_id)
+        if lead is None:
+            return None
         values = frozenset(
             str(f.data[name]) for f in lead.facts for name in present_pii(f.type, f.data)
         )
-        already = lead.erased_at is not None
+        already, key = lead.erased_at is not None, lead.key
         shredded = self.keys.shred(lead.id)
         if not already:
             lead.erase(reason=reason, by=by, at=at)
@@ -474,6 +563,19 @@ class LeadEngine(Application[UUID]):
         if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
+
+
+def link_of(event: Lead.Linked) -> Link:
+    return Link(
+        event.relation,
+        event.originator_id,
+        event.other_id,
+        event.occurred_at,
+        event.source,
+        event.event_id,
+        event.by,
+        event.reason,
+    )
 
 
 def _shared(agg: Aggregate) -> bool:

@@ -73,6 +73,9 @@ def history_rows(events: list[Any], rules: Rules) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.SlaAlerted):
             what, occurred = f"SLA {event.timer} {event.status} (decision)", event.at
             detail = f"routed to {event.owner} at {event.routed_at.isoformat()}; due {event.due}"
+        elif isinstance(event, Lead.Linked):
+            what, occurred = f"{event.relation} (identity decision)", event.occurred_at
+            detail = _link_detail(event)
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"
@@ -92,6 +95,15 @@ def history_rows(events: list[Any], rules: Rules) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _link_detail(event: Lead.Linked) -> str:
+    """An identity decision as history shows it: the other lead by id (its key is personal
+    and stays in the sealed fact), who and why; docs/identity.md."""
+    with_ = "one person with" if event.relation != "unmerged" else "no longer one person with"
+    who = f" by {event.by}" if event.by else ""
+    why = f": {event.reason}" if event.reason else ""
+    return f"[{event.event_id}] {with_} lead {event.other_id}{who}{why}"
 
 
 def shown_key(events: list[Any], key: str) -> str:

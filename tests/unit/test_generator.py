@@ -17,10 +17,21 @@ def test_deterministic_for_a_seed() -> None:
 
 
 def test_every_event_is_valid_and_the_catalogue_is_covered() -> None:
-    events = generate(400, seed=1)
+    events = generate(400, seed=1, identity=0.2)  # identity events: asked for (docs/identity.md)
     types = Counter(validate_event(e).type for e in events)
     missing = set(EVENT_TYPES) - set(types)
     assert not missing, f"generator never produces {missing}"
+
+
+def test_identity_stories_keep_the_journeys_of_the_same_seed() -> None:
+    """With `identity`, the same journeys arrive under more keys: the same facts otherwise."""
+    plain, stitched = generate(200, seed=3), generate(200, seed=3, identity=0.3)
+    kinds = Counter(e["type"] for e in stitched)
+    assert kinds["identity.linked"] and kinds["lead.merged"] and kinds["lead.unmerged"]
+    facts = {e["id"]: e["type"] for e in stitched}
+    assert {e["id"]: e["type"] for e in plain}.items() <= facts.items()
+    keys = {e["subject"] for e in stitched} - {e["subject"] for e in plain}
+    assert keys and all(k.startswith(("anon-", "dup-")) for k in keys)
 
 
 def test_duplicates_and_out_of_order_deliveries_exist() -> None:

@@ -162,7 +162,7 @@ def export(args: argparse.Namespace) -> int:
         _plain_event(e)
         for e in events
         if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.StageRetracted,
-                          Lead.Routed,
+                          Lead.Routed, Lead.Linked,
                           Lead.RoutingFailed, Lead.AnomalyFlagged, Lead.SlaAlerted))
     ]  # fmt: skip
     doc = {
@@ -204,7 +204,8 @@ def forget_command(args: argparse.Namespace) -> int:
             rt.deadletters.vacuum()
         projected = rt.projector.run(until_caught_up=True)
         with rt.db.connect() as conn:  # a parked lead's rows are skipped by the projector
-            parking.rekey(conn, rt.db.schema, result.lead_id, result.pseudonym)
+            for each in (result, *result.members):  # the person's every lead (identity.md)
+                parking.rekey(conn, rt.db.schema, each.lead_id, each.pseudonym)
     log.info(  # the audit trail of the erasure itself: nothing personal in it (not the key)
         "lead forgotten",
         lead=result.pseudonym,
@@ -212,6 +213,7 @@ def forget_command(args: argparse.Namespace) -> int:
         already=result.already,
         key_shredded=result.key_shredded,
         dead_letters_purged=purged,
+        person_leads=[m.pseudonym for m in result.members],
         by=by,
     )
     shown = result.pseudonym  # what the operator's terminal and logs may keep
@@ -222,6 +224,7 @@ def forget_command(args: argparse.Namespace) -> int:
         "already_forgotten": result.already,
         "key_shredded": result.key_shredded,
         "dead_letters_purged": purged,
+        "person_leads_forgotten": sum(not m.already for m in result.members),
         "events_projected": projected,
         "by": by,
         "reason": args.reason,

@@ -48,6 +48,14 @@ def register(commands: Commands) -> None:
         "--seed", type=int, default=7, help="random seed: the same seed, the same file (default 7)"
     )
     p.add_argument("--days", type=positive_int, default=150, help="span of first touches in days")
+    p.add_argument(
+        "--identity",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of journeys (0..1) told under several keys: a cookie linked at the form "
+        "fill, or a duplicate lead merged later (docs/identity.md); default 0",
+    )
     p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
     handles(p, generate)
 
@@ -126,7 +134,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    events = generator.generate(args.leads, args.seed, span_days=args.days)
+    events = generator.generate(
+        args.leads, args.seed, span_days=args.days, identity=getattr(args, "identity", 0.0)
+    )
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
         out.writelines(generator.lines(events))

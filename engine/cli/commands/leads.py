@@ -17,6 +17,7 @@ from engine.domain.scoring import persona_fits
 from engine.domain.sla import sla_state
 from engine.runtime import Runtime, open_runtime
 from engine.services.history import history_rows, shown_key, summary
+from engine.stitching.person import Person
 
 
 def register(commands: Commands) -> None:
@@ -93,10 +94,11 @@ def show(args: argparse.Namespace) -> int:
         else:
             lead = rt.app.get_lead(args.key)
         result = lead.current_score(rt.rules)
+        person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
     captured = [f for f in chronological(lead.facts) if f.type == "lead.captured"]
-    person = dict(captured[-1].data) if captured else {}
-    for name in person.get(ERASED_KEY, ()):
-        person[name] = "(erased)"
+    contact = dict(captured[-1].data) if captured else {}
+    for name in contact.get(ERASED_KEY, ()):
+        contact[name] = "(erased)"
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     profile, _ = profile_of(lead.facts)
     reached = {k: v.isoformat() for k, v in lead.reached.items()}
@@ -118,8 +120,8 @@ def show(args: argparse.Namespace) -> int:
             "rules": result.rules_ref,
             "as_of": result.as_of.isoformat(),
         },
-        "name": person.get("name"),
-        "email": person.get("email"),
+        "name": contact.get("name"),
+        "email": contact.get("email"),
         "profile": profile,
         "reached": reached,
         "facts": len(lead.facts),
@@ -127,6 +129,7 @@ def show(args: argparse.Namespace) -> int:
         "anomalies": lead.anomalies,
         "last_touches": last_touches,
         "version": lead.version,
+        "person": _person_doc(person),
     }
     if args.format == "json":
         print(to_json(doc))
@@ -154,6 +157,7 @@ def show(args: argparse.Namespace) -> int:
             "field": "facts / touches / anomalies",
             "value": f"{len(lead.facts)} / {len(touches)} / {lead.anomalies}",
         },
+        *_person_rows(doc["person"]),
     ]
     if args.format == "csv":
         print(render("csv", flat), end="")
@@ -162,6 +166,46 @@ def show(args: argparse.Namespace) -> int:
     print()
     print(render("table", last_touches, title="Last touches"))
     return 0
+
+
+def _person_doc(person: Person | None) -> dict[str, Any] | None:
+    """The person the lead is part of (docs/identity.md); None under --occurred-by."""
+    if person is None:
+        return None
+    first = person.first_touch
+    return {
+        "id": str(person.person_id),
+        "leads": [str(i) for i in person.lead_ids],
+        "stage": person.stage,
+        "furthest": person.furthest,
+        "owner": person.owner,
+        "owner_source": person.owner_source,
+        "score": person.score.total,
+        "touches": len(person.path),
+        "first_touch": None
+        if first is None
+        else {
+            "at": first.fact.occurred_at.isoformat(),
+            "type": first.fact.type,
+            "channel": first.fact.data.get("channel"),
+            "campaign": first.fact.data.get("campaign"),
+        },
+    }
+
+
+def _person_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if doc is None or len(doc["leads"]) < 2:
+        return []
+    first = doc["first_touch"]
+    return [
+        {"field": "person", "value": f"{doc['id']} ({len(doc['leads'])} leads)"},
+        {"field": "person stage / owner", "value": f"{doc['stage']} / {doc['owner'] or '-'}"},
+        {"field": "person score / touches", "value": f"{doc['score']} / {doc['touches']}"},
+        {
+            "field": "person first touch",
+            "value": "-" if first is None else f"{first['at']} {first['type']} {first['channel']}",
+        },
+    ]
 
 
 def history(args: argparse.Namespace) -> int:

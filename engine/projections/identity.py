@@ -1,0 +1,103 @@
+"""The identity read model (docs/identity.md): `identity_links`, one row per identity decision
+(`Lead.Linked`), and `lead_person`, the people they make, folded as engine/stitching does.
+
+Both belong to the `history` projection. Link rows are history (never changed), written with
+the batch that projected their event; `lead_person` (one row per lead of a person of several) is
+made again from all the links, in SQL (`PEOPLE`), in the transaction of every batch that adds a
+link, and once more when a rebuild switches. `people_sql` cuts the same fold on `recorded_at`
+for `--as-of`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+
+from engine.aggregates.lead import Lead
+from engine.projections import registry
+
+TABLE = registry.IDENTITY_LINKS.name
+COLUMNS = registry.IDENTITY_LINKS.names
+KEY = registry.IDENTITY_LINKS.key
+#: Both tables as declared once (engine/projections/registry.py); migration 14 runs these.
+DDL = registry.IDENTITY_LINKS.ddl() + registry.LEAD_PERSON.ddl()
+PEOPLE_TABLE = registry.LEAD_PERSON.name
+PEOPLE_COLUMNS = registry.LEAD_PERSON.names
+
+#: People as of a cut on `recorded_at` ({cut}: a condition on the links considered). The
+#: joins no later unmerge of the same pair took back; their connected sets; each person's id
+#: the smallest member no join points away from, else the smallest member (IdentityMap's rule).
+PEOPLE = """
+WITH RECURSIVE links AS (
+    SELECT * FROM {s}.identity_links WHERE {cut}
+), joins AS (
+    SELECT j.lead_id AS a, j.other_id AS b FROM links j
+    WHERE j.kind <> 'unmerged' AND NOT EXISTS (
+        SELECT 1 FROM links u
+        WHERE u.kind = 'unmerged'
+          AND ((u.lead_id = j.lead_id AND u.other_id = j.other_id)
+               OR (u.lead_id = j.other_id AND u.other_id = j.lead_id))
+          AND (u.occurred_at, u.source, u.event_id, u.lead_id::text)
+              > (j.occurred_at, j.source, j.event_id, j.lead_id::text))
+), edges AS (
+    SELECT a, b FROM joins UNION SELECT b, a FROM joins
+), reach (start, node) AS (
+    SELECT a, a FROM edges
+    UNION
+    SELECT r.start, e.b FROM reach r JOIN edges e ON e.a = r.node
+)
+SELECT r.start AS lead_id,
+       coalesce(
+           min(r.node::text) FILTER (WHERE r.node NOT IN (SELECT a FROM joins)),
+           min(r.node::text)
+       )::uuid AS person_id,
+       count(*)::int AS leads
+FROM reach r GROUP BY r.start"""
+
+
+def create(conn: Any, schema: str) -> None:
+    s = sql.Identifier(schema)
+    for statement in DDL:
+        conn.execute(sql.SQL(statement).format(s=s))
+
+
+def refresh(cur: Any, schema: str) -> None:
+    """Make `lead_person` again from every link (in the caller's transaction)."""
+    table = sql.Identifier(schema, PEOPLE_TABLE)
+    cur.execute(sql.SQL("DELETE FROM {}").format(table))
+    cur.execute(
+        sql.SQL("INSERT INTO {} (lead_id, person_id, leads) ").format(table)
+        + people_sql(schema, None)
+    )
+
+
+def people_sql(schema: str, as_of: Any | None, occurred_by: Any | None = None) -> sql.Composed:
+    """`lead_person` as the engine knew it at `as_of` and of the links that had happened by
+    `occurred_by` (None: no cut on that clock)."""
+    return sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=link_cut(as_of, occurred_by))
+
+
+def link_cut(as_of: Any | None, occurred_by: Any | None) -> sql.Composable:
+    """The links recorded by `as_of` and happened by `occurred_by`, as a condition."""
+    cuts: list[sql.Composable] = [sql.SQL("true")]
+    if as_of is not None:
+        cuts.append(sql.SQL("recorded_at <= {}").format(sql.Literal(as_of)))
+    if occurred_by is not None:
+        cuts.append(sql.SQL("occurred_at <= {}").format(sql.Literal(occurred_by)))
+    return sql.SQL(" AND ").join(cuts)
+
+
+def link_row(event: Lead.Linked, position: int) -> tuple[Any, ...]:
+    return (
+        event.originator_id,
+        event.source,
+        event.event_id,
+        event.relation,
+        event.other_id,
+        event.by,
+        event.reason,
+        event.occurred_at,
+        event.timestamp,
+        position,
+    )
