@@ -34,6 +34,9 @@ from engine.db import Database
 from engine.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.dependents import qualified, refuse_if_outside
 from engine.errors import LeadEngineError
+from engine.outbox import DDL as OUTBOX_DDL
+from engine.outbox import START_DDL as OUTBOX_START_DDL
+from engine.outbox import START_TABLE as OUTBOX_START_TABLE
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (
@@ -282,6 +285,43 @@ CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
 
 def _relay_tracking(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+
+
+def _outbox(conn: Any, schema: str) -> None:
+    """The transactional outbox (engine/outbox.py): complete from the next event on (older
+    decisions are relayed from the log); the relay keeps each partition's offset with its
+    position, to publish nothing twice after a crash between the broker's ack and the commit."""
+    s = sql.Identifier(schema)
+    for ddl in (*OUTBOX_DDL, OUTBOX_START_DDL):
+        conn.execute(sql.SQL(ddl).format(schema=s))
+    if _regclass(conn, schema, EVENTS_TABLE):  # no writer may slip an event in between
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(schema, EVENTS_TABLE))
+        )
+    conn.execute(
+        sql.SQL("INSERT INTO {} (complete_from) VALUES (%s) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(schema, OUTBOX_START_TABLE)
+        ),
+        (_next_notification_id(conn, schema),),
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS offsets jsonb").format(
+            sql.Identifier(schema, "relay_tracking")
+        )
+    )
+
+
+def _next_notification_id(conn: Any, schema: str) -> int:
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return 1
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(
+            sql.Identifier(schema, EVENTS_TABLE)
+        )
+    ).fetchone()
+    return int(row[0])
+
+
 def _recorded_at(conn: Any, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""
@@ -311,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "attribution_credits.currency: the currency of saved revenue", _credit_currency),
     Migration(11, "current-state rows: recorded_at of the lead's latest event", _recorded_at),
     Migration(12, "relay_tracking: each outbound topic's position in the log", _relay_tracking),
+    Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,12 +1,17 @@
-"""The relay: follows the notification log and publishes the engine's decisions to Kafka.
+"""The relay: publishes the engine's decisions to Kafka, from the outbox.
 
-Each batch of notifications past the relay's position is read; of the lead events, the
-decisions and each lead's start are decoded (facts only when an MQL needs the whole lead for its
-reasons), turned into CloudEvents (engine/decisions.py) and handed to the producer; once
-the broker has acknowledged every record of the batch (`flush`, acks=all) the new position
-commits in `relay_tracking` (one row per topic), guarded by the old one so two relays on one
-topic cannot both move it. A crash between the acknowledgement and that commit publishes the
-batch again on restart, with the same CloudEvent ids: at-least-once with stable ids.
+Each decision's record is written with its event (engine/outbox.py), so the relay reads
+finished records past its position, in log order, and hands them to the producer (acks=all,
+idempotence, linger/batch). Once the broker has acknowledged every record of a batch (`flush`)
+the new position commits in `relay_tracking` (one row per topic) with each partition's next
+offset, guarded by the old position so two relays on one topic cannot both move it.
+
+A crash between the acknowledgement and that commit leaves records in the topic past the
+committed offsets: before it publishes again the relay reads that tail and skips the ids it
+holds, so a decision is published once (at most the tail a relay wrote before its first commit
+of a topic is read from the topic's start). Below `outbox_start` (events recorded before
+migration 15) the relay decodes the log as before: the lead events' decisions are decoded
+and folded (facts only when an MQL needs the whole lead for its reasons).
 
 A lead's decisions go to one partition, chosen from its id (never from its key, which turns
 into the pseudonym when the lead is forgotten), so a consumer sees them in order.
@@ -24,20 +29,21 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from engine import metrics
+from engine import metrics, outbox
 from engine.aggregates.lead import Lead
-from engine.application import LeadEngine
+from engine.application import EVENTS_TABLE, LeadEngine
 from engine.db import Database
-from engine.decisions import TYPES, to_cloudevent
+from engine.decisions import TYPES, decision_id, encode, to_cloudevent
 from engine.errors import LeadEngineError
 from engine.leadids import pseudonym
 from engine.logs import get_logger
 from engine.rules import Rules
 
-TABLE = "relay_tracking"  # made by migration 12 (engine/migrations.py)
+TABLE = "relay_tracking"  # made by migration 12, `offsets` by 15 (engine/migrations.py)
 #: The part of a stored event's topic that names a Lead event (others are skipped undecoded).
 LEAD_TOPIC = "engine.aggregates.lead:Lead."
 
@@ -94,6 +100,12 @@ def status(db: Database) -> list[dict[str, Any]]:
     ]
 
 
+#: what a send becomes: (CloudEvent id, key, value, lead id)
+Outgoing = tuple[str, str, bytes, str]
+#: producer settings a tail reader (a consumer) shares: where the broker is and how to log in
+READER_OPTIONS = ("bootstrap_servers", "security_protocol", "ssl_", "sasl_", "api_version")
+
+
 class Relay:
     """Publishes the decisions of `app`'s log to `topic` through `producer`."""
 
@@ -119,18 +131,39 @@ class Relay:
         self._partitions: int | None = None
         self._table = sql.Identifier(db.schema, TABLE)
         self._conn: psycopg.Connection[Any] | None = None
+        self._complete_from: int | None = None
+        #: ids already in the topic past the committed offsets (a crash before the commit)
+        self._skip: set[str] | None = None
+        self._offsets: dict[int, int] = {}
+        self._read_outbox = sql.SQL(
+            "WITH head AS (SELECT max(notification_id) AS m FROM {e}) "
+            "SELECT h.m, o.notification_id, o.lead_id, o.version, o.key, o.value FROM head h "
+            "LEFT JOIN LATERAL (SELECT * FROM {o} WHERE notification_id > %s "
+            "AND notification_id <= h.m ORDER BY notification_id LIMIT %s) o ON true "
+            "ORDER BY o.notification_id"
+        ).format(
+            e=sql.Identifier(db.schema, EVENTS_TABLE), o=sql.Identifier(db.schema, outbox.TABLE)
+        )
 
     def position(self) -> int:
         """How far the log has been relayed to this topic (0: nothing yet)."""
         return positions(self.db).get(self.topic, 0)
 
     def reset(self) -> None:
-        """Start this topic again from the first event (`relay --from-start`)."""
+        """Start this topic again from the first event (`relay --from-start`): what the topic
+        holds now counts as published by someone else, so all of it is published again."""
+        ends = self._end_offsets()
         with self.db.connect() as conn:
             conn.execute(
-                sql.SQL("DELETE FROM {} WHERE topic = %s").format(self._table), (self.topic,)
+                sql.SQL(
+                    "INSERT INTO {} (topic, position, offsets) VALUES (%s, 0, %s) "
+                    "ON CONFLICT (topic) DO UPDATE SET position = 0, offsets = excluded.offsets, "
+                    "updated_at = now()"
+                ).format(self._table),
+                (self.topic, Jsonb({str(p): o for p, o in ends.items()})),
             )
         self._cache.clear()
+        self._skip = None
 
     def lag(self) -> int:
         head = self.app.recorder.max_notification_id() or 0
@@ -159,26 +192,138 @@ class Relay:
     def run_batch(self, position: int) -> tuple[int, int, int]:
         """Publish the decisions of the next batch past `position`, wait for the broker's
         acknowledgement, then commit the new position. (notifications, published, position)"""
+        try:
+            if self._skip is None:
+                self._recover()
+            if self._complete_from is None:
+                with self.db.connect() as conn:
+                    self._complete_from = outbox.complete_from(conn, self.db.schema)
+            started = time.perf_counter()
+            if position + 1 < self._complete_from:
+                last, outgoing = self._log_batch(position, self._complete_from - 1)
+            else:
+                last, outgoing = self._outbox_batch(position)
+            if last == position:
+                return 0, 0, position
+            sent = self._publish(outgoing)
+            seconds = time.perf_counter() - started
+            self._commit(position, last, last - position, sent, seconds)
+        except BaseException:
+            self._skip = None  # what reached the broker is read back before the next batch
+            raise
+        metrics.relay_published.labels(topic=self.topic).inc(sent)
+        metrics.relay_batch_seconds.observe(seconds)
+        metrics.relay_position.labels(topic=self.topic).set(last)
+        return last - position, sent, last
+
+    def _outbox_batch(self, position: int) -> tuple[int, list[Outgoing]]:
+        """The outbox's records past `position`, and the new position: the last record's
+        notification id when the batch is full, else the log's head (every event up to it
+        is committed with its records: the recorder holds the events table's lock)."""
+        conn = self._connection()
+        rows = conn.execute(self._read_outbox, (position, self.batch_size)).fetchall()
+        head = rows[0][0] if rows else None
+        found = [r for r in rows if r[1] is not None]
+        full = len(found) == self.batch_size
+        last = int(found[-1][1]) if full else max(position, int(head or 0))
+        return last, [
+            (decision_id(lead_id, version), key, value.encode(), str(lead_id))
+            for _head, _n, lead_id, version, key, value in found
+        ]
+
+    def _log_batch(self, position: int, stop: int) -> tuple[int, list[Outgoing]]:
+        """Decisions recorded before the outbox existed: decoded from the log."""
         notifications = self.app.recorder.select_notifications(
-            start=position + 1, limit=self.batch_size
+            start=position + 1, limit=self.batch_size, stop=stop
         )
         if not notifications:
-            return 0, 0, position
-        started = time.perf_counter()
+            return position, []
         lead_events = [n for n in notifications if n.topic.startswith(LEAD_TOPIC)]
         self.app.sealed_mapper.prefetch_keys(lead_events)
         docs = [doc for doc in map(self._decision, lead_events) if doc is not None]
-        futures = [self._send(doc) for doc in docs]  # in one go: the producer batches them
+        outgoing = [
+            (str(d["id"]), str(d["subject"]), encode(d).encode(), str(d["data"]["lead_id"]))
+            for d in docs
+        ]
+        return notifications[-1].id, outgoing
+
+    def _publish(self, outgoing: list[Outgoing]) -> int:
+        """Send, in one go (the producer batches), all but the ids the topic already holds;
+        wait for every acknowledgement; note each partition's next offset."""
+        skip = self._skip if self._skip is not None else set()
+        futures = []
+        for ident, key, value, lead_id in outgoing:
+            if skip and ident in skip:
+                skip.discard(ident)
+                continue
+            futures.append(
+                self.producer.send(
+                    self.topic, key=key.encode(), value=value, partition=self.partition_of(lead_id)
+                )
+            )
         self.producer.flush()
         for future in futures:
-            future.get(timeout=0)  # raises what the broker refused: the position stays
-        last = notifications[-1].id
-        seconds = time.perf_counter() - started
-        self._commit(position, last, len(notifications), len(futures), seconds)
-        metrics.relay_published.labels(topic=self.topic).inc(len(futures))
-        metrics.relay_batch_seconds.observe(seconds)
-        metrics.relay_position.labels(topic=self.topic).set(last)
-        return len(notifications), len(futures), last
+            meta = future.get(timeout=0)  # raises what the broker refused: the position stays
+            if meta.offset + 1 > self._offsets.get(meta.partition, 0):
+                self._offsets[meta.partition] = meta.offset + 1
+        return len(futures)
+
+    def _recover(self) -> None:
+        """Read what the topic holds past the committed offsets (published, never committed:
+        a crash or a failure between the broker's ack and the commit) and skip those ids."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT offsets FROM {} WHERE topic = %s").format(self._table),
+                (self.topic,),
+            ).fetchone()
+        committed = {int(p): int(o) for p, o in ((row and row[0]) or {}).items()}
+        self._offsets = dict(committed)
+        skip: set[str] = set()
+        reader = self._reader()
+        try:
+            parts = [TopicPartition(self.topic, p) for p in self._partition_ids(reader)]
+            ends = reader.end_offsets(parts) if parts else {}
+            todo = {tp: end for tp, end in ends.items() if end > committed.get(tp.partition, 0)}
+            if todo:
+                reader.assign(list(todo))
+                for tp in todo:
+                    reader.seek(tp, committed.get(tp.partition, 0))
+                deadline = time.monotonic() + 60
+                while any(reader.position(tp) < end for tp, end in todo.items()):
+                    if time.monotonic() > deadline:
+                        raise LeadEngineError(
+                            f"relay: could not read back topic {self.topic!r} past its "
+                            "committed offsets within 60 s"
+                        )
+                    for records in reader.poll(timeout_ms=500).values():
+                        skip.update(json.loads(r.value)["id"] for r in records)
+        finally:
+            reader.close()
+        if skip:
+            log.warning(
+                "relay found records published but not committed; not publishing them again",
+                topic=self.topic,
+                records=len(skip),
+            )
+        self._skip = skip
+
+    def _reader(self) -> KafkaConsumer:
+        config = self.producer.config
+        options = {k: v for k, v in config.items() if k.startswith(READER_OPTIONS)}
+        return KafkaConsumer(group_id=None, enable_auto_commit=False, **options)
+
+    def _partition_ids(self, reader: KafkaConsumer) -> list[int]:
+        found = reader.partitions_for_topic(self.topic)
+        return sorted(found) if found else []
+
+    def _end_offsets(self) -> dict[int, int]:
+        reader = self._reader()
+        try:
+            parts = [TopicPartition(self.topic, p) for p in self._partition_ids(reader)]
+            ends = reader.end_offsets(parts) if parts else {}
+        finally:
+            reader.close()
+        return {tp.partition: int(o) for tp, o in ends.items()}
 
     def _decision(self, stored: StoredEvent) -> dict[str, Any] | None:
         """The CloudEvent of one stored lead event, if it is a decision. Only decisions and the
@@ -247,14 +392,6 @@ class Relay:
             self._partitions = len(found)
         return UUID(lead_id).int % self._partitions
 
-    def _send(self, doc: dict[str, Any]) -> Any:
-        return self.producer.send(
-            self.topic,
-            key=str(doc["subject"]).encode(),
-            value=json.dumps(doc, separators=(",", ":")).encode(),
-            partition=self.partition_of(doc["data"]["lead_id"]),
-        )
-
     def _commit(self, old: int, new: int, events: int, published: int, seconds: float) -> None:
         """Move the position from `old` to `new`, unless another relay moved it meanwhile."""
         try:
@@ -269,10 +406,14 @@ class Relay:
                 "ids: a consumer sees duplicates only)"
             )
 
-    def _move(self, old: int, new: int, events: int, published: int, seconds: float) -> int:
+    def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = self.db.connect()  # kept: a connection per batch costs ~10 ms
-        conn = self._conn
+        return self._conn
+
+    def _move(self, old: int, new: int, events: int, published: int, seconds: float) -> int:
+        conn = self._connection()
+        offsets = Jsonb({str(p): o for p, o in sorted(self._offsets.items())})
         if old == 0:
             conn.execute(
                 sql.SQL(
@@ -282,10 +423,11 @@ class Relay:
             )
         return conn.execute(
             sql.SQL(
-                "UPDATE {} SET position = %s, batch_events = %s, batch_published = %s, "
-                "batch_seconds = %s, updated_at = now() WHERE topic = %s AND position = %s"
+                "UPDATE {} SET position = %s, offsets = %s, batch_events = %s, "
+                "batch_published = %s, batch_seconds = %s, updated_at = now() "
+                "WHERE topic = %s AND position = %s"
             ).format(self._table),
-            (new, events, published, seconds, self.topic, old),
+            (new, offsets, events, published, seconds, self.topic, old),
         ).rowcount
 
     def close(self) -> None:
