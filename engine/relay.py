@@ -37,7 +37,7 @@ from engine import metrics, outbox
 from engine.aggregates.lead import Lead
 from engine.application import EVENTS_TABLE, LeadEngine
 from engine.db import Database
-from engine.decisions import TYPES, decision_id, encode, to_cloudevent
+from engine.decisions import TYPES, encode, to_cloudevent
 from engine.errors import LeadEngineError
 from engine.leadids import pseudonym
 from engine.logs import get_logger
@@ -106,8 +106,24 @@ Outgoing = tuple[str, str, bytes, str]
 READER_OPTIONS = ("bootstrap_servers", "security_protocol", "ssl_", "sasl_", "api_version")
 
 
+#: how long a record may wait for the broker's acknowledgement (the producer retries meanwhile)
+SEND_TIMEOUT = 120.0
+
+
+@dataclass
+class _Inflight:
+    """A batch handed to the producer, its position not committed yet."""
+
+    old: int
+    last: int
+    futures: list[Any]
+    started: float
+
+
 class Relay:
-    """Publishes the decisions of `app`'s log to `topic` through `producer`."""
+    """Publishes the decisions of `app`'s log to `topic` through `producer`; with
+    `from_log` every decision is decoded from the log (the path before the outbox, kept
+    for events older than migration 15 and for comparison)."""
 
     def __init__(
         self,
@@ -119,8 +135,10 @@ class Relay:
         *,
         batch_size: int = 1000,
         cache_size: int = 20_000,
+        from_log: bool = False,
     ) -> None:
         self.app = app
+        self.from_log = from_log
         self.db = db
         self.producer = producer
         self.topic = topic
@@ -137,7 +155,8 @@ class Relay:
         self._offsets: dict[int, int] = {}
         self._read_outbox = sql.SQL(
             "WITH head AS (SELECT max(notification_id) AS m FROM {e}) "
-            "SELECT h.m, o.notification_id, o.lead_id, o.version, o.key, o.value FROM head h "
+            "SELECT h.m, o.notification_id, o.lead_id::text || ':' || o.version, o.key, "
+            "o.value, o.lead_id::text FROM head h "
             "LEFT JOIN LATERAL (SELECT * FROM {o} WHERE notification_id > %s "
             "AND notification_id <= h.m ORDER BY notification_id LIMIT %s) o ON true "
             "ORDER BY o.notification_id"
@@ -177,44 +196,83 @@ class Relay:
         idle_sleep: float = 0.2,
     ) -> int:
         """Relay batches until caught up (or, if not `until_caught_up`, until `stop()`);
-        returns how many decisions were published."""
+        returns how many decisions were published.
+
+        Two batches are in hand at a time: the next one is read and handed to the producer
+        while the broker acknowledges the previous one, whose position then commits (in
+        order: a position never passes a record not acknowledged)."""
         published = 0
         position = self.position()
-        while not (stop and stop()):
-            count, sent, position = self.run_batch(position)
-            published += sent
-            if count == 0:
-                if until_caught_up:
+        inflight: _Inflight | None = None
+        try:
+            while True:
+                if stop is not None and stop():
                     break
-                time.sleep(idle_sleep)
+                ahead = inflight.last if inflight is not None else position
+                batch = self._next(ahead)
+                if inflight is not None:
+                    published += self._settle(inflight)
+                    position, inflight = inflight.last, None
+                if batch is not None:
+                    inflight = batch
+                elif until_caught_up:
+                    break
+                else:
+                    time.sleep(idle_sleep)
+            if inflight is not None:
+                published += self._settle(inflight)
+        except BaseException:
+            self._skip = None  # what reached the broker is read back before the next batch
+            raise
         return published
 
     def run_batch(self, position: int) -> tuple[int, int, int]:
         """Publish the decisions of the next batch past `position`, wait for the broker's
         acknowledgement, then commit the new position. (notifications, published, position)"""
         try:
-            if self._skip is None:
-                self._recover()
-            if self._complete_from is None:
-                with self.db.connect() as conn:
-                    self._complete_from = outbox.complete_from(conn, self.db.schema)
-            started = time.perf_counter()
-            if position + 1 < self._complete_from:
-                last, outgoing = self._log_batch(position, self._complete_from - 1)
-            else:
-                last, outgoing = self._outbox_batch(position)
-            if last == position:
-                return 0, 0, position
-            sent = self._publish(outgoing)
-            seconds = time.perf_counter() - started
-            self._commit(position, last, last - position, sent, seconds)
+            batch = self._next(position)
+            sent = self._settle(batch) if batch is not None else 0
         except BaseException:
-            self._skip = None  # what reached the broker is read back before the next batch
+            self._skip = None
             raise
+        return (0, 0, position) if batch is None else (batch.last - position, sent, batch.last)
+
+    def _next(self, position: int) -> _Inflight | None:
+        """Read the batch past `position` and hand its records to the producer (not waiting
+        for the broker); None when nothing was recorded since."""
+        if self._skip is None:
+            self._recover()
+        if self._complete_from is None:
+            with self.db.connect() as conn:
+                self._complete_from = outbox.complete_from(conn, self.db.schema)
+        started = time.perf_counter()
+        if position + 1 < self._complete_from or self.from_log:
+            stop = None if self.from_log else self._complete_from - 1
+            last, outgoing = self._log_batch(position, stop)
+        else:
+            last, outgoing = self._outbox_batch(position)
+        if last == position:
+            return None
+        return _Inflight(position, last, self._send(outgoing), started)
+
+    def _settle(self, batch: _Inflight) -> int:
+        """Wait until the broker acknowledged every record of `batch`, then commit its
+        position with each partition's next offset; returns how many records it sent."""
+        for future in batch.futures:
+            if not future.is_done:
+                future.get(timeout=SEND_TIMEOUT)
+            if future.failed():
+                raise future.exception  # what the broker refused: the position stays
+            meta = future.value
+            if meta.offset >= self._offsets.get(meta.partition, 0):
+                self._offsets[meta.partition] = meta.offset + 1
+        sent = len(batch.futures)
+        seconds = time.perf_counter() - batch.started
+        self._commit(batch.old, batch.last, batch.last - batch.old, sent, seconds)
         metrics.relay_published.labels(topic=self.topic).inc(sent)
         metrics.relay_batch_seconds.observe(seconds)
-        metrics.relay_position.labels(topic=self.topic).set(last)
-        return last - position, sent, last
+        metrics.relay_position.labels(topic=self.topic).set(batch.last)
+        return sent
 
     def _outbox_batch(self, position: int) -> tuple[int, list[Outgoing]]:
         """The outbox's records past `position`, and the new position: the last record's
@@ -226,12 +284,11 @@ class Relay:
         found = [r for r in rows if r[1] is not None]
         full = len(found) == self.batch_size
         last = int(found[-1][1]) if full else max(position, int(head or 0))
-        return last, [
-            (decision_id(lead_id, version), key, value.encode(), str(lead_id))
-            for _head, _n, lead_id, version, key, value in found
+        return last, [  # the id as engine.decisions.decision_id makes it
+            (ident, key, value.encode(), lead_id) for _h, _n, ident, key, value, lead_id in found
         ]
 
-    def _log_batch(self, position: int, stop: int) -> tuple[int, list[Outgoing]]:
+    def _log_batch(self, position: int, stop: int | None) -> tuple[int, list[Outgoing]]:
         """Decisions recorded before the outbox existed: decoded from the log."""
         notifications = self.app.recorder.select_notifications(
             start=position + 1, limit=self.batch_size, stop=stop
@@ -247,10 +304,10 @@ class Relay:
         ]
         return notifications[-1].id, outgoing
 
-    def _publish(self, outgoing: list[Outgoing]) -> int:
-        """Send, in one go (the producer batches), all but the ids the topic already holds;
-        wait for every acknowledgement; note each partition's next offset."""
-        skip = self._skip if self._skip is not None else set()
+    def _send(self, outgoing: list[Outgoing]) -> list[Any]:
+        """Hand the records to the producer (it batches them), all but the ids the topic
+        already holds."""
+        skip = self._skip
         futures = []
         for ident, key, value, lead_id in outgoing:
             if skip and ident in skip:
@@ -261,12 +318,7 @@ class Relay:
                     self.topic, key=key.encode(), value=value, partition=self.partition_of(lead_id)
                 )
             )
-        self.producer.flush()
-        for future in futures:
-            meta = future.get(timeout=0)  # raises what the broker refused: the position stays
-            if meta.offset + 1 > self._offsets.get(meta.partition, 0):
-                self._offsets[meta.partition] = meta.offset + 1
-        return len(futures)
+        return futures
 
     def _recover(self) -> None:
         """Read what the topic holds past the committed offsets (published, never committed:
@@ -390,7 +442,7 @@ class Relay:
             if not found:
                 raise LeadEngineError(f"relay: topic {self.topic!r} has no partitions")
             self._partitions = len(found)
-        return UUID(lead_id).int % self._partitions
+        return int(lead_id.replace("-", ""), 16) % self._partitions  # the uuid's 128 bits
 
     def _commit(self, old: int, new: int, events: int, published: int, seconds: float) -> None:
         """Move the position from `old` to `new`, unless another relay moved it meanwhile."""
@@ -409,6 +461,9 @@ class Relay:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = self.db.connect()  # kept: a connection per batch costs ~10 ms
+            # a commit lost with a database crash moves the position and offsets back
+            # together: the tail past them is read back and skipped, nothing is sent twice
+            self._conn.execute("SET synchronous_commit = off")
         return self._conn
 
     def _move(self, old: int, new: int, events: int, published: int, seconds: float) -> int:
