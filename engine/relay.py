@@ -323,6 +323,7 @@ class Relay:
     def _recover(self) -> None:
         """Read what the topic holds past the committed offsets (published, never committed:
         a crash or a failure between the broker's ack and the commit) and skip those ids."""
+        self.producer.flush(timeout=SEND_TIMEOUT)  # records still in hand reach the topic first
         with self.db.connect() as conn:
             row = conn.execute(
                 sql.SQL("SELECT offsets FROM {} WHERE topic = %s").format(self._table),
