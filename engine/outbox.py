@@ -23,7 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from engine.chain import ChainedProcessRecorder
 
@@ -113,10 +113,24 @@ def _literal(replacement: str) -> str:
 
 def complete_from(conn: Any, schema: str) -> int:
     """The notification id from which every decision has its outbox row (1: the whole log)."""
-    row = conn.execute(
-        sql.SQL("SELECT complete_from FROM {}").format(sql.Identifier(schema, START_TABLE))
-    ).fetchone()
+    with conn.cursor(row_factory=tuple_row) as cur:  # any connection: eventsourcing's too
+        row = cur.execute(
+            sql.SQL("SELECT complete_from FROM {}").format(sql.Identifier(schema, START_TABLE))
+        ).fetchone()
     return int(row[0]) if row else 1
+
+
+def routed_leads(conn: Any, schema: str, upto: int) -> set[UUID]:
+    """The leads with a `lead.routed` record at or below notification id `upto`."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            sql.SQL(
+                "SELECT DISTINCT lead_id FROM {} "
+                "WHERE type = 'lead.routed' AND notification_id <= %s"
+            ).format(sql.Identifier(schema, TABLE)),
+            (upto,),
+        ).fetchall()
+    return {UUID(str(r[0])) for r in rows}
 
 
 class OutboxRecorder(ChainedProcessRecorder):
