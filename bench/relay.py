@@ -12,7 +12,7 @@ and partitions. Ratio = relay records/s / raw records/s on the medians (target >
 Broker: LEADENGINE_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu. Database:
 LEADENGINE_DATABASE_URL, else an embedded PostgreSQL in a temp dir.
 
-Usage: python bench/relay.py [--leads 2000] [--seed 1] [--partitions 4] [--batch-size 1000]
+Usage: python bench/relay.py [--leads 2000] [--seed 1] [--partitions 4] [--batch-size 5000]
                             [--rounds 3] [--profile N]
 """
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=5000)  # `leadengine relay`'s
     parser.add_argument(
         "--rounds", type=int, default=3,
         help="each round times the outbox relay, the log relay and raw produce (rotated order) "

@@ -111,7 +111,7 @@ SEND_TIMEOUT = 120.0
 
 
 @dataclass
-class _Inflight:
+class _Batch:
     """A batch handed to the producer, its position not committed yet."""
 
     old: int
@@ -133,7 +133,7 @@ class Relay:
         topic: str,
         rules: Rules,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         cache_size: int = 20_000,
         from_log: bool = False,
     ) -> None:
@@ -153,20 +153,29 @@ class Relay:
         #: ids already in the topic past the committed offsets (a crash before the commit)
         self._skip: set[str] | None = None
         self._offsets: dict[int, int] = {}
-        self._read_outbox = sql.SQL(
-            "WITH head AS (SELECT max(notification_id) AS m FROM {e}) "
-            "SELECT h.m, o.notification_id, o.lead_id::text || ':' || o.version, o.key, "
-            "o.value, o.lead_id::text FROM head h "
-            "LEFT JOIN LATERAL (SELECT * FROM {o} WHERE notification_id > %s "
-            "AND notification_id <= h.m ORDER BY notification_id LIMIT %s) o ON true "
-            "ORDER BY o.notification_id"
-        ).format(
-            e=sql.Identifier(db.schema, EVENTS_TABLE), o=sql.Identifier(db.schema, outbox.TABLE)
+        self._read_head = sql.SQL("SELECT max(notification_id) FROM {}").format(
+            sql.Identifier(db.schema, EVENTS_TABLE)
         )
+        # the bytes to send as bytea (read in binary: no text decoding and encoding); no upper
+        # bound, so the planner walks the primary key (with one, on a table not analysed yet,
+        # it sorted on disk): what is visible is a prefix of the log anyway
+        self._read_outbox = sql.SQL(
+            "SELECT notification_id, lead_id::text || ':' || version, key, "
+            "convert_to(value, 'UTF8'), lead_id::text FROM {} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(db.schema, outbox.TABLE))
 
     def position(self) -> int:
         """How far the log has been relayed to this topic (0: nothing yet)."""
-        return positions(self.db).get(self.topic, 0)
+        row = (
+            self._connection()
+            .execute(
+                sql.SQL("SELECT position FROM {} WHERE topic = %s").format(self._table),
+                (self.topic,),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
 
     def reset(self) -> None:
         """Start this topic again from the first event (`relay --from-start`): what the topic
@@ -196,55 +205,43 @@ class Relay:
         idle_sleep: float = 0.2,
     ) -> int:
         """Relay batches until caught up (or, if not `until_caught_up`, until `stop()`);
-        returns how many decisions were published.
-
-        Two batches are in hand at a time: the next one is read and handed to the producer
-        while the broker acknowledges the previous one, whose position then commits (in
-        order: a position never passes a record not acknowledged)."""
+        returns how many decisions were published."""
         published = 0
         position = self.position()
-        inflight: _Inflight | None = None
-        try:
-            while True:
-                if stop is not None and stop():
+        while not (stop and stop()):
+            count, sent, position = self.run_batch(position)
+            published += sent
+            if count == 0:
+                if until_caught_up:
                     break
-                ahead = inflight.last if inflight is not None else position
-                batch = self._next(ahead)
-                if inflight is not None:
-                    published += self._settle(inflight)
-                    position, inflight = inflight.last, None
-                if batch is not None:
-                    inflight = batch
-                elif until_caught_up:
-                    break
-                else:
-                    time.sleep(idle_sleep)
-            if inflight is not None:
-                published += self._settle(inflight)
-        except BaseException:
-            self._skip = None  # what reached the broker is read back before the next batch
-            raise
+                time.sleep(idle_sleep)
         return published
 
     def run_batch(self, position: int) -> tuple[int, int, int]:
         """Publish the decisions of the next batch past `position`, wait for the broker's
-        acknowledgement, then commit the new position. (notifications, published, position)"""
+        acknowledgement, then commit the new position. (notifications, published, position)
+
+        One batch at a time: reading the next batch while the broker acknowledges this one
+        was slower in bench/relay.py (the reads and the producer's thread contend for the
+        interpreter); larger batches pay the round trip less often instead."""
         try:
             batch = self._next(position)
-            sent = self._settle(batch) if batch is not None else 0
+            if batch is None:
+                return 0, 0, position
+            self.producer.flush(timeout=SEND_TIMEOUT)
+            sent = self._settle(batch)
         except BaseException:
-            self._skip = None
+            self._skip = None  # what reached the broker is read back before the next batch
             raise
-        return (0, 0, position) if batch is None else (batch.last - position, sent, batch.last)
+        return batch.last - position, sent, batch.last
 
-    def _next(self, position: int) -> _Inflight | None:
+    def _next(self, position: int) -> _Batch | None:
         """Read the batch past `position` and hand its records to the producer (not waiting
         for the broker); None when nothing was recorded since."""
         if self._skip is None:
             self._recover()
         if self._complete_from is None:
-            with self.db.connect() as conn:
-                self._complete_from = outbox.complete_from(conn, self.db.schema)
+            self._complete_from = outbox.complete_from(self._connection(), self.db.schema)
         started = time.perf_counter()
         if position + 1 < self._complete_from or self.from_log:
             stop = None if self.from_log else self._complete_from - 1
@@ -253,9 +250,9 @@ class Relay:
             last, outgoing = self._outbox_batch(position)
         if last == position:
             return None
-        return _Inflight(position, last, self._send(outgoing), started)
+        return _Batch(position, last, self._send(outgoing), started)
 
-    def _settle(self, batch: _Inflight) -> int:
+    def _settle(self, batch: _Batch) -> int:
         """Wait until the broker acknowledged every record of `batch`, then commit its
         position with each partition's next offset; returns how many records it sent."""
         for future in batch.futures:
@@ -276,16 +273,17 @@ class Relay:
 
     def _outbox_batch(self, position: int) -> tuple[int, list[Outgoing]]:
         """The outbox's records past `position`, and the new position: the last record's
-        notification id when the batch is full, else the log's head (every event up to it
-        is committed with its records: the recorder holds the events table's lock)."""
+        notification id when the batch is full, else the log's head as read before the
+        records. Both are sound because what is visible of the log is a prefix (the recorder
+        holds the events table's lock until its transaction, records included, commits)."""
         conn = self._connection()
-        rows = conn.execute(self._read_outbox, (position, self.batch_size)).fetchall()
-        head = rows[0][0] if rows else None
-        found = [r for r in rows if r[1] is not None]
-        full = len(found) == self.batch_size
-        last = int(found[-1][1]) if full else max(position, int(head or 0))
+        head = conn.execute(self._read_head).fetchone()
+        rows = conn.execute(self._read_outbox, (position, self.batch_size), binary=True).fetchall()
+        last = int(rows[-1][0]) if rows else position
+        if len(rows) < self.batch_size:
+            last = max(last, int((head and head[0]) or 0))
         return last, [  # the id as engine.decisions.decision_id makes it
-            (ident, key, value.encode(), lead_id) for _h, _n, ident, key, value, lead_id in found
+            (ident, key, value, lead_id) for _n, ident, key, value, lead_id in rows
         ]
 
     def _log_batch(self, position: int, stop: int | None) -> tuple[int, list[Outgoing]]:
@@ -324,11 +322,14 @@ class Relay:
         """Read what the topic holds past the committed offsets (published, never committed:
         a crash or a failure between the broker's ack and the commit) and skip those ids."""
         self.producer.flush(timeout=SEND_TIMEOUT)  # records still in hand reach the topic first
-        with self.db.connect() as conn:
-            row = conn.execute(
+        row = (
+            self._connection()
+            .execute(
                 sql.SQL("SELECT offsets FROM {} WHERE topic = %s").format(self._table),
                 (self.topic,),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         committed = {int(p): int(o) for p, o in ((row and row[0]) or {}).items()}
         self._offsets = dict(committed)
         skip: set[str] = set()
