@@ -23,6 +23,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
@@ -149,6 +150,7 @@ class Relay:
         self._partitions: int | None = None
         self._table = sql.Identifier(db.schema, TABLE)
         self._conn: psycopg.Connection[Any] | None = None
+        self._rconn: psycopg.Connection[Any] | None = None
         self._complete_from: int | None = None
         #: ids already in the topic past the committed offsets (a crash before the commit)
         self._skip: set[str] | None = None
@@ -205,52 +207,65 @@ class Relay:
         idle_sleep: float = 0.2,
     ) -> int:
         """Relay batches until caught up (or, if not `until_caught_up`, until `stop()`);
-        returns how many decisions were published."""
+        returns how many decisions were published.
+
+        The next batch is read (by a thread of its own, on a connection of its own) while
+        this one is sent and acknowledged: the database's round trips overlap the producer's
+        work. Positions still commit one batch after the other."""
         published = 0
         position = self.position()
-        while not (stop and stop()):
-            count, sent, position = self.run_batch(position)
-            published += sent
-            if count == 0:
-                if until_caught_up:
-                    break
-                time.sleep(idle_sleep)
+        with ThreadPoolExecutor(1, thread_name_prefix="relay-read") as reader:
+            ahead = reader.submit(self._read, position)
+            try:
+                while not (stop and stop()):
+                    last, outgoing = ahead.result()
+                    if last == position:
+                        if until_caught_up:
+                            break
+                        time.sleep(idle_sleep)
+                        ahead = reader.submit(self._read, position)
+                        continue
+                    ahead = reader.submit(self._read, last)
+                    published += self._publish(position, last, outgoing)
+                    position = last
+            except BaseException:
+                self._skip = None  # what reached the broker is read back before the next batch
+                raise
         return published
 
     def run_batch(self, position: int) -> tuple[int, int, int]:
         """Publish the decisions of the next batch past `position`, wait for the broker's
-        acknowledgement, then commit the new position. (notifications, published, position)
-
-        One batch at a time: reading the next batch while the broker acknowledges this one
-        was slower in bench/relay.py (the reads and the producer's thread contend for the
-        interpreter); larger batches pay the round trip less often instead."""
+        acknowledgement, then commit the new position. (notifications, published, position)"""
         try:
-            batch = self._next(position)
-            if batch is None:
-                return 0, 0, position
-            self.producer.flush(timeout=SEND_TIMEOUT)
-            sent = self._settle(batch)
+            last, outgoing = self._read(position)
+            sent = self._publish(position, last, outgoing) if last != position else 0
         except BaseException:
-            self._skip = None  # what reached the broker is read back before the next batch
+            self._skip = None
             raise
-        return batch.last - position, sent, batch.last
+        return last - position, sent, last
 
-    def _next(self, position: int) -> _Batch | None:
-        """Read the batch past `position` and hand its records to the producer (not waiting
-        for the broker); None when nothing was recorded since."""
+    def _read(self, position: int) -> tuple[int, list[Outgoing]]:
+        """The records past `position` and the position after them (`position`: none yet)."""
+        try:
+            if self._complete_from is None:
+                self._complete_from = outbox.complete_from(self._reader_conn(), self.db.schema)
+            if position + 1 < self._complete_from or self.from_log:
+                stop = None if self.from_log else self._complete_from - 1
+                return self._log_batch(position, stop)
+            return self._outbox_batch(position)
+        except psycopg.OperationalError:
+            if self._rconn is not None:
+                self._rconn.close()  # the next read reconnects (after the caller's retry)
+            raise
+
+    def _publish(self, old: int, last: int, outgoing: list[Outgoing]) -> int:
+        """Hand the records to the producer, wait until the broker acknowledged them all,
+        commit the position `last`; returns how many were sent."""
         if self._skip is None:
             self._recover()
-        if self._complete_from is None:
-            self._complete_from = outbox.complete_from(self._connection(), self.db.schema)
-        started = time.perf_counter()
-        if position + 1 < self._complete_from or self.from_log:
-            stop = None if self.from_log else self._complete_from - 1
-            last, outgoing = self._log_batch(position, stop)
-        else:
-            last, outgoing = self._outbox_batch(position)
-        if last == position:
-            return None
-        return _Batch(position, last, self._send(outgoing), started)
+        batch = _Batch(old, last, self._send(outgoing), time.perf_counter())
+        self.producer.flush(timeout=SEND_TIMEOUT)
+        return self._settle(batch)
 
     def _settle(self, batch: _Batch) -> int:
         """Wait until the broker acknowledged every record of `batch`, then commit its
@@ -276,7 +291,7 @@ class Relay:
         notification id when the batch is full, else the log's head as read before the
         records. Both are sound because what is visible of the log is a prefix (the recorder
         holds the events table's lock until its transaction, records included, commits)."""
-        conn = self._connection()
+        conn = self._reader_conn()
         head = conn.execute(self._read_head).fetchone()
         rows = conn.execute(self._read_outbox, (position, self.batch_size), binary=True).fetchall()
         last = int(rows[-1][0]) if rows else position
@@ -468,6 +483,12 @@ class Relay:
             self._conn.execute("SET synchronous_commit = off")
         return self._conn
 
+    def _reader_conn(self) -> psycopg.Connection[Any]:
+        """The reading thread's connection (a psycopg connection serves one thread)."""
+        if self._rconn is None or self._rconn.closed:
+            self._rconn = self.db.connect()
+        return self._rconn
+
     def _move(self, old: int, new: int, events: int, published: int, seconds: float) -> int:
         conn = self._connection()
         offsets = Jsonb({str(p): o for p, o in sorted(self._offsets.items())})
@@ -488,9 +509,10 @@ class Relay:
         ).rowcount
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._rconn):
+            if conn is not None:
+                conn.close()
+        self._conn = self._rconn = None
 
 
 def producer(bootstrap: str, **options: Any) -> KafkaProducer:
