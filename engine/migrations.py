@@ -37,6 +37,7 @@ from engine.errors import LeadEngineError
 from engine.outbox import DDL as OUTBOX_DDL
 from engine.outbox import START_DDL as OUTBOX_START_DDL
 from engine.outbox import START_TABLE as OUTBOX_START_TABLE
+from engine.outbox import check_statements, decision_topics
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (
@@ -309,6 +310,9 @@ def _outbox(conn: Any, schema: str) -> None:
             sql.Identifier(schema, "relay_tracking")
         )
     )
+    if _regclass(conn, schema, EVENTS_TABLE):  # else the recorder makes it with the table
+        for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+            conn.execute(statement)
 
 
 def _next_notification_id(conn: Any, schema: str) -> int:

@@ -22,10 +22,12 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.utils import get_topic
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow, tuple_row
 
 from engine.chain import ChainedProcessRecorder
+from engine.decisions import TYPES
 
 TABLE = "outbox"
 START_TABLE = "outbox_start"
@@ -42,6 +44,49 @@ START_DDL = (
     "one boolean PRIMARY KEY DEFAULT true CHECK (one), complete_from bigint NOT NULL, "
     "recorded_at timestamptz NOT NULL DEFAULT now())"
 )
+
+
+#: a decision event committed without its outbox row fails its transaction (a writer older
+#: than migration 15 during a rolling upgrade: it stops, loudly, instead of its decisions
+#: never reaching the topic; not a transient error, so nobody waits it out); checked at
+#: commit, after the recorder wrote the records
+CHECK_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.outbox_complete() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM {schema}.outbox WHERE notification_id = NEW.notification_id)
+    THEN
+        RAISE EXCEPTION 'decision % of % (version %) recorded without its outbox row: this '
+            'writer predates migration 15 (the transactional outbox); run the new version',
+            NEW.topic, NEW.originator_id, NEW.originator_version;
+    END IF;
+    RETURN NULL;
+END
+$f$
+"""
+CHECK_TRIGGER = """
+DO $d$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'outbox_complete'
+                   AND tgrelid = {events_literal}::regclass) THEN
+        CREATE CONSTRAINT TRIGGER outbox_complete AFTER INSERT ON {events}
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            WHEN (NEW.topic = ANY({topics})) EXECUTE FUNCTION {schema}.outbox_complete();
+    END IF;
+END $d$
+"""
+
+
+def check_statements(schema: str, events: str, topics: list[str]) -> list[sql.Composed]:
+    """The function and the trigger that keep the outbox complete (idempotent)."""
+    table = sql.Identifier(schema, events)
+    return [
+        sql.SQL(CHECK_FUNCTION).format(schema=sql.Identifier(schema)),
+        sql.SQL(CHECK_TRIGGER).format(
+            events_literal=sql.Literal(table.as_string(None)),
+            events=table,
+            topics=sql.Literal(topics),
+            schema=sql.Identifier(schema),
+        ),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +165,11 @@ def complete_from(conn: Any, schema: str) -> int:
     return int(row[0]) if row else 1
 
 
+def decision_topics() -> list[str]:
+    """The stored topics of the decision events (engine/decisions.py)."""
+    return sorted(get_topic(cls) for cls in TYPES)
+
+
 def routed_leads(conn: Any, schema: str, upto: int) -> set[UUID]:
     """The leads with a `lead.routed` record at or below notification id `upto`."""
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -142,6 +192,9 @@ class OutboxRecorder(ChainedProcessRecorder):
         schema = sql.Identifier(datastore.schema)
         for ddl in (*DDL, START_DDL):
             self.sql_create_statements.append(sql.SQL(ddl).format(schema=schema))
+        self.sql_create_statements.extend(
+            check_statements(datastore.schema, self.events_table_name, decision_topics())
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -172,3 +172,16 @@ def test_erasure_rewrites_the_subject_and_nothing_else(
         ).fetchall()
     assert json.loads(value) == doc | {"subject": pseudonym}
     assert value == encode(doc | {"subject": pseudonym})
+
+
+def test_a_writer_without_the_outbox_cannot_commit_a_decision(runtime: Runtime) -> None:
+    """A writer older than migration 15 (here: the outbox switched off) during a rolling
+    upgrade: its transaction fails, saying why, and records nothing."""
+    events = [validate_event(e) for e in generate(20, seed=34)]
+    runtime.app.outbox = False
+    with pytest.raises(Exception, match="without its outbox row: this writer predates migration"):
+        runtime.app.ingest(events)
+    assert not runtime.app.recorder.max_notification_id()
+    runtime.app.outbox = True
+    runtime.app.ingest(events)
+    assert outbox_rows(runtime)
