@@ -365,7 +365,7 @@ class Relay:
                             "committed offsets within 60 s"
                         )
                     for records in reader.poll(timeout_ms=500).values():
-                        skip.update(json.loads(r.value)["id"] for r in records)
+                        skip.update(_id_of(r.value) for r in records)
         finally:
             reader.close()
         if skip:
@@ -513,6 +513,14 @@ class Relay:
             if conn is not None:
                 conn.close()
         self._conn = self._rconn = None
+
+
+def _id_of(value: bytes | None) -> str:
+    """A record's CloudEvent id ("" when it is not one of ours: nothing to skip)."""
+    try:
+        return str(json.loads(value or b"")["id"])
+    except (ValueError, TypeError, KeyError):
+        return ""
 
 
 def producer(bootstrap: str, **options: Any) -> KafkaProducer:
