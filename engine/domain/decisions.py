@@ -10,6 +10,7 @@ says only when.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -43,21 +44,31 @@ def decision_id(lead_id: Any, version: int) -> str:
     return f"{lead_id}:{version}"
 
 
+def encode(doc: dict[str, Any]) -> str:
+    """A CloudEvent as published: compact JSON, fields in the order `to_cloudevent` gives."""
+    return json.dumps(doc, separators=(",", ":"))
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
 def to_cloudevent(
-    event: Any, lead_id: UUID, key: str, rules: Rules, lead: Lead | None = None
+    event: Any,
+    lead_id: UUID,
+    key: str,
+    rules: Rules,
+    lead: Lead | None = None,
+    reasons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """The CloudEvent for `event` (a decision on the lead `lead_id`, whose key reads `key`
-    now), or None when `event` is not a decision (a fact, the lead's start). An MQL needs
-    `lead`, folded up to and including it, for its reasons."""
+    now), or None when `event` is not a decision (a fact, the lead's start). An MQL needs its
+    `reasons` (`mql_reasons`), or `lead`, folded up to and including it, to compute them."""
     kind = TYPES.get(type(event))
     if kind is None:
         return None
     fields = {"lead_id": str(lead_id), "version": event.originator_version}
-    data = outbound.DATA[kind](**fields, **_data(event, lead_id, rules, lead)).model_dump(
+    data = outbound.DATA[kind](**fields, **_data(event, lead_id, rules, lead, reasons)).model_dump(
         mode="json"
     )
     return {
@@ -72,10 +83,18 @@ def to_cloudevent(
     }
 
 
-def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[str, Any]:
+def _data(
+    event: Any,
+    lead_id: UUID,
+    rules: Rules,
+    lead: Lead | None,
+    reasons: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     if isinstance(event, Lead.MarketingQualified):
-        if lead is None:
-            raise ValueError("lead.qualified needs the lead, folded up to the decision")
+        if reasons is None:
+            if lead is None:
+                raise ValueError("lead.qualified needs the lead, folded up to the decision")
+            reasons = mql_reasons(event, lead, rules)
         return {
             "from_stage": event.from_stage,
             "score": event.score,
@@ -84,7 +103,7 @@ def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[st
             "rules_version": event.rules_version,
             "trigger_event_id": event.trigger_event_id,
             "occurred_at": _iso(event.occurred_at),
-            "reasons": _reasons(event, lead, rules),
+            "reasons": reasons,
         }
     if isinstance(event, Lead.Routed):
         return {
@@ -137,7 +156,7 @@ def _data(event: Any, lead_id: UUID, rules: Rules, lead: Lead | None) -> dict[st
     return {"occurred_at": _iso(event.occurred_at)}
 
 
-def _reasons(event: Lead.MarketingQualified, lead: Lead, rules: Rules) -> list[dict[str, Any]]:
+def mql_reasons(event: Lead.MarketingQualified, lead: Lead, rules: Rules) -> list[dict[str, Any]]:
     """The score's largest lines at the trigger's moment, as `lead explain` shows them; none
     when the rules that decided are no longer the ones loaded (re-scoring would not be honest)."""
     if rules.ref != event.rules_version:

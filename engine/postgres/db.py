@@ -83,8 +83,9 @@ class Database:
             "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
-            # every stored event gets its hash-chain link in the same transaction
-            "PROCESS_RECORDER_TOPIC": "engine.postgres.chain:ChainedProcessRecorder",
+            # every stored event gets its hash-chain link, every decision its outbox row,
+            # in the same transaction
+            "PROCESS_RECORDER_TOPIC": "engine.postgres.outbox:OutboxRecorder",
         }
 
     def vacuum_full(self, table: str) -> None:

@@ -33,6 +33,10 @@ from engine.postgres.chain import (
 from engine.postgres.db import Connection, Database, one_row
 from engine.postgres.deadletters import DDL as DEAD_LETTERS_DDL
 from engine.postgres.dependents import qualified, refuse_if_outside
+from engine.postgres.outbox import DDL as OUTBOX_DDL
+from engine.postgres.outbox import START_DDL as OUTBOX_START_DDL
+from engine.postgres.outbox import START_TABLE as OUTBOX_START_TABLE
+from engine.postgres.outbox import check_statements, decision_topics
 from engine.projections import identity
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
@@ -287,7 +291,45 @@ def _relay_tracking(conn: Connection, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
 
 
-def _recorded_at(conn: Connection, schema: str) -> None:
+def _outbox(conn: Any, schema: str) -> None:
+    """The transactional outbox (engine/postgres/outbox.py): complete from the next event on (older
+    decisions are relayed from the log); the relay keeps each partition's offset with its
+    position, to publish nothing twice after a crash between the broker's ack and the commit."""
+    s = sql.Identifier(schema)
+    for ddl in (*OUTBOX_DDL, OUTBOX_START_DDL):
+        conn.execute(sql.SQL(ddl).format(schema=s))
+    if _regclass(conn, schema, EVENTS_TABLE):  # no writer may slip an event in between
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(schema, EVENTS_TABLE))
+        )
+    conn.execute(
+        sql.SQL("INSERT INTO {} (complete_from) VALUES (%s) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(schema, OUTBOX_START_TABLE)
+        ),
+        (_next_notification_id(conn, schema),),
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS offsets jsonb").format(
+            sql.Identifier(schema, "relay_tracking")
+        )
+    )
+    if _regclass(conn, schema, EVENTS_TABLE):  # else the recorder makes it with the table
+        for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+            conn.execute(statement)
+
+
+def _next_notification_id(conn: Any, schema: str) -> int:
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return 1
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(
+            sql.Identifier(schema, EVENTS_TABLE)
+        )
+    ).fetchone()
+    return int(row[0])
+
+
+def _recorded_at(conn: Any, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""
     conn.execute(
@@ -334,6 +376,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         13, "rules_applied: the rules in force, from which position and when", _rules_applied
     ),
     Migration(14, "identity_links and the lead_person view: who is one person", _identity),
+    Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -37,6 +37,8 @@ from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
+from engine.domain.decisions import TYPES as DECISION_TYPES
+from engine.domain.decisions import encode, mql_reasons, to_cloudevent
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -46,6 +48,7 @@ from engine.domain.scoring import best_of_profile
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
+from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import datastore_of, existing, stored_scheme
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
@@ -162,6 +165,11 @@ class LeadEngine(Application[UUID]):
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
         self.sealed_mapper = mapper.sealing(reveal=False)
+        #: a PostgreSQL store writes each decision's outbound record with it
+        #: (engine/postgres/outbox.py)
+        self.outbox = isinstance(self.recorder, OutboxRecorder)
+        #: each MQL's reasons, taken when it was decided (the lead's facts then), until saved
+        self._mql_reasons: dict[tuple[UUID, int], list[dict[str, Any]]] = {}
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PiiMapper)
@@ -258,6 +266,7 @@ class LeadEngine(Application[UUID]):
         result = IngestResult()
         touched: dict[UUID, Aggregate] = {}
         self._peeked.clear()
+        self._mql_reasons.clear()
         try:
             self._create_unknown(events, touched)
             for index, env in enumerate(events):
@@ -319,6 +328,8 @@ class LeadEngine(Application[UUID]):
         )
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
             self._link(lead, env)
+        if outcome is Recorded.ACCEPTED and self.outbox:
+            self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:
             if was_open and not lead.routing_open and queue_key is not None:
                 reason = (
@@ -502,6 +513,49 @@ class LeadEngine(Application[UUID]):
         )
         recordings = self._record(processing)
         self._notify(recordings)
+
+    def _note_mql(self, lead: Lead) -> None:
+        """An MQL `record` just took: its reasons from the facts as they are at the decision
+        (later facts of the same batch must not change them)."""
+        for event in reversed(lead.pending_events):
+            if isinstance(event, Lead.FactRecorded):
+                return  # the fact this `record` added: nothing earlier is new
+            if isinstance(event, Lead.MarketingQualified):
+                self._mql_reasons[(lead.id, event.originator_version)] = mql_reasons(
+                    event, lead, self.rules
+                )
+
+    def _record(self, processing: ProcessingEvent[UUID]) -> Any:
+        """Record, with the outbound record of every decision among the events (and, for a
+        lead forgotten now, its older records rewritten to its pseudonym): one transaction."""
+        if self.outbox:
+            records, erasures = self._outbound(processing)
+            if records:
+                processing.saved_kwargs["outbox"] = records
+            if erasures:
+                processing.saved_kwargs["outbox_erasures"] = erasures
+        try:
+            return super()._record(processing)
+        finally:
+            self._mql_reasons.clear()
+
+    def _outbound(self, processing: ProcessingEvent[UUID]) -> tuple[list[Record], list[Erasure]]:
+        records: list[Record] = []
+        erasures: list[Erasure] = []
+        for event in processing.events:
+            kind = DECISION_TYPES.get(type(event))
+            if kind is None:
+                continue
+            lead = cast(Lead, processing.aggregates[event.originator_id])
+            lead_id, version = lead.id, event.originator_version
+            key = pseudonym(lead_id) if lead.erased_at is not None else str(lead.key)
+            reasons = self._mql_reasons.get((lead_id, version))
+            doc = to_cloudevent(event, lead_id, key, self.rules, lead, reasons)
+            assert doc is not None
+            records.append(Record(lead_id, version, kind, key, encode(doc)))
+            if isinstance(event, Lead.Erased):
+                erasures.append(Erasure(lead_id, key))
+        return records, erasures
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged

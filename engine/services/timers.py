@@ -12,7 +12,9 @@ the at-risk share of the allowance, `breached` at the due moment. A first touch 
 recorded before the moment closes the timer, even one that arrives late, dated earlier: no
 alert follows it. Alerts are recorded once per routing round, timer and status (the lead
 refuses a second); a version conflict with a consumer writing the same lead is retried on
-fresh reads. The heap is memory only: at start the service reads the log from the beginning.
+fresh reads. The heap is memory only: at start the service finds the routed leads in the
+outbox (`lead.routed` records; below `outbox_start`, the log's `Routed` events only), schedules
+each from its events, and follows the log from its head on; it never reads the whole log.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from engine.aggregates.lead import Lead
 from engine.domain.rules import Sla
 from engine.domain.sla import add_business_hours, sla_state
 from engine.logs import get_logger
+from engine.postgres.outbox import OutboxRecorder, complete_from, routed_leads
 from engine.services.application import LeadEngine
 
 log = get_logger("engine.timers")
 LEAD_TOPIC = "engine.aggregates.lead:Lead."
 #: Lead events after which a lead's next moment may change.
 WATCHED = frozenset({"Routed", "FactRecorded", "SlaAlerted", "Erased"})
+ROUTED = LEAD_TOPIC + "Routed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,31 @@ class TimerService:
         self.routed: set[UUID] = set()
         self.heap: list[tuple[datetime, UUID]] = []
         self.recorded = 0
+
+    def resume(self, limit: int = 5000) -> None:
+        """Schedule every lead routed up to the log's head, found without decoding the log,
+        then follow the log from the head (a restart: moments passed while the service was
+        down fire at once, each once, their `at` saying when they were due)."""
+        recorder = self.app.recorder
+        if not isinstance(recorder, OutboxRecorder):
+            return  # the in-memory store: scan() reads its log from the start
+        head = recorder.max_notification_id() or 0
+        with recorder.datastore.get_connection() as conn:
+            found = routed_leads(conn, recorder.datastore.schema, head)
+            start = complete_from(conn, recorder.datastore.schema)
+        position = 0
+        while position < min(head, start - 1):  # recorded before the outbox: the log's Routed
+            batch = recorder.select_notifications(
+                start=position + 1, limit=limit, stop=min(head, start - 1), topics=[ROUTED]
+            )
+            if not batch:
+                break
+            found.update(UUID(str(n.originator_id)) for n in batch)
+            position = batch[-1].id
+        self.routed |= found
+        self.position = head
+        for lead_id in sorted(found):
+            self.schedule(lead_id)
 
     def scan(self, limit: int = 5000) -> int:
         """Read the log past the position; reschedule the routed leads it touched."""
@@ -162,6 +191,8 @@ class TimerService:
         """Until `stop`: follow the log, fire what is due, sleep until the next moment (at most
         `log_poll`, to see new routings). Returns how many alerts were recorded."""
         caught_up = False
+        if self.position == 0:
+            self.resume()
         while not stop.is_set():
             while self.scan() and not stop.is_set():
                 pass

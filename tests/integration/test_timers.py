@@ -8,10 +8,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg import sql
+
 from engine.aggregates.lead import Lead
 from engine.domain.contract import Envelope
 from engine.domain.rules import BusinessHours, Rules, Sla
 from engine.postgres import db as dbmod
+from engine.postgres import outbox
 from engine.postgres.verify import verify
 from engine.runtime import open_runtime
 from engine.services.timers import TimerService
@@ -82,3 +85,50 @@ def test_alerts_fire_on_time_once_and_a_late_first_touch_closes_its_timer(
         service.scan()
         assert service.fire() == 0  # nothing left to fire: timers closed or recorded
         assert verify(rt.db).ok  # the alerts are chained like every other event
+
+
+def test_a_restart_finds_the_routed_leads_without_the_log_and_fires_each_alert_once(
+    settings: Settings, database: dbmod.Database, rules: Rules
+) -> None:
+    """Down while the moments passed: at start the service schedules the routed leads from
+    the outbox (and, below `outbox_start`, the log's Routed events only), follows the log from
+    its head, records every alert that passed at once, each once; a second start records none."""
+    quick = rules.model_copy(update={"sla": SLA})
+    with open_runtime(settings, rules=quick, database=database) as rt:
+        now = datetime.now(UTC) - timedelta(minutes=10)  # every moment has passed
+        rt.app.ingest(journey("before-outbox", now))
+        with rt.db.connect() as conn:  # as if recorded before migration 15
+            conn.execute(
+                sql.SQL("UPDATE {} SET complete_from = %s").format(
+                    sql.Identifier(rt.db.schema, outbox.START_TABLE)
+                ),
+                ((rt.app.recorder.max_notification_id() or 0) + 1,),
+            )
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(rt.db.schema, "outbox")))
+        rt.app.ingest(journey("silent", now) + journey("touched", now))
+        call = {"rep": "ana.ramos", "channel": "phone", "direction": "outbound",
+                "outcome": "connected"}  # fmt: skip
+        rt.app.ingest([ev("touch.call_logged", "touched", call, at=now + timedelta(seconds=1))])
+        head = rt.app.recorder.max_notification_id()
+        service = TimerService(rt.app, SLA)
+        service.resume()
+        assert service.position == head  # no event below the head was decoded
+        assert service.routed == {rt.app.lead_id(k) for k in ("before-outbox", "silent", "touched")}
+        assert service.fire() == 4 + 4 + 2  # touched: only its decision timer was open
+
+        def alerts(key: str) -> list[tuple[str, str]]:
+            return sorted(
+                (e.timer, e.status)
+                for e in rt.app.lead_events(key)
+                if isinstance(e, Lead.SlaAlerted)
+            )
+
+        every = [(t, s) for t in ("decision", "first_touch") for s in ("at_risk", "breached")]
+        assert alerts("silent") == alerts("before-outbox") == every
+        assert alerts("touched") == [("decision", "at_risk"), ("decision", "breached")]
+        again = TimerService(rt.app, SLA)
+        stop = threading.Event()
+        stop.set()  # one pass: resume, then stop
+        again.run(stop)
+        again.resume()
+        assert again.fire() == 0 and again.recorded == 0  # each alert once, across restarts

@@ -112,7 +112,12 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--partitions", type=int, default=4, help="partitions of the topic if it is created"
     )
-    p.add_argument("--batch-size", type=int, default=1000, help="notifications per batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=5000,
+        help="records per batch (notifications, for history older than the outbox)",
+    )
     return p
 
 
