@@ -3,8 +3,9 @@
 The application builds the CloudEvent of every decision it saves (engine/domain/decisions.py)
 and hands the records to the event recorder (`outbox=` in the save's kwargs); the recorder
 inserts them in the transaction that stores the events, keyed by each event's notification id,
-while it holds the events table's lock. So a decision is in the outbox exactly when it is in the log, in log
-order, and the relay reads finished bytes instead of decoding and folding the log.
+while it holds the events table's lock. So a decision is in the outbox exactly when it is in
+the log, in log order, and the relay reads finished bytes instead of decoding and folding the
+log.
 
 Events recorded before migration 15 have no outbox rows: `outbox_start` says from which
 notification id the outbox is complete; the relay takes its older path below it
