@@ -55,13 +55,14 @@ def test_a_total_beyond_twelve_significant_digits_stays_exact() -> None:
 @settings(max_examples=150, deadline=None)
 @given(
     weights=st.dictionaries(
-        st.sampled_from("abcdef"), st.integers(min_value=0, max_value=999), min_size=1
+        st.sampled_from("abcdef"), st.integers(min_value=0, max_value=10**12 - 1), min_size=1
     ),
-    units=st.one_of(st.integers(0, 100), st.integers(10**11, 10**16)),
+    units=st.one_of(st.integers(0, 100), st.integers(10**11, 10**24)),
 )
 @example(weights={"a": 2, "b": 8}, units=36_897_607_701_713)
 @example(weights={"a": 1, "b": 3, "c": 7}, units=5_957_520_747_717)
 @example(weights={"a": 2, "b": 2, "c": 5}, units=9_026_421_533_917)
+@example(weights={"a": 777_777_777_777, "b": 1, "c": 4}, units=2_090_697_104_809_123_456_789)
 def test_exact_split_is_the_largest_remainder_method(weights: dict[str, int], units: int) -> None:
     got = exact_split({k: float(w) for k, w in weights.items()}, D(units), D(1))
     assert got == largest_remainder(weights, units)

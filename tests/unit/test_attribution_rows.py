@@ -21,12 +21,12 @@ def result(credit: dict[str, str], total: str) -> Credits:
 
 def test_rows_run_from_the_largest_credit_down_and_ties_in_key_order() -> None:
     # inserted neither by credit nor by key: the order comes from the sort alone
-    rows = result({"web": "0.5", "ads": "1", "email": "1", "seo": "0.5"}, "3").rows()
+    rows = result({"web": "1", "ads": "0.5", "seo": "1", "email": "0.5"}, "3").rows()
     assert rows == [
-        {"channel": "ads", "credit": D("1"), "share_pct": 33.33},
-        {"channel": "email", "credit": D("1"), "share_pct": 33.33},
-        {"channel": "seo", "credit": D("0.5"), "share_pct": 16.67},
-        {"channel": "web", "credit": D("0.5"), "share_pct": 16.67},
+        {"channel": "seo", "credit": D("1"), "share_pct": 33.33},
+        {"channel": "web", "credit": D("1"), "share_pct": 33.33},
+        {"channel": "ads", "credit": D("0.5"), "share_pct": 16.67},
+        {"channel": "email", "credit": D("0.5"), "share_pct": 16.67},
     ]
 
 
