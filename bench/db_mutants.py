@@ -33,8 +33,8 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 
-VERIFY = ("tests/integration/test_verify_checks.py",)
-AUDIT = ("tests/integration/test_verify_checks.py", "tests/integration/test_audit.py")
+VERIFY = ("tests/integration/test_verify_checks.py", "tests/integration/test_verify_topic.py")
+AUDIT = (*VERIFY, "tests/integration/test_audit.py")
 ERASURE = ("tests/integration/test_erasure.py", "tests/integration/test_sealed_at_rest.py")
 LETTERS = ("tests/integration/test_dead_letters.py", "tests/integration/test_deadletter_replay.py")
 KAFKA = ("tests/integration/test_kafka.py", "tests/integration/test_status_positions.py")
