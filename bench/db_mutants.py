@@ -40,7 +40,11 @@ ERASURE = (
     "tests/integration/test_sealed_at_rest.py",
     "tests/unit/test_purge_tokens.py",
 )
-LETTERS = ("tests/integration/test_dead_letters.py", "tests/integration/test_deadletter_replay.py")
+LETTERS = (
+    "tests/integration/test_dead_letters.py",
+    "tests/integration/test_deadletter_replay.py",
+    "tests/integration/test_deadletter_purge_age.py",
+)
 KAFKA = ("tests/integration/test_kafka.py", "tests/integration/test_status_positions.py")
 CONTRACT = (
     "tests/unit/test_contract.py",
