@@ -45,7 +45,11 @@ LETTERS = (
     "tests/integration/test_deadletter_replay.py",
     "tests/integration/test_deadletter_purge_age.py",
 )
-KAFKA = ("tests/integration/test_kafka.py", "tests/integration/test_status_positions.py")
+KAFKA = (
+    "tests/integration/test_kafka.py",
+    "tests/integration/test_kafka_redelivered.py",
+    "tests/integration/test_status_positions.py",
+)
 CONTRACT = (
     "tests/unit/test_contract.py",
     "tests/property/test_contract_properties.py",
