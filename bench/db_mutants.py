@@ -52,6 +52,7 @@ KAFKA = (
 )
 CONTRACT = (
     "tests/unit/test_contract.py",
+    "tests/unit/test_contract_size.py",
     "tests/property/test_contract_properties.py",
     "tests/integration/test_contract_safety.py",
 )
