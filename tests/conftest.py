@@ -110,6 +110,13 @@ def database(server_url: str) -> Iterator[dbmod.Database]:
 
 
 @pytest.fixture
+def fresh_database(server_url: str) -> dbmod.Database:
+    """A schema nothing has created yet, in this test's database: for tests of migrating or
+    initialising one (`database` is migrated already)."""
+    return dbmod.from_url(server_url, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
 def settings(server_url: str, database: dbmod.Database, tmp_path: Path) -> Settings:
     return Settings(
         database_url=server_url, database_schema=database.schema, home=tmp_path / "home"
