@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench browser clean mutate
+.PHONY: demo test lint bench browser clean mutate mutate-db
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ bench: $(BIN)/.installed
 # Mutation testing on demand (docs/mutation.md): mutate the modules [tool.mutmut] lists, run the
 # unit tests against each mutant, print the score per module. MUTANTS='engine.domain.sla.*' narrows it.
 MUTANTS ?=
+MAX_CHILDREN ?= $(shell nproc)
 mutate: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
-	PYTHONPATH= $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS) || true
+	PYTHONPATH= $(BIN)/mutmut run --max-children $(MAX_CHILDREN) $(MUTANTS) || true
 	$(BIN)/python bench/mutation_score.py --survivors
+
+# The DB- and broker-backed code (docs/mutation.md): hand-written mutants, each against its
+# integration tests on a real PostgreSQL and broker. ONLY='kafka' narrows it.
+ONLY ?=
+mutate-db: $(BIN)/.installed
+	$(BIN)/python bench/db_mutants.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) .leadengine .pytest_cache .mypy_cache .ruff_cache mutants

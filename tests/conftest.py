@@ -1,5 +1,7 @@
 """Test fixtures: a real PostgreSQL always (LEADENGINE_TEST_DATABASE_URL, else a throwaway
-embedded server), a fresh schema per test, and the in-memory store for unit tests."""
+embedded server), a database of its own per test holding the engine's schema already migrated
+(a copy of one migrated once per session: migrating took most of a short test's time), and the
+in-memory store for unit tests."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine.domain.rules import Rules, load_rules
 from engine.postgres import db as dbmod
+from engine.postgres.keystore import CHECK_TABLE
 from engine.runtime import Runtime, open_runtime
 from engine.services.application import LeadEngine
 from engine.settings import Settings
@@ -31,8 +37,12 @@ def memory_app(rules: Rules) -> Iterator[LeadEngine]:
     app.close()
 
 
+#: the engine's schema in every test's database (each test has a database of its own)
+SCHEMA = "leadengine_test"
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def server_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     """URL of the PostgreSQL server the suite talks to (the embedded one is started here)."""
     url = os.environ.get("LEADENGINE_TEST_DATABASE_URL")
     if url:
@@ -44,13 +54,66 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
 
 
+def _in(url: str, dbname: str) -> str:
+    return make_conninfo(**(conninfo_to_dict(url) | {"dbname": dbname}))
+
+
+def _admin(url: str, statement: sql.Composable) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(
+    server_root: str, rules: Rules, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of this session whose SCHEMA every migration has built: each test's database
+    is a copy of it (CREATE DATABASE ... TEMPLATE), dropped with the session."""
+    name = f"le_tpl_{uuid.uuid4().hex[:12]}"
+    _admin(server_root, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _in(server_root, name)
+    home = tmp_path_factory.mktemp("template-home")
+    settings = Settings(database_url=url, database_schema=SCHEMA, home=home)  # type: ignore[arg-type]
+    with open_runtime(settings, rules=rules, database=dbmod.from_url(url, SCHEMA)):
+        pass
+    yield name
+    _admin(
+        server_root, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
+
+
+@pytest.fixture
+def server_url(server_root: str, migrated_template: str) -> Iterator[str]:
+    """URL of this test's own database: a copy of the migrated template, dropped afterwards
+    (with any connection a killed or still running process left open)."""
+    name = f"le_t_{uuid.uuid4().hex[:12]}"
+    _admin(
+        server_root,
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(migrated_template)
+        ),
+    )
+    yield _in(server_root, name)
+    _admin(
+        server_root, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
+
+
 @pytest.fixture
 def database(server_url: str) -> Iterator[dbmod.Database]:
-    """A schema of its own for each test, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    database = dbmod.from_url(server_url, schema)
+    """The engine's schema in this test's database, migrated; no master key adopted yet (the
+    first process to open it checks in its own, as on a fresh schema)."""
+    database = dbmod.from_url(server_url, SCHEMA)
+    with database.connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, CHECK_TABLE)))
     yield database
-    dbmod.drop_schema(database)
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> dbmod.Database:
+    """A schema nothing has created yet, in this test's database: for tests of migrating or
+    initialising one (`database` is migrated already)."""
+    return dbmod.from_url(server_url, f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -21,16 +21,16 @@ def exact_split(raw: Mapping[str, float], total: Decimal, quantum: Decimal) -> d
     keys = sorted(raw)
     weights = {k: SIGNIFICANT.create_decimal_from_float(raw[k]) for k in keys}
     whole = sum(weights.values(), Decimal(0)) or Decimal(1)
-    scaled = {k: SIGNIFICANT.multiply(weights[k], units) / whole for k in keys}
-    scaled = {k: SIGNIFICANT.plus(v) for k, v in scaled.items()}
+    # the weights' 12 digits and then every digit of `units`: a total beyond 12 significant
+    # digits (10^12 cents) still gets each key the floor or ceiling of its exact share
+    scale = Context(prec=SIGNIFICANT.prec + len(str(abs(units))))
+    scaled = {k: scale.divide(scale.multiply(weights[k], units), whole) for k in keys}
     floors = {k: int(scaled[k].to_integral_value(ROUND_FLOOR)) for k in keys}
     left = units - sum(floors.values())
     by_remainder = sorted(keys, key=lambda k: (-(scaled[k] - floors[k]), k))
-    step = 1 if left >= 0 else -1
-    i = 0
-    while left != 0:
-        k = by_remainder[i % len(keys)] if step > 0 else by_remainder[-1 - i % len(keys)]
-        floors[k] += step
-        left -= step
-        i += 1
+    # whole rounds first (only all-zero weights leave more than one unit per key), then one
+    # unit each to the largest remainders; a negative `left` would take from the smallest
+    rounds, extra = divmod(left, len(keys))
+    for i, k in enumerate(by_remainder):
+        floors[k] += rounds + (1 if i < extra else 0)
     return {k: Decimal(floors[k]) * quantum for k in keys}

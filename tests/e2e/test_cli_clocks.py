@@ -1,7 +1,8 @@
 """Every command's clocks as a user runs them (issue 14): `--as-of T` = what the engine had
 recorded by T, so an event recorded after T that happened before T is left out and the answer
 is the one the engine gave at T; `--occurred-by T` = what had happened by T, late facts
-included; `report funnel` takes --from/--to/--as-of/--occurred-by."""
+included; `report funnel` takes --from/--to/--as-of/--occurred-by. The commands run in-process
+(tests/inprocess.py): the test is about their answers, not their processes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_cli import run
+from tests.inprocess import run_in_process as run
 
 SCORED = "touch.page_viewed"  # has an engagement rule, so it shows in `lead explain`
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_cli import run
 from tests.factory import raw, won_deals
+from tests.inprocess import run_in_process as run
 
 RATES = """money:
   reporting_currency: EUR

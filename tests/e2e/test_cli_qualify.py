@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.test_cli import ROOT, run
+from tests.e2e.test_cli import ROOT
+from tests.inprocess import run_in_process as run
 
 
 def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: Path) -> None:

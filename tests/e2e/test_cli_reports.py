@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.analytics.attribution import MODELS
-from tests.e2e.test_cli import run
+from tests.inprocess import run_in_process as run
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHROME_FLAGS = (

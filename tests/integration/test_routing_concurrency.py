@@ -135,7 +135,8 @@ def test_two_consumers_never_break_round_robin_or_overassign(
     assert {a["lead_key"] for a in assigned} <= everyone
     assert all(s["records"] > 0 for s in stats), f"one consumer did nothing: {stats}"
     # no starvation: a batch that lost the race to the other consumer waits its turn (an
-    # advisory lock on the queue) instead of being redone over and over
+    # advisory lock on the queue) instead of being redone over and over: counted in redos, not
+    # timed (how long a batch waits depends on the machine, how often it is redone does not)
     print("race stats:", [{k: s[k] for k in RACE_KEYS} for s in stats])
     assert max(s["max_races_in_a_row"] for s in stats) <= 2, stats
-    assert max(s["max_stall_s"] for s in stats) < 2.0, stats
+    assert all(s["races"] <= 2 * s["batches"] for s in stats), stats

@@ -1,0 +1,38 @@
+"""The CLI run in the test's own process, for tests about what a command answers rather than
+about the process (its signals, exit on a crash, its environment): the same argv, environment,
+exit code, stdout and stderr as `python -m engine`, without a Python start and imports per call."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
+
+from engine.cli import main as cli
+from engine.settings import get_settings
+
+
+def run_in_process(
+    env: dict[str, str], *args: str, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`leadengine *args` under exactly `env`; argparse's usage errors exit 2 as they do."""
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        get_settings.cache_clear()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+    proc = subprocess.CompletedProcess(["leadengine", *args], code, out.getvalue(), err.getvalue())
+    if ok:
+        assert code == 0, proc.stderr
+    return proc
