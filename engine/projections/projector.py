@@ -35,6 +35,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor, sql
 
 from engine import metrics
+from engine.aggregates.account import Account
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
@@ -95,6 +96,9 @@ ROUTING_STATE_EVENTS = (
     RoutingQueue.Released,
     Roster.Started,
     Roster.AvailabilityChanged,
+    # accounts: read by `leadengine accounts project` (engine/accounts/book.py), not here
+    Account.Started,
+    Account.Updated,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
 UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
@@ -390,7 +394,7 @@ class Projector:
         self, event: Any, position: int, batch: Batch, want: frozenset[str] = frozenset(PROJECTIONS)
     ) -> None:
         if isinstance(event, ROUTING_STATE_EVENTS):
-            return  # queues and the roster: their effects show on the leads; never rebuilt here
+            return  # queues, roster, accounts: their effects show on the leads or elsewhere
         try:
             agg = self._aggregate(event)  # every event folds, wanted or not: aggregates stay whole
         except INFRASTRUCTURE:
