@@ -282,6 +282,8 @@ CREATE TABLE IF NOT EXISTS {schema}.relay_tracking (
 
 def _relay_tracking(conn: Any, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
+
+
 def _recorded_at(conn: Any, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""
@@ -298,6 +300,16 @@ def _rules_applied(conn: Any, schema: str) -> None:
 
     for statement in DECLARED["rules_applied"].ddl():
         conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
+def _accounts(conn: Any, schema: str) -> None:
+    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
+    from engine.projections.registry import ACCOUNT_TABLES
+    from engine.projections.registry import TABLES as DECLARED
+
+    for table in ACCOUNT_TABLES:
+        for statement in DECLARED[table].ddl():
+            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -322,6 +334,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         13, "rules_applied: the rules in force, from which position and when", _rules_applied
     ),
+    # 14-16 are other branches' (reserved); a schema without them still gets them when merged
+    Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -20,6 +20,7 @@ FIELDS = (
     "tier",
 )
 
+CENTS = Decimal("0.01")
 #: one update as kept on the Account aggregate: (time, source, event id, data)
 Update = tuple[datetime, str, str, dict[str, Any]]
 
@@ -63,5 +64,6 @@ def fold(account_id: str, updates: Iterable[Update]) -> AccountProfile:
     if "domains" in values:
         values["domains"] = tuple(sorted({d.lower() for d in values["domains"]}))
     if "annual_revenue" in values:
-        values["annual_revenue"] = Decimal(str(values["annual_revenue"]))
+        # two decimals always, as the read model holds it (explanations read the same)
+        values["annual_revenue"] = Decimal(str(values["annual_revenue"])).quantize(CENTS)
     return AccountProfile(account_id=account_id, updated_at=latest, **values)
