@@ -306,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="scoring model name (default: the primary model)")
     _fmt(p)
 
+    account = sub.add_parser("account", help="one account: show, explain").add_subparsers(
+        dest="account_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = account.add_parser("show", help="an account's firmographics, score, MQA and leads")
+    p.add_argument("key", help="the account's id (the subject of its account.updated events)")
+    _fmt(p)
+    p = account.add_parser(
+        "explain", help="an account's score point by point, its MQA decision, how leads matched"
+    )
+    p.add_argument("key", help="the account's id (the subject of its account.updated events)")
+    _fmt(p)
+
     report = sub.add_parser("report", help="reports over the read model").add_subparsers(
         dest="report_command", required=True, metavar="REPORT"
     )
@@ -321,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     _window_args(p, currency=False)
     _fmt(p)
     _report_parsers(report)
+    p = report.add_parser(
+        "accounts", help="accounts: MQAs, how leads were matched, score distribution, top ones"
+    )
+    p.add_argument("--limit", type=positive_int, default=30, help="accounts listed (default 30)")
+    _fmt(p)
     p = report.add_parser(
         "sla",
         help="SLA timers per owner and queue; leads breached or at risk",
@@ -660,6 +677,7 @@ def _kpi_args(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     from engine.commands import (
+        accounts,
         audit,
         deadletters,
         leads,
@@ -687,6 +705,9 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         ("lead", "history"): leads.history,
         ("lead", "explain"): leads.explain,
         ("lead", "export"): audit.export,
+        ("account", "show"): accounts.show,
+        ("account", "explain"): accounts.explain,
+        ("report", "accounts"): accounts.report,
         ("verify", None): audit.verify_command,
         ("anchor", None): audit.anchor_command,
         ("forget", None): audit.forget_command,
