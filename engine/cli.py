@@ -334,8 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     _fmt(p)
     _report_parsers(report)
     p = report.add_parser(
-        "accounts", help="accounts: MQAs, how leads were matched, score distribution, top ones"
+        "accounts",
+        help="accounts: MQAs, how leads were matched, score distribution, top ones",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The accounts as the read model holds them now. --from/--to count the "
+        "MQAs decided in the window; --as-of and --occurred-by are refused (account tables "
+        "keep current state only, docs/accounts.md).",
+        epilog=WINDOW_HELP,
     )
+    _window_args(p, currency=False)
     p.add_argument("--limit", type=positive_int, default=30, help="accounts listed (default 30)")
     _fmt(p)
     p = report.add_parser(

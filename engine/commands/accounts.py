@@ -111,6 +111,14 @@ BUCKETS = ((80, "80-100"), (60, "60-79"), (40, "40-59"), (20, "20-39"), (0, "0-1
 
 def report(args: argparse.Namespace) -> int:
     """MQAs, how leads were matched, score distribution, the top accounts."""
+    from engine.commands.leads import moment_arg  # it imports this module
+
+    if args.as_of or args.occurred_by:
+        raise LeadEngineError(
+            "report accounts: --as-of and --occurred-by are not supported yet (the account "
+            "tables keep current state only; docs/accounts.md)"
+        )
+    start, end = moment_arg(args.start, "--from"), moment_arg(args.end, "--to")
     with open_runtime() as rt:
         scores = _rows(
             rt,
@@ -126,7 +134,13 @@ def report(args: argparse.Namespace) -> int:
     for row in scores:
         buckets[next(label for low, label in BUCKETS if float(row["score"]) >= low)] += 1
     distribution = [{"score": label, "accounts": buckets[label]} for _, label in BUCKETS]
-    mqas = [r for r in scores if r["mqa_at"] is not None]
+    mqas = [
+        r
+        for r in scores
+        if r["mqa_at"] is not None
+        and (start is None or r["mqa_at"] >= start)
+        and (end is None or r["mqa_at"] < end)
+    ]
     summary = {
         "accounts": len(scores),
         "mqas": len(mqas),
@@ -138,7 +152,7 @@ def report(args: argparse.Namespace) -> int:
         return 0
     title = (
         f"{summary['accounts']} accounts, {summary['with_leads']} with leads, "
-        f"{summary['mqas']} MQAs"
+        f"{summary['mqas']} MQAs" + (" in the window" if start or end else "")
     )
     print(render(args.format, scores[: args.limit], title=title))
     if args.format != "csv":

@@ -98,7 +98,7 @@ ROUTING_STATE_EVENTS = (
     Roster.AvailabilityChanged,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
-UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
+UPSERTED = frozenset(n for n, t in registry.TABLES.items() if t.upserted and t.projected)
 #: Every table the projector writes, in write order: its columns and its key
 #: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
