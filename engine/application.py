@@ -335,7 +335,8 @@ class LeadEngine(Application[UUID]):
         if key is None:
             return False
         agg_id = account_id(key)
-        account = touched.get(agg_id)
+        # another consumer may have updated it: a cached copy is brought up to date first
+        account = touched.get(agg_id) or self._fast_forward(agg_id)
         if account is None:
             try:
                 account = self.repository.get(agg_id)
@@ -346,7 +347,7 @@ class LeadEngine(Application[UUID]):
             return False
         roster = self._peek_roster(touched)
         if roster is not None and not roster.available.get(owner, True):
-            return False  # the owner is away: the queues decide, and say so
+            return False  # the owner is away: the queues decide
         why = f"account {key} is owned by {owner}: the account owner comes before any queue"
         lead.route(
             owner=owner,
