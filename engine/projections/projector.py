@@ -56,7 +56,7 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     "costs": ("campaign_costs",),
 }
 DESCRIPTIONS = {
-    "leads": "each lead's current stage, owner, score per model and SLA timers",
+    "leads": "each lead's current stage, owner, score per model and SLA timers; accounts",
     "touchpoints": "every touch and sales milestone, as it happened",
     "history": "stage changes with their reasons, routing rounds",
     "costs": "campaign costs",
