@@ -43,7 +43,10 @@ ACCEPTED = (
     Accepted("lead_stage_history.from_stage", STAGES, True),
     Accepted("lead_stage_history.to_stage", STAGES[1:], True),
     Accepted("lead_owner_history.outcome", ("routed", "not_routed", "assigned"), True),
-    Accepted("lead_owner_history.strategy", _literal(Strategy), True),
+    Accepted(
+        "lead_owner_history.strategy", (*_literal(Strategy), "account_owner"), True
+    ),  # account_owner: the lead's account's owner, before any queue (docs/accounts.md)
+    Accepted("account_members.rule", ("explicit", "domain", "name"), True),
     Accepted("lead_milestones.type", tuple(sorted(MILESTONE_TYPES)), True),
     Accepted("campaign_costs.channel", CHANNELS, False),
     Accepted("attribution_credits.model", MODELS, True),
@@ -81,6 +84,15 @@ PATTERNS = {
 
 #: view: (unique key, never-null columns)
 KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "account_state": (("account_id",), ("account_id", "account_key", "domains")),
+    "account_members": (
+        ("lead_id",),
+        ("lead_id", "lead_key", "account_id", "account_key", "rule", "reason", "rules_version"),
+    ),
+    "account_scores": (
+        ("account_id",),
+        ("account_id", "account_key", "fit", "engagement", "score", "members", "points"),
+    ),
     "lead_current": (
         ("lead_id",),
         (

@@ -66,7 +66,7 @@ def expected_facts(events: list[dict[str, Any]]) -> list[list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
     for e in events:
-        if e["type"].startswith(("campaign.", "rep.")) or e["id"] in seen:
+        if e["type"].startswith(("campaign.", "rep.", "account.")) or e["id"] in seen:
             continue
         seen.add(e["id"])
         out[e["subject"]].append(e["id"])

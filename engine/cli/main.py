@@ -14,6 +14,7 @@ from engine import __version__
 from engine.cli import failures, output
 from engine.cli.args import Commands, Handler, Parser
 from engine.cli.commands import (
+    accounts,
     admin,
     audit,
     deadletters,
@@ -76,6 +77,7 @@ COMMANDS = (
     leads,  # lead show | history | explain
     reporting,  # report funnel | attribution | kpis | html
     identity,  # report identity
+    accounts,  # account show | explain, report accounts
     qualify,  # report sla, whatif
     schemas,  # schemas export, rules check | show
     deadletters,  # deadletters list | replay | purge

@@ -189,6 +189,34 @@ class CampaignCostRecorded(Amount):
     period_end: Day
 
 
+#: an account's business domain: lower-case labels, a dot, no scheme or path
+DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+#: an account id as the CRM keys it (also the `account` attribute of lead events)
+ACCOUNT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+
+
+class AccountUpdated(Data):
+    """An account's firmographics as the CRM holds them now (subject = the account id).
+
+    Every field given replaces the stored one; a field left out keeps its stored value.
+    `domains` replaces the whole list. Matching and account scores follow (docs/accounts.md)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NOT_BLANK)
+    domains: tuple[Annotated[str, Field(max_length=253, pattern=DOMAIN)], ...] | None = Field(
+        default=None, max_length=50, description="Business e-mail/web domains, lower case."
+    )
+    industry: str | None = Field(default=None, max_length=100)
+    employees: Count | None = None
+    annual_revenue: Revenue | None = None
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2"
+    )
+    owner: str | None = Field(default=None, min_length=1, max_length=200, pattern=NOT_BLANK)
+    tier: int | None = Field(
+        default=None, ge=1, le=9, description="Target-list tier: 1 is the most wanted."
+    )
+
+
 TOUCH_TYPES: dict[str, type[Data]] = {
     "touch.ad_clicked": Touch,
     "touch.page_viewed": Touch,
@@ -221,6 +249,7 @@ EVENT_TYPES: dict[str, type[Data]] = {
     "deal.lost": DealLost,
     "campaign.cost_recorded": CampaignCostRecorded,
     "rep.availability_changed": RepAvailabilityChanged,
+    "account.updated": AccountUpdated,
 }
 
 
@@ -264,6 +293,8 @@ EVENT_TYPES.update(IDENTITY_TYPES)
 CAMPAIGN_TYPES = frozenset({"campaign.cost_recorded"})
 #: Facts about sales reps (subject = rep id), kept on the routing roster.
 ROSTER_TYPES = frozenset({"rep.availability_changed"})
+#: Facts about accounts (subject = account id), kept on the account's own stream.
+ACCOUNT_TYPES = frozenset({"account.updated"})
 
 
 @functools.cache
@@ -308,6 +339,11 @@ class Envelope(BaseModel):
             }
         ),
     ]
+    account: str | None = Field(
+        default=None,
+        pattern=ACCOUNT_ID,
+        description="Extension attribute: the CRM account this lead belongs to (lead events).",
+    )
     datacontenttype: str | None = Field(default=None, max_length=200)
     dataschema: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any]
@@ -343,8 +379,12 @@ class Envelope(BaseModel):
         return self.type in ROSTER_TYPES
 
     @property
+    def is_account_event(self) -> bool:
+        return self.type in ACCOUNT_TYPES
+
+    @property
     def is_lead_event(self) -> bool:
-        return not (self.is_campaign_event or self.is_roster_event)
+        return not (self.is_campaign_event or self.is_roster_event or self.is_account_event)
 
 
 def _expected(err_type: str, ctx: dict[str, Any] | None, msg: str) -> str:
@@ -415,6 +455,14 @@ def validate_event(obj: Any, *, unknown_fields: UnknownFields = "keep") -> Envel
         env = Envelope.model_validate(obj)
     except ValidationError as exc:
         raise _from_validation(exc, prefix="", event_id=event_id, event_type=event_type) from None
+    if env.account is not None and not env.is_lead_event:
+        raise InvalidEvent(
+            f"attribute 'account' on a {env.type} event",
+            event_id=env.id,
+            event_type=env.type,
+            field="account",
+            expected="no 'account' attribute (only lead events name their account)",
+        )
     model = EVENT_TYPES[env.type]
     known, unknown = _split(model, env.data) if unknown_fields == "keep" else (env.data, {})
     try:
@@ -482,6 +530,8 @@ def event_json_schema(event_type: str, unknown_fields: UnknownFields = "keep") -
     envelope = Envelope.model_json_schema()
     props = dict(envelope["properties"])
     props["type"] = {"const": event_type, "title": "Type", "type": "string"}
+    if event_type in CAMPAIGN_TYPES | ROSTER_TYPES | ACCOUNT_TYPES:
+        props["account"] = False  # only lead events name their account
     defs = data_schema.pop("$defs", {})
     props["data"] = data_schema
     schema: dict[str, Any] = {

@@ -572,10 +572,11 @@ def generate(
     duplicates: float = 0.01,
     out_of_order: float = 0.01,
     identity: float = 0.0,
+    accounts: bool = True,
 ) -> list[dict[str, Any]]:
-    """All events of `leads` journeys plus campaign costs, in delivery order. `identity`: the
-    share of journeys told under several keys (`stitch`), drawn from a generator of its own,
-    so the same seed gives the same journeys with or without it."""
+    """All events of `leads` journeys plus campaign costs (and CRM accounts), in delivery
+    order. `identity`: the share of journeys told under several keys (`stitch`), drawn from a
+    generator of its own, so the same seed gives the same journeys with or without it."""
     rng = random.Random(seed)
     stitching = random.Random(seed * 104_729 + 3)
     events: list[dict[str, Any]] = []
@@ -593,7 +594,73 @@ def generate(
     dupes = [(i, e) for i, e in enumerate(events) if rng.random() < duplicates]
     for shift, (i, e) in enumerate(dupes):
         events.insert(min(len(events), i + shift + 1 + rng.randint(0, 50)), e)
-    return events
+    return with_accounts(events, seed) if accounts else events
+
+
+INDUSTRIES = ("software", "saas", "fintech", "manufacturing", "healthcare", "retail")
+#: how CRM users spell the same company's legal form (name matching must see through them)
+LEGAL_FORMS = ("Inc.", "Inc", "LLC", "Ltd", "GmbH", "Corp.", "")
+
+
+def with_accounts(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """CRM accounts for the leads' business domains, added without touching the journeys' own
+    randomness: one `account.updated` a day before the first lead of its domain (some with an
+    owner, a target tier, a later tier change), a few leads naming their account (`account`
+    attribute), a few writing from free mail with only their company to match on, and some
+    companies with two accounts of the same name (an ambiguous name: tie-breakers decide)."""
+    rng = random.Random(seed * 104729 + 3)
+    first: dict[str, tuple[str, str | None]] = {}  # domain -> (first time, company)
+    for e in events:
+        if e["type"] == "lead.captured":
+            domain = e["data"]["email"].rsplit("@", 1)[1]
+            if domain.endswith(".example") and domain not in first:
+                first[domain] = (e["time"], e["data"].get("company"))
+    added: list[dict[str, Any]] = []
+    account_of: dict[str, str] = {}
+    for domain, (when, company) in sorted(first.items()):
+        key = "acct-" + domain.removesuffix(".example")
+        account_of[domain] = key
+        name = f"{company or domain.split('.')[0].title()} {rng.choice(LEGAL_FORMS)}".strip()
+        at = datetime.fromisoformat(when.replace("Z", "+00:00")) - timedelta(days=1)
+        j = Journey(rng, key, at)
+        data: dict[str, Any] = {
+            "name": name,
+            "domains": [domain],
+            "industry": rng.choice(INDUSTRIES),
+            "employees": rng.choice((15, 80, 250, 1200, 5000, 20000)),
+            "annual_revenue": str(rng.choice((2, 10, 60, 400)) * 1_000_000),
+            "country": rng.choice(("US", "GB", "DE", "FR", "BR", "IN")),
+            "tier": rng.choice((1, 2, 3, 3)),
+        }
+        if rng.random() < 0.3:
+            data["owner"] = rng.choice(REPS)
+        j.emit("account.updated", data, subject=key)
+        if rng.random() < 0.2:
+            j.t += timedelta(days=rng.randint(5, 60))
+            j.emit("account.updated", {"tier": 1}, subject=key)
+        added.extend(j.events)
+    for e in events:
+        if e["type"] != "lead.captured":
+            continue
+        domain = e["data"]["email"].rsplit("@", 1)[1]
+        if domain not in account_of:
+            continue
+        roll = rng.random()
+        if roll < 0.15:
+            e["account"] = account_of[domain]
+        elif roll < 0.25 and e["data"].get("company"):
+            e["data"]["email"] = e["data"]["email"].rsplit("@", 1)[0] + "@gmail.com"
+    added.sort(key=lambda e: (e["time"], e["id"]))
+    out: list[dict[str, Any]] = []
+    pending = iter(added)
+    nxt = next(pending, None)
+    for e in events:  # the journeys keep their delivery order (late and repeated ones too)
+        while nxt is not None and nxt["time"] <= e["time"]:
+            out.append(nxt)
+            nxt = next(pending, None)
+        out.append(e)
+    out.extend([] if nxt is None else [nxt, *pending])
+    return out
 
 
 def lines(events: list[dict[str, Any]]) -> Iterator[str]:

@@ -437,6 +437,67 @@ class Money(BaseModel):
         return self
 
 
+MatchRule = Literal["explicit", "domain", "name"]
+TieBreaker = Literal["tier", "most_leads", "latest_activity"]
+
+
+class AccountMatching(BaseModel):
+    """How a lead finds its account (docs/accounts.md): the rules in `order`, first that
+    matches wins; several accounts on one rule are ranked by `tie_breakers`, then account id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    order: tuple[MatchRule, ...] = Field(default=("explicit", "domain", "name"), min_length=1)
+    tie_breakers: tuple[TieBreaker, ...] = ("tier", "most_leads", "latest_activity")
+    free_mail_domains: tuple[str, ...] = Field(
+        default=(), description="E-mail domains that never match an account (lower case)."
+    )
+    legal_suffixes: tuple[str, ...] = Field(
+        default=(), description="Words dropped from the end of a company name before comparing."
+    )
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> AccountMatching:
+        for name, items in (("order", self.order), ("tie_breakers", self.tie_breakers)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"accounts.matching.{name} names an entry twice")
+        return self
+
+    @cached_property
+    def free_mail(self) -> frozenset[str]:
+        return frozenset(d.lower() for d in self.free_mail_domains)
+
+
+class AccountEngagement(BaseModel):
+    """Account engagement: each member lead's engagement score (primary model, decayed to the
+    moment of scoring by its half-life) counts at most `per_lead_cap`; the sum is clamped 0-100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_lead_cap: float = Field(default=40.0, ge=0, le=100)
+    engaged_at_least: float = Field(
+        default=10.0, ge=0, le=100, description="A member with this engagement is engaged."
+    )
+
+
+class MqaRule(BaseModel):
+    """When an account is marketing-qualified (MQA): every threshold given must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    total_at_least: float | None = Field(default=60.0, ge=0, le=100)
+    fit_at_least: float | None = Field(default=None, ge=0, le=100)
+    engaged_leads_at_least: int | None = Field(default=None, ge=1)
+
+
+class AccountRules(BaseModel):
+    """Accounts: matching, fit from firmographics, engagement rolled up, the MQA rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    matching: AccountMatching = AccountMatching()
+    fit: Fit = Fit()
+    engagement: AccountEngagement = AccountEngagement()
+    combine: Combine = Combine()
+    mqa: MqaRule = MqaRule()
+
+
 class Rules(ScoringModel):
     """A whole rule set: the primary scoring model (top level), more models side by side,
     personas, routing and SLAs. The primary model decides MQL."""
@@ -449,6 +510,7 @@ class Rules(ScoringModel):
     money: Money = Money()
     privacy: Privacy = Privacy()
     contract: Contract = Contract()
+    accounts: AccountRules = AccountRules()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:

@@ -351,6 +351,14 @@ def _identity(conn: Any, schema: str) -> None:
     """Identity links, merges and unmerges (engine/projections/identity.py), projected with
     `history`; no older event makes one, so nothing needs a rebuild."""
     identity.create(conn, schema)
+def _accounts(conn: Any, schema: str) -> None:
+    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
+    from engine.projections.registry import ACCOUNT_TABLES
+    from engine.projections.registry import TABLES as DECLARED
+
+    for table in ACCOUNT_TABLES:
+        for statement in DECLARED[table].ddl():
+            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -377,6 +385,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(14, "identity_links and the lead_person view: who is one person", _identity),
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
+    Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
 )
 LATEST = MIGRATIONS[-1].version
 

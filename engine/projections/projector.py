@@ -35,13 +35,14 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor, sql
 
 from engine import metrics
+from engine.aggregates.account import Account
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
 from engine.postgres.db import Database
 from engine.postgres.dependents import qualified
-from engine.projections import identity, parking, registry, rows
+from engine.projections import accounts, identity, parking, registry, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 from engine.services.application import LeadEngine
 
@@ -49,13 +50,13 @@ from engine.services.application import LeadEngine
 RULES_TABLE = "rules_applied"
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {
-    "leads": ("lead_state", "lead_scores", "lead_sla"),
+    "leads": ("lead_state", "lead_scores", "lead_sla", *registry.ACCOUNT_TABLES),
     "touchpoints": ("lead_touchpoints", "lead_milestones"),
     "history": ("lead_stage_history", "lead_routing", identity.TABLE, identity.PEOPLE_TABLE),
     "costs": ("campaign_costs",),
 }
 DESCRIPTIONS = {
-    "leads": "each lead's current stage, owner, score per model and SLA timers",
+    "leads": "each lead's current stage, owner, score per model and SLA timers; accounts",
     "touchpoints": "every touch and sales milestone, as it happened",
     "history": "stage changes with their reasons, routing rounds, identity links and merges",
     "costs": "campaign costs",
@@ -97,7 +98,7 @@ ROUTING_STATE_EVENTS = (
     Roster.AvailabilityChanged,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
-UPSERTED = frozenset(name for name, t in registry.TABLES.items() if t.upserted)
+UPSERTED = frozenset(n for n, t in registry.TABLES.items() if t.upserted and t.projected)
 #: Every table the projector writes, in write order: its columns and its key
 #: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -134,6 +135,8 @@ class Batch:
     cost_owners: list[UUID] | None = None  # the campaign of each row of `costs`
     first_seen: dict[UUID, int] | None = None  # each aggregate's first notification in the batch
     skipped: set[tuple[str, UUID]] | None = None  # (projection, aggregate) skipped as parked
+    #: the accounts this batch updated (their account_state rows: engine/projections/accounts)
+    accounts: dict[UUID, Account] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = {}
@@ -219,6 +222,10 @@ class Projector:
         #: whether this projector has recorded its rules in `rules_applied` (None: no such
         #: table in its schema, e.g. a rebuild's staging schema)
         self._rules_noted: bool | None = False
+        #: the account tables' inputs and settled rows (None: load from the tables first)
+        self._book: accounts.AccountBook | None = None
+        #: account_signals rows of the leads `_lead_rows` made rows for last
+        self._signals: list[tuple[Any, ...]] = []
 
     def positions(self) -> dict[str, int]:
         """Each of this projector's projections' position in the log (0: nothing yet)."""
@@ -420,6 +427,10 @@ class Projector:
         """Add the rows `event` makes (for the projections in `want`) to the batch."""
         assert batch.leads is not None and batch.touches is not None
         assert batch.stages is not None and batch.costs is not None
+        if isinstance(agg, Account):
+            if "leads" in want:
+                batch.accounts[agg.id] = agg
+            return
         if isinstance(agg, Campaign):
             if isinstance(event, Campaign.CostRecorded) and "costs" in want:
                 assert batch.cost_owners is not None
@@ -462,6 +473,7 @@ class Projector:
         lead_rows: list[tuple[Any, ...]] = []
         score_rows: list[tuple[Any, ...]] = []
         sla_rows: list[tuple[Any, ...]] = []
+        self._signals = []
         for lead in leads:
             # A batch may end between a lead's creation and its first fact; the next has it.
             if not lead.facts or lead.id in parked:
@@ -471,12 +483,14 @@ class Projector:
                 state = rows.lead_state_row(lead, rules, primary)
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
+                signals = accounts.signals_row(lead, primary.engagement)
             except INFRASTRUCTURE:
                 raise
             except Exception as exc:
                 self._failed(exc, {"leads"}, lead.id, first_seen.get(lead.id, 0), None)
                 continue
             lead_rows.append(state)
+            self._signals.append(signals)
             score_rows.extend(scores)
             if sla is not None:
                 sla_rows.append(sla)
@@ -490,6 +504,8 @@ class Projector:
         leads = self._lead_rows(list(batch.leads.values()), batch.first_seen)
         values = {**batch.event_rows(), **leads}
         moving = {n: at for n, at in positions.items() if batch.last_position > at}
+        signals = self._signals if "leads" in moving else []
+        states = [accounts.state_row(a) for a in batch.accounts.values()]
         conn = self._connection()
         seconds = time.perf_counter() - started
 
@@ -508,6 +524,8 @@ class Projector:
                 write_rows(cur)
                 if values[identity.TABLE]:  # a new link, merge or unmerge: people again
                     identity.refresh(cur, self.db.schema)
+                if signals or states:
+                    self._write_accounts(cur, states, signals)
                 self._write_rekeys(cur, batch)
                 self._write_retractions(cur, batch)
                 parking.record(cur, self.db.schema, self._parks)
@@ -525,14 +543,51 @@ class Projector:
             try:
                 commit(upserts)
             except ROW_ERRORS:
+                self._book = None  # what it settled did not commit: read the tables again
                 commit(isolated)  # the slow path: each aggregate's rows in a savepoint
         except psycopg.OperationalError:
+            self._book = None
             self.close()
+            raise
+        except BaseException:
+            self._book = None
             raise
         if noted:  # committed with the batch
             self._rules_noted = True
         self._parks = []
         return {n: (batch.last_position if n in moving else at) for n, at in positions.items()}
+
+    def _write_accounts(
+        self, cur: Cursor[Any], states: list[tuple[Any, ...]], signals: list[tuple[Any, ...]]
+    ) -> None:
+        """The batch's account_state and account_signals rows, then whatever settling all
+        accounts again changed in account_members and account_scores (in the batch's
+        transaction)."""
+        schema = self.db.schema
+        if self._book is None:
+            self._book = accounts.AccountBook()
+            self._book.load(cur, schema)
+        accounts.upsert(cur, schema, "account_state", states)
+        accounts.upsert(cur, schema, "account_signals", signals)
+        for row in states:
+            self._book.put_state(row)
+        for row in signals:
+            self._book.put_signals(row)
+        for table, changed in self._book.settle(self.app.rules).items():
+            accounts.upsert(cur, schema, table, changed)
+
+    def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
+        """Fill the (empty) account_members and account_scores tables from the account_state
+        and account_signals rows the bulk load wrote (all parts of it)."""
+        if cur is None:
+            with self._connection().transaction(), self._connection().cursor() as own:
+                self.settle_accounts(own)
+            return
+        book = accounts.AccountBook()
+        book.load(cur, self.db.schema)
+        for table, settled in book.settle(self.app.rules).items():
+            accounts.copy(cur, self.db.schema, table, settled)
+        self._book = book
 
     def _note_rules(self, cur: Cursor[Any], position: int) -> bool:
         """Record the rules this projector applies, from `position`, unless they are the
@@ -701,6 +756,7 @@ class Projector:
         want = frozenset(self.names)
         done = 0
         leads: dict[UUID, Lead] = {}
+        accounts_seen: dict[UUID, Account] = {}
         seen: dict[UUID, int] = {}  # each aggregate's first notification (for its park)
         self._load_parked()
         schema, table = log_table or self.log_table()
@@ -734,6 +790,7 @@ class Projector:
                 assert batch.leads is not None and batch.first_seen is not None
                 assert batch.cost_owners is not None
                 leads.update(batch.leads)
+                accounts_seen.update(batch.accounts)
                 for agg_id, position in batch.first_seen.items():
                     seen.setdefault(agg_id, position)
                 self._write_all(cur, batch.event_rows(), batch.cost_owners, seen)
@@ -754,6 +811,11 @@ class Projector:
                 self._write_all(cur, self._lead_rows(list(leads.values()), seen), [], seen)
                 parking.record(cur, self.db.schema, self._parks)
                 self._parks = []
+                states = [accounts.state_row(a) for a in accounts_seen.values()]
+                accounts.copy(cur, self.db.schema, "account_state", states)
+                accounts.copy(cur, self.db.schema, "account_signals", self._signals)
+                if n == 1:  # all of the log here: settle now (parts: once all are in)
+                    self.settle_accounts(cur)
             if track:
                 self._start_at(cur, until, done)
         return done

@@ -218,6 +218,8 @@ def _load(
             until=head, progress=report, log_table=log_table, part=(0, n), track=False
         )
         done += sum(f.result() for f in others)
+    if "leads" in builder.names:
+        builder.settle_accounts()  # accounts are decided over every part's leads
     builder.record_position(head, done)
     return done
 

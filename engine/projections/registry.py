@@ -549,6 +549,107 @@ RULES = Table(
     projected=False,
 )
 
+# --- accounts (engine/projections/accounts.py writes these; docs/accounts.md) ----------------
+ACCOUNT_ID = nn("account_id", "uuid", "the account (a uuid5 of its key; stable)")
+ACCOUNT_KEY = nn("account_key", "text", "the account's id as the CRM sends it (the subject)")
+
+ACCOUNT_STATE = Table(
+    "account_state",
+    "One row per account: its firmographics folded from `account.updated` (each field from "
+    "the latest-dated update naming it).",
+    (
+        ACCOUNT_ID,
+        ACCOUNT_KEY,
+        c("name", "text", "the account's name"),
+        nn(
+            "domains",
+            "text[]",
+            "its business domains, lower case, sorted",
+            default="ARRAY[]::text[]",
+        ),
+        c("industry", "text", "industry"),
+        c("employees", "int4", "employees"),
+        c("annual_revenue", "numeric(20,2)", "yearly revenue"),
+        c("country", "text", "ISO 3166-1 alpha-2"),
+        c("owner", "text", "the account owner (a rep id): its leads go to them first"),
+        c("tier", "int4", "target-list tier, 1 the most wanted"),
+        c("updated_at", "timestamptz", "the latest update's event time"),
+        c("last_event_id", "text", "the CloudEvent id of that update"),
+        nn("version", "int4", "the account aggregate's version"),
+    ),
+    ("account_id",),
+    upserted=True,
+    projected=False,
+    indexes=(("account_state_key_idx", "account_key"),),
+)
+
+ACCOUNT_SIGNALS = Table(
+    "account_signals",
+    "One row per lead: what account matching reads of it (internal to the projector).",
+    (
+        LEAD_ID,
+        c("named_account", "text", "the account its events' `account` attribute names, latest"),
+        c("email_domain", "text", "its e-mail's domain (kept after forget, like fit rules)"),
+        c("company", "text", "its company as given"),
+        c("last_activity", "timestamptz", "its latest fact's event time"),
+        c("last_event_id", "text", "that fact's CloudEvent id"),
+        nn("engagement", "numeric(6,2)", "its engagement score (primary model)"),
+    ),
+    ("lead_id",),
+    upserted=True,
+    projected=False,
+)
+
+ACCOUNT_MEMBERS = Table(
+    "account_members",
+    "One row per lead: the account matching decided for it (none: `account_key` null), by "
+    "which rule and why.",
+    (
+        LEAD_ID,
+        c("account_id", "uuid", "the account (null: no account)"),
+        c("account_key", "text", "the account's id (null: no account)"),
+        c("rule", "text", "`explicit`, `domain` or `name` (null: none matched)"),
+        nn("reason", "text", "why this account, or why none: rule, candidates, tie-breaker"),
+        nn(
+            "candidates", "text[]", "the accounts the winning rule found", default="ARRAY[]::text[]"
+        ),
+        c("decided_at", "timestamptz", "the latest event time among the inputs decided on"),
+        nn("rules_version", "text", "`name@version` of the rules that decided"),
+    ),
+    ("lead_id",),
+    upserted=True,
+    projected=False,
+    indexes=(("account_members_account_idx", "account_id"),),
+)
+
+ACCOUNT_SCORES = Table(
+    "account_scores",
+    "One row per account: fit, engagement rolled up from its leads, the total explained point "
+    "by point, and its MQA decision.",
+    (
+        ACCOUNT_ID,
+        ACCOUNT_KEY,
+        nn("fit", "numeric(6,2)", "0-100 from the account fit rules (firmographics)"),
+        nn("engagement", "numeric(6,2)", "0-100: members' engagement, each up to per_lead_cap"),
+        nn("score", "numeric(6,2)", "0-100, fit and engagement weighted (accounts.combine)"),
+        nn("members", "int4", "leads matched to the account"),
+        nn(
+            "engaged",
+            "int4",
+            "members with engagement at least accounts.engagement.engaged_at_least",
+        ),
+        nn("points", "jsonb", "every point: `[{part, rule, points, reason}]`"),
+        c("mqa_at", "timestamptz", "when the account became an MQA (its trigger's event time)"),
+        c("mqa_trigger", "text", "the CloudEvent id of the input that made it qualify"),
+        c("mqa_rules", "text", "`name@version` of the rules that decided MQA"),
+        c("mqa_reason", "text", "the thresholds that held"),
+        nn("rules_version", "text", "`name@version` of the rules that scored"),
+    ),
+    ("account_id",),
+    upserted=True,
+    projected=False,
+)
+
 #: Every table, the projector's in its write order.
 TABLES: dict[str, Table] = {
     t.name: t
@@ -566,8 +667,15 @@ TABLES: dict[str, Table] = {
         LEAD_PERSON,
         CREDITS,
         RULES,
+        ACCOUNT_STATE,
+        ACCOUNT_SIGNALS,
+        ACCOUNT_MEMBERS,
+        ACCOUNT_SCORES,
     )
 }
+#: The account tables, in write order (the `leads` projection's, written by
+#: engine/projections/accounts.py, not by the projector's generic row paths).
+ACCOUNT_TABLES = ("account_state", "account_signals", "account_members", "account_scores")
 #: The tables the projector writes, in write order.
 PROJECTED = tuple(name for name, t in TABLES.items() if t.projected)
 
@@ -949,6 +1057,67 @@ _view(
         CREDITS.meaning,
         CREDITS,
         tuple(Out(n) for n in CREDITS.names),
+    )
+)
+
+_view(
+    View(
+        "account_state",
+        ACCOUNT_STATE.meaning + " With its score and MQA (`account_scores`).",
+        ACCOUNT_STATE,
+        (
+            *(Out(n) for n in ACCOUNT_STATE.names if n not in ("last_event_id", "version")),
+            *(
+                Out(
+                    n,
+                    f"c.{n}",
+                    type=ACCOUNT_SCORES.column(n).type,
+                    meaning=ACCOUNT_SCORES.column(n).meaning,
+                )
+                for n in (
+                    "fit",
+                    "engagement",
+                    "score",
+                    "members",
+                    "engaged",
+                    "mqa_at",
+                    "mqa_trigger",
+                    "mqa_rules",
+                )
+            ),
+        ),
+        source="{s}.account_state a LEFT JOIN {s}.account_scores c USING (account_id)",
+        alias="a",
+    )
+)
+
+_view(
+    View(
+        "account_members",
+        "One row per lead matched to an account: which account, by which rule and why.",
+        ACCOUNT_MEMBERS,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out(
+                "lead_key",
+                "l.lead_key",
+                meaning="the lead's key (its pseudonym once forgotten)",
+                type="text",
+            ),
+            *outs("account_id account_key rule reason candidates decided_at rules_version"),
+        ),
+        source="{s}.account_members m LEFT JOIN {s}.lead_state l USING (lead_id) "
+        "WHERE m.account_id IS NOT NULL",
+        alias="m",
+    )
+)
+
+_view(
+    View(
+        "account_scores",
+        ACCOUNT_SCORES.meaning,
+        ACCOUNT_SCORES,
+        tuple(Out(n) for n in ACCOUNT_SCORES.names),
     )
 )
 

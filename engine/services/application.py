@@ -33,9 +33,11 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from engine.aggregates.account import Account, account_id
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
+from engine.domain.accounts.profile import fold
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.decisions import TYPES as DECISION_TYPES
 from engine.domain.decisions import encode, mql_reasons, to_cloudevent
@@ -315,14 +317,22 @@ class LeadEngine(Application[UUID]):
                 data=dict(env.data),
                 at=env.occurred_at,
             )
+        if env.is_account_event:
+            account = self._load(Account, account_id(env.subject), env.subject, touched)
+            return account.record(
+                event_id=env.id, source=env.source, occurred_at=env.occurred_at, data=env.data
+            )
         lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
         was_open, queue_key = lead.routing_open, lead.queue
+        data = dict(env.data)
+        if env.account is not None:  # the CloudEvents attribute, kept with the fact
+            data[ACCOUNT_ATTRIBUTE] = env.account
         outcome = lead.record(
             event_id=env.id,
             event_type=env.type,
             source=env.source,
             occurred_at=env.occurred_at,
-            data=dict(env.data),
+            data=data,
             rules=self.rules,
             extra=dict(env.kept) or None,
         )
@@ -331,7 +341,7 @@ class LeadEngine(Application[UUID]):
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:
-            if was_open and not lead.routing_open and queue_key is not None:
+            if was_open and not lead.routing_open and queue_key not in (None, ACCOUNT_OWNER):
                 reason = (
                     f"manual owner.assigned to {lead.owner}"
                     if env.type == "owner.assigned"
@@ -364,6 +374,8 @@ class LeadEngine(Application[UUID]):
         routing = self.rules.routing
         assert routing is not None
         at = env.occurred_at  # a decision is dated at its trigger's event time
+        if self._route_to_account_owner(lead, env, touched):
+            return
         attrs, origin = profile_of(lead.facts)  # every fact known now, as the decision is taken
         best = best_of_profile(attrs, origin, self.rules.personas)
         attrs["persona"] = best.persona if best else None
@@ -394,6 +406,39 @@ class LeadEngine(Application[UUID]):
             trigger=env.id,
             at=at,
         )
+
+    def _route_to_account_owner(
+        self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]
+    ) -> bool:
+        """A lead whose events name an account with an available owner goes to that owner,
+        before any queue (docs/accounts.md); False: the queues decide."""
+        key = lead_account(lead)
+        if key is None:
+            return False
+        agg_id = account_id(key)
+        # another consumer may have updated it: a cached copy is brought up to date first
+        account = touched.get(agg_id) or self._fast_forward(agg_id)
+        if account is None:
+            try:
+                account = self.repository.get(agg_id)
+            except AggregateNotFoundError:
+                return False
+        owner = fold(key, cast(Account, account).updates).owner
+        if owner is None:
+            return False
+        roster = self._peek_roster(touched)
+        if roster is not None and not roster.available.get(owner, True):
+            return False  # the owner is away: the queues decide
+        why = f"account {key} is owned by {owner}: the account owner comes before any queue"
+        lead.route(
+            owner=owner,
+            queue=ACCOUNT_OWNER,
+            strategy="account_owner",
+            why=why,
+            trigger=env.id,
+            at=env.occurred_at,
+        )
+        return True
 
     def _load_shared(
         self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]
@@ -459,6 +504,8 @@ class LeadEngine(Application[UUID]):
                 continue
             if env.is_campaign_event:
                 agg_id, cls = campaign_id(env.subject), cast(type[Aggregate], Campaign)
+            elif env.is_account_event:
+                agg_id, cls = account_id(env.subject), cast(type[Aggregate], Account)
             else:
                 agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
             if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
@@ -630,6 +677,20 @@ def link_of(event: Lead.Linked) -> Link:
         event.by,
         event.reason,
     )
+#: the `queue` of a Routed decision that gave a lead to its account's owner
+ACCOUNT_OWNER = "account-owner"
+#: where a lead fact keeps the event's `account` attribute
+ACCOUNT_ATTRIBUTE = "account"
+
+
+def lead_account(lead: Lead) -> str | None:
+    """The account the lead's latest fact naming one names (event time, then arrival)."""
+    named = [
+        (f.occurred_at, i, f.data[ACCOUNT_ATTRIBUTE])
+        for i, f in enumerate(lead.facts)
+        if f.data.get(ACCOUNT_ATTRIBUTE)
+    ]
+    return max(named)[2] if named else None
 
 
 def _shared(agg: Aggregate) -> bool:

@@ -71,7 +71,7 @@ def test_generate_ingest_show_history_funnel(cli_env: dict[str, str], tmp_path: 
         {
             json.loads(x)["subject"]
             for x in path.read_text().splitlines()[:-1]
-            if not json.loads(x)["type"].startswith(("campaign.", "rep."))
+            if not json.loads(x)["type"].startswith(("campaign.", "rep.", "account."))
         }
     )
     reached = [s["reached"] for s in funnel["stages"]]

@@ -113,7 +113,7 @@ CONTROL_CHARS = st.sampled_from([chr(c) for c in (*range(1, 32), 127)])
 EXTENSION_NAMES = st.from_regex(r"[a-z][a-z0-9]{0,19}", fullmatch=True).filter(
     lambda n: (
         n not in {"specversion", "id", "source", "type", "subject", "time", "data"}
-        and n not in {"datacontenttype", "dataschema"}
+        and n not in {"datacontenttype", "dataschema", "account"}
     )
 )
 JSON_VALUES = st.recursive(
@@ -138,7 +138,9 @@ def schema(event_type: str) -> dict[str, Any]:
 def _object(node: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """An object of `node`'s properties: the required ones always, the others sometimes."""
     required = set(node.get("required", ()))
-    props = {name: _value(sub) for name, sub in node.get("properties", {}).items()}
+    props = {  # `false`: a property the type must not have (`account` off lead events)
+        name: _value(sub) for name, sub in node.get("properties", {}).items() if sub is not False
+    }
     return st.fixed_dictionaries(
         {k: s for k, s in props.items() if k in required},
         optional={k: s for k, s in props.items() if k not in required},

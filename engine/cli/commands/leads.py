@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.aggregates.lead import Lead
 from engine.cli.args import CLOCKS_HELP, Commands, clock_args, fmt, handles, output_file
+from engine.cli.commands.accounts import lead_match
 from engine.cli.commands.audit import export
 from engine.cli.output import render, to_json
 from engine.domain import asof
@@ -254,12 +255,14 @@ def explain(args: argparse.Namespace) -> int:
             if rules.sla is not None
             else None
         )
+        account = lead_match(rt, lead.id)
     if args.format == "json":
         doc = result.as_dict()
         doc["models"] = models
         doc["personas"] = [p.as_dict() for p in personas]
         doc["best_persona"] = personas[0].persona if personas and personas[0].fit > 0 else None
         doc["sla"] = sla.as_dict() if sla else None
+        doc["account"] = account
         print(to_json(doc))
         return 0
     rows = [line.as_dict() for line in result.lines]
@@ -299,6 +302,11 @@ def explain(args: argparse.Namespace) -> int:
                 title=f"SLA of the routing to {sla.owner} ({sla.queue}) at {sla.routed_at}",
             )
         )
+    if account is not None:  # as the read model decided it (docs/accounts.md)
+        print()
+        title = f"Account ({account['rules_version']}, decided at {account['decided_at']})"
+        fields = ("account_key", "rule", "reason")
+        print(render("table", [{k: account[k] for k in fields}], title=title))
     return 0
 
 

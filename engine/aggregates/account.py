@@ -1,0 +1,70 @@
+"""The Account aggregate: an account's firmographics as the CRM sent them (`account.updated`).
+
+Every update is kept whole; the profile is folded from them by
+`engine.domain.accounts.profile`, field by field from the latest-dated update that names it, so
+the order updates arrive in never changes an account (replays and late deliveries agree).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from engine.aggregates.lead import NAMESPACE, Recorded
+from engine.domain import identity
+
+
+def account_id(key: str) -> UUID:
+    return uuid5(NAMESPACE, f"account:{key}")
+
+
+class Account(Aggregate):
+    """One CRM account (key = the CloudEvent subject: the account id)."""
+
+    class Started(Aggregate.Created):
+        key: str
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.seen: dict[identity.EventKey, dict[str, Any]] = {}  # (source, id) -> content
+        #: (occurred_at, source, event_id, data) of every update, in arrival order
+        self.updates: list[tuple[datetime, str, str, dict[str, Any]]] = []
+
+    @staticmethod
+    def create_id(key: str) -> UUID:
+        return account_id(key)
+
+    def record(
+        self, *, event_id: str, source: str, occurred_at: datetime, data: dict[str, Any]
+    ) -> Recorded:
+        """Record one update; a duplicate when this (source, id) was already recorded.
+
+        Raises `EventConflict` when it was recorded with other content."""
+        new = _content(occurred_at, self.key, data)
+        known = identity.lookup(self.seen, source, event_id)
+        if known is not None:
+            identity.check_same(known, new, source=source, event_id=event_id)
+            return Recorded.DUPLICATE
+        self.trigger_event(
+            self.Updated, event_id=event_id, source=source, occurred_at=occurred_at, data=data
+        )
+        return Recorded.ACCEPTED
+
+    class Updated(Aggregate.Event):
+        event_id: str
+        source: str
+        occurred_at: datetime
+        data: dict[str, Any]
+
+        def apply(self, aggregate: Account) -> None:
+            aggregate.seen[(self.source, self.event_id)] = _content(
+                self.occurred_at, aggregate.key, self.data
+            )
+            aggregate.updates.append((self.occurred_at, self.source, self.event_id, self.data))
+
+
+def _content(at: datetime, key: str, data: dict[str, Any]) -> dict[str, Any]:
+    return identity.content("account.updated", at, data, subject=key)

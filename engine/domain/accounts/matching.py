@@ -1,0 +1,199 @@
+"""Lead-to-account matching as rules data (`accounts.matching`), a pure function of sets.
+
+`match_all` decides every lead's account from the accounts' profiles and the leads' signals;
+it reads no order of arrival, so replays, late account updates and shuffled streams agree.
+A decision names the rule that matched and why (`Match.reason`), or why none did.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from engine.domain.accounts.profile import AccountProfile
+from engine.domain.rules import AccountMatching
+
+_PUNCT = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+#: sorts before every real time (an account or lead with no activity yet)
+_NEVER = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSignals:
+    """What matching reads of a lead: its `account` attribute, e-mail domain and company."""
+
+    lead_id: str
+    account: str | None = None
+    email_domain: str | None = None
+    company: str | None = None
+    last_activity: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    lead_id: str
+    account_id: str | None
+    rule: str | None  # explicit, domain, name; None: no account
+    reason: str
+    candidates: tuple[str, ...] = ()
+
+
+def normalise_name(name: str | None, legal_suffixes: Iterable[str]) -> str | None:
+    """Lower case, accents and punctuation gone, legal suffixes dropped from the end
+    ("ACME, Inc." and "Acme Inc" -> "acme"); None when nothing is left."""
+    if not name:
+        return None
+    text = unicodedata.normalize("NFKD", name)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    words = _SPACE.sub(" ", _PUNCT.sub(" ", text)).split()
+    suffixes = frozenset(s.lower() for s in legal_suffixes)
+    while len(words) > 1 and words[-1] in suffixes:
+        words.pop()
+    return " ".join(words) or None
+
+
+def email_domain(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return None
+    return email.rsplit("@", 1)[1].strip().lower().rstrip(".") or None
+
+
+def _parents(domain: str) -> list[str]:
+    """`eu.acme.com` -> [eu.acme.com, acme.com] (never a bare top-level label)."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    accounts: Mapping[str, AccountProfile]
+    by_domain: Mapping[str, tuple[str, ...]]
+    by_name: Mapping[str, tuple[str, ...]]
+    leads: Mapping[str, int]  # account id -> leads naming it or on its domains
+    activity: Mapping[str, float]  # account id -> latest activity (POSIX seconds)
+
+
+def _index(
+    accounts: Iterable[AccountProfile], leads: list[LeadSignals], rules: AccountMatching
+) -> _Index:
+    by_id = {a.account_id: a for a in accounts}
+    by_domain: dict[str, set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    for a in by_id.values():
+        for d in a.domains:
+            by_domain.setdefault(d, set()).add(a.account_id)
+        norm = normalise_name(a.name, rules.legal_suffixes)
+        if norm:
+            by_name.setdefault(norm, set()).add(a.account_id)
+    counts = dict.fromkeys(by_id, 0)
+    activity = {k: (a.updated_at.timestamp() if a.updated_at else _NEVER) for k, a in by_id.items()}
+    for lead in leads:
+        near = set(_domain_candidates(lead, by_domain, rules))
+        if lead.account in by_id:
+            near.add(lead.account)
+        for acc in near:
+            counts[acc] += 1
+            if lead.last_activity is not None:
+                activity[acc] = max(activity[acc], lead.last_activity.timestamp())
+    return _Index(
+        by_id,
+        {d: tuple(sorted(v)) for d, v in by_domain.items()},
+        {n: tuple(sorted(v)) for n, v in by_name.items()},
+        counts,
+        activity,
+    )
+
+
+def _domain_candidates(
+    lead: LeadSignals, by_domain: Mapping[str, Iterable[str]], rules: AccountMatching
+) -> tuple[str, ...]:
+    domain = lead.email_domain
+    if not domain or domain in rules.free_mail:
+        return ()
+    for candidate in _parents(domain):  # the most specific domain an account claims
+        if candidate in by_domain:
+            return tuple(sorted(by_domain[candidate]))
+    return ()
+
+
+def _rank_key(index: _Index, rules: AccountMatching, account: str) -> tuple[object, ...]:
+    parts: list[object] = []
+    profile = index.accounts[account]
+    for breaker in rules.tie_breakers:
+        if breaker == "tier":
+            parts.append(profile.tier if profile.tier is not None else 10)
+        elif breaker == "most_leads":
+            parts.append(-index.leads[account])
+        else:  # latest_activity: later first
+            parts.append(-index.activity[account])
+    parts.append(account)
+    return tuple(parts)
+
+
+def _pick(index: _Index, rules: AccountMatching, candidates: tuple[str, ...]) -> tuple[str, str]:
+    """The winning account among several, and why it won."""
+    ranked = sorted(candidates, key=lambda a: _rank_key(index, rules, a))
+    if len(ranked) == 1:
+        return ranked[0], ""
+    win, runner = ranked[0], ranked[1]
+    w, r = _rank_key(index, rules, win), _rank_key(index, rules, runner)
+    for i, breaker in enumerate(rules.tie_breakers):
+        if w[i] != r[i]:
+            said = f"{_said(index, breaker, win)} vs {_said(index, breaker, runner)}"
+            return win, f"; {len(ranked)} candidates, {win} wins on {breaker} ({said})"
+    ties = ", ".join(rules.tie_breakers)
+    return win, f"; {len(ranked)} candidates tie on {ties}: the lowest account id wins"
+
+
+def _said(index: _Index, breaker: str, account: str) -> str:
+    if breaker == "tier":
+        tier = index.accounts[account].tier
+        return f"tier {tier}" if tier is not None else "no tier"
+    if breaker == "most_leads":
+        return f"{index.leads[account]} leads"
+    at = index.activity[account]
+    when = "never" if at == _NEVER else datetime.fromtimestamp(at, UTC).isoformat()
+    return f"last active {when}"
+
+
+def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Match:
+    why_not: list[str] = []
+    for rule in rules.order:
+        if rule == "explicit":
+            if lead.account is None:
+                continue
+            if lead.account in index.accounts:
+                reason = f"the lead's events name account {lead.account}"
+                return Match(lead.lead_id, lead.account, "explicit", reason, (lead.account,))
+            why_not.append(f"named account {lead.account} is not known (yet)")
+        elif rule == "domain":
+            if lead.email_domain and lead.email_domain in rules.free_mail:
+                why_not.append(f"{lead.email_domain} is a free-mail domain")
+                continue
+            found = _domain_candidates(lead, index.by_domain, rules)
+            if found:
+                win, tie = _pick(index, rules, found)
+                reason = f"e-mail domain {lead.email_domain} is a domain of {win}{tie}"
+                return Match(lead.lead_id, win, "domain", reason, found)
+        else:
+            norm = normalise_name(lead.company, rules.legal_suffixes)
+            found = index.by_name.get(norm, ()) if norm else ()
+            if found:
+                win, tie = _pick(index, rules, found)
+                reason = f"company {lead.company!r} normalises to {norm!r}, the name of {win}{tie}"
+                return Match(lead.lead_id, win, "name", reason, found)
+    why_not.append("no account matches by " + ", ".join(rules.order))
+    return Match(lead.lead_id, None, None, "; ".join(why_not))
+
+
+def match_all(
+    accounts: Iterable[AccountProfile], leads: Iterable[LeadSignals], rules: AccountMatching
+) -> dict[str, Match]:
+    """Every lead's match (by lead id). Depends only on the sets given, not their order."""
+    lead_list = sorted(leads, key=lambda lead: lead.lead_id)
+    index = _index(accounts, lead_list, rules)
+    return {lead.lead_id: match_lead(lead, index, rules) for lead in lead_list}

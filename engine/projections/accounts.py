@@ -1,0 +1,239 @@
+"""The account tables of the `leads` projection (docs/accounts.md), beside the projector.
+
+Two kinds of rows. Per aggregate, written as the projector folds: `account_state` (an
+account's folded profile) and `account_signals` (what matching reads of a lead). Global,
+settled from all of those at once: `account_members` (each lead's match decision) and
+`account_scores` (each account's score, points and MQA). `AccountBook` holds the per-aggregate
+rows in memory and settles with the pure functions of engine/accounts; it writes only the
+global rows that changed. The settled result depends only on the rows, never on the order
+they came in, so an incremental projection and a rebuild agree (the MQA moment aside: it is
+the latest input when the projector first saw the account qualify; docs/accounts.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor, sql
+from psycopg.types.json import Jsonb
+
+from engine.aggregates.account import Account, account_id
+from engine.aggregates.lead import Lead
+from engine.domain.accounts.matching import LeadSignals, Match, match_all
+from engine.domain.accounts.profile import AccountProfile, fold
+from engine.domain.accounts.scoring import Member, decide_mqa, score
+from engine.domain.facts import profile_of
+from engine.domain.rules import Rules
+from engine.projections.registry import ACCOUNT_TABLES, TABLES
+from engine.services.application import lead_account
+
+Row = tuple[Any, ...]
+COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
+KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
+_MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
+
+
+def _money(value: float) -> Decimal:
+    return Decimal(str(round(value, 2))).quantize(Decimal("0.01"))
+
+
+def state_row(account: Account) -> Row:
+    p = fold(account.key, account.updates)
+    last = max(account.updates, key=lambda u: (u[0], u[1], u[2]), default=None)
+    return (
+        account.id,
+        account.key,
+        p.name,
+        list(p.domains),
+        p.industry,
+        p.employees,
+        p.annual_revenue,
+        p.country,
+        p.owner,
+        p.tier,
+        p.updated_at,
+        last[2] if last else None,
+        account.version,
+    )
+
+
+def signals_row(lead: Lead, engagement: float) -> Row:
+    attrs, _ = profile_of(lead.facts)
+    last = max(lead.facts, key=lambda f: (f.occurred_at, f.seq))
+    return (
+        lead.id,
+        lead_account(lead),
+        attrs.get("email_domain"),
+        attrs.get("company"),
+        last.occurred_at,
+        last.event_id,
+        _money(engagement),
+    )
+
+
+class AccountBook:
+    """Every account's profile row and every lead's signals row, and the global rows last
+    written; `settle` decides again and returns the global rows that changed."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Row] = {}  # account key -> account_state row
+        self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
+        self.members: dict[UUID, Row] = {}  # lead id -> account_members row
+        self.scores: dict[str, Row] = {}  # account key -> account_scores row
+
+    def put_state(self, row: Row) -> None:
+        self.states[row[1]] = row
+
+    def put_signals(self, row: Row) -> None:
+        self.signals[row[0]] = row
+
+    def load(self, cur: Cursor[Any], schema: str) -> None:
+        """Everything the tables hold (a projector starting on a schema projected before)."""
+        for table, put in (
+            ("account_state", self.put_state),
+            ("account_signals", self.put_signals),
+            ("account_members", lambda r: self.members.__setitem__(r[0], r)),
+            ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
+        ):
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table])),
+                    sql.Identifier(schema, table),
+                )
+            )
+            for row in cur.fetchall():
+                put(tuple(row))
+
+    def settle(self, rules: Rules) -> dict[str, list[Row]]:
+        """Match every lead, score every account; the members and scores rows that differ
+        from the ones last written (all of them the first time)."""
+        ref = rules.ref
+        profiles = [_profile(r) for r in self.states.values()]
+        leads = [
+            LeadSignals(
+                str(r[0]), account=r[1], email_domain=r[2], company=r[3], last_activity=r[4]
+            )
+            for r in self.signals.values()
+        ]
+        matches = match_all(profiles, leads, rules.accounts.matching)
+        members: dict[str, list[UUID]] = {}
+        changed_members: list[Row] = []
+        for lead_id, signals in self.signals.items():
+            m = matches[str(lead_id)]
+            row = self._member_row(lead_id, signals, m, ref)
+            if m.account_id is not None:
+                members.setdefault(m.account_id, []).append(lead_id)
+            if self.members.get(lead_id) != row:
+                self.members[lead_id] = row
+                changed_members.append(row)
+        changed_scores: list[Row] = []
+        for profile in profiles:
+            row = self._score_row(profile, members.get(profile.account_id, []), rules)
+            if self.scores.get(profile.account_id) != row:
+                self.scores[profile.account_id] = row
+                changed_scores.append(row)
+        return {"account_members": changed_members, "account_scores": changed_scores}
+
+    def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
+        decided = signals[4]
+        if m.account_id is not None:
+            updated = self.states[m.account_id][10]
+            decided = max(d for d in (decided, updated) if d is not None) if updated else decided
+        acc = account_id(m.account_id) if m.account_id is not None else None
+        return (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
+
+    def _score_row(self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules) -> Row:
+        state = self.states[profile.account_id]
+        result = score(
+            profile,
+            (Member(str(i), float(self.signals[i][6])) for i in lead_ids),
+            rules.accounts,
+        )
+        points = [
+            {"part": p.part, "rule": p.rule, "points": p.points, "reason": p.reason}
+            for p in result.points
+        ]
+        mqa = self._mqa(profile, lead_ids, result, rules)
+        return (
+            state[0],
+            profile.account_id,
+            _money(result.fit),
+            _money(result.engagement),
+            _money(result.total),
+            result.members,
+            result.engaged,
+            points,
+            *mqa,
+            rules.ref,
+        )
+
+    def _mqa(
+        self, profile: AccountProfile, lead_ids: list[UUID], result: Any, rules: Rules
+    ) -> tuple[Any, ...]:
+        """The MQA decision: kept once recorded; else recorded now if the rule holds, dated
+        at (and triggered by) the latest of the account's update and its members' facts."""
+        before = self.scores.get(profile.account_id)
+        if before is not None and before[8] is not None:
+            return tuple(before[_MQA])
+        state = self.states[profile.account_id]
+        inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
+        inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
+        if not inputs:
+            return (None, None, None, None)
+        at, trigger = max(inputs)
+        decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
+        if decision is None:
+            return (None, None, None, None)
+        return (decision.at, decision.trigger, decision.rules, decision.reason)
+
+
+def _profile(row: Row) -> AccountProfile:
+    return AccountProfile(
+        account_id=row[1],
+        name=row[2],
+        domains=tuple(row[3] or ()),
+        industry=row[4],
+        employees=row[5],
+        annual_revenue=row[6],
+        country=row[7],
+        owner=row[8],
+        tier=row[9],
+        updated_at=row[10],
+    )
+
+
+def _adapt(table: str, row: Row) -> Row:
+    if table == "account_scores":
+        return (*row[:7], Jsonb(row[7]), *row[8:])
+    return row
+
+
+def upsert(cur: Cursor[Any], schema: str, table: str, rows: Iterable[Row]) -> None:
+    rows = [_adapt(table, r) for r in rows]
+    if not rows:
+        return
+    columns, key = COLUMNS[table], KEYS[table]
+    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
+        sql.Identifier(schema, table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        sql.SQL(", ").join(map(sql.Identifier, key)),
+        sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in key
+        ),
+    )
+    cur.executemany(statement, rows)
+
+
+def copy(cur: Cursor[Any], schema: str, table: str, rows: Iterable[Row]) -> None:
+    """Into an empty table (a rebuild's staging table, no key yet)."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+    )
+    with cur.copy(statement) as out:
+        for row in rows:
+            out.write_row(_adapt(table, row))

@@ -1,0 +1,124 @@
+"""`account.updated` and the `account` attribute at the door and on the store; account-owner
+routing (before any queue, recorded as a Routed decision with the reason)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eventsourcing.application import AggregateNotFoundError
+
+from engine.aggregates.account import Account, account_id
+from engine.aggregates.lead import Lead
+from engine.aggregates.routing import queue_id
+from engine.domain.accounts.profile import fold
+from engine.domain.contract import ACCOUNT_ID, event_json_schema, validate_event
+from engine.domain.errors import InvalidEvent
+from engine.domain.rules import parse_rules
+from engine.services.application import ACCOUNT_OWNER, LeadEngine, lead_account
+from tests.conftest import POPO_ENV as POPO
+from tests.factory import ev, raw
+
+RULES = """
+name: test
+version: "1"
+combine: {fit_weight: 0.0, engagement_weight: 1.0}
+engagement:
+  half_life_days: null
+  rules: [{id: form, types: [touch.form_submitted], points: 60}]
+mql: {total_at_least: 50}
+routing:
+  on_stage: mql
+  queues: [{id: main, strategy: round_robin, reps: [{id: q1}, {id: q2}]}]
+"""
+
+
+@pytest.fixture
+def app() -> Iterator[LeadEngine]:
+    engine = LeadEngine(rules=parse_rules(RULES), env=POPO)
+    yield engine
+    engine.close()
+
+
+def account(key: str, data: dict[str, Any], **kw: Any) -> Any:
+    return ev("account.updated", key, data, **kw)
+
+
+def lead_events(key: str, account_key: str | None, days: float = 1) -> list[Any]:
+    captured = raw("lead.captured", key, {"email": f"{key}@acme.com"}, days=days)
+    if account_key is not None:
+        captured["account"] = account_key
+    form = raw("touch.form_submitted", key, {"channel": "web"}, days=days)
+    return [validate_event(captured), validate_event(form)]
+
+
+def test_account_updated_validates_with_field_named_errors() -> None:
+    good = account("acme-1", {"name": "Acme", "domains": ["acme.com"], "tier": 1, "owner": "ana"})
+    assert good.is_account_event and not good.is_lead_event
+    for data, field in (
+        ({"domains": ["Not A Domain"]}, "data.domains.0"),
+        ({"tier": 0}, "data.tier"),
+        ({"employees": -1}, "data.employees"),
+        ({"country": "usa"}, "data.country"),
+        ({"name": "   "}, "data.name"),
+    ):
+        with pytest.raises(InvalidEvent) as err:
+            account("acme-1", data)
+        assert err.value.field == field and err.value.event_type == "account.updated"
+
+
+def test_the_account_attribute_belongs_to_lead_events_only() -> None:
+    e = raw("lead.captured", "l1", {"email": "l1@acme.com"})
+    assert validate_event({**e, "account": "acme-1"}).account == "acme-1"
+    with pytest.raises(InvalidEvent) as err:
+        validate_event({**e, "account": "not an id!"})
+    assert err.value.field == "account"
+    with pytest.raises(InvalidEvent) as err:
+        validate_event({**raw("account.updated", "a1", {}), "account": "a1"})
+    assert err.value.field == "account" and "only lead events" in (err.value.expected or "")
+    assert event_json_schema("account.updated")["properties"]["account"] is False
+    assert ACCOUNT_ID in json.dumps(event_json_schema("lead.captured")["properties"]["account"])
+
+
+def test_account_updates_are_stored_once_and_fold_by_time(app: LeadEngine) -> None:
+    first = account("a1", {"name": "Acme", "tier": 3}, days=0, id="u1")
+    later = account("a1", {"tier": 1}, days=2, id="u2")
+    result = app.ingest([later, first, first])
+    assert result.accepted == 2 and result.duplicates == 1
+    stored = app.repository.get(account_id("a1"))
+    assert isinstance(stored, Account)
+    profile = fold("a1", stored.updates)
+    assert (profile.name, profile.tier) == ("Acme", 1)
+
+
+def test_lead_of_an_owned_account_goes_to_the_owner_before_any_queue(app: LeadEngine) -> None:
+    app.ingest([account("a1", {"name": "Acme", "owner": "ana"}, days=0)])
+    app.ingest(lead_events("l1", "a1"))
+    lead = app.get_lead("l1")
+    assert lead_account(lead) == "a1"
+    assert (lead.stage, lead.owner, lead.queue) == ("mql", "ana", ACCOUNT_OWNER)
+    routed = [e for e in app.events.get(lead.id) if isinstance(e, Lead.Routed)]
+    assert len(routed) == 1 and routed[0].strategy == "account_owner"
+    assert "account a1 is owned by ana" in routed[0].why
+
+
+def test_without_owner_away_owner_or_account_the_queues_decide(app: LeadEngine) -> None:
+    app.ingest([account("a1", {"name": "Acme"}, days=0), account("a2", {"owner": "bo"}, days=0)])
+    app.ingest([ev("rep.availability_changed", "bo", {"available": False}, days=0)])
+    app.ingest(lead_events("l1", "a1"))  # account without owner
+    app.ingest(lead_events("l2", "a2"))  # owner away
+    app.ingest(lead_events("l3", "nobody"))  # account not known
+    app.ingest(lead_events("l4", None))
+    assert [app.get_lead(k).owner for k in ("l1", "l2", "l3", "l4")] == ["q1", "q2", "q1", "q2"]
+    assert all(app.get_lead(k).queue == "main" for k in ("l1", "l2", "l3", "l4"))
+
+
+def test_an_owner_routed_lead_leaving_routing_touches_no_queue(app: LeadEngine) -> None:
+    app.ingest([account("a1", {"owner": "ana"}, days=0)])
+    app.ingest(lead_events("l1", "a1"))
+    outcome = app.ingest([ev("sales.accepted", "l1", {"rep": "ana"}, days=2)])
+    assert outcome.accepted == 1 and app.get_lead("l1").stage == "sal"
+    with pytest.raises(AggregateNotFoundError):  # no queue named after the owner rule
+        app.repository.get(queue_id(ACCOUNT_OWNER))
