@@ -40,7 +40,8 @@ def test_migrations_make_exactly_the_declared_tables(runtime: Runtime) -> None:
                 for column, kind, notnull, default in conn.execute(COLUMNS, (name,)).fetchall()
             }
             declared = {
-                c.name: (SPELLED.get(c.type, c.type), not c.null, c.default) for c in table.columns
+                c.name: (SPELLED.get(c.type, c.type), not c.null, _default(c.default))
+                for c in table.columns
             }
             assert found == declared, table.name
             row = conn.execute(KEY, (name,)).fetchone()

@@ -25,7 +25,9 @@ def test_every_event_is_valid_and_the_catalogue_is_covered() -> None:
 
 def test_identity_stories_keep_the_journeys_of_the_same_seed() -> None:
     """With `identity`, the same journeys arrive under more keys: the same facts otherwise."""
-    plain, stitched = generate(200, seed=3), generate(200, seed=3, identity=0.3)
+    # accounts off: the CRM accounts follow the leads' domains, the journeys are what is compared
+    plain = generate(200, seed=3, accounts=False)
+    stitched = generate(200, seed=3, identity=0.3, accounts=False)
     kinds = Counter(e["type"] for e in stitched)
     assert kinds["identity.linked"] and kinds["lead.merged"] and kinds["lead.unmerged"]
     facts = {e["id"]: e["type"] for e in stitched}
