@@ -90,6 +90,13 @@ def check_statements(schema: str, events: str, topics: list[str]) -> list[sql.Co
     ]
 
 
+def drop_check_trigger(schema: str, events: str) -> sql.Composed:
+    """Drop the trigger, to make it again with today's decision topics (migration 18)."""
+    return sql.SQL("DROP TRIGGER IF EXISTS outbox_complete ON {}").format(
+        sql.Identifier(schema, events)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One decision's outbound record, before its notification id is known."""
