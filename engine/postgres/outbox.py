@@ -57,7 +57,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM {schema}.outbox WHERE notification_id = NEW.notification_id)
     THEN
         RAISE EXCEPTION 'decision % of % (version %) recorded without its outbox row: this '
-            'writer predates migration 15 (the transactional outbox); run the new version',
+            'writer predates migration 15 (the transactional outbox), or 18 for an identity '
+            'decision; run the new version',
             NEW.topic, NEW.originator_id, NEW.originator_version;
     END IF;
     RETURN NULL;
