@@ -372,18 +372,21 @@ def _identity_outbound(conn: Any, schema: str) -> None:
     for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
         conn.execute(statement)
     start = sql.Identifier(schema, OUTBOX_START_TABLE)
-    missing = conn.execute(
+    row = conn.execute(sql.SQL("SELECT complete_from FROM {}").format(start)).fetchone()
+    missing = conn.execute(  # a range of the primary key: the events since migration 15
         sql.SQL(
-            "SELECT 1 FROM {e} e WHERE e.topic = %s "
-            "AND e.notification_id >= (SELECT coalesce(max(complete_from), 1) FROM {s}) "
+            "SELECT 1 FROM {e} e WHERE e.notification_id >= %s AND e.topic = %s "
             "AND NOT EXISTS (SELECT 1 FROM {o} o WHERE o.notification_id = e.notification_id) "
             "LIMIT 1"
-        ).format(e=events, s=start, o=sql.Identifier(schema, OUTBOX_TABLE)),
-        (get_topic(Lead.Linked),),
+        ).format(e=events, o=sql.Identifier(schema, OUTBOX_TABLE)),
+        (int(row[0]) if row else 1, get_topic(Lead.Linked)),  # no row: complete from 1
     ).fetchone()
     if missing:
         conn.execute(
-            sql.SQL("UPDATE {} SET complete_from = %s, recorded_at = now()").format(start),
+            sql.SQL(
+                "INSERT INTO {} (complete_from) VALUES (%s) ON CONFLICT (one) DO UPDATE "
+                "SET complete_from = excluded.complete_from, recorded_at = now()"
+            ).format(start),
             (_next_notification_id(conn, schema),),
         )
 
