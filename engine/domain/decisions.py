@@ -34,6 +34,7 @@ TYPES: dict[type[Any], str] = {
     Lead.AnomalyFlagged: "lead.anomaly_flagged",
     Lead.Erased: "lead.erased",
     Lead.SlaAlerted: "lead.sla_alerted",
+    Lead.Linked: "lead.identity_decided",
 }
 OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
 assert set(OUTBOUND_TYPES) == set(outbound.DATA)
@@ -151,6 +152,15 @@ def _data(
             "routed_at": _iso(event.routed_at),
             "owner": event.owner,
             "queue": event.queue,
+        }
+    if isinstance(event, Lead.Linked):
+        return {
+            "relation": event.relation,
+            "other_id": str(event.other_id),
+            "event_id": event.event_id,
+            "source": event.source,
+            "by": event.by,
+            "occurred_at": _iso(event.occurred_at),
         }
     assert isinstance(event, Lead.Erased)
     return {"occurred_at": _iso(event.occurred_at)}

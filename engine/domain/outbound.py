@@ -103,6 +103,25 @@ class SlaAlerted(_Data):
     queue: str
 
 
+class IdentityDecided(_Data):
+    """An identity decision (`Lead.Linked`, docs/identity.md) on this lead, the one whose key
+    the upstream identity event named as its subject. Ids only: the other lead is named by
+    its id, never its key, and the upstream's free-text `reason` stays in the store."""
+
+    relation: Literal["linked", "merged", "unmerged"] = Field(
+        description="linked (an alias of the other lead), merged (a duplicate of it) or "
+        "unmerged (two people again: every earlier join of the two taken back)"
+    )
+    other_id: str = Field(
+        description="The other lead's id (a keyed hash: reveals nothing): the link's known "
+        "lead or the merge's winner"
+    )
+    event_id: str = Field(description="The upstream CloudEvent id of the identity fact")
+    source: str = Field(description="The upstream CloudEvent source of the identity fact")
+    by: str | None = Field(description="Who decided (merges and unmerges); null for a link")
+    occurred_at: str = Field(description="The identity fact's event time (ISO 8601)")
+
+
 DATA: dict[str, type[_Data]] = {
     "lead.qualified": Qualified,
     "lead.routed": Routed,
@@ -112,6 +131,7 @@ DATA: dict[str, type[_Data]] = {
     "lead.anomaly_flagged": AnomalyFlagged,
     "lead.erased": Erased,
     "lead.sla_alerted": SlaAlerted,
+    "lead.identity_decided": IdentityDecided,
 }
 
 

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.utils import get_topic
 from psycopg import errors, sql
 
+from engine.aggregates.lead import Lead
 from engine.analytics.views import VIEWS, create_views
 from engine.domain.errors import LeadEngineError
 from engine.postgres.chain import (
@@ -36,7 +38,8 @@ from engine.postgres.dependents import qualified, refuse_if_outside
 from engine.postgres.outbox import DDL as OUTBOX_DDL
 from engine.postgres.outbox import START_DDL as OUTBOX_START_DDL
 from engine.postgres.outbox import START_TABLE as OUTBOX_START_TABLE
-from engine.postgres.outbox import check_statements, decision_topics
+from engine.postgres.outbox import TABLE as OUTBOX_TABLE
+from engine.postgres.outbox import check_statements, decision_topics, drop_check_trigger
 from engine.projections import identity
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
@@ -351,6 +354,8 @@ def _identity(conn: Any, schema: str) -> None:
     """Identity links, merges and unmerges (engine/projections/identity.py), projected with
     `history`; no older event makes one, so nothing needs a rebuild."""
     identity.create(conn, schema)
+
+
 def _accounts(conn: Any, schema: str) -> None:
     """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
     from engine.projections.registry import ACCOUNT_TABLES
@@ -359,6 +364,41 @@ def _accounts(conn: Any, schema: str) -> None:
     for table in ACCOUNT_TABLES:
         for statement in DECLARED[table].ddl():
             conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
+def _identity_outbound(conn: Any, schema: str) -> None:
+    """Identity decisions (`Lead.Linked`) are outbound too (`lead.identity_decided`). The
+    outbox trigger's topic list is fixed when it is made: make it again with today's list.
+    Identity decisions recorded since migration 15 have no outbox rows (the writer did not
+    know them as decisions); if there are any, the outbox counts as complete only from the
+    next event on, so the relay decodes them (and everything from there) from the log. A
+    topic already relayed past them does not go back: `relay --from-start` to a new topic
+    publishes them (docs/integration.md)."""
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return  # a fresh store: the recorder makes the trigger with today's list
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
+    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+        conn.execute(statement)
+    start = sql.Identifier(schema, OUTBOX_START_TABLE)
+    row = conn.execute(sql.SQL("SELECT complete_from FROM {}").format(start)).fetchone()
+    missing = conn.execute(  # a range of the primary key: the events since migration 15
+        sql.SQL(
+            "SELECT 1 FROM {e} e WHERE e.notification_id >= %s AND e.topic = %s "
+            "AND NOT EXISTS (SELECT 1 FROM {o} o WHERE o.notification_id = e.notification_id) "
+            "LIMIT 1"
+        ).format(e=events, o=sql.Identifier(schema, OUTBOX_TABLE)),
+        (int(row[0]) if row else 1, get_topic(Lead.Linked)),  # no row: complete from 1
+    ).fetchone()
+    if missing:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (complete_from) VALUES (%s) ON CONFLICT (one) DO UPDATE "
+                "SET complete_from = excluded.complete_from, recorded_at = now()"
+            ).format(start),
+            (_next_notification_id(conn, schema),),
+        )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -386,6 +426,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "identity_links and the lead_person view: who is one person", _identity),
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
+    Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -57,7 +57,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM {schema}.outbox WHERE notification_id = NEW.notification_id)
     THEN
         RAISE EXCEPTION 'decision % of % (version %) recorded without its outbox row: this '
-            'writer predates migration 15 (the transactional outbox); run the new version',
+            'writer predates migration 15 (the transactional outbox), or 18 for an identity '
+            'decision; run the new version',
             NEW.topic, NEW.originator_id, NEW.originator_version;
     END IF;
     RETURN NULL;
@@ -88,6 +89,13 @@ def check_statements(schema: str, events: str, topics: list[str]) -> list[sql.Co
             schema=sql.Identifier(schema),
         ),
     ]
+
+
+def drop_check_trigger(schema: str, events: str) -> sql.Composed:
+    """Drop the trigger, to make it again with today's decision topics (migration 18)."""
+    return sql.SQL("DROP TRIGGER IF EXISTS outbox_complete ON {}").format(
+        sql.Identifier(schema, events)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,8 @@ def relay(args: argparse.Namespace) -> int:
 def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "relay",
-        help="publish the engine's decisions (MQL, routing, stage, anomaly, erasure) to Kafka",
+        help="publish the engine's decisions (MQL, routing, stage, anomaly, SLA, identity, "
+        "erasure) to Kafka",
         description="Follow the event log and publish each decision as a CloudEvent to the "
         "relay topic (LEADENGINE_RELAY_TOPIC, default lead-decisions); the position moves in "
         "PostgreSQL only after the broker acknowledged the batch. At-least-once with stable "
