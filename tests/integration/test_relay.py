@@ -189,12 +189,14 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
     head = runtime.app.recorder.max_notification_id()
     topic = f"d-{uuid.uuid4().hex[:8]}"
     bootstrap = str(kafka_settings.kafka_bootstrap_servers)
-    args = ("--topic", topic, "--batch-size", "40")
+    # small batches: many commits before half the log, so the kill lands mid-stream even when
+    # a loaded machine lets the relay run several batches between two looks
+    args = ("--topic", topic, "--batch-size", "10")
     first = relay_cli(kafka_env, *args, log=tmp_path / "relay-1.log")
     try:
         wait_for(
             lambda: 0 < relay.positions(runtime.db).get(topic, 0) < head // 2,
-            timeout=30,
+            timeout=60,
             every=0.01,
         )
         first.kill()  # SIGKILL: no batch finished, no position committed past the acks
