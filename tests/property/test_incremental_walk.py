@@ -23,6 +23,7 @@ from engine.domain.facts import Fact
 from engine.domain.moments import Qualification, WalkState, walk
 from engine.domain.rules import MqlRule, Rules, load_rules
 from engine.domain.scorestate import decide_mql
+from tests.property.test_event_time_properties import FACTS
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 INERT = ("touch.page_viewed", "touch.form_submitted", "lead.profile_updated", "owner.assigned")
@@ -185,16 +186,10 @@ class FullWalkLead(Lead):
         return True
 
 
+#: the funnel facts of the event-time property (one data set for both), plus touches and a
+#: profile update
 LEAD_FACTS: dict[str, dict[str, Any]] = {
-    "lead.captured": {"email": "x@acme.example", "title": "VP Marketing", "company": "Acme"},
-    "sales.accepted": {"rep": "ann"},
-    "sales.rejected": {"rep": "ann", "reason": "not now"},
-    "sales.qualified": {"rep": "ann"},
-    "sales.disqualified": {"rep": "ann", "reason": "no budget"},
-    "lead.nurture_enrolled": {"program": "drip"},
-    "opportunity.opened": {"amount": 900, "currency": "EUR"},
-    "deal.won": {"amount": 1000, "currency": "EUR"},
-    "deal.lost": {"reason": "price"},
+    **FACTS,
     "touch.form_submitted": {"channel": "email"},
     "touch.page_viewed": {"channel": "organic"},
     "lead.profile_updated": {"title": "CMO"},
