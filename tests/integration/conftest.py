@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,9 +14,26 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine.cli import main as cli
+from engine.domain.generator import generate
 from engine.postgres.db import Database
 from engine.readmodel import READER_ROLE
 from engine.settings import get_settings
+
+Cli = Callable[..., tuple[int, str]]
+
+
+def load_for_readers(
+    leadengine: Cli, tmp_path: Any, leads: int, seed: int, *, project: bool = True
+) -> None:
+    """Generated journeys ingested (and projected) through the CLI, then `db init` granting the
+    reader role its views: the data a reporting job's test reads."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in generate(leads, seed=seed)))
+    assert leadengine("ingest", str(path))[0] == 0
+    if project:
+        assert leadengine("project")[0] == 0
+    code, out = leadengine("db", "init")
+    assert code == 0 and "can read them and nothing else" in out, out
 
 
 @contextmanager

@@ -6,18 +6,16 @@ after a rebuild swapped them."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.domain.generator import generate
 from engine.projections.registry import TABLES, VIEWS, plain
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
-from tests.integration.conftest import reader_login
+from tests.integration.conftest import load_for_readers, reader_login
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -38,12 +36,7 @@ def _documented(view: str) -> tuple[str, dict[str, str]]:
 
 @pytest.fixture
 def projected(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in generate(40, seed=3)))
-    assert leadengine("ingest", str(path))[0] == 0
-    assert leadengine("project")[0] == 0
-    code, out = leadengine("db", "init")
-    assert code == 0 and "can read them and nothing else" in out, out
+    load_for_readers(leadengine, tmp_path, 40, 3)
     return runtime
 
 

@@ -4,7 +4,6 @@ whether a sales rep made them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,10 @@ import pytest
 from psycopg import sql
 
 from engine.domain.contract import TOUCH_TYPES
-from engine.domain.generator import generate
 from engine.projections.registry import SALES_TOUCH_TYPES
 from engine.readmodel import read_schema
 from engine.runtime import Runtime
-from tests.integration.conftest import reader_login
+from tests.integration.conftest import load_for_readers, reader_login
 
 #: (view, alias, new name)
 ALIASES = (
@@ -29,11 +27,7 @@ ALIASES = (
 
 @pytest.fixture
 def projected(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in generate(80, seed=8)))
-    assert leadengine("ingest", str(path))[0] == 0
-    assert leadengine("project")[0] == 0
-    assert leadengine("db", "init")[0] == 0
+    load_for_readers(leadengine, tmp_path, 80, 8)
     return runtime
 
 

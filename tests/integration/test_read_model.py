@@ -14,25 +14,19 @@ import pytest
 from psycopg import errors, sql
 
 from engine.domain.errors import LeadEngineError
-from engine.domain.generator import generate
 from engine.postgres import migrations
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime, open_runtime
 from engine.services.application import EVENTS_TABLE
 from engine.settings import Settings
-from tests.integration.conftest import reader_login
+from tests.integration.conftest import load_for_readers, reader_login
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture
 def loaded(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in generate(80, seed=5)))
-    code, _ = leadengine("ingest", str(path))
-    assert code == 0
-    code, out = leadengine("db", "init")
-    assert code == 0 and "can read them and nothing else" in out, out
+    load_for_readers(leadengine, tmp_path, 80, 5, project=False)
     return runtime
 
 

@@ -4,7 +4,6 @@ else: not write in the engine's schemas, not read the engine's tables, not creat
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,19 +14,14 @@ import pytest
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from engine.domain.generator import generate
 from engine.readmodel import READER_ROLE, read_schema
 from engine.runtime import Runtime
+from tests.integration.conftest import load_for_readers
 
 
 @pytest.fixture
 def projected(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Runtime:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in generate(30, seed=11)))
-    assert leadengine("ingest", str(path))[0] == 0
-    assert leadengine("project")[0] == 0
-    code, out = leadengine("db", "init")
-    assert code == 0 and "can read them and nothing else" in out, out
+    load_for_readers(leadengine, tmp_path, 30, 11)
     return runtime
 
 
