@@ -41,6 +41,17 @@ def positive_int(text: str) -> int:
     return number
 
 
+def share(text: str) -> float:
+    """A share between 0 and 1 (`nan`, `inf` and numbers outside it refused)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}") from None
+    if not 0 <= number <= 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text}")
+    return number
+
+
 def output_file(text: str) -> Path:
     """A file to write: its directory must exist (checked before any work is done)."""
     path = Path(text)

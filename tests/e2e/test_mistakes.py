@@ -131,6 +131,8 @@ ARGUMENTS = [
     ("generate-missing-dir", ["generate", "-o", "/missing/dir/x"], "argument -o/--output"),
     ("negative-limit", ["deadletters", "list", "--limit", "-5"], "argument --limit"),
     ("zero-leads", ["generate", "--leads", "0"], "argument --leads"),
+    ("identity-over-one", ["generate", "--identity", "5"], "expected a share from 0 to 1"),
+    ("identity-nan", ["generate", "--identity", "nan"], "expected a share from 0 to 1"),
     (
         "impossible-date",
         ["whatif", "--rules", "engine/default_rules.yaml", "--since", "2026-02-30"],

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from engine.analytics import queries
-from engine.cli.args import Commands, fmt, handles, output_file, positive_int
+from engine.cli.args import Commands, fmt, handles, output_file, positive_int, share
 from engine.cli.commands.ingest import ingest_with_progress
 from engine.cli.commands.project import project_with_progress
 from engine.cli.commands.reporting import funnel_text
@@ -50,7 +50,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--days", type=positive_int, default=150, help="span of first touches in days")
     p.add_argument(
         "--identity",
-        type=float,
+        type=share,
         default=0.0,
         metavar="SHARE",
         help="share of journeys (0..1) told under several keys: a cookie linked at the form "
