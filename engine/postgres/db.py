@@ -35,8 +35,6 @@ def one_row(result: psycopg.Cursor[Any]) -> Any:
     return row
 
 
-pgfix.apply()  # psycopg pipeline sync deadlock on large batches over Unix sockets
-
 _embedded: dict[Path, Any] = {}
 
 
@@ -61,13 +59,17 @@ class Database:
         )
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        pgfix.apply()  # before the first connection (engine/postgres/pgfix.py); then a no-op
         try:
             return psycopg.connect(self.conninfo(), autocommit=autocommit)
         except psycopg.OperationalError as exc:
             raise Unreachable(self, exc) from None
 
     def eventsourcing_env(self) -> dict[str, str]:
-        """The environment eventsourcing's PostgreSQL adapter reads (never DB functions)."""
+        """The environment eventsourcing's PostgreSQL adapter reads (never DB functions).
+        Its connections are made from this environment, so the psycopg workaround is put in
+        place here too, before any of them (engine/postgres/pgfix.py)."""
+        pgfix.apply()
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_HOST": self.host,

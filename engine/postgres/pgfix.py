@@ -23,8 +23,13 @@ to its cache (`maybe_add_to_cache` returns no key when a counted query becomes p
 fix returns the key in that case too, so the pipeline validates it and forgets a Parse that
 did not happen.
 
-Both are applied once, on import of `engine.postgres.db`; each is a no-op if a future psycopg
-changes the private method it wraps. `tests/integration/test_pgfix.py` reproduces both without it.
+Nothing is patched on import. `apply()` puts both in place, once per process; the engine calls
+it at its two doors to PostgreSQL, `Database.connect` (its own connections) and
+`Database.eventsourcing_env` (the environment eventsourcing's connections are made from), so
+every connection the engine opens, in the CLI, a consumer or a rebuild worker, is made with the
+fixes in place. Each is a no-op if a future psycopg changes the private method it wraps.
+`tests/integration/test_pgfix.py` reproduces both with the fix applied, and checks that importing
+the engine patches nothing.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_with_deadline(code: str, tmp_path: Path, seconds: int = 90) -> str:
+def run_with_deadline(code: str, tmp_path: Path | str, seconds: int = 90) -> str:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code), str(tmp_path)],
@@ -37,7 +37,8 @@ def test_one_big_pipelined_statement_then_sync_completes(tmp_path: Path) -> None
         import sys
         from pathlib import Path
         import psycopg
-        from engine.postgres import db
+        from engine.postgres import db, pgfix
+        assert pgfix.apply()
         d = db.embedded(Path(sys.argv[1]), "public")
         assert d.host.startswith("/"), d.host  # a Unix socket, where the bug shows
         with psycopg.connect(f"host={d.host} port={d.port} dbname=postgres user=postgres",
@@ -88,7 +89,9 @@ def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statem
     recorder does (so psycopg does not roll back and clear its cache)."""
     import psycopg
 
-    from engine.postgres import db  # noqa: F401  (applies the fix)
+    from engine.postgres import pgfix
+
+    assert pgfix.apply()
 
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE once (id int PRIMARY KEY)")
@@ -107,3 +110,45 @@ def test_a_parse_skipped_by_a_failed_pipeline_is_not_taken_for_a_prepared_statem
         assert caught is not None
         row = conn.execute(query, (41,)).fetchone()
     assert row == (42,)
+
+
+def test_importing_the_engine_patches_nothing_its_doors_to_postgres_do(server_url: str) -> None:
+    """No import side effect: the fix is applied by the calls that make connections,
+    `Database.connect` (the engine's own) and `Database.eventsourcing_env` (eventsourcing's)."""
+    out = run_with_deadline(
+        """
+        import sys
+        from psycopg import _pipeline_base
+        from psycopg._preparing import PrepareManager
+
+        def patched():
+            return (
+                getattr(PrepareManager.maybe_add_to_cache, "_leadengine_fixed", False),
+                _pipeline_base.BasePipeline._sync_gen.__module__ == "engine.postgres.pgfix",
+            )
+
+        import engine.cli.main, engine.runtime, engine.consumers.kafka  # noqa: F401
+        from engine.postgres import db
+        print(patched())
+        db.from_url(sys.argv[1], "public").eventsourcing_env()
+        print(patched())
+        """,
+        server_url,
+    )
+    assert out.split("\n")[:2] == ["(False, False)", "(True, True)"]
+
+
+def test_the_engines_own_connection_applies_the_fix(server_url: str) -> None:
+    out = run_with_deadline(
+        """
+        import sys
+        from psycopg._preparing import PrepareManager
+        from engine.postgres import db
+        before = getattr(PrepareManager.maybe_add_to_cache, "_leadengine_fixed", False)
+        with db.from_url(sys.argv[1], "public").connect() as conn:
+            conn.execute("SELECT 1")
+        print(before, getattr(PrepareManager.maybe_add_to_cache, "_leadengine_fixed", False))
+        """,
+        server_url,
+    )
+    assert out.split() == ["False", "True"]
