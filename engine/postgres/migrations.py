@@ -22,7 +22,6 @@ from eventsourcing.utils import get_topic
 from psycopg import errors, sql
 
 from engine.aggregates.lead import Lead
-from engine.analytics.views import VIEWS, create_views
 from engine.domain.errors import LeadEngineError
 from engine.postgres.chain import (
     ANCHOR_COLUMNS_6,
@@ -41,6 +40,7 @@ from engine.postgres.outbox import START_TABLE as OUTBOX_START_TABLE
 from engine.postgres.outbox import TABLE as OUTBOX_TABLE
 from engine.postgres.outbox import check_statements, decision_topics, drop_check_trigger
 from engine.projections import identity
+from engine.projections.kpi_views import VIEWS, create_views
 from engine.projections.parking import DDL as PARKED_DDL
 from engine.projections.tables import RETRACTED_AT, STATEMENTS
 from engine.readmodel import (

@@ -709,7 +709,7 @@ class View:
     source: str = ""  # FROM (and WHERE), `{s}` the engine's schema; default: the table
     alias: str = ""  # prefix of default expressions (`c` for `c.lead_id`)
     union_source: str = ""  # FROM of a second branch (UNION ALL), its columns `Out.union`
-    star: str = ""  # `SELECT * FROM` this (the KPI views: their SQL is in analytics/views.py)
+    star: str = ""  # `SELECT * FROM` this (the KPI views: their SQL is in projections/kpi_views.py)
     doc: str = "read-model.md"  # where its column table is
 
     def out(self, name: str) -> Out:

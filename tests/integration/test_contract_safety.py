@@ -14,10 +14,10 @@ import pytest
 from psycopg import sql
 
 from engine import readmodel
-from engine.analytics.views import FINGERPRINT as KPI_FINGERPRINT
 from engine.domain.generator import generate
 from engine.postgres import migrations
 from engine.postgres.dependents import DependentObjects
+from engine.projections.kpi_views import FINGERPRINT as KPI_FINGERPRINT
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.analytics.views import RANKS
-from engine.analytics.views import VIEWS as KPI_VIEWS
 from engine.domain.lifecycle import RANK, STAGES
 from engine.projections import registry, rows
+from engine.projections.kpi_views import RANKS
+from engine.projections.kpi_views import VIEWS as KPI_VIEWS
 from engine.projections.projector import TABLES, UPSERTED
 from engine.readmodel import CONTRACT
 
