@@ -11,12 +11,10 @@ import re
 import tempfile
 import traceback
 
-import psycopg
-import psycopg_pool
-from eventsourcing.persistence import OperationalError as StoreOperationalError
 from kafka.errors import KafkaError
 
 from engine.domain.errors import LeadEngineError
+from engine.postgres.db import UNREACHABLE
 from engine.settings import secrets_in_environment
 
 DONE, REJECTED, FAILED = 0, 1, 2
@@ -44,7 +42,7 @@ def expected(exc: BaseException) -> str | None:
     """The line for a failure the user can act on, or None for a bug."""
     if isinstance(exc, LeadEngineError):
         return str(exc)
-    if isinstance(exc, psycopg.OperationalError | StoreOperationalError | psycopg_pool.PoolTimeout):
+    if isinstance(exc, UNREACHABLE):
         return (
             f"LEADENGINE_DATABASE_URL: {exc}; check the URL and that the server is running "
             "and reachable (LEADENGINE_CONNECT_TIMEOUT_S)"

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import psycopg
+import psycopg_pool
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
@@ -24,6 +26,15 @@ from engine.settings import Settings, SettingsError
 
 #: what every SQL helper takes: a psycopg connection, rows as tuples or dicts
 Connection: TypeAlias = psycopg.Connection[Any]
+
+
+#: what a database that cannot be reached (or is too busy to hand out a connection) raises:
+#: psycopg's own error, eventsourcing's wrapping of it, the pool's timeout
+UNREACHABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    StoreOperationalError,
+    psycopg_pool.PoolTimeout,
+)
 
 
 def one_row(result: psycopg.Cursor[Any]) -> Any:

@@ -1,12 +1,13 @@
-"""What the application asks of the PostgreSQL event store beyond eventsourcing's recorder API:
-which of a batch's aggregates exist already, and the lead id scheme the schema records."""
+"""What the application asks of the event store beyond loading and saving aggregates: which of
+a batch's aggregates exist already, the lead id scheme the schema records, and the stored
+events of one topic (read by the recorder's topic filter, a page at a time)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from uuid import UUID
 
-from eventsourcing.persistence import Recorder
+from eventsourcing.persistence import ApplicationRecorder, Notification, Recorder
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
 from psycopg import sql
 
@@ -47,3 +48,15 @@ def stored_scheme(datastore: PostgresDatastore) -> str:
         )
         row = c.fetchone()
     return str(row["scheme"]) if row else KEYED
+
+
+def by_topic(recorder: ApplicationRecorder, topic: str, page: int = 1000) -> Iterator[Notification]:
+    """The stored events of one topic in log order, `page` rows per query (a few rows per
+    linked lead, never the whole log), on PostgreSQL and in memory alike."""
+    start = 1
+    while True:
+        rows = recorder.select_notifications(start, page, topics=[topic])
+        yield from rows
+        if len(rows) < page:
+            return
+        start = rows[-1].id + 1

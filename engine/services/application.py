@@ -52,7 +52,7 @@ from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
-from engine.postgres.store import datastore_of, existing, stored_scheme
+from engine.postgres.store import by_topic, datastore_of, existing, stored_scheme
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
 
@@ -204,18 +204,12 @@ class LeadEngine(Application[UUID]):
     def identity_links(self, as_of: datetime | None = None) -> list[Link]:
         """Every identity decision the engine had recorded by `as_of` (None: all), read off
         the log by topic (a few rows per linked lead, never the whole log)."""
-        topic = get_topic(Lead.Linked)
         links: list[Link] = []
-        start = 1
-        while True:
-            page = self.recorder.select_notifications(start, 1000, topics=[topic])
-            for notification in page:
-                event: Any = self.sealed_mapper.to_domain_event(notification)
-                if as_of is None or event.timestamp <= as_of:
-                    links.append(link_of(event))
-            if len(page) < 1000:
-                return links
-            start = page[-1].id + 1
+        for notification in by_topic(self.recorder, get_topic(Lead.Linked)):
+            event: Any = self.sealed_mapper.to_domain_event(notification)
+            if as_of is None or event.timestamp <= as_of:
+                links.append(link_of(event))
+        return links
 
     def identity_map(self, as_of: datetime | None = None) -> IdentityMap:
         return IdentityMap(self.identity_links(as_of))

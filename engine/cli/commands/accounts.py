@@ -1,15 +1,15 @@
-"""`leadengine account show | explain KEY` and `report accounts`, over the account tables."""
+"""`leadengine account show | explain KEY` and `report accounts`, over the account tables
+(read by engine/analytics/account_queries.py; this module parses and renders)."""
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
 from typing import Any
-from uuid import UUID
 
-from psycopg import sql
-
+from engine.analytics import account_queries as queries
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
+from engine.cli.commands.leads import moment_arg
 from engine.cli.output import render, to_json
 from engine.domain.accounts.scoring import AccountScore, Point, unmet
 from engine.domain.errors import LeadEngineError
@@ -51,34 +51,11 @@ class AccountNotFound(LeadEngineError):
         super().__init__(f"no account with id {key!r} in the read model (`leadengine project`?)")
 
 
-def _rows(rt: Runtime, query: str, *params: Any) -> list[dict[str, Any]]:
-    with rt.db.connect() as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL(query).format(s=sql.Identifier(rt.db.schema)), params)
-        names = [d.name for d in cur.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
 def _account(rt: Runtime, key: str) -> dict[str, Any]:
-    found = _rows(
-        rt,
-        "SELECT a.*, c.fit, c.engagement, c.score, c.members, c.engaged, c.points, c.mqa_at, "
-        "c.mqa_trigger, c.mqa_rules, c.mqa_reason, c.rules_version FROM {s}.account_state a "
-        "LEFT JOIN {s}.account_scores c USING (account_id) WHERE a.account_key = %s",
-        key,
-    )
-    if not found:
+    found = queries.account(rt.db, key)
+    if found is None:
         raise AccountNotFound(key)
-    return found[0]
-
-
-def _members(rt: Runtime, account_id: UUID) -> list[dict[str, Any]]:
-    return _rows(
-        rt,
-        "SELECT l.lead_key, l.stage, s.engagement, m.rule, m.reason FROM {s}.account_members m "
-        "JOIN {s}.account_signals s USING (lead_id) LEFT JOIN {s}.lead_state l USING (lead_id) "
-        "WHERE m.account_id = %s ORDER BY s.engagement DESC, l.lead_key",
-        account_id,
-    )
+    return found
 
 
 PROFILE = ("name", "domains", "industry", "employees", "annual_revenue", "country", "owner", "tier")
@@ -88,7 +65,7 @@ SCORE = ("fit", "engagement", "score", "members", "engaged", "mqa_at", "mqa_trig
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         acc = _account(rt, args.key)
-        members = _members(rt, acc["account_id"])
+        members = queries.members(rt.db, acc["account_id"])
     if args.format == "json":
         print(to_json({**{k: acc[k] for k in ("account_key", *PROFILE, *SCORE)}, "leads": members}))
         return 0
@@ -103,7 +80,7 @@ def show(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         acc = _account(rt, args.key)
-        members = _members(rt, acc["account_id"])
+        members = queries.members(rt.db, acc["account_id"])
         rules = rt.rules
     points = acc["points"] or []
     result = AccountScore(
@@ -142,8 +119,6 @@ BUCKETS = ((80, "80-100"), (60, "60-79"), (40, "40-59"), (20, "20-39"), (0, "0-1
 
 def report(args: argparse.Namespace) -> int:
     """MQAs, how leads were matched, score distribution, the top accounts."""
-    from engine.cli.commands.leads import moment_arg  # it imports this module
-
     if args.as_of or args.occurred_by:
         raise LeadEngineError(
             "report accounts: --as-of and --occurred-by are not supported yet (the account "
@@ -151,16 +126,8 @@ def report(args: argparse.Namespace) -> int:
         )
     start, end = moment_arg(args.start, "--from"), moment_arg(args.end, "--to")
     with open_runtime() as rt:
-        scores = _rows(
-            rt,
-            "SELECT account_key, score, fit, engagement, members, engaged, mqa_at "
-            "FROM {s}.account_scores ORDER BY score DESC, account_key",
-        )
-        rules_used = _rows(
-            rt,
-            "SELECT coalesce(rule, 'none') AS rule, count(*) AS leads FROM "
-            "{s}.account_members GROUP BY 1 ORDER BY 2 DESC, 1",
-        )
+        scores = queries.scores(rt.db)
+        rules_used = queries.matched_by(rt.db)
     buckets: Counter[str] = Counter()
     for row in scores:
         buckets[next(label for low, label in BUCKETS if float(row["score"]) >= low)] += 1
@@ -192,14 +159,3 @@ def report(args: argparse.Namespace) -> int:
         print()
         print(render("table", distribution, title="Account score distribution"))
     return 0
-
-
-def lead_match(rt: Runtime, lead_id: UUID) -> dict[str, Any] | None:
-    """The lead's account decision (`lead explain`), or None before the projector ran."""
-    found = _rows(
-        rt,
-        "SELECT account_key, rule, reason, candidates, decided_at, rules_version "
-        "FROM {s}.account_members WHERE lead_id = %s",
-        lead_id,
-    )
-    return found[0] if found else None

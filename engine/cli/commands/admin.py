@@ -7,9 +7,9 @@ import argparse
 from engine.cli.args import Commands, handles
 from engine.domain.errors import LeadEngineError
 from engine.postgres import db as dbmod
-from engine.postgres import migrations
+from engine.postgres import grants, migrations
 from engine.postgres.dependents import engine_schemas
-from engine.readmodel import READER_ROLE, read_schema, reporting_login_sql, role_exists
+from engine.readmodel import READER_ROLE, read_schema
 from engine.runtime import open_runtime
 from engine.settings import get_settings
 
@@ -93,8 +93,6 @@ def db_init(args: argparse.Namespace) -> int:
 def db_grant_reporting(args: argparse.Namespace) -> int:
     """A reporting job's login: reads the contract (member of leadengine_reader) and writes in
     a schema of its own, named after it; or the SQL for an administrator (--print-sql)."""
-    from psycopg import errors
-
     from engine.readmodel import READER_ROLE, read_schema
 
     login = args.name
@@ -109,47 +107,38 @@ def db_grant_reporting(args: argparse.Namespace) -> int:
             f"grant-reporting {login!r}: the job's schema is named after its login, and "
             f"{login} is one of the engine's schemas: choose another login name"
         )
-    with database.connect() as conn:
-        found = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (login,))
-        row = found.fetchone()
-        statements = reporting_login_sql(login, create_login=row is None)
-        if args.print_sql:
-            if not role_exists(conn):
-                print(f"-- first: leadengine db migrate (creates {READER_ROLE}), or")
-                print(f"CREATE ROLE {READER_ROLE} NOLOGIN;  -- then: leadengine db migrate")
-            for statement in statements:
-                print(statement.as_string(conn) + ";")
-            return 0
-        if row is None or not row[0]:
-            raise LeadEngineError(
-                f"no login role {login!r}"
-                + (" (it exists but cannot log in)" if row else "")
-                + f": create it first (CREATE ROLE {login} LOGIN PASSWORD '...'), or run "
-                "`leadengine db grant-reporting NAME --print-sql` for the SQL to hand an "
-                "administrator"
-            )
+    plan = grants.reporting_plan(database, login)
+    if args.print_sql:
+        if not plan.reader_role:
+            print(f"-- first: leadengine db migrate (creates {READER_ROLE}), or")
+            print(f"CREATE ROLE {READER_ROLE} NOLOGIN;  -- then: leadengine db migrate")
+        for statement in plan.text:
+            print(statement + ";")
+        return 0
+    if not plan.can_login:
+        raise LeadEngineError(
+            f"no login role {login!r}"
+            + (" (it exists but cannot log in)" if plan.exists else "")
+            + f": create it first (CREATE ROLE {login} LOGIN PASSWORD '...'), or run "
+            "`leadengine db grant-reporting NAME --print-sql` for the SQL to hand an "
+            "administrator"
+        )
     if not migrations.ensure_reader(database):
         raise LeadEngineError(
             f"role {READER_ROLE} does not exist and this user may not create it: ask an "
             f"administrator to CREATE ROLE {READER_ROLE} NOLOGIN, then run db migrate"
         )
-    with database.connect() as conn:
-        try:
-            with conn.transaction():
-                for statement in statements:
-                    conn.execute(statement)
-        except errors.InsufficientPrivilege as exc:
-            raise LeadEngineError(
-                f"this database user may not grant {login} its rights ({exc}): run "
-                "`leadengine db grant-reporting NAME --print-sql` and hand the SQL to an "
-                "administrator"
-            ) from None
-        owner = conn.execute(
-            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (login,)
-        ).fetchone()
-    if not owner or owner[0] != login:
+    try:
+        owner = grants.grant_reporting(database, plan)
+    except grants.GrantRefused as exc:
         raise LeadEngineError(
-            f"schema {login} exists and belongs to {owner[0] if owner else '?'}, not to {login}: "
+            f"this database user may not grant {login} its rights ({exc}): run "
+            "`leadengine db grant-reporting NAME --print-sql` and hand the SQL to an "
+            "administrator"
+        ) from None
+    if owner != login:
+        raise LeadEngineError(
+            f"schema {login} exists and belongs to {owner or '?'}, not to {login}: "
             f"ALTER SCHEMA {login} OWNER TO {login}, or drop it, then run this again"
         )
     print(

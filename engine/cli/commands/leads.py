@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.aggregates.lead import Lead
+from engine.analytics import account_queries
 from engine.cli.args import CLOCKS_HELP, Commands, clock_args, fmt, handles, output_file
-from engine.cli.commands.accounts import lead_match
 from engine.cli.commands.audit import export
 from engine.cli.output import render, to_json
 from engine.domain import asof
@@ -255,7 +255,7 @@ def explain(args: argparse.Namespace) -> int:
             if rules.sla is not None
             else None
         )
-        account = lead_match(rt, lead.id)
+        account = account_queries.lead_match(rt.db, lead.id)
     if args.format == "json":
         doc = result.as_dict()
         doc["models"] = models
