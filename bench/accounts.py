@@ -12,9 +12,6 @@ Usage: python bench/accounts.py [--leads 3000] [--seed 1]
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -22,39 +19,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import database_url, run_phase  # noqa: E402
-from ingest import phase_engine  # noqa: E402
+from common import (  # noqa: E402
+    child_phase,
+    database_url,
+    end_to_end_rate,
+    phase,
+    phase_parser,
+    projection_rate,
+    write_events,
+)
 
-from engine.domain.generator import generate, lines  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--leads", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--phase", choices=["plain", "accounts"], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser = phase_parser(__doc__, ["plain", "accounts"])
     args = parser.parse_args()
     if args.phase:
-        gc.set_threshold(100_000, 50, 100)
-        print(json.dumps(phase_engine(args.url, Path(args.data).read_bytes().splitlines())))
+        child_phase(args)
         return
     url = database_url()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for phase, with_accounts in (("plain", False), ("accounts", True)):
-            path = Path(tmp) / f"{phase}.jsonl"
+        for name, with_accounts in (("plain", False), ("accounts", True)):
             events = generate(args.leads, args.seed, accounts=with_accounts)
-            path.write_text("".join(lines(events)))
+            path = write_events(Path(tmp), name, events)
             del events
-            results[phase] = run_phase(__file__, phase, ["--url", url, "--data", str(path)])
+            results[name] = phase(__file__, name, url, path)
     p, a = results["plain"], results["accounts"]
 
     def rates(r: dict[str, float]) -> tuple[float, float]:
-        return r["events"] / (r["store_s"] + r["project_s"]), r["notifications"] / r["project_s"]
+        return end_to_end_rate(r), projection_rate(r)
 
     (p_e2e, p_proj), (a_e2e, a_proj) = rates(p), rates(a)
     print(f"leads {args.leads:,}: events without accounts {p['events']:,}, with {a['events']:,}")

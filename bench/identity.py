@@ -8,44 +8,38 @@ Each phase runs in its own process (peak RSS its own) on its own schema. Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import database_url, run_phase  # noqa: E402
-from ingest import phase_engine  # noqa: E402
+from common import (  # noqa: E402
+    child_phase,
+    database_url,
+    end_to_end_rate,
+    phase,
+    phase_parser,
+    store_rate,
+    write_events,
+)
 
-from engine.domain.generator import generate, lines  # noqa: E402
+from engine.domain.generator import generate  # noqa: E402
 
 IDENTITY_TYPES = ("identity.linked", "lead.merged", "lead.unmerged")
 
 
-def child(args: argparse.Namespace) -> None:
-    data = Path(args.data).read_bytes().splitlines()
-    print(json.dumps(phase_engine(args.url, data)))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--leads", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = phase_parser(__doc__, ["plain", "identity"])
     parser.add_argument(
         "--share", type=float, default=0.2, help="share of all leads linked or merged"
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (default 2)")
-    parser.add_argument("--phase", choices=["plain", "identity"], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        child(args)
+        child_phase(args)
         return
     url = database_url()
     plain = generate(args.leads, args.seed)
@@ -54,15 +48,13 @@ def main() -> None:
     joined = {e["subject"] for e in stitched if e["type"] in IDENTITY_TYPES}
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "identity": []}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for phase, events in (("plain", plain), ("identity", stitched)):
-            paths[phase] = Path(tmp) / f"{phase}.jsonl"
-            paths[phase].write_text("".join(lines(events)))
+        paths = {
+            "plain": write_events(Path(tmp), "plain", plain),
+            "identity": write_events(Path(tmp), "identity", stitched),
+        }
         for _ in range(args.rounds):  # alternated: a busy machine slows both alike
-            for phase in ("plain", "identity"):
-                runs[phase].append(
-                    run_phase(__file__, phase, ["--url", url, "--data", str(paths[phase])])
-                )
+            for name, path in paths.items():
+                runs[name].append(phase(__file__, name, url, path))
     print(
         f"leads {args.leads:,}: {len(joined):,} linked or merged "
         f"({len(joined) / args.leads:.0%}); events plain {runs['plain'][0]['events']:,}, "
@@ -71,27 +63,27 @@ def main() -> None:
     for n, (p, i) in enumerate(zip(runs["plain"], runs["identity"], strict=True), 1):
         for name, r in (("plain", p), ("identity", i)):
             print(
-                f"round {n} {name:9} store {_store(r):7,.0f} events/s   end to end "
-                f"{_e2e(r):7,.0f} events/s   peak RSS {r['peak_rss_mb']:5.0f} MB"
+                f"round {n} {name:9} store {store_rate(r):7,.0f} events/s   end to end "
+                f"{end_to_end_rate(r):7,.0f} events/s   peak RSS {r['peak_rss_mb']:5.0f} MB"
             )
         print(
-            f"round {n} identity / plain: store x{_store(i) / _store(p):.2f}, end to end "
-            f"x{_e2e(i) / _e2e(p):.2f}, peak RSS x{i['peak_rss_mb'] / p['peak_rss_mb']:.2f}"
+            f"round {n} identity / plain: store x{ratio(store_rate, i, p):.2f}, end to end "
+            f"x{ratio(end_to_end_rate, i, p):.2f}, peak RSS "
+            f"x{i['peak_rss_mb'] / p['peak_rss_mb']:.2f}"
         )
-    best = {k: max(v, key=_e2e) for k, v in runs.items()}
+    best_i, best_p = (max(runs[k], key=end_to_end_rate) for k in ("identity", "plain"))
     print(
-        f"best of each: end to end x{_e2e(best['identity']) / _e2e(best['plain']):.2f}, "
-        f"store x{_store(best['identity']) / _store(best['plain']):.2f}"
+        f"best of each: end to end x{ratio(end_to_end_rate, best_i, best_p):.2f}, "
+        f"store x{ratio(store_rate, best_i, best_p):.2f}"
     )
 
 
-def _store(r: dict[str, float]) -> float:
-    return r["events"] / r["store_s"]
+Phase = dict[str, float]
 
 
-def _e2e(r: dict[str, float]) -> float:
-    return r["events"] / (r["store_s"] + r["project_s"])
-
+def ratio(rate: Callable[[Phase], float], a: Phase, b: Phase) -> float:
+    """`rate` of phase result `a` over that of `b`."""
+    return rate(a) / rate(b)
 
 if __name__ == "__main__":
     main()
