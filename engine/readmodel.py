@@ -11,10 +11,10 @@ engine's tables, and gets none.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from psycopg import sql
 
+from engine.postgres.db import Connection, one_row
 from engine.postgres.dependents import qualified, replace_view
 from engine.projections.registry import TABLES, VIEWS, plain, table_comments, view_comments
 from engine.services.application import EVENTS_TABLE
@@ -65,7 +65,7 @@ def read_schema(schema: str) -> str:
     return f"{schema}_read"
 
 
-def ensure_contract(conn: Any, schema: str) -> bool:
+def ensure_contract(conn: Connection, schema: str) -> bool:
     """Create the contract views if missing, or replace them in place if changed (columns only
     added at the end, so views built on them in other schemas stay; engine/postgres/dependents.py
     refuses a change that would break them); grant them to the reader role.
@@ -93,11 +93,11 @@ def ensure_contract(conn: Any, schema: str) -> bool:
     return True
 
 
-def comment(conn: Any, schema: str, tables: tuple[str, ...] | None = None) -> None:
+def comment(conn: Connection, schema: str, tables: tuple[str, ...] | None = None) -> None:
     """COMMENT ON every contract view and its columns, and on the engine's read-model tables
     (`tables`: only those, e.g. after a rebuild swapped them in), from their declarations."""
     for name in tables if tables is not None else tuple(TABLES):
-        if conn.execute("SELECT to_regclass(%s)", (qualified(schema, name),)).fetchone()[0]:
+        if one_row(conn.execute("SELECT to_regclass(%s)", (qualified(schema, name),)))[0]:
             for statement in table_comments(schema, TABLES[name]):
                 conn.execute(statement)
     if tables is None:
@@ -112,7 +112,7 @@ def comment(conn: Any, schema: str, tables: tuple[str, ...] | None = None) -> No
                 conn.execute(statement)
 
 
-def _all_there(conn: Any, read: str) -> bool:
+def _all_there(conn: Connection, read: str) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM information_schema.views WHERE table_schema = %s AND "
         "table_name = ANY(%s)",
@@ -121,11 +121,11 @@ def _all_there(conn: Any, read: str) -> bool:
     return bool(row and row[0] == len(CONTRACT))
 
 
-def role_exists(conn: Any, role: str = READER_ROLE) -> bool:
+def role_exists(conn: Connection, role: str = READER_ROLE) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 
 
-def create_reader_role(conn: Any, role: str = READER_ROLE) -> bool:
+def create_reader_role(conn: Connection, role: str = READER_ROLE) -> bool:
     """Create the group role (NOLOGIN: give people and jobs their own login roles IN it)."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('leadengine-reader-role'))")
     if role_exists(conn, role):
@@ -134,16 +134,18 @@ def create_reader_role(conn: Any, role: str = READER_ROLE) -> bool:
     return True
 
 
-def grant(conn: Any, schema: str, role: str = READER_ROLE) -> None:
+def grant(conn: Connection, schema: str, role: str = READER_ROLE) -> None:
     """The reader may use the read schema and select its views; nothing else is granted."""
     if not role_exists(conn, role):
         return
     r, who = sql.Identifier(read_schema(schema)), sql.Identifier(role)
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(r, who))
     conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(r, who))
-    if conn.execute(
-        "SELECT to_regprocedure(%s)", (f"{qualified(read_schema(schema), 'log_head')}()",)
-    ).fetchone()[0]:
+    if one_row(
+        conn.execute(
+            "SELECT to_regprocedure(%s)", (f"{qualified(read_schema(schema), 'log_head')}()",)
+        )
+    )[0]:
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {}.log_head() TO {}").format(r, who))
 
 

@@ -10,6 +10,7 @@ from types import FrameType
 
 from engine.consumers.retry import retry_transient, watch_pool
 from engine.postgres import db as dbmod
+from engine.postgres.store import datastore_of
 from engine.runtime import Runtime
 from engine.settings import Settings
 
@@ -35,7 +36,8 @@ def wait_for_database(settings: Settings, stop: threading.Event) -> dbmod.Databa
 def database_watched(rt: Runtime) -> Iterator[None]:
     """While a service runs, its connection pool's failures are logged and counted as a
     database outage (see `watch_pool`)."""
-    pool = getattr(getattr(rt.app.recorder, "datastore", None), "pool", None)
+    datastore = datastore_of(rt.app.recorder)
+    pool = None if datastore is None else datastore.pool
     done = threading.Event()
     if pool is not None:
         threading.Thread(

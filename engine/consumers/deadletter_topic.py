@@ -10,7 +10,7 @@ committed, so a crash can at worst send a dead letter twice, never lose one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaProducer
 
@@ -21,7 +21,23 @@ from engine.settings import Settings
 PREFIX = "leadengine."
 
 
-def reason_headers(record: Any, error: InvalidEvent) -> list[tuple[str, bytes]]:
+class Record(Protocol):
+    """What the dead-letter topic keeps of a consumed record (kafka-python's ConsumerRecord)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
+
+
+def reason_headers(record: Record, error: InvalidEvent) -> list[tuple[str, bytes]]:
     own = [
         ("error", error.describe()),
         ("error.kind", "conflict" if isinstance(error, EventConflict) else "invalid"),

@@ -21,7 +21,7 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from engine.consumers.deadletter_topic import PREFIX
+from engine.consumers.deadletter_topic import PREFIX, Record
 from engine.domain.contract import parse_event
 from engine.domain.errors import InvalidEvent, LeadEngineError
 from engine.services.application import LeadEngine
@@ -50,7 +50,7 @@ class TopicReplayReport:
         }
 
 
-def _original_headers(record: Any) -> list[tuple[str, bytes]]:
+def _original_headers(record: Record) -> list[tuple[str, bytes]]:
     return [(k, v) for k, v in (record.headers or []) if not k.startswith(PREFIX)]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from structlog.stdlib import BoundLogger
 
 from engine import metrics
 from engine.consumers.deadletter_topic import DeadLetterTopic
@@ -275,7 +276,12 @@ class KafkaIngestor:
             metrics.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - (last + 1)))
 
     def _commit(
-        self, tp: TopicPartition, good: list[Envelope], records: list[Any], last: int, bound: Any
+        self,
+        tp: TopicPartition,
+        good: list[Envelope],
+        records: list[Any],
+        last: int,
+        bound: BoundLogger,
     ) -> int:
         """Store the batch and its position; the conflicts it refused (how many are returned)
         go to the dead-letter topic first, acknowledged before the position commits."""

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import psycopg_pool
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from kafka.errors import KafkaError
+from structlog.stdlib import BoundLogger
 
 from engine import metrics
 from engine.logs import get_logger
@@ -56,7 +57,9 @@ class Outage:
         self._last_log = 0.0
         self._lock = threading.Lock()
 
-    def failed(self, error: str, now: float, *, attempts: int = 1, log: Any = None) -> None:
+    def failed(
+        self, error: str, now: float, *, attempts: int = 1, log: BoundLogger | None = None
+    ) -> None:
         logger = log or get_logger("leadengine.retry")
         metrics.retries.labels(self.what).inc(attempts)
         with self._lock:
@@ -75,7 +78,7 @@ class Outage:
                     error=error,
                 )
 
-    def ended(self, now: float, *, log: Any = None) -> None:
+    def ended(self, now: float, *, log: BoundLogger | None = None) -> None:
         with self._lock:
             if self.started is None:
                 return
@@ -99,7 +102,7 @@ def retry_transient(
     fn: Callable[[], T],
     *,
     what: str,
-    log: Any = None,
+    log: BoundLogger | None = None,
     first_wait: float = 0.2,
     max_wait: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -154,7 +157,7 @@ def store_racing(
     *,
     stats: RaceStats,
     what: str,
-    log: Any = None,
+    log: BoundLogger | None = None,
     settled: Callable[[], bool] | None = None,
     on_retry: Callable[[], None] | None = None,
     max_in_a_row: int = 50,
@@ -187,7 +190,13 @@ def store_racing(
         stats.max_stall_s = max(stats.max_stall_s, time.monotonic() - started)
 
 
-def watch_pool(pool: Any, stop: threading.Event, every: float = 1.0) -> None:
+class PoolStats(Protocol):
+    """A connection pool that counts its connections (psycopg_pool's `get_stats`)."""
+
+    def get_stats(self) -> dict[str, int]: ...
+
+
+def watch_pool(pool: PoolStats, stop: threading.Event, every: float = 1.0) -> None:
     """Until `stop`: the pool's failed connection attempts are database retries, and its next
     good connection ends the outage. eventsourcing retries each call ten times inside, so an
     outage of a minute could pass without one error reaching `retry_transient`."""

@@ -15,7 +15,7 @@ from engine.aggregates.lead import Lead
 from engine.domain.errors import LeadEngineError
 
 
-def occurred(event: Any) -> datetime | None:
+def occurred(event: object) -> datetime | None:
     return getattr(event, "occurred_at", None)
 
 

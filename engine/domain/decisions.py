@@ -40,7 +40,7 @@ OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
 assert set(OUTBOUND_TYPES) == set(outbound.DATA)
 
 
-def decision_id(lead_id: Any, version: int) -> str:
+def decision_id(lead_id: UUID | str, version: int) -> str:
     """The CloudEvent id of the decision stored at (`lead_id`, `version`): stable across runs."""
     return f"{lead_id}:{version}"
 

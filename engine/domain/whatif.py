@@ -14,12 +14,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules
+
+if TYPE_CHECKING:  # types only: the fold reads whatever log it is handed
+    from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
 BUCKETS = tuple(range(0, 100, 10))
 _NO_ID = UUID(int=0)
@@ -166,14 +169,33 @@ def _outcome(lead: Lead, rules: Rules) -> Outcome:
     return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
 
 
+class SealedEvents(Protocol):
+    """Opens stored events whose personal data is sealed (engine/postgres/sealing.py)."""
+
+    def prefetch_keys(self, stored: Iterable[StoredEvent]) -> None: ...
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any: ...
+
+
+class Log(Protocol):
+    """The log `facts_from_log` reads: the application's recorder and the mapper that opens
+    its events (`LeadEngine` is one)."""
+
+    @property
+    def recorder(self) -> ApplicationRecorder: ...
+
+    @property
+    def sealed_mapper(self) -> SealedEvents: ...
+
+
 def facts_from_log(
-    app: Any, page: int = 5000, progress: Callable[[int], None] | None = None
+    app: Log, page: int = 5000, progress: Callable[[int], None] | None = None
 ) -> Iterator[FactIn]:
     """Every lead fact in the engine's log, in the order it was recorded; `progress` gets the
     log position read so far (against max_notification_id: a total for percentage and ETA)."""
     keys: dict[Any, str] = {}
-    started_topic = _topic(app, Lead.Started)
-    fact_topic = _topic(app, Lead.FactRecorded)
+    started_topic = _topic(Lead.Started)
+    fact_topic = _topic(Lead.FactRecorded)
     position = 0
     while True:
         batch = app.recorder.select_notifications(
@@ -200,7 +222,7 @@ def facts_from_log(
             )
 
 
-def _topic(app: Any, cls: type) -> str:
+def _topic(cls: type) -> str:
     from eventsourcing.utils import get_topic
 
     return str(get_topic(cls))

@@ -33,7 +33,7 @@ class Publisher:
         *,
         topic: str = "lead-events",
         validate: bool = True,
-        **options: Any,
+        **options: object,
     ) -> None:
         self.topic = topic
         self.validate = validate
@@ -109,7 +109,7 @@ def _subject(raw: bytes) -> object:
     return obj.get("subject") if isinstance(obj, dict) else None
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, **options: Any) -> bool:
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, **options: object) -> bool:
     """Create `topic` if it does not exist; True when it was created."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), **options)
     try:

@@ -524,7 +524,7 @@ def _id_of(value: bytes | None) -> str:
         return ""
 
 
-def producer(bootstrap: str, **options: Any) -> KafkaProducer:
+def producer(bootstrap: str, **options: object) -> KafkaProducer:
     """acks=all and the client's idempotence: a retried send is not written twice."""
     return KafkaProducer(
         bootstrap_servers=bootstrap.split(","),

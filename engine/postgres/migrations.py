@@ -294,7 +294,7 @@ def _relay_tracking(conn: Connection, schema: str) -> None:
     conn.execute(sql.SQL(RELAY_DDL).format(schema=sql.Identifier(schema)))
 
 
-def _outbox(conn: Any, schema: str) -> None:
+def _outbox(conn: Connection, schema: str) -> None:
     """The transactional outbox (engine/postgres/outbox.py): complete from the next event on (older
     decisions are relayed from the log); the relay keeps each partition's offset with its
     position, to publish nothing twice after a crash between the broker's ack and the commit."""
@@ -321,18 +321,20 @@ def _outbox(conn: Any, schema: str) -> None:
             conn.execute(statement)
 
 
-def _next_notification_id(conn: Any, schema: str) -> int:
+def _next_notification_id(conn: Connection, schema: str) -> int:
     if not _regclass(conn, schema, EVENTS_TABLE):
         return 1
-    row = conn.execute(
-        sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(
-            sql.Identifier(schema, EVENTS_TABLE)
+    row = one_row(
+        conn.execute(
+            sql.SQL("SELECT coalesce(max(notification_id), 0) + 1 FROM {}").format(
+                sql.Identifier(schema, EVENTS_TABLE)
+            )
         )
-    ).fetchone()
+    )
     return int(row[0])
 
 
-def _recorded_at(conn: Any, schema: str) -> None:
+def _recorded_at(conn: Connection, schema: str) -> None:
     """Current-state rows say when the engine recorded the lead's latest event they reflect.
     Rows projected before hold null until the lead changes or `projections rebuild leads`."""
     conn.execute(
@@ -342,7 +344,7 @@ def _recorded_at(conn: Any, schema: str) -> None:
     )
 
 
-def _rules_applied(conn: Any, schema: str) -> None:
+def _rules_applied(conn: Connection, schema: str) -> None:
     """The rules each projector applied, from where in the log (`<schema>_read.rules_in_force`)."""
     from engine.projections.registry import TABLES as DECLARED
 
@@ -350,13 +352,13 @@ def _rules_applied(conn: Any, schema: str) -> None:
         conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
-def _identity(conn: Any, schema: str) -> None:
+def _identity(conn: Connection, schema: str) -> None:
     """Identity links, merges and unmerges (engine/projections/identity.py), projected with
     `history`; no older event makes one, so nothing needs a rebuild."""
     identity.create(conn, schema)
 
 
-def _accounts(conn: Any, schema: str) -> None:
+def _accounts(conn: Connection, schema: str) -> None:
     """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
     from engine.projections.registry import ACCOUNT_TABLES
     from engine.projections.registry import TABLES as DECLARED
@@ -366,7 +368,7 @@ def _accounts(conn: Any, schema: str) -> None:
             conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
-def _identity_outbound(conn: Any, schema: str) -> None:
+def _identity_outbound(conn: Connection, schema: str) -> None:
     """Identity decisions (`Lead.Linked`) are outbound too (`lead.identity_decided`). The
     outbox trigger's topic list is fixed when it is made: make it again with today's list.
     Identity decisions recorded since migration 15 have no outbox rows (the writer did not

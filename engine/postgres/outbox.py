@@ -29,6 +29,7 @@ from psycopg.rows import DictRow, tuple_row
 
 from engine.domain.decisions import TYPES
 from engine.postgres.chain import ChainedProcessRecorder
+from engine.postgres.db import Connection
 
 TABLE = "outbox"
 START_TABLE = "outbox_start"
@@ -162,7 +163,7 @@ def _literal(replacement: str) -> str:
     return replacement.replace("\\", "\\\\").replace("&", "\\&")
 
 
-def complete_from(conn: Any, schema: str) -> int:
+def complete_from(conn: Connection, schema: str) -> int:
     """The notification id from which every decision has its outbox row (1: the whole log)."""
     with conn.cursor(row_factory=tuple_row) as cur:  # any connection: eventsourcing's too
         row = cur.execute(
@@ -176,7 +177,7 @@ def decision_topics() -> list[str]:
     return sorted(get_topic(cls) for cls in TYPES)
 
 
-def routed_leads(conn: Any, schema: str, upto: int) -> set[UUID]:
+def routed_leads(conn: Connection, schema: str, upto: int) -> set[UUID]:
     """The leads with a `lead.routed` record at or below notification id `upto`."""
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(

@@ -25,7 +25,7 @@ from engine.aggregates.account import Account, account_id
 from engine.aggregates.lead import Lead
 from engine.domain.accounts.matching import LeadSignals, Match, match_all
 from engine.domain.accounts.profile import AccountProfile, fold
-from engine.domain.accounts.scoring import Member, decide_mqa, score
+from engine.domain.accounts.scoring import AccountScore, Member, decide_mqa, score
 from engine.domain.facts import profile_of
 from engine.domain.rules import Rules
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
@@ -172,7 +172,7 @@ class AccountBook:
         )
 
     def _mqa(
-        self, profile: AccountProfile, lead_ids: list[UUID], result: Any, rules: Rules
+        self, profile: AccountProfile, lead_ids: list[UUID], result: AccountScore, rules: Rules
     ) -> tuple[Any, ...]:
         """The MQA decision: kept once recorded; else recorded now if the rule holds, dated
         at (and triggered by) the latest of the account's update and its members' facts."""

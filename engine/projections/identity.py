@@ -10,11 +10,13 @@ for `--as-of`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from psycopg import sql
+from psycopg import Cursor, sql
 
 from engine.aggregates.lead import Lead
+from engine.postgres.db import Connection
 from engine.projections import registry
 
 TABLE = registry.IDENTITY_LINKS.name
@@ -56,13 +58,13 @@ SELECT r.start AS lead_id,
 FROM reach r GROUP BY r.start"""
 
 
-def create(conn: Any, schema: str) -> None:
+def create(conn: Connection, schema: str) -> None:
     s = sql.Identifier(schema)
     for statement in DDL:
         conn.execute(sql.SQL(statement).format(s=s))
 
 
-def refresh(cur: Any, schema: str) -> None:
+def refresh(cur: Connection | Cursor[Any], schema: str) -> None:
     """Make `lead_person` again from every link (in the caller's transaction)."""
     table = sql.Identifier(schema, PEOPLE_TABLE)
     cur.execute(sql.SQL("DELETE FROM {}").format(table))
@@ -72,13 +74,15 @@ def refresh(cur: Any, schema: str) -> None:
     )
 
 
-def people_sql(schema: str, as_of: Any | None, occurred_by: Any | None = None) -> sql.Composed:
+def people_sql(
+    schema: str, as_of: datetime | None, occurred_by: datetime | None = None
+) -> sql.Composed:
     """`lead_person` as the engine knew it at `as_of` and of the links that had happened by
     `occurred_by` (None: no cut on that clock)."""
     return sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=link_cut(as_of, occurred_by))
 
 
-def link_cut(as_of: Any | None, occurred_by: Any | None) -> sql.Composable:
+def link_cut(as_of: datetime | None, occurred_by: datetime | None) -> sql.Composable:
     """The links recorded by `as_of` and happened by `occurred_by`, as a condition."""
     cuts: list[sql.Composable] = [sql.SQL("true")]
     if as_of is not None:

@@ -40,9 +40,10 @@ from typing import Any
 from psycopg import errors, sql
 
 from engine.domain.errors import LeadEngineError
+from engine.domain.rules import Rules
 from engine.logs import get_logger
 from engine.postgres import dependents
-from engine.postgres.db import Database
+from engine.postgres.db import Connection, Database
 from engine.projections import identity, parking, registry
 from engine.projections.projector import PROJECTIONS, Projector, names
 from engine.services.application import LeadEngine
@@ -225,7 +226,7 @@ def _load(
 
 
 def _load_part(
-    rules: Any,
+    rules: Rules,
     master_key: bytes,
     staging: Database,
     log_table: tuple[str, str],
@@ -340,7 +341,7 @@ def _switch_patiently(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _switch_parked(conn: Any, live: str, staging: str, name: str) -> None:
+def _switch_parked(conn: Connection, live: str, staging: str, name: str) -> None:
     """The projection's parked leads become the rebuild's: those it could fold come back."""
     columns = sql.SQL(", ").join(map(sql.Identifier, (*parking.COLUMNS, "parked_at")))
     conn.execute(
@@ -355,7 +356,7 @@ def _switch_parked(conn: Any, live: str, staging: str, name: str) -> None:
     )
 
 
-def _swap(conn: Any, live: str, staging: str, tables: tuple[str, ...]) -> None:
+def _swap(conn: Connection, live: str, staging: str, tables: tuple[str, ...]) -> None:
     """Put the staging tables in place of the live ones, keeping every view over them.
 
     The views that read the live tables are locked first (in the readers' order), the live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
 
 from engine.cli.args import Commands, fmt, handles
@@ -30,7 +31,11 @@ def register(commands: Commands) -> None:
 
 
 def ingest_with_progress(
-    rt: Runtime, lines: Any, origin: str, total: int | None = None, path: str | None = None
+    rt: Runtime,
+    lines: Iterable[bytes],
+    origin: str,
+    total: int | None = None,
+    path: str | None = None,
 ) -> LinesReport:
     bar = Progress("ingest", total)
     if bar.enabled and total is None and path is not None:

@@ -14,7 +14,7 @@ from engine.cli.output import render, to_json
 from engine.domain import asof
 from engine.domain.errors import LeadEngineError
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
-from engine.domain.scoring import persona_fits
+from engine.domain.scoring import Score, persona_fits
 from engine.domain.sla import sla_state
 from engine.runtime import Runtime, open_runtime
 from engine.services.history import history_rows, shown_key, summary
@@ -310,5 +310,5 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _totals(result: Any) -> dict[str, Any]:
+def _totals(result: Score) -> dict[str, Any]:
     return {"fit": result.fit, "engagement": result.engagement, "total": result.total}
