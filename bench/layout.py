@@ -4,7 +4,8 @@
     python bench/layout.py --list [ROOT] # also name every bare-`Any` parameter and private import
 
 Prints: top-level modules in engine/, the largest module and its lines, import cycles among
-engine modules (imports at module level, outside `if TYPE_CHECKING:`), `Any` in annotations,
+engine modules (imports at module level, outside `if TYPE_CHECKING:`; then counting imports
+inside functions too, which only hide a cycle), `Any` in annotations,
 parameters annotated with a bare `Any`, and private names imported across modules. A static
 count (ast only, nothing imported), so it runs on any checkout: compare two commits by pointing
 ROOT at an extracted tree (`git archive COMMIT engine | tar -x -C /tmp/base`).
@@ -27,6 +28,7 @@ class Module:
     tree: ast.Module
     lines: int
     imports: set[str] = field(default_factory=set)  # engine modules imported at module level
+    lazy: set[str] = field(default_factory=set)  # ... and inside functions too
 
 
 def modules(root: Path) -> dict[str, Module]:
@@ -71,24 +73,34 @@ def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
             yield stmt
 
 
+def _targets(module: Module, stmt: ast.AST, found: dict[str, Module]) -> Iterator[str]:
+    names: list[str] = []
+    if isinstance(stmt, ast.Import):
+        names = [alias.name for alias in stmt.names]
+    elif isinstance(stmt, ast.ImportFrom):
+        base = _resolve(module, stmt)
+        names = [base] + [f"{base}.{alias.name}" for alias in stmt.names]
+    for target in names:
+        while target and target not in found:
+            target = target.rpartition(".")[0]
+        if target and target != module.name:
+            yield target
+
+
 def link(found: dict[str, Module]) -> None:
     for module in found.values():
         for stmt in _top_level(module.tree.body):
-            targets: list[str] = []
-            if isinstance(stmt, ast.Import):
-                targets = [alias.name for alias in stmt.names]
-            elif isinstance(stmt, ast.ImportFrom):
-                base = _resolve(module, stmt)
-                targets = [base] + [f"{base}.{alias.name}" for alias in stmt.names]
-            for target in targets:
-                while target and target not in found:
-                    target = target.rpartition(".")[0]
-                if target and target != module.name:
-                    module.imports.add(target)
+            module.imports.update(_targets(module, stmt, found))
+        module.lazy = set(module.imports)
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    module.lazy.update(_targets(module, inner, found))
 
 
-def cycles(found: dict[str, Module]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan)."""
+def cycles(found: dict[str, Module], lazy: bool = False) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan); `lazy`: counting the
+    imports made inside functions too (a cycle an import in a function only hides)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -99,7 +111,7 @@ def cycles(found: dict[str, Module]) -> list[list[str]]:
         index[v] = low[v] = len(index)
         stack.append(v)
         on.add(v)
-        for w in sorted(found[v].imports):
+        for w in sorted(found[v].lazy if lazy else found[v].imports):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -204,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     top = [m for m in top if m not in ("engine", "engine.__main__")]
     largest = max(found.values(), key=lambda m: m.lines)
     loops = cycles(found)
+    hidden = cycles(found, lazy=True)
     any_count = sum(_any_count(a) for m in found.values() for a in _annotations(m.tree))
     bare = [p for m in found.values() for p in bare_any_parameters(m)]
     private = [p for m in found.values() for p in private_imports(m, found)]
@@ -213,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"largest module                    {largest.name} ({largest.lines} lines)")
     print(f"import cycles (module level)      {len(loops)}")
     for loop in loops:
+        print(f"    {' <-> '.join(loop)}")
+    print(f"import cycles (with lazy imports) {len(hidden)}")
+    for loop in hidden:
         print(f"    {' <-> '.join(loop)}")
     print(f"`Any` in annotations              {any_count}")
     print(f"bare-`Any` parameters             {len(bare)}")
