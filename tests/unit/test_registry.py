@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.analytics.views import RANKS
 from engine.analytics.views import VIEWS as KPI_VIEWS
 from engine.domain.lifecycle import RANK, STAGES
-from engine.projections import registry, rows
+from engine.projections import registry, rounds, rows
 from engine.projections.projector import TABLES, UPSERTED
 from engine.readmodel import CONTRACT
 
@@ -32,7 +32,8 @@ def test_projector_tables_come_from_the_registry() -> None:
         assert columns == table.names and key == table.key
         assert set(key) <= set(columns)
         assert all(not table.column(k).null for k in key), f"{name}: a key column is nullable"
-    assert {"lead_state", "lead_scores", "lead_sla"} == UPSERTED
+    assert {"lead_state", "lead_scores", "lead_sla", "lead_sla_rounds"} == UPSERTED
+    assert registry.TABLES["lead_sla_rounds"].names == rounds.COLUMNS
     assert registry.TABLES["lead_touchpoints"].names == rows.TOUCH_COLUMNS
 
 
