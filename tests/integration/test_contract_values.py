@@ -63,6 +63,7 @@ def dataset(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Iterator[Runti
     for value in ("conversions", "revenue"):
         code, _ = leadengine("report", "attribution", "--value", value, "--save")
         assert code == 0, leadengine.stderr[-1]
+    assert leadengine("projections", "refresh-attribution")[0] == 0  # attribution_by_window
     yield runtime
 
 
