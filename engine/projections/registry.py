@@ -410,7 +410,11 @@ SLA_ROUNDS = Table(
     "routed): its owner, why, and the SLA timers of that round.",
     (
         LEAD_ID,
-        nn("round", "int", "routing round: 1 for the lead's first routing, one more for each routing after it"),
+        nn(
+            "round",
+            "int",
+            "routing round: 1 for the lead's first routing, one more for each routing after it",
+        ),
         LEAD_KEY,
         nn("owner", "text", "rep the lead was routed to in this round"),
         nn("queue", "text", "routing queue"),
