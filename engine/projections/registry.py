@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from psycopg import sql
@@ -917,9 +917,46 @@ _RECORDED_LATEST = Out(
 
 VIEWS: dict[str, View] = {}
 
+#: Whether a view's rows are current or historical, said at the end of its meaning (so in its
+#: COMMENT and its docs): every contract view is one of these.
+ROW_KINDS = {
+    "current": "Rows: current state, each replaced when what it shows changes (no history "
+    "kept).",
+    "history": "Rows: history, one added per recorded fact or decision and kept.",
+    "computed": "Rows: computed when read, over all time, as of now.",
+    "saved": "Rows: saved results, replaced by the next save or refresh of the same key.",
+}
+ROWS = {
+    "lead_current": "current",
+    "identity_links": "history",
+    "lead_touchpoints": "history",
+    "lead_stage_history": "history",
+    "lead_owner_history": "history",
+    "lead_milestones": "history",
+    "lead_scores": "current",
+    "lead_sla": "current",
+    "lead_sla_rounds": "current",
+    "campaign_costs": "history",
+    "attribution_credits": "saved",
+    "attribution_by_window": "saved",
+    "account_state": "current",
+    "account_members": "current",
+    "account_scores": "current",
+    "kpi_stage_reached": "computed",
+    "kpi_funnel": "computed",
+    "kpi_time_in_stage": "computed",
+    "kpi_sales_cycle": "computed",
+    "kpi_lead_flow": "computed",
+    "kpi_email": "computed",
+    "kpi_cost_per_stage": "computed",
+    "rules_in_force": "history",
+    "contract_info": "computed",
+}
+
 
 def _view(v: View) -> None:
-    VIEWS[v.name] = v
+    """Declare a contract view; its meaning ends with whether its rows are current (ROWS)."""
+    VIEWS[v.name] = replace(v, meaning=f"{v.meaning} {ROW_KINDS[ROWS[v.name]]}")
 
 
 def outs(names: str) -> tuple[Out, ...]:

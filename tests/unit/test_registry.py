@@ -71,3 +71,11 @@ def test_comments_read_as_plain_text() -> None:
     assert registry.plain("see [allowed values](#allowed-values) and `x`") == (
         "see allowed values and `x`"
     )
+
+
+def test_every_view_says_whether_its_rows_are_current_or_historical() -> None:
+    assert set(registry.ROWS) == set(registry.VIEWS)
+    for name, view in registry.VIEWS.items():
+        assert view.meaning.endswith(registry.ROW_KINDS[registry.ROWS[name]]), name
+    assert registry.ROWS["lead_current"] == "current"
+    assert registry.ROWS["lead_stage_history"] == "history"
