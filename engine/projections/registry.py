@@ -830,6 +830,30 @@ class Out:
     union: str | None = None  # its expression in the view's second branch (UNION ALL)
 
 
+#: Moments on the engine's clock: when it stored or computed something (`recorded_at`, the
+#: report's `--as-of`); every other moment of a contract view is on the happened clock.
+RECORDED_CLOCK = frozenset(
+    {
+        "recorded_at",
+        "computed_at",
+        "erased_at",
+        "applied_from",
+        "applied_until",
+        "last_projected_at",
+        "attribution_credits.as_of",
+    }
+)
+
+
+def clock_of(view: str, column: str, kind: str, meaning: str) -> str:
+    """What a moment's column adds to its meaning: its clock, unless the meaning names it."""
+    if not kind.startswith("timestamptz") or "clock" in meaning:
+        return ""
+    if column in RECORDED_CLOCK or f"{view}.{column}" in RECORDED_CLOCK:
+        return " (recorded clock)"
+    return " (happened clock)"
+
+
 @dataclass(frozen=True)
 class View:
     name: str
@@ -853,9 +877,11 @@ class View:
 
     def meaning_of(self, o: Out) -> str:
         if o.meaning:
-            return o.meaning
-        assert self.table is not None, f"{self.name}.{o.name}: no meaning"
-        return self.table.column(o.expr or o.name).meaning
+            meaning = o.meaning
+        else:
+            assert self.table is not None, f"{self.name}.{o.name}: no meaning"
+            meaning = self.table.column(o.expr or o.name).meaning
+        return meaning + clock_of(self.name, o.name, self.type_of(o), meaning)
 
     def select(self) -> str:
         """The view's query (`{s}`: the engine's schema)."""

@@ -79,3 +79,15 @@ def test_every_view_says_whether_its_rows_are_current_or_historical() -> None:
         assert view.meaning.endswith(registry.ROW_KINDS[registry.ROWS[name]]), name
     assert registry.ROWS["lead_current"] == "current"
     assert registry.ROWS["lead_stage_history"] == "history"
+
+
+def test_every_moment_of_the_contract_names_its_clock() -> None:
+    for view in registry.VIEWS.values():
+        for o in view.columns:
+            if view.type_of(o).startswith("timestamptz"):
+                assert "clock" in view.meaning_of(o), f"{view.name}.{o.name}"
+    assert registry.VIEWS["lead_touchpoints"].meaning_of(
+        registry.VIEWS["lead_touchpoints"].out("occurred_at")
+    ).endswith("(happened clock)")
+    credits = registry.VIEWS["attribution_credits"]
+    assert credits.meaning_of(credits.out("as_of")).endswith("(recorded clock)")
