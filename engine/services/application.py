@@ -677,8 +677,6 @@ def link_of(event: Lead.Linked) -> Link:
         event.by,
         event.reason,
     )
-
-
 #: the `queue` of a Routed decision that gave a lead to its account's owner
 ACCOUNT_OWNER = "account-owner"
 #: where a lead fact keeps the event's `account` attribute
