@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.analytics.attribution import BY, MODELS
+from engine.analytics.windows import BYS as WINDOW_BYS
+from engine.analytics.windows import VALUES as WINDOW_VALUES
 from engine.domain.contract import TOUCH_TYPES
 from engine.domain.generator import CHANNELS
 from engine.domain.lifecycle import FUNNEL, STAGES
@@ -33,6 +35,9 @@ class Accepted:
 def _literal(kind: object) -> tuple[str, ...]:
     return tuple(typing.get_args(kind))
 
+
+#: A routing round's timer states (lead_sla_rounds, engine/projections/registry.py).
+ROUND_STATES = ("met", "breached", "at_risk", "pending", "superseded")
 
 ACCEPTED = (
     Accepted("lead_current.stage", STAGES, True),
@@ -58,6 +63,17 @@ ACCEPTED = (
         True,
     ),
     Accepted("identity_links.kind", KINDS, True),
+    Accepted("lead_sla_rounds.strategy", (*_literal(Strategy), "account_owner"), True),
+    Accepted("lead_sla_rounds.first_sales_touch_state", ROUND_STATES, True),
+    Accepted("lead_sla_rounds.decision_state", ROUND_STATES, True),
+    Accepted("attribution_by_window.window_kind", ("all", "quarter", "month"), True),
+    Accepted("attribution_by_window.by", WINDOW_BYS, True),
+    Accepted("attribution_by_window.value", WINDOW_VALUES, True),
+    Accepted(
+        "attribution_by_window.conversion",
+        _literal(Attribution.model_fields["conversion"].annotation),
+        True,
+    ),
     Accepted("kpi_funnel.stage", FUNNEL[1:], True),
     Accepted("contract_info.projection", tuple(PROJECTIONS), True),
     Accepted("kpi_stage_reached.stage", FUNNEL[1:], True),
@@ -76,6 +92,10 @@ PATTERNS = {
     "lead_scores.model_version": (
         r"^[A-Za-z0-9_.-]+$",
         "the model's `version` as in the rules, without its name, e.g. `2026.1`",
+    ),
+    "attribution_by_window.window_key": (
+        r"^(all|[0-9]{4}-(0[1-9]|1[0-2])|[0-9]{4}-Q[1-4])$",
+        "`all`, a month `YYYY-MM` or a quarter `YYYY-Qn` (UTC)",
     ),
     "lead_current.country": (r"^[A-Z]{2}$", "ISO 3166-1 alpha-2"),
     "lead_milestones.currency": (r"^[A-Z]{3}$", "ISO 4217"),
@@ -187,6 +207,45 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "first_touch_due",
             "decision_due",
             "first_sales_touch_due",
+        ),
+    ),
+    "lead_sla_rounds": (
+        ("lead_id", "round"),
+        (
+            "lead_id",
+            "lead_key",
+            "round",
+            "owner",
+            "queue",
+            "strategy",
+            "why",
+            "trigger_event_id",
+            "routed_at",
+            "latest",
+            "first_sales_touch_due",
+            "first_sales_touch_at_risk",
+            "first_sales_touch_state",
+            "decision_due",
+            "decision_at_risk",
+            "decision_state",
+            "state_at",
+        ),
+    ),
+    "attribution_by_window": (
+        ("window_key", "by", "value", "conversion", "key"),
+        (
+            "window_key",
+            "window_kind",
+            "by",
+            "value",
+            "conversion",
+            "key",
+            *MODELS,
+            "total",
+            "conversions",
+            "rules_version",
+            "through_position",
+            "computed_at",
         ),
     ),
     "campaign_costs": (

@@ -66,6 +66,7 @@ class Lead(Aggregate):
         self.queue: str | None = None  # the queue of the latest routing
         self.routing_open = False  # routed and still counted in its rep's load
         self.routings: list[tuple[datetime, str, str]] = []  # (when, owner, queue), every round
+        self.routed: list[Lead.Routed] = []  # every routing, as decided (lead_sla_rounds)
         self.routing_failure: str | None = None  # why the latest routing attempt found nobody
         self.erased_at: datetime | None = None  # `forget`: personal data shredded then
         self.sla_alerts: set[tuple[datetime, str, str]] = set()  # (routed_at, timer, status)
@@ -429,6 +430,7 @@ class Lead(Aggregate):
             aggregate.routing_open = True
             aggregate.routing_failure = None
             aggregate.routings.append((self.occurred_at, self.owner, self.queue))
+            aggregate.routed.append(self)
 
     class RoutingFailed(Aggregate.Event):
         """No rep could take the lead (none available or all at capacity, or no queue matched)."""

@@ -15,9 +15,11 @@ from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import Path, Paths, ReportError
 from engine.analytics.stats import half_up
 from engine.domain.currency import minor_unit
-from engine.domain.rules import Attribution
+from engine.domain.rules import ATTRIBUTION_MODELS, Attribution
 
 MODELS = (*RULE_BASED, "markov", "shapley")
+if MODELS != ATTRIBUTION_MODELS:  # pragma: no cover - a model added in one place only
+    raise ImportError(f"attribution models {MODELS} differ from rules' {ATTRIBUTION_MODELS}")
 BY = ("channel", "campaign", "content")
 CONVERSION_QUANTUM = Decimal("0.0001")
 

@@ -24,6 +24,21 @@ from engine.domain.errors import RulesError
 Scalar = str | int | float | bool
 
 
+
+#: Every attribution model by name, in report order (engine/analytics/attribution.py computes
+#: them; the read model's per-window columns are declared from this list).
+ATTRIBUTION_MODELS = (
+    "first_touch",
+    "last_touch",
+    "linear",
+    "position_based",
+    "w_shaped",
+    "full_path",
+    "time_decay",
+    "markov",
+    "shapley",
+)
+
 class Condition(BaseModel):
     """One test on one attribute; every operator given must hold."""
 

@@ -368,6 +368,16 @@ def _accounts(conn: Connection, schema: str) -> None:
             conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
 
 
+def _rounds_windows(conn: Connection, schema: str) -> None:
+    """SLA per routing round (filled by `projections rebuild leads`, then kept) and attribution
+    credits per window (filled by `leadengine projections refresh-attribution`)."""
+    from engine.projections.registry import TABLES as DECLARED
+
+    for table in ("lead_sla_rounds", "attribution_windows"):
+        for statement in DECLARED[table].ddl():
+            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
 def _identity_outbound(conn: Connection, schema: str) -> None:
     """Identity decisions (`Lead.Linked`) are outbound too (`lead.identity_decided`). The
     outbox trigger's topic list is fixed when it is made: make it again with today's list.
@@ -429,6 +439,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
     Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
+    Migration(
+        19,
+        "lead_sla_rounds and attribution_windows: SLA per round, credits by window",
+        _rounds_windows,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -42,7 +42,7 @@ from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
 from engine.postgres.db import Database
 from engine.postgres.dependents import qualified
-from engine.projections import accounts, identity, parking, registry, rows
+from engine.projections import accounts, identity, parking, registry, rounds, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 from engine.services.application import LeadEngine
 
@@ -50,7 +50,13 @@ from engine.services.application import LeadEngine
 RULES_TABLE = "rules_applied"
 #: The projections and the tables each one owns (a rebuild replaces all of a projection's).
 PROJECTIONS: dict[str, tuple[str, ...]] = {
-    "leads": ("lead_state", "lead_scores", "lead_sla", *registry.ACCOUNT_TABLES),
+    "leads": (
+        "lead_state",
+        "lead_scores",
+        "lead_sla",
+        "lead_sla_rounds",
+        *registry.ACCOUNT_TABLES,
+    ),
     "touchpoints": ("lead_touchpoints", "lead_milestones"),
     "history": ("lead_stage_history", "lead_routing", identity.TABLE, identity.PEOPLE_TABLE),
     "costs": ("campaign_costs",),
@@ -473,6 +479,7 @@ class Projector:
         lead_rows: list[tuple[Any, ...]] = []
         score_rows: list[tuple[Any, ...]] = []
         sla_rows: list[tuple[Any, ...]] = []
+        round_rows: list[tuple[Any, ...]] = []  # lead_sla_rounds (engine/projections/rounds.py)
         self._signals = []
         for lead in leads:
             # A batch may end between a lead's creation and its first fact; the next has it.
@@ -483,6 +490,7 @@ class Projector:
                 state = rows.lead_state_row(lead, rules, primary)
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
+                lead_rounds = rounds.round_rows(lead, rules.sla) if rules.sla is not None else []
                 signals = accounts.signals_row(lead, primary.engagement)
             except INFRASTRUCTURE:
                 raise
@@ -494,7 +502,13 @@ class Projector:
             score_rows.extend(scores)
             if sla is not None:
                 sla_rows.append(sla)
-        return {"lead_state": lead_rows, "lead_scores": score_rows, "lead_sla": sla_rows}
+            round_rows.extend(lead_rounds)
+        return {
+            "lead_state": lead_rows,
+            "lead_scores": score_rows,
+            "lead_sla": sla_rows,
+            "lead_sla_rounds": round_rows,
+        }
 
     def _write(self, batch: Batch, positions: dict[str, int], started: float) -> dict[str, int]:
         """Commit the batch's rows, parks and new positions in one transaction. If the database

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from psycopg import sql
@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from engine.domain.contract import TOUCH_TYPES
 from engine.domain.lifecycle import FUNNEL, RANK, STAGES
-from engine.domain.rules import BusinessHours, Combine, MqlRule, Sla
+from engine.domain.rules import ATTRIBUTION_MODELS, BusinessHours, Combine, MqlRule, Sla
 
 #: lead_state's stage columns, in lifecycle order (every stage but `anonymous`)
 STAGE_COLUMNS = STAGES[1:]
@@ -403,6 +403,70 @@ SLA = Table(
     upserted=True,
 )
 
+SLA_ROUNDS = Table(
+    "lead_sla_rounds",
+    "One row per routing round of a lead (every engine routing, in the order the engine "
+    "routed): its owner, why, and the SLA timers of that round.",
+    (
+        LEAD_ID,
+        nn(
+            "round",
+            "int",
+            "routing round: 1 for the lead's first routing, one more for each routing after it",
+        ),
+        LEAD_KEY,
+        nn("owner", "text", "rep the lead was routed to in this round"),
+        nn("queue", "text", "routing queue"),
+        nn(
+            "strategy",
+            "text",
+            "routing strategy: `round_robin`, `weighted_round_robin`, `least_loaded` or "
+            "`account_owner`",
+        ),
+        nn("why", "text", "the engine's reason for this owner (who was skipped and why)"),
+        nn("trigger_event_id", "text", "the CloudEvent whose fact made the engine route"),
+        nn("routed_at", "timestamptz", "when routed (happened clock)"),
+        c(
+            "ended_at",
+            "timestamptz",
+            "when the next round routed the lead again (happened clock); null for the latest round",
+        ),
+        nn(
+            "first_touch_due",
+            "timestamptz",
+            "first sales touch due by: `sla.first_touch_hours` business hours after "
+            "`routed_at` (happened clock)",
+        ),
+        nn(
+            "first_touch_at_risk",
+            "timestamptz",
+            "when the first-touch timer turns at risk: `sla.at_risk_after` of its "
+            "allowance in business hours after `routed_at`",
+        ),
+        c(
+            "first_touch_at",
+            "timestamptz",
+            "the round's first sales touch: a type in the rules' `sla.first_touch_types`, "
+            "by the round's owner when `sla.owner_only`, at or after `routed_at` and (an "
+            "earlier round) before `ended_at`; null if none",
+        ),
+        nn("decision_due", "timestamptz", "accept/reject due by (business hours)"),
+        nn(
+            "decision_at_risk",
+            "timestamptz",
+            "when the decision timer turns at risk (business hours)",
+        ),
+        c(
+            "decided_at",
+            "timestamptz",
+            "the round's first accept, reject, qualify or disqualify, at or after `routed_at` "
+            "and (an earlier round) before `ended_at`; null if none",
+        ),
+    ),
+    ("lead_id", "round"),
+    upserted=True,
+)
+
 MILESTONES = Table(
     "lead_milestones",
     "Sales facts that are not touches: capture, owner assignment, accept/reject, "
@@ -503,6 +567,69 @@ CREDITS = Table(
         ),
     ),
     ("model", "by", "value", "conversion", "key"),
+    projected=False,
+)
+
+#: attribution_windows' columns of credit, one per model, side by side
+WINDOW_MODELS = ATTRIBUTION_MODELS
+
+WINDOW_CREDITS = Table(
+    "attribution_windows",
+    "One row per attribution window, grouping, value and key, the credit of every model side "
+    "by side; `leadengine projections refresh-attribution` recomputes the windows the events "
+    "since its last run touched (docs/reports.md, 'Attribution by window').",
+    (
+        nn(
+            "window_key",
+            "text",
+            "`all` (all time), a calendar month `YYYY-MM` or a quarter `YYYY-Qn` (UTC)",
+        ),
+        nn("by", "text", "`channel` or `campaign`"),
+        nn("value", "text", "`conversions` or `revenue`"),
+        nn(
+            "conversion",
+            "text",
+            "the stage that counted as converted (the rules' `attribution.conversion`)",
+        ),
+        nn(
+            "key",
+            "text",
+            "the channel or campaign credited (`(no touchpoint)` for conversions without one)",
+        ),
+        nn("window_kind", "text", "`all`, `quarter` or `month`"),
+        c(
+            "window_from",
+            "timestamptz",
+            "first moment of the window (UTC midnight), null for `all`: the conversions that "
+            "happened (happened clock) from it",
+        ),
+        c(
+            "window_to",
+            "timestamptz",
+            "first moment after the window, null for `all`: conversions before it",
+        ),
+        *(
+            nn(
+                m,
+                "numeric(32,4)",
+                f"credit of the `{m}` model: the window's `total` shared out (its credits over "
+                "every key of the window, grouping and value add up to `total` exactly)",
+            )
+            for m in WINDOW_MODELS
+        ),
+        nn("total", "numeric(32,4)", "conversions or revenue in the window"),
+        nn("conversions", "int", "conversions in the window"),
+        c("currency", "text", "ISO 4217 code of revenue credits (null for conversions)"),
+        nn("rules_version", "text", "`name@version` of the rules used"),
+        nn(
+            "through_position",
+            "bigint",
+            "the log position (notification id) the refresh had read up to: facts recorded "
+            "after it are not in these credits yet",
+        ),
+        nn("computed_at", "timestamptz", "when the window was refreshed (recorded clock)"),
+    ),
+    ("window_key", "by", "value", "conversion", "key"),
     projected=False,
 )
 
@@ -662,10 +789,12 @@ TABLES: dict[str, Table] = {
         SCORES,
         ROUTING,
         SLA,
+        SLA_ROUNDS,
         MILESTONES,
         IDENTITY_LINKS,
         LEAD_PERSON,
         CREDITS,
+        WINDOW_CREDITS,
         RULES,
         ACCOUNT_STATE,
         ACCOUNT_SIGNALS,
@@ -700,6 +829,30 @@ class Out:
     union: str | None = None  # its expression in the view's second branch (UNION ALL)
 
 
+#: Moments on the engine's clock: when it stored or computed something (`recorded_at`, the
+#: report's `--as-of`); every other moment of a contract view is on the happened clock.
+RECORDED_CLOCK = frozenset(
+    {
+        "recorded_at",
+        "computed_at",
+        "erased_at",
+        "applied_from",
+        "applied_until",
+        "last_projected_at",
+        "attribution_credits.as_of",
+    }
+)
+
+
+def clock_of(view: str, column: str, kind: str, meaning: str) -> str:
+    """What a moment's column adds to its meaning: its clock, unless the meaning names it."""
+    if not kind.startswith("timestamptz") or "clock" in meaning:
+        return ""
+    if column in RECORDED_CLOCK or f"{view}.{column}" in RECORDED_CLOCK:
+        return " (recorded clock)"
+    return " (happened clock)"
+
+
 @dataclass(frozen=True)
 class View:
     name: str
@@ -723,9 +876,11 @@ class View:
 
     def meaning_of(self, o: Out) -> str:
         if o.meaning:
-            return o.meaning
-        assert self.table is not None, f"{self.name}.{o.name}: no meaning"
-        return self.table.column(o.expr or o.name).meaning
+            meaning = o.meaning
+        else:
+            assert self.table is not None, f"{self.name}.{o.name}: no meaning"
+            meaning = self.table.column(o.expr or o.name).meaning
+        return meaning + clock_of(self.name, o.name, self.type_of(o), meaning)
 
     def select(self) -> str:
         """The view's query (`{s}`: the engine's schema)."""
@@ -787,9 +942,46 @@ _RECORDED_LATEST = Out(
 
 VIEWS: dict[str, View] = {}
 
+#: Whether a view's rows are current or historical, said at the end of its meaning (so in its
+#: COMMENT and its docs): every contract view is one of these.
+ROW_KINDS = {
+    "current": "Rows: current state, each replaced when what it shows changes (no history "
+    "kept).",
+    "history": "Rows: history, one added per recorded fact or decision and kept.",
+    "computed": "Rows: computed when read, over all time, as of now.",
+    "saved": "Rows: saved results, replaced by the next save or refresh of the same key.",
+}
+ROWS = {
+    "lead_current": "current",
+    "identity_links": "history",
+    "lead_touchpoints": "history",
+    "lead_stage_history": "history",
+    "lead_owner_history": "history",
+    "lead_milestones": "history",
+    "lead_scores": "current",
+    "lead_sla": "current",
+    "lead_sla_rounds": "current",
+    "campaign_costs": "history",
+    "attribution_credits": "saved",
+    "attribution_by_window": "saved",
+    "account_state": "current",
+    "account_members": "current",
+    "account_scores": "current",
+    "kpi_stage_reached": "computed",
+    "kpi_funnel": "computed",
+    "kpi_time_in_stage": "computed",
+    "kpi_sales_cycle": "computed",
+    "kpi_lead_flow": "computed",
+    "kpi_email": "computed",
+    "kpi_cost_per_stage": "computed",
+    "rules_in_force": "history",
+    "contract_info": "computed",
+}
+
 
 def _view(v: View) -> None:
-    VIEWS[v.name] = v
+    """Declare a contract view; its meaning ends with whether its rows are current (ROWS)."""
+    VIEWS[v.name] = replace(v, meaning=f"{v.meaning} {ROW_KINDS[ROWS[v.name]]}")
 
 
 def outs(names: str) -> tuple[Out, ...]:
@@ -1042,6 +1234,74 @@ _view(
     )
 )
 
+
+def _round_state(done: str, due: str, risk: str) -> str:
+    """A round's timer state at `now()` (the SQL of engine/domain/sla.py's `timer`, and a round
+    the next routing ended before its deadline, untouched, is `superseded`)."""
+    return (
+        f"CASE WHEN r.{done} IS NOT NULL AND r.{done} <= now() THEN "
+        f"CASE WHEN r.{done} <= r.{due} THEN 'met' ELSE 'breached' END "
+        f"WHEN r.ended_at IS NOT NULL AND r.ended_at <= r.{due} THEN 'superseded' "
+        f"WHEN least(coalesce(r.ended_at, 'infinity'), now()) > r.{due} THEN 'breached' "
+        f"WHEN now() >= r.{risk} THEN 'at_risk' ELSE 'pending' END"
+    )
+
+
+_STATES = (
+    "`met` (done by the deadline), `breached` (done late, or not done and past the deadline "
+    "when the round ended or now), `at_risk` (not done, past the at-risk moment), `pending`, "
+    "or `superseded` (the next round began before the deadline, nothing done); evaluated at "
+    "`state_at`"
+)
+
+_view(
+    View(
+        "lead_sla_rounds",
+        "One row per routing round of each routed lead (every engine routing; an upstream "
+        "`owner.assigned` starts no SLA round): owner, queue and why, the round's first sales "
+        "touch and decision, the deadlines and each timer's state now. The latest round is "
+        "the row `lead_sla` shows.",
+        SLA_ROUNDS,
+        (
+            Out("lead_id", meaning="the lead"),
+            Out("lead_key", meaning="the lead's key"),
+            *outs("round owner queue strategy why trigger_event_id routed_at ended_at"),
+            Out(
+                "latest",
+                "r.ended_at IS NULL",
+                "true for the lead's latest round (the one in `lead_sla`)",
+                "boolean",
+            ),
+            Out("first_sales_touch_due", "first_touch_due"),
+            Out("first_sales_touch_at_risk", "first_touch_at_risk"),
+            Out("first_sales_touch_at", "first_touch_at"),
+            Out(
+                "first_sales_touch_state",
+                _round_state("first_touch_at", "first_touch_due", "first_touch_at_risk"),
+                "the first-touch timer: " + _STATES,
+                "text",
+            ),
+            *outs("decision_due decision_at_risk decided_at"),
+            Out(
+                "decision_state",
+                _round_state("decided_at", "decision_due", "decision_at_risk"),
+                "the decision timer: " + _STATES,
+                "text",
+            ),
+            Out(
+                "state_at",
+                "now()",
+                "the moment the states are evaluated at: the start of the reading transaction "
+                "(wall clock, `now()`); the deadlines and done times are on the happened clock",
+                "timestamptz",
+            ),
+            _RECORDED_LATEST,
+        ),
+        source="{s}.lead_sla_rounds r LEFT JOIN {s}.lead_state l USING (lead_id)",
+        alias="r",
+    )
+)
+
 _view(
     View(
         "campaign_costs",
@@ -1057,6 +1317,19 @@ _view(
         CREDITS.meaning,
         CREDITS,
         tuple(Out(n) for n in CREDITS.names),
+    )
+)
+
+_view(
+    View(
+        "attribution_by_window",
+        WINDOW_CREDITS.meaning,
+        WINDOW_CREDITS,
+        (
+            *outs("window_key window_kind window_from window_to by value conversion key"),
+            *(Out(m) for m in WINDOW_MODELS),
+            *outs("total conversions currency rules_version through_position computed_at"),
+        ),
     )
 )
 

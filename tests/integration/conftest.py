@@ -25,13 +25,16 @@ Cli = Callable[..., tuple[int, str]]
 def load_for_readers(
     leadengine: Cli, tmp_path: Any, leads: int, seed: int, *, project: bool = True
 ) -> None:
-    """Generated journeys ingested (and projected) through the CLI, then `db init` granting the
-    reader role its views: the data a reporting job's test reads."""
+    """Generated journeys ingested (and projected) through the CLI, attribution windows
+    refreshed, then `db init` granting the reader role its views: the data a reporting job's
+    test reads."""
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in generate(leads, seed=seed)))
     assert leadengine("ingest", str(path))[0] == 0
     if project:
         assert leadengine("project")[0] == 0
+    code, out = leadengine("projections", "refresh-attribution")  # attribution_by_window
+    assert code == 0 and out.startswith("refreshed every window"), out
     code, out = leadengine("db", "init")
     assert code == 0 and "can read them and nothing else" in out, out
 

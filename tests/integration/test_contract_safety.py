@@ -76,7 +76,9 @@ def _agree(runtime: Runtime, team: str) -> dict[str, int]:
     """Every team view answers exactly what the contract view under it answers; row counts."""
     read = read_schema(runtime.db.schema)
     counts = {}
-    with runtime.db.connect() as conn:
+    # one transaction: views that say when they were read (`lead_sla_rounds.state_at`, now())
+    # answer for the same moment on both sides
+    with runtime.db.connect() as conn, conn.transaction():
         for name in CONTRACT:
             mine = _rows(conn, team, f"stg_{name}")
             assert mine == _rows(conn, read, name), name

@@ -63,6 +63,7 @@ def dataset(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Iterator[Runti
     for value in ("conversions", "revenue"):
         code, _ = leadengine("report", "attribution", "--value", value, "--save")
         assert code == 0, leadengine.stderr[-1]
+    assert leadengine("projections", "refresh-attribution")[0] == 0  # attribution_by_window
     yield runtime
 
 
@@ -302,8 +303,8 @@ def test_contract_info_tells_caught_up_from_behind(
 def test_current_state_rows_say_when_their_latest_event_was_recorded(
     dataset: Runtime, reader: Any
 ) -> None:
-    """`recorded_at` on lead_current, lead_scores and lead_sla: the recorded clock of the lead's
-    latest event, so never before any recorded row of its history."""
+    """`recorded_at` on lead_current, lead_scores, lead_sla and lead_sla_rounds: the recorded
+    clock of the lead's latest event, so never before any recorded row of its history."""
     read = sql.Identifier(read_schema(dataset.db.schema))
     nulls, early, leads = reader.execute(
         sql.SQL(
@@ -320,7 +321,7 @@ def test_current_state_rows_say_when_their_latest_event_was_recorded(
         ).format(r=read)
     ).fetchone()
     assert leads > 0 and nulls == 0 and early == 0
-    for view in ("lead_scores", "lead_sla"):
+    for view in ("lead_scores", "lead_sla", "lead_sla_rounds"):
         differ = reader.execute(
             sql.SQL(
                 "SELECT count(*), count(*) FILTER (WHERE v.recorded_at IS DISTINCT FROM "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.domain.lifecycle import RANK, STAGES
-from engine.projections import registry, rows
+from engine.projections import registry, rounds, rows
 from engine.projections.kpi_views import RANKS
 from engine.projections.kpi_views import VIEWS as KPI_VIEWS
 from engine.projections.projector import TABLES, UPSERTED
@@ -32,7 +32,8 @@ def test_projector_tables_come_from_the_registry() -> None:
         assert columns == table.names and key == table.key
         assert set(key) <= set(columns)
         assert all(not table.column(k).null for k in key), f"{name}: a key column is nullable"
-    assert {"lead_state", "lead_scores", "lead_sla"} == UPSERTED
+    assert {"lead_state", "lead_scores", "lead_sla", "lead_sla_rounds"} == UPSERTED
+    assert registry.TABLES["lead_sla_rounds"].names == rounds.COLUMNS
     assert registry.TABLES["lead_touchpoints"].names == rows.TOUCH_COLUMNS
 
 
@@ -70,3 +71,23 @@ def test_comments_read_as_plain_text() -> None:
     assert registry.plain("see [allowed values](#allowed-values) and `x`") == (
         "see allowed values and `x`"
     )
+
+
+def test_every_view_says_whether_its_rows_are_current_or_historical() -> None:
+    assert set(registry.ROWS) == set(registry.VIEWS)
+    for name, view in registry.VIEWS.items():
+        assert view.meaning.endswith(registry.ROW_KINDS[registry.ROWS[name]]), name
+    assert registry.ROWS["lead_current"] == "current"
+    assert registry.ROWS["lead_stage_history"] == "history"
+
+
+def test_every_moment_of_the_contract_names_its_clock() -> None:
+    for view in registry.VIEWS.values():
+        for o in view.columns:
+            if view.type_of(o).startswith("timestamptz"):
+                assert "clock" in view.meaning_of(o), f"{view.name}.{o.name}"
+    assert registry.VIEWS["lead_touchpoints"].meaning_of(
+        registry.VIEWS["lead_touchpoints"].out("occurred_at")
+    ).endswith("(happened clock)")
+    credits = registry.VIEWS["attribution_credits"]
+    assert credits.meaning_of(credits.out("as_of")).endswith("(recorded clock)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.cli.args import Commands, fmt, handles
 from engine.cli.output import render, to_json
@@ -27,6 +28,13 @@ def register(commands: Commands) -> None:
         "--follow",
         action="store_true",
         help="run as a service: keep projecting new events until SIGTERM (finishes the batch)",
+    )
+    p.add_argument(
+        "--refresh-attribution",
+        type=float,
+        metavar="SECONDS",
+        help="with --follow: every SECONDS, recompute the attribution windows the new "
+        "events touched (`projections refresh-attribution`: attribution_by_window)",
     )
     p.add_argument(
         "--only",
@@ -58,6 +66,25 @@ def register(commands: Commands) -> None:
     p.add_argument("--lead", metavar="KEY", help="only this lead")
     fmt(p)
     handles(p, projections_retry)
+    p = proj.add_parser(
+        "refresh-attribution",
+        help="recompute attribution credits by window (attribution_by_window), touched ones only",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Attribution credits of every model side by side for all time, each "
+        "calendar month and each quarter (UTC), by channel and by campaign, conversions and "
+        "revenue: the read contract's attribution_by_window, each window equal to `leadengine "
+        "report attribution --model all --from START --to END` for it. Only the windows the "
+        "events since the last refresh touched are recomputed (all of them on the first run or "
+        "when the rules' version changed). Run it on a schedule (cron, a Kubernetes CronJob) "
+        "after `project`, or let `project --follow --refresh-attribution SECONDS` run it.",
+        epilog="examples:\n"
+        "  leadengine projections refresh-attribution\n"
+        "  leadengine projections refresh-attribution --all   # every window again\n",
+    )
+    p.add_argument(
+        "--all", action="store_true", help="recompute every window, not only the touched ones"
+    )
+    handles(p, refresh_attribution)
     p = proj.add_parser(
         "rebuild",
         help="rebuild a projection beside the live one, then switch in one transaction",
@@ -100,6 +127,35 @@ def project_with_progress(rt: Runtime, projector: Projector | None = None) -> in
     return done
 
 
+def refresh_attribution(args: argparse.Namespace) -> int:
+    from engine.analytics import windows
+
+    with open_runtime() as rt:
+        reading = Progress("reading touchpoints")
+        bar: list[Progress] = []
+
+        def step(done: int, of: int) -> None:
+            if not bar:
+                reading.done("")
+                bar.append(Progress("attribution windows", of))
+            bar[0].update(done)
+
+        out = windows.refresh(rt.db, rt.rules, full=args.all, progress=reading.update, windows=step)
+        if bar:
+            bar[0].done(f"{len(out.windows)} windows")
+        table = f"{rt.db.schema}.{windows.TABLE}"
+    if not out.windows:
+        print(f"attribution windows up to date (log position {out.through_position})")
+        return 0
+    shown = ", ".join(out.windows[:6]) + (", ..." if len(out.windows) > 6 else "")
+    what = "every window" if out.full else "the windows touched since the last refresh"
+    print(
+        f"refreshed {what}: {len(out.windows)} ({shown}), {out.rows} rows in {table}, "
+        f"up to log position {out.through_position}"
+    )
+    return 0
+
+
 def _projector(rt: Runtime, only: str | None) -> Projector:
     """The runtime's projector (all projections), or one limited to `--only`."""
     if not only:
@@ -112,8 +168,11 @@ def _projector(rt: Runtime, only: str | None) -> Projector:
 
 def project(args: argparse.Namespace) -> int:
     only = getattr(args, "only", None)
+    every = getattr(args, "refresh_attribution", None)
+    if every is not None and (not getattr(args, "follow", False) or every <= 0):
+        raise LeadEngineError("--refresh-attribution SECONDS needs --follow and SECONDS above 0")
     if getattr(args, "follow", False):
-        return _follow(only)
+        return _follow(only, every)
     with open_runtime() as rt:
         projector = _projector(rt, only)
         try:
@@ -232,7 +291,7 @@ def projections_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(only: str | None = None) -> int:
+def _follow(only: str | None = None, refresh_every: float | None = None) -> int:
     """The projector as a service: follow the log until SIGTERM/SIGINT, then finish the batch.
 
     Each batch's rows and its position commit in one transaction, so a stop anywhere resumes
@@ -276,8 +335,35 @@ def _follow(only: str | None = None) -> int:
             done += projector.run(until_caught_up=False, stop=stop.is_set, progress=progress)
             return done
 
+        if refresh_every is not None:
+            attribution_refresher(rt, refresh_every, stop, log)
         retry_transient(follow, what="database", log=log, stop=stop)
         log.info("projector stopped", projected=done, position=projector.position())
         if projector is not rt.projector:
             projector.close()
     return 0
+
+
+def attribution_refresher(rt: Runtime, every: float, stop: Any, log: Any) -> None:
+    """A thread that refreshes the touched attribution windows every `every` seconds until
+    `stop` is set; a failed refresh is logged and tried again next time."""
+    import threading
+
+    from engine.analytics import windows
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                done = windows.refresh(rt.db, rt.rules)
+            except Exception as exc:  # the projector keeps running; the next round retries
+                log.warning("attribution refresh failed", error=str(exc))
+                continue
+            if done.windows:
+                log.info(
+                    "attribution windows refreshed",
+                    windows=len(done.windows),
+                    rows=done.rows,
+                    position=done.through_position,
+                )
+
+    threading.Thread(target=loop, name="attribution-refresh", daemon=True).start()
