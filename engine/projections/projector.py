@@ -37,6 +37,7 @@ from psycopg import Cursor, sql
 from engine import metrics
 from engine.aggregates.account import Account
 from engine.aggregates.campaign import Campaign
+from engine.aggregates.kin import KIN_EVENTS
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
@@ -89,13 +90,15 @@ def names(only: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
 
 log = get_logger("engine.projector")
 
-#: Events of the shared routing aggregates (long streams the read model does not need).
+#: Events of the shared routing aggregates and of `Kin` (write-side state the read model does
+#: not need).
 ROUTING_STATE_EVENTS = (
     RoutingQueue.Started,
     RoutingQueue.Assigned,
     RoutingQueue.Released,
     Roster.Started,
     Roster.AvailabilityChanged,
+    *KIN_EVENTS,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
 UPSERTED = frozenset(n for n, t in registry.TABLES.items() if t.upserted and t.projected)
