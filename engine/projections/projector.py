@@ -105,8 +105,8 @@ UPSERTED = frozenset(n for n, t in registry.TABLES.items() if t.upserted and t.p
 #: Every table the projector writes, in write order: its columns and its key
 #: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # identity.PEOPLE_TABLE is made again from all links by `identity.refresh`, never row
-    # by row (no batch rows)
+    # identity.PEOPLE_TABLE is folded from the links by `identity.refresh` (the people of a
+    # batch's links), never row by row (no batch rows)
     name: (registry.TABLES[name].names, registry.TABLES[name].key)
     for name in registry.PROJECTED
 }
@@ -525,8 +525,9 @@ class Projector:
                 if "leads" in moving and self._rules_noted is False:
                     noted = self._note_rules(cur, moving["leads"] + 1)
                 write_rows(cur)
-                if values[identity.TABLE]:  # a new link, merge or unmerge: people again
-                    identity.refresh(cur, self.db.schema)
+                if values[identity.TABLE]:  # a new link, merge or unmerge: its people again
+                    ends = identity.touched_by(values[identity.TABLE])
+                    identity.refresh(cur, self.db.schema, ends)
                 if signals or states:
                     self._write_accounts(cur, states, signals)
                 self._write_rekeys(cur, batch)

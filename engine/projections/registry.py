@@ -453,8 +453,8 @@ IDENTITY_LINKS = Table(
 
 LEAD_PERSON = Table(
     "lead_person",
-    "One row per lead of a person of several leads: made again from all links in every batch "
-    "that adds one (leads alone are not listed).",
+    "One row per lead of a person of several leads: folded again, for the people of its links "
+    "only, in every batch that adds a link (leads alone are not listed).",
     (
         LEAD_ID,
         nn(
