@@ -3,15 +3,17 @@
 
 Both belong to the `history` projection. Link rows are history (never changed), written with
 the batch that projected their event; `lead_person` (one row per lead of a person of several) is
-made again from all the links, in SQL (`PEOPLE`), in the transaction of every batch that adds a
-link, and once more when a rebuild switches. `people_sql` cuts the same fold on `recorded_at`
-for `--as-of`.
+folded in SQL (`PEOPLE`): in the transaction of every batch that adds a link, for the people of
+that batch's links only (`refresh` with `touched`), and whole when a rebuild switches.
+`people_sql` cuts the same fold on `recorded_at` for `--as-of`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import Cursor, sql
 
@@ -64,14 +66,43 @@ def create(conn: Connection, schema: str) -> None:
         conn.execute(sql.SQL(statement).format(s=s))
 
 
-def refresh(cur: Connection | Cursor[Any], schema: str) -> None:
-    """Make `lead_person` again from every link (in the caller's transaction)."""
+def refresh(
+    cur: Connection | Cursor[Any], schema: str, touched: Collection[UUID] | None = None
+) -> None:
+    """Bring `lead_person` to the links (in the caller's transaction): all of it (`touched`
+    None: a rebuild's switch), or only the people of the leads `touched` names (the two
+    ends of each new link). New links join or split only the people their ends were in, so
+    those people's leads, folded again over the links among them, are all that can change:
+    the same rows as the whole fold (a hypothesis property in tests/integration/
+    test_stitching.py), at a cost that follows the batch, not every link ever recorded."""
     table = sql.Identifier(schema, PEOPLE_TABLE)
-    cur.execute(sql.SQL("DELETE FROM {}").format(table))
+    if touched is None:
+        cur.execute(sql.SQL("DELETE FROM {}").format(table))
+        cut: sql.Composable = sql.SQL("true")
+    else:
+        seeds = sorted(set(touched), key=str)
+        if not seeds:
+            return
+        rows = cur.execute(
+            sql.SQL(
+                "DELETE FROM {t} WHERE person_id IN "
+                "(SELECT person_id FROM {t} WHERE lead_id = ANY(%s)) RETURNING lead_id"
+            ).format(t=table),
+            (seeds,),
+        ).fetchall()
+        ids = sorted({*seeds, *(row[0] for row in rows)}, key=str)
+        cut = sql.SQL("(lead_id = ANY({ids}) OR other_id = ANY({ids}))").format(
+            ids=sql.Literal(ids)
+        )
     cur.execute(
         sql.SQL("INSERT INTO {} (lead_id, person_id, leads) ").format(table)
-        + people_sql(schema, None)
+        + sql.SQL(PEOPLE).format(s=sql.Identifier(schema), cut=cut)
     )
+
+
+def touched_by(link_rows: Iterable[tuple[Any, ...]]) -> set[UUID]:
+    """Both ends of each link row (`link_row`): the leads whose people may change."""
+    return {end for row in link_rows for end in (row[0], row[4])}
 
 
 def people_sql(

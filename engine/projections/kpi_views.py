@@ -23,6 +23,19 @@ REACHED = f"""
     WHERE h.retracted_at IS NULL
     GROUP BY h.lead_id, h.lead_key, r.stage, r.rank"""
 
+#: First moment each person reached each funnel stage (its leads' earliest).
+PERSON_REACHED = """person_reached AS (
+        SELECT coalesce(p.person_id, k.lead_id) AS person_id, k.stage, k.rank,
+               min(k.reached_at) AS reached_at
+        FROM {s}.kpi_stage_reached k LEFT JOIN {s}.lead_person p USING (lead_id)
+        GROUP BY 1, 2, 3)"""
+#: Each person's source: the first touch of its leads' (the lead touched first).
+PERSON_SOURCE = """person_source AS (
+        SELECT DISTINCT ON (1) coalesce(p.person_id, s.lead_id) AS person_id,
+               s.source_channel, s.source_campaign
+        FROM {s}.lead_state s LEFT JOIN {s}.lead_person p USING (lead_id)
+        ORDER BY 1, s.first_touch_at NULLS LAST, s.lead_key)"""
+
 VIEWS: dict[str, str] = {
     "kpi_stage_reached": REACHED,
     "kpi_funnel": f"""
@@ -36,35 +49,43 @@ VIEWS: dict[str, str] = {
              AS conversion_pct
     FROM {RANKS} LEFT JOIN counts c USING (stage)""",
     "kpi_time_in_stage": """
-    WITH cohort AS (SELECT DISTINCT lead_id FROM {s}.kpi_stage_reached),
+    WITH cohort AS (
+        SELECT DISTINCT coalesce(p.person_id, k.lead_id) AS person_id
+        FROM {s}.kpi_stage_reached k LEFT JOIN {s}.lead_person p USING (lead_id)),
+    moves AS (
+        SELECT coalesce(p.person_id, h.lead_id) AS person_id, h.lead_key, h.version,
+               h.to_stage, h.occurred_at
+        FROM {s}.lead_stage_history h LEFT JOIN {s}.lead_person p USING (lead_id)
+        WHERE h.retracted_at IS NULL),
     stays AS (
-        SELECT h.to_stage AS stage,
-               extract(epoch FROM lead(h.occurred_at) OVER w - h.occurred_at) / 86400.0 AS days
-        FROM {s}.lead_stage_history h JOIN cohort USING (lead_id)
-        WHERE h.retracted_at IS NULL
-        WINDOW w AS (PARTITION BY h.lead_id ORDER BY h.occurred_at, h.version))
+        SELECT m.to_stage AS stage,
+               extract(epoch FROM lead(m.occurred_at) OVER w - m.occurred_at) / 86400.0 AS days
+        FROM moves m JOIN cohort USING (person_id)
+        WINDOW w AS (PARTITION BY m.person_id ORDER BY m.occurred_at, m.lead_key, m.version))
     SELECT stage, count(*) AS stays,
            round(percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::numeric, 2) AS median_days,
            round(percentile_cont(0.9) WITHIN GROUP (ORDER BY days)::numeric, 2) AS p90_days
     FROM stays WHERE days IS NOT NULL GROUP BY stage""",
-    "kpi_sales_cycle": """
-    WITH c AS (
+    "kpi_sales_cycle": f"""
+    WITH {PERSON_REACHED},
+    c AS (
         SELECT extract(epoch FROM w.reached_at - l.reached_at) / 86400.0 AS days
-        FROM {s}.kpi_stage_reached l
-        JOIN {s}.kpi_stage_reached w ON w.lead_id = l.lead_id AND w.stage = 'customer'
+        FROM person_reached l
+        JOIN person_reached w ON w.person_id = l.person_id AND w.stage = 'customer'
         WHERE l.stage = 'lead')
     SELECT count(*) AS customers, round(avg(days)::numeric, 2) AS average_days,
            round(percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::numeric, 2) AS median_days,
            round(min(days)::numeric, 2) AS shortest_days,
            round(max(days)::numeric, 2) AS longest_days
     FROM c""",
-    "kpi_lead_flow": """
+    "kpi_lead_flow": f"""
+    WITH {PERSON_REACHED}, {PERSON_SOURCE}
     SELECT to_char(k.reached_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
            (date_trunc('week', k.reached_at AT TIME ZONE 'UTC'))::date AS week,
            coalesce(s.source_channel, '(none)') AS source_channel,
            coalesce(s.source_campaign, '(none)') AS source_campaign,
            k.stage, k.rank AS position, count(*) AS leads
-    FROM {s}.kpi_stage_reached k JOIN {s}.lead_state s USING (lead_id)
+    FROM person_reached k JOIN person_source s USING (person_id)
     GROUP BY 1, 2, 3, 4, 5, 6""",
     "kpi_email": """
     WITH c AS (
@@ -85,20 +106,26 @@ VIEWS: dict[str, str] = {
            round(100.0 * bounced / nullif(sent, 0), 1) AS bounce_rate_pct,
            round(100.0 * unsubscribed / nullif(sent - bounced, 0), 1) AS unsubscribe_rate_pct
     FROM c""",
-    "kpi_cost_per_stage": """
-    WITH cost AS (
-        SELECT channel, currency, sum(amount) AS cost FROM {s}.campaign_costs GROUP BY 1, 2),
+    "kpi_cost_per_stage": f"""
+    WITH {PERSON_SOURCE},
+    cost AS (
+        SELECT channel, currency, sum(amount) AS cost FROM {{s}}.campaign_costs GROUP BY 1, 2),
+    furthest AS (
+        SELECT coalesce(p.person_id, s.lead_id) AS person_id,
+               max(s.furthest_rank) AS furthest_rank
+        FROM {{s}}.lead_state s LEFT JOIN {{s}}.lead_person p USING (lead_id) GROUP BY 1),
     leads AS (
-        SELECT coalesce(source_channel, '(none)') AS channel,
+        SELECT coalesce(s.source_channel, '(none)') AS channel,
                count(*) FILTER (WHERE furthest_rank >= 1) AS leads,
                count(*) FILTER (WHERE furthest_rank >= 2) AS mqls,
                count(*) FILTER (WHERE furthest_rank >= 4) AS sqls,
                count(*) FILTER (WHERE furthest_rank >= 6) AS customers
-        FROM {s}.lead_state GROUP BY 1),
+        FROM furthest f JOIN person_source s USING (person_id) GROUP BY 1),
     revenue AS (
         SELECT coalesce(s.source_channel, '(none)') AS channel, m.currency,
                sum(m.amount) AS revenue
-        FROM {s}.lead_milestones m JOIN {s}.lead_state s USING (lead_id)
+        FROM {{s}}.lead_milestones m LEFT JOIN {{s}}.lead_person p USING (lead_id)
+        JOIN person_source s ON s.person_id = coalesce(p.person_id, m.lead_id)
         WHERE m.type = 'deal.won' GROUP BY 1, 2),
     money AS (
         SELECT channel, currency, coalesce(cost, 0) AS cost, coalesce(revenue, 0) AS revenue
@@ -106,12 +133,12 @@ VIEWS: dict[str, str] = {
     SELECT channel, currency, round(coalesce(cost, 0), 2) AS cost,
            coalesce(leads, 0) AS leads, coalesce(mqls, 0) AS mqls,
            coalesce(sqls, 0) AS sqls, coalesce(customers, 0) AS customers,
-           round(cost / nullif(leads, 0), 2) AS cost_per_lead,
-           round(cost / nullif(mqls, 0), 2) AS cost_per_mql,
-           round(cost / nullif(sqls, 0), 2) AS cost_per_sql,
-           round(cost / nullif(customers, 0), 2) AS cost_per_customer,
+           round(coalesce(cost, 0) / nullif(leads, 0), 2) AS cost_per_lead,
+           round(coalesce(cost, 0) / nullif(mqls, 0), 2) AS cost_per_mql,
+           round(coalesce(cost, 0) / nullif(sqls, 0), 2) AS cost_per_sql,
+           round(coalesce(cost, 0) / nullif(customers, 0), 2) AS cost_per_customer,
            coalesce(revenue, 0) AS revenue,
-           round(revenue / nullif(customers, 0), 2) AS revenue_per_customer
+           round(coalesce(revenue, 0) / nullif(customers, 0), 2) AS revenue_per_customer
     FROM money FULL JOIN leads USING (channel)""",
 }
 

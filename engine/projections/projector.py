@@ -37,6 +37,7 @@ from psycopg import Cursor, sql
 from engine import metrics
 from engine.aggregates.account import Account
 from engine.aggregates.campaign import Campaign
+from engine.aggregates.kin import KIN_EVENTS
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
@@ -95,21 +96,23 @@ def names(only: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
 
 log = get_logger("engine.projector")
 
-#: Events of the shared routing aggregates (long streams the read model does not need).
+#: Events of the shared routing aggregates and of `Kin` (write-side state the read model does
+#: not need).
 ROUTING_STATE_EVENTS = (
     RoutingQueue.Started,
     RoutingQueue.Assigned,
     RoutingQueue.Released,
     Roster.Started,
     Roster.AvailabilityChanged,
+    *KIN_EVENTS,
 )
 #: Tables whose rows are opinions that change (replaced on conflict); the rest are history.
 UPSERTED = frozenset(n for n, t in registry.TABLES.items() if t.upserted and t.projected)
 #: Every table the projector writes, in write order: its columns and its key
 #: (declared in engine/projections/registry.py).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # identity.PEOPLE_TABLE is made again from all links by `identity.refresh`, never row
-    # by row (no batch rows)
+    # identity.PEOPLE_TABLE is folded from the links by `identity.refresh` (the people of a
+    # batch's links), never row by row (no batch rows)
     name: (registry.TABLES[name].names, registry.TABLES[name].key)
     for name in registry.PROJECTED
 }
@@ -536,8 +539,9 @@ class Projector:
                 if "leads" in moving and self._rules_noted is False:
                     noted = self._note_rules(cur, moving["leads"] + 1)
                 write_rows(cur)
-                if values[identity.TABLE]:  # a new link, merge or unmerge: people again
-                    identity.refresh(cur, self.db.schema)
+                if values[identity.TABLE]:  # a new link, merge or unmerge: its people again
+                    ends = identity.touched_by(values[identity.TABLE])
+                    identity.refresh(cur, self.db.schema, ends)
                 if signals or states:
                     self._write_accounts(cur, states, signals)
                 self._write_rekeys(cur, batch)

@@ -517,8 +517,8 @@ IDENTITY_LINKS = Table(
 
 LEAD_PERSON = Table(
     "lead_person",
-    "One row per lead of a person of several leads: made again from all links in every batch "
-    "that adds one (leads alone are not listed).",
+    "One row per lead of a person of several leads: folded again, for the people of its links "
+    "only, in every batch that adds a link (leads alone are not listed).",
     (
         LEAD_ID,
         nn(
@@ -1411,10 +1411,11 @@ _kpi(
 )
 _kpi(
     "kpi_funnel",
-    "One row per funnel stage: leads that reached it, all time.",
+    "One row per funnel stage: people that reached it, all time (a person of several leads "
+    "counts once: docs/identity.md).",
     ("stage", "text", "funnel stage"),
     ("position", "int", f"1..{len(FUNNEL) - 1}"),
-    ("reached", "bigint", "leads that reached it (skips count)"),
+    ("reached", "bigint", "people that reached it (skips count)"),
     (
         "conversion_pct",
         "numeric",
@@ -1423,7 +1424,8 @@ _kpi(
 )
 _kpi(
     "kpi_time_in_stage",
-    "One row per stage: completed stays in it of the leads in the funnel.",
+    "One row per stage: completed stays in it of the people in the funnel (a person's stays "
+    "follow its leads' moves in event time).",
     ("stage", "text", "any stage a lead moved into (exits included)"),
     ("stays", "bigint", "completed stays (the lead has since moved on)"),
     ("median_days", "numeric", "median duration of those stays in days"),
@@ -1431,8 +1433,9 @@ _kpi(
 )
 _kpi(
     "kpi_sales_cycle",
-    "One row: days from first reaching `lead` to first reaching `customer`, all customers.",
-    ("customers", "bigint", "leads that reached `customer`"),
+    "One row: days from first reaching `lead` to first reaching `customer`, all customers "
+    "(people: a person's first moments are its leads' earliest).",
+    ("customers", "bigint", "people that reached `customer`"),
     ("average_days", "numeric", "average days from lead to customer"),
     ("median_days", "numeric", "median days from lead to customer"),
     ("shortest_days", "numeric", "fewest days from lead to customer"),
@@ -1441,14 +1444,14 @@ _kpi(
 _kpi(
     "kpi_lead_flow",
     "One row per month, week, source and funnel stage: entries into the stage (a flow, by "
-    "when the entry happened).",
+    "when the entry happened; a person's first entry, from any of its leads, counts once).",
     ("month", "text", "`YYYY-MM` (UTC) of the stage entry"),
     ("week", "date", "Monday of the ISO week (UTC)"),
-    ("source_channel", "text", "channel of the lead's first touch, `(none)` if none"),
-    ("source_campaign", "text", "campaign of the lead's first touch, `(none)` if none"),
+    ("source_channel", "text", "channel of the person's first touch, `(none)` if none"),
+    ("source_campaign", "text", "campaign of the person's first touch, `(none)` if none"),
     ("stage", "text", "the funnel stage entered"),
     ("position", "int", "its rank, 1..6"),
-    ("leads", "bigint", "leads entering it in that month/week from that source"),
+    ("leads", "bigint", "people entering it in that month/week from that source"),
 )
 _kpi(
     "kpi_email",
@@ -1472,22 +1475,22 @@ _kpi(
     "one row, `currency` null); amounts are never converted nor added across currencies, and "
     "the lead counts repeat on each currency's row. Each row equals `report kpis --section "
     "money --currency <its currency>` over all time with no rate table.",
-    ("channel", "text", "cost channel / the leads' source channel"),
+    ("channel", "text", "cost channel / the people's source channel"),
     (
         "currency",
         "text",
         "ISO 4217 code of `cost` and `revenue` (null: the channel has neither)",
     ),
     ("cost", "numeric", "all recorded cost lines of the channel in that currency"),
-    ("leads", "bigint", "leads from that source (reached `lead`)"),
-    ("mqls", "bigint", "leads from that source that reached `mql`"),
-    ("sqls", "bigint", "leads from that source that reached `sql`"),
-    ("customers", "bigint", "leads from that source that reached `customer`"),
+    ("leads", "bigint", "people from that source (reached `lead`; a person counts once)"),
+    ("mqls", "bigint", "people from that source that reached `mql`"),
+    ("sqls", "bigint", "people from that source that reached `sql`"),
+    ("customers", "bigint", "people from that source that reached `customer`"),
     ("cost_per_lead", "numeric", "cost / leads"),
     ("cost_per_mql", "numeric", "cost / mqls"),
     ("cost_per_sql", "numeric", "cost / sqls"),
     ("cost_per_customer", "numeric", "cost / customers"),
-    ("revenue", "numeric", "won deals of leads from that source, in that currency"),
+    ("revenue", "numeric", "won deals of people from that source, in that currency"),
     ("revenue_per_customer", "numeric", "revenue / customers"),
 )
 

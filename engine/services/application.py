@@ -35,6 +35,7 @@ from eventsourcing.utils import get_topic
 
 from engine.aggregates.account import Account, account_id
 from engine.aggregates.campaign import Campaign, campaign_id
+from engine.aggregates.kin import Kin, kin_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.domain.accounts.profile import fold
@@ -53,6 +54,7 @@ from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, existing, stored_scheme
+from engine.services import person_routing
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
 
@@ -331,7 +333,7 @@ class LeadEngine(Application[UUID]):
             extra=dict(env.kept) or None,
         )
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
-            self._link(lead, env)
+            self._link(lead, env, touched)
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:
@@ -346,22 +348,55 @@ class LeadEngine(Application[UUID]):
                     lead_key=str(lead.id), legacy_key=lead.key, reason=reason, at=env.occurred_at
                 )
             if lead.needs_routing(self.rules):
-                self._route(lead, env, touched)
+                self._route_person(lead, env, touched)
         return outcome
 
-    def _link(self, lead: Lead, env: Envelope) -> None:
+    def _link(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Record the identity decision beside the fact, naming the other lead by its id only:
-        the decision lives on the subject's own stream (one writer per key, as every fact)."""
+        the decision lives on the subject's own stream (one writer per key, as every fact), and
+        is noted on the other lead's `Kin`, where that lead's consumer reads it."""
         d = env.data
+        other_id = self.lead_id(str(d[IDENTITY_TARGET[env.type]]))
+        kin = self._load_shared(Kin, kin_id(other_id), str(other_id), touched)
+        kin.join(
+            relation=KIND_OF_TYPE[env.type],
+            lead_id=lead.id,
+            occurred_at=env.occurred_at,
+            source=env.source,
+            event_id=env.id,
+        )
         lead.link(
             relation=KIND_OF_TYPE[env.type],
-            other_id=self.lead_id(str(d[IDENTITY_TARGET[env.type]])),
+            other_id=other_id,
             event_id=env.id,
             source=env.source,
             by=d.get("by"),
             reason=d.get("reason"),
             at=env.occurred_at,
         )
+
+    def _route_person(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
+        """Route the lead unless another lead of its person is worked (one person, one owner:
+        engine/services/person_routing.py); a routing claims the person's `Kin`."""
+        def kin(lead_id: UUID) -> Kin:
+            return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
+
+        view = person_routing.PersonView(lead, touched, kin, self._peek_lead)
+        worked = view.worked_by()
+        if worked is not None:
+            why = person_routing.reason(*worked)
+            lead.routing_failed(queue=None, reason=why, trigger=env.id, at=env.occurred_at)
+            return
+        self._route(lead, env, touched)
+        if lead.routing_open and lead.owner is not None:
+            view.claim(lead.owner, env.occurred_at)
+
+    def _peek_lead(self, lead_id: UUID) -> Lead | None:
+        """Another consumer's lead as committed (never the cache), personal data left sealed."""
+        lead: Any = None
+        for stored in self.recorder.select_events(lead_id):
+            lead = self.sealed_mapper.to_domain_event(stored).mutate(lead)
+        return cast(Lead | None, lead)
 
     def _route(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Give an unowned lead in the routing stage to a rep, as the rules say, or say why not."""
@@ -688,8 +723,9 @@ def lead_account(lead: Lead) -> str | None:
 
 
 def _shared(agg: Aggregate) -> bool:
-    """Written by every consumer (not partitioned by lead): a routing queue, the roster."""
-    return isinstance(agg, RoutingQueue | Roster)
+    """Written by every consumer (not partitioned by lead): a routing queue, the roster, a
+    lead's `Kin`."""
+    return isinstance(agg, RoutingQueue | Roster | Kin)
 
 
 def _new(cls: type[A], agg_id: UUID, key: str) -> A:
