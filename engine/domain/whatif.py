@@ -18,11 +18,11 @@ from typing import Any
 from uuid import UUID
 
 from engine.aggregates.lead import Lead
+from engine.domain.fold import LeanLead
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules
 
 BUCKETS = tuple(range(0, 100, 10))
-_NO_ID = UUID(int=0)
 MQL_NOTE = (
     "`mql` counts leads with an MQL decision; `reached_mql` counts leads that reached mql or any "
     "later stage, as `report funnel` does: the difference is leads sales took (accepted, "
@@ -120,8 +120,8 @@ class _Pair:
     __slots__ = ("new", "old")
 
     def __init__(self, key: str) -> None:
-        self.old = Lead.start(key, _NO_ID)  # never stored: any id will do
-        self.new = Lead.start(key, _NO_ID)
+        self.old = LeanLead(key)
+        self.new = LeanLead(key)
 
 
 def replay(
@@ -141,15 +141,9 @@ def replay(
             pair = leads[fact.lead_key] = _Pair(fact.lead_key)
         rules_new = new if since is None or fact.occurred_at >= since else current
         for lead, rules in ((pair.old, current), (pair.new, rules_new)):
-            lead.record(
-                event_id=fact.event_id,
-                event_type=fact.type,
-                source=fact.source,
-                occurred_at=fact.occurred_at,
-                data=fact.data,
-                rules=rules,
+            lead.record_fact(
+                fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules
             )
-            lead.collect_events()  # drop pending events: nothing is saved
         result.facts = n
         if progress and n % 10_000 == 0:
             progress(n)
@@ -160,7 +154,7 @@ def replay(
     return result
 
 
-def _outcome(lead: Lead, rules: Rules) -> Outcome:
+def _outcome(lead: LeanLead, rules: Rules) -> Outcome:
     reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
     total = lead.current_score(rules, explain=False).total
     return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
