@@ -165,7 +165,7 @@ class LeadFold:
         was taken."""
         if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
             return False
-        result = decide_mql(self._running(rules), self.facts, self.clock)
+        result = decide_mql(self._running(rules), self.facts, self.clock, rules)
         if result is None:
             return False
         if not self.walked.would_qualify(moments.Qualification(trigger, at)):
@@ -298,10 +298,26 @@ class LeanLead(LeadFold):
     object built, nothing to store. Versions count as the aggregate's would (its start is 1),
     so the path reads the same. With `log`, every decision is also kept as (kind, fields)."""
 
-    def __init__(self, key: str, *, log: bool = False) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        log: bool = False,
+        running: dict[int, ScoreState] | None = None,
+        alike: dict[int, ScoringModel] | None = None,
+    ) -> None:
         self._init_fold(key)
         self.version = 1
         self.log: list[tuple[str, dict[str, Any]]] | None = [] if log else None
+        if running is not None:
+            self.running = running
+        self.alike = alike or {}
+
+    def _running(self, model: ScoringModel) -> ScoreState:
+        """As `LeadFold._running`, and: leads given one `running` share their running scores
+        (they must record the same facts: what-if's pair does), and a model in `alike` uses the
+        running score of the model it maps to (one that scores alike: `same_scoring`)."""
+        return super()._running(self.alike.get(id(model), model))
 
     def current_score(
         self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True

@@ -23,7 +23,8 @@ from typing import Any
 from engine.aggregates.lead import Lead
 from engine.domain.fold import LeanLead
 from engine.domain.lifecycle import RANK
-from engine.domain.rules import Rules
+from engine.domain.rules import Rules, ScoringModel
+from engine.domain.scorestate import ScoreState, same_scoring
 
 BUCKETS = tuple(range(0, 100, 10))
 MQL_NOTE = (
@@ -160,7 +161,8 @@ def replay(
     result.facts, result.leads = n, len(leads)
     groups = list(leads.values())
     count = auto_workers(n) if workers is None else workers
-    job = _Job(groups, current, new, since)
+    alike: dict[int, ScoringModel] = {id(new): current} if same_scoring(current, new) else {}
+    job = _Job(groups, current, new, since, alike)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
     done = 0
     for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
@@ -179,6 +181,7 @@ class _Job:
     current: Rules
     new: Rules
     since: datetime | None
+    alike: dict[int, ScoringModel] = field(default_factory=dict)
 
 
 _JOB: _Job | None = None  # what forked workers fold (inherited, never pickled)
@@ -217,18 +220,26 @@ def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
     """One lead's facts, in arrival order, under the current rules and under the new ones."""
     current, new, since = job.current, job.new, job.since
     key = facts[0].lead_key
-    old_lead, new_lead = LeanLead(key), LeanLead(key)
+    # both record the same facts, so they share running scores; one state serves both models
+    # when they score alike (a what-if on the MQL rule alone)
+    running: dict[int, ScoreState] = {}
+    alike = job.alike
+    old_lead = LeanLead(key, running=running, alike=alike)
+    new_lead = LeanLead(key, running=running, alike=alike)
     record_old, record_new = old_lead.record_fact, new_lead.record_fact
     for fact in facts:
         rules_new = new if since is None or fact.occurred_at >= since else current
         record_old(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, current)
         record_new(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules_new)
-    return _outcome(old_lead, current), _outcome(new_lead, new)
+    old = _outcome(old_lead, current)
+    # the same facts scored alike at the same moment: the same total (computed once)
+    return old, _outcome(new_lead, new, old.score if alike else None)
 
 
-def _outcome(lead: LeanLead, rules: Rules) -> Outcome:
+def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:
     reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
-    total = lead.current_score(rules, explain=False).total
+    if total is None:
+        total = lead.current_score(rules, explain=False).total
     return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
 
 

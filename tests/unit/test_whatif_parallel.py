@@ -5,16 +5,23 @@ the Lead aggregate."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from uuid import UUID
+
+import pytest
 
 from engine.aggregates.lead import Lead
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
-from engine.domain.rules import load_rules
+from engine.domain.rules import Rules, load_rules
 from engine.domain.whatif import FactIn, auto_workers, replay
 
 RULES = load_rules()
 LOOSER = RULES.model_copy(update={"mql": RULES.mql.model_copy(update={"total_at_least": 30})})
+#: scores otherwise (engagement weighs more) and qualifies lower: no running score is shared
+HEAVIER = LOOSER.model_copy(
+    update={"combine": RULES.combine.model_copy(update={"engagement_weight": 0.8})}
+)
 
 
 def _facts(leads: int) -> list[FactIn]:
@@ -47,9 +54,26 @@ def test_progress_counts_facts_folded_up_to_all() -> None:
     assert seen == sorted(seen) and seen[-1] == len(facts)
 
 
-def test_the_lean_whatif_is_the_aggregate_folded_fact_by_fact() -> None:
+@pytest.mark.parametrize("other", [LOOSER, HEAVIER], ids=["same-scoring", "other-scoring"])
+def test_the_lean_whatif_is_the_aggregate_folded_fact_by_fact(other: Rules) -> None:
+    """Both sides of the what-if, whether the two rule sets share a running score or not."""
     facts = _facts(60)
-    result = replay(facts, RULES, LOOSER, workers=2, chunk=9)
+    since = sorted(f.occurred_at for f in facts)[len(facts) // 2]
+    for cut in (None, since):
+        result = replay(facts, RULES, other, workers=2, chunk=9, since=cut)
+        assert result.summary()["mql_new"] != result.summary()["mql_old"]
+        for outcomes, rules in ((result.old, RULES), (result.new, other)):
+            leads = _aggregate_fold(facts, RULES, rules, cut)
+            assert list(outcomes) == list(leads)
+            for key, lead in leads.items():
+                outcome = outcomes[key]
+                assert (outcome.stage, outcome.mql) == (lead.stage, lead.mql_rounds > 0)
+                assert outcome.score == lead.current_score(rules, explain=False).total
+
+
+def _aggregate_fold(
+    facts: list[FactIn], before: Rules, after: Rules, since: datetime | None
+) -> dict[str, Lead]:
     leads: dict[str, Lead] = {}
     for fact in facts:
         lead = leads.setdefault(fact.lead_key, Lead.start(fact.lead_key, UUID(int=0)))
@@ -59,13 +83,9 @@ def test_the_lean_whatif_is_the_aggregate_folded_fact_by_fact() -> None:
             source=fact.source,
             occurred_at=fact.occurred_at,
             data=fact.data,
-            rules=LOOSER,
+            rules=after if since is None or fact.occurred_at >= since else before,
         )
-    assert list(result.new) == list(leads)
-    for key, lead in leads.items():
-        outcome = result.new[key]
-        assert (outcome.stage, outcome.mql) == (lead.stage, lead.mql_rounds > 0)
-        assert outcome.score == lead.current_score(LOOSER, explain=False).total
+    return leads
 
 
 def test_workers_are_started_only_for_enough_facts() -> None:
