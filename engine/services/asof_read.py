@@ -24,7 +24,9 @@ from psycopg.rows import tuple_row
 
 from engine.aggregates.lead import Lead
 from engine.domain.errors import LeadEngineError, LeadNotFound
-from engine.domain.fold import LeanLead
+from engine.domain.fold import EPOCH, LeanLead
+from engine.domain.rules import ScoringModel
+from engine.domain.scoring import Score
 from engine.postgres.store import datastore_of
 
 _FACT_TOPIC = "engine.aggregates.lead:Lead.FactRecorded"
@@ -48,11 +50,18 @@ class AsOfLead(LeanLead):
         self.links: list[Any] = []
         self.created_on: datetime | None = None
 
+    def current_score(
+        self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True
+    ) -> Score:
+        """As `Lead.current_score` (a lead with no dated fact is scored at its start)."""
+        when = as_of or self.clock or self.created_on or EPOCH
+        return self.score_at(rules, when, explain=explain)
+
 
 def lead_as_of(app: Any, key: str, moment: datetime) -> AsOfLead:
     """The lead `key` from the events the engine had recorded by `moment` (see the module
     docstring). Raises `LeadNotFound` for an unknown key, `LeadEngineError` when it had no
-    facts by then."""
+    facts by then (as `lead show --as-of` says it)."""
     lead_id: UUID = app.lead_id(key)
     lead = AsOfLead(lead_id)
     rows = _rows(app, lead_id)
@@ -91,9 +100,7 @@ def lead_as_of(app: Any, key: str, moment: datetime) -> AsOfLead:
             continue
         type(event).apply(event, cast(Lead, lead))
     if not lead.facts:
-        raise LeadEngineError(
-            f"lead {key!r} was not known at {moment.isoformat()} (no facts recorded by then)"
-        )
+        raise LeadEngineError(f"lead {key!r} was not known at {moment.isoformat()}")
     return lead
 
 
