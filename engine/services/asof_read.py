@@ -74,7 +74,7 @@ def lead_as_of(app: Any, key: str, moment: datetime) -> AsOfLead:
         if at is not None and at > moment:
             continue
         if plain and _is_plain_fact(topic, state):
-            doc = json.loads(state)
+            doc = json.loads(state.decode())  # str: no encoding sniffed per row
             if datetime.fromisoformat(doc["timestamp"]["_data_"]) > moment:
                 continue
             lead.version = version
