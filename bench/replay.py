@@ -3,7 +3,11 @@
 stored rows (the least any replay must do), measured in the same run.
 
 The work per call is what the CLI does: read the lead's events, keep those recorded by T, fold
-them, score the result. Uses LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded
+them, score the result. Two ways, on the same leads and moments: `aggregate` (every event
+decoded to an eventsourcing event and folded on the Lead aggregate: `asof.fold`, what
+`lead show --as-of` did before) and `lean` (engine/services/asof_read.lead_as_of: what it does
+now), each also without the explained score (`fold only`: read, decode and fold, where the
+fold's own cost shows). Uses LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded
 server. Usage: python bench/replay.py [--sizes 10,1000,10000] [--samples 40]
 """
 
@@ -15,8 +19,10 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,9 +33,21 @@ from engine.domain import asof  # noqa: E402
 from engine.domain.contract import validate_event  # noqa: E402
 from engine.postgres.db import drop_schema, resolve  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
+from engine.services.asof_read import lead_as_of  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def _aggregate(rt: Any, key: str, moment: datetime) -> Any:
+    return asof.fold(asof.recorded_by(rt.app.lead_events(key), moment), key)
+
+
+def _lean(rt: Any, key: str, moment: datetime) -> Any:
+    return lead_as_of(rt.app, key, moment)
+
+
+WAYS: dict[str, Callable[[Any, str, datetime], Any]] = {"aggregate": _aggregate, "lean": _lean}
 
 
 def lead_events(key: str, n: int) -> list[dict[str, object]]:
@@ -86,26 +104,40 @@ def main() -> None:
                 rt.app.ingest(events[start : start + 500])
                 stamps[key].append(datetime.now(UTC))
         print(
-            f"{'events':>7} {'read rows p50':>14} {'as-of p50':>10} {'as-of p99':>10} {'x read':>7}"
+            f"{'events':>7} {'read rows':>10} {'way':>9} {'as-of p50':>10} {'as-of p99':>10} "
+            f"{'x read':>7} {'fold only p50':>14} {'p99':>8}"
         )
         for n in sizes:
             key = f"replay-{n}"
-            reads, replays = [], []
+            reads: list[float] = []
+            took: dict[str, list[float]] = {w: [] for w in WAYS}
+            folds: dict[str, list[float]] = {w: [] for w in WAYS}
             for _ in range(args.samples):
                 moment = rng.choice(stamps[key])
                 t0 = time.perf_counter()
                 rows = rt.app.recorder.select_events(rt.app.lead_id(key))
                 reads.append(time.perf_counter() - t0)
                 assert len(rows) >= n
-                t0 = time.perf_counter()
-                lead = asof.fold(asof.recorded_by(rt.app.lead_events(key), moment), key)
-                lead.current_score(rt.rules)
-                replays.append(time.perf_counter() - t0)
-            r50, a50, a99 = statistics.median(reads), statistics.median(replays), pct(replays, 0.99)
-            print(
-                f"{n:7,} {r50 * 1000:11.1f} ms {a50 * 1000:7.1f} ms {a99 * 1000:7.1f} ms "
-                f"{a50 / r50:7.1f}"
-            )
+                scores = []
+                for way in WAYS:  # both on the same moment, one after the other
+                    t0 = time.perf_counter()
+                    lead = WAYS[way](rt, key, moment)
+                    t1 = time.perf_counter()
+                    scores.append(lead.current_score(rt.rules))
+                    took[way].append(time.perf_counter() - t0)
+                    folds[way].append(t1 - t0)
+                assert scores[0] == scores[1]  # the same lead either way
+            r50 = statistics.median(reads)
+            for way in WAYS:
+                a50, a99 = statistics.median(took[way]), pct(took[way], 0.99)
+                f50, f99 = statistics.median(folds[way]), pct(folds[way], 0.99)
+                print(
+                    f"{n:7,} {r50 * 1000:7.1f} ms {way:>9} {a50 * 1000:7.1f} ms "
+                    f"{a99 * 1000:7.1f} ms {a50 / r50:7.1f} {f50 * 1000:11.1f} ms "
+                    f"{f99 * 1000:5.1f} ms"
+                )
+            ratio = statistics.median(took["lean"]) / statistics.median(took["aggregate"])
+            print(f"{'':7} lean / aggregate as-of p50: x{ratio:.2f}")
     print(f"peak RSS {peak_rss_mb():,.0f} MB")
 
 

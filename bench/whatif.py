@@ -12,13 +12,17 @@ With `--against DIR` the what-if phase runs a third time on the engine of anothe
 (e.g. `git archive main | tar -x -C DIR`), on the same facts in the same run, and the line
 `x... against DIR` is this checkout's rate over that one's.
 
-Usage: python bench/whatif.py [--events 1000000] [--seed 3] [--against DIR]
+`--workers N` sets the what-if's worker processes (default: the engine's own choice, one per
+CPU up to 4); `--workers 1` measures the fold alone.
+
+Usage: python bench/whatif.py [--events 1000000] [--seed 3] [--workers N] [--against DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import sys
@@ -71,7 +75,10 @@ def phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 'version: "2026.1"', 'version: "bench"', 1
             )
         )
-        summary = replay(data, current, new).summary(limit=0)
+        # worker processes where the engine has them (`--against` may be an older checkout)
+        takes = "workers" in inspect.signature(replay).parameters
+        kwargs: dict[str, Any] = {"workers": args.workers or None} if takes else {}
+        summary = replay(data, current, new, **kwargs).summary(limit=0)
     seconds = time.perf_counter() - t0
     return {
         "facts": len(data),
@@ -89,12 +96,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout to compare the fold with")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="what-if worker processes (default 0: the engine's own choice)",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args)))
         return
-    argv = ["--events", str(args.events), "--seed", str(args.seed)]
+    argv = ["--events", str(args.events), "--seed", str(args.seed), "--workers", str(args.workers)]
     results = {name: run_phase(__file__, name, argv) for name in ("baseline", "whatif")}
     if args.against:
         env = {**os.environ, "LEADENGINE_BENCH_ENGINE": str(args.against.resolve())}

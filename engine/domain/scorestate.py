@@ -268,13 +268,19 @@ def near(rule: MqlRule, fit: float, engagement: float, total: float) -> bool:
     return any(t is not None and abs(v - t) < EPSILON for t, v in pairs)
 
 
-def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Score | None:
+def decide_mql(
+    state: ScoreState, facts: Sequence[Fact], as_of: datetime, model: ScoringModel | None = None
+) -> Score | None:
     """The full score if the MQL rule is met as of `as_of` (the lead's latest moment), else
     None. Decided on the running score unless a value is near a threshold or `as_of` is before
     the lead's latest fact (then on the full recomputation); a met rule is always re-scored
-    fully, so the decision records (and `lead explain` shows) exactly the full score."""
+    fully, so the decision records (and `lead explain` shows) exactly the full score.
+
+    `model` (default: the state's own) decides with its MQL rule and is recorded in the score;
+    its fit, engagement and combine must be the state's (`same_scoring`)."""
     state.feed(facts)
-    rule = state.model.mql
+    model = state.model if model is None else model
+    rule = model.mql
     if state.latest is None or as_of >= state.latest:
         fit, most, total_most = state.totals(as_of, bound=True)
         if not rule.met(fit, most + EPSILON, total_most + EPSILON):
@@ -282,5 +288,11 @@ def decide_mql(state: ScoreState, facts: Sequence[Fact], as_of: datetime) -> Sco
         values = state.totals(as_of)
         if not near(rule, *values) and not rule.met(*values):
             return None
-    full = score(facts, state.model, as_of, explain=False)  # the decision records totals
+    full = score(facts, model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None
+
+
+def same_scoring(one: ScoringModel, other: ScoringModel) -> bool:
+    """Whether two models score alike (fit, engagement, combine), whatever their MQL rule:
+    one running score then serves both."""
+    return (one.fit, one.engagement, one.combine) == (other.fit, other.engagement, other.combine)

@@ -1,7 +1,8 @@
 """What-if: replay every lead's facts under other rules, write nothing, say what would change.
 
-A pure fold over the log: each fact is recorded, in arrival order, on an in-memory `Lead` (the
-same code that takes the real decisions), once under the current rules and once under the new
+A pure fold over the log: each lead's facts are recorded, in arrival order, on the lean fold
+(engine/domain/fold.py `LeanLead`: the step function that takes the real decisions, without
+building stored events), once under the current rules and once under the new
 ones (from `since` on; before it the current rules decide). Scores, MQL decisions and stage
 moves are replayed; routing is not simulated (it depends on shared queue state, not on a lead).
 MQL decisions use each in-memory lead's running score (engine/domain/scorestate.py), so a fact costs
@@ -10,22 +11,25 @@ O(1) in scoring; each lead's final score is the full recomputation.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing as mp
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from uuid import UUID
 
 from engine.aggregates.lead import Lead
+from engine.domain.fold import LeanLead
 from engine.domain.lifecycle import RANK
-from engine.domain.rules import Rules
+from engine.domain.rules import Rules, ScoringModel
+from engine.domain.scorestate import ScoreState, same_scoring
 
 if TYPE_CHECKING:  # types only: the fold reads whatever log it is handed
     from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
 BUCKETS = tuple(range(0, 100, 10))
-_NO_ID = UUID(int=0)
 MQL_NOTE = (
     "`mql` counts leads with an MQL decision; `reached_mql` counts leads that reached mql or any "
     "later stage, as `report funnel` does: the difference is leads sales took (accepted, "
@@ -119,12 +123,16 @@ def _bucket_count(outcomes: Iterable[Outcome], b: int) -> int:
     return sum(1 for o in outcomes if _bucket(o.score) == b)
 
 
-class _Pair:
-    __slots__ = ("new", "old")
+#: facts a worker process is worth starting for (`auto_workers`), and the most started
+PER_WORKER = 50_000
+MAX_WORKERS = 4
+CHUNK = 1_000  # leads per task handed to a worker
 
-    def __init__(self, key: str) -> None:
-        self.old = Lead.start(key, _NO_ID)  # never stored: any id will do
-        self.new = Lead.start(key, _NO_ID)
+
+def auto_workers(facts: int) -> int:
+    """One process per CPU, up to `MAX_WORKERS`, and one per `PER_WORKER` facts at least."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, MAX_WORKERS, facts // PER_WORKER))
 
 
 def replay(
@@ -134,38 +142,107 @@ def replay(
     *,
     since: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = 1,
+    chunk: int = CHUNK,
 ) -> WhatIf:
-    """Fold `facts` (in arrival order) under both rule sets; nothing is written anywhere."""
+    """Fold `facts` (in arrival order) under both rule sets; nothing is written anywhere.
+
+    Leads are independent, so each lead's facts (kept in arrival order) are folded on their
+    own on the lean fold (engine/domain/fold.py), in `workers` processes (None: `auto_workers`);
+    the outcomes are merged in the order the leads first appear, so the result is the same
+    whatever the number of workers. `progress` gets the count of facts folded so far."""
     result = WhatIf(current.ref, new.ref, since)
-    leads: dict[str, _Pair] = {}
-    for n, fact in enumerate(facts, 1):
-        pair = leads.get(fact.lead_key)
-        if pair is None:
-            pair = leads[fact.lead_key] = _Pair(fact.lead_key)
-        rules_new = new if since is None or fact.occurred_at >= since else current
-        for lead, rules in ((pair.old, current), (pair.new, rules_new)):
-            lead.record(
-                event_id=fact.event_id,
-                event_type=fact.type,
-                source=fact.source,
-                occurred_at=fact.occurred_at,
-                data=fact.data,
-                rules=rules,
-            )
-            lead.collect_events()  # drop pending events: nothing is saved
-        result.facts = n
-        if progress and n % 10_000 == 0:
-            progress(n)
-    result.leads = len(leads)
-    for key, pair in leads.items():
-        result.old[key] = _outcome(pair.old, current)
-        result.new[key] = _outcome(pair.new, new)
+    leads: dict[str, list[FactIn]] = {}
+    n = 0
+    for fact in facts:
+        n += 1
+        got = leads.get(fact.lead_key)
+        if got is None:
+            leads[fact.lead_key] = [fact]
+        else:
+            got.append(fact)
+    result.facts, result.leads = n, len(leads)
+    groups = list(leads.values())
+    count = auto_workers(n) if workers is None else workers
+    alike: dict[int, ScoringModel] = {id(new): current} if same_scoring(current, new) else {}
+    job = _Job(groups, current, new, since, alike)
+    chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
+    done = 0
+    for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
+        for group, (old, new_) in zip(groups[start:end], outcomes, strict=True):
+            key = group[0].lead_key
+            result.old[key], result.new[key] = old, new_
+            done += len(group)
+        if progress:
+            progress(done)
     return result
 
 
-def _outcome(lead: Lead, rules: Rules) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class _Job:
+    groups: list[list[FactIn]]
+    current: Rules
+    new: Rules
+    since: datetime | None
+    alike: dict[int, ScoringModel] = field(default_factory=dict)
+
+
+_JOB: _Job | None = None  # what forked workers fold (inherited, never pickled)
+
+
+def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
+    """Each chunk's outcomes, in chunk order: here, or in `workers` forked processes."""
+    if workers <= 1 or len(chunks) <= 1 or "fork" not in mp.get_all_start_methods():
+        yield from (_fold_chunk(job, start, end) for start, end in chunks)
+        return
+    global _JOB
+    _JOB = job
+    gc.collect()
+    gc.freeze()  # the facts stay shared with the workers, not copied as they are counted
+    try:
+        with mp.get_context("fork").Pool(min(workers, len(chunks))) as pool:
+            yield from pool.imap(_fold_forked, chunks)
+    finally:
+        _JOB = None
+        gc.unfreeze()
+
+
+def _fold_forked(chunk: tuple[int, int]) -> list[Pair]:
+    assert _JOB is not None
+    return _fold_chunk(_JOB, *chunk)
+
+
+Pair = tuple["Outcome", "Outcome"]
+
+
+def _fold_chunk(job: _Job, start: int, end: int) -> list[Pair]:
+    return [_fold_lead(group, job) for group in job.groups[start:end]]
+
+
+def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
+    """One lead's facts, in arrival order, under the current rules and under the new ones."""
+    current, new, since = job.current, job.new, job.since
+    key = facts[0].lead_key
+    # both record the same facts, so they share running scores; one state serves both models
+    # when they score alike (a what-if on the MQL rule alone)
+    running: dict[int, ScoreState] = {}
+    alike = job.alike
+    old_lead = LeanLead(key, running=running, alike=alike)
+    new_lead = LeanLead(key, running=running, alike=alike)
+    record_old, record_new = old_lead.record_fact, new_lead.record_fact
+    for fact in facts:
+        rules_new = new if since is None or fact.occurred_at >= since else current
+        record_old(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, current)
+        record_new(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules_new)
+    old = _outcome(old_lead, current)
+    # the same facts scored alike at the same moment: the same total (computed once)
+    return old, _outcome(new_lead, new, old.score if alike else None)
+
+
+def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:
     reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
-    total = lead.current_score(rules, explain=False).total
+    if total is None:
+        total = lead.current_score(rules, explain=False).total
     return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
 
 

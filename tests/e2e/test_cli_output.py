@@ -176,6 +176,7 @@ def test_ingest_and_whatif_show_percentage_and_eta_on_a_terminal(
     assert "eta " in drawn
     drawn = _on_a_terminal(cli_env, "whatif", "--rules", str(_stricter_rules(cli_env, tmp_path)))
     assert "replay (events) [" in drawn and "100%" in drawn and "eta " in drawn
+    assert "replay (facts folded) [" in drawn  # the fold after the read
     quiet = run(cli_env, "ingest", str(path), "--no-project")
     assert "%" not in quiet.stderr and "eta" not in quiet.stderr  # not a terminal: silent
 

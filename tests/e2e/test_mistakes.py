@@ -138,6 +138,11 @@ ARGUMENTS = [
         ["whatif", "--rules", "engine/default_rules.yaml", "--since", "2026-02-30"],
         "--since",
     ),
+    (
+        "zero-workers",
+        ["whatif", "--rules", "engine/default_rules.yaml", "--workers", "0"],
+        "argument --workers: expected 1 or more, got 0",
+    ),
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
     ("missing-subcommand", ["report"], "the following arguments are required"),
     ("gzip-ingest", ["ingest", "GZ"], "a gzip file, not JSON Lines text"),

@@ -17,6 +17,7 @@ from engine.domain.facts import ERASED_KEY, chronological, profile_of
 from engine.domain.scoring import Score, persona_fits
 from engine.domain.sla import sla_state
 from engine.runtime import Runtime, open_runtime
+from engine.services.asof_read import lead_as_of
 from engine.services.history import history_rows, shown_key, summary
 from engine.stitching.person import Person
 
@@ -90,7 +91,11 @@ def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        if args.as_of or args.occurred_by:
+        lead: Any
+        recorded = None if args.occurred_by else moment_arg(args.as_of)
+        if recorded is not None:  # the lean fold (engine/services/asof_read.py)
+            lead = lead_as_of(rt.app, args.key, recorded)
+        elif args.as_of or args.occurred_by:
             lead = asof.fold(_events_at(rt, args), args.key)
         else:
             lead = rt.app.get_lead(args.key)
