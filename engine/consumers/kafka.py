@@ -58,6 +58,7 @@ class ConsumeStats:
     race: RaceStats = field(default_factory=RaceStats)  # batches another member stored first
     started: float = field(default_factory=time.monotonic)
     first_record: float | None = None  # when the first record arrived (after the group join)
+    busy_s: float = 0.0  # seconds spent deciding and storing batches (not waiting for records)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -72,6 +73,7 @@ class ConsumeStats:
             "batches": self.batches,
             "retries": self.retries,
             **self.race.as_dict(),
+            "busy_s": round(self.busy_s, 3),
             "seconds": round(elapsed, 2),
             "records_per_s": round(self.records / elapsed, 1),
         }
@@ -320,6 +322,7 @@ class KafkaIngestor:
         self.stats.records += len(fresh)
         self.stats.dead_lettered += len(bad) + conflicts
         self.stats.batches += 1
+        self.stats.busy_s += time.perf_counter() - started
         self._measure(tp, fresh, len(bad) + conflicts, last, started, highwater)
         hint = {tp: OffsetAndMetadata(last + 1, "", -1)}  # a hint only: the store owns it
         if self._fetcher is not None:
