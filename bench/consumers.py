@@ -77,6 +77,7 @@ def member(args: argparse.Namespace) -> dict[str, Any]:
         "max_in_a_row": stats.race.max_races_in_a_row,
         "over_twice": getattr(stats.race, "redone_over_twice", None),
         "busy_s": getattr(stats, "busy_s", None),
+        "assignments": getattr(stats, "assignments", None),
         "lock": lock_doc,
         "first_record": first,
         "ended": ended,
@@ -138,6 +139,7 @@ def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, A
         "max_in_a_row": max(o["max_in_a_row"] for o in outs),
         "over_twice": sum(o["over_twice"] or 0 for o in outs),
         "busy_s": sum(o["busy_s"] or 0 for o in outs),
+        "assignments": [o["assignments"] for o in outs],
         "lock_batches": sum(o["lock"].get("lock_batches", 0) for o in outs),
         "lock_hold_s": sum(o["lock"].get("lock_hold_s", 0.0) for o in outs),
         "lock_wait_s": sum(o["lock"].get("lock_wait_s", 0.0) for o in outs),
@@ -188,7 +190,8 @@ def main() -> None:
             f"{run['conflicts']} (most in a row {run['max_in_a_row']}, more than twice "
             f"{run['over_twice']}) "
             f"(records per process {run['per_process']}; join {run['join_s']:.1f} s, "
-            f"not counted)   peak RSS {run['peak_rss_mb']:.0f} MB per process"
+            f"not counted; assignments per process {run['assignments']})   "
+            f"peak RSS {run['peak_rss_mb']:.0f} MB per process"
         )
         if run["lock_batches"]:
             hold = run["lock_hold_s"] / run["lock_batches"]

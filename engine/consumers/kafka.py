@@ -59,6 +59,8 @@ class ConsumeStats:
     started: float = field(default_factory=time.monotonic)
     first_record: float | None = None  # when the first record arrived (after the group join)
     busy_s: float = 0.0  # seconds spent deciding and storing batches (not waiting for records)
+    assignments: int = 0  # partition assignments received (1 without a rebalance)
+    dropped: int = 0  # batches fetched before a rebalance, dropped unstored (fetched again)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -74,6 +76,8 @@ class ConsumeStats:
             "retries": self.retries,
             **self.race.as_dict(),
             "busy_s": round(self.busy_s, 3),
+            "assignments": self.assignments,
+            "dropped_batches": self.dropped,
             "seconds": round(elapsed, 2),
             "records_per_s": round(self.records / elapsed, 1),
         }
@@ -141,6 +145,7 @@ class KafkaIngestor:
         """Seek every new partition to the position the store holds, + 1."""
         with self._turn:
             self.generation += 1
+            self.stats.assignments += 1
             self._on_assigned(assigned)
 
     def _on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -204,8 +209,10 @@ class KafkaIngestor:
                     raise item.error
                 if isinstance(item, Batch):
                     with self._turn:
-                        if item.generation == self.generation:  # else: fetched before a rebalance
+                        if item.generation == self.generation:
                             self.process(item.tp, item.records, item.parsed, item.highwater)
+                        else:  # fetched before a rebalance: read again from the stored position
+                            self.stats.dropped += 1
                 if time.monotonic() - self._last_report >= report_every:
                     self.report()
         finally:
