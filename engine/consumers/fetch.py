@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,8 @@ class Fetcher:
         until_caught_up: bool,
         poll_timeout_ms: int = 500,
         depth: int = 2,
+        now_and_then: Callable[[], None] | None = None,
+        every_s: float = 10.0,
     ) -> None:
         self.consumer = consumer
         self.parse = parse
@@ -70,6 +73,9 @@ class Fetcher:
         self.caught_up = caught_up
         self.until_caught_up = until_caught_up
         self.poll_timeout_ms = poll_timeout_ms
+        #: called on this thread every `every_s` seconds (what needs the consumer: the lag)
+        self.now_and_then = now_and_then
+        self.every_s = every_s
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=depth)
         self.done = threading.Event()
         self._hints: dict[TopicPartition, Any] = {}
@@ -116,9 +122,13 @@ class Fetcher:
 
     def _run(self) -> None:
         empty_polls = 0
+        last = time.monotonic()
         try:
             while not self.done.is_set():
                 self._commit_hints()
+                if self.now_and_then is not None and time.monotonic() - last >= self.every_s:
+                    last = time.monotonic()
+                    self.now_and_then()
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
                 generation = self.generation()  # after the poll: its rebalance, if any, is in
                 for tp, records in sorted(polled.items(), key=lambda kv: kv[0].partition):

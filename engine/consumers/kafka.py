@@ -193,9 +193,11 @@ class KafkaIngestor:
             self.consumer,
             parse=self.parse,
             generation=lambda: self.generation,
-            caught_up=self._caught_up_noting_lag,
+            caught_up=self.caught_up,
             until_caught_up=until_caught_up,
             poll_timeout_ms=poll_timeout_ms,
+            now_and_then=self._note_lag,
+            every_s=report_every,
         )
         fetcher.start()
         try:
@@ -239,9 +241,9 @@ class KafkaIngestor:
                 parsed.append(exc)
         return parsed
 
-    def _caught_up_noting_lag(self) -> bool:
+    def _note_lag(self) -> None:
+        """The lag, for `report` (on the fetch thread, which owns the consumer)."""
         self._lag = self.lag()
-        return self.caught_up()
 
     def caught_up(self) -> bool:
         """Lag is zero: partitions assigned, each read to its end, and polls came back empty.
