@@ -6,6 +6,13 @@ Each run gets a fresh schema and a fresh consumer group; its members are separat
 is all records over the wall time from the first record any member received to the moment the
 last member was caught up (group joins are printed apart). The 1-process run is the baseline.
 
+Beside the rates: batches redone after a version conflict (and how many more than twice), and
+the serial part of the write path: how long each batch held the events table's lock (from the
+lock to its commit, timed by the recorder, engine/postgres/lean.py) against the time its
+process spent deciding and storing batches. From the 1-process run's figures, Amdahl's bound
+for N consumer processes on separate machines against one PostgreSQL:
+S(N) = 1 / (s + (1 - s) / N), s = lock held / busy; ceiling 1 / s (docs/operations.md).
+
 Broker: LEADENGINE_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu. Database:
 LEADENGINE_DATABASE_URL, else an embedded PostgreSQL in a temp dir.
 
@@ -59,12 +66,19 @@ def member(args: argparse.Namespace) -> dict[str, Any]:
         started_wall = time.time()
         stats = KafkaIngestor(rt.app, settings_for(args)).run(until_caught_up=True)
         ended = time.time()
+        lock = getattr(rt.app.recorder, "lock_times", None)
+        lock_doc = lock.as_dict() if lock is not None else {}
     first = started_wall + ((stats.first_record or time.monotonic()) - stats.started)
     return {
         "records": stats.records,
         "accepted": stats.accepted,
         "retries": stats.retries,
         "conflicts": stats.race.races,
+        "max_in_a_row": stats.race.max_races_in_a_row,
+        "over_twice": getattr(stats.race, "redone_over_twice", None),
+        "busy_s": getattr(stats, "busy_s", None),
+        "assignments": getattr(stats, "assignments", None),
+        "lock": lock_doc,
         "first_record": first,
         "ended": ended,
         "join_s": first - started_wall,
@@ -122,6 +136,14 @@ def run_group(args: argparse.Namespace, url: str, processes: int) -> dict[str, A
         "facts": sum(n for t, n in topics.items() if t.endswith(("FactRecorded", "Recorded"))),
         "retries": sum(o["retries"] for o in outs),
         "conflicts": sum(o["conflicts"] for o in outs),
+        "max_in_a_row": max(o["max_in_a_row"] for o in outs),
+        "over_twice": sum(o["over_twice"] or 0 for o in outs),
+        "busy_s": sum(o["busy_s"] or 0 for o in outs),
+        "assignments": [o["assignments"] for o in outs],
+        "lock_batches": sum(o["lock"].get("lock_batches", 0) for o in outs),
+        "lock_hold_s": sum(o["lock"].get("lock_hold_s", 0.0) for o in outs),
+        "lock_wait_s": sum(o["lock"].get("lock_wait_s", 0.0) for o in outs),
+        "lock_max_hold_s": max(o["lock"].get("lock_max_hold_s", 0.0) for o in outs),
         "seconds": seconds,
         "join_s": max(o["join_s"] for o in outs),
         "per_process": [o["records"] for o in outs],
@@ -165,9 +187,28 @@ def main() -> None:
             f"{run['processes']} consumer process(es)  {rate:10,.0f} events/s  "
             f"x{rate / base:4.2f}   facts stored {run['facts']:,}, decisions "
             f"{run['stored'] - run['facts']:,}, batches retried after a conflict "
-            f"{run['conflicts']} "
+            f"{run['conflicts']} (most in a row {run['max_in_a_row']}, more than twice "
+            f"{run['over_twice']}) "
             f"(records per process {run['per_process']}; join {run['join_s']:.1f} s, "
-            f"not counted)   peak RSS {run['peak_rss_mb']:.0f} MB per process"
+            f"not counted; assignments per process {run['assignments']})   "
+            f"peak RSS {run['peak_rss_mb']:.0f} MB per process"
+        )
+        if run["lock_batches"]:
+            hold = run["lock_hold_s"] / run["lock_batches"]
+            print(
+                f"  events-table lock: {run['lock_batches']} batches, held {hold * 1000:.1f} ms "
+                f"per batch (max {run['lock_max_hold_s'] * 1000:.0f} ms), waited "
+                f"{run['lock_wait_s'] / run['lock_batches'] * 1000:.1f} ms per batch; held "
+                f"{run['lock_hold_s']:.2f} s of {run['busy_s']:.2f} s busy"
+            )
+    first = runs[0]
+    if first["lock_batches"] and first["busy_s"]:
+        s = first["lock_hold_s"] / first["busy_s"]
+        bound = ", ".join(f"N={n}: x{1 / (s + (1 - s) / n):.1f}" for n in (2, 4, 8, 16, 32))
+        print(
+            f"Amdahl, 1-process run: serial part s = lock held / busy = {s:.3f}; "
+            f"N processes on separate machines, one PostgreSQL: {bound}; ceiling x{1 / s:.1f} "
+            f"({first['records'] / first['busy_s'] / s:,.0f} events/s at this batch size)"
         )
 
 

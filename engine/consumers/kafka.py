@@ -9,6 +9,9 @@ whose (source, id) is stored with other content (conflicts); their offsets are t
 rest. A batch that loses a version conflict to another member is redone on fresh reads
 (`store_racing`; `engine.contention` makes it wait its turn after that). A database outage is
 retried with backoff: never skipped, never dead-lettered.
+
+A fetch thread (engine/consumers/fetch.py) owns the consumer: the next batches are fetched and
+parsed while this one is decided and saved, and the group protocol runs off the hot loop.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from structlog.stdlib import BoundLogger
 
 from engine import metrics
 from engine.consumers.deadletter_topic import DeadLetterTopic
+from engine.consumers.fetch import Batch, CaughtUp, Failed, Fetcher
 from engine.consumers.retry import RaceStats, retry_transient, store_racing
 from engine.domain.contract import Envelope, parse_event
 from engine.domain.errors import InvalidEvent
@@ -55,6 +59,9 @@ class ConsumeStats:
     race: RaceStats = field(default_factory=RaceStats)  # batches another member stored first
     started: float = field(default_factory=time.monotonic)
     first_record: float | None = None  # when the first record arrived (after the group join)
+    busy_s: float = 0.0  # seconds spent deciding and storing batches (not waiting for records)
+    assignments: int = 0  # partition assignments received (1 without a rebalance)
+    dropped: int = 0  # batches fetched before a rebalance, dropped unstored (fetched again)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -69,6 +76,9 @@ class ConsumeStats:
             "batches": self.batches,
             "retries": self.retries,
             **self.race.as_dict(),
+            "busy_s": round(self.busy_s, 3),
+            "assignments": self.assignments,
+            "dropped_batches": self.dropped,
             "seconds": round(elapsed, 2),
             "records_per_s": round(self.records / elapsed, 1),
         }
@@ -123,11 +133,23 @@ class KafkaIngestor:
         self.consumer = KafkaConsumer(**options)
         self.dlq = DeadLetterTopic(self.bootstrap, settings)
         self._last_report = time.monotonic()
+        #: the loop's turn: a rebalance (on the fetch thread) waits for the batch being stored
+        self._turn = threading.RLock()
+        #: bumped on every rebalance: batches fetched before it are dropped, not stored
+        self.generation = 0
+        self._fetcher: Fetcher | None = None
+        self._lag: dict[int, int] = {}
 
     # -- group membership ---------------------------------------------------------------------
 
     def on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         """Seek every new partition to the position the store holds, + 1."""
+        with self._turn:
+            self.generation += 1
+            self.stats.assignments += 1
+            self._on_assigned(assigned)
+
+    def _on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.app.clear_cache()  # another member may have written these leads meanwhile
         for tp in assigned:
             name = tracking_name(tp.topic, tp.partition)
@@ -150,9 +172,11 @@ class KafkaIngestor:
         self.stats.retries += 1
 
     def on_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        for tp in revoked:
-            self.positions.pop(tp, None)
-            log.info("partition revoked", topic=tp.topic, partition=tp.partition)
+        with self._turn:  # after the batch being stored, if any; none starts meanwhile
+            self.generation += 1
+            for tp in revoked:
+                self.positions.pop(tp, None)
+                log.info("partition revoked", topic=tp.topic, partition=tp.partition)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -166,20 +190,61 @@ class KafkaIngestor:
     ) -> ConsumeStats:
         stop = stop or threading.Event()
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
-        empty_polls = 0
+        fetcher = self._fetcher = Fetcher(
+            self.consumer,
+            parse=self.parse,
+            generation=lambda: self.generation,
+            caught_up=self.caught_up,
+            until_caught_up=until_caught_up,
+            poll_timeout_ms=poll_timeout_ms,
+            now_and_then=self._note_lag,
+            every_s=report_every,
+        )
+        fetcher.start()
         try:
             while not stop.is_set():
-                polled = self.consumer.poll(timeout_ms=poll_timeout_ms)
-                for tp, records in sorted(polled.items(), key=lambda kv: kv[0].partition):
-                    self.process(tp, records)
-                empty_polls = 0 if polled else empty_polls + 1
+                item = fetcher.get(timeout=0.2)
+                if item is None and not fetcher.alive and fetcher.queue.empty():
+                    raise RuntimeError("the Kafka fetch thread stopped without a reason")
+                if isinstance(item, CaughtUp):
+                    break
+                if isinstance(item, Failed):
+                    raise item.error
+                if isinstance(item, Batch):
+                    with self._turn:
+                        if item.generation == self.generation:
+                            self.process(item.tp, item.records, item.parsed, item.highwater)
+                        else:  # fetched before a rebalance: read again from the stored position
+                            self.stats.dropped += 1
                 if time.monotonic() - self._last_report >= report_every:
                     self.report()
-                if until_caught_up and empty_polls >= 2 and self.caught_up():
-                    break
         finally:
+            fetcher.stop()
+            self._fetcher = None
             self.close()
         return self.stats
+
+    def parse(self, records: Sequence[Any]) -> list[Envelope | InvalidEvent]:
+        """Each record's envelope, or why it is invalid (on the fetch thread)."""
+        parsed: list[Envelope | InvalidEvent] = []
+        for record in records:
+            try:
+                if record.value is None:
+                    raise InvalidEvent("empty record (tombstone)", expected="a CloudEvent")
+                parsed.append(
+                    parse_event(
+                        record.value,
+                        max_bytes=self.settings.max_event_bytes,
+                        unknown_fields=self.app.rules.contract.unknown_fields,
+                    )
+                )
+            except InvalidEvent as exc:
+                parsed.append(exc)
+        return parsed
+
+    def _note_lag(self) -> None:
+        """The lag, for `report` (on the fetch thread, which owns the consumer)."""
+        self._lag = self.lag()
 
     def caught_up(self) -> bool:
         """Lag is zero: partitions assigned, each read to its end, and polls came back empty.
@@ -201,8 +266,14 @@ class KafkaIngestor:
         return {tp.partition: max(0, ends[tp] - self.consumer.position(tp)) for tp in assignment}
 
     def report(self) -> None:
+        """Progress; while the fetch thread runs, the lag it saw last (the consumer is its)."""
         self._last_report = time.monotonic()
-        log.info("progress", **self.stats.as_dict(), lag=self.lag())
+        lag = self._lag if self._fetcher is not None else self.lag()
+        log.info("progress", **self.stats.as_dict(), lag=lag, **self._lock_times())
+
+    def _lock_times(self) -> dict[str, Any]:
+        times = getattr(self.app.recorder, "lock_times", None)
+        return times.as_dict() if times is not None else {}
 
     def close(self) -> None:
         try:
@@ -212,11 +283,22 @@ class KafkaIngestor:
 
     # -- one partition batch ------------------------------------------------------------------
 
-    def process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        """Validate, dead-letter the bad, record the good and the position in one transaction."""
-        fresh = [r for r in records if r.offset > self.positions.get(tp, -1)]
-        if not fresh:
+    def process(
+        self,
+        tp: TopicPartition,
+        records: Sequence[Any],
+        parsed: Sequence[Envelope | InvalidEvent] | None = None,
+        highwater: int | None = None,
+    ) -> None:
+        """Validate (unless the fetch thread did: `parsed`), dead-letter the bad, record the
+        good and the position in one transaction."""
+        if parsed is None:
+            parsed = self.parse(records)
+        position = self.positions.get(tp, -1)
+        pairs = [(r, p) for r, p in zip(records, parsed, strict=True) if r.offset > position]
+        if not pairs:
             return
+        fresh = [r for r, _ in pairs]
         if self.stats.first_record is None:
             self.stats.first_record = time.monotonic()
         started = time.perf_counter()
@@ -229,20 +311,12 @@ class KafkaIngestor:
         good: list[Envelope] = []
         good_records: list[Any] = []
         bad: list[tuple[Any, InvalidEvent]] = []
-        for record in fresh:
-            try:
-                if record.value is None:
-                    raise InvalidEvent("empty record (tombstone)", expected="a CloudEvent")
-                good.append(
-                    parse_event(
-                        record.value,
-                        max_bytes=self.settings.max_event_bytes,
-                        unknown_fields=self.app.rules.contract.unknown_fields,
-                    )
-                )
+        for record, outcome in pairs:
+            if isinstance(outcome, InvalidEvent):
+                bad.append((record, outcome))
+            else:
+                good.append(outcome)
                 good_records.append(record)
-            except InvalidEvent as exc:
-                bad.append((record, exc))
         if bad:
             self.dlq.send(bad)
             for record, error in bad:
@@ -258,20 +332,32 @@ class KafkaIngestor:
         self.stats.records += len(fresh)
         self.stats.dead_lettered += len(bad) + conflicts
         self.stats.batches += 1
-        self._measure(tp, fresh, len(bad) + conflicts, last, started)
-        self.consumer.commit_async({tp: OffsetAndMetadata(last + 1, "", -1)})  # a hint only
+        self.stats.busy_s += time.perf_counter() - started
+        self._measure(tp, fresh, len(bad) + conflicts, last, started, highwater)
+        hint = {tp: OffsetAndMetadata(last + 1, "", -1)}  # a hint only: the store owns it
+        if self._fetcher is not None:
+            self._fetcher.hint(hint)  # the fetch thread owns the consumer
+        else:
+            self.consumer.commit_async(hint)
         bound.debug("batch committed", records=len(fresh), dead_lettered=len(bad))
         if self.on_batch:
             self.on_batch(self.stats)
 
     def _measure(
-        self, tp: TopicPartition, fresh: Sequence[Any], bad: int, last: int, started: float
+        self,
+        tp: TopicPartition,
+        fresh: Sequence[Any],
+        bad: int,
+        last: int,
+        started: float,
+        high: int | None = None,
     ) -> None:
         topic = tp.topic
         metrics.consumer_batch_seconds.labels(topic).observe(time.perf_counter() - started)
         metrics.consumer_records.labels(topic).inc(len(fresh))
         metrics.consumer_dead_lettered.labels(topic).inc(bad)
-        high = self.consumer.highwater(tp)
+        if high is None and self._fetcher is None:
+            high = self.consumer.highwater(tp)
         if high is not None:
             metrics.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - (last + 1)))
 

@@ -143,11 +143,13 @@ class RaceStats:
     races: int = 0  # attempts another writer stored first, redone on fresh reads
     max_races_in_a_row: int = 0  # the most one batch was redone before it stored
     max_stall_s: float = 0.0  # longest one batch took to store, redos and lock waits included
+    redone_over_twice: int = 0  # batches redone more than twice before they stored
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "races": self.races,
             "max_races_in_a_row": self.max_races_in_a_row,
+            "redone_over_twice": self.redone_over_twice,
             "max_stall_s": round(self.max_stall_s, 3),
         }
 
@@ -182,6 +184,7 @@ def store_racing(
                     raise
                 in_a_row += 1
                 stats.races += 1
+                stats.redone_over_twice += in_a_row == 3
                 stats.max_races_in_a_row = max(stats.max_races_in_a_row, in_a_row)
                 logger.info("raced another writer; retrying on fresh reads", what=what)
                 if settled is not None and settled():

@@ -14,18 +14,27 @@ the schema is chained: every event from there on must have its link.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from engine.postgres.contention import SET_LOCK_TIMEOUT, XACT_LOCK
 from engine.postgres.db import Database
+from engine.postgres.lean import CLOCK, LeanStatements, LockTimes, columns
 
 CHAIN_TABLE = "event_chain"
 ANCHOR_TABLE = "chain_anchors"
@@ -64,7 +73,10 @@ def link(previous: bytes, event_digest: bytes) -> bytes:
 
 
 class ChainedProcessRecorder(PostgresProcessRecorder):
-    """eventsourcing's PostgreSQL process recorder, plus one `event_chain` row per event."""
+    """eventsourcing's PostgreSQL process recorder, plus one `event_chain` row per event, on a
+    lean write path (engine/postgres/lean.py): the same table layout, the same transaction (the
+    position, the links, the table lock, the events, the outbox rows, in that order), each
+    written as plain binary columns instead of eventsourcing's text-escaped composite array."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -80,14 +92,53 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
         self.sql_create_statements.append(
             SQL(ANCHORS_DDL).format(schema=schema, table=Identifier(ANCHOR_TABLE))
         )
-        # The previous link is read by the INSERT itself: no round trip, pipelined, and
-        # several events of one aggregate in one batch see each other (executemany is ordered).
-        self.sql_insert_link = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, digest, entry) "
-            "SELECT %(id)s, %(v)s, %(d)s, sha256(coalesce((SELECT entry FROM {schema}.{table} "
-            "WHERE originator_id = %(id)s AND originator_version = %(v)s - 1), ''::bytea) "
-            "|| %(d)s)"
-        ).format(schema=schema, table=table)
+        self.lean = LeanStatements(
+            datastore.schema, self.events_table_name, datastore.originator_id_type
+        )
+        #: how long each batch waited for, and held, the events table's lock
+        self.lock_times = LockTimes()
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """eventsourcing's pipelined insert (PostgresApplicationRecorder.insert_events), with
+        the chain links computed before the transaction and the rows sent as binary arrays."""
+        if self.datastore.enable_db_functions:  # pragma: no cover - not how leadengine runs
+            raise ProgrammingError("the chained recorder does not insert through db functions")
+        exc: Exception | None = None
+        ids: Sequence[int] | None = None
+        clock: dict[str, float] = {}
+        with self.datastore.get_connection() as conn:
+            # the previous links, read before the transaction: no lock is held while waiting
+            links = chain_links(conn, self.lean, stored_events)
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                    if links:
+                        curs.execute(self.lean.insert_links, links.columns(), prepare=True)
+                if stored_events:
+                    with conn.cursor() as curs, conn.cursor() as before, conn.cursor() as after:
+                        try:
+                            before.execute(CLOCK, prepare=True)
+                            self._lock_table(curs)
+                            after.execute(CLOCK, prepare=True)
+                            self._notify_channel(curs)
+                            curs.execute(
+                                self.lean.insert_events, columns(stored_events), prepare=True
+                            )
+                            # sync now: a uniqueness violation raises IntegrityError here
+                            pipeline.sync()
+                            clock["asked"] = _seconds(before)
+                            clock["locked"] = _seconds(after)
+                            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                        except Exception as e:  # raised after the pipeline exits (psycopg)
+                            exc = e
+            if exc:
+                raise exc
+        if "locked" in clock:
+            self.lock_times.add(clock["locked"] - clock["asked"], time.time() - clock["locked"])
+        return ids
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -101,20 +152,12 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
         for key in locks:
             curs.execute(XACT_LOCK, (key,))
         super()._insert_events(curs, stored_events, **kwargs)
-        if stored_events:
-            curs.executemany(
-                self.sql_insert_link,
-                [
-                    {
-                        "id": e.originator_id,
-                        "v": e.originator_version,
-                        "d": digest(
-                            UUID(str(e.originator_id)), e.originator_version, e.topic, e.state
-                        ),
-                    }
-                    for e in stored_events
-                ],
-            )
+
+
+def _seconds(curs: Cursor[DictRow]) -> float:
+    row = curs.fetchone()
+    assert row is not None
+    return float(row["t"])
 
 
 def links_of(db: Database, originator_id: UUID) -> list[tuple[int, str, str]]:
@@ -128,3 +171,62 @@ def links_of(db: Database, originator_id: UUID) -> list[tuple[int, str, str]]:
             (originator_id,),
         ).fetchall()
     return [(int(v), str(d), str(e)) for v, d, e in rows]
+
+
+@dataclass(frozen=True)
+class Links:
+    """A batch's chain rows, as four columns (ids, versions, digests, entries)."""
+
+    ids: list[Any]
+    versions: list[int]
+    digests: list[bytes]
+    entries: list[bytes]
+
+    def columns(self) -> tuple[list[Any], ...]:
+        return (self.ids, self.versions, self.digests, self.entries)
+
+
+def chain_links(
+    conn: Any, lean: LeanStatements, stored_events: Sequence[StoredEvent]
+) -> Links | None:
+    """Each event's link, computed here: the previous entry is the one computed for the
+    aggregate's previous version earlier in the batch, else the stored one (one query for the
+    whole batch), else empty (a first event, or one recorded before chains existed): what the
+    per-event `INSERT ... SELECT sha256(coalesce((SELECT entry ...), '') || digest)` of the
+    earlier write path gave. A stored entry never changes, and a version another writer stores
+    meanwhile fails this batch on the events' primary key, so reading it before the
+    transaction is safe."""
+    if not stored_events:
+        return None
+    ids = [e.originator_id for e in stored_events]
+    versions = [int(e.originator_version) for e in stored_events]
+    uuids = [i if isinstance(i, UUID) else UUID(str(i)) for i in ids]
+    digests = [
+        digest(u, v, e.topic, e.state)
+        for u, v, e in zip(uuids, versions, stored_events, strict=True)
+    ]
+    seen: set[tuple[UUID, int]] = set()
+    wanted: list[tuple[UUID, int]] = []
+    for u, v in zip(uuids, versions, strict=True):
+        if (u, v - 1) not in seen:
+            wanted.append((u, v - 1))
+        seen.add((u, v))
+    stored: dict[tuple[UUID, int], bytes] = {}
+    if wanted:
+        with conn.cursor() as curs:
+            curs.execute(
+                lean.previous_links, ([w[0] for w in wanted], [w[1] for w in wanted]), prepare=True
+            )
+            for row in curs.fetchall():
+                key = (UUID(str(row["originator_id"])), int(row["originator_version"]))
+                stored[key] = bytes(row["entry"])
+    made: dict[tuple[UUID, int], bytes] = {}
+    entries: list[bytes] = []
+    for u, v, d in zip(uuids, versions, digests, strict=True):
+        previous = made.get((u, v - 1))
+        if previous is None:
+            previous = stored.get((u, v - 1), b"")
+        entry = link(previous, d)
+        made[(u, v)] = entry
+        entries.append(entry)
+    return Links(uuids, versions, digests, entries)

@@ -53,7 +53,7 @@ from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
-from engine.postgres.store import by_topic, datastore_of, existing, stored_scheme
+from engine.postgres.store import by_topic, datastore_of, stored_scheme, stored_streams
 from engine.services import person_routing
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
@@ -520,10 +520,13 @@ class LeadEngine(Application[UUID]):
         return cast(Roster | None, roster)
 
     def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
-        """Start the batch's brand-new leads and campaigns without one SELECT each.
+        """Start the batch's brand-new leads and campaigns, and load the stored ones it does
+        not have cached, without one SELECT each.
 
-        One query asks the store which of the batch's uncached aggregates have any event; those
-        that have none are created here, the rest load as usual (cache, then store).
+        One query reads every stored event of the batch's uncached aggregates: those with none
+        are created here, the others folded from their events (as `repository.get` would, and
+        cached as it would). A batch redone after a conflict, or the first after a rebalance
+        (which clears the cache), reloads its leads in one round trip instead of hundreds.
         """
         if datastore_of(self.recorder) is None:
             return  # the in-memory store: a lookup there costs nothing
@@ -541,10 +544,20 @@ class LeadEngine(Application[UUID]):
                 wanted[agg_id] = (cls, env.subject)
         if not wanted:
             return
-        stored = existing(self.recorder, wanted) or set()
+        streams = stored_streams(self.recorder, wanted) or {}
+        cache = self.repository.cache
         for agg_id, (cls, key) in wanted.items():
-            if agg_id not in stored:
+            stream = streams.get(agg_id)
+            if not stream:
                 touched[agg_id] = _new(cls, agg_id, key)
+                continue
+            agg: Any = None
+            for stored in stream:
+                event: Any = self.mapper.to_domain_event(stored)
+                agg = event.mutate(agg)
+            touched[agg_id] = agg
+            if cache is not None:
+                cache.put(agg_id, agg)
 
     def _cached(self, agg_id: UUID) -> bool:
         cache = self.repository.cache
@@ -706,6 +719,8 @@ def link_of(event: Lead.Linked) -> Link:
         event.by,
         event.reason,
     )
+
+
 #: the `queue` of a Routed decision that gave a lead to its account's owner
 ACCOUNT_OWNER = "account-owner"
 #: where a lead fact keeps the event's `account` attribute

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
@@ -53,3 +55,21 @@ def test_tracking_commits_with_events_and_a_replayed_position_writes_nothing(
     assert runtime.app.recorder.max_notification_id() == head
     # the failed batch did not leave a half-applied lead in the cache
     assert len(runtime.app.get_lead("k2").facts) == 1
+
+
+def test_a_batch_loads_its_stored_leads_in_one_query_as_the_repository_would(
+    runtime: Runtime,
+) -> None:
+    events = [validate_event(e) for e in generate(30, seed=5)]
+    app = runtime.app
+    for start in range(0, len(events), 50):  # every batch starts with nothing cached
+        app.clear_cache()
+        app.ingest(events[start : start + 50])
+    app.clear_cache()
+    touched: dict[Any, Any] = {}
+    app._create_unknown(events, touched)  # one query for every stored aggregate of the batch
+    leads = {app.lead_id(e.subject) for e in events if e.type.startswith(("lead.", "touch."))}
+    assert leads <= set(touched)
+    for agg_id, loaded in touched.items():
+        app.clear_cache()
+        assert vars(loaded) == vars(app.repository.get(agg_id)), agg_id
