@@ -2,10 +2,11 @@
 
 - `copy`: COPY straight into a table (the bulk load fills empty tables: nothing to merge).
 - `merge`: the live projector's micro-batch write. The batch's rows of a table are COPYed into
-  a temporary staging table of the same columns (one per table and connection, emptied after
-  each merge), then merged with one `INSERT ... SELECT ... ON CONFLICT`: opinions (lead_state,
-  scores, SLA) are replaced, history rows already there are kept. An opinion's key appears once
-  per batch (the last row made for it wins, as row-by-row upserts in log order would).
+  a temporary staging table of the same columns (one per table and connection, made when the
+  connection is, emptied by the merge and at each commit), then moved in with one
+  `INSERT ... SELECT ... ON CONFLICT`: opinions (lead_state, scores, SLA, the account tables)
+  are replaced, history rows already there are kept. An opinion's key appears once per batch
+  (the last row made for it wins, as row-by-row upserts in log order would).
 - `upsert`: row by row (`executemany`), for the slow path only: when the database rejects a
   batch, each aggregate's rows are written again in a savepoint of their own (`isolated`) to
   find and park the offenders.
@@ -13,10 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import Cursor, sql
 
 from engine.projections.layout import KEYED_TABLES, TABLE_PROJECTION, TABLES, UPSERTED
@@ -48,22 +51,72 @@ def staging_name(table: str) -> str:
     return f"leadengine_stage_{table}"
 
 
+class Merge:
+    """COPY rows into a temporary staging table, then one statement moves them into the table
+    (`INSERT ... SELECT` from a `DELETE ... RETURNING` of the staging table, so it is empty
+    again): on conflict an opinion is replaced (`replace`), a history row kept."""
+
+    def __init__(
+        self, schema: str, table: str, columns: tuple[str, ...], key: tuple[str, ...], *,
+        replace: bool,
+    ) -> None:  # fmt: skip
+        target = sql.Identifier(schema, table)
+        stage = sql.Identifier(staging_name(table))
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        updates = [c for c in columns if c not in key]
+        action = (
+            sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates
+                )
+            )
+            if updates and replace
+            else sql.SQL("DO NOTHING")
+        )
+        #: made once per connection (Writers.prepare), or on first use in a borrowed one
+        self.create = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+            "SELECT {} FROM {} WITH NO DATA"
+        ).format(stage, cols, target)
+        self.fill = sql.SQL("COPY {} FROM STDIN").format(stage)
+        self.move = sql.SQL(
+            "WITH staged AS (DELETE FROM {} RETURNING {}) "
+            "INSERT INTO {} ({}) SELECT {} FROM staged ON CONFLICT ({}) {}"
+        ).format(
+            stage, cols, target, cols, cols, sql.SQL(", ").join(map(sql.Identifier, key)), action
+        )
+        #: the key of a replaced row (a key appears once per merge: the last row made wins)
+        self.key = operator.itemgetter(*(columns.index(c) for c in key)) if replace else None
+
+    def __call__(self, cur: Cursor[Any], values: list[Row], *, prepared: bool) -> None:
+        if not values:
+            return
+        if self.key is not None and len(values) > 1:
+            values = list({self.key(row): row for row in values}.values())
+        if not prepared:
+            cur.execute(self.create)
+        with cur.copy(self.fill) as copy:
+            for row in values:
+                copy.write_row(row)
+        cur.execute(self.move)
+
+
 class Writers:
     """The statements that write the projector's tables in `schema`, built once."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(
+        self, schema: str, extra: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+    ) -> None:
+        """`extra`: more tables merged through here, each (columns, key), rows replaced on
+        conflict (the account tables)."""
         self.schema = schema
         self._upserts: dict[str, sql.Composed] = {}
         self._copies: dict[str, sql.Composed] = {}
-        self._stages: dict[str, sql.Composed] = {}
-        self._merges: dict[str, sql.Composed] = {}
-        self._empties: dict[str, sql.Composed] = {}
-        self._fills: dict[str, sql.Composed] = {}
-        #: where each upserted table's key sits in its rows (a key appears once per merge)
-        self._keys: dict[str, tuple[int, ...]] = {}
+        self.merges: dict[str, Merge] = {}
+        #: the staging tables made on the current connection (Writers.prepare)
+        self.prepared: frozenset[str] = frozenset()
         for table, (columns, key) in TABLES.items():
             target = sql.Identifier(schema, table)
-            stage = sql.Identifier(staging_name(table))
             cols = sql.SQL(", ").join(map(sql.Identifier, columns))
             keys = sql.SQL(", ").join(map(sql.Identifier, key))
             action = _conflict(table, columns, key)
@@ -73,16 +126,9 @@ class Writers:
                 target, cols, sql.SQL(", ").join(sql.Placeholder() * len(columns)), keys, action
             )
             self._copies[table] = sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)
-            self._stages[table] = sql.SQL(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA"
-            ).format(stage, cols, target)
-            self._merges[table] = sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}"
-            ).format(target, cols, cols, stage, keys, action)
-            self._empties[table] = sql.SQL("TRUNCATE {}").format(stage)
-            self._fills[table] = sql.SQL("COPY {} FROM STDIN").format(stage)
-            if table in UPSERTED:
-                self._keys[table] = tuple(columns.index(c) for c in key)
+            self.merges[table] = Merge(schema, table, columns, key, replace=table in UPSERTED)
+        for table, (columns, key) in (extra or {}).items():
+            self.merges[table] = Merge(schema, table, columns, key, replace=True)
         self._rekeys = {
             t: sql.SQL("UPDATE {} SET lead_key = %s WHERE lead_id = %s").format(
                 sql.Identifier(schema, t)
@@ -94,6 +140,15 @@ class Writers:
             "AND retracted_at IS NULL"
         ).format(sql.Identifier(schema, "lead_stage_history"))
 
+    def prepare(self, conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
+        """Make the staging tables of `tables` on a new connection, committed (they live as
+        long as it; emptied at each commit), so a batch's merge is two round trips."""
+        tables = [t for t in tables if t in self.merges]
+        with conn.transaction():
+            for table in tables:
+                conn.execute(self.merges[table].create)
+        self.prepared = frozenset(tables)
+
     def copy(self, cur: Cursor[Any], table: str, values: list[Row]) -> None:
         """COPY rows straight into `table` (empty tables of a bulk load)."""
         if not values:
@@ -104,17 +159,7 @@ class Writers:
 
     def merge(self, cur: Cursor[Any], table: str, values: list[Row]) -> None:
         """COPY rows into `table`'s staging table and merge them in with one statement."""
-        if not values:
-            return
-        key = self._keys.get(table)
-        if key is not None and len(values) > 1:  # the last row made for a key wins
-            values = list({tuple(row[i] for i in key): row for row in values}.values())
-        cur.execute(self._stages[table])
-        with cur.copy(self._fills[table]) as copy:
-            for row in values:
-                copy.write_row(row)
-        cur.execute(self._merges[table])
-        cur.execute(self._empties[table])
+        self.merges[table](cur, values, prepared=table in self.prepared)
 
     def upsert(self, cur: Cursor[Any], table: str, values: list[Row]) -> None:
         """Row by row (the slow path, one aggregate at a time)."""

@@ -56,6 +56,7 @@ from engine.projections.layout import (
     names,
 )
 from engine.projections.parking import ROW_ERRORS, Park
+from engine.projections.registry import ACCOUNT_TABLES
 from engine.services.application import LeadEngine
 
 __all__ = [
@@ -106,7 +107,9 @@ class Projector:
         self.names = names(only)
         self.batch_size = batch_size
         self.folder = Folder(app, cache_size)
-        self.writers = bulk.Writers(db.schema)
+        self.writers = bulk.Writers(
+            db.schema, extra={t: (accounts.COLUMNS[t], accounts.KEYS[t]) for t in ACCOUNT_TABLES}
+        )
         self._conn: psycopg.Connection[Any] | None = None
         self._borrowed = False
         self._tracking = sql.Identifier(db.schema, "projection_tracking")
@@ -295,14 +298,15 @@ class Projector:
         if self._book is None:
             self._book = accounts.AccountBook()
             self._book.load(cur, schema)
-        accounts.upsert(cur, schema, "account_state", states)
-        accounts.upsert(cur, schema, "account_signals", signals)
+        merge = self.writers.merge
+        merge(cur, "account_state", accounts.for_database("account_state", states))
+        merge(cur, "account_signals", accounts.for_database("account_signals", signals))
         for row in states:
             self._book.put_state(row)
         for row in signals:
             self._book.put_signals(row)
         for table, changed in self._book.settle(self.app.rules).items():
-            accounts.upsert(cur, schema, table, changed)
+            merge(cur, table, accounts.for_database(table, changed))
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
         """Fill the (empty) account_members and account_scores tables from the account_state
@@ -506,6 +510,9 @@ class Projector:
         if self._conn is None or self._conn.closed:
             self._conn = self.db.connect()
             self._borrowed = False
+            # this projection's staging tables, for the life of the connection
+            tables = [t for name in self.names for t in PROJECTIONS[name]]
+            self.writers.prepare(self._conn, tables)
         return self._conn
 
     def use_connection(self, conn: psycopg.Connection[Any]) -> None:
@@ -518,6 +525,7 @@ class Projector:
         if self._conn is not None and not self._borrowed:
             self._conn.close()
         self._conn, self._borrowed = None, False
+        self.writers.prepared = frozenset()  # a borrowed connection makes them as it goes
 
     def _advance(
         self,

@@ -99,7 +99,7 @@ def test_a_failure_that_is_not_one_leads_stops_the_consumer_with_its_reason(
         settings, empty, runtime.app.rules, runtime.app.master_key, on_failure=told.set
     ).start()
     assert told.wait(120), "the consumer was not told to stop"
-    with pytest.raises(ProjectorFailed, match="nothing_here.*does not exist"):
+    with pytest.raises(ProjectorFailed, match=r"nothing_here.*does not exist"):
         beside.finish(timeout=60)
 
 
