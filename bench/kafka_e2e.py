@@ -18,7 +18,12 @@ LEADENGINE_DATABASE_URL, else an embedded PostgreSQL in a temp dir. Each consume
 process, so its peak RSS is its own. Rates count from the first record received (the group join,
 ~3 s here, is printed apart).
 
+With --baseline DIR (another checkout, e.g. `git worktree add /tmp/base main`), that
+checkout's engine phase runs too, on the same topic in the same run: its end to end (its way:
+consume, then project, or beside) against this one's.
+
 Usage: python bench/kafka_e2e.py [--leads 3000] [--seed 1] [--partitions 4] [--batch-size 2000]
+                                 [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -203,10 +208,20 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
         dbmod.drop_schema(database)
 
 
-def run_engine_phase(phase: str, args: argparse.Namespace, url: str, expect: int) -> dict[str, Any]:
+def run_engine_phase(
+    phase: str, args: argparse.Namespace, url: str, expect: int, script: str = __file__
+) -> dict[str, Any]:
     options = ["--url", url, "--bootstrap", args.bootstrap, "--topic", args.topic]
     options += ["--expect", str(expect), "--batch-size", str(args.batch_size)]
-    return run_phase(__file__, phase, options, env=os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"})
+    env = os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"}
+    if script != __file__:  # the other checkout's engine, not this one's
+        env["PYTHONPATH"] = str(Path(script).resolve().parents[1])
+    return run_phase(script, phase, options, env=env)
+
+
+def e2e_seconds(eng: dict[str, Any]) -> float:
+    """Consume to stored and projected (an older checkout's phase: consume, then project)."""
+    return float(eng["e2e_s"]) if "e2e_s" in eng else eng["consume_s"] + eng["project_s"]
 
 
 def main() -> None:
@@ -218,6 +233,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
         "--batch-size", type=int, default=2000, help="max records per poll (LEADENGINE_BATCH_SIZE)"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose engine phase runs too, same topic"
     )
     for hidden in ("--phase", "--url", "--bootstrap", "--topic", "--expect"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -246,11 +264,18 @@ def main() -> None:
         raw = run_engine_phase("raw", args, url, len(events))
         pipe = run_engine_phase("pipeline", args, url, len(events))
         eng = run_engine_phase("engine", args, url, len(events))
+        base = (
+            run_engine_phase(
+                "engine", args, url, len(events), str(args.baseline / "bench/kafka_e2e.py")
+            )
+            if args.baseline
+            else None
+        )
 
     raw_rate = raw["records"] / raw["consume_s"]
     pipe_rate = pipe["records"] / pipe["consume_s"]
     consume_rate = eng["records"] / eng["consume_s"]
-    e2e_rate = eng["records"] / eng["e2e_s"]
+    e2e_rate = eng["records"] / e2e_seconds(eng)
     print(
         f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions, "
         f"{raw['bytes'] / 1e6:.1f} MB; published at {len(events) / publish_s:,.0f} events/s"
@@ -281,6 +306,13 @@ def main() -> None:
         f"x{e2e_rate / pipe_rate:.3f} pipeline   x{e2e_rate / raw_rate:.3f} raw"
         f"   peak RSS {eng['peak_rss_mb']:6.0f} MB (x{rss_ratio:.2f}; the projector's not in it)"
     )
+    if base is not None:
+        base_rate = base["records"] / e2e_seconds(base)
+        print(
+            f"baseline engine end to end {base_rate:10,.0f} events/s   "
+            f"x{base_rate / pipe_rate:.3f} pipeline   "
+            f"(this one: x{e2e_rate / base_rate:.2f} of it; {args.baseline})"
+        )
     print(
         f"engine stored {eng['accepted']:,} new events of {eng['records']:,} records "
         f"(the rest are the generator's deliberate duplicates)"

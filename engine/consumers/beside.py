@@ -47,6 +47,9 @@ log = get_logger("engine.projector")
 
 #: How long the child waits for new events when it has caught up with the log.
 IDLE_WAIT = 0.05
+#: Notifications per projector batch: as `leadengine project` (the consumer's
+#: LEADENGINE_BATCH_SIZE is per poll; a projector batch has per-batch costs worth spreading).
+BATCH_SIZE = 2000
 
 
 class ProjectorFailed(LeadEngineError):
@@ -121,7 +124,7 @@ def _child(
                 db,
                 stop=stop,
                 drain=drain,
-                batch_size=settings.batch_size,
+                batch_size=BATCH_SIZE,
                 cache_size=settings.cache_size,
                 alive=lambda: os.getppid() == parent,
             )

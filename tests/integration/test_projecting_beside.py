@@ -6,6 +6,7 @@ the consumer with its reason."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from engine.projections.projector import PROJECTIONS
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.integration.test_parking import clean_projection, parked, snapshot
-from tests.kafka_helpers import publish
+from tests.kafka_helpers import publish, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,4 +123,33 @@ def test_consume_until_caught_up_ends_stored_and_projected(
     assert doc["accepted"] > 0
     assert doc["projected"] == head  # every stored event, projected before it exited
     assert runtime.projector.positions() == dict.fromkeys(PROJECTIONS, head)
+    assert snapshot(runtime) == clean_projection(runtime)
+
+
+def test_sigterm_ends_the_consumer_and_the_projector_beside_it(
+    kafka_env: dict[str, str], kafka_settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    events = generate(300, seed=13)
+    publish(str(kafka_settings.kafka_bootstrap_servers), kafka_settings.kafka_topic, events)
+    log = (tmp_path / "consume.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "consume", "--format", "json"],  # a service
+        env=kafka_env | {"LEADENGINE_BATCH_SIZE": "200"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        wait_for(lambda: runtime.projector.position() > 0, timeout=180)  # projecting meanwhile
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 1), (tmp_path / "consume.log").read_text()[-3000:]
+    doc = json.loads(out)
+    assert doc["projected"] > 0
+    # stopped between commits: projecting the rest gives what one run from scratch gives
+    runtime.projector.run()
     assert snapshot(runtime) == clean_projection(runtime)
