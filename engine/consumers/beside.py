@@ -45,8 +45,10 @@ from engine.settings import Settings
 
 log = get_logger("engine.projector")
 
-#: How long the child waits for new events when it has caught up with the log.
-IDLE_WAIT = 0.05
+#: How long the child waits for more events after a batch that was not full: a batch has costs
+#: that do not shrink with it (settling accounts over every lead, the tracking rows), so it
+#: lets the consumer store a fuller one (`finish` wakes it at once).
+IDLE_WAIT = 1.0
 #: Notifications per projector batch: as `leadengine project` (the consumer's
 #: LEADENGINE_BATCH_SIZE is per poll; a projector batch has per-batch costs worth spreading).
 BATCH_SIZE = 2000
@@ -84,9 +86,9 @@ def project_beside(
                 positions = retry_transient(projector.positions, what="read projection positions")
                 continue
             done += count
-            if count == 0:
-                if draining:
-                    break
+            if count == 0 and draining:
+                break
+            if count < batch_size and not draining:
                 if not alive():
                     log.warning("the consumer is gone; the projector beside it stops")
                     break
