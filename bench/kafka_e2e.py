@@ -1,14 +1,29 @@
-"""Kafka end-to-end benchmark: publish N events, consume to caught-up, project.
+"""Kafka end-to-end benchmark: publish N events, consume to caught-up (stored and projected).
 
-Beside it, in the same run and on the same topic, the raw kafka-python consume rate (a group
-member that only counts records): the ceiling the engine's consumer cannot beat.
+Beside it, in the same run and on the same topic, two baselines:
+
+  raw consume   a kafka-python group member that only counts records: the ceiling the engine's
+                consumer cannot beat
+  raw pipeline  poll, parse each record's JSON, COPY the batch into an event-store-shaped table
+                (originator id, version, topic, state; primary key on the first two), commit
+                per batch: what PostgreSQL and Kafka alone do with the same events (the
+                end-to-end target is a ratio of this one)
+
+The engine runs as `leadengine consume --until-caught-up` does: the consumer stores while a
+projector process beside it projects (engine/consumers/beside.py); end to end counts until
+both are done.
 
 Broker: LEADENGINE_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu. Database:
 LEADENGINE_DATABASE_URL, else an embedded PostgreSQL in a temp dir. Each consumer runs in its own
 process, so its peak RSS is its own. Rates count from the first record received (the group join,
 ~3 s here, is printed apart).
 
+With --baseline DIR (another checkout, e.g. `git worktree add /tmp/base main`), that
+checkout's engine phase runs too, on the same topic in the same run: its end to end (its way:
+consume, then project, or beside) against this one's.
+
 Usage: python bench/kafka_e2e.py [--leads 3000] [--seed 1] [--partitions 4] [--batch-size 2000]
+                                 [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -78,8 +93,81 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """Poll, parse JSON, COPY into an event-store-shaped table, commit per batch."""
+    import psycopg
+    from kafka import KafkaConsumer
+
+    schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(
+        args.topic,
+        bootstrap_servers=args.bootstrap.split(","),
+        group_id=f"pipeline-{uuid.uuid4()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=args.batch_size,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        **QUICK_JOIN,
+    )
+    conn = psycopg.connect(args.url, autocommit=True)
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(
+        f"CREATE TABLE {schema}.stored_events (originator_id uuid NOT NULL, "
+        "originator_version bigint NOT NULL, topic text NOT NULL, state bytea NOT NULL, "
+        "notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+    )
+    conn.execute(f"CREATE UNIQUE INDEX ON {schema}.stored_events (notification_id)")
+    copy_sql = (
+        f"COPY {schema}.stored_events (originator_id, originator_version, topic, state) FROM STDIN"
+    )
+    versions: dict[str, int] = {}
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    last_progress = time.perf_counter()
+    try:
+        while n < args.expect:
+            batch = consumer.poll(timeout_ms=500)
+            if batch:
+                if first is None:
+                    first = time.perf_counter()
+                last_progress = time.perf_counter()
+                with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                    for records in batch.values():
+                        for record in records:
+                            event = json.loads(record.value)
+                            subject = str(event.get("subject") or event.get("id"))
+                            version = versions.get(subject, 0) + 1
+                            versions[subject] = version
+                            copy.write_row(
+                                (
+                                    uuid.uuid5(uuid.NAMESPACE_URL, subject),
+                                    version,
+                                    str(event.get("type")),
+                                    record.value,
+                                )
+                            )
+                            n += 1
+            elif time.perf_counter() - last_progress > 60:
+                sys.exit(f"raw pipeline stalled at {n:,} of {args.expect:,} records for 60 s")
+        t1 = time.perf_counter()
+    finally:
+        consumer.close()
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+    assert first is not None
+    return {
+        "records": n,
+        "join_s": first - t0,
+        "consume_s": t1 - first,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine's consumer to caught-up, then the projector: the real path, timed apart."""
+    """The engine's consumer to caught-up with the projector beside it: the real path."""
+    from engine.consumers.beside import ProjectorBeside
     from engine.consumers.kafka import KafkaIngestor
     from engine.runtime import open_runtime
 
@@ -99,9 +187,11 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with open_runtime(settings, database=database) as rt:
             t0 = time.perf_counter()
+            beside = ProjectorBeside(settings, database, rt.app.rules, rt.app.master_key)
+            beside.start()
             stats = KafkaIngestor(rt.app, settings).run(until_caught_up=True)
             t1 = time.perf_counter()
-            projected = rt.projector.run()
+            projected = beside.finish()
             t2 = time.perf_counter()
         join = (stats.first_record or time.monotonic()) - stats.started
         return {
@@ -109,7 +199,8 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
             "accepted": stats.accepted,
             "join_s": join,
             "consume_s": (t1 - t0) - join,
-            "project_s": t2 - t1,
+            "e2e_s": (t2 - t0) - join,
+            "tail_s": t2 - t1,
             "notifications": projected,
             "peak_rss_mb": peak_rss_mb(),
         }
@@ -117,10 +208,20 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
         dbmod.drop_schema(database)
 
 
-def run_engine_phase(phase: str, args: argparse.Namespace, url: str, expect: int) -> dict[str, Any]:
+def run_engine_phase(
+    phase: str, args: argparse.Namespace, url: str, expect: int, script: str = __file__
+) -> dict[str, Any]:
     options = ["--url", url, "--bootstrap", args.bootstrap, "--topic", args.topic]
     options += ["--expect", str(expect), "--batch-size", str(args.batch_size)]
-    return run_phase(__file__, phase, options, env=os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"})
+    env = os.environ | {"LEADENGINE_LOG_LEVEL": "WARNING"}
+    if script != __file__:  # the other checkout's engine, not this one's
+        env["PYTHONPATH"] = str(Path(script).resolve().parents[1])
+    return run_phase(script, phase, options, env=env)
+
+
+def e2e_seconds(eng: dict[str, Any]) -> float:
+    """Consume to stored and projected (an older checkout's phase: consume, then project)."""
+    return float(eng["e2e_s"]) if "e2e_s" in eng else eng["consume_s"] + eng["project_s"]
 
 
 def main() -> None:
@@ -133,12 +234,15 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=2000, help="max records per poll (LEADENGINE_BATCH_SIZE)"
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose engine phase runs too, same topic"
+    )
     for hidden in ("--phase", "--url", "--bootstrap", "--topic", "--expect"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         args.expect = int(args.expect)
-        fn = phase_raw if args.phase == "raw" else phase_engine
+        fn = {"raw": phase_raw, "pipeline": phase_pipeline}.get(args.phase, phase_engine)
         print(json.dumps(fn(args)))
         return
 
@@ -158,31 +262,57 @@ def main() -> None:
             flush=True,
         )
         raw = run_engine_phase("raw", args, url, len(events))
+        pipe = run_engine_phase("pipeline", args, url, len(events))
         eng = run_engine_phase("engine", args, url, len(events))
+        base = (
+            run_engine_phase(
+                "engine", args, url, len(events), str(args.baseline / "bench/kafka_e2e.py")
+            )
+            if args.baseline
+            else None
+        )
 
     raw_rate = raw["records"] / raw["consume_s"]
+    pipe_rate = pipe["records"] / pipe["consume_s"]
     consume_rate = eng["records"] / eng["consume_s"]
-    e2e_rate = eng["records"] / (eng["consume_s"] + eng["project_s"])
-    proj_rate = eng["notifications"] / eng["project_s"] if eng["project_s"] else 0.0
+    e2e_rate = eng["records"] / e2e_seconds(eng)
     print(
         f"topic: {len(events):,} events ({args.leads:,} leads), {args.partitions} partitions, "
         f"{raw['bytes'] / 1e6:.1f} MB; published at {len(events) / publish_s:,.0f} events/s"
     )
-    print(f"group join (not in the rates): raw {raw['join_s']:.1f} s, engine {eng['join_s']:.1f} s")
+    print(
+        f"group join (not in the rates): raw {raw['join_s']:.1f} s, pipeline "
+        f"{pipe['join_s']:.1f} s, engine {eng['join_s']:.1f} s"
+    )
     print(
         f"raw kafka-python consume   {raw_rate:10,.0f} events/s   "
-        f"peak RSS {raw['peak_rss_mb']:6.0f} MB   (baseline)"
+        f"peak RSS {raw['peak_rss_mb']:6.0f} MB   (ceiling)"
+    )
+    print(
+        f"raw pipeline (COPY)        {pipe_rate:10,.0f} events/s   x{pipe_rate / raw_rate:.3f} raw"
+        f"   peak RSS {pipe['peak_rss_mb']:6.0f} MB   (baseline)"
     )
     print(
         f"engine consume -> store    {consume_rate:10,.0f} events/s   "
-        f"x{consume_rate / raw_rate:.3f} raw"
+        f"x{consume_rate / pipe_rate:.3f} pipeline   (projector beside it)"
     )
-    print(f"engine projection          {proj_rate:10,.0f} notifications/s")
-    rss_ratio = eng["peak_rss_mb"] / raw["peak_rss_mb"]
     print(
-        f"engine end to end          {e2e_rate:10,.0f} events/s   x{e2e_rate / raw_rate:.3f} raw"
-        f"   peak RSS {eng['peak_rss_mb']:6.0f} MB (x{rss_ratio:.2f})"
+        f"engine projection tail     {eng['tail_s']:10.1f} s after the last batch was stored "
+        f"({eng['notifications']:,} notifications projected in all)"
     )
+    rss_ratio = eng["peak_rss_mb"] / pipe["peak_rss_mb"]
+    print(
+        f"engine end to end          {e2e_rate:10,.0f} events/s   "
+        f"x{e2e_rate / pipe_rate:.3f} pipeline   x{e2e_rate / raw_rate:.3f} raw"
+        f"   peak RSS {eng['peak_rss_mb']:6.0f} MB (x{rss_ratio:.2f}; the projector's not in it)"
+    )
+    if base is not None:
+        base_rate = base["records"] / e2e_seconds(base)
+        print(
+            f"baseline engine end to end {base_rate:10,.0f} events/s   "
+            f"x{base_rate / pipe_rate:.3f} pipeline   "
+            f"(this one: x{e2e_rate / base_rate:.2f} of it; {args.baseline})"
+        )
     print(
         f"engine stored {eng['accepted']:,} new events of {eng['records']:,} records "
         f"(the rest are the generator's deliberate duplicates)"

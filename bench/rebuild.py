@@ -13,7 +13,12 @@ Each phase runs in its own process (peak RSS is its own). The log is made once p
 --leads/--seed in schema bench_rebuild_<leads>_<seed> and kept for the next run
 (--fresh makes it again). Uses LEADENGINE_DATABASE_URL, else an embedded server.
 
+With --baseline ROOT (another checkout, e.g. `git worktree add /tmp/base main`), the
+incremental projector of that checkout runs too, on the same log in the same run ("project
+(baseline)"); --phases picks the phases to run (default all).
+
 Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] [--fresh]
+                               [--phases read,project] [--baseline ROOT] [--repeat N]
 """
 
 from __future__ import annotations
@@ -237,6 +242,22 @@ def main() -> None:
         help="the stock runner projects the first N events only (it is slow)",
     )
     parser.add_argument("--fresh", action="store_true", help="make the stored log again")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run (default all: {','.join(PHASES)}); read always runs",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose incremental projector runs too, on the same log",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --baseline: run both projectors this many times, alternating; the best of each",
+    )
     parser.add_argument("--phase", choices=[*PHASES, "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -252,13 +273,29 @@ def main() -> None:
     if args.fresh:
         dbmod.drop_schema(dbmod.from_url(url, schema))
 
-    def run(phase: str, n: int) -> dict[str, Any]:
+    def run(phase: str, n: int, script: str = __file__) -> dict[str, Any]:
         # every phase in its own process: this one stays small, so each peak RSS is its own
-        return run_phase(__file__, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
 
     head = run("setup", args.leads * 1000 + args.seed)["head"]
     stock_n = min(args.stock_events, head)
-    results = {phase: run(phase, stock_n) for phase in PHASES}
+    wanted = {"read", *(p.strip() for p in args.phases.split(","))}
+    unknown = wanted - set(PHASES)
+    if unknown:
+        parser.error(
+            f"--phases: unknown {', '.join(sorted(unknown))}; expected of {', '.join(PHASES)}"
+        )
+    results = {phase: run(phase, stock_n) for phase in PHASES if phase in wanted}
+    if args.baseline:
+        results["project_base"] = run("project", stock_n, str(args.baseline / "bench/rebuild.py"))
+        for _ in range(args.repeat - 1):  # alternate, keep each one's best (a loaded machine)
+            for key, script in (
+                ("project_base", args.baseline / "bench/rebuild.py"),
+                ("project", Path(__file__)),
+            ):
+                again = run("project", stock_n, str(script))
+                if key not in results or again["seconds"] < results[key]["seconds"]:
+                    results[key] = again
     base = results["read"]["events"] / results["read"]["seconds"]
     base_rss = results["read"]["rss"]
 
@@ -272,17 +309,35 @@ def main() -> None:
     print(f"log: {head:,} notifications ({args.leads:,} leads, seed {args.seed}), one machine")
     r = results["read"]
     line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
-    s = results["stock"]
-    line(
-        "eventsourcing ProjectionRunner",
-        s["events"],
-        s["seconds"],
-        s["rss"],
-        f"(first {s['events']:,} events, lead_state only)",
-    )
-    p = results["project"]
-    line("incremental projector (all)", p["events"], p["seconds"], p["rss"])
+    if "stock" in results:
+        s = results["stock"]
+        line(
+            "eventsourcing ProjectionRunner",
+            s["events"],
+            s["seconds"],
+            s["rss"],
+            f"(first {s['events']:,} events, lead_state only)",
+        )
+    if "project_base" in results:
+        b = results["project_base"]
+        line(
+            "incremental projector, baseline",
+            b["events"],
+            b["seconds"],
+            b["rss"],
+            str(args.baseline),
+        )
+    if "project" in results:
+        p = results["project"]
+        note = ""
+        if "project_base" in results:
+            b = results["project_base"]
+            ratio = (p["events"] / p["seconds"]) / (b["events"] / b["seconds"])
+            note = f"x{ratio:.2f} of the baseline's projector"
+        line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note)
     for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{PARALLEL} processes")):
+        if phase not in results:
+            continue
         rb = results[phase]
         for name, one in rb["per"].items():
             line(

@@ -212,6 +212,11 @@ def _adapt(table: str, row: Row) -> Row:
     return row
 
 
+def for_database(table: str, rows: Iterable[Row]) -> list[Row]:
+    """Rows as the database takes them (the points of account_scores as JSON)."""
+    return [_adapt(table, r) for r in rows]
+
+
 def upsert(cur: Cursor[Any], schema: str, table: str, rows: Iterable[Row]) -> None:
     rows = [_adapt(table, r) for r in rows]
     if not rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
 import threading
@@ -17,11 +18,13 @@ from engine.cli.inputs import read_lines
 from engine.cli.output import render
 from engine.cli.progress import Progress, count_lines
 from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
+from engine.consumers.beside import ProjectorBeside, ProjectorFailed
 from engine.consumers.kafka import KafkaIngestor
 from engine.consumers.retry import is_transient, kafka_watched, retry_transient
 from engine.domain.errors import InvalidEvent, LeadEngineError
 from engine.kafka.broker import BrokerUnreachable
 from engine.kafka.publish import Publisher
+from engine.postgres.store import datastore_of
 from engine.runtime import Runtime, open_runtime
 from engine.sanitize import terminal_text
 from engine.settings import Settings, get_settings
@@ -39,14 +42,20 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--until-caught-up",
         action="store_true",
-        help="exit when every assigned partition is read to its end",
+        help="exit when every assigned partition is read to its end and everything stored "
+        "is projected",
     )
     p.add_argument("--topic", help="topic (default LEADENGINE_KAFKA_TOPIC or lead-events)")
     p.add_argument("--group", help="consumer group (default LEADENGINE_KAFKA_GROUP)")
     p.add_argument(
         "--bootstrap", help="host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
     )
-    p.add_argument("--no-project", action="store_true", help="do not project afterwards")
+    p.add_argument(
+        "--no-project",
+        action="store_true",
+        help="store only (by default a projector process runs beside the consumer, and "
+        "--until-caught-up waits until everything stored is projected too)",
+    )
     fmt(p)
     handles(p, consume)
 
@@ -98,14 +107,29 @@ def consume_into(
     stop: threading.Event,
     project: bool = True,
 ) -> dict[str, Any]:
-    ingestor = retry_transient(  # a service: wait for the broker, logging every few seconds
-        lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap),
-        what="kafka broker",
-        stop=stop,
-    )
-    stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
+    """Consume (and, unless `project` is False, project beside it: engine/consumers/beside.py)
+    until `stop`, or until caught up: stored and projected."""
+    beside = None
+    if project and datastore_of(rt.app.recorder) is not None:  # a PostgreSQL store
+        beside = ProjectorBeside(
+            settings, rt.db, rt.app.rules, rt.app.master_key, on_failure=stop.set
+        ).start()
+    try:
+        ingestor = retry_transient(  # a service: wait for the broker, logging every few seconds
+            lambda: KafkaIngestor(rt.app, settings, bootstrap=bootstrap),
+            what="kafka broker",
+            stop=stop,
+        )
+        stats = ingestor.run(stop=stop, until_caught_up=until_caught_up)
+    except BaseException:
+        if beside is not None:
+            with contextlib.suppress(ProjectorFailed):
+                beside.stop(timeout=60)
+        raise
     doc = stats.as_dict()
-    if project:
+    if beside is not None:
+        doc["projected"] = beside.stop() if stop.is_set() else beside.finish()
+    elif project:
         doc["projected"] = rt.projector.run(until_caught_up=True)
     return doc
 
