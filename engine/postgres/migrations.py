@@ -357,7 +357,9 @@ def _identity(conn: Any, schema: str) -> None:
 
 
 def _accounts(conn: Any, schema: str) -> None:
-    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
+    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept.
+    Today's declarations: migration 21 adds the buying-group table and columns the same way
+    (a store projected before needs `projections rebuild leads` to fill them)."""
     from engine.projections.registry import ACCOUNT_TABLES
     from engine.projections.registry import TABLES as DECLARED
 
@@ -427,6 +429,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
     Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
+    Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
 )
 LATEST = MIGRATIONS[-1].version
 

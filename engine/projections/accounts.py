@@ -28,6 +28,7 @@ from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import Member, decide_mqa, score
 from engine.domain.facts import profile_of
 from engine.domain.rules import Rules
+from engine.domain.scoring import best_of_profile
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
 
@@ -61,8 +62,9 @@ def state_row(account: Account) -> Row:
     )
 
 
-def signals_row(lead: Lead, engagement: float) -> Row:
-    attrs, _ = profile_of(lead.facts)
+def signals_row(lead: Lead, engagement: float, rules: Rules) -> Row:
+    attrs, origin = profile_of(lead.facts)
+    persona = best_of_profile(attrs, origin, rules.personas)  # as lead_state.best_persona
     last = max(lead.facts, key=lambda f: (f.occurred_at, f.seq))
     return (
         lead.id,
@@ -72,6 +74,7 @@ def signals_row(lead: Lead, engagement: float) -> Row:
         last.occurred_at,
         last.event_id,
         _money(engagement),
+        persona.persona if persona else None,
     )
 
 
@@ -84,6 +87,7 @@ class AccountBook:
         self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
         self.members: dict[UUID, Row] = {}  # lead id -> account_members row
         self.scores: dict[str, Row] = {}  # account key -> account_scores row
+        self.groups: dict[tuple[str, str], Row] = {}  # (account key, role) -> its row
 
     def put_state(self, row: Row) -> None:
         self.states[row[1]] = row
@@ -98,6 +102,7 @@ class AccountBook:
             ("account_signals", self.put_signals),
             ("account_members", lambda r: self.members.__setitem__(r[0], r)),
             ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
+            ("account_buying_group", lambda r: self.groups.__setitem__((r[2], r[1]), r)),
         ):
             cur.execute(
                 sql.SQL("SELECT {} FROM {}").format(
@@ -131,12 +136,21 @@ class AccountBook:
                 self.members[lead_id] = row
                 changed_members.append(row)
         changed_scores: list[Row] = []
+        changed_groups: list[Row] = []
         for profile in profiles:
-            row = self._score_row(profile, members.get(profile.account_id, []), rules)
+            row, groups = self._score_row(profile, members.get(profile.account_id, []), rules)
             if self.scores.get(profile.account_id) != row:
                 self.scores[profile.account_id] = row
                 changed_scores.append(row)
-        return {"account_members": changed_members, "account_scores": changed_scores}
+            for group in groups:
+                if self.groups.get((profile.account_id, group[1])) != group:
+                    self.groups[(profile.account_id, group[1])] = group
+                    changed_groups.append(group)
+        return {
+            "account_members": changed_members,
+            "account_scores": changed_scores,
+            "account_buying_group": changed_groups,
+        }
 
     def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
         decided = signals[4]
@@ -146,11 +160,14 @@ class AccountBook:
         acc = account_id(m.account_id) if m.account_id is not None else None
         return (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
 
-    def _score_row(self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules) -> Row:
+    def _score_row(
+        self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules
+    ) -> tuple[Row, list[Row]]:
+        """The account_scores row and the account_buying_group rows (one per role)."""
         state = self.states[profile.account_id]
         result = score(
             profile,
-            (Member(str(i), float(self.signals[i][6])) for i in lead_ids),
+            (Member(str(i), float(self.signals[i][6]), self.signals[i][7]) for i in lead_ids),
             rules.accounts,
         )
         points = [
@@ -158,7 +175,7 @@ class AccountBook:
             for p in result.points
         ]
         mqa = self._mqa(profile, lead_ids, result, rules)
-        return (
+        row = (
             state[0],
             profile.account_id,
             _money(result.fit),
@@ -169,7 +186,25 @@ class AccountBook:
             points,
             *mqa,
             rules.ref,
+            result.segment,
+            list(result.roles_covered),
+            list(result.roles_missing),
+            _money(result.group_engagement),
         )
+        groups = [
+            (
+                state[0],
+                r.role,
+                profile.account_id,
+                r.required,
+                r.leads,
+                r.engaged,
+                r.covered,
+                _money(r.best_engagement),
+            )
+            for r in result.roles
+        ]
+        return row, groups
 
     def _mqa(
         self, profile: AccountProfile, lead_ids: list[UUID], result: Any, rules: Rules

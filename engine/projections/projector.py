@@ -483,7 +483,7 @@ class Projector:
                 state = rows.lead_state_row(lead, rules, primary)
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
-                signals = accounts.signals_row(lead, primary.engagement)
+                signals = accounts.signals_row(lead, primary.engagement, rules)
             except INFRASTRUCTURE:
                 raise
             except Exception as exc:

@@ -21,9 +21,11 @@ def state(key: str, name: str, domains: list[str], tier: int | None = None) -> t
             None, tier, T0, f"u-{key}", 1)  # fmt: skip
 
 
-def signals(n: int, domain: str | None, company: str | None, engagement: str) -> tuple[object, ...]:
+def signals(
+    n: int, domain: str | None, company: str | None, engagement: str, persona: str | None = None
+) -> tuple[object, ...]:
     return (UUID(int=n), None, domain, company, T0 + timedelta(hours=n), f"e{n}",
-            Decimal(engagement))  # fmt: skip
+            Decimal(engagement), persona)  # fmt: skip
 
 
 STATES = [state("a1", "Acme Inc", ["acme.com"], 2), state("a2", "ACME", ["acme.io"], 1)]
@@ -53,7 +55,11 @@ def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     scores = {r[1]: r for r in first["account_scores"]}
     assert scores["a1"][5:7] == (2, 2) and scores["a1"][8] is not None  # members, engaged, MQA
     assert scores["a1"][9] == "e2" and scores["a1"][10] == RULES.ref  # trigger, rules
-    assert b.settle(RULES) == {"account_members": [], "account_scores": []}
+    assert b.settle(RULES) == {
+        "account_members": [],
+        "account_scores": [],
+        "account_buying_group": [],
+    }
     b.put_signals(signals(4, "acme.io", None, "0"))  # lead 4 now writes from a2's domain
     again = b.settle(RULES)
     assert [r[0].int for r in again["account_members"]] == [4]

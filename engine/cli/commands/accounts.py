@@ -62,7 +62,8 @@ def _account(rt: Runtime, key: str) -> dict[str, Any]:
     found = _rows(
         rt,
         "SELECT a.*, c.fit, c.engagement, c.score, c.members, c.engaged, c.points, c.mqa_at, "
-        "c.mqa_trigger, c.mqa_rules, c.mqa_reason, c.rules_version FROM {s}.account_state a "
+        "c.mqa_trigger, c.mqa_rules, c.mqa_reason, c.rules_version, c.segment, c.roles_covered, "
+        "c.roles_missing, c.group_engagement FROM {s}.account_state a "
         "LEFT JOIN {s}.account_scores c USING (account_id) WHERE a.account_key = %s",
         key,
     )
@@ -81,20 +82,40 @@ def _members(rt: Runtime, account_id: UUID) -> list[dict[str, Any]]:
     )
 
 
+def _group(rt: Runtime, account_id: UUID) -> list[dict[str, Any]]:
+    """The account's buying group, one row per role (rules order is not stored: by role)."""
+    return _rows(
+        rt,
+        "SELECT role, required, covered, leads, engaged, best_engagement "
+        "FROM {s}.account_buying_group WHERE account_id = %s ORDER BY NOT required, role",
+        account_id,
+    )
+
+
 PROFILE = ("name", "domains", "industry", "employees", "annual_revenue", "country", "owner", "tier")
 SCORE = ("fit", "engagement", "score", "members", "engaged", "mqa_at", "mqa_trigger", "mqa_rules")
+GROUP = ("segment", "roles_covered", "roles_missing", "group_engagement")
 
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         acc = _account(rt, args.key)
         members = _members(rt, acc["account_id"])
+        group = _group(rt, acc["account_id"])
     if args.format == "json":
-        print(to_json({**{k: acc[k] for k in ("account_key", *PROFILE, *SCORE)}, "leads": members}))
+        doc = {k: acc[k] for k in ("account_key", *PROFILE, *SCORE, *GROUP)}
+        print(to_json({**doc, "buying_group": group, "leads": members}))
         return 0
-    head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE)]
+    head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE, *GROUP)]
     print(render(args.format, head, title=f"Account {args.key}"))
     if args.format != "csv":
+        print()
+        title = f"Buying group ({acc['segment'] or 'no segment'}): " + (
+            "missing " + ", ".join(acc["roles_missing"])
+            if acc["roles_missing"]
+            else "every required role covered"
+        )
+        print(render("table", group, title=title))
         print()
         print(render("table", members, title=f"Its leads ({len(members)})"))
     return 0
@@ -114,6 +135,10 @@ def explain(args: argparse.Namespace) -> int:
         int(acc["members"] or 0),
         int(acc["engaged"] or 0),
         tuple(Point(**p) for p in points),
+        acc["segment"],
+        tuple(acc["roles_covered"] or ()),
+        tuple(acc["roles_missing"] or ()),
+        float(acc["group_engagement"] or 0),
     )
     missing = unmet(result, rules.accounts)
     if acc["mqa_at"] is not None:
