@@ -1208,6 +1208,20 @@ _kpi(
     ),
 )
 _kpi(
+    "kpi_account_funnel",
+    "One row per funnel stage: accounts that reached it, all time. An account reaches a stage "
+    "when its first lead does (its leads: `account_members`, as matched now).",
+    ("stage", "text", "funnel stage"),
+    ("position", "int", f"1..{len(FUNNEL) - 1}"),
+    ("accounts", "bigint", "accounts with a lead that reached it (skips count)"),
+    (
+        "conversion_pct",
+        "numeric",
+        "100 * accounts / accounts of the stage before (null for `lead`)",
+    ),
+    ("first_reached_at", "timestamptz", "the first time any account reached it"),
+)
+_kpi(
     "kpi_time_in_stage",
     "One row per stage: completed stays in it of the leads in the funnel.",
     ("stage", "text", "any stage a lead moved into (exits included)"),

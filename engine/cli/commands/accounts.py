@@ -7,8 +7,10 @@ from collections import Counter
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from psycopg import sql
 
+from engine.aggregates.account import Account
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.output import render, to_json
 from engine.domain.accounts.scoring import AccountScore, Point, unmet
@@ -17,7 +19,9 @@ from engine.runtime import Runtime, open_runtime
 
 
 def register(commands: Commands) -> None:
-    account = commands.group("account", help="one account: show, explain", dest="account_command")
+    account = commands.group(
+        "account", help="one account: show, explain, history", dest="account_command"
+    )
     p = account.add_parser("show", help="an account's firmographics, score, MQA and leads")
     p.add_argument("key", help="the account's id (the subject of its account.updated events)")
     fmt(p)
@@ -28,12 +32,21 @@ def register(commands: Commands) -> None:
     p.add_argument("key", help="the account's id (the subject of its account.updated events)")
     fmt(p)
     handles(p, explain)
+    p = account.add_parser(
+        "history",
+        help="an account's facts and decisions in time order: updates, leads matched, stages "
+        "first reached, MQA",
+    )
+    p.add_argument("key", help="the account's id (the subject of its account.updated events)")
+    fmt(p)
+    handles(p, history)
     report_group = commands.group(
         "report", help="reports over the read model", dest="report_command", metavar="REPORT"
     )
     p = report_group.add_parser(
         "accounts",
-        help="accounts: MQAs, how leads were matched, score distribution, top ones",
+        help="accounts: MQAs, buying-group coverage, account funnel, how leads were matched, "
+        "score distribution, top ones",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The accounts as the read model holds them now. --from/--to count the "
         "MQAs decided in the window; --as-of and --occurred-by are refused (account tables "
@@ -178,13 +191,32 @@ def report(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         scores = _rows(
             rt,
-            "SELECT account_key, score, fit, engagement, members, engaged, mqa_at "
-            "FROM {s}.account_scores ORDER BY score DESC, account_key",
+            "SELECT account_key, score, fit, engagement, members, engaged, mqa_at, segment, "
+            "roles_missing FROM {s}.account_scores ORDER BY score DESC, account_key",
         )
         rules_used = _rows(
             rt,
             "SELECT coalesce(rule, 'none') AS rule, count(*) AS leads FROM "
             "{s}.account_members GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        segments = _rows(
+            rt,
+            "SELECT coalesce(segment, '(none)') AS segment, count(*) AS accounts, "
+            "count(*) FILTER (WHERE cardinality(roles_missing) = 0) AS covered, "
+            "round(avg(group_engagement), 2) AS avg_group_engagement FROM {s}.account_scores "
+            "WHERE members > 0 GROUP BY 1 ORDER BY 1",
+        )
+        roles = _rows(
+            rt,
+            "SELECT g.role, count(*) FILTER (WHERE g.required) AS required_in, "
+            "count(*) FILTER (WHERE g.required AND g.covered) AS covered_in, "
+            "count(*) FILTER (WHERE g.required AND NOT g.covered) AS missing_in, "
+            "sum(g.leads) AS leads FROM {s}.account_buying_group g JOIN {s}.account_scores c "
+            "USING (account_id) WHERE c.members > 0 GROUP BY 1 ORDER BY 1",
+        )
+        funnel = _rows(
+            rt,
+            "SELECT stage, accounts, conversion_pct FROM {s}.kpi_account_funnel ORDER BY position",
         )
     buckets: Counter[str] = Counter()
     for row in scores:
@@ -202,16 +234,26 @@ def report(args: argparse.Namespace) -> int:
         "mqas": len(mqas),
         "with_leads": sum(1 for r in scores if r["members"]),
     }
+    summary["covered"] = sum(int(r["covered"]) for r in segments)
     if args.format == "json":
         doc = {**summary, "matched_by": rules_used, "distribution": distribution}
+        doc |= {"buying_groups": segments, "roles": roles, "funnel": funnel}
         print(to_json({**doc, "top": scores[: args.limit]}))
         return 0
     title = (
         f"{summary['accounts']} accounts, {summary['with_leads']} with leads, "
         f"{summary['mqas']} MQAs" + (" in the window" if start or end else "")
     )
+    title += f", {summary['covered']} with their buying group covered"
     print(render(args.format, scores[: args.limit], title=title))
     if args.format != "csv":
+        print()
+        print(render("table", segments, title="Buying groups by segment (accounts with leads)"))
+        print()
+        print(render("table", roles, title="Buying-group roles (accounts with leads)"))
+        print()
+        title = "Account funnel: accounts reaching each stage (when their first lead does)"
+        print(render("table", funnel, title=title))
         print()
         print(render("table", rules_used, title="Leads by matching rule"))
         print()
@@ -228,3 +270,52 @@ def lead_match(rt: Runtime, lead_id: UUID) -> dict[str, Any] | None:
         lead_id,
     )
     return found[0] if found else None
+
+
+def history(args: argparse.Namespace) -> int:
+    """The account's updates (from its aggregate), its leads' match decisions, the stages it
+    first reached (when its first lead did, and which lead) and its MQA, in time order."""
+    with open_runtime() as rt:
+        acc = _account(rt, args.key)
+        try:
+            account: Account = rt.app.repository.get(acc["account_id"])
+        except AggregateNotFoundError:
+            raise AccountNotFound(args.key) from None
+        matched = _rows(
+            rt,
+            "SELECT m.decided_at AS at, l.lead_key, m.rule, m.reason FROM {s}.account_members m "
+            "LEFT JOIN {s}.lead_state l USING (lead_id) WHERE m.account_id = %s",
+            acc["account_id"],
+        )
+        stages = _rows(
+            rt,
+            "SELECT DISTINCT ON (k.stage) k.reached_at AS at, k.stage, k.lead_key "
+            "FROM {s}.kpi_stage_reached k JOIN {s}.account_members m USING (lead_id) "
+            "WHERE m.account_id = %s ORDER BY k.stage, k.reached_at, k.lead_key",
+            acc["account_id"],
+        )
+    events: list[dict[str, Any]] = []
+    for at, _source, event_id, data in account.updates:
+        fields = ", ".join(f"{k}={data[k]}" for k in sorted(data))
+        events.append({"at": at, "what": "account updated", "detail": fields, "id": event_id})
+    for r in matched:
+        detail = f"lead {r['lead_key']} by {r['rule']}: {r['reason']}"
+        events.append({"at": r["at"], "what": "lead matched", "detail": detail, "id": None})
+    for r in stages:
+        detail = f"first lead there: {r['lead_key']}"
+        events.append(
+            {"at": r["at"], "what": f"reached {r['stage']}", "detail": detail, "id": None}
+        )
+    if acc["mqa_at"] is not None:
+        detail = f"{acc['mqa_reason']} ({acc['mqa_rules']})"
+        events.append(
+            {"at": acc["mqa_at"], "what": "MQA", "detail": detail, "id": acc["mqa_trigger"]}
+        )
+    order = {"account updated": 0, "lead matched": 1, "MQA": 3}
+    events.sort(key=lambda e: (e["at"] is None, e["at"] or 0, order.get(e["what"], 2), e["detail"]))
+    if args.format == "json":
+        print(to_json({"account": args.key, "history": events}))
+        return 0
+    title = f"History of account {args.key} ({len(events)} entries; matches as decided now)"
+    print(render(args.format, events, columns=["at", "what", "detail", "id"], title=title))
+    return 0
