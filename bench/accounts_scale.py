@@ -217,7 +217,9 @@ def main() -> None:
         a0, a1 = results[(lo, "accounts")], results[(hi, "accounts")]
         print(
             f"{lo:,} -> {hi:,} accounts (x{hi / lo:.1f}): rebuild time "
-            f"x{a1['rebuild_s'] / a0['rebuild_s']:.2f}, settle x{a1['settle_s'] / a0['settle_s']:.2f}, "
+            f"x{a1['rebuild_s'] / a0['rebuild_s']:.2f}, settle all "
+            f"x{a1['settle_s'] / a0['settle_s']:.2f}, a batch "
+            f"x{a1['batch_settle_s'] / a0['batch_settle_s']:.2f}, "
             f"peak RSS x{a1['rss'] / a0['rss']:.2f}"
         )
 
