@@ -110,7 +110,9 @@ def test_buying_groups_funnel_history_and_attribution(
     entries = json.loads(out)["history"]
     whats = [e["what"] for e in entries]
     assert whats[0] == "account updated" and whats.count("lead matched") == 3
-    assert "reached customer" in whats
+    reached = [w.removeprefix("reached ") for w in whats if w.startswith("reached ")]
+    assert reached == ["lead", "mql", "sal", "sql", "opportunity", "customer"]  # funnel order
+    assert "schema_version" not in entries[0]["detail"] and "employees=5000" in entries[0]["detail"]
     times = [e["at"] for e in entries]
     assert times == sorted(times)
     code, out = leadengine("account", "history", "nope")

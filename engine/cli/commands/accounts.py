@@ -15,6 +15,7 @@ from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, w
 from engine.cli.output import render, to_json
 from engine.domain.accounts.scoring import AccountScore, Point, unmet
 from engine.domain.errors import LeadEngineError
+from engine.domain.lifecycle import RANK
 from engine.runtime import Runtime, open_runtime
 
 
@@ -296,7 +297,7 @@ def history(args: argparse.Namespace) -> int:
         )
     events: list[dict[str, Any]] = []
     for at, _source, event_id, data in account.updates:
-        fields = ", ".join(f"{k}={data[k]}" for k in sorted(data))
+        fields = ", ".join(f"{k}={data[k]}" for k in sorted(data) if k != "schema_version")
         events.append({"at": at, "what": "account updated", "detail": fields, "id": event_id})
     for r in matched:
         detail = f"lead {r['lead_key']} by {r['rule']}: {r['reason']}"
@@ -311,8 +312,9 @@ def history(args: argparse.Namespace) -> int:
         events.append(
             {"at": acc["mqa_at"], "what": "MQA", "detail": detail, "id": acc["mqa_trigger"]}
         )
-    order = {"account updated": 0, "lead matched": 1, "MQA": 3}
-    events.sort(key=lambda e: (e["at"] is None, e["at"] or 0, order.get(e["what"], 2), e["detail"]))
+    order = {"account updated": 0, "lead matched": 1, "MQA": 99}
+    order |= {f"reached {stage}": 1 + rank for stage, rank in RANK.items()}
+    events.sort(key=lambda e: (e["at"] is None, e["at"] or 0, order[e["what"]], e["detail"]))
     if args.format == "json":
         print(to_json({"account": args.key, "history": events}))
         return 0
