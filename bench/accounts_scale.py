@@ -123,12 +123,14 @@ def phase_setup(url: str, schema: str, args: list[int]) -> dict[str, Any]:
     database = dbmod.from_url(url, schema)
     with open_runtime(settings_for(url, schema), database=database) as rt:
         head = rt.app.recorder.max_notification_id() or 0
-        if head:
+        events = book(accounts, seed, bool(with_accounts))
+        if head == len(events):
             return {"head": head}
-        events = [validate_event(e) for e in book(accounts, seed, bool(with_accounts))]
+        if head:
+            sys.exit(f"{schema} holds {head:,} of {len(events):,} events: run with --fresh")
         print(f"making {schema}: {len(events):,} events", file=sys.stderr, flush=True)
-        for i in range(0, len(events), 2000):
-            rt.app.ingest(events[i : i + 2000])
+        for i in range(0, len(events), 500):  # short transactions on a loaded machine
+            rt.app.ingest([validate_event(e) for e in events[i : i + 500]])
         return {"head": rt.app.recorder.max_notification_id() or 0}
 
 
@@ -187,7 +189,8 @@ def main() -> None:
         return
     url = database_url()
     results: dict[tuple[int, str], dict[str, Any]] = {}
-    for size in args.accounts:
+    print(f"accounts x {LEADS_PER_ACCOUNT} leads each; projections rebuild leads, 1 worker")
+    for size in args.accounts:  # each size printed as soon as it is measured
         for variant in ("plain", "accounts"):
             schema = f"bench_acscale_{variant}_{size}_{args.seed}"
             if args.fresh:
@@ -196,8 +199,6 @@ def main() -> None:
             flag = str(int(variant == "accounts"))
             run_phase(__file__, "setup", [*common, str(size), str(args.seed), flag])
             results[(size, variant)] = run_phase(__file__, "rebuild", common)
-    print(f"accounts x {LEADS_PER_ACCOUNT} leads each; projections rebuild leads, 1 worker")
-    for size in args.accounts:
         p, a = results[(size, "plain")], results[(size, "accounts")]
         for label, r in (("without accounts", p), ("with accounts", a)):
             print(
@@ -210,7 +211,8 @@ def main() -> None:
         print(
             f"{'':>8}  ratio (with/without): rebuild throughput "
             f"x{(a['events'] / a['rebuild_s']) / (p['events'] / p['rebuild_s']):.2f}, "
-            f"peak RSS x{a['rss'] / p['rss']:.2f}"
+            f"peak RSS x{a['rss'] / p['rss']:.2f}",
+            flush=True,
         )
     if len(args.accounts) > 1:
         lo, hi = args.accounts[0], args.accounts[-1]
