@@ -75,6 +75,7 @@ ACCEPTED = (
         True,
     ),
     Accepted("kpi_funnel.stage", FUNNEL[1:], True),
+    Accepted("kpi_account_funnel.stage", FUNNEL[1:], True),
     Accepted("contract_info.projection", tuple(PROJECTIONS), True),
     Accepted("kpi_stage_reached.stage", FUNNEL[1:], True),
 )
@@ -111,7 +112,31 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "account_scores": (
         ("account_id",),
-        ("account_id", "account_key", "fit", "engagement", "score", "members", "points"),
+        (
+            "account_id",
+            "account_key",
+            "fit",
+            "engagement",
+            "score",
+            "members",
+            "points",
+            "roles_covered",
+            "roles_missing",
+            "group_engagement",
+        ),
+    ),
+    "account_buying_group": (
+        ("account_id", "role"),
+        (
+            "account_id",
+            "role",
+            "account_key",
+            "required",
+            "leads",
+            "engaged",
+            "covered",
+            "best_engagement",
+        ),
     ),
     "lead_current": (
         ("lead_id",),
@@ -279,6 +304,7 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "kpi_stage_reached": (("lead_id", "stage"), ("lead_id", "stage", "reached_at")),
     "kpi_funnel": (("stage",), ("stage", "position", "reached")),
+    "kpi_account_funnel": (("stage",), ("stage", "position", "accounts")),
     "contract_info": (
         ("projection",),
         ("contract_version", "projection", "position", "log_head", "lag", "last_projected_at"),

@@ -26,7 +26,8 @@ def account(db: Database, key: str) -> Row | None:
     found = rows(
         db,
         "SELECT a.*, c.fit, c.engagement, c.score, c.members, c.engaged, c.points, c.mqa_at, "
-        "c.mqa_trigger, c.mqa_rules, c.mqa_reason, c.rules_version FROM {s}.account_state a "
+        "c.mqa_trigger, c.mqa_rules, c.mqa_reason, c.rules_version, c.segment, c.roles_covered, "
+        "c.roles_missing, c.group_engagement FROM {s}.account_state a "
         "LEFT JOIN {s}.account_scores c USING (account_id) WHERE a.account_key = %s",
         key,
     )
@@ -48,8 +49,8 @@ def scores(db: Database) -> list[Row]:
     """Every account's score, highest first."""
     return rows(
         db,
-        "SELECT account_key, score, fit, engagement, members, engaged, mqa_at "
-        "FROM {s}.account_scores ORDER BY score DESC, account_key",
+        "SELECT account_key, score, fit, engagement, members, engaged, mqa_at, segment, "
+        "roles_missing FROM {s}.account_scores ORDER BY score DESC, account_key",
     )
 
 
@@ -71,3 +72,66 @@ def lead_match(db: Database, lead_id: UUID) -> Row | None:
         lead_id,
     )
     return found[0] if found else None
+
+
+def group(db: Database, account_id: UUID) -> list[Row]:
+    """The account's buying group, one row per role (rules order is not stored: by role)."""
+    return rows(
+        db,
+        "SELECT role, required, covered, leads, engaged, best_engagement "
+        "FROM {s}.account_buying_group WHERE account_id = %s ORDER BY NOT required, role",
+        account_id,
+    )
+
+
+def segments(db: Database) -> list[Row]:
+    """Accounts with members per segment: how many, how many with every required role covered,
+    their mean group engagement."""
+    return rows(
+        db,
+        "SELECT coalesce(segment, '(none)') AS segment, count(*) AS accounts, "
+        "count(*) FILTER (WHERE cardinality(roles_missing) = 0) AS covered, "
+        "round(avg(group_engagement), 2) AS avg_group_engagement FROM {s}.account_scores "
+        "WHERE members > 0 GROUP BY 1 ORDER BY 1",
+    )
+
+
+def roles(db: Database) -> list[Row]:
+    """Per buying-group role: in how many accounts it is required, covered, missing."""
+    return rows(
+        db,
+        "SELECT g.role, count(*) FILTER (WHERE g.required) AS required_in, "
+        "count(*) FILTER (WHERE g.required AND g.covered) AS covered_in, "
+        "count(*) FILTER (WHERE g.required AND NOT g.covered) AS missing_in, "
+        "sum(g.leads) AS leads FROM {s}.account_buying_group g JOIN {s}.account_scores c "
+        "USING (account_id) WHERE c.members > 0 GROUP BY 1 ORDER BY 1",
+    )
+
+
+def funnel(db: Database) -> list[Row]:
+    """Accounts reaching each stage (kpi_account_funnel)."""
+    return rows(
+        db,
+        "SELECT stage, accounts, conversion_pct FROM {s}.kpi_account_funnel ORDER BY position",
+    )
+
+
+def matches(db: Database, account_id: UUID) -> list[Row]:
+    """When and by which rule each of the account's leads was matched (as decided now)."""
+    return rows(
+        db,
+        "SELECT m.decided_at AS at, l.lead_key, m.rule, m.reason FROM {s}.account_members m "
+        "LEFT JOIN {s}.lead_state l USING (lead_id) WHERE m.account_id = %s",
+        account_id,
+    )
+
+
+def stages_reached(db: Database, account_id: UUID) -> list[Row]:
+    """Each stage the account reached: when its first lead did, and which lead."""
+    return rows(
+        db,
+        "SELECT DISTINCT ON (k.stage) k.reached_at AS at, k.stage, k.lead_key "
+        "FROM {s}.kpi_stage_reached k JOIN {s}.account_members m USING (lead_id) "
+        "WHERE m.account_id = %s ORDER BY k.stage, k.reached_at, k.lead_key",
+        account_id,
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -602,13 +603,33 @@ INDUSTRIES = ("software", "saas", "fintech", "manufacturing", "healthcare", "ret
 LEGAL_FORMS = ("Inc.", "Inc", "LLC", "Ltd", "GmbH", "Corp.", "")
 
 
+#: business domains per company once accounts are on: `acme1.example` .. `acme6.example`
+COMPANY_DOMAINS = 6
+_NUMBERED = re.compile(r"^(?P<local>[^@]+)@(?P<company>[a-z]+)(?P<n>\d+)\.example$")
+
+
+def _colleague(email: str) -> str:
+    """The e-mail on one of its company's COMPANY_DOMAINS domains (`acme57.example` ->
+    `acme3.example`), so an account has several people; other addresses as they are."""
+    m = _NUMBERED.match(email)
+    if m is None:
+        return email
+    n = (int(m["n"]) - 1) % COMPANY_DOMAINS + 1
+    return f"{m['local']}@{m['company']}{n}.example"
+
+
 def with_accounts(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """CRM accounts for the leads' business domains, added without touching the journeys' own
-    randomness: one `account.updated` a day before the first lead of its domain (some with an
+    randomness: a company's leads on a few shared domains (colleagues: several people per
+    account, in the buying-group roles their seniority gives them), one `account.updated` a
+    day before the first lead of its domain (some with an
     owner, a target tier, a later tier change), a few leads naming their account (`account`
     attribute), a few writing from free mail with only their company to match on, and some
     companies with two accounts of the same name (an ambiguous name: tie-breakers decide)."""
     rng = random.Random(seed * 104729 + 3)
+    for e in events:  # colleagues: a company's leads share a few domains (several per account)
+        if e["type"] == "lead.captured":
+            e["data"]["email"] = _colleague(e["data"]["email"])
     first: dict[str, tuple[str, str | None]] = {}  # domain -> (first time, company)
     for e in events:
         if e["type"] == "lead.captured":

@@ -493,6 +493,71 @@ class AccountEngagement(BaseModel):
     )
 
 
+class BuyingRole(BaseModel):
+    """A role in an account's buying group (champion, economic buyer, ...): a member lead
+    takes the role of its best persona (`lead_state.best_persona`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    personas: tuple[str, ...] = Field(min_length=1)
+
+
+class BuyingSegment(BaseModel):
+    """The roles an account of this segment needs covered; the first segment whose `when`
+    holds on the account's firmographics applies (no `when`: every account)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    when: tuple[Condition, ...] = ()
+    required: tuple[str, ...] = Field(min_length=1)
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        return all(c.matches(attrs) for c in self.when)
+
+
+class BuyingGroup(BaseModel):
+    """Buying groups (docs/accounts.md#buying-groups): roles from personas, the roles each
+    account segment needs covered by engaged leads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    roles: tuple[BuyingRole, ...] = ()
+    segments: tuple[BuyingSegment, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BuyingGroup:
+        for name, ids in (
+            ("roles", [r.id for r in self.roles]),
+            ("segments", [s.id for s in self.segments]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"accounts.buying_group.{name}: id(s) {dupes} used more than once")
+        owner: dict[str, str] = {}
+        for role in self.roles:
+            for persona in role.personas:
+                if persona in owner:
+                    raise ValueError(
+                        f"accounts.buying_group.roles: persona '{persona}' is in roles "
+                        f"'{owner[persona]}' and '{role.id}' (a persona gives one role)"
+                    )
+                owner[persona] = role.id
+        known = {r.id for r in self.roles}
+        for segment in self.segments:
+            unknown = [r for r in segment.required if r not in known]
+            if unknown:
+                raise ValueError(
+                    f"accounts.buying_group.segments '{segment.id}' requires unknown role(s) "
+                    f"{unknown} (roles: {sorted(known)})"
+                )
+        return self
+
+    @cached_property
+    def role_of_persona(self) -> dict[str, str]:
+        return {p: r.id for r in self.roles for p in r.personas}
+
+
 class MqaRule(BaseModel):
     """When an account is marketing-qualified (MQA): every threshold given must hold."""
 
@@ -500,6 +565,11 @@ class MqaRule(BaseModel):
     total_at_least: float | None = Field(default=60.0, ge=0, le=100)
     fit_at_least: float | None = Field(default=None, ge=0, le=100)
     engaged_leads_at_least: int | None = Field(default=None, ge=1)
+    buying_group_covered: bool = Field(
+        default=False,
+        description="Also require every role the account's segment needs covered by an "
+        "engaged lead (accounts.buying_group).",
+    )
 
 
 class AccountRules(BaseModel):
@@ -511,6 +581,7 @@ class AccountRules(BaseModel):
     engagement: AccountEngagement = AccountEngagement()
     combine: Combine = Combine()
     mqa: MqaRule = MqaRule()
+    buying_group: BuyingGroup = BuyingGroup()
 
 
 class Rules(ScoringModel):
@@ -537,6 +608,12 @@ class Rules(ScoringModel):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"persona id(s) {dupes} used more than once")
+        unknown = sorted(set(self.accounts.buying_group.role_of_persona) - set(ids))
+        if unknown:
+            raise ValueError(
+                f"accounts.buying_group.roles name unknown persona(s) {unknown} "
+                f"(personas: {sorted(ids)})"
+            )
         return self
 
     def all_models(self) -> tuple[ScoringModel, ...]:

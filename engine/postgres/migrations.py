@@ -359,7 +359,9 @@ def _identity(conn: Connection, schema: str) -> None:
 
 
 def _accounts(conn: Connection, schema: str) -> None:
-    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
+    """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept.
+    Today's declarations: migration 21 adds the buying-group table and columns the same way
+    (a store projected before needs `projections rebuild leads` to fill them)."""
     from engine.projections.registry import ACCOUNT_TABLES
     from engine.projections.registry import TABLES as DECLARED
 
@@ -444,6 +446,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "lead_sla_rounds and attribution_windows: SLA per round, credits by window",
         _rounds_windows,
     ),
+    Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -21,13 +21,22 @@ from uuid import UUID
 from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 
-from engine.aggregates.account import Account, account_id
+from engine.aggregates.account import Account
 from engine.aggregates.lead import Lead
-from engine.domain.accounts.matching import LeadSignals, Match, match_all
+from engine.domain.accounts.matching import (
+    LeadSignals,
+    Match,
+    MatchIndex,
+    activity_of,
+    index,
+    match_lead,
+    near,
+)
 from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import AccountScore, Member, decide_mqa, score
 from engine.domain.facts import profile_of
 from engine.domain.rules import Rules
+from engine.domain.scoring import best_of_profile
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
 
@@ -61,8 +70,9 @@ def state_row(account: Account) -> Row:
     )
 
 
-def signals_row(lead: Lead, engagement: float) -> Row:
-    attrs, _ = profile_of(lead.facts)
+def signals_row(lead: Lead, engagement: float, rules: Rules) -> Row:
+    attrs, origin = profile_of(lead.facts)
+    persona = best_of_profile(attrs, origin, rules.personas)  # as lead_state.best_persona
     last = max(lead.facts, key=lambda f: (f.occurred_at, f.seq))
     return (
         lead.id,
@@ -72,24 +82,46 @@ def signals_row(lead: Lead, engagement: float) -> Row:
         last.occurred_at,
         last.event_id,
         _money(engagement),
+        persona.persona if persona else None,
     )
 
 
 class AccountBook:
     """Every account's profile row and every lead's signals row, and the global rows last
-    written; `settle` decides again and returns the global rows that changed."""
+    written; `settle` decides again and returns the global rows that changed.
+
+    The first settle (and any after an account changed, or under other rules) matches every
+    lead and scores every account. After that, a settle where only leads changed is
+    incremental: it updates the tie-breakers' counts and activity of the accounts those leads
+    count for, matches again those leads and the leads whose decision ranked an account whose
+    counts changed, and scores again only the accounts whose members or members' signals
+    changed. Same rows as matching and scoring everything (tests/unit/test_account_book.py)."""
 
     def __init__(self) -> None:
         self.states: dict[str, Row] = {}  # account key -> account_state row
         self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
         self.members: dict[UUID, Row] = {}  # lead id -> account_members row
         self.scores: dict[str, Row] = {}  # account key -> account_scores row
+        self.groups: dict[tuple[str, str], Row] = {}  # (account key, role) -> its row
+        self._dirty_leads: set[UUID] = set()
+        self._dirty_accounts: set[str] = set()
+        self._settled: Rules | None = None  # the rules of the last settle (None: never)
+        self._index: MatchIndex | None = None
+        self._leads: dict[UUID, LeadSignals] = {}
+        self._near: dict[UUID, frozenset[str]] = {}  # lead -> accounts it counts for
+        self._near_leads: dict[str, set[UUID]] = {}  # account -> leads counting for it
+        self._contested: dict[str, set[UUID]] = {}  # account -> leads that ranked it
+        self._members_of: dict[str, set[UUID]] = {}  # account -> its member leads
 
     def put_state(self, row: Row) -> None:
-        self.states[row[1]] = row
+        if self.states.get(row[1]) != row:
+            self.states[row[1]] = row
+            self._dirty_accounts.add(row[1])
 
     def put_signals(self, row: Row) -> None:
-        self.signals[row[0]] = row
+        if self.signals.get(row[0]) != row:
+            self.signals[row[0]] = row
+            self._dirty_leads.add(row[0])
 
     def load(self, cur: Cursor[Any], schema: str) -> None:
         """Everything the tables hold (a projector starting on a schema projected before)."""
@@ -98,6 +130,7 @@ class AccountBook:
             ("account_signals", self.put_signals),
             ("account_members", lambda r: self.members.__setitem__(r[0], r)),
             ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
+            ("account_buying_group", lambda r: self.groups.__setitem__((r[2], r[1]), r)),
         ):
             cur.execute(
                 sql.SQL("SELECT {} FROM {}").format(
@@ -108,49 +141,128 @@ class AccountBook:
             for row in cur.fetchall():
                 put(tuple(row))
 
-    def settle(self, rules: Rules) -> dict[str, list[Row]]:
-        """Match every lead, score every account; the members and scores rows that differ
-        from the ones last written (all of them the first time)."""
-        ref = rules.ref
+    def settle(self, rules: Rules, *, everything: bool = False) -> dict[str, list[Row]]:
+        """The members, scores and buying-group rows that differ from the ones last written
+        (all of them the first time). `everything`: match and score all, never incremental."""
+        if everything or self._settled is not rules or self._dirty_accounts:
+            members, rescore = self._match_all(rules)
+        elif self._dirty_leads:
+            members, rescore = self._match_leads(rules)
+        else:
+            return {"account_members": [], "account_scores": [], "account_buying_group": []}
+        scores, groups = self._rescore(rescore, rules)
+        self._dirty_leads.clear()
+        self._dirty_accounts.clear()
+        self._settled = rules
+        return {
+            "account_members": members,
+            "account_scores": scores,
+            "account_buying_group": groups,
+        }
+
+    def _match_all(self, rules: Rules) -> tuple[list[Row], set[str]]:
+        matching = rules.accounts.matching
         profiles = [_profile(r) for r in self.states.values()]
-        leads = [
-            LeadSignals(
-                str(r[0]), account=r[1], email_domain=r[2], company=r[3], last_activity=r[4]
-            )
-            for r in self.signals.values()
-        ]
-        matches = match_all(profiles, leads, rules.accounts.matching)
-        members: dict[str, list[UUID]] = {}
-        changed_members: list[Row] = []
-        for lead_id, signals in self.signals.items():
-            m = matches[str(lead_id)]
-            row = self._member_row(lead_id, signals, m, ref)
+        self._leads = {lead_id: _signals(r) for lead_id, r in self.signals.items()}
+        idx = self._index = index(profiles, self._leads.values(), matching)
+        self._near = {lead_id: near(ls, idx, matching) for lead_id, ls in self._leads.items()}
+        self._near_leads = {}
+        for lead_id, accounts in self._near.items():
+            for acc in accounts:
+                self._near_leads.setdefault(acc, set()).add(lead_id)
+        self._contested, self._members_of = {}, {}
+        changed, _ = self._decide(self.signals, rules)
+        return changed, set(self.states)
+
+    def _match_leads(self, rules: Rules) -> tuple[list[Row], set[str]]:
+        matching = rules.accounts.matching
+        idx = self._index
+        assert idx is not None
+        touched: set[str] = set()
+        for lead_id in self._dirty_leads:
+            ls = self._leads[lead_id] = _signals(self.signals[lead_id])
+            before, after = self._near.get(lead_id, frozenset()), near(ls, idx, matching)
+            self._near[lead_id] = after
+            for acc in before - after:
+                self._near_leads[acc].discard(lead_id)
+            for acc in after - before:
+                self._near_leads.setdefault(acc, set()).add(lead_id)
+            touched |= before | after
+        redecide = set(self._dirty_leads)
+        for acc in touched:  # the tie-breakers' inputs of the accounts these leads count for
+            leads = self._near_leads.get(acc, set())
+            count = len(leads)
+            activity = activity_of(idx.accounts[acc], (self._leads[i] for i in leads))
+            if idx.leads[acc] != count or idx.activity[acc] != activity:
+                idx.leads[acc], idx.activity[acc] = count, activity
+                redecide |= self._contested.get(acc, set())
+        changed, moved = self._decide(sorted(redecide), rules)
+        for lead_id in self._dirty_leads:  # its engagement, persona or activity: its account
+            acc = self.members[lead_id][2]
+            if acc is not None:
+                moved.add(acc)
+        return changed, moved
+
+    def _decide(self, lead_ids: Iterable[UUID], rules: Rules) -> tuple[list[Row], set[str]]:
+        """Match these leads; the member rows that changed and the accounts they left or
+        joined."""
+        assert self._index is not None
+        matching, ref = rules.accounts.matching, rules.ref
+        changed: list[Row] = []
+        moved: set[str] = set()
+        for lead_id in lead_ids:
+            m = match_lead(self._leads[lead_id], self._index, matching)
+            row = self._member_row(lead_id, self.signals[lead_id], m, ref)
+            before = self.members.get(lead_id)
+            if before is not None and before[2] is not None:
+                self._members_of.get(before[2], set()).discard(lead_id)
+                for acc in before[5] if len(before[5]) > 1 else ():
+                    self._contested.get(acc, set()).discard(lead_id)
             if m.account_id is not None:
-                members.setdefault(m.account_id, []).append(lead_id)
-            if self.members.get(lead_id) != row:
+                self._members_of.setdefault(m.account_id, set()).add(lead_id)
+            for acc in m.candidates if len(m.candidates) > 1 else ():
+                self._contested.setdefault(acc, set()).add(lead_id)
+            if before != row:
                 self.members[lead_id] = row
-                changed_members.append(row)
+                changed.append(row)
+                moved.update(a for a in (before[2] if before else None, m.account_id) if a)
+        return changed, moved
+
+    def _rescore(self, accounts: Iterable[str], rules: Rules) -> tuple[list[Row], list[Row]]:
+        assert self._index is not None
         changed_scores: list[Row] = []
-        for profile in profiles:
-            row = self._score_row(profile, members.get(profile.account_id, []), rules)
-            if self.scores.get(profile.account_id) != row:
-                self.scores[profile.account_id] = row
+        changed_groups: list[Row] = []
+        for key in sorted(accounts):
+            if key not in self.states:
+                continue
+            profile = self._index.accounts[key]
+            lead_ids = sorted(self._members_of.get(key, ()))
+            row, groups = self._score_row(profile, lead_ids, rules)
+            if self.scores.get(key) != row:
+                self.scores[key] = row
                 changed_scores.append(row)
-        return {"account_members": changed_members, "account_scores": changed_scores}
+            for group in groups:
+                if self.groups.get((key, group[1])) != group:
+                    self.groups[(key, group[1])] = group
+                    changed_groups.append(group)
+        return changed_scores, changed_groups
 
     def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
         decided = signals[4]
         if m.account_id is not None:
             updated = self.states[m.account_id][10]
             decided = max(d for d in (decided, updated) if d is not None) if updated else decided
-        acc = account_id(m.account_id) if m.account_id is not None else None
+        acc = self.states[m.account_id][0] if m.account_id is not None else None
         return (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
 
-    def _score_row(self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules) -> Row:
+    def _score_row(
+        self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules
+    ) -> tuple[Row, list[Row]]:
+        """The account_scores row and the account_buying_group rows (one per role)."""
         state = self.states[profile.account_id]
         result = score(
             profile,
-            (Member(str(i), float(self.signals[i][6])) for i in lead_ids),
+            (Member(str(i), float(self.signals[i][6]), self.signals[i][7]) for i in lead_ids),
             rules.accounts,
         )
         points = [
@@ -158,7 +270,7 @@ class AccountBook:
             for p in result.points
         ]
         mqa = self._mqa(profile, lead_ids, result, rules)
-        return (
+        row = (
             state[0],
             profile.account_id,
             _money(result.fit),
@@ -169,7 +281,25 @@ class AccountBook:
             points,
             *mqa,
             rules.ref,
+            result.segment,
+            list(result.roles_covered),
+            list(result.roles_missing),
+            _money(result.group_engagement),
         )
+        groups = [
+            (
+                state[0],
+                r.role,
+                profile.account_id,
+                r.required,
+                r.leads,
+                r.engaged,
+                r.covered,
+                _money(r.best_engagement),
+            )
+            for r in result.roles
+        ]
+        return row, groups
 
     def _mqa(
         self, profile: AccountProfile, lead_ids: list[UUID], result: AccountScore, rules: Rules
@@ -189,6 +319,12 @@ class AccountBook:
         if decision is None:
             return (None, None, None, None)
         return (decision.at, decision.trigger, decision.rules, decision.reason)
+
+
+def _signals(row: Row) -> LeadSignals:
+    return LeadSignals(
+        str(row[0]), account=row[1], email_domain=row[2], company=row[3], last_activity=row[4]
+    )
 
 
 def _profile(row: Row) -> AccountProfile:

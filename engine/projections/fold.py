@@ -278,7 +278,7 @@ class Folder:
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
                 lead_rounds = rounds.round_rows(lead, rules.sla) if rules.sla is not None else []
-                signals = accounts.signals_row(lead, primary.engagement)
+                signals = accounts.signals_row(lead, primary.engagement, rules)
             except INFRASTRUCTURE:
                 raise
             except Exception as exc:

@@ -48,6 +48,21 @@ VIEWS: dict[str, str] = {
                  / nullif(lag(coalesce(c.reached, 0)) OVER (ORDER BY r.rank), 0), 1)
              AS conversion_pct
     FROM {RANKS} LEFT JOIN counts c USING (stage)""",
+    "kpi_account_funnel": f"""
+    WITH reached AS (
+        SELECT m.account_id, k.stage, min(k.reached_at) AS reached_at
+        FROM {{s}}.kpi_stage_reached k JOIN {{s}}.account_members m USING (lead_id)
+        WHERE m.account_id IS NOT NULL
+        GROUP BY m.account_id, k.stage),
+    counts AS (
+        SELECT stage, count(*) AS accounts, min(reached_at) AS first_reached_at
+        FROM reached GROUP BY stage)
+    SELECT r.stage, r.rank AS position, coalesce(c.accounts, 0) AS accounts,
+           round(100.0 * coalesce(c.accounts, 0)
+                 / nullif(lag(coalesce(c.accounts, 0)) OVER (ORDER BY r.rank), 0), 1)
+             AS conversion_pct,
+           c.first_reached_at
+    FROM {RANKS} LEFT JOIN counts c USING (stage)""",
     "kpi_time_in_stage": """
     WITH cohort AS (
         SELECT DISTINCT coalesce(p.person_id, k.lead_id) AS person_id

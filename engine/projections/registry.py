@@ -721,6 +721,7 @@ ACCOUNT_SIGNALS = Table(
         c("last_activity", "timestamptz", "its latest fact's event time"),
         c("last_event_id", "text", "that fact's CloudEvent id"),
         nn("engagement", "numeric(6,2)", "its engagement score (primary model)"),
+        c("persona", "text", "its best persona: its buying-group role (migration 21)"),
     ),
     ("lead_id",),
     upserted=True,
@@ -771,8 +772,46 @@ ACCOUNT_SCORES = Table(
         c("mqa_rules", "text", "`name@version` of the rules that decided MQA"),
         c("mqa_reason", "text", "the thresholds that held"),
         nn("rules_version", "text", "`name@version` of the rules that scored"),
+        c("segment", "text", "its buying-group segment (accounts.buying_group.segments)"),
+        nn(
+            "roles_covered",
+            "text[]",
+            "required buying-group roles an engaged member holds",
+            default="ARRAY[]::text[]",
+        ),
+        nn(
+            "roles_missing",
+            "text[]",
+            "required buying-group roles no engaged member holds",
+            default="ARRAY[]::text[]",
+        ),
+        nn(
+            "group_engagement",
+            "numeric(6,2)",
+            "0-100: mean over the required roles of the most engaged holder's engagement",
+            default="0",
+        ),
     ),
     ("account_id",),
+    upserted=True,
+    projected=False,
+)
+
+ACCOUNT_BUYING_GROUP = Table(
+    "account_buying_group",
+    "One row per account and buying-group role of the rules: who holds it, whether an "
+    "engaged member covers it, whether the account's segment requires it.",
+    (
+        ACCOUNT_ID,
+        nn("role", "text", "the role's id (accounts.buying_group.roles)"),
+        ACCOUNT_KEY,
+        nn("required", "boolean", "the account's segment requires the role"),
+        nn("leads", "int", "members whose best persona gives them the role"),
+        nn("engaged", "int", "of those, members with engagement at least engaged_at_least"),
+        nn("covered", "boolean", "an engaged member holds the role"),
+        nn("best_engagement", "numeric(6,2)", "the most engaged holder's engagement (0: none)"),
+    ),
+    ("account_id", "role"),
     upserted=True,
     projected=False,
 )
@@ -800,11 +839,18 @@ TABLES: dict[str, Table] = {
         ACCOUNT_SIGNALS,
         ACCOUNT_MEMBERS,
         ACCOUNT_SCORES,
+        ACCOUNT_BUYING_GROUP,
     )
 }
 #: The account tables, in write order (the `leads` projection's, written by
 #: engine/projections/accounts.py, not by the projector's generic row paths).
-ACCOUNT_TABLES = ("account_state", "account_signals", "account_members", "account_scores")
+ACCOUNT_TABLES = (
+    "account_state",
+    "account_signals",
+    "account_members",
+    "account_scores",
+    "account_buying_group",
+)
 #: The tables the projector writes, in write order.
 PROJECTED = tuple(name for name, t in TABLES.items() if t.projected)
 
@@ -1356,6 +1402,10 @@ _view(
                     "mqa_at",
                     "mqa_trigger",
                     "mqa_rules",
+                    "segment",
+                    "roles_covered",
+                    "roles_missing",
+                    "group_engagement",
                 )
             ),
         ),
@@ -1394,6 +1444,15 @@ _view(
     )
 )
 
+_view(
+    View(
+        "account_buying_group",
+        ACCOUNT_BUYING_GROUP.meaning,
+        ACCOUNT_BUYING_GROUP,
+        tuple(Out(n) for n in ACCOUNT_BUYING_GROUP.names),
+    )
+)
+
 
 def _kpi(name: str, meaning: str, *columns: tuple[str, str, str]) -> None:
     outs = tuple(Out(n, meaning=m, type=t) for n, t, m in columns)
@@ -1421,6 +1480,20 @@ _kpi(
         "numeric",
         "100 * reached / reached of the stage before (null for `lead`)",
     ),
+)
+_kpi(
+    "kpi_account_funnel",
+    "One row per funnel stage: accounts that reached it, all time. An account reaches a stage "
+    "when its first lead does (its leads: `account_members`, as matched now).",
+    ("stage", "text", "funnel stage"),
+    ("position", "int", f"1..{len(FUNNEL) - 1}"),
+    ("accounts", "bigint", "accounts with a lead that reached it (skips count)"),
+    (
+        "conversion_pct",
+        "numeric",
+        "100 * accounts / accounts of the stage before (null for `lead`)",
+    ),
+    ("first_reached_at", "timestamptz", "the first time any account reached it"),
 )
 _kpi(
     "kpi_time_in_stage",

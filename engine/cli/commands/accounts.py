@@ -7,17 +7,23 @@ import argparse
 from collections import Counter
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
+
+from engine.aggregates.account import Account
 from engine.analytics import account_queries as queries
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.commands.leads import moment_arg
 from engine.cli.output import render, to_json
 from engine.domain.accounts.scoring import AccountScore, Point, unmet
 from engine.domain.errors import LeadEngineError
+from engine.domain.lifecycle import RANK
 from engine.runtime import Runtime, open_runtime
 
 
 def register(commands: Commands) -> None:
-    account = commands.group("account", help="one account: show, explain", dest="account_command")
+    account = commands.group(
+        "account", help="one account: show, explain, history", dest="account_command"
+    )
     p = account.add_parser("show", help="an account's firmographics, score, MQA and leads")
     p.add_argument("key", help="the account's id (the subject of its account.updated events)")
     fmt(p)
@@ -28,12 +34,21 @@ def register(commands: Commands) -> None:
     p.add_argument("key", help="the account's id (the subject of its account.updated events)")
     fmt(p)
     handles(p, explain)
+    p = account.add_parser(
+        "history",
+        help="an account's facts and decisions in time order: updates, leads matched, stages "
+        "first reached, MQA",
+    )
+    p.add_argument("key", help="the account's id (the subject of its account.updated events)")
+    fmt(p)
+    handles(p, history)
     report_group = commands.group(
         "report", help="reports over the read model", dest="report_command", metavar="REPORT"
     )
     p = report_group.add_parser(
         "accounts",
-        help="accounts: MQAs, how leads were matched, score distribution, top ones",
+        help="accounts: MQAs, buying-group coverage, account funnel, how leads were matched, "
+        "score distribution, top ones",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The accounts as the read model holds them now. --from/--to count the "
         "MQAs decided in the window; --as-of and --occurred-by are refused (account tables "
@@ -60,18 +75,28 @@ def _account(rt: Runtime, key: str) -> dict[str, Any]:
 
 PROFILE = ("name", "domains", "industry", "employees", "annual_revenue", "country", "owner", "tier")
 SCORE = ("fit", "engagement", "score", "members", "engaged", "mqa_at", "mqa_trigger", "mqa_rules")
+GROUP = ("segment", "roles_covered", "roles_missing", "group_engagement")
 
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         acc = _account(rt, args.key)
         members = queries.members(rt.db, acc["account_id"])
+        group = queries.group(rt.db, acc["account_id"])
     if args.format == "json":
-        print(to_json({**{k: acc[k] for k in ("account_key", *PROFILE, *SCORE)}, "leads": members}))
+        doc = {k: acc[k] for k in ("account_key", *PROFILE, *SCORE, *GROUP)}
+        print(to_json({**doc, "buying_group": group, "leads": members}))
         return 0
-    head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE)]
+    head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE, *GROUP)]
     print(render(args.format, head, title=f"Account {args.key}"))
     if args.format != "csv":
+        print()
+        title = f"Buying group ({acc['segment'] or 'no segment'}): " + (
+            "missing " + ", ".join(acc["roles_missing"])
+            if acc["roles_missing"]
+            else "every required role covered"
+        )
+        print(render("table", group, title=title))
         print()
         print(render("table", members, title=f"Its leads ({len(members)})"))
     return 0
@@ -91,6 +116,10 @@ def explain(args: argparse.Namespace) -> int:
         int(acc["members"] or 0),
         int(acc["engaged"] or 0),
         tuple(Point(**p) for p in points),
+        acc["segment"],
+        tuple(acc["roles_covered"] or ()),
+        tuple(acc["roles_missing"] or ()),
+        float(acc["group_engagement"] or 0),
     )
     missing = unmet(result, rules.accounts)
     if acc["mqa_at"] is not None:
@@ -128,6 +157,9 @@ def report(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         scores = queries.scores(rt.db)
         rules_used = queries.matched_by(rt.db)
+        segments = queries.segments(rt.db)
+        roles = queries.roles(rt.db)
+        funnel = queries.funnel(rt.db)
     buckets: Counter[str] = Counter()
     for row in scores:
         buckets[next(label for low, label in BUCKETS if float(row["score"]) >= low)] += 1
@@ -144,18 +176,67 @@ def report(args: argparse.Namespace) -> int:
         "mqas": len(mqas),
         "with_leads": sum(1 for r in scores if r["members"]),
     }
+    summary["covered"] = sum(int(r["covered"]) for r in segments)
     if args.format == "json":
         doc = {**summary, "matched_by": rules_used, "distribution": distribution}
+        doc |= {"buying_groups": segments, "roles": roles, "funnel": funnel}
         print(to_json({**doc, "top": scores[: args.limit]}))
         return 0
     title = (
         f"{summary['accounts']} accounts, {summary['with_leads']} with leads, "
         f"{summary['mqas']} MQAs" + (" in the window" if start or end else "")
     )
+    title += f", {summary['covered']} with their buying group covered"
     print(render(args.format, scores[: args.limit], title=title))
     if args.format != "csv":
+        print()
+        print(render("table", segments, title="Buying groups by segment (accounts with leads)"))
+        print()
+        print(render("table", roles, title="Buying-group roles (accounts with leads)"))
+        print()
+        title = "Account funnel: accounts reaching each stage (when their first lead does)"
+        print(render("table", funnel, title=title))
         print()
         print(render("table", rules_used, title="Leads by matching rule"))
         print()
         print(render("table", distribution, title="Account score distribution"))
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """The account's updates (from its aggregate), its leads' match decisions, the stages it
+    first reached (when its first lead did, and which lead) and its MQA, in time order."""
+    with open_runtime() as rt:
+        acc = _account(rt, args.key)
+        try:
+            account: Account = rt.app.repository.get(acc["account_id"])
+        except AggregateNotFoundError:
+            raise AccountNotFound(args.key) from None
+        matched = queries.matches(rt.db, acc["account_id"])
+        stages = queries.stages_reached(rt.db, acc["account_id"])
+    events: list[dict[str, Any]] = []
+    for at, _source, event_id, data in account.updates:
+        fields = ", ".join(f"{k}={data[k]}" for k in sorted(data) if k != "schema_version")
+        events.append({"at": at, "what": "account updated", "detail": fields, "id": event_id})
+    for r in matched:
+        detail = f"lead {r['lead_key']} by {r['rule']}: {r['reason']}"
+        events.append({"at": r["at"], "what": "lead matched", "detail": detail, "id": None})
+    for r in stages:
+        detail = f"first lead there: {r['lead_key']}"
+        events.append(
+            {"at": r["at"], "what": f"reached {r['stage']}", "detail": detail, "id": None}
+        )
+    if acc["mqa_at"] is not None:
+        detail = f"{acc['mqa_reason']} ({acc['mqa_rules']})"
+        events.append(
+            {"at": acc["mqa_at"], "what": "MQA", "detail": detail, "id": acc["mqa_trigger"]}
+        )
+    order = {"account updated": 0, "lead matched": 1, "MQA": 99}
+    order |= {f"reached {stage}": 1 + rank for stage, rank in RANK.items()}
+    events.sort(key=lambda e: (e["at"] is None, e["at"] or 0, order[e["what"]], e["detail"]))
+    if args.format == "json":
+        print(to_json({"account": args.key, "history": events}))
+        return 0
+    title = f"History of account {args.key} ({len(events)} entries; matches as decided now)"
+    print(render(args.format, events, columns=["at", "what", "detail", "id"], title=title))
     return 0

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from engine.analytics import queries, report, saved
+from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.journeys import Dataset
 from engine.analytics.load import load
 from engine.analytics.report import SECTIONS, Window
@@ -75,8 +76,17 @@ def attribution(args: argparse.Namespace) -> int:
             "--save stamps saved credits with --as-of (what the engine knew); "
             "it cannot be used with --occurred-by"
         )
+    if args.save and args.by_account:
+        raise LeadEngineError(
+            "--save writes lead-level credits (attribution_credits); it cannot be used with "
+            "--by-account"
+        )
+    left_out = None
     with open_runtime() as rt:
         ds = dataset_of(rt, window)
+        if args.by_account:
+            merged = by_account(ds, account_keys(rt.db))
+            ds, left_out = merged.dataset, merged.left_out
         results = report.attribution(
             ds,
             rt.rules,
@@ -97,6 +107,13 @@ def attribution(args: argparse.Namespace) -> int:
         f"Attribution of {doc['conversions']:,} {doc['conversion']} conversions "
         f"({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}"
     )
+    if left_out is not None:
+        doc["accounts"], doc["leads_of_no_account"] = len(ds.journeys), left_out
+        title = (
+            f"Account attribution: {doc['conversions']:,} accounts reached "
+            f"{doc['conversion']} ({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}; "
+            f"{left_out:,} leads of no account left out"
+        )
     print(render(args.format, rows, title=title, document=doc))
     _say_left_out(args.format, doc["left_out"], doc["currency"])
     return 0
@@ -200,7 +217,8 @@ def _report_parsers(report: Subparsers) -> None:
         epilog="models: " + ", ".join(MODELS) + "\n\n" + WINDOW_HELP + "\nexamples:\n"
         "  leadengine report attribution --model all\n"
         "  leadengine report attribution --model markov --by campaign --value revenue\n"
-        "  leadengine report attribution --conversion sql --from 2026-01-01 --format csv\n",
+        "  leadengine report attribution --conversion sql --from 2026-01-01 --format csv\n"
+        "  leadengine report attribution --by-account --value revenue\n",
     )
     p.add_argument("--model", default="all", choices=("all", *MODELS), help="default all")
     p.add_argument("--by", default="channel", choices=BY, help="default channel")
@@ -216,6 +234,13 @@ def _report_parsers(report: Subparsers) -> None:
         help="stage that counts as converted (default: rules, shipped customer)",
     )
     p.add_argument("--save", action="store_true", help="also write attribution_credits")
+    p.add_argument(
+        "--by-account",
+        action="store_true",
+        help="paths of accounts, not leads: an account converts when its first lead does and "
+        "its won deals credit the touches of all its people (leads of no account left out; "
+        "docs/accounts.md)",
+    )
     window_args(p)
     fmt(p)
     handles(p, attribution)

@@ -73,8 +73,34 @@ class _Index:
     accounts: Mapping[str, AccountProfile]
     by_domain: Mapping[str, tuple[str, ...]]
     by_name: Mapping[str, tuple[str, ...]]
-    leads: Mapping[str, int]  # account id -> leads naming it or on its domains
-    activity: Mapping[str, float]  # account id -> latest activity (POSIX seconds)
+    leads: dict[str, int]  # account id -> leads naming it or on its domains
+    activity: dict[str, float]  # account id -> latest activity (POSIX seconds)
+
+
+MatchIndex = _Index  # what `index` returns; `leads` and `activity` kept up to date by callers
+
+
+def index(
+    accounts: Iterable[AccountProfile], leads: Iterable[LeadSignals], rules: AccountMatching
+) -> _Index:
+    """The accounts indexed for matching, with the tie-breakers' counts over `leads`."""
+    return _index(accounts, sorted(leads, key=lambda lead: lead.lead_id), rules)
+
+
+def near(lead: LeadSignals, idx: _Index, rules: AccountMatching) -> frozenset[str]:
+    """The accounts `lead` counts for in `most_leads` and `latest_activity`: the one it names
+    (when known) and those claiming its e-mail's domain. Not a decision."""
+    out = set(_domain_candidates(lead, idx.by_domain, rules))
+    if lead.account is not None and lead.account in idx.accounts:
+        out.add(lead.account)
+    return frozenset(out)
+
+
+def activity_of(profile: AccountProfile, leads: Iterable[LeadSignals]) -> float:
+    """`latest_activity` of an account: its latest update and its near leads' latest events."""
+    times = [profile.updated_at.timestamp()] if profile.updated_at else []
+    times += [lead.last_activity.timestamp() for lead in leads if lead.last_activity]
+    return max(times, default=_NEVER)
 
 
 def _index(

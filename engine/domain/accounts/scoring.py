@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.domain.accounts.buying_group import RoleCoverage, coverage
 from engine.domain.accounts.profile import AccountProfile
 from engine.domain.rules import AccountRules
 
@@ -29,6 +30,7 @@ class Member:
 
     lead_id: str
     engagement: float
+    persona: str | None = None  # its best persona: its buying-group role (buying_group.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class AccountScore:
     members: int
     engaged: int  # members at or above `engagement.engaged_at_least`
     points: tuple[Point, ...]
+    segment: str | None = None  # its buying-group segment
+    roles_covered: tuple[str, ...] = ()  # required roles an engaged member holds
+    roles_missing: tuple[str, ...] = ()  # required roles nobody engaged holds
+    group_engagement: float = 0.0  # 0-100 (buying_group.py)
+    roles: tuple[RoleCoverage, ...] = ()  # every role: holders, engaged, best engagement
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ def score(profile: AccountProfile, members: Iterable[Member], rules: AccountRule
     cap = rules.engagement.per_lead_cap
     engaged = 0
     ordered = sorted(members, key=lambda m: m.lead_id)
+    group = coverage(profile, ordered, rules)
     for m in ordered:
         if m.engagement >= rules.engagement.engaged_at_least:
             engaged += 1
@@ -81,7 +89,18 @@ def score(profile: AccountProfile, members: Iterable[Member], rules: AccountRule
     w = rules.combine
     total = _clamp(fit * w.fit_weight + engagement * w.engagement_weight)
     return AccountScore(
-        profile.account_id, fit, engagement, total, len(ordered), engaged, tuple(points)
+        profile.account_id,
+        fit,
+        engagement,
+        total,
+        len(ordered),
+        engaged,
+        tuple(points),
+        group.segment,
+        group.covered,
+        group.missing,
+        group.engagement,
+        group.roles,
     )
 
 
@@ -95,6 +114,10 @@ def unmet(result: AccountScore, rules: AccountRules) -> list[str]:
         missing.append(f"fit {result.fit:g} < {rule.fit_at_least:g}")
     if rule.engaged_leads_at_least is not None and result.engaged < rule.engaged_leads_at_least:
         missing.append(f"engaged leads {result.engaged} < {rule.engaged_leads_at_least}")
+    if rule.buying_group_covered and result.roles_missing:
+        missing.append(
+            f"buying group ({result.segment}) misses role(s) {', '.join(result.roles_missing)}"
+        )
     return missing
 
 
@@ -108,4 +131,7 @@ def decide_mqa(
         f"total {result.total:g}, fit {result.fit:g}, {result.engaged} engaged of "
         f"{result.members} leads meet the MQA rule"
     )
+    if rules.mqa.buying_group_covered:
+        held = ", ".join(result.roles_covered) or "none required"
+        reason += f"; buying group ({result.segment or 'no segment'}) covered: {held}"
     return MqaDecision(result.account_id, ref, trigger, at, reason)

@@ -1,0 +1,235 @@
+"""Accounts at scale: `projections rebuild leads` over a book of N accounts with 10 leads each,
+against the same leads without accounts, measured in the same run.
+
+For each size in --accounts, two stored logs (kept per size and seed in schemas
+bench_acscale_<variant>_<n>_<seed>; --fresh makes them again):
+
+  plain     the leads' events only (captured, profile with seniority, a touch or two)
+  accounts  the same events plus one `account.updated` per account (several accounts share
+            a name: tie-breakers decide), some leads naming their account, some on free mail
+
+Each rebuild runs in its own process with one worker (so its peak RSS is the whole rebuild,
+account settling included). Then, in the same process, one settle of every account and lead
+from the tables (`AccountBook.settle`: what a projector starting on the schema does once, and
+what every batch touching an account costs), then one settle after 100 leads got a new latest
+event (what a streaming batch of leads costs: incremental). Printed per size: rebuild seconds
+and notifications/s, peak RSS, both settle times, and the accounts/plain ratios; across sizes,
+how each grows.
+
+Usage: python bench/accounts_scale.py [--accounts 1000 4000] [--seed 1] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import database_url, peak_rss_mb, run_phase  # noqa: E402
+
+from engine.domain.contract import validate_event  # noqa: E402
+from engine.postgres import db as dbmod  # noqa: E402
+from engine.projections.accounts import AccountBook  # noqa: E402
+from engine.projections.rebuild import rebuild  # noqa: E402
+from engine.runtime import open_runtime  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+
+LEADS_PER_ACCOUNT = 10
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+SENIORITY = ("c-level", "vp", "director", "manager", "individual", "senior", "junior")
+WORDS = ("nord", "alpha", "blue", "summit", "river", "pixel", "atlas", "cobalt", "delta", "ember")
+
+
+def settings_for(url: str, schema: str) -> Settings:
+    return Settings(  # type: ignore[arg-type]
+        database_url=url,
+        database_schema=schema,
+        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
+    )
+
+
+def _event(n: int, type_: str, subject: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"s-{n}",
+        "source": "urn:bench",
+        "type": type_,
+        "subject": subject,
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def book(accounts: int, seed: int, with_accounts: bool) -> list[dict[str, Any]]:
+    """The events of `accounts` accounts' worth of leads, in time order (the same leads and
+    lead events with and without accounts)."""
+    rng = random.Random(seed)
+    acc_rng = random.Random(seed * 31 + 7)  # accounts' own draws: the leads stay the same
+    out: list[dict[str, Any]] = []
+    n = 0
+    for a in range(accounts):
+        company = f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} {a // 20}"
+        domain = f"acct{a}.example"
+        start = T0 + timedelta(minutes=a)
+        key = f"acct-{a}"
+        if with_accounts:
+            name = company if acc_rng.random() < 0.05 else f"{company} {a}"  # shared names
+            data = {
+                "name": f"{name} {acc_rng.choice(('Inc.', 'Ltd', 'GmbH', ''))}".strip(),
+                "domains": [domain],
+                "industry": acc_rng.choice(("software", "saas", "retail", "healthcare")),
+                "employees": acc_rng.choice((40, 250, 1200, 8000)),
+                "country": acc_rng.choice(("US", "GB", "DE", "BR")),
+                "tier": acc_rng.choice((1, 2, 3)),
+            }
+            n += 1
+            out.append(_event(n, "account.updated", key, data, start))
+        for p in range(LEADS_PER_ACCOUNT):
+            lead = f"lead-{a}-{p}"
+            at = start + timedelta(hours=1 + p)
+            free = rng.random() < 0.1
+            email = f"p{p}.{a}@" + ("gmail.com" if free else domain)
+            n += 1
+            captured = _event(n, "lead.captured", lead, {"email": email, "company": company}, at)
+            if with_accounts and acc_rng.random() < 0.15:
+                captured["account"] = key
+            out.append(captured)
+            n += 1
+            profile = {"seniority": rng.choice(SENIORITY), "country": "US"}
+            out.append(_event(n, "lead.profile_updated", lead, profile, at + timedelta(minutes=5)))
+            for t in range(rng.choice((1, 1, 2, 3))):
+                n += 1
+                touch = {"channel": rng.choice(("web", "email", "paid_search")), "form": "demo"}
+                out.append(
+                    _event(n, "touch.form_submitted", lead, touch, at + timedelta(hours=2 + t))
+                )
+    out.sort(key=lambda e: (e["time"], e["id"]))
+    return out
+
+
+def phase_setup(url: str, schema: str, args: list[int]) -> dict[str, Any]:
+    accounts, seed, with_accounts = args
+    database = dbmod.from_url(url, schema)
+    with open_runtime(settings_for(url, schema), database=database) as rt:
+        head = rt.app.recorder.max_notification_id() or 0
+        marker = f'"{schema}".bench_log_made'
+        with rt.db.connect() as conn:
+            made = conn.execute("SELECT to_regclass(%s)", (marker,)).fetchone()
+        if head and made and made[0]:
+            return {"head": head}
+        if head:
+            sys.exit(f"{schema} holds a partial log ({head:,} notifications): run with --fresh")
+        events = book(accounts, seed, bool(with_accounts))
+        print(f"making {schema}: {len(events):,} events", file=sys.stderr, flush=True)
+        for i in range(0, len(events), 500):  # short transactions on a loaded machine
+            rt.app.ingest([validate_event(e) for e in events[i : i + 500]])
+        with rt.db.connect() as conn:
+            conn.execute(f"CREATE TABLE {marker} ()")
+        return {"head": rt.app.recorder.max_notification_id() or 0}
+
+
+def phase_rebuild(url: str, schema: str, _args: list[int]) -> dict[str, Any]:
+    with open_runtime(settings_for(url, schema)) as rt:
+        report = rebuild(rt.app, rt.db, "leads", workers=1)
+        rss = peak_rss_mb()
+        with rt.db.connect() as conn, conn.cursor() as cur:
+            book_ = AccountBook()
+            t0 = time.perf_counter()
+            book_.load(cur, rt.db.schema)
+            loaded = time.perf_counter() - t0
+            fresh = AccountBook()  # settle from the rows alone, as after a restart
+            fresh.states, fresh.signals = book_.states, book_.signals
+            t0 = time.perf_counter()
+            fresh.settle(rt.rules)
+            settle = time.perf_counter() - t0
+            # a streaming batch: 100 leads with a new latest event each; settled incrementally
+            batch = sorted(fresh.signals)[:: max(1, len(fresh.signals) // 100)][:100]
+            for lead_id in batch:
+                row = fresh.signals[lead_id]
+                fresh.put_signals((*row[:4], row[4] + timedelta(hours=1), "bench", *row[6:]))
+            t0 = time.perf_counter()
+            fresh.settle(rt.rules)
+            batch_settle = time.perf_counter() - t0
+        return {
+            "events": report.events,
+            "rebuild_s": report.total_seconds,
+            "load_s": report.load_seconds,
+            "rss": rss,
+            "settle_s": settle,
+            "batch_settle_s": batch_settle,
+            "book_load_s": loaded,
+            "rows": report.rows,
+        }
+
+
+PHASES = {"setup": phase_setup, "rebuild": phase_rebuild}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, nargs="+", default=[1000, 4000])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="make the stored logs again")
+    parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--args", type=int, nargs="*", default=[], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        gc.set_threshold(100_000, 50, 100)
+        print(json.dumps(PHASES[args.phase](args.url, args.schema, args.args)))
+        return
+    url = database_url()
+    results: dict[tuple[int, str], dict[str, Any]] = {}
+    print(f"accounts x {LEADS_PER_ACCOUNT} leads each; projections rebuild leads, 1 worker")
+    for size in args.accounts:  # each size printed as soon as it is measured
+        for variant in ("plain", "accounts"):
+            schema = f"bench_acscale_{variant}_{size}_{args.seed}"
+            if args.fresh:
+                dbmod.drop_schema(dbmod.from_url(url, schema))
+            common = ["--url", url, "--schema", schema, "--args"]
+            flag = str(int(variant == "accounts"))
+            run_phase(__file__, "setup", [*common, str(size), str(args.seed), flag])
+            results[(size, variant)] = run_phase(__file__, "rebuild", common)
+        p, a = results[(size, "plain")], results[(size, "accounts")]
+        for label, r in (("without accounts", p), ("with accounts", a)):
+            print(
+                f"{size:>8,} accounts {size * LEADS_PER_ACCOUNT:>9,} leads  {label:<17}"
+                f"{r['events']:>10,} notifications  rebuild {r['rebuild_s']:7.1f} s "
+                f"({r['events'] / r['rebuild_s']:7,.0f}/s)  peak RSS {r['rss']:6.0f} MB  "
+                f"settle all {r['settle_s']:6.2f} s, a batch of 100 leads "
+                f"{r['batch_settle_s'] * 1000:6.1f} ms"
+            )
+        print(
+            f"{'':>8}  ratio (with/without): rebuild throughput "
+            f"x{(a['events'] / a['rebuild_s']) / (p['events'] / p['rebuild_s']):.2f}, "
+            f"peak RSS x{a['rss'] / p['rss']:.2f}",
+            flush=True,
+        )
+    if len(args.accounts) > 1:
+        lo, hi = args.accounts[0], args.accounts[-1]
+        a0, a1 = results[(lo, "accounts")], results[(hi, "accounts")]
+        print(
+            f"{lo:,} -> {hi:,} accounts (x{hi / lo:.1f}): rebuild time "
+            f"x{a1['rebuild_s'] / a0['rebuild_s']:.2f}, settle all "
+            f"x{a1['settle_s'] / a0['settle_s']:.2f}, a batch "
+            f"x{a1['batch_settle_s'] / a0['batch_settle_s']:.2f}, "
+            f"peak RSS x{a1['rss'] / a0['rss']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
