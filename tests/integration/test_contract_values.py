@@ -16,9 +16,14 @@ from psycopg import sql
 from engine import readmodel, readvalues
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
+from engine.postgres import db as dbmod
+from engine.postgres.db import Database
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime
+from tests.conftest import SCHEMA
+from tests.datasets import Built, built_database, copy_of
+from tests.inprocess import run_in_process
 from tests.integration.conftest import reader_login
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "read-model.md"
@@ -51,19 +56,46 @@ def documented() -> dict[str, Any]:
     return {"keys": keys, "accepted": accepted, "patterns": patterns}
 
 
-@pytest.fixture
-def dataset(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Iterator[Runtime]:
-    path = tmp_path / "events.jsonl"
-    made = leadengine(  # identity stories too: every contract view has rows to check
-        "generate", "--leads", "300", "--seed", "16", "--identity", "0.2", "-o", str(path)
+def _generate(env: dict[str, str], path: Path) -> None:
+    """The data every test here reads, through the CLI as a user makes it."""
+    made = run_in_process(  # identity stories too: every contract view has rows to check
+        env, "generate", "--leads", "300", "--seed", "16", "--identity", "0.2", "-o", str(path)
     )
-    assert made[0] == 0
-    assert leadengine("ingest", str(path))[0] == 0
-    assert leadengine("project")[0] == 0
+    assert made.returncode == 0
+    run_in_process(env, "ingest", str(path))
+    run_in_process(env, "project")
     for value in ("conversions", "revenue"):
-        code, _ = leadengine("report", "attribution", "--value", value, "--save")
-        assert code == 0, leadengine.stderr[-1]
-    yield runtime
+        run_in_process(env, "report", "attribution", "--value", value, "--save")
+
+
+@pytest.fixture(scope="module")
+def generated(
+    server_root: str, migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
+    """The data set, built once for the module (the tests read it; each gets a copy)."""
+    work = tmp_path_factory.mktemp("contract-values")
+    with built_database(
+        server_root, migrated_template, work / "home", lambda env: _generate(env, work / "e.jsonl")
+    ) as built:
+        yield built
+
+
+@pytest.fixture
+def server_url(generated: Built, tmp_path: Path) -> Iterator[str]:
+    """This test's own copy of the data set, with the master key that sealed it in its home."""
+    with copy_of(generated, tmp_path / "home") as url:
+        yield url
+
+
+@pytest.fixture
+def database(server_url: str) -> Database:
+    """The copy's schema, its master key check kept (the copied key is the one it names)."""
+    return dbmod.from_url(server_url, SCHEMA)
+
+
+@pytest.fixture
+def dataset(runtime: Runtime) -> Runtime:
+    return runtime
 
 
 def test_the_doc_section_is_what_the_code_declares() -> None:
