@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from engine.postgres import db as dbmod
@@ -95,3 +97,31 @@ def copy_of(built: Built, home: Path) -> Iterator[str]:
             built.root,
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
         )
+
+
+def per_test_copies(build: Callable[[dict[str, str], Path], None]) -> tuple[Any, Any, Any]:
+    """The fixtures of a module whose every test reads one data set, to assign to
+    `generated, server_url, database`: `generated` runs `build(env, work_dir)` once for the
+    module; `server_url` and `database` override conftest's with the test's own copy of it."""
+
+    @pytest.fixture(scope="module")
+    def generated(
+        server_root: str, migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Built]:
+        work = tmp_path_factory.mktemp("dataset")
+        with built_database(
+            server_root, migrated_template, work / "home", lambda env: build(env, work)
+        ) as built:
+            yield built
+
+    @pytest.fixture
+    def server_url(generated: Built, tmp_path: Path) -> Iterator[str]:
+        with copy_of(generated, tmp_path / "home") as url:
+            yield url
+
+    @pytest.fixture
+    def database(server_url: str) -> dbmod.Database:
+        """The copy's schema, its master key check kept (the copied key is the one it names)."""
+        return dbmod.from_url(server_url, SCHEMA)
+
+    return generated, server_url, database

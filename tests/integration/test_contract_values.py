@@ -16,13 +16,10 @@ from psycopg import sql
 from engine import readmodel, readvalues
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
-from engine.postgres import db as dbmod
-from engine.postgres.db import Database
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime
-from tests.conftest import SCHEMA
-from tests.datasets import Built, built_database, copy_of
+from tests.datasets import per_test_copies
 from tests.inprocess import run_in_process
 from tests.integration.conftest import reader_login
 
@@ -68,29 +65,10 @@ def _generate(env: dict[str, str], path: Path) -> None:
         run_in_process(env, "report", "attribution", "--value", value, "--save")
 
 
-@pytest.fixture(scope="module")
-def generated(
-    server_root: str, migrated_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Built]:
-    """The data set, built once for the module (the tests read it; each gets a copy)."""
-    work = tmp_path_factory.mktemp("contract-values")
-    with built_database(
-        server_root, migrated_template, work / "home", lambda env: _generate(env, work / "e.jsonl")
-    ) as built:
-        yield built
-
-
-@pytest.fixture
-def server_url(generated: Built, tmp_path: Path) -> Iterator[str]:
-    """This test's own copy of the data set, with the master key that sealed it in its home."""
-    with copy_of(generated, tmp_path / "home") as url:
-        yield url
-
-
-@pytest.fixture
-def database(server_url: str) -> Database:
-    """The copy's schema, its master key check kept (the copied key is the one it names)."""
-    return dbmod.from_url(server_url, SCHEMA)
+# built once for the module (its tests read it); each test gets a copy of its own
+generated, server_url, database = per_test_copies(
+    lambda env, work: _generate(env, work / "events.jsonl")
+)
 
 
 @pytest.fixture
