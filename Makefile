@@ -29,8 +29,11 @@ browser:
 	    { $$SUDO apt-get update -q >/dev/null && \
 	      $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; }
 
+# WORKERS=2: the suite on two pytest-xdist processes (each with its own template database and
+# broker; the random order and the per-test timeout hold in each). Default: one process.
+WORKERS ?= 1
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS))
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
