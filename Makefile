@@ -29,8 +29,12 @@ browser:
 	    { $$SUDO apt-get update -q >/dev/null && \
 	      $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; }
 
+# The suite on WORKERS pytest-xdist processes (each with its own template database and broker;
+# the random order and the per-test timeout hold in each): much of its time is spent waiting on
+# PostgreSQL, the broker and child processes. WORKERS=1: one process, no xdist.
+WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS))
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py

@@ -131,8 +131,13 @@ def runtime(settings: Settings, database: dbmod.Database, rules: Rules) -> Itera
 
 @pytest.fixture
 def cli_env(server_url: str, database: dbmod.Database, tmp_path: Path) -> dict[str, str]:
-    """Environment for running the CLI as a subprocess against this test's schema."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")}
+    """Environment for running the CLI as a subprocess against this test's schema (without
+    the runner's COLUMNS and LINES: tables get the width a pipe gets, whoever runs the tests)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LEADENGINE_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(
         LEADENGINE_DATABASE_URL=server_url,
         LEADENGINE_DATABASE_SCHEMA=database.schema,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 from engine.cli import main as cli
@@ -14,12 +15,17 @@ from engine.settings import get_settings
 
 
 def run_in_process(
-    env: dict[str, str], *args: str, ok: bool = True
+    env: dict[str, str], *args: str, stdin: bytes | None = None, ok: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """`leadengine *args` under exactly `env`; argparse's usage errors exit 2 as they do."""
-    saved = dict(os.environ)
+    """`leadengine *args` under exactly `env` (with `stdin` as its standard input: empty if
+    None); argparse's usage errors exit 2 as they do."""
+    saved, saved_stdin, saved_stdout = dict(os.environ), sys.stdin, sys.__stdout__
     out, err = io.StringIO(), io.StringIO()
     try:
+        # stdout is not a terminal, as for a process on a pipe: the table width falls back to
+        # COLUMNS or 100 columns, never the width of whatever terminal runs the tests
+        sys.__stdout__ = out  # type: ignore[misc]
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(stdin or b"")), encoding="utf-8")
         os.environ.clear()
         os.environ.update(env)
         get_settings.cache_clear()
@@ -29,6 +35,7 @@ def run_in_process(
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        sys.stdin, sys.__stdout__ = saved_stdin, saved_stdout  # type: ignore[misc]
         os.environ.clear()
         os.environ.update(saved)
         get_settings.cache_clear()

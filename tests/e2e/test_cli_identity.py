@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.e2e.test_cli import run
+from tests.inprocess import run_in_process as run
 from tests.unit.test_stitching import anonymous_journey, duplicate, link, merged
 
 EMAIL = "ada@example.org"

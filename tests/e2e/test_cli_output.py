@@ -19,7 +19,9 @@ from pathlib import Path
 from rich.cells import cell_len
 
 from engine.domain.generator import generate, lines
-from tests.e2e.test_cli import ROOT, run
+from tests.e2e.test_cli import ROOT
+from tests.e2e.test_cli import run as run_process
+from tests.inprocess import run_in_process as run
 
 KEY = "crm-\x1b]0;pwned\x07\x1b[2J\u202eevil"
 SHOWN = "crm-\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil"
@@ -177,7 +179,7 @@ def test_ingest_and_whatif_show_percentage_and_eta_on_a_terminal(
     drawn = _on_a_terminal(cli_env, "whatif", "--rules", str(_stricter_rules(cli_env, tmp_path)))
     assert "replay (events) [" in drawn and "100%" in drawn and "eta " in drawn
     assert "replay (facts folded) [" in drawn  # the fold after the read
-    quiet = run(cli_env, "ingest", str(path), "--no-project")
+    quiet = run_process(cli_env, "ingest", str(path), "--no-project")
     assert "%" not in quiet.stderr and "eta" not in quiet.stderr  # not a terminal: silent
 
 

@@ -16,7 +16,8 @@ from psycopg import sql
 
 from engine.domain.generator import generate, lines
 from engine.postgres import db as dbmod
-from tests.e2e.test_cli import ROOT, run
+from tests.e2e.test_cli import ROOT
+from tests.inprocess import run_in_process as run
 
 
 def _leads(database: dbmod.Database) -> int:

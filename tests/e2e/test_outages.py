@@ -22,8 +22,9 @@ import pytest
 
 from engine.domain.generator import generate, lines
 from engine.postgres import db as dbmod
-from tests.e2e.test_cli import ROOT, run
+from tests.e2e.test_cli import ROOT
 from tests.e2e.test_operations import _free_port, _leads
+from tests.inprocess import run_in_process as run
 
 
 class Proxy:

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from engine.domain.generator import generate, lines
 from engine.postgres import db as dbmod
-from tests.e2e.test_cli import run
+from tests.inprocess import run_in_process as run
 
 TARGET = "crm-0000002"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -79,7 +78,9 @@ def test_a_broker_outage_mid_stream_is_logged_counted_and_waited_out(
             wait_for(lambda: stored_facts(runtime.db) == expected_facts(events[:half]), 60)
             proxied_broker.cut()
             wait_for(lambda: retry.OUTAGES["kafka broker"].started is not None, 30)
-            time.sleep(2)
+            # down until the consumer has retried once more after the outage began
+            began = metrics.retries.labels("kafka broker")._value.get()
+            wait_for(lambda: metrics.retries.labels("kafka broker")._value.get() > began, 30)
             proxied_broker.start()
             publish(bootstrap, "outage", events[half:])
             wait_for(lambda: stored_facts(runtime.db) == expected_facts(events), 90)

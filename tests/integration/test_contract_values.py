@@ -19,6 +19,8 @@ from engine.domain.generator import generate
 from engine.projections.projector import PROJECTIONS
 from engine.readmodel import CONTRACT, read_schema
 from engine.runtime import Runtime
+from tests.datasets import per_test_copies
+from tests.inprocess import run_in_process
 from tests.integration.conftest import reader_login
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "read-model.md"
@@ -51,20 +53,28 @@ def documented() -> dict[str, Any]:
     return {"keys": keys, "accepted": accepted, "patterns": patterns}
 
 
-@pytest.fixture
-def dataset(runtime: Runtime, leadengine: Any, tmp_path: Path) -> Iterator[Runtime]:
-    path = tmp_path / "events.jsonl"
-    made = leadengine(  # identity stories too: every contract view has rows to check
-        "generate", "--leads", "300", "--seed", "16", "--identity", "0.2", "-o", str(path)
+def _generate(env: dict[str, str], path: Path) -> None:
+    """The data every test here reads, through the CLI as a user makes it."""
+    made = run_in_process(  # identity stories too: every contract view has rows to check
+        env, "generate", "--leads", "300", "--seed", "16", "--identity", "0.2", "-o", str(path)
     )
-    assert made[0] == 0
-    assert leadengine("ingest", str(path))[0] == 0
-    assert leadengine("project")[0] == 0
+    assert made.returncode == 0
+    run_in_process(env, "ingest", str(path))
+    run_in_process(env, "project")
     for value in ("conversions", "revenue"):
-        code, _ = leadengine("report", "attribution", "--value", value, "--save")
-        assert code == 0, leadengine.stderr[-1]
-    assert leadengine("projections", "refresh-attribution")[0] == 0  # attribution_by_window
-    yield runtime
+        run_in_process(env, "report", "attribution", "--value", value, "--save")
+    run_in_process(env, "projections", "refresh-attribution")  # attribution_by_window
+
+
+# built once for the module (its tests read it); each test gets a copy of its own
+generated, server_url, database = per_test_copies(
+    lambda env, work: _generate(env, work / "events.jsonl")
+)
+
+
+@pytest.fixture
+def dataset(runtime: Runtime) -> Runtime:
+    return runtime
 
 
 def test_the_doc_section_is_what_the_code_declares() -> None:

@@ -4,7 +4,6 @@ the retry metric, not absorbed silently by the connection pool (issue 14)."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 
 from engine import metrics
@@ -15,7 +14,7 @@ from engine.domain.generator import generate
 from engine.runtime import open_runtime
 from engine.settings import Settings
 from tests.integration.test_kafka_failures import OutageServer, outage_server  # noqa: F401
-from tests.kafka_helpers import expected_facts, publish, stored_facts
+from tests.kafka_helpers import expected_facts, publish, stored_facts, wait_for
 
 
 def _count(counter: object) -> float:
@@ -36,7 +35,8 @@ def test_a_database_outage_mid_stream_is_counted_and_waited_out(
         outage_server.stop()  # before the first batch: every write waits for the server
         thread = threading.Thread(target=lambda: ingestor.run(until_caught_up=True))
         thread.start()
-        time.sleep(6)  # longer than the pool's wait (2 s): the outage reaches the retry
+        # past the pool's wait (2 s): the outage reaches the retry, counted
+        wait_for(lambda: _count(metrics.retries) - retries >= 1, 60)
         assert thread.is_alive()
         outage_server.start()
         thread.join(120)
