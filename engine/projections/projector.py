@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +44,7 @@ from engine.postgres.dependents import qualified
 from engine.projections import accounts, identity, parking, registry, rows
 from engine.projections.parking import INFRASTRUCTURE, ROW_ERRORS, Park
 from engine.services.application import LeadEngine
+from engine.services.cache import CACHE_FACTS, Budgeted
 
 #: The rules each projector applied, from where in the log (engine/projections/registry.py).
 RULES_TABLE = "rules_applied"
@@ -200,6 +200,7 @@ class Projector:
         only: str | list[str] | tuple[str, ...] | None = None,
         batch_size: int = 2000,
         cache_size: int = 10_000,  # LEADENGINE_CACHE_SIZE
+        cache_facts: int = CACHE_FACTS,  # LEADENGINE_CACHE_FACTS (engine/services/cache.py)
     ) -> None:
         """`db.schema` holds the tables written and their tracking (a rebuild passes its
         staging schema); `only` limits the projections run (default: all)."""
@@ -208,7 +209,7 @@ class Projector:
         self.names = names(only)
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: OrderedDict[UUID, Any] = OrderedDict()
+        self._cache = Budgeted(cache_size, cache_facts)  # an OrderedDict, trimmed on set
         self._conn: psycopg.Connection[Any] | None = None
         self._borrowed = False
         s = db.schema
@@ -752,7 +753,8 @@ class Projector:
         `track=False` the caller records the position once all parts are in. Returns the
         number of notifications read."""
         assert self.position() == 0, "bulk_load needs empty tables"
-        self.cache_size = 1 << 62
+        self.cache_size = self._cache.maxsize = 1 << 62
+        self._cache.budget = 1 << 62
         want = frozenset(self.names)
         done = 0
         leads: dict[UUID, Lead] = {}
