@@ -79,9 +79,12 @@ def open_runtime(
     with dbmod.init_lock(db):
         init_database(db)
         master = master_key(settings)
-        env = db.eventsourcing_env() | {"AGGREGATE_CACHE_MAXSIZE": str(settings.cache_size)}
+        env = db.eventsourcing_env() | {
+            "AGGREGATE_CACHE_MAXSIZE": str(settings.cache_size),
+            "AGGREGATE_CACHE_FACTS": str(settings.cache_facts),
+        }
         app = LeadEngine(rules=rules, env=env, master_key=master)
-    projector = Projector(app, db, cache_size=settings.cache_size)
+    projector = Projector(app, db, cache_size=settings.cache_size, cache_facts=settings.cache_facts)
     try:
         yield Runtime(settings, db, app, DeadLetterStore(db), projector)
     finally:

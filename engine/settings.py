@@ -46,6 +46,7 @@ EXPECTED = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "batch_size": "a whole number from 1 to 100000",
     "cache_size": "a whole number from 1 to 1000000",
+    "cache_facts": "a whole number from 1 to 100000000",
     "connect_timeout_s": "seconds, from 1 to 600",
     "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
     "metrics_port": "a port number from 1 to 65535",
@@ -113,6 +114,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Aggregates a process keeps decoded in memory (the write side's cache and "
         "the projector's, each); memory is bounded by this, not by the input's size.",
+    )
+    cache_facts: int = Field(
+        default=40_000,
+        ge=1,
+        le=100_000_000,
+        description="Facts the cached aggregates may hold in all (each cache), besides "
+        "LEADENGINE_CACHE_SIZE: long histories weigh more than new leads.",
     )
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
 

@@ -13,7 +13,6 @@ reach the tables (engine/projections/bulk.py).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -31,6 +30,7 @@ from engine.projections import accounts, identity, parking, rounds, rows
 from engine.projections.layout import KEYED_TABLES, PROJECTIONS, RETRACTED
 from engine.projections.parking import INFRASTRUCTURE, Park
 from engine.services.application import LeadEngine
+from engine.services.cache import CACHE_FACTS, Budgeted
 
 log = get_logger("engine.projector")
 
@@ -94,10 +94,10 @@ class Batch:
 class Folder:
     """Decodes and folds events into batches of rows; parks the aggregates that fail."""
 
-    def __init__(self, app: LeadEngine, cache_size: int) -> None:
+    def __init__(self, app: LeadEngine, cache_size: int, cache_facts: int = CACHE_FACTS) -> None:
         self.app = app
-        self.cache_size = cache_size
-        self.cache: OrderedDict[UUID, Any] = OrderedDict()
+        #: an LRU dict bounded by count and by facts held, trimmed on every set
+        self.cache = Budgeted(cache_size, cache_facts)
         #: aggregates set aside, per projection, and the parks not yet committed
         self.parked: dict[str, set[UUID]] = {name: set() for name in PROJECTIONS}
         self.some_parked = False
@@ -192,12 +192,20 @@ class Folder:
             agg = event.mutate(None)
         else:
             agg = self.app.repository.get(agg_id, version=event.originator_version)
-        cache[agg_id] = agg
-        cache.move_to_end(agg_id)
-        if len(cache) > self.cache_size:
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        cache[agg_id] = agg  # to the young end, trimmed to the count and the facts budget
         return agg
+
+    @property
+    def cache_size(self) -> int:
+        return self.cache.maxsize
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        self.cache.maxsize = size
+
+    def unbounded(self) -> None:
+        """Keep every aggregate (a bulk load folds each once, in log order)."""
+        self.cache.maxsize = self.cache.budget = 1 << 62
 
     def fold(
         self, event: Any, position: int, batch: Batch, want: frozenset[str] = frozenset(PROJECTIONS)

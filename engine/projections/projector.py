@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -58,6 +57,7 @@ from engine.projections.layout import (
 from engine.projections.parking import ROW_ERRORS, Park
 from engine.projections.registry import ACCOUNT_TABLES
 from engine.services.application import LeadEngine
+from engine.services.cache import CACHE_FACTS, Budgeted
 
 __all__ = [
     "DESCRIPTIONS",
@@ -99,6 +99,7 @@ class Projector:
         only: str | list[str] | tuple[str, ...] | None = None,
         batch_size: int = 2000,
         cache_size: int = 10_000,  # LEADENGINE_CACHE_SIZE
+        cache_facts: int = CACHE_FACTS,  # LEADENGINE_CACHE_FACTS (engine/services/cache.py)
     ) -> None:
         """`db.schema` holds the tables written and their tracking (a rebuild passes its
         staging schema); `only` limits the projections run (default: all)."""
@@ -106,7 +107,7 @@ class Projector:
         self.db = db
         self.names = names(only)
         self.batch_size = batch_size
-        self.folder = Folder(app, cache_size)
+        self.folder = Folder(app, cache_size, cache_facts)
         self.writers = bulk.Writers(
             db.schema, extra={t: (accounts.COLUMNS[t], accounts.KEYS[t]) for t in ACCOUNT_TABLES}
         )
@@ -128,7 +129,7 @@ class Projector:
         self.folder.cache_size = size
 
     @property
-    def _cache(self) -> OrderedDict[UUID, Any]:
+    def _cache(self) -> Budgeted:
         """The aggregates kept between batches (bounded by `cache_size`)."""
         return self.folder.cache
 
@@ -426,7 +427,7 @@ class Projector:
         number of notifications read."""
         assert self.position() == 0, "bulk_load needs empty tables"
         folder, writers = self.folder, self.writers
-        folder.cache_size = 1 << 62
+        folder.unbounded()
         want = frozenset(self.names)
         done = 0
         leads: dict[UUID, Lead] = {}

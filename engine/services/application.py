@@ -55,6 +55,7 @@ from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, stored_scheme, stored_streams
 from engine.services import person_routing
+from engine.services.cache import budget_cache
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
 
@@ -141,6 +142,7 @@ class LeadEngine(Application[UUID]):
         master_key: bytes | None = None,
     ) -> None:
         super().__init__(env=env)
+        budget_cache(self.repository, self.env.get("AGGREGATE_CACHE_FACTS"))  # flat memory
         self.rules = rules or load_rules()
         #: shared aggregates this batch read but did not change (the roster), read once
         self._peeked: dict[UUID, Aggregate | None] = {}

@@ -22,12 +22,16 @@ LEADS = 90  # more leads than the cache holds: aggregates are evicted and read b
 
 
 @contextmanager
-def runtime_with(settings: Settings, rules: Rules, cache_size: int) -> Iterator[Runtime]:
+def runtime_with(
+    settings: Settings, rules: Rules, cache_size: int, cache_facts: int = 40_000
+) -> Iterator[Runtime]:
     """A runtime on a schema of its own; the same home, so the same master key and lead ids."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     assert settings.database_url is not None
     database = dbmod.from_url(settings.database_url.get_secret_value(), schema)
-    own = settings.model_copy(update={"database_schema": schema, "cache_size": cache_size})
+    own = settings.model_copy(
+        update={"database_schema": schema, "cache_size": cache_size, "cache_facts": cache_facts}
+    )
     try:
         with open_runtime(own, rules=rules, database=database) as rt:
             yield rt
@@ -102,3 +106,46 @@ def test_a_small_cache_bounds_memory_and_changes_nothing(settings: Settings, rul
         project(big, [])
         assert read_model(small) == read_model(big)
         assert read_model(small)["lead_state"]  # something was compared
+
+
+FACTS = 60  # facts the cached leads may hold in all: a few leads at a time, whatever the count
+
+
+def test_a_small_fact_budget_bounds_the_weight_and_changes_nothing(
+    settings: Settings, rules: Rules
+) -> None:
+    data = [line.encode() for line in lines(generate(LEADS, seed=6))]
+    with (
+        runtime_with(settings, rules, 10_000, FACTS) as small,
+        runtime_with(settings, rules, 10_000) as big,
+    ):
+        weights: list[int] = []
+
+        def watch(_report: LinesReport) -> None:
+            cache = small.app.repository.cache
+            assert cache is not None
+            weights.append(cache.cache.total)  # type: ignore[attr-defined]
+
+        first = ingest_lines(
+            data,
+            origin="t",
+            app=small.app,
+            deadletters=small.deadletters,
+            batch_size=40,
+            progress=watch,
+        )
+        assert first.accepted > 0 and first.rejected == 0
+        assert 0 < max(weights) <= FACTS + 40  # the budget, or one lead alone past it
+        again = ingest(small, data, [])
+        assert (again.accepted, again.duplicates) == (0, first.accepted + first.duplicates)
+        assert ingest(big, data, []).as_dict() == first.as_dict()
+
+        small.app.clear_cache()
+        small.projector.batch_size = 97
+        projected: list[int] = []
+        small.projector.run(progress=lambda _n, _at: projected.append(small.projector._cache.total))
+        assert 0 < max(projected) <= FACTS + 40
+        assert len(small.projector._cache) < LEADS  # leads were evicted by weight, not count
+        project(big, [])
+        assert read_model(small) == read_model(big)
+        assert read_model(small)["lead_state"]
