@@ -146,6 +146,8 @@ class LeadEngine(Application[UUID]):
         self.rules = rules or load_rules()
         #: shared aggregates this batch read but did not change (the roster), read once
         self._peeked: dict[UUID, Aggregate | None] = {}
+        #: the batch's stored or new aggregates read ahead in one query (`_create_unknown`)
+        self._ready: dict[UUID, Aggregate] = {}
         datastore = datastore_of(self.recorder)
         keys: KeyStore
         #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
@@ -268,7 +270,7 @@ class LeadEngine(Application[UUID]):
         self._peeked.clear()
         self._mql_reasons.clear()
         try:
-            self._create_unknown(events, touched)
+            self._ready = self._create_unknown(events)
             for index, env in enumerate(events):
                 try:
                     outcome = self._apply(env, touched)
@@ -521,7 +523,7 @@ class LeadEngine(Application[UUID]):
         self._peeked[rid] = roster
         return cast(Roster | None, roster)
 
-    def _create_unknown(self, events: Sequence[Envelope], touched: dict[UUID, Aggregate]) -> None:
+    def _create_unknown(self, events: Sequence[Envelope]) -> dict[UUID, Aggregate]:
         """Start the batch's brand-new leads and campaigns, and load the stored ones it does
         not have cached, without one SELECT each.
 
@@ -529,9 +531,15 @@ class LeadEngine(Application[UUID]):
         are created here, the others folded from their events (as `repository.get` would, and
         cached as it would). A batch redone after a conflict, or the first after a rebalance
         (which clears the cache), reloads its leads in one round trip instead of hundreds.
+
+        They are returned, not put in the batch's `touched`: `_load` moves each there when the
+        batch first touches it, so the batch saves its aggregates in the order it touched them,
+        whatever was cached (the log's order, and so every position, does not depend on the
+        cache: tests/integration/test_bounded_memory.py).
         """
+        ready: dict[UUID, Aggregate] = {}
         if datastore_of(self.recorder) is None:
-            return  # the in-memory store: a lookup there costs nothing
+            return ready  # the in-memory store: a lookup there costs nothing
         wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
         for env in events:
             if env.is_roster_event:
@@ -542,24 +550,25 @@ class LeadEngine(Application[UUID]):
                 agg_id, cls = account_id(env.subject), cast(type[Aggregate], Account)
             else:
                 agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
-            if agg_id not in wanted and agg_id not in touched and not self._cached(agg_id):
+            if agg_id not in wanted and not self._cached(agg_id):
                 wanted[agg_id] = (cls, env.subject)
         if not wanted:
-            return
+            return ready
         streams = stored_streams(self.recorder, wanted) or {}
         cache = self.repository.cache
         for agg_id, (cls, key) in wanted.items():
             stream = streams.get(agg_id)
             if not stream:
-                touched[agg_id] = _new(cls, agg_id, key)
+                ready[agg_id] = _new(cls, agg_id, key)
                 continue
             agg: Any = None
             for stored in stream:
                 event: Any = self.mapper.to_domain_event(stored)
                 agg = event.mutate(agg)
-            touched[agg_id] = agg
+            ready[agg_id] = agg
             if cache is not None:
                 cache.put(agg_id, agg)
+        return ready
 
     def _cached(self, agg_id: UUID) -> bool:
         cache = self.repository.cache
@@ -574,6 +583,10 @@ class LeadEngine(Application[UUID]):
     def _load(self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]) -> A:
         if agg_id in touched:
             return cast(A, touched[agg_id])
+        if agg_id in self._ready:
+            agg = cast(A, self._ready.pop(agg_id))
+            touched[agg_id] = agg
+            return agg
         try:
             agg = cast(A, self.repository.get(agg_id))
         except AggregateNotFoundError:

@@ -66,8 +66,7 @@ def test_a_batch_loads_its_stored_leads_in_one_query_as_the_repository_would(
         app.clear_cache()
         app.ingest(events[start : start + 50])
     app.clear_cache()
-    touched: dict[Any, Any] = {}
-    app._create_unknown(events, touched)  # one query for every stored aggregate of the batch
+    touched: dict[Any, Any] = app._create_unknown(events)  # one query for every stored one
     leads = {app.lead_id(e.subject) for e in events if e.type.startswith(("lead.", "touch."))}
     assert leads <= set(touched)
     for agg_id, loaded in touched.items():
