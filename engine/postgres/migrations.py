@@ -356,6 +356,13 @@ def _identity(conn: Any, schema: str) -> None:
     identity.create(conn, schema)
 
 
+def _duplicates(conn: Any, schema: str) -> None:
+    """Duplicate detection (docs/identity.md#duplicates): the hash index and the decisions."""
+    from engine.postgres import duplicates
+
+    duplicates.create(conn, schema)
+
+
 def _accounts(conn: Any, schema: str) -> None:
     """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept."""
     from engine.projections.registry import ACCOUNT_TABLES
@@ -427,6 +434,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
     Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
+    Migration(20, "duplicates: keyed-hash index, decisions duplicate rules took", _duplicates),
 )
 LATEST = MIGRATIONS[-1].version
 

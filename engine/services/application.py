@@ -41,6 +41,7 @@ from engine.domain.accounts.profile import fold
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.decisions import TYPES as DECISION_TYPES
 from engine.domain.decisions import encode, mql_reasons, to_cloudevent
+from engine.domain.duplicates import match_secret
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -48,11 +49,13 @@ from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
 from engine.postgres.contention import SharedLocks, lock_key
+from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import datastore_of, existing, stored_scheme
+from engine.services import duplicates
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
 
@@ -163,6 +166,11 @@ class LeadEngine(Application[UUID]):
         self.master_key = master_key
         #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
         self.lead_id = LeadIds(id_secret(master_key), scheme)
+        #: duplicate rules' hash index and decisions (engine/services/duplicates.py)
+        self.duplicates = (
+            DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)
+        )
+        self._match_secret = match_secret(master_key)
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -338,6 +346,8 @@ class LeadEngine(Application[UUID]):
         )
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
             self._link(lead, env)
+        if outcome is Recorded.ACCEPTED and self.rules.identity.duplicates:
+            duplicates.detect(self.duplicates, self._match_secret, self.rules, lead, env)
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:
@@ -359,9 +369,12 @@ class LeadEngine(Application[UUID]):
         """Record the identity decision beside the fact, naming the other lead by its id only:
         the decision lives on the subject's own stream (one writer per key, as every fact)."""
         d = env.data
+        other_id = self.lead_id(str(d[IDENTITY_TARGET[env.type]]))
+        if env.type == "lead.unmerged":
+            duplicates.unmerged(self.duplicates, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
-            other_id=self.lead_id(str(d[IDENTITY_TARGET[env.type]])),
+            other_id=other_id,
             event_id=env.id,
             source=env.source,
             by=d.get("by"),
@@ -613,6 +626,7 @@ class LeadEngine(Application[UUID]):
             )
         lead_id = self.lead_id(key)
         others = [i for i in self.identity_map().members(lead_id) if i != lead_id]
+        self.duplicates.forget([lead_id, *others])  # the person's hashes and duplicate pairs
         first = self._forget_lead(lead_id, reason=reason, by=by, at=at)
         if first is None:
             raise LeadNotFound(key)

@@ -1,0 +1,65 @@
+"""Duplicate detection at ingest (docs/identity.md#duplicates): the rules in
+`identity.duplicates` look at each accepted fact's e-mail / phone, index a keyed hash of the
+normalised value, and when another lead key carries the same hash record the rule's decision.
+
+The older key wins (earliest first seen, then id). A newcomer younger than a lead of the same
+value is paired with the oldest of them; a newcomer older than all of them is paired with each
+(and the pairs those had as winner are superseded), so the pairs in the end do not depend on the
+order keys arrived in. `suggest` records an open suggestion; `merge` also records an engine
+merge (`Lead.Linked`, relation merged, by `leadengine`, reason naming the rule and the rules
+version) on the newcomer's stream, the only stream this consumer writes.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from engine.aggregates.lead import Lead
+from engine.domain.contract import Envelope
+from engine.domain.duplicates import FIELD, match_hash, normalise, seniority
+from engine.domain.rules import Rules
+from engine.postgres.duplicates import DuplicateIndex, Pair
+
+#: who engine merges name as their decider
+ENGINE = "leadengine"
+
+
+def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: Envelope) -> None:
+    """Index the fact's values and record what the duplicate rules decide for this lead."""
+    for rule in rules.identity.duplicates:
+        value = normalise(rule.match, env.data.get(FIELD[rule.match]))
+        if value is None:
+            continue
+        digest = match_hash(secret, rule.match, value)
+        group = index.note(rule.match, digest, lead.id, env.occurred_at)
+        others = {i: t for i, t in group.items() if i != lead.id}
+        if not others:
+            continue
+        oldest = min(others, key=lambda i: seniority(others[i], i))
+        if seniority(others[oldest], oldest) < seniority(group[lead.id], lead.id):
+            pairs = [(oldest, lead.id)]
+        else:
+            pairs = [(lead.id, i) for i in sorted(others, key=str)]
+        version = f"{rules.name}@{rules.version}"
+        index.decide(
+            Pair(rule.name, rule.match, rule.action, w, loser, version, env.occurred_at)
+            for w, loser in pairs
+        )
+        if rule.action != "merge":
+            continue
+        for winner, loser in pairs:
+            other: UUID = winner if loser == lead.id else loser
+            lead.link(
+                relation="merged",
+                other_id=other,
+                event_id=f"{env.id}#duplicate:{rule.name}:{other}",
+                source=env.source,
+                by=ENGINE,
+                reason=f"duplicate rule {rule.name} (rules {version}): same {rule.match}",
+                at=env.occurred_at,
+            )
+
+
+def unmerged(index: DuplicateIndex, lead_id: UUID, other: UUID) -> None:
+    """A lead.unmerged took the pair apart: its duplicate decision (if any) says so."""
+    index.unmerged(lead_id, other)
