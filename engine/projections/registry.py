@@ -478,7 +478,11 @@ DUPLICATE_SUGGESTIONS = Table(
         nn("winner_id", "uuid", "the older lead (earliest first seen, then id)"),
         nn("loser_id", "uuid", "the younger lead: the duplicate"),
         nn("rules_version", "text", "`name@version` of the rules that decided"),
-        nn("suggested_at", "timestamptz", "event time of the fact that showed the duplicate"),
+        nn(
+            "suggested_at",
+            "timestamptz",
+            "when, in event time, the value had two keys: the younger key's first seen",
+        ),
         nn("recorded_at", "timestamptz", "when the engine recorded it", default="now()"),
         nn(
             "state",

@@ -4,10 +4,13 @@ normalised value, and when another lead key carries the same hash record the rul
 
 The older key wins (earliest first seen, then id). A newcomer younger than a lead of the same
 value is paired with the oldest of them; a newcomer older than all of them is paired with each
-(and the pairs those had as winner are superseded), so the pairs in the end do not depend on the
-order keys arrived in. `suggest` records an open suggestion; `merge` also records an engine
-merge (`Lead.Linked`, relation merged, by `leadengine`, reason naming the rule and the rules
-version) on the newcomer's stream, the only stream this consumer writes.
+(and the open pairs those had as winner are superseded), so the open pairs in the end do not
+depend on the order keys arrived in. Each pair is dated by the younger key's first seen (when,
+in event time, the value had two keys), not by the fact that happened to show it.
+
+`suggest` records an open suggestion; `merge` also records an engine merge (`Lead.Linked`,
+relation merged, by `leadengine`, reason naming the rule and the rules version) on the
+newcomer's stream, the only stream this consumer writes.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: 
             pairs = [(lead.id, i) for i in sorted(others, key=str)]
         version = f"{rules.name}@{rules.version}"
         index.decide(
-            Pair(rule.name, rule.match, rule.action, w, loser, version, env.occurred_at)
-            for w, loser in pairs
+            Pair(rule.name, rule.match, rule.action, w, lo, version, max(group[w], group[lo]))
+            for w, lo in pairs
         )
         if rule.action != "merge":
             continue

@@ -29,8 +29,8 @@ def register(commands: Commands) -> None:
         description="What the duplicate rules (identity.duplicates in the rules file) found: "
         "every open suggestion (the older lead, the younger one, their people now), and per "
         "period and rule how many pairs were suggested, merged, unmerged or superseded "
-        "(docs/identity.md#duplicates). A pair is dated by the event time of the fact that "
-        "showed it. Ids only: the e-mail or phone matched is never stored.",
+        "(docs/identity.md#duplicates). A pair is dated by its younger lead's first sight of "
+        "the value (event time). Ids only: the e-mail or phone matched is never stored.",
         epilog="examples:\n  leadengine report duplicates\n"
         "  leadengine report duplicates --period month --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
