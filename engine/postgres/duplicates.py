@@ -79,6 +79,12 @@ class DuplicateIndex:
             if key[0] == rule and pair.winner_id == loser and state == "open":
                 self.pairs[key] = (pair, "superseded")
 
+    def merged(self, a: UUID, b: UUID) -> None:
+        """An upstream lead.merged of the pair: its open suggestion is taken (`merged`)."""
+        for key, (pair, state) in list(self.pairs.items()):
+            if {pair.winner_id, pair.loser_id} == {a, b} and state == "open":
+                self.pairs[key] = (pair, "merged")
+
     def unmerged(self, a: UUID, b: UUID) -> None:
         for key, (pair, state) in list(self.pairs.items()):
             if {pair.winner_id, pair.loser_id} == {a, b} and state in ("merged", "open"):
@@ -105,6 +111,8 @@ class PostgresDuplicateIndex(DuplicateIndex):
 
     def note(self, match: str, digest: str, lead_id: UUID, seen: datetime) -> dict[UUID, datetime]:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
+            # two consumers indexing the same value at once: the second waits, then sees the first
+            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 20))", (digest,))
             c.execute(
                 sql.SQL(
                     "INSERT INTO {t} (match, hash, lead_id, first_seen) VALUES (%s, %s, %s, %s) "
@@ -148,6 +156,16 @@ class PostgresDuplicateIndex(DuplicateIndex):
                         "merged" if p.action == "merge" else "open",
                     ),
                 )
+
+    def merged(self, a: UUID, b: UUID) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "UPDATE {} SET state = 'merged' WHERE state = 'open' AND "
+                    "((winner_id = %s AND loser_id = %s) OR (winner_id = %s AND loser_id = %s))"
+                ).format(self._pairs),
+                (a, b, b, a),
+            )
 
     def unmerged(self, a: UUID, b: UUID) -> None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:

@@ -487,7 +487,8 @@ DUPLICATE_SUGGESTIONS = Table(
         nn(
             "state",
             "text",
-            "`open` (a suggestion), `merged` (an engine merge), `unmerged` (a lead.unmerged "
+            "`open` (a suggestion), `merged` (by the rule, or an upstream lead.merged of the "
+            "pair), `unmerged` (a lead.unmerged "
             "took the pair apart), `superseded` (an older lead of the same value came later)",
         ),
     ),

@@ -370,8 +370,7 @@ class LeadEngine(Application[UUID]):
         the decision lives on the subject's own stream (one writer per key, as every fact)."""
         d = env.data
         other_id = self.lead_id(str(d[IDENTITY_TARGET[env.type]]))
-        if env.type == "lead.unmerged":
-            duplicates.unmerged(self.duplicates, lead.id, other_id)
+        duplicates.upstream(self.duplicates, env.type, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
             other_id=other_id,

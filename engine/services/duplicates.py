@@ -63,6 +63,10 @@ def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: 
             )
 
 
-def unmerged(index: DuplicateIndex, lead_id: UUID, other: UUID) -> None:
-    """A lead.unmerged took the pair apart: its duplicate decision (if any) says so."""
-    index.unmerged(lead_id, other)
+def upstream(index: DuplicateIndex, event_type: str, lead_id: UUID, other: UUID) -> None:
+    """An upstream lead.merged takes the pair's open suggestion (state merged); a lead.unmerged
+    takes the pair apart (state unmerged), whether the engine or upstream merged it."""
+    if event_type == "lead.merged":
+        index.merged(lead_id, other)
+    elif event_type == "lead.unmerged":
+        index.unmerged(lead_id, other)

@@ -105,6 +105,15 @@ def test_suggest_rule_lists_an_open_pair_in_report_duplicates(
     code, out = leadengine("report", "duplicates")
     assert code == 0 and "Open duplicate suggestions" in out and "same-email 1" in out
     assert EMAIL.lower() not in out.lower()
+    # upstream merges the pair: the suggestion is taken; an unmerge of it takes it apart
+    data = {"winner": "grace-crm", "by": "crm-admin", "reason": "same person"}
+    at = datetime(2026, 3, 8, tzinfo=UTC)
+    runtime.app.ingest([validate_event(raw("lead.merged", "grace-web", data, at=at, id="m-1"))])
+    assert [p[-1] for p in pairs(runtime)] == ["merged"]
+    runtime.app.ingest([unmerged("grace-web", "grace-crm")])
+    assert [p[-1] for p in pairs(runtime)] == ["unmerged"]
+    code, out = leadengine("report", "duplicates", "--format", "json")
+    assert json.loads(out)["open"] == {}
 
 
 def test_merge_rule_makes_one_person_and_unmerge_takes_it_apart(merging: Runtime) -> None:
