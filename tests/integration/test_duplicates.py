@@ -102,6 +102,10 @@ def test_suggest_rule_lists_an_open_pair_in_report_duplicates(
             "superseded": 0,
         }
     ]
+    code, out = leadengine("report", "duplicates", "--from", "2026-03-04", "--format", "json")
+    assert (code, json.loads(out)["open"]) == (0, {})  # the pair is dated Mar 3
+    code, out = leadengine("report", "duplicates", "--occurred-by", "2026-03-03T10:00:00Z")
+    assert code == 0 and "same-email 1" in out
     code, out = leadengine("report", "duplicates")
     assert code == 0 and "Open duplicate suggestions" in out and "same-email 1" in out
     assert EMAIL.lower() not in out.lower()

@@ -9,7 +9,8 @@ from typing import Any
 
 from psycopg import sql
 
-from engine.cli.args import Commands, fmt, handles
+from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, window_args
+from engine.cli.commands.leads import moment_arg
 from engine.cli.output import render, to_json
 from engine.postgres.db import Database
 from engine.postgres.duplicates import STATES
@@ -30,11 +31,14 @@ def register(commands: Commands) -> None:
         "every open suggestion (the older lead, the younger one, their people now), and per "
         "period and rule how many pairs were suggested, merged, unmerged or superseded "
         "(docs/identity.md#duplicates). A pair is dated by its younger lead's first sight of "
-        "the value (event time). Ids only: the e-mail or phone matched is never stored.",
+        "the value (event time). Ids only: the e-mail or phone matched is never stored. "
+        "--from/--to and --occurred-by cut pairs on that date, --as-of on when the engine "
+        "recorded them (states are today's).",
         epilog="examples:\n  leadengine report duplicates\n"
-        "  leadengine report duplicates --period month --format json",
+        "  leadengine report duplicates --period month --format json\n\n" + WINDOW_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    window_args(p, currency=False)
     p.add_argument(
         "--period",
         choices=PERIODS,
@@ -45,23 +49,45 @@ def register(commands: Commands) -> None:
     handles(p, report_duplicates)
 
 
-def duplicates_report(db: Database, *, period: str = "week") -> dict[str, Any]:
-    """Open suggestions (oldest first) and pairs per period, rule and state."""
+def duplicates_report(
+    db: Database,
+    *,
+    period: str = "week",
+    as_of: Any = None,
+    occurred_by: Any = None,
+    start: Any = None,
+    end: Any = None,
+) -> dict[str, Any]:
+    """Open suggestions (oldest first) and pairs per period, rule and state: the pairs dated in
+    [start, end) and by `occurred_by`, recorded by `as_of` (None: no cut)."""
     if period not in PERIODS:
         raise ValueError(f"period {period!r}: expected one of {', '.join(PERIODS)}")
+    cuts: list[sql.Composable] = [sql.SQL("true")]
+    for column, op, moment in (
+        ("recorded_at", "<=", as_of),
+        ("suggested_at", "<=", occurred_by),
+        ("suggested_at", ">=", start),
+        ("suggested_at", "<", end),
+    ):
+        if moment is not None:
+            cuts.append(
+                sql.SQL("{} " + op + " {}").format(sql.Identifier(column), sql.Literal(moment))
+            )
+    where = sql.SQL(" AND ").join(cuts)
     view = registry.VIEWS["duplicate_suggestions"].select()
     source = sql.SQL("(" + view + ") d").format(s=sql.Identifier(db.schema))
     open_rows = sql.SQL(
         "SELECT rule, match, winner_id, loser_id, winner_person_id, loser_person_id, "
-        "rules_version, suggested_at FROM {} WHERE state = 'open' "
+        "rules_version, suggested_at FROM {} WHERE state = 'open' AND {} "
         "ORDER BY rule, suggested_at, winner_id, loser_id"
-    ).format(source)
+    ).format(source, where)
     per_period = sql.SQL(
         "SELECT date_trunc({p}, suggested_at AT TIME ZONE 'UTC')::date AS period, rule, state, "
-        "count(*) FROM {t} GROUP BY 1, 2, 3 ORDER BY 1, 2"
+        "count(*) FROM {t} WHERE {w} GROUP BY 1, 2, 3 ORDER BY 1, 2"
     ).format(
         p=sql.Literal(period),
         t=sql.Identifier(db.schema, registry.DUPLICATE_SUGGESTIONS.name),
+        w=where,
     )
     with db.connect() as conn:
         cur = conn.execute(open_rows)
@@ -86,7 +112,14 @@ def duplicates_report(db: Database, *, period: str = "week") -> dict[str, Any]:
 
 def report_duplicates(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
-        doc = duplicates_report(rt.db, period=args.period)
+        doc = duplicates_report(
+            rt.db,
+            period=args.period,
+            as_of=moment_arg(args.as_of),
+            occurred_by=moment_arg(args.occurred_by, "--occurred-by"),
+            start=moment_arg(args.start, "--from"),
+            end=moment_arg(args.end, "--to"),
+        )
     if args.format == "json":
         print(to_json(doc))
         return 0
