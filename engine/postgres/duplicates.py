@@ -10,7 +10,7 @@ Ids and hashes only. Migration 20 makes both; `forget` deletes a person's rows f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,6 +65,13 @@ class DuplicateIndex:
         group = self.keys.setdefault((match, digest), {})
         group[lead_id] = min(group.get(lead_id, seen), seen)
         return dict(group)
+
+    def note_many(
+        self, items: Sequence[tuple[str, str, UUID, datetime]]
+    ) -> list[dict[UUID, datetime]]:
+        """`note` each (match, hash, lead id, seen) in order: each one's group as it was
+        right after it (a batch decides as if its facts had come one by one)."""
+        return [self.note(*item) for item in items]
 
     def decide(self, pairs: Iterable[Pair]) -> None:
         for pair in pairs:
@@ -129,7 +136,50 @@ class PostgresDuplicateIndex(DuplicateIndex):
             )
             return {UUID(str(r["lead_id"])): r["first_seen"] for r in c.fetchall()}
 
+    def note_many(
+        self, items: Sequence[tuple[str, str, UUID, datetime]]
+    ) -> list[dict[UUID, datetime]]:
+        """One round trip for a batch: lock the hashes (sorted: no deadlock between two
+        consumers), read their groups, add the batch's entries, and give each item its group
+        as it was right after it."""
+        if not items:
+            return []
+        keys = sorted({(m, h) for m, h, _, _ in items})
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
+            # two consumers indexing the same value at once: the second waits, then sees the first
+            for _, digest in keys:
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 20))", (digest,))
+            c.execute(
+                sql.SQL(
+                    "SELECT match, hash, lead_id, first_seen FROM {} "
+                    "WHERE (match, hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+                ).format(self._keys),
+                ([m for m, _ in keys], [h for _, h in keys]),
+            )
+            groups: dict[tuple[str, str], dict[UUID, datetime]] = {}
+            for r in c.fetchall():
+                groups.setdefault((r["match"], r["hash"]), {})[UUID(str(r["lead_id"]))] = r[
+                    "first_seen"
+                ]
+            out: list[dict[UUID, datetime]] = []
+            for match, digest, lead_id, seen in items:
+                group = groups.setdefault((match, digest), {})
+                group[lead_id] = min(group.get(lead_id, seen), seen)
+                out.append(dict(group))
+            c.executemany(
+                sql.SQL(
+                    "INSERT INTO {t} (match, hash, lead_id, first_seen) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (match, hash, lead_id) DO UPDATE SET "
+                    "first_seen = least({t}.first_seen, excluded.first_seen)"
+                ).format(t=self._keys),
+                list(items),
+            )
+        return out
+
     def decide(self, pairs: Iterable[Pair]) -> None:
+        pairs = list(pairs)
+        if not pairs:
+            return
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
             for p in pairs:
                 c.execute(

@@ -277,6 +277,7 @@ class LeadEngine(Application[UUID]):
         touched: dict[UUID, Aggregate] = {}
         self._peeked.clear()
         self._mql_reasons.clear()
+        self._dup_pending: list[tuple[Lead, Envelope]] = []
         try:
             self._create_unknown(events, touched)
             for index, env in enumerate(events):
@@ -288,6 +289,7 @@ class LeadEngine(Application[UUID]):
                 result.count(env.id, outcome)
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
+            duplicates.detect(self.duplicates, self._match_secret, self.rules, self._dup_pending)
             if keep_rejected is not None and result.rejected:
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
@@ -347,7 +349,7 @@ class LeadEngine(Application[UUID]):
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
             self._link(lead, env)
         if outcome is Recorded.ACCEPTED and self.rules.identity.duplicates:
-            duplicates.detect(self.duplicates, self._match_secret, self.rules, lead, env)
+            self._dup_pending.append((lead, env))  # indexed with the batch (one round trip)
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:

@@ -15,26 +15,40 @@ newcomer's stream, the only stream this consumer writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.domain.contract import Envelope
 from engine.domain.duplicates import FIELD, match_hash, normalise, seniority
-from engine.domain.rules import Rules
+from engine.domain.rules import DuplicateRule, Rules
 from engine.postgres.duplicates import DuplicateIndex, Pair
 
 #: who engine merges name as their decider
 ENGINE = "leadengine"
 
 
-def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: Envelope) -> None:
-    """Index the fact's values and record what the duplicate rules decide for this lead."""
-    for rule in rules.identity.duplicates:
-        value = normalise(rule.match, env.data.get(FIELD[rule.match]))
-        if value is None:
-            continue
-        digest = match_hash(secret, rule.match, value)
-        group = index.note(rule.match, digest, lead.id, env.occurred_at)
+def detect(
+    index: DuplicateIndex, secret: bytes, rules: Rules, accepted: Sequence[tuple[Lead, Envelope]]
+) -> None:
+    """Index the values of a batch's accepted facts and record what the duplicate rules decide,
+    as if the facts had come one by one in batch order (one round trip for the index, one for
+    the decisions)."""
+    found: list[tuple[Lead, Envelope, DuplicateRule]] = []
+    items: list[tuple[str, str, UUID, datetime]] = []
+    for lead, env in accepted:
+        for rule in rules.identity.duplicates:
+            value = normalise(rule.match, env.data.get(FIELD[rule.match]))
+            if value is not None:
+                found.append((lead, env, rule))
+                digest = match_hash(secret, rule.match, value)
+                items.append((rule.match, digest, lead.id, env.occurred_at))
+    if not items:
+        return
+    decided: list[Pair] = []
+    version = f"{rules.name}@{rules.version}"
+    for (lead, env, rule), group in zip(found, index.note_many(items), strict=True):
         others = {i: t for i, t in group.items() if i != lead.id}
         if not others:
             continue
@@ -43,8 +57,7 @@ def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: 
             pairs = [(oldest, lead.id)]
         else:
             pairs = [(lead.id, i) for i in sorted(others, key=str)]
-        version = f"{rules.name}@{rules.version}"
-        index.decide(
+        decided += (
             Pair(rule.name, rule.match, rule.action, w, lo, version, max(group[w], group[lo]))
             for w, lo in pairs
         )
@@ -61,6 +74,7 @@ def detect(index: DuplicateIndex, secret: bytes, rules: Rules, lead: Lead, env: 
                 reason=f"duplicate rule {rule.name} (rules {version}): same {rule.match}",
                 at=env.occurred_at,
             )
+    index.decide(decided)
 
 
 def upstream(index: DuplicateIndex, event_type: str, lead_id: UUID, other: UUID) -> None:

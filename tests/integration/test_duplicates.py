@@ -174,3 +174,42 @@ def test_no_table_holds_the_matched_values_in_clear(merging: Runtime) -> None:
             text = "\n".join(r[0] for r in conn.execute(query)).lower()
             for needle in needles:
                 assert needle not in text, f"{table} holds {needle!r}"
+
+
+def test_one_batch_in_any_order_decides_as_facts_one_by_one(merging: Runtime) -> None:
+    """The PostgreSQL index decides a batch in one round trip as if its facts came one by one:
+    the same pairs and people for keys told in time order one by one and reversed in a batch."""
+    rt = merging
+    days, mail = [2, 0, 3, 1], ["p@{}.example", "p@{}.example", "q@{}.example", "p@{}.example"]
+    tel = ["+1 555", "+1 777", "+1 777", "+1555"]
+    suffix = {"one": "1", "two": "2"}  # the two groups' phones never meet
+
+    def events(group: str) -> list[Envelope]:
+        return [
+            captured(
+                f"{group}{n}", days[n], email=mail[n].format(group), phone=tel[n] + suffix[group]
+            )
+            for n in range(4)
+        ]
+
+    for e in events("one"):
+        rt.app.ingest([e])
+    rt.app.ingest(list(reversed(events("two"))))
+    names = {rt.app.lead_id(f"{g}{n}"): (g, n) for g in ("one", "two") for n in range(4)}
+
+    def decided(group: str) -> tuple[Any, ...]:
+        rows = sorted(
+            (rule, names[w][1], names[lo][1], state)
+            for rule, _, _, w, lo, _, _, state in pairs(rt)
+            if names[w][0] == group and state != "superseded"
+        )
+        people = sorted(
+            sorted(names[m][1] for m in members)
+            for members in rt.app.identity_map().people().values()
+            if names[members[0]][0] == group
+        )
+        return rows, people
+
+    assert decided("one") == decided("two")
+    rows, people = decided("one")
+    assert ("same-email", 1, 3, "open") in rows and people == [[0, 3], [1, 2]]
