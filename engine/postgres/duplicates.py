@@ -116,26 +116,6 @@ class PostgresDuplicateIndex(DuplicateIndex):
         self._keys = sql.SQL("{}.{}").format(s, sql.Identifier(KEYS_TABLE))
         self._pairs = sql.SQL("{}.{}").format(s, sql.Identifier(DECISIONS_TABLE))
 
-    def note(self, match: str, digest: str, lead_id: UUID, seen: datetime) -> dict[UUID, datetime]:
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
-            # two consumers indexing the same value at once: the second waits, then sees the first
-            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 20))", (digest,))
-            c.execute(
-                sql.SQL(
-                    "INSERT INTO {t} (match, hash, lead_id, first_seen) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (match, hash, lead_id) DO UPDATE SET "
-                    "first_seen = least({t}.first_seen, excluded.first_seen)"
-                ).format(t=self._keys),
-                (match, digest, lead_id, seen),
-            )
-            c.execute(
-                sql.SQL("SELECT lead_id, first_seen FROM {} WHERE match = %s AND hash = %s").format(
-                    self._keys
-                ),
-                (match, digest),
-            )
-            return {UUID(str(r["lead_id"])): r["first_seen"] for r in c.fetchall()}
-
     def note_many(
         self, items: Sequence[tuple[str, str, UUID, datetime]]
     ) -> list[dict[UUID, datetime]]:
