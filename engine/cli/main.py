@@ -19,6 +19,7 @@ from engine.cli.commands import (
     audit,
     deadletters,
     demo,
+    duplicates,
     identity,
     ingest,
     leads,
@@ -77,6 +78,7 @@ COMMANDS = (
     leads,  # lead show | history | explain
     reporting,  # report funnel | attribution | kpis | html
     identity,  # report identity
+    duplicates,  # report duplicates
     accounts,  # account show | explain, report accounts
     qualify,  # report sla, whatif
     schemas,  # schemas export, rules check | show

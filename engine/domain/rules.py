@@ -584,6 +584,42 @@ class AccountRules(BaseModel):
     buying_group: BuyingGroup = BuyingGroup()
 
 
+DuplicateMatch = Literal["email", "phone"]
+DuplicateAction = Literal["merge", "suggest"]
+
+
+class DuplicateRule(BaseModel):
+    """One duplicate rule (docs/identity.md#duplicates): two lead keys whose normalised `match`
+    value is the same are one person (`merge`, recorded as an engine merge naming the rule)
+    or may be (`suggest`, listed by `report duplicates`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    match: DuplicateMatch
+    action: DuplicateAction = "suggest"
+
+
+class Identity(BaseModel):
+    """Identity rules: engine-detected duplicates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    duplicates: tuple[DuplicateRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Identity:
+        names = [r.name for r in self.duplicates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"identity.duplicates name(s) {dupes} used more than once")
+        matches = [r.match for r in self.duplicates]
+        twice = sorted({m for m in matches if matches.count(m) > 1})
+        if twice:
+            raise ValueError(
+                f"identity.duplicates: more than one rule matches on {twice} (one rule per value)"
+            )
+        return self
+
+
 class Rules(ScoringModel):
     """A whole rule set: the primary scoring model (top level), more models side by side,
     personas, routing and SLAs. The primary model decides MQL."""
@@ -597,6 +633,7 @@ class Rules(ScoringModel):
     privacy: Privacy = Privacy()
     contract: Contract = Contract()
     accounts: AccountRules = AccountRules()
+    identity: Identity = Identity()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:

@@ -358,6 +358,13 @@ def _identity(conn: Connection, schema: str) -> None:
     identity.create(conn, schema)
 
 
+def _duplicates(conn: Connection, schema: str) -> None:
+    """Duplicate detection (docs/identity.md#duplicates): the hash index and the decisions."""
+    from engine.postgres import duplicates
+
+    duplicates.create(conn, schema)
+
+
 def _accounts(conn: Connection, schema: str) -> None:
     """Account tables (docs/accounts.md): filled by `projections rebuild leads`, then kept.
     Today's declarations: migration 21 adds the buying-group table and columns the same way
@@ -446,6 +453,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "lead_sla_rounds and attribution_windows: SLA per round, credits by window",
         _rounds_windows,
     ),
+    Migration(20, "duplicates: keyed-hash index, decisions duplicate rules took", _duplicates),
     Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
 )
 LATEST = MIGRATIONS[-1].version

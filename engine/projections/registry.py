@@ -531,6 +531,36 @@ LEAD_PERSON = Table(
     ("lead_id",),
 )
 
+DUPLICATE_SUGGESTIONS = Table(
+    "duplicate_suggestions",
+    "One row per pair of leads a duplicate rule (`identity.duplicates`) found carrying the same "
+    "normalised e-mail or phone: written at ingest (docs/identity.md#duplicates). Ids only.",
+    (
+        nn("rule", "text", "the duplicate rule's name"),
+        nn("match", "text", "`email` or `phone`: the kind of value (never the value)"),
+        nn("action", "text", "`suggest` or `merge`, as the rule said"),
+        nn("winner_id", "uuid", "the older lead (earliest first seen, then id)"),
+        nn("loser_id", "uuid", "the younger lead: the duplicate"),
+        nn("rules_version", "text", "`name@version` of the rules that decided"),
+        nn(
+            "suggested_at",
+            "timestamptz",
+            "when, in event time, the value had two keys: the younger key's first seen",
+        ),
+        nn("recorded_at", "timestamptz", "when the engine recorded it", default="now()"),
+        nn(
+            "state",
+            "text",
+            "`open` (a suggestion), `merged` (by the rule, or an upstream lead.merged of the "
+            "pair), `unmerged` (a lead.unmerged "
+            "took the pair apart), `superseded` (an older lead of the same value came later)",
+        ),
+    ),
+    ("rule", "winner_id", "loser_id"),
+    projected=False,
+    indexes=(("duplicate_suggestions_loser_idx", "loser_id"),),
+)
+
 CREDITS = Table(
     "attribution_credits",
     "Written by `leadengine report attribution --save`; one row per model, grouping and key.",
@@ -832,6 +862,7 @@ TABLES: dict[str, Table] = {
         MILESTONES,
         IDENTITY_LINKS,
         LEAD_PERSON,
+        DUPLICATE_SUGGESTIONS,
         CREDITS,
         WINDOW_CREDITS,
         RULES,
@@ -1014,6 +1045,7 @@ ROWS = {
     "account_members": "current",
     "account_scores": "current",
     "account_buying_group": "current",
+    "duplicate_suggestions": "current",
     "kpi_stage_reached": "computed",
     "kpi_funnel": "computed",
     "kpi_account_funnel": "computed",
@@ -1136,6 +1168,35 @@ _view(
         "LEFT JOIN {s}.lead_state l ON l.lead_id = i.lead_id "
         "LEFT JOIN {s}.lead_state o ON o.lead_id = i.other_id "
         "LEFT JOIN {s}.lead_person p ON p.lead_id = i.lead_id",
+    )
+)
+
+_view(
+    View(
+        "duplicate_suggestions",
+        "Every pair of leads a duplicate rule found (docs/identity.md#duplicates), with the "
+        "people they are part of now.",
+        DUPLICATE_SUGGESTIONS,
+        (
+            *outs("rule match action winner_id loser_id"),
+            Out(
+                "winner_person_id",
+                "coalesce(pw.person_id, d.winner_id)",
+                "the person the winner is part of now",
+                "uuid",
+            ),
+            Out(
+                "loser_person_id",
+                "coalesce(pl.person_id, d.loser_id)",
+                "the person the loser is part of now",
+                "uuid",
+            ),
+            *outs("rules_version suggested_at recorded_at state"),
+        ),
+        alias="d",
+        source="{s}.duplicate_suggestions d "
+        "LEFT JOIN {s}.lead_person pw ON pw.lead_id = d.winner_id "
+        "LEFT JOIN {s}.lead_person pl ON pl.lead_id = d.loser_id",
     )
 )
 

@@ -42,6 +42,7 @@ from engine.domain.accounts.profile import fold
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.decisions import TYPES as DECISION_TYPES
 from engine.domain.decisions import encode, mql_reasons, to_cloudevent
+from engine.domain.duplicates import match_secret
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -49,12 +50,13 @@ from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
 from engine.postgres.contention import SharedLocks, lock_key
+from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, stored_scheme, stored_streams
-from engine.services import person_routing
+from engine.services import duplicates, person_routing
 from engine.services.cache import budget_cache
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
@@ -169,6 +171,11 @@ class LeadEngine(Application[UUID]):
         self.master_key = master_key
         #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
         self.lead_id = LeadIds(id_secret(master_key), scheme)
+        #: duplicate rules' hash index and decisions (engine/services/duplicates.py)
+        self.duplicates = (
+            DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)
+        )
+        self._match_secret = match_secret(master_key)
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -269,6 +276,7 @@ class LeadEngine(Application[UUID]):
         touched: dict[UUID, Aggregate] = {}
         self._peeked.clear()
         self._mql_reasons.clear()
+        self._dup_pending: list[tuple[Lead, Envelope]] = []
         try:
             self._ready = self._create_unknown(events)
             for index, env in enumerate(events):
@@ -280,6 +288,19 @@ class LeadEngine(Application[UUID]):
                 result.count(env.id, outcome)
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
+            def kin_of_merge(lead: Lead, other: UUID, event_id: str, env: Envelope) -> None:
+                kin = self._load_shared(Kin, kin_id(other), str(other), touched)
+                kin.join(
+                    relation="merged",
+                    lead_id=lead.id,
+                    occurred_at=env.occurred_at,
+                    source=env.source,
+                    event_id=event_id,
+                )
+
+            duplicates.detect(
+                self.duplicates, self._match_secret, self.rules, self._dup_pending, kin_of_merge
+            )
             if keep_rejected is not None and result.rejected:
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
@@ -338,6 +359,8 @@ class LeadEngine(Application[UUID]):
         )
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
             self._link(lead, env, touched)
+        if outcome is Recorded.ACCEPTED and self.rules.identity.duplicates:
+            self._dup_pending.append((lead, env))  # indexed with the batch (one round trip)
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if outcome is Recorded.ACCEPTED:
@@ -369,6 +392,7 @@ class LeadEngine(Application[UUID]):
             source=env.source,
             event_id=env.id,
         )
+        duplicates.upstream(self.duplicates, env.type, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
             other_id=other_id,
@@ -670,6 +694,7 @@ class LeadEngine(Application[UUID]):
             )
         lead_id = self.lead_id(key)
         others = [i for i in self.identity_map().members(lead_id) if i != lead_id]
+        self.duplicates.forget([lead_id, *others])  # the person's hashes and duplicate pairs
         first = self._forget_lead(lead_id, reason=reason, by=by, at=at)
         if first is None:
             raise LeadNotFound(key)

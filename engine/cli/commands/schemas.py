@@ -75,8 +75,9 @@ def rules_check(args: argparse.Namespace) -> int:
         f"{args.file}: ok ({rules.ref}: {len(rules.fit.rules)} fit rules, "
         f"{len(rules.engagement.rules)} engagement rules; models "
         f"{', '.join(m.ref for m in rules.all_models())}; {len(rules.personas)} personas; "
-        f"{len(queues)} routing queues; SLA {'on' if rules.sla else 'off'}; money in "
-        f"{rules.money.reporting_currency}, {len(rules.money.rates)} rates)"
+        f"{len(queues)} routing queues; SLA {'on' if rules.sla else 'off'}; duplicates "
+        + (", ".join(f"{d.match} {d.action}" for d in rules.identity.duplicates) or "off")
+        + f"; money in {rules.money.reporting_currency}, {len(rules.money.rates)} rates)"
     )
     return 0
 
