@@ -32,6 +32,8 @@ class Account(Aggregate):
         self.seen: dict[identity.EventKey, dict[str, Any]] = {}  # (source, id) -> content
         #: (occurred_at, source, event_id, data) of every update, in arrival order
         self.updates: list[tuple[datetime, str, str, dict[str, Any]]] = []
+        #: the MQA decision once recorded (`Qualified`): never taken back or decided again
+        self.mqa: dict[str, Any] | None = None
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -53,6 +55,54 @@ class Account(Aggregate):
         )
         return Recorded.ACCEPTED
 
+    def qualify(
+        self,
+        *,
+        occurred_at: datetime,
+        trigger_event_id: str,
+        rules_version: str,
+        reason: str,
+        score: float,
+        fit: float,
+        engagement: float,
+        members: int,
+        engaged: int,
+    ) -> bool:
+        """Record the MQA decision (docs/accounts.md); False (nothing recorded) when one is
+        recorded already: an account qualifies once."""
+        if self.mqa is not None:
+            return False
+        self.trigger_event(
+            self.Qualified,
+            occurred_at=occurred_at,
+            trigger_event_id=trigger_event_id,
+            rules_version=rules_version,
+            reason=reason,
+            score=score,
+            fit=fit,
+            engagement=engagement,
+            members=members,
+            engaged=engaged,
+        )
+        return True
+
+    class Qualified(Aggregate.Event):
+        """The account became a marketing-qualified account: its trigger (the input that made
+        it qualify), the rules that decided, and the score then."""
+
+        occurred_at: datetime
+        trigger_event_id: str
+        rules_version: str
+        reason: str
+        score: float
+        fit: float
+        engagement: float
+        members: int
+        engaged: int
+
+        def apply(self, aggregate: Account) -> None:
+            aggregate.mqa = mqa_of(self)
+
     class Updated(Aggregate.Event):
         event_id: str
         source: str
@@ -68,3 +118,14 @@ class Account(Aggregate):
 
 def _content(at: datetime, key: str, data: dict[str, Any]) -> dict[str, Any]:
     return identity.content("account.updated", at, data, subject=key)
+
+
+def mqa_of(event: Account.Qualified) -> dict[str, Any]:
+    """The stored MQA decision as `account_state.mqa` keeps it (JSON)."""
+    return {
+        "at": event.occurred_at.isoformat(),
+        "trigger": event.trigger_event_id,
+        "rules": event.rules_version,
+        "reason": event.reason,
+        "version": event.originator_version,
+    }

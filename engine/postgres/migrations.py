@@ -401,6 +401,26 @@ def _identity_outbound(conn: Any, schema: str) -> None:
         )
 
 
+def _account_decisions(conn: Any, schema: str) -> None:
+    """MQAs are decisions recorded on the Account aggregate (`Account.Qualified`, outbound
+    `account.qualified`; docs/accounts.md): `account_state.mqa` keeps the recorded one, and the
+    outbox trigger is made again with today's decision topics. MQAs a projector took before
+    are recorded on their accounts by the projector's next settling (their moment kept); a
+    rebuild before that shows only recorded ones."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS mqa jsonb").format(
+            sql.Identifier(schema, "account_state")
+        )
+    )
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return  # a fresh store: the recorder makes the trigger with today's list
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
+    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -427,6 +447,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
     Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
+    Migration(22, "accounts: MQA decisions recorded on the account, outbound", _account_decisions),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -6,13 +6,15 @@ settled from all of those at once: `account_members` (each lead's match decision
 `account_scores` (each account's score, points and MQA). `AccountBook` holds the per-aggregate
 rows in memory and settles with the pure functions of engine/accounts; it writes only the
 global rows that changed. The settled result depends only on the rows, never on the order
-they came in, so an incremental projection and a rebuild agree (the MQA moment aside: it is
-the latest input when the projector first saw the account qualify; docs/accounts.md).
+they came in, so an incremental projection and a rebuild agree. The MQA is a recorded decision:
+the projector takes it when it first sees the account qualify (its trigger: the latest input)
+and records it on the Account aggregate (`Account.Qualified`, relayed as `account.qualified`);
+`account_state.mqa` keeps it, and a rebuild reads it back instead of deciding again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,7 +27,13 @@ from engine.aggregates.account import Account, account_id
 from engine.aggregates.lead import Lead
 from engine.domain.accounts.matching import LeadSignals, Match, match_all
 from engine.domain.accounts.profile import AccountProfile, fold
-from engine.domain.accounts.scoring import Member, decide_mqa, score
+from engine.domain.accounts.scoring import (
+    AccountScore,
+    Member,
+    MqaDecision,
+    decide_mqa,
+    score,
+)
 from engine.domain.facts import profile_of
 from engine.domain.rules import Rules
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
@@ -35,6 +43,10 @@ Row = tuple[Any, ...]
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
+STORED = 13  # mqa (the recorded decision) in an account_state row
+#: records an MQA decision on the account (key) and returns the stored one
+#: (`LeadEngine.record_mqa`)
+Decide = Callable[[str, MqaDecision, AccountScore | None], dict[str, Any]]
 
 
 def _money(value: float) -> Decimal:
@@ -58,6 +70,7 @@ def state_row(account: Account) -> Row:
         p.updated_at,
         last[2] if last else None,
         account.version,
+        account.mqa,
     )
 
 
@@ -84,6 +97,7 @@ class AccountBook:
         self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
         self.members: dict[UUID, Row] = {}  # lead id -> account_members row
         self.scores: dict[str, Row] = {}  # account key -> account_scores row
+        self._decide: Decide | None = None
 
     def put_state(self, row: Row) -> None:
         self.states[row[1]] = row
@@ -108,9 +122,12 @@ class AccountBook:
             for row in cur.fetchall():
                 put(tuple(row))
 
-    def settle(self, rules: Rules) -> dict[str, list[Row]]:
+    def settle(self, rules: Rules, decide: Decide | None = None) -> dict[str, list[Row]]:
         """Match every lead, score every account; the members and scores rows that differ
-        from the ones last written (all of them the first time)."""
+        from the ones last written (all of them the first time). With `decide`, an account
+        that qualifies and has no MQA recorded gets one (through `decide`); without (a
+        rebuild), the MQA columns are the recorded decisions only."""
+        self._decide = decide
         ref = rules.ref
         profiles = [_profile(r) for r in self.states.values()]
         leads = [
@@ -172,23 +189,44 @@ class AccountBook:
         )
 
     def _mqa(
-        self, profile: AccountProfile, lead_ids: list[UUID], result: Any, rules: Rules
+        self, profile: AccountProfile, lead_ids: list[UUID], result: AccountScore, rules: Rules
     ) -> tuple[Any, ...]:
-        """The MQA decision: kept once recorded; else recorded now if the rule holds, dated
-        at (and triggered by) the latest of the account's update and its members' facts."""
+        """The MQA decision: the one recorded on the account; else, when deciding, taken now
+        if the rule holds, dated at (and triggered by) the latest of the account's update and
+        its members' facts, and recorded."""
+        state = self.states[profile.account_id]
+        if state[STORED] is not None:
+            return _columns(state[STORED])
+        if self._decide is None:
+            return (None, None, None, None)
+        decision: MqaDecision | None = None
         before = self.scores.get(profile.account_id)
         if before is not None and before[8] is not None:
-            return tuple(before[_MQA])
-        state = self.states[profile.account_id]
-        inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
-        inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
-        if not inputs:
-            return (None, None, None, None)
-        at, trigger = max(inputs)
-        decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
+            # taken by a projector before decisions were recorded (migration 22): record it
+            at, trigger, ref, reason = before[_MQA]
+            decision = MqaDecision(profile.account_id, ref, trigger, at, reason)
+        else:
+            inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
+            inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
+            if inputs:
+                at, trigger = max(inputs)
+                decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
         if decision is None:
             return (None, None, None, None)
-        return (decision.at, decision.trigger, decision.rules, decision.reason)
+        stored = self._decide(profile.account_id, decision, result)
+        self.states[profile.account_id] = (*state[:STORED], stored)
+        return _columns(stored)
+
+
+def _columns(stored: dict[str, Any]) -> tuple[Any, ...]:
+    """mqa_at, mqa_trigger, mqa_rules, mqa_reason of a recorded decision."""
+    at = stored["at"]
+    return (
+        datetime.fromisoformat(at) if isinstance(at, str) else at,
+        stored["trigger"],
+        stored["rules"],
+        stored["reason"],
+    )
 
 
 def _profile(row: Row) -> AccountProfile:
@@ -209,6 +247,8 @@ def _profile(row: Row) -> AccountProfile:
 def _adapt(table: str, row: Row) -> Row:
     if table == "account_scores":
         return (*row[:7], Jsonb(row[7]), *row[8:])
+    if table == "account_state":
+        return (*row[:STORED], None if row[STORED] is None else Jsonb(row[STORED]))
     return row
 
 

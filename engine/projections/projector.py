@@ -573,8 +573,12 @@ class Projector:
             self._book.put_state(row)
         for row in signals:
             self._book.put_signals(row)
-        for table, changed in self._book.settle(self.app.rules).items():
+        before = {k: r[accounts.STORED] for k, r in self._book.states.items()}
+        for table, changed in self._book.settle(self.app.rules, self.app.record_mqa).items():
             accounts.upsert(cur, schema, table, changed)
+        # decisions recorded now: account_state.mqa too (until their event comes round)
+        recorded = [r for k, r in self._book.states.items() if r[accounts.STORED] != before.get(k)]
+        accounts.upsert(cur, schema, "account_state", recorded)
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
         """Fill the (empty) account_members and account_scores tables from the account_state

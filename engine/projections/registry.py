@@ -576,6 +576,12 @@ ACCOUNT_STATE = Table(
         c("updated_at", "timestamptz", "the latest update's event time"),
         c("last_event_id", "text", "the CloudEvent id of that update"),
         nn("version", "int", "the account aggregate's version"),
+        c(
+            "mqa",
+            "jsonb",
+            "the MQA decision recorded on the account (`{at, trigger, rules, reason, version}`; "
+            "internal: the view shows it from `account_scores`)",
+        ),
     ),
     ("account_id",),
     upserted=True,
@@ -1066,7 +1072,11 @@ _view(
         ACCOUNT_STATE.meaning + " With its score and MQA (`account_scores`).",
         ACCOUNT_STATE,
         (
-            *(Out(n) for n in ACCOUNT_STATE.names if n not in ("last_event_id", "version")),
+            *(
+                Out(n)
+                for n in ACCOUNT_STATE.names
+                if n not in ("last_event_id", "version", "mqa")
+            ),
             *(
                 Out(
                     n,

@@ -38,9 +38,16 @@ from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
 from engine.domain.accounts.profile import fold
+from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
+from engine.domain.decisions import (
+    ACCOUNT_TYPES,
+    account_cloudevent,
+    encode,
+    mql_reasons,
+    to_cloudevent,
+)
 from engine.domain.decisions import TYPES as DECISION_TYPES
-from engine.domain.decisions import encode, mql_reasons, to_cloudevent
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -592,6 +599,18 @@ class LeadEngine(Application[UUID]):
         for event in processing.events:
             kind = DECISION_TYPES.get(type(event))
             if kind is None:
+                if isinstance(event, Account.Qualified):  # a decision about an account
+                    account = cast(Account, processing.aggregates[event.originator_id])
+                    about = account_cloudevent(event, account.id, account.key)
+                    records.append(
+                        Record(
+                            account.id,
+                            event.originator_version,
+                            ACCOUNT_TYPES[type(event)],
+                            account.key,
+                            encode(about),
+                        )
+                    )
                 continue
             lead = cast(Lead, processing.aggregates[event.originator_id])
             lead_id, version = lead.id, event.originator_version
@@ -603,6 +622,50 @@ class LeadEngine(Application[UUID]):
             if isinstance(event, Lead.Erased):
                 erasures.append(Erasure(lead_id, key))
         return records, erasures
+
+    def record_mqa(
+        self, key: str, decision: MqaDecision, result: AccountScore | None
+    ) -> dict[str, Any]:
+        """Record the MQA decision the projector took on the account `key` (its outbound record
+        in the same transaction), unless one is recorded already; the stored decision either
+        way (`Account.mqa`). The account's stream is written at ingest too: a save that lost
+        the race is tried again on a fresh read."""
+        try:
+            return self._record_mqa(key, decision, result)
+        finally:
+            if self.locks is not None:
+                self.locks.release()
+
+    def _record_mqa(
+        self, key: str, decision: MqaDecision, result: AccountScore | None
+    ) -> dict[str, Any]:
+        agg_id = account_id(key)
+        for attempt in range(5):
+            touched: dict[UUID, Aggregate] = {}
+            account = self._load_shared(Account, agg_id, key, touched)
+            if account.mqa is not None:
+                return account.mqa
+            account.qualify(
+                occurred_at=decision.at,
+                trigger_event_id=decision.trigger,
+                rules_version=decision.rules,
+                reason=decision.reason,
+                score=result.total if result else 0.0,
+                fit=result.fit if result else 0.0,
+                engagement=result.engagement if result else 0.0,
+                members=result.members if result else 0,
+                engaged=result.engaged if result else 0,
+            )
+            try:
+                self._save([account], None)
+            except IntegrityError:
+                self._evict(touched)
+                if attempt == 4:
+                    raise
+                continue
+            assert account.mqa is not None
+            return account.mqa
+        raise AssertionError("unreachable")
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged
@@ -677,6 +740,8 @@ def link_of(event: Lead.Linked) -> Link:
         event.by,
         event.reason,
     )
+
+
 #: the `queue` of a Routed decision that gave a lead to its account's owner
 ACCOUNT_OWNER = "account-owner"
 #: where a lead fact keeps the event's `account` attribute

@@ -9,8 +9,9 @@ from decimal import Decimal
 from uuid import UUID
 
 from engine.aggregates.account import account_id
+from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.rules import load_rules
-from engine.projections.accounts import AccountBook
+from engine.projections.accounts import STORED, AccountBook
 
 RULES = load_rules()
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -18,7 +19,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 def state(key: str, name: str, domains: list[str], tier: int | None = None) -> tuple[object, ...]:
     return (account_id(key), key, name, domains, "software", 800, Decimal("60000000.00"), "US",
-            None, tier, T0, f"u-{key}", 1)  # fmt: skip
+            None, tier, T0, f"u-{key}", 1, None)  # fmt: skip
 
 
 def signals(n: int, domain: str | None, company: str | None, engagement: str) -> tuple[object, ...]:
@@ -44,29 +45,85 @@ def book(states: list[tuple[object, ...]], sigs: list[tuple[object, ...]]) -> Ac
     return b
 
 
+class Recorder:
+    """Records MQA decisions as the Account aggregate does: once per account."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, object]] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, key: str, d: MqaDecision, result: AccountScore | None) -> dict[str, object]:
+        self.calls.append(key)
+        return self.stored.setdefault(
+            key,
+            {
+                "at": d.at.isoformat(),
+                "trigger": d.trigger,
+                "rules": d.rules,
+                "reason": d.reason,
+                "version": 2,
+            },
+        )
+
+
 def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     b = book(STATES, SIGNALS)
-    first = b.settle(RULES)
+    rec = Recorder()
+    first = b.settle(RULES, rec)
     assert len(first["account_members"]) == 4 and len(first["account_scores"]) == 2
     members = {r[0].int: (r[2], r[3]) for r in first["account_members"]}
     assert members == {1: ("a1", "domain"), 2: ("a1", "domain"), 3: ("a2", "name"), 4: (None, None)}
     scores = {r[1]: r for r in first["account_scores"]}
     assert scores["a1"][5:7] == (2, 2) and scores["a1"][8] is not None  # members, engaged, MQA
     assert scores["a1"][9] == "e2" and scores["a1"][10] == RULES.ref  # trigger, rules
-    assert b.settle(RULES) == {"account_members": [], "account_scores": []}
+    assert rec.calls == ["a1"] and b.states["a1"][STORED] == rec.stored["a1"]
+    assert b.settle(RULES, rec) == {"account_members": [], "account_scores": []}
+    assert rec.calls == ["a1"]  # recorded: not decided again
     b.put_signals(signals(4, "acme.io", None, "0"))  # lead 4 now writes from a2's domain
-    again = b.settle(RULES)
+    again = b.settle(RULES, rec)
     assert [r[0].int for r in again["account_members"]] == [4]
     assert [r[1] for r in again["account_scores"]] == ["a2"]
 
 
 def test_rows_do_not_depend_on_the_order_they_arrive_in() -> None:
-    expected = book(STATES, SIGNALS).settle(RULES)
+    expected = book(STATES, SIGNALS).settle(RULES, Recorder())
     rnd = random.Random(5)
     for _ in range(5):
         states, sigs = list(STATES), list(SIGNALS)
         rnd.shuffle(states)
         rnd.shuffle(sigs)
-        got = book(states, sigs).settle(RULES)
+        got = book(states, sigs).settle(RULES, Recorder())
         for table, rows in expected.items():
             assert sorted(got[table], key=str) == sorted(rows, key=str)
+
+
+def test_without_deciding_only_recorded_mqas_show() -> None:
+    """A rebuild settles without deciding: an account that qualifies now but has no recorded
+    decision shows none; one with a recorded decision shows it even below the rule now."""
+    assert all(r[8] is None for r in book(STATES, SIGNALS).settle(RULES)["account_scores"])
+    recorded = {
+        "at": (T0 - timedelta(days=3)).isoformat(),
+        "trigger": "old",
+        "rules": "r@1",
+        "reason": "then",
+        "version": 2,
+    }
+    a2 = (*STATES[1][:STORED], recorded)  # a2 has one lead with little engagement
+    scores = {r[1]: r for r in book([STATES[0], a2], SIGNALS).settle(RULES)["account_scores"]}
+    assert scores["a2"][8:12] == (T0 - timedelta(days=3), "old", "r@1", "then")
+    assert scores["a1"][8] is None
+    # deciding, a recorded decision still wins over what the rule says now
+    rec = Recorder()
+    scores = {r[1]: r for r in book([STATES[0], a2], SIGNALS).settle(RULES, rec)["account_scores"]}
+    assert scores["a2"][9] == "old" and rec.calls == ["a1"]
+
+
+def test_an_mqa_taken_before_decisions_were_recorded_is_recorded_with_its_moment() -> None:
+    """Migration 22: an account_scores row with an MQA but no recorded decision."""
+    b = book(STATES, SIGNALS)
+    b.settle(RULES)  # nothing decided, nothing recorded
+    old = b.scores["a1"]
+    b.scores["a1"] = (*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:])
+    rec = Recorder()
+    b.settle(RULES, rec)
+    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"][9] == "early"
