@@ -34,6 +34,8 @@ class Account(Aggregate):
         self.updates: list[tuple[datetime, str, str, dict[str, Any]]] = []
         #: the MQA decision once recorded (`Qualified`): never taken back or decided again
         self.mqa: dict[str, Any] | None = None
+        #: the leads matched to it as recorded (`MemberDecided`): lead id -> (rule, reason)
+        self.members: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -85,6 +87,56 @@ class Account(Aggregate):
             engaged=engaged,
         )
         return True
+
+    def decide_member(
+        self,
+        *,
+        lead_id: str,
+        joined: bool,
+        rule: str | None,
+        reason: str,
+        candidates: list[str],
+        rules_version: str,
+        decided_at: datetime | None,
+    ) -> bool:
+        """Record a lead-to-account match decision about this account: the lead joins (with
+        the rule and reason) or leaves it; False (nothing recorded) when it changes nothing."""
+        if joined:
+            assert rule is not None
+            if self.members.get(lead_id) == (rule, reason):
+                return False
+        elif lead_id not in self.members:
+            return False
+        self.trigger_event(
+            self.MemberDecided,
+            lead_id=lead_id,
+            joined=joined,
+            rule=rule,
+            reason=reason,
+            candidates=candidates,
+            rules_version=rules_version,
+            decided_at=decided_at,
+        )
+        return True
+
+    class MemberDecided(Aggregate.Event):
+        """A lead-to-account match decision (docs/accounts.md): the lead (its id: a keyed
+        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere)."""
+
+        lead_id: str
+        joined: bool
+        rule: str | None
+        reason: str
+        candidates: list[str]
+        rules_version: str
+        decided_at: datetime | None
+
+        def apply(self, aggregate: Account) -> None:
+            if self.joined:
+                assert self.rule is not None
+                aggregate.members[self.lead_id] = (self.rule, self.reason)
+            else:
+                aggregate.members.pop(self.lead_id, None)
 
     class Qualified(Aggregate.Event):
         """The account became a marketing-qualified account: its trigger (the input that made

@@ -143,6 +143,24 @@ class AccountQualified(BaseModel):
     reason: str = Field(description="The thresholds that held")
 
 
+class AccountMemberDecided(BaseModel):
+    """A lead-to-account match decision about this account (docs/accounts.md): the lead joined
+    it by a matching rule, or left it (matched to another account, or to none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    account_id: str = Field(description="The account's id (a uuid5 of its key)")
+    version: int = Field(ge=1, description="The decision's version in the account's stream")
+    lead_id: str = Field(description="The lead's id (a keyed hash: reveals nothing)")
+    relation: Literal["joined", "left"]
+    rule: str | None = Field(description="explicit, domain or name; null when it left")
+    reason: str = Field(description="Why: the rule, the candidates, the tie-breaker")
+    candidates: list[str] = Field(description="The accounts the winning rule found")
+    rules_version: str = Field(description="name@version of the matching rules")
+    occurred_at: str | None = Field(
+        description="The event time of the latest input the decision read (ISO 8601)"
+    )
+
+
 DATA: dict[str, type[BaseModel]] = {
     "lead.qualified": Qualified,
     "lead.routed": Routed,
@@ -154,9 +172,10 @@ DATA: dict[str, type[BaseModel]] = {
     "lead.sla_alerted": SlaAlerted,
     "lead.identity_decided": IdentityDecided,
     "account.qualified": AccountQualified,
+    "account.member_decided": AccountMemberDecided,
 }
 #: the decisions about accounts (the rest are about leads): subject and id name the account
-ACCOUNT_KINDS = frozenset({"account.qualified"})
+ACCOUNT_KINDS = frozenset({"account.qualified", "account.member_decided"})
 
 
 def json_schema(kind: str) -> dict[str, Any]:

@@ -402,9 +402,10 @@ def _identity_outbound(conn: Any, schema: str) -> None:
 
 
 def _account_decisions(conn: Any, schema: str) -> None:
-    """MQAs are decisions recorded on the Account aggregate (`Account.Qualified`, outbound
-    `account.qualified`; docs/accounts.md): `account_state.mqa` keeps the recorded one, and the
-    outbox trigger is made again with today's decision topics. MQAs a projector took before
+    """MQAs and matches are decisions recorded on the Account aggregate (`Account.Qualified`,
+    `Account.MemberDecided`; outbound `account.qualified`, `account.member_decided`;
+    docs/accounts.md): `account_state.mqa` keeps the recorded MQA, and the outbox trigger is
+    made again with today's decision topics. MQAs a projector took before
     are recorded on their accounts by the projector's next settling (their moment kept); a
     rebuild before that shows only recorded ones."""
     conn.execute(
@@ -447,7 +448,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "outbox: each decision's outbound record, written with its event", _outbox),
     Migration(17, "accounts: account_state, account_signals, members, scores", _accounts),
     Migration(18, "outbox: identity decisions are outbound too", _identity_outbound),
-    Migration(22, "accounts: MQA decisions recorded on the account, outbound", _account_decisions),
+    Migration(22, "accounts: MQA and match decisions recorded, outbound", _account_decisions),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from engine.aggregates.account import Account, account_id
 from engine.aggregates.lead import Lead
-from engine.domain.accounts.matching import LeadSignals, Match, match_all
+from engine.domain.accounts.matching import LeadSignals, Match, MemberDecision, match_all
 from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import (
     AccountScore,
@@ -98,6 +98,8 @@ class AccountBook:
         self.members: dict[UUID, Row] = {}  # lead id -> account_members row
         self.scores: dict[str, Row] = {}  # account key -> account_scores row
         self._decide: Decide | None = None
+        #: the match decisions the last deciding `settle` took, for the accounts to record
+        self.member_decisions: list[MemberDecision] = []
 
     def put_state(self, row: Row) -> None:
         self.states[row[1]] = row
@@ -128,6 +130,7 @@ class AccountBook:
         that qualifies and has no MQA recorded gets one (through `decide`); without (a
         rebuild), the MQA columns are the recorded decisions only."""
         self._decide = decide
+        self.member_decisions = []
         ref = rules.ref
         profiles = [_profile(r) for r in self.states.values()]
         leads = [
@@ -144,7 +147,10 @@ class AccountBook:
             row = self._member_row(lead_id, signals, m, ref)
             if m.account_id is not None:
                 members.setdefault(m.account_id, []).append(lead_id)
-            if self.members.get(lead_id) != row:
+            before = self.members.get(lead_id)
+            if before != row:
+                if decide is not None:
+                    self._decided(before, row)
                 self.members[lead_id] = row
                 changed_members.append(row)
         changed_scores: list[Row] = []
@@ -154,6 +160,31 @@ class AccountBook:
                 self.scores[profile.account_id] = row
                 changed_scores.append(row)
         return {"account_members": changed_members, "account_scores": changed_scores}
+
+    def _decided(self, before: Row | None, row: Row) -> None:
+        """The match decisions a changed account_members row makes: the lead leaves the
+        account it had, joins the one it has now (or joins it again by another rule)."""
+        lead_id, _, key, rule, reason, candidates, decided, ref = row
+        had = before[2] if before is not None else None
+
+        def note(account: str, joined: bool) -> None:
+            self.member_decisions.append(
+                MemberDecision(
+                    account,
+                    str(lead_id),
+                    joined,
+                    rule if joined else None,
+                    reason,
+                    tuple(candidates),
+                    ref,
+                    decided,
+                )
+            )
+
+        if had is not None and had != key:
+            note(had, False)
+        if key is not None and (before is None or before[2:5] != row[2:5]):
+            note(key, True)
 
     def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
         decided = signals[4]

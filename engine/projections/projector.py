@@ -576,6 +576,7 @@ class Projector:
         before = {k: r[accounts.STORED] for k, r in self._book.states.items()}
         for table, changed in self._book.settle(self.app.rules, self.app.record_mqa).items():
             accounts.upsert(cur, schema, table, changed)
+        self.app.record_members(self._book.member_decisions)  # recorded on the accounts
         # decisions recorded now: account_state.mqa too (until their event comes round)
         recorded = [r for k, r in self._book.states.items() if r[accounts.STORED] != before.get(k)]
         accounts.upsert(cur, schema, "account_state", recorded)

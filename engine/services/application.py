@@ -37,6 +37,7 @@ from engine.aggregates.account import Account, account_id
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
+from engine.domain.accounts.matching import MemberDecision
 from engine.domain.accounts.profile import fold
 from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
@@ -599,7 +600,7 @@ class LeadEngine(Application[UUID]):
         for event in processing.events:
             kind = DECISION_TYPES.get(type(event))
             if kind is None:
-                if isinstance(event, Account.Qualified):  # a decision about an account
+                if type(event) in ACCOUNT_TYPES:  # a decision about an account
                     account = cast(Account, processing.aggregates[event.originator_id])
                     about = account_cloudevent(event, account.id, account.key)
                     records.append(
@@ -666,6 +667,40 @@ class LeadEngine(Application[UUID]):
             assert account.mqa is not None
             return account.mqa
         raise AssertionError("unreachable")
+
+    def record_members(self, decisions: Sequence[MemberDecision]) -> int:
+        """Record the lead-to-account match decisions the projector took (each a lead joining
+        or leaving an account), those not recorded already, with their outbound records: one
+        transaction. Returns how many were recorded."""
+        if not decisions:
+            return 0
+        try:
+            for attempt in range(5):
+                touched: dict[UUID, Aggregate] = {}
+                recorded = 0
+                for d in decisions:
+                    account = self._load_shared(Account, account_id(d.account), d.account, touched)
+                    recorded += account.decide_member(
+                        lead_id=d.lead_id,
+                        joined=d.joined,
+                        rule=d.rule,
+                        reason=d.reason,
+                        candidates=list(d.candidates),
+                        rules_version=d.rules_version,
+                        decided_at=d.decided_at,
+                    )
+                try:
+                    self._save(list(touched.values()), None)
+                except IntegrityError:
+                    self._evict(touched)
+                    if attempt == 4:
+                        raise
+                    continue
+                return recorded
+            raise AssertionError("unreachable")
+        finally:
+            if self.locks is not None:
+                self.locks.release()
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged

@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import validate
 from psycopg import sql
 
-from engine.aggregates.account import account_id
+from engine.aggregates.account import Account, account_id
 from engine.domain import outbound
 from engine.domain.contract import validate_event
 from engine.projections.rebuild import rebuild
@@ -129,11 +129,42 @@ def test_accounts_end_to_end(runtime: Runtime, server_url: str, leadengine: Any)
     l1 = runtime.app.get_lead("l1")
     assert l1.queue != "account-owner"  # matched by domain only: the queues decide (see docs)
 
+    # each match is a decision recorded on its account, as the table has it
+    def recorded() -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for k in ("a1", "a2", "a3"):
+            account = runtime.app.repository.get(account_id(k))
+            out[k] = {lead: rule for lead, (rule, _) in account.members.items()}
+        return out
+
+    ids = {k: str(runtime.app.get_lead(k).id) for k in ("l1", "l2", "l3", "l4", "l5")}
+    assert recorded() == {
+        "a1": {ids["l1"]: "domain", ids["l2"]: "domain"},
+        "a2": {ids["l3"]: "name"},
+        "a3": {ids["l4"]: "explicit"},
+    }
+
     # a1 moves to another domain: every lead is decided again
     ingest(runtime, [raw("account.updated", "a1", {"domains": ["acme.io"]}, days=6)])
     with reader_login(runtime.db, server_url) as conn:
         now = members(conn, schema)
     assert now["l1"] == ("a2", "name") and "l2" not in now  # l2 gave no company
+    assert recorded() == {
+        "a1": {},
+        "a2": {ids["l3"]: "name", ids["l1"]: "name"},
+        "a3": {ids["l4"]: "explicit"},
+    }
+    a1_events = [
+        e
+        for e in runtime.app.repository.event_store.get(account_id("a1"))
+        if isinstance(e, Account.MemberDecided)
+    ]
+    assert [(e.lead_id, e.joined) for e in a1_events][-2:] in (
+        [(ids["l1"], False), (ids["l2"], False)],
+        [(ids["l2"], False), (ids["l1"], False)],
+    )
+    left = [e for e in a1_events if e.lead_id == ids["l2"]][-1]
+    assert not left.joined and "no account matches" in left.reason
     mqa = table(runtime, "account_scores", "WHERE account_key = 'a1'")[0]
     assert mqa[5] == 0 and mqa[8] == a1[5]  # the MQA decision stays as recorded
 
@@ -157,9 +188,9 @@ def test_accounts_end_to_end(runtime: Runtime, server_url: str, leadengine: Any)
     assert account.mqa is not None and account.mqa["trigger"] == a1[7]
     with runtime.db.connect() as conn:
         outbox = conn.execute(
-            sql.SQL("SELECT lead_id, type, key, value FROM {} WHERE type LIKE 'account.%%'").format(
-                sql.Identifier(runtime.db.schema, "outbox")
-            )
+            sql.SQL(
+                "SELECT lead_id, type, key, value FROM {} WHERE type = 'account.qualified'"
+            ).format(sql.Identifier(runtime.db.schema, "outbox"))
         ).fetchall()
     assert [(r[0], r[1], r[2]) for r in outbox] == [(account.id, "account.qualified", "a1")]
     doc = json.loads(outbox[0][3])
@@ -167,6 +198,22 @@ def test_accounts_end_to_end(runtime: Runtime, server_url: str, leadengine: Any)
     assert doc["data"]["trigger_event_id"] == a1[7] and doc["data"]["score"] == 85
     assert doc["data"]["rules_version"] == runtime.rules.ref and doc["data"]["members"] == 2
     validate(doc, outbound.json_schema("account.qualified"))
+    # every match decision too, each with its record
+    with runtime.db.connect() as conn:
+        matched = conn.execute(
+            sql.SQL(
+                "SELECT lead_id, version, value FROM {} WHERE type = 'account.member_decided'"
+            ).format(sql.Identifier(runtime.db.schema, "outbox"))
+        ).fetchall()
+    stored = [
+        (account_id(k), e.originator_version)
+        for k in ("a1", "a2", "a3")
+        for e in runtime.app.repository.event_store.get(account_id(k))
+        if isinstance(e, Account.MemberDecided)
+    ]
+    assert sorted((r[0], r[1]) for r in matched) == sorted(stored) and len(stored) == 7
+    for r in matched:
+        validate(json.loads(r[2]), outbound.json_schema("account.member_decided"))
 
     before = {t: table(runtime, t) for t in ACCOUNT_TABLES}
     rebuild(runtime.app, runtime.db, "leads", batch_size=3)

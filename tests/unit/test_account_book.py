@@ -83,6 +83,24 @@ def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     again = b.settle(RULES, rec)
     assert [r[0].int for r in again["account_members"]] == [4]
     assert [r[1] for r in again["account_scores"]] == ["a2"]
+    assert [(d.account, d.lead_id, d.joined, d.rule) for d in b.member_decisions] == [
+        ("a2", str(UUID(int=4)), True, "domain")
+    ]
+
+
+def test_match_decisions_say_who_joined_and_left_which_account() -> None:
+    b = book(STATES, SIGNALS)
+    b.settle(RULES, Recorder())
+    joined = {(d.account, UUID(d.lead_id).int, d.rule) for d in b.member_decisions}
+    assert joined == {("a1", 1, "domain"), ("a1", 2, "domain"), ("a2", 3, "name")}
+    assert all(d.joined and d.rules_version == RULES.ref for d in b.member_decisions)
+    b.put_signals(signals(3, "acme.com", "Acme", "12"))  # lead 3 now writes from a1's domain
+    b.settle(RULES, Recorder())
+    moves = [(d.account, d.joined, d.rule) for d in b.member_decisions]
+    assert moves == [("a2", False, None), ("a1", True, "domain")]
+    assert "e-mail domain acme.com is a domain of a1" in b.member_decisions[0].reason  # why
+    b.settle(RULES)  # a rebuild's settling decides nothing
+    assert b.member_decisions == []
 
 
 def test_rows_do_not_depend_on_the_order_they_arrive_in() -> None:
