@@ -1104,7 +1104,8 @@ _view(
 _view(
     View(
         "account_members",
-        "One row per lead matched to an account: which account, by which rule and why.",
+        "One row per lead matched to an account: which account, by which rule and why. A "
+        "forgotten lead is not listed (its contribution stays in `account_scores`).",
         ACCOUNT_MEMBERS,
         (
             Out("lead_id", meaning="the lead"),
@@ -1117,7 +1118,7 @@ _view(
             *outs("account_id account_key rule reason candidates decided_at rules_version"),
         ),
         source="{s}.account_members m LEFT JOIN {s}.lead_state l USING (lead_id) "
-        "WHERE m.account_id IS NOT NULL",
+        "WHERE m.account_id IS NOT NULL AND l.erased_at IS NULL",
         alias="m",
     )
 )

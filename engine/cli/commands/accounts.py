@@ -76,7 +76,8 @@ def _members(rt: Runtime, account_id: UUID) -> list[dict[str, Any]]:
         rt,
         "SELECT l.lead_key, l.stage, s.engagement, m.rule, m.reason FROM {s}.account_members m "
         "JOIN {s}.account_signals s USING (lead_id) LEFT JOIN {s}.lead_state l USING (lead_id) "
-        "WHERE m.account_id = %s ORDER BY s.engagement DESC, l.lead_key",
+        "WHERE m.account_id = %s AND l.erased_at IS NULL "  # forgotten: counted, never listed
+        "ORDER BY s.engagement DESC, l.lead_key",
         account_id,
     )
 
@@ -96,7 +97,9 @@ def show(args: argparse.Namespace) -> int:
     print(render(args.format, head, title=f"Account {args.key}"))
     if args.format != "csv":
         print()
-        print(render("table", members, title=f"Its leads ({len(members)})"))
+        forgotten = (acc["members"] or 0) - len(members)
+        note = f", {forgotten} forgotten: counted in the score, not listed" if forgotten else ""
+        print(render("table", members, title=f"Its leads ({len(members)}{note})"))
     return 0
 
 
