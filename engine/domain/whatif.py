@@ -11,13 +11,15 @@ O(1) in scoring; each lead's final score is the full recomputation.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from engine.aggregates.lead import Lead
+from engine.domain.accounts.profile import AccountProfile
+from engine.domain.accounts.whatif import qualifying
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules
 
@@ -27,6 +29,12 @@ MQL_NOTE = (
     "`mql` counts leads with an MQL decision; `reached_mql` counts leads that reached mql or any "
     "later stage, as `report funnel` does: the difference is leads sales took (accepted, "
     "qualified, ...) before any MQL decision, so their MQL is implied by the skip"
+)
+
+MQA_NOTE = (
+    "`mqa` counts the accounts that meet the MQA rule at the end of the replay, each rules "
+    "matching and scoring the replayed leads; a recorded MQA is kept once taken, so the "
+    "recorded count can be higher (docs/accounts.md)"
 )
 
 
@@ -57,6 +65,9 @@ class WhatIf:
     leads: int = 0
     old: dict[str, Outcome] = field(default_factory=dict)
     new: dict[str, Outcome] = field(default_factory=dict)
+    #: the accounts meeting the MQA rule at the end, under each rules (None: no accounts given)
+    mqa_old: list[str] | None = None
+    mqa_new: list[str] | None = None
 
     def summary(self, limit: int = 20) -> dict[str, Any]:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
@@ -87,6 +98,7 @@ class WhatIf:
             "reached_mql_new": sum(o.reached_mql for o in self.new.values()),
             "mql_note": MQL_NOTE,
             "leads_changed": len(moved),
+            **self._accounts(),
             "stages": [
                 {
                     "stage": s,
@@ -105,6 +117,18 @@ class WhatIf:
                 for b in BUCKETS
             ],
             "changed": moved[:limit],
+        }
+
+    def _accounts(self) -> dict[str, Any]:
+        if self.mqa_old is None or self.mqa_new is None:
+            return {}
+        old, new = set(self.mqa_old), set(self.mqa_new)
+        return {
+            "mqa_old": len(old),
+            "mqa_new": len(new),
+            "mqa_gained": sorted(new - old),
+            "mqa_lost": sorted(old - new),
+            "mqa_note": MQA_NOTE,
         }
 
 
@@ -131,8 +155,10 @@ def replay(
     *,
     since: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    accounts: Sequence[AccountProfile] | None = None,
 ) -> WhatIf:
-    """Fold `facts` (in arrival order) under both rule sets; nothing is written anywhere."""
+    """Fold `facts` (in arrival order) under both rule sets; nothing is written anywhere.
+    With `accounts`, also which of them meet the MQA rule under each (accounts/whatif.py)."""
     result = WhatIf(current.ref, new.ref, since)
     leads: dict[str, _Pair] = {}
     for n, fact in enumerate(facts, 1):
@@ -157,6 +183,9 @@ def replay(
     for key, pair in leads.items():
         result.old[key] = _outcome(pair.old, current)
         result.new[key] = _outcome(pair.new, new)
+    if accounts is not None:
+        result.mqa_old = qualifying(accounts, {k: p.old for k, p in leads.items()}, current)
+        result.mqa_new = qualifying(accounts, {k: p.new for k, p in leads.items()}, new)
     return result
 
 

@@ -308,3 +308,15 @@ def copy(cur: Cursor[Any], schema: str, table: str, rows: Iterable[Row]) -> None
     with cur.copy(statement) as out:
         for row in rows:
             out.write_row(_adapt(table, row))
+
+
+def account_profiles(db: Any) -> list[AccountProfile]:
+    """Every account's profile as `account_state` holds it (what a what-if matches against)."""
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT {} FROM {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS["account_state"])),
+                sql.Identifier(db.schema, "account_state"),
+            )
+        )
+        return [_profile(tuple(r)) for r in cur.fetchall()]

@@ -16,6 +16,7 @@ from engine.cli.progress import Progress
 from engine.domain.errors import LeadEngineError
 from engine.domain.rules import load_rules
 from engine.domain.whatif import facts_from_log, replay
+from engine.projections.accounts import account_profiles
 from engine.runtime import open_runtime
 
 CLOCK_TITLES = {
@@ -122,7 +123,11 @@ def whatif(args: argparse.Namespace) -> int:
         total = rt.app.recorder.max_notification_id() or 0
         bar = Progress("replay (events)", total or None)
         result = replay(
-            facts_from_log(rt.app, progress=bar.update), rt.rules, new_rules, since=since
+            facts_from_log(rt.app, progress=bar.update),
+            rt.rules,
+            new_rules,
+            since=since,
+            accounts=account_profiles(rt.db),
         )
         bar.update(total)  # the whole log was read, facts or not
         bar.done()
@@ -140,6 +145,12 @@ def whatif(args: argparse.Namespace) -> int:
         f"MQL decisions: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL "
         f"would change: {doc['leads_changed']:,}"
     )
+    if doc.get("mqa_old") is not None:
+        head += (
+            f"\nAccounts meeting the MQA rule at the end: {doc['mqa_old']:,} -> "
+            f"{doc['mqa_new']:,} (gained: {', '.join(doc['mqa_gained']) or 'none'}; lost: "
+            f"{', '.join(doc['mqa_lost']) or 'none'})"
+        )
     print(prose(head))
     print(prose(_reconcile(doc)))
     print()
