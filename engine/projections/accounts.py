@@ -43,6 +43,7 @@ Row = tuple[Any, ...]
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
+VERSION = 12  # version in an account_state row
 STORED = 13  # mqa (the recorded decision) in an account_state row
 #: records an MQA decision on the account (key) and returns the stored one
 #: (`LeadEngine.record_mqa`)
@@ -103,6 +104,12 @@ class AccountBook:
 
     def put_state(self, row: Row) -> None:
         self.states[row[1]] = row
+
+    def same_profile(self, row: Row) -> bool:
+        """Whether the account_state `row` differs from the one held in its version only (what
+        the account's own decisions change once the book holds them)."""
+        held = self.states.get(row[1])
+        return held is not None and held[:VERSION] == row[:VERSION] and held[STORED] == row[STORED]
 
     def put_signals(self, row: Row) -> None:
         self.signals[row[0]] = row

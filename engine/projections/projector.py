@@ -569,8 +569,13 @@ class Projector:
             self._book.load(cur, schema)
         accounts.upsert(cur, schema, "account_state", states)
         accounts.upsert(cur, schema, "account_signals", signals)
+        # the account decisions' own events change only an account's version (the book holds
+        # their decisions already): nothing settling reads, so no settling for them
+        settle = bool(signals) or any(not self._book.same_profile(row) for row in states)
         for row in states:
             self._book.put_state(row)
+        if not settle:
+            return
         for row in signals:
             self._book.put_signals(row)
         before = {k: r[accounts.STORED] for k, r in self._book.states.items()}
