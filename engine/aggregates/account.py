@@ -100,10 +100,11 @@ class Account(Aggregate):
         decided_at: datetime | None,
     ) -> bool:
         """Record a lead-to-account match decision about this account: the lead joins (with
-        the rule and reason) or leaves it; False (nothing recorded) when it changes nothing."""
+        the rule and reason) or leaves it; False (nothing recorded) when it changes nothing
+        (joined already by that rule: a new reason alone is no new decision)."""
         if joined:
             assert rule is not None
-            if self.members.get(lead_id) == (rule, reason):
+            if lead_id in self.members and self.members[lead_id][0] == rule:
                 return False
         elif lead_id not in self.members:
             return False

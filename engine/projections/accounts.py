@@ -14,7 +14,7 @@ and records it on the Account aggregate (`Account.Qualified`, relayed as `accoun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,9 +45,6 @@ KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
 VERSION = 12  # version in an account_state row
 STORED = 13  # mqa (the recorded decision) in an account_state row
-#: records an MQA decision on the account (key) and returns the stored one
-#: (`LeadEngine.record_mqa`)
-Decide = Callable[[str, MqaDecision, AccountScore | None], dict[str, Any]]
 
 
 def _money(value: float) -> Decimal:
@@ -98,8 +95,10 @@ class AccountBook:
         self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
         self.members: dict[UUID, Row] = {}  # lead id -> account_members row
         self.scores: dict[str, Row] = {}  # account key -> account_scores row
-        self._decide: Decide | None = None
-        #: the match decisions the last deciding `settle` took, for the accounts to record
+        self._deciding = False
+        #: the decisions the last deciding `settle` took, for the accounts to record
+        #: (`LeadEngine.record_account_decisions`; then `recorded`)
+        self.mqa_decisions: list[tuple[MqaDecision, AccountScore | None]] = []
         self.member_decisions: list[MemberDecision] = []
 
     def put_state(self, row: Row) -> None:
@@ -131,12 +130,14 @@ class AccountBook:
             for row in cur.fetchall():
                 put(tuple(row))
 
-    def settle(self, rules: Rules, decide: Decide | None = None) -> dict[str, list[Row]]:
+    def settle(self, rules: Rules, decide: bool = False) -> dict[str, list[Row]]:
         """Match every lead, score every account; the members and scores rows that differ
         from the ones last written (all of them the first time). With `decide`, an account
-        that qualifies and has no MQA recorded gets one (through `decide`); without (a
-        rebuild), the MQA columns are the recorded decisions only."""
-        self._decide = decide
+        that qualifies and has no MQA recorded gets one (in `mqa_decisions`, to record, then
+        `recorded`), and every changed match is in `member_decisions`; without (a rebuild),
+        the MQA columns are the recorded decisions only."""
+        self._deciding = decide
+        self.mqa_decisions = []
         self.member_decisions = []
         ref = rules.ref
         profiles = [_profile(r) for r in self.states.values()]
@@ -156,7 +157,7 @@ class AccountBook:
                 members.setdefault(m.account_id, []).append(lead_id)
             before = self.members.get(lead_id)
             if before != row:
-                if decide is not None:
+                if decide:
                     self._decided(before, row)
                 self.members[lead_id] = row
                 changed_members.append(row)
@@ -170,7 +171,8 @@ class AccountBook:
 
     def _decided(self, before: Row | None, row: Row) -> None:
         """The match decisions a changed account_members row makes: the lead leaves the
-        account it had, joins the one it has now (or joins it again by another rule)."""
+        account it had, joins the one it has now (or joins it again by another rule). A reason
+        that changes alone (a tie-breaker's counts) is no new decision."""
         lead_id, _, key, rule, reason, candidates, decided, ref = row
         had = before[2] if before is not None else None
 
@@ -190,7 +192,7 @@ class AccountBook:
 
         if had is not None and had != key:
             note(had, False)
-        if key is not None and (before is None or before[2:5] != row[2:5]):
+        if key is not None and (before is None or before[2:4] != row[2:4]):
             note(key, True)
 
     def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
@@ -235,7 +237,7 @@ class AccountBook:
         state = self.states[profile.account_id]
         if state[STORED] is not None:
             return _columns(state[STORED])
-        if self._decide is None:
+        if not self._deciding:
             return (None, None, None, None)
         decision: MqaDecision | None = None
         before = self.scores.get(profile.account_id)
@@ -251,9 +253,38 @@ class AccountBook:
                 decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
         if decision is None:
             return (None, None, None, None)
-        stored = self._decide(profile.account_id, decision, result)
+        self.mqa_decisions.append((decision, result))
+        stored = _stored(decision)
         self.states[profile.account_id] = (*state[:STORED], stored)
         return _columns(stored)
+
+    def recorded(self, stored: dict[str, dict[str, Any]]) -> tuple[list[Row], list[Row]]:
+        """The MQA decisions as the accounts hold them after recording (one recorded before,
+        by a run that stopped before its rows, wins): the account_state rows that now carry
+        them and the account_scores rows corrected where it differed."""
+        states: list[Row] = []
+        scores: list[Row] = []
+        for key, mqa in stored.items():
+            state = self.states[key]
+            if state[STORED] != mqa:
+                score_row = self.scores[key]
+                self.scores[key] = (*score_row[:8], *_columns(mqa), *score_row[12:])
+                scores.append(self.scores[key])
+            self.states[key] = (*state[:STORED], mqa)
+            states.append(self.states[key])
+        return states, scores
+
+
+def _stored(decision: MqaDecision) -> dict[str, Any]:
+    """A decision about to be recorded as `Account.mqa` will hold it (its version unknown yet:
+    `recorded` puts the stored one in)."""
+    return {
+        "at": decision.at.isoformat(),
+        "trigger": decision.trigger,
+        "rules": decision.rules,
+        "reason": decision.reason,
+        "version": None,
+    }
 
 
 def _columns(stored: dict[str, Any]) -> tuple[Any, ...]:

@@ -578,13 +578,14 @@ class Projector:
             return
         for row in signals:
             self._book.put_signals(row)
-        before = {k: r[accounts.STORED] for k, r in self._book.states.items()}
-        for table, changed in self._book.settle(self.app.rules, self.app.record_mqa).items():
+        book = self._book
+        settled = book.settle(self.app.rules, decide=True)
+        stored = self.app.record_account_decisions(book.mqa_decisions, book.member_decisions)
+        states, scores = book.recorded(stored)  # account_state.mqa before their event comes
+        for table, changed in settled.items():
             accounts.upsert(cur, schema, table, changed)
-        self.app.record_members(self._book.member_decisions)  # recorded on the accounts
-        # decisions recorded now: account_state.mqa too (until their event comes round)
-        recorded = [r for k, r in self._book.states.items() if r[accounts.STORED] != before.get(k)]
-        accounts.upsert(cur, schema, "account_state", recorded)
+        accounts.upsert(cur, schema, "account_state", states)
+        accounts.upsert(cur, schema, "account_scores", scores)
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
         """Fill the (empty) account_members and account_scores tables from the account_state

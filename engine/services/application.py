@@ -624,83 +624,60 @@ class LeadEngine(Application[UUID]):
                 erasures.append(Erasure(lead_id, key))
         return records, erasures
 
-    def record_mqa(
-        self, key: str, decision: MqaDecision, result: AccountScore | None
-    ) -> dict[str, Any]:
-        """Record the MQA decision the projector took on the account `key` (its outbound record
-        in the same transaction), unless one is recorded already; the stored decision either
-        way (`Account.mqa`). The account's stream is written at ingest too: a save that lost
-        the race is tried again on a fresh read."""
-        try:
-            return self._record_mqa(key, decision, result)
-        finally:
-            if self.locks is not None:
-                self.locks.release()
-
-    def _record_mqa(
-        self, key: str, decision: MqaDecision, result: AccountScore | None
-    ) -> dict[str, Any]:
-        agg_id = account_id(key)
+    def record_account_decisions(
+        self,
+        mqas: Sequence[tuple[MqaDecision, AccountScore | None]],
+        members: Sequence[MemberDecision],
+    ) -> dict[str, dict[str, Any]]:
+        """Record the decisions the projector's settling took about accounts: MQAs (each
+        unless the account has one recorded already) and lead-to-account matches (those that
+        change something), with their outbound records, in one transaction. Returns each MQA
+        account's stored decision (`Account.mqa`: the one recorded before, if any). The
+        accounts' streams are written at ingest too: a save that lost the race is tried again
+        on a fresh read; the cached account is trusted otherwise."""
+        if not mqas and not members:
+            return {}
         for attempt in range(5):
             touched: dict[UUID, Aggregate] = {}
-            account = self._load_shared(Account, agg_id, key, touched)
-            if account.mqa is not None:
-                return account.mqa
-            account.qualify(
-                occurred_at=decision.at,
-                trigger_event_id=decision.trigger,
-                rules_version=decision.rules,
-                reason=decision.reason,
-                score=result.total if result else 0.0,
-                fit=result.fit if result else 0.0,
-                engagement=result.engagement if result else 0.0,
-                members=result.members if result else 0,
-                engaged=result.engaged if result else 0,
-            )
+            stored: dict[str, dict[str, Any]] = {}
+            for decision, result in mqas:
+                account = self._load(
+                    Account, account_id(decision.account_id), decision.account_id, touched
+                )
+                if account.mqa is None:
+                    account.qualify(
+                        occurred_at=decision.at,
+                        trigger_event_id=decision.trigger,
+                        rules_version=decision.rules,
+                        reason=decision.reason,
+                        score=result.total if result else 0.0,
+                        fit=result.fit if result else 0.0,
+                        engagement=result.engagement if result else 0.0,
+                        members=result.members if result else 0,
+                        engaged=result.engaged if result else 0,
+                    )
+                assert account.mqa is not None
+                stored[decision.account_id] = account.mqa
+            for d in members:
+                account = self._load(Account, account_id(d.account), d.account, touched)
+                account.decide_member(
+                    lead_id=d.lead_id,
+                    joined=d.joined,
+                    rule=d.rule,
+                    reason=d.reason,
+                    candidates=list(d.candidates),
+                    rules_version=d.rules_version,
+                    decided_at=d.decided_at,
+                )
             try:
-                self._save([account], None)
+                self._save(list(touched.values()), None)
             except IntegrityError:
                 self._evict(touched)
                 if attempt == 4:
                     raise
                 continue
-            assert account.mqa is not None
-            return account.mqa
+            return stored
         raise AssertionError("unreachable")
-
-    def record_members(self, decisions: Sequence[MemberDecision]) -> int:
-        """Record the lead-to-account match decisions the projector took (each a lead joining
-        or leaving an account), those not recorded already, with their outbound records: one
-        transaction. Returns how many were recorded."""
-        if not decisions:
-            return 0
-        try:
-            for attempt in range(5):
-                touched: dict[UUID, Aggregate] = {}
-                recorded = 0
-                for d in decisions:
-                    account = self._load_shared(Account, account_id(d.account), d.account, touched)
-                    recorded += account.decide_member(
-                        lead_id=d.lead_id,
-                        joined=d.joined,
-                        rule=d.rule,
-                        reason=d.reason,
-                        candidates=list(d.candidates),
-                        rules_version=d.rules_version,
-                        decided_at=d.decided_at,
-                    )
-                try:
-                    self._save(list(touched.values()), None)
-                except IntegrityError:
-                    self._evict(touched)
-                    if attempt == 4:
-                        raise
-                    continue
-                return recorded
-            raise AssertionError("unreachable")
-        finally:
-            if self.locks is not None:
-                self.locks.release()
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged

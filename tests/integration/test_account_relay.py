@@ -59,9 +59,11 @@ def test_a_decision_recorded_before_a_crash_is_not_recorded_again(runtime: Runti
     ingest(runtime, story()[:3])  # the accounts only: nobody qualifies yet
     at = datetime.fromisoformat(story()[0]["time"])
     early = MqaDecision("a1", runtime.rules.ref, "crm-1", at, "recorded first")
-    stored: dict[str, Any] = runtime.app.record_mqa("a1", early, None)
+    stored: dict[str, Any] = runtime.app.record_account_decisions([(early, None)], [])["a1"]
     assert stored["trigger"] == "crm-1"
-    assert runtime.app.record_mqa("a1", early, None) == stored  # once per account
+    later = MqaDecision("a1", runtime.rules.ref, "crm-2", at, "recorded second")
+    again = runtime.app.record_account_decisions([(later, None)], [])  # once per account
+    assert again == {"a1": stored}
     runtime.app.clear_cache()
     ingest(runtime, story()[3:])  # a1 qualifies now: the recorded decision stands
     account: Account = runtime.app.repository.get(account_id("a1"))

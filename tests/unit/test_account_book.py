@@ -9,7 +9,6 @@ from decimal import Decimal
 from uuid import UUID
 
 from engine.aggregates.account import account_id
-from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.rules import load_rules
 from engine.projections.accounts import STORED, AccountBook
 
@@ -46,30 +45,31 @@ def book(states: list[tuple[object, ...]], sigs: list[tuple[object, ...]]) -> Ac
 
 
 class Recorder:
-    """Records MQA decisions as the Account aggregate does: once per account."""
+    """Records the MQA decisions a deciding settle takes as the Account aggregate does: once
+    per account (what LeadEngine.record_account_decisions returns)."""
 
     def __init__(self) -> None:
         self.stored: dict[str, dict[str, object]] = {}
         self.calls: list[str] = []
 
-    def __call__(self, key: str, d: MqaDecision, result: AccountScore | None) -> dict[str, object]:
-        self.calls.append(key)
-        return self.stored.setdefault(
-            key,
-            {
-                "at": d.at.isoformat(),
-                "trigger": d.trigger,
-                "rules": d.rules,
-                "reason": d.reason,
-                "version": 2,
-            },
-        )
+    def settle(self, b: AccountBook) -> dict[str, list[tuple[object, ...]]]:
+        rows = b.settle(RULES, decide=True)
+        out = {}
+        for d, _ in b.mqa_decisions:
+            self.calls.append(d.account_id)
+            out[d.account_id] = self.stored.setdefault(
+                d.account_id,
+                {"at": d.at.isoformat(), "trigger": d.trigger, "rules": d.rules,
+                 "reason": d.reason, "version": 2},
+            )  # fmt: skip
+        b.recorded(out)  # type: ignore[arg-type]
+        return rows
 
 
 def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     b = book(STATES, SIGNALS)
     rec = Recorder()
-    first = b.settle(RULES, rec)
+    first = rec.settle(b)
     assert len(first["account_members"]) == 4 and len(first["account_scores"]) == 2
     members = {r[0].int: (r[2], r[3]) for r in first["account_members"]}
     assert members == {1: ("a1", "domain"), 2: ("a1", "domain"), 3: ("a2", "name"), 4: (None, None)}
@@ -77,10 +77,10 @@ def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     assert scores["a1"][5:7] == (2, 2) and scores["a1"][8] is not None  # members, engaged, MQA
     assert scores["a1"][9] == "e2" and scores["a1"][10] == RULES.ref  # trigger, rules
     assert rec.calls == ["a1"] and b.states["a1"][STORED] == rec.stored["a1"]
-    assert b.settle(RULES, rec) == {"account_members": [], "account_scores": []}
+    assert rec.settle(b) == {"account_members": [], "account_scores": []}
     assert rec.calls == ["a1"]  # recorded: not decided again
     b.put_signals(signals(4, "acme.io", None, "0"))  # lead 4 now writes from a2's domain
-    again = b.settle(RULES, rec)
+    again = rec.settle(b)
     assert [r[0].int for r in again["account_members"]] == [4]
     assert [r[1] for r in again["account_scores"]] == ["a2"]
     assert [(d.account, d.lead_id, d.joined, d.rule) for d in b.member_decisions] == [
@@ -90,12 +90,12 @@ def test_settle_decides_scores_and_then_writes_only_changes() -> None:
 
 def test_match_decisions_say_who_joined_and_left_which_account() -> None:
     b = book(STATES, SIGNALS)
-    b.settle(RULES, Recorder())
+    Recorder().settle(b)
     joined = {(d.account, UUID(d.lead_id).int, d.rule) for d in b.member_decisions}
     assert joined == {("a1", 1, "domain"), ("a1", 2, "domain"), ("a2", 3, "name")}
     assert all(d.joined and d.rules_version == RULES.ref for d in b.member_decisions)
     b.put_signals(signals(3, "acme.com", "Acme", "12"))  # lead 3 now writes from a1's domain
-    b.settle(RULES, Recorder())
+    Recorder().settle(b)
     moves = [(d.account, d.joined, d.rule) for d in b.member_decisions]
     assert moves == [("a2", False, None), ("a1", True, "domain")]
     assert "e-mail domain acme.com is a domain of a1" in b.member_decisions[0].reason  # why
@@ -104,13 +104,13 @@ def test_match_decisions_say_who_joined_and_left_which_account() -> None:
 
 
 def test_rows_do_not_depend_on_the_order_they_arrive_in() -> None:
-    expected = book(STATES, SIGNALS).settle(RULES, Recorder())
+    expected = Recorder().settle(book(STATES, SIGNALS))
     rnd = random.Random(5)
     for _ in range(5):
         states, sigs = list(STATES), list(SIGNALS)
         rnd.shuffle(states)
         rnd.shuffle(sigs)
-        got = book(states, sigs).settle(RULES, Recorder())
+        got = Recorder().settle(book(states, sigs))
         for table, rows in expected.items():
             assert sorted(got[table], key=str) == sorted(rows, key=str)
 
@@ -132,7 +132,7 @@ def test_without_deciding_only_recorded_mqas_show() -> None:
     assert scores["a1"][8] is None
     # deciding, a recorded decision still wins over what the rule says now
     rec = Recorder()
-    scores = {r[1]: r for r in book([STATES[0], a2], SIGNALS).settle(RULES, rec)["account_scores"]}
+    scores = {r[1]: r for r in rec.settle(book([STATES[0], a2], SIGNALS))["account_scores"]}
     assert scores["a2"][9] == "old" and rec.calls == ["a1"]
 
 
@@ -143,5 +143,5 @@ def test_an_mqa_taken_before_decisions_were_recorded_is_recorded_with_its_moment
     old = b.scores["a1"]
     b.scores["a1"] = (*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:])
     rec = Recorder()
-    b.settle(RULES, rec)
+    rec.settle(b)
     assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"][9] == "early"
