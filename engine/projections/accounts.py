@@ -495,4 +495,3 @@ def copy(cur: Cursor[Any], schema: str, table: str, rows: Iterable[Row]) -> None
     with cur.copy(statement) as out:
         for row in rows:
             out.write_row(_adapt(table, row))
-
