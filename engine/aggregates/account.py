@@ -32,6 +32,10 @@ class Account(Aggregate):
         self.seen: dict[identity.EventKey, dict[str, Any]] = {}  # (source, id) -> content
         #: (occurred_at, source, event_id, data) of every update, in arrival order
         self.updates: list[tuple[datetime, str, str, dict[str, Any]]] = []
+        #: the MQA decision once recorded (`Qualified`): never taken back or decided again
+        self.mqa: dict[str, Any] | None = None
+        #: the leads matched to it as recorded (`MemberDecided`): lead id -> (rule, reason)
+        self.members: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -53,6 +57,105 @@ class Account(Aggregate):
         )
         return Recorded.ACCEPTED
 
+    def qualify(
+        self,
+        *,
+        occurred_at: datetime,
+        trigger_event_id: str,
+        rules_version: str,
+        reason: str,
+        score: float,
+        fit: float,
+        engagement: float,
+        members: int,
+        engaged: int,
+    ) -> bool:
+        """Record the MQA decision (docs/accounts.md); False (nothing recorded) when one is
+        recorded already: an account qualifies once."""
+        if self.mqa is not None:
+            return False
+        self.trigger_event(
+            self.Qualified,
+            occurred_at=occurred_at,
+            trigger_event_id=trigger_event_id,
+            rules_version=rules_version,
+            reason=reason,
+            score=score,
+            fit=fit,
+            engagement=engagement,
+            members=members,
+            engaged=engaged,
+        )
+        return True
+
+    def decide_member(
+        self,
+        *,
+        lead_id: str,
+        joined: bool,
+        rule: str | None,
+        reason: str,
+        candidates: list[str],
+        rules_version: str,
+        decided_at: datetime | None,
+    ) -> bool:
+        """Record a lead-to-account match decision about this account: the lead joins (with
+        the rule and reason) or leaves it; False (nothing recorded) when it changes nothing
+        (joined already by that rule: a new reason alone is no new decision)."""
+        if joined:
+            assert rule is not None
+            if lead_id in self.members and self.members[lead_id][0] == rule:
+                return False
+        elif lead_id not in self.members:
+            return False
+        self.trigger_event(
+            self.MemberDecided,
+            lead_id=lead_id,
+            joined=joined,
+            rule=rule,
+            reason=reason,
+            candidates=candidates,
+            rules_version=rules_version,
+            decided_at=decided_at,
+        )
+        return True
+
+    class MemberDecided(Aggregate.Event):
+        """A lead-to-account match decision (docs/accounts.md): the lead (its id: a keyed
+        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere)."""
+
+        lead_id: str
+        joined: bool
+        rule: str | None
+        reason: str
+        candidates: list[str]
+        rules_version: str
+        decided_at: datetime | None
+
+        def apply(self, aggregate: Account) -> None:
+            if self.joined:
+                assert self.rule is not None
+                aggregate.members[self.lead_id] = (self.rule, self.reason)
+            else:
+                aggregate.members.pop(self.lead_id, None)
+
+    class Qualified(Aggregate.Event):
+        """The account became a marketing-qualified account: its trigger (the input that made
+        it qualify), the rules that decided, and the score then."""
+
+        occurred_at: datetime
+        trigger_event_id: str
+        rules_version: str
+        reason: str
+        score: float
+        fit: float
+        engagement: float
+        members: int
+        engaged: int
+
+        def apply(self, aggregate: Account) -> None:
+            aggregate.mqa = mqa_of(self)
+
     class Updated(Aggregate.Event):
         event_id: str
         source: str
@@ -68,3 +171,14 @@ class Account(Aggregate):
 
 def _content(at: datetime, key: str, data: dict[str, Any]) -> dict[str, Any]:
     return identity.content("account.updated", at, data, subject=key)
+
+
+def mqa_of(event: Account.Qualified) -> dict[str, Any]:
+    """The stored MQA decision as `account_state.mqa` keeps it (JSON)."""
+    return {
+        "at": event.occurred_at.isoformat(),
+        "trigger": event.trigger_event_id,
+        "rules": event.rules_version,
+        "reason": event.reason,
+        "version": event.originator_version,
+    }

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from psycopg import sql
 
+from engine.domain.accounts.profile import AccountProfile
 from engine.postgres.db import Database
 
 Row = dict[str, Any]
@@ -35,12 +36,14 @@ def account(db: Database, key: str) -> Row | None:
 
 
 def members(db: Database, account_id: UUID) -> list[Row]:
-    """The account's leads, most engaged first, with the rule that matched each."""
+    """The account's leads, most engaged first, with the rule that matched each; a forgotten
+    lead is counted in the account's numbers but listed nowhere."""
     return rows(
         db,
         "SELECT l.lead_key, l.stage, s.engagement, m.rule, m.reason FROM {s}.account_members m "
         "JOIN {s}.account_signals s USING (lead_id) LEFT JOIN {s}.lead_state l USING (lead_id) "
-        "WHERE m.account_id = %s ORDER BY s.engagement DESC, l.lead_key",
+        "WHERE m.account_id = %s AND l.erased_at IS NULL "  # forgotten: counted, never listed
+        "ORDER BY s.engagement DESC, l.lead_key",
         account_id,
     )
 
@@ -135,3 +138,26 @@ def stages_reached(db: Database, account_id: UUID) -> list[Row]:
         "WHERE m.account_id = %s ORDER BY k.stage, k.reached_at, k.lead_key",
         account_id,
     )
+
+
+def profiles(db: Database) -> list[AccountProfile]:
+    """Every account's profile as `account_state` holds it (what a what-if matches against)."""
+    return [
+        AccountProfile(
+            account_id=r["account_key"],
+            name=r["name"],
+            domains=tuple(r["domains"] or ()),
+            industry=r["industry"],
+            employees=r["employees"],
+            annual_revenue=r["annual_revenue"],
+            country=r["country"],
+            owner=r["owner"],
+            tier=r["tier"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows(
+            db,
+            "SELECT account_key, name, domains, industry, employees, annual_revenue, country, "
+            "owner, tier, updated_at FROM {s}.account_state ORDER BY account_key",
+        )
+    ]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from engine.aggregates.account import Account
 from engine.aggregates.lead import Lead
 from engine.domain import outbound
 from engine.domain.rules import Rules
@@ -36,8 +37,14 @@ TYPES: dict[type[Any], str] = {
     Lead.SlaAlerted: "lead.sla_alerted",
     Lead.Linked: "lead.identity_decided",
 }
-OUTBOUND_TYPES = tuple(sorted(TYPES.values()))
+#: Outbound type of each decision about an account (engine/domain/account_decisions.py).
+ACCOUNT_TYPES: dict[type[Any], str] = {
+    Account.Qualified: "account.qualified",
+    Account.MemberDecided: "account.member_decided",
+}
+OUTBOUND_TYPES = tuple(sorted((*TYPES.values(), *ACCOUNT_TYPES.values())))
 assert set(OUTBOUND_TYPES) == set(outbound.DATA)
+assert set(ACCOUNT_TYPES.values()) == outbound.ACCOUNT_KINDS
 
 
 def decision_id(lead_id: UUID | str, version: int) -> str:
@@ -75,6 +82,46 @@ def to_cloudevent(
     return {
         "specversion": SPECVERSION,
         "id": decision_id(lead_id, event.originator_version),
+        "source": SOURCE,
+        "type": kind,
+        "subject": key,
+        "time": _iso(event.timestamp),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def account_cloudevent(event: Any, account: UUID, key: str) -> dict[str, Any]:
+    """The CloudEvent of a decision about the account `account` (key `key`)."""
+    kind = ACCOUNT_TYPES[type(event)]
+    fields: dict[str, Any] = {"account_id": str(account), "version": event.originator_version}
+    if isinstance(event, Account.MemberDecided):
+        fields.update(
+            lead_id=event.lead_id,
+            relation="joined" if event.joined else "left",
+            rule=event.rule,
+            reason=event.reason,
+            candidates=list(event.candidates),
+            rules_version=event.rules_version,
+            occurred_at=_iso(event.decided_at) if event.decided_at else None,
+        )
+    else:
+        assert isinstance(event, Account.Qualified)
+        fields.update(
+            score=event.score,
+            fit=event.fit,
+            engagement=event.engagement,
+            members=event.members,
+            engaged=event.engaged,
+            rules_version=event.rules_version,
+            trigger_event_id=event.trigger_event_id,
+            occurred_at=_iso(event.occurred_at),
+            reason=event.reason,
+        )
+    data = outbound.DATA[kind](**fields).model_dump(mode="json")
+    return {
+        "specversion": SPECVERSION,
+        "id": decision_id(account, event.originator_version),
         "source": SOURCE,
         "type": kind,
         "subject": key,

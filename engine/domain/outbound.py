@@ -122,7 +122,46 @@ class IdentityDecided(_Data):
     occurred_at: str = Field(description="The identity fact's event time (ISO 8601)")
 
 
-DATA: dict[str, type[_Data]] = {
+class AccountQualified(BaseModel):
+    """An account became a marketing-qualified account (docs/accounts.md): recorded once on
+    the Account aggregate, with the input that made it qualify and the rules that decided."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    account_id: str = Field(description="The account's id (a uuid5 of its key)")
+    version: int = Field(ge=1, description="The decision's version in the account's stream")
+    score: float = Field(description="The account score (0-100) when it qualified")
+    fit: float
+    engagement: float
+    members: int = Field(ge=0, description="Leads matched to the account then")
+    engaged: int = Field(ge=0, description="Of those, the engaged ones")
+    rules_version: str = Field(description="name@version of the rules that decided")
+    trigger_event_id: str = Field(
+        description="The upstream CloudEvent id of the input (an account update or a member "
+        "lead's event) that made the account qualify"
+    )
+    occurred_at: str = Field(description="The trigger's event time (ISO 8601)")
+    reason: str = Field(description="The thresholds that held")
+
+
+class AccountMemberDecided(BaseModel):
+    """A lead-to-account match decision about this account (docs/accounts.md): the lead joined
+    it by a matching rule, or left it (matched to another account, or to none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    account_id: str = Field(description="The account's id (a uuid5 of its key)")
+    version: int = Field(ge=1, description="The decision's version in the account's stream")
+    lead_id: str = Field(description="The lead's id (a keyed hash: reveals nothing)")
+    relation: Literal["joined", "left"]
+    rule: str | None = Field(description="explicit, domain or name; null when it left")
+    reason: str = Field(description="Why: the rule, the candidates, the tie-breaker")
+    candidates: list[str] = Field(description="The accounts the winning rule found")
+    rules_version: str = Field(description="name@version of the matching rules")
+    occurred_at: str | None = Field(
+        description="The event time of the latest input the decision read (ISO 8601)"
+    )
+
+
+DATA: dict[str, type[BaseModel]] = {
     "lead.qualified": Qualified,
     "lead.routed": Routed,
     "lead.routing_failed": RoutingFailed,
@@ -132,7 +171,11 @@ DATA: dict[str, type[_Data]] = {
     "lead.erased": Erased,
     "lead.sla_alerted": SlaAlerted,
     "lead.identity_decided": IdentityDecided,
+    "account.qualified": AccountQualified,
+    "account.member_decided": AccountMemberDecided,
 }
+#: the decisions about accounts (the rest are about leads): subject and id name the account
+ACCOUNT_KINDS = frozenset({"account.qualified", "account.member_decided"})
 
 
 def json_schema(kind: str) -> dict[str, Any]:
@@ -143,7 +186,8 @@ def json_schema(kind: str) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"{SCHEMA_BASE}{kind}.json",
         "$comment": "Outbound: published by `leadengine relay` (docs/integration.md). The id "
-        "is <lead_id>:<version>; a record published again carries the same id and bytes.",
+        f"is <{'account' if kind in ACCOUNT_KINDS else 'lead'}_id>:<version>; a record "
+        "published again carries the same id and bytes.",
         "title": kind,
         "type": "object",
         "additionalProperties": False,
@@ -155,7 +199,9 @@ def json_schema(kind: str) -> dict[str, Any]:
             "type": {"const": kind},
             "subject": {
                 "type": "string",
-                "description": "The lead key; its pseudonym once the lead is forgotten",
+                "description": "The account id as the CRM sends it"
+                if kind in ACCOUNT_KINDS
+                else "The lead key; its pseudonym once the lead is forgotten",
             },
             "time": {"type": "string", "description": "When the engine recorded the decision"},
             "datacontenttype": {"const": "application/json"},

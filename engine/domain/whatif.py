@@ -15,12 +15,16 @@ import gc
 import multiprocessing as mp
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.aggregates.lead import Lead
+from engine.domain.accounts.matching import LeadSignals
+from engine.domain.accounts.profile import AccountProfile
+from engine.domain.accounts.scoring import Member
+from engine.domain.accounts.whatif import member, qualifying, signals
 from engine.domain.fold import LeanLead
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules, ScoringModel
@@ -34,6 +38,12 @@ MQL_NOTE = (
     "`mql` counts leads with an MQL decision; `reached_mql` counts leads that reached mql or any "
     "later stage, as `report funnel` does: the difference is leads sales took (accepted, "
     "qualified, ...) before any MQL decision, so their MQL is implied by the skip"
+)
+
+MQA_NOTE = (
+    "`mqa` counts the accounts that meet the MQA rule at the end of the replay, each rules "
+    "matching and scoring the replayed leads; a recorded MQA is kept once taken, so the "
+    "recorded count can be higher (docs/accounts.md)"
 )
 
 
@@ -53,6 +63,9 @@ class Outcome:
     mql: bool  # an MQL decision was taken (MarketingQualified)
     score: float
     reached_mql: bool = False  # reached mql or a later stage, skips included (as the funnel)
+    #: what account matching reads of the lead, and it as a member under these rules (only
+    #: when the what-if is over accounts too; None: not asked, or no fact)
+    account: tuple[LeadSignals, Member] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -64,6 +77,9 @@ class WhatIf:
     leads: int = 0
     old: dict[str, Outcome] = field(default_factory=dict)
     new: dict[str, Outcome] = field(default_factory=dict)
+    #: the accounts meeting the MQA rule at the end, under each rules (None: no accounts given)
+    mqa_old: list[str] | None = None
+    mqa_new: list[str] | None = None
 
     def summary(self, limit: int = 20) -> dict[str, Any]:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
@@ -94,6 +110,7 @@ class WhatIf:
             "reached_mql_new": sum(o.reached_mql for o in self.new.values()),
             "mql_note": MQL_NOTE,
             "leads_changed": len(moved),
+            **self._accounts(),
             "stages": [
                 {
                     "stage": s,
@@ -112,6 +129,18 @@ class WhatIf:
                 for b in BUCKETS
             ],
             "changed": moved[:limit],
+        }
+
+    def _accounts(self) -> dict[str, Any]:
+        if self.mqa_old is None or self.mqa_new is None:
+            return {}
+        old, new = set(self.mqa_old), set(self.mqa_new)
+        return {
+            "mqa_old": len(old),
+            "mqa_new": len(new),
+            "mqa_gained": sorted(new - old),
+            "mqa_lost": sorted(old - new),
+            "mqa_note": MQA_NOTE,
         }
 
 
@@ -144,13 +173,17 @@ def replay(
     progress: Callable[[int], None] | None = None,
     workers: int | None = 1,
     chunk: int = CHUNK,
+    accounts: Sequence[AccountProfile] | None = None,
 ) -> WhatIf:
     """Fold `facts` (in arrival order) under both rule sets; nothing is written anywhere.
 
     Leads are independent, so each lead's facts (kept in arrival order) are folded on their
     own on the lean fold (engine/domain/fold.py), in `workers` processes (None: `auto_workers`);
     the outcomes are merged in the order the leads first appear, so the result is the same
-    whatever the number of workers. `progress` gets the count of facts folded so far."""
+    whatever the number of workers. `progress` gets the count of facts folded so far.
+    With `accounts`, also which of them meet the MQA rule under each rules
+    (engine/domain/accounts/whatif.py): each worker hands back its leads' account signals and
+    engagement, and the accounts are matched and scored here once all leads are in."""
     result = WhatIf(current.ref, new.ref, since)
     leads: dict[str, list[FactIn]] = {}
     n = 0
@@ -165,7 +198,7 @@ def replay(
     groups = list(leads.values())
     count = auto_workers(n) if workers is None else workers
     alike: dict[int, ScoringModel] = {id(new): current} if same_scoring(current, new) else {}
-    job = _Job(groups, current, new, since, alike)
+    job = _Job(groups, current, new, since, alike, accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
     done = 0
     for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
@@ -175,7 +208,14 @@ def replay(
             done += len(group)
         if progress:
             progress(done)
+    if accounts is not None:
+        result.mqa_old = qualifying(accounts, _members(result.old), current)
+        result.mqa_new = qualifying(accounts, _members(result.new), new)
     return result
+
+
+def _members(outcomes: dict[str, Outcome]) -> list[tuple[LeadSignals, Member]]:
+    return [o.account for o in outcomes.values() if o.account is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +225,7 @@ class _Job:
     new: Rules
     since: datetime | None
     alike: dict[int, ScoringModel] = field(default_factory=dict)
+    accounts: bool = False  # hand back each lead's account signals and engagement too
 
 
 _JOB: _Job | None = None  # what forked workers fold (inherited, never pickled)
@@ -236,7 +277,13 @@ def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
         record_new(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules_new)
     old = _outcome(old_lead, current)
     # the same facts scored alike at the same moment: the same total (computed once)
-    return old, _outcome(new_lead, new, old.score if alike else None)
+    new_ = _outcome(new_lead, new, old.score if alike else None)
+    if job.accounts:
+        found = signals(key, old_lead)  # the same facts: the same signals under both
+        if found is not None:
+            old.account = (found, member(key, old_lead, current))
+            new_.account = (found, member(key, new_lead, new))
+    return old, new_
 
 
 def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:

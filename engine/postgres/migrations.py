@@ -422,6 +422,27 @@ def _identity_outbound(conn: Connection, schema: str) -> None:
         )
 
 
+def _account_decisions(conn: Any, schema: str) -> None:
+    """MQAs and matches are decisions recorded on the Account aggregate (`Account.Qualified`,
+    `Account.MemberDecided`; outbound `account.qualified`, `account.member_decided`;
+    docs/accounts.md): `account_state.mqa` keeps the recorded MQA, and the outbox trigger is
+    made again with today's decision topics. MQAs a projector took before
+    are recorded on their accounts by the projector's next settling (their moment kept); a
+    rebuild before that shows only recorded ones."""
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS mqa jsonb").format(
+            sql.Identifier(schema, "account_state")
+        )
+    )
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return  # a fresh store: the recorder makes the trigger with today's list
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
+    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -455,6 +476,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(20, "duplicates: keyed-hash index, decisions duplicate rules took", _duplicates),
     Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
+    Migration(22, "accounts: MQA and match decisions recorded, outbound", _account_decisions),
 )
 LATEST = MIGRATIONS[-1].version
 

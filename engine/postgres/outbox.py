@@ -27,7 +27,7 @@ from eventsourcing.utils import get_topic
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow, tuple_row
 
-from engine.domain.decisions import TYPES
+from engine.domain.decisions import ACCOUNT_TYPES, TYPES
 from engine.postgres.chain import ChainedProcessRecorder
 from engine.postgres.db import Connection
 
@@ -181,8 +181,9 @@ def complete_from(conn: Connection, schema: str) -> int:
 
 
 def decision_topics() -> list[str]:
-    """The stored topics of the decision events (engine/domain/decisions.py)."""
-    return sorted(get_topic(cls) for cls in TYPES)
+    """The stored topics of the decision events (engine/domain/decisions.py), the accounts'
+    too (migration 22)."""
+    return sorted(get_topic(cls) for cls in (*TYPES, *ACCOUNT_TYPES))
 
 
 def routed_leads(conn: Connection, schema: str, upto: int) -> set[UUID]:

@@ -6,8 +6,11 @@ settled from all of those at once: `account_members` (each lead's match decision
 `account_scores` (each account's score, points and MQA). `AccountBook` holds the per-aggregate
 rows in memory and settles with the pure functions of engine/accounts; it writes only the
 global rows that changed. The settled result depends only on the rows, never on the order
-they came in, so an incremental projection and a rebuild agree (the MQA moment aside: it is
-the latest input when the projector first saw the account qualify; docs/accounts.md).
+they came in, so an incremental projection and a rebuild agree. The MQA is a recorded decision:
+the projector takes it when it first sees the account qualify (its trigger: the latest input)
+and records it on the Account aggregate (`Account.Qualified`, relayed as `account.qualified`);
+`account_state.mqa` keeps it, and a rebuild reads it back instead of deciding again. The
+lead-to-account matches are recorded too (`Account.MemberDecided`) as they change.
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ from engine.domain.accounts.matching import (
     LeadSignals,
     Match,
     MatchIndex,
+    MemberDecision,
     activity_of,
     index,
     match_lead,
     near,
 )
 from engine.domain.accounts.profile import AccountProfile, fold
-from engine.domain.accounts.scoring import AccountScore, Member, decide_mqa, score
+from engine.domain.accounts.scoring import (
+    AccountScore,
+    Member,
+    MqaDecision,
+    decide_mqa,
+    score,
+)
 from engine.domain.facts import profile_of
 from engine.domain.rules import Rules
 from engine.domain.scoring import best_of_profile
@@ -44,6 +54,8 @@ Row = tuple[Any, ...]
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
+VERSION = 12  # version in an account_state row
+STORED = 13  # mqa (the recorded decision) in an account_state row
 
 
 def _money(value: float) -> Decimal:
@@ -67,6 +79,7 @@ def state_row(account: Account) -> Row:
         p.updated_at,
         last[2] if last else None,
         account.version,
+        account.mqa,
     )
 
 
@@ -95,7 +108,10 @@ class AccountBook:
     incremental: it updates the tie-breakers' counts and activity of the accounts those leads
     count for, matches again those leads and the leads whose decision ranked an account whose
     counts changed, and scores again only the accounts whose members or members' signals
-    changed. Same rows as matching and scoring everything (tests/unit/test_account_book.py)."""
+    changed. Same rows as matching and scoring everything (tests/unit/test_account_book.py).
+    An account_state row whose profile is unchanged (the account's own decision events: its
+    version, its recorded MQA) matches nothing again; a recorded MQA that changed scores that
+    account again."""
 
     def __init__(self) -> None:
         self.states: dict[str, Row] = {}  # account key -> account_state row
@@ -112,11 +128,22 @@ class AccountBook:
         self._near_leads: dict[str, set[UUID]] = {}  # account -> leads counting for it
         self._contested: dict[str, set[UUID]] = {}  # account -> leads that ranked it
         self._members_of: dict[str, set[UUID]] = {}  # account -> its member leads
+        self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
+        self._deciding = False
+        #: the decisions the last deciding `settle` took, for the accounts to record
+        #: (`LeadEngine.record_account_decisions`; then `recorded`)
+        self.mqa_decisions: list[tuple[MqaDecision, AccountScore | None]] = []
+        self.member_decisions: list[MemberDecision] = []
 
     def put_state(self, row: Row) -> None:
-        if self.states.get(row[1]) != row:
-            self.states[row[1]] = row
+        held = self.states.get(row[1])
+        if held == row:
+            return
+        self.states[row[1]] = row
+        if held is None or held[:VERSION] != row[:VERSION]:
             self._dirty_accounts.add(row[1])
+        elif held[STORED] != row[STORED]:
+            self._restored.add(row[1])
 
     def put_signals(self, row: Row) -> None:
         if self.signals.get(row[0]) != row:
@@ -141,18 +168,28 @@ class AccountBook:
             for row in cur.fetchall():
                 put(tuple(row))
 
-    def settle(self, rules: Rules, *, everything: bool = False) -> dict[str, list[Row]]:
+    def settle(
+        self, rules: Rules, *, everything: bool = False, decide: bool = False
+    ) -> dict[str, list[Row]]:
         """The members, scores and buying-group rows that differ from the ones last written
-        (all of them the first time). `everything`: match and score all, never incremental."""
+        (all of them the first time). `everything`: match and score all, never incremental.
+        With `decide`, an account that qualifies and has no MQA recorded gets one (in
+        `mqa_decisions`, to record, then `recorded`), and every changed match is in
+        `member_decisions`; without (a rebuild), the MQA columns are the recorded decisions
+        only."""
+        self._deciding = decide
+        self.mqa_decisions = []
+        self.member_decisions = []
         if everything or self._settled is not rules or self._dirty_accounts:
             members, rescore = self._match_all(rules)
-        elif self._dirty_leads:
+        elif self._dirty_leads or self._restored:
             members, rescore = self._match_leads(rules)
         else:
             return {"account_members": [], "account_scores": [], "account_buying_group": []}
-        scores, groups = self._rescore(rescore, rules)
+        scores, groups = self._rescore(rescore | self._restored, rules)
         self._dirty_leads.clear()
         self._dirty_accounts.clear()
+        self._restored.clear()
         self._settled = rules
         return {
             "account_members": members,
@@ -223,10 +260,38 @@ class AccountBook:
             for acc in m.candidates if len(m.candidates) > 1 else ():
                 self._contested.setdefault(acc, set()).add(lead_id)
             if before != row:
+                if self._deciding:
+                    self._decided(before, row)
                 self.members[lead_id] = row
                 changed.append(row)
                 moved.update(a for a in (before[2] if before else None, m.account_id) if a)
         return changed, moved
+
+    def _decided(self, before: Row | None, row: Row) -> None:
+        """The match decisions a changed account_members row makes: the lead leaves the
+        account it had, joins the one it has now (or joins it again by another rule). A reason
+        that changes alone (a tie-breaker's counts) is no new decision."""
+        lead_id, _, key, rule, reason, candidates, decided, ref = row
+        had = before[2] if before is not None else None
+
+        def note(account: str, joined: bool) -> None:
+            self.member_decisions.append(
+                MemberDecision(
+                    account,
+                    str(lead_id),
+                    joined,
+                    rule if joined else None,
+                    reason,
+                    tuple(candidates),
+                    ref,
+                    decided,
+                )
+            )
+
+        if had is not None and had != key:
+            note(had, False)
+        if key is not None and (before is None or before[2:4] != row[2:4]):
+            note(key, True)
 
     def _rescore(self, accounts: Iterable[str], rules: Rules) -> tuple[list[Row], list[Row]]:
         assert self._index is not None
@@ -304,21 +369,71 @@ class AccountBook:
     def _mqa(
         self, profile: AccountProfile, lead_ids: list[UUID], result: AccountScore, rules: Rules
     ) -> tuple[Any, ...]:
-        """The MQA decision: kept once recorded; else recorded now if the rule holds, dated
-        at (and triggered by) the latest of the account's update and its members' facts."""
+        """The MQA decision: the one recorded on the account; else, when deciding, taken now
+        if the rule holds, dated at (and triggered by) the latest of the account's update and
+        its members' facts, and recorded."""
+        state = self.states[profile.account_id]
+        if state[STORED] is not None:
+            return _columns(state[STORED])
+        if not self._deciding:
+            return (None, None, None, None)
+        decision: MqaDecision | None = None
         before = self.scores.get(profile.account_id)
         if before is not None and before[8] is not None:
-            return tuple(before[_MQA])
-        state = self.states[profile.account_id]
-        inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
-        inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
-        if not inputs:
-            return (None, None, None, None)
-        at, trigger = max(inputs)
-        decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
+            # taken by a projector before decisions were recorded (migration 22): record it
+            at, trigger, ref, reason = before[_MQA]
+            decision = MqaDecision(profile.account_id, ref, trigger, at, reason)
+        else:
+            inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
+            inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
+            if inputs:
+                at, trigger = max(inputs)
+                decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
         if decision is None:
             return (None, None, None, None)
-        return (decision.at, decision.trigger, decision.rules, decision.reason)
+        self.mqa_decisions.append((decision, result))
+        stored = _stored(decision)
+        self.states[profile.account_id] = (*state[:STORED], stored)
+        return _columns(stored)
+
+    def recorded(self, stored: dict[str, dict[str, Any]]) -> tuple[list[Row], list[Row]]:
+        """The MQA decisions as the accounts hold them after recording (one recorded before,
+        by a run that stopped before its rows, wins): the account_state rows that now carry
+        them and the account_scores rows corrected where it differed."""
+        states: list[Row] = []
+        scores: list[Row] = []
+        for key, mqa in stored.items():
+            state = self.states[key]
+            if state[STORED] != mqa:
+                score_row = self.scores[key]
+                self.scores[key] = (*score_row[:8], *_columns(mqa), *score_row[12:])
+                scores.append(self.scores[key])
+            self.states[key] = (*state[:STORED], mqa)
+            states.append(self.states[key])
+        return states, scores
+
+
+def _stored(decision: MqaDecision) -> dict[str, Any]:
+    """A decision about to be recorded as `Account.mqa` will hold it (its version unknown yet:
+    `recorded` puts the stored one in)."""
+    return {
+        "at": decision.at.isoformat(),
+        "trigger": decision.trigger,
+        "rules": decision.rules,
+        "reason": decision.reason,
+        "version": None,
+    }
+
+
+def _columns(stored: dict[str, Any]) -> tuple[Any, ...]:
+    """mqa_at, mqa_trigger, mqa_rules, mqa_reason of a recorded decision."""
+    at = stored["at"]
+    return (
+        datetime.fromisoformat(at) if isinstance(at, str) else at,
+        stored["trigger"],
+        stored["rules"],
+        stored["reason"],
+    )
 
 
 def _signals(row: Row) -> LeadSignals:
@@ -345,6 +460,8 @@ def _profile(row: Row) -> AccountProfile:
 def _adapt(table: str, row: Row) -> Row:
     if table == "account_scores":
         return (*row[:7], Jsonb(row[7]), *row[8:])
+    if table == "account_state":
+        return (*row[:STORED], None if row[STORED] is None else Jsonb(row[STORED]))
     return row
 
 

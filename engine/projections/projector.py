@@ -295,19 +295,25 @@ class Projector:
     def _write_accounts(self, cur: Cursor[Any], states: list[Row], signals: list[Row]) -> None:
         """The batch's account_state and account_signals rows, then whatever settling all
         accounts again changed in account_members and account_scores (in the batch's
-        transaction)."""
-        schema = self.db.schema
+        transaction). The decisions the settling takes (MQAs, matches) are recorded on the
+        accounts first, in the event store's own transaction (`record_account_decisions`)."""
         if self._book is None:
             self._book = accounts.AccountBook()
-            self._book.load(cur, schema)
-        merge = self.writers.merge
-        merge(cur, "account_state", accounts.for_database("account_state", states))
-        merge(cur, "account_signals", accounts.for_database("account_signals", signals))
+            self._book.load(cur, self.db.schema)
+        merge, book = self.writers.merge, self._book
         for row in states:
-            self._book.put_state(row)
+            book.put_state(row)
         for row in signals:
-            self._book.put_signals(row)
-        for table, changed in self._book.settle(self.app.rules).items():
+            book.put_signals(row)
+        # the account decisions' own events change only an account's version (the book holds
+        # their decisions already): the book settles nothing for them
+        settled = book.settle(self.app.rules, decide=True)
+        stored = self.app.record_account_decisions(book.mqa_decisions, book.member_decisions)
+        mqa_states, mqa_scores = book.recorded(stored)  # account_state.mqa before its event
+        settled["account_state"] = states + mqa_states  # a key twice: the last row wins
+        settled["account_signals"] = signals
+        settled["account_scores"] = settled["account_scores"] + mqa_scores
+        for table, changed in settled.items():
             merge(cur, table, accounts.for_database(table, changed))
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:

@@ -733,6 +733,12 @@ ACCOUNT_STATE = Table(
         c("updated_at", "timestamptz", "the latest update's event time"),
         c("last_event_id", "text", "the CloudEvent id of that update"),
         nn("version", "int", "the account aggregate's version"),
+        c(
+            "mqa",
+            "jsonb",
+            "the MQA decision recorded on the account (`{at, trigger, rules, reason, version}`; "
+            "internal: the view shows it from `account_scores`)",
+        ),
     ),
     ("account_id",),
     upserted=True,
@@ -1448,7 +1454,11 @@ _view(
         ACCOUNT_STATE.meaning + " With its score and MQA (`account_scores`).",
         ACCOUNT_STATE,
         (
-            *(Out(n) for n in ACCOUNT_STATE.names if n not in ("last_event_id", "version")),
+            *(
+                Out(n)
+                for n in ACCOUNT_STATE.names
+                if n not in ("last_event_id", "version", "mqa")
+            ),
             *(
                 Out(
                     n,
@@ -1480,7 +1490,8 @@ _view(
 _view(
     View(
         "account_members",
-        "One row per lead matched to an account: which account, by which rule and why.",
+        "One row per lead matched to an account: which account, by which rule and why. A "
+        "forgotten lead is not listed (its contribution stays in `account_scores`).",
         ACCOUNT_MEMBERS,
         (
             Out("lead_id", meaning="the lead"),
@@ -1493,7 +1504,7 @@ _view(
             *outs("account_id account_key rule reason candidates decided_at rules_version"),
         ),
         source="{s}.account_members m LEFT JOIN {s}.lead_state l USING (lead_id) "
-        "WHERE m.account_id IS NOT NULL",
+        "WHERE m.account_id IS NOT NULL AND l.erased_at IS NULL",
         alias="m",
     )
 )

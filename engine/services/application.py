@@ -38,10 +38,18 @@ from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.kin import Kin, kin_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
+from engine.domain.accounts.matching import MemberDecision
 from engine.domain.accounts.profile import fold
+from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
+from engine.domain.decisions import (
+    ACCOUNT_TYPES,
+    account_cloudevent,
+    encode,
+    mql_reasons,
+    to_cloudevent,
+)
 from engine.domain.decisions import TYPES as DECISION_TYPES
-from engine.domain.decisions import encode, mql_reasons, to_cloudevent
 from engine.domain.duplicates import match_secret
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
@@ -673,6 +681,18 @@ class LeadEngine(Application[UUID]):
         for event in processing.events:
             kind = DECISION_TYPES.get(type(event))
             if kind is None:
+                if type(event) in ACCOUNT_TYPES:  # a decision about an account
+                    account = cast(Account, processing.aggregates[event.originator_id])
+                    about = account_cloudevent(event, account.id, account.key)
+                    records.append(
+                        Record(
+                            account.id,
+                            event.originator_version,
+                            ACCOUNT_TYPES[type(event)],
+                            account.key,
+                            encode(about),
+                        )
+                    )
                 continue
             lead = cast(Lead, processing.aggregates[event.originator_id])
             lead_id, version = lead.id, event.originator_version
@@ -684,6 +704,61 @@ class LeadEngine(Application[UUID]):
             if isinstance(event, Lead.Erased):
                 erasures.append(Erasure(lead_id, key))
         return records, erasures
+
+    def record_account_decisions(
+        self,
+        mqas: Sequence[tuple[MqaDecision, AccountScore | None]],
+        members: Sequence[MemberDecision],
+    ) -> dict[str, dict[str, Any]]:
+        """Record the decisions the projector's settling took about accounts: MQAs (each
+        unless the account has one recorded already) and lead-to-account matches (those that
+        change something), with their outbound records, in one transaction. Returns each MQA
+        account's stored decision (`Account.mqa`: the one recorded before, if any). The
+        accounts' streams are written at ingest too: a save that lost the race is tried again
+        on a fresh read; the cached account is trusted otherwise."""
+        if not mqas and not members:
+            return {}
+        for attempt in range(5):
+            touched: dict[UUID, Aggregate] = {}
+            stored: dict[str, dict[str, Any]] = {}
+            for decision, result in mqas:
+                account = self._load(
+                    Account, account_id(decision.account_id), decision.account_id, touched
+                )
+                if account.mqa is None:
+                    account.qualify(
+                        occurred_at=decision.at,
+                        trigger_event_id=decision.trigger,
+                        rules_version=decision.rules,
+                        reason=decision.reason,
+                        score=result.total if result else 0.0,
+                        fit=result.fit if result else 0.0,
+                        engagement=result.engagement if result else 0.0,
+                        members=result.members if result else 0,
+                        engaged=result.engaged if result else 0,
+                    )
+                assert account.mqa is not None
+                stored[decision.account_id] = account.mqa
+            for d in members:
+                account = self._load(Account, account_id(d.account), d.account, touched)
+                account.decide_member(
+                    lead_id=d.lead_id,
+                    joined=d.joined,
+                    rule=d.rule,
+                    reason=d.reason,
+                    candidates=list(d.candidates),
+                    rules_version=d.rules_version,
+                    decided_at=d.decided_at,
+                )
+            try:
+                self._save(list(touched.values()), None)
+            except IntegrityError:
+                self._evict(touched)
+                if attempt == 4:
+                    raise
+                continue
+            return stored
+        raise AssertionError("unreachable")
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged

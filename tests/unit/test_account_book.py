@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.aggregates.account import account_id
 from engine.domain.rules import load_rules
-from engine.projections.accounts import AccountBook
+from engine.projections.accounts import STORED, AccountBook
 
 RULES = load_rules()
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -21,7 +21,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 def state(key: str, name: str, domains: list[str], tier: int | None = None) -> tuple[object, ...]:
     return (account_id(key), key, name, domains, "software", 800, Decimal("60000000.00"), "US",
-            None, tier, T0, f"u-{key}", 1)  # fmt: skip
+            None, tier, T0, f"u-{key}", 1, None)  # fmt: skip
 
 
 def signals(
@@ -49,34 +49,79 @@ def book(states: list[tuple[object, ...]], sigs: list[tuple[object, ...]]) -> Ac
     return b
 
 
+class Recorder:
+    """Records the MQA decisions a deciding settle takes as the Account aggregate does: once
+    per account (what LeadEngine.record_account_decisions returns)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, object]] = {}
+        self.calls: list[str] = []
+
+    def settle(
+        self, b: AccountBook, *, everything: bool = False
+    ) -> dict[str, list[tuple[object, ...]]]:
+        rows = b.settle(RULES, decide=True, everything=everything)
+        out = {}
+        for d, _ in b.mqa_decisions:
+            self.calls.append(d.account_id)
+            out[d.account_id] = self.stored.setdefault(
+                d.account_id,
+                {"at": d.at.isoformat(), "trigger": d.trigger, "rules": d.rules,
+                 "reason": d.reason, "version": 2},
+            )  # fmt: skip
+        b.recorded(out)  # type: ignore[arg-type]
+        return rows
+
+
 def test_settle_decides_scores_and_then_writes_only_changes() -> None:
     b = book(STATES, SIGNALS)
-    first = b.settle(RULES)
+    rec = Recorder()
+    first = rec.settle(b)
     assert len(first["account_members"]) == 4 and len(first["account_scores"]) == 2
     members = {r[0].int: (r[2], r[3]) for r in first["account_members"]}
     assert members == {1: ("a1", "domain"), 2: ("a1", "domain"), 3: ("a2", "name"), 4: (None, None)}
     scores = {r[1]: r for r in first["account_scores"]}
     assert scores["a1"][5:7] == (2, 2) and scores["a1"][8] is not None  # members, engaged, MQA
     assert scores["a1"][9] == "e2" and scores["a1"][10] == RULES.ref  # trigger, rules
-    assert b.settle(RULES) == {
+    assert rec.calls == ["a1"] and b.states["a1"][STORED] == rec.stored["a1"]
+    assert rec.settle(b) == {
         "account_members": [],
         "account_scores": [],
         "account_buying_group": [],
     }
+    assert rec.calls == ["a1"]  # recorded: not decided again
     b.put_signals(signals(4, "acme.io", None, "0"))  # lead 4 now writes from a2's domain
-    again = b.settle(RULES)
+    again = rec.settle(b)
     assert [r[0].int for r in again["account_members"]] == [4]
     assert [r[1] for r in again["account_scores"]] == ["a2"]
+    assert [(d.account, d.lead_id, d.joined, d.rule) for d in b.member_decisions] == [
+        ("a2", str(UUID(int=4)), True, "domain")
+    ]
+
+
+def test_match_decisions_say_who_joined_and_left_which_account() -> None:
+    b = book(STATES, SIGNALS)
+    Recorder().settle(b)
+    joined = {(d.account, UUID(d.lead_id).int, d.rule) for d in b.member_decisions}
+    assert joined == {("a1", 1, "domain"), ("a1", 2, "domain"), ("a2", 3, "name")}
+    assert all(d.joined and d.rules_version == RULES.ref for d in b.member_decisions)
+    b.put_signals(signals(3, "acme.com", "Acme", "12"))  # lead 3 now writes from a1's domain
+    Recorder().settle(b)
+    moves = [(d.account, d.joined, d.rule) for d in b.member_decisions]
+    assert moves == [("a2", False, None), ("a1", True, "domain")]
+    assert "e-mail domain acme.com is a domain of a1" in b.member_decisions[0].reason  # why
+    b.settle(RULES)  # a rebuild's settling decides nothing
+    assert b.member_decisions == []
 
 
 def test_rows_do_not_depend_on_the_order_they_arrive_in() -> None:
-    expected = book(STATES, SIGNALS).settle(RULES)
+    expected = Recorder().settle(book(STATES, SIGNALS))
     rnd = random.Random(5)
     for _ in range(5):
         states, sigs = list(STATES), list(SIGNALS)
         rnd.shuffle(states)
         rnd.shuffle(sigs)
-        got = book(states, sigs).settle(RULES)
+        got = Recorder().settle(book(states, sigs))
         for table, rows in expected.items():
             assert sorted(got[table], key=str) == sorted(rows, key=str)
 
@@ -97,6 +142,7 @@ _STATE = st.builds(
         at,
         f"u-{key}-{at:%H}",
         1,
+        None,
     ),
     st.sampled_from(["a1", "a2", "a3", "a4"]),
     st.sampled_from(["Acme Inc", "ACME", "Beta GmbH", "Gamma"]),
@@ -139,13 +185,55 @@ def test_incremental_settle_gives_the_rows_of_settling_everything(
     batches: list[list[tuple[object, ...]]],
 ) -> None:
     """Batch after batch, the incremental book (only what the batch's leads touch) writes and
-    holds the same rows as a book that matches and scores everything every time, MQA included."""
+    holds the same rows as a book that matches and scores everything every time, MQA included;
+    deciding, both take the same MQA and match decisions in the same batch, each MQA once."""
     inc, full = AccountBook(), AccountBook()
+    inc_rec, full_rec = Recorder(), Recorder()
     for batch in batches:
         for row in batch:
             for b in (inc, full):
-                (b.put_state if len(row) == 13 else b.put_signals)(row)
-        got, want = inc.settle(RULES), full.settle(RULES, everything=True)
+                (b.put_state if len(row) == STORED + 1 else b.put_signals)(row)
+        got = inc_rec.settle(inc)
+        want = full_rec.settle(full, everything=True)
         for table, rows in want.items():
             assert sorted(map(str, got[table])) == sorted(map(str, rows)), table
         assert (inc.members, inc.scores, inc.groups) == (full.members, full.scores, full.groups)
+        assert inc.states == full.states
+        # the same decisions (their order: the order each book matched the leads in)
+        assert sorted(map(str, inc.member_decisions)) == sorted(map(str, full.member_decisions))
+        assert inc_rec.calls == full_rec.calls and inc_rec.stored == full_rec.stored
+    assert len(inc_rec.stored) == len(set(inc_rec.stored))
+
+
+def test_without_deciding_only_recorded_mqas_show() -> None:
+    """A rebuild settles without deciding: an account that qualifies now but has no recorded
+    decision shows none; one with a recorded decision shows it even below the rule now."""
+    assert all(r[8] is None for r in book(STATES, SIGNALS).settle(RULES)["account_scores"])
+    recorded = {
+        "at": (T0 - timedelta(days=3)).isoformat(),
+        "trigger": "old",
+        "rules": "r@1",
+        "reason": "then",
+        "version": 2,
+    }
+    a2 = (*STATES[1][:STORED], recorded)  # a2 has one lead with little engagement
+    scores = {r[1]: r for r in book([STATES[0], a2], SIGNALS).settle(RULES)["account_scores"]}
+    assert scores["a2"][8:12] == (T0 - timedelta(days=3), "old", "r@1", "then")
+    assert scores["a1"][8] is None
+    # deciding, a recorded decision still wins over what the rule says now
+    rec = Recorder()
+    scores = {r[1]: r for r in rec.settle(book([STATES[0], a2], SIGNALS))["account_scores"]}
+    assert scores["a2"][9] == "old" and rec.calls == ["a1"]
+
+
+def test_an_mqa_taken_before_decisions_were_recorded_is_recorded_with_its_moment() -> None:
+    """Migration 22: an account_scores row with an MQA but no recorded decision."""
+    before = book(STATES, SIGNALS)
+    before.settle(RULES)  # nothing decided, nothing recorded
+    old = before.scores["a1"]
+    b = book(STATES, SIGNALS)  # a projector starting on the tables (AccountBook.load)
+    b.members, b.scores = dict(before.members), dict(before.scores)
+    b.scores["a1"] = (*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:])
+    rec = Recorder()
+    rec.settle(b)
+    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"][9] == "early"

@@ -98,7 +98,9 @@ def show(args: argparse.Namespace) -> int:
         )
         print(render("table", group, title=title))
         print()
-        print(render("table", members, title=f"Its leads ({len(members)})"))
+        forgotten = (acc["members"] or 0) - len(members)
+        note = f", {forgotten} forgotten: counted in the score, not listed" if forgotten else ""
+        print(render("table", members, title=f"Its leads ({len(members)}{note})"))
     return 0
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.analytics import account_queries
 from engine.analytics import queries as reports
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.commands.leads import moment_arg
@@ -129,11 +130,18 @@ def whatif(args: argparse.Namespace) -> int:
         total = rt.app.recorder.max_notification_id() or 0
         bar = Progress("replay (events)", total or None)
         facts = list(facts_from_log(rt.app, progress=bar.update))
+        profiles = account_queries.profiles(rt.db)  # the accounts the MQA counts are over
         bar.update(total)  # the whole log was read, facts or not
         bar.done()
     fold = Progress("replay (facts folded)", len(facts) or None)
     result = replay(
-        facts, rt.rules, new_rules, since=since, progress=fold.update, workers=args.workers
+        facts,
+        rt.rules,
+        new_rules,
+        since=since,
+        progress=fold.update,
+        workers=args.workers,
+        accounts=profiles,
     )
     fold.done()
     doc = result.summary(limit=args.limit)
@@ -150,6 +158,12 @@ def whatif(args: argparse.Namespace) -> int:
         f"MQL decisions: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL "
         f"would change: {doc['leads_changed']:,}"
     )
+    if doc.get("mqa_old") is not None:
+        head += (
+            f"\nAccounts meeting the MQA rule at the end: {doc['mqa_old']:,} -> "
+            f"{doc['mqa_new']:,} (gained: {', '.join(doc['mqa_gained']) or 'none'}; lost: "
+            f"{', '.join(doc['mqa_lost']) or 'none'})"
+        )
     print(prose(head))
     print(prose(_reconcile(doc)))
     print()

@@ -223,3 +223,17 @@ def match_all(
     lead_list = sorted(leads, key=lambda lead: lead.lead_id)
     index = _index(accounts, lead_list, rules)
     return {lead.lead_id: match_lead(lead, index, rules) for lead in lead_list}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDecision:
+    """A lead joining (`joined`) or leaving an account, as recorded on the account."""
+
+    account: str  # the account's key
+    lead_id: str
+    joined: bool
+    rule: str | None
+    reason: str
+    candidates: tuple[str, ...]
+    rules_version: str
+    decided_at: datetime | None
