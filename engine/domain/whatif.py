@@ -11,12 +11,11 @@ O(1) in scoring; each lead's final score is the full recomputation.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing as mp
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -228,29 +227,38 @@ class _Job:
     accounts: bool = False  # hand back each lead's account signals and engagement too
 
 
-_JOB: _Job | None = None  # what forked workers fold (inherited, never pickled)
+_JOB: _Job | None = None  # in a worker process: the rules and options, without the facts
 
 
 def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
-    """Each chunk's outcomes, in chunk order: here, or in `workers` forked processes."""
-    if workers <= 1 or len(chunks) <= 1 or "fork" not in mp.get_all_start_methods():
+    """Each chunk's outcomes, in chunk order: here, or in `workers` worker processes.
+
+    Workers start from a fork server (a clean, single-threaded process), never by forking this
+    one: a fork copies whatever locks this process's other threads (a progress bar's refresh,
+    a Kafka client, a test runner's channel) held at that moment, and a worker that needs one
+    waits forever. Each gets the rules once, and each chunk's facts as its task."""
+    if workers <= 1 or len(chunks) <= 1:
         yield from (_fold_chunk(job, start, end) for start, end in chunks)
         return
+    methods = mp.get_all_start_methods()
+    context = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    rules = replace(job, groups=[])
+    tasks = (job.groups[start:end] for start, end in chunks)
+    with context.Pool(min(workers, len(chunks)), initializer=_start, initargs=(rules,)) as pool:
+        yield from pool.imap(_fold_groups, tasks)
+
+
+def _start(rules: _Job) -> None:
+    """A worker's start: the rules it folds under. `alike` is keyed by object identity, which
+    pickling does not keep: made again here for the worker's own copies."""
     global _JOB
-    _JOB = job
-    gc.collect()
-    gc.freeze()  # the facts stay shared with the workers, not copied as they are counted
-    try:
-        with mp.get_context("fork").Pool(min(workers, len(chunks))) as pool:
-            yield from pool.imap(_fold_forked, chunks)
-    finally:
-        _JOB = None
-        gc.unfreeze()
+    alike: dict[int, ScoringModel] = {id(rules.new): rules.current} if rules.alike else {}
+    _JOB = replace(rules, alike=alike)
 
 
-def _fold_forked(chunk: tuple[int, int]) -> list[Pair]:
+def _fold_groups(groups: list[list[FactIn]]) -> list[Pair]:
     assert _JOB is not None
-    return _fold_chunk(_JOB, *chunk)
+    return [_fold_lead(group, _JOB) for group in groups]
 
 
 Pair = tuple["Outcome", "Outcome"]

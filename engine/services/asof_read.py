@@ -45,6 +45,7 @@ class AsOfLead(LeanLead):
         self.version = 0
         self.queue: str | None = None
         self.routings: list[tuple[datetime, str, str]] = []
+        self.routed: list[Any] = []  # every routing decision, as `Lead.routed`
         self.routing_failure: str | None = None
         self.sla_alerts: set[tuple[datetime, str, str]] = set()
         self.links: list[Any] = []
