@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import sql
+from psycopg import Cursor, sql
 
 from engine.analytics.attribution import MODELS, Credits
 from engine.analytics.journeys import Dataset
@@ -127,7 +127,7 @@ def compute(ds: Dataset, rules: Rules, span: Span, through: int) -> list[tuple[A
     return out
 
 
-def _through(cur: Any, schema: str) -> int:
+def _through(cur: Cursor[Any], schema: str) -> int:
     row = cur.execute(
         sql.SQL("SELECT min(position), count(*) FROM {} WHERE name = ANY(%s)").format(
             sql.Identifier(schema, "projection_tracking")
@@ -137,7 +137,7 @@ def _through(cur: Any, schema: str) -> int:
     return int(row[0]) if row and row[1] == len(SOURCES) else 0
 
 
-def _last(cur: Any, schema: str, rules: Rules) -> int | None:
+def _last(cur: Cursor[Any], schema: str, rules: Rules) -> int | None:
     """The position the last refresh read up to under these rules (None: never, or other rules)."""
     row = cur.execute(
         sql.SQL("SELECT max(through_position), bool_and(rules_version = %s) FROM {} ").format(

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import sql
 
+from engine.postgres.db import Connection
 from engine.projections import registry
 
 KEYS_TABLE = "duplicate_keys"
@@ -33,7 +33,7 @@ DDL = (
 )
 
 
-def create(conn: Any, schema: str) -> None:
+def create(conn: Connection, schema: str) -> None:
     s = sql.Identifier(schema)
     for statement in DDL:
         conn.execute(sql.SQL(statement).format(s=s))

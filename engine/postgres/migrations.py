@@ -422,7 +422,7 @@ def _identity_outbound(conn: Connection, schema: str) -> None:
         )
 
 
-def _account_decisions(conn: Any, schema: str) -> None:
+def _account_decisions(conn: Connection, schema: str) -> None:
     """MQAs and matches are decisions recorded on the Account aggregate (`Account.Qualified`,
     `Account.MemberDecided`; outbound `account.qualified`, `account.member_decided`;
     docs/accounts.md): `account_state.mqa` keeps the recorded MQA, and the outbox trigger is

@@ -17,7 +17,7 @@ and redoes its batch on a fresh read, and sees the other's routing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -77,7 +77,7 @@ class PersonView:
                 return other, "routed"
         return None
 
-    def claim(self, owner: str, at: Any) -> None:
+    def claim(self, owner: str, at: datetime) -> None:
         for kin in self.kins.values():
             kin.claim(lead_id=self.lead.id, owner=owner, at=at)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import threading
+
+from structlog.stdlib import BoundLogger
 
 from engine.cli.args import Commands, fmt, handles
 from engine.cli.output import render, to_json
@@ -344,7 +346,9 @@ def _follow(only: str | None = None, refresh_every: float | None = None) -> int:
     return 0
 
 
-def attribution_refresher(rt: Runtime, every: float, stop: Any, log: Any) -> None:
+def attribution_refresher(
+    rt: Runtime, every: float, stop: threading.Event, log: BoundLogger
+) -> None:
     """A thread that refreshes the touched attribution windows every `every` seconds until
     `stop` is set; a failed refresh is logged and tried again next time."""
     import threading
