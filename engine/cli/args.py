@@ -41,6 +41,24 @@ def positive_int(text: str) -> int:
     return number
 
 
+#: the longest wait a SECONDS option takes (a week): longer is a mistake, and past what the
+#: platform's timers hold
+MAX_SECONDS = 7 * 24 * 3600
+
+
+def seconds(text: str) -> float:
+    """A wait in seconds above 0 and at most a week (`nan` and `inf` refused)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < number <= MAX_SECONDS:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"expected seconds above 0 and at most {MAX_SECONDS:,} (a week), got {text}"
+        )
+    return number
+
+
 def share(text: str) -> float:
     """A share between 0 and 1 (`nan`, `inf` and numbers outside it refused)."""
     try:

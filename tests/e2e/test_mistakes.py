@@ -143,6 +143,21 @@ ARGUMENTS = [
         ["whatif", "--rules", "engine/default_rules.yaml", "--workers", "0"],
         "argument --workers: expected 1 or more, got 0",
     ),
+    (
+        "refresh-forever",
+        ["project", "--follow", "--refresh-attribution", "inf"],
+        "argument --refresh-attribution: expected seconds above 0",
+    ),
+    (
+        "refresh-nan",
+        ["project", "--follow", "--refresh-attribution", "nan"],
+        "argument --refresh-attribution: expected seconds above 0",
+    ),
+    (
+        "duplicates-upside-down",
+        ["report", "duplicates", "--from", "2026-05-01", "--to", "2026-01-01"],
+        "--from 2026-05-01 is not before --to 2026-01-01",
+    ),
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
     ("missing-subcommand", ["report"], "the following arguments are required"),
     ("gzip-ingest", ["ingest", "GZ"], "a gzip file, not JSON Lines text"),

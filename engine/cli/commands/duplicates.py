@@ -8,7 +8,7 @@ import argparse
 
 from engine.analytics.duplicate_queries import PERIODS, duplicates_report
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, window_args
-from engine.cli.commands.leads import moment_arg
+from engine.cli.commands.reporting import window_of
 from engine.cli.output import render, to_json
 from engine.postgres.duplicates import STATES
 from engine.runtime import open_runtime
@@ -44,14 +44,15 @@ def register(commands: Commands) -> None:
 
 
 def report_duplicates(args: argparse.Namespace) -> int:
+    window = window_of(args)  # the same checks as every report (--from before --to, ...)
     with open_runtime() as rt:
         doc = duplicates_report(
             rt.db,
             period=args.period,
-            as_of=moment_arg(args.as_of),
-            occurred_by=moment_arg(args.occurred_by, "--occurred-by"),
-            start=moment_arg(args.start, "--from"),
-            end=moment_arg(args.end, "--to"),
+            as_of=window.as_of,
+            occurred_by=window.occurred_by,
+            start=window.start,
+            end=window.end,
         )
     if args.format == "json":
         print(to_json(doc))

@@ -7,7 +7,7 @@ import threading
 
 from structlog.stdlib import BoundLogger
 
-from engine.cli.args import Commands, fmt, handles
+from engine.cli.args import Commands, fmt, handles, seconds
 from engine.cli.output import render, to_json
 from engine.cli.progress import Progress
 from engine.consumers.retry import retry_transient
@@ -33,7 +33,7 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--refresh-attribution",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="with --follow: every SECONDS, recompute the attribution windows the new "
         "events touched (`projections refresh-attribution`: attribution_by_window)",
