@@ -50,8 +50,8 @@ class Condition(BaseModel):
     prefix: str | None = None
     suffix: tuple[str, ...] | None = None
     contains: str | None = None
-    gte: float | None = None
-    lte: float | None = None
+    gte: float | None = Field(default=None, allow_inf_nan=False)
+    lte: float | None = Field(default=None, allow_inf_nan=False)
 
     @cached_property
     def _lowered(
@@ -73,6 +73,11 @@ class Condition(BaseModel):
             raise ValueError(
                 f"condition on '{self.field}' needs an operator: "
                 "equals, in, prefix, suffix, contains, gte or lte"
+            )
+        if self.gte is not None and self.lte is not None and self.gte > self.lte:
+            raise ValueError(
+                f"condition on '{self.field}': gte {self.gte:g} is above lte {self.lte:g}, "
+                "so it never holds"
             )
         return self
 
@@ -572,6 +577,10 @@ class MqaRule(BaseModel):
     )
 
 
+#: what account conditions read (engine/domain/accounts/profile.py AccountProfile.attrs)
+ACCOUNT_ATTRIBUTES = ("name", "industry", "employees", "annual_revenue", "country", "tier", "owner")
+
+
 class AccountRules(BaseModel):
     """Accounts: matching, fit from firmographics, engagement rolled up, the MQA rule."""
 
@@ -582,6 +591,20 @@ class AccountRules(BaseModel):
     combine: Combine = Combine()
     mqa: MqaRule = MqaRule()
     buying_group: BuyingGroup = BuyingGroup()
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> AccountRules:
+        """Account conditions read firmographics only: a misspelt field would never hold."""
+        where = [(f"fit rule '{r.id}'", r.when) for r in self.fit.rules]
+        where += [(f"buying-group segment '{s.id}'", s.when) for s in self.buying_group.segments]
+        for name, conditions in where:
+            for c in conditions:
+                if c.field not in ACCOUNT_ATTRIBUTES:
+                    raise ValueError(
+                        f"{name}: unknown account field '{c.field}'; expected one of "
+                        + ", ".join(ACCOUNT_ATTRIBUTES)
+                    )
+        return self
 
 
 DuplicateMatch = Literal["email", "phone"]

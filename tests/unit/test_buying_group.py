@@ -136,3 +136,32 @@ def test_rules_refuse_a_buying_group_naming_what_does_not_exist(
     with pytest.raises(RulesError) as caught:
         parse_rules(_with_group(group), source="r.yaml")
     assert error in str(caught.value)
+
+
+def test_account_conditions_name_known_fields_and_ranges_that_can_hold() -> None:
+    """A misspelt firmographic, a NaN bound or gte above lte would never hold: refused."""
+    import pytest
+    from pydantic import ValidationError
+
+    from engine.domain.accounts.profile import AccountProfile
+    from engine.domain.rules import ACCOUNT_ATTRIBUTES, AccountRules, Condition
+
+    assert set(ACCOUNT_ATTRIBUTES) == set(AccountProfile("a").attrs())
+    with pytest.raises(ValidationError, match="unknown account field 'employeez'"):
+        AccountRules.model_validate(
+            {"buying_group": {
+                "roles": [{"id": "x", "personas": ["p"]}],
+                "segments": [
+                    {"id": "big", "when": [{"field": "employeez", "gte": 1000}], "required": ["x"]}
+                ],
+            }}
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="unknown account field 'industri'"):
+        AccountRules.model_validate(
+            {"fit": {"rules": [{"id": "f", "when": [{"field": "industri", "in": ["a"]}],
+                                "points": 5}]}}
+        )  # fmt: skip
+    with pytest.raises(ValidationError):
+        Condition.model_validate({"field": "employees", "gte": float("nan")})
+    with pytest.raises(ValidationError, match="gte 10000 is above lte 200"):
+        Condition.model_validate({"field": "employees", "gte": 10000, "lte": 200})
