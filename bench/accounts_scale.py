@@ -26,7 +26,6 @@ import gc
 import json
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,27 +34,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import database_url, peak_rss_mb, run_phase  # noqa: E402
+from common import database_url, peak_rss_mb, run_phase, settings_for  # noqa: E402
 
 from engine.domain.contract import validate_event  # noqa: E402
 from engine.postgres import db as dbmod  # noqa: E402
 from engine.projections.accounts import AccountBook  # noqa: E402
 from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
-from engine.settings import Settings  # noqa: E402
 
 LEADS_PER_ACCOUNT = 10
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 SENIORITY = ("c-level", "vp", "director", "manager", "individual", "senior", "junior")
 WORDS = ("nord", "alpha", "blue", "summit", "river", "pixel", "atlas", "cobalt", "delta", "ember")
 
-
-def settings_for(url: str, schema: str) -> Settings:
-    return Settings(  # type: ignore[arg-type]
-        database_url=url,
-        database_schema=schema,
-        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
-    )
 
 
 def _event(n: int, type_: str, subject: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:

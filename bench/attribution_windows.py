@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import database_url  # noqa: E402
+from common import database_url, settings_for  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from engine.analytics import windows  # noqa: E402
@@ -38,15 +37,6 @@ from engine.domain.contract import parse_event, validate_event  # noqa: E402
 from engine.domain.generator import generate, lines  # noqa: E402
 from engine.postgres import db as dbmod  # noqa: E402
 from engine.runtime import Runtime, open_runtime  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-
-
-def settings_for(url: str, schema: str) -> Settings:
-    return Settings(  # type: ignore[arg-type]
-        database_url=url,
-        database_schema=schema,
-        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
-    )
 
 
 def late_touch(rt: Runtime, n: int) -> None:

@@ -18,6 +18,18 @@ from pathlib import Path
 from typing import Any
 
 
+def settings_for(url: str, schema: str) -> Any:
+    """The engine's settings for a bench phase: every phase (a process of its own) finds the
+    same master key file in the same home."""
+    from engine.settings import Settings
+
+    return Settings(  # type: ignore[arg-type]
+        database_url=url,
+        database_schema=schema,
+        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
+    )
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory, in MB (each phase runs in its own process)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

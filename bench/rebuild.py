@@ -28,7 +28,6 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import database_url, peak_rss_mb, run_phase  # noqa: E402
+from common import database_url, peak_rss_mb, run_phase, settings_for  # noqa: E402
 
 from engine.domain.contract import parse_event  # noqa: E402
 from engine.domain.generator import generate, lines  # noqa: E402
@@ -44,16 +43,6 @@ from engine.postgres import db as dbmod  # noqa: E402
 from engine.projections.projector import PROJECTIONS, Projector  # noqa: E402
 from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-
-
-def settings_for(url: str, schema: str) -> Settings:
-    return Settings(  # type: ignore[arg-type]
-        database_url=url,
-        database_schema=schema,
-        # every phase (a process of its own) finds the same master key file here
-        home=Path(tempfile.gettempdir()) / "leadengine-bench-home",
-    )
 
 
 def make_log(url: str, schema: str, leads: int, seed: int, fresh: bool) -> int:
