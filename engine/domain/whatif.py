@@ -196,8 +196,7 @@ def replay(
     result.facts, result.leads = n, len(leads)
     groups = list(leads.values())
     count = auto_workers(n) if workers is None else workers
-    alike: dict[int, ScoringModel] = {id(new): current} if same_scoring(current, new) else {}
-    job = _Job(groups, current, new, since, alike, accounts is not None)
+    job = _Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
     done = 0
     for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
@@ -223,8 +222,14 @@ class _Job:
     current: Rules
     new: Rules
     since: datetime | None
-    alike: dict[int, ScoringModel] = field(default_factory=dict)
+    same: bool = False  # both rule sets score alike (`same_scoring`): one running score
     accounts: bool = False  # hand back each lead's account signals and engagement too
+
+    @property
+    def alike(self) -> dict[int, ScoringModel]:
+        """The new rules' scoring served by the current one's (keyed by object identity: made
+        from this job's own objects, so it holds in a worker's unpickled copy too)."""
+        return {id(self.new): self.current} if self.same else {}
 
 
 _JOB: _Job | None = None  # in a worker process: the rules and options, without the facts
@@ -238,34 +243,32 @@ def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[lis
     a Kafka client, a test runner's channel) held at that moment, and a worker that needs one
     waits forever. Each gets the rules once, and each chunk's facts as its task."""
     if workers <= 1 or len(chunks) <= 1:
-        yield from (_fold_chunk(job, start, end) for start, end in chunks)
+        yield from (_fold_groups(job.groups[start:end], job) for start, end in chunks)
         return
     methods = mp.get_all_start_methods()
     context = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     rules = replace(job, groups=[])
     tasks = (job.groups[start:end] for start, end in chunks)
     with context.Pool(min(workers, len(chunks)), initializer=_start, initargs=(rules,)) as pool:
-        yield from pool.imap(_fold_groups, tasks)
+        yield from pool.imap(_fold_in_worker, tasks)
 
 
 def _start(rules: _Job) -> None:
-    """A worker's start: the rules it folds under. `alike` is keyed by object identity, which
-    pickling does not keep: made again here for the worker's own copies."""
+    """A worker's start: the rules it folds under."""
     global _JOB
-    alike: dict[int, ScoringModel] = {id(rules.new): rules.current} if rules.alike else {}
-    _JOB = replace(rules, alike=alike)
+    _JOB = rules
 
 
-def _fold_groups(groups: list[list[FactIn]]) -> list[Pair]:
+def _fold_in_worker(groups: list[list[FactIn]]) -> list[Pair]:
     assert _JOB is not None
-    return [_fold_lead(group, _JOB) for group in groups]
+    return _fold_groups(groups, _JOB)
 
 
 Pair = tuple["Outcome", "Outcome"]
 
 
-def _fold_chunk(job: _Job, start: int, end: int) -> list[Pair]:
-    return [_fold_lead(group, job) for group in job.groups[start:end]]
+def _fold_groups(groups: list[list[FactIn]], job: _Job) -> list[Pair]:
+    return [_fold_lead(group, job) for group in groups]
 
 
 def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:

@@ -14,7 +14,7 @@ application itself, idempotently, when it opens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,12 +344,32 @@ def _recorded_at(conn: Connection, schema: str) -> None:
     )
 
 
-def _rules_applied(conn: Connection, schema: str) -> None:
-    """The rules each projector applied, from where in the log (`<schema>_read.rules_in_force`)."""
+def _declared(conn: Connection, schema: str, tables: Iterable[str]) -> None:
+    """Make `tables` as engine/projections/registry.py declares them today (missing columns
+    and indexes added to an older table)."""
     from engine.projections.registry import TABLES as DECLARED
 
-    for statement in DECLARED["rules_applied"].ddl():
-        conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+    for table in tables:
+        for statement in DECLARED[table].ddl():
+            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
+def _remake_outbox_check(conn: Connection, schema: str) -> bool:
+    """Make the outbox completeness trigger again with today's decision topics (its list is
+    fixed when it is made). False on a fresh store: the recorder makes it with today's list."""
+    if not _regclass(conn, schema, EVENTS_TABLE):
+        return False
+    events = sql.Identifier(schema, EVENTS_TABLE)
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
+    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
+        conn.execute(statement)
+    return True
+
+
+def _rules_applied(conn: Connection, schema: str) -> None:
+    """The rules each projector applied, from where in the log (`<schema>_read.rules_in_force`)."""
+    _declared(conn, schema, ["rules_applied"])
 
 
 def _identity(conn: Connection, schema: str) -> None:
@@ -370,21 +390,14 @@ def _accounts(conn: Connection, schema: str) -> None:
     Today's declarations: migration 21 adds the buying-group table and columns the same way
     (a store projected before needs `projections rebuild leads` to fill them)."""
     from engine.projections.registry import ACCOUNT_TABLES
-    from engine.projections.registry import TABLES as DECLARED
 
-    for table in ACCOUNT_TABLES:
-        for statement in DECLARED[table].ddl():
-            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+    _declared(conn, schema, ACCOUNT_TABLES)
 
 
 def _rounds_windows(conn: Connection, schema: str) -> None:
     """SLA per routing round (filled by `projections rebuild leads`, then kept) and attribution
     credits per window (filled by `leadengine projections refresh-attribution`)."""
-    from engine.projections.registry import TABLES as DECLARED
-
-    for table in ("lead_sla_rounds", "attribution_windows"):
-        for statement in DECLARED[table].ddl():
-            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+    _declared(conn, schema, ["lead_sla_rounds", "attribution_windows"])
 
 
 def _identity_outbound(conn: Connection, schema: str) -> None:
@@ -395,13 +408,9 @@ def _identity_outbound(conn: Connection, schema: str) -> None:
     next event on, so the relay decodes them (and everything from there) from the log. A
     topic already relayed past them does not go back: `relay --from-start` to a new topic
     publishes them (docs/integration.md)."""
-    if not _regclass(conn, schema, EVENTS_TABLE):
-        return  # a fresh store: the recorder makes the trigger with today's list
+    if not _remake_outbox_check(conn, schema):
+        return
     events = sql.Identifier(schema, EVENTS_TABLE)
-    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
-    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
-    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
-        conn.execute(statement)
     start = sql.Identifier(schema, OUTBOX_START_TABLE)
     row = conn.execute(sql.SQL("SELECT complete_from FROM {}").format(start)).fetchone()
     missing = conn.execute(  # a range of the primary key: the events since migration 15
@@ -434,13 +443,7 @@ def _account_decisions(conn: Connection, schema: str) -> None:
             sql.Identifier(schema, "account_state")
         )
     )
-    if not _regclass(conn, schema, EVENTS_TABLE):
-        return  # a fresh store: the recorder makes the trigger with today's list
-    events = sql.Identifier(schema, EVENTS_TABLE)
-    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
-    conn.execute(drop_check_trigger(schema, EVENTS_TABLE))
-    for statement in check_statements(schema, EVENTS_TABLE, decision_topics()):
-        conn.execute(statement)
+    _remake_outbox_check(conn, schema)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

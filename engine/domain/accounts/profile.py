@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from engine.domain.rules import ACCOUNT_ATTRIBUTES
+
 #: the firmographic fields of `account.updated`, in contract order
 FIELDS = (
     "name",
@@ -40,15 +42,7 @@ class AccountProfile:
 
     def attrs(self) -> dict[str, Any]:
         """What account fit rules read (the conditions of engine.rules)."""
-        return {
-            "name": self.name,
-            "industry": self.industry,
-            "employees": self.employees,
-            "annual_revenue": self.annual_revenue,
-            "country": self.country,
-            "tier": self.tier,
-            "owner": self.owner,
-        }
+        return {name: getattr(self, name) for name in ACCOUNT_ATTRIBUTES}
 
 
 def fold(account_id: str, updates: Iterable[Update]) -> AccountProfile:
