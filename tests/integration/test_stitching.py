@@ -5,6 +5,7 @@ without the merge, and `forget` on an alias forgets the whole person."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -125,7 +126,9 @@ def test_forget_on_the_alias_forgets_every_key_of_the_person(runtime: Runtime) -
     view = sql.Identifier(read_schema(runtime.db.schema), "identity_links")
     with runtime.db.connect() as conn:
         text = str(conn.execute(sql.SQL("SELECT * FROM {}").format(view)).fetchall())
-    assert "ada" not in text.replace("erased-", "")
+    # no key left: ids and pseudonyms are hex, which may hold the letters "ada" by chance
+    text = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "<id>", text)
+    assert "ada" not in re.sub(r"erased-[0-9a-f]+", "<pseudonym>", text)
 
 
 def people_rows(rt: Runtime) -> list[tuple[Any, ...]]:
