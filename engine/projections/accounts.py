@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg import Cursor, sql
@@ -35,6 +35,7 @@ from engine.domain.accounts.matching import (
     index,
     match_lead,
     near,
+    normalise_name,
 )
 from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import (
@@ -45,7 +46,7 @@ from engine.domain.accounts.scoring import (
     score,
 )
 from engine.domain.facts import profile_of
-from engine.domain.rules import Rules
+from engine.domain.rules import AccountMatching, Rules
 from engine.domain.scoring import best_of_profile
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
@@ -103,12 +104,15 @@ class AccountBook:
     """Every account's profile row and every lead's signals row, and the global rows last
     written; `settle` decides again and returns the global rows that changed.
 
-    The first settle (and any after an account changed, or under other rules) matches every
-    lead and scores every account. After that, a settle where only leads changed is
-    incremental: it updates the tie-breakers' counts and activity of the accounts those leads
-    count for, matches again those leads and the leads whose decision ranked an account whose
-    counts changed, and scores again only the accounts whose members or members' signals
-    changed. Same rows as matching and scoring everything (tests/unit/test_account_book.py).
+    The first settle (and any under other rules) matches every lead and scores every account.
+    After that, settling is incremental: a changed account is put in the match index (its old
+    domains and name out, its new ones in) and the leads it can affect are matched again (on
+    its old or new domains or below them, with its old or new name, naming it, its members);
+    then the tie-breakers' counts and activity of the accounts the changed leads count for are
+    updated, the leads whose decision ranked an account whose counts changed are matched
+    again, and only the changed accounts and the accounts whose members or members' signals
+    changed are scored again. Same rows as matching and scoring everything
+    (tests/unit/test_account_book.py).
     An account_state row whose profile is unchanged (the account's own decision events: its
     version, its recorded MQA) matches nothing again; a recorded MQA that changed scores that
     account again."""
@@ -128,6 +132,10 @@ class AccountBook:
         self._near_leads: dict[str, set[UUID]] = {}  # account -> leads counting for it
         self._contested: dict[str, set[UUID]] = {}  # account -> leads that ranked it
         self._members_of: dict[str, set[UUID]] = {}  # account -> its member leads
+        self._by_domain: dict[str, set[str]] = {}  # domain -> accounts claiming it
+        self._by_name: dict[str, set[str]] = {}  # normalised name -> accounts with it
+        self._keys: dict[UUID, tuple[str, ...]] = {}  # lead -> its keys in _leads_by
+        self._leads_by: dict[str, set[UUID]] = {}  # d:domain, n:name, a:account -> leads
         self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
         self._deciding = False
         #: the decisions the last deciding `settle` took, for the accounts to record
@@ -180,10 +188,10 @@ class AccountBook:
         self._deciding = decide
         self.mqa_decisions = []
         self.member_decisions = []
-        if everything or self._settled is not rules or self._dirty_accounts:
+        if everything or self._settled is not rules or self._index is None:
             members, rescore = self._match_all(rules)
-        elif self._dirty_leads or self._restored:
-            members, rescore = self._match_leads(rules)
+        elif self._dirty_leads or self._dirty_accounts or self._restored:
+            members, rescore = self._match_changed(rules)
         else:
             return {"account_members": [], "account_scores": [], "account_buying_group": []}
         scores, groups = self._rescore(rescore | self._restored, rules)
@@ -201,31 +209,101 @@ class AccountBook:
         matching = rules.accounts.matching
         profiles = [_profile(r) for r in self.states.values()]
         self._leads = {lead_id: _signals(r) for lead_id, r in self.signals.items()}
-        idx = self._index = index(profiles, self._leads.values(), matching)
+        idx = index(profiles, self._leads.values(), matching)
+        self._by_domain = {d: set(v) for d, v in idx.by_domain.items()}
+        self._by_name = {n: set(v) for n, v in idx.by_name.items()}
+        self._index = MatchIndex(
+            dict(idx.accounts), dict(idx.by_domain), dict(idx.by_name), idx.leads, idx.activity
+        )
         self._near = {lead_id: near(ls, idx, matching) for lead_id, ls in self._leads.items()}
         self._near_leads = {}
         for lead_id, accounts in self._near.items():
             for acc in accounts:
                 self._near_leads.setdefault(acc, set()).add(lead_id)
+        self._keys, self._leads_by = {}, {}
+        for lead_id, ls in self._leads.items():
+            self._key_lead(lead_id, ls, matching)
         self._contested, self._members_of = {}, {}
         changed, _ = self._decide(self.signals, rules)
         return changed, set(self.states)
 
-    def _match_leads(self, rules: Rules) -> tuple[list[Row], set[str]]:
+    def _key_lead(self, lead_id: UUID, ls: LeadSignals, matching: AccountMatching) -> None:
+        """Index the lead by what an account change can match it on: the domains an account
+        could claim for it (its e-mail's domain and parents), its normalised company, the
+        account it names. Its old keys go first."""
+        for key in self._keys.get(lead_id, ()):
+            self._leads_by[key].discard(lead_id)
+        keys: list[str] = []
+        domain = ls.email_domain
+        if domain and domain not in matching.free_mail:
+            labels = domain.split(".")
+            keys += ["d:" + ".".join(labels[i:]) for i in range(len(labels) - 1)]
+        norm = normalise_name(ls.company, matching.legal_suffixes)
+        if norm:
+            keys.append("n:" + norm)
+        if ls.account is not None:
+            keys.append("a:" + ls.account)
+        self._keys[lead_id] = tuple(keys)
+        for key in keys:
+            self._leads_by.setdefault(key, set()).add(lead_id)
+
+    def _account_changed(self, key: str, matching: AccountMatching) -> set[UUID]:
+        """Put account `key`'s new profile in the index; the leads its change can affect:
+        those on its old or new domains (or below them), with its old or new name, naming it,
+        or its members."""
+        assert self._index is not None
+        accounts = cast(dict[str, AccountProfile], self._index.accounts)
+        by_domain = cast(dict[str, tuple[str, ...]], self._index.by_domain)
+        by_name = cast(dict[str, tuple[str, ...]], self._index.by_name)
+        old, new = accounts.get(key), _profile(self.states[key])
+        lookups = ["a:" + key]
+        for profile, join in ((old, False), (new, True)):
+            if profile is None:
+                continue
+            norm = normalise_name(profile.name, matching.legal_suffixes)
+            for table, mirror, keys in (
+                (self._by_domain, by_domain, [("d:" + d, d) for d in profile.domains]),
+                (self._by_name, by_name, [("n:" + norm, norm)] if norm else []),
+            ):
+                for lookup, k in keys:
+                    lookups.append(lookup)
+                    held = table.setdefault(k, set())
+                    (held.add if join else held.discard)(key)
+                    if held:
+                        mirror[k] = tuple(sorted(held))
+                    else:
+                        del table[k], mirror[k]
+        accounts[key] = new
+        self._index.leads.setdefault(key, 0)
+        self._index.activity.setdefault(key, float("-inf"))
+        # the leads ranking it are on its old domains or name: among the lookups
+        out = set(self._members_of.get(key, ()))
+        for lookup in lookups:
+            out |= self._leads_by.get(lookup, set())
+        return out
+
+    def _match_changed(self, rules: Rules) -> tuple[list[Row], set[str]]:
+        """Match again only what the changed leads and accounts can affect (see the class)."""
         matching = rules.accounts.matching
         idx = self._index
         assert idx is not None
-        touched: set[str] = set()
         for lead_id in self._dirty_leads:
             ls = self._leads[lead_id] = _signals(self.signals[lead_id])
-            before, after = self._near.get(lead_id, frozenset()), near(ls, idx, matching)
+            self._key_lead(lead_id, ls, matching)
+        affected: set[UUID] = set()
+        for key in sorted(self._dirty_accounts):
+            affected |= self._account_changed(key, matching)
+        touched: set[str] = set(self._dirty_accounts)
+        for lead_id in self._dirty_leads | affected:
+            before = self._near.get(lead_id, frozenset())
+            after = near(self._leads[lead_id], idx, matching)
             self._near[lead_id] = after
             for acc in before - after:
                 self._near_leads[acc].discard(lead_id)
             for acc in after - before:
                 self._near_leads.setdefault(acc, set()).add(lead_id)
             touched |= before | after
-        redecide = set(self._dirty_leads)
+        redecide = self._dirty_leads | affected
         for acc in touched:  # the tie-breakers' inputs of the accounts these leads count for
             leads = self._near_leads.get(acc, set())
             count = len(leads)
@@ -238,7 +316,7 @@ class AccountBook:
             acc = self.members[lead_id][2]
             if acc is not None:
                 moved.add(acc)
-        return changed, moved
+        return changed, moved | self._dirty_accounts
 
     def _decide(self, lead_ids: Iterable[UUID], rules: Rules) -> tuple[list[Row], set[str]]:
         """Match these leads; the member rows that changed and the accounts they left or
