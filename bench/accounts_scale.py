@@ -164,7 +164,88 @@ def phase_rebuild(url: str, schema: str, _args: list[int]) -> dict[str, Any]:
         }
 
 
-PHASES = {"setup": phase_setup, "rebuild": phase_rebuild}
+def book_rows(accounts: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The account_state and account_signals rows a rebuild of `book(accounts, seed, True)`
+    writes, made directly (same shapes: shared names, free mail, named accounts)."""
+    from decimal import Decimal
+    from uuid import UUID
+
+    from engine.aggregates.account import account_id
+
+    rng = random.Random(seed)
+    states: list[tuple[Any, ...]] = []
+    signals: list[tuple[Any, ...]] = []
+    for a in range(accounts):
+        company = f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} {a // 20}"
+        name = company if rng.random() < 0.05 else f"{company} {a}"
+        start = T0 + timedelta(minutes=a)
+        key = f"acct-{a}"
+        suffix = rng.choice(("Inc.", "Ltd", "GmbH", ""))
+        industry = rng.choice(("software", "saas", "retail", "healthcare"))
+        employees = rng.choice((40, 250, 1200, 8000))
+        country = rng.choice(("US", "GB", "DE", "BR"))
+        tier = rng.choice((1, 2, 3))
+        states.append(
+            (account_id(key), key, f"{name} {suffix}".strip(), [f"acct{a}.example"], industry,
+             employees, None, country, None, tier, start, f"s-a{a}", 1, None)
+        )  # fmt: skip
+        for p in range(LEADS_PER_ACCOUNT):
+            n = a * LEADS_PER_ACCOUNT + p
+            domain = "gmail.com" if rng.random() < 0.1 else f"acct{a}.example"
+            named = key if rng.random() < 0.15 else None
+            engagement = Decimal(rng.choice(("0.00", "4.50", "12.00", "30.00")))
+            persona = rng.choice((None, "decision-maker", "champion", "user"))
+            at = start + timedelta(hours=3 + p)
+            signals.append(
+                (UUID(int=n + 1), named, domain, company, at, f"s-l{n}", engagement, persona)
+            )
+    return states, signals
+
+
+def phase_book(_url: str, _schema: str, args: list[int]) -> dict[str, Any]:
+    """The account settling alone at `accounts` accounts (rows made in memory): settle all,
+    then a batch changing 10 accounts (incremental), then a batch of 100 leads."""
+    from engine.domain.rules import load_rules
+
+    accounts, seed = args
+    rules = load_rules()
+    states, signals = book_rows(accounts, seed)
+    base = peak_rss_mb()
+    book_ = AccountBook()
+    t0 = time.perf_counter()
+    for row in states:
+        book_.put_state(row)
+    for row in signals:
+        book_.put_signals(row)
+    del states, signals
+    book_.settle(rules)
+    settle = time.perf_counter() - t0
+    rss = peak_rss_mb()
+    keys = sorted(book_.states)[:: max(1, len(book_.states) // 10)][:10]
+    for key in keys:  # a new tier and one more domain each
+        row = book_.states[key]
+        book_.put_state((*row[:3], [*row[3], f"x-{key}.example"], *row[4:9], 1, *row[10:]))
+    t0 = time.perf_counter()
+    accounts_batch = book_.settle(rules)
+    accounts_s = time.perf_counter() - t0
+    batch = sorted(book_.signals)[:: max(1, len(book_.signals) // 100)][:100]
+    for lead_id in batch:
+        row = book_.signals[lead_id]
+        book_.put_signals((*row[:4], row[4] + timedelta(hours=1), "bench", *row[6:]))
+    t0 = time.perf_counter()
+    book_.settle(rules)
+    leads_s = time.perf_counter() - t0
+    return {
+        "settle_s": settle,
+        "rss": rss,
+        "rows_rss": base,
+        "accounts_batch_s": accounts_s,
+        "accounts_batch_rows": sum(len(v) for v in accounts_batch.values()),
+        "batch_settle_s": leads_s,
+    }
+
+
+PHASES = {"setup": phase_setup, "rebuild": phase_rebuild, "book": phase_book}
 
 
 def main() -> None:
@@ -174,6 +255,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, nargs="+", default=[1000, 4000])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="make the stored logs again")
+    parser.add_argument(
+        "--book",
+        type=int,
+        nargs="+",
+        help="instead: only the account settling, from rows made in memory, at these sizes",
+    )
     parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -182,6 +269,19 @@ def main() -> None:
     if args.phase:
         gc.set_threshold(100_000, 50, 100)
         print(json.dumps(PHASES[args.phase](args.url, args.schema, args.args)))
+        return
+    if args.book:
+        print(f"account settling alone (AccountBook), {LEADS_PER_ACCOUNT} leads per account")
+        for size in args.book:
+            r = run_phase(__file__, "book", ["--args", str(size), str(args.seed)])
+            print(
+                f"{size:>9,} accounts {size * LEADS_PER_ACCOUNT:>10,} leads  settle all "
+                f"{r['settle_s']:7.1f} s  peak RSS {r['rss']:7.0f} MB (rows alone "
+                f"{r['rows_rss']:6.0f} MB)  10 accounts changed {r['accounts_batch_s']:6.3f} s "
+                f"({r['accounts_batch_rows']} rows)  100 leads "
+                f"{r['batch_settle_s'] * 1000:6.1f} ms",
+                flush=True,
+            )
         return
     url = database_url()
     results: dict[tuple[int, str], dict[str, Any]] = {}

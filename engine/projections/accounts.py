@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from psycopg import Cursor, sql
@@ -52,6 +52,7 @@ from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
 
 Row = tuple[Any, ...]
+_T = TypeVar("_T")
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
@@ -136,6 +137,7 @@ class AccountBook:
         self._by_name: dict[str, set[str]] = {}  # normalised name -> accounts with it
         self._keys: dict[UUID, tuple[str, ...]] = {}  # lead -> its keys in _leads_by
         self._leads_by: dict[str, set[UUID]] = {}  # d:domain, n:name, a:account -> leads
+        self._shared: dict[Any, Any] = {}  # for `_one`
         self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
         self._deciding = False
         #: the decisions the last deciding `settle` took, for the accounts to record
@@ -153,8 +155,15 @@ class AccountBook:
         elif held[STORED] != row[STORED]:
             self._restored.add(row[1])
 
+    def _one(self, value: _T) -> _T:
+        """One object for equal values (near sets, key tuples: most leads share theirs)."""
+        return cast(_T, self._shared.setdefault(value, value))
+
     def put_signals(self, row: Row) -> None:
         if self.signals.get(row[0]) != row:
+            # the strings and engagement most leads share with others: one object each
+            row = (row[0], *(self._one(v) if v is not None else v for v in row[1:4]), row[4],
+                   row[5], row[6], row[7] if row[7] is None else self._one(row[7]))  # fmt: skip
             self.signals[row[0]] = row
             self._dirty_leads.add(row[0])
 
@@ -215,7 +224,7 @@ class AccountBook:
         self._index = MatchIndex(
             dict(idx.accounts), dict(idx.by_domain), dict(idx.by_name), idx.leads, idx.activity
         )
-        self._near = {lead_id: near(ls, idx, matching) for lead_id, ls in self._leads.items()}
+        self._near = {i: self._one(near(ls, idx, matching)) for i, ls in self._leads.items()}
         self._near_leads = {}
         for lead_id, accounts in self._near.items():
             for acc in accounts:
@@ -243,7 +252,7 @@ class AccountBook:
             keys.append("n:" + norm)
         if ls.account is not None:
             keys.append("a:" + ls.account)
-        self._keys[lead_id] = tuple(keys)
+        self._keys[lead_id] = self._one(tuple(map(self._one, keys)))
         for key in keys:
             self._leads_by.setdefault(key, set()).add(lead_id)
 
@@ -296,7 +305,7 @@ class AccountBook:
         touched: set[str] = set(self._dirty_accounts)
         for lead_id in self._dirty_leads | affected:
             before = self._near.get(lead_id, frozenset())
-            after = near(self._leads[lead_id], idx, matching)
+            after = self._one(near(self._leads[lead_id], idx, matching))
             self._near[lead_id] = after
             for acc in before - after:
                 self._near_leads[acc].discard(lead_id)

@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 log = get_logger("engine.projector")
+#: A bulk load makes its leads' rows this many leads at a time (peak memory: their rows)
+LEAD_ROWS_CHUNK = 10_000
 
 
 class PositionMoved(RuntimeError):
@@ -488,14 +490,25 @@ class Projector:
                     cur, self.db.schema
                 )  # this part's links (a rebuild: all, at the switch)
             if "leads" in want:
-                lead_rows = folder.lead_rows(list(leads.values()), seen)
-                bulk.all_or_isolated(
-                    cur, lead_rows, Batch().owner, seen, writers.copy, self._failed_row
-                )
-                parking.record(cur, self.db.schema, folder.take_parks())
+                signals: list[Row] = []
+                lead_rows: dict[str, list[Row]] = {}
+                ids = list(leads)
+                for i in range(0, len(ids), LEAD_ROWS_CHUNK):  # a chunk's rows at a time
+                    chunk = [leads.pop(lead_id) for lead_id in ids[i : i + LEAD_ROWS_CHUNK]]
+                    lead_rows = folder.lead_rows(chunk, seen)
+                    signals += folder.signals
+                    bulk.all_or_isolated(
+                        cur, lead_rows, Batch().owner, seen, writers.copy, self._failed_row
+                    )
+                    parking.record(cur, self.db.schema, folder.take_parks())
                 states = [accounts.state_row(a) for a in accounts_seen.values()]
                 accounts.copy(cur, self.db.schema, "account_state", states)
-                accounts.copy(cur, self.db.schema, "account_signals", folder.signals)
+                accounts.copy(cur, self.db.schema, "account_signals", signals)
+                # every aggregate is written: free them before the accounts are settled
+                del lead_rows, signals, states
+                accounts_seen.clear()
+                folder.cache.clear()
+                folder.signals = []
                 if n == 1:  # all of the log here: settle now (parts: once all are in)
                     self.settle_accounts(cur)
             if track:
