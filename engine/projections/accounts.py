@@ -182,7 +182,7 @@ class AccountBook:
                     sql.Identifier(schema, table),
                 )
             )
-            for row in cur.fetchall():
+            for row in cur:  # one row at a time: no list of them all beside the book
                 put(tuple(row))
 
     def settle(
