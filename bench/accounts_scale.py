@@ -10,13 +10,17 @@ bench_acscale_<variant>_<n>_<seed>; --fresh makes them again):
 
 Each rebuild runs in its own process with one worker (so its peak RSS is the whole rebuild,
 account settling included). Then, in the same process, one settle of every account and lead
-from the tables (`AccountBook.settle`: what a projector starting on the schema does once, and
-what every batch touching an account costs), then one settle after 100 leads got a new latest
-event (what a streaming batch of leads costs: incremental). Printed per size: rebuild seconds
-and notifications/s, peak RSS, both settle times, and the accounts/plain ratios; across sizes,
-how each grows.
+from the tables (`AccountBook.settle`: what a projector starting on the schema does once),
+then one settle after 100 leads got a new latest event (what a streaming batch of leads
+costs: incremental). Printed per size: rebuild seconds and notifications/s, peak RSS, both
+settle times, and the accounts/plain ratios; across sizes, how each grows.
+
+--book N...: only the account settling at N accounts (x 10 leads), from account_state and
+account_signals rows made in memory (no log, so any size runs in minutes): settle all, a
+batch changing 10 accounts, a batch of 100 leads, and the peak RSS.
 
 Usage: python bench/accounts_scale.py [--accounts 1000 4000] [--seed 1] [--fresh]
+       python bench/accounts_scale.py --book 10000 100000
 """
 
 from __future__ import annotations
