@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from jsonschema import validate
 from psycopg import sql
 
 from engine.aggregates.account import Account, account_id
 from engine.domain import outbound
 from engine.domain.contract import validate_event
+from engine.projections import projector
 from engine.projections.rebuild import rebuild
 from engine.projections.registry import ACCOUNT_TABLES
 from engine.runtime import Runtime
@@ -102,7 +104,9 @@ def table(rt: Runtime, name: str, where: str = "") -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def test_accounts_end_to_end(runtime: Runtime, server_url: str, leadengine: Any) -> None:
+def test_accounts_end_to_end(
+    runtime: Runtime, server_url: str, leadengine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ingest(runtime, story())
     schema = runtime.db.schema
     with reader_login(runtime.db, server_url) as conn:
@@ -216,11 +220,13 @@ def test_accounts_end_to_end(runtime: Runtime, server_url: str, leadengine: Any)
         validate(json.loads(r[2]), outbound.json_schema("account.member_decided"))
 
     before = {t: table(runtime, t) for t in ACCOUNT_TABLES}
+    before["lead_state"] = table(runtime, "lead_state")
+    monkeypatch.setattr(projector, "LEAD_ROWS_CHUNK", 2)  # the leads' rows in several chunks
     rebuild(runtime.app, runtime.db, "leads", batch_size=3)
-    after = {t: table(runtime, t) for t in ACCOUNT_TABLES}
+    after = {t: table(runtime, t) for t in (*ACCOUNT_TABLES, "lead_state")}
     # every account row the same, the MQA moment too: a1 qualified and fell below later; the
     # rebuild reads its recorded decision instead of deciding on the final state
-    for t in ACCOUNT_TABLES:
+    for t in (*ACCOUNT_TABLES, "lead_state"):
         assert after[t] == before[t], t
     mqas = {r[1]: (r[8], r[9]) for r in after["account_scores"] if r[8]}
     assert mqas == {"a1": (a1[5], a1[7])}
