@@ -19,6 +19,7 @@ incremental projector of that checkout runs too, on the same log in the same run
 
 Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] [--fresh]
                                [--phases read,project] [--baseline ROOT] [--repeat N]
+                               [--profile FILE]
 """
 
 from __future__ import annotations
@@ -249,6 +250,11 @@ def main() -> None:
         default=1,
         help="with --baseline: run both projectors this many times, alternating; the best of each",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile this checkout's projector phase into this file (pstats; it runs slower)",
+    )
     parser.add_argument("--phase", choices=[*PHASES, "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -257,7 +263,15 @@ def main() -> None:
     if args.phase:
         gc.set_threshold(100_000, 50, 100)
         fn = phase_setup if args.phase == "setup" else PHASES[args.phase]
-        print(json.dumps(fn(args.url, args.schema, args.n)))
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(fn, args.url, args.schema, args.n)
+            profiler.dump_stats(args.profile)
+        else:
+            result = fn(args.url, args.schema, args.n)
+        print(json.dumps(result))
         return
     url = database_url()
     schema = f"bench_rebuild_{args.leads}_{args.seed}"
@@ -266,7 +280,10 @@ def main() -> None:
 
     def run(phase: str, n: int, script: str = __file__) -> dict[str, Any]:
         # every phase in its own process: this one stays small, so each peak RSS is its own
-        return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        extra = []
+        if args.profile and phase == "project" and script == __file__:
+            extra = ["--profile", str(args.profile)]
+        return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n), *extra])
 
     head = run("setup", args.leads * 1000 + args.seed)["head"]
     stock_n = min(args.stock_events, head)
