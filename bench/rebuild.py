@@ -1,8 +1,8 @@
 """Rebuild benchmark: how fast a projection is rebuilt from the whole log, beside the two
 numbers that bound it, all measured in the same run on the same stored log.
 
-  read      read and decode every notification (select pages + the sealed mapper): the
-            ceiling, the baseline the ratios are against
+  read      read and decode every notification (select pages, each page's lead keys in one
+            round trip, the sealed mapper): the ceiling, the baseline the ratios are against
   stock     eventsourcing's own ProjectionRunner (subscription, one transaction with its
             tracking per event) keeping lead_state up to date: the stock way
   project   leadengine's incremental projector (all four projections, batches, upserts)
@@ -19,6 +19,7 @@ incremental projector of that checkout runs too, on the same log in the same run
 
 Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] [--fresh]
                                [--phases read,project] [--baseline ROOT] [--repeat N]
+                               [--profile FILE]
 """
 
 from __future__ import annotations
@@ -62,13 +63,15 @@ def make_log(url: str, schema: str, leads: int, seed: int, fresh: bool) -> int:
 
 def phase_read(url: str, schema: str, _n: int) -> dict[str, Any]:
     with open_runtime(settings_for(url, schema)) as rt:
-        decode = rt.app.sealed_mapper.to_domain_event
+        mapper = rt.app.sealed_mapper
+        decode = mapper.to_domain_event
         t0 = time.perf_counter()
         position, count = 0, 0
         while True:
             page = rt.app.recorder.select_notifications(start=position + 1, limit=20_000)
             if not page:
                 break
+            mapper.prefetch_keys(page)  # a page's lead keys in one round trip, as the projector
             for n in page:
                 decode(n)
             count += len(page)
@@ -247,6 +250,12 @@ def main() -> None:
         default=1,
         help="with --baseline: run both projectors this many times, alternating; the best of each",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="first run this checkout's projector once more, under cProfile, into this file "
+        "(pstats; not timed)",
+    )
     parser.add_argument("--phase", choices=[*PHASES, "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -255,7 +264,15 @@ def main() -> None:
     if args.phase:
         gc.set_threshold(100_000, 50, 100)
         fn = phase_setup if args.phase == "setup" else PHASES[args.phase]
-        print(json.dumps(fn(args.url, args.schema, args.n)))
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(fn, args.url, args.schema, args.n)
+            profiler.dump_stats(args.profile)
+        else:
+            result = fn(args.url, args.schema, args.n)
+        print(json.dumps(result))
         return
     url = database_url()
     schema = f"bench_rebuild_{args.leads}_{args.seed}"
@@ -273,6 +290,12 @@ def main() -> None:
     if unknown:
         parser.error(
             f"--phases: unknown {', '.join(sorted(unknown))}; expected of {', '.join(PHASES)}"
+        )
+    if args.profile:  # an extra run of this checkout's projector, profiled, not timed
+        run_phase(
+            __file__,
+            "project",
+            ["--url", url, "--schema", schema, "--n", "0", "--profile", str(args.profile)],
         )
     results = {phase: run(phase, stock_n) for phase in PHASES if phase in wanted}
     if args.baseline:

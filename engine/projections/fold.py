@@ -19,6 +19,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from engine.aggregates.account import Account
 from engine.aggregates.campaign import Campaign
@@ -44,6 +45,8 @@ ROUTING_STATE_EVENTS = (
     Roster.AvailabilityChanged,
     *KIN_EVENTS,
 )
+#: Their stored topics: such an event is skipped before it is decoded (nothing reads it).
+ROUTING_STATE_TOPICS = frozenset(get_topic(cls) for cls in ROUTING_STATE_EVENTS)
 
 Row = tuple[Any, ...]
 
@@ -128,7 +131,10 @@ class Folder:
 
     def take(self, stored: StoredEvent, position: int, batch: Batch, want: frozenset[str]) -> None:
         """Decode and fold one stored event, for the projections that have not parked its
-        aggregate; a failure parks the aggregate instead of stopping the batch."""
+        aggregate; a failure parks the aggregate instead of stopping the batch. The routing
+        aggregates' own events are not even decoded (`fold` would skip them)."""
+        if stored.topic in ROUTING_STATE_TOPICS:
+            return
         originator = cast(UUID, stored.originator_id)
         if self.some_parked:
             skipped = [n for n in want if originator in self.parked[n]]

@@ -99,7 +99,7 @@ class Projector:
         db: Database,
         *,
         only: str | list[str] | tuple[str, ...] | None = None,
-        batch_size: int = 2000,
+        batch_size: int = 10_000,
         cache_size: int = 10_000,  # LEADENGINE_CACHE_SIZE
         cache_facts: int = CACHE_FACTS,  # LEADENGINE_CACHE_FACTS (engine/services/cache.py)
     ) -> None:
@@ -198,9 +198,16 @@ class Projector:
         batch = Batch()
         self.app.sealed_mapper.prefetch_keys(notifications)  # the leads' keys: one round trip
         folder = self.folder
+        everything = frozenset(positions)  # past every position: the common case, no set made
+        behind, ahead = max(positions.values()), 0
         for notification in notifications:
-            want = folder.wanted(positions, notification.id, batch)
+            if notification.id > behind:
+                want, ahead = everything, ahead + 1
+            else:
+                want = folder.wanted(positions, notification.id, batch)
             folder.take(notification, notification.id, batch, want)
+        for name in everything:
+            batch.events[name] = batch.events.get(name, 0) + ahead
         batch.last_position = notifications[-1].id
         new = self._write(batch, positions, started)
         metrics.projector_batch_seconds.observe(time.perf_counter() - started)
