@@ -11,6 +11,11 @@ events; the rebalance callbacks run here but take the loop's turn first, so a ba
 being stored while its partition is revoked or sought, and batches fetched before a rebalance
 (an older generation) are dropped, not stored. The queue holds `depth` batches: memory stays
 bounded and a slow database slows the fetching, not the other way round.
+
+While the loop is busy (the queue full), the records of the next polls are coalesced per
+partition, up to `coalesce` records (`LEADENGINE_BATCH_SIZE`, events per transaction): a poll
+spreads its records over the assigned partitions, so without this a transaction would hold a
+share of one poll. An idle loop gets whatever is fetched at once (no wait to fill a batch).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Fetcher:
         depth: int = 2,
         now_and_then: Callable[[], None] | None = None,
         every_s: float = 10.0,
+        coalesce: int = 0,
     ) -> None:
         self.consumer = consumer
         self.parse = parse
@@ -76,6 +82,8 @@ class Fetcher:
         #: called on this thread every `every_s` seconds (what needs the consumer: the lag)
         self.now_and_then = now_and_then
         self.every_s = every_s
+        #: most records per handed-over batch when coalescing (0: one poll's share, as polled)
+        self.coalesce = coalesce
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=depth)
         self.done = threading.Event()
         self._hints: dict[TopicPartition, Any] = {}
@@ -120,23 +128,60 @@ class Fetcher:
         if hints:
             self.consumer.commit_async(hints)
 
+    def _hand_over(self, pending: dict[tuple[int, TopicPartition], Batch], polled: bool) -> bool:
+        """Hand pending batches over: a full one (or, after an empty poll, any) waiting for
+        room, the others only if there is room now. False: stopped meanwhile."""
+        for key in list(pending):
+            batch = pending[key]
+            if len(batch.records) >= self.coalesce or not polled:
+                if not self._put(batch):
+                    return False
+            else:
+                try:
+                    self.queue.put_nowait(batch)
+                except queue.Full:
+                    continue
+            del pending[key]
+        return True
+
     def _run(self) -> None:
         empty_polls = 0
         last = time.monotonic()
+        #: polled, not yet handed over: per (generation, partition), in arrival order
+        pending: dict[tuple[int, TopicPartition], Batch] = {}
         try:
             while not self.done.is_set():
                 self._commit_hints()
                 if self.now_and_then is not None and time.monotonic() - last >= self.every_s:
                     last = time.monotonic()
                     self.now_and_then()
-                polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+                # with records held back, a short poll: they go as soon as there is room
+                timeout = min(self.poll_timeout_ms, 50) if pending else self.poll_timeout_ms
+                polled = self.consumer.poll(timeout_ms=timeout)
                 generation = self.generation()  # after the poll: its rebalance, if any, is in
                 for tp, records in sorted(polled.items(), key=lambda kv: kv[0].partition):
                     batch = Batch(
                         generation, tp, records, self.parse(records), self.consumer.highwater(tp)
                     )
-                    if not self._put(batch):
-                        return
+                    if self.coalesce <= 0:
+                        if not self._put(batch):
+                            return
+                        continue
+                    held = pending.pop((generation, tp), None)
+                    if held is not None and len(held.records) + len(records) > self.coalesce:
+                        if not self._put(held):  # full: it goes first, in partition order
+                            return
+                    elif held is not None:
+                        batch = Batch(
+                            generation,
+                            tp,
+                            [*held.records, *batch.records],
+                            [*held.parsed, *batch.parsed],
+                            batch.highwater,
+                        )
+                    pending[(generation, tp)] = batch
+                if pending and not self._hand_over(pending, bool(polled)):
+                    return
                 empty_polls = 0 if polled else empty_polls + 1
                 if self.until_caught_up and empty_polls >= 2 and self.caught_up():
                     self._commit_hints()

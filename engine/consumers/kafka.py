@@ -199,6 +199,7 @@ class KafkaIngestor:
             poll_timeout_ms=poll_timeout_ms,
             now_and_then=self._note_lag,
             every_s=report_every,
+            coalesce=self.settings.batch_size,
         )
         fetcher.start()
         try:

@@ -426,21 +426,33 @@ def _from_validation(
     )
 
 
+@functools.cache
+def _field_names(model: type[Data]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
 def _split(model: type[Data], data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`data` as the fields `model` names and the rest."""
-    known = {k: v for k, v in data.items() if k in model.model_fields}
-    return known, {k: v for k, v in data.items() if k not in model.model_fields}
+    names = _field_names(model)
+    if names.issuperset(data):
+        return dict(data), {}
+    known = {k: v for k, v in data.items() if k in names}
+    return known, {k: v for k, v in data.items() if k not in names}
 
 
-def validate_event(obj: Any, *, unknown_fields: UnknownFields = "keep") -> Envelope:
+def validate_event(
+    obj: Any, *, unknown_fields: UnknownFields = "keep", strings_checked: bool = False
+) -> Envelope:
     """Validate an already-decoded JSON object as a CloudEvent of the contract.
 
     Known fields are always validated strictly. Unknown `data` fields are kept aside
     (`Envelope.kept`) in `keep` mode and refused, field named, in `reject` mode. Extension
-    attributes are never refused (CloudEvents); `keep` mode keeps them too."""
+    attributes are never refused (CloudEvents); `keep` mode keeps them too. `strings_checked`:
+    the caller knows no string in `obj` is unsafe and none nests too deep (`parse_event`)."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not a CloudEvent", expected="a JSON object")
-    limits.check_strings(obj)
+    if not strings_checked:
+        limits.check_strings(obj)
     event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     event_type = obj.get("type") if isinstance(obj.get("type"), str) else None
     if event_type is not None and event_type not in EVENT_TYPES:
@@ -506,7 +518,10 @@ def parse_event(
             obj = limits.loads(text)
         except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a huge float
             raise InvalidEvent(f"malformed JSON ({exc})", expected="one JSON object") from None
-        return validate_event(obj, unknown_fields=unknown_fields)
+        # check_shape bounded the depth; strings_safe: no string can be unsafe (one text scan)
+        return validate_event(
+            obj, unknown_fields=unknown_fields, strings_checked=limits.strings_safe(text)
+        )
     except InvalidEvent:
         raise
     except Exception as exc:  # a parser or validator failure no check above foresaw

@@ -60,6 +60,10 @@ def decode_text(raw: bytes | str) -> str:
 
 def check_shape(text: str) -> None:
     """Nesting depth and number-literal length, from the raw text (strings blanked out)."""
+    if (
+        text.count("[") + text.count("{") <= MAX_DEPTH and _NUMBER_RUN.search(text) is None
+    ):  # brackets and runs in strings counted too: an upper bound on both, no blanking needed
+        return
     bare = _STRING.sub('""', text)
     long_number = _NUMBER_RUN.search(bare)
     if long_number:
@@ -127,6 +131,12 @@ def check_strings(obj: Any) -> None:
                 field=printable(path) or None,
                 expected="text without NUL characters or unpaired UTF-16 surrogates",
             )
+
+
+def strings_safe(text: str) -> bool:
+    """True when no string `loads(text)` yields can hold U+0000 or a lone surrogate (neither
+    is in the text and no `\\u` escape could make one): `check_strings` can be skipped."""
+    return "\\u" not in text and _UNSAFE.search(text) is None
 
 
 def printable(value: Any) -> str | None:

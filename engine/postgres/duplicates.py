@@ -127,8 +127,12 @@ class PostgresDuplicateIndex(DuplicateIndex):
         keys = sorted({(m, h) for m, h, _, _ in items})
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
             # two consumers indexing the same value at once: the second waits, then sees the first
-            for _, digest in keys:
-                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 20))", (digest,))
+            # one statement, the locks taken in the array's (sorted) order, as one each did
+            c.execute(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(d, 20))) "
+                "FROM unnest(%s::text[]) WITH ORDINALITY AS u(d, n)",
+                ([digest for _, digest in keys],),
+            )
             c.execute(
                 sql.SQL(
                     "SELECT match, hash, lead_id, first_seen FROM {} "

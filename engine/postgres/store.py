@@ -81,3 +81,32 @@ def stored_streams(recorder: Recorder, ids: Iterable[UUID]) -> dict[UUID, list[S
                 StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
             )
     return streams
+
+
+def streams_after(
+    recorder: Recorder, after: dict[UUID, int]
+) -> dict[UUID, list[StoredEvent]] | None:
+    """The stored events of each id in `after` with a version above the one given (0: all),
+    by aggregate in version order, in one query; an id with none is absent. None for the
+    in-memory store."""
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return None
+    if not after:
+        return {}
+    datastore = recorder.datastore
+    statement = sql.SQL(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {}.{} e "
+        "JOIN unnest(%b::uuid[], %b::bigint[]) AS w(i, v) "
+        "ON e.originator_id = w.i AND e.originator_version > w.v "
+        "ORDER BY e.originator_id, e.originator_version"
+    ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+    streams: dict[UUID, list[StoredEvent]] = {}
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, (list(after), list(after.values())), prepare=True)
+        for row in curs.fetchall():
+            agg_id = row["originator_id"]
+            agg_id = agg_id if isinstance(agg_id, UUID) else UUID(str(agg_id))
+            streams.setdefault(agg_id, []).append(
+                StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
+            )
+    return streams

@@ -63,7 +63,7 @@ from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
-from engine.postgres.store import by_topic, datastore_of, stored_scheme, stored_streams
+from engine.postgres.store import by_topic, datastore_of, stored_scheme, streams_after
 from engine.services import duplicates, person_routing
 from engine.services.cache import budget_cache
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
@@ -158,6 +158,10 @@ class LeadEngine(Application[UUID]):
         self._peeked: dict[UUID, Aggregate | None] = {}
         #: the batch's stored or new aggregates read ahead in one query (`_create_unknown`)
         self._ready: dict[UUID, Aggregate] = {}
+        #: shared aggregates the batch may read (its leads' `Kin`, the routing queues, the
+        #: roster) read ahead in the same query (`_create_unknown`): id -> (class, key, the
+        #: cached version then or 0, the events stored after it)
+        self._shared_ahead: dict[UUID, tuple[type[Aggregate], str, int, list[Any]]] = {}
         datastore = datastore_of(self.recorder)
         keys: KeyStore
         #: who reads a contended queue first waits for it (None: the in-memory store, one writer)
@@ -318,6 +322,7 @@ class LeadEngine(Application[UUID]):
             self._evict(touched)
             raise
         finally:
+            self._shared_ahead = {}
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -517,6 +522,11 @@ class LeadEngine(Application[UUID]):
         """
         if agg_id in touched:
             return cast(A, touched[agg_id])
+        if agg_id in self._shared_ahead:
+            ahead = self._read_ahead(agg_id)
+            if ahead is not None:
+                touched[agg_id] = ahead
+                return cast(A, ahead)
         if self.locks is not None:
             self.locks.before_read(agg_id)
         agg = self._fast_forward(agg_id)
@@ -546,7 +556,12 @@ class LeadEngine(Application[UUID]):
             return cast(Roster, touched[rid])
         if rid in self._peeked:
             return cast(Roster | None, self._peeked[rid])
-        roster = self._fast_forward(rid)
+        ahead = self._shared_ahead.get(rid)
+        if ahead is not None and not ahead[2] and not ahead[3] and not self._cached(rid):
+            del self._shared_ahead[rid]  # read ahead: none is stored
+            self._peeked[rid] = None
+            return None
+        roster = self._read_ahead(rid) or self._fast_forward(rid)
         if roster is None:
             try:
                 roster = self.repository.get(rid)
@@ -570,9 +585,11 @@ class LeadEngine(Application[UUID]):
         cache: tests/integration/test_bounded_memory.py).
         """
         ready: dict[UUID, Aggregate] = {}
+        self._shared_ahead = {}
         if datastore_of(self.recorder) is None:
             return ready  # the in-memory store: a lookup there costs nothing
         wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
+        shared: dict[UUID, tuple[type[Aggregate], str]] = {}
         for env in events:
             if env.is_roster_event:
                 continue
@@ -582,11 +599,28 @@ class LeadEngine(Application[UUID]):
                 agg_id, cls = account_id(env.subject), cast(type[Aggregate], Account)
             else:
                 agg_id, cls = self.lead_id(env.subject), cast(type[Aggregate], Lead)
+                shared[kin_id(agg_id)] = (Kin, str(agg_id))
             if agg_id not in wanted and not self._cached(agg_id):
                 wanted[agg_id] = (cls, env.subject)
-        if not wanted:
+        if shared and self.rules.routing is not None:  # a lead event may route its lead
+            for spec in self.rules.routing.queues:
+                shared[queue_id(spec.id)] = (RoutingQueue, spec.id)
+            shared[roster_id()] = (Roster, ROSTER_KEY)
+        # what routing reads (one round trip each, before) in the same query, from the cached
+        # version on; not a contended one (read under its lock, `_load_shared`)
+        after = dict.fromkeys(wanted, 0)
+        shared_after = {
+            i: self._cached_version(i)
+            for i in shared
+            if self.locks is None or not self.locks.is_contended(i)
+        }
+        after.update(shared_after)
+        if not after:
             return ready
-        streams = stored_streams(self.recorder, wanted) or {}
+        streams = streams_after(self.recorder, after) or {}
+        self._shared_ahead = {
+            i: (*shared[i], v, streams.get(i, [])) for i, v in shared_after.items()
+        }
         cache = self.repository.cache
         for agg_id, (cls, key) in wanted.items():
             stream = streams.get(agg_id)
@@ -601,6 +635,42 @@ class LeadEngine(Application[UUID]):
             if cache is not None:
                 cache.put(agg_id, agg)
         return ready
+
+    def _cached_version(self, agg_id: UUID) -> int:
+        """The cached aggregate's version; 0 if not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return 0
+        try:
+            return int(cache.get(agg_id).version)
+        except KeyError:
+            return 0
+
+    def _read_ahead(self, agg_id: UUID) -> Aggregate | None:
+        """A shared aggregate from the batch's read-ahead (`_create_unknown`): the cached one
+        brought up to date, else the stored one folded (and cached), else a new one; None if
+        it was not read ahead. As fresh as a read now: a write by another consumer since
+        fails this batch's save on the version, and the batch is redone on fresh reads."""
+        ahead = self._shared_ahead.pop(agg_id, None)
+        if ahead is None:
+            return None
+        cls, key, version, stream = ahead
+        cache = self.repository.cache
+        agg: Any = None
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                agg = cache.get(agg_id)
+        if version and (agg is None or agg.version < version):
+            return None  # evicted since: the events read ahead are not all of them
+        if agg is None and not stream:
+            return _new(cls, agg_id, key)
+        for stored in stream:
+            if agg is None or stored.originator_version > agg.version:
+                event: Any = self.mapper.to_domain_event(stored)
+                agg = event.mutate(agg)
+        if cache is not None:
+            cache.put(agg_id, agg)
+        return cast(Aggregate, agg)
 
     def _cached(self, agg_id: UUID) -> bool:
         cache = self.repository.cache
@@ -628,7 +698,9 @@ class LeadEngine(Application[UUID]):
 
     def _save(self, aggregates: list[Aggregate], tracking: Tracking | None) -> None:
         processing = ProcessingEvent[UUID](tracking=tracking)
-        processing.collect_events(*aggregates)
+        for agg in aggregates:  # `collect_events` without its runtime Protocol checks (slow)
+            processing.events.extend(agg.collect_events())
+            processing.aggregates[agg.id] = agg
         if not processing.events and tracking is None:
             return
         # a shared aggregate's writer waits while another holds it (engine.contention)
@@ -752,9 +824,11 @@ class LeadEngine(Application[UUID]):
                 )
             try:
                 self._save(list(touched.values()), None)
-            except IntegrityError:
+            except BaseException as exc:
+                # changed in memory, not stored: never left in the cache (a retry after an
+                # outage would write the next version on top of versions never stored)
                 self._evict(touched)
-                if attempt == 4:
+                if not isinstance(exc, IntegrityError) or attempt == 4:
                     raise
                 continue
             return stored
