@@ -38,9 +38,10 @@ from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.kin import Kin, kin_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
-from engine.domain.accounts.matching import MemberDecision
+from engine.domain.accounts.matching import MemberDecision, match_for_routing, normalise_name
 from engine.domain.accounts.profile import fold
 from engine.domain.accounts.scoring import AccountScore, MqaDecision
+from engine.domain.accounts.whatif import signals as lead_signals
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.decisions import (
     ACCOUNT_TYPES,
@@ -57,6 +58,8 @@ from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
+from engine.postgres import account_directory
+from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
@@ -184,6 +187,10 @@ class LeadEngine(Application[UUID]):
             DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)
         )
         self._match_secret = match_secret(master_key)
+        #: accounts' profiles for owner routing by domain and name (docs/accounts.md)
+        self.account_directory = (
+            AccountDirectory() if datastore is None else PostgresAccountDirectory(datastore)
+        )
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -475,26 +482,45 @@ class LeadEngine(Application[UUID]):
     def _route_to_account_owner(
         self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]
     ) -> bool:
-        """A lead whose events name an account with an available owner goes to that owner,
-        before any queue (docs/accounts.md); False: the queues decide."""
-        key = lead_account(lead)
-        if key is None:
+        """A lead matched to an account with an available owner goes to that owner, before any
+        queue (docs/accounts.md#account-owner-routing); False: the queues decide. The match
+        is the projector's rules over the write-side account directory (`match_for_routing`)."""
+        signals = lead_signals(str(lead.id), lead)
+        if signals is None:
             return False
-        agg_id = account_id(key)
-        # another consumer may have updated it: a cached copy is brought up to date first
-        account = touched.get(agg_id) or self._fast_forward(agg_id)
-        if account is None:
-            try:
-                account = self.repository.get(agg_id)
-            except AggregateNotFoundError:
-                return False
-        owner = fold(key, cast(Account, account).updates).owner
+        rules = self.rules.accounts.matching
+        args = (
+            signals.account,
+            signals.email_domain,
+            normalise_name(signals.company, rules.legal_suffixes),
+        )
+        found = {a.account_id: a for a in self.account_directory.candidates(*args)}
+        # accounts updated in this batch, not committed yet: as they are now
+        batch = AccountDirectory()
+        batch.put(
+            account_directory.row_of(fold(a.key, a.updates))
+            for a in touched.values()
+            if isinstance(a, Account) and a.pending_events
+        )
+        found.update((a.account_id, a) for a in batch.candidates(*args))
+        if not found:
+            return False
+        match = match_for_routing(signals, found.values(), rules).match
+        if match is None or match.account_id is None:
+            return False
+        owner = found[match.account_id].owner
         if owner is None:
             return False
         roster = self._peek_roster(touched)
         if roster is not None and not roster.available.get(owner, True):
             return False  # the owner is away: the queues decide
-        why = f"account {key} is owned by {owner}: the account owner comes before any queue"
+        key = match.account_id
+        why = (
+            f"account {key} is owned by {owner}: the account owner comes before any queue"
+            if match.rule == "explicit"
+            else f"matched to account {key} by {match.rule} ({match.reason}); account {key} is "
+            f"owned by {owner}: the account owner comes before any queue"
+        )
         lead.route(
             owner=owner,
             queue=ACCOUNT_OWNER,
@@ -670,10 +696,16 @@ class LeadEngine(Application[UUID]):
                 processing.saved_kwargs["outbox"] = records
             if erasures:
                 processing.saved_kwargs["outbox_erasures"] = erasures
+        directory = _directory_rows(processing)
+        if directory and self.outbox:  # written in the same transaction
+            processing.saved_kwargs["account_directory"] = directory
         try:
-            return super()._record(processing)
+            recordings = super()._record(processing)
         finally:
             self._mql_reasons.clear()
+        if directory and not self.outbox:
+            self.account_directory.put(directory)
+        return recordings
 
     def _outbound(self, processing: ProcessingEvent[UUID]) -> tuple[list[Record], list[Erasure]]:
         records: list[Record] = []
@@ -850,6 +882,16 @@ def lead_account(lead: Lead) -> str | None:
         if f.data.get(ACCOUNT_ATTRIBUTE)
     ]
     return max(named)[2] if named else None
+
+
+def _directory_rows(processing: ProcessingEvent[UUID]) -> list[account_directory.Row]:
+    """The account_directory rows of the accounts whose profile this save updates."""
+    updated = {e.originator_id for e in processing.events if isinstance(e, Account.Updated)}
+    rows = []
+    for agg_id in sorted(updated):
+        account = cast(Account, processing.aggregates[agg_id])
+        rows.append(account_directory.row_of(fold(account.key, account.updates)))
+    return rows
 
 
 def _shared(agg: Aggregate) -> bool:
