@@ -4,6 +4,7 @@ and filled from `account_state` for accounts projected before."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from psycopg import sql
@@ -112,3 +113,24 @@ def test_the_migration_fills_the_directory_from_account_state(runtime: Runtime) 
         ["acme.com"],
         "ana",
     )
+
+
+def test_a_lead_naming_an_unknown_account_says_so_in_its_match(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    _ingest(
+        runtime,
+        [
+            _account("a1", 0, name="Acme", domains=["acme.com"], owner="ana"),
+            *_mql("l1", "pat@acme.com", 1, account="zz"),  # zz: no such account
+        ],
+    )
+    routed = runtime.app.get_lead("l1")
+    assert (routed.owner, routed.queue) == ("ana", "account-owner")
+    runtime.projector.run(until_caught_up=True)
+    code, out = leadengine("lead", "explain", "l1", "--format", "json")
+    match = json.loads(out)["account"]
+    assert code == 0 and (match["account_key"], match["rule"]) == ("a1", "domain")
+    assert match["reason"].startswith("named account zz is not known (yet); e-mail domain")
+    code, out = leadengine("lead", "explain", "l1")
+    assert code == 0 and "named account zz is not known" in " ".join(out.split())

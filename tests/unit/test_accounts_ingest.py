@@ -205,3 +205,14 @@ def test_a_domain_match_whose_owner_is_away_goes_to_the_queues(app: LeadEngine) 
     app.ingest([ev("rep.availability_changed", "ana", {"available": False}, days=0)])
     app.ingest(business_lead("l1", "pat@acme.com"))
     assert app.get_lead("l1").queue == "main"
+
+
+def test_the_account_schema_says_what_happens_to_unknown_fields(app: LeadEngine) -> None:
+    comment = event_json_schema("account.updated")["properties"]["data"]["$comment"]
+    assert "lead's key" not in comment and "dropped (not stored" in comment
+    assert "lead's key" in event_json_schema("lead.captured")["properties"]["data"]["$comment"]
+    # as the schema says: an unknown field is counted, and the account stores none of it
+    update = validate_event({**raw("account.updated", "a1", {"name": "Acme", "x_note": "hi"})})
+    assert app.ingest([update]).unknown_fields == 1
+    stored = app.repository.get(account_id("a1"))
+    assert [set(u[3]) - {"schema_version"} for u in stored.updates] == [{"name"}]

@@ -188,6 +188,7 @@ def _said(index: _Index, breaker: str, account: str) -> str:
 
 def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Match:
     why_not: list[str] = []
+    unknown = ""  # a named account not known: said even when a later rule matches
     for rule in rules.order:
         if rule == "explicit":
             if lead.account is None:
@@ -196,6 +197,7 @@ def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Matc
                 reason = f"the lead's events name account {lead.account}"
                 return Match(lead.lead_id, lead.account, "explicit", reason, (lead.account,))
             why_not.append(f"named account {lead.account} is not known (yet)")
+            unknown = f"named account {lead.account} is not known (yet); "
         elif rule == "domain":
             if lead.email_domain and lead.email_domain in rules.free_mail:
                 why_not.append(f"{lead.email_domain} is a free-mail domain")
@@ -203,14 +205,17 @@ def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Matc
             found = _domain_candidates(lead, index.by_domain, rules)
             if found:
                 win, tie = _pick(index, rules, found)
-                reason = f"e-mail domain {lead.email_domain} is a domain of {win}{tie}"
+                reason = f"{unknown}e-mail domain {lead.email_domain} is a domain of {win}{tie}"
                 return Match(lead.lead_id, win, "domain", reason, found)
         else:
             norm = normalise_name(lead.company, rules.legal_suffixes)
             found = index.by_name.get(norm, ()) if norm else ()
             if found:
                 win, tie = _pick(index, rules, found)
-                reason = f"company {lead.company!r} normalises to {norm!r}, the name of {win}{tie}"
+                reason = (
+                    f"{unknown}company {lead.company!r} normalises to {norm!r}, "
+                    f"the name of {win}{tie}"
+                )
                 return Match(lead.lead_id, win, "name", reason, found)
     why_not.append("no account matches by " + ", ".join(rules.order))
     return Match(lead.lead_id, None, None, "; ".join(why_not))
