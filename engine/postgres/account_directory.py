@@ -19,6 +19,7 @@ from typing import Any
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 
+from engine.aggregates.account import PROVISIONAL
 from engine.domain.accounts.matching import domain_parents, name_words
 from engine.domain.accounts.profile import AccountProfile
 from engine.postgres.db import Connection
@@ -90,6 +91,11 @@ def write(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
     )
 
 
+def under(domain: str, claimed: Iterable[str]) -> bool:
+    """`domain` is one of `claimed` or a subdomain of one."""
+    return any(domain == d or domain.endswith("." + d) for d in claimed)
+
+
 def _like(words: str) -> str:
     return words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
 
@@ -124,6 +130,15 @@ class AccountDirectory:
             ):
                 out.append(_profile(row))
         return out
+
+    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+        """The open, not adopted, provisional accounts whose domain is one of `domains` or a
+        subdomain of one (what a CRM account claiming `domains` adopts)."""
+        return sorted(
+            row[0]
+            for row in self.rows.values()
+            if row[0].startswith(PROVISIONAL) and row[3] and under(row[3][0], domains)
+        )
 
 
 class PostgresAccountDirectory(AccountDirectory):
@@ -164,6 +179,21 @@ class PostgresAccountDirectory(AccountDirectory):
             )
             rows = c.fetchall()
         return [_profile(tuple(r.values()) if isinstance(r, dict) else tuple(r)) for r in rows]
+
+    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+        if not domains:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
+                    "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) "
+                    "d WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) "
+                    "ORDER BY 1"
+                ).format(self._table),
+                (list(domains),),
+            )
+            return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
 
 
 def _profile(row: Any) -> AccountProfile:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from engine.aggregates.account import Account
+from engine.aggregates.account import Account, is_provisional
 from engine.analytics import account_queries as queries
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.commands.leads import moment_arg
@@ -85,12 +85,14 @@ def show(args: argparse.Namespace) -> int:
         acc = _account(rt, args.key)
         members = queries.members(rt.db, acc["account_id"])
         group = queries.group(rt.db, acc["account_id"])
+    provisional = is_provisional(args.key)
     if args.format == "json":
         doc = {k: acc[k] for k in ("account_key", *PROFILE, *SCORE, *GROUP)}
-        print(to_json({**doc, "buying_group": group, "leads": members}))
+        print(to_json({**doc, "provisional": provisional, "buying_group": group, "leads": members}))
         return 0
     head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE, *GROUP)]
-    print(render(args.format, head, title=f"Account {args.key}"))
+    kind = " (provisional: opened for unmatched leads on its domain)" if provisional else ""
+    print(render(args.format, head, title=f"Account {args.key}{kind}"))
     if args.format != "csv":
         print()
         title = f"Buying group ({acc['segment'] or 'no segment'}): " + (
