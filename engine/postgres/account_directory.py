@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 
@@ -89,6 +90,54 @@ def write(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
         ).format(sql.Identifier(schema)),
         list(rows),
     )
+    _check_claims(cur, schema, rows)
+
+
+def _check_claims(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
+    """A provisional account and a CRM account never both claim a domain: a save that would
+    make them (another consumer committed the other side after this batch read the directory)
+    fails as a version race does (its transaction aborted) and is redone on fresh reads,
+    which see the other side (no provisional account then, or an adoption). Inserts are
+    serialised on the events table's lock, so what committed before is seen here."""
+    table = sql.SQL("{}.account_directory").format(sql.Identifier(schema))
+    opened = [r for r in rows if r[0].startswith(PROVISIONAL) and r[3]]
+    crm = [r for r in rows if not r[0].startswith(PROVISIONAL) and r[3]]
+    for row in opened:
+        cur.execute(
+            sql.SQL(
+                "SELECT account_key FROM {} WHERE account_key NOT LIKE 'provisional/%%' "
+                "AND domains && %s::text[] LIMIT 1"
+            ).format(table),
+            (domain_parents(row[3][0]),),
+        )
+        found = cur.fetchone()
+        if found is not None:
+            _conflict(cur, f"provisional account {row[0]} raced an account claiming its domain")
+    for row in crm:
+        cur.execute(
+            sql.SQL(
+                "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
+                "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) d "
+                "WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) LIMIT 1"
+            ).format(table),
+            (list(row[3]),),
+        )
+        found = cur.fetchone()
+        if found is not None:
+            _conflict(cur, f"account {row[0]} raced a provisional account on its domains")
+
+
+def _conflict(cur: Cursor[Any], message: str) -> None:
+    """Fail the save's transaction as a version race does (SQLSTATE 23505: eventsourcing's
+    IntegrityError), in the database, so nothing of it commits."""
+    cur.execute(
+        sql.SQL(
+            "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'unique_violation', MESSAGE = {}; END $$"
+        ).format(sql.Literal(message))
+    )
+    cur.execute("SELECT 1")
+    cur.fetchone()  # the error surfaces here (the save runs in a pipeline)
+    raise IntegrityError(message)  # not reached
 
 
 def under(domain: str, claimed: Iterable[str]) -> bool:

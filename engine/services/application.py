@@ -366,7 +366,7 @@ class LeadEngine(Application[UUID]):
             outcome = account.record(
                 event_id=env.id, source=env.source, occurred_at=env.occurred_at, data=env.data
             )
-            if outcome is Recorded.ACCEPTED and env.data.get("domains"):
+            if outcome is Recorded.ACCEPTED:
                 self._adopt_provisional(account, env, touched)
             return outcome
         lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)

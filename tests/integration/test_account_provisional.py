@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
 from engine.aggregates.account import Account, account_id, provisional_key
@@ -93,3 +96,52 @@ def test_provisional_account_opened_shown_adopted(
         rebuild(rt.app, rt.db, "leads", batch_size=3)
         for t in ACCOUNT_TABLES:
             assert sorted(map(repr, _table(rt.db, t))) == before[t], t
+
+
+def test_a_provisional_account_and_a_crm_account_never_both_claim_a_domain(
+    settings: Settings, database: dbmod.Database, monkeypatch: Any
+) -> None:
+    rules = provisional_rules()
+    with (
+        open_runtime(settings, rules=rules, database=database) as leads,
+        open_runtime(settings, rules=rules, database=database) as crm,
+    ):
+        crm_update = validate_event(
+            raw("account.updated", "c9", {"domains": ["initech.io"]}, days=3)
+        )
+        # the account consumer read the directory before the lead consumer's opening committed
+        monkeypatch.setattr(crm.app.account_directory, "provisional_under", lambda _d: [])
+        leads.app.ingest(
+            [
+                validate_event(raw("lead.captured", k, {"email": f"{k}@initech.io"}, days=1))
+                for k in ("l1", "l2")
+            ]
+        )
+        with pytest.raises(IntegrityError):  # its save would leave both claiming initech.io
+            crm.app.ingest([crm_update])
+        monkeypatch.undo()
+        assert crm.app.ingest([crm_update]).accepted == 1  # redone on fresh reads: adopts
+        adopted = crm.app.repository.get(account_id(provisional_key("initech.io")))
+        assert adopted.adopted_by == "c9"
+
+        # the other way round: an opening that would claim a CRM account's domain
+        leads.app.ingest(
+            [validate_event(raw("account.updated", "c8", {"domains": ["hooli.dev"]}, days=1))]
+        )
+        monkeypatch.setattr(leads.app.account_directory, "candidates", lambda *_a: [])
+        with pytest.raises(IntegrityError):
+            leads.app.ingest(
+                [
+                    validate_event(raw("lead.captured", k, {"email": f"{k}@hooli.dev"}, days=2))
+                    for k in ("l3", "l4")
+                ]
+            )
+        monkeypatch.undo()
+        leads.app.ingest(
+            [
+                validate_event(raw("lead.captured", k, {"email": f"{k}@hooli.dev"}, days=2))
+                for k in ("l3", "l4")
+            ]
+        )
+        with pytest.raises(AggregateNotFoundError):  # matched c8: nothing provisional
+            leads.app.repository.get(account_id(provisional_key("hooli.dev")))
