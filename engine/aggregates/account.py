@@ -21,6 +21,21 @@ def account_id(key: str) -> UUID:
     return uuid5(NAMESPACE, f"account:{key}")
 
 
+#: a provisional account's key is this and its domain: no CRM id starts so (the contract's
+#: account ids are letters, digits and `_.:-`), so it never collides with a CRM account
+PROVISIONAL = "provisional/"
+#: the `source` of the updates the engine records on a provisional account
+PROVISIONAL_SOURCE = "leadengine/provisional"
+
+
+def provisional_key(domain: str) -> str:
+    return PROVISIONAL + domain
+
+
+def is_provisional(key: str) -> bool:
+    return key.startswith(PROVISIONAL)
+
+
 class Account(Aggregate):
     """One CRM account (key = the CloudEvent subject: the account id)."""
 
@@ -36,6 +51,8 @@ class Account(Aggregate):
         self.mqa: dict[str, Any] | None = None
         #: the leads matched to it as recorded (`MemberDecided`): lead id -> (rule, reason)
         self.members: dict[str, tuple[str, str]] = {}
+        #: a provisional account: the unmatched leads on its domain seen (`LeadNoted`)
+        self.noted: set[str] = set()
 
     @staticmethod
     def create_id(key: str) -> UUID:
@@ -119,6 +136,69 @@ class Account(Aggregate):
             decided_at=decided_at,
         )
         return True
+
+    @property
+    def provisional(self) -> bool:
+        return is_provisional(self.key)
+
+    @property
+    def opened(self) -> bool:
+        """A provisional account opened (its domain claimed): it has an update."""
+        return bool(self.updates)
+
+    @property
+    def adopted_by(self) -> str | None:
+        """The CRM account that adopted this provisional one (claims its domain now)."""
+        for _at, source, _id, data in self.updates:
+            if source == PROVISIONAL_SOURCE and data.get("adopted_by"):
+                return str(data["adopted_by"])
+        return None
+
+    def note_lead(self, *, lead_id: str, occurred_at: datetime) -> bool:
+        """A provisional account: note an unmatched lead on its domain (False: noted before)."""
+        assert self.provisional
+        if lead_id in self.noted:
+            return False
+        self.trigger_event(self.LeadNoted, lead_id=lead_id, occurred_at=occurred_at)
+        return True
+
+    def open(self, *, occurred_at: datetime, leads: int) -> bool:
+        """Open the provisional account: it claims its domain (an update recorded by the
+        engine, named after the domain); False when open already."""
+        assert self.provisional
+        if self.opened:
+            return False
+        domain = self.key.removeprefix(PROVISIONAL)
+        data = {"name": domain, "domains": [domain], "provisional": True, "leads": leads}
+        self.record(
+            event_id=f"open:{domain}", source=PROVISIONAL_SOURCE, occurred_at=occurred_at, data=data
+        )
+        return True
+
+    def adopt(self, *, by: str, occurred_at: datetime) -> bool:
+        """A CRM account claims this provisional account's domain: it gives the domain up, so
+        its leads match the CRM account (their moves are match decisions, recorded as ever).
+        False when it is not open or was adopted already."""
+        assert self.provisional
+        if not self.opened or self.adopted_by is not None:
+            return False
+        latest = max(u[0] for u in self.updates)
+        self.record(
+            event_id=f"adopted-by:{by}",
+            source=PROVISIONAL_SOURCE,
+            occurred_at=max(occurred_at, latest),  # folded after the opening, whatever the time
+            data={"domains": [], "adopted_by": by},
+        )
+        return True
+
+    class LeadNoted(Aggregate.Event):
+        """An unmatched lead on a provisional account's domain (by its id: a keyed hash)."""
+
+        lead_id: str
+        occurred_at: datetime
+
+        def apply(self, aggregate: Account) -> None:
+            aggregate.noted.add(self.lead_id)
 
     class MemberDecided(Aggregate.Event):
         """A lead-to-account match decision (docs/accounts.md): the lead (its id: a keyed

@@ -123,10 +123,23 @@ def matches(db: Database, account_id: UUID) -> list[Row]:
     """When and by which rule each of the account's leads was matched (as decided now)."""
     return rows(
         db,
-        "SELECT m.decided_at AS at, l.lead_key, m.rule, m.reason FROM {s}.account_members m "
+        "SELECT m.decided_at AS at, m.lead_id, l.lead_key, m.rule, m.reason "
+        "FROM {s}.account_members m "
         "LEFT JOIN {s}.lead_state l USING (lead_id) WHERE m.account_id = %s",
         account_id,
     )
+
+
+def lead_keys(db: Database, lead_ids: list[UUID]) -> dict[UUID, str | None]:
+    """Each lead's key as `lead_state` has it (None: forgotten, or not projected yet)."""
+    if not lead_ids:
+        return {}
+    found = rows(
+        db,
+        "SELECT lead_id, lead_key, erased_at FROM {s}.lead_state WHERE lead_id = ANY(%s)",
+        lead_ids,
+    )
+    return {r["lead_id"]: (None if r["erased_at"] else r["lead_key"]) for r in found}
 
 
 def stages_reached(db: Database, account_id: UUID) -> list[Row]:

@@ -541,6 +541,9 @@ def event_json_schema(event_type: str, unknown_fields: UnknownFields = "keep") -
             "Fields not named here are kept with the fact as personal data (sealed with the "
             "lead's key, gone after forget), counted, and never read by rules; with rules "
             "`contract: {unknown_fields: reject}` they are refused."
+            if event_type not in CAMPAIGN_TYPES | ROSTER_TYPES | ACCOUNT_TYPES
+            else "Fields not named here are counted and dropped (not stored, never read); "
+            "with rules `contract: {unknown_fields: reject}` they are refused."
         )
     envelope = Envelope.model_json_schema()
     props = dict(envelope["properties"])

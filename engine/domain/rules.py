@@ -581,11 +581,27 @@ class MqaRule(BaseModel):
 ACCOUNT_ATTRIBUTES = ("name", "industry", "employees", "annual_revenue", "country", "tier", "owner")
 
 
+class ProvisionalAccounts(BaseModel):
+    """Provisional accounts (docs/accounts.md#provisional-accounts): leads no rule matches,
+    on a business e-mail domain, open an account for that domain once `min_leads` of them
+    were seen; an `account.updated` claiming the domain later adopts it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: Literal["domain"] = Field(
+        default="domain", alias="from", description="What opens one: the e-mail's domain."
+    )
+    min_leads: int = Field(
+        default=1, ge=1, le=1000, description="Unmatched leads on the domain that open one."
+    )
+
+
 class AccountRules(BaseModel):
     """Accounts: matching, fit from firmographics, engagement rolled up, the MQA rule."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     matching: AccountMatching = AccountMatching()
+    #: None: an unmatched lead stays without account
+    provisional: ProvisionalAccounts | None = None
     fit: Fit = Fit()
     engagement: AccountEngagement = AccountEngagement()
     combine: Combine = Combine()

@@ -394,6 +394,14 @@ def _accounts(conn: Connection, schema: str) -> None:
     _declared(conn, schema, ACCOUNT_TABLES)
 
 
+def _directory(conn: Connection, schema: str) -> None:
+    """The write-side account directory (docs/accounts.md#account-owner-routing), filled from
+    `account_state` for accounts projected before."""
+    from engine.postgres import account_directory
+
+    account_directory.create(conn, schema)
+
+
 def _rounds_windows(conn: Connection, schema: str) -> None:
     """SLA per routing round (filled by `projections rebuild leads`, then kept) and attribution
     credits per window (filled by `leadengine projections refresh-attribution`)."""
@@ -480,6 +488,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(20, "duplicates: keyed-hash index, decisions duplicate rules took", _duplicates),
     Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
     Migration(22, "accounts: MQA and match decisions recorded, outbound", _account_decisions),
+    Migration(24, "accounts: account_directory, for owner routing by domain and name", _directory),
 )
 LATEST = MIGRATIONS[-1].version
 

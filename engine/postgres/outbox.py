@@ -28,6 +28,7 @@ from psycopg import Cursor, sql
 from psycopg.rows import DictRow, tuple_row
 
 from engine.domain.decisions import ACCOUNT_TYPES, TYPES
+from engine.postgres import account_directory
 from engine.postgres.chain import ChainedProcessRecorder
 from engine.postgres.db import Connection
 
@@ -220,4 +221,7 @@ class OutboxRecorder(ChainedProcessRecorder):
         erasures: list[Erasure] = kwargs.get("outbox_erasures") or []
         if records or erasures:
             insert(curs, self.datastore.schema, self.events_table_name, records, erasures)
+        directory = kwargs.get("account_directory")
+        if directory:  # accounts' profiles for routing, with their updates (account_directory)
+            account_directory.write(curs, self.datastore.schema, directory)
         return ids

@@ -240,7 +240,7 @@ class Folder:
     ) -> None:
         """Add the rows `event` makes (for the projections in `want`) to the batch."""
         if isinstance(agg, Account):
-            if "leads" in want:
+            if "leads" in want and agg.updates:  # none: a provisional account not open yet
                 batch.accounts[agg.id] = agg
             return
         if isinstance(agg, Campaign):

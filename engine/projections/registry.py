@@ -1481,6 +1481,13 @@ _view(
                     "group_engagement",
                 )
             ),
+            Out(
+                "provisional",
+                "a.account_key LIKE 'provisional/%'",
+                type="boolean",
+                meaning="opened by the engine for an unmatched business domain, not a CRM "
+                "account (docs/accounts.md#provisional-accounts)",
+            ),
         ),
         source="{s}.account_state a LEFT JOIN {s}.account_scores c USING (account_id)",
         alias="a",

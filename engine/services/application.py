@@ -33,14 +33,23 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from engine.aggregates.account import Account, account_id
+from engine.aggregates.account import PROVISIONAL, Account, account_id, provisional_key
 from engine.aggregates.campaign import Campaign, campaign_id
 from engine.aggregates.kin import Kin, kin_id
 from engine.aggregates.lead import Lead, Recorded
 from engine.aggregates.routing import ROSTER_KEY, Roster, RoutingQueue, queue_id, roster_id
-from engine.domain.accounts.matching import MemberDecision
-from engine.domain.accounts.profile import fold
+from engine.domain.accounts.matching import (
+    LeadSignals,
+    Match,
+    MemberDecision,
+    match_for_routing,
+    match_lead,
+    normalise_name,
+)
+from engine.domain.accounts.matching import index as match_index
+from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import AccountScore, MqaDecision
+from engine.domain.accounts.whatif import signals as lead_signals
 from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
 from engine.domain.decisions import (
     ACCOUNT_TYPES,
@@ -57,6 +66,8 @@ from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
+from engine.postgres import account_directory
+from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
@@ -188,6 +199,10 @@ class LeadEngine(Application[UUID]):
             DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)
         )
         self._match_secret = match_secret(master_key)
+        #: accounts' profiles for owner routing by domain and name (docs/accounts.md)
+        self.account_directory = (
+            AccountDirectory() if datastore is None else PostgresAccountDirectory(datastore)
+        )
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -353,9 +368,12 @@ class LeadEngine(Application[UUID]):
             )
         if env.is_account_event:
             account = self._load(Account, account_id(env.subject), env.subject, touched)
-            return account.record(
+            outcome = account.record(
                 event_id=env.id, source=env.source, occurred_at=env.occurred_at, data=env.data
             )
+            if outcome is Recorded.ACCEPTED:
+                self._adopt_provisional(account, env, touched)
+            return outcome
         lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
         was_open, queue_key = lead.routing_open, lead.queue
         data = dict(env.data)
@@ -376,6 +394,12 @@ class LeadEngine(Application[UUID]):
             self._dup_pending.append((lead, env))  # indexed with the batch (one round trip)
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
+        if (
+            outcome is Recorded.ACCEPTED
+            and self.rules.accounts.provisional is not None
+            and ("email" in data or "company" in data or ACCOUNT_ATTRIBUTE in data)
+        ):
+            self._note_provisional(lead, env, touched)
         if outcome is Recorded.ACCEPTED:
             if was_open and not lead.routing_open and queue_key not in (None, ACCOUNT_OWNER):
                 reason = (
@@ -480,26 +504,28 @@ class LeadEngine(Application[UUID]):
     def _route_to_account_owner(
         self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]
     ) -> bool:
-        """A lead whose events name an account with an available owner goes to that owner,
-        before any queue (docs/accounts.md); False: the queues decide."""
-        key = lead_account(lead)
-        if key is None:
+        """A lead matched to an account with an available owner goes to that owner, before any
+        queue (docs/accounts.md#account-owner-routing); False: the queues decide. The match
+        is the projector's rules over the write-side account directory (`match_for_routing`)."""
+        signals = lead_signals(str(lead.id), lead)
+        if signals is None:
             return False
-        agg_id = account_id(key)
-        # another consumer may have updated it: a cached copy is brought up to date first
-        account = touched.get(agg_id) or self._fast_forward(agg_id)
-        if account is None:
-            try:
-                account = self.repository.get(agg_id)
-            except AggregateNotFoundError:
-                return False
-        owner = fold(key, cast(Account, account).updates).owner
+        match, found = self._match_now(signals, touched)
+        if match is None or match.account_id is None:
+            return False
+        owner = found[match.account_id].owner
         if owner is None:
             return False
         roster = self._peek_roster(touched)
         if roster is not None and not roster.available.get(owner, True):
             return False  # the owner is away: the queues decide
-        why = f"account {key} is owned by {owner}: the account owner comes before any queue"
+        key = match.account_id
+        why = (
+            f"account {key} is owned by {owner}: the account owner comes before any queue"
+            if match.rule == "explicit"
+            else f"matched to account {key} by {match.rule} ({match.reason}); account {key} is "
+            f"owned by {owner}: the account owner comes before any queue"
+        )
         lead.route(
             owner=owner,
             queue=ACCOUNT_OWNER,
@@ -509,6 +535,72 @@ class LeadEngine(Application[UUID]):
             at=env.occurred_at,
         )
         return True
+
+    def _match_now(
+        self, signals: LeadSignals, touched: dict[UUID, Aggregate]
+    ) -> tuple[Match | None, dict[str, AccountProfile]]:
+        """The lead's account as the projector would match it now, from the account directory
+        and this batch's accounts (None: a tie ingest cannot break), and the accounts read."""
+        rules = self.rules.accounts.matching
+        args = (
+            signals.account,
+            signals.email_domain,
+            normalise_name(signals.company, rules.legal_suffixes),
+        )
+        found = {a.account_id: a for a in self.account_directory.candidates(*args)}
+        # accounts updated in this batch, not committed yet: as they are now
+        batch = AccountDirectory()
+        batch.put(
+            account_directory.row_of(fold(a.key, a.updates))
+            for a in touched.values()
+            if isinstance(a, Account) and a.pending_events and a.updates
+        )
+        found.update((a.account_id, a) for a in batch.candidates(*args))
+        if not found:
+            return match_lead(signals, match_index([], [], rules), rules), found
+        return match_for_routing(signals, found.values(), rules).match, found
+
+    def _note_provisional(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
+        """A lead no rule matches, on a business e-mail domain, is noted on the domain's
+        provisional account, which opens (claims the domain) at `min_leads` such leads
+        (docs/accounts.md#provisional-accounts)."""
+        provisional = self.rules.accounts.provisional
+        assert provisional is not None
+        signals = lead_signals(str(lead.id), lead)
+        domain = signals.email_domain if signals else None
+        if signals is None or not domain or domain in self.rules.accounts.matching.free_mail:
+            return
+        match, _ = self._match_now(signals, touched)
+        if match is None or match.account_id is not None:
+            return  # matched (or several accounts tie for it): no provisional account
+        key = provisional_key(domain)
+        account = self._load_shared(Account, account_id(key), key, touched)
+        if account.opened:
+            return  # adopted: the domain is a CRM account's now (or ours, not indexed yet)
+        account.note_lead(lead_id=str(lead.id), occurred_at=env.occurred_at)
+        if len(account.noted) >= provisional.min_leads:
+            account.open(occurred_at=env.occurred_at, leads=len(account.noted))
+
+    def _adopt_provisional(
+        self, account: Account, env: Envelope, touched: dict[UUID, Aggregate]
+    ) -> None:
+        """A CRM account claiming a domain (or a parent of it) adopts the open provisional
+        accounts of that domain: they give it up, and their leads match the CRM account."""
+        if account.provisional:
+            return
+        domains = list(fold(account.key, account.updates).domains)
+        keys = set(self.account_directory.provisional_under(domains))
+        keys |= {
+            a.key
+            for a in touched.values()
+            if isinstance(a, Account)
+            and a.provisional
+            and a.opened
+            and under(a.key.removeprefix(PROVISIONAL), domains)
+        }
+        for key in sorted(keys):
+            provisional = self._load_shared(Account, account_id(key), key, touched)
+            provisional.adopt(by=account.key, occurred_at=env.occurred_at)
 
     def _load_shared(
         self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]
@@ -742,10 +834,16 @@ class LeadEngine(Application[UUID]):
                 processing.saved_kwargs["outbox"] = records
             if erasures:
                 processing.saved_kwargs["outbox_erasures"] = erasures
+        directory = _directory_rows(processing)
+        if directory and self.outbox:  # written in the same transaction
+            processing.saved_kwargs["account_directory"] = directory
         try:
-            return super()._record(processing)
+            recordings = super()._record(processing)
         finally:
             self._mql_reasons.clear()
+        if directory and not self.outbox:
+            self.account_directory.put(directory)
+        return recordings
 
     def _outbound(self, processing: ProcessingEvent[UUID]) -> tuple[list[Record], list[Erasure]]:
         records: list[Record] = []
@@ -926,10 +1024,22 @@ def lead_account(lead: Lead) -> str | None:
     return max(named)[2] if named else None
 
 
+def _directory_rows(processing: ProcessingEvent[UUID]) -> list[account_directory.Row]:
+    """The account_directory rows of the accounts whose profile this save updates."""
+    updated = {e.originator_id for e in processing.events if isinstance(e, Account.Updated)}
+    rows = []
+    for agg_id in sorted(updated):
+        account = cast(Account, processing.aggregates[agg_id])
+        rows.append(account_directory.row_of(fold(account.key, account.updates)))
+    return rows
+
+
 def _shared(agg: Aggregate) -> bool:
     """Written by every consumer (not partitioned by lead): a routing queue, the roster, a
     lead's `Kin`."""
-    return isinstance(agg, RoutingQueue | Roster | Kin)
+    return isinstance(agg, RoutingQueue | Roster | Kin) or (
+        isinstance(agg, Account) and agg.provisional  # written by every lead's consumer
+    )
 
 
 def _new(cls: type[A], agg_id: UUID, key: str) -> A:

@@ -37,6 +37,12 @@ def test_an_unknown_explicit_account_falls_through_and_says_so() -> None:
         [acct("a1", "Acme", "acme.com")], [lead("l", account="zz", email_domain="acme.com")], RULES
     )["l"]
     assert (m.account_id, m.rule) == ("a1", "domain")
+    assert m.reason.startswith("named account zz is not known (yet); e-mail domain acme.com")
+    m = match_all(
+        [acct("a1", "Acme Inc", "acme.com")], [lead("l", account="zz", company="ACME")], RULES
+    )["l"]
+    assert (m.account_id, m.rule) == ("a1", "name")
+    assert m.reason.startswith("named account zz is not known (yet); company 'ACME'")
     m = match_all([], [lead("l", account="zz")], RULES)["l"]
     assert m.account_id is None and "zz is not known" in m.reason
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from engine.aggregates.account import Account
+from engine.aggregates.account import Account, is_provisional
 from engine.analytics import account_queries as queries
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, window_args
 from engine.cli.commands.leads import moment_arg
@@ -83,12 +85,14 @@ def show(args: argparse.Namespace) -> int:
         acc = _account(rt, args.key)
         members = queries.members(rt.db, acc["account_id"])
         group = queries.group(rt.db, acc["account_id"])
+    provisional = is_provisional(args.key)
     if args.format == "json":
         doc = {k: acc[k] for k in ("account_key", *PROFILE, *SCORE, *GROUP)}
-        print(to_json({**doc, "buying_group": group, "leads": members}))
+        print(to_json({**doc, "provisional": provisional, "buying_group": group, "leads": members}))
         return 0
     head = [{"field": k, "value": acc[k]} for k in (*PROFILE, "updated_at", *SCORE, *GROUP)]
-    print(render(args.format, head, title=f"Account {args.key}"))
+    kind = " (provisional: opened for unmatched leads on its domain)" if provisional else ""
+    print(render(args.format, head, title=f"Account {args.key}{kind}"))
     if args.format != "csv":
         print()
         title = f"Buying group ({acc['segment'] or 'no segment'}): " + (
@@ -206,22 +210,46 @@ def report(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    """The account's updates (from its aggregate), its leads' match decisions, the stages it
-    first reached (when its first lead did, and which lead) and its MQA, in time order."""
+    """The account's updates (from its aggregate), its leads' match decisions as they were
+    taken (recorded on the account: `Account.MemberDecided`; a lead with none recorded, as
+    decided now), the stages it first reached (when its first lead did, and which lead) and
+    its MQA, in time order."""
     with open_runtime() as rt:
         acc = _account(rt, args.key)
         try:
             account: Account = rt.app.repository.get(acc["account_id"])
         except AggregateNotFoundError:
             raise AccountNotFound(args.key) from None
+        # a lead leaving is dated by its inputs: the lead and the account as updated then
+        decided: list[tuple[Account.MemberDecided, datetime | None]] = []
+        latest: datetime | None = None
+        for e in rt.app.events.get(acc["account_id"]):
+            if isinstance(e, Account.Updated):
+                latest = max(latest or e.occurred_at, e.occurred_at)
+            elif isinstance(e, Account.MemberDecided):
+                at = e.decided_at
+                if not e.joined and at is not None and latest is not None:
+                    at = max(at, latest)
+                decided.append((e, at))
+        keys = queries.lead_keys(rt.db, sorted({UUID(e.lead_id) for e, _ in decided}))
         matched = queries.matches(rt.db, acc["account_id"])
         stages = queries.stages_reached(rt.db, acc["account_id"])
     events: list[dict[str, Any]] = []
     for at, _source, event_id, data in account.updates:
         fields = ", ".join(f"{k}={data[k]}" for k in sorted(data) if k != "schema_version")
         events.append({"at": at, "what": "account updated", "detail": fields, "id": event_id})
-    for r in matched:
-        detail = f"lead {r['lead_key']} by {r['rule']}: {r['reason']}"
+    for e, at in decided:
+        lead = keys.get(UUID(e.lead_id)) or "(a forgotten lead)"
+        if e.joined:
+            what, detail = "lead matched", f"lead {lead} by {e.rule}: {e.reason}"
+        else:
+            what, detail = "lead left", f"lead {lead}: {e.reason}"
+        events.append({"at": at, "what": what, "detail": detail, "id": None})
+    recorded = {UUID(e.lead_id) for e, _ in decided}
+    for r in matched:  # matched before decisions were recorded (migration 22): as decided now
+        if r["lead_id"] in recorded:
+            continue
+        detail = f"lead {r['lead_key']} by {r['rule']}: {r['reason']} (as decided now)"
         events.append({"at": r["at"], "what": "lead matched", "detail": detail, "id": None})
     for r in stages:
         detail = f"first lead there: {r['lead_key']}"
@@ -233,12 +261,12 @@ def history(args: argparse.Namespace) -> int:
         events.append(
             {"at": acc["mqa_at"], "what": "MQA", "detail": detail, "id": acc["mqa_trigger"]}
         )
-    order = {"account updated": 0, "lead matched": 1, "MQA": 99}
+    order = {"account updated": 0, "lead matched": 1, "lead left": 1, "MQA": 99}
     order |= {f"reached {stage}": 1 + rank for stage, rank in RANK.items()}
     events.sort(key=lambda e: (e["at"] is None, e["at"] or 0, order[e["what"]], e["detail"]))
     if args.format == "json":
         print(to_json({"account": args.key, "history": events}))
         return 0
-    title = f"History of account {args.key} ({len(events)} entries; matches as decided now)"
+    title = f"History of account {args.key} ({len(events)} entries; matches as decided then)"
     print(render(args.format, events, columns=["at", "what", "detail", "id"], title=title))
     return 0

@@ -188,6 +188,7 @@ def _said(index: _Index, breaker: str, account: str) -> str:
 
 def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Match:
     why_not: list[str] = []
+    unknown = ""  # a named account not known: said even when a later rule matches
     for rule in rules.order:
         if rule == "explicit":
             if lead.account is None:
@@ -196,6 +197,7 @@ def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Matc
                 reason = f"the lead's events name account {lead.account}"
                 return Match(lead.lead_id, lead.account, "explicit", reason, (lead.account,))
             why_not.append(f"named account {lead.account} is not known (yet)")
+            unknown = f"named account {lead.account} is not known (yet); "
         elif rule == "domain":
             if lead.email_domain and lead.email_domain in rules.free_mail:
                 why_not.append(f"{lead.email_domain} is a free-mail domain")
@@ -203,14 +205,17 @@ def match_lead(lead: LeadSignals, index: _Index, rules: AccountMatching) -> Matc
             found = _domain_candidates(lead, index.by_domain, rules)
             if found:
                 win, tie = _pick(index, rules, found)
-                reason = f"e-mail domain {lead.email_domain} is a domain of {win}{tie}"
+                reason = f"{unknown}e-mail domain {lead.email_domain} is a domain of {win}{tie}"
                 return Match(lead.lead_id, win, "domain", reason, found)
         else:
             norm = normalise_name(lead.company, rules.legal_suffixes)
             found = index.by_name.get(norm, ()) if norm else ()
             if found:
                 win, tie = _pick(index, rules, found)
-                reason = f"company {lead.company!r} normalises to {norm!r}, the name of {win}{tie}"
+                reason = (
+                    f"{unknown}company {lead.company!r} normalises to {norm!r}, "
+                    f"the name of {win}{tie}"
+                )
                 return Match(lead.lead_id, win, "name", reason, found)
     why_not.append("no account matches by " + ", ".join(rules.order))
     return Match(lead.lead_id, None, None, "; ".join(why_not))
@@ -237,3 +242,64 @@ class MemberDecision:
     candidates: tuple[str, ...]
     rules_version: str
     decided_at: datetime | None
+
+
+def name_words(name: str | None) -> str | None:
+    """A name normalised but with no legal suffix dropped: what the write-side account
+    directory keeps, so any `legal_suffixes` list can be applied when matching (the
+    normalised name is always these words or their first ones)."""
+    return normalise_name(name, ())
+
+
+def domain_parents(domain: str | None) -> list[str]:
+    """The domains an account may claim for an e-mail domain: itself and its parents."""
+    return _parents(domain) if domain else []
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerMatch:
+    """The match the routing step takes (`match_for_routing`): `match` as the projector
+    decides it, or `match` None with `why` when ingest cannot know it."""
+
+    match: Match | None
+    why: str = ""
+
+
+def match_for_routing(
+    lead: LeadSignals, accounts: Iterable[AccountProfile], rules: AccountMatching
+) -> OwnerMatch:
+    """The lead's match at routing time, from the accounts that can match it (the one it
+    names, those claiming its e-mail domain or a parent, those whose name starts with its
+    company's normalised words: the write-side directory's answer).
+
+    Equal to `match_lead` over every account, except where the tie-breakers reach
+    `most_leads` or `latest_activity` with several candidates left: those need every lead's
+    signals, which only the projector holds, so the match is not decided here (`why` says so)
+    and routing goes on to the queues."""
+    idx = _index(accounts, [], rules)
+    match = match_lead(lead, idx, rules)
+    if len(match.candidates) < 2:
+        return OwnerMatch(match)
+    left = list(match.candidates)
+    for breaker in rules.tie_breakers:
+        if len(left) == 1:
+            break
+        if breaker != "tier":
+            ids = ", ".join(sorted(left))
+            prior = rules.tie_breakers[: rules.tie_breakers.index(breaker)]
+            tied = f" and tie on {', '.join(prior)}" if prior else ""
+            return OwnerMatch(
+                None,
+                f"accounts {ids} match the lead by {match.rule}{tied}; {breaker} ranks them "
+                "by every lead's signals, which only the projector holds: not decided at routing",
+            )
+        best = min(_tier(idx, a) for a in left)
+        left = [a for a in left if _tier(idx, a) == best]
+    winner = min(left)
+    assert winner == match.account_id, (winner, match)
+    return OwnerMatch(match)
+
+
+def _tier(idx: _Index, account: str) -> int:
+    tier = idx.accounts[account].tier
+    return tier if tier is not None else 10

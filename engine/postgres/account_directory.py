@@ -1,0 +1,256 @@
+"""The write-side account directory (docs/accounts.md#account-owner-routing).
+
+`account_directory(account_key, name, name_words, domains, owner, tier, updated_at)`: each
+account's profile as its own stream folds it (`engine.domain.accounts.profile.fold`), written
+in the transaction that saves the account's update, so the routing step of any consumer finds,
+at routing time, the accounts a lead can match by domain or name: those claiming its e-mail
+domain or a parent, those whose name's words start with its company's normalised words
+(`name_words` keeps the legal suffixes, so the rules' list is applied when matching).
+Migration 24 makes it and fills it from `account_state` (accounts projected before); an
+account not projected then gets its row with its next update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import Cursor, sql
+
+from engine.aggregates.account import PROVISIONAL
+from engine.domain.accounts.matching import domain_parents, name_words
+from engine.domain.accounts.profile import AccountProfile
+from engine.postgres.db import Connection
+
+TABLE = "account_directory"
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS {s}.account_directory (account_key text PRIMARY KEY, "
+    "name text, name_words text, domains text[] NOT NULL DEFAULT ARRAY[]::text[], owner text, "
+    "tier int, updated_at timestamptz)",
+    "CREATE INDEX IF NOT EXISTS account_directory_domains ON {s}.account_directory "
+    "USING gin (domains)",
+    "CREATE INDEX IF NOT EXISTS account_directory_words ON {s}.account_directory "
+    "(name_words text_pattern_ops)",
+)
+
+#: a directory row: (account_key, name, name_words, domains, owner, tier, updated_at)
+Row = tuple[str, str | None, str | None, list[str], str | None, int | None, datetime | None]
+
+
+def create(conn: Connection, schema: str) -> None:
+    """Make the table (idempotent) and fill it from `account_state` where it has no row."""
+    s = sql.Identifier(schema)
+    for statement in DDL:
+        conn.execute(sql.SQL(statement).format(s=s))
+    found = conn.execute("SELECT to_regclass(%s)", (f"{schema}.account_state",)).fetchone()
+    if not found or found[0] is None:
+        return
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT account_key, name, domains, owner, tier, updated_at FROM {}.account_state"
+        ).format(s)
+    ).fetchall()
+    fill = [(r[0], r[1], name_words(r[1]), list(r[2] or ()), r[3], r[4], r[5]) for r in rows]
+    if fill:
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {}.account_directory VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (account_key) DO NOTHING"
+                ).format(s),
+                fill,
+            )
+
+
+def row_of(profile: AccountProfile) -> Row:
+    return (
+        profile.account_id,
+        profile.name,
+        name_words(profile.name),
+        list(profile.domains),
+        profile.owner,
+        profile.tier,
+        profile.updated_at,
+    )
+
+
+def write(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
+    """Upsert `rows` (inside the save's transaction: the account's events and its row commit
+    together)."""
+    cur.executemany(
+        sql.SQL(
+            "INSERT INTO {}.account_directory VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (account_key) DO UPDATE SET name = excluded.name, "
+            "name_words = excluded.name_words, domains = excluded.domains, "
+            "owner = excluded.owner, tier = excluded.tier, updated_at = excluded.updated_at"
+        ).format(sql.Identifier(schema)),
+        list(rows),
+    )
+    _check_claims(cur, schema, rows)
+
+
+def _check_claims(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
+    """A provisional account and a CRM account never both claim a domain: a save that would
+    make them (another consumer committed the other side after this batch read the directory)
+    fails as a version race does (its transaction aborted) and is redone on fresh reads,
+    which see the other side (no provisional account then, or an adoption). Inserts are
+    serialised on the events table's lock, so what committed before is seen here."""
+    table = sql.SQL("{}.account_directory").format(sql.Identifier(schema))
+    opened = [r for r in rows if r[0].startswith(PROVISIONAL) and r[3]]
+    crm = [r for r in rows if not r[0].startswith(PROVISIONAL) and r[3]]
+    for row in opened:
+        cur.execute(
+            sql.SQL(
+                "SELECT account_key FROM {} WHERE account_key NOT LIKE 'provisional/%%' "
+                "AND domains && %s::text[] LIMIT 1"
+            ).format(table),
+            (domain_parents(row[3][0]),),
+        )
+        found = cur.fetchone()
+        if found is not None:
+            _conflict(cur, f"provisional account {row[0]} raced an account claiming its domain")
+    for row in crm:
+        cur.execute(
+            sql.SQL(
+                "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
+                "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) d "
+                "WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) LIMIT 1"
+            ).format(table),
+            (list(row[3]),),
+        )
+        found = cur.fetchone()
+        if found is not None:
+            _conflict(cur, f"account {row[0]} raced a provisional account on its domains")
+
+
+def _conflict(cur: Cursor[Any], message: str) -> None:
+    """Fail the save's transaction as a version race does (SQLSTATE 23505: eventsourcing's
+    IntegrityError), in the database, so nothing of it commits."""
+    cur.execute(
+        sql.SQL(
+            "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'unique_violation', MESSAGE = {}; END $$"
+        ).format(sql.Literal(message))
+    )
+    cur.execute("SELECT 1")
+    cur.fetchone()  # the error surfaces here (the save runs in a pipeline)
+    raise IntegrityError(message)  # not reached
+
+
+def under(domain: str, claimed: Iterable[str]) -> bool:
+    """`domain` is one of `claimed` or a subdomain of one."""
+    return any(domain == d or domain.endswith("." + d) for d in claimed)
+
+
+def _like(words: str) -> str:
+    return words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
+
+
+class AccountDirectory:
+    """The directory in memory (the in-memory store's): account key -> row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+
+    def put(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.rows[row[0]] = row
+
+    def candidates(
+        self, account: str | None, email_domain: str | None, company_words: str | None
+    ) -> list[AccountProfile]:
+        """The accounts a lead can match: the one it names, those claiming its e-mail domain
+        or a parent, those whose name's words are its company's words or start with them."""
+        parents = set(domain_parents(email_domain))
+        out = []
+        for row in self.rows.values():
+            words = row[2]
+            if (
+                row[0] == account
+                or parents.intersection(row[3])
+                or (
+                    company_words is not None
+                    and words is not None
+                    and (words == company_words or words.startswith(company_words + " "))
+                )
+            ):
+                out.append(_profile(row))
+        return out
+
+    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+        """The open, not adopted, provisional accounts whose domain is one of `domains` or a
+        subdomain of one (what a CRM account claiming `domains` adopts)."""
+        return sorted(
+            row[0]
+            for row in self.rows.values()
+            if row[0].startswith(PROVISIONAL) and row[3] and under(row[3][0], domains)
+        )
+
+
+class PostgresAccountDirectory(AccountDirectory):
+    """The same, read from the store's `account_directory` (writes go with the saves)."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__()
+        self.datastore = datastore
+        self._table = sql.SQL("{}.{}").format(
+            sql.Identifier(datastore.schema), sql.Identifier(TABLE)
+        )
+
+    def put(self, rows: Iterable[Row]) -> None:
+        rows = list(rows)
+        if rows:
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:
+                write(c, self.datastore.schema, rows)
+
+    def candidates(
+        self, account: str | None, email_domain: str | None, company_words: str | None
+    ) -> list[AccountProfile]:
+        parents = domain_parents(email_domain)
+        if account is None and not parents and company_words is None:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT account_key, name, name_words, domains, owner, tier, updated_at "
+                    "FROM {} WHERE account_key = %s OR domains && %s::text[] "
+                    "OR name_words = %s OR name_words LIKE %s"
+                ).format(self._table),
+                (
+                    account,
+                    parents,
+                    company_words,
+                    _like(company_words) if company_words is not None else None,
+                ),
+            )
+            rows = c.fetchall()
+        return [_profile(tuple(r.values()) if isinstance(r, dict) else tuple(r)) for r in rows]
+
+    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+        if not domains:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
+                    "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) "
+                    "d WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) "
+                    "ORDER BY 1"
+                ).format(self._table),
+                (list(domains),),
+            )
+            return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
+
+
+def _profile(row: Any) -> AccountProfile:
+    return AccountProfile(
+        account_id=row[0],
+        name=row[1],
+        domains=tuple(row[3] or ()),
+        owner=row[4],
+        tier=row[5],
+        updated_at=row[6],
+    )
