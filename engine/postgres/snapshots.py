@@ -18,7 +18,10 @@ with no key to open one (forgotten, or the in-memory store) is folded in full.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
+import io
 import os
 import pickle
 import sys
@@ -147,7 +150,7 @@ class SnapshotStore:
         except InvalidTag:
             log.warning("snapshot_unreadable", lead_id=str(lead), version=version)
             return None
-        return pickle.loads(zlib.decompress(packed))
+        return _loads(zlib.decompress(packed))
 
     def save(
         self,
@@ -193,6 +196,49 @@ class SnapshotStore:
         nonce = os.urandom(12)
         packed = zlib.compress(pickled, 1)
         return nonce + AESGCM(key).encrypt(nonce, packed, _aad(lead, version, self.fingerprint))
+
+
+def dumps(state: Any) -> bytes:
+    """`state` pickled, frozen dataclasses (facts, steps: most of a lead) by their fields, which
+    loads about twice as fast as the default `__setstate__` per field."""
+    out = io.BytesIO()
+    _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+    return out.getvalue()
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        names = _fields(type(obj))
+        if names:
+            return type(obj), tuple(getattr(obj, name) for name in names)
+        return NotImplemented
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    """The fields of `cls` if it is a frozen dataclass built from all of them in order
+    (`cls(*fields)`), else ()."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        params = getattr(cls, "__dataclass_params__", None)
+        fields = dataclasses.fields(cls) if params is not None and params.frozen else ()
+        whole = all(f.init and f.kw_only is not True for f in fields)
+        names = _FIELDS[cls] = tuple(f.name for f in fields) if whole else ()
+    return names
+
+
+def _loads(data: bytes) -> Any:
+    """`pickle.loads` with the cyclic collector paused: a lead is tens of thousands of new
+    objects, none cyclic garbage, and collections while they are built cost a third."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(data)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def drop(recorder: Any, leads: list[UUID]) -> None:

@@ -60,6 +60,9 @@ def _same(rt: Runtime, key: str, moment: datetime, block: int) -> bool:
         assert getattr(got_, name) == getattr(want, name), (key, moment, name)
     assert (got_.version, _links(got_)) == (want.version, _links(want))
     assert got_.current_score(rt.rules) == want.current_score(rt.rules)
+    when = want.clock or want.created_on
+    for model in rt.rules.all_models():  # the running totals are the full recomputation's
+        assert got_.current_score(model, explain=False) == want.score_at(model, when, explain=False)
     return True
 
 
