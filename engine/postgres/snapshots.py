@@ -26,6 +26,8 @@ import os
 import pickle
 import sys
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -107,6 +109,26 @@ class SnapshotStore:
         self.block = block
         self.fingerprint = fingerprint(block)
         self.table = sql.Identifier(datastore.schema, TABLE)
+        self._held: Any = None
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """One pooled connection for a whole read (snapshots and rows), yielded: each round
+        trip through the pool costs a connection check."""
+        with self.datastore.get_connection() as conn:
+            self._held = conn
+            try:
+                yield conn
+            finally:
+                self._held = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self._held is not None:
+            yield self._held
+        else:
+            with self.datastore.get_connection() as conn:
+                yield conn
 
     def blocks(self, lead: UUID) -> list[Block]:
         """The lead's blocks in version order (contiguous from version `BLOCK`)."""
@@ -115,7 +137,7 @@ class SnapshotStore:
             "WHERE lead_id = %s AND fingerprint = %s ORDER BY version"
         ).format(self.table)
         try:
-            with self.datastore.get_connection() as conn:
+            with self._connection() as conn:
                 curs = conn.cursor(row_factory=tuple_row)
                 curs.execute(statement, (lead, self.fingerprint))
                 found = [Block(int(v), lo, hi, bool(s)) for v, lo, hi, s in curs.fetchall()]
@@ -137,7 +159,7 @@ class SnapshotStore:
         statement = sql.SQL(
             "SELECT state FROM {} WHERE lead_id = %s AND fingerprint = %s AND version = %s"
         ).format(self.table)
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+        with self._connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(statement, (lead, self.fingerprint, version))
             row = curs.fetchone()
         if row is None or row[0] is None:
@@ -163,7 +185,7 @@ class SnapshotStore:
         a snapshot is an opinion, and the read it came from has its answer already."""
         try:
             sealed = None if state is None else self._seal(lead, *state)
-            with self.datastore.get_connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 if blocks:
                     conn.cursor().executemany(
                         sql.SQL(

@@ -103,16 +103,33 @@ def lead_as_of(
     mapper = app.mapper
     plain = getattr(mapper, "compressor", None) is None and getattr(mapper, "cipher", None) is None
     store = _store(app, block) if snapshots and plain else None
+    if store is None:
+        return _fold(app, lead_id, key, moment, None, None, plain)
+    with store.session() as conn:
+        return _fold(app, lead_id, key, moment, store, conn, plain)
+
+
+def _fold(
+    app: Any,
+    lead_id: UUID,
+    key: str,
+    moment: datetime,
+    store: SnapshotStore | None,
+    conn: Any,
+    plain: bool,
+) -> AsOfLead:
+    """`lead_as_of` on one connection (`conn`; None: the recorder's own)."""
+    mapper = app.mapper
     blocks = store.blocks(lead_id) if store is not None else []
     lead, start = _nearest(store, blocks, lead_id, moment)
     indexed = blocks[-1].version if blocks else 0
     upto = max(
         (b.version for b in blocks if b.version > start and b.block_min <= moment), default=0
     )
-    rows = _rows(app, lead_id, after=start, upto=max(upto, start), indexed=indexed)
+    rows = _rows(app, lead_id, conn, after=start, upto=max(upto, start), indexed=indexed)
     if not rows and not blocks:  # blocks: the lead has events (none read by `moment`)
         raise LeadNotFound(key)
-    plan = _Plan.of(rows, blocks, start, moment, block) if store is not None else None
+    plan = _Plan.of(rows, blocks, start, moment, store.block) if store is not None else None
     captured: bytes | None = None
     for version, topic, state in rows:
         at = _recorded(state) if plain else None
@@ -243,7 +260,7 @@ def _recorded(state: bytes) -> datetime | None:
 
 
 def _rows(
-    app: Any, lead_id: UUID, *, after: int, upto: int, indexed: int
+    app: Any, lead_id: UUID, conn: Any, *, after: int, upto: int, indexed: int
 ) -> list[tuple[int, str, bytes]]:
     """The lead's stored rows after version `after` up to `upto` and after `indexed`, in
     version order, one query (the in-memory store: its records)."""
@@ -261,6 +278,13 @@ def _rows(
         "AND originator_version > %s AND (originator_version <= %s OR originator_version > %s) "
         "ORDER BY originator_version"
     ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
-    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-        curs.execute(statement, (lead_id, after, upto, indexed))
+    if conn is None:
+        with datastore.get_connection() as own:
+            return _select(own, statement, (lead_id, after, upto, indexed))
+    return _select(conn, statement, (lead_id, after, upto, indexed))
+
+
+def _select(conn: Any, statement: sql.Composed, params: tuple[Any, ...]) -> list[Any]:
+    with conn.cursor(row_factory=tuple_row) as curs:
+        curs.execute(statement, params)
         return [(int(v), str(t), bytes(s)) for v, t, s in curs.fetchall()]
