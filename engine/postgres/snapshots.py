@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import sql
 from psycopg.errors import Error as PsycopgError
-from psycopg.errors import UndefinedTable
+from psycopg.errors import InsufficientPrivilege, UndefinedTable
 from psycopg.rows import tuple_row
 
 from engine.logs import get_logger
@@ -141,7 +141,7 @@ class SnapshotStore:
                 curs = conn.cursor(row_factory=tuple_row)
                 curs.execute(statement, (lead, self.fingerprint))
                 found = [Block(int(v), lo, hi, bool(s)) for v, lo, hi, s in curs.fetchall()]
-        except UndefinedTable:  # a schema not migrated to 25: no snapshots, nothing written
+        except (UndefinedTable, InsufficientPrivilege):  # not migrated to 25, or not ours
             return []
         contiguous = []
         for n, block in enumerate(found, start=1):

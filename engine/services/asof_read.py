@@ -9,6 +9,10 @@ lean lead (engine/domain/fold.py) directly; every other row (the start, decision
 facts) goes through the application's mapper, exactly as `lead_events` decodes it, and is
 applied by its own event class. The result reads as `asof.fold(asof.recorded_by(...))`
 (tests/integration/test_asof_lean.py proves it).
+
+With snapshots (engine/postgres/snapshots.py) the fold starts from the newest state whose
+events were all recorded by the moment and reads only the rows after it; the result is the
+same (tests/integration/test_asof_snapshots.py).
 """
 
 from __future__ import annotations
