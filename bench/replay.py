@@ -3,12 +3,16 @@
 stored rows (the least any replay must do), measured in the same run.
 
 The work per call is what the CLI does: read the lead's events, keep those recorded by T, fold
-them, score the result. Two ways, on the same leads and moments: `aggregate` (every event
-decoded to an eventsourcing event and folded on the Lead aggregate: `asof.fold`, what
-`lead show --as-of` did before) and `lean` (engine/services/asof_read.lead_as_of: what it does
-now), each also without the explained score (`fold only`: read, decode and fold, where the
-fold's own cost shows). Uses LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded
-server. Usage: python bench/replay.py [--sizes 10,1000,10000] [--samples 40]
+them, score the result. Three ways, on the same leads and moments: `aggregate` (every event
+decoded to an eventsourcing event and folded on the Lead aggregate: `asof.fold`), `lean`
+(engine/services/asof_read.lead_as_of without snapshots: every row read and folded) and
+`snapshots` (the same from the newest snapshot recorded by T, engine/postgres/snapshots.py:
+what `lead show --as-of` does now; warmed by one read at each moment, oldest first, before
+timing; the first of them, with no snapshot yet, is shown as `cold`). Each is timed with the
+explained score (`as-of`), without a score (`fold only`: read, decode, fold) and with the
+totals only (`show`: what `lead show` computes; `lead explain` needs every line). Uses
+LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded server.
+Usage: python bench/replay.py [--sizes 10,1000,10000] [--samples 40]
 """
 
 from __future__ import annotations
@@ -44,10 +48,18 @@ def _aggregate(rt: Any, key: str, moment: datetime) -> Any:
 
 
 def _lean(rt: Any, key: str, moment: datetime) -> Any:
+    return lead_as_of(rt.app, key, moment, snapshots=False)
+
+
+def _snapshots(rt: Any, key: str, moment: datetime) -> Any:
     return lead_as_of(rt.app, key, moment)
 
 
-WAYS: dict[str, Callable[[Any, str, datetime], Any]] = {"aggregate": _aggregate, "lean": _lean}
+WAYS: dict[str, Callable[[Any, str, datetime], Any]] = {
+    "aggregate": _aggregate,
+    "lean": _lean,
+    "snapshots": _snapshots,
+}
 
 
 def lead_events(key: str, n: int) -> list[dict[str, object]]:
@@ -103,15 +115,25 @@ def main() -> None:
             for start in range(0, n, 500):  # many transactions: recorded times spread out
                 rt.app.ingest(events[start : start + 500])
                 stamps[key].append(datetime.now(UTC))
+        cold: dict[str, float] = {}
+        for n in sizes:  # snapshots: one read at each moment, oldest first, before timing
+            key = f"replay-{n}"
+            for i, moment in enumerate(stamps[key]):
+                t0 = time.perf_counter()
+                lead_as_of(rt.app, key, moment)
+                if i == 0:
+                    cold[key] = time.perf_counter() - t0
         print(
             f"{'events':>7} {'read rows':>10} {'way':>9} {'as-of p50':>10} {'as-of p99':>10} "
-            f"{'x read':>7} {'fold only p50':>14} {'p99':>8}"
+            f"{'x read':>7} {'x lean':>7} {'fold only p50':>14} {'p99':>8} {'show p50':>9} "
+            f"{'p99':>8}"
         )
         for n in sizes:
             key = f"replay-{n}"
             reads: list[float] = []
             took: dict[str, list[float]] = {w: [] for w in WAYS}
             folds: dict[str, list[float]] = {w: [] for w in WAYS}
+            shows: dict[str, list[float]] = {w: [] for w in WAYS}
             for _ in range(args.samples):
                 moment = rng.choice(stamps[key])
                 t0 = time.perf_counter()
@@ -119,25 +141,38 @@ def main() -> None:
                 reads.append(time.perf_counter() - t0)
                 assert len(rows) >= n
                 scores = []
-                for way in WAYS:  # both on the same moment, one after the other
+                for way in WAYS:  # all on the same moment, one after the other
                     t0 = time.perf_counter()
                     lead = WAYS[way](rt, key, moment)
                     t1 = time.perf_counter()
                     scores.append(lead.current_score(rt.rules))
-                    took[way].append(time.perf_counter() - t0)
+                    t2 = time.perf_counter()
+                    totals = lead.current_score(rt.rules, explain=False)
+                    took[way].append(t2 - t0)
                     folds[way].append(t1 - t0)
-                assert scores[0] == scores[1]  # the same lead either way
+                    shows[way].append(t1 - t0 + time.perf_counter() - t2)
+                    assert totals.total == scores[-1].total
+                assert scores[0] == scores[1] == scores[2]  # the same lead every way
             r50 = statistics.median(reads)
+            lean50 = statistics.median(took["lean"])
             for way in WAYS:
                 a50, a99 = statistics.median(took[way]), pct(took[way], 0.99)
                 f50, f99 = statistics.median(folds[way]), pct(folds[way], 0.99)
+                s50, s99 = statistics.median(shows[way]), pct(shows[way], 0.99)
                 print(
                     f"{n:7,} {r50 * 1000:7.1f} ms {way:>9} {a50 * 1000:7.1f} ms "
-                    f"{a99 * 1000:7.1f} ms {a50 / r50:7.1f} {f50 * 1000:11.1f} ms "
-                    f"{f99 * 1000:5.1f} ms"
+                    f"{a99 * 1000:7.1f} ms {a50 / r50:7.1f} {a50 / lean50:7.2f} "
+                    f"{f50 * 1000:11.1f} ms {f99 * 1000:5.1f} ms {s50 * 1000:6.1f} ms "
+                    f"{s99 * 1000:5.1f} ms"
                 )
             ratio = statistics.median(took["lean"]) / statistics.median(took["aggregate"])
-            print(f"{'':7} lean / aggregate as-of p50: x{ratio:.2f}")
+            snap = {w: statistics.median(shows[w]) for w in ("lean", "snapshots")}
+            print(
+                f"{'':7} lean / aggregate as-of p50: x{ratio:.2f}; snapshots / lean show p50: "
+                f"x{snap['snapshots'] / snap['lean']:.2f} (p99 x"
+                f"{pct(shows['snapshots'], 0.99) / pct(shows['lean'], 0.99):.2f}); cold first "
+                f"read {cold[key] * 1000:.1f} ms"
+            )
     print(f"peak RSS {peak_rss_mb():,.0f} MB")
 
 

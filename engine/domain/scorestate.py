@@ -203,9 +203,10 @@ class ScoreState:
         for group in greedy:
             insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
 
-    def engagement(self, as_of: datetime, *, bound: bool = False) -> float:
+    def engagement(self, as_of: datetime, *, bound: bool = False, raw: bool = False) -> float:
         """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
-        groups' greedy (each grants at most its points and at most the sum of its caps)."""
+        groups' greedy (each grants at most its points and at most the sum of its caps); with
+        `raw`, before clamping and rounding (as-of reads check it is not near a rounding tie)."""
         factor = self.sums.factor(as_of.timestamp())
         decaying, flat = self.sums.decaying, self.sums.flat
         total = decaying[0] * factor + flat[0]
@@ -217,7 +218,7 @@ class ScoreState:
                 total += min(most, sum(greedy.caps.values()))
             else:
                 total += self._granted(greedy, as_of)
-        return round(clamp(total), 2)
+        return total if raw else round(clamp(total), 2)
 
     def _granted(self, group: _Greedy, as_of: datetime) -> float:
         """`scoring._engagement_lines` restricted to one group's rules and caps."""

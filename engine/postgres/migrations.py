@@ -454,6 +454,13 @@ def _account_decisions(conn: Connection, schema: str) -> None:
     _remake_outbox_check(conn, schema)
 
 
+def _snapshots(conn: Connection, schema: str) -> None:
+    """As-of snapshots (engine/postgres/snapshots.py): an opinion, filled by as-of reads."""
+    from engine.postgres import snapshots
+
+    conn.execute(snapshots.ddl(schema))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "read-model tables, KPI views, dead letters", _baseline),
     Migration(
@@ -489,6 +496,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
     Migration(22, "accounts: MQA and match decisions recorded, outbound", _account_decisions),
     Migration(24, "accounts: account_directory, for owner routing by domain and name", _directory),
+    Migration(25, "lead_snapshots: as-of snapshots of leads, sealed, droppable", _snapshots),
 )
 LATEST = MIGRATIONS[-1].version
 

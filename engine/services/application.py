@@ -68,6 +68,7 @@ from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
 from engine.postgres import account_directory
 from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
+from engine.postgres import snapshots
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
@@ -315,6 +316,7 @@ class LeadEngine(Application[UUID]):
                 result.count(env.id, outcome)
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
+
             def kin_of_merge(lead: Lead, other: UUID, event_id: str, env: Envelope) -> None:
                 kin = self._load_shared(Kin, kin_id(other), str(other), touched)
                 kin.join(
@@ -443,6 +445,7 @@ class LeadEngine(Application[UUID]):
     def _route_person(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Route the lead unless another lead of its person is worked (one person, one owner:
         engine/services/person_routing.py); a routing claims the person's `Kin`."""
+
         def kin(lead_id: UUID) -> Kin:
             return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
 
@@ -967,6 +970,7 @@ class LeadEngine(Application[UUID]):
         )
         already, key = lead.erased_at is not None, lead.key
         shredded = self.keys.shred(lead.id)
+        snapshots.drop(self.recorder, [lead.id])  # sealed under the shredded key: unreadable
         if not already:
             lead.erase(reason=reason, by=by, at=at)
             try:

@@ -9,11 +9,16 @@ lean lead (engine/domain/fold.py) directly; every other row (the start, decision
 facts) goes through the application's mapper, exactly as `lead_events` decodes it, and is
 applied by its own event class. The result reads as `asof.fold(asof.recorded_by(...))`
 (tests/integration/test_asof_lean.py proves it).
+
+With snapshots (engine/postgres/snapshots.py) the fold starts from the newest state whose
+events were all recorded by the moment and reads only the rows after it; the result is the
+same (tests/integration/test_asof_snapshots.py).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -26,13 +31,18 @@ from engine.aggregates.lead import Lead
 from engine.domain.errors import LeadEngineError, LeadNotFound
 from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.rules import ScoringModel
-from engine.domain.scoring import Score
+from engine.domain.scorestate import ScoreState
+from engine.domain.scoring import Score, clamp
+from engine.postgres.snapshots import BLOCK, Block, SnapshotStore, dumps
 from engine.postgres.store import datastore_of
 
 _FACT_TOPIC = "engine.aggregates.lead:Lead.FactRecorded"
 _STAMP = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 _TYPED = b'"_type_"'
 _SLOW = (b'"_pii"', b'"extra"')  # sealed personal data, kept unknown fields: the mapper opens
+#: how near (in hundredths) a tie of round(x, 2) the running engagement may be and be kept: the
+#: running and the full sums differ by float rounding, far below 1e-6 of a point
+_TIE = 1e-4
 
 
 class AsOfLead(LeanLead):
@@ -50,26 +60,81 @@ class AsOfLead(LeanLead):
         self.sla_alerts: set[tuple[datetime, str, str]] = set()
         self.links: list[Any] = []
         self.created_on: datetime | None = None
+        self.scored: dict[str, tuple[datetime | None, ScoreState]] = {}
 
     def current_score(
         self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True
     ) -> Score:
-        """As `Lead.current_score` (a lead with no dated fact is scored at its start)."""
+        """As `Lead.current_score` (a lead with no dated fact is scored at its start). The
+        totals alone, at the lead's clock, come from a running score kept with the lead (and
+        its snapshots): O(facts since), and exactly the full recomputation's."""
         when = as_of or self.clock or self.created_on or EPOCH
-        return self.score_at(rules, when, explain=explain)
+        if explain or when != self.clock:
+            return self.score_at(rules, when, explain=explain)
+        return self._totals(rules, when)
+
+    def running_score(self, model: ScoringModel) -> ScoreState:
+        """The lead's running score under `model`, fed every fact (a new one after `forget`:
+        the facts were replaced, or when the model changed)."""
+        kept = self.scored.get(model.ref)
+        if kept is None or kept[0] != self.erased_at or kept[1].model != model:
+            kept = self.scored[model.ref] = (self.erased_at, ScoreState(model))
+        kept[1].feed(self.facts)
+        return kept[1]
+
+    def _totals(self, model: ScoringModel, when: datetime) -> Score:
+        """`score_at(model, when, explain=False)` from the running score (engine/domain/
+        scorestate.py), which matches the full sum up to float rounding: where that could move
+        the rounded engagement (a raw value near a tie of `round(x, 2)`), the full one."""
+        state = self.running_score(model)
+        raw = state.engagement(when, raw=True)
+        if abs((raw * 100) % 1 - 0.5) < _TIE:
+            return self.score_at(model, when, explain=False)
+        engagement = round(clamp(raw), 2)
+        combine = model.combine
+        total = round(state.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
+        return Score(model.ref, when, state.fit, engagement, total, ())
 
 
-def lead_as_of(app: Any, key: str, moment: datetime) -> AsOfLead:
+def lead_as_of(
+    app: Any, key: str, moment: datetime, *, snapshots: bool = True, block: int = BLOCK
+) -> AsOfLead:
     """The lead `key` from the events the engine had recorded by `moment` (see the module
     docstring). Raises `LeadNotFound` for an unknown key, `LeadEngineError` when it had no
-    facts by then (as `lead show --as-of` says it)."""
+    facts by then (as `lead show --as-of` says it). With `snapshots`, starts from the newest
+    snapshot recorded by `moment` and may write one (engine/postgres/snapshots.py)."""
     lead_id: UUID = app.lead_id(key)
-    lead = AsOfLead(lead_id)
-    rows = _rows(app, lead_id)
-    if not rows:
-        raise LeadNotFound(key)
     mapper = app.mapper
     plain = getattr(mapper, "compressor", None) is None and getattr(mapper, "cipher", None) is None
+    store = _store(app, block) if snapshots and plain else None
+    if store is None:
+        return _fold(app, lead_id, key, moment, None, None, plain)
+    with store.session() as conn:
+        return _fold(app, lead_id, key, moment, store, conn, plain)
+
+
+def _fold(
+    app: Any,
+    lead_id: UUID,
+    key: str,
+    moment: datetime,
+    store: SnapshotStore | None,
+    conn: Any,
+    plain: bool,
+) -> AsOfLead:
+    """`lead_as_of` on one connection (`conn`; None: the recorder's own)."""
+    mapper = app.mapper
+    blocks = store.blocks(lead_id) if store is not None else []
+    lead, start = _nearest(store, blocks, lead_id, moment)
+    indexed = blocks[-1].version if blocks else 0
+    upto = max(
+        (b.version for b in blocks if b.version > start and b.block_min <= moment), default=0
+    )
+    rows = _rows(app, lead_id, conn, after=start, upto=max(upto, start), indexed=indexed)
+    if not rows and not blocks:  # blocks: the lead has events (none read by `moment`)
+        raise LeadNotFound(key)
+    plan = _Plan.of(rows, blocks, start, moment, store.block) if store is not None else None
+    captured: bytes | None = None
     for version, topic, state in rows:
         at = _recorded(state) if plain else None
         if at is not None and at > moment:
@@ -87,22 +152,96 @@ def lead_as_of(app: Any, key: str, moment: datetime) -> AsOfLead:
                 doc["data"],
                 None,
             )
-            continue
-        event = mapper.to_domain_event(StoredEvent(lead_id, version, topic, state))
-        if event.timestamp > moment:
-            continue
-        lead.version = version
-        if isinstance(event, Lead.Started):
-            lead.key = event.key
-            lead.created_on = event.timestamp
-            continue
-        if isinstance(event, Lead.AnomalyFlagged):
-            lead.anomalies += 1
-            continue
-        type(event).apply(event, cast(Lead, lead))
+        else:
+            event = mapper.to_domain_event(StoredEvent(lead_id, version, topic, state))
+            if event.timestamp > moment:
+                continue
+            lead.version = version
+            _apply(lead, event)
+        if plan is not None and version == plan.capture:
+            for model in app.rules.all_models():  # the snapshot keeps their running scores
+                lead.running_score(model)
+            captured = dumps(lead)
     if not lead.facts:
         raise LeadEngineError(f"lead {key!r} was not known at {moment.isoformat()}")
+    if store is not None and plan is not None and (plan.blocks or captured is not None):
+        store.save(lead_id, plan.blocks, None if captured is None else (plan.capture, captured))
     return lead
+
+
+def _apply(lead: AsOfLead, event: Any) -> None:
+    """A decoded stored event applied as the aggregate applies it."""
+    if isinstance(event, Lead.Started):
+        lead.key = event.key
+        lead.created_on = event.timestamp
+    elif isinstance(event, Lead.AnomalyFlagged):
+        lead.anomalies += 1
+    else:
+        type(event).apply(event, cast(Lead, lead))
+
+
+def _store(app: Any, block: int) -> SnapshotStore | None:
+    """The application's snapshot store; None for the in-memory store or one without keys."""
+    datastore = datastore_of(app.recorder)
+    keys = getattr(app, "keys", None)
+    if datastore is None or keys is None:
+        return None
+    return SnapshotStore(datastore, keys, block)
+
+
+def _nearest(
+    store: SnapshotStore | None, blocks: list[Block], lead_id: UUID, moment: datetime
+) -> tuple[AsOfLead, int]:
+    """The newest snapshot whose every event was recorded by `moment`, and its version; else a
+    new lead and 0 (no snapshot, or one that cannot be opened)."""
+    for block in reversed(blocks):
+        if block.has_state and block.prefix_max <= moment and store is not None:
+            lead = store.load(lead_id, block.version)
+            if isinstance(lead, AsOfLead):
+                return lead, block.version
+            break
+    return AsOfLead(lead_id), 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a read adds to the snapshots: the blocks its rows complete (version, block_min,
+    prefix_max), and the version to capture the lead at (0: none), the last block end the read
+    folds every event of (a snapshot must be the fold of versions 1..its version)."""
+
+    blocks: list[tuple[int, datetime, datetime]]
+    capture: int
+
+    @classmethod
+    def of(
+        cls,
+        rows: list[tuple[int, str, bytes]],
+        known: list[Block],
+        start: int,
+        moment: datetime,
+        block: int,
+    ) -> _Plan:
+        stamps = [_recorded(state) for _v, _t, state in rows]
+        if any(at is None for at in stamps):
+            return cls([], 0)  # rows not as the transcoder writes them: write nothing
+        times = cast(list[datetime], stamps)
+        indexed = known[-1].version if known else 0
+        most = known[-1].prefix_max if known else None
+        added: list[tuple[int, datetime, datetime]] = []
+        tail = [(v, at) for (v, _t, _s), at in zip(rows, times, strict=True) if v > indexed]
+        for n in range(len(tail) // block):
+            part = tail[n * block : (n + 1) * block]
+            high = max(at for _v, at in part)
+            most = high if most is None else max(most, high)
+            added.append((part[-1][0], min(at for _v, at in part), most))
+        folded = start  # the last version of the unbroken run of events recorded by `moment`
+        for (version, _t, _s), at in zip(rows, times, strict=True):
+            if version != folded + 1 or at > moment:
+                break
+            folded = version
+        capture = folded - folded % block
+        ends = {b.version for b in known if not b.has_state} | {v for v, _lo, _hi in added}
+        return cls(added, capture if capture > start and capture in ends else 0)
 
 
 def _is_plain_fact(topic: str, state: bytes) -> bool:
@@ -124,18 +263,32 @@ def _recorded(state: bytes) -> datetime | None:
         return None
 
 
-def _rows(app: Any, lead_id: UUID) -> list[tuple[int, str, bytes]]:
-    """The lead's stored rows in version order, one query (the in-memory store: its records)."""
+def _rows(
+    app: Any, lead_id: UUID, conn: Any, *, after: int, upto: int, indexed: int
+) -> list[tuple[int, str, bytes]]:
+    """The lead's stored rows after version `after` up to `upto` and after `indexed`, in
+    version order, one query (the in-memory store: its records)."""
     recorder = app.recorder
     datastore = datastore_of(recorder)
     if datastore is None:
         return [
-            (e.originator_version, e.topic, bytes(e.state)) for e in recorder.select_events(lead_id)
+            (e.originator_version, e.topic, bytes(e.state))
+            for e in recorder.select_events(lead_id)
+            if e.originator_version > after
+            and (e.originator_version <= upto or e.originator_version > indexed)
         ]
     statement = sql.SQL(
         "SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s "
+        "AND originator_version > %s AND (originator_version <= %s OR originator_version > %s) "
         "ORDER BY originator_version"
     ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
-    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-        curs.execute(statement, (lead_id,))
+    if conn is None:
+        with datastore.get_connection() as own:
+            return _select(own, statement, (lead_id, after, upto, indexed))
+    return _select(conn, statement, (lead_id, after, upto, indexed))
+
+
+def _select(conn: Any, statement: sql.Composed, params: tuple[Any, ...]) -> list[Any]:
+    with conn.cursor(row_factory=tuple_row) as curs:
+        curs.execute(statement, params)
         return [(int(v), str(t), bytes(s)) for v, t, s in curs.fetchall()]

@@ -99,7 +99,7 @@ def show(args: argparse.Namespace) -> int:
             lead = asof.fold(_events_at(rt, args), args.key)
         else:
             lead = rt.app.get_lead(args.key)
-        result = lead.current_score(rt.rules)
+        result = lead.current_score(rt.rules, explain=False)  # the totals: no lines shown
         person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
     captured = [f for f in chronological(lead.facts) if f.type == "lead.captured"]
     contact = dict(captured[-1].data) if captured else {}
@@ -243,7 +243,10 @@ def history(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     with open_runtime() as rt:
         moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
-        if moment is not None:  # the lead as known on the chosen clock, scored at that moment
+        lead: Any
+        if moment is not None and not args.occurred_by:  # recorded: the lean fold, snapshots
+            lead = lead_as_of(rt.app, args.key, moment)
+        elif moment is not None:  # the lead as known on the chosen clock, scored at that moment
             lead = asof.fold(_events_at(rt, args), args.key, moment)
         else:
             lead = rt.app.get_lead(args.key)
@@ -252,7 +255,8 @@ def explain(args: argparse.Namespace) -> int:
         as_of = moment or lead.clock or lead.created_on
         result = lead.current_score(model, as_of)
         models = [
-            {"model": m.ref, **_totals(lead.current_score(m, as_of))} for m in rules.all_models()
+            {"model": m.ref, **_totals(lead.current_score(m, as_of, explain=False))}
+            for m in rules.all_models()
         ]
         personas = persona_fits(lead.facts, rules.personas, as_of)
         sla = (
