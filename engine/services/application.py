@@ -184,6 +184,8 @@ class LeadEngine(Application[UUID]):
             DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)
         )
         self._match_secret = match_secret(master_key)
+        #: an ingest's duplicate index rows and pairs, written in its save's transaction
+        self._dup_batch = self.duplicates.batch()
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -285,6 +287,7 @@ class LeadEngine(Application[UUID]):
         self._peeked.clear()
         self._mql_reasons.clear()
         self._dup_pending: list[tuple[Lead, Envelope]] = []
+        self._dup_batch = self.duplicates.batch()
         try:
             self._ready = self._create_unknown(events)
             for index, env in enumerate(events):
@@ -296,6 +299,7 @@ class LeadEngine(Application[UUID]):
                 result.count(env.id, outcome)
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
+
             def kin_of_merge(lead: Lead, other: UUID, event_id: str, env: Envelope) -> None:
                 kin = self._load_shared(Kin, kin_id(other), str(other), touched)
                 kin.join(
@@ -307,17 +311,19 @@ class LeadEngine(Application[UUID]):
                 )
 
             duplicates.detect(
-                self.duplicates, self._match_secret, self.rules, self._dup_pending, kin_of_merge
+                self._dup_batch, self._match_secret, self.rules, self._dup_pending, kin_of_merge
             )
             if keep_rejected is not None and result.rejected:
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
+            self.duplicates.commit(self._dup_batch)  # the in-memory store's; PostgreSQL saved it
         except BaseException as exc:
             if isinstance(exc, IntegrityError) and self.locks is not None:
                 self.locks.contended(i for i, a in touched.items() if _shared(a))
             self._evict(touched)
             raise
         finally:
+            self._dup_batch = self.duplicates.batch()
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -400,7 +406,7 @@ class LeadEngine(Application[UUID]):
             source=env.source,
             event_id=env.id,
         )
-        duplicates.upstream(self.duplicates, env.type, lead.id, other_id)
+        duplicates.upstream(self._dup_batch, env.type, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
             other_id=other_id,
@@ -414,6 +420,7 @@ class LeadEngine(Application[UUID]):
     def _route_person(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Route the lead unless another lead of its person is worked (one person, one owner:
         engine/services/person_routing.py); a routing claims the person's `Kin`."""
+
         def kin(lead_id: UUID) -> Kin:
             return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
 
@@ -664,6 +671,8 @@ class LeadEngine(Application[UUID]):
     def _record(self, processing: ProcessingEvent[UUID]) -> Any:
         """Record, with the outbound record of every decision among the events (and, for a
         lead forgotten now, its older records rewritten to its pseudonym): one transaction."""
+        if self._dup_batch:  # in the save's transaction (engine/postgres/chain.py)
+            processing.saved_kwargs["duplicate_writes"] = self._dup_batch
         if self.outbox:
             records, erasures = self._outbound(processing)
             if records:

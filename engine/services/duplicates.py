@@ -23,24 +23,25 @@ from engine.aggregates.lead import Lead
 from engine.domain.contract import Envelope
 from engine.domain.duplicates import FIELD, match_hash, normalise, seniority
 from engine.domain.rules import DuplicateRule, Rules
-from engine.postgres.duplicates import DuplicateIndex, Pair
+from engine.postgres.duplicates import Batch, Pair
 
 #: who engine merges name as their decider
 ENGINE = "leadengine"
 
 
 def detect(
-    index: DuplicateIndex,
+    index: Batch,
     secret: bytes,
     rules: Rules,
     accepted: Sequence[tuple[Lead, Envelope]],
     on_merge: Callable[[Lead, UUID, str, Envelope], None] | None = None,
 ) -> None:
     """Index the values of a batch's accepted facts and record what the duplicate rules decide,
-    as if the facts had come one by one in batch order (one round trip for the index, one for
-    the decisions). `on_merge(lead, other, event_id, env)` is told of each engine merge after
-    it is recorded on `lead` (the application notes it on the other lead's `Kin`, as for an
-    upstream merge, so one person still gets one owner)."""
+    as if the facts had come one by one in batch order (one round trip to read the index; the
+    batch's index rows and pairs are written in its save's transaction). `on_merge(lead, other,
+    event_id, env)` is told of each engine merge after it is recorded on `lead` (the
+    application notes it on the other lead's `Kin`, as for an upstream merge, so one person
+    still gets one owner)."""
     found: list[tuple[Lead, Envelope, DuplicateRule]] = []
     items: list[tuple[str, str, UUID, datetime]] = []
     for lead, env in accepted:
@@ -85,7 +86,7 @@ def detect(
     index.decide(decided)
 
 
-def upstream(index: DuplicateIndex, event_type: str, lead_id: UUID, other: UUID) -> None:
+def upstream(index: Batch, event_type: str, lead_id: UUID, other: UUID) -> None:
     """An upstream lead.merged takes the pair's open suggestion (state merged); a lead.unmerged
     takes the pair apart (state unmerged), whether the engine or upstream merged it."""
     if event_type == "lead.merged":
