@@ -30,8 +30,9 @@ class Kin(Aggregate):
 
     def __init__(self, key: str) -> None:
         self.key = key  # the lead id (str), not the lead's key: not personal
-        #: (relation, subject lead id, occurred_at, source, event_id) of each decision naming it
-        self.joined: list[tuple[str, UUID, datetime, str, str]] = []
+        #: (relation, subject lead id, occurred_at, source, event_id, subject wins) of each
+        #: decision naming it
+        self.joined: list[tuple[str, UUID, datetime, str, str, bool]] = []
         self.claims = 0
 
     @staticmethod
@@ -39,8 +40,16 @@ class Kin(Aggregate):
         return kin_id(UUID(key))
 
     def join(
-        self, *, relation: str, lead_id: UUID, occurred_at: datetime, source: str, event_id: str
+        self,
+        *,
+        relation: str,
+        lead_id: UUID,
+        occurred_at: datetime,
+        source: str,
+        event_id: str,
+        subject_wins: bool = False,
     ) -> None:
+        more = {"subject_wins": True} if subject_wins else {}
         self.trigger_event(
             self.Joined,
             relation=relation,
@@ -48,6 +57,7 @@ class Kin(Aggregate):
             at=occurred_at,
             source=source,
             event_id=event_id,
+            **more,
         )
 
     def claim(self, *, lead_id: UUID, owner: str, at: datetime) -> None:
@@ -61,10 +71,13 @@ class Kin(Aggregate):
         at: datetime
         source: str
         event_id: str
+        #: the subject `lead_id` won the merge (this lead is its duplicate)
+        subject_wins: bool = False
 
         def apply(self, aggregate: Kin) -> None:
+            wins = getattr(self, "subject_wins", False)
             aggregate.joined.append(
-                (self.relation, self.lead_id, self.at, self.source, self.event_id)
+                (self.relation, self.lead_id, self.at, self.source, self.event_id, wins)
             )
 
     class Claimed(Aggregate.Event):

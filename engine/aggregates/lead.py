@@ -163,10 +163,14 @@ class Lead(Aggregate, LeadFold):
         by: str | None,
         reason: str | None,
         at: datetime,
+        subject_wins: bool = False,
     ) -> None:
         """Record the identity decision an accepted identity fact calls for (engine/stitching):
         this key and the lead `other_id` are one person (`linked`, `merged`) or no longer
-        (`unmerged`). Ids only: the other key itself stays in the sealed fact."""
+        (`unmerged`). Ids only: the other key itself stays in the sealed fact. `subject_wins`:
+        this key is the merge's winner, `other_id` the loser (an engine merge recorded on the
+        older key's stream when it arrived after the younger one)."""
+        more = {"subject_wins": True} if subject_wins else {}
         self.trigger_event(
             self.Linked,
             relation=relation,
@@ -176,6 +180,7 @@ class Lead(Aggregate, LeadFold):
             by=by,
             reason=reason,
             occurred_at=at,
+            **more,
         )
 
     # -- decisions out: stored events (engine/domain/fold.py takes them) ----------------------
@@ -381,6 +386,8 @@ class Lead(Aggregate, LeadFold):
         by: str | None
         reason: str | None
         occurred_at: datetime
+        #: the subject won (the other lead is the duplicate); absent (False) on all others
+        subject_wins: bool = False
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.links.append(self)

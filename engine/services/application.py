@@ -300,7 +300,9 @@ class LeadEngine(Application[UUID]):
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
 
-            def kin_of_merge(lead: Lead, other: UUID, event_id: str, env: Envelope) -> None:
+            def kin_of_merge(
+                lead: Lead, other: UUID, event_id: str, env: Envelope, wins: bool
+            ) -> None:
                 kin = self._load_shared(Kin, kin_id(other), str(other), touched)
                 kin.join(
                     relation="merged",
@@ -308,6 +310,7 @@ class LeadEngine(Application[UUID]):
                     occurred_at=env.occurred_at,
                     source=env.source,
                     event_id=event_id,
+                    subject_wins=wins,
                 )
 
             duplicates.detect(
@@ -842,6 +845,7 @@ def link_of(event: Lead.Linked) -> Link:
         event.event_id,
         event.by,
         event.reason,
+        getattr(event, "subject_wins", False),
     )
 
 

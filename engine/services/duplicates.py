@@ -10,7 +10,8 @@ in event time, the value had two keys), not by the fact that happened to show it
 
 `suggest` records an open suggestion; `merge` also records an engine merge (`Lead.Linked`,
 relation merged, by `leadengine`, reason naming the rule and the rules version) on the
-newcomer's stream, the only stream this consumer writes.
+newcomer's stream, the only stream this consumer writes; when the newcomer is the older key it
+wins (`subject_wins`), so the person id is the older key's whatever the arrival order.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ def detect(
     secret: bytes,
     rules: Rules,
     accepted: Sequence[tuple[Lead, Envelope]],
-    on_merge: Callable[[Lead, UUID, str, Envelope], None] | None = None,
+    on_merge: Callable[[Lead, UUID, str, Envelope, bool], None] | None = None,
 ) -> None:
     """Index the values of a batch's accepted facts and record what the duplicate rules decide,
     as if the facts had come one by one in batch order (one round trip to read the index; the
     batch's index rows and pairs are written in its save's transaction). `on_merge(lead, other,
-    event_id, env)` is told of each engine merge after it is recorded on `lead` (the
+    event_id, env, wins)` is told of each engine merge after it is recorded on `lead`, and
+    whether `lead` won (the
     application notes it on the other lead's `Kin`, as for an upstream merge, so one person
     still gets one owner)."""
     found: list[tuple[Lead, Envelope, DuplicateRule]] = []
@@ -71,7 +73,8 @@ def detect(
         if rule.action != "merge":
             continue
         for winner, loser in pairs:
-            other: UUID = winner if loser == lead.id else loser
+            wins = winner == lead.id  # an older key after a younger: it wins, on its stream
+            other: UUID = loser if wins else winner
             lead.link(
                 relation="merged",
                 other_id=other,
@@ -80,9 +83,10 @@ def detect(
                 by=ENGINE,
                 reason=f"duplicate rule {rule.name} (rules {version}): same {rule.match}",
                 at=env.occurred_at,
+                subject_wins=wins,
             )
             if on_merge is not None:
-                on_merge(lead, other, f"{env.id}#duplicate:{rule.name}:{other}", env)
+                on_merge(lead, other, f"{env.id}#duplicate:{rule.name}:{other}", env, wins)
     index.decide(decided)
 
 
