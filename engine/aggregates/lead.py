@@ -183,6 +183,21 @@ class Lead(Aggregate, LeadFold):
             **more,
         )
 
+    def dismiss_duplicate(
+        self, *, other_id: UUID, rule: str, by: str, reason: str, at: datetime
+    ) -> None:
+        """Record that someone dismissed the duplicate suggestion of this lead and the older lead
+        `other_id` (`leadengine duplicates dismiss`): the rule does not suggest the pair again.
+        Ids only."""
+        self.trigger_event(
+            self.DuplicateDismissed,
+            other_id=other_id,
+            rule=rule,
+            by=by,
+            reason=reason,
+            occurred_at=at,
+        )
+
     # -- decisions out: stored events (engine/domain/fold.py takes them) ----------------------
 
     def _emit_fact(
@@ -391,6 +406,16 @@ class Lead(Aggregate, LeadFold):
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.links.append(self)
+
+    class DuplicateDismissed(Aggregate.Event):
+        """A duplicate suggestion (this lead the younger, `other_id` the older) was dismissed:
+        two people; `rule` names the rules that had suggested it (docs/identity.md#duplicates)."""
+
+        other_id: UUID
+        rule: str
+        by: str
+        reason: str
+        occurred_at: datetime
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

@@ -4,7 +4,8 @@
 hash (never the value) and since when. `duplicate_suggestions(rule, match, action, winner_id,
 loser_id, rules_version, suggested_at, recorded_at, state)`: each pair a duplicate rule found;
 `state` open (a suggestion), merged (an engine merge), unmerged (a lead.unmerged took the pair
-apart), superseded (an older key of the same value turned up: its pairs replace this one).
+apart), superseded (an older key of the same value turned up: its pairs replace this one),
+dismissed (someone said two people: `duplicates dismiss`; never suggested again).
 Ids and hashes only. A batch's rows are written in its save's transaction (`Batch`).
 Migration 20 makes both; `forget` deletes a person's rows from both.
 """
@@ -26,7 +27,7 @@ from engine.projections import registry
 
 KEYS_TABLE = "duplicate_keys"
 DECISIONS_TABLE = "duplicate_suggestions"
-STATES = ("open", "merged", "unmerged", "superseded")
+STATES = ("open", "merged", "unmerged", "superseded", "dismissed")
 #: (match, hash) -> lead id -> first seen
 Groups = dict[tuple[str, str], dict[UUID, datetime]]
 
@@ -111,6 +112,10 @@ class Batch:
     def unmerged(self, a: UUID, b: UUID) -> None:
         self.ops.append(("unmerged", (a, b)))
 
+    def dismissed(self, winner: UUID, loser: UUID) -> None:
+        """The pair's open suggestions are dismissed (`duplicates dismiss`)."""
+        self.ops.append(("dismissed", (winner, loser)))
+
     def write(self, cur: Any) -> None:
         """Write the batch in the caller's transaction (the save's): lock the hashes read
         (sorted: no deadlock between two consumers), check their groups are still as read
@@ -155,8 +160,15 @@ class DuplicateIndex:
         if key not in self.pairs:
             self.pairs[key] = (pair, "merged" if pair.action == "merge" else "open")
 
+    def open_pairs(self, winner: UUID, loser: UUID) -> list[Pair]:
+        """The open suggestions of `loser` being a duplicate of `winner`, by rule."""
+        found = [
+            p for (_, w, lo), (p, s) in self.pairs.items() if (w, lo, s) == (winner, loser, "open")
+        ]
+        return sorted(found, key=lambda p: p.rule)
+
     def _state(self, op: str, a: UUID, b: UUID) -> None:
-        was = ("open",) if op == "merged" else ("merged", "open")
+        was = ("merged", "open") if op == "unmerged" else ("open",)
         for key, (pair, state) in list(self.pairs.items()):
             if {pair.winner_id, pair.loser_id} == {a, b} and state in was:
                 self.pairs[key] = (pair, op)
@@ -203,6 +215,29 @@ class PostgresDuplicateIndex(DuplicateIndex):
     def commit(self, batch: Batch) -> None:
         """Nothing: the save wrote the batch (`write`)."""
 
+    def open_pairs(self, winner: UUID, loser: UUID) -> list[Pair]:
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT rule, match, action, winner_id, loser_id, rules_version, suggested_at "
+                    "FROM {} WHERE state = 'open' AND winner_id = %s AND loser_id = %s "
+                    "ORDER BY rule"
+                ).format(self._pairs),
+                (winner, loser),
+            )
+            return [
+                Pair(
+                    r["rule"],
+                    r["match"],
+                    r["action"],
+                    UUID(str(r["winner_id"])),
+                    UUID(str(r["loser_id"])),
+                    r["rules_version"],
+                    r["suggested_at"],
+                )
+                for r in c.fetchall()
+            ]
+
     def write(self, c: Any, batch: Batch) -> None:
         wanted = sorted(batch.read)
         if wanted:
@@ -231,7 +266,7 @@ class PostgresDuplicateIndex(DuplicateIndex):
                 self._write_pair(c, arg)
             else:
                 a, b = arg
-                was = "state = 'open'" if op == "merged" else "state IN ('merged', 'open')"
+                was = "state IN ('merged', 'open')" if op == "unmerged" else "state = 'open'"
                 c.execute(
                     sql.SQL(
                         "UPDATE {} SET state = %s WHERE " + was + " AND "

@@ -560,7 +560,8 @@ DUPLICATE_SUGGESTIONS = Table(
             "text",
             "`open` (a suggestion), `merged` (by the rule, or an upstream lead.merged of the "
             "pair), `unmerged` (a lead.unmerged "
-            "took the pair apart), `superseded` (an older lead of the same value came later)",
+            "took the pair apart), `superseded` (an older lead of the same value came later), "
+            "`dismissed` (`leadengine duplicates dismiss`: two people, never suggested again)",
         ),
     ),
     ("rule", "winner_id", "loser_id"),

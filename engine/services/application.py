@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -58,7 +59,7 @@ from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
 from engine.postgres.contention import SharedLocks, lock_key
-from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
+from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
@@ -770,6 +771,48 @@ class LeadEngine(Application[UUID]):
                     raise
                 continue
             return stored
+        raise AssertionError("unreachable")
+
+    def decide_duplicate(
+        self, winner: UUID, loser: UUID, *, accept: bool, by: str, reason: str, at: datetime
+    ) -> list[Pair]:
+        """Accept (an engine merge naming `by` and `reason`, undone by lead.unmerged) or
+        dismiss (never suggested again) the open duplicate suggestions of `loser` being
+        `winner`'s duplicate, recorded on the loser's stream; the pairs' new state in the same
+        transaction (engine/services/duplicates.py). A version race with a consumer writing
+        the lead is retried on fresh reads."""
+        pairs = self.duplicates.open_pairs(winner, loser)
+        if not pairs:
+            raise LeadEngineError(
+                f"no open duplicate suggestion of lead {loser} as a duplicate of lead {winner} "
+                "(`leadengine report duplicates` lists them: winner_id, then loser_id)"
+            )
+        if not reason.strip() or not by.strip():
+            raise LeadEngineError("a duplicate decision needs --by and --reason (who and why)")
+        for attempt in range(5):
+            touched: dict[UUID, Aggregate] = {}
+            batch = self.duplicates.batch()
+            self._forget(loser)  # another process may have written it: read the store
+            try:
+                lead = cast(Lead, self.repository.get(loser))
+                touched[loser] = lead
+
+                kin = partial(self._load_shared, Kin, kin_id(winner), str(winner), touched)
+                duplicates.decide(batch, lead, pairs, kin, accept=accept, by=by, reason=reason,
+                                  at=at)  # fmt: skip
+                self._dup_batch = batch
+                self._save(list(touched.values()), None)
+            except IntegrityError:
+                self._evict(touched)
+                if attempt == 4:
+                    raise
+                continue
+            finally:
+                self._dup_batch = self.duplicates.batch()
+                if self.locks is not None:
+                    self.locks.release()
+            self.duplicates.commit(batch)  # the in-memory store's; PostgreSQL saved it
+            return pairs
         raise AssertionError("unreachable")
 
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:

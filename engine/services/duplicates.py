@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
+from engine.aggregates.kin import Kin
 from engine.aggregates.lead import Lead
 from engine.domain.contract import Envelope
 from engine.domain.duplicates import FIELD, match_hash, normalise, seniority
@@ -97,3 +98,39 @@ def upstream(index: Batch, event_type: str, lead_id: UUID, other: UUID) -> None:
         index.merged(lead_id, other)
     elif event_type == "lead.unmerged":
         index.unmerged(lead_id, other)
+
+
+def decide(
+    batch: Batch,
+    lead: Lead,
+    pairs: Sequence[Pair],
+    kin: Callable[[], Kin],
+    *,
+    accept: bool,
+    by: str,
+    reason: str,
+    at: datetime,
+) -> None:
+    """Someone's decision on the open suggestions `pairs` (one loser, `lead`, one winner; a
+    rule each): accept records a merge on the loser's stream as an upstream `lead.merged`
+    would (relation merged, `by`, `reason`; noted on the winner's `Kin`), so `lead.unmerged`
+    undoes it; dismiss records `DuplicateDismissed`. The pairs' state (merged / dismissed)
+    goes in the same batch. `leadengine duplicates accept|dismiss`."""
+    winner = pairs[0].winner_id
+    rules = ", ".join(p.rule for p in pairs)
+    if not accept:
+        lead.dismiss_duplicate(other_id=winner, rule=rules, by=by, reason=reason, at=at)
+        batch.dismissed(winner, lead.id)
+        return
+    event_id = f"duplicates-accept:{winner}"
+    lead.link(
+        relation="merged",
+        other_id=winner,
+        event_id=event_id,
+        source=ENGINE,
+        by=by,
+        reason=f"accepted duplicate suggestion ({rules}): {reason}",
+        at=at,
+    )
+    kin().join(relation="merged", lead_id=lead.id, occurred_at=at, source=ENGINE, event_id=event_id)
+    batch.merged(winner, lead.id)
