@@ -313,6 +313,15 @@ class LeadEngine(Application[UUID]):
                     event_id=event_id,
                     subject_wins=wins,
                 )
+                own = self._load_shared(Kin, kin_id(lead.id), str(lead.id), touched)
+                own.decide(
+                    relation="merged",
+                    other_id=other,
+                    occurred_at=env.occurred_at,
+                    source=env.source,
+                    event_id=event_id,
+                    subject_wins=wins,
+                )
 
             duplicates.detect(
                 self._dup_batch, self._match_secret, self.rules, self._dup_pending, kin_of_merge
@@ -410,6 +419,14 @@ class LeadEngine(Application[UUID]):
             source=env.source,
             event_id=env.id,
         )
+        own = self._load_shared(Kin, kin_id(lead.id), str(lead.id), touched)
+        own.decide(
+            relation=KIND_OF_TYPE[env.type],
+            other_id=other_id,
+            occurred_at=env.occurred_at,
+            source=env.source,
+            event_id=env.id,
+        )
         duplicates.upstream(self._dup_batch, env.type, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
@@ -437,6 +454,9 @@ class LeadEngine(Application[UUID]):
         self._route(lead, env, touched)
         if lead.routing_open and lead.owner is not None:
             view.claim(lead.owner, env.occurred_at)
+
+    def _kin(self, touched: dict[UUID, Aggregate], lead_id: UUID) -> Kin:
+        return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
 
     def _peek_lead(self, lead_id: UUID) -> Lead | None:
         """Another consumer's lead as committed (never the cache), personal data left sealed."""
@@ -797,7 +817,7 @@ class LeadEngine(Application[UUID]):
                 lead = cast(Lead, self.repository.get(loser))
                 touched[loser] = lead
 
-                kin = partial(self._load_shared, Kin, kin_id(winner), str(winner), touched)
+                kin = partial(self._kin, touched)
                 duplicates.decide(batch, lead, pairs, kin, accept=accept, by=by, reason=reason,
                                   at=at)  # fmt: skip
                 self._dup_batch = batch

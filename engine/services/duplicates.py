@@ -104,7 +104,7 @@ def decide(
     batch: Batch,
     lead: Lead,
     pairs: Sequence[Pair],
-    kin: Callable[[], Kin],
+    kin: Callable[[UUID], Kin],
     *,
     accept: bool,
     by: str,
@@ -113,7 +113,7 @@ def decide(
 ) -> None:
     """Someone's decision on the open suggestions `pairs` (one loser, `lead`, one winner; a
     rule each): accept records a merge on the loser's stream as an upstream `lead.merged`
-    would (relation merged, `by`, `reason`; noted on the winner's `Kin`), so `lead.unmerged`
+    would (relation merged, `by`, `reason`; noted on both leads' `Kin`), so `lead.unmerged`
     undoes it; dismiss records `DuplicateDismissed`. The pairs' state (merged / dismissed)
     goes in the same batch. `leadengine duplicates accept|dismiss`."""
     winner = pairs[0].winner_id
@@ -132,5 +132,10 @@ def decide(
         reason=f"accepted duplicate suggestion ({rules}): {reason}",
         at=at,
     )
-    kin().join(relation="merged", lead_id=lead.id, occurred_at=at, source=ENGINE, event_id=event_id)
+    kin(winner).join(
+        relation="merged", lead_id=lead.id, occurred_at=at, source=ENGINE, event_id=event_id
+    )
+    kin(lead.id).decide(
+        relation="merged", other_id=winner, occurred_at=at, source=ENGINE, event_id=event_id
+    )
     batch.merged(winner, lead.id)

@@ -56,6 +56,10 @@ class PersonView:
                 Link(relation, subject, lead_id, at, source, event_id, subject_wins=wins)
                 for relation, subject, at, source, event_id, wins in kin.joined
             ]
+            found_links += [
+                Link(relation, lead_id, other, at, source, event_id, subject_wins=wins)
+                for relation, other, at, source, event_id, wins in getattr(kin, "decided", [])
+            ]
             for link in found_links:
                 links.add(link)
                 for other in (link.lead_id, link.other_id):
