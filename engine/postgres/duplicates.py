@@ -241,11 +241,18 @@ class PostgresDuplicateIndex(DuplicateIndex):
     def write(self, c: Any, batch: Batch) -> None:
         wanted = sorted(batch.read)
         if wanted:
-            c.execute("SET LOCAL lock_timeout = '5s'")  # a wait on each other ends, and is redone
-        for _, digest in wanted:
+            conn = c.connection  # own cursors: the save's runs in pipeline mode
+            conn.execute("SET LOCAL lock_timeout = '5s'")  # a wait on each other ends, redone
             # two consumers indexing the same value at once: the second waits, then redoes
-            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 20))", (digest,))
-        now = self._select(c, wanted)
+            conn.execute(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(h, 20))) "
+                "FROM (SELECT h FROM unnest(%s::text[]) h ORDER BY h) s",
+                (sorted({h for _, h in wanted}),),
+            )
+            with conn.cursor() as sel:
+                now = self._select(sel, wanted)
+        else:
+            now = {}
         if now != batch.read:
             moved = sorted(k for k in wanted if now[k] != batch.read[k])
             raise IndexMoved(

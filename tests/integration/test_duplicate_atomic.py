@@ -110,3 +110,18 @@ def test_a_hash_indexed_by_another_writer_after_the_read_refuses_the_save(
     redone = index.batch()
     (group,) = redone.note_many([("phone", "h1", rt.app.lead_id("b"), seen)])
     assert set(group) == {rt.app.lead_id("a"), rt.app.lead_id("b")}  # the redo sees a
+
+
+def test_many_batches_each_reading_a_stored_group_are_indexed_in_their_saves(
+    merging: Runtime,
+) -> None:
+    """Batch after batch re-reads a stored group under lock in its save (the save's pipeline):
+    every key is indexed once, and the keys end as one person."""
+    rt = merging
+    keys = [f"k{n}" for n in range(8)]
+    for n, key in enumerate(keys):
+        rt.app.ingest([captured(key, n)])
+    indexed = sorted(r[2] for r in rows(rt, "duplicate_keys"))
+    assert indexed == sorted((rt.app.lead_id(k) for k in keys), key=str)
+    (members,) = rt.app.identity_map().people().values()
+    assert len(members) == len(keys)
