@@ -2,7 +2,9 @@
 
 An identity decision lives on its subject's stream (the alias, the merge loser), so the lead it
 names (the known key, the winner) cannot see it on its own stream. Every consumer that records
-one also notes it on the named lead's `Kin` (`Joined`), a shared aggregate like a routing queue:
+one also notes it on the named lead's `Kin` (`Joined`) and on its own (`Decided`: a routing that
+read the subject's stream before the decision was stored conflicts with it), a shared aggregate
+like a routing queue:
 any consumer may write it, two writers starting from one version conflict and the loser's batch
 is redone on a fresh read. A routing of a lead that belongs, or may belong, to a person of
 several notes `Claimed` on the `Kin` of every member it looked at, so two consumers routing two
@@ -30,17 +32,29 @@ class Kin(Aggregate):
 
     def __init__(self, key: str) -> None:
         self.key = key  # the lead id (str), not the lead's key: not personal
-        #: (relation, subject lead id, occurred_at, source, event_id) of each decision naming it
-        self.joined: list[tuple[str, UUID, datetime, str, str]] = []
+        #: (relation, subject lead id, occurred_at, source, event_id, subject wins) of each
+        #: decision naming it
+        self.joined: list[tuple[str, UUID, datetime, str, str, bool]] = []
         self.claims = 0
+        #: (relation, other lead id, occurred_at, source, event_id, subject wins) of each
+        #: decision this lead recorded on its own stream (`Decided`)
+        self.decided: list[tuple[str, UUID, datetime, str, str, bool]] = []
 
     @staticmethod
     def create_id(key: str) -> UUID:
         return kin_id(UUID(key))
 
     def join(
-        self, *, relation: str, lead_id: UUID, occurred_at: datetime, source: str, event_id: str
+        self,
+        *,
+        relation: str,
+        lead_id: UUID,
+        occurred_at: datetime,
+        source: str,
+        event_id: str,
+        subject_wins: bool = False,
     ) -> None:
+        more = {"subject_wins": True} if subject_wins else {}
         self.trigger_event(
             self.Joined,
             relation=relation,
@@ -48,6 +62,28 @@ class Kin(Aggregate):
             at=occurred_at,
             source=source,
             event_id=event_id,
+            **more,
+        )
+
+    def decide(
+        self,
+        *,
+        relation: str,
+        other_id: UUID,
+        occurred_at: datetime,
+        source: str,
+        event_id: str,
+        subject_wins: bool = False,
+    ) -> None:
+        more = {"subject_wins": True} if subject_wins else {}
+        self.trigger_event(
+            self.Decided,
+            relation=relation,
+            other_id=other_id,
+            at=occurred_at,
+            source=source,
+            event_id=event_id,
+            **more,
         )
 
     def claim(self, *, lead_id: UUID, owner: str, at: datetime) -> None:
@@ -61,10 +97,35 @@ class Kin(Aggregate):
         at: datetime
         source: str
         event_id: str
+        #: the subject `lead_id` won the merge (this lead is its duplicate)
+        subject_wins: bool = False
 
         def apply(self, aggregate: Kin) -> None:
+            wins = getattr(self, "subject_wins", False)
             aggregate.joined.append(
-                (self.relation, self.lead_id, self.at, self.source, self.event_id)
+                (self.relation, self.lead_id, self.at, self.source, self.event_id, wins)
+            )
+
+    class Decided(Aggregate.Event):
+        """This lead recorded an identity decision naming `other_id` on its own stream. Noted
+        here too, in the same batch: a routing that read this lead's stream before the
+        decision was stored claims this `Kin` from an older version and is redone, and one
+        that reads this `Kin` after sees the decision (three consumers: a link recorded while
+        two others route)."""
+
+        relation: str
+        other_id: UUID
+        at: datetime
+        source: str
+        event_id: str
+        subject_wins: bool = False
+
+        def apply(self, aggregate: Kin) -> None:
+            wins = getattr(self, "subject_wins", False)
+            if not hasattr(aggregate, "decided"):
+                aggregate.decided = []
+            aggregate.decided.append(
+                (self.relation, self.other_id, self.at, self.source, self.event_id, wins)
             )
 
     class Claimed(Aggregate.Event):
@@ -79,4 +140,4 @@ class Kin(Aggregate):
 
 
 #: every event of a `Kin` (write-side state the read model does not project)
-KIN_EVENTS = (Kin.Started, Kin.Joined, Kin.Claimed)
+KIN_EVENTS = (Kin.Started, Kin.Joined, Kin.Decided, Kin.Claimed)

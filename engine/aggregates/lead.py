@@ -163,16 +163,36 @@ class Lead(Aggregate, LeadFold):
         by: str | None,
         reason: str | None,
         at: datetime,
+        subject_wins: bool = False,
     ) -> None:
         """Record the identity decision an accepted identity fact calls for (engine/stitching):
         this key and the lead `other_id` are one person (`linked`, `merged`) or no longer
-        (`unmerged`). Ids only: the other key itself stays in the sealed fact."""
+        (`unmerged`). Ids only: the other key itself stays in the sealed fact. `subject_wins`:
+        this key is the merge's winner, `other_id` the loser (an engine merge recorded on the
+        older key's stream when it arrived after the younger one)."""
+        more = {"subject_wins": True} if subject_wins else {}
         self.trigger_event(
             self.Linked,
             relation=relation,
             other_id=other_id,
             event_id=event_id,
             source=source,
+            by=by,
+            reason=reason,
+            occurred_at=at,
+            **more,
+        )
+
+    def dismiss_duplicate(
+        self, *, other_id: UUID, rule: str, by: str, reason: str, at: datetime
+    ) -> None:
+        """Record that someone dismissed the duplicate suggestion of this lead and the older lead
+        `other_id` (`leadengine duplicates dismiss`): the rule does not suggest the pair again.
+        Ids only."""
+        self.trigger_event(
+            self.DuplicateDismissed,
+            other_id=other_id,
+            rule=rule,
             by=by,
             reason=reason,
             occurred_at=at,
@@ -381,9 +401,21 @@ class Lead(Aggregate, LeadFold):
         by: str | None
         reason: str | None
         occurred_at: datetime
+        #: the subject won (the other lead is the duplicate); absent (False) on all others
+        subject_wins: bool = False
 
         def apply(self, aggregate: Lead) -> None:
             aggregate.links.append(self)
+
+    class DuplicateDismissed(Aggregate.Event):
+        """A duplicate suggestion (this lead the younger, `other_id` the older) was dismissed:
+        two people; `rule` names the rules that had suggested it (docs/identity.md#duplicates)."""
+
+        other_id: UUID
+        rule: str
+        by: str
+        reason: str
+        occurred_at: datetime
 
     class AnomalyFlagged(Aggregate.Event):
         event_id: str

@@ -78,7 +78,7 @@ COMMANDS = (
     leads,  # lead show | history | explain
     reporting,  # report funnel | attribution | kpis | html
     identity,  # report identity
-    duplicates,  # report duplicates
+    duplicates,  # report duplicates, duplicates accept | dismiss
     accounts,  # account show | explain, report accounts
     qualify,  # report sla, whatif
     schemas,  # schemas export, rules check | show

@@ -208,6 +208,7 @@ def _data(
             "source": event.source,
             "by": event.by,
             "occurred_at": _iso(event.occurred_at),
+            "subject_wins": getattr(event, "subject_wins", False),
         }
     assert isinstance(event, Lead.Erased)
     return {"occurred_at": _iso(event.occurred_at)}

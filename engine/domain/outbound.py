@@ -120,6 +120,12 @@ class IdentityDecided(_Data):
     source: str = Field(description="The upstream CloudEvent source of the identity fact")
     by: str | None = Field(description="Who decided (merges and unmerges); null for a link")
     occurred_at: str = Field(description="The identity fact's event time (ISO 8601)")
+    subject_wins: bool = Field(
+        default=False,
+        description="true: this lead won the merge and `other_id` is the duplicate (an engine "
+        "merge recorded on the older key when it arrived after the younger); false: "
+        "`other_id` is the link's known lead or the merge's winner",
+    )
 
 
 class AccountQualified(BaseModel):

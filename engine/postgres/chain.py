@@ -151,6 +151,10 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
             curs.execute(SET_LOCK_TIMEOUT)
         for key in locks:
             curs.execute(XACT_LOCK, (key,))
+        # the batch's duplicate index rows (engine/postgres/duplicates.py): with its events
+        writes = kwargs.get("duplicate_writes")
+        if writes:
+            writes.write(curs)
         super()._insert_events(curs, stored_events, **kwargs)
 
 

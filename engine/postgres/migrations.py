@@ -378,6 +378,17 @@ def _identity(conn: Connection, schema: str) -> None:
     identity.create(conn, schema)
 
 
+def _subject_wins(conn: Connection, schema: str) -> None:
+    """`identity_links.subject_wins` (docs/identity.md#duplicates): an engine merge recorded on
+    the older key's stream, when it arrived after the younger one, names the younger as the
+    duplicate. No event recorded before it has the flag, so false is every old row's value."""
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS subject_wins boolean NOT NULL DEFAULT false"
+        ).format(sql.Identifier(schema, identity.TABLE))
+    )
+
+
 def _duplicates(conn: Connection, schema: str) -> None:
     """Duplicate detection (docs/identity.md#duplicates): the hash index and the decisions."""
     from engine.postgres import duplicates
@@ -495,6 +506,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(20, "duplicates: keyed-hash index, decisions duplicate rules took", _duplicates),
     Migration(21, "accounts: buying groups (account_buying_group, coverage, persona)", _accounts),
     Migration(22, "accounts: MQA and match decisions recorded, outbound", _account_decisions),
+    Migration(23, "identity_links.subject_wins: an older key's engine merge wins", _subject_wins),
     Migration(24, "accounts: account_directory, for owner routing by domain and name", _directory),
     Migration(25, "lead_snapshots: as-of snapshots of leads, sealed, droppable", _snapshots),
 )

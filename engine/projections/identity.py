@@ -31,12 +31,15 @@ PEOPLE_COLUMNS = registry.LEAD_PERSON.names
 
 #: People as of a cut on `recorded_at` ({cut}: a condition on the links considered). The
 #: joins no later unmerge of the same pair took back; their connected sets; each person's id
-#: the smallest member no join points away from, else the smallest member (IdentityMap's rule).
+#: the smallest member no join points away from (a join points away from its `loser`: the
+#: subject, or the other lead when `subject_wins`), else the smallest member (IdentityMap's).
 PEOPLE = """
 WITH RECURSIVE links AS (
     SELECT * FROM {s}.identity_links WHERE {cut}
 ), joins AS (
-    SELECT j.lead_id AS a, j.other_id AS b FROM links j
+    SELECT j.lead_id AS a, j.other_id AS b,
+           CASE WHEN j.subject_wins THEN j.other_id ELSE j.lead_id END AS loser
+    FROM links j
     WHERE j.kind <> 'unmerged' AND NOT EXISTS (
         SELECT 1 FROM links u
         WHERE u.kind = 'unmerged'
@@ -53,7 +56,7 @@ WITH RECURSIVE links AS (
 )
 SELECT r.start AS lead_id,
        coalesce(
-           min(r.node::text) FILTER (WHERE r.node NOT IN (SELECT a FROM joins)),
+           min(r.node::text) FILTER (WHERE r.node NOT IN (SELECT loser FROM joins)),
            min(r.node::text)
        )::uuid AS person_id,
        count(*)::int AS leads
@@ -135,4 +138,5 @@ def link_row(event: Lead.Linked, position: int) -> tuple[Any, ...]:
         event.occurred_at,
         event.timestamp,
         position,
+        getattr(event, "subject_wins", False),
     )

@@ -510,6 +510,13 @@ IDENTITY_LINKS = Table(
         OCCURRED,
         RECORDED,
         POSITION,
+        nn(
+            "subject_wins",
+            "boolean",
+            "true: `lead_id` won the merge and `other_id` is the duplicate (an engine merge "
+            "recorded on the older key when it arrived after the younger, migration 23)",
+            default="false",
+        ),
     ),
     ("lead_id", "source", "event_id"),
     indexes=(("identity_links_other_idx", "other_id"),),
@@ -553,7 +560,8 @@ DUPLICATE_SUGGESTIONS = Table(
             "text",
             "`open` (a suggestion), `merged` (by the rule, or an upstream lead.merged of the "
             "pair), `unmerged` (a lead.unmerged "
-            "took the pair apart), `superseded` (an older lead of the same value came later)",
+            "took the pair apart), `superseded` (an older lead of the same value came later), "
+            "`dismissed` (`leadengine duplicates dismiss`: two people, never suggested again)",
         ),
     ),
     ("rule", "winner_id", "loser_id"),
@@ -1154,6 +1162,7 @@ _view(
                 "text",
             ),
             Out("by", meaning="who decided (merges and unmerges; null for links)"),
+            Out("subject_wins"),
             Out("reason", meaning="why, in upstream's words"),
             Out("source"),
             Out("event_id"),

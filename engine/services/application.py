@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -70,7 +71,7 @@ from engine.postgres import account_directory
 from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
 from engine.postgres import snapshots
 from engine.postgres.contention import SharedLocks, lock_key
-from engine.postgres.duplicates import DuplicateIndex, PostgresDuplicateIndex
+from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
@@ -204,6 +205,8 @@ class LeadEngine(Application[UUID]):
         self.account_directory = (
             AccountDirectory() if datastore is None else PostgresAccountDirectory(datastore)
         )
+        #: an ingest's duplicate index rows and pairs, written in its save's transaction
+        self._dup_batch = self.duplicates.batch()
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -305,6 +308,7 @@ class LeadEngine(Application[UUID]):
         self._peeked.clear()
         self._mql_reasons.clear()
         self._dup_pending: list[tuple[Lead, Envelope]] = []
+        self._dup_batch = self.duplicates.batch()
         try:
             self._ready = self._create_unknown(events)
             for index, env in enumerate(events):
@@ -317,7 +321,9 @@ class LeadEngine(Application[UUID]):
                 if outcome is Recorded.ACCEPTED:
                     result.unknown_fields += env.unknown_count
 
-            def kin_of_merge(lead: Lead, other: UUID, event_id: str, env: Envelope) -> None:
+            def kin_of_merge(
+                lead: Lead, other: UUID, event_id: str, env: Envelope, wins: bool
+            ) -> None:
                 kin = self._load_shared(Kin, kin_id(other), str(other), touched)
                 kin.join(
                     relation="merged",
@@ -325,14 +331,25 @@ class LeadEngine(Application[UUID]):
                     occurred_at=env.occurred_at,
                     source=env.source,
                     event_id=event_id,
+                    subject_wins=wins,
+                )
+                own = self._load_shared(Kin, kin_id(lead.id), str(lead.id), touched)
+                own.decide(
+                    relation="merged",
+                    other_id=other,
+                    occurred_at=env.occurred_at,
+                    source=env.source,
+                    event_id=event_id,
+                    subject_wins=wins,
                 )
 
             duplicates.detect(
-                self.duplicates, self._match_secret, self.rules, self._dup_pending, kin_of_merge
+                self._dup_batch, self._match_secret, self.rules, self._dup_pending, kin_of_merge
             )
             if keep_rejected is not None and result.rejected:
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
+            self.duplicates.commit(self._dup_batch)  # the in-memory store's; PostgreSQL saved it
         except BaseException as exc:
             if isinstance(exc, IntegrityError) and self.locks is not None:
                 self.locks.contended(i for i, a in touched.items() if _shared(a))
@@ -340,6 +357,7 @@ class LeadEngine(Application[UUID]):
             raise
         finally:
             self._shared_ahead = {}
+            self._dup_batch = self.duplicates.batch()
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -431,7 +449,15 @@ class LeadEngine(Application[UUID]):
             source=env.source,
             event_id=env.id,
         )
-        duplicates.upstream(self.duplicates, env.type, lead.id, other_id)
+        own = self._load_shared(Kin, kin_id(lead.id), str(lead.id), touched)
+        own.decide(
+            relation=KIND_OF_TYPE[env.type],
+            other_id=other_id,
+            occurred_at=env.occurred_at,
+            source=env.source,
+            event_id=env.id,
+        )
+        duplicates.upstream(self._dup_batch, env.type, lead.id, other_id)
         lead.link(
             relation=KIND_OF_TYPE[env.type],
             other_id=other_id,
@@ -458,6 +484,9 @@ class LeadEngine(Application[UUID]):
         self._route(lead, env, touched)
         if lead.routing_open and lead.owner is not None:
             view.claim(lead.owner, env.occurred_at)
+
+    def _kin(self, touched: dict[UUID, Aggregate], lead_id: UUID) -> Kin:
+        return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
 
     def _peek_lead(self, lead_id: UUID) -> Lead | None:
         """Another consumer's lead as committed (never the cache), personal data left sealed."""
@@ -831,6 +860,8 @@ class LeadEngine(Application[UUID]):
     def _record(self, processing: ProcessingEvent[UUID]) -> Any:
         """Record, with the outbound record of every decision among the events (and, for a
         lead forgotten now, its older records rewritten to its pseudonym): one transaction."""
+        if self._dup_batch:  # in the save's transaction (engine/postgres/chain.py)
+            processing.saved_kwargs["duplicate_writes"] = self._dup_batch
         if self.outbox:
             records, erasures = self._outbound(processing)
             if records:
@@ -935,6 +966,48 @@ class LeadEngine(Application[UUID]):
             return stored
         raise AssertionError("unreachable")
 
+    def decide_duplicate(
+        self, winner: UUID, loser: UUID, *, accept: bool, by: str, reason: str, at: datetime
+    ) -> list[Pair]:
+        """Accept (an engine merge naming `by` and `reason`, undone by lead.unmerged) or
+        dismiss (never suggested again) the open duplicate suggestions of `loser` being
+        `winner`'s duplicate, recorded on the loser's stream; the pairs' new state in the same
+        transaction (engine/services/duplicates.py). A version race with a consumer writing
+        the lead is retried on fresh reads."""
+        pairs = self.duplicates.open_pairs(winner, loser)
+        if not pairs:
+            raise LeadEngineError(
+                f"no open duplicate suggestion of lead {loser} as a duplicate of lead {winner} "
+                "(`leadengine report duplicates` lists them: winner_id, then loser_id)"
+            )
+        if not reason.strip() or not by.strip():
+            raise LeadEngineError("a duplicate decision needs --by and --reason (who and why)")
+        for attempt in range(5):
+            touched: dict[UUID, Aggregate] = {}
+            batch = self.duplicates.batch()
+            self._forget(loser)  # another process may have written it: read the store
+            try:
+                lead = cast(Lead, self.repository.get(loser))
+                touched[loser] = lead
+
+                kin = partial(self._kin, touched)
+                duplicates.decide(batch, lead, pairs, kin, accept=accept, by=by, reason=reason,
+                                  at=at)  # fmt: skip
+                self._dup_batch = batch
+                self._save(list(touched.values()), None)
+            except IntegrityError:
+                self._evict(touched)
+                if attempt == 4:
+                    raise
+                continue
+            finally:
+                self._dup_batch = self.duplicates.batch()
+                if self.locks is not None:
+                    self.locks.release()
+            self.duplicates.commit(batch)  # the in-memory store's; PostgreSQL saved it
+            return pairs
+        raise AssertionError("unreachable")
+
     def forget(self, key: str, *, reason: str, by: str, at: datetime) -> Forgotten:
         """Shred the key of every lead of the person `key` belongs to (each alias and merged
         lead), then record `Erased` on each; safe to run again (finishes a half one)."""
@@ -1009,6 +1082,7 @@ def link_of(event: Lead.Linked) -> Link:
         event.event_id,
         event.by,
         event.reason,
+        getattr(event, "subject_wins", False),
     )
 
 

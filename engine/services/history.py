@@ -76,6 +76,12 @@ def history_rows(events: list[Any], rules: Rules) -> list[dict[str, Any]]:
         elif isinstance(event, Lead.Linked):
             what, occurred = f"{event.relation} (identity decision)", event.occurred_at
             detail = _link_detail(event)
+        elif isinstance(event, Lead.DuplicateDismissed):
+            what, occurred = "duplicate dismissed (decision)", event.occurred_at
+            detail = (
+                f"not one person with lead {event.other_id} ({event.rule}) by {event.by}: "
+                f"{event.reason}"
+            )
         elif isinstance(event, Lead.AnomalyFlagged):
             what, occurred = "anomaly", None
             detail = f"[{event.event_id}] {event.reason} (fact kept, stage unchanged)"

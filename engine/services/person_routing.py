@@ -53,8 +53,12 @@ class PersonView:
             kin = self.kins[lead_id] = load_kin(lead_id)
             found_links = [bare(link) for link in member.links] if member is not None else []
             found_links += [
-                Link(relation, subject, lead_id, at, source, event_id)
-                for relation, subject, at, source, event_id in kin.joined
+                Link(relation, subject, lead_id, at, source, event_id, subject_wins=wins)
+                for relation, subject, at, source, event_id, wins in kin.joined
+            ]
+            found_links += [
+                Link(relation, lead_id, other, at, source, event_id, subject_wins=wins)
+                for relation, other, at, source, event_id, wins in getattr(kin, "decided", [])
             ]
             for link in found_links:
                 links.add(link)
@@ -85,7 +89,8 @@ class PersonView:
 def bare(event: Lead.Linked) -> Link:
     """The decision as the identity map folds it (who and why play no part)."""
     return Link(event.relation, event.originator_id, event.other_id, event.occurred_at,
-                event.source, event.event_id)  # fmt: skip
+                event.source, event.event_id,
+                subject_wins=getattr(event, "subject_wins", False))  # fmt: skip
 
 
 def reason(other: Lead, how: str) -> str:

@@ -31,10 +31,17 @@ class Link:
     event_id: str
     by: str | None = None
     reason: str | None = None
+    #: the subject (`lead_id`) won the merge: `other_id` is the one that points away
+    subject_wins: bool = False
 
     @property
     def order(self) -> tuple[datetime, str, str, str]:
         return (self.occurred_at, self.source, self.event_id, str(self.lead_id))
+
+    @property
+    def loser(self) -> UUID:
+        """The end that points away: the alias, the merge's duplicate."""
+        return self.other_id if self.subject_wins else self.lead_id
 
     @property
     def pair(self) -> frozenset[UUID]:
@@ -45,7 +52,8 @@ class IdentityMap:
     """Which person each lead id belongs to; a lead never joined is a person of its own.
 
     A person is a connected set of leads over the surviving joins. Its id is the lead id of
-    the member no surviving join points away from (the merge winner, the link's known key);
+    the member no surviving join points away from (the merge winner, the link's known key; a
+    join points away from its subject unless `subject_wins`);
     several such (two merges into two winners): the smallest id; none (a cycle): the smallest
     member. Neither depends on the order joins were folded in, and the read model's SQL
     (engine/projections/identity.py) computes the same."""
@@ -62,7 +70,7 @@ class IdentityMap:
         for join in self.joins:
             for lead_id in (join.lead_id, join.other_id):
                 groups.setdefault(self._find(lead_id), set()).add(lead_id)
-        subjects = {join.lead_id for join in self.joins}
+        subjects = {join.loser for join in self.joins}
         self._people: dict[UUID, list[UUID]] = {}
         self._person: dict[UUID, UUID] = {}
         for members in groups.values():

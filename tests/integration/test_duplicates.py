@@ -100,6 +100,7 @@ def test_suggest_rule_lists_an_open_pair_in_report_duplicates(
             "merged": 0,
             "unmerged": 0,
             "superseded": 0,
+            "dismissed": 0,
         }
     ]
     code, out = leadengine("report", "duplicates", "--from", "2026-03-04", "--format", "json")

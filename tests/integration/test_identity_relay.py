@@ -73,11 +73,11 @@ def test_a_merge_and_its_unmerge_reach_the_topic_in_order_with_exact_payloads(
             "data": {"lead_id": str(lead_id), "version": event.originator_version, **data},
         }
 
-    common = {"other_id": str(ada), "source": "urn:test", "by": "crm-admin"}
+    common = {"other_id": str(ada), "source": "urn:test", "by": "crm-admin", "subject_wins": False}
     expected = [
         doc(cookie, "cookie-1", linking, {"relation": "linked", "other_id": str(ada),
             "event_id": "l1", "source": "urn:test", "by": None,
-            "occurred_at": linking.occurred_at.isoformat()}),
+            "occurred_at": linking.occurred_at.isoformat(), "subject_wins": False}),
         doc(loser, "ada-2", merge, {"relation": "merged", **common, "event_id": "m1",
             "occurred_at": merge.occurred_at.isoformat()}),
         doc(loser, "ada-2", unmerge, {"relation": "unmerged", **common, "event_id": "u1",

@@ -41,10 +41,11 @@ def test_incremental_people_are_the_whole_folds(
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {} (lead_id, source, event_id, kind, other_id, occurred_at, "
-                        "recorded_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        "recorded_at, position, subject_wins) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     ).format(links),
                     (link.lead_id, link.source, link.event_id, link.kind, link.other_id,
-                     link.occurred_at, link.occurred_at, n),
+                     link.occurred_at, link.occurred_at, n, link.subject_wins),
                 )  # fmt: skip
             identity.refresh(cur, schema, {end for link in batch for end in link.pair})
             incremental = rows(cur, schema)

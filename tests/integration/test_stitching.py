@@ -168,6 +168,7 @@ links_strategy = st.lists(
         occurred_at=st.integers(0, 5).map(lambda h: T0 + timedelta(hours=h)),
         source=st.sampled_from(["crm", "web"]),
         event_id=st.integers(0, 9999).map(str),
+        subject_wins=st.booleans(),
     ).filter(lambda link: link.lead_id != link.other_id),
     max_size=12,
     unique_by=lambda link: (link.lead_id, link.source, link.event_id),
@@ -188,10 +189,11 @@ def test_the_read_models_people_are_the_identity_maps(runtime: Runtime, drawn: l
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (lead_id, source, event_id, kind, other_id, occurred_at, "
-                    "recorded_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    "recorded_at, position, subject_wins) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(table),
                 (link.lead_id, link.source, link.event_id, link.kind, link.other_id,
-                 link.occurred_at, link.occurred_at, n),
+                 link.occurred_at, link.occurred_at, n, link.subject_wins),
             )  # fmt: skip
         rows = conn.execute(people_sql(runtime.db.schema, None)).fetchall()
     folded = IdentityMap(drawn)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.aggregates.kin import kin_id
 from engine.domain.contract import Envelope, validate_event
 from engine.domain.duplicates import (
     match_hash,
@@ -163,11 +164,11 @@ KEYS = ("k0", "k1", "k2", "k3")
 
 
 def outcome(app: LeadEngine) -> tuple[Any, ...]:
-    """What the rules decided, in ids: open pairs, and the people (sets of leads)."""
+    """What the rules decided, in ids: open pairs, and the people (person id and leads)."""
     opened = sorted(
         (r, str(w), str(lo)) for (r, w, lo), (_, s) in app.duplicates.pairs.items() if s == "open"
     )
-    people = sorted(sorted(map(str, m)) for m in app.identity_map().people().values())
+    people = sorted((str(p), sorted(map(str, m))) for p, m in app.identity_map().people().items())
     return (opened, people)
 
 
@@ -195,7 +196,32 @@ def test_any_arrival_order_gives_the_same_suggestions_and_merges(
     for start in range(0, len(arriving), batch):
         shuffled.ingest(arriving[start : start + batch])
     assert outcome(shuffled) == outcome(in_order)
+    # the person id is the oldest key's (earliest first seen, then id), in either order
+    seen = {shuffled.lead_id(k): (days[i], str(shuffled.lead_id(k))) for i, k in enumerate(KEYS)}
+    for person, members in shuffled.identity_map().people().items():
+        assert person == min(members, key=lambda m: seen[m])
     # every value shared by several keys ends as pairs with its oldest key
     for (_, w, lo), (_, state) in shuffled.duplicates.pairs.items():
         if state == "open":
             assert isinstance(w, UUID) and w != lo
+
+
+def test_an_older_key_arriving_after_a_younger_one_wins_the_merge() -> None:
+    """The merge is recorded on the older key's stream (the newcomer's, the only one its
+    consumer writes) with `subject_wins`: the person id is the older key's, as in time order;
+    its consumer notes it on the younger key's `Kin` with the same direction."""
+    rules = with_rules(DuplicateRule(name="tel", match="phone", action="merge"))
+    late = app_for(rules)
+    late.ingest([captured("young", "y@x.org", 3, "+1 555")])
+    late.ingest([captured("old", "o@x.org", 0, "+1555")])
+    old, young = late.lead_id("old"), late.lead_id("young")
+    (link,) = late.get_lead("old").links
+    assert (link.relation, link.other_id, link.subject_wins) == ("merged", young, True)
+    assert late.identity_map().people() == {old: sorted([old, young], key=str)}
+    kin = late.repository.get(kin_id(young))
+    assert [(j[1], j[5]) for j in kin.joined] == [(old, True)]
+    in_order = app_for(rules)
+    in_order.ingest([captured("old", "o@x.org", 0, "+1555")])
+    in_order.ingest([captured("young", "y@x.org", 3, "+1 555")])
+    assert in_order.identity_map().people() == late.identity_map().people()
+    assert not in_order.get_lead("young").links[0].subject_wins

@@ -84,6 +84,7 @@ def test_an_identity_decision_carries_ids_only(
                 "source": "urn:test",
                 "by": None if kind == "identity.linked" else by,
                 "occurred_at": event.occurred_at.isoformat(),
+                "subject_wins": False,  # upstream decisions: the subject is the alias / loser
             }
     finally:
         app.close()

@@ -162,7 +162,7 @@ def export(args: argparse.Namespace) -> int:
         _plain_event(e)
         for e in events
         if isinstance(e, (Lead.MarketingQualified, Lead.StageChanged, Lead.StageRetracted,
-                          Lead.Routed, Lead.Linked,
+                          Lead.Routed, Lead.Linked, Lead.DuplicateDismissed,
                           Lead.RoutingFailed, Lead.AnomalyFlagged, Lead.SlaAlerted))
     ]  # fmt: skip
     doc = {

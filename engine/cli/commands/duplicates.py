@@ -1,10 +1,14 @@
 """`leadengine report duplicates`: what the duplicate rules (`identity.duplicates`) found, open
-suggestions per rule and counts per rule over time (docs/identity.md#duplicates). Ids only:
-the values matched are never stored, so never shown."""
+suggestions per rule and counts per rule over time; `leadengine duplicates accept | dismiss`:
+someone's decision on an open suggestion (docs/identity.md#duplicates). Ids only: the values
+matched are never stored, so never shown."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import uuid
+from datetime import UTC, datetime
 
 from engine.analytics.duplicate_queries import PERIODS, duplicates_report
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, window_args
@@ -23,7 +27,9 @@ def register(commands: Commands) -> None:
         help="open duplicate suggestions per rule; pairs per rule and period",
         description="What the duplicate rules (identity.duplicates in the rules file) found: "
         "every open suggestion (the older lead, the younger one, their people now), and per "
-        "period and rule how many pairs were suggested, merged, unmerged or superseded "
+        "period and rule how many pairs were suggested, merged, unmerged, superseded or "
+        "dismissed (`leadengine duplicates accept | dismiss` decide a suggestion; CSV: one "
+        "table, a `row` column saying suggestion or period) "
         "(docs/identity.md#duplicates). A pair is dated by its younger lead's first sight of "
         "the value (event time). Ids only: the e-mail or phone matched is never stored. "
         "--from/--to and --occurred-by cut pairs on that date, --as-of on when the engine "
@@ -41,6 +47,83 @@ def register(commands: Commands) -> None:
     )
     fmt(p)
     handles(p, report_duplicates)
+    decide = commands.group(
+        "duplicates",
+        help="accept or dismiss an open duplicate suggestion",
+        dest="duplicates_command",
+        metavar="ACTION",
+    )
+    for action, helped, what in (
+        (
+            "accept",
+            "merge the pair: the younger lead becomes a duplicate of the older",
+            "records an engine merge on the younger lead (the loser), as an upstream "
+            "lead.merged would: one person from now on, `by` and `reason` kept in `lead "
+            "history` and `lead export`; an upstream lead.unmerged (subject the loser, winner "
+            "the older lead's key) undoes it.",
+        ),
+        (
+            "dismiss",
+            "two people: the rules do not suggest the pair again",
+            "records the decision on the younger lead (the loser), shown in `lead history` "
+            "and `lead export`; the pair's state becomes dismissed, and the rules never "
+            "suggest it again.",
+        ),
+    ):
+        p = decide.add_parser(
+            action,
+            help=helped,
+            description=f"{action} the open duplicate suggestion(s) of LOSER_ID as a duplicate "
+            f"of WINNER_ID (every rule that suggested the pair): {what} Both ids are lead ids "
+            "as `leadengine report duplicates` lists them (winner_id, loser_id); a pair with "
+            "no open suggestion is refused (exit 2).",
+            epilog="example:\n  leadengine report duplicates\n"
+            f"  leadengine duplicates {action} 3f2a...e1 9b07...42 --reason 'ticket 812' "
+            "--by ops@example.com",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("winner", type=lead_id, metavar="WINNER_ID", help="the older lead's id")
+        p.add_argument("loser", type=lead_id, metavar="LOSER_ID", help="the younger lead's id")
+        p.add_argument("--reason", required=True, help="why (a ticket id; nothing personal)")
+        p.add_argument("--by", help="who decided (default: the OS user)")
+        handles(p, decide_pair)
+
+
+def lead_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a lead id (a UUID, as `report duplicates` lists it)"
+        ) from None
+
+
+def decide_pair(args: argparse.Namespace) -> int:
+    accept = args.duplicates_command == "accept"
+    by = args.by or getpass.getuser()
+    with open_runtime() as rt:
+        pairs = rt.app.decide_duplicate(
+            args.winner, args.loser, accept=accept, by=by, reason=args.reason,
+            at=datetime.now(UTC),
+        )  # fmt: skip
+        rt.projector.run(until_caught_up=True)
+    rules = ", ".join(p.rule for p in pairs)
+    done = "merged into" if accept else "dismissed as a duplicate of"
+    print(f"lead {args.loser} {done} lead {args.winner} ({rules}) by {by}")
+    return 0
+
+
+#: an open suggestion's columns in the CSV
+SUGGESTION_COLUMNS = [
+    "rule",
+    "match",
+    "winner_id",
+    "loser_id",
+    "winner_person_id",
+    "loser_person_id",
+    "rules_version",
+    "suggested_at",
+]
 
 
 def report_duplicates(args: argparse.Namespace) -> int:
@@ -57,8 +140,11 @@ def report_duplicates(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json(doc))
         return 0
-    if args.format == "csv":
-        print(render("csv", doc["by_period"], columns=["period", "rule", *STATES]), end="")
+    if args.format == "csv":  # one table: each open suggestion, then each period's counts
+        rows = [{"row": "suggestion", **s} for s in doc["suggestions"]]
+        rows += [{"row": "period", **p} for p in doc["by_period"]]
+        columns = ["row", *SUGGESTION_COLUMNS, "period", *STATES]
+        print(render("csv", rows, columns=columns), end="")
         return 0
     print(
         render(
