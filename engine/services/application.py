@@ -67,9 +67,8 @@ from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
-from engine.postgres import account_directory
+from engine.postgres import account_directory, snapshots
 from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
-from engine.postgres import snapshots
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
 from engine.postgres.keyfile import MasterKeyError
