@@ -85,9 +85,15 @@ def _rows(
     db: Database, name: str, as_of: datetime | None, occurred_by: datetime | None = None
 ) -> Iterator[tuple[Any, ...]]:
     with db.connect(autocommit=False) as conn, conn.cursor(name=f"report_{name}") as cur:
-        cur.itersize = 20_000
         cur.execute(_query(db, name, as_of, occurred_by))
-        yield from cur
+        yield from _chunks(cur, 20_000)
+
+
+def _chunks(cur: Any, size: int) -> Iterator[Any]:
+    """A server-side cursor's rows, fetched `size` at a time (iterating the cursor itself
+    costs a method call per row: a third of a streamed report's time)."""
+    while rows := cur.fetchmany(size):
+        yield from rows
 
 
 def load(
@@ -218,7 +224,7 @@ def stream(
     *,
     occurred_by: datetime | None = None,
     progress: Callable[[int], None] | None = None,
-    itersize: int = 5_000,
+    itersize: int = 10_000,
 ) -> Iterator[Journey]:
     """`load`'s journeys (costs aside) one at a time, in the same order and the same as `load`
     makes them: each table read through its own server-side cursor ordered by person key, the
@@ -229,22 +235,34 @@ def stream(
         groups = []
         for table, name in enumerate(JOURNEY_TABLES):
             cur = conn.cursor(name=f"stream_{name}")
-            cur.itersize = itersize
             cur.execute(_stream_query(db, name, as_of, occurred_by, bool(keys)), params)
-            groups.append(_grouped(cur, table))
+            groups.append(_grouped(_chunks(cur, itersize), table))
+        people = set(keys.values())
         touched = reported = 0
         for person, parts in itertools.groupby(heapq.merge(*groups), key=itemgetter(0)):
-            leads: dict[str, Journey] = {}
-            for _, table, rows in parts:
-                for row in rows:
-                    key = row[2]
-                    j = leads.get(key)
-                    if j is None:
-                        j = leads[key] = Journey(key)
-                    _add(j, table, row[3:])
-                touched += len(rows) if table == 0 else 0
-            merged = by_person(leads, keys) if keys else leads
-            journey = merged[person]
+            if person in people:  # several leads (or one lead of a person): merged as `load`
+                leads: dict[str, Journey] = {}
+                for _, table, rows in parts:
+                    for row in rows:
+                        key = row[2]
+                        j = leads.get(key)
+                        if j is None:
+                            j = leads[key] = Journey(key)
+                        _add(j, table, row[3:])
+                    touched += len(rows) if table == 0 else 0
+                journey = by_person(leads, keys)[person]
+            else:  # one lead: its rows as they come
+                journey = Journey(person)
+                for _, table, rows in parts:
+                    if table == 0:
+                        journey.touches = [Touchpoint(*row[3:]) for row in rows]
+                        touched += len(rows)
+                    elif table == 1:
+                        journey.moves = [Move(*row[3:]) for row in rows]
+                    elif table == 2:
+                        journey.milestones = [Milestone(*row[3:]) for row in rows]
+                    else:
+                        journey.routed = [row[3] for row in rows]
             journey.sort()
             yield journey
             if progress and touched - reported >= 50_000:
