@@ -4,12 +4,17 @@ Each run is `python -m engine ingest FILE` in its own process on its own schema 
 read with `os.wait4`; the file is written by another child, so the parent never holds the
 events), then the same file again (every line a duplicate). Flat memory means 2N/N near 1.
 
+The files are generated once (one generation of 2N events; the N file is its first N lines)
+and kept in the temp directory, keyed by N, seed and the generator's source: a rerun with the
+same N starts ingesting at once (--fresh-files writes them again).
+
 Usage: python bench/ingest_memory.py [--events 60000] [--cache-size N] [--no-project]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -24,24 +29,38 @@ sys.path.insert(0, str(ROOT))
 
 from common import database_url  # noqa: E402
 
+from engine.domain import generator  # noqa: E402
 from engine.domain.generator import generate, lines  # noqa: E402
 from engine.postgres import db as dbmod  # noqa: E402
 
-#: events per generated journey, roughly (campaign costs included): sizes the first guess
-EVENTS_PER_LEAD = 12
+#: events per generated journey, at the low end (about 10.7 with costs and accounts): one
+#: generation is almost always enough (each takes about 70 s per 300k events on this machine)
+EVENTS_PER_LEAD = 10
 
 
-def write_events(path: Path, events: int, seed: int) -> int:
-    """The first `events` lines of enough generated journeys; how many were written."""
-    leads = events // EVENTS_PER_LEAD + 1
+def cached_files(events: int, seed: int) -> dict[int, Path]:
+    """Where the N and 2N files of this size, seed and generator live in the temp dir."""
+    tag = hashlib.sha256(Path(generator.__file__).read_bytes()).hexdigest()[:12]
+    base = Path(tempfile.gettempdir()) / "leadengine-bench-ingest"
+    return {n: base / f"{n}-seed{seed}-{tag}.jsonl" for n in (events, 2 * events)}
+
+
+def write_events(files: dict[int, Path], seed: int) -> None:
+    """Both files from one generation of enough journeys for the larger one: the N file is
+    the first N lines of the 2N file. Each is written to a temp name and renamed when complete."""
+    most = max(files)
+    leads = most // EVENTS_PER_LEAD + 1
     while True:
         generated = generate(leads, seed)
-        if len(generated) >= events:
+        if len(generated) >= most:
             break
-        leads = leads * events // len(generated) + 1
-    with path.open("w") as out:
-        out.writelines(lines(generated[:events]))
-    return events
+        leads = leads * most // len(generated) + 1
+    for n, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("w") as out:
+            out.writelines(lines(generated[:n]))
+        partial.rename(path)
 
 
 def run_ingest(path: Path, env: dict[str, str], no_project: bool) -> dict[str, float]:
@@ -74,23 +93,27 @@ def main() -> None:
     parser.add_argument(
         "--cache-size", type=int, help="LEADENGINE_CACHE_SIZE for the runs (default: its default)"
     )
-    parser.add_argument("--write", help=argparse.SUPPRESS)
+    parser.add_argument("--fresh-files", action="store_true", help="write the files again")
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    files = cached_files(args.events, args.seed)
     if args.write:
-        write_events(Path(args.write), args.events, args.seed)
+        write_events(files, args.seed)
         return
+    if args.fresh_files or not all(path.exists() for path in files.values()):
+        print(f"... writing {', '.join(map(str, files.values()))}", file=sys.stderr, flush=True)
+        # written by a child: an `ingest` child's peak RSS counts its parent's pages at the
+        # fork (Linux keeps the high-water mark across exec), so the parent stays small
+        write = ["--write", "--events", str(args.events), "--seed", str(args.seed)]
+        subprocess.run(
+            [sys.executable, __file__, *write],
+            check=True,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )
     url = database_url()
     results: dict[tuple[int, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (args.events, 2 * args.events):
-            path = Path(tmp) / f"{n}.jsonl"
-            # written by a child: an `ingest` child's peak RSS counts its parent's pages at the
-            # fork (Linux keeps the high-water mark across exec), so the parent stays small
-            subprocess.run(
-                [sys.executable, __file__, "--write", str(path), "--events", str(n)],
-                check=True,
-                env=os.environ | {"PYTHONPATH": str(ROOT)},
-            )
+        for n, path in files.items():
             schema = f"bench_mem_{uuid.uuid4().hex[:8]}"
             env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")} | {
                 "LEADENGINE_DATABASE_URL": url,

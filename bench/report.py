@@ -8,7 +8,11 @@ each phase runs in its own process, so its peak RSS is its own:
   baseline  read every touchpoint row from PostgreSQL (the least any report must do)
   load      engine.analytics.load: touches, moves, milestones, costs -> journeys
   models    load + all nine attribution models by channel, and by campaign
+  streamed  the same credits, journeys streamed lead by lead (engine.analytics.load.stream)
+            into one pass of every model by both groupings (report.attribution_streamed)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
+
+The models and streamed phases must give the same credits (their digests are compared).
 
 Uses LEADENGINE_DATABASE_URL (schema bench_report) or the embedded server.
 Usage: python bench/report.py [--leads 100000] [--seed 3] [--reuse]
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import hashlib
 import json
 import subprocess
 import sys
@@ -79,6 +84,7 @@ def read_model_rows(leads: int, seed: int) -> dict[str, list[tuple[Any, ...]]]:
                     d["period_start"],
                     d["period_end"],
                     now,
+                    e["source"],
                 )
             )
         elif e["type"] != "rep.availability_changed":
@@ -109,13 +115,27 @@ def read_model_rows(leads: int, seed: int) -> dict[str, list[tuple[Any, ...]]]:
                         now,
                         e["position"],
                         d.get("rep"),
+                        e["source"],
                     )
                 )
                 touches_since_capture += stage != "anonymous"
                 if went_to_sales and stage == "lead" and touches_since_capture >= 2:
                     version += 1
                     out["stage"].append(
-                        (uid, version, key, stage, "mql", "score", e["id"], "bench", None, at, now)
+                        (
+                            uid,
+                            version,
+                            key,
+                            stage,
+                            "mql",
+                            "score",
+                            e["id"],
+                            "bench",
+                            None,
+                            at,
+                            now,
+                            None,
+                        )
                     )
                     stage = "mql"
                 continue
@@ -134,13 +154,27 @@ def read_model_rows(leads: int, seed: int) -> dict[str, list[tuple[Any, ...]]]:
                         at,
                         now,
                         e["position"],
+                        e["source"],
                     )
                 )
             move = lifecycle.next_stage(stage, t, d)
             if isinstance(move, lifecycle.Move):
                 version += 1
                 out["stage"].append(
-                    (uid, version, key, stage, move.to, move.reason, e["id"], None, None, at, now)
+                    (
+                        uid,
+                        version,
+                        key,
+                        stage,
+                        move.to,
+                        move.reason,
+                        e["id"],
+                        None,
+                        None,
+                        at,
+                        now,
+                        None,
+                    )
                 )
                 stage = move.to
     return out
@@ -168,6 +202,16 @@ def populate(db: Database, leads: int, seed: int) -> dict[str, int]:
     return {name: len(v) for name, v in data.items()}
 
 
+def digest(results: dict[str, list[Any]]) -> str:
+    """Every model's credits by every grouping, as one hash (two phases must agree)."""
+    doc = {
+        by: [[r.model, sorted((k, str(v)) for k, v in r.credits.items())] for r in rs]
+        for by, rs in results.items()
+    }
+    text = json.dumps(doc)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def phase(name: str) -> dict[str, Any]:
     db = database()
     rules = load_rules()
@@ -177,6 +221,11 @@ def phase(name: str) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if name == "baseline":
         extra["rows"] = count_touchpoints(db)
+    elif name == "streamed":
+        by_grouping = report.attribution_streamed(db, rules, Window(), bys=("channel", "campaign"))
+        extra["credits"] = digest(by_grouping)
+        extra["conversions_channel"] = by_grouping["channel"][0].conversions
+        assert all(sum(r.credits.values()) == r.conversions for r in by_grouping["channel"])
     else:
         ds = load(db)
         extra["leads"] = len(ds.journeys)
@@ -184,11 +233,13 @@ def phase(name: str) -> dict[str, Any]:
         extra["load_seconds"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         if name == "models":
+            by_grouping = {}
             for by in ("channel", "campaign"):
-                results = report.attribution(ds, rules, Window(), by=by)
+                results = by_grouping[by] = report.attribution(ds, rules, Window(), by=by)
                 extra[f"conversions_{by}"] = results[0].conversions
                 assert all(sum(r.credits.values()) == r.conversions for r in results)
             extra["models"] = len(MODELS) * 2
+            extra["credits"] = digest(by_grouping)
         elif name == "kpis":
             doc = report.kpis(ds, rules, Window())
             extra["customers"] = doc["cycle"][0]["customers"]
@@ -229,7 +280,7 @@ def main() -> None:
             check=True,
         )
     results = {}
-    for name in ("baseline", "load", "models", "kpis"):
+    for name in ("baseline", "load", "models", "streamed", "kpis"):
         print(f"... {name}", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--phase", name], capture_output=True, text=True
@@ -259,6 +310,10 @@ def main() -> None:
         f"({m['conversions_channel']:,} conversions); kpis alone: {k['compute_seconds']:.1f} s;"
         f" baseline read {rate:,.0f} touchpoints/s"
     )
+    same = results["streamed"]["credits"] == m["credits"]
+    print(f"streamed credits {'identical to' if same else 'DIFFER FROM'} the in-memory models'")
+    if not same:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from engine.analytics import markov, shapley
 from engine.analytics.allocate import exact_split
+from engine.analytics.exchange import LeftOut
 from engine.analytics.journeys import NO_TOUCH
 from engine.analytics.models import RULE_BASED
 from engine.analytics.paths import Path, Paths, ReportError
@@ -125,6 +128,148 @@ def attribute(paths: Paths, model: str, by: str, cfg: Attribution) -> Credits:
         currency=paths.currency if paths.value == "revenue" else None,
         left_out=paths.left_out.rows(),
     )
+
+
+def _check(models: Sequence[str], bys: Sequence[str]) -> None:
+    for model in models:
+        if model not in MODELS:
+            raise ReportError(
+                f"unknown attribution model {model!r}; expected one of {', '.join(MODELS)}"
+            )
+    for by in bys:
+        if by not in BY:
+            raise ReportError(f"cannot attribute by {by!r}; expected one of {', '.join(BY)}")
+
+
+class Tally:
+    """`attribute` for several models and groupings over paths fed one at a time (`add`), in
+    the order `build_paths` lists them: the same credits, to the last digit, holding sums per
+    grouping key, Markov's transition counts and Shapley's coalition counts (plus one coalition
+    number and one value per converting path, to add Shapley's shares in path order), never
+    the paths themselves."""
+
+    def __init__(
+        self,
+        models: Sequence[str],
+        bys: Sequence[str],
+        cfg: Attribution,
+        *,
+        conversion: str,
+        value: str,
+        currency: str | None,
+    ) -> None:
+        _check(models, bys)
+        self.models, self.bys, self.cfg = tuple(models), tuple(bys), cfg
+        self.conversion, self.value, self.currency = conversion, value, currency
+        self.rule_based = [m for m in self.models if m in RULE_BASED]
+        self.raw: dict[tuple[str, str], defaultdict[str, float]] = {
+            (m, by): defaultdict(float) for m in self.rule_based for by in self.bys
+        }
+        self.chains = {by: markov.Chain() for by in self.bys} if "markov" in models else {}
+        self.shapley = "shapley" in models
+        self.converting_sets: dict[str, Counter[frozenset[str]]] = {b: Counter() for b in bys}
+        self.all_sets: dict[str, Counter[frozenset[str]]] = {b: Counter() for b in bys}
+        self.set_ids: dict[str, dict[frozenset[str], int]] = {b: {} for b in bys}
+        self.set_order: dict[str, array[int]] = {b: array("L") for b in bys}
+        self.values = array("d")
+        self.conversions = 0
+        self.total = Decimal(0)
+        self.touched_total = Decimal(0)
+        self.untouched = Decimal(0)
+        #: deals no rate covers (`PathStream.left_out`: the paths' values are made there)
+        self.left_out = LeftOut()
+
+    def add(self, path: Path) -> None:
+        """One path: converting (`converted_at` set) or one that did not convert."""
+        if path.converted_at is None:
+            for by in self.bys:
+                keys = path.keys(by)
+                if self.chains:
+                    self.chains[by].add(keys, False)
+                if self.shapley:
+                    self.all_sets[by][frozenset(keys)] += 1
+            return
+        self.conversions += 1
+        self.total += path.value
+        if not path.touches:
+            self.untouched += path.value
+            return
+        self.touched_total += path.value
+        worth = float(path.value)
+        weights = [RULE_BASED[m](path, self.cfg) for m in self.rule_based]
+        if self.shapley:
+            self.values.append(worth)
+        for by in self.bys:
+            keys = path.keys(by)
+            for m, ws in zip(self.rule_based, weights, strict=True):
+                raw = self.raw[(m, by)]
+                for key, w in zip(keys, ws, strict=True):
+                    raw[key] += w * worth
+            if self.chains:
+                self.chains[by].add(keys, True)
+            if self.shapley:
+                coalition = frozenset(keys)
+                self.converting_sets[by][coalition] += 1
+                self.all_sets[by][coalition] += 1
+                ids = self.set_ids[by]
+                self.set_order[by].append(ids.setdefault(coalition, len(ids)))
+
+    def _markov(self, by: str) -> dict[str, float]:
+        effects = self.chains[by].removal_effects()
+        total_effect = sum(effects.values())
+        value = float(self.touched_total)
+        if total_effect <= 0:
+            return {}
+        return {c: value * e / total_effect for c, e in effects.items() if e}
+
+    def _shapley(self, by: str) -> dict[str, float]:
+        v = shapley.conversion_rates(self.converting_sets[by], self.all_sets[by])
+        sets = list(self.set_ids[by])
+        cache: dict[int, dict[str, float]] = {}
+        raw: dict[str, float] = defaultdict(float)
+        for worth, n in zip(self.values, self.set_order[by], strict=True):
+            shares = cache.get(n)
+            if shares is None:
+                shares = cache[n] = shapley.shares(
+                    sets[n],
+                    v,
+                    exact_max=self.cfg.shapley_exact_max_channels,
+                    samples=self.cfg.shapley_samples,
+                )
+            for key, share in shares.items():
+                raw[key] += share * worth
+        return raw
+
+    def results(self, by: str) -> list[Credits]:
+        """Every model's credits by `by`, in the order the models were asked for."""
+        revenue = self.value == "revenue"
+        quantum = minor_unit(self.currency) if revenue else CONVERSION_QUANTUM
+        out = []
+        for model in self.models:
+            if model == "markov":
+                raw = self._markov(by)
+            elif model == "shapley":
+                raw = self._shapley(by)
+            else:
+                raw = self.raw[(model, by)]
+            credits = exact_split(raw, self.touched_total, quantum) if self.touched_total else {}
+            if self.untouched:
+                credits[NO_TOUCH] = self.untouched.quantize(quantum)
+            out.append(
+                Credits(
+                    model=model,
+                    by=by,
+                    value=self.value,
+                    conversion=self.conversion,
+                    total=self.total.quantize(quantum) if revenue else self.total,
+                    conversions=self.conversions,
+                    credits=credits,
+                    quantum=quantum,
+                    currency=self.currency if revenue else None,
+                    left_out=self.left_out.rows(),
+                )
+            )
+        return out
 
 
 def side_by_side(results: list[Credits]) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from engine.domain.lifecycle import FUNNEL, RANK
 NOT_ENGAGEMENT = ("touch.email_sent", "touch.email_bounced", "touch.unsubscribed")
 NO_TOUCH = "(no touchpoint)"
 UNKNOWN = "(none)"
+#: what a touch is grouped by in reports (Touchpoint.key)
+_BY = frozenset({"channel", "campaign", "content"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,9 @@ class Touchpoint:
     rep: str | None = None
 
     def key(self, by: str) -> str:
-        value = {"channel": self.channel, "campaign": self.campaign, "content": self.content}[by]
+        if by not in _BY:
+            raise KeyError(by)
+        value: str | None = getattr(self, by)
         return value or UNKNOWN
 
 

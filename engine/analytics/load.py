@@ -9,8 +9,11 @@ stream through a server-side cursor, so memory holds journeys, not result sets.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from psycopg import sql
@@ -49,9 +52,17 @@ HAPPENED = {"costs": "period_start <= {occurred_by}::date"}
 
 
 def _query(
-    db: Database, name: str, as_of: datetime | None, occurred_by: datetime | None = None
+    db: Database,
+    name: str,
+    as_of: datetime | None,
+    occurred_by: datetime | None = None,
+    *,
+    order: bool = True,
+    extra: str = "",
 ) -> sql.Composed:
     base = QUERIES[name]
+    if extra:  # one more column, first
+        base = base.replace("SELECT ", f"SELECT {extra}, ", 1)
     recorded = "coalesce(recorded_at, occurred_at)" if name == "routed" else "recorded_at"
     cuts = []
     if as_of is not None:
@@ -63,7 +74,7 @@ def _query(
     for cut in cuts:
         glue = " AND " if " WHERE " in base else " WHERE "
         base += glue + cut
-    return sql.SQL(base + ORDER[name]).format(
+    return sql.SQL(base + (ORDER[name] if order else "")).format(
         s=sql.Identifier(db.schema),
         as_of=sql.Literal(as_of),
         occurred_by=sql.Literal(occurred_by),
@@ -74,9 +85,15 @@ def _rows(
     db: Database, name: str, as_of: datetime | None, occurred_by: datetime | None = None
 ) -> Iterator[tuple[Any, ...]]:
     with db.connect(autocommit=False) as conn, conn.cursor(name=f"report_{name}") as cur:
-        cur.itersize = 20_000
         cur.execute(_query(db, name, as_of, occurred_by))
-        yield from cur
+        yield from _chunks(cur, 20_000)
+
+
+def _chunks(cur: Any, size: int) -> Iterator[Any]:
+    """A server-side cursor's rows, fetched `size` at a time (iterating the cursor itself
+    costs a method call per row: a third of a streamed report's time)."""
+    while rows := cur.fetchmany(size):
+        yield from rows
 
 
 def load(
@@ -166,6 +183,109 @@ def by_person(journeys: dict[str, Journey], keys: dict[str, str]) -> dict[str, J
     for person, (_rank, _at, stage) in furthest.items():
         out[person].stage_now = stage
     return out
+
+
+#: The column that orders one lead's rows of each table in `stream` (ties in time as `load`).
+TIEBREAK = {
+    "touches": "position",
+    "moves": "version",
+    "milestones": "position",
+    "routed": "occurred_at",
+}
+JOURNEY_TABLES = tuple(TIEBREAK)
+
+
+def _stream_query(
+    db: Database,
+    name: str,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    people: bool,
+) -> sql.Composed:
+    """`name`'s rows ordered by person key in code-point order (Python's `sorted`, which
+    orders `load`'s journeys), then lead key and TIEBREAK; each row led by the person key and
+    the tie-breaker. With `people`, the query takes two text arrays (lead keys, their person
+    keys)."""
+    inner = _query(db, name, as_of, occurred_by, order=False, extra=f"{TIEBREAK[name]} AS tie")
+    if not people:
+        return sql.SQL(
+            'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q ORDER BY 1, q.tie'
+        ).format(inner)
+    return sql.SQL(
+        'SELECT coalesce(p.person, q.lead_key) COLLATE "C" AS person, q.* FROM ({}) q '
+        "LEFT JOIN unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
+        'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.tie'
+    ).format(inner)
+
+
+def stream(
+    db: Database,
+    as_of: datetime | None = None,
+    *,
+    occurred_by: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    itersize: int = 10_000,
+) -> Iterator[Journey]:
+    """`load`'s journeys (costs aside) one at a time, in the same order and the same as `load`
+    makes them: each table read through its own server-side cursor ordered by person key, the
+    four merged person by person, so memory holds one journey and the cursors' chunks."""
+    keys = person_keys(db, as_of, occurred_by)
+    params = (list(keys), list(keys.values())) if keys else None
+    with db.connect(autocommit=False) as conn:
+        groups = []
+        for table, name in enumerate(JOURNEY_TABLES):
+            cur = conn.cursor(name=f"stream_{name}")
+            cur.execute(_stream_query(db, name, as_of, occurred_by, bool(keys)), params)
+            groups.append(_grouped(_chunks(cur, itersize), table))
+        people = set(keys.values())
+        touched = reported = 0
+        for person, parts in itertools.groupby(heapq.merge(*groups), key=itemgetter(0)):
+            if person in people:  # several leads (or one lead of a person): merged as `load`
+                leads: dict[str, Journey] = {}
+                for _, table, rows in parts:
+                    for row in rows:
+                        key = row[2]
+                        j = leads.get(key)
+                        if j is None:
+                            j = leads[key] = Journey(key)
+                        _add(j, table, row[3:])
+                    touched += len(rows) if table == 0 else 0
+                journey = by_person(leads, keys)[person]
+            else:  # one lead: its rows as they come
+                journey = Journey(person)
+                for _, table, rows in parts:
+                    if table == 0:
+                        journey.touches = [Touchpoint(*row[3:]) for row in rows]
+                        touched += len(rows)
+                    elif table == 1:
+                        journey.moves = [Move(*row[3:]) for row in rows]
+                    elif table == 2:
+                        journey.milestones = [Milestone(*row[3:]) for row in rows]
+                    else:
+                        journey.routed = [row[3] for row in rows]
+            journey.sort()
+            yield journey
+            if progress and touched - reported >= 50_000:
+                progress(touched)
+                reported = touched
+
+
+def _grouped(rows: Iterator[Any], table: int) -> Iterator[tuple[str, int, list[Any]]]:
+    """(person key, table, that person's rows of the table), person by person."""
+    for person, group in itertools.groupby(rows, key=itemgetter(0)):
+        yield person, table, list(group)
+
+
+def _add(j: Journey, table: int, row: tuple[Any, ...]) -> None:
+    """One row of JOURNEY_TABLES[table] (without its key) onto the lead's journey."""
+    if table == 0:
+        j.touches.append(Touchpoint(*row))
+    elif table == 1:
+        j.moves.append(Move(*row))
+    elif table == 2:
+        j.milestones.append(Milestone(*row))
+    else:
+        j.routed.append(row[0])
 
 
 def count_touchpoints(db: Database) -> int:

@@ -8,7 +8,6 @@ channel redirects every transition into it to null. Removal effect = 1 - P(witho
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -41,14 +40,22 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 class Chain:
     """Transition counts of many paths; `conversion_probability` with some states removed."""
 
-    def __init__(self, paths: Iterable[tuple[Sequence[str], bool]]) -> None:
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
+    def __init__(self, paths: Iterable[tuple[Sequence[str], bool]] = ()) -> None:
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         for keys, converted in paths:
-            seq = [START, *keys, CONVERSION if converted else NULL]
-            for a, b in itertools.pairwise(seq):
-                counts[a][b] += 1
-        self.counts = counts
-        self.states = [START, *sorted(s for s in counts if s != START)]
+            self.add(keys, converted)
+
+    def add(self, keys: Sequence[str], converted: bool) -> None:
+        """Count one more path's transitions (a report streams its paths in: counts only)."""
+        counts = self.counts
+        a = START
+        for b in (*keys, CONVERSION if converted else NULL):
+            counts[a][b] += 1
+            a = b
+
+    @property
+    def states(self) -> list[str]:
+        return [START, *sorted(s for s in self.counts if s != START)]
 
     @property
     def channels(self) -> list[str]:

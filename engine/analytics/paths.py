@@ -108,19 +108,14 @@ def build_paths(
     converting: list[tuple[Journey, tuple[Touchpoint, ...], datetime]] = []
     not_converting: list[Path] = []
     for j in dataset.journeys:
-        touches = _eligible(j, cfg)
-        at = j.reached_at(stage)
-        if at is None or (end is not None and at >= end):
-            window = tuple(t for t in touches if _in(t.at, start, end))
-            if window:
-                not_converting.append(Path(j.key, window, None, Decimal(0)))
+        cut = _cut(j, cfg, stage, start, end, lookback)
+        if cut is None:
             continue
-        if start is not None and at < start:
-            continue
-        path = tuple(
-            t for t in touches if t.at <= at and (lookback is None or t.at >= at - lookback)
-        )
-        converting.append((j, path, at))
+        path, at = cut
+        if at is None:
+            not_converting.append(Path(j.key, path, None, Decimal(0)))
+        else:
+            converting.append((j, path, at))
     if value == "revenue" and currency is None:
         currency = _one_currency(j for j, _, _ in converting)
     exchange = Exchange(currency or NO_CURRENCY, rates)
@@ -128,17 +123,82 @@ def build_paths(
     paths = []
     for j, path, at in converting:
         worth = path_value(j, exchange, left_out) if value == "revenue" else Decimal(1)
-        captured = j.first("lead.captured")
-        opportunity = j.reached_at("opportunity")
-        paths.append(
-            Path(
-                j.key,
-                path,
-                at,
-                worth,
-                lead_created_at=captured.at if captured else j.reached_at("lead"),
-                opportunity_at=opportunity if opportunity and opportunity <= at else None,
-                closes=stage == "customer",
-            )
-        )
+        paths.append(_converting(j, path, at, worth, stage))
     return Paths(paths, not_converting, stage, value, currency, left_out)
+
+
+def _cut(
+    j: Journey,
+    cfg: Attribution,
+    stage: str,
+    start: datetime | None,
+    end: datetime | None,
+    lookback: timedelta | None,
+) -> tuple[tuple[Touchpoint, ...], datetime | None] | None:
+    """The lead's path and when it converted in [start, end); not converted by `end`: its
+    touches in the window and None; None when it is in neither (or has no such touch)."""
+    touches = _eligible(j, cfg)
+    at = j.reached_at(stage)
+    if at is None or (end is not None and at >= end):
+        window = tuple(t for t in touches if _in(t.at, start, end))
+        return (window, None) if window else None
+    if start is not None and at < start:
+        return None
+    path = tuple(t for t in touches if t.at <= at and (lookback is None or t.at >= at - lookback))
+    return path, at
+
+
+def _converting(
+    j: Journey, path: tuple[Touchpoint, ...], at: datetime, worth: Decimal, stage: str
+) -> Path:
+    captured = j.first("lead.captured")
+    opportunity = j.reached_at("opportunity")
+    return Path(
+        j.key,
+        path,
+        at,
+        worth,
+        lead_created_at=captured.at if captured else j.reached_at("lead"),
+        opportunity_at=opportunity if opportunity and opportunity <= at else None,
+        closes=stage == "customer",
+    )
+
+
+class PathStream:
+    """`build_paths` one journey at a time, for journeys streamed in key order: `path(j)` is
+    the lead's path as `build_paths` makes it (None: in neither list), `converted_at` None for
+    one that did not convert. Revenue needs its currency up front (`report_currency` gives it):
+    the deals' only currency would take every journey first."""
+
+    def __init__(
+        self,
+        cfg: Attribution,
+        *,
+        conversion: str | None = None,
+        value: str = "conversions",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        currency: str | None = None,
+        rates: Iterable[Rate] = (),
+    ) -> None:
+        if value not in VALUES:
+            raise ReportError(f"unknown value {value!r}; expected one of {', '.join(VALUES)}")
+        if value == "revenue" and currency is None:
+            raise ReportError("streamed revenue paths need the report currency")
+        self.cfg, self.value, self.start, self.end = cfg, value, start, end
+        self.stage = conversion or cfg.conversion
+        self.lookback = timedelta(days=cfg.lookback_days) if cfg.lookback_days else None
+        self.currency = currency
+        self.exchange = Exchange(currency or NO_CURRENCY, rates)
+        self.left_out = LeftOut()
+
+    def path(self, j: Journey) -> Path | None:
+        cut = _cut(j, self.cfg, self.stage, self.start, self.end, self.lookback)
+        if cut is None:
+            return None
+        path, at = cut
+        if at is None:
+            return Path(j.key, path, None, Decimal(0))
+        revenue = self.value == "revenue"
+        worth = path_value(j, self.exchange, self.left_out) if revenue else Decimal(1)
+        return _converting(j, path, at, worth, self.stage)

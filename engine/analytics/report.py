@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from engine.analytics import followup, funnel, money
-from engine.analytics.attribution import MODELS, Credits, attribute, side_by_side
+from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
-from engine.analytics.journeys import Dataset
-from engine.analytics.paths import ReportError, build_paths
+from engine.analytics.journeys import Dataset, Journey
+from engine.analytics.load import stream
+from engine.analytics.paths import PathStream, ReportError, build_paths
 from engine.domain.rules import Rules
+from engine.postgres.db import Database
 
 SECTIONS = (
     "funnel",
@@ -87,6 +90,64 @@ def attribution(
         rates=rules.money.rates,
     )
     return [attribute(paths, m, by, cfg) for m in models_of(model)]
+
+
+def attribution_of(
+    journeys: Iterable[Journey],
+    rules: Rules,
+    window: Window,
+    *,
+    model: str = "all",
+    bys: Sequence[str] = ("channel",),
+    value: str = "conversions",
+    conversion: str | None = None,
+    currency: str | None = None,
+) -> dict[str, list[Credits]]:
+    """`attribution` by each of `bys` over journeys taken one at a time in key order (as a
+    Dataset lists them): the same credits, holding per-key sums, not the journeys."""
+    cfg = rules.attribution
+    models = models_of(model)
+    builder = PathStream(
+        cfg,
+        conversion=conversion,
+        value=value,
+        start=window.start,
+        end=window.end,
+        currency=report_currency(rules, currency),
+        rates=rules.money.rates,
+    )
+    tally = Tally(
+        models, bys, cfg, conversion=builder.stage, value=value, currency=builder.currency
+    )
+    tally.left_out = builder.left_out
+    for j in journeys:
+        path = builder.path(j)
+        if path is not None:
+            tally.add(path)
+    return {by: tally.results(by) for by in bys}
+
+
+def attribution_streamed(
+    db: Database,
+    rules: Rules,
+    window: Window,
+    *,
+    model: str = "all",
+    bys: Sequence[str] = ("channel",),
+    value: str = "conversions",
+    conversion: str | None = None,
+    currency: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, list[Credits]]:
+    """`attribution` by each of `bys`, journeys streamed lead by lead from the read model:
+    memory grows with the grouping keys and the converting leads (one number each), not with
+    the touchpoints."""
+    models_of(model)  # a wrong name fails before any row is read
+    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return attribution_of(
+        journeys, rules, window, model=model, bys=bys, value=value,
+        conversion=conversion, currency=currency,
+    )  # fmt: skip
 
 
 def attribution_document(results: list[Credits], window: Window, rules: Rules) -> dict[str, Any]:

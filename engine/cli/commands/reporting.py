@@ -83,20 +83,22 @@ def attribution(args: argparse.Namespace) -> int:
         )
     left_out = None
     with open_runtime() as rt:
-        ds = dataset_of(rt, window)
+        kw: dict[str, Any] = {
+            "model": args.model,
+            "value": args.value,
+            "conversion": args.conversion,
+            "currency": args.currency,
+        }
         if args.by_account:
-            merged = by_account(ds, account_keys(rt.db))
+            merged = by_account(dataset_of(rt, window), account_keys(rt.db))
             ds, left_out = merged.dataset, merged.left_out
-        results = report.attribution(
-            ds,
-            rt.rules,
-            window,
-            model=args.model,
-            by=args.by,
-            value=args.value,
-            conversion=args.conversion,
-            currency=args.currency,
-        )
+            results = report.attribution(ds, rt.rules, window, by=args.by, **kw)
+        else:  # lead by lead: memory grows with the channels (campaigns), not the touchpoints
+            bar = Progress("reading touchpoints")
+            results = report.attribution_streamed(
+                rt.db, rt.rules, window, bys=(args.by,), progress=bar.update, **kw
+            )[args.by]
+            bar.done(f"{results[0].conversions:,} conversions")
         if args.save:
             n = saved.save(rt.db, results, window, rt.rules.ref)
             print(f"saved {n} rows to {rt.db.schema}.attribution_credits", file=sys.stderr)

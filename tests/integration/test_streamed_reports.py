@@ -1,0 +1,88 @@
+"""Journeys streamed from PostgreSQL lead by lead (`load.stream`) are `load`'s journeys, in
+the same order, people of several leads included; streamed attribution gives the in-memory
+report's credits to the last digit, on every clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from engine.analytics import report
+from engine.analytics.attribution import MODELS
+from engine.analytics.journeys import Journey
+from engine.analytics.load import load, person_keys, stream
+from engine.analytics.report import Window
+from engine.domain.contract import validate_event
+from engine.domain.generator import generate
+from engine.runtime import Runtime
+
+
+@pytest.fixture
+def stitched(runtime: Runtime) -> Runtime:
+    events = generate(50, seed=5, identity=0.4)
+    runtime.app.ingest([validate_event(e) for e in events])
+    runtime.projector.run()
+    return runtime
+
+
+def _canonical(j: Journey) -> tuple[Any, ...]:
+    """A journey's rows; moves and milestones at the same moment from two leads of one person
+    in a fixed order (`load` keeps them in the order its queries happened to return them)."""
+    return (
+        j.key,
+        j.touches,
+        sorted(j.moves, key=repr),
+        sorted(j.milestones, key=repr),
+        sorted(j.routed),
+        j.stage_now,
+    )
+
+
+def _middle(runtime: Runtime, column: str) -> datetime:
+    with runtime.db.connect() as conn:
+        row = conn.execute(
+            f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY {column}) "
+            f'FROM "{runtime.db.schema}".lead_touchpoints'
+        ).fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment
+
+
+def test_streamed_journeys_are_loads(stitched: Runtime) -> None:
+    db = stitched.db
+    people = person_keys(db)
+    assert len(set(people.values())) < len(people)  # some people have several leads
+    loaded = load(db).journeys
+    streamed = list(stream(db, itersize=7))
+    assert [j.key for j in streamed] == [j.key for j in loaded] == sorted(j.key for j in loaded)
+    assert [_canonical(j) for j in streamed] == [_canonical(j) for j in loaded]
+    merged = [j for j in streamed if j.stage_now is not None]
+    assert merged and all(len({t.seq for t in j.touches}) == len(j.touches) for j in merged)
+    for cut in ("recorded_at", "occurred_at"):
+        moment = _middle(stitched, cut)
+        kw: dict[str, Any] = {"as_of" if cut == "recorded_at" else "occurred_by": moment}
+        as_of = kw.pop("as_of", None)
+        part = load(db, as_of, **kw).journeys
+        assert [_canonical(j) for j in stream(db, as_of, **kw)] == [_canonical(j) for j in part]
+        assert sum(len(j.touches) for j in part) < sum(len(j.touches) for j in loaded)
+
+
+def test_streamed_attribution_equals_the_report(stitched: Runtime) -> None:
+    db, rules = stitched.db, stitched.rules
+    occurred = Window(occurred_by=_middle(stitched, "occurred_at"))
+    for value in ("conversions", "revenue"):
+        for window in (Window(), occurred):
+            streamed = report.attribution_streamed(
+                db, rules, window, bys=("channel", "campaign"), value=value, conversion="sql"
+            )
+            ds = load(db, occurred_by=window.occurred_by)
+            for by in ("channel", "campaign"):
+                expected = report.attribution(
+                    ds, rules, window, by=by, value=value, conversion="sql"
+                )
+                assert [r.model for r in streamed[by]] == list(MODELS)
+                assert streamed[by] == expected
+                assert expected[0].conversions > 0
