@@ -269,7 +269,12 @@ def near(rule: MqlRule, fit: float, engagement: float, total: float) -> bool:
 
 
 def decide_mql(
-    state: ScoreState, facts: Sequence[Fact], as_of: datetime, model: ScoringModel | None = None
+    state: ScoreState,
+    facts: Sequence[Fact],
+    as_of: datetime,
+    model: ScoringModel | None = None,
+    *,
+    exact: bool = True,
 ) -> Score | None:
     """The full score if the MQL rule is met as of `as_of` (the lead's latest moment), else
     None. Decided on the running score unless a value is near a threshold or `as_of` is before
@@ -277,7 +282,9 @@ def decide_mql(
     fully, so the decision records (and `lead explain` shows) exactly the full score.
 
     `model` (default: the state's own) decides with its MQL rule and is recorded in the score;
-    its fit, engagement and combine must be the state's (`same_scoring`)."""
+    its fit, engagement and combine must be the state's (`same_scoring`). Without `exact`, a
+    rule met by the running score away from every threshold is not re-scored: the decision is
+    the same, its recorded values the running ones (within 0.01; what-if reports none of them)."""
     state.feed(facts)
     model = state.model if model is None else model
     rule = model.mql
@@ -286,8 +293,12 @@ def decide_mql(
         if not rule.met(fit, most + EPSILON, total_most + EPSILON):
             return None  # not met even at the upper bound: the common case, no greedy needed
         values = state.totals(as_of)
-        if not near(rule, *values) and not rule.met(*values):
-            return None
+        if not near(rule, *values):
+            if not rule.met(*values):
+                return None
+            if not exact:
+                fit, engagement, total = values
+                return Score(model.ref, as_of, fit, engagement, total, ())
     full = score(facts, model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None
 

@@ -25,7 +25,7 @@ from engine.domain.accounts.profile import AccountProfile
 from engine.domain.accounts.scoring import Member
 from engine.domain.accounts.whatif import member, qualifying, signals
 from engine.domain.fold import LeanLead
-from engine.domain.lifecycle import RANK
+from engine.domain.lifecycle import QUALIFIABLE, RANK
 from engine.domain.rules import Rules, ScoringModel
 from engine.domain.scorestate import ScoreState, same_scoring
 
@@ -272,20 +272,28 @@ def _fold_groups(groups: list[list[FactIn]], job: _Job) -> list[Pair]:
 
 
 def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
-    """One lead's facts, in arrival order, under the current rules and under the new ones."""
+    """One lead's facts, in arrival order, under the current rules and under the new ones.
+
+    Both sides record the same facts and differ only where their MQL decisions do, so they are
+    one lead (`_Twins`) until the first decision that differs, and two from there on."""
     current, new, since = job.current, job.new, job.since
     key = facts[0].lead_key
     # both record the same facts, so they share running scores; one state serves both models
     # when they score alike (a what-if on the MQL rule alone)
-    running: dict[int, ScoreState] = {}
     alike = job.alike
-    old_lead = LeanLead(key, running=running, alike=alike)
-    new_lead = LeanLead(key, running=running, alike=alike)
-    record_old, record_new = old_lead.record_fact, new_lead.record_fact
+    old_lead = _Twins(key, running={}, alike=alike)
+    new_lead: LeanLead = old_lead
     for fact in facts:
         rules_new = new if since is None or fact.occurred_at >= since else current
-        record_old(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, current)
-        record_new(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules_new)
+        args = (fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data)
+        if new_lead is old_lead:
+            old_lead.other = rules_new
+            old_lead.record_fact(*args, current)
+            if old_lead.twin is not None:
+                new_lead = old_lead.twin
+        else:
+            old_lead.record_fact(*args, current)
+            new_lead.record_fact(*args, rules_new)
     old = _outcome(old_lead, current)
     # the same facts scored alike at the same moment: the same total (computed once)
     new_ = _outcome(new_lead, new, old.score if alike else None)
@@ -295,6 +303,45 @@ def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
             old.account = (found, member(key, old_lead, current))
             new_.account = (found, member(key, new_lead, new))
     return old, new_
+
+
+class _Twins(LeanLead):
+    """A what-if lead that is both sides while their MQL decisions agree: it records a fact
+    once, decides under its own rules and under `other` (the other side's for that fact), and
+    at the first decision that differs forks `twin`, the other side from there on, in the
+    state before the decision and then deciding under `other`. Same facts and same decisions,
+    same state: each side ends as if it had been folded on its own. Decisions record the
+    running score (`decide_mql` without `exact`): what-if reports which were taken, not their
+    values."""
+
+    exact_decisions = False
+
+    def __init__(
+        self, key: str, *, running: dict[int, ScoreState], alike: dict[int, ScoringModel]
+    ) -> None:
+        super().__init__(key, running=running, alike=alike)
+        self.other: Rules | None = None
+        self.twin: _Twins | None = None
+
+    def fork(self) -> _Twins:
+        twin = super().fork()
+        assert isinstance(twin, _Twins)
+        return twin
+
+    def _qualify(self, rules: Rules, trigger: str, at: datetime) -> bool:
+        other = self.other
+        if other is None or self.twin is not None:
+            return super()._qualify(rules, trigger, at)
+        if self.stage not in QUALIFIABLE or self.clock is None:
+            return False
+        mine = self._decide(rules)
+        theirs = mine if other is rules else self._decide(other)
+        if (mine is None) != (theirs is None):
+            twin = self.twin = self.fork()
+            twin.other = None  # on its own from here
+            if theirs is not None and twin._take(other, theirs, trigger, at):
+                twin._restage(trigger)
+        return mine is not None and self._take(rules, mine, trigger, at)
 
 
 def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:
