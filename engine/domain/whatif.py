@@ -79,6 +79,10 @@ class WhatIf:
     #: the accounts meeting the MQA rule at the end, under each rules (None: no accounts given)
     mqa_old: list[str] | None = None
     mqa_new: list[str] | None = None
+    #: the worker processes folded in, and why fewer than asked (None: as asked, or not asked);
+    #: neither is in the summary, which is the same for any number of workers
+    workers: int = 1
+    workers_note: str | None = None
 
     def summary(self, limit: int = 20) -> dict[str, Any]:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
@@ -157,6 +161,22 @@ MAX_WORKERS = 4
 CHUNK = 1_000  # leads per task handed to a worker
 
 
+def worker_count(
+    asked: int | None, facts: int, tasks: int, chunk: int = CHUNK
+) -> tuple[int, str | None]:
+    """The worker processes a replay of `facts` facts in `tasks` chunks (of `chunk` leads)
+    uses when `asked` for (None: `auto_workers`), and why, when it is fewer than asked: at
+    most `MAX_WORKERS` ("cap"), and no more than there are chunks to fold."""
+    if asked is None:
+        return max(1, min(auto_workers(facts), tasks)), None
+    used = max(1, min(asked, MAX_WORKERS, tasks))
+    if used >= asked:
+        return used, None
+    if used == MAX_WORKERS:
+        return used, "cap"
+    return used, f"{tasks:,} chunk{'' if tasks == 1 else 's'} of up to {chunk:,} leads"
+
+
 def auto_workers(facts: int) -> int:
     """One process per CPU, up to `MAX_WORKERS`, and one per `PER_WORKER` facts at least."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -195,9 +215,10 @@ def replay(
             got.append(fact)
     result.facts, result.leads = n, len(leads)
     groups = list(leads.values())
-    count = auto_workers(n) if workers is None else workers
     job = _Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
+    count, result.workers_note = worker_count(workers, n, len(chunks), chunk)
+    result.workers = count
     done = 0
     for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
         for group, (old, new_) in zip(groups[start:end], outcomes, strict=True):
@@ -249,7 +270,7 @@ def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[lis
     context = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     rules = replace(job, groups=[])
     tasks = (job.groups[start:end] for start, end in chunks)
-    with context.Pool(min(workers, len(chunks)), initializer=_start, initargs=(rules,)) as pool:
+    with context.Pool(workers, initializer=_start, initargs=(rules,)) as pool:
         yield from pool.imap(_fold_in_worker, tasks)
 
 
