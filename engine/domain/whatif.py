@@ -215,7 +215,7 @@ def replay(
             got.append(fact)
     result.facts, result.leads = n, len(leads)
     groups = list(leads.values())
-    job = _Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
+    job = Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
     count, result.workers_note = worker_count(workers, n, len(chunks), chunk)
     result.workers = count
@@ -238,7 +238,7 @@ def _members(outcomes: dict[str, Outcome]) -> list[tuple[LeadSignals, Member]]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
+class Job:
     groups: list[list[FactIn]]
     current: Rules
     new: Rules
@@ -253,10 +253,10 @@ class _Job:
         return {id(self.new): self.current} if self.same else {}
 
 
-_JOB: _Job | None = None  # in a worker process: the rules and options, without the facts
+_JOB: Job | None = None  # in a worker process: the rules and options, without the facts
 
 
-def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
+def _run(job: Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
     """Each chunk's outcomes, in chunk order: here, or in `workers` worker processes.
 
     Workers start from a fork server (a clean, single-threaded process), never by forking this
@@ -274,7 +274,7 @@ def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[lis
         yield from pool.imap(_fold_in_worker, tasks)
 
 
-def _start(rules: _Job) -> None:
+def _start(rules: Job) -> None:
     """A worker's start: the rules it folds under."""
     global _JOB
     _JOB = rules
@@ -288,15 +288,32 @@ def _fold_in_worker(groups: list[list[FactIn]]) -> list[Pair]:
 Pair = tuple["Outcome", "Outcome"]
 
 
-def _fold_groups(groups: list[list[FactIn]], job: _Job) -> list[Pair]:
+def _fold_groups(groups: list[list[FactIn]], job: Job) -> list[Pair]:
     return [_fold_lead(group, job) for group in groups]
 
 
-def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
+def _fold_lead(facts: list[FactIn], job: Job) -> Pair:
     """One lead's facts, in arrival order, under the current rules and under the new ones.
 
     Both sides record the same facts and differ only where their MQL decisions do, so they are
     one lead (`_Twins`) until the first decision that differs, and two from there on."""
+    current, new = job.current, job.new
+    key = facts[0].lead_key
+    old_lead, new_lead = fold_pair(facts, job)
+    old = _outcome(old_lead, current)
+    # the same facts scored alike at the same moment: the same total (computed once)
+    new_ = _outcome(new_lead, new, old.score if job.alike else None)
+    if job.accounts:
+        found = signals(key, old_lead)  # the same facts: the same signals under both
+        if found is not None:
+            old.account = (found, member(key, old_lead, current))
+            new_.account = (found, member(key, new_lead, new))
+    return old, new_
+
+
+def fold_pair(facts: list[FactIn], job: Job) -> tuple[LeanLead, LeanLead]:
+    """One lead's facts folded under the current rules and under the new ones (the new from
+    `since` on): the same lead while their decisions agree (`_Twins`)."""
     current, new, since = job.current, job.new, job.since
     key = facts[0].lead_key
     # both record the same facts, so they share running scores; one state serves both models
@@ -315,15 +332,7 @@ def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
         else:
             old_lead.record_fact(*args, current)
             new_lead.record_fact(*args, rules_new)
-    old = _outcome(old_lead, current)
-    # the same facts scored alike at the same moment: the same total (computed once)
-    new_ = _outcome(new_lead, new, old.score if alike else None)
-    if job.accounts:
-        found = signals(key, old_lead)  # the same facts: the same signals under both
-        if found is not None:
-            old.account = (found, member(key, old_lead, current))
-            new_.account = (found, member(key, new_lead, new))
-    return old, new_
+    return old_lead, new_lead
 
 
 class _Twins(LeanLead):
