@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from engine.domain.fold import LeanLead
 from engine.domain.rules import Rules
 from engine.domain.scorestate import same_scoring
-from engine.domain.whatif import FactIn, Job, fold_pair
+from engine.domain.whatif import FactIn, Job, fold_pair, lead_rows
 from tests.property.test_incremental_scoring import models
 from tests.property.test_lean_fold import START, data_of, histories
 
@@ -63,7 +63,7 @@ def test_each_side_is_the_lead_folded_on_its_own(
     ]
     since = None if since_hour is None else START + timedelta(hours=since_hour)
     job = Job([facts], current, new, since, same_scoring(current, new))
-    old_side, new_side = fold_pair(facts, job)
+    old_side, new_side = fold_pair(*lead_rows(facts), job)
     event(f"split: {old_side is not new_side}")
     event(f"mql rounds old {min(old_side.mql_rounds, 2)} new {min(new_side.mql_rounds, 2)}")
     for side, rules in ((old_side, current), (new_side, new)):
