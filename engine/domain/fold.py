@@ -14,6 +14,7 @@ comes back in through the matching `_apply_*` mutation:
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,8 @@ class LeadFold:
     routing_open: bool
     erased_at: datetime | None
     running: dict[int, ScoreState]
+    #: decisions record the full recomputation's values (else the running ones: `decide_mql`)
+    exact_decisions = True
 
     def _init_fold(self, key: str) -> None:
         self.key = key  # `pseudonym(id)` once forgotten, or where the key cannot be opened
@@ -165,9 +168,17 @@ class LeadFold:
         was taken."""
         if self.stage not in lifecycle.QUALIFIABLE or self.clock is None:
             return False
-        result = decide_mql(self._running(rules), self.facts, self.clock, rules)
-        if result is None:
-            return False
+        result = self._decide(rules)
+        return result is not None and self._take(rules, result, trigger, at)
+
+    def _decide(self, rules: Rules) -> Score | None:
+        """The score if the MQL rule is met at the lead's clock (`decide_mql`), else None."""
+        assert self.clock is not None
+        running = self._running(rules)
+        return decide_mql(running, self.facts, self.clock, rules, exact=self.exact_decisions)
+
+    def _take(self, rules: Rules, result: Score, trigger: str, at: datetime) -> bool:
+        """Record the MQL decision `result` unless the walk has the lead past mql there."""
         if not self.walked.would_qualify(moments.Qualification(trigger, at)):
             return False
         self._emit_qualified(
@@ -318,6 +329,16 @@ class LeanLead(LeadFold):
         (they must record the same facts: what-if's pair does), and a model in `alike` uses the
         running score of the model it maps to (one that scores alike: `same_scoring`)."""
         return super()._running(self.alike.get(id(model), model))
+
+    def fork(self) -> LeanLead:
+        """A lead in this one's state that goes on on its own (decision log included). The
+        running scores stay shared: both must record the same facts from here on."""
+        twin = copy.copy(self)
+        twin.facts, twin.seen = list(self.facts), dict(self.seen)
+        twin.reached, twin.path = dict(self.reached), list(self.path)
+        twin.qualified, twin.walked = list(self.qualified), self.walked.copy()
+        twin.log = None if self.log is None else list(self.log)
+        return twin
 
     def current_score(
         self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True

@@ -170,6 +170,16 @@ class WalkState:
             state.add_decision(decision)
         return state
 
+    def copy(self) -> WalkState:
+        """This walk, to go on on its own (items, steps and facts are immutable: shared)."""
+        twin = WalkState()
+        twin.firsts, twin.stage, twin.changed = dict(self.firsts), self.stage, self.changed
+        twin.flagged, twin._quals = self.flagged, list(self._quals)
+        twin._items, twin._found = list(self._items), list(self._found)
+        twin._made = list(self._made)
+        twin._pending = {trigger: list(q) for trigger, q in self._pending.items()}
+        return twin
+
     def __eq__(self, other: object) -> bool:
         """The same walk (a lead compares field by field: `Aggregate.__eq__`)."""
         if not isinstance(other, WalkState):

@@ -25,9 +25,10 @@ from bisect import insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
-from engine.domain.rules import EngagementRule, MqlRule, ScoringModel
+from engine.domain.rules import Condition, EngagementRule, MqlRule, ScoringModel
 from engine.domain.scoring import DAY_SECONDS, Score, clamp, fit_points, score
 
 #: How close to an MQL threshold a running value must be for the decision to re-score fully.
@@ -89,6 +90,10 @@ class Plan:
     single: dict[int, float]  # group -> its one cap
     multi: dict[int, dict[Cap, float]]  # group -> its caps
     members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]]  # multi: type -> rules
+    #: type -> (conditions, points, decays, slot, several-cap group or None) per rule, file order
+    by_type: dict[str, tuple[tuple[tuple[Condition, ...], float, bool, int, int | None], ...]]
+    single_slots: tuple[tuple[int, float], ...]  # (slot, cap) of each one-cap group
+    fit_fields: tuple[str, ...]  # the profile attributes the fit rules read
 
     @classmethod
     def of(cls, model: ScoringModel) -> Plan:
@@ -129,7 +134,24 @@ class Plan:
                     members.setdefault(group, {}).setdefault(t, []).append(
                         (rule, ("rule", rule.id), ("type", t))
                     )
-        return cls(where, single, multi, members)
+        by_type: dict[str, list[tuple[tuple[Condition, ...], float, bool, int, int | None]]] = {}
+        for rule in model.engagement.rules:
+            for t in rule.types:
+                group = where.get((rule.id, t))
+                slot = 0 if rule.points <= 0 or group is None else group + 1
+                several = group if group in multi and rule.points > 0 else None
+                entry = (rule.when, rule.points, rule.decay, slot, several)
+                by_type.setdefault(t, []).append(entry)
+        fields = dict.fromkeys(c.field for r in model.fit.rules for c in r.when)
+        return cls(
+            where,
+            single,
+            multi,
+            members,
+            {t: tuple(entries) for t, entries in by_type.items()},
+            tuple((g + 1, cap) for g, cap in single.items()),
+            tuple(fields),
+        )
 
 
 _PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
@@ -160,7 +182,18 @@ class ScoreState:
     `sums` slot 0 is the uncapped part; slot g + 1 is group g's positive points (a one-cap
     group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
 
-    __slots__ = ("fed", "fit", "latest", "model", "multi", "plan", "profile", "sums")
+    __slots__ = (
+        "bounds",
+        "fed",
+        "fit",
+        "fits",
+        "latest",
+        "model",
+        "multi",
+        "plan",
+        "profile",
+        "sums",
+    )
 
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
@@ -172,36 +205,65 @@ class ScoreState:
         self.profile: list[Fact] = []
         self.fit = 0.0
         self.latest: datetime | None = None
+        #: (slot, sum of caps) of each several-cap group: the most it may grant
+        self.bounds = tuple((g + 1, sum(caps.values())) for g, caps in self.plan.multi.items())
+        self.fits = _fits(model)
 
     def feed(self, facts: Sequence[Fact]) -> None:
         """Add the facts not added yet (the lead's fact list only ever grows)."""
+        fed = self.fed
+        if fed == len(facts):
+            return
         profile_changed = False
-        for fact in facts[self.fed :]:
-            if self.latest is None or fact.occurred_at > self.latest:
-                self.latest = fact.occurred_at
-            if fact.type in PROFILE_TYPES:
+        latest = self.latest
+        for fact in facts[fed:]:
+            if latest is None or fact.occurred_at > latest:
+                latest = fact.occurred_at
+            kind = fact.type
+            if kind in PROFILE_TYPES:
                 self.profile.append(fact)
                 profile_changed = True
-            elif fact.is_touch:
+            elif kind.startswith("touch."):
                 self._touch(fact)
+        self.latest = latest
         self.fed = len(facts)
         if profile_changed:
             attrs, _origin = profile_of(self.profile)
-            self.fit = round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
+            self.fit = self._fit(attrs)
+
+    def _fit(self, attrs: dict[str, Any]) -> float:
+        """The fit of a profile, remembered per model by the values its fit rules read."""
+        try:
+            # the value's type too: 800 and 800.0 (or True and 1) are equal but read otherwise
+            key = tuple((type(v), v) for v in map(attrs.get, self.plan.fit_fields))
+            known = self.fits.get(key)
+        except TypeError:  # an unhashable value: computed, not remembered
+            return round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
+        if known is None:
+            if len(self.fits) > 4096:
+                self.fits.clear()
+            known = self.fits[key] = round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
+        return known
 
     def _touch(self, fact: Fact) -> None:
+        entries = self.plan.by_type.get(fact.type)
+        if not entries:
+            return
         at = fact.occurred_at.timestamp()
-        greedy: set[int] = set()
-        for rule in self.model.engagement.rules_for(fact.type):
-            if not rule.matches(fact.type, fact.data):
+        data = fact.data
+        greedy: set[int] | None = None
+        add = self.sums.add
+        for when, points, decays, slot, several in entries:
+            if when and not all(c.matches(data) for c in when):
                 continue
-            group = self.plan.where.get((rule.id, fact.type))
-            slot = 0 if rule.points <= 0 or group is None else group + 1
-            self.sums.add(slot, rule.points, rule.decay, at)
-            if group in self.multi and rule.points > 0:
-                greedy.add(group)
-        for group in greedy:
-            insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
+            add(slot, points, decays, at)
+            if several is not None:
+                if greedy is None:
+                    greedy = set()
+                greedy.add(several)
+        if greedy:
+            for group in greedy:
+                insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
 
     def engagement(self, as_of: datetime, *, bound: bool = False, raw: bool = False) -> float:
         """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
@@ -210,15 +272,19 @@ class ScoreState:
         factor = self.sums.factor(as_of.timestamp())
         decaying, flat = self.sums.decaying, self.sums.flat
         total = decaying[0] * factor + flat[0]
-        for group, cap in self.plan.single.items():
-            total += min(cap, decaying[group + 1] * factor + flat[group + 1])
-        for group, greedy in self.multi.items():
-            if bound:
-                most = decaying[group + 1] * factor + flat[group + 1]
-                total += min(most, sum(greedy.caps.values()))
-            else:
+        for slot, cap in self.plan.single_slots:
+            part = decaying[slot] * factor + flat[slot]
+            total += cap if part > cap else part
+        if bound:
+            for slot, most in self.bounds:
+                part = decaying[slot] * factor + flat[slot]
+                total += most if part > most else part
+        else:
+            for greedy in self.multi.values():
                 total += self._granted(greedy, as_of)
-        return total if raw else round(clamp(total), 2)
+        if raw:
+            return total
+        return round(0.0 if total < 0.0 else 100.0 if total > 100.0 else total, 2)
 
     def _granted(self, group: _Greedy, as_of: datetime) -> float:
         """`scoring._engagement_lines` restricted to one group's rules and caps."""
@@ -254,6 +320,19 @@ class ScoreState:
         return self.fit, engagement, total
 
 
+_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], float]]] = {}
+
+
+def _fits(model: ScoringModel) -> dict[tuple[Any, ...], float]:
+    """The fit remembered per profile (`ScoreState._fit`), one table per model object."""
+    known = _FITS.get(id(model))
+    if known is None or known[0] is not model:
+        if len(_FITS) > 64:
+            _FITS.clear()
+        known = _FITS[id(model)] = (model, {})
+    return known[1]
+
+
 def _when(item: tuple[datetime, int, Fact]) -> tuple[datetime, int]:
     return item[0], item[1]
 
@@ -270,7 +349,12 @@ def near(rule: MqlRule, fit: float, engagement: float, total: float) -> bool:
 
 
 def decide_mql(
-    state: ScoreState, facts: Sequence[Fact], as_of: datetime, model: ScoringModel | None = None
+    state: ScoreState,
+    facts: Sequence[Fact],
+    as_of: datetime,
+    model: ScoringModel | None = None,
+    *,
+    exact: bool = True,
 ) -> Score | None:
     """The full score if the MQL rule is met as of `as_of` (the lead's latest moment), else
     None. Decided on the running score unless a value is near a threshold or `as_of` is before
@@ -278,7 +362,9 @@ def decide_mql(
     fully, so the decision records (and `lead explain` shows) exactly the full score.
 
     `model` (default: the state's own) decides with its MQL rule and is recorded in the score;
-    its fit, engagement and combine must be the state's (`same_scoring`)."""
+    its fit, engagement and combine must be the state's (`same_scoring`). Without `exact`, a
+    rule met by the running score away from every threshold is not re-scored: the decision is
+    the same, its recorded values the running ones (within 0.01; what-if reports none of them)."""
     state.feed(facts)
     model = state.model if model is None else model
     rule = model.mql
@@ -287,8 +373,12 @@ def decide_mql(
         if not rule.met(fit, most + EPSILON, total_most + EPSILON):
             return None  # not met even at the upper bound: the common case, no greedy needed
         values = state.totals(as_of)
-        if not near(rule, *values) and not rule.met(*values):
-            return None
+        if not near(rule, *values):
+            if not rule.met(*values):
+                return None
+            if not exact:
+                fit, engagement, total = values
+                return Score(model.ref, as_of, fit, engagement, total, ())
     full = score(facts, model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None
 

@@ -25,7 +25,7 @@ from engine.domain.accounts.profile import AccountProfile
 from engine.domain.accounts.scoring import Member
 from engine.domain.accounts.whatif import member, qualifying, signals
 from engine.domain.fold import LeanLead
-from engine.domain.lifecycle import RANK
+from engine.domain.lifecycle import QUALIFIABLE, RANK
 from engine.domain.rules import Rules, ScoringModel
 from engine.domain.scorestate import ScoreState, same_scoring
 
@@ -79,6 +79,10 @@ class WhatIf:
     #: the accounts meeting the MQA rule at the end, under each rules (None: no accounts given)
     mqa_old: list[str] | None = None
     mqa_new: list[str] | None = None
+    #: the worker processes folded in, and why fewer than asked (None: as asked, or not asked);
+    #: neither is in the summary, which is the same for any number of workers
+    workers: int = 1
+    workers_note: str | None = None
 
     def summary(self, limit: int = 20) -> dict[str, Any]:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
@@ -157,6 +161,22 @@ MAX_WORKERS = 4
 CHUNK = 1_000  # leads per task handed to a worker
 
 
+def worker_count(
+    asked: int | None, facts: int, tasks: int, chunk: int = CHUNK
+) -> tuple[int, str | None]:
+    """The worker processes a replay of `facts` facts in `tasks` chunks (of `chunk` leads)
+    uses when `asked` for (None: `auto_workers`), and why, when it is fewer than asked: at
+    most `MAX_WORKERS` ("cap"), and no more than there are chunks to fold."""
+    if asked is None:
+        return max(1, min(auto_workers(facts), tasks)), None
+    used = max(1, min(asked, MAX_WORKERS, tasks))
+    if used >= asked:
+        return used, None
+    if used == MAX_WORKERS:
+        return used, "cap"
+    return used, f"{tasks:,} chunk{'' if tasks == 1 else 's'} of up to {chunk:,} leads"
+
+
 def auto_workers(facts: int) -> int:
     """One process per CPU, up to `MAX_WORKERS`, and one per `PER_WORKER` facts at least."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -195,9 +215,10 @@ def replay(
             got.append(fact)
     result.facts, result.leads = n, len(leads)
     groups = list(leads.values())
-    count = auto_workers(n) if workers is None else workers
-    job = _Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
+    job = Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]
+    count, result.workers_note = worker_count(workers, n, len(chunks), chunk)
+    result.workers = count
     done = 0
     for (start, end), outcomes in zip(chunks, _run(job, chunks, count), strict=True):
         for group, (old, new_) in zip(groups[start:end], outcomes, strict=True):
@@ -217,7 +238,7 @@ def _members(outcomes: dict[str, Outcome]) -> list[tuple[LeadSignals, Member]]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
+class Job:
     groups: list[list[FactIn]]
     current: Rules
     new: Rules
@@ -232,69 +253,131 @@ class _Job:
         return {id(self.new): self.current} if self.same else {}
 
 
-_JOB: _Job | None = None  # in a worker process: the rules and options, without the facts
+_JOB: Job | None = None  # in a worker process: the rules and options, without the facts
 
 
-def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
+def _run(job: Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[list[Pair]]:
     """Each chunk's outcomes, in chunk order: here, or in `workers` worker processes.
 
     Workers start from a fork server (a clean, single-threaded process), never by forking this
     one: a fork copies whatever locks this process's other threads (a progress bar's refresh,
     a Kafka client, a test runner's channel) held at that moment, and a worker that needs one
     waits forever. Each gets the rules once, and each chunk's facts as its task."""
+    tasks = ([lead_rows(group) for group in job.groups[start:end]] for start, end in chunks)
     if workers <= 1 or len(chunks) <= 1:
-        yield from (_fold_groups(job.groups[start:end], job) for start, end in chunks)
+        yield from (_fold_groups(task, job) for task in tasks)
         return
     methods = mp.get_all_start_methods()
     context = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     rules = replace(job, groups=[])
-    tasks = (job.groups[start:end] for start, end in chunks)
-    with context.Pool(min(workers, len(chunks)), initializer=_start, initargs=(rules,)) as pool:
+    with context.Pool(workers, initializer=_start, initargs=(rules,)) as pool:
         yield from pool.imap(_fold_in_worker, tasks)
 
 
-def _start(rules: _Job) -> None:
+def _start(rules: Job) -> None:
     """A worker's start: the rules it folds under."""
     global _JOB
     _JOB = rules
 
 
-def _fold_in_worker(groups: list[list[FactIn]]) -> list[Pair]:
+def _fold_in_worker(groups: list[LeadRows]) -> list[Pair]:
     assert _JOB is not None
     return _fold_groups(groups, _JOB)
 
 
 Pair = tuple["Outcome", "Outcome"]
+#: a lead's key and its facts as plain tuples (event id, type, source, occurred at, data), in
+#: arrival order: what a worker is handed (a tuple pickles a few times faster than a `FactIn`)
+Row = tuple[str, str, str, datetime, dict[str, Any]]
+LeadRows = tuple[str, list[Row]]
 
 
-def _fold_groups(groups: list[list[FactIn]], job: _Job) -> list[Pair]:
+def lead_rows(facts: list[FactIn]) -> LeadRows:
+    return facts[0].lead_key, [(f.event_id, f.type, f.source, f.occurred_at, f.data) for f in facts]
+
+
+def _fold_groups(groups: list[LeadRows], job: Job) -> list[Pair]:
     return [_fold_lead(group, job) for group in groups]
 
 
-def _fold_lead(facts: list[FactIn], job: _Job) -> Pair:
-    """One lead's facts, in arrival order, under the current rules and under the new ones."""
-    current, new, since = job.current, job.new, job.since
-    key = facts[0].lead_key
-    # both record the same facts, so they share running scores; one state serves both models
-    # when they score alike (a what-if on the MQL rule alone)
-    running: dict[int, ScoreState] = {}
-    alike = job.alike
-    old_lead = LeanLead(key, running=running, alike=alike)
-    new_lead = LeanLead(key, running=running, alike=alike)
-    record_old, record_new = old_lead.record_fact, new_lead.record_fact
-    for fact in facts:
-        rules_new = new if since is None or fact.occurred_at >= since else current
-        record_old(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, current)
-        record_new(fact.event_id, fact.type, fact.source, fact.occurred_at, fact.data, rules_new)
+def _fold_lead(group: LeadRows, job: Job) -> Pair:
+    """One lead's facts, in arrival order, under the current rules and under the new ones.
+
+    Both sides record the same facts and differ only where their MQL decisions do, so they are
+    one lead (`_Twins`) until the first decision that differs, and two from there on."""
+    current, new = job.current, job.new
+    key, rows = group
+    old_lead, new_lead = fold_pair(key, rows, job)
     old = _outcome(old_lead, current)
     # the same facts scored alike at the same moment: the same total (computed once)
-    new_ = _outcome(new_lead, new, old.score if alike else None)
+    new_ = _outcome(new_lead, new, old.score if job.alike else None)
     if job.accounts:
         found = signals(key, old_lead)  # the same facts: the same signals under both
         if found is not None:
             old.account = (found, member(key, old_lead, current))
             new_.account = (found, member(key, new_lead, new))
     return old, new_
+
+
+def fold_pair(key: str, rows: list[Row], job: Job) -> tuple[LeanLead, LeanLead]:
+    """One lead's facts folded under the current rules and under the new ones (the new from
+    `since` on): the same lead while their decisions agree (`_Twins`)."""
+    current, new, since = job.current, job.new, job.since
+    # both record the same facts, so they share running scores; one state serves both models
+    # when they score alike (a what-if on the MQL rule alone)
+    alike = job.alike
+    old_lead = _Twins(key, running={}, alike=alike)
+    new_lead: LeanLead = old_lead
+    for row in rows:
+        rules_new = new if since is None or row[3] >= since else current
+        if new_lead is old_lead:
+            old_lead.other = rules_new
+            old_lead.record_fact(*row, current)
+            if old_lead.twin is not None:
+                new_lead = old_lead.twin
+        else:
+            old_lead.record_fact(*row, current)
+            new_lead.record_fact(*row, rules_new)
+    return old_lead, new_lead
+
+
+class _Twins(LeanLead):
+    """A what-if lead that is both sides while their MQL decisions agree: it records a fact
+    once, decides under its own rules and under `other` (the other side's for that fact), and
+    at the first decision that differs forks `twin`, the other side from there on, in the
+    state before the decision and then deciding under `other`. Same facts and same decisions,
+    same state: each side ends as if it had been folded on its own. Decisions record the
+    running score (`decide_mql` without `exact`): what-if reports which were taken, not their
+    values."""
+
+    exact_decisions = False
+
+    def __init__(
+        self, key: str, *, running: dict[int, ScoreState], alike: dict[int, ScoringModel]
+    ) -> None:
+        super().__init__(key, running=running, alike=alike)
+        self.other: Rules | None = None
+        self.twin: _Twins | None = None
+
+    def fork(self) -> _Twins:
+        twin = super().fork()
+        assert isinstance(twin, _Twins)
+        return twin
+
+    def _qualify(self, rules: Rules, trigger: str, at: datetime) -> bool:
+        other = self.other
+        if other is None or self.twin is not None:
+            return super()._qualify(rules, trigger, at)
+        if self.stage not in QUALIFIABLE or self.clock is None:
+            return False
+        mine = self._decide(rules)
+        theirs = mine if other is rules else self._decide(other)
+        if (mine is None) != (theirs is None):
+            twin = self.twin = self.fork()
+            twin.other = None  # on its own from here
+            if theirs is not None and twin._take(other, theirs, trigger, at):
+                twin._restage(trigger)
+        return mine is not None and self._take(rules, mine, trigger, at)
 
 
 def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:

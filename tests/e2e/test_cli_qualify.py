@@ -63,6 +63,11 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
     assert what["rules_new"] == "default@try" and what["mql_new"] > what["mql_old"]
     text = run(cli_env, "whatif", "--rules", str(looser)).stdout
     assert "nothing written" in text and "Leads by current stage" in text
+    many = run(cli_env, "whatif", "--rules", str(looser), "--workers", "9", "--format", "json")
+    assert json.loads(many.stdout) == what  # said on stderr, the output is the same
+    assert "whatif: using 1 worker (1 chunk of up to 1,000 leads), not the 9 asked for" in (
+        many.stderr.splitlines()
+    )
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(default.replace("strategy: least_loaded", "strategy: coin_flip"))

@@ -14,7 +14,7 @@ from engine.aggregates.lead import Lead
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
 from engine.domain.rules import Rules, load_rules
-from engine.domain.whatif import FactIn, auto_workers, replay
+from engine.domain.whatif import MAX_WORKERS, FactIn, auto_workers, replay, worker_count
 
 RULES = load_rules()
 LOOSER = RULES.model_copy(update={"mql": RULES.mql.model_copy(update={"total_at_least": 30})})
@@ -45,6 +45,20 @@ def test_any_number_of_workers_gives_the_same_result_byte_for_byte() -> None:
         assert json.dumps(got.summary(limit=10_000)) == doc
         assert list(got.old.items()) == list(one.old.items())  # same leads, same order
         assert list(got.new.items()) == list(one.new.items())
+
+
+def test_workers_above_the_cap_are_said_not_silently_capped() -> None:
+    facts = _facts(30)
+    asked = MAX_WORKERS + 5
+    got = replay(facts, RULES, LOOSER, workers=asked, chunk=1)
+    assert (got.workers, got.workers_note) == (MAX_WORKERS, "cap")
+    few = replay(facts, RULES, LOOSER, workers=3, chunk=20)  # 30 leads: two chunks
+    assert (few.workers, few.workers_note) == (2, "2 chunks of up to 20 leads")
+    one = replay(facts, RULES, LOOSER, workers=2, chunk=1)
+    assert (one.workers, one.workers_note) == (2, None)
+    assert json.dumps(got.summary()) == json.dumps(one.summary()) == json.dumps(few.summary())
+    assert worker_count(None, 10**6, 100)[1] is None  # the engine's own choice says nothing
+    assert worker_count(1, 10**6, 100) == (1, None)
 
 
 def test_progress_counts_facts_folded_up_to_all() -> None:

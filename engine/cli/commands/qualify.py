@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,13 @@ def whatif(args: argparse.Namespace) -> int:
         accounts=profiles,
     )
     fold.done()
+    if result.workers_note:
+        worker = "worker" if result.workers == 1 else "workers"
+        print(
+            f"whatif: using {result.workers} {worker} ({result.workers_note}), "
+            f"not the {args.workers} asked for",
+            file=sys.stderr,
+        )
     doc = result.summary(limit=args.limit)
     if args.format == "json":
         print(to_json(doc))
