@@ -5,6 +5,7 @@ events of one topic (read by the recorder's topic filter, a page at a time)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Notification, Recorder, StoredEvent
@@ -71,16 +72,9 @@ def stored_streams(recorder: Recorder, ids: Iterable[UUID]) -> dict[UUID, list[S
         "SELECT originator_id, originator_version, topic, state FROM {}.{} "
         "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version"
     ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
-    streams: dict[UUID, list[StoredEvent]] = {}
     with datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(statement, (list(ids),))
-        for row in curs.fetchall():
-            agg_id = row["originator_id"]
-            agg_id = agg_id if isinstance(agg_id, UUID) else UUID(str(agg_id))
-            streams.setdefault(agg_id, []).append(
-                StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
-            )
-    return streams
+        return _by_aggregate(curs.fetchall())
 
 
 def streams_after(
@@ -100,13 +94,18 @@ def streams_after(
         "ON e.originator_id = w.i AND e.originator_version > w.v "
         "ORDER BY e.originator_id, e.originator_version"
     ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
-    streams: dict[UUID, list[StoredEvent]] = {}
     with datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(statement, (list(after), list(after.values())), prepare=True)
-        for row in curs.fetchall():
-            agg_id = row["originator_id"]
-            agg_id = agg_id if isinstance(agg_id, UUID) else UUID(str(agg_id))
-            streams.setdefault(agg_id, []).append(
-                StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
-            )
+        return _by_aggregate(curs.fetchall())
+
+
+def _by_aggregate(rows: Iterable[Any]) -> dict[UUID, list[StoredEvent]]:
+    """Stored-event rows (ordered by aggregate and version) grouped by aggregate."""
+    streams: dict[UUID, list[StoredEvent]] = {}
+    for row in rows:
+        agg_id = row["originator_id"]
+        agg_id = agg_id if isinstance(agg_id, UUID) else UUID(str(agg_id))
+        streams.setdefault(agg_id, []).append(
+            StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
+        )
     return streams
