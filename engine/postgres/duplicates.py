@@ -74,8 +74,13 @@ class Batch:
     read: Groups = field(default_factory=dict)
     #: (match, hash, lead id, first seen) to index, in batch order
     keys: list[tuple[str, str, UUID, datetime]] = field(default_factory=list)
-    #: the pairs' changes in batch order: ("decide", Pair) / ("merged" | "unmerged", (a, b))
-    ops: list[tuple[str, Any]] = field(default_factory=list)
+    #: the pairs' changes, each with the position in the batch of the event that made it:
+    #: ("decide", Pair, i) / ("merged" | "unmerged" | "dismissed", (a, b), i)
+    ops: list[tuple[str, Any, int]] = field(default_factory=list)
+    #: the position in the batch of the event being applied (set by the application)
+    at: int = 0
+    #: (source, event id) -> its position in the batch, for the facts the duplicate rules look at
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.ops)
@@ -102,19 +107,27 @@ class Batch:
         self.keys.extend(items)
         return out
 
-    def decide(self, pairs: Iterable[Pair]) -> None:
-        self.ops.extend(("decide", p) for p in pairs)
+    def decide(self, pairs: Iterable[Pair], at: int | None = None) -> None:
+        """Pairs the rules decided on the fact at position `at` (default: the current one)."""
+        pos = self.at if at is None else at
+        self.ops.extend(("decide", p, pos) for p in pairs)
+
+    def ordered(self) -> list[tuple[str, Any]]:
+        """The changes in the order of the events that made them (decisions are found after
+        the batch's facts are applied, upstream merges while they are): so a batch changes the
+        pairs as the same events one by one would, whatever the batch size."""
+        return [(op, arg) for op, arg, _ in sorted(self.ops, key=lambda o: o[2])]
 
     def merged(self, a: UUID, b: UUID) -> None:
         """An upstream lead.merged of the pair: its open suggestion is taken (`merged`)."""
-        self.ops.append(("merged", (a, b)))
+        self.ops.append(("merged", (a, b), self.at))
 
     def unmerged(self, a: UUID, b: UUID) -> None:
-        self.ops.append(("unmerged", (a, b)))
+        self.ops.append(("unmerged", (a, b), self.at))
 
     def dismissed(self, winner: UUID, loser: UUID) -> None:
         """The pair's open suggestions are dismissed (`duplicates dismiss`)."""
-        self.ops.append(("dismissed", (winner, loser)))
+        self.ops.append(("dismissed", (winner, loser), self.at))
 
     def write(self, cur: Any) -> None:
         """Write the batch in the caller's transaction (the save's): lock the hashes read
@@ -146,7 +159,7 @@ class DuplicateIndex:
         for match, digest, lead_id, seen in batch.keys:
             group = self.keys.setdefault((match, digest), {})
             group[lead_id] = min(group.get(lead_id, seen), seen)
-        for op, arg in batch.ops:
+        for op, arg in batch.ordered():
             if op == "decide":
                 self._decide(arg)
             else:
@@ -268,7 +281,7 @@ class PostgresDuplicateIndex(DuplicateIndex):
                 ).format(t=self._keys),
                 batch.keys,
             )
-        for op, arg in batch.ops:
+        for op, arg in batch.ordered():
             if op == "decide":
                 self._write_pair(c, arg)
             else:

@@ -311,6 +311,7 @@ class LeadEngine(Application[UUID]):
         try:
             self._ready = self._create_unknown(events)
             for index, env in enumerate(events):
+                self._dup_batch.at = index
                 try:
                     outcome = self._apply(env, touched)
                 except EventConflict as exc:
@@ -411,6 +412,7 @@ class LeadEngine(Application[UUID]):
             self._link(lead, env, touched)
         if outcome is Recorded.ACCEPTED and self.rules.identity.duplicates:
             self._dup_pending.append((lead, env))  # indexed with the batch (one round trip)
+            self._dup_batch.seen[(env.source, env.id)] = self._dup_batch.at
         if outcome is Recorded.ACCEPTED and self.outbox:
             self._note_mql(lead)
         if (

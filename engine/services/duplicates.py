@@ -56,7 +56,7 @@ def detect(
                 items.append((rule.match, digest, lead.id, env.occurred_at))
     if not items:
         return
-    decided: list[Pair] = []
+    decided: list[tuple[int, Pair]] = []
     version = f"{rules.name}@{rules.version}"
     for (lead, env, rule), group in zip(found, index.note_many(items), strict=True):
         others = {i: t for i, t in group.items() if i != lead.id}
@@ -67,8 +67,9 @@ def detect(
             pairs = [(oldest, lead.id)]
         else:
             pairs = [(lead.id, i) for i in sorted(others, key=str)]
+        at = index.seen.get((env.source, env.id), index.at)
         decided += (
-            Pair(rule.name, rule.match, rule.action, w, lo, version, max(group[w], group[lo]))
+            (at, Pair(rule.name, rule.match, rule.action, w, lo, version, max(group[w], group[lo])))
             for w, lo in pairs
         )
         if rule.action != "merge":
@@ -88,7 +89,8 @@ def detect(
             )
             if on_merge is not None:
                 on_merge(lead, other, f"{env.id}#duplicate:{rule.name}:{other}", env, wins)
-    index.decide(decided)
+    for at, pair in decided:
+        index.decide([pair], at)
 
 
 def upstream(index: Batch, event_type: str, lead_id: UUID, other: UUID) -> None:

@@ -225,3 +225,44 @@ def test_an_older_key_arriving_after_a_younger_one_wins_the_merge() -> None:
     in_order.ingest([captured("young", "y@x.org", 3, "+1 555")])
     assert in_order.identity_map().people() == late.identity_map().people()
     assert not in_order.get_lead("young").links[0].subject_wins
+
+
+def upstream_fact(kind: str, loser: str, winner: str, day: int, n: int) -> Envelope:
+    data = {"winner": winner, "by": "crm", "reason": "one person"}
+    at = datetime(2026, 3, 1 + day, 10, tzinfo=UTC)
+    return validate_event(raw(kind, loser, data, at=at, id=f"up-{n}"))
+
+
+def pair_states(app: LeadEngine) -> list[tuple[str, str, str, str]]:
+    return sorted((r, str(w), str(lo), s) for (r, w, lo), (_, s) in app.duplicates.pairs.items())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tail=st.lists(
+        st.tuples(st.sampled_from(["lead.merged", "lead.unmerged"]), st.booleans()), max_size=3
+    ),
+    batch=st.integers(1, 6),
+)
+def test_upstream_merges_in_the_same_batch_as_the_suggestion_close_it_as_one_by_one(
+    tail: list[tuple[str, bool]], batch: int
+) -> None:
+    """A suggestion and an upstream lead.merged / lead.unmerged of its pair in one batch: the
+    pair ends in the state the same events give one by one (a trial found `open` left behind
+    when the merge came in the suggestion's batch)."""
+    rules = with_rules(DuplicateRule(name="mail", match="email", action="suggest"))
+    events = [captured("k-old", "x@y.test", 0), captured("k-new", "X@y.test", 1)]
+    events += [
+        upstream_fact(kind, "k-new" if loser_new else "k-old", "k-old" if loser_new else "k-new",
+                      2 + n, n)
+        for n, (kind, loser_new) in enumerate(tail)
+    ]  # fmt: skip
+    one_by_one = app_for(rules)
+    for e in events:
+        one_by_one.ingest([e])
+    batched = app_for(rules)
+    for start in range(0, len(events), batch):
+        batched.ingest(events[start : start + batch])
+    assert pair_states(batched) == pair_states(one_by_one)
+    if tail and tail[0][0] == "lead.merged":
+        assert pair_states(batched)[0][3] != "open"  # the upstream merge took the suggestion
