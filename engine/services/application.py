@@ -33,6 +33,7 @@ from eventsourcing.persistence import (
     Transcoding,
 )
 from eventsourcing.utils import get_topic
+from pydantic import ValidationError
 
 from engine.aggregates.account import PROVISIONAL, Account, account_id, provisional_key
 from engine.aggregates.campaign import Campaign, campaign_id
@@ -51,7 +52,7 @@ from engine.domain.accounts.matching import index as match_index
 from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.accounts.scoring import AccountScore, MqaDecision
 from engine.domain.accounts.whatif import signals as lead_signals
-from engine.domain.contract import IDENTITY_TARGET, Envelope, present_pii
+from engine.domain.contract import IDENTITY_TARGET, Envelope, LeadMerged, present_pii
 from engine.domain.decisions import (
     ACCOUNT_TYPES,
     account_cloudevent,
@@ -64,6 +65,7 @@ from engine.domain.duplicates import match_secret
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
+from engine.domain.limits import printable
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
@@ -975,14 +977,24 @@ class LeadEngine(Application[UUID]):
         `winner`'s duplicate, recorded on the loser's stream; the pairs' new state in the same
         transaction (engine/services/duplicates.py). A version race with a consumer writing
         the lead is retried on fresh reads."""
+        for name, value in (("--reason", reason), ("--by", by)):
+            if not value.strip():
+                raise LeadEngineError(f"a duplicate decision needs a non-blank {name}")
+        try:  # the limits an upstream lead.merged has: the decision is relayed like one
+            LeadMerged.model_validate({"winner": str(winner), "by": by, "reason": reason})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = "--" + str(first["loc"][0])
+            raise LeadEngineError(f"duplicate decision {name}: {first['msg']}") from None
+        if any(printable(v) != v for v in (by, reason)):
+            raise LeadEngineError("duplicate decision: --by and --reason may not hold U+0000")
         pairs = self.duplicates.open_pairs(winner, loser)
         if not pairs:
             raise LeadEngineError(
-                f"no open duplicate suggestion of lead {loser} as a duplicate of lead {winner} "
-                "(`leadengine report duplicates` lists them: winner_id, then loser_id)"
+                f"no open duplicate suggestion of lead {loser} as a duplicate of lead {winner}: "
+                "never suggested, or already accepted, dismissed or merged upstream "
+                "(`leadengine report duplicates` lists the open ones: winner_id, then loser_id)"
             )
-        if not reason.strip() or not by.strip():
-            raise LeadEngineError("a duplicate decision needs --by and --reason (who and why)")
         for attempt in range(5):
             touched: dict[UUID, Aggregate] = {}
             batch = self.duplicates.batch()

@@ -121,6 +121,25 @@ def test_an_unknown_pair_is_refused_in_one_line(runtime: Runtime, leadengine: An
     assert runtime.app.get_lead("grace-web").links == []
 
 
+def test_a_decision_keeps_the_contracts_limits(runtime: Runtime, leadengine: Any) -> None:
+    """--reason and --by hold what an upstream lead.merged may (the decision is relayed like
+    one): over-long, blank or NUL text is refused in one line and nothing is recorded."""
+    crm, web = suggested(runtime)
+    cases = (
+        (["--reason", "x" * 501], "--reason"),
+        (["--reason", "ok", "--by", "b" * 201], "--by"),
+        (["--reason", "   "], "non-blank --reason"),
+        (["--reason", "a\x00b"], "U+0000"),
+    )
+    for extra, said in cases:
+        code, out = leadengine("duplicates", "accept", str(crm), str(web), *extra)
+        err = leadengine.stderr[-1].strip()
+        assert (code, out) == (2, ""), extra
+        assert "\n" not in err and said in err and "Traceback" not in err, err
+    assert states(runtime) == [("same-email", crm, web, "open")]
+    assert runtime.app.get_lead("grace-web").links == []
+
+
 def test_report_duplicates_csv_lists_the_open_suggestions(
     runtime: Runtime, leadengine: Any
 ) -> None:
