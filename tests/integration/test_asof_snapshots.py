@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from structlog.testing import capture_logs
 
 from engine.domain.contract import validate_event
 from engine.domain.errors import LeadEngineError
@@ -153,7 +154,9 @@ def test_snapshots_hold_no_personal_data_in_clear_and_none_after_forget(runtime:
     again = datetime.now(UTC)
     for key in keys:
         assert _same(runtime, key, again, 2)
-        lead = lead_as_of(runtime.app, key, again, block=2)
+        with capture_logs() as logs:  # no snapshot for a forgotten lead, and no warning either
+            lead = lead_as_of(runtime.app, key, again, block=2)
+        assert [e for e in logs if e["event"] == "snapshot_not_saved"] == []
         assert not any(marker in str(f.data) for f in lead.facts)
     assert _states(runtime, 2) == 0  # a forgotten lead has no key to seal a snapshot with
 
