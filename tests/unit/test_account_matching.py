@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.domain.accounts.matching import LeadSignals, match_all, normalise_name
+from engine.domain.accounts.matching import LeadSignals, email_domain, match_all, normalise_name
 from engine.domain.accounts.profile import AccountProfile, fold
 from engine.domain.rules import AccountMatching, load_rules
 
@@ -52,6 +52,18 @@ def test_email_domain_and_its_parents_match() -> None:
     m = match_all(accounts, [lead("l", email_domain="eu.acme.com")], RULES)["l"]
     assert (m.account_id, m.rule) == ("a1", "domain")
     assert "eu.acme.com" in m.reason
+
+
+def test_an_international_email_domain_matches_the_accounts_ascii_form() -> None:
+    """Lead e-mails may be international; accounts' domains are ASCII (the contract): the lead's
+    domain is compared in its IDNA form (a trial found bücher.example never matched)."""
+    accounts = [acct("a1", "Bücher", "xn--bcher-kva.example")]
+    for domain in ("bücher.example", "EU.Bücher.Example.", "xn--bcher-kva.example"):
+        m = match_all(accounts, [lead("l", email_domain=domain)], RULES)["l"]
+        assert (m.account_id, m.rule) == ("a1", "domain"), domain
+    assert LeadSignals("l", email_domain="Bücher.example").email_domain == "xn--bcher-kva.example"
+    assert email_domain("x@BÜCHER.example") == "xn--bcher-kva.example"
+    assert email_domain("x@-bad-\u00e9-.example") is not None  # kept as is, matches no account
 
 
 def test_free_mail_never_matches_even_if_an_account_claims_it() -> None:

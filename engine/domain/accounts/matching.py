@@ -32,6 +32,12 @@ class LeadSignals:
     company: str | None = None
     last_activity: datetime | None = None
 
+    def __post_init__(self) -> None:
+        # accounts' domains are ASCII (the contract's pattern): an international e-mail domain
+        # is compared in its ASCII form (bücher.example -> xn--bcher-kva.example)
+        if self.email_domain is not None:
+            object.__setattr__(self, "email_domain", ascii_domain(self.email_domain))
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -59,7 +65,20 @@ def normalise_name(name: str | None, legal_suffixes: Iterable[str]) -> str | Non
 def email_domain(email: str | None) -> str | None:
     if not email or "@" not in email:
         return None
-    return email.rsplit("@", 1)[1].strip().lower().rstrip(".") or None
+    return ascii_domain(email.rsplit("@", 1)[1]) or None
+
+
+def ascii_domain(domain: str) -> str:
+    """Lower case, no trailing dot, international labels in their ASCII (IDNA) form, as
+    accounts' domains are given; a domain IDNA cannot encode is kept as it is (it matches no
+    account's)."""
+    domain = domain.strip().lower().rstrip(".")
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def _parents(domain: str) -> list[str]:
