@@ -134,3 +134,9 @@ def test_a_lead_naming_an_unknown_account_says_so_in_its_match(
     assert match["reason"].startswith("named account zz is not known (yet); e-mail domain")
     code, out = leadengine("lead", "explain", "l1")
     assert code == 0 and "named account zz is not known" in " ".join(out.split())
+    assert "as_of" not in match and "as matched now" not in out
+    # as of a moment: the match shown is today's, and it says so (matches are not replayed)
+    code, out = leadengine("lead", "explain", "l1", "--as-of", "2100-01-01", "--format", "json")
+    assert code == 0 and json.loads(out)["account"]["as_of"].startswith("now")
+    code, out = leadengine("lead", "explain", "l1", "--as-of", "2100-01-01")
+    assert code == 0 and "Account as matched now, not as of 2100-01-01" in out

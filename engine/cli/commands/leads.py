@@ -265,6 +265,10 @@ def explain(args: argparse.Namespace) -> int:
             else None
         )
         account = account_queries.lead_match(rt.db, lead.id)
+        if account is not None and moment is not None:
+            # account matches are the projector's current decisions, not replayed as of a
+            # moment (docs/accounts.md): said, never passed off as the match at that moment
+            account = {**account, "as_of": "now (account matches are not replayed as of T)"}
     if args.format == "json":
         doc = result.as_dict()
         doc["models"] = models
@@ -314,6 +318,10 @@ def explain(args: argparse.Namespace) -> int:
     if account is not None:  # as the read model decided it (docs/accounts.md)
         print()
         title = f"Account ({account['rules_version']}, decided at {account['decided_at']})"
+        if "as_of" in account:
+            title = f"Account as matched now, not as of {args.as_of or args.occurred_by} " + (
+                f"({account['rules_version']}, decided at {account['decided_at']})"
+            )
         fields = ("account_key", "rule", "reason")
         print(render("table", [{k: account[k] for k in fields}], title=title))
     return 0
