@@ -35,7 +35,10 @@ def mask(text: str) -> str:
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    """`text` on one line: runs of blanks made one space, its lines (several errors) joined
+    with "; " so each stays apart."""
+    parts = (" ".join(line.split()) for line in text.splitlines())
+    return "; ".join(p for p in parts if p)
 
 
 def expected(exc: BaseException) -> str | None:

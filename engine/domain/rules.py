@@ -7,6 +7,7 @@ file raises `RulesError` naming the file, the line and the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -751,8 +752,13 @@ def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
             line = _line_of(text, loc)
             where = f"{source}:{line}" if line else source
             path = ".".join(str(p) for p in loc) or "(top)"
-            lines.append(f"{where}: {path}: {err['msg']}")
+            msg = _INSTANCE_OF.sub("", err["msg"])  # not the model's class name
+            lines.append(f"{where}: {path}: {msg}")
         raise RulesError("\n".join(lines)) from None
+
+
+#: pydantic's "... or instance of SomeModel" names a class a rules file never shows
+_INSTANCE_OF = re.compile(r" or instance of \w+")
 
 
 def load_rules(path: Path | None = None) -> Rules:
