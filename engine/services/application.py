@@ -503,21 +503,22 @@ class LeadEngine(Application[UUID]):
         routing = self.rules.routing
         assert routing is not None
         at = env.occurred_at  # a decision is dated at its trigger's event time
-        if self._route_to_account_owner(lead, env, touched):
+        routed, note = self._route_to_account_owner(lead, env, touched)
+        if routed:
             return
         attrs, origin = profile_of(lead.facts)  # every fact known now, as the decision is taken
         best = best_of_profile(attrs, origin, self.rules.personas)
         attrs["persona"] = best.persona if best else None
         spec = match_queue(routing, attrs)
         if spec is None:
-            reason = "no routing queue matches the lead's profile"
+            reason = note + "no routing queue matches the lead's profile"
             lead.routing_failed(queue=None, reason=reason, trigger=env.id, at=at)
             return
         state = self._load_shared(RoutingQueue, queue_id(spec.id), spec.id, touched)
         roster = self._peek_roster(touched)
         choice = choose(spec, state, roster)
         if choice.rep is None:
-            lead.routing_failed(queue=spec.id, reason=choice.why, trigger=env.id, at=at)
+            lead.routing_failed(queue=spec.id, reason=note + choice.why, trigger=env.id, at=at)
             return
         state.assign(
             lead_key=str(lead.id),  # the id, not the key: queues outlive a lead's erasure
@@ -531,29 +532,31 @@ class LeadEngine(Application[UUID]):
             owner=choice.rep,
             queue=spec.id,
             strategy=spec.strategy,
-            why=choice.why,
+            why=note + choice.why,
             trigger=env.id,
             at=at,
         )
 
     def _route_to_account_owner(
         self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]
-    ) -> bool:
+    ) -> tuple[bool, str]:
         """A lead matched to an account with an available owner goes to that owner, before any
-        queue (docs/accounts.md#account-owner-routing); False: the queues decide. The match
-        is the projector's rules over the write-side account directory (`match_for_routing`)."""
+        queue (docs/accounts.md#account-owner-routing); (False, note): the queues decide, and
+        the note (the owner being away, or "") goes first in their reason. The match is the
+        projector's rules over the write-side account directory (`match_for_routing`)."""
         signals = lead_signals(str(lead.id), lead)
         if signals is None:
-            return False
+            return False, ""
         match, found = self._match_now(signals, touched)
         if match is None or match.account_id is None:
-            return False
+            return False, ""
         owner = found[match.account_id].owner
         if owner is None:
-            return False
+            return False, ""
         roster = self._peek_roster(touched)
         if roster is not None and not roster.available.get(owner, True):
-            return False  # the owner is away: the queues decide
+            # the owner is away: the queues decide, and their reason says so
+            return False, f"account {match.account_id}'s owner {owner} is unavailable; "
         key = match.account_id
         why = (
             f"account {key} is owned by {owner}: the account owner comes before any queue"
@@ -569,7 +572,7 @@ class LeadEngine(Application[UUID]):
             trigger=env.id,
             at=env.occurred_at,
         )
-        return True
+        return True, ""
 
     def _match_now(
         self, signals: LeadSignals, touched: dict[UUID, Aggregate]

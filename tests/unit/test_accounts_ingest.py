@@ -204,7 +204,11 @@ def test_a_domain_match_whose_owner_is_away_goes_to_the_queues(app: LeadEngine) 
     app.ingest([account("a1", {"domains": ["acme.com"], "owner": "ana"}, days=0)])
     app.ingest([ev("rep.availability_changed", "ana", {"available": False}, days=0)])
     app.ingest(business_lead("l1", "pat@acme.com"))
-    assert app.get_lead("l1").queue == "main"
+    lead = app.get_lead("l1")
+    assert lead.queue == "main"
+    # the queue's reason says why the account owner did not get it (a trial missed it)
+    (routed,) = [e for e in app.events.get(lead.id) if isinstance(e, Lead.Routed)]
+    assert routed.why.startswith("account a1's owner ana is unavailable; ")
 
 
 def test_the_account_schema_says_what_happens_to_unknown_fields(app: LeadEngine) -> None:
