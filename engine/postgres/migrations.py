@@ -465,6 +465,14 @@ def _account_decisions(conn: Connection, schema: str) -> None:
     _remake_outbox_check(conn, schema)
 
 
+def _event_identities(conn: Connection, schema: str) -> None:
+    """The event identity index (engine/postgres/identities.py): (source, id) -> the lead that
+    recorded it, filled from the stored facts, so a pair is stored on one lead only."""
+    from engine.postgres import identities
+
+    identities.create(conn, schema, EVENTS_TABLE, get_topic(Lead.FactRecorded))
+
+
 def _snapshots(conn: Connection, schema: str) -> None:
     """As-of snapshots (engine/postgres/snapshots.py): an opinion, filled by as-of reads."""
     from engine.postgres import snapshots
@@ -509,6 +517,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "identity_links.subject_wins: an older key's engine merge wins", _subject_wins),
     Migration(24, "accounts: account_directory, for owner routing by domain and name", _directory),
     Migration(25, "lead_snapshots: as-of snapshots of leads, sealed, droppable", _snapshots),
+    Migration(27, "event_identities: each fact's (source, id) on one lead only", _event_identities),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -28,7 +28,7 @@ from psycopg import Cursor, sql
 from psycopg.rows import DictRow, tuple_row
 
 from engine.domain.decisions import ACCOUNT_TYPES, TYPES
-from engine.postgres import account_directory
+from engine.postgres import account_directory, identities
 from engine.postgres.chain import ChainedProcessRecorder
 from engine.postgres.db import Connection
 
@@ -207,7 +207,7 @@ class OutboxRecorder(ChainedProcessRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         schema = sql.Identifier(datastore.schema)
-        for ddl in (*DDL, START_DDL):
+        for ddl in (*DDL, START_DDL, identities.DDL):
             self.sql_create_statements.append(sql.SQL(ddl).format(schema=schema))
         self.sql_create_statements.extend(
             check_statements(datastore.schema, self.events_table_name, decision_topics())
@@ -221,6 +221,9 @@ class OutboxRecorder(ChainedProcessRecorder):
         erasures: list[Erasure] = kwargs.get("outbox_erasures") or []
         if records or erasures:
             insert(curs, self.datastore.schema, self.events_table_name, records, erasures)
+        pairs = kwargs.get("event_identities")
+        if pairs:  # each new fact's (source, id), after the table lock (identities.py)
+            identities.write(curs, self.datastore.schema, pairs)
         directory = kwargs.get("account_directory")
         if directory:  # accounts' profiles for routing, with their updates (account_directory)
             account_directory.write(curs, self.datastore.schema, directory)

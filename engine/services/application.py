@@ -64,6 +64,7 @@ from engine.domain.decisions import TYPES as DECISION_TYPES
 from engine.domain.duplicates import match_secret
 from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
 from engine.domain.facts import profile_of
+from engine.domain.identity import lookup as lookup_pair
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
 from engine.domain.limits import printable
 from engine.domain.routing import choose, match_queue
@@ -73,6 +74,7 @@ from engine.postgres import account_directory, snapshots
 from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
 from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
+from engine.postgres.identities import EventIdentities, PostgresEventIdentities
 from engine.postgres.keyfile import MasterKeyError
 from engine.postgres.keystore import KeyStore, PostgresKeyStore
 from engine.postgres.outbox import Erasure, OutboxRecorder, Record
@@ -208,6 +210,13 @@ class LeadEngine(Application[UUID]):
         )
         #: an ingest's duplicate index rows and pairs, written in its save's transaction
         self._dup_batch = self.duplicates.batch()
+        #: each fact's (source, id) -> the lead that recorded it (engine/postgres/identities.py)
+        self.identities = (
+            EventIdentities() if datastore is None else PostgresEventIdentities(datastore)
+        )
+        #: the batch's pairs as stored before it, and those it recorded (saved with it)
+        self._owners: dict[tuple[str, str], UUID] = {}
+        self._new_pairs: dict[tuple[str, str], UUID] = {}
         mapper = cast(PiiMapper, self.mapper)
         mapper.keys = keys
         #: decodes events without opening personal data: what projections and what-ifs read
@@ -310,8 +319,14 @@ class LeadEngine(Application[UUID]):
         self._mql_reasons.clear()
         self._dup_pending: list[tuple[Lead, Envelope]] = []
         self._dup_batch = self.duplicates.batch()
+        self._new_pairs = {}
         try:
             self._ready = self._create_unknown(events)
+            self._owners = self.identities.owners(
+                (env.source, env.id)
+                for env in events
+                if not (env.is_campaign_event or env.is_roster_event or env.is_account_event)
+            )
             for index, env in enumerate(events):
                 self._dup_batch.at = index
                 try:
@@ -352,6 +367,7 @@ class LeadEngine(Application[UUID]):
                 keep_rejected(result)
             self._save(list(touched.values()), tracking)
             self.duplicates.commit(self._dup_batch)  # the in-memory store's; PostgreSQL saved it
+            self.identities.put(self._pair_rows())  # the in-memory store's; PostgreSQL saved it
         except BaseException as exc:
             if isinstance(exc, IntegrityError) and self.locks is not None:
                 self.locks.contended(i for i, a in touched.items() if _shared(a))
@@ -360,6 +376,7 @@ class LeadEngine(Application[UUID]):
         finally:
             self._shared_ahead = {}
             self._dup_batch = self.duplicates.batch()
+            self._owners, self._new_pairs = {}, {}
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -396,11 +413,17 @@ class LeadEngine(Application[UUID]):
             if outcome is Recorded.ACCEPTED:
                 self._adopt_provisional(account, env, touched)
             return outcome
-        lead = self._load(Lead, self.lead_id(env.subject), env.subject, touched)
-        was_open, queue_key = lead.routing_open, lead.queue
+        lead_id = self.lead_id(env.subject)
         data = dict(env.data)
         if env.account is not None:  # the CloudEvents attribute, kept with the fact
             data[ACCOUNT_ATTRIBUTE] = env.account
+        pair = (env.source, env.id)
+        owner = self._new_pairs.get(pair) or self._owners.get(pair)
+        if owner is not None and owner != lead_id:
+            self._check_reused(owner, env, data, touched)
+            return Recorded.DUPLICATE
+        lead = self._load(Lead, lead_id, env.subject, touched)
+        was_open, queue_key = lead.routing_open, lead.queue
         outcome = lead.record(
             event_id=env.id,
             event_type=env.type,
@@ -410,6 +433,8 @@ class LeadEngine(Application[UUID]):
             rules=self.rules,
             extra=dict(env.kept) or None,
         )
+        if outcome is Recorded.ACCEPTED:
+            self._new_pairs.setdefault(pair, lead_id)
         if outcome is Recorded.ACCEPTED and env.type in IDENTITY_TARGET:
             self._link(lead, env, touched)
         if outcome is Recorded.ACCEPTED and self.rules.identity.duplicates:
@@ -437,6 +462,42 @@ class LeadEngine(Application[UUID]):
             if lead.needs_routing(self.rules):
                 self._route_person(lead, env, touched)
         return outcome
+
+    def _check_reused(
+        self, owner: UUID, env: Envelope, data: dict[str, Any], touched: dict[UUID, Aggregate]
+    ) -> None:
+        """`env`'s (source, id) is recorded on the lead `owner`, not on its subject's: return if
+        it is that fact again (a duplicate: identity is source and id, whatever the key), else
+        raise `EventConflict` naming the lead by id (its key is personal) and the fields that
+        differ. The stored fact is read from the lead as committed, opened (one read, and only
+        when a pair comes back on another lead), or from this batch's copy."""
+        other: Any = touched.get(owner)
+        if not isinstance(other, Lead) or lookup_pair(other.seen, *pair_of(env)) is None:
+            other = None
+            for stored in self.recorder.select_events(owner):
+                event: Any = self.mapper.to_domain_event(stored)
+                other = event.mutate(other)
+        known = None if other is None else lookup_pair(other.seen, *pair_of(env))
+        where = f"recorded on lead {owner}, not on this event's subject"
+        if known is None:  # the index names a lead that does not hold it: refuse, never guess
+            raise EventConflict(
+                f"conflicts with the event of source {env.source!r} and id {env.id!r} {where}",
+                event_id=env.id,
+                event_type=env.type,
+                field="subject",
+                expected="a new id for a new fact",
+            )
+        try:
+            other.check_redelivery(
+                other.facts[known], env.type, env.occurred_at, data, dict(env.kept) or None
+            )
+        except EventConflict as exc:
+            exc.reason = f"{exc.reason}; {where}"
+            exc.args = (exc.describe(),)
+            raise
+
+    def _pair_rows(self) -> list[tuple[str, str, UUID]]:
+        return [(s, e, lead_id) for (s, e), lead_id in self._new_pairs.items()]
 
     def _link(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Record the identity decision beside the fact, naming the other lead by its id only:
@@ -868,6 +929,8 @@ class LeadEngine(Application[UUID]):
         lead forgotten now, its older records rewritten to its pseudonym): one transaction."""
         if self._dup_batch:  # in the save's transaction (engine/postgres/chain.py)
             processing.saved_kwargs["duplicate_writes"] = self._dup_batch
+        if self._new_pairs and self.outbox:  # in the save's transaction (identities.py)
+            processing.saved_kwargs["event_identities"] = self._pair_rows()
         if self.outbox:
             records, erasures = self._outbound(processing)
             if records:
@@ -1086,6 +1149,11 @@ class LeadEngine(Application[UUID]):
         if cache is not None:
             with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
+
+
+def pair_of(env: Envelope) -> tuple[str, str]:
+    """An event's identity: its CloudEvent (source, id)."""
+    return env.source, env.id
 
 
 def link_of(event: Lead.Linked) -> Link:
