@@ -41,12 +41,14 @@ from engine.domain.contract import parse_event  # noqa: E402
 from engine.domain.generator import generate  # noqa: E402
 from engine.domain.rules import load_rules  # noqa: E402
 from engine.postgres import db as dbmod  # noqa: E402
+from engine.postgres import migrations  # noqa: E402
 from engine.services.application import LeadEngine  # noqa: E402
 
 
 def phase_baseline(url: str, data: list[bytes]) -> dict[str, float]:
     database = dbmod.from_url(url, f"bench_{uuid.uuid4().hex[:8]}")
     dbmod.ensure_schema(database)
+    migrations.migrate(database)  # the tables the write side writes beside the events
     env = database.eventsourcing_env() | {"AGGREGATE_CACHE_MAXSIZE": ""}
     app = LeadEngine(rules=load_rules(), env=env, master_key=os.urandom(32))
     try:
