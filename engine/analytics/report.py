@@ -79,17 +79,22 @@ def attribution(
     currency: str | None = None,
 ) -> list[Credits]:
     cfg = rules.attribution
-    paths = build_paths(
-        ds,
-        cfg,
-        conversion=conversion,
-        value=value,
-        start=window.start,
-        end=window.end,
-        currency=report_currency(rules, currency),
-        rates=rules.money.rates,
-    )
+    paths = build_paths(ds, cfg, **_path_options(rules, window, conversion, value, currency))
     return [attribute(paths, m, by, cfg) for m in models_of(model)]
+
+
+def _path_options(
+    rules: Rules, window: Window, conversion: str | None, value: str, currency: str | None
+) -> dict[str, Any]:
+    """What a report's paths are built with (`build_paths`, `PathStream`), one way for both."""
+    return {
+        "conversion": conversion,
+        "value": value,
+        "start": window.start,
+        "end": window.end,
+        "currency": report_currency(rules, currency),
+        "rates": rules.money.rates,
+    }
 
 
 def attribution_of(
@@ -107,15 +112,7 @@ def attribution_of(
     Dataset lists them): the same credits, holding per-key sums, not the journeys."""
     cfg = rules.attribution
     models = models_of(model)
-    builder = PathStream(
-        cfg,
-        conversion=conversion,
-        value=value,
-        start=window.start,
-        end=window.end,
-        currency=report_currency(rules, currency),
-        rates=rules.money.rates,
-    )
+    builder = PathStream(cfg, **_path_options(rules, window, conversion, value, currency))
     tally = Tally(
         models, bys, cfg, conversion=builder.stage, value=value, currency=builder.currency
     )
