@@ -109,3 +109,35 @@ def _by_aggregate(rows: Iterable[Any]) -> dict[UUID, list[StoredEvent]]:
             StoredEvent(agg_id, row["originator_version"], row["topic"], bytes(row["state"]))
         )
     return streams
+
+
+def events_naming(
+    recorder: Recorder, topic: str, needle: str
+) -> list[tuple[int, StoredEvent]] | None:
+    """The stored events of `topic` whose state contains `needle` (a candidate filter: the
+    caller decodes each and checks the field), with their log position, in log order; None for
+    the in-memory store. A scan of the events table filtered in the database: for one-off
+    reads (`lead explain --as-of`), not for a consumer's loop."""
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return None
+    datastore = recorder.datastore
+    statement = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
+        "WHERE topic = %s AND position(%b in state) > 0 ORDER BY notification_id"
+    ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, (topic, needle.encode()))
+        return [
+            (
+                int(row["notification_id"]),
+                StoredEvent(
+                    row["originator_id"]
+                    if isinstance(row["originator_id"], UUID)
+                    else UUID(str(row["originator_id"])),
+                    row["originator_version"],
+                    row["topic"],
+                    bytes(row["state"]),
+                ),
+            )
+            for row in curs.fetchall()
+        ]

@@ -4,6 +4,7 @@ account), so a lead re-decided later still shows how it joined."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.domain.contract import validate_event
@@ -51,3 +52,52 @@ def test_history_shows_the_match_each_lead_joined_by(runtime: Runtime, leadengin
     assert "no account matches" in left["detail"] and left["at"].startswith("2026-03-04")
     code, out = leadengine("account", "history", "a1")
     assert code == 0 and "matches as decided then" in out
+
+
+def _explain(leadengine: Any, key: str, *clock: str) -> dict[str, Any]:
+    code, out = leadengine("lead", "explain", key, *clock, "--format", "json")
+    assert code == 0, out
+    account: dict[str, Any] = json.loads(out)["account"]
+    return account
+
+
+def test_lead_explain_as_of_replays_the_recorded_match_decisions(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    """`lead explain --as-of T` folds the lead's recorded decisions to T (recorded clock),
+    `--occurred-by T` by their inputs' time: the account the lead was in then, not now."""
+    runtime.app.ingest(
+        [
+            validate_event(e)
+            for e in (
+                raw("account.updated", "a1", {"name": "Acme Inc"}, days=0),
+                raw("lead.captured", "l1", {"email": "pat@acme.com", "company": "Acme"}, days=1),
+                raw("lead.captured", "l2", {"email": "kim@gmail.com", "company": "ACME"}, days=1),
+            )
+        ]
+    )
+    before = datetime.now(UTC)  # the leads are recorded, not yet matched
+    runtime.projector.run(until_caught_up=True)
+    t1 = datetime.now(UTC)
+    _run(runtime, [raw("account.updated", "a1", {"domains": ["acme.com"]}, days=2)])
+    t2 = datetime.now(UTC)
+    _run(runtime, [raw("account.updated", "a1", {"name": "Globex"}, days=3)])
+
+    first = _explain(leadengine, "l1", "--as-of", t1.isoformat())
+    assert (first["account_key"], first["rule"]) == ("a1", "name")
+    assert first["as_of"].startswith("as matched recorded by " + t1.isoformat()[:19])
+    assert (_explain(leadengine, "l1", "--as-of", t2.isoformat())["rule"]) == "domain"
+    nothing = _explain(leadengine, "l1", "--as-of", before.isoformat())
+    assert nothing["account_key"] is None and "no match decision" in nothing["reason"]
+    # l2 was in a1 by name until a1 was renamed; now in no account
+    assert _explain(leadengine, "l2", "--as-of", t2.isoformat())["account_key"] == "a1"
+    gone = _explain(leadengine, "l2", "--as-of", datetime.now(UTC).isoformat())
+    assert gone["account_key"] is None and gone["reason"].startswith("left account a1: ")
+    assert _explain(leadengine, "l2")["account_key"] is None  # now: the read model agrees
+    # on the occurred clock: by its inputs' time (a1 claimed acme.com on 2026-03-03)
+    by_name = _explain(leadengine, "l1", "--occurred-by", "2026-03-02T12:00:00Z")
+    assert (by_name["account_key"], by_name["rule"]) == ("a1", "name")
+    by_domain = _explain(leadengine, "l1", "--occurred-by", "2026-03-03T12:00:00Z")
+    assert (by_domain["account_key"], by_domain["rule"]) == ("a1", "domain")
+    code, out = leadengine("lead", "explain", "l1", "--as-of", t1.isoformat())
+    assert code == 0 and "Account as matched recorded by" in out

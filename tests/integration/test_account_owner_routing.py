@@ -135,8 +135,10 @@ def test_a_lead_naming_an_unknown_account_says_so_in_its_match(
     code, out = leadengine("lead", "explain", "l1")
     assert code == 0 and "named account zz is not known" in " ".join(out.split())
     assert "as_of" not in match and "as matched now" not in out
-    # as of a moment: the match shown is today's, and it says so (matches are not replayed)
+    # as of a moment: the recorded decisions replayed to then, and it says so
     code, out = leadengine("lead", "explain", "l1", "--as-of", "2100-01-01", "--format", "json")
-    assert code == 0 and json.loads(out)["account"]["as_of"].startswith("now")
+    then = json.loads(out)["account"]
+    assert code == 0 and then["as_of"].startswith("as matched recorded by 2100-01-01")
+    assert (then["account_key"], then["reason"]) == ("a1", match["reason"])
     code, out = leadengine("lead", "explain", "l1", "--as-of", "2100-01-01")
-    assert code == 0 and "Account as matched now, not as of 2100-01-01" in out
+    assert code == 0 and "Account as matched recorded by 2100-01-01" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.analytics import account_queries
@@ -12,11 +13,13 @@ from engine.cli.args import CLOCKS_HELP, Commands, clock_args, fmt, handles, out
 from engine.cli.commands.audit import export
 from engine.cli.output import render, to_json
 from engine.domain import asof
+from engine.domain.accounts.replay import Clock, match_as_of
 from engine.domain.errors import LeadEngineError
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
 from engine.domain.scoring import Score, persona_fits
 from engine.domain.sla import sla_state
 from engine.runtime import Runtime, open_runtime
+from engine.services.account_replay import lead_decisions
 from engine.services.asof_read import lead_as_of
 from engine.services.history import history_rows, shown_key, summary
 from engine.stitching.person import Person
@@ -265,10 +268,9 @@ def explain(args: argparse.Namespace) -> int:
             else None
         )
         account = account_queries.lead_match(rt.db, lead.id)
-        if account is not None and moment is not None:
-            # account matches are the projector's current decisions, not replayed as of a
-            # moment (docs/accounts.md): said, never passed off as the match at that moment
-            account = {**account, "as_of": "now (account matches are not replayed as of T)"}
+        if moment is not None:
+            clock: Clock = "occurred" if args.occurred_by else "recorded"
+            account = _account_as_of(rt, lead.id, account, moment, clock)
     if args.format == "json":
         doc = result.as_dict()
         doc["models"] = models
@@ -319,12 +321,56 @@ def explain(args: argparse.Namespace) -> int:
         print()
         title = f"Account ({account['rules_version']}, decided at {account['decided_at']})"
         if "as_of" in account:
-            title = f"Account as matched now, not as of {args.as_of or args.occurred_by} " + (
+            title = f"Account {account['as_of']} " + (
                 f"({account['rules_version']}, decided at {account['decided_at']})"
             )
         fields = ("account_key", "rule", "reason")
         print(render("table", [{k: account[k] for k in fields}], title=title))
     return 0
+
+
+def _account_as_of(
+    rt: Runtime, lead_id: UUID, now: dict[str, Any] | None, moment: datetime, clock: Clock
+) -> dict[str, Any] | None:
+    """The lead's account as of `moment`: its recorded match decisions folded to then
+    (docs/accounts.md). A lead with none recorded but matched now was matched before decisions
+    were recorded (migration 22) or the projector has not recorded it yet: its match now is
+    shown, and said to be now. `as_of` (in JSON too) says which it is."""
+    decisions = lead_decisions(rt.app, lead_id)
+    on = "recorded by" if clock == "recorded" else "happened by"
+    if not decisions and now is not None and now["account_key"] is not None:
+        said = "as matched now: no match decision of this lead is recorded to replay"
+        return {**now, "as_of": said}
+    folded = match_as_of(decisions, moment, clock)
+    said = f"as matched {on} {moment.isoformat()} ({folded.decisions} recorded decisions)"
+    d = folded.joined
+    if d is not None:
+        return {
+            "account_key": d.account_key,
+            "rule": d.rule,
+            "reason": d.reason,
+            "candidates": list(d.candidates),
+            "decided_at": d.decided_at,
+            "rules_version": d.rules_version,
+            "as_of": said,
+        }
+    if now is None and not decisions:
+        return None  # the projector has not decided this lead: nothing to replay
+    left = folded.left
+    reason = (
+        f"left account {left.account_key}: {left.reason}"
+        if left is not None
+        else "in no account: no match decision joined it to one by then"
+    )
+    return {
+        "account_key": None,
+        "rule": None,
+        "reason": reason,
+        "candidates": list(left.candidates) if left else [],
+        "decided_at": left.decided_at if left else None,
+        "rules_version": left.rules_version if left else (now or {}).get("rules_version"),
+        "as_of": said,
+    }
 
 
 def _totals(result: Score) -> dict[str, Any]:
