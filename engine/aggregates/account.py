@@ -7,7 +7,7 @@ the order updates arrive in never changes an account (replays and late deliverie
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -148,11 +148,25 @@ class Account(Aggregate):
 
     @property
     def adopted_by(self) -> str | None:
-        """The CRM account that adopted this provisional one (claims its domain now)."""
-        for _at, source, _id, data in self.updates:
-            if source == PROVISIONAL_SOURCE and data.get("adopted_by"):
-                return str(data["adopted_by"])
-        return None
+        """The CRM account that adopted this provisional one (claims its domain now); None
+        when never adopted or released since (the CRM account dropped the domain)."""
+        state = None
+        for _at, source, _id, data in sorted(self.updates, key=lambda u: (u[0], u[1], u[2])):
+            if source == PROVISIONAL_SOURCE and ("adopted_by" in data or "released_by" in data):
+                state = data.get("adopted_by")
+        return str(state) if state else None
+
+    def _next_time(self, occurred_at: datetime) -> datetime:
+        """A time for an engine-recorded update folded after every update so far, whatever
+        `occurred_at` is (equal times would fold by event id, not by when it was decided)."""
+        latest = max(u[0] for u in self.updates)
+        return occurred_at if occurred_at > latest else latest + timedelta(microseconds=1)
+
+    def _unique_id(self, event_id: str) -> str:
+        """`event_id`, or with the update count when an earlier update has it (an account
+        adopted, released and adopted again by the same CRM account)."""
+        used = {u[2] for u in self.updates}
+        return event_id if event_id not in used else f"{event_id}@{len(self.updates)}"
 
     def note_lead(self, *, lead_id: str, occurred_at: datetime) -> bool:
         """A provisional account: note an unmatched lead on its domain (False: noted before)."""
@@ -182,12 +196,28 @@ class Account(Aggregate):
         assert self.provisional
         if not self.opened or self.adopted_by is not None:
             return False
-        latest = max(u[0] for u in self.updates)
         self.record(
-            event_id=f"adopted-by:{by}",
+            event_id=self._unique_id(f"adopted-by:{by}"),
             source=PROVISIONAL_SOURCE,
-            occurred_at=max(occurred_at, latest),  # folded after the opening, whatever the time
+            occurred_at=self._next_time(occurred_at),  # folded after the opening, whatever the time
             data={"domains": [], "adopted_by": by},
+        )
+        return True
+
+    def release(self, *, by: str, occurred_at: datetime) -> bool:
+        """The CRM account `by` that adopted this provisional account dropped its domain and no
+        other account claims it: the provisional account claims its domain again (its leads
+        match it by domain again, each move a recorded match decision). False when `by` is
+        not the account that adopted it."""
+        assert self.provisional
+        if self.adopted_by != by:
+            return False
+        domain = self.key.removeprefix(PROVISIONAL)
+        self.record(
+            event_id=self._unique_id(f"released-by:{by}"),
+            source=PROVISIONAL_SOURCE,
+            occurred_at=self._next_time(occurred_at),
+            data={"domains": [domain], "released_by": by},
         )
         return True
 

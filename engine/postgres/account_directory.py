@@ -189,6 +189,15 @@ class AccountDirectory:
             if row[0].startswith(PROVISIONAL) and row[3] and under(row[3][0], domains)
         )
 
+    def provisional_keys_under(self, domains: Sequence[str]) -> list[str]:
+        """Every provisional account (open, adopted or not) whose domain is one of `domains`
+        or a subdomain of one: those a CRM account dropping `domains` may have adopted."""
+        return sorted(
+            row[0]
+            for row in self.rows.values()
+            if row[0].startswith(PROVISIONAL) and under(row[0].removeprefix(PROVISIONAL), domains)
+        )
+
 
 class PostgresAccountDirectory(AccountDirectory):
     """The same, read from the store's `account_directory` (writes go with the saves)."""
@@ -241,6 +250,21 @@ class PostgresAccountDirectory(AccountDirectory):
                     "ORDER BY 1"
                 ).format(self._table),
                 (list(domains),),
+            )
+            return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
+
+    def provisional_keys_under(self, domains: Sequence[str]) -> list[str]:
+        if not domains:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
+                    "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) d "
+                    "WHERE substr(account_key, %s) = d "
+                    "OR right(account_key, length(d) + 1) = '.' || d) ORDER BY 1"
+                ).format(self._table),
+                (list(domains), len(PROVISIONAL) + 1),
             )
             return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
 

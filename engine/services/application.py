@@ -44,6 +44,7 @@ from engine.domain.accounts.matching import (
     LeadSignals,
     Match,
     MemberDecision,
+    domain_parents,
     match_for_routing,
     match_lead,
     normalise_name,
@@ -688,6 +689,7 @@ class LeadEngine(Application[UUID]):
         if account.provisional:
             return
         domains = list(fold(account.key, account.updates).domains)
+        self._release_provisional(account, domains, env, touched)
         keys = set(self.account_directory.provisional_under(domains))
         keys |= {
             a.key
@@ -700,6 +702,53 @@ class LeadEngine(Application[UUID]):
         for key in sorted(keys):
             provisional = self._load_shared(Account, account_id(key), key, touched)
             provisional.adopt(by=account.key, occurred_at=env.occurred_at)
+
+    def _release_provisional(
+        self,
+        account: Account,
+        domains: list[str],
+        env: Envelope,
+        touched: dict[UUID, Aggregate],
+    ) -> None:
+        """A CRM account dropping a domain releases the provisional accounts on it that it
+        adopted: another account claiming the domain (or a parent) adopts each instead; with
+        none, it claims its domain again while `accounts.provisional` is set (its leads match
+        it again), and otherwise stays adopted (its leads match no account)."""
+        before = fold(account.key, account.updates[:-1]).domains
+        dropped = [d for d in before if d not in domains]
+        if not dropped:
+            return
+        for key in self.account_directory.provisional_keys_under(dropped):
+            domain = key.removeprefix(PROVISIONAL)
+            if under(domain, domains):
+                continue  # still claimed by this account through another of its domains
+            provisional = self._load_shared(Account, account_id(key), key, touched)
+            if provisional.adopted_by != account.key:
+                continue
+            others = {a.account_id: a.domains for a in self._claiming(domain, touched)}
+            others.pop(account.key, None)
+            if others:
+                by = min(others)  # the first by id: deterministic, any would do
+                provisional.release(by=account.key, occurred_at=env.occurred_at)
+                provisional.adopt(by=by, occurred_at=env.occurred_at)
+            elif self.rules.accounts.provisional is not None:
+                provisional.release(by=account.key, occurred_at=env.occurred_at)
+
+    def _claiming(self, domain: str, touched: dict[UUID, Aggregate]) -> list[AccountProfile]:
+        """The CRM accounts claiming `domain` or a parent: the directory's, as this batch's
+        updates leave them."""
+        found = {
+            a.account_id: a
+            for a in self.account_directory.candidates(None, domain, None)
+            if not a.account_id.startswith(PROVISIONAL)
+        }
+        for a in touched.values():
+            if isinstance(a, Account) and not a.provisional and a.updates:
+                profile = fold(a.key, a.updates)
+                found.pop(a.key, None)
+                if set(domain_parents(domain)).intersection(profile.domains):
+                    found[a.key] = profile
+        return list(found.values())
 
     def _load_shared(
         self, cls: type[A], agg_id: UUID, key: str, touched: dict[UUID, Aggregate]

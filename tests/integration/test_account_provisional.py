@@ -92,6 +92,19 @@ def test_provisional_account_opened_shown_adopted(
         whats = [e["what"] for e in json.loads(out)["history"]]
         assert code == 0 and whats.count("lead matched") == 2 and whats.count("lead left") == 2
 
+        # the CRM account drops the domain: the provisional account claims it again and its
+        # leads go back to it (each move a recorded decision)
+        run(raw("account.updated", "c9", {"domains": ["initech.com"]}, days=4, id="c9-2"))
+        rows = _view(
+            rt.db, "SELECT account_key, domains, provisional, members FROM {r}.account_state"
+        )
+        assert sorted(rows) == [("c9", ["initech.com"], False, 0), (key, ["initech.io"], True, 2)]
+        members = _view(rt.db, "SELECT lead_key, account_key, rule FROM {r}.account_members")
+        assert sorted(members) == [("l1", key, "domain"), ("l2", key, "domain")]
+        released = rt.app.repository.get(account_id(key))
+        assert isinstance(released, Account) and released.adopted_by is None
+        assert len(released.members) == 2
+
         before = {t: sorted(map(repr, _table(rt.db, t))) for t in ACCOUNT_TABLES}
         rebuild(rt.app, rt.db, "leads", batch_size=3)
         for t in ACCOUNT_TABLES:

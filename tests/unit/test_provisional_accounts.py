@@ -110,3 +110,62 @@ def test_rules_check_names_the_lines_of_a_bad_provisional_rule(tmp_path: Any) ->
     good = tmp_path / "good.yaml"
     good.write_text('name: x\nversion: "1"\naccounts:\n  provisional: {from: domain}\n')
     assert load_rules(good).accounts.provisional.min_leads == 1  # type: ignore[union-attr]
+
+
+def _crm(key: str, days: float, event_id: str, **data: Any) -> Any:
+    return validate_event(raw("account.updated", key, data, days=days, id=event_id))
+
+
+def test_a_crm_account_dropping_the_domain_releases_it(app: LeadEngine) -> None:
+    """Adopted, then the CRM account drops the domain: with no other account claiming it, the
+    provisional account claims it again (its leads match it by domain again)."""
+    app.ingest([lead("l1", "pat@initech.io"), lead("l2", "kim@initech.io")])
+    app.ingest([_crm("c9", 5, "u1", domains=["initech.io", "c9.com"])])
+    app.ingest([_crm("c9", 6, "u2", domains=["c9.com"])])  # drops initech.io
+    released = provisional(app, "initech.io")
+    assert released is not None and released.adopted_by is None
+    assert fold(released.key, released.updates).domains == ("initech.io",)
+    # the CRM account claims it again: adopted again (a new update, never a conflict)
+    app.ingest([_crm("c9", 7, "u3", domains=["initech.io", "c9.com"])])
+    again = provisional(app, "initech.io")
+    assert again is not None and again.adopted_by == "c9"
+    assert fold(again.key, again.updates).domains == ()
+    app.ingest([_crm("c9", 8, "u4", domains=["c9.com"])])
+    assert fold(again.key, provisional(app, "initech.io").updates).domains == ("initech.io",)  # type: ignore[union-attr]
+
+
+def test_a_domain_dropped_but_claimed_by_another_account_moves_the_adoption(
+    app: LeadEngine,
+) -> None:
+    app.ingest([lead("l1", "pat@eu.initech.io"), lead("l2", "kim@eu.initech.io")])
+    app.ingest([_crm("c9", 5, "u1", domains=["eu.initech.io"])])
+    app.ingest([_crm("c7", 6, "v1", domains=["initech.io"])])  # a parent: c9's is more specific
+    app.ingest([_crm("c9", 7, "u2", domains=["c9.com"])])
+    moved = provisional(app, "eu.initech.io")
+    assert moved is not None and moved.adopted_by == "c7"
+    assert fold(moved.key, moved.updates).domains == ()
+    # a domain kept through a parent still claims it: no release
+    app.ingest([_crm("c7", 8, "v2", domains=["initech.io", "x.io"])])
+    assert provisional(app, "eu.initech.io").adopted_by == "c7"  # type: ignore[union-attr]
+
+
+def test_without_the_rule_a_dropped_domain_leaves_it_adopted(app: LeadEngine) -> None:
+    """Rules without `accounts.provisional` open none: an adopted one is not reopened either,
+    so its leads match no account."""
+    app.ingest([lead("l1", "pat@initech.io"), lead("l2", "kim@initech.io")])
+    app.ingest([_crm("c9", 5, "u1", domains=["initech.io"])])
+    app.rules = load_rules()  # the shipped rules: no provisional accounts
+    app.ingest([_crm("c9", 6, "u2", domains=["c9.com"])])
+    kept = provisional(app, "initech.io")
+    assert kept is not None and kept.adopted_by == "c9"
+    assert fold(kept.key, kept.updates).domains == ()
+
+
+def test_an_adoption_dated_before_the_opening_still_folds_after_it(app: LeadEngine) -> None:
+    """A CRM update dated earlier than the opening adopts it all the same: the adoption is
+    folded after the opening (equal times would fold by event id: `open:` after `adopted-by:`)."""
+    app.ingest([lead("l1", "pat@initech.io", days=9), lead("l2", "kim@initech.io", days=9)])
+    app.ingest([_crm("c9", 1, "u1", domains=["initech.io"])])
+    adopted = provisional(app, "initech.io")
+    assert adopted is not None and adopted.adopted_by == "c9"
+    assert fold(adopted.key, adopted.updates).domains == ()
