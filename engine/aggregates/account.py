@@ -176,14 +176,21 @@ class Account(Aggregate):
         self.trigger_event(self.LeadNoted, lead_id=lead_id, occurred_at=occurred_at)
         return True
 
-    def open(self, *, occurred_at: datetime, leads: int) -> bool:
+    def open(self, *, occurred_at: datetime, leads: int, persons: int | None = None) -> bool:
         """Open the provisional account: it claims its domain (an update recorded by the
         engine, named after the domain); False when open already."""
         assert self.provisional
         if self.opened:
             return False
         domain = self.key.removeprefix(PROVISIONAL)
-        data = {"name": domain, "domains": [domain], "provisional": True, "leads": leads}
+        data: dict[str, Any] = {
+            "name": domain,
+            "domains": [domain],
+            "provisional": True,
+            "leads": leads,
+        }
+        if persons is not None:
+            data["persons"] = persons  # the people they are (two keys of one person: one)
         self.record(
             event_id=f"open:{domain}", source=PROVISIONAL_SOURCE, occurred_at=occurred_at, data=data
         )

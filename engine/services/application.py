@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -678,8 +678,39 @@ class LeadEngine(Application[UUID]):
         if account.opened:
             return  # adopted: the domain is a CRM account's now (or ours, not indexed yet)
         account.note_lead(lead_id=str(lead.id), occurred_at=env.occurred_at)
-        if len(account.noted) >= provisional.min_leads:
-            account.open(occurred_at=env.occurred_at, leads=len(account.noted))
+        if len(account.noted) < provisional.min_leads:
+            return
+        persons = self._persons(account.noted, touched)
+        if persons >= provisional.min_leads:
+            account.open(occurred_at=env.occurred_at, leads=len(account.noted), persons=persons)
+
+    def _persons(self, lead_ids: Iterable[str], touched: dict[UUID, Aggregate]) -> int:
+        """How many people `lead_ids` are: two keys of one person (linked, merged:
+        docs/identity.md) count once. Each person as this batch sees it (its own leads and
+        `Kin`, the others as committed), read without claiming any `Kin`."""
+
+        def read_kin(lead_id: UUID) -> Kin:
+            found = touched.get(kin_id(lead_id))
+            if isinstance(found, Kin):
+                return found
+            kin: Any = None
+            for stored in self.recorder.select_events(kin_id(lead_id)):
+                kin = self.sealed_mapper.to_domain_event(stored).mutate(kin)
+            return cast(Kin, kin) if kin is not None else Kin(str(lead_id))
+
+        seen: set[UUID] = set()
+        people = 0
+        for lead_id in sorted(UUID(i) for i in lead_ids):
+            if lead_id in seen:
+                continue
+            member = touched.get(lead_id)
+            lead = member if isinstance(member, Lead) else self._peek_lead(lead_id)
+            if lead is None:
+                continue
+            view = person_routing.PersonView(lead, touched, read_kin, self._peek_lead)
+            seen |= set(view.members) | {lead_id}
+            people += 1
+        return people
 
     def _adopt_provisional(
         self, account: Account, env: Envelope, touched: dict[UUID, Aggregate]

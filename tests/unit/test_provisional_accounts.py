@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from eventsourcing.application import AggregateNotFoundError
 
 from engine.aggregates.account import Account, account_id, provisional_key
@@ -169,3 +171,52 @@ def test_an_adoption_dated_before_the_opening_still_folds_after_it(app: LeadEngi
     adopted = provisional(app, "initech.io")
     assert adopted is not None and adopted.adopted_by == "c9"
     assert fold(adopted.key, adopted.updates).domains == ()
+
+
+def test_min_leads_counts_people_not_lead_keys(app: LeadEngine) -> None:
+    """Two keys of one person (linked, or merged) count once toward `min_leads`."""
+    link = {"to": "l1"}
+    app.ingest([validate_event(raw("identity.linked", "cookie-1", link, days=0.5))])
+    app.ingest([lead("l1", "pat@initech.io"), lead("cookie-1", "pat@initech.io", days=1.5)])
+    pending = provisional(app, "initech.io")
+    assert pending is not None and len(pending.noted) == 2 and not pending.opened
+    merged = {"winner": "l1", "by": "crm", "reason": "same person"}
+    app.ingest([validate_event(raw("lead.merged", "l1-dup", merged, days=2))])
+    app.ingest([lead("l1-dup", "p.a.t@initech.io", days=2.5)])
+    assert not provisional(app, "initech.io").opened  # type: ignore[union-attr]
+    app.ingest([lead("l2", "kim@initech.io", days=3)])  # another person: two now
+    opened = provisional(app, "initech.io")
+    assert opened is not None and opened.opened
+    assert opened.updates[-1][3]["persons"] == 2 and opened.updates[-1][3]["leads"] == 4
+
+
+PEOPLE = st.lists(st.integers(0, 4), min_size=1, max_size=7)  # lead i belongs to person p[i]
+
+
+@settings(max_examples=25, deadline=None)
+@given(PEOPLE, st.integers(1, 3), st.booleans())
+def test_a_provisional_account_opens_at_min_leads_people(
+    people: list[int], min_leads: int, merge: bool
+) -> None:
+    """Leads on one domain, some keys of one person (each joined to its person's first key
+    by a link or a merge, recorded before its lead event): the account opens exactly when the
+    people, not the keys, reach `min_leads`."""
+    rules = RULES.replace("min_leads: 2", f"min_leads: {min_leads}")
+    e = engine(rules)
+    try:
+        first: dict[int, str] = {}
+        for i, person in enumerate(people):
+            key = f"k{i}"
+            if person in first:
+                kind, field = ("lead.merged", "winner") if merge else ("identity.linked", "to")
+                extra = {"by": "crm", "reason": "same person"} if merge else {}
+                data = {field: first[person], **extra}
+                e.ingest([validate_event(raw(kind, key, data, days=i))])
+            else:
+                first[person] = key
+            e.ingest([lead(key, f"p{i}@initech.io", days=i + 0.5)])
+            found = provisional(e, "initech.io")
+            assert found is not None
+            assert found.opened == (len(set(people[: i + 1])) >= min_leads), (i, people)
+    finally:
+        e.close()
