@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from eventsourcing.application import AggregateNotFoundError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from eventsourcing.application import AggregateNotFoundError
 
 from engine.aggregates.account import Account, account_id, provisional_key
 from engine.domain.accounts.profile import fold
