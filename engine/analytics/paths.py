@@ -10,7 +10,7 @@ from decimal import Decimal
 from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.journeys import Dataset, Journey, Touchpoint
 from engine.domain.currency import NO_CURRENCY
-from engine.domain.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError, echoed
 from engine.domain.rules import Attribution, Rate
 
 VALUES = ("conversions", "revenue")
@@ -102,7 +102,7 @@ def build_paths(
     as-of moment) in `currency` (None: the deals' only currency): deals in another currency
     are converted with `rates` or left out and counted in `Paths.left_out`."""
     if value not in VALUES:
-        raise ReportError(f"unknown value {value!r}; expected one of {', '.join(VALUES)}")
+        raise ReportError(f"unknown value {echoed(value)}; expected one of {', '.join(VALUES)}")
     stage = conversion or cfg.conversion
     lookback = timedelta(days=cfg.lookback_days) if cfg.lookback_days else None
     converting: list[tuple[Journey, tuple[Touchpoint, ...], datetime]] = []
@@ -182,7 +182,7 @@ class PathStream:
         rates: Iterable[Rate] = (),
     ) -> None:
         if value not in VALUES:
-            raise ReportError(f"unknown value {value!r}; expected one of {', '.join(VALUES)}")
+            raise ReportError(f"unknown value {echoed(value)}; expected one of {', '.join(VALUES)}")
         if value == "revenue" and currency is None:
             raise ReportError("streamed revenue paths need the report currency")
         self.cfg, self.value, self.start, self.end = cfg, value, start, end

@@ -14,6 +14,7 @@ from engine.analytics.exchange import LeftOut
 from engine.analytics.journeys import Dataset, Journey
 from engine.analytics.load import stream
 from engine.analytics.paths import PathStream, ReportError, build_paths
+from engine.domain.errors import echoed
 from engine.domain.rules import Rules
 from engine.postgres.db import Database
 
@@ -62,7 +63,7 @@ def models_of(name: str) -> tuple[str, ...]:
         return MODELS
     if name not in MODELS:
         raise ReportError(
-            f"unknown attribution model {name!r}; expected all or one of {', '.join(MODELS)}"
+            f"unknown attribution model {echoed(name)}; expected all or one of {', '.join(MODELS)}"
         )
     return (name,)
 

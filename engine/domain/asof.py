@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.aggregates.lead import Lead
-from engine.domain.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError, echoed
 
 
 def occurred(event: object) -> datetime | None:
@@ -51,5 +51,5 @@ def fold(events: Sequence[Any], key: str, moment: datetime | None = None) -> Lea
         lead = e.mutate(lead)
     if lead is None or not lead.facts:
         when = f" at {moment.isoformat()}" if moment else ""
-        raise LeadEngineError(f"lead {key!r} was not known{when} (no facts recorded by then)")
+        raise LeadEngineError(f"lead {echoed(key)} was not known{when} (no facts recorded by then)")
     return lead

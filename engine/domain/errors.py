@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+#: the most characters of a user's input an error echoes (a 5,000-character id is not
+#: shown whole: the message stays one readable line)
+ECHO_LIMIT = 80
+
+
+def echoed(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`value` quoted as an error echoes user input: its first `limit` characters, and how
+    long it was when it was longer ("'aaaa...' (5000 characters)")."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
 
 class LeadEngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -47,7 +60,7 @@ class RulesError(LeadEngineError):
 class LeadNotFound(LeadEngineError):
     def __init__(self, key: str) -> None:
         self.key = key
-        super().__init__(f"no lead with key {key!r}")
+        super().__init__(f"no lead with key {echoed(key)}")
 
 
 class EventConflict(InvalidEvent):

@@ -28,7 +28,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from engine.aggregates.lead import Lead
-from engine.domain.errors import LeadEngineError, LeadNotFound
+from engine.domain.errors import LeadEngineError, LeadNotFound, echoed
 from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.rules import ScoringModel
 from engine.domain.scorestate import ScoreState
@@ -163,7 +163,7 @@ def _fold(
                 lead.running_score(model)
             captured = dumps(lead)
     if not lead.facts:
-        raise LeadEngineError(f"lead {key!r} was not known at {moment.isoformat()}")
+        raise LeadEngineError(f"lead {echoed(key)} was not known at {moment.isoformat()}")
     if store is not None and plan is not None and (plan.blocks or captured is not None):
         store.save(lead_id, plan.blocks, None if captured is None else (plan.capture, captured))
     return lead

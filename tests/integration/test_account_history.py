@@ -101,3 +101,22 @@ def test_lead_explain_as_of_replays_the_recorded_match_decisions(
     assert (by_domain["account_key"], by_domain["rule"]) == ("a1", "domain")
     code, out = leadengine("lead", "explain", "l1", "--as-of", t1.isoformat())
     assert code == 0 and "Account as matched recorded by" in out
+
+
+def test_an_over_long_id_is_not_echoed_whole(runtime: Runtime, leadengine: Any) -> None:
+    """`account show`, `account history`, `lead explain` with a 5,000-character id: the error
+    names the id by its start and its length, on one short line."""
+    _run(runtime, [raw("account.updated", "a1", {"name": "Acme Inc"}, days=0)])
+    long = "x" * 4990 + "TAIL-SECRET"
+    for argv in (
+        ("account", "show", long),
+        ("account", "history", long),
+        ("account", "explain", long),
+        ("lead", "explain", long),
+        ("lead", "explain", long, "--as-of", "2026-03-01"),
+    ):
+        code, out = leadengine(*argv)
+        err = leadengine.stderr[-1]
+        assert code == 2 and out == "", argv
+        assert "TAIL-SECRET" not in err and "(5,001 characters)" in err, (argv, err[:300])
+        assert len(err) < 400, (argv, len(err))

@@ -17,7 +17,7 @@ from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, positive_int, w
 from engine.cli.commands.leads import moment_arg
 from engine.cli.output import render, to_json
 from engine.domain.accounts.scoring import AccountScore, Point, unmet
-from engine.domain.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError, echoed
 from engine.domain.lifecycle import RANK
 from engine.runtime import Runtime, open_runtime
 
@@ -65,7 +65,9 @@ def register(commands: Commands) -> None:
 
 class AccountNotFound(LeadEngineError):
     def __init__(self, key: str) -> None:
-        super().__init__(f"no account with id {key!r} in the read model (`leadengine project`?)")
+        super().__init__(
+            f"no account with id {echoed(key)} in the read model (`leadengine project`?)"
+        )
 
 
 def _account(rt: Runtime, key: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from engine.analytics.duplicate_queries import PERIODS, duplicates_report
 from engine.cli.args import WINDOW_HELP, Commands, fmt, handles, window_args
 from engine.cli.commands.reporting import window_of
 from engine.cli.output import render, to_json
+from engine.domain.errors import echoed
 from engine.postgres.duplicates import STATES
 from engine.runtime import open_runtime
 
@@ -94,7 +95,7 @@ def lead_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a lead id (a UUID, as `report duplicates` lists it)"
+            f"{echoed(value)} is not a lead id (a UUID, as `report duplicates` lists it)"
         ) from None
 
 

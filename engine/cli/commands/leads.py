@@ -14,7 +14,7 @@ from engine.cli.commands.audit import export
 from engine.cli.output import render, to_json
 from engine.domain import asof
 from engine.domain.accounts.replay import Clock, match_as_of
-from engine.domain.errors import LeadEngineError
+from engine.domain.errors import LeadEngineError, echoed
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
 from engine.domain.scoring import Score, persona_fits
 from engine.domain.sla import sla_state
@@ -87,7 +87,7 @@ def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
     if not any(isinstance(e, Lead.FactRecorded) for e in events):
         moment = as_of or occurred
         raise LeadEngineError(
-            f"lead {args.key!r} was not known at {moment.isoformat() if moment else '-'}"
+            f"lead {echoed(args.key)} was not known at {moment.isoformat() if moment else '-'}"
         )
     return events
 
