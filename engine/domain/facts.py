@@ -40,9 +40,24 @@ def chronological(facts: Iterable[Fact], as_of: datetime | None = None) -> list[
 
 
 def email_domain(email: str | None) -> str | None:
+    """The e-mail's domain as everything compares it (fit rules, the stored `email_domain`,
+    account matching): `ascii_domain` of what follows the last `@`; None when there is none."""
     if not email or "@" not in email:
         return None
-    return email.rsplit("@", 1)[1].lower()
+    return ascii_domain(email.rsplit("@", 1)[1]) or None
+
+
+def ascii_domain(domain: str) -> str:
+    """Lower case, no surrounding blanks or trailing dot, international labels in their ASCII
+    (IDNA 2003) form, as accounts' domains are given (the contract's pattern is ASCII); a
+    domain IDNA cannot encode is kept as it is (it matches no account's)."""
+    domain = domain.strip().lower().rstrip(".")
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 #: Where a fact's payload names the personal fields it no longer holds (erased or stripped).

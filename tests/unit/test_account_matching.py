@@ -200,3 +200,30 @@ def test_matching_is_independent_of_arrival_order(world: Any, rnd: Any) -> None:
     assert _decide(shuffled_updates, shuffled_leads) == expected
     for m in expected.values():  # every decision names a rule and a reason, or why not
         assert m.reason and ((m.account_id is None) == (m.rule is None))
+
+
+_LABEL = st.text(alphabet="abcXYZ09-éüßÖ\u4e2d ", min_size=0, max_size=8)
+EMAILS = st.builds(
+    lambda local, labels, dot: f"{local}@{'.'.join(labels)}{'.' if dot else ''}",
+    st.text(alphabet="ab.+Z", min_size=1, max_size=5),
+    st.lists(_LABEL, min_size=1, max_size=4),
+    st.booleans(),
+)
+
+
+@given(EMAILS)
+def test_facts_and_matching_agree_on_an_emails_domain(email: str) -> None:
+    """One e-mail domain everywhere: the profile fit rules read, the `email_domain` kept when
+    the address is erased or sealed, and what matching compares (ASCII, IDNA) are the same."""
+    from engine.domain import facts
+    from engine.domain.accounts import matching
+
+    assert matching.email_domain is facts.email_domain  # one definition
+    expected = email_domain(email)
+    fact = facts.Fact("e1", "lead.captured", "src", T0, {"email": email})
+    attrs, _ = facts.profile_of([fact])
+    assert attrs.get("email_domain") == expected
+    assert facts.strip_pii("lead.captured", {"email": email}).get("email_domain") == expected
+    if expected is not None:  # the kept form needs no more normalising: matching compares it
+        assert LeadSignals("l", email_domain=expected).email_domain == expected
+        assert expected == expected.strip().lower().rstrip(".")

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.domain.accounts.profile import AccountProfile
+
+# one definition of an e-mail's domain (engine.domain.facts), re-exported for matching's callers
+from engine.domain.facts import ascii_domain as ascii_domain
+from engine.domain.facts import email_domain as email_domain
 from engine.domain.rules import AccountMatching
 
 _PUNCT = re.compile(r"[^\w\s]+")
@@ -60,25 +64,6 @@ def normalise_name(name: str | None, legal_suffixes: Iterable[str]) -> str | Non
     while len(words) > 1 and words[-1] in suffixes:
         words.pop()
     return " ".join(words) or None
-
-
-def email_domain(email: str | None) -> str | None:
-    if not email or "@" not in email:
-        return None
-    return ascii_domain(email.rsplit("@", 1)[1]) or None
-
-
-def ascii_domain(domain: str) -> str:
-    """Lower case, no trailing dot, international labels in their ASCII (IDNA) form, as
-    accounts' domains are given; a domain IDNA cannot encode is kept as it is (it matches no
-    account's)."""
-    domain = domain.strip().lower().rstrip(".")
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
 
 
 def _parents(domain: str) -> list[str]:
