@@ -51,13 +51,19 @@ def ascii_domain(domain: str) -> str:
     """Lower case, no surrounding blanks or trailing dot, international labels in their ASCII
     (IDNA 2003) form, as accounts' domains are given (the contract's pattern is ASCII); a
     domain IDNA cannot encode is kept as it is (it matches no account's)."""
-    domain = domain.strip().lower().rstrip(".")
+    domain = _trim(domain.lower())
     if domain.isascii():
         return domain
-    try:
-        return domain.encode("idna").decode("ascii")
+    try:  # IDNA maps some characters to a dot (an ideographic full stop): trimmed again
+        return _trim(domain.encode("idna").decode("ascii"))
     except UnicodeError:
         return domain
+
+
+def _trim(domain: str) -> str:
+    """No leading blanks, no trailing dots or blanks in any mix (`acme.com. ` -> `acme.com`):
+    trimming twice changes nothing, so a kept domain compares as a fresh one."""
+    return domain.lstrip().rstrip(". \t\r\n\f\v")
 
 
 #: Where a fact's payload names the personal fields it no longer holds (erased or stripped).
