@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeAlias
 
 from engine.cli import failures
 from engine.cli.output import FORMATS
+from engine.domain.errors import echoed
 
 BOOTSTRAP_HELP = "host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
 
@@ -35,7 +36,7 @@ def positive_int(text: str) -> int:
     try:
         number = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {echoed(text)}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
     return number
@@ -51,7 +52,7 @@ def seconds(text: str) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected seconds, got {echoed(text)}") from None
     if not 0 < number <= MAX_SECONDS:  # also false for nan
         raise argparse.ArgumentTypeError(
             f"expected seconds above 0 and at most {MAX_SECONDS:,} (a week), got {text}"
@@ -64,7 +65,9 @@ def share(text: str) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a share from 0 to 1, got {echoed(text)}"
+        ) from None
     if not 0 <= number <= 1:  # also false for nan
         raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text}")
     return number

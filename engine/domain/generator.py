@@ -565,6 +565,10 @@ def stitch(rng: random.Random, events: list[dict[str, Any]], n: int) -> list[dic
     return out
 
 
+#: default shares of an account's leads writing from free mail (company only) / naming it
+FREE_MAIL, NAMING = 0.10, 0.15
+
+
 def generate(
     leads: int,
     seed: int = 7,
@@ -573,11 +577,17 @@ def generate(
     duplicates: float = 0.01,
     out_of_order: float = 0.01,
     identity: float = 0.0,
-    accounts: bool = True,
+    accounts: bool | int = True,
+    free_mail: float = FREE_MAIL,
+    naming: float = NAMING,
 ) -> list[dict[str, Any]]:
     """All events of `leads` journeys plus campaign costs (and CRM accounts), in delivery
     order. `identity`: the share of journeys told under several keys (`stitch`), drawn from a
-    generator of its own, so the same seed gives the same journeys with or without it."""
+    generator of its own, so the same seed gives the same journeys with or without it.
+    `accounts`: True, an account per company domain the leads use (up to COMPANY_DOMAINS per
+    company); a number N, exactly N accounts spread over the companies (`with_accounts`);
+    False or 0, none. `free_mail` and `naming`: the shares of account leads writing from free
+    mail (company only) and naming their account."""
     rng = random.Random(seed)
     # not the accounts' seed (`with_accounts`): the same draws would give their events the same
     # ids, and a reused (source, id) is one event to the engine
@@ -597,7 +607,10 @@ def generate(
     dupes = [(i, e) for i, e in enumerate(events) if rng.random() < duplicates]
     for shift, (i, e) in enumerate(dupes):
         events.insert(min(len(events), i + shift + 1 + rng.randint(0, 50)), e)
-    return with_accounts(events, seed) if accounts else events
+    if accounts is False or accounts == 0:
+        return events
+    count = None if accounts is True else int(accounts)
+    return with_accounts(events, seed, count=count, free_mail=free_mail, naming=naming)
 
 
 INDUSTRIES = ("software", "saas", "fintech", "manufacturing", "healthcare", "retail")
@@ -620,24 +633,66 @@ def _colleague(email: str) -> str:
     return f"{m['local']}@{m['company']}{n}.example"
 
 
-def with_accounts(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+def _spread(count: int) -> dict[str, int]:
+    """How many of `count` accounts each company has: one each in COMPANY order, round and
+    round (16 accounts over 15 companies: Acme 2, every other 1)."""
+    per: dict[str, int] = {}
+    for i in range(count):
+        company = COMPANY[i % len(COMPANY)].lower()
+        per[company] = per.get(company, 0) + 1
+    return per
+
+
+def _on_account(email: str, per: dict[str, int]) -> str:
+    """The e-mail moved to one of its company's accounts' domains (`acme57.example` ->
+    `acme2.example` when Acme has 3 accounts); a company with none keeps its address."""
+    m = _NUMBERED.match(email)
+    if m is None or not per.get(m["company"]):
+        return email
+    n = (int(m["n"]) - 1) % per[m["company"]] + 1
+    return f"{m['local']}@{m['company']}{n}.example"
+
+
+def with_accounts(
+    events: list[dict[str, Any]],
+    seed: int,
+    *,
+    count: int | None = None,
+    free_mail: float = FREE_MAIL,
+    naming: float = NAMING,
+) -> list[dict[str, Any]]:
     """CRM accounts for the leads' business domains, added without touching the journeys' own
     randomness: a company's leads on a few shared domains (colleagues: several people per
     account, in the buying-group roles their seniority gives them), one `account.updated` a
     day before the first lead of its domain (some with an
     owner, a target tier, a later tier change), a few leads naming their account (`account`
     attribute), a few writing from free mail with only their company to match on, and some
-    companies with two accounts of the same name (an ambiguous name: tie-breakers decide)."""
+    companies with two accounts of the same name (an ambiguous name: tie-breakers decide).
+
+    `count` None: an account per company domain the leads use; a number: exactly that many,
+    spread over the companies (`_spread`), each company's leads moved onto its accounts'
+    domains, an account no lead writes from still sent (the CRM knows it), a company with no
+    account keeping its leads on their own domains (matched by no account)."""
     rng = random.Random(seed * 104729 + 3)
+    per = _spread(count) if count is not None else {}
     for e in events:  # colleagues: a company's leads share a few domains (several per account)
         if e["type"] == "lead.captured":
-            e["data"]["email"] = _colleague(e["data"]["email"])
+            email = e["data"]["email"]
+            e["data"]["email"] = _colleague(email) if count is None else _on_account(email, per)
     first: dict[str, tuple[str, str | None]] = {}  # domain -> (first time, company)
     for e in events:
         if e["type"] == "lead.captured":
             domain = e["data"]["email"].rsplit("@", 1)[1]
             if domain.endswith(".example") and domain not in first:
                 first[domain] = (e["time"], e["data"].get("company"))
+    if count is not None:  # exactly the accounts asked for, with leads or without
+        start = min((e["time"] for e in events), default="2026-01-01T00:00:00Z")
+        names = {c.lower(): c for c in COMPANY}
+        first = {
+            f"{c}{k}.example": first.get(f"{c}{k}.example", (start, names[c]))
+            for c, n in per.items()
+            for k in range(1, n + 1)
+        }
     added: list[dict[str, Any]] = []
     account_of: dict[str, str] = {}
     for domain, (when, company) in sorted(first.items()):
@@ -669,9 +724,9 @@ def with_accounts(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any
         if domain not in account_of:
             continue
         roll = rng.random()
-        if roll < 0.15:
+        if roll < naming:
             e["account"] = account_of[domain]
-        elif roll < 0.25 and e["data"].get("company"):
+        elif roll < naming + free_mail and e["data"].get("company"):
             e["data"]["email"] = e["data"]["email"].rsplit("@", 1)[0] + "@gmail.com"
     added.sort(key=lambda e: (e["time"], e["id"]))
     out: list[dict[str, Any]] = []

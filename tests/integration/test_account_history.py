@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg import sql
+
 from engine.domain.contract import validate_event
 from engine.runtime import Runtime
 from tests.factory import raw
@@ -120,3 +122,31 @@ def test_an_over_long_id_is_not_echoed_whole(runtime: Runtime, leadengine: Any) 
         assert code == 2 and out == "", argv
         assert "TAIL-SECRET" not in err and "(5,001 characters)" in err, (argv, err[:300])
         assert len(err) < 400, (argv, len(err))
+
+
+def test_a_generated_stream_with_accounts_matches_by_every_rule(runtime: Runtime) -> None:
+    """`generate --accounts N` through the engine: every line accepted, its leads matched by
+    each rule, free-mail leads among them, and same-name accounts told apart by tie-breakers."""
+    from engine.domain import generator
+
+    events = generator.generate(250, seed=4, accounts=30, free_mail=0.25)
+    runtime.app.ingest([validate_event(e) for e in events])
+    runtime.projector.run(until_caught_up=True)
+    with runtime.db.connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT m.rule, m.reason, cardinality(m.candidates), s.email_domain "
+                "FROM {}.account_members m JOIN {}.account_signals s USING (lead_id)"
+            ).format(sql.Identifier(runtime.db.schema), sql.Identifier(runtime.db.schema))
+        ).fetchall()
+        accounts = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.account_state").format(
+                sql.Identifier(runtime.db.schema)
+            )
+        ).fetchone()
+    assert accounts is not None and accounts[0] == 30
+    rules = {r[0] for r in rows}
+    assert {"explicit", "domain", "name"} <= rules, rules
+    assert any(r[3] == "gmail.com" and r[0] == "name" for r in rows)
+    ambiguous = [r for r in rows if r[0] == "name" and r[2] > 1]
+    assert ambiguous and all(" candidates" in r[1] for r in ambiguous)

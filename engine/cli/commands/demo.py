@@ -13,6 +13,7 @@ from engine.cli.commands.project import project_with_progress
 from engine.cli.commands.reporting import funnel_text
 from engine.cli.output import prose, render, to_json
 from engine.domain import generator
+from engine.domain.errors import LeadEngineError, echoed
 from engine.logs import configure_logging
 from engine.postgres import db as dbmod
 from engine.runtime import open_runtime
@@ -56,8 +57,62 @@ def register(commands: Commands) -> None:
         help="share of journeys (0..1) told under several keys: a cookie linked at the form "
         "fill, or a duplicate lead merged later (docs/identity.md); default 0",
     )
+    accounts = p.add_argument_group(
+        "accounts (docs/accounts.md)",
+        "CRM accounts (`account.updated`) for the leads' companies, with several people each. "
+        "Each company's accounts share its name (Acme Inc, Acme LLC, ... all normalise to "
+        "'acme'), so a lead matched by company name alone is ambiguous and the tie-breakers "
+        "(target tier, most leads, latest activity) decide; `lead explain KEY` shows which "
+        "rule matched and why. Example: generate --leads 2000 --accounts 60 --free-mail 0.2",
+    )
+    accounts.add_argument(
+        "--accounts",
+        type=account_count,
+        metavar="N",
+        help=f"exactly N accounts, spread over the {len(generator.COMPANY)} companies "
+        f"({len(generator.COMPANY) + 1}: {generator.COMPANY[0]} has 2), each "
+        "company's leads moved onto its accounts' e-mail domains (more accounts than "
+        "companies: several people per "
+        "account on several same-name accounts); an account no lead writes from is still "
+        "sent. 0: no accounts (the same journeys, for a without-accounts baseline). Default: "
+        "one account per company domain the leads use (up to 6 per company)",
+    )
+    accounts.add_argument(
+        "--free-mail",
+        type=share,
+        default=generator.FREE_MAIL,
+        metavar="SHARE",
+        help="share of an account's leads writing from gmail.com with only their company "
+        "name to match on (never matched by domain: by name, or not at all); "
+        f"default {generator.FREE_MAIL}",
+    )
+    accounts.add_argument(
+        "--naming",
+        type=share,
+        default=generator.NAMING,
+        metavar="SHARE",
+        help="share of an account's leads naming it (CloudEvents attribute `account`: the "
+        f"`explicit` rule, before domain and name); default {generator.NAMING}",
+    )
     p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
     handles(p, generate)
+
+
+def account_count(text: str) -> int:
+    """N of `--accounts`: a whole number from 0 (no accounts) to 100,000."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {echoed(text)}"
+        ) from None
+    if not 0 <= number <= MAX_ACCOUNTS:
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_ACCOUNTS:,}, got {number}")
+    return number
+
+
+#: the most accounts `generate --accounts` makes (the issue's scale check: 100,000)
+MAX_ACCOUNTS = 100_000
 
 
 def _count_table(
@@ -134,8 +189,22 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
+    free_mail = getattr(args, "free_mail", generator.FREE_MAIL)
+    naming = getattr(args, "naming", generator.NAMING)
+    if free_mail + naming > 1:
+        raise LeadEngineError(
+            f"--free-mail {free_mail} and --naming {naming}: they are shares of the same "
+            "leads, so they add up to at most 1"
+        )
+    count = getattr(args, "accounts", None)
     events = generator.generate(
-        args.leads, args.seed, span_days=args.days, identity=getattr(args, "identity", 0.0)
+        args.leads,
+        args.seed,
+        span_days=args.days,
+        identity=getattr(args, "identity", 0.0),
+        accounts=True if count is None else count,
+        free_mail=free_mail,
+        naming=naming,
     )
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
