@@ -609,8 +609,10 @@ class LeadEngine(Application[UUID]):
         signals = lead_signals(str(lead.id), lead)
         if signals is None:
             return False, ""
-        match, found = self._match_now(signals, touched)
-        if match is None or match.account_id is None:
+        match, found, why = self._match_now(signals, touched)
+        if match is None:  # candidates tied past `tier`: the queues decide, and say why
+            return False, f"{why}; "
+        if match.account_id is None:
             return False, ""
         owner = found[match.account_id].owner
         if owner is None:
@@ -638,9 +640,10 @@ class LeadEngine(Application[UUID]):
 
     def _match_now(
         self, signals: LeadSignals, touched: dict[UUID, Aggregate]
-    ) -> tuple[Match | None, dict[str, AccountProfile]]:
+    ) -> tuple[Match | None, dict[str, AccountProfile], str]:
         """The lead's account as the projector would match it now, from the account directory
-        and this batch's accounts (None: a tie ingest cannot break), and the accounts read."""
+        and this batch's accounts (None: a tie ingest cannot break), the accounts read, and
+        why there is no match (the tied candidates, by id) when it is None."""
         rules = self.rules.accounts.matching
         args = (
             signals.account,
@@ -657,8 +660,9 @@ class LeadEngine(Application[UUID]):
         )
         found.update((a.account_id, a) for a in batch.candidates(*args))
         if not found:
-            return match_lead(signals, match_index([], [], rules), rules), found
-        return match_for_routing(signals, found.values(), rules).match, found
+            return match_lead(signals, match_index([], [], rules), rules), found, ""
+        decided = match_for_routing(signals, found.values(), rules)
+        return decided.match, found, decided.why
 
     def _note_provisional(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """A lead no rule matches, on a business e-mail domain, is noted on the domain's
@@ -670,7 +674,7 @@ class LeadEngine(Application[UUID]):
         domain = signals.email_domain if signals else None
         if signals is None or not domain or domain in self.rules.accounts.matching.free_mail:
             return
-        match, _ = self._match_now(signals, touched)
+        match, _, _ = self._match_now(signals, touched)
         if match is None or match.account_id is not None:
             return  # matched (or several accounts tie for it): no provisional account
         key = provisional_key(domain)

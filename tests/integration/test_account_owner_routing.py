@@ -142,3 +142,28 @@ def test_a_lead_naming_an_unknown_account_says_so_in_its_match(
     assert (then["account_key"], then["reason"]) == ("a1", match["reason"])
     code, out = leadengine("lead", "explain", "l1", "--as-of", "2100-01-01")
     assert code == 0 and "Account as matched recorded by 2100-01-01" in out
+
+
+def test_a_tie_past_tier_goes_to_the_queues_naming_both_candidates(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    """Two owned accounts of one name and one tier: routing cannot break the tie (the next
+    tie-breakers read every lead), so the queues decide and their reason names both accounts;
+    the projector's match (the lowest id, every tie-breaker equal) names both too."""
+    _ingest(
+        runtime,
+        [
+            _account("a1", 0, name="Acme Inc.", owner="ana", tier=2),
+            _account("a2", 0, name="ACME LLC", owner="bo", tier=2),
+            *_mql("l1", "kim@gmail.com", 1, company="Acme"),
+        ],
+    )
+    lead = runtime.app.get_lead("l1")
+    assert lead.queue not in (None, "account-owner")
+    why = lead.routed[-1].why
+    assert why.startswith("accounts a1, a2 match the lead by name and tie on tier; "), why
+    runtime.projector.run(until_caught_up=True)
+    code, out = leadengine("lead", "explain", "l1", "--format", "json")
+    match = json.loads(out)["account"]
+    assert code == 0 and (match["account_key"], match["rule"]) == ("a1", "name")
+    assert "2 candidates (a1, a2) tie on tier, most_leads, latest_activity" in match["reason"]

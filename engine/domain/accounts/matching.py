@@ -176,7 +176,8 @@ def _pick(index: _Index, rules: AccountMatching, candidates: tuple[str, ...]) ->
             said = f"{_said(index, breaker, win)} vs {_said(index, breaker, runner)}"
             return win, f"; {len(ranked)} candidates, {win} wins on {breaker} ({said})"
     ties = ", ".join(rules.tie_breakers)
-    return win, f"; {len(ranked)} candidates tie on {ties}: the lowest account id wins"
+    named = ", ".join(ranked)
+    return win, f"; {len(ranked)} candidates ({named}) tie on {ties}: the lowest account id wins"
 
 
 def _said(index: _Index, breaker: str, account: str) -> str:
