@@ -10,8 +10,9 @@ decoded to an eventsourcing event and folded on the Lead aggregate: `asof.fold`)
 what `lead show --as-of` does now; warmed by one read at each moment, oldest first, before
 timing; the first of them, with no snapshot yet, is shown as `cold`). Each is timed with the
 explained score (`as-of`), without a score (`fold only`: read, decode, fold) and with the
-totals only (`show`: what `lead show` computes; `lead explain` needs every line). Uses
-LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded server.
+totals only (`show`: what `lead show` computes; `lead explain` needs every line), `show` also
+in CPU time of this process (`cpu`: wall time on a loaded machine counts the waits for a
+core). Uses LEADENGINE_DATABASE_URL (schema bench_replay) or the embedded server.
 Usage: python bench/replay.py [--sizes 10,1000,10000] [--samples 40]
 """
 
@@ -126,7 +127,7 @@ def main() -> None:
         print(
             f"{'events':>7} {'read rows':>10} {'way':>9} {'as-of p50':>10} {'as-of p99':>10} "
             f"{'x read':>7} {'x lean':>7} {'fold only p50':>14} {'p99':>8} {'show p50':>9} "
-            f"{'p99':>8}"
+            f"{'p99':>8} {'show cpu p50':>12} {'p99':>8}"
         )
         for n in sizes:
             key = f"replay-{n}"
@@ -134,6 +135,7 @@ def main() -> None:
             took: dict[str, list[float]] = {w: [] for w in WAYS}
             folds: dict[str, list[float]] = {w: [] for w in WAYS}
             shows: dict[str, list[float]] = {w: [] for w in WAYS}
+            cpus: dict[str, list[float]] = {w: [] for w in WAYS}
             for _ in range(args.samples):
                 moment = rng.choice(stamps[key])
                 t0 = time.perf_counter()
@@ -142,15 +144,18 @@ def main() -> None:
                 assert len(rows) >= n
                 scores = []
                 for way in WAYS:  # all on the same moment, one after the other
-                    t0 = time.perf_counter()
+                    lead = None  # the previous way's lead is freed before the clock starts
+                    c0, t0 = time.process_time(), time.perf_counter()
                     lead = WAYS[way](rt, key, moment)
-                    t1 = time.perf_counter()
+                    c1, t1 = time.process_time(), time.perf_counter()
                     scores.append(lead.current_score(rt.rules))
-                    t2 = time.perf_counter()
+                    c2, t2 = time.process_time(), time.perf_counter()
                     totals = lead.current_score(rt.rules, explain=False)
+                    t3, c3 = time.perf_counter(), time.process_time()
                     took[way].append(t2 - t0)
                     folds[way].append(t1 - t0)
-                    shows[way].append(t1 - t0 + time.perf_counter() - t2)
+                    shows[way].append(t1 - t0 + t3 - t2)
+                    cpus[way].append(c1 - c0 + c3 - c2)
                     assert totals.total == scores[-1].total
                 assert scores[0] == scores[1] == scores[2]  # the same lead every way
             r50 = statistics.median(reads)
@@ -159,19 +164,21 @@ def main() -> None:
                 a50, a99 = statistics.median(took[way]), pct(took[way], 0.99)
                 f50, f99 = statistics.median(folds[way]), pct(folds[way], 0.99)
                 s50, s99 = statistics.median(shows[way]), pct(shows[way], 0.99)
+                u50, u99 = statistics.median(cpus[way]), pct(cpus[way], 0.99)
                 print(
                     f"{n:7,} {r50 * 1000:7.1f} ms {way:>9} {a50 * 1000:7.1f} ms "
                     f"{a99 * 1000:7.1f} ms {a50 / r50:7.1f} {a50 / lean50:7.2f} "
                     f"{f50 * 1000:11.1f} ms {f99 * 1000:5.1f} ms {s50 * 1000:6.1f} ms "
-                    f"{s99 * 1000:5.1f} ms"
+                    f"{s99 * 1000:5.1f} ms {u50 * 1000:9.1f} ms {u99 * 1000:5.1f} ms"
                 )
             ratio = statistics.median(took["lean"]) / statistics.median(took["aggregate"])
             snap = {w: statistics.median(shows[w]) for w in ("lean", "snapshots")}
             print(
                 f"{'':7} lean / aggregate as-of p50: x{ratio:.2f}; snapshots / lean show p50: "
                 f"x{snap['snapshots'] / snap['lean']:.2f} (p99 x"
-                f"{pct(shows['snapshots'], 0.99) / pct(shows['lean'], 0.99):.2f}); cold first "
-                f"read {cold[key] * 1000:.1f} ms"
+                f"{pct(shows['snapshots'], 0.99) / pct(shows['lean'], 0.99):.2f}; cpu p50 x"
+                f"{statistics.median(cpus['snapshots']) / statistics.median(cpus['lean']):.2f}); "
+                f"cold first read {cold[key] * 1000:.1f} ms"
             )
     print(f"peak RSS {peak_rss_mb():,.0f} MB")
 

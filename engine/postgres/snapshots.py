@@ -91,6 +91,43 @@ def ddl(schema: str) -> sql.Composed:
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    """What `SnapshotStore.read` found: the blocks, the state picked (`version` 0 and `sealed`
+    None: none) and the event rows (version, topic, state) to fold after it."""
+
+    blocks: list[Block]
+    version: int
+    sealed: bytes | None
+    rows: list[tuple[int, str, bytes]]
+
+
+#: `SnapshotStore.read`: `blocks` (kept only while contiguous: the n-th at version n x block),
+#: the newest with a state recorded by `at`, and the rows `asof_read._rows` reads from it
+_READ = sql.SQL(
+    "WITH n AS (SELECT version, block_min, prefix_max, state IS NOT NULL AS has_state,"
+    " row_number() OVER (ORDER BY version) AS k FROM {snapshots}"
+    " WHERE lead_id = %(lead)s AND fingerprint = %(fp)s),"
+    " c AS (SELECT * FROM (SELECT *, bool_and(version = k * %(block)s)"
+    " OVER (ORDER BY version) AS ok FROM n) x WHERE ok),"
+    " s AS (SELECT version FROM c WHERE has_state AND prefix_max <= %(at)s"
+    " ORDER BY version DESC LIMIT 1),"
+    " r AS (SELECT coalesce((SELECT version FROM s), 0) AS start,"
+    " coalesce((SELECT max(version) FROM c), 0) AS indexed),"
+    " u AS (SELECT greatest(r.start, coalesce((SELECT max(c.version) FROM c"
+    " WHERE c.version > r.start AND c.block_min <= %(at)s), 0)) AS upto FROM r)"
+    " SELECT 0 AS kind, version::bigint AS version, NULL::text, NULL::bytea, block_min,"
+    " prefix_max, has_state FROM c"
+    " UNION ALL SELECT 1, x.version, NULL, x.state, NULL, NULL, NULL FROM {snapshots} x"
+    " JOIN s ON x.version = s.version WHERE x.lead_id = %(lead)s AND x.fingerprint = %(fp)s"
+    " UNION ALL SELECT 2, e.originator_version, e.topic, e.state, NULL, NULL, NULL"
+    " FROM {events} e, r, u WHERE e.originator_id = %(lead)s"
+    " AND e.originator_version > r.start"
+    " AND (e.originator_version <= u.upto OR e.originator_version > r.indexed)"
+    " ORDER BY kind, version"
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Block:
     """Versions `version - block + 1 .. version` of a lead, as recorded."""
 
@@ -150,12 +187,36 @@ class SnapshotStore:
             contiguous.append(block)
         return contiguous
 
+    def read(self, lead: UUID, moment: datetime, events: sql.Composable) -> Read | None:
+        """In one round trip: the lead's blocks (as `blocks`), the sealed state of the newest
+        one whose every event was recorded by `moment` (as `as_of_read` picks it), and the
+        `events` rows a fold from that state reads: after it, up to the last block begun by
+        `moment`, and every row after the blocks (their times are not indexed yet). None if
+        the table is not there (not migrated to 25, or not ours)."""
+        try:
+            with self._connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+                curs.execute(
+                    _READ.format(snapshots=self.table, events=events),
+                    {"lead": lead, "fp": self.fingerprint, "block": self.block, "at": moment},
+                )
+                found = curs.fetchall()
+        except (UndefinedTable, InsufficientPrivilege):
+            return None
+        blocks: list[Block] = []
+        version, sealed = 0, None
+        rows: list[tuple[int, str, bytes]] = []
+        for kind, v, topic, data, lo, hi, has_state in found:
+            if kind == 0:
+                blocks.append(Block(int(v), lo, hi, bool(has_state)))
+            elif kind == 1:
+                version, sealed = int(v), None if data is None else bytes(data)
+            else:
+                rows.append((int(v), str(topic), bytes(data)))
+        return Read(blocks, version, sealed, rows)
+
     def load(self, lead: UUID, version: int) -> Any | None:
         """The lead folded to `version`, or None if it cannot be opened (no row, no key, a
         forged or damaged blob)."""
-        key = self.keys.key_for(lead, create=False)
-        if key is None:
-            return None
         statement = sql.SQL(
             "SELECT state FROM {} WHERE lead_id = %s AND fingerprint = %s AND version = %s"
         ).format(self.table)
@@ -164,7 +225,14 @@ class SnapshotStore:
             row = curs.fetchone()
         if row is None or row[0] is None:
             return None
-        blob = bytes(row[0])
+        return self.open(lead, version, bytes(row[0]))
+
+    def open(self, lead: UUID, version: int, blob: bytes) -> Any | None:
+        """The sealed state `blob` of `lead` at `version`, or None if it cannot be opened (no
+        key, a forged or damaged blob, one sealed for another lead or version)."""
+        key = self.keys.key_for(lead, create=False)
+        if key is None:
+            return None
         try:
             packed = AESGCM(key).decrypt(
                 blob[:12], blob[12:], _aad(lead, version, self.fingerprint)

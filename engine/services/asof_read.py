@@ -11,8 +11,9 @@ applied by its own event class. The result reads as `asof.fold(asof.recorded_by(
 (tests/integration/test_asof_lean.py proves it).
 
 With snapshots (engine/postgres/snapshots.py) the fold starts from the newest state whose
-events were all recorded by the moment and reads only the rows after it; the result is the
-same (tests/integration/test_asof_snapshots.py).
+events were all recorded by the moment and reads only the rows after it, the blocks, the state
+and the rows in one round trip (a lead with no snapshot pays none more than without); the
+result is the same (tests/integration/test_asof_snapshots.py).
 """
 
 from __future__ import annotations
@@ -124,13 +125,25 @@ def _fold(
 ) -> AsOfLead:
     """`lead_as_of` on one connection (`conn`; None: the recorder's own)."""
     mapper = app.mapper
-    blocks = store.blocks(lead_id) if store is not None else []
-    lead, start = _nearest(store, blocks, lead_id, moment)
+    blocks: list[Block] = []
+    lead, start = AsOfLead(lead_id), 0
+    rows: list[tuple[int, str, bytes]] | None = None
+    found = store.read(lead_id, moment, _events_table(app)) if store is not None else None
+    if store is not None and found is not None:  # one round trip: blocks, state and rows
+        blocks, rows = found.blocks, found.rows
+        if found.sealed is not None:
+            loaded = store.open(lead_id, found.version, found.sealed)
+            if isinstance(loaded, AsOfLead):
+                lead, start = loaded, found.version
+            else:
+                rows = None  # not to be opened (no key, damaged): every row, from the start
     indexed = blocks[-1].version if blocks else 0
-    upto = max(
-        (b.version for b in blocks if b.version > start and b.block_min <= moment), default=0
-    )
-    rows = _rows(app, lead_id, conn, after=start, upto=max(upto, start), indexed=indexed)
+    if rows is None:
+        upto = max(
+            (b.version for b in blocks if b.version > start and b.block_min <= moment),
+            default=0,
+        )
+        rows = _rows(app, lead_id, conn, after=start, upto=max(upto, start), indexed=indexed)
     if not rows and not blocks:  # blocks: the lead has events (none read by `moment`)
         raise LeadNotFound(key)
     plan = _Plan.of(rows, blocks, start, moment, store.block) if store is not None else None
@@ -187,20 +200,6 @@ def _store(app: Any, block: int) -> SnapshotStore | None:
     if datastore is None or keys is None:
         return None
     return SnapshotStore(datastore, keys, block)
-
-
-def _nearest(
-    store: SnapshotStore | None, blocks: list[Block], lead_id: UUID, moment: datetime
-) -> tuple[AsOfLead, int]:
-    """The newest snapshot whose every event was recorded by `moment`, and its version; else a
-    new lead and 0 (no snapshot, or one that cannot be opened)."""
-    for block in reversed(blocks):
-        if block.has_state and block.prefix_max <= moment and store is not None:
-            lead = store.load(lead_id, block.version)
-            if isinstance(lead, AsOfLead):
-                return lead, block.version
-            break
-    return AsOfLead(lead_id), 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +260,15 @@ def _recorded(state: bytes) -> datetime | None:
         return datetime.fromisoformat(state[len(_STAMP) : end].decode())
     except ValueError:
         return None
+
+
+def _events_table(app: Any) -> sql.Composed:
+    """The application's events table, schema-qualified (PostgreSQL only)."""
+    datastore = datastore_of(app.recorder)
+    assert datastore is not None  # a snapshot store is made only for one
+    return sql.SQL("{}.{}").format(
+        sql.Identifier(datastore.schema), sql.Identifier(app.recorder.events_table_name)
+    )
 
 
 def _rows(

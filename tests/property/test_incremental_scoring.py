@@ -16,10 +16,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.aggregates.lead import Lead
-from engine.domain.facts import Fact
+from engine.domain.facts import Fact, chronological
 from engine.domain.rules import Rules, ScoringModel
-from engine.domain.scorestate import ScoreState, decide_mql
-from engine.domain.scoring import score
+from engine.domain.scorestate import ScoreState, _Greedy, decide_mql
+from engine.domain.scoring import DAY_SECONDS, score
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TYPES = ("touch.page_viewed", "touch.email_opened", "touch.ad_clicked", "touch.unsubscribed")
@@ -218,3 +218,63 @@ def test_the_totals_without_lines_are_the_explained_score(
             full.total,
         )
         assert bare.lines == ()
+
+
+def _granted_walking_every_touch(
+    model: ScoringModel, group: _Greedy, facts: list[Fact], as_of: datetime
+) -> float:
+    """The several-cap group's greedy as it was before the per-pair stop: every touch of the
+    group's types, newest first, each rule re-matched, stopping only once every cap is full."""
+    room = dict(group.caps)
+    half_life = model.engagement.half_life_days
+    granted = 0.0
+    for fact in reversed([f for f in chronological(facts) if f.type in group.members]):
+        if all(r <= 0 for r in room.values()):
+            break
+        factor = 1.0
+        if half_life is not None:
+            age = max(0.0, (as_of - fact.occurred_at).total_seconds() / DAY_SECONDS)
+            factor = float(0.5 ** (age / half_life))
+        for rule, rkey, tkey in group.members[fact.type]:
+            if not rule.matches(fact.type, fact.data):
+                continue
+            raw = rule.points * (factor if rule.decay else 1.0)
+            if raw > 0:
+                points = max(0.0, min(room.get(rkey, raw), room.get(tkey, raw), raw))
+                if rkey in room:
+                    room[rkey] -= points
+                if tkey in room:
+                    room[tkey] -= points
+                granted += points
+    return granted
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    models(),
+    histories(),
+    st.floats(min_value=0, max_value=400, allow_nan=False),
+    st.integers(min_value=0, max_value=40),
+)
+def test_the_greedy_stopping_per_pair_grants_exactly_what_walking_every_touch_does(
+    spec: dict[str, Any], facts: list[Fact], later_days: float, repeat: int
+) -> None:
+    """`ScoreState._granted` walks a (type, rule) pair only while its caps have room: to the
+    last bit the sum the walk over every touch gives (the skipped touches are granted 0), at
+    the clock and later, fed in any arrival order. `repeat` extra copies of the history's
+    touches (new ids, same moments: time ties) fill the caps, so the stop is reached."""
+    model = ScoringModel.model_validate(spec)
+    extra = [
+        Fact(f"{f.event_id}-{n}", f.type, f.source, f.occurred_at, f.data, seq=len(facts) * n + i)
+        for n in range(1, 1 + repeat // 10)
+        for i, f in enumerate(facts)
+    ]
+    facts = facts + extra
+    state = ScoreState(model)
+    state.feed(facts)
+    assume(state.multi)
+    clock = max(f.occurred_at for f in facts)
+    for as_of in (clock, clock + timedelta(days=later_days)):
+        for group in state.multi.values():
+            want = _granted_walking_every_touch(model, group, facts, as_of)
+            assert state._granted(group, as_of) == want
