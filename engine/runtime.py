@@ -13,7 +13,7 @@ from engine.postgres import migrations
 from engine.postgres.deadletters import DeadLetterStore
 from engine.postgres.keyfile import load_master_key
 from engine.projections.projector import Projector
-from engine.services.application import LeadEngine
+from engine.services.application import EVENTS_TABLE, LeadEngine
 from engine.settings import Settings, SettingsError, get_settings
 
 
@@ -34,6 +34,30 @@ def init_database(db: dbmod.Database) -> None:
     """Migrate a brand-new schema; refuse one that is behind (`leadengine db migrate`)."""
     dbmod.ensure_schema(db)
     migrations.check(db)
+
+
+class NoEventStore(SettingsError):
+    """A read-only command pointed at a place with no event store: it refuses, creating
+    nothing, rather than making an empty store and reporting on it as if all were well."""
+
+
+_NO_STORE = (
+    "no leadengine event store at {where}; run `leadengine ingest` or `leadengine consume` "
+    "first, or check LEADENGINE_DATABASE_URL (and LEADENGINE_DATABASE_SCHEMA)"
+)
+
+
+def existing_database(settings: Settings, database: dbmod.Database | None) -> dbmod.Database:
+    """The database of a read-only command, refused (`NoEventStore`) unless it holds an event
+    store already: neither the embedded server's data nor a schema is created to be read."""
+    if database is None and settings.database_url is None:
+        pgdata = settings.home / "pgdata"
+        if not pgdata.is_dir():
+            raise NoEventStore(_NO_STORE.format(where=f"the embedded server's {pgdata}"))
+    db = database or dbmod.resolve(settings)
+    if not dbmod.has_table(db, EVENTS_TABLE):
+        raise NoEventStore(_NO_STORE.format(where=dbmod.where(db)))
+    return db
 
 
 def configured_rules(settings: Settings) -> Rules:
@@ -72,9 +96,12 @@ def open_runtime(
     *,
     rules: Rules | None = None,
     database: dbmod.Database | None = None,
+    create: bool = True,
 ) -> Iterator[Runtime]:
+    """The engine on its store. `create=False` (read-only commands): refuse, creating nothing,
+    when there is no event store there yet (writers create and migrate a brand-new one)."""
     settings = settings or get_settings()
-    db = database or dbmod.resolve(settings)
+    db = (database or dbmod.resolve(settings)) if create else existing_database(settings, database)
     rules = rules or configured_rules(settings)
     with dbmod.init_lock(db):
         init_database(db)

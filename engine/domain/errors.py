@@ -58,12 +58,18 @@ class RulesError(LeadEngineError):
 
 
 class LeadNotFound(LeadEngineError):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, what: str = "key") -> None:
         self.key = key
-        super().__init__(f"no lead with key {echoed(key)}")
+        super().__init__(f"no lead with {what} {echoed(key)}")
 
 
 class EventConflict(InvalidEvent):
     """A record whose (`source`, `id`) names a stored event with other content: not the same
     event again, not a new one. Refused and kept like any invalid record; `field` lists the
     fields that differ (names only: their values may be personal)."""
+
+
+class UnmergeBeforeMerge(EventConflict):
+    """A `lead.unmerged` dated before every merge (or link) of its two leads: refused and kept
+    as a dead letter (counted with the conflicts), since it would take nothing back
+    (docs/identity.md)."""

@@ -72,8 +72,12 @@ class WhatIf:
     rules_old: str
     rules_new: str
     since: datetime | None
-    facts: int = 0
+    facts: int = 0  # every fact read: each lead's state is rebuilt from its first
     leads: int = 0
+    #: the facts (and their leads) from `since` on, the ones the new rules decide: with no
+    #: `since`, all of them; a fact before it is read only to rebuild its lead's state
+    facts_in_window: int = 0
+    leads_in_window: int = 0
     old: dict[str, Outcome] = field(default_factory=dict)
     new: dict[str, Outcome] = field(default_factory=dict)
     #: the accounts meeting the MQA rule at the end, under each rules (None: no accounts given)
@@ -107,6 +111,8 @@ class WhatIf:
             "since": self.since.isoformat() if self.since else None,
             "facts": self.facts,
             "leads": self.leads,
+            "facts_in_window": self.facts_in_window,
+            "leads_in_window": self.leads_in_window,
             "mql_old": sum(o.mql for o in self.old.values()),
             "mql_new": sum(o.mql for o in self.new.values()),
             "reached_mql_old": sum(o.reached_mql for o in self.old.values()),
@@ -205,15 +211,19 @@ def replay(
     engagement, and the accounts are matched and scored here once all leads are in."""
     result = WhatIf(current.ref, new.ref, since)
     leads: dict[str, list[FactIn]] = {}
-    n = 0
+    n, in_window, window_leads = 0, 0, set[str]()
     for fact in facts:
         n += 1
+        if since is None or fact.occurred_at >= since:  # as `_fold_lead` picks the new rules
+            in_window += 1
+            window_leads.add(fact.lead_key)
         got = leads.get(fact.lead_key)
         if got is None:
             leads[fact.lead_key] = [fact]
         else:
             got.append(fact)
     result.facts, result.leads = n, len(leads)
+    result.facts_in_window, result.leads_in_window = in_window, len(window_leads)
     groups = list(leads.values())
     job = Job(groups, current, new, since, same_scoring(current, new), accounts is not None)
     chunks = [(start, start + chunk) for start in range(0, len(groups), chunk)]

@@ -196,6 +196,21 @@ def init_lock(db: Database) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
+def has_table(db: Database, table: str) -> bool:
+    """Whether `db.schema` holds `table` (a catalog read: creates nothing)."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = %s",
+            (db.schema, table),
+        ).fetchone()
+    return row is not None
+
+
+def where(db: Database) -> str:
+    """The store's address as a user may see it: URL without the password, then the schema."""
+    return f"postgresql://{db.user}@{db.host}:{db.port}/{db.dbname}/{db.schema}"
+
+
 def ensure_schema(db: Database) -> None:
     with db.connect() as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(db.schema)))

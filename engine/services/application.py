@@ -63,7 +63,12 @@ from engine.domain.decisions import (
 )
 from engine.domain.decisions import TYPES as DECISION_TYPES
 from engine.domain.duplicates import match_secret
-from engine.domain.errors import EventConflict, LeadEngineError, LeadNotFound
+from engine.domain.errors import (
+    EventConflict,
+    LeadEngineError,
+    LeadNotFound,
+    UnmergeBeforeMerge,
+)
 from engine.domain.facts import profile_of
 from engine.domain.identity import lookup as lookup_pair
 from engine.domain.leadids import KEYED, LeadIds, id_secret, pseudonym
@@ -250,6 +255,26 @@ class LeadEngine(Application[UUID]):
         except AggregateNotFoundError:
             raise LeadNotFound(key) from None
 
+    def key_of(self, key_or_id: str) -> str:
+        """The key of the lead `key_or_id` names: a lead's key upstream first, else a lead id
+        (the keyed hash every output shows, reversible only through the stored lead).
+        Refused in one line when neither matches, or when the id's lead was forgotten."""
+        if self.recorder.select_events(self.lead_id(key_or_id), limit=1):
+            return key_or_id
+        try:
+            lead_id = UUID(key_or_id)
+        except ValueError:
+            raise LeadNotFound(key_or_id) from None  # not an id: no lead has that key
+        lead = self._lead_by_id(lead_id)
+        if lead is None:
+            raise LeadNotFound(key_or_id, "key or lead id")
+        if self.lead_id(lead.key) != lead_id:  # the key was shredded (`forget`)
+            raise LeadEngineError(
+                f"lead {lead_id} was forgotten (leadengine forget): its key is erased, so "
+                "it can no longer be shown by key; its rows stay in the read model"
+            )
+        return lead.key
+
     def lead_events(self, key: str) -> list[Any]:
         events = list(self.events.get(self.lead_id(key)))
         if not events:
@@ -424,6 +449,8 @@ class LeadEngine(Application[UUID]):
             self._check_reused(owner, env, data, touched)
             return Recorded.DUPLICATE
         lead = self._load(Lead, lead_id, env.subject, touched)
+        if env.type == "lead.unmerged":
+            self._check_unmerge(lead, env, touched)
         was_open, queue_key = lead.routing_open, lead.queue
         outcome = lead.record(
             event_id=env.id,
@@ -499,6 +526,37 @@ class LeadEngine(Application[UUID]):
 
     def _pair_rows(self) -> list[tuple[str, str, UUID]]:
         return [(s, e, lead_id) for (s, e), lead_id in self._new_pairs.items()]
+
+    def _check_unmerge(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
+        """Refuse (`UnmergeBeforeMerge`, kept as a dead letter) a `lead.unmerged` dated before
+        every join of its two leads: the identity map takes back only the joins before an
+        unmerge (decisions are ordered by event time), so it would undo nothing while the pair
+        would read as unmerged. Its joins are on either lead's stream (an engine merge with
+        `subject_wins` is on the winner's): the winner's is read as committed, or this batch's."""
+        other_id = self.lead_id(str(env.data["winner"]))
+        other = touched.get(other_id)
+        winner = other if isinstance(other, Lead) else self._peek_lead(other_id)
+        joins = [
+            *(j for j in lead.links if j.other_id == other_id and j.relation != "unmerged"),
+            *(
+                j
+                for j in (winner.links if winner is not None else [])
+                if j.other_id == lead.id and j.relation != "unmerged"
+            ),
+        ]
+        if joins and all(j.occurred_at > env.occurred_at for j in joins):
+            first = min(joins, key=lambda j: j.occurred_at)
+            raise UnmergeBeforeMerge(
+                f"lead.unmerged at {env.occurred_at.isoformat()} precedes the merge of lead "
+                f"{lead.id} and lead {other_id} it would undo (event {first.event_id!r} of "
+                f"source {first.source!r}, at {first.occurred_at.isoformat()}): an unmerge "
+                "takes back only the joins before it, so this one would undo nothing",
+                event_id=env.id,
+                event_type=env.type,
+                field="time",
+                expected=f"a time after {first.occurred_at.isoformat()} (send the unmerge again, "
+                "dated after the merge)",
+            )
 
     def _link(self, lead: Lead, env: Envelope, touched: dict[UUID, Aggregate]) -> None:
         """Record the identity decision beside the fact, naming the other lead by its id only:

@@ -60,6 +60,12 @@ def test_explain_sla_whatif_and_rules_check(cli_env: dict[str, str], tmp_path: P
     )
     assert same["leads_changed"] == 0 and same["facts"] > 1000
     what = json.loads(run(cli_env, "whatif", "--rules", str(looser), "--format", "json").stdout)
+    later = run(cli_env, "whatif", "--rules", str(looser), "--since", "2099-01-01").stdout
+    read = f"{what['facts']:,} facts of {what['leads']:,} leads read"
+    assert (
+        "0 facts of 0 leads from 2099-01-01T00:00:00+00:00 on replayed under the new rules; "
+        f"{read}" in " ".join(later.split())
+    )
     assert what["rules_new"] == "default@try" and what["mql_new"] > what["mql_old"]
     text = run(cli_env, "whatif", "--rules", str(looser)).stdout
     assert "nothing written" in text and "Leads by current stage" in text

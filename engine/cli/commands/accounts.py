@@ -83,7 +83,7 @@ GROUP = ("segment", "roles_covered", "roles_missing", "group_engagement")
 
 
 def show(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         acc = _account(rt, args.key)
         members = queries.members(rt.db, acc["account_id"])
         group = queries.group(rt.db, acc["account_id"])
@@ -111,7 +111,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def explain(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         acc = _account(rt, args.key)
         members = queries.members(rt.db, acc["account_id"])
         rules = rt.rules
@@ -162,7 +162,7 @@ def report(args: argparse.Namespace) -> int:
             "tables keep current state only; docs/accounts.md)"
         )
     start, end = moment_arg(args.start, "--from"), moment_arg(args.end, "--to")
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         scores = queries.scores(rt.db)
         rules_used = queries.matched_by(rt.db)
         segments = queries.segments(rt.db)
@@ -216,7 +216,7 @@ def history(args: argparse.Namespace) -> int:
     taken (recorded on the account: `Account.MemberDecided`; a lead with none recorded, as
     decided now), the stages it first reached (when its first lead did, and which lead) and
     its MQA, in time order."""
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         acc = _account(rt, args.key)
         try:
             account: Account = rt.app.repository.get(acc["account_id"])

@@ -69,7 +69,7 @@ def register(commands: Commands) -> None:
 def verify_command(args: argparse.Namespace) -> int:
     if args.key and args.all:
         raise LeadEngineError("give a lead KEY or --all, not both")
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         only = rt.app.lead_id(args.key) if args.key else None
         if only is not None and not rt.app.recorder.select_events(only, limit=1):
             raise LeadNotFound(args.key)  # (not decoded: a tampered event may not decode)
@@ -150,7 +150,8 @@ def _plain_event(event: Any) -> dict[str, Any]:
 
 
 def export(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
+        args.key = rt.app.key_of(args.key)
         events = rt.app.lead_events(args.key)
         agg_id = rt.app.lead_id(args.key)
         rows = history_rows(events, rt.rules)

@@ -286,7 +286,7 @@ def _deadletter_parsers(dl: Subparsers) -> None:
 
 
 def deadletters_list(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         rows = rt.deadletters.latest(args.limit)
     print(render(args.format, rows, columns=["id", "origin", "event_id", "field", "error"]))
     return 0

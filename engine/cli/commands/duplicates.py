@@ -129,7 +129,7 @@ SUGGESTION_COLUMNS = [
 
 def report_duplicates(args: argparse.Namespace) -> int:
     window = window_of(args)  # the same checks as every report (--from before --to, ...)
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         doc = duplicates_report(
             rt.db,
             period=args.period,

@@ -39,7 +39,7 @@ def register(commands: Commands) -> None:
 
 
 def report_identity(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         doc = identity_report(
             rt.db,
             as_of=moment_arg(args.as_of),

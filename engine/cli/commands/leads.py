@@ -24,16 +24,18 @@ from engine.services.asof_read import lead_as_of
 from engine.services.history import history_rows, shown_key, summary
 from engine.stitching.person import Person
 
+KEY_HELP = "the lead's key upstream (CloudEvent subject), or its lead id (as outputs show it)"
+
 
 def register(commands: Commands) -> None:
     lead = commands.group("lead", help="one lead: show, history, explain", dest="lead_command")
     p = lead.add_parser("show", help="current stage, owner, score and profile of a lead")
-    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("key", help=KEY_HELP)
     clock_args(p)
     fmt(p)
     handles(p, show)
     p = lead.add_parser("history", help="every event in order with score and stage after each")
-    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("key", help=KEY_HELP)
     clock_args(p)
     fmt(p)
     handles(p, history)
@@ -41,7 +43,7 @@ def register(commands: Commands) -> None:
         "export",
         help="one JSON document for auditors: every event, decision, rule version, chain hash",
     )
-    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("key", help=KEY_HELP)
     p.add_argument("-o", "--output", type=output_file, help="file to write (default stdout)")
     handles(p, export)
     p = lead.add_parser(
@@ -52,7 +54,7 @@ def register(commands: Commands) -> None:
         epilog=CLOCKS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("key", help="the lead's key upstream (CloudEvent subject)")
+    p.add_argument("key", help=KEY_HELP)
     clock_args(p)
     p.add_argument("--model", help="scoring model name (default: the primary model)")
     fmt(p)
@@ -93,7 +95,8 @@ def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
 
 
 def show(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
+        args.key = rt.app.key_of(args.key)
         lead: Any
         recorded = None if args.occurred_by else moment_arg(args.as_of)
         if recorded is not None:  # the lean fold (engine/services/asof_read.py)
@@ -218,7 +221,8 @@ def _person_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def history(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
+        args.key = rt.app.key_of(args.key)
         events = _events_at(rt, args)
         rows = history_rows(events, rt.rules)
     columns = [
@@ -244,7 +248,8 @@ def history(args: argparse.Namespace) -> int:
 
 
 def explain(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
+        args.key = rt.app.key_of(args.key)
         moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
         lead: Any
         if moment is not None and not args.occurred_by:  # recorded: the lean fold, snapshots

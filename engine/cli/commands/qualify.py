@@ -77,7 +77,7 @@ def report_sla(args: argparse.Namespace) -> int:
     window = window_of(args)
     clock = "recorded" if window.as_of else "occurred" if window.occurred_by else None
     as_of = window.as_of or window.occurred_by or datetime.now(UTC)
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         if rt.rules.sla is None:
             raise LeadEngineError(f"rules {rt.rules.ref} define no `sla` section")
         doc = reports.sla(
@@ -127,7 +127,7 @@ def report_sla(args: argparse.Namespace) -> int:
 def whatif(args: argparse.Namespace) -> int:
     new_rules = load_rules(args.rules)
     since = moment_arg(args.since, "--since")
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         total = rt.app.recorder.max_notification_id() or 0
         bar = Progress("replay (events)", total or None)
         facts = list(facts_from_log(rt.app, progress=bar.update))
@@ -159,10 +159,18 @@ def whatif(args: argparse.Namespace) -> int:
     if args.format == "csv":
         print(render("csv", doc["changed"]), end="")
         return 0
+    replayed = (
+        f"{doc['facts_in_window']:,} facts of {doc['leads_in_window']:,} leads from "
+        f"{doc['since']} on replayed under the new rules; {doc['facts']:,} facts of "
+        f"{doc['leads']:,} leads read ({total:,} events in the log), the earlier ones only to "
+        "rebuild each lead's state"
+        if doc["since"]
+        else f"{doc['facts']:,} facts of {doc['leads']:,} leads replayed ({total:,} events in "
+        "the log)"
+    )
     head = (
         f"What if {doc['rules_new']} had decided instead of {doc['rules_old']}"
-        f"{' from ' + doc['since'] if doc['since'] else ''}: {doc['facts']:,} facts of "
-        f"{doc['leads']:,} leads replayed ({total:,} events in the log), nothing written.\n"
+        f"{' from ' + doc['since'] if doc['since'] else ''}: {replayed}, nothing written.\n"
         f"MQL decisions: {doc['mql_old']:,} -> {doc['mql_new']:,}; leads whose stage or MQL "
         f"would change: {doc['leads_changed']:,}"
     )

@@ -82,7 +82,7 @@ def attribution(args: argparse.Namespace) -> int:
             "--by-account"
         )
     left_out = None
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         kw: dict[str, Any] = {
             "model": args.model,
             "value": args.value,
@@ -153,7 +153,7 @@ def kpis(args: argparse.Namespace) -> int:
         raise LeadEngineError(
             "CSV holds one table: choose one with --section (e.g. --section money)"
         )
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         ds = dataset_of(rt, window)
         doc = report.kpis(
             ds,
@@ -185,7 +185,7 @@ def kpis(args: argparse.Namespace) -> int:
 
 def html(args: argparse.Namespace) -> int:
     window = window_of(args)
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         ds = dataset_of(rt, window)
         doc: dict[str, Any] = report.kpis(
             ds,
@@ -305,7 +305,7 @@ def report_funnel(args: argparse.Namespace) -> int:
     from engine.cli.commands.reporting import dataset_of, window_of
 
     window = window_of(args)
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         if any(window.describe().values()):
             funnel = snapshot(dataset_of(rt, window), window.start, window.end)
         else:

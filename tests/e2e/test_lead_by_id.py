@@ -1,0 +1,45 @@
+"""`lead show/history/explain/export` take a lead id (the keyed hash every output and report
+shows) as well as the key: the same answer either way. An id no lead has is refused in one
+line naming only what was typed; a forgotten lead's id says it was forgotten, and nothing
+prints its erased key."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from tests.factory import raw
+from tests.inprocess import run_in_process as run
+
+KEY = "ada.lovelace@example.com"
+
+
+def test_a_lead_is_found_by_its_id_as_by_its_key(cli_env: dict[str, str], tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    facts = [
+        raw("lead.captured", KEY, {"email": KEY, "country": "DE"}),
+        raw("touch.page_viewed", KEY, {"channel": "web"}, days=1),
+    ]
+    events.write_text("".join(json.dumps(e) + "\n" for e in facts))
+    run(cli_env, "ingest", str(events))
+    by_key = json.loads(run(cli_env, "lead", "show", KEY, "--format", "json").stdout)
+    lead_id = by_key["id"]
+    assert json.loads(run(cli_env, "lead", "show", lead_id, "--format", "json").stdout) == by_key
+    for command in ("history", "explain"):
+        want = run(cli_env, "lead", command, KEY, "--format", "json").stdout
+        assert run(cli_env, "lead", command, lead_id, "--format", "json").stdout == want
+    exported = json.loads(run(cli_env, "lead", "export", lead_id).stdout)
+    again = json.loads(run(cli_env, "lead", "export", KEY).stdout)
+    assert exported.pop("exported_at") <= again.pop("exported_at")  # the clock when run
+    assert exported == again
+
+    nobody = str(uuid.uuid4())
+    missing = run(cli_env, "lead", "history", nobody, ok=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"leadengine: no lead with key or lead id '{nobody}'"
+
+    run(cli_env, "forget", KEY, "--reason", "ticket-1")
+    gone = run(cli_env, "lead", "show", lead_id, ok=False)
+    assert gone.returncode == 2 and f"lead {lead_id} was forgotten" in gone.stderr
+    assert KEY not in gone.stderr + gone.stdout and "Traceback" not in gone.stderr
