@@ -126,12 +126,20 @@ def load(
         of(key).milestones.append(Milestone(at, type_, actor, reason, amount, currency))
     for key, at in _rows(db, "routed", as_of, occurred_by):
         of(key).routed.append(at)
-    costs = [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
+    costs = load_costs(db, as_of, occurred_by)
     journeys = by_person(journeys, person_keys(db, as_of, occurred_by))
     for j in journeys.values():
         j.sort()
     ordered = [journeys[k] for k in sorted(journeys)]
     return Dataset(ordered, costs, as_of)
+
+
+def load_costs(
+    db: Database, as_of: datetime | None = None, occurred_by: datetime | None = None
+) -> list[Cost]:
+    """The cost lines recorded by `as_of` whose periods had begun by `occurred_by` (few: one
+    per campaign and period, whatever the number of leads)."""
+    return [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
 
 
 def person_keys(
