@@ -209,11 +209,12 @@ def _stream_query(
     as_of: datetime | None,
     occurred_by: datetime | None,
     people: bool,
+    only: bool = False,
 ) -> sql.Composed:
     """`name`'s rows ordered by person key in code-point order (Python's `sorted`, which
     orders `load`'s journeys), then lead key and TIEBREAK; each row led by the person key and
     the tie-breaker. With `people`, the query takes two text arrays (lead keys, their person
-    keys)."""
+    keys); with `only`, the rows of leads not in them are left out."""
     inner = _query(db, name, as_of, occurred_by, order=False, extra=f"{TIEBREAK[name]} AS tie")
     if not people:
         return sql.SQL(
@@ -221,7 +222,8 @@ def _stream_query(
         ).format(inner)
     return sql.SQL(
         'SELECT coalesce(p.person, q.lead_key) COLLATE "C" AS person, q.* FROM ({}) q '
-        "LEFT JOIN unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
+        + ("JOIN" if only else "LEFT JOIN")
+        + " unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
         'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.tie'
     ).format(inner)
 
@@ -233,17 +235,23 @@ def stream(
     occurred_by: datetime | None = None,
     progress: Callable[[int], None] | None = None,
     itersize: int = 10_000,
+    grouped: dict[str, str] | None = None,
 ) -> Iterator[Journey]:
     """`load`'s journeys (costs aside) one at a time, in the same order and the same as `load`
     makes them: each table read through its own server-side cursor ordered by person key, the
-    four merged person by person, so memory holds one journey and the cursors' chunks."""
-    keys = person_keys(db, as_of, occurred_by)
-    params = (list(keys), list(keys.values())) if keys else None
+    four merged person by person, so memory holds one journey and the cursors' chunks.
+
+    `grouped` (lead key -> group key, e.g. its account's): one journey per group instead, the
+    union of its leads' rows (as `by_person` merges them), leads of no group left out."""
+    keys = person_keys(db, as_of, occurred_by) if grouped is None else grouped
+    only = grouped is not None
+    params = (list(keys), list(keys.values())) if keys or only else None
     with db.connect(autocommit=False) as conn:
         groups = []
         for table, name in enumerate(JOURNEY_TABLES):
             cur = conn.cursor(name=f"stream_{name}")
-            cur.execute(_stream_query(db, name, as_of, occurred_by, bool(keys)), params)
+            query = _stream_query(db, name, as_of, occurred_by, bool(keys) or only, only)
+            cur.execute(query, params)
             groups.append(_grouped(_chunks(cur, itersize), table))
         people = set(keys.values())
         touched = reported = 0
@@ -294,6 +302,33 @@ def _add(j: Journey, table: int, row: tuple[Any, ...]) -> None:
         j.milestones.append(Milestone(*row))
     else:
         j.routed.append(row[0])
+
+
+def count_people(
+    db: Database,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    keys: dict[str, str],
+    excluding: list[str],
+) -> int:
+    """How many journeys `load` would make (people: `keys` maps a lead key to its person's)
+    whose key is not one of `excluding`, counted in PostgreSQL."""
+    leads = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT lead_key FROM ({}) r").format(
+            _query(db, name, as_of, occurred_by, order=False)
+        )
+        for name in JOURNEY_TABLES
+    )
+    query = sql.SQL(
+        "SELECT count(DISTINCT coalesce(p.person, q.lead_key)) FROM ({}) q "
+        "LEFT JOIN unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
+        "ON p.lead_key = q.lead_key "
+        "LEFT JOIN unnest(%s::text[]) AS x(key) ON x.key = coalesce(p.person, q.lead_key) "
+        "WHERE x.key IS NULL"
+    ).format(leads)
+    with db.connect() as conn:
+        row = conn.execute(query, (list(keys), list(keys.values()), excluding)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def count_touchpoints(db: Database) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from engine.analytics import followup, funnel, money
+from engine.analytics.accounts import stream_by_account
 from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
 from engine.analytics.journeys import Cost, Dataset, Journey
@@ -174,6 +175,44 @@ def attribution_streamed(
         journeys, rules, window, model=model, bys=bys, value=value,
         conversion=conversion, currency=currency,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCredits:
+    results: list[Credits]
+    accounts: int  # account journeys the credits are over
+    left_out: int  # person journeys of no account
+
+
+def attribution_by_account_streamed(
+    db: Database,
+    rules: Rules,
+    window: Window,
+    *,
+    model: str = "all",
+    by: str = "channel",
+    value: str = "conversions",
+    conversion: str | None = None,
+    currency: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AccountCredits:
+    """`attribution` over `accounts.by_account`'s journeys, streamed account by account: the
+    same credits, holding per-key sums and one account's journey at a time."""
+    models_of(model)
+    merged = stream_by_account(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    seen = 0
+
+    def counted() -> Iterator[Journey]:
+        nonlocal seen
+        for j in merged.journeys:
+            seen += 1
+            yield j
+
+    results = attribution_of(
+        counted(), rules, window, model=model, bys=(by,), value=value,
+        conversion=conversion, currency=currency,
+    )[by]  # fmt: skip
+    return AccountCredits(results, seen, merged.left_out)
 
 
 def attribution_document(results: list[Credits], window: Window, rules: Rules) -> dict[str, Any]:
