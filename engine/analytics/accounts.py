@@ -74,5 +74,7 @@ def stream_by_account(
     leads = {lead: account for lead, account in accounts.items() if lead not in people}
     leads.update((lead, accounts[p]) for lead, p in people.items() if p in accounts)
     left_out = count_people(db, as_of, occurred_by, people, list(accounts))
-    journeys = stream(db, as_of, occurred_by=occurred_by, progress=progress, grouped=leads)
+    journeys = stream(
+        db, as_of, occurred_by=occurred_by, progress=progress, grouped=leads, for_paths=True
+    )
     return AccountStream(journeys, left_out)

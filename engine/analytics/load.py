@@ -201,6 +201,8 @@ TIEBREAK = {
     "routed": "occurred_at",
 }
 JOURNEY_TABLES = tuple(TIEBREAK)
+#: the milestones an attribution path reads: the capture (the lead's creation) and won deals
+PATH_MILESTONES = ("lead.captured", "deal.won")
 
 
 def _stream_query(
@@ -210,12 +212,18 @@ def _stream_query(
     occurred_by: datetime | None,
     people: bool,
     only: bool = False,
+    types: tuple[str, ...] | None = None,
 ) -> sql.Composed:
     """`name`'s rows ordered by person key in code-point order (Python's `sorted`, which
     orders `load`'s journeys), then lead key and TIEBREAK; each row led by the person key and
     the tie-breaker. With `people`, the query takes two text arrays (lead keys, their person
-    keys); with `only`, the rows of leads not in them are left out."""
+    keys); with `only`, the rows of leads not in them are left out; with `types`, only the
+    rows of those types."""
     inner = _query(db, name, as_of, occurred_by, order=False, extra=f"{TIEBREAK[name]} AS tie")
+    if types is not None:
+        inner = sql.SQL("SELECT * FROM ({}) t WHERE t.type = ANY({})").format(
+            inner, sql.Literal(list(types))
+        )
     if not people:
         return sql.SQL(
             'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q ORDER BY 1, q.tie'
@@ -236,21 +244,28 @@ def stream(
     progress: Callable[[int], None] | None = None,
     itersize: int = 10_000,
     grouped: dict[str, str] | None = None,
+    for_paths: bool = False,
 ) -> Iterator[Journey]:
     """`load`'s journeys (costs aside) one at a time, in the same order and the same as `load`
     makes them: each table read through its own server-side cursor ordered by person key, the
     four merged person by person, so memory holds one journey and the cursors' chunks.
 
     `grouped` (lead key -> group key, e.g. its account's): one journey per group instead, the
-    union of its leads' rows (as `by_person` merges them), leads of no group left out."""
+    union of its leads' rows (as `by_person` merges them), leads of no group left out.
+
+    `for_paths`: only what attribution paths read (engine/analytics/paths.py): touches, moves,
+    and the milestones in PATH_MILESTONES; no routings (a third fewer rows to fetch and build)."""
     keys = person_keys(db, as_of, occurred_by) if grouped is None else grouped
     only = grouped is not None
     params = (list(keys), list(keys.values())) if keys or only else None
     with db.connect(autocommit=False) as conn:
         groups = []
         for table, name in enumerate(JOURNEY_TABLES):
+            if for_paths and name == "routed":
+                continue
+            types = PATH_MILESTONES if for_paths and name == "milestones" else None
             cur = conn.cursor(name=f"stream_{name}")
-            query = _stream_query(db, name, as_of, occurred_by, bool(keys) or only, only)
+            query = _stream_query(db, name, as_of, occurred_by, bool(keys) or only, only, types)
             cur.execute(query, params)
             groups.append(_grouped(_chunks(cur, itersize), table))
         people = set(keys.values())

@@ -170,7 +170,9 @@ def attribution_streamed(
     memory grows with the grouping keys and the converting leads (one number each), not with
     the touchpoints."""
     models_of(model)  # a wrong name fails before any row is read
-    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    journeys = stream(
+        db, window.as_of, occurred_by=window.occurred_by, progress=progress, for_paths=True
+    )
     return attribution_of(
         journeys, rules, window, model=model, bys=bys, value=value,
         conversion=conversion, currency=currency,
