@@ -215,10 +215,11 @@ def _stream_query(
     types: tuple[str, ...] | None = None,
 ) -> sql.Composed:
     """`name`'s rows ordered by person key in code-point order (Python's `sorted`, which
-    orders `load`'s journeys), then lead key and TIEBREAK; each row led by the person key and
-    the tie-breaker. With `people`, the query takes two text arrays (lead keys, their person
-    keys); with `only`, the rows of leads not in them are left out; with `types`, only the
-    rows of those types."""
+    orders `load`'s journeys), then lead key, time and TIEBREAK (one lead's rows come in the
+    order `Journey.sort` leaves them); each row led by the person key and the tie-breaker.
+    With `people`, the query takes two text arrays (lead keys, their person keys); with
+    `only`, the rows of leads not in them are left out; with `types`, only the rows of those
+    types."""
     inner = _query(db, name, as_of, occurred_by, order=False, extra=f"{TIEBREAK[name]} AS tie")
     if types is not None:
         inner = sql.SQL("SELECT * FROM ({}) t WHERE t.type = ANY({})").format(
@@ -226,13 +227,14 @@ def _stream_query(
         )
     if not people:
         return sql.SQL(
-            'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q ORDER BY 1, q.tie'
+            'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q '
+            "ORDER BY 1, q.occurred_at, q.tie"
         ).format(inner)
     return sql.SQL(
         'SELECT coalesce(p.person, q.lead_key) COLLATE "C" AS person, q.* FROM ({}) q '
         + ("JOIN" if only else "LEFT JOIN")
         + " unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
-        'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.tie'
+        'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.occurred_at, q.tie'
     ).format(inner)
 
 
@@ -282,7 +284,8 @@ def stream(
                         _add(j, table, row[3:])
                     touched += len(rows) if table == 0 else 0
                 journey = by_person(leads, keys)[person]
-            else:  # one lead: its rows as they come
+                journey.sort()
+            else:  # one lead: its rows as they come, in `Journey.sort`'s order already
                 journey = Journey(person)
                 for _, table, rows in parts:
                     if table == 0:
@@ -294,7 +297,6 @@ def stream(
                         journey.milestones = [Milestone(*row[3:]) for row in rows]
                     else:
                         journey.routed = [row[3] for row in rows]
-            journey.sort()
             yield journey
             if progress and touched - reported >= 50_000:
                 progress(touched)
