@@ -110,7 +110,7 @@ costs = st.lists(
             cur,
             date(2026, 1, 1) + timedelta(days=day),
             date(2026, 1, 1) + timedelta(days=day + span),
-        ),  # fmt: skip
+        ),
         st.sampled_from(CHANNELS),
         st.sampled_from(("a", "b")),
         st.integers(0, 10**6),
