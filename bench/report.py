@@ -11,8 +11,11 @@ each phase runs in its own process, so its peak RSS is its own:
   streamed  the same credits, journeys streamed lead by lead (engine.analytics.load.stream)
             into one pass of every model by both groupings (report.attribution_streamed)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
+  streamed-kpis  the same KPI document, journeys streamed lead by lead (report.kpis_streamed:
+            what `report kpis` runs)
 
-The models and streamed phases must give the same credits (their digests are compared).
+The models and streamed phases must give the same credits, the kpis and streamed-kpis phases
+the same document (their digests are compared).
 
 Uses LEADENGINE_DATABASE_URL (schema bench_report) or the embedded server.
 Usage: python bench/report.py [--leads 100000] [--seed 3] [--reuse]
@@ -43,6 +46,7 @@ from engine.analytics import report  # noqa: E402
 from engine.analytics.attribution import MODELS  # noqa: E402
 from engine.analytics.load import count_touchpoints, load  # noqa: E402
 from engine.analytics.report import Window  # noqa: E402
+from engine.cli.output import to_json  # noqa: E402
 from engine.domain import lifecycle  # noqa: E402
 from engine.domain.generator import generate  # noqa: E402
 from engine.domain.leadids import legacy_lead_id as lead_id  # noqa: E402  (any stable id will do)
@@ -226,6 +230,10 @@ def phase(name: str) -> dict[str, Any]:
         extra["credits"] = digest(by_grouping)
         extra["conversions_channel"] = by_grouping["channel"][0].conversions
         assert all(sum(r.credits.values()) == r.conversions for r in by_grouping["channel"])
+    elif name == "streamed-kpis":
+        doc = report.kpis_streamed(db, rules, Window())
+        extra["customers"] = doc["cycle"][0]["customers"]
+        extra["document"] = hashlib.sha256(to_json(doc).encode()).hexdigest()[:16]
     else:
         ds = load(db)
         extra["leads"] = len(ds.journeys)
@@ -243,6 +251,7 @@ def phase(name: str) -> dict[str, Any]:
         elif name == "kpis":
             doc = report.kpis(ds, rules, Window())
             extra["customers"] = doc["cycle"][0]["customers"]
+            extra["document"] = hashlib.sha256(to_json(doc).encode()).hexdigest()[:16]
         extra["compute_seconds"] = time.perf_counter() - t1
     return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), **extra}
 
@@ -280,7 +289,7 @@ def main() -> None:
             check=True,
         )
     results = {}
-    for name in ("baseline", "load", "models", "streamed", "kpis"):
+    for name in ("baseline", "load", "models", "streamed", "kpis", "streamed-kpis"):
         print(f"... {name}", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--phase", name], capture_output=True, text=True
@@ -295,12 +304,12 @@ def main() -> None:
         f"(+ stage moves, milestones, costs)"
     )
     print(
-        f"{'phase':10} {'seconds':>8} {'x baseline':>11} {'touches/s':>11} {'peak RSS':>10}"
+        f"{'phase':13} {'seconds':>8} {'x baseline':>11} {'touches/s':>11} {'peak RSS':>10}"
         f" {'x baseline':>11}"
     )
     for name, r in results.items():
         print(
-            f"{name:10} {r['seconds']:8.1f} {r['seconds'] / base['seconds']:11.1f} "
+            f"{name:13} {r['seconds']:8.1f} {r['seconds'] / base['seconds']:11.1f} "
             f"{base['rows'] / r['seconds']:11,.0f} {r['peak_rss_mb']:8,.0f} MB "
             f"{r['peak_rss_mb'] / base['peak_rss_mb']:11.2f}"
         )
@@ -312,7 +321,9 @@ def main() -> None:
     )
     same = results["streamed"]["credits"] == m["credits"]
     print(f"streamed credits {'identical to' if same else 'DIFFER FROM'} the in-memory models'")
-    if not same:
+    same_kpis = results["streamed-kpis"]["document"] == k["document"]
+    print(f"streamed KPIs {'identical to' if same_kpis else 'DIFFER FROM'} the in-memory KPIs")
+    if not same or not same_kpis:
         sys.exit(1)
 
 

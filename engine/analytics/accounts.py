@@ -9,12 +9,14 @@ still add up exactly (engine/analytics/allocate.py). Leads no account matched ar
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg import sql
 
 from engine.analytics.journeys import Dataset, Journey
-from engine.analytics.load import by_person
+from engine.analytics.load import by_person, count_people, person_keys, stream
 from engine.postgres.db import Database
 
 
@@ -46,3 +48,33 @@ def by_account(ds: Dataset, keys: dict[str, str]) -> AccountDataset:
     return AccountDataset(
         Dataset(journeys, ds.costs, ds.as_of), len(mine), len(ds.journeys) - len(mine)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStream:
+    journeys: Iterator[Journey]  # `by_account`'s journeys (attribution-wise), one at a time
+    left_out: int  # person journeys of no account
+
+
+def stream_by_account(
+    db: Database,
+    as_of: datetime | None = None,
+    *,
+    occurred_by: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AccountStream:
+    """`by_account` over journeys streamed from the read model, account by account in key
+    order: each lead's rows go straight to the account of its person (its person lead's key,
+    as `by_account` counts a person), so memory holds one account's journey, not the
+    dataset. The union of an account's touches, moves, milestones and routings is
+    `by_account`'s (only `stage_now`, which no attribution model reads, may differ: here the
+    furthest lead's stage, there the furthest person's)."""
+    people = person_keys(db, as_of, occurred_by)
+    accounts = account_keys(db)
+    leads = {lead: account for lead, account in accounts.items() if lead not in people}
+    leads.update((lead, accounts[p]) for lead, p in people.items() if p in accounts)
+    left_out = count_people(db, as_of, occurred_by, people, list(accounts))
+    journeys = stream(
+        db, as_of, occurred_by=occurred_by, progress=progress, grouped=leads, for_paths=True
+    )
+    return AccountStream(journeys, left_out)

@@ -126,12 +126,20 @@ def load(
         of(key).milestones.append(Milestone(at, type_, actor, reason, amount, currency))
     for key, at in _rows(db, "routed", as_of, occurred_by):
         of(key).routed.append(at)
-    costs = [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
+    costs = load_costs(db, as_of, occurred_by)
     journeys = by_person(journeys, person_keys(db, as_of, occurred_by))
     for j in journeys.values():
         j.sort()
     ordered = [journeys[k] for k in sorted(journeys)]
     return Dataset(ordered, costs, as_of)
+
+
+def load_costs(
+    db: Database, as_of: datetime | None = None, occurred_by: datetime | None = None
+) -> list[Cost]:
+    """The cost lines recorded by `as_of` whose periods had begun by `occurred_by` (few: one
+    per campaign and period, whatever the number of leads)."""
+    return [Cost(*row) for row in _rows(db, "costs", as_of, occurred_by)]
 
 
 def person_keys(
@@ -193,6 +201,8 @@ TIEBREAK = {
     "routed": "occurred_at",
 }
 JOURNEY_TABLES = tuple(TIEBREAK)
+#: the milestones an attribution path reads: the capture (the lead's creation) and won deals
+PATH_MILESTONES = ("lead.captured", "deal.won")
 
 
 def _stream_query(
@@ -201,20 +211,30 @@ def _stream_query(
     as_of: datetime | None,
     occurred_by: datetime | None,
     people: bool,
+    only: bool = False,
+    types: tuple[str, ...] | None = None,
 ) -> sql.Composed:
     """`name`'s rows ordered by person key in code-point order (Python's `sorted`, which
-    orders `load`'s journeys), then lead key and TIEBREAK; each row led by the person key and
-    the tie-breaker. With `people`, the query takes two text arrays (lead keys, their person
-    keys)."""
+    orders `load`'s journeys), then lead key, time and TIEBREAK (one lead's rows come in the
+    order `Journey.sort` leaves them); each row led by the person key and the tie-breaker.
+    With `people`, the query takes two text arrays (lead keys, their person keys); with
+    `only`, the rows of leads not in them are left out; with `types`, only the rows of those
+    types."""
     inner = _query(db, name, as_of, occurred_by, order=False, extra=f"{TIEBREAK[name]} AS tie")
+    if types is not None:
+        inner = sql.SQL("SELECT * FROM ({}) t WHERE t.type = ANY({})").format(
+            inner, sql.Literal(list(types))
+        )
     if not people:
         return sql.SQL(
-            'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q ORDER BY 1, q.tie'
+            'SELECT q.lead_key COLLATE "C" AS person, q.* FROM ({}) q '
+            "ORDER BY 1, q.occurred_at, q.tie"
         ).format(inner)
     return sql.SQL(
         'SELECT coalesce(p.person, q.lead_key) COLLATE "C" AS person, q.* FROM ({}) q '
-        "LEFT JOIN unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
-        'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.tie'
+        + ("JOIN" if only else "LEFT JOIN")
+        + " unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
+        'ON p.lead_key = q.lead_key ORDER BY 1, q.lead_key COLLATE "C", q.occurred_at, q.tie'
     ).format(inner)
 
 
@@ -225,17 +245,30 @@ def stream(
     occurred_by: datetime | None = None,
     progress: Callable[[int], None] | None = None,
     itersize: int = 10_000,
+    grouped: dict[str, str] | None = None,
+    for_paths: bool = False,
 ) -> Iterator[Journey]:
     """`load`'s journeys (costs aside) one at a time, in the same order and the same as `load`
     makes them: each table read through its own server-side cursor ordered by person key, the
-    four merged person by person, so memory holds one journey and the cursors' chunks."""
-    keys = person_keys(db, as_of, occurred_by)
-    params = (list(keys), list(keys.values())) if keys else None
+    four merged person by person, so memory holds one journey and the cursors' chunks.
+
+    `grouped` (lead key -> group key, e.g. its account's): one journey per group instead, the
+    union of its leads' rows (as `by_person` merges them), leads of no group left out.
+
+    `for_paths`: only what attribution paths read (engine/analytics/paths.py): touches, moves,
+    and the milestones in PATH_MILESTONES; no routings (a third fewer rows to fetch and build)."""
+    keys = person_keys(db, as_of, occurred_by) if grouped is None else grouped
+    only = grouped is not None
+    params = (list(keys), list(keys.values())) if keys or only else None
     with db.connect(autocommit=False) as conn:
         groups = []
         for table, name in enumerate(JOURNEY_TABLES):
+            if for_paths and name == "routed":
+                continue
+            types = PATH_MILESTONES if for_paths and name == "milestones" else None
             cur = conn.cursor(name=f"stream_{name}")
-            cur.execute(_stream_query(db, name, as_of, occurred_by, bool(keys)), params)
+            query = _stream_query(db, name, as_of, occurred_by, bool(keys) or only, only, types)
+            cur.execute(query, params)
             groups.append(_grouped(_chunks(cur, itersize), table))
         people = set(keys.values())
         touched = reported = 0
@@ -251,7 +284,8 @@ def stream(
                         _add(j, table, row[3:])
                     touched += len(rows) if table == 0 else 0
                 journey = by_person(leads, keys)[person]
-            else:  # one lead: its rows as they come
+                journey.sort()
+            else:  # one lead: its rows as they come, in `Journey.sort`'s order already
                 journey = Journey(person)
                 for _, table, rows in parts:
                     if table == 0:
@@ -263,7 +297,6 @@ def stream(
                         journey.milestones = [Milestone(*row[3:]) for row in rows]
                     else:
                         journey.routed = [row[3] for row in rows]
-            journey.sort()
             yield journey
             if progress and touched - reported >= 50_000:
                 progress(touched)
@@ -286,6 +319,33 @@ def _add(j: Journey, table: int, row: tuple[Any, ...]) -> None:
         j.milestones.append(Milestone(*row))
     else:
         j.routed.append(row[0])
+
+
+def count_people(
+    db: Database,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    keys: dict[str, str],
+    excluding: list[str],
+) -> int:
+    """How many journeys `load` would make (people: `keys` maps a lead key to its person's)
+    whose key is not one of `excluding`, counted in PostgreSQL."""
+    leads = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT lead_key FROM ({}) r").format(
+            _query(db, name, as_of, occurred_by, order=False)
+        )
+        for name in JOURNEY_TABLES
+    )
+    query = sql.SQL(
+        "SELECT count(DISTINCT coalesce(p.person, q.lead_key)) FROM ({}) q "
+        "LEFT JOIN unnest(%s::text[], %s::text[]) AS p(lead_key, person) "
+        "ON p.lead_key = q.lead_key "
+        "LEFT JOIN unnest(%s::text[]) AS x(key) ON x.key = coalesce(p.person, q.lead_key) "
+        "WHERE x.key IS NULL"
+    ).format(leads)
+    with db.connect() as conn:
+        row = conn.execute(query, (list(keys), list(keys.values()), excluding)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def count_touchpoints(db: Database) -> int:

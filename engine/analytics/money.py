@@ -78,15 +78,7 @@ def money(
     target = currency or _currency_of(ds)
     exchange = Exchange(target or NO_CURRENCY, rates)
     left = left_out if left_out is not None else LeftOut()
-    cost: dict[str, Decimal] = defaultdict(Decimal)
-    for c in ds.costs:
-        part = prorated(c, start, end)
-        converted = exchange.convert(part, c.currency, c.period_start)
-        if converted is None:
-            if part:
-                left.add("cost", c.currency, part)
-            continue
-        cost[getattr(c, by)] += converted
+    cost = costs_by(ds.costs, start, end, by, exchange, left)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED, 0))
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     for j in ds.journeys:
@@ -103,7 +95,45 @@ def money(
                 left.add("revenue", cur, amount)
             else:
                 revenue[group] += deal
-    unit = minor_unit(target)
+    return table(by, cost, counts, revenue, attributed, target)
+
+
+def costs_by(
+    costs: Iterable[Cost],
+    start: datetime | None,
+    end: datetime | None,
+    by: str,
+    exchange: Exchange,
+    left: LeftOut,
+) -> dict[str, Decimal]:
+    """The costs prorated to the window, per channel (campaign), in the exchange's currency;
+    a part no rate converts is counted in `left`."""
+    cost: dict[str, Decimal] = defaultdict(Decimal)
+    for c in costs:
+        part = prorated(c, start, end)
+        converted = exchange.convert(part, c.currency, c.period_start)
+        if converted is None:
+            if part:
+                left.add("cost", c.currency, part)
+            continue
+        cost[getattr(c, by)] += converted
+    return cost
+
+
+def table(
+    by: str,
+    cost: dict[str, Decimal],
+    counts: dict[str, dict[str, int]],
+    revenue: dict[str, Decimal],
+    attributed: Credits | None,
+    currency: str | None,
+) -> list[dict[str, Any]]:
+    """The money rows and their TOTAL from the per-group sums (`money`, and the streamed KPIs
+    in engine/analytics/kpistream.py, which gather the same sums lead by lead)."""
+    cost = defaultdict(Decimal, cost)
+    counts = defaultdict(lambda: dict.fromkeys(COUNTED, 0), counts)
+    revenue = defaultdict(Decimal, revenue)
+    unit = minor_unit(currency)
     credit = attributed.credits if attributed else {}
     total_revenue = sum(revenue.values(), Decimal(0))
     groups = sorted(set(cost) | set(counts) | set(credit))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from engine.analytics import followup, funnel, money
+from engine.analytics.accounts import stream_by_account
 from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
-from engine.analytics.journeys import Dataset, Journey
-from engine.analytics.load import stream
+from engine.analytics.journeys import Cost, Dataset, Journey
+from engine.analytics.kpistream import KpiTally
+from engine.analytics.load import load_costs, stream
 from engine.analytics.paths import PathStream, ReportError, build_paths
 from engine.domain.errors import echoed
 from engine.domain.rules import Rules
@@ -111,18 +113,46 @@ def attribution_of(
 ) -> dict[str, list[Credits]]:
     """`attribution` by each of `bys` over journeys taken one at a time in key order (as a
     Dataset lists them): the same credits, holding per-key sums, not the journeys."""
-    cfg = rules.attribution
-    models = models_of(model)
-    builder = PathStream(cfg, **_path_options(rules, window, conversion, value, currency))
-    tally = Tally(
-        models, bys, cfg, conversion=builder.stage, value=value, currency=builder.currency
-    )
-    tally.left_out = builder.left_out
+    feed = AttributionFeed(
+        rules, window, model=model, bys=bys, value=value, conversion=conversion,
+        currency=currency,
+    )  # fmt: skip
     for j in journeys:
-        path = builder.path(j)
+        feed.add(j)
+    return feed.results()
+
+
+class AttributionFeed:
+    """`attribution_of` one journey at a time (`add`), so that one pass over streamed journeys
+    can feed it and the KPIs together (`report html`)."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        window: Window,
+        *,
+        model: str = "all",
+        bys: Sequence[str] = ("channel",),
+        value: str = "conversions",
+        conversion: str | None = None,
+        currency: str | None = None,
+    ) -> None:
+        cfg = rules.attribution
+        self.bys = tuple(bys)
+        self.builder = PathStream(cfg, **_path_options(rules, window, conversion, value, currency))
+        self.tally = Tally(
+            models_of(model), bys, cfg, conversion=self.builder.stage, value=value,
+            currency=self.builder.currency,
+        )  # fmt: skip
+        self.tally.left_out = self.builder.left_out
+
+    def add(self, j: Journey) -> None:
+        path = self.builder.path(j)
         if path is not None:
-            tally.add(path)
-    return {by: tally.results(by) for by in bys}
+            self.tally.add(path)
+
+    def results(self) -> dict[str, list[Credits]]:
+        return {by: self.tally.results(by) for by in self.bys}
 
 
 def attribution_streamed(
@@ -141,11 +171,51 @@ def attribution_streamed(
     memory grows with the grouping keys and the converting leads (one number each), not with
     the touchpoints."""
     models_of(model)  # a wrong name fails before any row is read
-    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    journeys = stream(
+        db, window.as_of, occurred_by=window.occurred_by, progress=progress, for_paths=True
+    )
     return attribution_of(
         journeys, rules, window, model=model, bys=bys, value=value,
         conversion=conversion, currency=currency,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCredits:
+    results: list[Credits]
+    accounts: int  # account journeys the credits are over
+    left_out: int  # person journeys of no account
+
+
+def attribution_by_account_streamed(
+    db: Database,
+    rules: Rules,
+    window: Window,
+    *,
+    model: str = "all",
+    by: str = "channel",
+    value: str = "conversions",
+    conversion: str | None = None,
+    currency: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AccountCredits:
+    """`attribution` over `accounts.by_account`'s journeys, streamed account by account: the
+    same credits, holding per-key sums and one account's journey at a time."""
+    models_of(model)
+    merged = stream_by_account(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    seen = 0
+
+    def counted() -> Iterator[Journey]:
+        nonlocal seen
+        for j in merged.journeys:
+            seen += 1
+            yield j
+
+    results = attribution_of(
+        counted(), rules, window, model=model, bys=(by,), value=value,
+        conversion=conversion, currency=currency,
+    )[by]  # fmt: skip
+    return AccountCredits(results, seen, merged.left_out)
 
 
 def attribution_document(results: list[Credits], window: Window, rules: Rules) -> dict[str, Any]:
@@ -225,3 +295,94 @@ def kpis(
             *({**r, "what": "attributed_revenue"} for r in credits.left_out),
         ],
     }
+
+
+def kpis_of(
+    journeys: Iterable[Journey],
+    costs: Iterable[Cost],
+    rules: Rules,
+    window: Window,
+    *,
+    period: str = "month",
+    by: str = "channel",
+    model: str = "linear",
+    currency: str | None = None,
+    also: Callable[[Journey], None] | None = None,
+) -> dict[str, Any]:
+    """`kpis` over journeys taken one at a time in key order (as a Dataset lists them) and the
+    cost lines: the same document, holding per-group sums and one number per lead where a
+    median needs it, not the journeys. `also` sees every journey too (one pass, two reports)."""
+    (name,) = models_of(model)
+    tally = KpiTally(
+        rules, window.start, window.end, costs=costs, currency=report_currency(rules, currency),
+        model=name, period=period, by=by,
+    )  # fmt: skip
+    for j in journeys:
+        tally.add(j)
+        if also is not None:
+            also(j)
+    return {**window.describe(), "rules": rules.ref, **tally.sections()}
+
+
+def kpis_streamed(
+    db: Database,
+    rules: Rules,
+    window: Window,
+    *,
+    period: str = "month",
+    by: str = "channel",
+    model: str = "linear",
+    currency: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """`kpis`, journeys streamed lead by lead from the read model (`load.stream`)."""
+    models_of(model)  # a wrong name fails before any row is read
+    report_currency(rules, currency)
+    costs = load_costs(db, window.as_of, window.occurred_by)
+    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return kpis_of(
+        journeys, costs, rules, window, period=period, by=by, model=model, currency=currency
+    )
+
+
+def page_document_of(
+    journeys: Iterable[Journey],
+    costs: Iterable[Cost],
+    rules: Rules,
+    window: Window,
+    *,
+    period: str = "month",
+    by: str = "channel",
+    model: str = "linear",
+    currency: str | None = None,
+) -> dict[str, Any]:
+    """What `report html` draws: `kpis` plus every attribution model's conversions by `by`
+    (`attribution_document`), both from one pass over the journeys."""
+    feed = AttributionFeed(rules, window, bys=(by,), currency=currency)
+    doc = kpis_of(
+        journeys, costs, rules, window, period=period, by=by, model=model, currency=currency,
+        also=feed.add,
+    )  # fmt: skip
+    doc["attribution"] = attribution_document(feed.results()[by], window, rules)
+    return doc
+
+
+def page_document_streamed(
+    db: Database,
+    rules: Rules,
+    window: Window,
+    *,
+    period: str = "month",
+    by: str = "channel",
+    model: str = "linear",
+    currency: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """`page_document_of` over journeys streamed from the read model."""
+    models_of(model)
+    report_currency(rules, currency)
+    costs = load_costs(db, window.as_of, window.occurred_by)
+    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return page_document_of(
+        journeys, costs, rules, window, period=period, by=by, model=model, currency=currency
+    )

@@ -25,7 +25,6 @@ from engine.domain.errors import RulesError
 Scalar = str | int | float | bool
 
 
-
 #: Every attribution model by name, in report order (engine/analytics/attribution.py computes
 #: them; the read model's per-window columns are declared from this list).
 ATTRIBUTION_MODELS = (
@@ -39,6 +38,7 @@ ATTRIBUTION_MODELS = (
     "markov",
     "shapley",
 )
+
 
 class Condition(BaseModel):
     """One test on one attribute; every operator given must hold."""

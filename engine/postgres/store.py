@@ -61,6 +61,8 @@ def by_topic(recorder: ApplicationRecorder, topic: str, page: int = 1000) -> Ite
         if len(rows) < page:
             return
         start = rows[-1].id + 1
+
+
 def stored_streams(recorder: Recorder, ids: Iterable[UUID]) -> dict[UUID, list[StoredEvent]] | None:
     """Every stored event of `ids`, by aggregate in version order, in one query (instead of
     one `select_events` per aggregate); an id with no event is absent. None for the in-memory

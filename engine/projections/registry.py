@@ -1036,8 +1036,7 @@ VIEWS: dict[str, View] = {}
 #: Whether a view's rows are current or historical, said at the end of its meaning (so in its
 #: COMMENT and its docs): every contract view is one of these.
 ROW_KINDS = {
-    "current": "Rows: current state, each replaced when what it shows changes (no history "
-    "kept).",
+    "current": "Rows: current state, each replaced when what it shows changes (no history kept).",
     "history": "Rows: history, one added per recorded fact or decision and kept.",
     "computed": "Rows: computed when read, over all time, as of now.",
     "saved": "Rows: saved results, replaced by the next save or refresh of the same key.",
@@ -1463,11 +1462,7 @@ _view(
         ACCOUNT_STATE.meaning + " With its score and MQA (`account_scores`).",
         ACCOUNT_STATE,
         (
-            *(
-                Out(n)
-                for n in ACCOUNT_STATE.names
-                if n not in ("last_event_id", "version", "mqa")
-            ),
+            *(Out(n) for n in ACCOUNT_STATE.names if n not in ("last_event_id", "version", "mqa")),
             *(
                 Out(
                     n,

@@ -15,7 +15,9 @@ from engine.projections.bulk import Merge
 
 #: any text the contract accepts (it refuses a NUL byte and a lone surrogate before storage:
 #: engine/domain/limits.py; psycopg cannot encode a lone surrogate at all)
-texts = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=5)
+texts = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=5
+)
 rows = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), texts | st.none()), max_size=25)
 
 

@@ -4,16 +4,20 @@ report's credits to the last digit, on every clock."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from engine.analytics import report
+from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.attribution import MODELS
 from engine.analytics.journeys import Journey
 from engine.analytics.load import load, person_keys, stream
 from engine.analytics.report import Window
+from engine.cli.html import page
+from engine.cli.output import to_json
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
 from engine.runtime import Runtime
@@ -86,3 +90,52 @@ def test_streamed_attribution_equals_the_report(stitched: Runtime) -> None:
                 assert [r.model for r in streamed[by]] == list(MODELS)
                 assert streamed[by] == expected
                 assert expected[0].conversions > 0
+
+
+def _windows(runtime: Runtime) -> list[Window]:
+    middle = _middle(runtime, "occurred_at")
+    return [
+        Window(),
+        Window(occurred_by=middle),
+        Window(as_of=_middle(runtime, "recorded_at")),
+        Window(start=middle - timedelta(days=30), end=middle + timedelta(days=20)),
+    ]
+
+
+def test_streamed_kpis_and_page_equal_the_report(stitched: Runtime) -> None:
+    """`report kpis` and `report html` (now streamed) print what the in-memory reports did:
+    the same document, the same page to the byte (its generation time aside)."""
+    db, rules = stitched.db, stitched.rules
+    for window in _windows(stitched):
+        ds = load(db, window.as_of, occurred_by=window.occurred_by)
+        for kw in ({}, {"by": "campaign", "model": "shapley", "period": "week"}):
+            expected = report.kpis(ds, rules, window, **kw)
+            assert expected["leads"] > 0 and expected["funnel"][0]["reached"] > 0
+            got = report.kpis_streamed(db, rules, window, **kw)
+            assert to_json(got) == to_json(expected), (window, kw)
+        expected = report.kpis(ds, rules, window)
+        results = report.attribution(ds, rules, window)
+        expected["attribution"] = report.attribution_document(results, window, rules)
+        got = report.page_document_streamed(db, rules, window)
+        assert got == expected
+        assert _undated(page(got)) == _undated(page(expected))
+
+
+def _undated(html: str) -> str:
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated", html)
+
+
+def test_streamed_account_attribution_equals_by_account(stitched: Runtime) -> None:
+    """`report attribution --by-account` (now streamed account by account) gives the credits,
+    the account count and the leads left out of `by_account` over the loaded dataset."""
+    db, rules = stitched.db, stitched.rules
+    for window in _windows(stitched):
+        merged = by_account(
+            load(db, window.as_of, occurred_by=window.occurred_by), account_keys(db)
+        )
+        assert merged.dataset.journeys and merged.left_out > 0
+        for value in ("conversions", "revenue"):
+            got = report.attribution_by_account_streamed(db, rules, window, value=value)
+            expected = report.attribution(merged.dataset, rules, window, value=value)
+            assert got.results == expected, (window, value)
+            assert (got.accounts, got.left_out) == (len(merged.dataset.journeys), merged.left_out)

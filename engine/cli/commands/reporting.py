@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from engine.analytics import queries, report, saved
-from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.journeys import Dataset
 from engine.analytics.load import load
 from engine.analytics.report import SECTIONS, Window
@@ -89,16 +88,18 @@ def attribution(args: argparse.Namespace) -> int:
             "conversion": args.conversion,
             "currency": args.currency,
         }
+        # lead by lead (account by account): memory grows with the channels (campaigns)
+        bar = Progress("reading touchpoints")
         if args.by_account:
-            merged = by_account(dataset_of(rt, window), account_keys(rt.db))
-            ds, left_out = merged.dataset, merged.left_out
-            results = report.attribution(ds, rt.rules, window, by=args.by, **kw)
-        else:  # lead by lead: memory grows with the channels (campaigns), not the touchpoints
-            bar = Progress("reading touchpoints")
+            merged = report.attribution_by_account_streamed(
+                rt.db, rt.rules, window, by=args.by, progress=bar.update, **kw
+            )
+            results, accounts, left_out = merged.results, merged.accounts, merged.left_out
+        else:
             results = report.attribution_streamed(
                 rt.db, rt.rules, window, bys=(args.by,), progress=bar.update, **kw
             )[args.by]
-            bar.done(f"{results[0].conversions:,} conversions")
+        bar.done(f"{results[0].conversions:,} conversions")
         if args.save:
             n = saved.save(rt.db, results, window, rt.rules.ref)
             print(f"saved {n} rows to {rt.db.schema}.attribution_credits", file=sys.stderr)
@@ -110,7 +111,7 @@ def attribution(args: argparse.Namespace) -> int:
         f"({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}"
     )
     if left_out is not None:
-        doc["accounts"], doc["leads_of_no_account"] = len(ds.journeys), left_out
+        doc["accounts"], doc["leads_of_no_account"] = accounts, left_out
         title = (
             f"Account attribution: {doc['conversions']:,} accounts reached "
             f"{doc['conversion']} ({unit} {doc['total']}) by {args.by}, rules {rt.rules.ref}; "
@@ -153,17 +154,20 @@ def kpis(args: argparse.Namespace) -> int:
         raise LeadEngineError(
             "CSV holds one table: choose one with --section (e.g. --section money)"
         )
+    # lead by lead: memory grows with the groups, not the leads
     with open_runtime(create=False) as rt:
-        ds = dataset_of(rt, window)
-        doc = report.kpis(
-            ds,
+        bar = Progress("reading touchpoints")
+        doc = report.kpis_streamed(
+            rt.db,
             rt.rules,
             window,
             period=args.period,
             by=args.by,
             model=args.model,
             currency=args.currency,
+            progress=bar.update,
         )
+        bar.done(f"{doc['leads']:,} leads")
     if args.format == "json":
         print(to_json({k: v for k, v in doc.items() if k not in SECTIONS or k in sections}))
         return 0
@@ -185,19 +189,20 @@ def kpis(args: argparse.Namespace) -> int:
 
 def html(args: argparse.Namespace) -> int:
     window = window_of(args)
+    # KPIs and attribution in one pass over streamed journeys
     with open_runtime(create=False) as rt:
-        ds = dataset_of(rt, window)
-        doc: dict[str, Any] = report.kpis(
-            ds,
+        bar = Progress("reading touchpoints")
+        doc = report.page_document_streamed(
+            rt.db,
             rt.rules,
             window,
             period=args.period,
             by=args.by,
             model=args.model,
             currency=args.currency,
+            progress=bar.update,
         )
-        results = report.attribution(ds, rt.rules, window, by=args.by, currency=args.currency)
-        doc["attribution"] = report.attribution_document(results, window, rt.rules)
+        bar.done(f"{doc['leads']:,} leads")
     args.output.write_text(page(doc), encoding="utf-8")
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes)", file=sys.stderr)
     return 0
