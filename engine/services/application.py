@@ -279,6 +279,21 @@ class LeadEngine(Application[UUID]):
             raise LeadNotFound(key)
         return person_state(people.person_of(lead_id), members, self.rules)
 
+    def person_members(
+        self, lead_id: UUID, as_of: datetime | None = None, occurred_by: datetime | None = None
+    ) -> list[Lead]:
+        """The leads of `lead_id`'s person (itself included), as the decisions recorded by
+        `as_of` and happened by `occurred_by` make it (None: no cut), each as recorded by
+        `as_of`: whose facts stop its SLA timers (engine/stitching/person.py `person_sla`)."""
+        links = self.identity_links(as_of)
+        if occurred_by is not None:
+            links = [link for link in links if link.occurred_at <= occurred_by]
+        return [
+            m
+            for i in IdentityMap(links).members(lead_id)
+            if (m := self._lead_by_id(i, as_of)) is not None
+        ]
+
     def _lead_by_id(self, lead_id: UUID, as_of: datetime | None = None) -> Lead | None:
         """The lead as recorded by `as_of` (None: now); None while it had no fact (a member
         may be named by a link before any fact of its own arrived)."""
