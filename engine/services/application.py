@@ -564,6 +564,16 @@ class LeadEngine(Application[UUID]):
         if lead.routing_open and lead.owner is not None:
             view.claim(lead.owner, env.occurred_at)
 
+    def person_now(self, lead: Lead) -> list[Lead]:
+        """The leads of `lead`'s person as committed now, found as a routing finds them (the
+        members' own decisions and their `Kin`, never a scan of the log): whose facts stop the
+        lead's SLA timers (`leadengine timers`, engine/services/timers.py)."""
+        touched: dict[UUID, Aggregate] = {}
+        view = person_routing.PersonView(
+            lead, touched, lambda lead_id: self._kin(touched, lead_id), self._peek_lead
+        )
+        return [m for i in view.members if (m := view.leads.get(i)) is not None]
+
     def _kin(self, touched: dict[UUID, Aggregate], lead_id: UUID) -> Kin:
         return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)
 

@@ -19,6 +19,7 @@ from engine.domain.rules import Rules, parse_rules
 from engine.domain.sla import sla_state
 from engine.projections import rounds, rows
 from engine.services.application import LeadEngine
+from engine.services.timers import TimerService
 from engine.stitching.person import person_sla, sla_facts
 from tests.conftest import POPO_ENV as POPO
 from tests.factory import T0, ev
@@ -224,3 +225,33 @@ def test_a_persons_sla_is_the_sla_of_one_lead_holding_the_union(
     finally:
         people.close()
         one.close()
+
+
+# -- the timer service: no alert for a timer another key of the person closed -----------------
+
+
+def alerts(app: LeadEngine, key: str) -> list[tuple[str, str]]:
+    return [(e.timer, e.status) for e in app.lead_events(key) if isinstance(e, Lead.SlaAlerted)]
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_the_timer_service_alerts_on_no_timer_an_alias_closed(linked: bool) -> None:
+    app = LeadEngine(rules=make_rules(), env=POPO)
+    try:
+        app.ingest(qualifying("ada"))
+        app.ingest([cell(), call("ada-cell", 1)])
+        if linked:  # the merge is on the alias's stream: the routed lead knows it by its Kin
+            merge = {"winner": "ada", "by": "crm-admin", "reason": "same person"}
+            app.ingest([ev("lead.merged", "ada-cell", merge, days=hours(2))])
+        ada = app.get_lead("ada")
+        assert len(app.person_now(ada)) == (2 if linked else 1)
+        now = [T0]
+        service = TimerService(app, app.rules.sla, clock=lambda: now[0])  # type: ignore[arg-type]
+        service.resume()
+        service.scan()
+        now[0] = T0 + timedelta(hours=5)
+        service.fire()
+        expected = [] if linked else [("first_touch", "at_risk"), ("first_touch", "breached")]
+        assert alerts(app, "ada") == expected
+    finally:
+        app.close()
