@@ -145,6 +145,7 @@ class Folder:
                 want = want.difference(skipped)
                 if not want:
                     self.cache.pop(originator, None)  # if it comes back, read from the store
+                    self._note_link(stored)
                     return
         batch.first_seen.setdefault(originator, position)
         try:
@@ -155,6 +156,18 @@ class Folder:
             self.failed(exc, want, originator, position, batch, evict=True)
             return
         self.fold(event, position, batch, want)
+
+    def _note_link(self, stored: StoredEvent) -> None:
+        """An identity decision of a parked lead still makes people (other leads' SLAs)."""
+        if stored.topic != person_sla.LINKED_TOPIC:
+            return
+        try:
+            event: Any = self.app.sealed_mapper.to_domain_event(stored)
+        except INFRASTRUCTURE:
+            raise
+        except Exception:  # the lead is parked for it already; its decisions wait for a retry
+            return
+        self.links.add(event.originator_id, event.originator_version, link_of(event))
 
     def failed(
         self,
