@@ -17,6 +17,9 @@ With --baseline ROOT (another checkout, e.g. `git worktree add /tmp/base main`),
 incremental projector of that checkout runs too, on the same log in the same run ("project
 (baseline)"); --phases picks the phases to run (default all).
 
+--identity P tells P% of the captured journeys under several keys (links, merges, unmerges:
+`generate --identity`), in a log of its own.
+
 Usage: python bench/rebuild.py [--leads 8000] [--seed 1] [--stock-events 20000] [--fresh]
                                [--phases read,project] [--baseline ROOT] [--repeat N]
                                [--profile FILE]
@@ -46,7 +49,9 @@ from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
 
 
-def make_log(url: str, schema: str, leads: int, seed: int, fresh: bool) -> int:
+def make_log(
+    url: str, schema: str, leads: int, seed: int, fresh: bool, identity: float = 0.0
+) -> int:
     database = dbmod.from_url(url, schema)
     if fresh:
         dbmod.drop_schema(database)
@@ -54,7 +59,8 @@ def make_log(url: str, schema: str, leads: int, seed: int, fresh: bool) -> int:
         head = rt.app.recorder.max_notification_id() or 0
         if head:
             return head
-        events = [parse_event(line.encode()) for line in lines(generate(leads, seed))]
+        journeys = generate(leads, seed, identity=identity)
+        events = [parse_event(line.encode()) for line in lines(journeys)]
         print(f"making the log: {len(events):,} events of {leads:,} leads ...", file=sys.stderr)
         for i in range(0, len(events), 2000):
             rt.app.ingest(events[i : i + 2000])
@@ -133,8 +139,9 @@ def phase_rebuild_default(url: str, schema: str, _n: int) -> dict[str, Any]:
 
 
 def phase_setup(url: str, schema: str, leads_seed: int) -> dict[str, Any]:
+    leads_seed, percent = divmod(leads_seed, 101)  # the identity share, in percent
     leads, seed = divmod(leads_seed, 1000)
-    return {"head": make_log(url, schema, leads, seed, False)}
+    return {"head": make_log(url, schema, leads, seed, False, percent / 100)}
 
 
 def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
@@ -235,6 +242,12 @@ def main() -> None:
     )
     parser.add_argument("--fresh", action="store_true", help="make the stored log again")
     parser.add_argument(
+        "--identity",
+        type=int,
+        default=0,
+        help="percent of captured journeys told under several keys (generate --identity)",
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated phases to run (default all: {','.join(PHASES)}); read always runs",
@@ -275,7 +288,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     url = database_url()
-    schema = f"bench_rebuild_{args.leads}_{args.seed}"
+    schema = f"bench_rebuild_{args.leads}_{args.seed}" + (
+        f"_id{args.identity}" if args.identity else ""
+    )
     if args.fresh:
         dbmod.drop_schema(dbmod.from_url(url, schema))
 
@@ -283,7 +298,7 @@ def main() -> None:
         # every phase in its own process: this one stays small, so each peak RSS is its own
         return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
 
-    head = run("setup", args.leads * 1000 + args.seed)["head"]
+    head = run("setup", (args.leads * 1000 + args.seed) * 101 + args.identity)["head"]
     stock_n = min(args.stock_events, head)
     wanted = {"read", *(p.strip() for p in args.phases.split(","))}
     unknown = wanted - set(PHASES)
@@ -318,7 +333,10 @@ def main() -> None:
             f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {note}"
         )
 
-    print(f"log: {head:,} notifications ({args.leads:,} leads, seed {args.seed}), one machine")
+    print(
+        f"log: {head:,} notifications ({args.leads:,} leads, seed {args.seed}, identity "
+        f"{args.identity}%), one machine"
+    )
     r = results["read"]
     line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
     if "stock" in results:

@@ -12,6 +12,7 @@ from engine.domain.lifecycle import FUNNEL, RANK
 from engine.domain.rules import Sla
 from engine.domain.sla import DECISIONS, timer
 from engine.postgres.db import Database
+from engine.projections import identity
 
 FUNNEL_STAGES = FUNNEL[1:]
 
@@ -81,25 +82,36 @@ CLOCK_COLUMNS = {
     "occurred": {"r": "r.occurred_at", "t": "t.occurred_at", "m": "m.occurred_at"},
 }
 
+#: The timers of each routed lead's latest round, stopped by a fact on any lead of its person
+#: (`members`: the people as the links of the same clock make them, docs/identity.md).
 SLA_QUERY = """
     WITH rounds AS (
         SELECT DISTINCT ON (r.lead_id) r.lead_id, r.lead_key, r.owner, r.queue,
                r.occurred_at AS routed_at
         FROM {s}.lead_routing r
         WHERE r.outcome = 'routed' AND r.occurred_at <= {at} AND {cut_r}
-        ORDER BY r.lead_id, r.version DESC)
+        ORDER BY r.lead_id, r.version DESC),
+    people AS ({people}),
+    members AS (
+        SELECT k.lead_id, coalesce(o.lead_id, k.lead_id) AS member
+        FROM rounds k
+        LEFT JOIN people p ON p.lead_id = k.lead_id
+        LEFT JOIN people o ON o.person_id = p.person_id)
     SELECT k.lead_key, k.owner, k.queue, k.routed_at,
         least(
             (SELECT min(t.occurred_at) FROM {s}.lead_touchpoints t
-             WHERE t.lead_id = k.lead_id AND t.type = ANY({touch_types})
+             WHERE t.lead_id IN (SELECT member FROM members WHERE members.lead_id = k.lead_id)
+               AND t.type = ANY({touch_types})
                AND t.occurred_at >= k.routed_at AND (NOT {owner_only} OR t.rep = k.owner)
                AND {cut_t}),
             (SELECT min(m.occurred_at) FROM {s}.lead_milestones m
-             WHERE m.lead_id = k.lead_id AND m.type = ANY({touch_types})
+             WHERE m.lead_id IN (SELECT member FROM members WHERE members.lead_id = k.lead_id)
+               AND m.type = ANY({touch_types})
                AND m.occurred_at >= k.routed_at AND (NOT {owner_only} OR m.actor = k.owner)
                AND {cut_m})),
         (SELECT min(m.occurred_at) FROM {s}.lead_milestones m
-         WHERE m.lead_id = k.lead_id AND m.type = ANY({decisions})
+         WHERE m.lead_id IN (SELECT member FROM members WHERE members.lead_id = k.lead_id)
+           AND m.type = ANY({decisions})
            AND m.occurred_at >= k.routed_at AND {cut_m})
     FROM rounds k
     WHERE {window}
@@ -119,7 +131,9 @@ def sla(
     owner and queue, and the leads breached or at risk. `clock` says what is known at
     `as_of`: "recorded" (what the engine had stored by then), "occurred" (what had happened by
     then, as known now) or None (everything stored now). [start, end) keeps the leads whose
-    round was routed in the window. Timers are derived from the facts' times, never stored."""
+    round was routed in the window. Timers are derived from the facts' times, never stored:
+    a lead's own routing, stopped by a sales touch or decision on any lead of its person as
+    the links known on the same clock make it (before a merge: two clocks)."""
     cuts = CLOCK_COLUMNS.get(clock or "", {})
 
     def cut(alias: str) -> sql.Composable:
@@ -142,6 +156,11 @@ def sla(
         owner_only=sql.Literal(rules.owner_only),
         decisions=sql.Literal(sorted(DECISIONS)),
         window=sql.SQL(" AND ").join(window),
+        people=identity.people_sql(
+            db.schema,
+            as_of if clock == "recorded" else None,
+            as_of if clock == "occurred" else None,
+        ),
     )
     with db.connect() as conn:
         rows = conn.execute(query).fetchall()

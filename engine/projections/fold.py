@@ -27,10 +27,10 @@ from engine.aggregates.kin import KIN_EVENTS
 from engine.aggregates.lead import Lead
 from engine.aggregates.routing import Roster, RoutingQueue
 from engine.logs import get_logger
-from engine.projections import accounts, identity, parking, rounds, rows
+from engine.projections import accounts, identity, parking, person_sla, rounds, rows
 from engine.projections.layout import KEYED_TABLES, PROJECTIONS, RETRACTED
 from engine.projections.parking import INFRASTRUCTURE, Park
-from engine.services.application import LeadEngine
+from engine.services.application import LeadEngine, link_of
 from engine.services.cache import CACHE_FACTS, Budgeted
 
 log = get_logger("engine.projector")
@@ -107,6 +107,8 @@ class Folder:
         self.parks: list[Park] = []
         #: account_signals rows of the leads `lead_rows` made rows for last
         self.signals: list[Row] = []
+        #: the identity decisions up to the position folded (whose facts stop an SLA)
+        self.links = person_sla.KnownLinks()
 
     def set_parked(self, found: dict[str, set[UUID]]) -> None:
         """The parked aggregates as the table has them now; uncommitted parks are dropped."""
@@ -143,6 +145,7 @@ class Folder:
                 want = want.difference(skipped)
                 if not want:
                     self.cache.pop(originator, None)  # if it comes back, read from the store
+                    self._note_link(stored)
                     return
         batch.first_seen.setdefault(originator, position)
         try:
@@ -153,6 +156,18 @@ class Folder:
             self.failed(exc, want, originator, position, batch, evict=True)
             return
         self.fold(event, position, batch, want)
+
+    def _note_link(self, stored: StoredEvent) -> None:
+        """An identity decision of a parked lead still makes people (other leads' SLAs)."""
+        if stored.topic != person_sla.LINKED_TOPIC:
+            return
+        try:
+            event: Any = self.app.sealed_mapper.to_domain_event(stored)
+        except INFRASTRUCTURE:
+            raise
+        except Exception:  # the lead is parked for it already; its decisions wait for a retry
+            return
+        self.links.add(event.originator_id, event.originator_version, link_of(event))
 
     def failed(
         self,
@@ -225,6 +240,8 @@ class Folder:
         except Exception as exc:
             self.failed(exc, want, event.originator_id, position, batch, evict=True)
             return
+        if isinstance(event, Lead.Linked):  # whatever is wanted: an SLA reads the person
+            self.links.add(event.originator_id, event.originator_version, link_of(event))
         if not want:
             return
         try:
@@ -272,9 +289,20 @@ class Folder:
         elif isinstance(event, Lead.Linked) and "history" in want:
             batch.links.append(identity.link_row(event, position))
 
-    def lead_rows(self, leads: list[Lead], first_seen: dict[UUID, int]) -> dict[str, list[Row]]:
-        """The leads' current rows (state, a score per model, SLA), by table. A lead whose rows
-        cannot be made is parked in `leads` (at its first notification in `first_seen`)."""
+    def lead_rows(
+        self,
+        leads: list[Lead],
+        first_seen: dict[UUID, int],
+        upto: int,
+        *,
+        others: bool = True,
+    ) -> dict[str, list[Row]]:
+        """The leads' current rows (state, a score per model, SLA) as of log position `upto`,
+        by table. A lead's SLA is timed by its person's facts (engine/projections/person_sla.py);
+        with `others`, the SLA rows of the other routed leads of their people (and of the people
+        a decision of the batch parted) are made again too (a bulk load makes every lead's rows
+        anyway). A lead whose rows cannot be made is parked in `leads` (at its first
+        notification in `first_seen`)."""
         rules = self.app.rules
         parked = self.parked["leads"]
         lead_rows: list[Row] = []
@@ -282,16 +310,24 @@ class Folder:
         sla_rows: list[Row] = []
         round_rows: list[Row] = []  # lead_sla_rounds (engine/projections/rounds.py)
         self.signals = []
+        person = (
+            person_sla.person_facts(self.app, self.links, leads, self.cache, upto, others=others)
+            if rules.sla is not None
+            else person_sla.PersonFacts()
+        )
         for lead in leads:
             # A batch may end between a lead's creation and its first fact; the next has it.
             if not lead.facts or lead.id in parked:
                 continue
+            facts = person.facts.get(lead.id)
             try:
                 primary = lead.current_score(rules, explain=False)  # once for state and scores
                 state = rows.lead_state_row(lead, rules, primary)
                 scores = rows.score_rows(lead, rules, primary)
-                sla = rows.sla_row(lead, rules.sla) if rules.sla is not None else None
-                lead_rounds = rounds.round_rows(lead, rules.sla) if rules.sla is not None else []
+                sla = rows.sla_row(lead, rules.sla, facts) if rules.sla is not None else None
+                lead_rounds = (
+                    rounds.round_rows(lead, rules.sla, facts) if rules.sla is not None else []
+                )
                 signals = accounts.signals_row(lead, primary.engagement, rules)
             except INFRASTRUCTURE:
                 raise
@@ -301,6 +337,21 @@ class Folder:
             lead_rows.append(state)
             self.signals.append(signals)
             score_rows.extend(scores)
+            if sla is not None:
+                sla_rows.append(sla)
+            round_rows.extend(lead_rounds)
+        for lead in person.others:  # routed, untouched by the batch: its SLA rows only
+            if lead.id in parked or rules.sla is None:
+                continue
+            facts = person.facts.get(lead.id)
+            try:
+                sla = rows.sla_row(lead, rules.sla, facts)
+                lead_rounds = rounds.round_rows(lead, rules.sla, facts)
+            except INFRASTRUCTURE:
+                raise
+            except Exception as exc:
+                self.failed(exc, {"leads"}, lead.id, first_seen.get(lead.id, 0), None)
+                continue
             if sla is not None:
                 sla_rows.append(sla)
             round_rows.extend(lead_rounds)

@@ -209,6 +209,7 @@ class Projector:
         for name in everything:
             batch.events[name] = batch.events.get(name, 0) + ahead
         batch.last_position = notifications[-1].id
+        folder.links.ensure(self.app, batch.last_position, folded_from=start + 1)
         new = self._write(batch, positions, started)
         metrics.projector_batch_seconds.observe(time.perf_counter() - started)
         metrics.projector_events.inc(len(notifications))
@@ -245,7 +246,7 @@ class Projector:
         one merge per table. If the database rejects a row, write again, each aggregate's rows
         in a savepoint: park the offenders."""
         folder, writers = self.folder, self.writers
-        leads = folder.lead_rows(list(batch.leads.values()), batch.first_seen)
+        leads = folder.lead_rows(list(batch.leads.values()), batch.first_seen, batch.last_position)
         values = {**batch.event_rows(), **leads}
         moving = {n: at for n, at in positions.items() if batch.last_position > at}
         signals = folder.signals if "leads" in moving else []
@@ -401,9 +402,11 @@ class Projector:
         batch.retracted += [  # re-folded rows may be in the table already, unstamped
             (row[RETRACTED], row[0], row[1]) for row in batch.stages if row[RETRACTED]
         ]
+        upto = positions.get("leads", max(positions.values()))
+        folder.links.ensure(self.app, upto)
         values = {
             **batch.event_rows(),
-            **folder.lead_rows(list(batch.leads.values()), batch.first_seen),
+            **folder.lead_rows(list(batch.leads.values()), batch.first_seen, upto),
         }
         with conn.transaction(), conn.cursor() as cur:
             bulk.isolated(
@@ -500,9 +503,10 @@ class Projector:
                 signals: list[Row] = []
                 lead_rows: dict[str, list[Row]] = {}
                 ids = list(leads)
+                folder.links.ensure(self.app, until)  # every part's decisions: the people
                 for i in range(0, len(ids), LEAD_ROWS_CHUNK):  # a chunk's rows at a time
                     chunk = [leads.pop(lead_id) for lead_id in ids[i : i + LEAD_ROWS_CHUNK]]
-                    lead_rows = folder.lead_rows(chunk, seen)
+                    lead_rows = folder.lead_rows(chunk, seen, until, others=False)
                     signals += folder.signals
                     bulk.all_or_isolated(
                         cur, lead_rows, Batch().owner, seen, writers.copy, self._failed_row

@@ -381,7 +381,8 @@ ROUTING = Table(
 
 SLA = Table(
     "lead_sla",
-    "The SLA timers of each routed lead's latest routing round.",
+    "The SLA timers of each routed lead's latest routing round: the lead's own routing, "
+    "stopped by a sales touch or decision on any lead of its person (docs/identity.md).",
     (
         LEAD_ID,
         LEAD_KEY,
@@ -394,10 +395,15 @@ SLA = Table(
             "first_touch_at",
             "timestamptz",
             "first sales touch (a type in the rules' "
-            "`sla.first_touch_types`, by the owner) after routing, null if none yet",
+            "`sla.first_touch_types`, by the owner) after routing, on any lead of the "
+            "lead's person; null if none yet",
         ),
         nn("decision_due", "timestamptz", "accept/reject due by"),
-        c("decided_at", "timestamptz", "accept/reject, null if none yet"),
+        c(
+            "decided_at",
+            "timestamptz",
+            "accept/reject on any lead of the lead's person, null if none yet",
+        ),
     ),
     ("lead_id",),
     upserted=True,
@@ -448,7 +454,7 @@ SLA_ROUNDS = Table(
             "timestamptz",
             "the round's first sales touch: a type in the rules' `sla.first_touch_types`, "
             "by the round's owner when `sla.owner_only`, at or after `routed_at` and (an "
-            "earlier round) before `ended_at`; null if none",
+            "earlier round) before `ended_at`, on any lead of the lead's person; null if none",
         ),
         nn("decision_due", "timestamptz", "accept/reject due by (business hours)"),
         nn(
@@ -460,7 +466,8 @@ SLA_ROUNDS = Table(
             "decided_at",
             "timestamptz",
             "the round's first accept, reject, qualify or disqualify, at or after `routed_at` "
-            "and (an earlier round) before `ended_at`; null if none",
+            "and (an earlier round) before `ended_at`, on any lead of the lead's person; null "
+            "if none",
         ),
     ),
     ("lead_id", "round"),

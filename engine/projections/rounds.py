@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.aggregates.lead import Lead
+from engine.domain.facts import Fact
 from engine.domain.rules import Sla
 from engine.domain.sla import add_business_hours, decided_at, first_touch_at
 from engine.projections.registry import TABLES
@@ -21,15 +22,18 @@ from engine.projections.registry import TABLES
 COLUMNS = TABLES["lead_sla_rounds"].names
 
 
-def round_rows(lead: Lead, sla: Sla) -> list[tuple[Any, ...]]:
-    """Every routing round's row, in the order the engine routed (`round` 1, 2, ...)."""
+def round_rows(lead: Lead, sla: Sla, facts: list[Fact] | None = None) -> list[tuple[Any, ...]]:
+    """Every routing round's row, in the order the engine routed (`round` 1, 2, ...). `facts`:
+    what stops the timers, the person's (engine/stitching/person.py `sla_facts`); default the
+    lead's own. The rounds are the lead's own routings either way."""
     out: list[tuple[Any, ...]] = []
     bh = sla.business_hours
     routed = lead.routed
+    every = list(lead.facts) if facts is None else facts
     for i, event in enumerate(routed):
         routed_at = event.occurred_at
         ended: datetime | None = routed[i + 1].occurred_at if i + 1 < len(routed) else None
-        facts = [f for f in lead.facts if ended is None or f.occurred_at < ended]
+        facts_in = [f for f in every if ended is None or f.occurred_at < ended]
         out.append(
             (
                 lead.id,
@@ -44,10 +48,10 @@ def round_rows(lead: Lead, sla: Sla) -> list[tuple[Any, ...]]:
                 ended,
                 add_business_hours(routed_at, sla.first_touch_hours, bh),
                 add_business_hours(routed_at, sla.at_risk_after * sla.first_touch_hours, bh),
-                first_touch_at(facts, routed_at, event.owner, sla),
+                first_touch_at(facts_in, routed_at, event.owner, sla),
                 add_business_hours(routed_at, sla.decision_hours, bh),
                 add_business_hours(routed_at, sla.at_risk_after * sla.decision_hours, bh),
-                decided_at(facts, routed_at),
+                decided_at(facts_in, routed_at),
             )
         )
     return out

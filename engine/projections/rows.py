@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.aggregates.campaign import Campaign
 from engine.aggregates.lead import Lead
-from engine.domain.facts import chronological, profile_of
+from engine.domain.facts import Fact, chronological, profile_of
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules, Sla
 from engine.domain.scoring import Score, best_of_profile
@@ -145,12 +145,14 @@ def routing_row(lead: Lead, event: Lead.Routed | Lead.RoutingFailed) -> tuple[An
     )
 
 
-def sla_row(lead: Lead, sla: Sla) -> tuple[Any, ...] | None:
-    """The latest routing round's timers' inputs; statuses are computed as of the report."""
+def sla_row(lead: Lead, sla: Sla, facts: list[Fact] | None = None) -> tuple[Any, ...] | None:
+    """The latest routing round's timers' inputs; statuses are computed as of the report.
+    `facts`: what stops the timers, the person's (engine/stitching/person.py `sla_facts`);
+    default the lead's own."""
     if not lead.routings:
         return None
     routed_at, owner, queue = lead.routings[-1]
-    facts = list(lead.facts)
+    facts = list(lead.facts) if facts is None else facts
     bh = sla.business_hours
     return (
         lead.id,

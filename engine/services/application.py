@@ -305,6 +305,21 @@ class LeadEngine(Application[UUID]):
             raise LeadNotFound(key)
         return person_state(people.person_of(lead_id), members, self.rules)
 
+    def person_members(
+        self, lead_id: UUID, as_of: datetime | None = None, occurred_by: datetime | None = None
+    ) -> list[Lead]:
+        """The leads of `lead_id`'s person (itself included), as the decisions recorded by
+        `as_of` and happened by `occurred_by` make it (None: no cut), each as recorded by
+        `as_of`: whose facts stop its SLA timers (engine/stitching/person.py `person_sla`)."""
+        links = self.identity_links(as_of)
+        if occurred_by is not None:
+            links = [link for link in links if link.occurred_at <= occurred_by]
+        return [
+            m
+            for i in IdentityMap(links).members(lead_id)
+            if (m := self._lead_by_id(i, as_of)) is not None
+        ]
+
     def _lead_by_id(self, lead_id: UUID, as_of: datetime | None = None) -> Lead | None:
         """The lead as recorded by `as_of` (None: now); None while it had no fact (a member
         may be named by a link before any fact of its own arrived)."""
@@ -607,6 +622,16 @@ class LeadEngine(Application[UUID]):
         self._route(lead, env, touched)
         if lead.routing_open and lead.owner is not None:
             view.claim(lead.owner, env.occurred_at)
+
+    def person_now(self, lead: Lead) -> list[Lead]:
+        """The leads of `lead`'s person as committed now, found as a routing finds them (the
+        members' own decisions and their `Kin`, never a scan of the log): whose facts stop the
+        lead's SLA timers (`leadengine timers`, engine/services/timers.py)."""
+        touched: dict[UUID, Aggregate] = {}
+        view = person_routing.PersonView(
+            lead, touched, lambda lead_id: self._kin(touched, lead_id), self._peek_lead
+        )
+        return [m for i in view.members if (m := view.leads.get(i)) is not None]
 
     def _kin(self, touched: dict[UUID, Aggregate], lead_id: UUID) -> Kin:
         return self._load_shared(Kin, kin_id(lead_id), str(lead_id), touched)

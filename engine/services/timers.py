@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -30,10 +30,11 @@ from eventsourcing.persistence import IntegrityError
 
 from engine.aggregates.lead import Lead
 from engine.domain.rules import Sla
-from engine.domain.sla import add_business_hours, sla_state
+from engine.domain.sla import add_business_hours
 from engine.logs import get_logger
 from engine.postgres.outbox import OutboxRecorder, complete_from, routed_leads
 from engine.services.application import LeadEngine
+from engine.stitching.person import person_sla
 
 log = get_logger("engine.timers")
 LEAD_TOPIC = "engine.aggregates.lead:Lead."
@@ -55,10 +56,11 @@ class Moment:
     queue: str
 
 
-def moments(lead: Lead, sla: Sla, now: datetime) -> list[Moment]:
+def moments(lead: Lead, sla: Sla, now: datetime, members: Sequence[Lead] = ()) -> list[Moment]:
     """The thresholds of `lead`'s latest routing round whose timer is still open at `now` and
-    that are not recorded yet, in time order (past ones first: they are due now)."""
-    state = sla_state(list(lead.facts), lead.routings, sla, now)
+    that are not recorded yet, in time order (past ones first: they are due now). `members`:
+    the other leads of its person, whose sales touches and decisions stop its timers too."""
+    state = person_sla(lead, members, sla, now)
     if state is None:
         return []
     out = []
@@ -144,7 +146,7 @@ class TimerService:
 
     def schedule(self, lead_id: UUID) -> None:
         lead: Lead = self.app.repository.get(lead_id)
-        upcoming = moments(lead, self.sla, self.clock())
+        upcoming = moments(lead, self.sla, self.clock(), self.app.person_now(lead))
         if upcoming:
             heapq.heappush(self.heap, (upcoming[0].at, lead_id))
 
@@ -162,7 +164,8 @@ class TimerService:
         for _ in range(attempts):
             lead: Lead = self.app.repository.get(lead_id)
             now = self.clock()
-            due = [m for m in moments(lead, self.sla, now) if m.at <= now]
+            members = self.app.person_now(lead)
+            due = [m for m in moments(lead, self.sla, now, members) if m.at <= now]
             done = sum(
                 lead.alert_sla(
                     timer=m.timer,

@@ -5,7 +5,8 @@ and unmerging gives back each lead's own state exactly (each lead's facts never 
 rules (docs/identity.md): score over the union of facts; stage = the stage of the member that
 got furthest in the funnel; owner = a manual owner beats a routed one, the earliest wins; the
 attribution path = every member's touches in event time (anonymous touches before the capture
-count).
+count); the SLA of a routed member = its own routings, timed by the whole person's sales touches
+and decisions (`person_sla`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from uuid import UUID
 from engine.aggregates.lead import Lead
 from engine.domain.facts import Fact
 from engine.domain.lifecycle import IDENTITY_FACTS, RANK
-from engine.domain.rules import ScoringModel
+from engine.domain.rules import ScoringModel, Sla
 from engine.domain.scoring import Score, score
+from engine.domain.sla import SlaState, sla_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +112,24 @@ def person_state(person_id: UUID, leads: Sequence[Lead], rules: ScoringModel) ->
         score=score(facts, rules, clock or members[0].created_on),
         path=path,
     )
+
+
+def sla_facts(lead: Lead, members: Sequence[Lead]) -> list[Fact]:
+    """The facts the SLA timers of `lead` read: its own and every other member's of its person
+    (`members`; `lead` itself counted once whether listed or not). The timers take the earliest
+    qualifying fact at or after a routing, so neither the members' order nor their streams'
+    interleaving plays a part: the result is the SLA of one lead holding the union."""
+    seen = {lead.id}
+    facts = list(lead.facts)
+    for member in members:
+        if member.id not in seen:
+            seen.add(member.id)
+            facts.extend(member.facts)
+    return facts
+
+
+def person_sla(lead: Lead, members: Sequence[Lead], sla: Sla, as_of: datetime) -> SlaState | None:
+    """The SLA of `lead`'s latest routing round at `as_of`: the lead's own routings (one person,
+    one clock: the routed key's), stopped by a sales touch or decision on any key of its person
+    (`members`, as the identity map had them at `as_of`); None if it was not routed then."""
+    return sla_state(sla_facts(lead, members), lead.routings, sla, as_of)

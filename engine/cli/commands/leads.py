@@ -17,12 +17,11 @@ from engine.domain.accounts.replay import Clock, match_as_of
 from engine.domain.errors import LeadEngineError, echoed
 from engine.domain.facts import ERASED_KEY, chronological, profile_of
 from engine.domain.scoring import Score, persona_fits
-from engine.domain.sla import sla_state
 from engine.runtime import Runtime, open_runtime
 from engine.services.account_replay import lead_decisions
 from engine.services.asof_read import lead_as_of
 from engine.services.history import history_rows, shown_key, summary
-from engine.stitching.person import Person
+from engine.stitching.person import Person, person_sla
 
 KEY_HELP = "the lead's key upstream (CloudEvent subject), or its lead id (as outputs show it)"
 
@@ -267,11 +266,16 @@ def explain(args: argparse.Namespace) -> int:
             for m in rules.all_models()
         ]
         personas = persona_fits(lead.facts, rules.personas, as_of)
-        sla = (
-            sla_state(list(lead.facts), lead.routings, rules.sla, as_of)
-            if rules.sla is not None
-            else None
-        )
+        sla = None
+        if rules.sla is not None and lead.routings:  # timed by its person's facts, same clock
+            members = rt.app.person_members(
+                lead.id,
+                moment if not args.occurred_by else None,
+                moment if args.occurred_by else None,
+            )
+            # as one lead holding the union would be: as of the person's latest fact
+            sla_at = moment or max(m.clock or m.created_on for m in [lead, *members])
+            sla = person_sla(lead, members, rules.sla, sla_at)
         account = account_queries.lead_match(rt.db, lead.id)
         if moment is not None:
             clock: Clock = "occurred" if args.occurred_by else "recorded"
