@@ -9,6 +9,11 @@ and kept in the temp directory, keyed by N, seed and the generator's source: a r
 same N starts ingesting at once (--fresh-files writes them again).
 
 Usage: python bench/ingest_memory.py [--events 60000] [--cache-size N] [--no-project]
+       [--fresh-only] [--sizes n|2n|both]
+
+--fresh-only skips the duplicates runs, --sizes runs one file only: at 350k events a full run
+takes most of an hour on a loaded machine. Compare checkouts by running this file from each
+(the files are shared through the temp dir; same N and seed, same events).
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ def main() -> None:
         "--cache-size", type=int, help="LEADENGINE_CACHE_SIZE for the runs (default: its default)"
     )
     parser.add_argument("--fresh-files", action="store_true", help="write the files again")
+    parser.add_argument("--fresh-only", action="store_true", help="skip the duplicates runs")
+    parser.add_argument("--sizes", choices=("n", "2n", "both"), default="both")
     parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     files = cached_files(args.events, args.seed)
@@ -112,8 +119,10 @@ def main() -> None:
         )
     url = database_url()
     results: dict[tuple[int, str], dict[str, float]] = {}
+    runs = ("fresh",) if args.fresh_only else ("fresh", "duplicates")
+    sizes = {"n": [args.events], "2n": [2 * args.events], "both": list(files)}[args.sizes]
     with tempfile.TemporaryDirectory() as tmp:
-        for n, path in files.items():
+        for n, path in ((n, files[n]) for n in sizes):
             schema = f"bench_mem_{uuid.uuid4().hex[:8]}"
             env = {k: v for k, v in os.environ.items() if not k.startswith("LEADENGINE_")} | {
                 "LEADENGINE_DATABASE_URL": url,
@@ -125,7 +134,7 @@ def main() -> None:
             if args.cache_size:
                 env["LEADENGINE_CACHE_SIZE"] = str(args.cache_size)
             try:
-                for run in ("fresh", "duplicates"):
+                for run in runs:
                     print(f"... {n:,} events, {run}", file=sys.stderr, flush=True)
                     results[(n, run)] = run_ingest(path, env, args.no_project)
             finally:
@@ -140,7 +149,7 @@ def main() -> None:
             f"{n:>9,} events  {run:<10}  {r['lines'] / r['seconds']:8,.0f} events/s  "
             f"{r['seconds']:7.1f} s   peak RSS {r['peak_rss_mb']:6.0f} MB"
         )
-    for run in ("fresh", "duplicates"):
+    for run in runs if args.sizes == "both" else ():
         small, big = results[(args.events, run)], results[(2 * args.events, run)]
         print(
             f"2N/N {run:<10}  peak RSS x{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}   "

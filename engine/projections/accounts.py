@@ -138,6 +138,7 @@ class AccountBook:
         self._keys: dict[UUID, tuple[str, ...]] = {}  # lead -> its keys in _leads_by
         self._leads_by: dict[str, set[UUID]] = {}  # d:domain, n:name, a:account -> leads
         self._shared: dict[Any, Any] = {}  # for `_one`
+        self._candidates: dict[tuple[str, ...], list[str]] = {}  # one list for equal ones
         self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
         self._deciding = False
         #: the decisions the last deciding `settle` took, for the accounts to record
@@ -162,17 +163,29 @@ class AccountBook:
     def put_signals(self, row: Row) -> None:
         if self.signals.get(row[0]) != row:
             # the strings and engagement most leads share with others: one object each
-            row = (row[0], *(self._one(v) if v is not None else v for v in row[1:4]), row[4],
-                   row[5], row[6], row[7] if row[7] is None else self._one(row[7]))  # fmt: skip
+            one = self._one
+            row = (row[0], *(one(v) if v is not None else v for v in row[1:4]), row[4],
+                   row[5], one(row[6]), row[7] if row[7] is None else one(row[7]))  # fmt: skip
             self.signals[row[0]] = row
             self._dirty_leads.add(row[0])
+
+    def _shared_member(self, row: Row) -> Row:
+        """An account_members row whose reason and candidates are one object for all the leads
+        that share them (most leads of a domain or company): the book holds a row per lead
+        seen, so what it holds per lead is what its memory grows with. Equal to `row`."""
+        lead_id, acc, key, rule, reason, candidates, decided, ref = row
+        shared = self._candidates.setdefault(tuple(candidates), candidates)
+        return (lead_id, acc, key, rule, self._one(reason), shared, decided, self._one(ref))
+
+    def _put_member(self, row: Row) -> None:
+        self.members[row[0]] = self._shared_member(row)
 
     def load(self, cur: Cursor[Any], schema: str) -> None:
         """Everything the tables hold (a projector starting on a schema projected before)."""
         for table, put in (
             ("account_state", self.put_state),
             ("account_signals", self.put_signals),
-            ("account_members", lambda r: self.members.__setitem__(r[0], r)),
+            ("account_members", self._put_member),
             ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
             ("account_buying_group", lambda r: self.groups.__setitem__((r[2], r[1]), r)),
         ):
@@ -405,7 +418,8 @@ class AccountBook:
             updated = self.states[m.account_id][10]
             decided = max(d for d in (decided, updated) if d is not None) if updated else decided
         acc = self.states[m.account_id][0] if m.account_id is not None else None
-        return (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
+        row = (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
+        return self._shared_member(row)
 
     def _score_row(
         self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules

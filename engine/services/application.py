@@ -87,7 +87,7 @@ from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, stored_scheme, streams_after
 from engine.services import duplicates, person_routing
-from engine.services.cache import budget_cache
+from engine.services.cache import budget_cache, key_cache_size
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
 
@@ -175,6 +175,9 @@ class LeadEngine(Application[UUID]):
     ) -> None:
         super().__init__(env=env)
         budget_cache(self.repository, self.env.get("AGGREGATE_CACHE_FACTS"))  # flat memory
+        #: per-lead caches (keys, lead ids) sized like the aggregate cache, never below one
+        #: projector batch's leads: bounded, so memory does not grow with the leads seen
+        per_lead = key_cache_size(self.env.get("AGGREGATE_CACHE_MAXSIZE"))
         self.rules = rules or load_rules()
         #: shared aggregates this batch read but did not change (the roster), read once
         self._peeked: dict[UUID, Aggregate | None] = {}
@@ -194,17 +197,17 @@ class LeadEngine(Application[UUID]):
                 raise MasterKeyError(
                     "a PostgreSQL store needs the master key that wraps the per-lead keys"
                 )
-            keys = PostgresKeyStore(datastore, master_key)
+            keys = PostgresKeyStore(datastore, master_key, per_lead)
             keys.create_tables()
             scheme = stored_scheme(datastore)
         else:  # the in-memory store lives as long as the process: so does its master key
             master_key = master_key or os.urandom(32)
-            keys = KeyStore(master_key)
+            keys = KeyStore(master_key, per_lead)
         self.keys = keys
         #: a secret (hands it to a rebuild's worker processes only); never logged
         self.master_key = master_key
         #: the lead id of an upstream key: a keyed hash (or uuid5 on schemas made before 7)
-        self.lead_id = LeadIds(id_secret(master_key), scheme)
+        self.lead_id = LeadIds(id_secret(master_key), scheme, per_lead)
         #: duplicate rules' hash index and decisions (engine/services/duplicates.py)
         self.duplicates = (
             DuplicateIndex() if datastore is None else PostgresDuplicateIndex(datastore)

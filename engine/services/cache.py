@@ -100,3 +100,15 @@ def budget_cache(repository: Any, budget: str | None) -> None:
     cache = repository.cache
     if isinstance(cache, LRUCache):
         repository.cache = BudgetCache(cache.maxsize, int(budget) if budget else CACHE_FACTS)
+
+
+#: the fewest entries a per-lead cache (keys, lead ids) keeps: the leads of one projector batch
+#: (10,000 notifications), whose keys are read ahead in one query and must all stay for it
+PER_LEAD_FLOOR = 10_000
+
+
+def key_cache_size(maxsize: str | None) -> int:
+    """Entries for the per-lead caches beside an aggregate cache of `maxsize` (its setting,
+    LEADENGINE_CACHE_SIZE): as many, but never below `PER_LEAD_FLOOR`. They used to hold 50,000
+    keys and 100,000 lead ids whatever the setting, about 25 MB that grew with the leads seen."""
+    return max(int(maxsize) if maxsize else 0, PER_LEAD_FLOOR)

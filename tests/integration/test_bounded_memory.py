@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from psycopg import sql
 
 from engine.consumers.lines import LinesReport, ingest_lines
@@ -15,6 +16,7 @@ from engine.domain.generator import generate, lines
 from engine.domain.rules import Rules
 from engine.postgres import db as dbmod
 from engine.runtime import Runtime, open_runtime
+from engine.services import cache as cache_module
 from engine.settings import Settings
 
 CACHE = 25
@@ -149,3 +151,64 @@ def test_a_small_fact_budget_bounds_the_weight_and_changes_nothing(
         project(big, [])
         assert read_model(small) == read_model(big)
         assert read_model(small)["lead_state"]
+
+
+def account_model(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """The account tables the projector's AccountBook settles (one row per lead seen)."""
+    queries = {
+        "account_signals": "SELECT lead_id, named_account, email_domain, company, "
+        "last_activity, last_event_id, engagement, persona FROM account_signals",
+        "account_members": "SELECT lead_id, account_key, rule, reason, candidates, decided_at, "
+        "rules_version FROM account_members",
+        "account_scores": "SELECT account_key, fit, engagement, score, members, points, "
+        "mqa_at, mqa_trigger FROM account_scores",
+    }
+    out = {}
+    with rt.db.connect() as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(rt.db.schema)))
+        for table, query in queries.items():
+            out[table] = sorted(conn.execute(query).fetchall(), key=repr)
+    return out
+
+
+PER_LEAD_LEADS = 60  # more than CACHE; fewer than LEADS, for time (two ingests, two projections)
+
+
+def test_small_per_lead_caches_change_nothing(
+    settings: Settings, rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lead keys and lead ids are cached per lead, as many as the aggregate cache holds
+    (never fewer than one projector batch's leads, `PER_LEAD_FLOOR`): with the floor taken away
+    they hold `CACHE` of 60 leads, are evicted and read or derived again, and everything stored
+    and projected (the account tables too) is what a big cache gives."""
+    monkeypatch.setattr(cache_module, "PER_LEAD_FLOOR", 1)
+    data = [line.encode() for line in lines(generate(PER_LEAD_LEADS, seed=7))]
+    with (
+        runtime_with(settings, rules, CACHE) as small,
+        runtime_with(settings, rules, 10_000) as big,
+    ):
+        keys = small.app.keys
+        key_sizes: list[int] = []
+        first = ingest_lines(
+            data,
+            origin="t",
+            app=small.app,
+            deadletters=small.deadletters,
+            batch_size=40,
+            progress=lambda _r: key_sizes.append(len(keys._cache)),
+        )
+        assert first.accepted > 0 and first.rejected == 0
+        assert max(key_sizes) == CACHE  # full, so keys were evicted along the way
+        ids = small.app.lead_id._derive.cache_info()  # type: ignore[attr-defined]
+        assert ids.maxsize == CACHE and ids.currsize == CACHE
+        assert ingest(big, data, []).as_dict() == first.as_dict()
+        assert len(big.app.keys._cache) > CACHE  # the reference held more
+
+        small.app.clear_cache()
+        project(small, [])
+        assert len(keys._cache) <= CACHE
+        project(big, [])
+        assert read_model(small) == read_model(big)
+        accounts = account_model(small)
+        assert accounts == account_model(big)
+        assert accounts["account_members"] and accounts["account_signals"]
