@@ -82,7 +82,7 @@ log = get_logger("engine.projector")
 LEAD_ROWS_CHUNK = 10_000
 #: A bulk load reads the aggregates of about this many notifications (of its part) at a time,
 #: by range of id, and frees them before the next range: its memory is one range's aggregates
-CHUNK_EVENTS = 250_000
+CHUNK_EVENTS = 100_000
 
 
 def id_ranges(count: int) -> list[tuple[UUID | None, UUID | None]]:
@@ -519,6 +519,11 @@ class Projector:
             reader.cursor(name="leadengine_bulk_load", binary=True) as log_cursor,
         ):
             log_cursor.itersize = self.batch_size
+            if lo is not None or hi is not None:
+                # a cursor is planned for its first rows: here that would scan the whole log
+                # in notification order for every range; planned for all, it reads the range
+                # through the primary key and sorts it
+                reader.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             log_cursor.execute(query, params)
             while True:
                 started = time.perf_counter()
