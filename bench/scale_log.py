@@ -188,6 +188,20 @@ def _admin(url: str, statement: str) -> None:
         conn.execute(statement)
 
 
+def _copy(url: str, source: str, target: str) -> None:
+    """CREATE DATABASE target TEMPLATE source, waiting for the source's last sessions to end
+    (a server process can outlive its client's disconnect by a moment)."""
+    import psycopg
+
+    for _ in range(60):
+        try:
+            _admin(url, f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+            return
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.5)
+    _admin(url, f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+
+
 def made(url: str) -> bool:
     """Whether the log in the database at `url` was made to the end."""
     import psycopg
@@ -236,7 +250,7 @@ def make(
         _admin(plain, f"CREATE TABLE {SCHEMA}.{MARKER} ()")
     if not made(with_accounts):
         _admin(url, f'DROP DATABASE IF EXISTS "{prefix}_accounts" WITH (FORCE)')
-        _admin(url, f'CREATE DATABASE "{prefix}_accounts" TEMPLATE "{prefix}_plain"')
+        _copy(url, f"{prefix}_plain", f"{prefix}_accounts")
         _admin(with_accounts, f"DROP TABLE {SCHEMA}.{MARKER}")
         events = (account_event(a, seed) for a in range(accounts))
         # at most 500 account updates a transaction: 3,000 failed once at 10,000 accounts in
