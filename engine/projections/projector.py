@@ -80,6 +80,16 @@ __all__ = [
 log = get_logger("engine.projector")
 #: A bulk load makes its leads' rows this many leads at a time (peak memory: their rows)
 LEAD_ROWS_CHUNK = 10_000
+#: A bulk load reads the aggregates of about this many notifications (of its part) at a time,
+#: by range of id, and frees them before the next range: its memory is one range's aggregates
+CHUNK_EVENTS = 100_000
+
+
+def id_ranges(count: int) -> list[tuple[UUID | None, UUID | None]]:
+    """`count` consecutive ranges [lo, hi) of UUIDs covering them all (None: no bound), split
+    evenly on their value (the ids are keyed hashes: evenly spread)."""
+    bounds: list[UUID | None] = [UUID(int=(i << 128) // count) for i in range(1, count)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
 class PositionMoved(RuntimeError):
@@ -430,45 +440,93 @@ class Projector:
         log_table: tuple[str, str] | None = None,
         part: tuple[int, int] = (0, 1),
         track: bool = True,
+        chunk_events: int = CHUNK_EVENTS,
     ) -> int:
         """Fill this projector's (empty) tables from the start of the log up to `until`.
 
         Reads the log straight from its table (`log_table`, default the app's) through one
-        server-side binary cursor. Every aggregate stays in memory (no cache misses, no
-        repository reads); touch, milestone, history and cost rows are streamed with COPY page
-        by page, and each lead's final lead_state / score / SLA rows are written once at the
-        end. One transaction: an interrupted load leaves nothing behind.
+        server-side binary cursor. The aggregates are loaded a range of ids at a time (about
+        `chunk_events` notifications of this part each, in log order within the range): every
+        aggregate of the range stays in memory (no cache misses, no repository reads); touch,
+        milestone, history and cost rows are streamed with COPY page by page, and when the
+        range is read each of its leads' final lead_state / score / SLA / account rows is
+        written once and every aggregate of the range is freed, so the memory held is one
+        range's aggregates, not the whole log's (an aggregate's events are all in one range,
+        as they are all in one part; the folds are per aggregate, so reading range by range
+        gives the rows reading the whole log in one go gives). One transaction: an interrupted
+        load leaves nothing behind.
 
         `part=(k, n)` loads only the aggregates whose id falls in part k of n (every event of
         an aggregate lands in the same part), so n processes can load side by side; with
         `track=False` the caller records the position once all parts are in. Returns the
         number of notifications read."""
         assert self.position() == 0, "bulk_load needs empty tables"
-        folder, writers = self.folder, self.writers
-        folder.unbounded()
+        self.folder.unbounded()
         want = frozenset(self.names)
         done = 0
-        leads: dict[UUID, Lead] = {}
-        accounts_seen: dict[UUID, Account] = {}
-        seen: dict[UUID, int] = {}  # each aggregate's first notification (for its park)
         self._load_parked()
         schema, table = log_table or self.log_table()
         k, n = part
+        ranges = id_ranges(max(1, -(-until // (n * max(1, chunk_events)))))
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            for lo, hi in ranges:
+                done = self._load_range(cur, (schema, table), until, (k, n), (lo, hi), want,
+                                        done, progress)  # fmt: skip
+            if "history" in want:
+                identity.refresh(
+                    cur, self.db.schema
+                )  # this part's links (a rebuild: all, at the switch)
+            if "leads" in want and n == 1:  # all of the log here: settle now (parts: later)
+                self.settle_accounts(cur)
+            if track:
+                self._start_at(cur, until, done)
+        return done
+
+    def _load_range(
+        self,
+        cur: Cursor[Any],
+        log_table: tuple[str, str],
+        until: int,
+        part: tuple[int, int],
+        ids: tuple[UUID | None, UUID | None],
+        want: frozenset[str],
+        done: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        """`bulk_load` of the aggregates of part `part` whose id is in [lo, hi) (None: open):
+        fold them in log order, stream their event rows, then write their final rows and free
+        them. Returns `done` plus the notifications read."""
+        folder, writers = self.folder, self.writers
+        leads: dict[UUID, Lead] = {}
+        accounts_seen: dict[UUID, Account] = {}
+        seen: dict[UUID, int] = {}  # each aggregate's first notification (for its park)
+        (k, n), (lo, hi) = part, ids
+        where = ["notification_id <= %s"]
+        params: list[Any] = [until]
+        if n > 1:
+            where.append("get_byte(uuid_send(originator_id), 15) %% %s = %s")
+            params += [n, k]
+        if lo is not None:
+            where.append("originator_id >= %s")
+            params.append(lo)
+        if hi is not None:
+            where.append("originator_id < %s")
+            params.append(hi)
         query = sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-            "WHERE notification_id <= %s"
-            + (" AND get_byte(uuid_send(originator_id), 15) %% %s = %s" if n > 1 else "")
-            + " ORDER BY notification_id"
-        ).format(sql.Identifier(schema, table))
-        params: tuple[int, ...] = (until, n, k) if n > 1 else (until,)
-        conn = self._connection()
+            "WHERE " + " AND ".join(where) + " ORDER BY notification_id"
+        ).format(sql.Identifier(*log_table))
         with (
             self.db.connect(autocommit=False) as reader,
             reader.cursor(name="leadengine_bulk_load", binary=True) as log_cursor,
-            conn.transaction(),
-            conn.cursor() as cur,
         ):
             log_cursor.itersize = self.batch_size
+            if lo is not None or hi is not None:
+                # a cursor is planned for its first rows: here that would scan the whole log
+                # in notification order for every range; planned for all, it reads the range
+                # through the primary key and sorts it
+                reader.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             log_cursor.execute(query, params)
             while True:
                 started = time.perf_counter()
@@ -495,35 +553,28 @@ class Projector:
                 metrics.projector_events.inc(len(page))
                 if progress:
                     progress(done, page[-1][0])
-            if "history" in want:
-                identity.refresh(
-                    cur, self.db.schema
-                )  # this part's links (a rebuild: all, at the switch)
-            if "leads" in want:
-                signals: list[Row] = []
-                lead_rows: dict[str, list[Row]] = {}
-                ids = list(leads)
-                folder.links.ensure(self.app, until)  # every part's decisions: the people
-                for i in range(0, len(ids), LEAD_ROWS_CHUNK):  # a chunk's rows at a time
-                    chunk = [leads.pop(lead_id) for lead_id in ids[i : i + LEAD_ROWS_CHUNK]]
-                    lead_rows = folder.lead_rows(chunk, seen, until, others=False)
-                    signals += folder.signals
-                    bulk.all_or_isolated(
-                        cur, lead_rows, Batch().owner, seen, writers.copy, self._failed_row
-                    )
-                    parking.record(cur, self.db.schema, folder.take_parks())
-                states = [accounts.state_row(a) for a in accounts_seen.values()]
-                accounts.copy(cur, self.db.schema, "account_state", states)
-                accounts.copy(cur, self.db.schema, "account_signals", signals)
-                # every aggregate is written: free them before the accounts are settled
-                del lead_rows, signals, states
-                accounts_seen.clear()
-                folder.cache.clear()
-                folder.signals = []
-                if n == 1:  # all of the log here: settle now (parts: once all are in)
-                    self.settle_accounts(cur)
-            if track:
-                self._start_at(cur, until, done)
+        if "leads" in want:
+            signals: list[Row] = []
+            lead_rows: dict[str, list[Row]] = {}
+            lead_ids = list(leads)
+            folder.links.ensure(self.app, until)  # every part's decisions: the people
+            for i in range(0, len(lead_ids), LEAD_ROWS_CHUNK):  # a chunk's rows at a time
+                chunk = [leads.pop(lead_id) for lead_id in lead_ids[i : i + LEAD_ROWS_CHUNK]]
+                lead_rows = folder.lead_rows(chunk, seen, until, others=False)
+                signals += folder.signals
+                bulk.all_or_isolated(
+                    cur, lead_rows, Batch().owner, seen, writers.copy, self._failed_row
+                )
+                parking.record(cur, self.db.schema, folder.take_parks())
+            states = [accounts.state_row(a) for a in accounts_seen.values()]
+            accounts.copy(cur, self.db.schema, "account_state", states)
+            accounts.copy(cur, self.db.schema, "account_signals", signals)
+            del lead_rows, signals, states
+            folder.signals = []
+        # every aggregate of the range is written: free them before the next range
+        leads.clear()
+        accounts_seen.clear()
+        folder.cache.clear()
         return done
 
     def record_position(self, position: int, events: int) -> None:

@@ -45,7 +45,7 @@ from engine.logs import get_logger
 from engine.postgres import dependents
 from engine.postgres.db import Connection, Database
 from engine.projections import identity, parking, registry
-from engine.projections.projector import PROJECTIONS, Projector, names
+from engine.projections.projector import CHUNK_EVENTS, PROJECTIONS, Projector, names
 from engine.services.application import LeadEngine
 
 log = get_logger("engine.rebuild")
@@ -91,6 +91,7 @@ def rebuild(
     *,
     batch_size: int = 20_000,
     workers: int | None = None,
+    chunk_events: int = CHUNK_EVENTS,
     progress: Callable[[str, int, int], None] | None = None,
     before_switch: Callable[[], None] | None = None,
     in_switch: Callable[[], None] | None = None,
@@ -98,7 +99,8 @@ def rebuild(
     """Rebuild projection `name` beside the live one and switch to it atomically.
 
     `workers` processes load side by side, each the aggregates of its part of the ids
-    (default: one per CPU, up to 4, when the log has 50,000 events or more).
+    (default: one per CPU, up to 4, when the log has 50,000 events or more), each reading
+    its aggregates a range of ids of about `chunk_events` notifications at a time (its memory).
     `progress(phase, done, total)` is called during the load and the catch-up. For tests:
     `before_switch` runs after the catch-up, just before the switch transaction; `in_switch`
     inside it, after the swap and before the commit."""
@@ -120,7 +122,7 @@ def rebuild(
         builder = Projector(app, staging, only=name, batch_size=batch_size)
         try:
             t0 = time.perf_counter()
-            events = _load(builder, head, workers, progress)
+            events = _load(builder, head, workers, progress, chunk_events)
             load_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             _add_indexes(db, staging, tables)
@@ -186,6 +188,7 @@ def _load(
     head: int,
     workers: int | None,
     progress: Callable[[str, int, int], None] | None,
+    chunk_events: int = CHUNK_EVENTS,
 ) -> int:
     """The bulk load: in this process, or split by aggregate id over `workers` processes
     (this one included), each in its own transaction; the position is recorded once all are
@@ -198,7 +201,7 @@ def _load(
             progress("load", min(done * n, head), head)  # this process's share, scaled
 
     if n == 1:
-        return builder.bulk_load(until=head, progress=report)
+        return builder.bulk_load(until=head, progress=report, chunk_events=chunk_events)
     log_table = builder.log_table()
     with ProcessPoolExecutor(max_workers=n - 1, mp_context=get_context("spawn")) as pool:
         others = [
@@ -212,11 +215,17 @@ def _load(
                 head,
                 (k, n),
                 builder.batch_size,
+                chunk_events,
             )
             for k in range(1, n)
         ]
         done = builder.bulk_load(
-            until=head, progress=report, log_table=log_table, part=(0, n), track=False
+            until=head,
+            progress=report,
+            log_table=log_table,
+            part=(0, n),
+            track=False,
+            chunk_events=chunk_events,
         )
         done += sum(f.result() for f in others)
     if "leads" in builder.names:
@@ -234,6 +243,7 @@ def _load_part(
     head: int,
     part: tuple[int, int],
     batch_size: int,
+    chunk_events: int = CHUNK_EVENTS,
 ) -> int:
     """One worker process's share of a parallel load. It only decodes and folds (personal
     data stays sealed); it opens the leads' keys (their rows show them), so its application
@@ -242,7 +252,9 @@ def _load_part(
     app = LeadEngine(rules=rules, env=live.eventsourcing_env(), master_key=master_key)
     projector = Projector(app, staging, only=only, batch_size=batch_size)
     try:
-        return projector.bulk_load(until=head, log_table=log_table, part=part, track=False)
+        return projector.bulk_load(
+            until=head, log_table=log_table, part=part, track=False, chunk_events=chunk_events
+        )
     finally:
         projector.close()
         app.close()
