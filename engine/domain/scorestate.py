@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
-from engine.domain.rules import Condition, EngagementRule, MqlRule, ScoringModel
+from engine.domain.rules import Combine, Condition, EngagementRule, MqlRule, ScoringModel
 from engine.domain.scoring import DAY_SECONDS, Score, clamp, fit_points, score
 
 #: How close to an MQL threshold a running value must be for the decision to re-score fully.
@@ -94,6 +94,9 @@ class Plan:
     by_type: dict[str, tuple[tuple[tuple[Condition, ...], float, bool, int, int | None], ...]]
     single_slots: tuple[tuple[int, float], ...]  # (slot, cap) of each one-cap group
     fit_fields: tuple[str, ...]  # the profile attributes the fit rules read
+    #: the running bound only falls between touches (no negative points decay toward zero):
+    #: what `Gate` needs
+    gated: bool = False
 
     @classmethod
     def of(cls, model: ScoringModel) -> Plan:
@@ -143,6 +146,10 @@ class Plan:
                 entry = (rule.when, rule.points, rule.decay, slot, several)
                 by_type.setdefault(t, []).append(entry)
         fields = dict.fromkeys(c.field for r in model.fit.rules for c in r.when)
+        half_life = model.engagement.half_life_days
+        rising = half_life is not None and any(
+            r.points < 0 and r.decay for r in model.engagement.rules
+        )
         return cls(
             where,
             single,
@@ -151,6 +158,7 @@ class Plan:
             {t: tuple(entries) for t, entries in by_type.items()},
             tuple((g + 1, cap) for g, cap in single.items()),
             tuple(fields),
+            not rising,
         )
 
 
@@ -183,10 +191,12 @@ class ScoreState:
     group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
 
     __slots__ = (
+        "added",
         "bounds",
         "fed",
         "fit",
         "fits",
+        "gate",
         "latest",
         "model",
         "multi",
@@ -208,6 +218,10 @@ class ScoreState:
         #: (slot, sum of caps) of each several-cap group: the most it may grant
         self.bounds = tuple((g + 1, sum(caps.values())) for g, caps in self.plan.multi.items())
         self.fits = _fits(model)
+        #: the last bound check (`Gate`; None: none since the fit last changed), and the
+        #: positive points (undecayed) the touches fed since then carry
+        self.gate: Gate | None = None
+        self.added = 0.0
 
     def feed(self, facts: Sequence[Fact]) -> None:
         """Add the facts not added yet (the lead's fact list only ever grows)."""
@@ -230,6 +244,7 @@ class ScoreState:
         if profile_changed:
             attrs, _origin = profile_of(self.profile)
             self.fit = self._fit(attrs)
+            self.gate = None  # the bound was for the fit it had
 
     def _fit(self, attrs: dict[str, Any]) -> float:
         """The fit of a profile, remembered per model by the values its fit rules read."""
@@ -257,6 +272,8 @@ class ScoreState:
             if when and not all(c.matches(data) for c in when):
                 continue
             add(slot, points, decays, at)
+            if points > 0:
+                self.added += points
             if several is not None:
                 if greedy is None:
                     greedy = set()
@@ -311,6 +328,28 @@ class ScoreState:
                     granted += points
         return granted
 
+    def check(self, as_of: datetime, at: float) -> Gate:
+        """A new `Gate` at `as_of` (`at`: its epoch seconds; not before the latest fact)."""
+        raw = self.engagement(as_of, bound=True, raw=True)
+        gate = self.gate = Gate(at, raw, self.fit, self.model.combine)
+        self.added = 0.0
+        return gate
+
+    def settled(self, as_of: datetime) -> tuple[float, float, float] | None:
+        """(fit, engagement, total) as of `as_of` exactly as `scoring.score` gives them, or
+        None where the running sums cannot tell: `as_of` before the latest fact, no profile
+        fact yet (the fit was never computed), or a raw engagement so near a tie of
+        `round(x, 2)` that float rounding in another order could round it the other way."""
+        if not self.profile or (self.latest is not None and as_of < self.latest):
+            return None
+        raw = self.engagement(as_of, raw=True)
+        if abs((raw * 100) % 1 - 0.5) < TIE:
+            return None
+        engagement = round(0.0 if raw < 0.0 else 100.0 if raw > 100.0 else raw, 2)
+        combine = self.model.combine
+        total = round(self.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
+        return self.fit, engagement, total
+
     def totals(self, as_of: datetime, *, bound: bool = False) -> tuple[float, float, float]:
         """(fit, engagement, total) as of `as_of`, which must not be before the latest fact;
         with `bound`, engagement and total are upper bounds (see `engagement`)."""
@@ -318,6 +357,73 @@ class ScoreState:
         engagement = self.engagement(as_of, bound=bound)
         total = round(self.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
         return self.fit, engagement, total
+
+
+#: how near a tie of `round(x, 2)` (in hundredths) a running raw engagement must be for
+#: `ScoreState.settled` to leave it to the full recomputation (float sums in another order
+#: differ by far less)
+TIE = 1e-4
+
+#: what a `Gate` adds to its bound over `decide_mql`'s own check (`EPSILON`): that check rounds
+#: its bound to 0.01 (0.005 at most either way) and its sums are added in another order, so a
+#: rule the gate skips is one that check finds not met too
+GATE_MARGIN = 0.02
+INF = float("inf")
+
+
+class Gate:
+    """What a bound check (`decide_mql`) saw at moment `at`: the raw upper bound of the
+    engagement (`base`, before clamping) and the fit. Until the fit changes (a profile fact:
+    the state drops its gate), the bound at any later moment t, with the touches fed since
+    adding `added` positive points, is at most `base + added`:
+
+    - a decaying part holds positive points only (`Plan.gated`: no negative points decay,
+      else no gate is used), and 2^(-(t - t_i) / half_life) only falls as t grows;
+    - a flat part changes only with new touches: by their points, at most the positive ones;
+    - a new touch adds its points decayed to t (a factor <= 1), or to a later reference;
+    - min(cap, a + b) <= min(cap, a) + b for b >= 0 (the one-cap and several-cap bounds).
+
+    `met` is monotone in fit, engagement and total (`>=` tests under all/any) and the
+    weights are >= 0, so a rule not met at `base + added` (plus `GATE_MARGIN`) is not met by
+    `decide_mql`'s bound check either: the decision is None at the same moments, without
+    computing the engagement. `headroom` solves that test for `added` once per rule."""
+
+    __slots__ = ("at", "base", "combine", "fit", "rooms")
+
+    def __init__(self, at: float, base: float, fit: float, combine: Combine) -> None:
+        self.at, self.base, self.fit, self.combine = at, base, fit, combine
+        self.rooms: dict[int, tuple[MqlRule, float]] = {}
+
+    def headroom(self, rule: MqlRule) -> float:
+        """The `added` below which `rule` is not met at the bound (-inf: it may be now)."""
+        known = self.rooms.get(id(rule))
+        if known is not None and known[0] is rule:
+            return known[1]
+        fails: list[float] = []  # per threshold: it fails while added is below this
+        if rule.fit_at_least is not None:
+            fails.append(INF if self.fit < rule.fit_at_least else -INF)
+        slack = EPSILON + GATE_MARGIN
+        if rule.engagement_at_least is not None:
+            fails.append(_below(rule.engagement_at_least - slack, self.base))
+        if rule.total_at_least is not None:
+            room = rule.total_at_least - slack - self.fit * self.combine.fit_weight
+            weight = self.combine.engagement_weight
+            if weight > 0:
+                fails.append(_below(room / weight, self.base))
+            else:
+                fails.append(INF if room > 0 else -INF)
+        most = max(fails) if rule.require == "all" else min(fails)
+        self.rooms[id(rule)] = (rule, most)
+        return most
+
+
+def _below(limit: float, base: float) -> float:
+    """The x for which clamp(base + x) < `limit` exactly when x is below it."""
+    if limit <= 0.0:
+        return -INF  # a clamped value is never below 0
+    if limit > 100.0:
+        return INF
+    return limit - base
 
 
 _FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], float]]] = {}
@@ -369,9 +475,17 @@ def decide_mql(
     model = state.model if model is None else model
     rule = model.mql
     if state.latest is None or as_of >= state.latest:
-        fit, most, total_most = state.totals(as_of, bound=True)
-        if not rule.met(fit, most + EPSILON, total_most + EPSILON):
-            return None  # not met even at the upper bound: the common case, no greedy needed
+        at = as_of.timestamp()
+        gate = state.gate
+        if gate is not None and at >= gate.at and state.added < gate.headroom(rule):
+            return None  # not met at the last check's bound plus what came since (`Gate`)
+        if state.plan.gated:
+            if state.check(as_of, at).headroom(rule) > 0.0:
+                return None  # not met even at the upper bound now
+        else:
+            fit, most, total_most = state.totals(as_of, bound=True)
+            if not rule.met(fit, most + EPSILON, total_most + EPSILON):
+                return None  # not met even at the upper bound: no greedy needed
         values = state.totals(as_of)
         if not near(rule, *values):
             if not rule.met(*values):
