@@ -28,14 +28,25 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
-from engine.domain.rules import Combine, Condition, EngagementRule, MqlRule, ScoringModel
-from engine.domain.scoring import DAY_SECONDS, Score, clamp, fit_points, score
+from engine.domain.rules import (
+    Combine,
+    Condition,
+    EngagementRule,
+    FitRule,
+    MqlRule,
+    ScoringModel,
+)
+from engine.domain.scoring import DAY_SECONDS, Score, clamp, score
 
 #: How close to an MQL threshold a running value must be for the decision to re-score fully.
 #: The running score is within 0.01 of the full one (see the module docstring); 0.05 is margin.
 EPSILON = 0.05
 
 Cap = tuple[str, str]  # ("rule", rule id) or ("type", touch type)
+Member = tuple[EngagementRule, Cap, Cap]
+#: a several-cap group's touch: its moment and seq (event-time order) and the group's rules it
+#: matches (matching reads the touch alone, so it is decided once, as it is fed)
+Touch = tuple[datetime, int, tuple[Member, ...]]
 
 
 class Sums:
@@ -78,8 +89,9 @@ class _Greedy:
     """A group of several coupled caps: its touches in event time, granted as `scoring` does."""
 
     caps: dict[Cap, float]
-    members: dict[str, list[tuple[EngagementRule, Cap, Cap]]]  # type -> its rules, file order
-    touches: list[tuple[datetime, int, Fact]] = field(default_factory=list)
+    members: dict[str, list[Member]]  # type -> its rules, file order
+    #: (moment, seq, the touch's data... its matching rules of the group, file order)
+    touches: list[Touch] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +101,12 @@ class Plan:
     where: dict[tuple[str, str], int | None]
     single: dict[int, float]  # group -> its one cap
     multi: dict[int, dict[Cap, float]]  # group -> its caps
-    members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]]  # multi: type -> rules
+    members: dict[int, dict[str, list[Member]]]  # multi: type -> rules
     #: type -> (conditions, points, decays, slot, several-cap group or None) per rule, file order
     by_type: dict[str, tuple[tuple[tuple[Condition, ...], float, bool, int, int | None], ...]]
     single_slots: tuple[tuple[int, float], ...]  # (slot, cap) of each one-cap group
     fit_fields: tuple[str, ...]  # the profile attributes the fit rules read
+    fit_reads: tuple[tuple[FitRule, tuple[str, ...]], ...]  # each fit rule, the fields it reads
     #: the running bound only falls between touches (no negative points decay toward zero):
     #: what `Gate` needs
     gated: bool = False
@@ -129,7 +142,7 @@ class Plan:
         where = {pair: (number[find(caps[0])] if caps else None) for pair, caps in bound.items()}
         single = {number[r]: values[cs[0]] for r, cs in groups.items() if len(cs) == 1}
         multi = {number[r]: {c: values[c] for c in cs} for r, cs in groups.items() if len(cs) > 1}
-        members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]] = {}
+        members: dict[int, dict[str, list[Member]]] = {}
         for rule in model.engagement.rules:  # file order, as `rules_for` gives them
             for t in rule.types:
                 group = where.get((rule.id, t))
@@ -158,6 +171,7 @@ class Plan:
             {t: tuple(entries) for t, entries in by_type.items()},
             tuple((g + 1, cap) for g, cap in single.items()),
             tuple(fields),
+            tuple((r, tuple(c.field for c in r.when)) for r in model.fit.rules),
             not rising,
         )
 
@@ -247,18 +261,26 @@ class ScoreState:
             self.gate = None  # the bound was for the fit it had
 
     def _fit(self, attrs: dict[str, Any]) -> float:
-        """The fit of a profile, remembered per model by the values its fit rules read."""
-        try:
-            # the value's type too: 800 and 800.0 (or True and 1) are equal but read otherwise
-            key = tuple((type(v), v) for v in map(attrs.get, self.plan.fit_fields))
-            known = self.fits.get(key)
-        except TypeError:  # an unhashable value: computed, not remembered
-            return round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
+        """The fit of a profile, remembered per model by the values its fit rules read; a
+        profile not seen yet sums `fit_points` with each rule's match remembered by the values
+        it reads (profiles differ in a field or two: most rules' answers are known)."""
+        fits = self.fits
+        key = tuple(map(_read, map(attrs.get, self.plan.fit_fields)))
+        known = fits.get(key)
         if known is None:
-            if len(self.fits) > 4096:
-                self.fits.clear()
-            known = self.fits[key] = round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
-        return known
+            if len(fits) > 8192:
+                fits.clear()
+            points = []
+            for n, (rule, fields) in enumerate(self.plan.fit_reads):
+                asked = (n, *map(_read, map(attrs.get, fields)))
+                hit = fits.get(asked)
+                if hit is None:
+                    hit = fits[asked] = rule.matches(attrs)
+                if hit:
+                    points.append(rule.points)
+            # summed as `fit_points` sums: the same points in the same order, by `sum`
+            known = fits[key] = round(clamp(sum(points)), 2)
+        return float(known)
 
     def _touch(self, fact: Fact) -> None:
         entries = self.plan.by_type.get(fact.type)
@@ -280,7 +302,11 @@ class ScoreState:
                 greedy.add(several)
         if greedy:
             for group in greedy:
-                insort(self.multi[group].touches, (fact.occurred_at, fact.seq, fact), key=_when)
+                multi = self.multi[group]
+                matching = tuple(
+                    m for m in multi.members[fact.type] if m[0].matches(fact.type, fact.data)
+                )
+                insort(multi.touches, (fact.occurred_at, fact.seq, matching), key=_when)
 
     def engagement(self, as_of: datetime, *, bound: bool = False, raw: bool = False) -> float:
         """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
@@ -308,16 +334,14 @@ class ScoreState:
         room = dict(group.caps)
         half_life = self.model.engagement.half_life_days
         granted = 0.0
-        for at, _seq, fact in reversed(group.touches):
+        for at, _seq, matching in reversed(group.touches):
             if all(r <= 0 for r in room.values()):
                 break  # every cap full: older touches get nothing
             factor = 1.0
             if half_life is not None:
                 age = max(0.0, (as_of - at).total_seconds() / DAY_SECONDS)
                 factor = float(0.5 ** (age / half_life))
-            for rule, rkey, tkey in group.members[fact.type]:
-                if not rule.matches(fact.type, fact.data):
-                    continue
+            for rule, rkey, tkey in matching:
                 raw = rule.points * (factor if rule.decay else 1.0)
                 if raw > 0:
                     points = max(0.0, min(room.get(rkey, raw), room.get(tkey, raw), raw))
@@ -426,11 +450,19 @@ def _below(limit: float, base: float) -> float:
     return limit - base
 
 
-_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], float]]] = {}
+def _read(value: Any) -> Any:
+    """What a condition reads of an attribute, as a key: a condition compares the value's text
+    (`str`) and its number (`float`), both fixed by its type and text (800 and 800.0, or
+    0.0 and -0.0, are equal but read otherwise; a list or dict has no number)."""
+    return value if type(value) is str else (type(value), str(value))
 
 
-def _fits(model: ScoringModel) -> dict[tuple[Any, ...], float]:
-    """The fit remembered per profile (`ScoreState._fit`), one table per model object."""
+_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], Any]]] = {}
+
+
+def _fits(model: ScoringModel) -> dict[tuple[Any, ...], Any]:
+    """The fit remembered per profile, and each fit rule's match per values it reads
+    (`ScoreState._fit`; keys of two shapes), one table per model object."""
     known = _FITS.get(id(model))
     if known is None or known[0] is not model:
         if len(_FITS) > 64:
@@ -439,7 +471,7 @@ def _fits(model: ScoringModel) -> dict[tuple[Any, ...], float]:
     return known[1]
 
 
-def _when(item: tuple[datetime, int, Fact]) -> tuple[datetime, int]:
+def _when(item: Touch) -> tuple[datetime, int]:
     return item[0], item[1]
 
 

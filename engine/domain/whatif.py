@@ -88,6 +88,8 @@ class WhatIf:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
         old_stages = Counter(o.stage for o in self.old.values())
         new_stages = Counter(o.stage for o in self.new.values())
+        old_buckets = Counter(_bucket(o.score) for o in self.old.values())
+        new_buckets = Counter(_bucket(o.score) for o in self.new.values())
         moved = [
             {
                 "lead": key,
@@ -126,8 +128,8 @@ class WhatIf:
             "scores": [
                 {
                     "bucket": f"{b}-{b + 10 if b < 90 else 100}",
-                    "old": _bucket_count(self.old.values(), b),
-                    "new": _bucket_count(self.new.values(), b),
+                    "old": old_buckets.get(b, 0),
+                    "new": new_buckets.get(b, 0),
                 }
                 for b in BUCKETS
             ],
@@ -149,10 +151,6 @@ class WhatIf:
 
 def _bucket(score: float) -> int:
     return min(90, int(score // 10) * 10)
-
-
-def _bucket_count(outcomes: Iterable[Outcome], b: int) -> int:
-    return sum(1 for o in outcomes if _bucket(o.score) == b)
 
 
 #: facts a worker process is worth starting for (`auto_workers`), and the most started
