@@ -31,14 +31,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
-from engine.domain.rules import Condition, EngagementRule, MqlRule, ScoringModel
-from engine.domain.scoring import DAY_SECONDS, Score, clamp, fit_points, score
+from engine.domain.rules import (
+    Combine,
+    Condition,
+    EngagementRule,
+    FitRule,
+    MqlRule,
+    ScoringModel,
+)
+from engine.domain.scoring import DAY_SECONDS, Score, clamp, score
 
 #: How close to an MQL threshold a running value must be for the decision to re-score fully.
 #: The running score is within 0.01 of the full one (see the module docstring); 0.05 is margin.
 EPSILON = 0.05
 
 Cap = tuple[str, str]  # ("rule", rule id) or ("type", touch type)
+Member = tuple[EngagementRule, Cap, Cap]
 
 
 class Sums:
@@ -111,6 +119,10 @@ class Plan:
     by_type: dict[str, tuple[tuple[tuple[Condition, ...], float, bool, int, int | None, int], ...]]
     single_slots: tuple[tuple[int, float], ...]  # (slot, cap) of each one-cap group
     fit_fields: tuple[str, ...]  # the profile attributes the fit rules read
+    fit_reads: tuple[tuple[FitRule, tuple[str, ...]], ...]  # each fit rule, the fields it reads
+    #: the running bound only falls between touches (no negative points decay toward zero):
+    #: what `Gate` needs
+    gated: bool = False
 
     @classmethod
     def of(cls, model: ScoringModel) -> Plan:
@@ -143,7 +155,7 @@ class Plan:
         where = {pair: (number[find(caps[0])] if caps else None) for pair, caps in bound.items()}
         single = {number[r]: values[cs[0]] for r, cs in groups.items() if len(cs) == 1}
         multi = {number[r]: {c: values[c] for c in cs} for r, cs in groups.items() if len(cs) > 1}
-        members: dict[int, dict[str, list[tuple[EngagementRule, Cap, Cap]]]] = {}
+        members: dict[int, dict[str, list[Member]]] = {}
         for rule in model.engagement.rules:  # file order, as `rules_for` gives them
             for t in rule.types:
                 group = where.get((rule.id, t))
@@ -166,6 +178,10 @@ class Plan:
                 entry = (rule.when, rule.points, rule.decay, slot, several, position)
                 by_type.setdefault(t, []).append(entry)
         fields = dict.fromkeys(c.field for r in model.fit.rules for c in r.when)
+        half_life = model.engagement.half_life_days
+        rising = half_life is not None and any(
+            r.points < 0 and r.decay for r in model.engagement.rules
+        )
         return cls(
             where,
             single,
@@ -174,6 +190,8 @@ class Plan:
             {t: tuple(entries) for t, entries in by_type.items()},
             tuple((g + 1, cap) for g, cap in single.items()),
             tuple(fields),
+            tuple((r, tuple(c.field for c in r.when)) for r in model.fit.rules),
+            not rising,
         )
 
 
@@ -206,10 +224,12 @@ class ScoreState:
     group's total is min(cap, slot); a several-cap group's slot bounds what it may grant)."""
 
     __slots__ = (
+        "added",
         "bounds",
         "fed",
         "fit",
         "fits",
+        "gate",
         "latest",
         "model",
         "multi",
@@ -231,6 +251,10 @@ class ScoreState:
         #: (slot, sum of caps) of each several-cap group: the most it may grant
         self.bounds = tuple((g + 1, sum(caps.values())) for g, caps in self.plan.multi.items())
         self.fits = _fits(model)
+        #: the last bound check (`Gate`; None: none since the fit last changed), and the
+        #: positive points (undecayed) the touches fed since then carry
+        self.gate: Gate | None = None
+        self.added = 0.0
 
     def feed(self, facts: Sequence[Fact]) -> None:
         """Add the facts not added yet (the lead's fact list only ever grows)."""
@@ -253,20 +277,29 @@ class ScoreState:
         if profile_changed:
             attrs, _origin = profile_of(self.profile)
             self.fit = self._fit(attrs)
+            self.gate = None  # the bound was for the fit it had
 
     def _fit(self, attrs: dict[str, Any]) -> float:
-        """The fit of a profile, remembered per model by the values its fit rules read."""
-        try:
-            # the value's type too: 800 and 800.0 (or True and 1) are equal but read otherwise
-            key = tuple((type(v), v) for v in map(attrs.get, self.plan.fit_fields))
-            known = self.fits.get(key)
-        except TypeError:  # an unhashable value: computed, not remembered
-            return round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
+        """The fit of a profile, remembered per model by the values its fit rules read; a
+        profile not seen yet sums `fit_points` with each rule's match remembered by the values
+        it reads (profiles differ in a field or two: most rules' answers are known)."""
+        fits = self.fits
+        key = tuple(map(_read, map(attrs.get, self.plan.fit_fields)))
+        known = fits.get(key)
         if known is None:
-            if len(self.fits) > 4096:
-                self.fits.clear()
-            known = self.fits[key] = round(clamp(fit_points(self.model.fit.rules, attrs)), 2)
-        return known
+            if len(fits) > 8192:
+                fits.clear()
+            points = []
+            for n, (rule, fields) in enumerate(self.plan.fit_reads):
+                asked = (n, *map(_read, map(attrs.get, fields)))
+                hit = fits.get(asked)
+                if hit is None:
+                    hit = fits[asked] = rule.matches(attrs)
+                if hit:
+                    points.append(rule.points)
+            # summed as `fit_points` sums: the same points in the same order, by `sum`
+            known = fits[key] = round(clamp(sum(points)), 2)
+        return float(known)
 
     def _touch(self, fact: Fact) -> None:
         entries = self.plan.by_type.get(fact.type)
@@ -280,6 +313,8 @@ class ScoreState:
             if when and not all(c.matches(data) for c in when):
                 continue
             add(slot, points, decays, at)
+            if points > 0:
+                self.added += points
             if several is not None:
                 if key is None:
                     key = touch_key(fact.occurred_at, fact.seq)
@@ -357,6 +392,27 @@ class ScoreState:
             _rule, rkey, tkey = group.members[kind][position]
             if room.get(rkey, 1.0) <= 0 or room.get(tkey, 1.0) <= 0:
                 del heads[(kind, position)]
+    def check(self, as_of: datetime, at: float) -> Gate:
+        """A new `Gate` at `as_of` (`at`: its epoch seconds; not before the latest fact)."""
+        raw = self.engagement(as_of, bound=True, raw=True)
+        gate = self.gate = Gate(at, raw, self.fit, self.model.combine)
+        self.added = 0.0
+        return gate
+
+    def settled(self, as_of: datetime) -> tuple[float, float, float] | None:
+        """(fit, engagement, total) as of `as_of` exactly as `scoring.score` gives them, or
+        None where the running sums cannot tell: `as_of` before the latest fact, no profile
+        fact yet (the fit was never computed), or a raw engagement so near a tie of
+        `round(x, 2)` that float rounding in another order could round it the other way."""
+        if not self.profile or (self.latest is not None and as_of < self.latest):
+            return None
+        raw = self.engagement(as_of, raw=True)
+        if abs((raw * 100) % 1 - 0.5) < TIE:
+            return None
+        engagement = round(0.0 if raw < 0.0 else 100.0 if raw > 100.0 else raw, 2)
+        combine = self.model.combine
+        total = round(self.fit * combine.fit_weight + engagement * combine.engagement_weight, 2)
+        return self.fit, engagement, total
 
     def totals(self, as_of: datetime, *, bound: bool = False) -> tuple[float, float, float]:
         """(fit, engagement, total) as of `as_of`, which must not be before the latest fact;
@@ -367,11 +423,86 @@ class ScoreState:
         return self.fit, engagement, total
 
 
-_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], float]]] = {}
+#: how near a tie of `round(x, 2)` (in hundredths) a running raw engagement must be for
+#: `ScoreState.settled` to leave it to the full recomputation (float sums in another order
+#: differ by far less)
+TIE = 1e-4
+
+#: what a `Gate` adds to its bound over `decide_mql`'s own check (`EPSILON`): that check rounds
+#: its bound to 0.01 (0.005 at most either way) and its sums are added in another order, so a
+#: rule the gate skips is one that check finds not met too
+GATE_MARGIN = 0.02
+INF = float("inf")
 
 
-def _fits(model: ScoringModel) -> dict[tuple[Any, ...], float]:
-    """The fit remembered per profile (`ScoreState._fit`), one table per model object."""
+class Gate:
+    """What a bound check (`decide_mql`) saw at moment `at`: the raw upper bound of the
+    engagement (`base`, before clamping) and the fit. Until the fit changes (a profile fact:
+    the state drops its gate), the bound at any later moment t, with the touches fed since
+    adding `added` positive points, is at most `base + added`:
+
+    - a decaying part holds positive points only (`Plan.gated`: no negative points decay,
+      else no gate is used), and 2^(-(t - t_i) / half_life) only falls as t grows;
+    - a flat part changes only with new touches: by their points, at most the positive ones;
+    - a new touch adds its points decayed to t (a factor <= 1), or to a later reference;
+    - min(cap, a + b) <= min(cap, a) + b for b >= 0 (the one-cap and several-cap bounds).
+
+    `met` is monotone in fit, engagement and total (`>=` tests under all/any) and the
+    weights are >= 0, so a rule not met at `base + added` (plus `GATE_MARGIN`) is not met by
+    `decide_mql`'s bound check either: the decision is None at the same moments, without
+    computing the engagement. `headroom` solves that test for `added` once per rule."""
+
+    __slots__ = ("at", "base", "combine", "fit", "rooms")
+
+    def __init__(self, at: float, base: float, fit: float, combine: Combine) -> None:
+        self.at, self.base, self.fit, self.combine = at, base, fit, combine
+        self.rooms: dict[int, tuple[MqlRule, float]] = {}
+
+    def headroom(self, rule: MqlRule) -> float:
+        """The `added` below which `rule` is not met at the bound (-inf: it may be now)."""
+        known = self.rooms.get(id(rule))
+        if known is not None and known[0] is rule:
+            return known[1]
+        fails: list[float] = []  # per threshold: it fails while added is below this
+        if rule.fit_at_least is not None:
+            fails.append(INF if self.fit < rule.fit_at_least else -INF)
+        slack = EPSILON + GATE_MARGIN
+        if rule.engagement_at_least is not None:
+            fails.append(_below(rule.engagement_at_least - slack, self.base))
+        if rule.total_at_least is not None:
+            room = rule.total_at_least - slack - self.fit * self.combine.fit_weight
+            weight = self.combine.engagement_weight
+            if weight > 0:
+                fails.append(_below(room / weight, self.base))
+            else:
+                fails.append(INF if room > 0 else -INF)
+        most = max(fails) if rule.require == "all" else min(fails)
+        self.rooms[id(rule)] = (rule, most)
+        return most
+
+
+def _below(limit: float, base: float) -> float:
+    """The x for which clamp(base + x) < `limit` exactly when x is below it."""
+    if limit <= 0.0:
+        return -INF  # a clamped value is never below 0
+    if limit > 100.0:
+        return INF
+    return limit - base
+
+
+def _read(value: Any) -> Any:
+    """What a condition reads of an attribute, as a key: a condition compares the value's text
+    (`str`) and its number (`float`), both fixed by its type and text (800 and 800.0, or
+    0.0 and -0.0, are equal but read otherwise; a list or dict has no number)."""
+    return value if type(value) is str else (type(value), str(value))
+
+
+_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], Any]]] = {}
+
+
+def _fits(model: ScoringModel) -> dict[tuple[Any, ...], Any]:
+    """The fit remembered per profile, and each fit rule's match per values it reads
+    (`ScoreState._fit`; keys of two shapes), one table per model object."""
     known = _FITS.get(id(model))
     if known is None or known[0] is not model:
         if len(_FITS) > 64:
@@ -412,9 +543,17 @@ def decide_mql(
     model = state.model if model is None else model
     rule = model.mql
     if state.latest is None or as_of >= state.latest:
-        fit, most, total_most = state.totals(as_of, bound=True)
-        if not rule.met(fit, most + EPSILON, total_most + EPSILON):
-            return None  # not met even at the upper bound: the common case, no greedy needed
+        at = as_of.timestamp()
+        gate = state.gate
+        if gate is not None and at >= gate.at and state.added < gate.headroom(rule):
+            return None  # not met at the last check's bound plus what came since (`Gate`)
+        if state.plan.gated:
+            if state.check(as_of, at).headroom(rule) > 0.0:
+                return None  # not met even at the upper bound now
+        else:
+            fit, most, total_most = state.totals(as_of, bound=True)
+            if not rule.met(fit, most + EPSILON, total_most + EPSILON):
+                return None  # not met even at the upper bound: no greedy needed
         values = state.totals(as_of)
         if not near(rule, *values):
             if not rule.met(*values):

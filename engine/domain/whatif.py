@@ -24,7 +24,7 @@ from engine.domain.accounts.matching import LeadSignals
 from engine.domain.accounts.profile import AccountProfile
 from engine.domain.accounts.scoring import Member
 from engine.domain.accounts.whatif import member, qualifying, signals
-from engine.domain.fold import LeanLead
+from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.lifecycle import QUALIFIABLE, RANK
 from engine.domain.rules import Rules, ScoringModel
 from engine.domain.scorestate import ScoreState, same_scoring
@@ -92,6 +92,8 @@ class WhatIf:
         stages = sorted({o.stage for o in (*self.old.values(), *self.new.values())})
         old_stages = Counter(o.stage for o in self.old.values())
         new_stages = Counter(o.stage for o in self.new.values())
+        old_buckets = Counter(_bucket(o.score) for o in self.old.values())
+        new_buckets = Counter(_bucket(o.score) for o in self.new.values())
         moved = [
             {
                 "lead": key,
@@ -132,8 +134,8 @@ class WhatIf:
             "scores": [
                 {
                     "bucket": f"{b}-{b + 10 if b < 90 else 100}",
-                    "old": _bucket_count(self.old.values(), b),
-                    "new": _bucket_count(self.new.values(), b),
+                    "old": old_buckets.get(b, 0),
+                    "new": new_buckets.get(b, 0),
                 }
                 for b in BUCKETS
             ],
@@ -155,10 +157,6 @@ class WhatIf:
 
 def _bucket(score: float) -> int:
     return min(90, int(score // 10) * 10)
-
-
-def _bucket_count(outcomes: Iterable[Outcome], b: int) -> int:
-    return sum(1 for o in outcomes if _bucket(o.score) == b)
 
 
 #: facts a worker process is worth starting for (`auto_workers`), and the most started
@@ -393,8 +391,20 @@ class _Twins(LeanLead):
 def _outcome(lead: LeanLead, rules: Rules, total: float | None = None) -> Outcome:
     reached = any(RANK.get(stage, -1) >= RANK["mql"] for stage in lead.reached)
     if total is None:
-        total = lead.current_score(rules, explain=False).total
+        total = final_total(lead, rules)
     return Outcome(lead.stage, lead.mql_rounds > 0, total, reached)
+
+
+def final_total(lead: LeanLead, rules: Rules) -> float:
+    """`lead.current_score(rules, explain=False).total`, from the lead's running score where
+    it gives exactly that (`ScoreState.settled`): the facts since its last decision fed, O(1)
+    each, instead of a full recomputation of every lead."""
+    state = lead._running(rules)
+    state.feed(lead.facts)
+    settled = state.settled(lead.clock or EPOCH)
+    if settled is None:
+        return lead.current_score(rules, explain=False).total
+    return settled[2]
 
 
 class SealedEvents(Protocol):

@@ -3,7 +3,7 @@
 clearly met rule. For random histories (funnel facts, touches, profile updates, ties, late
 facts, redeliveries), two random rule sets and a random `since`, each side ends exactly as a
 lean lead folded on its own with exact decisions: same stage, path, stage moments, MQL
-decisions (trigger and moment) and final score."""
+decisions (trigger and moment) and final score (also as what-if reports it: `final_total`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from engine.domain.fold import LeanLead
 from engine.domain.rules import Rules
 from engine.domain.scorestate import same_scoring
-from engine.domain.whatif import FactIn, Job, fold_pair, lead_rows
+from engine.domain.whatif import FactIn, Job, final_total, fold_pair, lead_rows
 from tests.property.test_incremental_scoring import models
 from tests.property.test_lean_fold import START, data_of, histories
 
@@ -77,3 +77,5 @@ def test_each_side_is_the_lead_folded_on_its_own(
             assert getattr(side, name) == getattr(alone, name), name
         assert side.walked == alone.walked
         assert side.current_score(rules, explain=False) == alone.current_score(rules, explain=False)
+        # what the summary reports: from the running score, exactly the full recomputation's
+        assert final_total(side, rules) == alone.current_score(rules, explain=False).total
