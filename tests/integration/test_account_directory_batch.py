@@ -5,10 +5,13 @@ one at a time."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +58,17 @@ def _rows(runtime: Runtime, prefix: str) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def _save(runtime: Runtime, rows: list[account_directory.Row]) -> None:
+    """`write` as the recorder runs it: pipeline mode, in the save's transaction."""
+    with (
+        runtime.db.connect() as conn,
+        conn.pipeline(),
+        conn.transaction(),
+        conn.cursor() as cur,
+    ):
+        account_directory.write(cur, runtime.db.schema, rows)
+
+
 def test_thousands_of_account_updates_in_one_batch_are_held(runtime: Runtime) -> None:
     """4,000 accounts' updates in one `ingest` (names shared by 80 accounts each, every
     tenth claiming a shared domain too): this failed with psycopg's "the last operation
@@ -91,16 +105,35 @@ def test_the_claim_check_reads_its_own_results_in_a_pipelined_save(runtime: Runt
              None, at)
             for i in range(3000)
         ]  # fmt: skip
-        with (
-            runtime.db.connect() as conn,
-            conn.pipeline(),
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            account_directory.write(cur, runtime.db.schema, rows)
+        _save(runtime, rows)
     rows_now = _directory(runtime)
     assert sum(k.startswith("pipe-") for k in rows_now) == 15 * 3000
     assert rows_now["pipe-14-2999"] == ("Co 49", "co 49", ["p2999.example.com"], None, None, at)
+
+
+@pytest.mark.parametrize("side", ["crm", "provisional"])
+def test_a_claim_conflict_anywhere_in_a_big_batch_fails_the_whole_save(
+    runtime: Runtime, side: str
+) -> None:
+    """One query a side still finds the one row of 3,000 that makes a provisional and a CRM
+    account claim one domain, names it, and nothing of the save commits."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    tag = uuid.uuid4().hex[:8]
+    domain = f"{tag}.com"
+    if side == "crm":  # a provisional account stored; a CRM account in the batch claims it
+        _save(runtime, [(f"provisional/eu.{domain}", None, None, [f"eu.{domain}"], None, None, at)])
+        culprit: account_directory.Row = (f"c-{tag}", "X", "x", [domain], None, None, at)
+    else:  # a CRM account stored; a provisional account in the batch under its domain
+        _save(runtime, [(f"c-{tag}", "X", "x", [domain], None, None, at)])
+        culprit = (f"provisional/eu.{domain}", None, None, [f"eu.{domain}"], None, None, at)
+    rows: list[account_directory.Row] = [
+        (f"f{tag}-{i}", "Co", "co", [f"f{i}.{tag}.org"], None, None, at) for i in range(3000)
+    ]
+    rows.insert(2500, culprit)
+    with pytest.raises(psycopg.errors.UniqueViolation, match=re.escape(culprit[0] + " raced")):
+        _save(runtime, rows)
+    assert not any(k.startswith(f"f{tag}-") for k in _directory(runtime))
+    assert len([k for k in _directory(runtime) if tag in k]) == 1
 
 
 @settings(
