@@ -253,10 +253,7 @@ def make(
         _copy(url, f"{prefix}_plain", f"{prefix}_accounts")
         _admin(with_accounts, f"DROP TABLE {SCHEMA}.{MARKER}")
         events = (account_event(a, seed) for a in range(accounts))
-        # at most 500 account updates a transaction: 3,000 failed once at 10,000 accounts in
-        # the account directory's claim check (psycopg "the last operation didn't produce
-        # records" in the save's pipeline; not investigated here)
-        ingest(with_accounts, events, min(batch, 500), "accounts", home)
+        ingest(with_accounts, events, batch, "accounts", home)
         _admin(with_accounts, f"CREATE TABLE {SCHEMA}.{MARKER} ()")
 
 

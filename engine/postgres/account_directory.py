@@ -19,6 +19,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
+from psycopg.rows import tuple_row
 
 from engine.aggregates.account import PROVISIONAL
 from engine.domain.accounts.matching import domain_parents, name_words
@@ -98,33 +99,49 @@ def _check_claims(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
     make them (another consumer committed the other side after this batch read the directory)
     fails as a version race does (its transaction aborted) and is redone on fresh reads,
     which see the other side (no provisional account then, or an adoption). Inserts are
-    serialised on the events table's lock, so what committed before is seen here."""
-    table = sql.SQL("{}.account_directory").format(sql.Identifier(schema))
+    serialised on the events table's lock, so what committed before is seen here.
+
+    The checks run on their own cursor: the save runs in pipeline mode, where the upserts'
+    results (`INSERT 0 1` each) still in flight are handed to `cur` as they arrive; a SELECT
+    on `cur` read while some were pending got one of them ("the last operation didn't
+    produce records") once a batch had a few thousand rows. One query a side, not one a
+    row: each fetch in a pipeline waits for the server, with the events table locked."""
     opened = [r for r in rows if r[0].startswith(PROVISIONAL) and r[3]]
     crm = [r for r in rows if not r[0].startswith(PROVISIONAL) and r[3]]
-    for row in opened:
-        cur.execute(
-            sql.SQL(
-                "SELECT account_key FROM {} WHERE account_key NOT LIKE 'provisional/%%' "
-                "AND domains && %s::text[] LIMIT 1"
-            ).format(table),
-            (domain_parents(row[3][0]),),
-        )
-        found = cur.fetchone()
-        if found is not None:
-            _conflict(cur, f"provisional account {row[0]} raced an account claiming its domain")
-    for row in crm:
-        cur.execute(
-            sql.SQL(
-                "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
-                "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) d "
-                "WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) LIMIT 1"
-            ).format(table),
-            (list(row[3]),),
-        )
-        found = cur.fetchone()
-        if found is not None:
-            _conflict(cur, f"account {row[0]} raced a provisional account on its domains")
+    if not opened and not crm:
+        return
+    table = sql.SQL("{}.account_directory").format(sql.Identifier(schema))
+    with cur.connection.cursor(row_factory=tuple_row) as check:
+        if opened:
+            parents = sorted({p for r in opened for p in domain_parents(r[3][0])})
+            check.execute(
+                sql.SQL(
+                    "SELECT account_key, domains FROM {} WHERE account_key NOT LIKE "
+                    "'provisional/%%' AND domains && %s::text[] ORDER BY account_key LIMIT 1"
+                ).format(table),
+                (parents,),
+            )
+            found = check.fetchone()
+            if found is not None:
+                row = next(r for r in opened if set(domain_parents(r[3][0])) & set(found[1]))
+                _conflict(
+                    check, f"provisional account {row[0]} raced an account claiming its domain"
+                )
+        if crm:
+            claimed = sorted({d for r in crm for d in r[3]})
+            check.execute(
+                sql.SQL(
+                    "SELECT account_key, domains[1] FROM {} WHERE account_key LIKE "
+                    "'provisional/%%' AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM "
+                    "unnest(%s::text[]) d WHERE domains[1] = d OR right(domains[1], "
+                    "length(d) + 1) = '.' || d) ORDER BY account_key LIMIT 1"
+                ).format(table),
+                (claimed,),
+            )
+            found = check.fetchone()
+            if found is not None:
+                row = next(r for r in crm if under(found[1], r[3]))
+                _conflict(check, f"account {row[0]} raced a provisional account on its domains")
 
 
 def _conflict(cur: Cursor[Any], message: str) -> None:
