@@ -25,9 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+
+from engine.consumers.retry import retry_transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,13 @@ class Fetcher:
                     self.now_and_then()
                 # with records held back, a short poll: they go as soon as there is room
                 timeout = min(self.poll_timeout_ms, 50) if pending else self.poll_timeout_ms
-                polled = self.consumer.poll(timeout_ms=timeout)
+                # kafka-python 3 raises a retriable connection error out of `poll` while the
+                # broker is down (2.x retried inside): an outage to wait out, not a failure
+                polled = retry_transient(
+                    partial(self.consumer.poll, timeout_ms=timeout),
+                    what="polling the broker",
+                    stop=self.done,
+                )
                 generation = self.generation()  # after the poll: its rebalance, if any, is in
                 for tp, records in sorted(polled.items(), key=lambda kv: kv[0].partition):
                     batch = Batch(
