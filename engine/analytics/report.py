@@ -336,13 +336,31 @@ def kpis_streamed(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """`kpis`, journeys streamed lead by lead from the read model (`load.stream`)."""
-    models_of(model)  # a wrong name fails before any row is read
+    return _read_model_pass(
+        kpis_of, db, rules, window, progress,
+        period=period, by=by, model=model, currency=currency,
+    )  # fmt: skip
+
+
+def _read_model_pass(
+    of: Callable[..., dict[str, Any]],
+    db: Database,
+    rules: Rules,
+    window: Window,
+    progress: Callable[[int], None] | None,
+    *,
+    period: str,
+    by: str,
+    model: str,
+    currency: str | None,
+) -> dict[str, Any]:
+    """`of` (`kpis_of`, `page_document_of`) over the window's costs and its journeys streamed
+    from the read model; a wrong model or currency fails before any row is read."""
+    models_of(model)
     report_currency(rules, currency)
     costs = load_costs(db, window.as_of, window.occurred_by)
     journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
-    return kpis_of(
-        journeys, costs, rules, window, period=period, by=by, model=model, currency=currency
-    )
+    return of(journeys, costs, rules, window, period=period, by=by, model=model, currency=currency)
 
 
 def page_document_of(
@@ -379,10 +397,7 @@ def page_document_streamed(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """`page_document_of` over journeys streamed from the read model."""
-    models_of(model)
-    report_currency(rules, currency)
-    costs = load_costs(db, window.as_of, window.occurred_by)
-    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
-    return page_document_of(
-        journeys, costs, rules, window, period=period, by=by, model=model, currency=currency
-    )
+    return _read_model_pass(
+        page_document_of, db, rules, window, progress,
+        period=period, by=by, model=model, currency=currency,
+    )  # fmt: skip
