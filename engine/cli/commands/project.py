@@ -196,7 +196,7 @@ def project(args: argparse.Namespace) -> int:
 
 
 def projections_list(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         status = {row["name"]: row for row in projection_status(rt.app, rt.db)}
     rows = [
         {
