@@ -74,7 +74,10 @@ def share(text: str) -> float:
 
 
 def output_file(text: str) -> Path:
-    """A file to write: its directory must exist (checked before any work is done)."""
+    """A file to write: its directory must exist (checked before any work is done). An empty
+    name would be the working directory, so it is refused as what it is."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(

@@ -84,6 +84,9 @@ def staging_schema(schema: str) -> str:
     return f"{schema}_rebuild"
 
 
+#: `projections rebuild --workers` at most: each is a process holding a database connection
+MAX_REBUILD_WORKERS = 16
+
 def rebuild(
     app: LeadEngine,
     db: Database,

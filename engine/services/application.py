@@ -554,16 +554,22 @@ class LeadEngine(Application[UUID]):
         other_id = self.lead_id(str(env.data["winner"]))
         other = touched.get(other_id)
         winner = other if isinstance(other, Lead) else self._peek_lead(other_id)
-        joins = [
-            *(j for j in lead.links if j.other_id == other_id and j.relation != "unmerged"),
+        joins = [  # with each join's place in the identity map's order: event time, then
+            # source, event id and subject's lead id (a tie at the merge's moment counts)
             *(
-                j
+                ((j.occurred_at, j.source, j.event_id, str(lead.id)), j)
+                for j in lead.links
+                if j.other_id == other_id and j.relation != "unmerged"
+            ),
+            *(
+                ((j.occurred_at, j.source, j.event_id, str(other_id)), j)
                 for j in (winner.links if winner is not None else [])
                 if j.other_id == lead.id and j.relation != "unmerged"
             ),
         ]
-        if joins and all(j.occurred_at > env.occurred_at for j in joins):
-            first = min(joins, key=lambda j: j.occurred_at)
+        unmerge = (env.occurred_at, env.source, env.id, str(lead.id))
+        if joins and all(order > unmerge for order, _ in joins):
+            first = min(joins, key=lambda oj: oj[0])[1]
             raise UnmergeBeforeMerge(
                 f"lead.unmerged at {env.occurred_at.isoformat()} precedes the merge of lead "
                 f"{lead.id} and lead {other_id} it would undo (event {first.event_id!r} of "

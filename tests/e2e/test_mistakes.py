@@ -144,6 +144,12 @@ ARGUMENTS = [
         "argument --workers: expected 1 or more, got 0",
     ),
     (
+        "rebuild-workers-beyond-the-cap",
+        ["projections", "rebuild", "leads", "--workers", "999"],
+        "--workers: expected at most 16 (each a process with its own database connection), "
+        "got 999",
+    ),
+    (
         "refresh-forever",
         ["project", "--follow", "--refresh-attribution", "inf"],
         "argument --refresh-attribution: expected seconds above 0",

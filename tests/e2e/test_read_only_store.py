@@ -23,6 +23,8 @@ READERS = [
     ["report", "identity"],
     ["account", "show", "acme"],
     ["whatif", "--rules", "engine/default_rules.yaml"],
+    ["projections", "list"],
+    ["status"],
 ]
 
 

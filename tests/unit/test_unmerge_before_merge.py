@@ -80,3 +80,35 @@ def test_an_unmerge_before_any_merge_is_stored_and_a_later_merge_stands() -> Non
     app.ingest([event("lead.merged", "ada-2", MERGE, 9, "m1")])
     ada = app.lead_id("ada")
     assert app.identity_map().people() == {ada: sorted([ada, app.lead_id("ada-2")], key=str)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    merge=st.integers(1, 3),
+    unmerge=st.integers(1, 3),
+    unmerge_id=st.sampled_from(["a1", "u1"]),  # sorts before / after the joins' ids m1, l1
+    joins=st.sampled_from(["loser's stream", "winner's stream", "both"]),
+)
+def test_an_unmerge_at_the_same_time_as_the_merge_but_ordered_before_it_is_refused(
+    merge: int, unmerge: int, unmerge_id: str, joins: str
+) -> None:
+    """Ties in event time are ordered by source, event id, lead id (docs/identity.md rule 1):
+    an unmerge dated at the merge's very moment but ordered before it would undo nothing too."""
+    app = engine()
+    pair(app)
+    join_ids = []
+    if joins != "winner's stream":
+        app.ingest([event("lead.merged", "ada-2", MERGE, merge, "m1")])
+        join_ids.append("m1")
+    if joins != "loser's stream":
+        app.ingest([event("identity.linked", "ada", {"to": "ada-2"}, merge, "l1")])
+        join_ids.append("l1")
+    result = app.ingest([event("lead.unmerged", "ada-2", MERGE, unmerge, unmerge_id)])
+    ada, dup = app.lead_id("ada"), app.lead_id("ada-2")
+    together = any(ada in m and dup in m for m in app.identity_map().people().values())
+    if all((unmerge, unmerge_id) < (merge, j) for j in join_ids):
+        ((_, refused),) = result.rejected
+        assert isinstance(refused, UnmergeBeforeMerge) and refused.field == "time"
+        assert result.accepted == 0 and together
+    else:
+        assert result.accepted == 1 and not result.rejected and not together

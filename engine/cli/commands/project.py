@@ -196,7 +196,7 @@ def project(args: argparse.Namespace) -> int:
 
 
 def projections_list(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         status = {row["name"]: row for row in projection_status(rt.app, rt.db)}
     rows = [
         {
@@ -243,7 +243,7 @@ def projections_retry(args: argparse.Namespace) -> int:
 
 
 def projections_rebuild(args: argparse.Namespace) -> int:
-    from engine.projections.rebuild import rebuild
+    from engine.projections.rebuild import MAX_REBUILD_WORKERS, rebuild
 
     try:
         names(args.name)
@@ -251,6 +251,13 @@ def projections_rebuild(args: argparse.Namespace) -> int:
         raise LeadEngineError(str(exc)) from None
     if args.workers is not None and args.workers < 1:
         raise LeadEngineError("--workers: expected 1 or more")
+    if args.workers is not None and args.workers > MAX_REBUILD_WORKERS:
+        # each worker is a process with its own PostgreSQL connection: hundreds would exhaust
+        # the server's connections (and the machine) before any work was done
+        raise LeadEngineError(
+            f"--workers: expected at most {MAX_REBUILD_WORKERS} (each a process with its own "
+            f"database connection), got {args.workers}"
+        )
     with open_runtime() as rt:
         bars: dict[str, Progress] = {}
 

@@ -84,7 +84,7 @@ def _check(doc: dict[str, Any], max_lag: int | None, allow_parked: bool = False)
 
 def status(args: argparse.Namespace) -> int:
     settings = get_settings()
-    with open_runtime(settings) as rt:
+    with open_runtime(settings, create=False) as rt:
         stored = kafka_positions(rt.db, settings.kafka_topic)
         ends: dict[int, int] = {}
         broker_error = None
