@@ -29,7 +29,10 @@ live tables untouched; the next one starts over (the staging schema is dropped f
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -53,6 +56,8 @@ log = get_logger("engine.rebuild")
 #: Stop catching up in the background once this close to the head; the rest is projected
 #: inside the switch transaction.
 CLOSE_ENOUGH = 5_000
+#: prctl(2) option: the signal a process gets when its parent ends
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -186,6 +191,26 @@ def rebuild(
 PARALLEL_FROM = 50_000
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The load's worker processes: spawned, and ended with the rebuild that started them
+    (stopped, killed, or a test's timeout), not left running with open transactions."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: SIGTERM when the parent ends (Linux's parent-death signal; elsewhere the
+    executor's own shutdown), and end at once if it already has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _load(
     builder: Projector,
     head: int,
@@ -206,7 +231,7 @@ def _load(
     if n == 1:
         return builder.bulk_load(until=head, progress=report, chunk_events=chunk_events)
     log_table = builder.log_table()
-    with ProcessPoolExecutor(max_workers=n - 1, mp_context=get_context("spawn")) as pool:
+    with worker_pool(n - 1) as pool:
         others = [
             pool.submit(
                 _load_part,
