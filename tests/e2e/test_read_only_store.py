@@ -25,6 +25,15 @@ READERS = [
     ["whatif", "--rules", "engine/default_rules.yaml"],
     ["projections", "list"],
     ["status"],
+    # commands that change what is there, never a store of their own: nothing to act on
+    ["forget", "ada@example.com", "--reason", "erasure request"],
+    ["anchor"],
+    ["deadletters", "replay", "--all"],
+    ["deadletters", "purge", "--all"],
+    ["duplicates", "accept", "--reason", "same person", "0" * 32, "1" * 32],
+    ["projections", "retry"],
+    ["projections", "rebuild", "leads"],
+    ["projections", "refresh-attribution"],
 ]
 
 

@@ -125,7 +125,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def anchor_command(args: argparse.Namespace) -> int:
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         doc = anchor(rt.db, args.file)
     where = f" and appended to {args.file}" if args.file else ""
     print(
@@ -196,7 +196,7 @@ def export(args: argparse.Namespace) -> int:
 def forget_command(args: argparse.Namespace) -> int:
     """Shred the lead's key, record Erased, purge its dead letters, refresh its rows."""
     by = args.by or getpass.getuser()
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         result = rt.app.forget(args.key, reason=args.reason, by=by, at=datetime.now(UTC))
         purged = rt.deadletters.purge_person(args.key, result.personal_values)
         # the shredded key's old row version and purged dead letters must not linger on disk

@@ -80,7 +80,7 @@ def replay_command(args: argparse.Namespace) -> int:
     if args.from_start or args.topic or args.bootstrap:
         raise LeadEngineError("--from-start, --topic and --bootstrap go with --kafka")
     ids = _ids(args)
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         max_bytes, size = rt.settings.max_event_bytes, rt.settings.batch_size
         if args.dry_run:
             unknown = rt.app.rules.contract.unknown_fields
@@ -137,7 +137,7 @@ def _replay_topic(args: argparse.Namespace) -> int:
         )
     settings = kafka_settings(args)
     bootstrap = bootstrap_of(args, settings)
-    with open_runtime(settings) as rt:
+    with open_runtime(settings, create=False) as rt:
         bar = Progress("replay")
         try:
             report = replay_topic(
@@ -175,7 +175,7 @@ def purge_command(args: argparse.Namespace) -> int:
     ids = None if args.all or args.before else _ids(args)
     before = _before(args.before) if args.before else None
     settings = get_settings()
-    with open_runtime(settings) as rt:
+    with open_runtime(settings, create=False) as rt:
         doomed = rt.deadletters.matching(ids, before=before)
         deleted = 0 if args.dry_run else rt.deadletters.delete(doomed)
     missing = sorted(set(ids) - set(doomed)) if ids is not None else []

@@ -102,7 +102,7 @@ def lead_id(value: str) -> uuid.UUID:
 def decide_pair(args: argparse.Namespace) -> int:
     accept = args.duplicates_command == "accept"
     by = args.by or getpass.getuser()
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         pairs = rt.app.decide_duplicate(
             args.winner, args.loser, accept=accept, by=by, reason=args.reason,
             at=datetime.now(UTC),

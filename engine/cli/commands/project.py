@@ -132,7 +132,7 @@ def project_with_progress(rt: Runtime, projector: Projector | None = None) -> in
 def refresh_attribution(args: argparse.Namespace) -> int:
     from engine.analytics import windows
 
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         reading = Progress("reading touchpoints")
         bar: list[Progress] = []
 
@@ -221,7 +221,7 @@ def projections_retry(args: argparse.Namespace) -> int:
         names(args.name)
     except ValueError as exc:
         raise LeadEngineError(str(exc)) from None
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         report = retry(rt.app, rt.db, args.name, lead=args.lead)
     if args.format == "json":
         print(to_json(report.as_dict()))
@@ -258,7 +258,7 @@ def projections_rebuild(args: argparse.Namespace) -> int:
             f"--workers: expected at most {MAX_REBUILD_WORKERS} (each a process with its own "
             f"database connection), got {args.workers}"
         )
-    with open_runtime() as rt:
+    with open_runtime(create=False) as rt:
         bars: dict[str, Progress] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
