@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
@@ -28,7 +30,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Cursor, Pipeline
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -134,6 +136,7 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
                             ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
                         except Exception as e:  # raised after the pipeline exits (psycopg)
                             exc = e
+                            _settle(pipeline)
             if exc:
                 raise exc
         if "locked" in clock:
@@ -156,6 +159,16 @@ class ChainedProcessRecorder(PostgresProcessRecorder):
         if writes:
             writes.write(curs)
         super()._insert_events(curs, stored_events, **kwargs)
+
+
+def _settle(pipeline: Pipeline) -> None:
+    """After a failure: read the pipeline up to a sync point, so that it is out of its aborted
+    state before the transaction ends. An error can arrive while a later statement is sent
+    rather than at `sync()` (when the server answers early, as under load); without this, the
+    pipeline's exit raises PipelineAborted over it and a version conflict (IntegrityError,
+    redone on a fresh read) becomes an OperationalError retried to the end."""
+    with suppress(psycopg.Error):  # the statements queued after it: the failure is kept
+        pipeline.sync()
 
 
 def _seconds(curs: Cursor[DictRow]) -> float:
