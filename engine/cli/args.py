@@ -42,6 +42,24 @@ def positive_int(text: str) -> int:
     return number
 
 
+def int_from(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """The type of an N option taking `low` to `high` (a bound keeps a typo such as 10**12
+    from trying to fill memory or disk); `why` says what the upper bound is for."""
+
+    def number(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, got {echoed(text)}"
+            ) from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected {low:,} to {high:,}{why}, got {n}")
+        return n
+
+    return number
+
+
 #: the longest wait a SECONDS option takes (a week): longer is a mistake, and past what the
 #: platform's timers hold
 MAX_SECONDS = 7 * 24 * 3600
