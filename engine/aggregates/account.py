@@ -115,11 +115,18 @@ class Account(Aggregate):
         candidates: list[str],
         rules_version: str,
         decided_at: datetime | None,
+        baseline: bool = False,
     ) -> bool:
         """Record a lead-to-account match decision about this account: the lead joins (with
         the rule and reason) or leaves it; False (nothing recorded) when it changes nothing
-        (joined already by that rule: a new reason alone is no new decision)."""
-        if joined:
+        (joined already by that rule: a new reason alone is no new decision). `baseline`: the
+        lead's match as it was before a decision changes it, recorded only when this account
+        has no join of the lead recorded (matched before migration 22: without it a replay
+        could not tell where the lead was before its first recorded decision)."""
+        if baseline:
+            if not joined or lead_id in self.members:
+                return False
+        elif joined:
             assert rule is not None
             if lead_id in self.members and self.members[lead_id][0] == rule:
                 return False
@@ -134,6 +141,7 @@ class Account(Aggregate):
             candidates=candidates,
             rules_version=rules_version,
             decided_at=decided_at,
+            baseline=baseline,
         )
         return True
 
@@ -286,7 +294,11 @@ class Account(Aggregate):
 
     class MemberDecided(Aggregate.Event):
         """A lead-to-account match decision (docs/accounts.md): the lead (its id: a keyed
-        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere)."""
+        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere).
+        Version 2 adds `baseline` (a match taken before decisions were recorded, recorded
+        when a decision first changes it); version 1 events read it as False."""
+
+        class_version = 2
 
         lead_id: str
         joined: bool
@@ -295,6 +307,11 @@ class Account(Aggregate):
         candidates: list[str]
         rules_version: str
         decided_at: datetime | None
+        baseline: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["baseline"] = False
 
         def apply(self, aggregate: Account) -> None:
             if self.joined:

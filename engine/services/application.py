@@ -1210,6 +1210,7 @@ class LeadEngine(Application[UUID]):
                     candidates=list(d.candidates),
                     rules_version=d.rules_version,
                     decided_at=d.decided_at,
+                    baseline=d.baseline,
                 )
             try:
                 self._save(list(touched.values()), None)

@@ -357,6 +357,12 @@ def _account_as_of(
     folded = match_as_of(decisions, moment, clock)
     said = f"as matched {on} {moment.isoformat()} ({folded.decisions} recorded decisions)"
     d = folded.joined
+    if d is not None and d.baseline:
+        said += (
+            f"; its match then, on account {d.account_key}, was taken before match decisions "
+            "were recorded (migration 22) and recorded only when it first changed: not "
+            "recorded then, shown from its inputs' time"
+        )
     if d is not None:
         return {
             "account_key": d.account_key,
@@ -373,7 +379,9 @@ def _account_as_of(
     reason = (
         f"left account {left.account_key}: {left.reason}"
         if left is not None
-        else "in no account: no match decision joined it to one by then"
+        else "in no account: no match decision joined it to one by then (a match taken "
+        "before decisions were recorded, migration 22, is known only for a lead re-decided "
+        "since this leadengine recorded it)"
     )
     return {
         "account_key": None,
