@@ -115,11 +115,18 @@ class Account(Aggregate):
         candidates: list[str],
         rules_version: str,
         decided_at: datetime | None,
+        baseline: bool = False,
     ) -> bool:
         """Record a lead-to-account match decision about this account: the lead joins (with
         the rule and reason) or leaves it; False (nothing recorded) when it changes nothing
-        (joined already by that rule: a new reason alone is no new decision)."""
-        if joined:
+        (joined already by that rule: a new reason alone is no new decision). `baseline`: the
+        lead's match as it was before a decision changes it, recorded only when this account
+        has no join of the lead recorded (matched before migration 22: without it a replay
+        could not tell where the lead was before its first recorded decision)."""
+        if baseline:
+            if not joined or lead_id in self.members:
+                return False
+        elif joined:
             assert rule is not None
             if lead_id in self.members and self.members[lead_id][0] == rule:
                 return False
@@ -134,6 +141,7 @@ class Account(Aggregate):
             candidates=candidates,
             rules_version=rules_version,
             decided_at=decided_at,
+            baseline=baseline,
         )
         return True
 
@@ -155,6 +163,17 @@ class Account(Aggregate):
             if source == PROVISIONAL_SOURCE and ("adopted_by" in data or "released_by" in data):
                 state = data.get("adopted_by")
         return str(state) if state else None
+
+    @property
+    def closed(self) -> bool:
+        """A provisional account released by its adopter while its noted leads were fewer than
+        `min_leads` people: it claims nothing and no account adopted it; it opens again
+        (`reopen`) when its noted leads are `min_leads` people again."""
+        state = False
+        for _at, source, _id, data in sorted(self.updates, key=lambda u: (u[0], u[1], u[2])):
+            if source == PROVISIONAL_SOURCE and _CLAIM_KEYS.intersection(data):
+                state = bool(data.get("closed"))
+        return state
 
     def _next_time(self, occurred_at: datetime) -> datetime:
         """A time for an engine-recorded update folded after every update so far, whatever
@@ -199,9 +218,9 @@ class Account(Aggregate):
     def adopt(self, *, by: str, occurred_at: datetime) -> bool:
         """A CRM account claims this provisional account's domain: it gives the domain up, so
         its leads match the CRM account (their moves are match decisions, recorded as ever).
-        False when it is not open or was adopted already."""
+        False when it is not open (never opened, or closed) or was adopted already."""
         assert self.provisional
-        if not self.opened or self.adopted_by is not None:
+        if not self.opened or self.closed or self.adopted_by is not None:
             return False
         self.record(
             event_id=self._unique_id(f"adopted-by:{by}"),
@@ -211,20 +230,56 @@ class Account(Aggregate):
         )
         return True
 
-    def release(self, *, by: str, occurred_at: datetime) -> bool:
+    def release(
+        self,
+        *,
+        by: str,
+        occurred_at: datetime,
+        leads: int | None = None,
+        persons: int | None = None,
+        min_leads: int = 0,
+    ) -> bool:
         """The CRM account `by` that adopted this provisional account dropped its domain and no
-        other account claims it: the provisional account claims its domain again (its leads
-        match it by domain again, each move a recorded match decision). False when `by` is
-        not the account that adopted it."""
+        other account claims it. Decided by the rules as at opening: when its noted leads
+        (`leads`) are still at least `min_leads` people (`persons`), it claims its domain again
+        (its leads match it by domain again, each move a recorded match decision); else it
+        stays closed, claiming nothing (`closed`), until noted leads reach `min_leads` people
+        again (`reopen`). Either way a recorded update with the counts. Without counts (the
+        adoption moving to another account, which adopts it at once) it claims its domain
+        again. False when `by` is not the account that adopted it."""
         assert self.provisional
         if self.adopted_by != by:
             return False
         domain = self.key.removeprefix(PROVISIONAL)
+        counts: dict[str, Any] = {"released_by": by}
+        if persons is not None:
+            counts |= {"leads": leads, "persons": persons}
+        reopens = persons is None or persons >= min_leads
+        data: dict[str, Any] = (
+            {"domains": [domain], **counts}
+            if reopens
+            else {"domains": [], **counts, "closed": True, "min_leads": min_leads}
+        )
         self.record(
-            event_id=self._unique_id(f"released-by:{by}"),
+            event_id=self._unique_id(f"{'released' if reopens else 'closed'}-by:{by}"),
             source=PROVISIONAL_SOURCE,
             occurred_at=self._next_time(occurred_at),
-            data={"domains": [domain], "released_by": by},
+            data=data,
+        )
+        return True
+
+    def reopen(self, *, occurred_at: datetime, leads: int, persons: int) -> bool:
+        """A closed provisional account whose noted leads are `min_leads` people again claims
+        its domain again (a recorded update with the counts); False when it is not closed."""
+        assert self.provisional
+        if not self.closed:
+            return False
+        domain = self.key.removeprefix(PROVISIONAL)
+        self.record(
+            event_id=self._unique_id(f"reopened:{domain}"),
+            source=PROVISIONAL_SOURCE,
+            occurred_at=self._next_time(occurred_at),
+            data={"domains": [domain], "reopened": True, "leads": leads, "persons": persons},
         )
         return True
 
@@ -239,7 +294,11 @@ class Account(Aggregate):
 
     class MemberDecided(Aggregate.Event):
         """A lead-to-account match decision (docs/accounts.md): the lead (its id: a keyed
-        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere)."""
+        hash) joined this account by `rule`, or left it (matched elsewhere, or nowhere).
+        Version 2 adds `baseline` (a match taken before decisions were recorded, recorded
+        when a decision first changes it); version 1 events read it as False."""
+
+        class_version = 2
 
         lead_id: str
         joined: bool
@@ -248,6 +307,11 @@ class Account(Aggregate):
         candidates: list[str]
         rules_version: str
         decided_at: datetime | None
+        baseline: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["baseline"] = False
 
         def apply(self, aggregate: Account) -> None:
             if self.joined:
@@ -284,6 +348,10 @@ class Account(Aggregate):
                 self.occurred_at, aggregate.key, self.data
             )
             aggregate.updates.append((self.occurred_at, self.source, self.event_id, self.data))
+
+
+#: the keys of the engine's updates that change who claims a provisional account's domain
+_CLAIM_KEYS = frozenset({"adopted_by", "released_by", "reopened"})
 
 
 def _content(at: datetime, key: str, data: dict[str, Any]) -> dict[str, Any]:

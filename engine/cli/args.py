@@ -11,11 +11,13 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from engine.cli import failures
 from engine.cli.output import FORMATS
 from engine.domain.errors import echoed
+
+_N = TypeVar("_N", int, float)
 
 BOOTSTRAP_HELP = "host:port[,...] (default LEADENGINE_KAFKA_BOOTSTRAP_SERVERS)"
 
@@ -32,13 +34,31 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 Handler = Callable[[argparse.Namespace], int]
 
 
-def positive_int(text: str) -> int:
+def _parsed(text: str, parse: Callable[[str], _N], expected: str) -> _N:
+    """`text` as `parse` reads it; else refused naming what was `expected` and what was given."""
     try:
-        number = int(text)
+        return parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {echoed(text)}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {echoed(text)}") from None
+
+
+def positive_int(text: str) -> int:
+    number = _parsed(text, int, "a whole number")
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    return number
+
+
+def int_from(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """The type of an N option taking `low` to `high` (a bound keeps a typo such as 10**12
+    from trying to fill memory or disk); `why` says what the upper bound is for."""
+
+    def number(text: str) -> int:
+        n = _parsed(text, int, "a whole number")
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected {low:,} to {high:,}{why}, got {n}")
+        return n
+
     return number
 
 
@@ -49,10 +69,7 @@ MAX_SECONDS = 7 * 24 * 3600
 
 def seconds(text: str) -> float:
     """A wait in seconds above 0 and at most a week (`nan` and `inf` refused)."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {echoed(text)}") from None
+    number = _parsed(text, float, "seconds")
     if not 0 < number <= MAX_SECONDS:  # also false for nan
         raise argparse.ArgumentTypeError(
             f"expected seconds above 0 and at most {MAX_SECONDS:,} (a week), got {text}"
@@ -62,12 +79,7 @@ def seconds(text: str) -> float:
 
 def share(text: str) -> float:
     """A share between 0 and 1 (`nan`, `inf` and numbers outside it refused)."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a share from 0 to 1, got {echoed(text)}"
-        ) from None
+    number = _parsed(text, float, "a share from 0 to 1")
     if not 0 <= number <= 1:  # also false for nan
         raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text}")
     return number

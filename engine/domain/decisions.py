@@ -104,6 +104,7 @@ def account_cloudevent(event: Any, account: UUID, key: str) -> dict[str, Any]:
             candidates=list(event.candidates),
             rules_version=event.rules_version,
             occurred_at=_iso(event.decided_at) if event.decided_at else None,
+            baseline=event.baseline,
         )
     else:
         assert isinstance(event, Account.Qualified)

@@ -165,6 +165,11 @@ class AccountMemberDecided(BaseModel):
     occurred_at: str | None = Field(
         description="The event time of the latest input the decision read (ISO 8601)"
     )
+    baseline: bool = Field(
+        default=False,
+        description="true: the lead's match taken before decisions were recorded "
+        "(leadengine before migration 22), recorded just before the decision that changes it",
+    )
 
 
 DATA: dict[str, type[BaseModel]] = {

@@ -132,16 +132,29 @@ def _check_claims(cur: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
             check.execute(
                 sql.SQL(
                     "SELECT account_key, domains[1] FROM {} WHERE account_key LIKE "
-                    "'provisional/%%' AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM "
-                    "unnest(%s::text[]) d WHERE domains[1] = d OR right(domains[1], "
-                    "length(d) + 1) = '.' || d) ORDER BY account_key LIMIT 1"
-                ).format(table),
+                    "'provisional/%%' AND {} ORDER BY account_key LIMIT 1"
+                ).format(table, _under_any(_CLAIMED)),
                 (claimed,),
             )
             found = check.fetchone()
             if found is not None:
                 row = next(r for r in crm if under(found[1], r[3]))
                 _conflict(check, f"account {row[0]} raced a provisional account on its domains")
+
+
+#: a provisional account's domain in SQL: the one it claims (its first; none once adopted),
+#: or the one in its key (claimed or not)
+_CLAIMED = sql.SQL("domains[1]")
+_KEYED = sql.SQL("substr(account_key, {})").format(sql.Literal(len(PROVISIONAL) + 1))
+
+
+def _under_any(domain: sql.Composable) -> sql.Composable:
+    """SQL: `domain` is one of the `%s::text[]` parameter's domains or below one (`under`);
+    a NULL domain (nothing claimed) is under none."""
+    return sql.SQL(
+        "EXISTS (SELECT 1 FROM unnest(%s::text[]) d WHERE {0} = d "
+        "OR right({0}, length(d) + 1) = '.' || d)"
+    ).format(domain)
 
 
 def _conflict(cur: Cursor[Any], message: str) -> None:
@@ -200,19 +213,23 @@ class AccountDirectory:
     def provisional_under(self, domains: Sequence[str]) -> list[str]:
         """The open, not adopted, provisional accounts whose domain is one of `domains` or a
         subdomain of one (what a CRM account claiming `domains` adopts)."""
-        return sorted(
-            row[0]
-            for row in self.rows.values()
-            if row[0].startswith(PROVISIONAL) and row[3] and under(row[3][0], domains)
-        )
+        return self._provisional(domains, claiming=True)
 
     def provisional_keys_under(self, domains: Sequence[str]) -> list[str]:
         """Every provisional account (open, adopted or not) whose domain is one of `domains`
         or a subdomain of one: those a CRM account dropping `domains` may have adopted."""
+        return self._provisional(domains, claiming=False)
+
+    def _provisional(self, domains: Sequence[str], *, claiming: bool) -> list[str]:
+        """The provisional accounts on `domains` or below, by key; `claiming`: only those
+        claiming their domain now (the domain is then their row's first), else all (the
+        domain is in the key)."""
         return sorted(
             row[0]
             for row in self.rows.values()
-            if row[0].startswith(PROVISIONAL) and under(row[0].removeprefix(PROVISIONAL), domains)
+            if row[0].startswith(PROVISIONAL)
+            and (row[3] or not claiming)
+            and under(row[3][0] if claiming else row[0].removeprefix(PROVISIONAL), domains)
         )
 
 
@@ -255,33 +272,17 @@ class PostgresAccountDirectory(AccountDirectory):
             rows = c.fetchall()
         return [_profile(tuple(r.values()) if isinstance(r, dict) else tuple(r)) for r in rows]
 
-    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+    def _provisional(self, domains: Sequence[str], *, claiming: bool) -> list[str]:
         if not domains:
             return []
+        domain = _CLAIMED if claiming else _KEYED
         with self.datastore.get_connection() as conn, conn.cursor() as c:
             c.execute(
                 sql.SQL(
                     "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
-                    "AND cardinality(domains) > 0 AND EXISTS (SELECT 1 FROM unnest(%s::text[]) "
-                    "d WHERE domains[1] = d OR right(domains[1], length(d) + 1) = '.' || d) "
-                    "ORDER BY 1"
-                ).format(self._table),
+                    "AND {} ORDER BY 1"
+                ).format(self._table, _under_any(domain)),
                 (list(domains),),
-            )
-            return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
-
-    def provisional_keys_under(self, domains: Sequence[str]) -> list[str]:
-        if not domains:
-            return []
-        with self.datastore.get_connection() as conn, conn.cursor() as c:
-            c.execute(
-                sql.SQL(
-                    "SELECT account_key FROM {} WHERE account_key LIKE 'provisional/%%' "
-                    "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) d "
-                    "WHERE substr(account_key, %s) = d "
-                    "OR right(account_key, length(d) + 1) = '.' || d) ORDER BY 1"
-                ).format(self._table),
-                (list(domains), len(PROVISIONAL) + 1),
             )
             return [str(next(iter(r.values())) if isinstance(r, dict) else r[0]) for r in c]
 

@@ -388,6 +388,23 @@ class AccountBook:
                 )
             )
 
+        if before is not None and had is not None and tuple(before[2:4]) != (key, rule):
+            # the match it changes, in case its join was never recorded (taken before
+            # migration 22): recorded first, flagged, unless the account has it already
+            _, _, _, was_rule, was_reason, was_candidates, was_decided, was_ref = before
+            self.member_decisions.append(
+                MemberDecision(
+                    had,
+                    str(lead_id),
+                    True,
+                    was_rule,
+                    was_reason,
+                    tuple(was_candidates),
+                    was_ref,
+                    was_decided,
+                    baseline=True,
+                )
+            )
         if had is not None and had != key:
             note(had, False)
         if key is not None and (before is None or before[2:4] != row[2:4]):

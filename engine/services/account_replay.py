@@ -49,6 +49,7 @@ def lead_decisions(app: LeadEngine, lead_id: UUID) -> list[RecordedDecision]:
                 decided_at=event.decided_at,
                 recorded_at=event.timestamp,
                 position=position,
+                baseline=event.baseline,
             )
         )
     return out

@@ -771,14 +771,19 @@ class LeadEngine(Application[UUID]):
             return  # matched (or several accounts tie for it): no provisional account
         key = provisional_key(domain)
         account = self._load_shared(Account, account_id(key), key, touched)
-        if account.opened:
+        if account.opened and not account.closed:
             return  # adopted: the domain is a CRM account's now (or ours, not indexed yet)
         account.note_lead(lead_id=str(lead.id), occurred_at=env.occurred_at)
         if len(account.noted) < provisional.min_leads:
             return
         persons = self._persons(account.noted, touched)
-        if persons >= provisional.min_leads:
-            account.open(occurred_at=env.occurred_at, leads=len(account.noted), persons=persons)
+        if persons < provisional.min_leads:
+            return
+        leads = len(account.noted)
+        if account.closed:  # released below min_leads people once: open again now
+            account.reopen(occurred_at=env.occurred_at, leads=leads, persons=persons)
+        else:
+            account.open(occurred_at=env.occurred_at, leads=leads, persons=persons)
 
     def _persons(self, lead_ids: Iterable[str], touched: dict[UUID, Aggregate]) -> int:
         """How many people `lead_ids` are: two keys of one person (linked, merged:
@@ -858,8 +863,15 @@ class LeadEngine(Application[UUID]):
                 by = min(others)  # the first by id: deterministic, any would do
                 provisional.release(by=account.key, occurred_at=env.occurred_at)
                 provisional.adopt(by=by, occurred_at=env.occurred_at)
-            elif self.rules.accounts.provisional is not None:
-                provisional.release(by=account.key, occurred_at=env.occurred_at)
+            elif (rule := self.rules.accounts.provisional) is not None:
+                # reopens by the rules, as at opening: its noted leads still min_leads people
+                provisional.release(
+                    by=account.key,
+                    occurred_at=env.occurred_at,
+                    leads=len(provisional.noted),
+                    persons=self._persons(provisional.noted, touched),
+                    min_leads=rule.min_leads,
+                )
 
     def _claiming(self, domain: str, touched: dict[UUID, Aggregate]) -> list[AccountProfile]:
         """The CRM accounts claiming `domain` or a parent: the directory's, as this batch's
@@ -1198,6 +1210,7 @@ class LeadEngine(Application[UUID]):
                     candidates=list(d.candidates),
                     rules_version=d.rules_version,
                     decided_at=d.decided_at,
+                    baseline=d.baseline,
                 )
             try:
                 self._save(list(touched.values()), None)

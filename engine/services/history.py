@@ -4,10 +4,12 @@ the score, stage and owner after it (`lead history`, `lead export`)."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.domain.contract import EVENT_TYPES, pii_fields
 from engine.domain.facts import ERASED_KEY
+from engine.domain.leadids import pseudonym
 from engine.domain.rules import Rules
 from engine.domain.scoring import score
 
@@ -116,3 +118,12 @@ def shown_key(events: list[Any], key: str) -> str:
     """The lead's key as the store shows it now: its pseudonym once forgotten."""
     started = next((e for e in events if isinstance(e, Lead.Started)), None)
     return str(started.key) if started is not None else key
+
+
+def lead_title(lead_id: UUID, key: str) -> str:
+    """How a command's header names a lead, the same whether it was asked for by key or by
+    lead id: its key and its lead id; once forgotten (`key` is then its pseudonym), its lead
+    id alone, said to be forgotten (the key is erased)."""
+    if key == pseudonym(lead_id):
+        return f"{lead_id} (forgotten: its key is erased)"
+    return f"{key} (lead id {lead_id})"

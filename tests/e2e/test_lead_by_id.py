@@ -43,3 +43,39 @@ def test_a_lead_is_found_by_its_id_as_by_its_key(cli_env: dict[str, str], tmp_pa
     gone = run(cli_env, "lead", "show", lead_id, ok=False)
     assert gone.returncode == 2 and f"lead {lead_id} was forgotten" in gone.stderr
     assert KEY not in gone.stderr + gone.stdout and "Traceback" not in gone.stderr
+
+
+def _header(text: str) -> str:
+    """A table's title (its first paragraph), joined back where it wrapped."""
+    return " ".join(text.split("\n\n", 1)[0].split())
+
+
+def test_the_header_names_the_key_and_the_lead_id_by_either(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A hostile trial: `lead show <lead id>` printed the key alone, and nothing said which
+    lead id it was; by key or by id, each header names both (once forgotten: the id alone)."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(raw("lead.captured", KEY, {"email": KEY})) + "\n")
+    run(cli_env, "ingest", str(events))
+    lead_id = json.loads(run(cli_env, "lead", "show", KEY, "--format", "json").stdout)["id"]
+    both = f"{KEY} (lead id {lead_id})"
+    want = {
+        "show": f"Lead {both}",
+        "history": f"History of lead {both}",
+        "explain": f"Score of {both} as of",
+    }
+    for command, start in want.items():
+        for who in (KEY, lead_id):
+            assert _header(run(cli_env, "lead", command, who).stdout).startswith(start), (
+                command,
+                who,
+            )
+    shown = run(cli_env, "lead", "show", lead_id).stdout
+    assert ["lead", "id", lead_id] in [line.split() for line in shown.splitlines()]
+    run(cli_env, "forget", KEY, "--reason", "ticket-1")
+    gone = f"{lead_id} (forgotten: its key is erased)"
+    for command, start in want.items():
+        out = run(cli_env, "lead", command, KEY).stdout
+        assert _header(out).startswith(start.replace(both, gone)), (command, out[:300])
+        assert KEY not in out

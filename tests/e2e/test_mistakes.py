@@ -146,8 +146,7 @@ ARGUMENTS = [
     (
         "rebuild-workers-beyond-the-cap",
         ["projections", "rebuild", "leads", "--workers", "999"],
-        "--workers: expected at most 16 (each a process with its own database connection), "
-        "got 999",
+        "--workers: expected at most 16 (each a process with its own database connection), got 999",
     ),
     (
         "refresh-forever",
@@ -163,6 +162,45 @@ ARGUMENTS = [
         "duplicates-upside-down",
         ["report", "duplicates", "--from", "2026-05-01", "--to", "2026-01-01"],
         "--from 2026-05-01 is not before --to 2026-01-01",
+    ),
+    # found by a hostile trial: accepted, then did nothing, looped or tried to fill the disk
+    (
+        "rebuild-zero-batch",
+        ["projections", "rebuild", "leads", "--batch-size", "0"],
+        "argument --batch-size: expected 1 to 1,000,000 (a page is held in memory), got 0",
+    ),
+    (
+        "rebuild-negative-batch",
+        ["projections", "rebuild", "leads", "--batch-size", "-5"],
+        "argument --batch-size: expected 1 to 1,000,000",
+    ),
+    ("relay-zero-batch", ["relay", "--batch-size", "0"], "argument --batch-size: expected 1"),
+    (
+        "generate-huge-leads",
+        ["generate", "--leads", "10000000000"],
+        "argument --leads: expected 1 to 10,000,000 (a bound: more would fill memory and "
+        "disk), got 10000000000",
+    ),
+    ("demo-huge-leads", ["demo", "--leads", "10000001"], "argument --leads: expected 1 to"),
+    (
+        "generate-days-overflow",
+        ["generate", "--leads", "1", "--days", "999999999"],
+        "argument --days: expected 1 to 3,650 (ten years), got 999999999",
+    ),
+    ("generate-zero-days", ["generate", "--days", "0"], "argument --days: expected 1 to 3,650"),
+    (
+        "generate-accounts-beyond",
+        ["generate", "--accounts", "100001"],
+        "argument --accounts: expected 0 to 100,000",
+    ),
+    ("generate-accounts-text", ["generate", "--accounts", "many"], "expected a whole number"),
+    ("generate-free-mail-over-one", ["generate", "--free-mail", "2"], "expected a share from 0"),
+    ("generate-naming-negative", ["generate", "--naming", "-0.1"], "expected a share from 0"),
+    ("generate-naming-nan", ["generate", "--naming", "nan"], "expected a share from 0 to 1"),
+    (
+        "generate-shares-over-one",
+        ["generate", "--free-mail", "0.6", "--naming", "0.6"],
+        "they add up to at most 1",
     ),
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
     ("missing-subcommand", ["report"], "the following arguments are required"),

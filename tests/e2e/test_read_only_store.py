@@ -34,6 +34,7 @@ READERS = [
     ["projections", "retry"],
     ["projections", "rebuild", "leads"],
     ["projections", "refresh-attribution"],
+    ["timers"],  # a service, but of the leads stored: it made an empty store (hostile trial)
 ]
 
 

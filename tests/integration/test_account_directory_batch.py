@@ -151,3 +151,52 @@ def test_the_directory_after_one_batch_is_the_directory_after_each_update_alone(
         runtime.app.ingest([validate_event(event)])
     assert _rows(runtime, batch) == _rows(runtime, alone)
     assert set(_rows(runtime, batch)) == {f"-{a}" for a, *_ in updates}
+
+
+#: provisional accounts' domains and what a CRM account may claim or drop (parents, children)
+PROVISIONAL_DOMAINS = ["acme.com", "eu.acme.com", "x.eu.acme.com", "acme.co", "initech.io"]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    held=st.dictionaries(st.sampled_from(PROVISIONAL_DOMAINS), st.booleans(), max_size=5),
+    asked=st.lists(st.sampled_from([*PROVISIONAL_DOMAINS, "com", "co", "y.acme.com"]), max_size=3),
+)
+def test_provisional_lookups_agree_in_memory_and_on_postgres(
+    runtime: Runtime, held: dict[str, bool], asked: list[str]
+) -> None:
+    """`provisional_under` (claiming now) and `provisional_keys_under` (any) share one query
+    shape (`_provisional`): the in-memory directory and PostgreSQL's answer alike, for
+    claiming and adopted (no domains) provisional accounts, asked for their domain, a parent
+    or a child."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    rows: list[account_directory.Row] = [
+        (f"provisional/{d}", d, d, [d] if claiming else [], None, None, at)
+        for d, claiming in held.items()
+    ]
+    with runtime.db.connect() as conn:  # straight in: the claim check is not under test
+        conn.execute(f"DELETE FROM {runtime.db.schema}.account_directory")
+        for row in rows:
+            conn.execute(
+                f"INSERT INTO {runtime.db.schema}.account_directory "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                row,
+            )
+    memory = account_directory.AccountDirectory()
+    memory.put(rows)
+    stored = runtime.app.account_directory
+    assert isinstance(stored, account_directory.PostgresAccountDirectory)
+    for lookup in ("provisional_under", "provisional_keys_under"):
+        got = getattr(stored, lookup)(asked)
+        assert got == getattr(memory, lookup)(asked), lookup
+    want_claiming = sorted(
+        f"provisional/{d}"
+        for d, claiming in held.items()
+        if claiming and account_directory.under(d, asked)
+    )
+    assert stored.provisional_under(asked) == want_claiming
+    assert stored.provisional_keys_under(asked) == sorted(
+        f"provisional/{d}" for d in held if account_directory.under(d, asked)
+    )

@@ -150,3 +150,58 @@ def test_a_generated_stream_with_accounts_matches_by_every_rule(runtime: Runtime
     assert any(r[3] == "gmail.com" and r[0] == "name" for r in rows)
     ambiguous = [r for r in rows if r[0] == "name" and r[2] > 1]
     assert ambiguous and all(" candidates" in r[1] for r in ambiguous)
+
+
+def test_a_match_taken_before_decisions_were_recorded_is_replayed_before_it_changes(
+    runtime: Runtime, leadengine: Any, monkeypatch: Any
+) -> None:
+    """A lead matched before migration 22 had no recorded decision: re-decided since, its
+    first recorded decision joined its new account (or left none), so `lead explain --as-of`
+    before it showed it in no account. Its match then is recorded as a baseline with the
+    decision that changes it: replayed from its inputs' time, said to be not recorded then."""
+    record = runtime.app.record_account_decisions
+    # leadengine before migration 22: matches decided and projected, none recorded
+    monkeypatch.setattr(
+        runtime.app, "record_account_decisions", lambda mqas, _members: record(mqas, [])
+    )
+    _run(
+        runtime,
+        [
+            raw("account.updated", "a1", {"name": "Acme Inc"}, days=0),
+            raw("account.updated", "a2", {"name": "Globex"}, days=0),
+            raw("lead.captured", "l1", {"email": "pat@acme.com", "company": "Acme"}, days=1),
+            raw("lead.captured", "l2", {"email": "kim@gmail.com", "company": "ACME"}, days=1),
+        ],
+    )
+    monkeypatch.setattr(runtime.app, "record_account_decisions", record)
+    t1 = datetime.now(UTC)
+    assert _explain(leadengine, "l2")["account_key"] == "a1"  # matched now, nothing recorded
+    # re-decided: l1 by domain in a1 (same account, another rule); l2 moves to a2 by name
+    _run(
+        runtime,
+        [
+            raw("account.updated", "a1", {"domains": ["acme.com"], "name": "Initech"}, days=2),
+            raw("account.updated", "a2", {"name": "Acme LLC"}, days=2),
+        ],
+    )
+    t2 = datetime.now(UTC)
+    for key, rule_then in (("l1", "name"), ("l2", "name")):
+        then = _explain(leadengine, key, "--as-of", t1.isoformat())
+        assert (then["account_key"], then["rule"]) == ("a1", rule_then), (key, then)
+        assert "taken before match decisions were recorded (migration 22)" in then["as_of"]
+        assert "not recorded then" in then["as_of"]
+        happened = _explain(leadengine, key, "--occurred-by", "2026-03-02T12:00:00Z")
+        assert happened["account_key"] == "a1", (key, happened)
+    assert (_explain(leadengine, "l1", "--as-of", t2.isoformat())["rule"]) == "domain"
+    moved = _explain(leadengine, "l2", "--as-of", t2.isoformat())
+    assert moved["account_key"] == "a2" and "migration 22" not in moved["as_of"]
+    code, out = leadengine("account", "history", "a1", "--format", "json")
+    assert code == 0
+    entries = json.loads(out)["history"]
+    left = [e for e in entries if e["what"] == "lead left"]
+    assert [e["detail"].split(":")[0] for e in left] == ["lead l2"]  # recorded now
+    baseline = [e for e in entries if "matched before decisions were recorded" in e["detail"]]
+    assert sorted(e["detail"].split(":")[0] for e in baseline) == [
+        "lead l1 by name",
+        "lead l2 by name",
+    ]

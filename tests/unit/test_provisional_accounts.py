@@ -220,3 +220,118 @@ def test_a_provisional_account_opens_at_min_leads_people(
             assert found.opened == (len(set(people[: i + 1])) >= min_leads), (i, people)
     finally:
         e.close()
+
+
+def test_a_release_counts_min_leads_people_again(app: LeadEngine) -> None:
+    """Released by its adopter, a provisional account claims its domain again only while its
+    noted leads are still `min_leads` people (the rules now); else it stays closed, claiming
+    nothing, and reopens when noted leads reach `min_leads` people again. Each a recorded
+    update with the counts."""
+    app.ingest([lead("l1", "pat@initech.io"), lead("l2", "kim@initech.io")])
+    app.ingest([_crm("c9", 5, "u1", domains=["initech.io", "c9.com"])])
+    app.rules = parse_rules(RULES.replace("min_leads: 2", "min_leads: 3"))
+    app.ingest([_crm("c9", 6, "u2", domains=["c9.com"])])  # drops it: 2 people, 3 needed
+    closed = provisional(app, "initech.io")
+    assert closed is not None and closed.closed and closed.adopted_by is None
+    assert fold(closed.key, closed.updates).domains == ()
+    said = closed.updates[-1][3]
+    assert (said["leads"], said["persons"], said["min_leads"], said["closed"]) == (2, 2, 3, True)
+    # a CRM account claiming the domain now adopts nothing (it claims nothing to give up)
+    app.ingest([_crm("c8", 7, "v1", domains=["initech.io"])])
+    assert provisional(app, "initech.io").adopted_by is None  # type: ignore[union-attr]
+    app.ingest([_crm("c8", 8, "v2", domains=["c8.com"])])
+    app.ingest([lead("l3", "lee@initech.io", days=9)])  # a third person, unmatched: reopens
+    reopened = provisional(app, "initech.io")
+    assert reopened is not None and not reopened.closed
+    assert fold(reopened.key, reopened.updates).domains == ("initech.io",)
+    assert reopened.updates[-1][3] == {
+        "domains": ["initech.io"],
+        "reopened": True,
+        "leads": 3,
+        "persons": 3,
+    }
+
+
+def test_a_release_with_min_leads_people_claims_the_domain_again(app: LeadEngine) -> None:
+    app.ingest([lead("l1", "pat@initech.io"), lead("l2", "kim@initech.io")])
+    app.ingest([_crm("c9", 5, "u1", domains=["initech.io", "c9.com"])])
+    app.ingest([_crm("c9", 6, "u2", domains=["c9.com"])])
+    released = provisional(app, "initech.io")
+    assert released is not None and not released.closed
+    assert released.updates[-1][3] == {
+        "domains": ["initech.io"],
+        "released_by": "c9",
+        "leads": 2,
+        "persons": 2,
+    }
+
+
+#: one step: a lead of person p (0-3) on the domain, the CRM account claiming or dropping it,
+#: or the rules' min_leads changing
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("lead"), st.integers(0, 3)),
+        st.tuples(st.just("claim"), st.just(0)),
+        st.tuples(st.just("drop"), st.just(0)),
+        st.tuples(st.just("min"), st.integers(1, 4)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(STEPS)
+def test_opening_adoption_release_and_reopening_follow_the_rules_in_any_order(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Against a model: a provisional account opens at `min_leads` noted people; a CRM
+    account claiming the domain adopts it; dropping the domain releases it, claiming its
+    domain again only with `min_leads` people (the rules then), else closed until noted
+    people reach `min_leads` again. Leads of one person are linked before their lead event."""
+    e = engine(RULES)
+    min_leads, state, crm, people = 2, "none", False, set()
+    first: dict[int, str] = {}
+    try:
+        for i, (step, n) in enumerate(steps):
+            day = i + 1.0
+            if step == "lead":
+                key = f"k{i}"
+                if n in first:
+                    link = raw("identity.linked", key, {"to": first[n]}, days=day)
+                    e.ingest([validate_event(link)])
+                else:
+                    first[n] = key
+                e.ingest([lead(key, f"p{i}@initech.io", days=day + 0.5)])
+                if not crm and state in ("none", "closed"):  # unmatched: noted
+                    people.add(n)
+                    if len(people) >= min_leads:
+                        state = "open"
+            elif step == "claim":
+                e.ingest([_crm("c9", day, f"u{i}", domains=["initech.io", "c9.com"])])
+                crm = True
+                state = "adopted" if state == "open" else state
+            elif step == "drop":
+                e.ingest([_crm("c9", day, f"u{i}", domains=["c9.com"])])
+                if crm and state == "adopted":
+                    state = "open" if len(people) >= min_leads else "closed"
+                crm = False
+            else:
+                min_leads = n
+                e.rules = parse_rules(RULES.replace("min_leads: 2", f"min_leads: {n}"))
+            found = provisional(e, "initech.io")
+            now = (
+                "none"
+                if found is None or not found.opened
+                else "adopted"
+                if found.adopted_by
+                else "closed"
+                if found.closed
+                else "open"
+            )
+            assert now == state, (i, steps)
+            if found is not None and found.opened:
+                claims = fold(found.key, found.updates).domains
+                assert claims == (("initech.io",) if state == "open" else ()), (i, steps)
+    finally:
+        e.close()

@@ -242,7 +242,13 @@ def history(args: argparse.Namespace) -> int:
         events.append({"at": at, "what": "account updated", "detail": fields, "id": event_id})
     for e, at in decided:
         lead = keys.get(UUID(e.lead_id)) or "(a forgotten lead)"
-        if e.joined:
+        if e.joined and e.baseline:  # matched before migration 22, recorded when it changed
+            what = "lead matched"
+            detail = (
+                f"lead {lead} by {e.rule}: {e.reason} (matched before decisions were recorded; "
+                "recorded when it first changed, dated by its inputs)"
+            )
+        elif e.joined:
             what, detail = "lead matched", f"lead {lead} by {e.rule}: {e.reason}"
         else:
             what, detail = "lead left", f"lead {lead}: {e.reason}"

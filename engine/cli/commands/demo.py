@@ -7,13 +7,13 @@ import sys
 from typing import Any
 
 from engine.analytics import queries
-from engine.cli.args import Commands, fmt, handles, output_file, positive_int, share
+from engine.cli.args import Commands, fmt, handles, int_from, output_file, share
 from engine.cli.commands.ingest import ingest_with_progress
 from engine.cli.commands.project import project_with_progress
 from engine.cli.commands.reporting import funnel_text
 from engine.cli.output import prose, render, to_json
 from engine.domain import generator
-from engine.domain.errors import LeadEngineError, echoed
+from engine.domain.errors import LeadEngineError
 from engine.logs import configure_logging
 from engine.postgres import db as dbmod
 from engine.runtime import open_runtime
@@ -27,7 +27,12 @@ def register(commands: Commands) -> None:
         description="Runs the whole engine on generated journeys in a separate "
         "schema (<schema>_demo, recreated each run) and prints a funnel.",
     )
-    p.add_argument("--leads", type=positive_int, default=300, help="number of leads (default 300)")
+    p.add_argument(
+        "--leads",
+        type=LEADS,
+        default=300,
+        help=f"number of leads, 1 to {MAX_LEADS:,} (default 300)",
+    )
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument(
         "--direct",
@@ -43,12 +48,20 @@ def register(commands: Commands) -> None:
         description="Deterministic for a seed: the same seed gives the same file.",
     )
     p.add_argument(
-        "--leads", type=positive_int, default=1000, help="number of leads (default 1000)"
+        "--leads",
+        type=LEADS,
+        default=1000,
+        help=f"number of leads, 1 to {MAX_LEADS:,} (default 1000)",
     )
     p.add_argument(
         "--seed", type=int, default=7, help="random seed: the same seed, the same file (default 7)"
     )
-    p.add_argument("--days", type=positive_int, default=150, help="span of first touches in days")
+    p.add_argument(
+        "--days",
+        type=int_from(1, MAX_DAYS, " (ten years)"),
+        default=150,
+        help=f"span of first touches in days, 1 to {MAX_DAYS:,} (default 150)",
+    )
     p.add_argument(
         "--identity",
         type=share,
@@ -67,14 +80,15 @@ def register(commands: Commands) -> None:
     )
     accounts.add_argument(
         "--accounts",
-        type=account_count,
+        type=int_from(0, MAX_ACCOUNTS, " (the issue's scale check)"),
         metavar="N",
         help=f"exactly N accounts, spread over the {len(generator.COMPANY)} companies "
         f"({len(generator.COMPANY) + 1}: {generator.COMPANY[0]} has 2), each "
         "company's leads moved onto its accounts' e-mail domains (more accounts than "
         "companies: several people per "
         "account on several same-name accounts); an account no lead writes from is still "
-        "sent. 0: no accounts (the same journeys, for a without-accounts baseline). Default: "
+        f"sent. 0 to {MAX_ACCOUNTS:,}; 0: no accounts (the same journeys, for a "
+        "without-accounts baseline). Default: "
         "one account per company domain the leads use (up to 6 per company)",
     )
     accounts.add_argument(
@@ -98,21 +112,14 @@ def register(commands: Commands) -> None:
     handles(p, generate)
 
 
-def account_count(text: str) -> int:
-    """N of `--accounts`: a whole number from 0 (no accounts) to 100,000."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number, got {echoed(text)}"
-        ) from None
-    if not 0 <= number <= MAX_ACCOUNTS:
-        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_ACCOUNTS:,}, got {number}")
-    return number
-
-
 #: the most accounts `generate --accounts` makes (the issue's scale check: 100,000)
 MAX_ACCOUNTS = 100_000
+#: the most leads `generate`/`demo --leads` make: the scale check's 1,000,000 ten times
+#: over (about 11 events a lead); more is a typo that would fill memory and disk
+MAX_LEADS = 10_000_000
+#: the longest span of first touches (`generate --days`): ten years
+MAX_DAYS = 3_650
+LEADS = int_from(1, MAX_LEADS, " (a bound: more would fill memory and disk)")
 
 
 def _count_table(

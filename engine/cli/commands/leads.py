@@ -20,7 +20,7 @@ from engine.domain.scoring import Score, persona_fits
 from engine.runtime import Runtime, open_runtime
 from engine.services.account_replay import lead_decisions
 from engine.services.asof_read import lead_as_of
-from engine.services.history import history_rows, shown_key, summary
+from engine.services.history import history_rows, lead_title, shown_key, summary
 from engine.stitching.person import Person, person_sla
 
 KEY_HELP = "the lead's key upstream (CloudEvent subject), or its lead id (as outputs show it)"
@@ -147,6 +147,7 @@ def show(args: argparse.Namespace) -> int:
         return 0
     flat: list[dict[str, Any]] = [
         {"field": "key", "value": lead.key},
+        {"field": "lead id", "value": str(lead.id)},
         {"field": "stage", "value": lead.stage},
         {
             "field": "owner",
@@ -173,7 +174,8 @@ def show(args: argparse.Namespace) -> int:
     if args.format == "csv":
         print(render("csv", flat), end="")
         return 0
-    print(render("table", flat, columns=["field", "value"], title=f"Lead {lead.key}"))
+    title = f"Lead {lead_title(lead.id, lead.key)}"
+    print(render("table", flat, columns=["field", "value"], title=title))
     print()
     print(render("table", last_touches, title="Last touches"))
     return 0
@@ -224,6 +226,7 @@ def history(args: argparse.Namespace) -> int:
         args.key = rt.app.key_of(args.key)
         events = _events_at(rt, args)
         rows = history_rows(events, rt.rules)
+        lead_id = rt.app.lead_id(args.key)
     columns = [
         "version",
         "recorded_at",
@@ -241,7 +244,7 @@ def history(args: argparse.Namespace) -> int:
         if args.occurred_by
         else ""
     )
-    title = f"History of lead {shown_key(events, args.key)}{cut}"
+    title = f"History of lead {lead_title(lead_id, shown_key(events, args.key))}{cut}"
     print(render(args.format, rows, columns=columns, title=title))
     return 0
 
@@ -293,7 +296,8 @@ def explain(args: argparse.Namespace) -> int:
     columns = ["part", "rule", "event_id", "occurred_at", "raw_points", "decay", "points", "note"]
     weights = model.combine
     title = (
-        f"Score of {lead.key} as of {as_of.isoformat()} under {result.rules_ref}: "
+        f"Score of {lead_title(lead.id, lead.key)} as of {as_of.isoformat()} under "
+        f"{result.rules_ref}: "
         f"{result.total} = fit {result.fit} x {weights.fit_weight} + engagement "
         f"{result.engagement} x {weights.engagement_weight}"
     )
@@ -353,6 +357,12 @@ def _account_as_of(
     folded = match_as_of(decisions, moment, clock)
     said = f"as matched {on} {moment.isoformat()} ({folded.decisions} recorded decisions)"
     d = folded.joined
+    if d is not None and d.baseline:
+        said += (
+            f"; its match then, on account {d.account_key}, was taken before match decisions "
+            "were recorded (migration 22) and recorded only when it first changed: not "
+            "recorded then, shown from its inputs' time"
+        )
     if d is not None:
         return {
             "account_key": d.account_key,
@@ -369,7 +379,9 @@ def _account_as_of(
     reason = (
         f"left account {left.account_key}: {left.reason}"
         if left is not None
-        else "in no account: no match decision joined it to one by then"
+        else "in no account: no match decision joined it to one by then (a match taken "
+        "before decisions were recorded, migration 22, is known only for a lead re-decided "
+        "since this leadengine recorded it)"
     )
     return {
         "account_key": None,

@@ -8,7 +8,7 @@ import threading
 import time
 
 from engine import metrics
-from engine.cli.args import Commands, Subparsers, fmt, handles
+from engine.cli.args import Commands, Subparsers, fmt, handles, positive_int
 from engine.cli.commands.streaming import bootstrap_of
 from engine.cli.output import render
 from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
@@ -17,7 +17,7 @@ from engine.domain.errors import LeadEngineError
 from engine.kafka.publish import ensure_topic
 from engine.kafka.relay import Relay, producer
 from engine.logs import get_logger
-from engine.runtime import open_runtime
+from engine.runtime import existing_database, open_runtime
 from engine.settings import get_settings
 
 log = get_logger("engine.relay")
@@ -115,9 +115,9 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=5000,
-        help="records per batch (notifications, for history older than the outbox)",
+        help="records per batch, 1 or more (notifications, for history older than the outbox)",
     )
     return p
 
@@ -127,11 +127,14 @@ def timers(args: argparse.Namespace) -> int:
     from engine.services.timers import TimerService
 
     settings = get_settings()
+    if settings.database_url is None:  # no embedded server's data made to be read
+        existing_database(settings, None)
     stop = threading.Event()
     install_stop_handlers(stop)
     metrics.serve(settings.metrics_port)
     database = wait_for_database(settings, stop)
-    with open_runtime(settings, database=database) as rt, database_watched(rt):
+    # it fires timers of leads stored: a missing event store is refused, not made empty
+    with open_runtime(settings, database=database, create=False) as rt, database_watched(rt):
         if rt.rules.sla is None:
             raise LeadEngineError("the rules have no `sla:` section: no timers to fire")
         service = TimerService(rt.app, rt.rules.sla)
@@ -148,6 +151,8 @@ def add_timers_parser(sub: Subparsers) -> argparse.ArgumentParser:
         help="record SLA alerts (at risk, breached) as their moments pass; a service",
         description="Follow the event log; for each routed lead sleep until its next SLA "
         "moment (at-risk share, due), then record Lead.SlaAlerted if the timer is still open. "
-        "The relay publishes them as lead.sla_alerted (docs/integration.md).",
+        "The relay publishes them as lead.sla_alerted (docs/integration.md). It waits for "
+        "the database to come up, but refuses a database with no event store (run "
+        "`leadengine ingest` or `consume` first).",
     )
     return p

@@ -247,6 +247,10 @@ class MemberDecision:
     candidates: tuple[str, ...]
     rules_version: str
     decided_at: datetime | None
+    #: the lead's match before its first recorded decision (taken before decisions were
+    #: recorded, migration 22), recorded just before the decision that changes it, so a
+    #: replay knows where the lead was (docs/accounts.md); a no-op once its join is recorded
+    baseline: bool = False
 
 
 def name_words(name: str | None) -> str | None:

@@ -6,6 +6,11 @@ match, so the account a lead was matched to at T is the fold of the decisions ta
 per account, the latest decision about it says whether the lead was in it; the lead is in the
 account it joined last. Reading today's `account_members` row instead would show the match
 now, not then (`lead explain --as-of`, docs/accounts.md).
+
+A lead matched before decisions were recorded (migration 22) has its first match recorded as a
+*baseline* when a decision first changes it (`baseline`): a join recorded then, not when it was
+taken. It counts from its inputs' time (`decided_at`) on both clocks, the earliest it can have
+been taken, and a replay that shows it says it was not recorded then.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ class RecordedDecision:
     decided_at: datetime | None  # the decision's time by its inputs (occurred clock)
     recorded_at: datetime  # when the engine recorded it (recorded clock)
     position: int  # its place in the log: orders decisions recorded at one time
+    #: the match taken before decisions were recorded, recorded when first changed
+    baseline: bool = False
 
     def at(self, clock: Clock) -> datetime:
+        if self.baseline and self.decided_at is not None:  # taken then, recorded later
+            return min(self.decided_at, self.recorded_at)
         if clock == "occurred" and self.decided_at is not None:
             return self.decided_at
         return self.recorded_at
