@@ -62,6 +62,7 @@ _SHAPING = (
     "engine/domain/scorestate.py",
     "engine/aggregates/lead.py",
     "engine/services/asof_read.py",
+    "engine/services/asof_lazy.py",
     "engine/postgres/snapshots.py",
 )
 
