@@ -60,6 +60,7 @@ _SHAPING = (
     "engine/domain/lifecycle.py",
     "engine/domain/identity.py",
     "engine/domain/scorestate.py",
+    "engine/domain/shown.py",
     "engine/aggregates/lead.py",
     "engine/services/asof_read.py",
     "engine/services/asof_lazy.py",

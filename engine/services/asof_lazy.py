@@ -3,10 +3,11 @@
 A lead of 10,000 facts unpickles in tens of milliseconds, nearly all of it building the Fact
 objects, their moments and payloads, and the two indexes over them (`seen`, the walk's
 `firsts`). `lead show --as-of` needs none of them: the fold of the rows after a snapshot only
-appends facts and asks whether an event id is known, and the totals come from the running
-score kept in the snapshot. So a snapshot holds them packed (pickled, compressed lists, one per stretch of
-the lead's history: a snapshot taken from a snapshot adds the facts since as one more part,
-never re-encoding the old) and these stand in for the list and the two dicts:
+appends facts and asks whether an event id is known, the totals come from the running score
+and what show prints of the facts from `Shown` (engine/domain/shown.py), both kept in the
+snapshot. So a snapshot holds them packed (pickled, compressed lists, one per stretch of the
+lead's history: a snapshot taken from a snapshot adds the facts since as one more part, never
+re-encoding the old) and these stand in for the list and the two dicts:
 
 - `PackedFacts` knows its length, takes appends and gives the facts appended since without
   opening; anything else opens it (decodes every part, once) and acts on the list;
@@ -103,6 +104,8 @@ class PackedFacts:
             and (index.start or 0) >= self._count
         ):
             return self._tail[index.start - self._count :]
+        if self._opened is None and isinstance(index, int) and -len(self._tail) <= index < 0:
+            return self._tail[index]  # the fact just appended
         return self.open()[index]
 
     def __iter__(self) -> Iterator[Fact]:

@@ -36,6 +36,7 @@ from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.rules import ScoringModel
 from engine.domain.scorestate import ScoreState
 from engine.domain.scoring import Score, clamp
+from engine.domain.shown import Shown
 from engine.postgres.snapshots import BLOCK, Block, SnapshotStore, dumps
 from engine.postgres.store import datastore_of
 from engine.services.asof_lazy import PackedFacts, PackedFirsts, PackedSeen
@@ -65,6 +66,23 @@ class AsOfLead(LeanLead):
         self.links: list[Any] = []
         self.created_on: datetime | None = None
         self.scored: dict[str, tuple[datetime | None, ScoreState]] = {}
+        self.shown = Shown()  # what `lead show` prints of the facts (engine/domain/shown.py)
+
+    def _apply_fact(
+        self,
+        event_id: str,
+        event_type: str,
+        source: str,
+        occurred_at: datetime,
+        data: dict[str, Any],
+        extra: dict[str, Any] | None,
+    ) -> None:
+        super()._apply_fact(event_id, event_type, source, occurred_at, data, extra)
+        self.shown.add(self.facts[-1])
+
+    def _apply_erased(self, at: datetime, key: str) -> None:
+        super()._apply_erased(at, key)
+        self.shown = Shown.of(self.facts)  # the facts were replaced (personal data stripped)
 
     def __getstate__(self) -> dict[str, Any]:
         """The lead as a snapshot keeps it: the facts and the two indexes over them packed

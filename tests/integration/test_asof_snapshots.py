@@ -19,8 +19,10 @@ from structlog.testing import capture_logs
 from engine.domain.contract import validate_event
 from engine.domain.errors import LeadEngineError
 from engine.domain.generator import generate
+from engine.domain.shown import Shown
 from engine.postgres.snapshots import TABLE, fingerprint
 from engine.runtime import Runtime
+from engine.services.asof_lazy import PackedFacts
 from engine.services.asof_read import lead_as_of
 from tests.integration.test_asof_lean import SAME, _links
 
@@ -60,6 +62,7 @@ def _same(rt: Runtime, key: str, moment: datetime, block: int) -> bool:
     for name in SAME:
         assert getattr(got_, name) == getattr(want, name), (key, moment, name)
     assert (got_.version, _links(got_)) == (want.version, _links(want))
+    assert got_.shown == want.shown == Shown.of(want.facts)  # what `lead show` prints
     assert got_.current_score(rt.rules) == want.current_score(rt.rules)
     when = want.clock or want.created_on
     for model in rt.rules.all_models():  # the running totals are the full recomputation's
@@ -131,6 +134,21 @@ def test_snapshots_are_written_used_and_not_believed_when_damaged(runtime: Runti
             (b"\x00" * 64,),
         )
     assert _same(runtime, key, moments[-1], 2)  # a forged state fails its tag: full fold
+
+
+def test_a_read_from_a_snapshot_builds_no_fact_to_show_the_totals(runtime: Runtime) -> None:
+    events = _history(5, 3)
+    moments = _ingest(runtime, events, 10)
+    key = max({e.subject for e in events if e.is_lead_event}, key=lambda k: sum(
+        e.subject == k for e in events))  # fmt: skip
+    assert _same(runtime, key, moments[-2], 4)  # writes states
+    lead = lead_as_of(runtime.app, key, moments[-1], block=4)  # from one, with a tail after it
+    totals = [lead.current_score(model, explain=False) for model in runtime.rules.all_models()]
+    assert isinstance(lead.facts, PackedFacts) and len(lead.facts) > 4
+    assert not (lead.facts.opened or lead.seen.opened or lead.walked.firsts.opened)
+    full = lead_as_of(runtime.app, key, moments[-1], snapshots=False)
+    assert totals == [full.current_score(m, explain=False) for m in runtime.rules.all_models()]
+    assert _same(runtime, key, moments[-1], 4)
 
 
 def test_snapshots_hold_no_personal_data_in_clear_and_none_after_forget(runtime: Runtime) -> None:
