@@ -68,16 +68,8 @@ class AsOfLead(LeanLead):
         self.scored: dict[str, tuple[datetime | None, ScoreState]] = {}
         self.shown = Shown()  # what `lead show` prints of the facts (engine/domain/shown.py)
 
-    def _apply_fact(
-        self,
-        event_id: str,
-        event_type: str,
-        source: str,
-        occurred_at: datetime,
-        data: dict[str, Any],
-        extra: dict[str, Any] | None,
-    ) -> None:
-        super()._apply_fact(event_id, event_type, source, occurred_at, data, extra)
+    def _apply_fact(self, *fields: Any, **named: Any) -> None:  # and `shown` kept
+        super()._apply_fact(*fields, **named)
         self.shown.add(self.facts[-1])
 
     def _apply_erased(self, at: datetime, key: str) -> None:
