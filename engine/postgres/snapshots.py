@@ -8,7 +8,8 @@ recorded after T and pick the newest state whose every event was recorded by T, 
 the rest. Nothing else reads the table: `verify`, projections and decisions never do, and
 deleting any or all rows at any time only makes as-of reads slower.
 
-A state is the pickled lead, zlib-compressed, sealed (AES-256-GCM) under the lead's own key and
+A state is the pickled lead (its facts and their indexes packed inside, opened only when read:
+engine/services/asof_lazy.py), zlib-compressed, sealed (AES-256-GCM) under the lead's own key and
 bound to the lead, the version and the fold code's `fingerprint`, so it holds personal data
 only as sealed events do: `forget` shreds the key and the state can no longer be opened (the
 lead's rows are also deleted then). Only states this engine sealed are unpickled (the tag is
