@@ -18,6 +18,7 @@ result is the same (tests/integration/test_asof_snapshots.py).
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,12 +31,15 @@ from psycopg.rows import tuple_row
 
 from engine.aggregates.lead import Lead
 from engine.domain.errors import LeadEngineError, LeadNotFound, echoed
+from engine.domain.facts import Fact
 from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.rules import ScoringModel
 from engine.domain.scorestate import ScoreState
 from engine.domain.scoring import Score, clamp
+from engine.domain.shown import Shown
 from engine.postgres.snapshots import BLOCK, Block, SnapshotStore, dumps
 from engine.postgres.store import datastore_of
+from engine.services.asof_lazy import PackedFacts, PackedFirsts, PackedSeen
 
 _FACT_TOPIC = "engine.aggregates.lead:Lead.FactRecorded"
 _STAMP = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
@@ -62,6 +66,27 @@ class AsOfLead(LeanLead):
         self.links: list[Any] = []
         self.created_on: datetime | None = None
         self.scored: dict[str, tuple[datetime | None, ScoreState]] = {}
+        self.shown = Shown()  # what `lead show` prints of the facts (engine/domain/shown.py)
+
+    def _apply_fact(self, *fields: Any, **named: Any) -> None:  # and `shown` kept
+        super()._apply_fact(*fields, **named)
+        self.shown.add(self.facts[-1])
+
+    def _apply_erased(self, at: datetime, key: str) -> None:
+        super()._apply_erased(at, key)
+        self.shown = Shown.of(self.facts)  # the facts were replaced (personal data stripped)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The lead as a snapshot keeps it: the facts and the two indexes over them packed
+        (engine/services/asof_lazy.py), opened only when something reads them."""
+        state = dict(self.__dict__)
+        facts = state["facts"] = PackedFacts.pack(self.facts, dumps)
+        state["seen"] = PackedSeen.pack(self.seen, dumps)
+        walked = state["walked"] = copy.copy(self.walked)
+        triggers = {q.trigger for q in walked._quals} | {s.trigger for _v, s in self.path}
+        triggers.update(s.trigger for s in walked.steps)
+        walked.firsts = cast(dict[str, Fact], PackedFirsts.pack(walked.firsts, facts, triggers))
+        return state
 
     def current_score(
         self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True

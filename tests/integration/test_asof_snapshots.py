@@ -19,9 +19,11 @@ from structlog.testing import capture_logs
 from engine.domain.contract import validate_event
 from engine.domain.errors import LeadEngineError
 from engine.domain.generator import generate
-from engine.postgres.snapshots import TABLE, fingerprint
+from engine.domain.shown import Shown
+from engine.postgres.snapshots import _READ, TABLE, fingerprint
 from engine.runtime import Runtime
-from engine.services.asof_read import lead_as_of
+from engine.services.asof_lazy import PackedFacts
+from engine.services.asof_read import _events_table, _store, lead_as_of
 from tests.integration.test_asof_lean import SAME, _links
 
 
@@ -60,6 +62,7 @@ def _same(rt: Runtime, key: str, moment: datetime, block: int) -> bool:
     for name in SAME:
         assert getattr(got_, name) == getattr(want, name), (key, moment, name)
     assert (got_.version, _links(got_)) == (want.version, _links(want))
+    assert got_.shown == want.shown == Shown.of(want.facts)  # what `lead show` prints
     assert got_.current_score(rt.rules) == want.current_score(rt.rules)
     when = want.clock or want.created_on
     for model in rt.rules.all_models():  # the running totals are the full recomputation's
@@ -131,6 +134,54 @@ def test_snapshots_are_written_used_and_not_believed_when_damaged(runtime: Runti
             (b"\x00" * 64,),
         )
     assert _same(runtime, key, moments[-1], 2)  # a forged state fails its tag: full fold
+
+
+def test_a_read_from_a_snapshot_builds_no_fact_to_show_the_totals(runtime: Runtime) -> None:
+    events = _history(5, 3)
+    moments = _ingest(runtime, events, 10)
+    key = max({e.subject for e in events if e.is_lead_event}, key=lambda k: sum(
+        e.subject == k for e in events))  # fmt: skip
+    assert _same(runtime, key, moments[-2], 4)  # writes states
+    lead = lead_as_of(runtime.app, key, moments[-1], block=4)  # from one, with a tail after it
+    totals = [lead.current_score(model, explain=False) for model in runtime.rules.all_models()]
+    assert isinstance(lead.facts, PackedFacts) and len(lead.facts) > 4
+    assert not (lead.facts.opened or lead.seen.opened or lead.walked.firsts.opened)
+    full = lead_as_of(runtime.app, key, moments[-1], snapshots=False)
+    assert totals == [full.current_score(m, explain=False) for m in runtime.rules.all_models()]
+    assert _same(runtime, key, moments[-1], 4)
+
+
+def test_a_read_scans_only_the_event_rows_it_returns(runtime: Runtime) -> None:
+    """The rows after the state are read as index ranges: an early moment's read of a lead
+    with many blocks does not pull every later row out of the table to drop it above."""
+    events = _history(5, 3)
+    moments = _ingest(runtime, events, 10)
+    key = max({e.subject for e in events if e.is_lead_event}, key=lambda k: sum(
+        e.subject == k for e in events))  # fmt: skip
+    assert _same(runtime, key, moments[-1], 2)  # the blocks (and a state) are written
+    store = _store(runtime.app, 2)
+    assert store is not None
+    lead_id = runtime.app.lead_id(key)
+    statement = _READ.format(snapshots=store.table, events=_events_table(runtime.app))
+    explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement
+    read = 0
+    for moment in moments:
+        params = {"lead": lead_id, "fp": store.fingerprint, "block": 2, "at": moment}
+        with runtime.db.connect() as conn:
+            returned = sum(r[0] == 2 for r in conn.execute(statement, params).fetchall())
+            plan = conn.execute(explain, params).fetchone()[0][0]["Plan"]
+        scanned = sum(
+            n["Actual Rows"] * n["Actual Loops"]
+            for n in _nodes(plan)
+            if n.get("Relation Name") == runtime.app.recorder.events_table_name
+        )
+        assert scanned == returned, (moment, scanned, returned)
+        read += returned
+    assert read > 0
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
 
 
 def test_snapshots_hold_no_personal_data_in_clear_and_none_after_forget(runtime: Runtime) -> None:

@@ -15,8 +15,9 @@ from engine.cli.output import render, to_json
 from engine.domain import asof
 from engine.domain.accounts.replay import Clock, match_as_of
 from engine.domain.errors import LeadEngineError, echoed
-from engine.domain.facts import ERASED_KEY, chronological, profile_of
+from engine.domain.facts import ERASED_KEY
 from engine.domain.scoring import Score, persona_fits
+from engine.domain.shown import Shown
 from engine.runtime import Runtime, open_runtime
 from engine.services.account_replay import lead_decisions
 from engine.services.asof_read import lead_as_of
@@ -106,16 +107,17 @@ def show(args: argparse.Namespace) -> int:
             lead = rt.app.get_lead(args.key)
         result = lead.current_score(rt.rules, explain=False)  # the totals: no lines shown
         person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
-    captured = [f for f in chronological(lead.facts) if f.type == "lead.captured"]
-    contact = dict(captured[-1].data) if captured else {}
+    # kept with an as-of lead (and its snapshots): the facts themselves stay packed
+    shown: Shown = getattr(lead, "shown", None) or Shown.of(lead.facts)
+    captured = shown.captured()
+    contact = dict(captured.data) if captured else {}
     for name in contact.get(ERASED_KEY, ()):
         contact[name] = "(erased)"
-    touches = [f for f in chronological(lead.facts) if f.is_touch]
-    profile, _ = profile_of(lead.facts)
+    profile = shown.profile()
     reached = {k: v.isoformat() for k, v in lead.reached.items()}
     last_touches = [
         {"at": f.occurred_at.isoformat(), "type": f.type, "detail": summary(f.type, dict(f.data))}
-        for f in touches[-5:]
+        for f in shown.last_touches
     ]
     doc: dict[str, Any] = {
         "key": lead.key,
@@ -136,7 +138,7 @@ def show(args: argparse.Namespace) -> int:
         "profile": profile,
         "reached": reached,
         "facts": len(lead.facts),
-        "touches": len(touches),
+        "touches": shown.touches,
         "anomalies": lead.anomalies,
         "last_touches": last_touches,
         "version": lead.version,
@@ -167,7 +169,7 @@ def show(args: argparse.Namespace) -> int:
         *({"field": f"reached {k}", "value": v} for k, v in reached.items()),
         {
             "field": "facts / touches / anomalies",
-            "value": f"{len(lead.facts)} / {len(touches)} / {lead.anomalies}",
+            "value": f"{len(lead.facts)} / {shown.touches} / {lead.anomalies}",
         },
         *_person_rows(doc["person"]),
     ]
