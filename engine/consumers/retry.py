@@ -179,14 +179,19 @@ def store_racing(
         while True:
             try:
                 return retry_transient(fn, what=what, log=logger, on_retry=on_retry)
-            except IntegrityError:
+            except IntegrityError as exc:
                 if in_a_row >= max_in_a_row:
                     raise
                 in_a_row += 1
                 stats.races += 1
                 stats.redone_over_twice += in_a_row == 3
                 stats.max_races_in_a_row = max(stats.max_races_in_a_row, in_a_row)
-                logger.info("raced another writer; retrying on fresh reads", what=what)
+                logger.info(
+                    "raced another writer; retrying on fresh reads",
+                    what=what,
+                    error=_brief(exc),
+                    key=_conflict_key(exc),
+                )
                 if settled is not None and settled():
                     return None
     finally:
@@ -260,3 +265,12 @@ def _brief(exc: BaseException) -> str:
     """The error's type and first line (driver messages run over several)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _conflict_key(exc: BaseException) -> str | None:
+    """The key a version conflict was on, as PostgreSQL names it ("Key (originator_id,
+    originator_version)=(..., 3) already exists."): which stream raced, not only that one did."""
+    cause = exc.__cause__ or exc.__context__
+    diag = getattr(cause, "diag", None)
+    detail = getattr(diag, "message_detail", None)
+    return str(detail) if detail else None
