@@ -25,6 +25,7 @@ from structlog.stdlib import BoundLogger
 
 from engine import metrics
 from engine.logs import get_logger
+from engine.postgres.contention import conflict_detail
 
 T = TypeVar("T")
 
@@ -190,7 +191,7 @@ def store_racing(
                     "raced another writer; retrying on fresh reads",
                     what=what,
                     error=_brief(exc),
-                    key=_conflict_key(exc),
+                    key=conflict_detail(exc),
                 )
                 if settled is not None and settled():
                     return None
@@ -265,12 +266,3 @@ def _brief(exc: BaseException) -> str:
     """The error's type and first line (driver messages run over several)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _conflict_key(exc: BaseException) -> str | None:
-    """The key a version conflict was on, as PostgreSQL names it ("Key (originator_id,
-    originator_version)=(..., 3) already exists."): which stream raced, not only that one did."""
-    cause = exc.__cause__ or exc.__context__
-    diag = getattr(cause, "diag", None)
-    detail = getattr(diag, "message_detail", None)
-    return str(detail) if detail else None
