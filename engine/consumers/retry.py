@@ -25,6 +25,7 @@ from structlog.stdlib import BoundLogger
 
 from engine import metrics
 from engine.logs import get_logger
+from engine.postgres.contention import conflict_detail
 
 T = TypeVar("T")
 
@@ -179,14 +180,19 @@ def store_racing(
         while True:
             try:
                 return retry_transient(fn, what=what, log=logger, on_retry=on_retry)
-            except IntegrityError:
+            except IntegrityError as exc:
                 if in_a_row >= max_in_a_row:
                     raise
                 in_a_row += 1
                 stats.races += 1
                 stats.redone_over_twice += in_a_row == 3
                 stats.max_races_in_a_row = max(stats.max_races_in_a_row, in_a_row)
-                logger.info("raced another writer; retrying on fresh reads", what=what)
+                logger.info(
+                    "raced another writer; retrying on fresh reads",
+                    what=what,
+                    error=_brief(exc),
+                    key=conflict_detail(exc),
+                )
                 if settled is not None and settled():
                     return None
     finally:

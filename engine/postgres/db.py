@@ -94,6 +94,7 @@ class Database:
             # the pool's wait for a connection: an outage longer than this surfaces (logged,
             # counted, retried by the services) instead of stalling silently inside the pool
             "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
+            # a checkout pings only a connection the server wrote to (engine/postgres/poolcheck.py)
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             # every stored event gets its hash-chain link, every decision its outbox row,

@@ -76,9 +76,14 @@ from engine.domain.limits import printable
 from engine.domain.routing import choose, match_queue
 from engine.domain.rules import Rules, load_rules
 from engine.domain.scoring import best_of_profile
-from engine.postgres import account_directory, snapshots
-from engine.postgres.account_directory import AccountDirectory, PostgresAccountDirectory, under
-from engine.postgres.contention import SharedLocks, lock_key
+from engine.postgres import account_directory, poolcheck, snapshots
+from engine.postgres.account_directory import (
+    AccountDirectory,
+    BatchReads,
+    PostgresAccountDirectory,
+    under,
+)
+from engine.postgres.contention import SharedLocks, conflict_on, lock_key
 from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
 from engine.postgres.identities import EventIdentities, PostgresEventIdentities
 from engine.postgres.keyfile import MasterKeyError
@@ -193,6 +198,7 @@ class LeadEngine(Application[UUID]):
         self.locks = None if datastore is None else SharedLocks(datastore)
         scheme = KEYED
         if datastore is not None:
+            poolcheck.install(datastore.pool)  # no round trip per checkout (POSTGRES_PRE_PING)
             if master_key is None:
                 raise MasterKeyError(
                     "a PostgreSQL store needs the master key that wraps the per-lead keys"
@@ -217,6 +223,9 @@ class LeadEngine(Application[UUID]):
         self.account_directory = (
             AccountDirectory() if datastore is None else PostgresAccountDirectory(datastore)
         )
+        #: the directory as one ingest reads it (None outside one): once per batch, not once
+        #: per routed lead (engine/postgres/account_directory.py `BatchReads`)
+        self._directory_reads: BatchReads | None = None
         #: an ingest's duplicate index rows and pairs, written in its save's transaction
         self._dup_batch = self.duplicates.batch()
         #: each fact's (source, id) -> the lead that recorded it (engine/postgres/identities.py)
@@ -364,6 +373,7 @@ class LeadEngine(Application[UUID]):
         self._dup_pending: list[tuple[Lead, Envelope]] = []
         self._dup_batch = self.duplicates.batch()
         self._new_pairs = {}
+        self._directory_reads = BatchReads(self.account_directory)
         try:
             self._ready = self._create_unknown(events)
             self._owners = self.identities.owners(
@@ -414,13 +424,14 @@ class LeadEngine(Application[UUID]):
             self.identities.put(self._pair_rows())  # the in-memory store's; PostgreSQL saved it
         except BaseException as exc:
             if isinstance(exc, IntegrityError) and self.locks is not None:
-                self.locks.contended(i for i, a in touched.items() if _shared(a))
+                self.locks.contended(_raced(exc, touched))
             self._evict(touched)
             raise
         finally:
             self._shared_ahead = {}
             self._dup_batch = self.duplicates.batch()
             self._owners, self._new_pairs = {}, {}
+            self._directory_reads = None
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -742,7 +753,7 @@ class LeadEngine(Application[UUID]):
             signals.email_domain,
             normalise_name(signals.company, rules.legal_suffixes),
         )
-        found = {a.account_id: a for a in self.account_directory.candidates(*args)}
+        found = {a.account_id: a for a in self._candidates(*args)}
         # accounts updated in this batch, not committed yet: as they are now
         batch = AccountDirectory()
         batch.put(
@@ -873,12 +884,20 @@ class LeadEngine(Application[UUID]):
                     min_leads=rule.min_leads,
                 )
 
+    def _candidates(
+        self, account: str | None, email_domain: str | None, company_words: str | None
+    ) -> list[AccountProfile]:
+        """The directory's candidates, read once per batch during an ingest."""
+        reads = self._directory_reads
+        source = reads if reads is not None else self.account_directory
+        return source.candidates(account, email_domain, company_words)
+
     def _claiming(self, domain: str, touched: dict[UUID, Aggregate]) -> list[AccountProfile]:
         """The CRM accounts claiming `domain` or a parent: the directory's, as this batch's
         updates leave them."""
         found = {
             a.account_id: a
-            for a in self.account_directory.candidates(None, domain, None)
+            for a in self._candidates(None, domain, None)
             if not a.account_id.startswith(PROVISIONAL)
         }
         for a in touched.values():
@@ -969,6 +988,9 @@ class LeadEngine(Application[UUID]):
             return ready  # the in-memory store: a lookup there costs nothing
         wanted: dict[UUID, tuple[type[Aggregate], str]] = {}
         shared: dict[UUID, tuple[type[Aggregate], str]] = {}
+        #: cached accounts, by their cached version: the projector's settling records its
+        #: decisions on them (`record_account_decisions`), so the cache may be behind the store
+        behind: dict[UUID, int] = {}
         for env in events:
             if env.is_roster_event:
                 continue
@@ -981,6 +1003,8 @@ class LeadEngine(Application[UUID]):
                 shared[kin_id(agg_id)] = (Kin, str(agg_id))
             if agg_id not in wanted and not self._cached(agg_id):
                 wanted[agg_id] = (cls, env.subject)
+            elif cls is Account and agg_id not in wanted:  # the projector writes them too
+                behind[agg_id] = self._cached_version(agg_id)
         if shared and self.rules.routing is not None:  # a lead event may route its lead
             for spec in self.rules.routing.queues:
                 shared[queue_id(spec.id)] = (RoutingQueue, spec.id)
@@ -994,9 +1018,14 @@ class LeadEngine(Application[UUID]):
             if self.locks is None or not self.locks.is_contended(i)
         }
         after.update(shared_after)
+        after.update((i, v) for i, v in behind.items() if v)
         if not after:
             return ready
         streams = streams_after(self.recorder, after) or {}
+        for agg_id in behind:
+            caught_up = self._catch_up(agg_id, streams.get(agg_id, []))
+            if caught_up is not None:
+                ready[agg_id] = caught_up
         self._shared_ahead = {
             i: (*shared[i], v, streams.get(i, [])) for i, v in shared_after.items()
         }
@@ -1014,6 +1043,22 @@ class LeadEngine(Application[UUID]):
             if cache is not None:
                 cache.put(agg_id, agg)
         return ready
+
+    def _catch_up(self, agg_id: UUID, stream: Sequence[Any]) -> Aggregate | None:
+        """The cached aggregate with the events stored after it applied (it stays cached:
+        they are stored); None if it left the cache meanwhile (`_load` reads it then)."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            agg: Any = cache.get(agg_id)
+        except KeyError:
+            return None
+        for stored in stream:
+            if stored.originator_version > agg.version:
+                event: Any = self.mapper.to_domain_event(stored)
+                agg = event.mutate(agg)
+        return cast(Aggregate, agg)
 
     def _cached_version(self, agg_id: UUID) -> int:
         """The cached aggregate's version; 0 if not cached."""
@@ -1383,6 +1428,15 @@ def _directory_rows(processing: ProcessingEvent[UUID]) -> list[account_directory
         account = cast(Account, processing.aggregates[agg_id])
         rows.append(account_directory.row_of(fold(account.key, account.updates)))
     return rows
+
+
+def _raced(exc: BaseException, touched: dict[UUID, Aggregate]) -> list[UUID]:
+    """The shared aggregates a lost race makes contended: the one the conflict names (none if
+    it names one that is not shared), else every shared one the batch touched."""
+    named = conflict_on(exc)
+    if named is not None and named in touched:
+        return [named] if _shared(touched[named]) else []
+    return [i for i, a in touched.items() if _shared(a)]
 
 
 def _shared(agg: Aggregate) -> bool:
