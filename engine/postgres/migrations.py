@@ -473,6 +473,14 @@ def _event_identities(conn: Connection, schema: str) -> None:
     identities.create(conn, schema, EVENTS_TABLE, get_topic(Lead.FactRecorded))
 
 
+def _provisional_index(conn: Connection, schema: str) -> None:
+    """account_directory: a partial index of the provisional accounts (their lookups by domain
+    read those rows only, not every CRM account)."""
+    from engine.postgres import account_directory
+
+    conn.execute(sql.SQL(account_directory.PROVISIONAL_INDEX).format(s=sql.Identifier(schema)))
+
+
 def _snapshots(conn: Connection, schema: str) -> None:
     """As-of snapshots (engine/postgres/snapshots.py): an opinion, filled by as-of reads."""
     from engine.postgres import snapshots
@@ -518,6 +526,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(24, "accounts: account_directory, for owner routing by domain and name", _directory),
     Migration(25, "lead_snapshots: as-of snapshots of leads, sealed, droppable", _snapshots),
     Migration(27, "event_identities: each fact's (source, id) on one lead only", _event_identities),
+    Migration(34, "account_directory: provisional accounts indexed apart", _provisional_index),
 )
 LATEST = MIGRATIONS[-1].version
 
