@@ -342,6 +342,15 @@ def kpis_streamed(
     )  # fmt: skip
 
 
+def funnel_streamed(
+    db: Database, window: Window, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`report funnel` with a window or a clock (`funnel.snapshot`), journeys streamed lead by
+    lead from the read model: memory holds one journey and a count per stage."""
+    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return funnel.snapshot_of(journeys, window.start, window.end)
+
+
 def _read_model_pass(
     of: Callable[..., dict[str, Any]],
     db: Database,
