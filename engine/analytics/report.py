@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.analytics import followup, funnel, money
+from engine.analytics import followup, funnel, money, pathread
 from engine.analytics.accounts import stream_by_account
 from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
@@ -167,17 +167,19 @@ def attribution_streamed(
     currency: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, list[Credits]]:
-    """`attribution` by each of `bys`, journeys streamed lead by lead from the read model:
-    memory grows with the grouping keys and the converting leads (one number each), not with
-    the touchpoints."""
-    models_of(model)  # a wrong name fails before any row is read
-    journeys = stream(
-        db, window.as_of, occurred_by=window.occurred_by, progress=progress, for_paths=True
-    )
-    return attribution_of(
-        journeys, rules, window, model=model, bys=bys, value=value,
-        conversion=conversion, currency=currency,
+    """`attribution` by each of `bys`, paths read person by person from the read model
+    (`pathread.feed`: one cursor, the paths' own rows): memory grows with the grouping keys,
+    the converting leads (one number each) and the distinct key sequences of the paths that
+    did not convert, not with the touchpoints."""
+    feed = AttributionFeed(
+        rules, window, model=model, bys=bys, value=value, conversion=conversion,
+        currency=currency,
+    )  # fmt: skip  (a wrong name fails before any row is read)
+    pathread.feed(
+        db, feed.builder, feed.tally, window.as_of, occurred_by=window.occurred_by,
+        progress=progress,
     )  # fmt: skip
+    return feed.results()
 
 
 @dataclass(frozen=True, slots=True)

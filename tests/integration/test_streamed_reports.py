@@ -75,21 +75,28 @@ def test_streamed_journeys_are_loads(stitched: Runtime) -> None:
 
 
 def test_streamed_attribution_equals_the_report(stitched: Runtime) -> None:
-    db, rules = stitched.db, stitched.rules
-    occurred = Window(occurred_by=_middle(stitched, "occurred_at"))
-    for value in ("conversions", "revenue"):
-        for window in (Window(), occurred):
-            streamed = report.attribution_streamed(
-                db, rules, window, bys=("channel", "campaign"), value=value, conversion="sql"
-            )
-            ds = load(db, occurred_by=window.occurred_by)
-            for by in ("channel", "campaign"):
-                expected = report.attribution(
-                    ds, rules, window, by=by, value=value, conversion="sql"
-                )
-                assert [r.model for r in streamed[by]] == list(MODELS)
-                assert streamed[by] == expected
-                assert expected[0].conversions > 0
+    """`report attribution` (paths read by `pathread`: one query, arrays per person) gives
+    the in-memory report's credits on every clock and window, with a lookback, by every
+    grouping, for both values and two conversion stages."""
+    db = stitched.db
+    lookback = stitched.rules.attribution.model_copy(update={"lookback_days": 20.0})
+    for rules in (stitched.rules, stitched.rules.model_copy(update={"attribution": lookback})):
+        for value, conversion in (("conversions", "sql"), ("revenue", "sql"), ("revenue", None)):
+            for window in _windows(stitched):
+                streamed = report.attribution_streamed(
+                    db, rules, window, bys=("channel", "campaign", "content"), value=value,
+                    conversion=conversion,
+                )  # fmt: skip
+                ds = load(db, window.as_of, occurred_by=window.occurred_by)
+                for by in ("channel", "campaign", "content"):
+                    expected = report.attribution(
+                        ds, rules, window, by=by, value=value, conversion=conversion
+                    )
+                    assert [r.model for r in streamed[by]] == list(MODELS)
+                    assert streamed[by] == expected, (window, value, conversion, by)
+                    assert expected[0].conversions > 0
+                one = report.attribution_streamed(db, rules, window, bys=("campaign",))
+                assert one["campaign"] == report.attribution(ds, rules, window, by="campaign")
 
 
 def _windows(runtime: Runtime) -> list[Window]:
