@@ -171,10 +171,11 @@ def attribution_streamed(
     (`pathread.feed`: one cursor, the paths' own rows): memory grows with the grouping keys,
     the converting leads (one number each) and the distinct key sequences of the paths that
     did not convert, not with the touchpoints."""
+    # a wrong model name fails here, before any row is read
     feed = AttributionFeed(
         rules, window, model=model, bys=bys, value=value, conversion=conversion,
         currency=currency,
-    )  # fmt: skip  (a wrong name fails before any row is read)
+    )  # fmt: skip
     pathread.feed(
         db, feed.builder, feed.tally, window.as_of, occurred_by=window.occurred_by,
         progress=progress,

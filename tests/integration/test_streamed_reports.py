@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from engine.cli.output import to_json
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
 from engine.runtime import Runtime
+from tests.factory import T0, captured, ev, touch
 
 
 @pytest.fixture
@@ -146,3 +148,41 @@ def test_streamed_account_attribution_equals_by_account(stitched: Runtime) -> No
             expected = report.attribution(merged.dataset, rules, window, value=value)
             assert got.results == expected, (window, value)
             assert (got.accounts, got.left_out) == (len(merged.dataset.journeys), merged.left_out)
+
+
+def test_path_edges_read_as_the_journeys_cut_them(runtime: Runtime) -> None:
+    """The edges `pathread` cuts in SQL and by bisection: a touch at the conversion's very
+    moment is on the path, one after it is not; an excluded type is left out; an empty
+    campaign is `(none)`; a conversion at the window's end is not in it (its touches in the
+    window make a path that did not convert); a lead with moves and no touch converts to
+    `(no touchpoint)`."""
+    won = {"amount": "100.00", "currency": "USD"}
+    events = [
+        captured("a"),
+        touch("touch.page_viewed", "a", channel="paid", campaign="", days=1),
+        touch("touch.email_sent", "a", channel="email", days=2),
+        touch("touch.ad_clicked", "a", channel="social", campaign="s1", days=3),
+        ev("deal.won", "a", won, days=3),
+        touch("touch.page_viewed", "a", channel="late", days=10),
+        touch("touch.page_viewed", "b", channel="paid", days=1),
+        captured("c", days=1),
+        ev("deal.won", "c", won, days=2),
+    ]
+    runtime.app.ingest(events)
+    runtime.projector.run()
+    db, rules = runtime.db, runtime.rules
+    ds = load(db)
+    conversion_day = T0 + timedelta(days=3)
+    for window in (Window(), Window(end=conversion_day), Window(start=conversion_day)):
+        for value in ("conversions", "revenue"):
+            got = report.attribution_streamed(
+                db, rules, window, bys=("channel", "campaign"), value=value
+            )
+            for by in ("channel", "campaign"):
+                assert got[by] == report.attribution(ds, rules, window, by=by, value=value)
+    everything = report.attribution_streamed(db, rules, Window(), bys=("channel", "campaign"))
+    last = {r.model: r for r in everything["channel"]}["last_touch"]
+    one, nothing = Decimal("1.0000"), Decimal("0.0000")
+    assert last.credits == {"social": one, "paid": nothing, "(no touchpoint)": one}
+    linear = {r.model: r for r in everything["campaign"]}["linear"]
+    assert set(linear.credits) == {"(none)", "s1", "(no touchpoint)"}

@@ -66,4 +66,6 @@ def test_window_rows_keep_the_models_columns() -> None:
         (span.key, by, "conversions", "customer", key[by]) for span in spans for by in windows.BYS
     ]
     one = Decimal("1.0000")
-    assert all(r[8 : 8 + len(MODELS)] == (one,) * len(MODELS) for r in rows if r[2] == "conversions")
+    assert all(
+        r[8 : 8 + len(MODELS)] == (one,) * len(MODELS) for r in rows if r[2] == "conversions"
+    )
