@@ -167,6 +167,11 @@ def test_path_edges_read_as_the_journeys_cut_them(runtime: Runtime) -> None:
         touch("touch.page_viewed", "b", channel="paid", days=1),
         captured("c", days=1),
         ev("deal.won", "c", won, days=2),
+        touch("touch.page_viewed", "d", channel="paid", days=1),
+        touch("touch.page_viewed", "d", channel="social", days=1.5),
+        ev("deal.won", "d", won, days=2),
+        touch("touch.page_viewed", "e", channel="social", days=1),
+        ev("deal.won", "e", won, days=2),
     ]
     runtime.app.ingest(events)
     runtime.projector.run()
@@ -183,6 +188,14 @@ def test_path_edges_read_as_the_journeys_cut_them(runtime: Runtime) -> None:
     everything = report.attribution_streamed(db, rules, Window(), bys=("channel", "campaign"))
     last = {r.model: r for r in everything["channel"]}["last_touch"]
     one, nothing = Decimal("1.0000"), Decimal("0.0000")
-    assert last.credits == {"social": one, "paid": nothing, "(no touchpoint)": one}
+    assert last.credits == {"social": 3 * one, "paid": nothing, "(no touchpoint)": one}
+    # before day 3, a and b had not converted; a's path is paid (day 1) alone: its social touch
+    # at the window's end is not on it (on it, Markov would give paid 0.8 and social 1.2)
+    before = report.attribution_streamed(db, rules, Window(end=conversion_day), model="markov")
+    assert before["channel"][0].credits == {
+        "paid": Decimal("0.6667"),
+        "social": Decimal("1.3333"),
+        "(no touchpoint)": one,
+    }
     linear = {r.model: r for r in everything["campaign"]}["linear"]
     assert set(linear.credits) == {"(none)", "s1", "(no touchpoint)"}
