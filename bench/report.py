@@ -8,8 +8,9 @@ each phase runs in its own process, so its peak RSS is its own:
   baseline  read every touchpoint row from PostgreSQL (the least any report must do)
   load      engine.analytics.load: touches, moves, milestones, costs -> journeys
   models    load + all nine attribution models by channel, and by campaign
-  streamed  the same credits, journeys streamed lead by lead (engine.analytics.load.stream)
-            into one pass of every model by both groupings (report.attribution_streamed)
+  streamed  the same credits, paths read person by person from one streamed query
+            (engine.analytics.pathread) into one pass of every model by both groupings
+            (report.attribution_streamed: what `report attribution` runs)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
   streamed-kpis  the same KPI document, journeys streamed lead by lead (report.kpis_streamed:
             what `report kpis` runs)
