@@ -70,11 +70,12 @@ def _join(people: bool) -> sql.Composable:
 
 QUERY = """
 WITH t AS (
-    SELECT person, array_agg(at) AS ats, array_agg(g1) AS g1, array_agg(g2) AS g2,
-        array_agg(g3) AS g3
-    FROM (SELECT {person} AS person, q.occurred_at AS at, {groupings}
+    SELECT person, array_agg(at{order}) AS ats, array_agg(g1{order}) AS g1,
+        array_agg(g2{order}) AS g2, array_agg(g3{order}) AS g3
+    FROM (SELECT {person} AS person, q.occurred_at AS at, q.tie, q.lead_key COLLATE "C" AS lk,
+              {groupings}
           FROM ({touches}) q{join} WHERE q.type <> ALL(%(excluded)s){end}
-          ORDER BY 1, q.occurred_at, q.tie, q.lead_key COLLATE "C") s
+          ORDER BY 1, 2, 3, 4) s
     GROUP BY person
 ), m AS (
     SELECT {person} AS person,
@@ -86,11 +87,12 @@ WITH t AS (
     SELECT {person} AS person, min(q.occurred_at) AS captured_at
     FROM ({milestones}) q{join} WHERE q.type = 'lead.captured' GROUP BY 1
 ), d AS (
-    SELECT person, array_agg(amount) AS amounts, array_agg(currency) AS currencies,
-        array_agg(at) AS won_at
-    FROM (SELECT {person} AS person, q.amount, q.currency, q.occurred_at AS at
+    SELECT person, array_agg(amount{order}) AS amounts,
+        array_agg(currency{order}) AS currencies, array_agg(at{order}) AS won_at
+    FROM (SELECT {person} AS person, q.occurred_at AS at, q.tie, q.lead_key COLLATE "C" AS lk,
+              q.amount, q.currency
           FROM ({milestones}) q{join} WHERE q.type = 'deal.won' AND {revenue}
-          ORDER BY 1, q.occurred_at, q.tie, q.lead_key COLLATE "C") s
+          ORDER BY 1, 2, 3, 4) s
     GROUP BY person
 )
 SELECT person, m.converted_at, m.lead_at, m.opportunity_at, c.captured_at,
@@ -107,12 +109,18 @@ def query(
     as_of: datetime | None,
     occurred_by: datetime | None,
     people: bool,
+    ordered: bool = True,
 ) -> sql.Composed:
     """The one query (see the module docstring): one row per person with touches or stage
     moves, in person key order. Parameters: `stage`, `lead`, `opportunity` (the `to_stage`s
     reaching each), `excluded` touch types, and with `people` the lead keys and their
-    person keys. Each array is aggregated from a subquery sorted as the path orders its
-    rows (PostgreSQL aggregates a sorted subquery's rows in that order)."""
+    person keys. Each array is aggregated from a subquery sorted as the path orders its rows.
+    `ordered` says so to each aggregate as well (`array_agg(x ORDER BY ...)`): PostgreSQL 16
+    and later then skip the sort the input already has, and never aggregate such arrays in
+    parallel parts (which could join the parts out of order). PostgreSQL 15 sorts again per
+    aggregate (twice the query's time), and without it aggregates the sorted subquery's rows
+    in their order (its `array_agg` cannot be split in parallel parts): `feed` passes False
+    there."""
     person, join = _person(people), _join(people)
     grouping = [
         sql.SQL("coalesce(nullif(q.{c}, ''), {u}) AS g{i}").format(
@@ -136,6 +144,7 @@ def query(
             db, "milestones", as_of, occurred_by, order=False, extra="position AS tie"
         ),
         revenue=sql.SQL("true" if builder.value == "revenue" else "false"),
+        order=sql.SQL(" ORDER BY at, tie, lk" if ordered else ""),
     )
 
 
@@ -148,6 +157,7 @@ def feed(
     occurred_by: datetime | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 2_000,
+    ordered: bool | None = None,
 ) -> None:
     """Every person's path (as `builder.path` cuts it from `load.stream`'s journey) into
     `tally`, read in one pass of one query, streamed (not a server-side cursor: PostgreSQL may
@@ -161,10 +171,12 @@ def feed(
     }
     if keys:
         params |= {"leads": list(keys), "people": list(keys.values())}
-    q = query(db, builder, tally.bys, as_of, occurred_by, bool(keys))
     columns = [_GROUPINGS.index(by) + 6 for by in tally.bys]
     read = reported = 0
     with db.connect() as conn, conn.cursor(binary=True) as cur:
+        if ordered is None:  # see `query`
+            ordered = conn.info.server_version >= 160000
+        q = query(db, builder, tally.bys, as_of, occurred_by, bool(keys), ordered)
         for row in cur.stream(q, params, size=chunk):
             read += _one(builder, tally, row, columns)
             if progress and read - reported >= 50_000:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.analytics import report
+from engine.analytics import pathread, report
 from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.attribution import MODELS
 from engine.analytics.journeys import Journey
@@ -199,3 +199,20 @@ def test_path_edges_read_as_the_journeys_cut_them(runtime: Runtime) -> None:
     }
     linear = {r.model: r for r in everything["campaign"]}["linear"]
     assert set(linear.credits) == {"(none)", "s1", "(no touchpoint)"}
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_paths_read_with_or_without_ordered_aggregates(stitched: Runtime, ordered: bool) -> None:
+    """Both forms of `pathread.query` (ordered aggregates, for PostgreSQL 16 and later; the
+    sorted subquery alone, for 15) give the in-memory report's credits, on whichever server
+    runs the tests."""
+    db, rules = stitched.db, stitched.rules
+    for window in _windows(stitched):
+        for value in ("conversions", "revenue"):
+            feed = report.AttributionFeed(rules, window, bys=("channel",), value=value)
+            pathread.feed(
+                db, feed.builder, feed.tally, window.as_of, occurred_by=window.occurred_by,
+                ordered=ordered,
+            )  # fmt: skip
+            ds = load(db, window.as_of, occurred_by=window.occurred_by)
+            assert feed.results()["channel"] == report.attribution(ds, rules, window, value=value)
