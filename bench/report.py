@@ -8,14 +8,18 @@ each phase runs in its own process, so its peak RSS is its own:
   baseline  read every touchpoint row from PostgreSQL (the least any report must do)
   load      engine.analytics.load: touches, moves, milestones, costs -> journeys
   models    load + all nine attribution models by channel, and by campaign
-  streamed  the same credits, journeys streamed lead by lead (engine.analytics.load.stream)
-            into one pass of every model by both groupings (report.attribution_streamed)
+  streamed  the same credits, paths read person by person from one streamed query
+            (engine.analytics.pathread) into one pass of every model by both groupings
+            (report.attribution_streamed: what `report attribution` runs)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
   streamed-kpis  the same KPI document, journeys streamed lead by lead (report.kpis_streamed:
             what `report kpis` runs)
+  funnel    load + `report funnel` of the leads created in a window (funnel.snapshot)
+  streamed-funnel  the same document, journeys streamed lead by lead (report.funnel_streamed:
+            what `report funnel --from/--to` runs)
 
 The models and streamed phases must give the same credits, the kpis and streamed-kpis phases
-the same document (their digests are compared).
+the same document, the funnel phases the same document (their digests are compared).
 
 Uses LEADENGINE_DATABASE_URL (schema bench_report) or the embedded server.
 Usage: python bench/report.py [--leads 100000] [--seed 3] [--reuse]
@@ -31,7 +35,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ from common import peak_rss_mb  # noqa: E402
 
 from engine.analytics import report  # noqa: E402
 from engine.analytics.attribution import MODELS  # noqa: E402
+from engine.analytics.funnel import snapshot  # noqa: E402
 from engine.analytics.load import count_touchpoints, load  # noqa: E402
 from engine.analytics.report import Window  # noqa: E402
 from engine.cli.output import to_json  # noqa: E402
@@ -57,6 +62,8 @@ from engine.projections import rows  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
 SCHEMA = "bench_report"
+#: `report funnel --from/--to` over the generator's whole span (every lead created in it)
+FUNNEL_WINDOW = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 def database() -> Database:
@@ -230,6 +237,9 @@ def phase(name: str) -> dict[str, Any]:
         extra["credits"] = digest(by_grouping)
         extra["conversions_channel"] = by_grouping["channel"][0].conversions
         assert all(sum(r.credits.values()) == r.conversions for r in by_grouping["channel"])
+    elif name == "streamed-funnel":
+        doc = report.funnel_streamed(db, FUNNEL_WINDOW)
+        extra["document"] = hashlib.sha256(to_json(doc).encode()).hexdigest()[:16]
     elif name == "streamed-kpis":
         doc = report.kpis_streamed(db, rules, Window())
         extra["customers"] = doc["cycle"][0]["customers"]
@@ -248,6 +258,9 @@ def phase(name: str) -> dict[str, Any]:
                 assert all(sum(r.credits.values()) == r.conversions for r in results)
             extra["models"] = len(MODELS) * 2
             extra["credits"] = digest(by_grouping)
+        elif name == "funnel":
+            doc = snapshot(ds, FUNNEL_WINDOW.start, FUNNEL_WINDOW.end)
+            extra["document"] = hashlib.sha256(to_json(doc).encode()).hexdigest()[:16]
         elif name == "kpis":
             doc = report.kpis(ds, rules, Window())
             extra["customers"] = doc["cycle"][0]["customers"]
@@ -289,7 +302,8 @@ def main() -> None:
             check=True,
         )
     results = {}
-    for name in ("baseline", "load", "models", "streamed", "kpis", "streamed-kpis"):
+    phases = ("baseline", "load", "models", "streamed", "kpis", "streamed-kpis", "funnel")
+    for name in (*phases, "streamed-funnel"):
         print(f"... {name}", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--phase", name], capture_output=True, text=True
@@ -323,7 +337,9 @@ def main() -> None:
     print(f"streamed credits {'identical to' if same else 'DIFFER FROM'} the in-memory models'")
     same_kpis = results["streamed-kpis"]["document"] == k["document"]
     print(f"streamed KPIs {'identical to' if same_kpis else 'DIFFER FROM'} the in-memory KPIs")
-    if not same or not same_kpis:
+    same_funnel = results["streamed-funnel"]["document"] == results["funnel"]["document"]
+    print(f"streamed funnel {'identical to' if same_funnel else 'DIFFERS FROM'} the snapshot")
+    if not same or not same_kpis or not same_funnel:
         sys.exit(1)
 
 

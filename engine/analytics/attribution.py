@@ -171,6 +171,9 @@ class Tally:
         self.all_sets: dict[str, Counter[frozenset[str]]] = {b: Counter() for b in bys}
         self.set_ids: dict[str, dict[frozenset[str], int]] = {b: {} for b in bys}
         self.set_order: dict[str, array[int]] = {b: array("L") for b in bys}
+        #: paths that did not convert, per grouping: how many of each key sequence (Markov
+        #: and Shapley only count them; flushed into the chains and sets by `results`)
+        self.unconverted: dict[str, Counter[tuple[str, ...]]] = {b: Counter() for b in bys}
         self.values = array("d")
         self.conversions = 0
         self.total = Decimal(0)
@@ -182,12 +185,7 @@ class Tally:
     def add(self, path: Path) -> None:
         """One path: converting (`converted_at` set) or one that did not convert."""
         if path.converted_at is None:
-            for by in self.bys:
-                keys = path.keys(by)
-                if self.chains:
-                    self.chains[by].add(keys, False)
-                if self.shapley:
-                    self.all_sets[by][frozenset(keys)] += 1
+            self.add_unconverted({by: tuple(path.keys(by)) for by in self.bys})
             return
         self.conversions += 1
         self.total += path.value
@@ -213,6 +211,22 @@ class Tally:
                 self.all_sets[by][coalition] += 1
                 ids = self.set_ids[by]
                 self.set_order[by].append(ids.setdefault(coalition, len(ids)))
+
+    def add_unconverted(self, keys: dict[str, tuple[str, ...]]) -> None:
+        """A path that did not convert, as its key sequence per grouping (all Markov and
+        Shapley read of it)."""
+        if self.chains or self.shapley:
+            for by in self.bys:
+                self.unconverted[by][keys[by]] += 1
+
+    def _flush(self, by: str) -> None:
+        """The unconverted paths counted so far into the chain and the coalition counts."""
+        for keys, n in self.unconverted[by].items():
+            if self.chains:
+                self.chains[by].add(keys, False, n)
+            if self.shapley:
+                self.all_sets[by][frozenset(keys)] += n
+        self.unconverted[by].clear()
 
     def _markov(self, by: str) -> dict[str, float]:
         effects = self.chains[by].removal_effects()
@@ -244,6 +258,7 @@ class Tally:
         """Every model's credits by `by`, in the order the models were asked for."""
         revenue = self.value == "revenue"
         quantum = minor_unit(self.currency) if revenue else CONVERSION_QUANTUM
+        self._flush(by)
         out = []
         for model in self.models:
             if model == "markov":

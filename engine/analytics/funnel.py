@@ -7,7 +7,8 @@ as reached at the moment of the skip, as in `report funnel`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -230,3 +231,57 @@ def snapshot(
         "stages": out,
         "exits_now": {s: now.get(s, 0) for s in EXIT_STAGES},
     }
+
+
+class SnapshotTally:
+    """`snapshot` over journeys fed one at a time (`add`), e.g. streamed lead by lead from the
+    read model: the same document, holding one count per stage, never the journeys (so memory
+    does not grow with the leads). `snapshot` stays the reference:
+    tests/property/test_streamed_funnel.py proves the two equal."""
+
+    def __init__(self, start: datetime | None = None, end: datetime | None = None) -> None:
+        self.start, self.end = start, end
+        self.cut = bool(start or end)
+        self.leads = 0
+        self.now: Counter[str] = Counter()
+        self.reached: Counter[str] = Counter()
+
+    def add(self, j: Journey) -> None:
+        if self.cut and not within(j.reached_at("lead"), self.start, self.end):
+            return
+        self.leads += 1
+        self.now[current_stage(j)] += 1
+        for stage in FUNNEL_STAGES:
+            if j.reached_at(stage) is not None:
+                self.reached[stage] += 1
+
+    def document(self) -> dict[str, Any]:
+        out: list[dict[str, Any]] = []
+        previous: int | None = None
+        for stage in FUNNEL_STAGES:
+            reached = self.reached[stage]
+            out.append(
+                {
+                    "stage": stage,
+                    "reached": reached,
+                    "conversion_pct": pct(reached, previous) if previous else None,
+                    "now": self.now.get(stage, 0),
+                }
+            )
+            previous = reached
+        return {
+            "leads_total": self.leads,
+            "anonymous_now": self.now.get("anonymous", 0),
+            "stages": out,
+            "exits_now": {s: self.now.get(s, 0) for s in EXIT_STAGES},
+        }
+
+
+def snapshot_of(
+    journeys: Iterable[Journey], start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """`snapshot` over journeys taken one at a time (`SnapshotTally`)."""
+    tally = SnapshotTally(start, end)
+    for j in journeys:
+        tally.add(j)
+    return tally.document()

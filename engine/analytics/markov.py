@@ -45,12 +45,13 @@ class Chain:
         for keys, converted in paths:
             self.add(keys, converted)
 
-    def add(self, keys: Sequence[str], converted: bool) -> None:
-        """Count one more path's transitions (a report streams its paths in: counts only)."""
+    def add(self, keys: Sequence[str], converted: bool, times: int = 1) -> None:
+        """Count one more path's transitions (a report streams its paths in: counts only);
+        `times` such paths at once (the counts are integers: the same as one at a time)."""
         counts = self.counts
         a = START
         for b in (*keys, CONVERSION if converted else NULL):
-            counts[a][b] += 1
+            counts[a][b] += times
             a = b
 
     @property

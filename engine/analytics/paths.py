@@ -78,10 +78,19 @@ def _one_currency(journeys: Iterable[Journey]) -> str | None:
 def path_value(j: Journey, exchange: Exchange, left_out: LeftOut) -> Decimal:
     """The lead's won deals in the report currency; a deal no rate covers is left out (and
     counted in `left_out` under its own currency), never added as it is."""
+    return deals_value(((m.amount, m.currency, m.at) for m in j.won()), exchange, left_out)
+
+
+def deals_value(
+    deals: Iterable[tuple[Decimal | None, str | None, datetime]],
+    exchange: Exchange,
+    left_out: LeftOut,
+) -> Decimal:
+    """`path_value` of won deals given as (amount, currency, when won)."""
     worth = Decimal(0)
-    for m in j.won():
-        amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
-        converted = exchange.deal(amount, cur, m.at)
+    for amount_or_none, currency, at in deals:
+        amount, cur = amount_or_none or Decimal(0), currency or NO_CURRENCY
+        converted = exchange.deal(amount, cur, at)
         if converted is None:
             left_out.add("revenue", cur, amount)
         else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.analytics import followup, funnel, money
+from engine.analytics import followup, funnel, money, pathread
 from engine.analytics.accounts import stream_by_account
 from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
@@ -167,17 +167,20 @@ def attribution_streamed(
     currency: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, list[Credits]]:
-    """`attribution` by each of `bys`, journeys streamed lead by lead from the read model:
-    memory grows with the grouping keys and the converting leads (one number each), not with
-    the touchpoints."""
-    models_of(model)  # a wrong name fails before any row is read
-    journeys = stream(
-        db, window.as_of, occurred_by=window.occurred_by, progress=progress, for_paths=True
-    )
-    return attribution_of(
-        journeys, rules, window, model=model, bys=bys, value=value,
-        conversion=conversion, currency=currency,
+    """`attribution` by each of `bys`, paths read person by person from the read model
+    (`pathread.feed`: one cursor, the paths' own rows): memory grows with the grouping keys,
+    the converting leads (one number each) and the distinct key sequences of the paths that
+    did not convert, not with the touchpoints."""
+    # a wrong model name fails here, before any row is read
+    feed = AttributionFeed(
+        rules, window, model=model, bys=bys, value=value, conversion=conversion,
+        currency=currency,
     )  # fmt: skip
+    pathread.feed(
+        db, feed.builder, feed.tally, window.as_of, occurred_by=window.occurred_by,
+        progress=progress,
+    )  # fmt: skip
+    return feed.results()
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +343,15 @@ def kpis_streamed(
         kpis_of, db, rules, window, progress,
         period=period, by=by, model=model, currency=currency,
     )  # fmt: skip
+
+
+def funnel_streamed(
+    db: Database, window: Window, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`report funnel` with a window or a clock (`funnel.snapshot`), journeys streamed lead by
+    lead from the read model: memory holds one journey and a count per stage."""
+    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return funnel.snapshot_of(journeys, window.start, window.end)
 
 
 def _read_model_pass(

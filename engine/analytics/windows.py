@@ -16,7 +16,7 @@ one read of the journeys plus the touched windows' attribution, never every wind
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +24,9 @@ from typing import Any
 from psycopg import Cursor, sql
 
 from engine.analytics.attribution import MODELS, Credits
-from engine.analytics.journeys import Dataset
-from engine.analytics.load import load
-from engine.analytics.report import Window, attribution
+from engine.analytics.journeys import Dataset, Journey
+from engine.analytics.load import stream
+from engine.analytics.report import AttributionFeed, Window, attribution
 from engine.domain.rules import Rules
 from engine.postgres.db import Database
 from engine.services.application import EVENTS_TABLE
@@ -127,6 +127,31 @@ def compute(ds: Dataset, rules: Rules, span: Span, through: int) -> list[tuple[A
     return out
 
 
+def compute_of(
+    journeys: Iterable[Journey], rules: Rules, spans: Sequence[Span], through: int
+) -> list[tuple[Any, ...]]:
+    """`compute` of every span over journeys taken one at a time in key order (streamed lead
+    by lead): the same rows in the same order, holding per-key sums per span and value (and
+    one number per converting path for Shapley), never the journeys. One pass feeds every
+    span: a journey's path is cut once per span and value, as `compute` cuts it."""
+    feeds = [
+        [AttributionFeed(rules, Window(span.start, span.end), bys=BYS, value=value)
+         for value in VALUES]
+        for span in spans
+    ]  # fmt: skip
+    adds = [feed.add for per_span in feeds for feed in per_span]
+    for j in journeys:
+        for add in adds:
+            add(j)
+    out: list[tuple[Any, ...]] = []
+    for span, per_span in zip(spans, feeds, strict=True):
+        results = [feed.results() for feed in per_span]
+        for by in BYS:
+            for of_value in results:
+                out += window_rows(of_value[by], span, through, rules)
+    return out
+
+
 def _through(cur: Cursor[Any], schema: str) -> int:
     row = cur.execute(
         sql.SQL("SELECT min(position), count(*) FROM {} WHERE name = ANY(%s)").format(
@@ -211,16 +236,17 @@ def refresh(
 ) -> Refreshed:
     """Recompute the windows touched since the last refresh (every window when `full`, on the
     first run or under other rules) and replace their rows in one transaction. `progress`
-    counts journeys read, `windows` (done, of) windows computed."""
+    counts touchpoints read, `windows` (done, of) windows computed: every window is computed
+    in the one pass over the journeys, so it is called once, when the pass ends."""
     spans, through, everything = touched(db, rules, full=full)
     if not spans:
         return Refreshed([], 0, through, False)
-    ds = load(db, None, progress=progress)
-    rows: list[tuple[Any, ...]] = []
-    for i, span in enumerate(spans):
-        rows += compute(ds, rules, span, through)
-        if windows is not None:
-            windows(i + 1, len(spans))
+    # one pass over the journeys streamed lead by lead feeds every window: memory holds per-key
+    # sums per window, not the journeys
+    journeys = stream(db, None, progress=progress, for_paths=True)
+    rows = compute_of(journeys, rules, spans, through)
+    if windows is not None:
+        windows(len(spans), len(spans))
     table = sql.Identifier(db.schema, TABLE)
     columns = sql.SQL(", ").join(
         sql.Identifier(c)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from engine.analytics import report
+from engine.analytics import pathread, report
 from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.attribution import MODELS
 from engine.analytics.journeys import Journey
@@ -21,6 +22,7 @@ from engine.cli.output import to_json
 from engine.domain.contract import validate_event
 from engine.domain.generator import generate
 from engine.runtime import Runtime
+from tests.factory import T0, captured, ev, touch
 
 
 @pytest.fixture
@@ -75,21 +77,28 @@ def test_streamed_journeys_are_loads(stitched: Runtime) -> None:
 
 
 def test_streamed_attribution_equals_the_report(stitched: Runtime) -> None:
-    db, rules = stitched.db, stitched.rules
-    occurred = Window(occurred_by=_middle(stitched, "occurred_at"))
-    for value in ("conversions", "revenue"):
-        for window in (Window(), occurred):
-            streamed = report.attribution_streamed(
-                db, rules, window, bys=("channel", "campaign"), value=value, conversion="sql"
-            )
-            ds = load(db, occurred_by=window.occurred_by)
-            for by in ("channel", "campaign"):
-                expected = report.attribution(
-                    ds, rules, window, by=by, value=value, conversion="sql"
-                )
-                assert [r.model for r in streamed[by]] == list(MODELS)
-                assert streamed[by] == expected
-                assert expected[0].conversions > 0
+    """`report attribution` (paths read by `pathread`: one query, arrays per person) gives
+    the in-memory report's credits on every clock and window, with a lookback, by every
+    grouping, for both values and two conversion stages."""
+    db = stitched.db
+    lookback = stitched.rules.attribution.model_copy(update={"lookback_days": 20.0})
+    for rules in (stitched.rules, stitched.rules.model_copy(update={"attribution": lookback})):
+        for value, conversion in (("conversions", "sql"), ("revenue", "sql"), ("revenue", None)):
+            for window in _windows(stitched):
+                streamed = report.attribution_streamed(
+                    db, rules, window, bys=("channel", "campaign", "content"), value=value,
+                    conversion=conversion,
+                )  # fmt: skip
+                ds = load(db, window.as_of, occurred_by=window.occurred_by)
+                for by in ("channel", "campaign", "content"):
+                    expected = report.attribution(
+                        ds, rules, window, by=by, value=value, conversion=conversion
+                    )
+                    assert [r.model for r in streamed[by]] == list(MODELS)
+                    assert streamed[by] == expected, (window, value, conversion, by)
+                    assert expected[0].conversions > 0
+                one = report.attribution_streamed(db, rules, window, bys=("campaign",))
+                assert one["campaign"] == report.attribution(ds, rules, window, by="campaign")
 
 
 def _windows(runtime: Runtime) -> list[Window]:
@@ -139,3 +148,71 @@ def test_streamed_account_attribution_equals_by_account(stitched: Runtime) -> No
             expected = report.attribution(merged.dataset, rules, window, value=value)
             assert got.results == expected, (window, value)
             assert (got.accounts, got.left_out) == (len(merged.dataset.journeys), merged.left_out)
+
+
+def test_path_edges_read_as_the_journeys_cut_them(runtime: Runtime) -> None:
+    """The edges `pathread` cuts in SQL and by bisection: a touch at the conversion's very
+    moment is on the path, one after it is not; an excluded type is left out; an empty
+    campaign is `(none)`; a conversion at the window's end is not in it (its touches in the
+    window make a path that did not convert); a lead with moves and no touch converts to
+    `(no touchpoint)`."""
+    won = {"amount": "100.00", "currency": "USD"}
+    events = [
+        captured("a"),
+        touch("touch.page_viewed", "a", channel="paid", campaign="", days=1),
+        touch("touch.email_sent", "a", channel="email", days=2),
+        touch("touch.ad_clicked", "a", channel="social", campaign="s1", days=3),
+        ev("deal.won", "a", won, days=3),
+        touch("touch.page_viewed", "a", channel="late", days=10),
+        touch("touch.page_viewed", "b", channel="paid", days=1),
+        captured("c", days=1),
+        ev("deal.won", "c", won, days=2),
+        touch("touch.page_viewed", "d", channel="paid", days=1),
+        touch("touch.page_viewed", "d", channel="social", days=1.5),
+        ev("deal.won", "d", won, days=2),
+        touch("touch.page_viewed", "e", channel="social", days=1),
+        ev("deal.won", "e", won, days=2),
+    ]
+    runtime.app.ingest(events)
+    runtime.projector.run()
+    db, rules = runtime.db, runtime.rules
+    ds = load(db)
+    conversion_day = T0 + timedelta(days=3)
+    for window in (Window(), Window(end=conversion_day), Window(start=conversion_day)):
+        for value in ("conversions", "revenue"):
+            got = report.attribution_streamed(
+                db, rules, window, bys=("channel", "campaign"), value=value
+            )
+            for by in ("channel", "campaign"):
+                assert got[by] == report.attribution(ds, rules, window, by=by, value=value)
+    everything = report.attribution_streamed(db, rules, Window(), bys=("channel", "campaign"))
+    last = {r.model: r for r in everything["channel"]}["last_touch"]
+    one, nothing = Decimal("1.0000"), Decimal("0.0000")
+    assert last.credits == {"social": 3 * one, "paid": nothing, "(no touchpoint)": one}
+    # before day 3, a and b had not converted; a's path is paid (day 1) alone: its social touch
+    # at the window's end is not on it (on it, Markov would give paid 0.8 and social 1.2)
+    before = report.attribution_streamed(db, rules, Window(end=conversion_day), model="markov")
+    assert before["channel"][0].credits == {
+        "paid": Decimal("0.6667"),
+        "social": Decimal("1.3333"),
+        "(no touchpoint)": one,
+    }
+    linear = {r.model: r for r in everything["campaign"]}["linear"]
+    assert set(linear.credits) == {"(none)", "s1", "(no touchpoint)"}
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_paths_read_with_or_without_ordered_aggregates(stitched: Runtime, ordered: bool) -> None:
+    """Both forms of `pathread.query` (ordered aggregates, for PostgreSQL 16 and later; the
+    sorted subquery alone, for 15) give the in-memory report's credits, on whichever server
+    runs the tests."""
+    db, rules = stitched.db, stitched.rules
+    for window in _windows(stitched):
+        for value in ("conversions", "revenue"):
+            feed = report.AttributionFeed(rules, window, bys=("channel",), value=value)
+            pathread.feed(
+                db, feed.builder, feed.tally, window.as_of, occurred_by=window.occurred_by,
+                ordered=ordered,
+            )  # fmt: skip
+            ds = load(db, window.as_of, occurred_by=window.occurred_by)
+            assert feed.results()["channel"] == report.attribution(ds, rules, window, value=value)

@@ -7,8 +7,6 @@ import sys
 from typing import Any
 
 from engine.analytics import queries, report, saved
-from engine.analytics.journeys import Dataset
-from engine.analytics.load import load
 from engine.analytics.report import SECTIONS, Window
 from engine.cli.args import (
     WINDOW_HELP,
@@ -24,7 +22,7 @@ from engine.cli.html import page
 from engine.cli.output import render, to_json
 from engine.cli.progress import Progress
 from engine.domain.errors import LeadEngineError
-from engine.runtime import Runtime, open_runtime
+from engine.runtime import open_runtime
 
 
 def register(commands: Commands) -> None:
@@ -59,13 +57,6 @@ def window_of(args: argparse.Namespace) -> Window:
     if window.as_of and window.occurred_by:
         raise LeadEngineError("--as-of and --occurred-by are two different clocks: pick one")
     return window
-
-
-def dataset_of(rt: Runtime, window: Window) -> Dataset:
-    bar = Progress("reading touchpoints")
-    ds = load(rt.db, window.as_of, occurred_by=window.occurred_by, progress=bar.update)
-    bar.done(f"{len(ds.journeys):,} leads")
-    return ds
 
 
 def attribution(args: argparse.Namespace) -> int:
@@ -306,13 +297,12 @@ def funnel_text(funnel: dict[str, Any]) -> str:
 
 
 def report_funnel(args: argparse.Namespace) -> int:
-    from engine.analytics.funnel import snapshot
-    from engine.cli.commands.reporting import dataset_of, window_of
-
     window = window_of(args)
     with open_runtime(create=False) as rt:
-        if any(window.describe().values()):
-            funnel = snapshot(dataset_of(rt, window), window.start, window.end)
+        if any(window.describe().values()):  # lead by lead: memory does not grow with leads
+            bar = Progress("reading touchpoints")
+            funnel = report.funnel_streamed(rt.db, window, progress=bar.update)
+            bar.done(f"{funnel['leads_total']:,} leads")
         else:
             funnel = queries.funnel(rt.db)
     funnel.update(window.describe())
