@@ -42,10 +42,19 @@ def _parsed(text: str, parse: Callable[[str], _N], expected: str) -> _N:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {echoed(text)}") from None
 
 
+#: the largest count an option takes: counts reach PostgreSQL as `LIMIT`s, a bigint there (a
+#: larger one failed there as an unexpected error, `deadletters list --limit 10**20`)
+MAX_COUNT = 2**63 - 1
+
+
 def positive_int(text: str) -> int:
     number = _parsed(text, int, "a whole number")
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    if number > MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_COUNT:,} (a PostgreSQL bigint), got {number}"
+        )
     return number
 
 

@@ -130,6 +130,16 @@ ARGUMENTS = [
     ("html-missing-dir", ["report", "html", "/missing/dir/r.html"], "argument OUT.html"),
     ("generate-missing-dir", ["generate", "-o", "/missing/dir/x"], "argument -o/--output"),
     ("negative-limit", ["deadletters", "list", "--limit", "-5"], "argument --limit"),
+    (
+        "limit-beyond-a-bigint",
+        ["deadletters", "list", "--limit", str(2**63)],
+        f"argument --limit: expected at most {2**63 - 1:,} (a PostgreSQL bigint), got {2**63}",
+    ),
+    (
+        "relay-batch-beyond-a-bigint",
+        ["relay", "--batch-size", "1" + "0" * 23],
+        "argument --batch-size: expected at most",
+    ),
     ("zero-leads", ["generate", "--leads", "0"], "argument --leads"),
     ("identity-over-one", ["generate", "--identity", "5"], "expected a share from 0 to 1"),
     ("identity-nan", ["generate", "--identity", "nan"], "expected a share from 0 to 1"),
