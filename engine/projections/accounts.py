@@ -15,8 +15,10 @@ lead-to-account matches are recorded too (`Account.MemberDecided`) as they chang
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
@@ -102,6 +104,31 @@ def signals_row(lead: Lead, engagement: float, rules: Rules) -> Row:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An account_scores row as the book keeps it: equal rows, equal `Held`s."""
+
+    digest: bytes
+    mqa: tuple[Any, ...]  # mqa_at, mqa_trigger, mqa_rules, mqa_reason
+
+    @classmethod
+    def of(cls, row: Row) -> Held:
+        text = repr(tuple(_canonical(v) for v in row)).encode()
+        return cls(hashlib.blake2b(text, digest_size=16).digest(), tuple(row[_MQA]))
+
+
+def _canonical(value: Any) -> Any:
+    """A value as a row read back from the tables and one made here both give it: instants
+    in UTC, JSON objects by key."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return sorted((k, _canonical(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
 class AccountBook:
     """What settling needs per account (every account's profile row, the match index with
     each account's lead count and latest activity, the score and buying-group rows last
@@ -128,7 +155,10 @@ class AccountBook:
     def __init__(self, leads: LeadRows | None = None) -> None:
         self.leads: LeadRows = MemoryLeads() if leads is None else leads
         self.states: dict[str, Row] = {}  # account key -> account_state row
-        self.scores: dict[str, Row] = {}  # account key -> account_scores row
+        #: account key -> its account_scores row as last written: a digest of it (the row
+        #: holds a point per member) and its MQA columns
+        self.scores: dict[str, Held] = {}
+        self._scored: dict[str, Row] = {}  # the rows of the accounts the last settle decided
         self.groups: dict[tuple[str, str], Row] = {}  # (account key, role) -> its row
         self._pending: dict[UUID, Row] = {}  # signals rows put since the last settle
         self._dirty_accounts: set[str] = set()
@@ -168,7 +198,7 @@ class AccountBook:
         before); the per-lead rows stay there."""
         for table, put in (
             ("account_state", self.put_state),
-            ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
+            ("account_scores", lambda r: self.scores.__setitem__(r[1], Held.of(r))),
             ("account_buying_group", lambda r: self.groups.__setitem__((r[2], r[1]), r)),
         ):
             cur.execute(
@@ -192,6 +222,7 @@ class AccountBook:
         self._deciding = decide
         self.mqa_decisions = []
         self.member_decisions = []
+        self._scored = {}
         if everything or self._settled is not rules or self._index is None:
             scores, groups = self._settle_all(rules)
         else:
@@ -432,9 +463,13 @@ class AccountBook:
         """Score account `key` from its members' signals rows (by lead id); the rows that
         changed go to `scores` and `groups`."""
         assert self._index is not None
+        decided = len(self.mqa_decisions)
         row, rows = self._score_row(self._index.accounts[key], members, rules)
-        if self.scores.get(key) != row:
-            self.scores[key] = row
+        if len(self.mqa_decisions) > decided:  # for `recorded`
+            self._scored[key] = row
+        held = Held.of(row)
+        if self.scores.get(key) != held:
+            self.scores[key] = held
             scores.append(row)
         for group in rows:
             if self.groups.get((key, group[1])) != group:
@@ -508,9 +543,9 @@ class AccountBook:
             return (None, None, None, None)
         decision: MqaDecision | None = None
         before = self.scores.get(profile.account_id)
-        if before is not None and before[8] is not None:
+        if before is not None and before.mqa[0] is not None:
             # taken by a projector before decisions were recorded (migration 22): record it
-            at, trigger, ref, reason = before[_MQA]
+            at, trigger, ref, reason = before.mqa
             decision = MqaDecision(profile.account_id, ref, trigger, at, reason)
         else:
             inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
@@ -534,9 +569,10 @@ class AccountBook:
         for key, mqa in stored.items():
             state = self.states[key]
             if state[STORED] != mqa:
-                score_row = self.scores[key]
-                self.scores[key] = (*score_row[:8], *_columns(mqa), *score_row[12:])
-                scores.append(self.scores[key])
+                old = self._scored[key]
+                row = (*old[:8], *_columns(mqa), *old[12:])
+                self.scores[key] = Held.of(row)
+                scores.append(row)
             self.states[key] = (*state[:STORED], mqa)
             states.append(self.states[key])
         return states, scores

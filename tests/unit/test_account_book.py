@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine.aggregates.account import account_id
 from engine.domain.rules import Rules, load_rules
 from engine.projections.account_leads import MemoryLeads, Row
-from engine.projections.accounts import STORED, AccountBook
+from engine.projections.accounts import STORED, AccountBook, Held
 
 RULES = load_rules()
 #: the same rules with the counts and activity deciding first (an account change moves them)
@@ -100,6 +100,11 @@ class Recorder:
         self, b: AccountBook, *, everything: bool = False
     ) -> dict[str, list[tuple[object, ...]]]:
         rows = settle(b, self.rules, decide=True, everything=everything)
+        self.record(b)
+        return rows
+
+    def record(self, b: AccountBook) -> None:
+        """Record the decisions `b`'s last settle took."""
         out = {}
         for d, _ in b.mqa_decisions:
             self.calls.append(d.account_id)
@@ -109,7 +114,6 @@ class Recorder:
                  "reason": d.reason, "version": 2},
             )  # fmt: skip
         b.recorded(out)  # type: ignore[arg-type]
-        return rows
 
 
 def test_settle_decides_scores_and_then_writes_only_changes() -> None:
@@ -273,12 +277,12 @@ def test_without_deciding_only_recorded_mqas_show() -> None:
 def test_an_mqa_taken_before_decisions_were_recorded_is_recorded_with_its_moment() -> None:
     """Migration 22: an account_scores row with an MQA but no recorded decision."""
     before = book(STATES, SIGNALS)
-    before.settle(RULES)  # nothing decided, nothing recorded
-    old = before.scores["a1"]
+    written = before.settle(RULES)  # nothing decided, nothing recorded
+    old = {r[1]: r for r in written["account_scores"]}["a1"]
     b = book(STATES, SIGNALS)  # a projector starting on the tables (AccountBook.load)
     members(b).update(members(before))
     b.scores = dict(before.scores)
-    b.scores["a1"] = (*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:])
+    b.scores["a1"] = Held.of((*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:]))
     rec = Recorder()
     rec.settle(b)
-    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"][9] == "early"
+    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"].mqa[1] == "early"
