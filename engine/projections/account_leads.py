@@ -12,7 +12,7 @@ tests/integration/test_account_book_tables.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from itertools import count
 from typing import Any, Protocol
 from uuid import UUID
@@ -53,7 +53,7 @@ class LeadRows(Protocol):
         """Every signals row with its member row (None: never decided), by lead id."""
         ...
 
-    def by_account(self) -> Iterator[tuple[str, list[Row]]]:
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
         """Each account with members: its key and its members' signals rows by lead id, the
         accounts in code-point order of their keys."""
         ...
@@ -98,7 +98,7 @@ class MemoryLeads:
         for i in sorted(self.signals_rows):
             yield self.signals_rows[i], self.member_rows.get(i)
 
-    def by_account(self) -> Iterator[tuple[str, list[Row]]]:
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
         groups: dict[str, list[Row]] = {}
         for i in sorted(self.member_rows):
             key = self.member_rows[i][2]
@@ -157,18 +157,20 @@ class TableLeads:
     def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
         if not account_ids:
             return {}
-        query = sql.SQL(
-            "SELECT m.account_id, {} FROM {} m JOIN {} s USING (lead_id) "
-            "WHERE m.account_id = ANY(%s) ORDER BY s.lead_id"
-        ).format(
-            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
-            self._table("account_members"),
-            self._table("account_signals"),
-        )
+        query = self._members_joined("account_id", "m.account_id = ANY(%s) ORDER BY s.lead_id")
         out: dict[UUID, list[Row]] = {}
         for r in self.cur.execute(query, (list(account_ids),)):
             out.setdefault(r[0], []).append(tuple(r[1:]))
         return out
+
+    def _members_joined(self, column: str, where: str) -> sql.Composed:
+        """The members' account `column` and their signals rows, `where` (and in order)."""
+        return sql.SQL("SELECT {}, {} FROM {} m JOIN {} s USING (lead_id) WHERE " + where).format(
+            sql.Identifier("m", column),
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            self._table("account_members"),
+            self._table("account_signals"),
+        )
 
     def _stream(self, query: sql.Composed) -> Iterator[tuple[Any, ...]]:
         """A server-side cursor in the same transaction: CHUNK rows held at a time. It reads
@@ -198,14 +200,10 @@ class TableLeads:
             row = tuple(r)
             yield row[:width], (row[width:] if row[width] is not None else None)
 
-    def by_account(self) -> Iterator[tuple[str, list[Row]]]:
-        query = sql.SQL(
-            "SELECT m.account_key, {} FROM {} m JOIN {} s USING (lead_id) "
-            'WHERE m.account_key IS NOT NULL ORDER BY m.account_key COLLATE "C", s.lead_id'
-        ).format(
-            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
-            self._table("account_members"),
-            self._table("account_signals"),
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
+        query = self._members_joined(
+            "account_key",
+            'm.account_key IS NOT NULL ORDER BY m.account_key COLLATE "C", s.lead_id',
         )
         key: str | None = None
         rows: list[Row] = []

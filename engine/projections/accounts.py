@@ -279,6 +279,7 @@ class AccountBook:
             if held is not None and held[0] == key:
                 rows, held = held[1], next(members, None)
             self._rescore_one(key, rows, rules, scores, groups)
+        members.close()  # its server-side cursor, if rows of no known account were left
         return scores, groups
 
     def _key(self, row: Row, ls: LeadSignals, matching: AccountMatching) -> None:
