@@ -3,9 +3,10 @@
 Two kinds of rows. Per aggregate, written as the projector folds: `account_state` (an
 account's folded profile) and `account_signals` (what matching reads of a lead). Global,
 settled from all of those at once: `account_members` (each lead's match decision) and
-`account_scores` (each account's score, points and MQA). `AccountBook` holds the per-aggregate
-rows in memory and settles with the pure functions of engine/accounts; it writes only the
-global rows that changed. The settled result depends only on the rows, never on the order
+`account_scores` (each account's score, points and MQA). `AccountBook` holds the per-account
+rows in memory, reads each lead's rows from the tables (engine/projections/account_leads.py)
+and settles with the pure functions of engine/domain/accounts; it writes only the global rows
+that changed. The settled result depends only on the rows, never on the order
 they came in, so an incremental projection and a rebuild agree. The MQA is a recorded decision:
 the projector takes it when it first sees the account qualify (its trigger: the latest input)
 and records it on the Account aggregate (`Account.Qualified`, relayed as `account.qualified`);
