@@ -155,7 +155,7 @@ def phase_rebuild(url: str, schema: str, _args: list[int]) -> dict[str, Any]:
             fresh.load(cur, schema)  # as after a restart: the per-account rows
             loaded = time.perf_counter() - t0
             t0 = time.perf_counter()
-            fresh.settle(rt.rules)
+            fresh.settle(rt.rules, sink=lambda _table, _rows: None)  # as main: not written
             settle = time.perf_counter() - t0
             # a streaming batch: 100 leads with a new latest event each; settled incrementally
             ids = [r[0] for r in cur.execute(f'SELECT lead_id FROM "{schema}".account_signals')]
@@ -272,7 +272,7 @@ def phase_book(url: str, schema: str, args: list[int]) -> dict[str, Any]:
         book_ = AccountBook(TableLeads(cur, schema, copy))
         t0 = time.perf_counter()
         book_.load(cur, schema)
-        book_.settle(rules)
+        book_.settle(rules, sink=copy)
         settle = time.perf_counter() - t0
         rss = peak_rss_mb()
         book_.leads = TableLeads(cur, schema, upsert)  # the members are in: merge from now on
@@ -283,6 +283,7 @@ def phase_book(url: str, schema: str, args: list[int]) -> dict[str, Any]:
         t0 = time.perf_counter()
         accounts_batch = book_.settle(rules)
         accounts_s = time.perf_counter() - t0
+        accounts_rows = sum(len(v) for v in accounts_batch.values()) + written[0]
         leads = accounts * LEADS_PER_ACCOUNT
         ids = [UUID(int=n + 1) for n in range(0, leads, max(1, leads // 100))][:100]
         for row in book_.leads.signals(ids).values():
@@ -295,7 +296,7 @@ def phase_book(url: str, schema: str, args: list[int]) -> dict[str, Any]:
         "settle_s": settle,
         "rss": rss,
         "accounts_batch_s": accounts_s,
-        "accounts_batch_rows": sum(len(v) for v in accounts_batch.values()) + written[0],
+        "accounts_batch_rows": accounts_rows,
         "batch_settle_s": leads_s,
     }
 

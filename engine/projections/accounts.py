@@ -17,7 +17,7 @@ lead-to-account matches are recorded too (`Account.MemberDecided`) as they chang
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -57,6 +57,9 @@ from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
 
 Row = tuple[Any, ...]
+Sink = Callable[[str, list[Row]], None]
+#: score rows sent to a sink at a time when settling everything (each holds its members' points)
+SCORES_CHUNK = 500
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
@@ -174,6 +177,7 @@ class AccountBook:
         self._companies: dict[str, set[str]] = {}
         self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
         self._deciding = False
+        self._sink: Sink | None = None
         #: the decisions the last deciding `settle` took, for the accounts to record
         #: (`LeadEngine.record_account_decisions`; then `recorded`)
         self.mqa_decisions: list[tuple[MqaDecision, AccountScore | None]] = []
@@ -212,10 +216,18 @@ class AccountBook:
                 put(tuple(row))
 
     def settle(
-        self, rules: Rules, *, everything: bool = False, decide: bool = False
+        self,
+        rules: Rules,
+        *,
+        everything: bool = False,
+        decide: bool = False,
+        sink: Sink | None = None,
     ) -> dict[str, list[Row]]:
         """The scores and buying-group rows that differ from the ones last written (all of
-        them the first time); the member rows that changed are written to `leads`.
+        them the first time); the member rows that changed are written to `leads`. With
+        `sink`, the scores and buying-group rows go to `sink(table, rows)` instead, a few
+        hundred accounts at a time (a score row holds a point per member: settling everything
+        would otherwise hold them all), and the lists returned are empty.
         `everything`: match and score all, never incremental. With `decide`, an account that
         qualifies and has no MQA recorded gets one (in `mqa_decisions`, to record, then
         `recorded`), and every changed match is in `member_decisions`; without (a rebuild),
@@ -224,6 +236,7 @@ class AccountBook:
         self.mqa_decisions = []
         self.member_decisions = []
         self._scored = {}
+        self._sink = sink
         if everything or self._settled is not rules or self._index is None:
             scores, groups = self._settle_all(rules)
         else:
@@ -237,7 +250,17 @@ class AccountBook:
         self._dirty_accounts.clear()
         self._restored.clear()
         self._settled = rules
+        self._flush(scores, groups, 0)
         return {"account_scores": scores, "account_buying_group": groups}
+
+    def _flush(self, scores: list[Row], groups: list[Row], at_least: int) -> None:
+        """Send the rows to the sink (if any) once there are `at_least` score rows."""
+        if self._sink is not None and len(scores) >= at_least:
+            for table, rows in (("account_scores", scores), ("account_buying_group", groups)):
+                if rows:
+                    self._sink(table, list(rows))
+            scores.clear()
+            groups.clear()
 
     def _settle_all(self, rules: Rules) -> tuple[list[Row], list[Row]]:
         """Match and score everything, streaming the leads: the counts and activity, then
@@ -280,6 +303,7 @@ class AccountBook:
             if held is not None and held[0] == key:
                 rows, held = held[1], next(members, None)
             self._rescore_one(key, rows, rules, scores, groups)
+            self._flush(scores, groups, SCORES_CHUNK)
         members.close()  # its server-side cursor, if rows of no known account were left
         return scores, groups
 

@@ -336,13 +336,11 @@ class Projector:
             book.put_signals(row)
         # the account decisions' own events change only an account's version (the book holds
         # their decisions already): the book settles nothing for them
-        settled = book.settle(self.app.rules, decide=True)
+        book.settle(self.app.rules, decide=True, sink=write)
         stored = self.app.record_account_decisions(book.mqa_decisions, book.member_decisions)
         mqa_states, mqa_scores = book.recorded(stored)  # account_state.mqa before its event
-        settled["account_state"] = states + mqa_states  # a key twice: the last row wins
-        settled["account_scores"] = settled["account_scores"] + mqa_scores
-        for table, changed in settled.items():
-            write(table, changed)
+        write("account_state", states + mqa_states)  # a key twice: the last row wins
+        write("account_scores", mqa_scores)  # after the settled rows: these win
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
         """Fill the (empty) account_members and account_scores tables from the account_state
@@ -360,8 +358,7 @@ class Projector:
         book = accounts.AccountBook()
         book.load(cur, schema)
         book.leads = TableLeads(cur, schema, copy)
-        for table, settled in book.settle(self.app.rules).items():
-            copy(table, settled)
+        book.settle(self.app.rules, sink=copy)
         self._book = book
 
     def _note_rules(self, cur: Cursor[Any], position: int) -> bool:

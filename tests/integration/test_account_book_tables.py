@@ -32,12 +32,19 @@ LEAD_TABLES = ("account_signals", "account_members")
 @contextmanager
 def chunks_of(n: int) -> Iterator[None]:
     """Stream the tables `n` rows at a time (a tiny budget: every chunk boundary is crossed)."""
-    saved = account_leads.CHUNK, accounts.CHUNK
-    account_leads.CHUNK = accounts.CHUNK = n
+    saved = account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK
+    account_leads.CHUNK = accounts.CHUNK = accounts.SCORES_CHUNK = n
     try:
         yield
     finally:
-        account_leads.CHUNK, accounts.CHUNK = saved
+        account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK = saved
+
+
+def got_into(got: dict[str, list[Row]]) -> accounts.Sink:
+    def sink(table: str, rows: list[Row]) -> None:
+        got[table].extend(rows)
+
+    return sink
 
 
 def on_tables(cur: Cursor[Any], schema: str) -> TableLeads:
@@ -62,8 +69,9 @@ def table_rows(cur: Cursor[Any], schema: str, table: str) -> dict[UUID, Row]:
 def test_the_book_on_the_tables_decides_what_the_book_in_memory_does(
     database: Database, batches: list[list[tuple[object, ...]]], rules: Rules
 ) -> None:
-    """Same member rows (in the table / in memory), same score and buying-group rows written,
-    same decisions, batch after batch, incremental and (on the first batch) streamed."""
+    """Same member rows (in the table / in memory), same score and buying-group rows written
+    (through a sink, two accounts at a time), same decisions, batch after batch, incremental and
+    (on the first batch) streamed."""
     schema = database.schema
     with database.connect() as conn, chunks_of(2), conn.transaction() as tx, conn.cursor() as cur:
         for table in LEAD_TABLES:
@@ -75,7 +83,10 @@ def test_the_book_on_the_tables_decides_what_the_book_in_memory_does(
                 for b in (mem, tab):
                     (b.put_state if len(row) == STORED + 1 else b.put_signals)(row)
             want = mem.settle(rules, decide=True)
-            got = tab.settle(rules, decide=True)
+            got: dict[str, list[Row]] = {t: [] for t in want}
+            sink = got_into(got)
+            left = tab.settle(rules, decide=True, sink=sink)  # every row to the sink
+            assert left == {t: [] for t in want}
             mem_rec.record(mem)
             tab_rec.record(tab)
             assert got == want
