@@ -1,6 +1,8 @@
 """The account book on the tables (`TableLeads`: each lead's rows in PostgreSQL, the book
 holding only per-account state) decides what the book with every row in memory decides, batch
-after batch, with streaming chunks of two rows; and its memory does not grow with the leads."""
+after batch, with streaming chunks of two rows; a projector streaming two rows at a time stores
+and projects what one with the defaults does; and the book's memory does not grow with the
+leads."""
 
 from __future__ import annotations
 
@@ -14,16 +16,27 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import Cursor, sql
 
 from engine.aggregates.account import account_id
+from engine.domain.generator import generate, lines
 from engine.domain.rules import Rules
 from engine.postgres.db import Database
 from engine.projections import account_leads, accounts
 from engine.projections.account_leads import MemoryLeads, Row, TableLeads
 from engine.projections.accounts import AccountBook
+from engine.runtime import Runtime
+from engine.settings import Settings
+from tests.integration.test_bounded_memory import (
+    account_model,
+    ingest,
+    project,
+    read_model,
+    runtime_with,
+)
 from tests.unit.test_account_book import _BATCHES, BY_LEADS, RULES, STORED, T0, Recorder
 
 LEAD_TABLES = ("account_signals", "account_members")
@@ -174,3 +187,37 @@ def test_the_book_holds_no_row_per_lead(database: Database) -> None:
     small = _held_after_settle(database, 400)
     large = _held_after_settle(database, 4_000)
     assert large - small < 400_000, (small, large)
+
+
+def test_a_tiny_streaming_budget_projects_and_stores_the_same(
+    settings: Settings, rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: the same stream (accounts, free mail, shared names) ingested into two
+    schemas and projected, one with the book streaming 2 rows and 2 score rows at a time, the
+    other with the defaults: the same read model, account tables and recorded account
+    decisions (each account's version and MQA: its decision events)."""
+    data = [line.encode() for line in lines(generate(60, seed=11))]
+    with (
+        runtime_with(settings, rules, 10_000) as tiny,
+        runtime_with(settings, rules, 10_000) as default,
+    ):
+        for rt in (tiny, default):
+            report = ingest(rt, data, [])
+            assert report.accepted > 0 and report.rejected == 0
+        with chunks_of(2):
+            project(tiny, [])
+        project(default, [])
+        assert read_model(tiny) == read_model(default)
+        got, want = account_model(tiny), account_model(default)
+        assert got == want and want["account_members"] and want["account_scores"]
+        assert decisions(tiny) == decisions(default)
+        assert any(mqa is not None for _key, _version, mqa in decisions(default))
+
+
+def decisions(rt: Runtime) -> list[tuple[Any, ...]]:
+    """Each account's version and recorded MQA (what its decision events made)."""
+    with rt.db.connect() as conn:
+        query = sql.SQL("SELECT account_key, version, mqa FROM {} ORDER BY 1").format(
+            sql.Identifier(rt.db.schema, "account_state")
+        )
+        return [tuple(r) for r in conn.execute(query)]
