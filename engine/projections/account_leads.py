@@ -157,11 +157,36 @@ class TableLeads:
     def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
         if not account_ids:
             return {}
-        query = self._members_joined("account_id", "m.account_id = ANY(%s) ORDER BY s.lead_id")
+        # per account, its members by account_members_account_idx, then each one's signals
+        # row by its key: index look-ups whatever the planner's statistics (never gathered
+        # with autovacuum off: a join over the whole tables otherwise, its time growing with
+        # the book, not with the accounts asked for). OFFSET 0 keeps each subquery a loop.
+        query = sql.SQL(
+            "SELECT a.account_id, {} FROM unnest(%s::uuid[]) AS a(account_id) "
+            "CROSS JOIN LATERAL (SELECT lead_id FROM {} WHERE account_id = a.account_id "
+            "OFFSET 0) m CROSS JOIN LATERAL (SELECT * FROM {} WHERE lead_id = m.lead_id "
+            "OFFSET 0) s ORDER BY s.lead_id"
+        ).format(
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            self._table("account_members"),
+            self._table("account_signals"),
+        )
         out: dict[UUID, list[Row]] = {}
-        for r in self.cur.execute(query, (list(account_ids),)):
+        for r in self._without_jit(query, (list(dict.fromkeys(account_ids)),)):
             out.setdefault(r[0], []).append(tuple(r[1:]))
         return out
+
+    def _without_jit(self, query: sql.Composable, params: tuple[Any, ...]) -> list[Row]:
+        """The rows of `query` planned without JIT compilation. Without statistics the
+        planner guesses hundreds of members per account, costs the index loops above
+        `jit_above_cost` and compiles for ~100 ms a query that runs in a few: the setting is
+        put back after it (in this transaction)."""
+        sent = "SELECT current_setting('jit'), set_config('jit', 'off', true)"
+        row = next(iter(self.cur.execute(sent)), None)
+        try:
+            return [tuple(r) for r in self.cur.execute(query, params)]
+        finally:
+            self.cur.execute("SELECT set_config('jit', %s, true)", (row[0] if row else "on",))
 
     def _members_joined(self, column: str, where: str) -> sql.Composed:
         """The members' account `column` and their signals rows, `where` (and in order)."""
