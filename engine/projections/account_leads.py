@@ -123,6 +123,7 @@ class TableLeads:
         self, cur: Cursor[Any], schema: str, write: Callable[[str, list[Row]], None]
     ) -> None:
         self.cur, self.schema, self.write = cur, schema, write
+        self._jit_off = False
 
     def _table(self, name: str) -> sql.Composable:
         return sql.Identifier(self.schema, name)
@@ -177,16 +178,15 @@ class TableLeads:
         return out
 
     def _without_jit(self, query: sql.Composable, params: tuple[Any, ...]) -> list[Row]:
-        """The rows of `query` planned without JIT compilation. Without statistics the
-        planner guesses hundreds of members per account, costs the index loops above
-        `jit_above_cost` and compiles for ~100 ms a query that runs in a few: the setting is
-        put back after it (in this transaction)."""
-        sent = "SELECT current_setting('jit'), set_config('jit', 'off', true)"
-        row = next(iter(self.cur.execute(sent)), None)
-        try:
-            return [tuple(r) for r in self.cur.execute(query, params)]
-        finally:
-            self.cur.execute("SELECT set_config('jit', %s, true)", (row[0] if row else "on",))
+        """The rows of `query` planned without JIT compilation. Without statistics (never
+        gathered with autovacuum off) the planner guesses hundreds of members per account,
+        costs the index loops above `jit_above_cost` and compiles for ~100 ms a query that
+        runs in a few. Off for the rest of this transaction (the batch's: its look-ups and
+        merges gain nothing from compiling), set once per `TableLeads`."""
+        if not self._jit_off:
+            self.cur.execute("SELECT set_config('jit', 'off', true)")
+            self._jit_off = True
+        return [tuple(r) for r in self.cur.execute(query, params)]
 
     def _members_joined(self, column: str, where: str) -> sql.Composed:
         """The members' account `column` and their signals rows, `where` (and in order)."""

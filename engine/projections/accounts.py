@@ -403,7 +403,10 @@ class AccountBook:
                 idx.leads[acc], idx.activity[acc] = len(leads), activity
                 ranked.append(acc)
         redecide |= self._contested(ranked, matching)
-        signals = self.leads.signals(redecide)
+        # the rows read above are the stored ones (the dirty ones written): only the
+        # contested leads' are still to read
+        signals = {i: now[i] for i in redecide if i in now}
+        signals.update(self.leads.signals(redecide - signals.keys()))
         members = self.leads.members(redecide)
         written: list[Row] = []
         moved: set[str] = set()
