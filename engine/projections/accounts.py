@@ -385,23 +385,9 @@ class AccountBook:
         for key in changed:
             self._account_changed(key, matching)
         now = {**affected, **dirty}
-        touched: set[str] = set(changed)
-        for lead_id, row in now.items():
-            touched |= before.get(lead_id, frozenset()) | near(_signals(row), idx, matching)
+        after = {i: near(_signals(row), idx, matching) for i, row in now.items()}
         redecide = set(now)
-        recount = sorted(touched)  # the tie-breakers' inputs of the accounts these count for
-        counted: dict[str, list[LeadSignals]] = {acc: [] for acc in recount}
-        domains, _ = self._on((idx.accounts[a] for a in recount), matching, names=False)
-        for row in self.leads.on(domains, (), recount).values():
-            ls = _signals(row)
-            for acc in near(ls, idx, matching) & counted.keys():
-                counted[acc].append(ls)
-        ranked: list[str] = []
-        for acc, leads in counted.items():
-            activity = activity_of(idx.accounts[acc], leads)
-            if idx.leads[acc] != len(leads) or idx.activity[acc] != activity:
-                idx.leads[acc], idx.activity[acc] = len(leads), activity
-                ranked.append(acc)
+        ranked = self._counted(changed, stored, before, now, after, matching)
         redecide |= self._contested(ranked, matching)
         # the rows read above are the stored ones (the dirty ones written): only the
         # contested leads' are still to read
@@ -423,6 +409,68 @@ class AccountBook:
             if acc is not None:
                 moved.add(acc)
         return moved | self._dirty_accounts
+
+    def _counted(
+        self,
+        changed: list[str],
+        stored: dict[UUID, Row],
+        before: dict[UUID, frozenset[str]],
+        now: dict[UUID, Row],
+        after: dict[UUID, frozenset[str]],
+        matching: AccountMatching,
+    ) -> list[str]:
+        """Bring the tie-breakers' inputs (each account's near leads and latest activity) up
+        to date; the accounts whose inputs changed. Only the leads in `now` count for other
+        accounts than before (with `stored`: their rows before, `before` and `after`: the
+        accounts each counted for), so the other accounts' counts move by theirs and their
+        activity rises to the latest; a changed account, or one whose latest activity may
+        have left with a lead (or got older), is counted again from its leads' rows."""
+        idx = self._index
+        assert idx is not None
+        empty: frozenset[str] = frozenset()
+        counts: dict[str, int] = {}
+        latest: dict[str, float] = {}
+        again: set[str] = set(changed)
+        for lead_id, row in now.items():
+            was, now_near = before.get(lead_id, empty), after[lead_id]
+            old_row = stored.get(lead_id)
+            old_at = old_row[4].timestamp() if old_row is not None and old_row[4] else None
+            new_at = row[4].timestamp() if row[4] else None
+            for acc in was - now_near:
+                counts[acc] = counts.get(acc, 0) - 1
+            for acc in now_near - was:
+                counts[acc] = counts.get(acc, 0) + 1
+            for acc in was:  # its old activity may have been the account's latest
+                if old_at is not None and old_at >= idx.activity[acc]:
+                    if acc not in now_near or new_at is None or new_at < old_at:
+                        again.add(acc)
+            for acc in now_near:
+                counts.setdefault(acc, 0)
+                if new_at is not None:
+                    latest[acc] = max(latest.get(acc, new_at), new_at)
+        ranked: list[str] = []
+        for acc in sorted(again | counts.keys()):
+            if acc in again:
+                continue
+            leads = idx.leads[acc] + counts[acc]
+            activity = max(idx.activity[acc], latest.get(acc, idx.activity[acc]))
+            if idx.leads[acc] != leads or idx.activity[acc] != activity:
+                idx.leads[acc], idx.activity[acc] = leads, activity
+                ranked.append(acc)
+        if again:
+            recount = sorted(again)
+            counted: dict[str, list[LeadSignals]] = {acc: [] for acc in recount}
+            domains, _ = self._on((idx.accounts[a] for a in recount), matching, names=False)
+            for row in self.leads.on(domains, (), recount).values():
+                ls = _signals(row)
+                for acc in near(ls, idx, matching) & counted.keys():
+                    counted[acc].append(ls)
+            for acc, leads_of in counted.items():
+                activity = activity_of(idx.accounts[acc], leads_of)
+                if idx.leads[acc] != len(leads_of) or idx.activity[acc] != activity:
+                    idx.leads[acc], idx.activity[acc] = len(leads_of), activity
+                    ranked.append(acc)
+        return sorted(ranked)
 
     def _contested(self, accounts: list[str], matching: AccountMatching) -> set[UUID]:
         """The leads whose last match ranked one of these accounts among several candidates

@@ -247,6 +247,9 @@ def test_incremental_settle_gives_the_rows_of_settling_everything(
             assert sorted(map(str, got[table])) == sorted(map(str, rows)), table
         assert (members(inc), inc.scores, inc.groups) == (members(full), full.scores, full.groups)
         assert inc.states == full.states
+        # the tie-breakers' inputs, kept up to date by each lead's move (not counted again)
+        assert inc._index is not None and full._index is not None
+        assert (inc._index.leads, inc._index.activity) == (full._index.leads, full._index.activity)
         # the same decisions (their order: the order each book matched the leads in)
         assert sorted(map(str, inc.member_decisions)) == sorted(map(str, full.member_decisions))
         assert inc_rec.calls == full_rec.calls and inc_rec.stored == full_rec.stored
