@@ -244,8 +244,8 @@ class AccountBook:
             self._pending.clear()
             if not (dirty or self._dirty_accounts or self._restored):
                 return {"account_scores": [], "account_buying_group": []}
-            rescore = self._match_changed(rules, dirty, old)
-            scores, groups = self._rescore(rescore | self._restored, rules)
+            rescore, known = self._match_changed(rules, dirty, old)
+            scores, groups = self._rescore(rescore | self._restored, rules, known)
         self._dirty_accounts.clear()
         self._restored.clear()
         self._settled = rules
@@ -361,9 +361,10 @@ class AccountBook:
 
     def _match_changed(
         self, rules: Rules, dirty: dict[UUID, Row], old: dict[UUID, Row]
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, list[Row]]]:
         """Match again only what the changed leads and accounts can affect (see the class);
-        the accounts to score again."""
+        the accounts to score again, and the changed accounts' members' signals rows (by
+        lead id: every lead that was or is a member of one was matched again here)."""
         matching = rules.accounts.matching
         idx = self._index
         assert idx is not None
@@ -408,7 +409,13 @@ class AccountBook:
             acc = members[lead_id][2]
             if acc is not None:
                 moved.add(acc)
-        return moved | self._dirty_accounts
+        # a changed account's members, before and after: all matched again here
+        known: dict[str, list[Row]] = {key: [] for key in changed}
+        for lead_id in sorted(redecide):
+            acc = members[lead_id][2]
+            if acc in known:
+                known[acc].append(signals[lead_id])
+        return moved | self._dirty_accounts, known
 
     def _counted(
         self,
@@ -524,13 +531,18 @@ class AccountBook:
         if key is not None and (before is None or before[2:4] != row[2:4]):
             note(key, True)
 
-    def _rescore(self, accounts: Iterable[str], rules: Rules) -> tuple[list[Row], list[Row]]:
+    def _rescore(
+        self, accounts: Iterable[str], rules: Rules, known: dict[str, list[Row]]
+    ) -> tuple[list[Row], list[Row]]:
+        """Score these accounts again; `known`: members' signals rows already at hand (the
+        others' are read)."""
         keys = sorted(k for k in accounts if k in self.states)
-        members = self.leads.members_of([self.states[k][0] for k in keys])
+        members = self.leads.members_of([self.states[k][0] for k in keys if k not in known])
         scores: list[Row] = []
         groups: list[Row] = []
         for key in keys:
-            self._rescore_one(key, members.get(self.states[key][0], []), rules, scores, groups)
+            rows = known[key] if key in known else members.get(self.states[key][0], [])
+            self._rescore_one(key, rows, rules, scores, groups)
         return scores, groups
 
     def _rescore_one(
