@@ -465,12 +465,17 @@ class AccountBook:
                 idx.leads[acc], idx.activity[acc] = leads, activity
                 ranked.append(acc)
         if again:
-            recount = sorted(again)
-            counted: dict[str, list[LeadSignals]] = {acc: [] for acc in recount}
+            # a changed account's near leads are all in `now` (read on its domains and below
+            # and naming it); the others' are read on theirs
+            counted: dict[str, list[LeadSignals]] = {acc: [] for acc in sorted(again)}
+            for lead_id, row in now.items():
+                for acc in after[lead_id].intersection(changed):
+                    counted[acc].append(_signals(row))
+            recount = sorted(again.difference(changed))
             domains, _ = self._on((idx.accounts[a] for a in recount), matching, names=False)
-            for row in self.leads.on(domains, (), recount).values():
+            for row in self.leads.on(domains, (), recount).values() if recount else ():
                 ls = _signals(row)
-                for acc in near(ls, idx, matching) & counted.keys():
+                for acc in near(ls, idx, matching).intersection(recount):
                     counted[acc].append(ls)
             for acc, leads_of in counted.items():
                 activity = activity_of(idx.accounts[acc], leads_of)
