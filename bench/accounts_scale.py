@@ -257,7 +257,6 @@ def phase_book(url: str, schema: str, args: list[int]) -> dict[str, Any]:
     from engine.domain.rules import load_rules
     from engine.projections import accounts as acc
     from engine.projections.account_leads import TableLeads
-
     from engine.projections.bulk import Writers
     from engine.projections.registry import ACCOUNT_TABLES
 

@@ -177,7 +177,7 @@ class TableLeads:
             out.setdefault(r[0], []).append(tuple(r[1:]))
         return out
 
-    def _without_jit(self, query: sql.Composable, params: tuple[Any, ...]) -> list[Row]:
+    def _without_jit(self, query: sql.Composed, params: tuple[Any, ...]) -> list[Row]:
         """The rows of `query` planned without JIT compilation. Without statistics (never
         gathered with autovacuum off) the planner guesses hundreds of members per account,
         costs the index loops above `jit_above_cost` and compiles for ~100 ms a query that

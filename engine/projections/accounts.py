@@ -447,10 +447,11 @@ class AccountBook:
                 counts[acc] = counts.get(acc, 0) - 1
             for acc in now_near - was:
                 counts[acc] = counts.get(acc, 0) + 1
+            left = old_at is not None and (new_at is None or new_at < old_at)
             for acc in was:  # its old activity may have been the account's latest
-                if old_at is not None and old_at >= idx.activity[acc]:
-                    if acc not in now_near or new_at is None or new_at < old_at:
-                        again.add(acc)
+                gone = left or acc not in now_near
+                if gone and old_at is not None and old_at >= idx.activity[acc]:
+                    again.add(acc)
             for acc in now_near:
                 counts.setdefault(acc, 0)
                 if new_at is not None:
