@@ -150,10 +150,20 @@ class TableLeads:
     ) -> dict[UUID, Row]:
         if not (domains or companies or named):
             return {}
-        return self._select(
-            "email_domain = ANY(%s) OR company = ANY(%s) OR named_account = ANY(%s)",
-            (list(domains), list(companies), list(named)),
-        )
+        # a loop per key on its column's index, whatever the statistics: on a never-analyzed
+        # account_signals the planner takes `col = ANY(...)` with ~100 keys for a quarter of
+        # the table and scans all of it (38 ms at 100,000 leads, growing with the book)
+        cols = sql.SQL(", ").join(map(sql.Identifier, SIGNALS))
+        parts = [
+            sql.SQL(
+                "SELECT s.* FROM unnest(%s::text[]) AS k(v) CROSS JOIN LATERAL "
+                "(SELECT {} FROM {} WHERE {} = k.v OFFSET 0) s"
+            ).format(cols, self._table("account_signals"), sql.Identifier(column))
+            for column in ("email_domain", "company", "named_account")
+        ]
+        query = sql.SQL(" UNION ALL ").join(parts)
+        keys = (list(domains), list(companies), list(named))
+        return {r[0]: r for r in self._without_jit(query, keys)}
 
     def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
         if not account_ids:
