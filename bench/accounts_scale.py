@@ -12,12 +12,16 @@ Each rebuild runs in its own process with one worker (so its peak RSS is the who
 account settling included). Then, in the same process, one settle of every account and lead
 from the tables (`AccountBook.settle`: what a projector starting on the schema does once),
 then one settle after 100 leads got a new latest event (what a streaming batch of leads
-costs: incremental). Printed per size: rebuild seconds and notifications/s, peak RSS, both
-settle times, and the accounts/plain ratios; across sizes, how each grows.
+costs: incremental), the book reading each lead's rows from the tables. Printed per size:
+rebuild seconds and notifications/s, peak RSS, both settle times, and the accounts/plain
+ratios; across sizes, how each grows.
 
 --book N...: only the account settling at N accounts (x 10 leads), from account_state and
-account_signals rows made in memory (no log, so any size runs in minutes): settle all, a
-batch changing 10 accounts, a batch of 100 leads, and the peak RSS.
+account_signals rows made directly (no log, so any size runs in minutes) and stored by another
+process in a schema of their own (bench_acbook_N_SEED, dropped after): settle all, a batch
+changing 10 accounts, a batch of 100 leads, and the settling process's peak RSS. (Before the
+book read the leads from the tables, the rows were made in the settling process: its "rows
+alone" figure.)
 
 Usage: python bench/accounts_scale.py [--accounts 1000 4000] [--seed 1] [--fresh]
        python bench/accounts_scale.py --book 10000 100000
@@ -38,10 +42,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import psycopg  # noqa: E402
 from common import database_url, peak_rss_mb, run_phase, settings_for  # noqa: E402
 
 from engine.domain.contract import validate_event  # noqa: E402
 from engine.postgres import db as dbmod  # noqa: E402
+from engine.projections import accounts as accounts_mod  # noqa: E402
+from engine.projections.account_leads import TableLeads  # noqa: E402
 from engine.projections.accounts import AccountBook  # noqa: E402
 from engine.projections.rebuild import rebuild  # noqa: E402
 from engine.runtime import open_runtime  # noqa: E402
@@ -50,7 +57,6 @@ LEADS_PER_ACCOUNT = 10
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 SENIORITY = ("c-level", "vp", "director", "manager", "individual", "senior", "junior")
 WORDS = ("nord", "alpha", "blue", "summit", "river", "pixel", "atlas", "cobalt", "delta", "ember")
-
 
 
 def _event(n: int, type_: str, subject: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -138,24 +144,29 @@ def phase_rebuild(url: str, schema: str, _args: list[int]) -> dict[str, Any]:
     with open_runtime(settings_for(url, schema)) as rt:
         report = rebuild(rt.app, rt.db, "leads", workers=1)
         rss = peak_rss_mb()
-        with rt.db.connect() as conn, conn.cursor() as cur:
-            book_ = AccountBook()
+        schema = rt.db.schema
+        with rt.db.connect() as conn, conn.transaction() as tx, conn.cursor() as cur:
+
+            def upsert(table: str, rows: list[tuple[Any, ...]]) -> None:
+                accounts_mod.upsert(cur, schema, table, rows)
+
+            fresh = AccountBook(TableLeads(cur, schema, upsert))
             t0 = time.perf_counter()
-            book_.load(cur, rt.db.schema)
+            fresh.load(cur, schema)  # as after a restart: the per-account rows
             loaded = time.perf_counter() - t0
-            fresh = AccountBook()  # settle from the rows alone, as after a restart
-            fresh.states, fresh.signals = book_.states, book_.signals
             t0 = time.perf_counter()
-            fresh.settle(rt.rules)
+            fresh.settle(rt.rules, sink=lambda _table, _rows: None)  # as main: not written
             settle = time.perf_counter() - t0
             # a streaming batch: 100 leads with a new latest event each; settled incrementally
-            batch = sorted(fresh.signals)[:: max(1, len(fresh.signals) // 100)][:100]
-            for lead_id in batch:
-                row = fresh.signals[lead_id]
+            ids = [r[0] for r in cur.execute(f'SELECT lead_id FROM "{schema}".account_signals')]
+            batch = sorted(ids)[:: max(1, len(ids) // 100)][:100]
+            del ids
+            for row in fresh.leads.signals(batch).values():
                 fresh.put_signals((*row[:4], row[4] + timedelta(hours=1), "bench", *row[6:]))
             t0 = time.perf_counter()
             fresh.settle(rt.rules)
             batch_settle = time.perf_counter() - t0
+            raise psycopg.Rollback(tx)  # the bench changes nothing
         return {
             "events": report.events,
             "rebuild_s": report.total_seconds,
@@ -206,50 +217,113 @@ def book_rows(accounts: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tup
     return states, signals
 
 
-def phase_book(_url: str, _schema: str, args: list[int]) -> dict[str, Any]:
-    """The account settling alone at `accounts` accounts (rows made in memory): settle all,
-    then a batch changing 10 accounts (incremental), then a batch of 100 leads."""
-    from engine.domain.rules import load_rules
+def _book_tables(url: str, schema: str) -> dbmod.Database:
+    """A schema of its own with the account tables only (dropped first)."""
+    from psycopg import sql
+
+    from engine.projections.registry import ACCOUNT_TABLES, TABLES
+
+    db = dbmod.from_url(url, schema)
+    dbmod.drop_schema(db)
+    with db.connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for table in ACCOUNT_TABLES:
+            for statement in TABLES[table].ddl():
+                conn.execute(statement.replace("{s}", f'"{schema}"'))  # type: ignore[arg-type]
+    return db
+
+
+def phase_book_rows(url: str, schema: str, args: list[int]) -> dict[str, Any]:
+    """The rows `book_rows` makes, stored (this process holds them; the settling's does not)."""
+    from engine.projections import accounts as acc
 
     accounts, seed = args
-    rules = load_rules()
+    db = _book_tables(url, schema)
     states, signals = book_rows(accounts, seed)
-    base = peak_rss_mb()
-    book_ = AccountBook()
-    t0 = time.perf_counter()
-    for row in states:
-        book_.put_state(row)
-    for row in signals:
-        book_.put_signals(row)
-    del states, signals
-    book_.settle(rules)
-    settle = time.perf_counter() - t0
-    rss = peak_rss_mb()
-    keys = sorted(book_.states)[:: max(1, len(book_.states) // 10)][:10]
-    for key in keys:  # a new tier and one more domain each
-        row = book_.states[key]
-        book_.put_state((*row[:3], [*row[3], f"x-{key}.example"], *row[4:9], 1, *row[10:]))
-    t0 = time.perf_counter()
-    accounts_batch = book_.settle(rules)
-    accounts_s = time.perf_counter() - t0
-    batch = sorted(book_.signals)[:: max(1, len(book_.signals) // 100)][:100]
-    for lead_id in batch:
-        row = book_.signals[lead_id]
-        book_.put_signals((*row[:4], row[4] + timedelta(hours=1), "bench", *row[6:]))
-    t0 = time.perf_counter()
-    book_.settle(rules)
-    leads_s = time.perf_counter() - t0
+    with db.connect() as conn, conn.transaction(), conn.cursor() as cur:
+        acc.copy(cur, schema, "account_state", states)
+        acc.copy(cur, schema, "account_signals", signals)
+    with db.connect() as conn:  # statistics, as autovacuum gives a table this size soon after
+        conn.execute(f'ANALYZE "{schema}".account_state, "{schema}".account_signals')
+    return {"rows_rss": peak_rss_mb()}
+
+
+def phase_book(url: str, schema: str, args: list[int]) -> dict[str, Any]:
+    """The account settling alone at `accounts` accounts (rows stored by `book_rows`, read as
+    a projector starting on the schema does): settle all, then a batch changing 10 accounts
+    (incremental), then a batch of 100 leads."""
+    from uuid import UUID
+
+    from engine.domain.rules import load_rules
+    from engine.projections import accounts as acc
+    from engine.projections.account_leads import TableLeads
+    from engine.projections.bulk import Writers
+    from engine.projections.registry import ACCOUNT_TABLES
+
+    accounts, _seed = args
+    rules = load_rules()
+    db = dbmod.from_url(url, schema)
+    written = [0]
+    writing = [0.0]  # seconds spent writing rows (main's book left them to the projector)
+    writers = Writers(schema, extra={t: (acc.COLUMNS[t], acc.KEYS[t]) for t in ACCOUNT_TABLES})
+    conn = db.connect()
+    writers.prepare(conn, ACCOUNT_TABLES)  # the staging tables, as the projector's connection
+    with conn, conn.transaction(), conn.cursor() as cur:
+
+        def copy(table: str, rows: list[tuple[Any, ...]]) -> None:
+            acc.copy(cur, schema, table, rows)
+
+        def upsert(table: str, rows: list[tuple[Any, ...]]) -> None:
+            """As the projector writes them (a COPY to staging, one merge)."""
+            t0 = time.perf_counter()
+            written[0] += len(rows)
+            writers.merge(cur, table, acc.for_database(table, rows))
+            writing[0] += time.perf_counter() - t0
+
+        book_ = AccountBook(TableLeads(cur, schema, copy))
+        t0 = time.perf_counter()
+        book_.load(cur, schema)
+        book_.settle(rules, sink=copy)
+        settle = time.perf_counter() - t0
+        rss = peak_rss_mb()
+        book_.leads = TableLeads(cur, schema, upsert)  # the members are in: merge from now on
+        keys = sorted(book_.states)[:: max(1, len(book_.states) // 10)][:10]
+        for key in keys:  # a new tier and one more domain each
+            row = book_.states[key]
+            book_.put_state((*row[:3], [*row[3], f"x-{key}.example"], *row[4:9], 1, *row[10:]))
+        t0 = time.perf_counter()
+        writing[0] = 0.0
+        accounts_batch = book_.settle(rules)
+        accounts_s = time.perf_counter() - t0
+        accounts_writing = writing[0]
+        accounts_rows = sum(len(v) for v in accounts_batch.values()) + written[0]
+        leads = accounts * LEADS_PER_ACCOUNT
+        ids = [UUID(int=n + 1) for n in range(0, leads, max(1, leads // 100))][:100]
+        for row in book_.leads.signals(ids).values():
+            book_.put_signals((*row[:4], row[4] + timedelta(hours=1), "bench", *row[6:]))
+        t0 = time.perf_counter()
+        writing[0] = 0.0
+        book_.settle(rules)
+        leads_s = time.perf_counter() - t0
+        leads_writing = writing[0]
+    dbmod.drop_schema(db)
     return {
         "settle_s": settle,
         "rss": rss,
-        "rows_rss": base,
         "accounts_batch_s": accounts_s,
-        "accounts_batch_rows": sum(len(v) for v in accounts_batch.values()),
+        "accounts_batch_rows": accounts_rows,
         "batch_settle_s": leads_s,
+        "accounts_writing_s": accounts_writing,
+        "batch_writing_s": leads_writing,
     }
 
 
-PHASES = {"setup": phase_setup, "rebuild": phase_rebuild, "book": phase_book}
+PHASES = {
+    "setup": phase_setup,
+    "rebuild": phase_rebuild,
+    "book_rows": phase_book_rows,
+    "book": phase_book,
+}
 
 
 def main() -> None:
@@ -276,14 +350,20 @@ def main() -> None:
         return
     if args.book:
         print(f"account settling alone (AccountBook), {LEADS_PER_ACCOUNT} leads per account")
+        url = database_url()
         for size in args.book:
-            r = run_phase(__file__, "book", ["--args", str(size), str(args.seed)])
+            common = ["--url", url, "--schema", f"bench_acbook_{size}_{args.seed}", "--args"]
+            made = run_phase(__file__, "book_rows", [*common, str(size), str(args.seed)])
+            r = run_phase(__file__, "book", [*common, str(size), str(args.seed)])
             print(
                 f"{size:>9,} accounts {size * LEADS_PER_ACCOUNT:>10,} leads  settle all "
-                f"{r['settle_s']:7.1f} s  peak RSS {r['rss']:7.0f} MB (rows alone "
-                f"{r['rows_rss']:6.0f} MB)  10 accounts changed {r['accounts_batch_s']:6.3f} s "
-                f"({r['accounts_batch_rows']} rows)  100 leads "
-                f"{r['batch_settle_s'] * 1000:6.1f} ms",
+                f"{r['settle_s']:7.1f} s  peak RSS {r['rss']:7.0f} MB (making the rows, "
+                f"another process: {made['rows_rss']:6.0f} MB)  10 accounts changed "
+                f"{r['accounts_batch_s']:6.3f} s "
+                f"({r['accounts_batch_rows']} rows; writing them "
+                f"{r['accounts_writing_s'] * 1000:.1f} ms)  100 leads "
+                f"{r['batch_settle_s'] * 1000:6.1f} ms (writing the signals and member rows "
+                f"{r['batch_writing_s'] * 1000:.1f} ms)",
                 flush=True,
             )
         return

@@ -3,9 +3,10 @@
 Two kinds of rows. Per aggregate, written as the projector folds: `account_state` (an
 account's folded profile) and `account_signals` (what matching reads of a lead). Global,
 settled from all of those at once: `account_members` (each lead's match decision) and
-`account_scores` (each account's score, points and MQA). `AccountBook` holds the per-aggregate
-rows in memory and settles with the pure functions of engine/accounts; it writes only the
-global rows that changed. The settled result depends only on the rows, never on the order
+`account_scores` (each account's score, points and MQA). `AccountBook` holds the per-account
+rows in memory, reads each lead's rows from the tables (engine/projections/account_leads.py)
+and settles with the pure functions of engine/domain/accounts; it writes only the global rows
+that changed. The settled result depends only on the rows, never on the order
 they came in, so an incremental projection and a rebuild agree. The MQA is a recorded decision:
 the projector takes it when it first sees the account qualify (its trigger: the latest input)
 and records it on the Account aggregate (`Account.Qualified`, relayed as `account.qualified`);
@@ -15,10 +16,13 @@ lead-to-account matches are recorded too (`Account.MemberDecided`) as they chang
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg import Cursor, sql
@@ -32,6 +36,7 @@ from engine.domain.accounts.matching import (
     MatchIndex,
     MemberDecision,
     activity_of,
+    domain_parents,
     index,
     match_lead,
     near,
@@ -48,11 +53,14 @@ from engine.domain.accounts.scoring import (
 from engine.domain.facts import profile_of
 from engine.domain.rules import AccountMatching, Rules
 from engine.domain.scoring import best_of_profile
+from engine.projections.account_leads import CHUNK, LeadRows, MemoryLeads
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
 from engine.services.application import lead_account
 
 Row = tuple[Any, ...]
-_T = TypeVar("_T")
+Sink = Callable[[str, list[Row]], None]
+#: score rows sent to a sink at a time when settling everything (each holds its members' points)
+SCORES_CHUNK = 500
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
@@ -101,46 +109,74 @@ def signals_row(lead: Lead, engagement: float, rules: Rules) -> Row:
     )
 
 
-class AccountBook:
-    """Every account's profile row and every lead's signals row, and the global rows last
-    written; `settle` decides again and returns the global rows that changed.
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An account_scores row as the book keeps it: equal rows, equal `Held`s."""
 
-    The first settle (and any under other rules) matches every lead and scores every account.
-    After that, settling is incremental: a changed account is put in the match index (its old
-    domains and name out, its new ones in) and the leads it can affect are matched again (on
-    its old or new domains or below them, with its old or new name, naming it, its members);
-    then the tie-breakers' counts and activity of the accounts the changed leads count for are
-    updated, the leads whose decision ranked an account whose counts changed are matched
-    again, and only the changed accounts and the accounts whose members or members' signals
-    changed are scored again. Same rows as matching and scoring everything
-    (tests/unit/test_account_book.py).
+    digest: bytes
+    mqa: tuple[Any, ...]  # mqa_at, mqa_trigger, mqa_rules, mqa_reason
+
+    @classmethod
+    def of(cls, row: Row) -> Held:
+        # json's C encoder walks the row (its points are a dict per member) several times
+        # faster than a Python pass: an incremental settle digests every account it scores
+        text = json.dumps(row, sort_keys=True, default=_canonical).encode()
+        return cls(hashlib.blake2b(text, digest_size=16).digest(), tuple(row[_MQA]))
+
+
+def _canonical(value: Any) -> str:
+    """A value JSON has no form for, as a row read back from the tables and one made here
+    both give it: instants in UTC; numbers and ids tagged with their type."""
+    if isinstance(value, datetime):
+        return "t:" + value.astimezone(UTC).isoformat()
+    return f"{type(value).__name__}:{value}"
+
+
+class AccountBook:
+    """What settling needs per account (every account's profile row, the match index with
+    each account's lead count and latest activity, the score and buying-group rows last
+    written) and the distinct e-mail domains and companies seen; each lead's signals and
+    member rows stay in `leads` (the tables, for a projector: memory flat in the leads).
+    `settle` decides again, writes the member rows that changed to `leads` and returns the
+    score and buying-group rows that changed.
+
+    The first settle (and any under other rules) streams every lead twice (its lead counts
+    and activity, then its match) and scores the accounts in key order, one account's members
+    at a time. After that, settling is incremental: a changed account is put in the match
+    index (its old domains and name out, its new ones in) and the leads it can affect are
+    read and matched again (on its old or new domains or below them, with its old or new
+    name, naming it, its members); then the tie-breakers' counts and activity of the accounts
+    the changed leads count for are counted again from those accounts' leads, the leads whose
+    decision ranked an account whose counts changed are matched again, and only the changed
+    accounts and the accounts whose members or members' signals changed are scored again,
+    each from its members' rows. Same rows as matching and scoring everything
+    (tests/unit/test_account_book.py; on the tables: tests/integration/test_account_book_tables.py).
     An account_state row whose profile is unchanged (the account's own decision events: its
     version, its recorded MQA) matches nothing again; a recorded MQA that changed scores that
     account again."""
 
-    def __init__(self) -> None:
+    def __init__(self, leads: LeadRows | None = None) -> None:
+        self.leads: LeadRows = MemoryLeads() if leads is None else leads
         self.states: dict[str, Row] = {}  # account key -> account_state row
-        self.signals: dict[UUID, Row] = {}  # lead id -> account_signals row
-        self.members: dict[UUID, Row] = {}  # lead id -> account_members row
-        self.scores: dict[str, Row] = {}  # account key -> account_scores row
+        #: account key -> its account_scores row as last written: a digest of it (the row
+        #: holds a point per member) and its MQA columns
+        self.scores: dict[str, Held] = {}
+        self._scored: dict[str, Row] = {}  # the rows of the accounts the last settle decided
         self.groups: dict[tuple[str, str], Row] = {}  # (account key, role) -> its row
-        self._dirty_leads: set[UUID] = set()
+        self._pending: dict[UUID, Row] = {}  # signals rows put since the last settle
         self._dirty_accounts: set[str] = set()
         self._settled: Rules | None = None  # the rules of the last settle (None: never)
         self._index: MatchIndex | None = None
-        self._leads: dict[UUID, LeadSignals] = {}
-        self._near: dict[UUID, frozenset[str]] = {}  # lead -> accounts it counts for
-        self._near_leads: dict[str, set[UUID]] = {}  # account -> leads counting for it
-        self._contested: dict[str, set[UUID]] = {}  # account -> leads that ranked it
-        self._members_of: dict[str, set[UUID]] = {}  # account -> its member leads
         self._by_domain: dict[str, set[str]] = {}  # domain -> accounts claiming it
         self._by_name: dict[str, set[str]] = {}  # normalised name -> accounts with it
-        self._keys: dict[UUID, tuple[str, ...]] = {}  # lead -> its keys in _leads_by
-        self._leads_by: dict[str, set[UUID]] = {}  # d:domain, n:name, a:account -> leads
-        self._shared: dict[Any, Any] = {}  # for `_one`
-        self._candidates: dict[tuple[str, ...], list[str]] = {}  # one list for equal ones
+        #: a domain an account may claim -> the leads' e-mail domains (as stored) on it or
+        #: below; a normalised name -> the leads' companies (as stored) normalising to it.
+        #: Grow with the distinct domains and companies, never shrink (a superset looked up)
+        self._domains: dict[str, set[str]] = {}
+        self._companies: dict[str, set[str]] = {}
         self._restored: set[str] = set()  # accounts whose recorded MQA changed: score again
         self._deciding = False
+        self._sink: Sink | None = None
         #: the decisions the last deciding `settle` took, for the accounts to record
         #: (`LeadEngine.record_account_decisions`; then `recorded`)
         self.mqa_decisions: list[tuple[MqaDecision, AccountScore | None]] = []
@@ -156,37 +192,17 @@ class AccountBook:
         elif held[STORED] != row[STORED]:
             self._restored.add(row[1])
 
-    def _one(self, value: _T) -> _T:
-        """One object for equal values (near sets, key tuples: most leads share theirs)."""
-        return cast(_T, self._shared.setdefault(value, value))
-
     def put_signals(self, row: Row) -> None:
-        if self.signals.get(row[0]) != row:
-            # the strings and engagement most leads share with others: one object each
-            one = self._one
-            row = (row[0], *(one(v) if v is not None else v for v in row[1:4]), row[4],
-                   row[5], one(row[6]), row[7] if row[7] is None else one(row[7]))  # fmt: skip
-            self.signals[row[0]] = row
-            self._dirty_leads.add(row[0])
-
-    def _shared_member(self, row: Row) -> Row:
-        """An account_members row whose reason and candidates are one object for all the leads
-        that share them (most leads of a domain or company): the book holds a row per lead
-        seen, so what it holds per lead is what its memory grows with. Equal to `row`."""
-        lead_id, acc, key, rule, reason, candidates, decided, ref = row
-        shared = self._candidates.setdefault(tuple(candidates), candidates)
-        return (lead_id, acc, key, rule, self._one(reason), shared, decided, self._one(ref))
-
-    def _put_member(self, row: Row) -> None:
-        self.members[row[0]] = self._shared_member(row)
+        """A lead's new account_signals row: written to `leads` by the next settle (which
+        compares it with the one there)."""
+        self._pending[row[0]] = row
 
     def load(self, cur: Cursor[Any], schema: str) -> None:
-        """Everything the tables hold (a projector starting on a schema projected before)."""
+        """The per-account rows the tables hold (a projector starting on a schema projected
+        before); the per-lead rows stay there."""
         for table, put in (
             ("account_state", self.put_state),
-            ("account_signals", self.put_signals),
-            ("account_members", self._put_member),
-            ("account_scores", lambda r: self.scores.__setitem__(r[1], r)),
+            ("account_scores", lambda r: self.scores.__setitem__(r[1], Held.of(r))),
             ("account_buying_group", lambda r: self.groups.__setitem__((r[2], r[1]), r)),
         ):
             cur.execute(
@@ -195,100 +211,144 @@ class AccountBook:
                     sql.Identifier(schema, table),
                 )
             )
-            for row in cur:  # one row at a time: no list of them all beside the book
+            for row in cur:
                 put(tuple(row))
 
     def settle(
-        self, rules: Rules, *, everything: bool = False, decide: bool = False
+        self,
+        rules: Rules,
+        *,
+        everything: bool = False,
+        decide: bool = False,
+        sink: Sink | None = None,
     ) -> dict[str, list[Row]]:
-        """The members, scores and buying-group rows that differ from the ones last written
-        (all of them the first time). `everything`: match and score all, never incremental.
-        With `decide`, an account that qualifies and has no MQA recorded gets one (in
-        `mqa_decisions`, to record, then `recorded`), and every changed match is in
-        `member_decisions`; without (a rebuild), the MQA columns are the recorded decisions
-        only."""
+        """The scores and buying-group rows that differ from the ones last written (all of
+        them the first time); the member rows that changed are written to `leads`. With
+        `sink`, the scores and buying-group rows go to `sink(table, rows)` instead, a few
+        hundred accounts at a time (a score row holds a point per member: settling everything
+        would otherwise hold them all), and the lists returned are empty.
+        `everything`: match and score all, never incremental. With `decide`, an account that
+        qualifies and has no MQA recorded gets one (in `mqa_decisions`, to record, then
+        `recorded`), and every changed match is in `member_decisions`; without (a rebuild),
+        the MQA columns are the recorded decisions only."""
         self._deciding = decide
         self.mqa_decisions = []
         self.member_decisions = []
+        self._scored = {}
+        self._sink = sink
         if everything or self._settled is not rules or self._index is None:
-            members, rescore = self._match_all(rules)
-        elif self._dirty_leads or self._dirty_accounts or self._restored:
-            members, rescore = self._match_changed(rules)
+            scores, groups = self._settle_all(rules)
         else:
-            return {"account_members": [], "account_scores": [], "account_buying_group": []}
-        scores, groups = self._rescore(rescore | self._restored, rules)
-        self._dirty_leads.clear()
+            old = self.leads.signals(list(self._pending))
+            dirty = {i: r for i, r in sorted(self._pending.items()) if old.get(i) != r}
+            self._pending.clear()
+            if not (dirty or self._dirty_accounts or self._restored):
+                return {"account_scores": [], "account_buying_group": []}
+            rescore, known = self._match_changed(rules, dirty, old)
+            scores, groups = self._rescore(rescore | self._restored, rules, known)
         self._dirty_accounts.clear()
         self._restored.clear()
         self._settled = rules
-        return {
-            "account_members": members,
-            "account_scores": scores,
-            "account_buying_group": groups,
-        }
+        self._flush(scores, groups, 0)
+        return {"account_scores": scores, "account_buying_group": groups}
 
-    def _match_all(self, rules: Rules) -> tuple[list[Row], set[str]]:
+    def _flush(self, scores: list[Row], groups: list[Row], at_least: int) -> None:
+        """Send the rows to the sink (if any) once there are `at_least` score rows."""
+        if self._sink is not None and len(scores) >= at_least:
+            for table, rows in (("account_scores", scores), ("account_buying_group", groups)):
+                if rows:
+                    self._sink(table, list(rows))
+            scores.clear()
+            groups.clear()
+
+    def _settle_all(self, rules: Rules) -> tuple[list[Row], list[Row]]:
+        """Match and score everything, streaming the leads: the counts and activity, then
+        each lead's match (member rows written a chunk at a time), then each account."""
         matching = rules.accounts.matching
-        profiles = [_profile(r) for r in self.states.values()]
-        self._leads = {lead_id: _signals(r) for lead_id, r in self.signals.items()}
-        idx = index(profiles, self._leads.values(), matching)
+        if self._pending:
+            self.leads.put_signals(list(self._pending.values()))
+            self._pending.clear()
+        idx = index((_profile(r) for r in self.states.values()), (), matching)
         self._by_domain = {d: set(v) for d, v in idx.by_domain.items()}
         self._by_name = {n: set(v) for n, v in idx.by_name.items()}
-        self._index = MatchIndex(
+        self._index = idx = MatchIndex(
             dict(idx.accounts), dict(idx.by_domain), dict(idx.by_name), idx.leads, idx.activity
         )
-        self._near = {i: self._one(near(ls, idx, matching)) for i, ls in self._leads.items()}
-        self._near_leads = {}
-        for lead_id, accounts in self._near.items():
-            for acc in accounts:
-                self._near_leads.setdefault(acc, set()).add(lead_id)
-        self._keys, self._leads_by = {}, {}
-        for lead_id, ls in self._leads.items():
-            self._key_lead(lead_id, ls, matching)
-        self._contested, self._members_of = {}, {}
-        changed, _ = self._decide(self.signals, rules)
-        return changed, set(self.states)
+        self._domains, self._companies = {}, {}
+        for row in self.leads.every_signal():
+            ls = _signals(row)
+            self._key(row, ls, matching)
+            for acc in near(ls, idx, matching):
+                idx.leads[acc] += 1
+                if ls.last_activity is not None:
+                    idx.activity[acc] = max(idx.activity[acc], ls.last_activity.timestamp())
+        chunk: list[Row] = []
+        for signals, before in self.leads.every_lead():
+            row = self._decide(signals, before, rules)
+            if row != before:
+                chunk.append(row)
+                if len(chunk) >= CHUNK:
+                    self.leads.put_members(chunk)
+                    chunk = []
+        self.leads.put_members(chunk)
+        scores: list[Row] = []
+        groups: list[Row] = []
+        members = self.leads.by_account()
+        held = next(members, None)
+        for key in sorted(self.states):  # code-point order, as `by_account` gives them
+            while held is not None and held[0] < key:  # an account not known
+                held = next(members, None)
+            rows: list[Row] = []
+            if held is not None and held[0] == key:
+                rows, held = held[1], next(members, None)
+            self._rescore_one(key, rows, rules, scores, groups)
+            self._flush(scores, groups, SCORES_CHUNK)
+        members.close()  # its server-side cursor, if rows of no known account were left
+        return scores, groups
 
-    def _key_lead(self, lead_id: UUID, ls: LeadSignals, matching: AccountMatching) -> None:
-        """Index the lead by what an account change can match it on: the domains an account
-        could claim for it (its e-mail's domain and parents), its normalised company, the
-        account it names. Its old keys go first."""
-        for key in self._keys.get(lead_id, ()):
-            self._leads_by[key].discard(lead_id)
-        keys: list[str] = []
+    def _key(self, row: Row, ls: LeadSignals, matching: AccountMatching) -> None:
+        """Note the lead's stored e-mail domain under each domain an account could claim for
+        it (its e-mail's domain and parents) and its stored company under its normalised
+        name: what an account change looks leads up by."""
         domain = ls.email_domain
         if domain and domain not in matching.free_mail:
-            labels = domain.split(".")
-            keys += ["d:" + ".".join(labels[i:]) for i in range(len(labels) - 1)]
+            for parent in domain_parents(domain):
+                self._domains.setdefault(parent, set()).add(row[2])
         norm = normalise_name(ls.company, matching.legal_suffixes)
         if norm:
-            keys.append("n:" + norm)
-        if ls.account is not None:
-            keys.append("a:" + ls.account)
-        self._keys[lead_id] = self._one(tuple(map(self._one, keys)))
-        for key in keys:
-            self._leads_by.setdefault(key, set()).add(lead_id)
+            self._companies.setdefault(norm, set()).add(row[3])
 
-    def _account_changed(self, key: str, matching: AccountMatching) -> set[UUID]:
-        """Put account `key`'s new profile in the index; the leads its change can affect:
-        those on its old or new domains (or below them), with its old or new name, naming it,
-        or its members."""
+    def _on(
+        self, profiles: Iterable[AccountProfile], matching: AccountMatching, *, names: bool
+    ) -> tuple[set[str], set[str]]:
+        """The stored e-mail domains on these accounts' domains or below, and (with `names`)
+        the stored companies with their names."""
+        domains: set[str] = set()
+        companies: set[str] = set()
+        for p in profiles:
+            for d in p.domains:
+                domains |= self._domains.get(d, set())
+            norm = normalise_name(p.name, matching.legal_suffixes) if names else None
+            if norm:
+                companies |= self._companies.get(norm, set())
+        return domains, companies
+
+    def _account_changed(self, key: str, matching: AccountMatching) -> None:
+        """Put account `key`'s new profile in the index."""
         assert self._index is not None
         accounts = cast(dict[str, AccountProfile], self._index.accounts)
         by_domain = cast(dict[str, tuple[str, ...]], self._index.by_domain)
         by_name = cast(dict[str, tuple[str, ...]], self._index.by_name)
         old, new = accounts.get(key), _profile(self.states[key])
-        lookups = ["a:" + key]
         for profile, join in ((old, False), (new, True)):
             if profile is None:
                 continue
             norm = normalise_name(profile.name, matching.legal_suffixes)
             for table, mirror, keys in (
-                (self._by_domain, by_domain, [("d:" + d, d) for d in profile.domains]),
-                (self._by_name, by_name, [("n:" + norm, norm)] if norm else []),
+                (self._by_domain, by_domain, list(profile.domains)),
+                (self._by_name, by_name, [norm] if norm else []),
             ):
-                for lookup, k in keys:
-                    lookups.append(lookup)
+                for k in keys:
                     held = table.setdefault(k, set())
                     (held.add if join else held.discard)(key)
                     if held:
@@ -298,74 +358,158 @@ class AccountBook:
         accounts[key] = new
         self._index.leads.setdefault(key, 0)
         self._index.activity.setdefault(key, float("-inf"))
-        # the leads ranking it are on its old domains or name: among the lookups
-        out = set(self._members_of.get(key, ()))
-        for lookup in lookups:
-            out |= self._leads_by.get(lookup, set())
-        return out
 
-    def _match_changed(self, rules: Rules) -> tuple[list[Row], set[str]]:
-        """Match again only what the changed leads and accounts can affect (see the class)."""
+    def _match_changed(
+        self, rules: Rules, dirty: dict[UUID, Row], old: dict[UUID, Row]
+    ) -> tuple[set[str], dict[str, list[Row]]]:
+        """Match again only what the changed leads and accounts can affect (see the class);
+        the accounts to score again, and the changed accounts' members' signals rows (by
+        lead id: every lead that was or is a member of one was matched again here)."""
         matching = rules.accounts.matching
         idx = self._index
         assert idx is not None
-        for lead_id in self._dirty_leads:
-            ls = self._leads[lead_id] = _signals(self.signals[lead_id])
-            self._key_lead(lead_id, ls, matching)
-        affected: set[UUID] = set()
-        for key in sorted(self._dirty_accounts):
-            affected |= self._account_changed(key, matching)
-        touched: set[str] = set(self._dirty_accounts)
-        for lead_id in self._dirty_leads | affected:
-            before = self._near.get(lead_id, frozenset())
-            after = self._one(near(self._leads[lead_id], idx, matching))
-            self._near[lead_id] = after
-            for acc in before - after:
-                self._near_leads[acc].discard(lead_id)
-            for acc in after - before:
-                self._near_leads.setdefault(acc, set()).add(lead_id)
-            touched |= before | after
-        redecide = self._dirty_leads | affected
-        for acc in touched:  # the tie-breakers' inputs of the accounts these leads count for
-            leads = self._near_leads.get(acc, set())
-            count = len(leads)
-            activity = activity_of(idx.accounts[acc], (self._leads[i] for i in leads))
-            if idx.leads[acc] != count or idx.activity[acc] != activity:
-                idx.leads[acc], idx.activity[acc] = count, activity
-                redecide |= self._contested.get(acc, set())
-        changed, moved = self._decide(sorted(redecide), rules)
-        for lead_id in self._dirty_leads:  # its engagement, persona or activity: its account
-            acc = self.members[lead_id][2]
+        # the leads a changed account can affect, found on its old and new profile
+        changed = sorted(self._dirty_accounts)
+        profiles = [
+            p for k in changed for p in (idx.accounts.get(k), _profile(self.states[k])) if p
+        ]
+        domains, companies = self._on(profiles, matching, names=True)
+        affected = self.leads.on(domains, companies, changed)
+        held = [self.states[k][0] for k in changed if k in idx.accounts]
+        for rows in self.leads.members_of(held).values():
+            affected.update((r[0], r) for r in rows)
+        stored = {**affected, **old}  # as the tables hold them: before this batch
+        before = {i: near(_signals(stored[i]), idx, matching) for i in stored}
+        self.leads.put_signals(list(dirty.values()))
+        for row in dirty.values():
+            self._key(row, _signals(row), matching)
+        for key in changed:
+            self._account_changed(key, matching)
+        now = {**affected, **dirty}
+        after = {i: near(_signals(row), idx, matching) for i, row in now.items()}
+        redecide = set(now)
+        ranked = self._counted(changed, stored, before, now, after, matching)
+        redecide |= self._contested(ranked, matching)
+        # the rows read above are the stored ones (the dirty ones written): only the
+        # contested leads' are still to read
+        signals = {i: now[i] for i in redecide if i in now}
+        signals.update(self.leads.signals(redecide - signals.keys()))
+        members = self.leads.members(redecide)
+        written: list[Row] = []
+        moved: set[str] = set()
+        for lead_id in sorted(redecide):
+            before_row = members.get(lead_id)
+            row = self._decide(signals[lead_id], before_row, rules)
+            members[lead_id] = row
+            if row != before_row:
+                written.append(row)
+                moved.update(a for a in (before_row[2] if before_row else None, row[2]) if a)
+        self.leads.put_members(written)
+        for lead_id in dirty:  # its engagement, persona or activity: its account
+            acc = members[lead_id][2]
             if acc is not None:
                 moved.add(acc)
-        return changed, moved | self._dirty_accounts
+        # a changed account's members, before and after: all matched again here
+        known: dict[str, list[Row]] = {key: [] for key in changed}
+        for lead_id in sorted(redecide):
+            acc = members[lead_id][2]
+            if acc in known:
+                known[acc].append(signals[lead_id])
+        return moved | self._dirty_accounts, known
 
-    def _decide(self, lead_ids: Iterable[UUID], rules: Rules) -> tuple[list[Row], set[str]]:
-        """Match these leads; the member rows that changed and the accounts they left or
-        joined."""
+    def _counted(
+        self,
+        changed: list[str],
+        stored: dict[UUID, Row],
+        before: dict[UUID, frozenset[str]],
+        now: dict[UUID, Row],
+        after: dict[UUID, frozenset[str]],
+        matching: AccountMatching,
+    ) -> list[str]:
+        """Bring the tie-breakers' inputs (each account's near leads and latest activity) up
+        to date; the accounts whose inputs changed. Only the leads in `now` count for other
+        accounts than before (with `stored`: their rows before, `before` and `after`: the
+        accounts each counted for), so the other accounts' counts move by theirs and their
+        activity rises to the latest; a changed account, or one whose latest activity may
+        have left with a lead (or got older), is counted again from its leads' rows."""
+        idx = self._index
+        assert idx is not None
+        empty: frozenset[str] = frozenset()
+        counts: dict[str, int] = {}
+        latest: dict[str, float] = {}
+        again: set[str] = set(changed)
+        for lead_id, row in now.items():
+            was, now_near = before.get(lead_id, empty), after[lead_id]
+            old_row = stored.get(lead_id)
+            old_at = old_row[4].timestamp() if old_row is not None and old_row[4] else None
+            new_at = row[4].timestamp() if row[4] else None
+            for acc in was - now_near:
+                counts[acc] = counts.get(acc, 0) - 1
+            for acc in now_near - was:
+                counts[acc] = counts.get(acc, 0) + 1
+            left = old_at is not None and (new_at is None or new_at < old_at)
+            for acc in was:  # its old activity may have been the account's latest
+                gone = left or acc not in now_near
+                if gone and old_at is not None and old_at >= idx.activity[acc]:
+                    again.add(acc)
+            for acc in now_near:
+                counts.setdefault(acc, 0)
+                if new_at is not None:
+                    latest[acc] = max(latest.get(acc, new_at), new_at)
+        ranked: list[str] = []
+        for acc in sorted(again | counts.keys()):
+            if acc in again:
+                continue
+            leads = idx.leads[acc] + counts[acc]
+            activity = max(idx.activity[acc], latest.get(acc, idx.activity[acc]))
+            if idx.leads[acc] != leads or idx.activity[acc] != activity:
+                idx.leads[acc], idx.activity[acc] = leads, activity
+                ranked.append(acc)
+        if again:
+            # a changed account's near leads are all in `now` (read on its domains and below
+            # and naming it); the others' are read on theirs
+            counted: dict[str, list[LeadSignals]] = {acc: [] for acc in sorted(again)}
+            for lead_id, row in now.items():
+                for acc in after[lead_id].intersection(changed):
+                    counted[acc].append(_signals(row))
+            recount = sorted(again.difference(changed))
+            domains, _ = self._on((idx.accounts[a] for a in recount), matching, names=False)
+            for row in self.leads.on(domains, (), recount).values() if recount else ():
+                ls = _signals(row)
+                for acc in near(ls, idx, matching).intersection(recount):
+                    counted[acc].append(ls)
+            for acc, leads_of in counted.items():
+                activity = activity_of(idx.accounts[acc], leads_of)
+                if idx.leads[acc] != len(leads_of) or idx.activity[acc] != activity:
+                    idx.leads[acc], idx.activity[acc] = len(leads_of), activity
+                    ranked.append(acc)
+        return sorted(ranked)
+
+    def _contested(self, accounts: list[str], matching: AccountMatching) -> set[UUID]:
+        """The leads whose last match ranked one of these accounts among several candidates
+        (on its domains or below, or with its name: where the candidates come from)."""
+        if not accounts:
+            return set()
         assert self._index is not None
-        matching, ref = rules.accounts.matching, rules.ref
-        changed: list[Row] = []
-        moved: set[str] = set()
-        for lead_id in lead_ids:
-            m = match_lead(self._leads[lead_id], self._index, matching)
-            row = self._member_row(lead_id, self.signals[lead_id], m, ref)
-            before = self.members.get(lead_id)
-            if before is not None and before[2] is not None:
-                self._members_of.get(before[2], set()).discard(lead_id)
-                for acc in before[5] if len(before[5]) > 1 else ():
-                    self._contested.get(acc, set()).discard(lead_id)
-            if m.account_id is not None:
-                self._members_of.setdefault(m.account_id, set()).add(lead_id)
-            for acc in m.candidates if len(m.candidates) > 1 else ():
-                self._contested.setdefault(acc, set()).add(lead_id)
-            if before != row:
-                if self._deciding:
-                    self._decided(before, row)
-                self.members[lead_id] = row
-                changed.append(row)
-                moved.update(a for a in (before[2] if before else None, m.account_id) if a)
-        return changed, moved
+        wanted = set(accounts)
+        domains, companies = self._on(
+            (self._index.accounts[a] for a in accounts), matching, names=True
+        )
+        found = self.leads.on(domains, companies, ())
+        return {
+            i
+            for i, m in self.leads.members(list(found)).items()
+            if len(m[5]) > 1 and wanted.intersection(m[5])
+        }
+
+    def _decide(self, signals: Row, before: Row | None, rules: Rules) -> Row:
+        """Match this lead: its member row (noting the decisions it makes, when deciding)."""
+        assert self._index is not None
+        m = match_lead(_signals(signals), self._index, rules.accounts.matching)
+        row = self._member_row(signals, m, rules.ref)
+        if before != row and self._deciding:
+            self._decided(before, row)
+        return row
 
     def _decided(self, before: Row | None, row: Row) -> None:
         """The match decisions a changed account_members row makes: the lead leaves the
@@ -410,49 +554,62 @@ class AccountBook:
         if key is not None and (before is None or before[2:4] != row[2:4]):
             note(key, True)
 
-    def _rescore(self, accounts: Iterable[str], rules: Rules) -> tuple[list[Row], list[Row]]:
-        assert self._index is not None
-        changed_scores: list[Row] = []
-        changed_groups: list[Row] = []
-        for key in sorted(accounts):
-            if key not in self.states:
-                continue
-            profile = self._index.accounts[key]
-            lead_ids = sorted(self._members_of.get(key, ()))
-            row, groups = self._score_row(profile, lead_ids, rules)
-            if self.scores.get(key) != row:
-                self.scores[key] = row
-                changed_scores.append(row)
-            for group in groups:
-                if self.groups.get((key, group[1])) != group:
-                    self.groups[(key, group[1])] = group
-                    changed_groups.append(group)
-        return changed_scores, changed_groups
+    def _rescore(
+        self, accounts: Iterable[str], rules: Rules, known: dict[str, list[Row]]
+    ) -> tuple[list[Row], list[Row]]:
+        """Score these accounts again; `known`: members' signals rows already at hand (the
+        others' are read)."""
+        keys = sorted(k for k in accounts if k in self.states)
+        members = self.leads.members_of([self.states[k][0] for k in keys if k not in known])
+        scores: list[Row] = []
+        groups: list[Row] = []
+        for key in keys:
+            rows = known[key] if key in known else members.get(self.states[key][0], [])
+            self._rescore_one(key, rows, rules, scores, groups)
+        return scores, groups
 
-    def _member_row(self, lead_id: UUID, signals: Row, m: Match, ref: str) -> Row:
+    def _rescore_one(
+        self, key: str, members: list[Row], rules: Rules, scores: list[Row], groups: list[Row]
+    ) -> None:
+        """Score account `key` from its members' signals rows (by lead id); the rows that
+        changed go to `scores` and `groups`."""
+        assert self._index is not None
+        decided = len(self.mqa_decisions)
+        row, rows = self._score_row(self._index.accounts[key], members, rules)
+        if len(self.mqa_decisions) > decided:  # for `recorded`
+            self._scored[key] = row
+        held = Held.of(row)
+        if self.scores.get(key) != held:
+            self.scores[key] = held
+            scores.append(row)
+        for group in rows:
+            if self.groups.get((key, group[1])) != group:
+                self.groups[(key, group[1])] = group
+                groups.append(group)
+
+    def _member_row(self, signals: Row, m: Match, ref: str) -> Row:
         decided = signals[4]
         if m.account_id is not None:
             updated = self.states[m.account_id][10]
             decided = max(d for d in (decided, updated) if d is not None) if updated else decided
         acc = self.states[m.account_id][0] if m.account_id is not None else None
-        row = (lead_id, acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
-        return self._shared_member(row)
+        return (signals[0], acc, m.account_id, m.rule, m.reason, list(m.candidates), decided, ref)
 
     def _score_row(
-        self, profile: AccountProfile, lead_ids: list[UUID], rules: Rules
+        self, profile: AccountProfile, members: list[Row], rules: Rules
     ) -> tuple[Row, list[Row]]:
         """The account_scores row and the account_buying_group rows (one per role)."""
         state = self.states[profile.account_id]
         result = score(
             profile,
-            (Member(str(i), float(self.signals[i][6]), self.signals[i][7]) for i in lead_ids),
+            (Member(str(r[0]), float(r[6]), r[7]) for r in members),
             rules.accounts,
         )
         points = [
             {"part": p.part, "rule": p.rule, "points": p.points, "reason": p.reason}
             for p in result.points
         ]
-        mqa = self._mqa(profile, lead_ids, result, rules)
+        mqa = self._mqa(profile, members, result, rules)
         row = (
             state[0],
             profile.account_id,
@@ -485,7 +642,7 @@ class AccountBook:
         return row, groups
 
     def _mqa(
-        self, profile: AccountProfile, lead_ids: list[UUID], result: AccountScore, rules: Rules
+        self, profile: AccountProfile, members: list[Row], result: AccountScore, rules: Rules
     ) -> tuple[Any, ...]:
         """The MQA decision: the one recorded on the account; else, when deciding, taken now
         if the rule holds, dated at (and triggered by) the latest of the account's update and
@@ -497,13 +654,13 @@ class AccountBook:
             return (None, None, None, None)
         decision: MqaDecision | None = None
         before = self.scores.get(profile.account_id)
-        if before is not None and before[8] is not None:
+        if before is not None and before.mqa[0] is not None:
             # taken by a projector before decisions were recorded (migration 22): record it
-            at, trigger, ref, reason = before[_MQA]
+            at, trigger, ref, reason = before.mqa
             decision = MqaDecision(profile.account_id, ref, trigger, at, reason)
         else:
             inputs: list[tuple[datetime, str]] = [(state[10], state[11])] if state[10] else []
-            inputs += [(self.signals[i][4], self.signals[i][5]) for i in lead_ids]
+            inputs += [(r[4], r[5]) for r in members]
             if inputs:
                 at, trigger = max(inputs)
                 decision = decide_mqa(result, rules.accounts, ref=rules.ref, trigger=trigger, at=at)
@@ -523,9 +680,10 @@ class AccountBook:
         for key, mqa in stored.items():
             state = self.states[key]
             if state[STORED] != mqa:
-                score_row = self.scores[key]
-                self.scores[key] = (*score_row[:8], *_columns(mqa), *score_row[12:])
-                scores.append(self.scores[key])
+                old = self._scored[key]
+                row = (*old[:8], *_columns(mqa), *old[12:])
+                self.scores[key] = Held.of(row)
+                scores.append(row)
             self.states[key] = (*state[:STORED], mqa)
             states.append(self.states[key])
         return states, scores

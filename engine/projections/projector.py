@@ -41,6 +41,7 @@ from engine.logs import get_logger
 from engine.postgres.db import Database
 from engine.postgres.dependents import qualified
 from engine.projections import accounts, bulk, identity, parking
+from engine.projections.account_leads import TableLeads
 from engine.projections.fold import ROUTING_STATE_EVENTS, Batch, Folder, Row
 from engine.projections.layout import (
     DESCRIPTIONS,
@@ -315,38 +316,49 @@ class Projector:
     def _write_accounts(self, cur: Cursor[Any], states: list[Row], signals: list[Row]) -> None:
         """The batch's account_state and account_signals rows, then whatever settling all
         accounts again changed in account_members and account_scores (in the batch's
-        transaction). The decisions the settling takes (MQAs, matches) are recorded on the
-        accounts first, in the event store's own transaction (`record_account_decisions`)."""
+        transaction; the book reads each lead's rows from the tables and writes the signals and
+        member rows there itself). The decisions the settling takes (MQAs, matches) are
+        recorded on the accounts first, in the event store's own transaction
+        (`record_account_decisions`)."""
+        merge = self.writers.merge
+
+        def write(table: str, rows: list[Row]) -> None:
+            merge(cur, table, accounts.for_database(table, rows))
+
         if self._book is None:
             self._book = accounts.AccountBook()
             self._book.load(cur, self.db.schema)
-        merge, book = self.writers.merge, self._book
+        book = self._book
+        book.leads = TableLeads(cur, self.db.schema, write)
         for row in states:
             book.put_state(row)
         for row in signals:
             book.put_signals(row)
         # the account decisions' own events change only an account's version (the book holds
         # their decisions already): the book settles nothing for them
-        settled = book.settle(self.app.rules, decide=True)
+        book.settle(self.app.rules, decide=True, sink=write)
         stored = self.app.record_account_decisions(book.mqa_decisions, book.member_decisions)
         mqa_states, mqa_scores = book.recorded(stored)  # account_state.mqa before its event
-        settled["account_state"] = states + mqa_states  # a key twice: the last row wins
-        settled["account_signals"] = signals
-        settled["account_scores"] = settled["account_scores"] + mqa_scores
-        for table, changed in settled.items():
-            merge(cur, table, accounts.for_database(table, changed))
+        write("account_state", states + mqa_states)  # a key twice: the last row wins
+        write("account_scores", mqa_scores)  # after the settled rows: these win
 
     def settle_accounts(self, cur: Cursor[Any] | None = None) -> None:
         """Fill the (empty) account_members and account_scores tables from the account_state
-        and account_signals rows the bulk load wrote (all parts of it)."""
+        and account_signals rows the bulk load wrote (all parts of it), streaming the leads
+        (AccountBook: memory per account, not per lead)."""
         if cur is None:
             with self._connection().transaction(), self._connection().cursor() as own:
                 self.settle_accounts(own)
             return
+        schema = self.db.schema
+
+        def copy(table: str, rows: list[Row]) -> None:
+            accounts.copy(cur, schema, table, rows)
+
         book = accounts.AccountBook()
-        book.load(cur, self.db.schema)
-        for table, settled in book.settle(self.app.rules).items():
-            accounts.copy(cur, self.db.schema, table, settled)
+        book.load(cur, schema)
+        book.leads = TableLeads(cur, schema, copy)
+        book.settle(self.app.rules, sink=copy)
         self._book = book
 
     def _note_rules(self, cur: Cursor[Any], position: int) -> bool:

@@ -777,6 +777,13 @@ ACCOUNT_SIGNALS = Table(
     ("lead_id",),
     upserted=True,
     projected=False,
+    # the account book looks a changed account's leads up by these (engine/projections/
+    # account_leads.py): it holds no row per lead
+    indexes=(
+        ("account_signals_domain_idx", "email_domain"),
+        ("account_signals_company_idx", "company"),
+        ("account_signals_named_idx", "named_account"),
+    ),
 )
 
 ACCOUNT_MEMBERS = Table(

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from engine.aggregates.account import account_id
 from engine.domain.rules import Rules, load_rules
-from engine.projections.accounts import STORED, AccountBook
+from engine.projections.account_leads import MemoryLeads, Row
+from engine.projections.accounts import STORED, AccountBook, Held
 
 RULES = load_rules()
 #: the same rules with the counts and activity deciding first (an account change moves them)
@@ -52,8 +53,33 @@ SIGNALS = [
 ]
 
 
+class Logged(MemoryLeads):
+    """Every lead's rows in memory, with the member rows each settle wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[Row] = []
+
+    def put_members(self, rows: list[Row]) -> None:
+        self.written += rows
+        super().put_members(rows)
+
+
+def members(b: AccountBook) -> dict[UUID, Row]:
+    assert isinstance(b.leads, MemoryLeads)
+    return b.leads.member_rows
+
+
+def settle(b: AccountBook, rules: Rules = RULES, **kw: bool) -> dict[str, list[Row]]:
+    """`b.settle` with the member rows it wrote (the book writes them to its leads)."""
+    assert isinstance(b.leads, Logged)
+    b.leads.written = []
+    rows = b.settle(rules, **kw)
+    return {"account_members": b.leads.written, **rows}
+
+
 def book(states: list[tuple[object, ...]], sigs: list[tuple[object, ...]]) -> AccountBook:
-    b = AccountBook()
+    b = AccountBook(Logged())
     for row in states:
         b.put_state(row)
     for row in sigs:
@@ -73,7 +99,12 @@ class Recorder:
     def settle(
         self, b: AccountBook, *, everything: bool = False
     ) -> dict[str, list[tuple[object, ...]]]:
-        rows = b.settle(self.rules, decide=True, everything=everything)
+        rows = settle(b, self.rules, decide=True, everything=everything)
+        self.record(b)
+        return rows
+
+    def record(self, b: AccountBook) -> None:
+        """Record the decisions `b`'s last settle took."""
         out = {}
         for d, _ in b.mqa_decisions:
             self.calls.append(d.account_id)
@@ -83,7 +114,6 @@ class Recorder:
                  "reason": d.reason, "version": 2},
             )  # fmt: skip
         b.recorded(out)  # type: ignore[arg-type]
-        return rows
 
 
 def test_settle_decides_scores_and_then_writes_only_changes() -> None:
@@ -211,7 +241,7 @@ def test_incremental_settle_gives_the_rows_of_settling_everything(
     members) writes and holds the same rows as a book that matches and scores everything every
     time, MQA included; deciding, both take the same MQA and match decisions in the same
     batch, each MQA once."""
-    inc, full = AccountBook(), AccountBook()
+    inc, full = AccountBook(Logged()), AccountBook(Logged())
     inc_rec, full_rec = Recorder(rules), Recorder(rules)
     for batch in batches:
         for row in batch:
@@ -221,8 +251,11 @@ def test_incremental_settle_gives_the_rows_of_settling_everything(
         want = full_rec.settle(full, everything=True)
         for table, rows in want.items():
             assert sorted(map(str, got[table])) == sorted(map(str, rows)), table
-        assert (inc.members, inc.scores, inc.groups) == (full.members, full.scores, full.groups)
+        assert (members(inc), inc.scores, inc.groups) == (members(full), full.scores, full.groups)
         assert inc.states == full.states
+        # the tie-breakers' inputs, kept up to date by each lead's move (not counted again)
+        assert inc._index is not None and full._index is not None
+        assert (inc._index.leads, inc._index.activity) == (full._index.leads, full._index.activity)
         # the same decisions (their order: the order each book matched the leads in)
         assert sorted(map(str, inc.member_decisions)) == sorted(map(str, full.member_decisions))
         assert inc_rec.calls == full_rec.calls and inc_rec.stored == full_rec.stored
@@ -253,11 +286,12 @@ def test_without_deciding_only_recorded_mqas_show() -> None:
 def test_an_mqa_taken_before_decisions_were_recorded_is_recorded_with_its_moment() -> None:
     """Migration 22: an account_scores row with an MQA but no recorded decision."""
     before = book(STATES, SIGNALS)
-    before.settle(RULES)  # nothing decided, nothing recorded
-    old = before.scores["a1"]
+    written = before.settle(RULES)  # nothing decided, nothing recorded
+    old = {r[1]: r for r in written["account_scores"]}["a1"]
     b = book(STATES, SIGNALS)  # a projector starting on the tables (AccountBook.load)
-    b.members, b.scores = dict(before.members), dict(before.scores)
-    b.scores["a1"] = (*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:])
+    members(b).update(members(before))
+    b.scores = dict(before.scores)
+    b.scores["a1"] = Held.of((*old[:8], T0 - timedelta(days=9), "early", "r@0", "then", *old[12:]))
     rec = Recorder()
     rec.settle(b)
-    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"][9] == "early"
+    assert rec.stored["a1"]["trigger"] == "early" and b.scores["a1"].mqa[1] == "early"

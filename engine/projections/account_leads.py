@@ -1,0 +1,260 @@
+"""Where the account book keeps its per-lead rows (account_signals, account_members).
+
+The book (engine/projections/accounts.py) holds in memory only what settling needs per
+account (profiles, the match index, each account's lead count and latest activity, its score
+rows) and the distinct e-mail domains and company names it has seen (to look leads up by the
+keys an account change can match them on). Each lead's rows live here: `TableLeads` in the
+projection's own tables (the projector, a rebuild: memory flat in the number of leads),
+`MemoryLeads` in dicts (unit tests, what-if sized books). Both answer the same questions, so
+the book decides the same rows on either (tests/unit/test_account_book.py,
+tests/integration/test_account_book_tables.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Generator, Iterator
+from itertools import count
+from typing import Any, Protocol
+from uuid import UUID
+
+from psycopg import Cursor, sql
+
+from engine.projections.registry import TABLES
+
+Row = tuple[Any, ...]
+SIGNALS = TABLES["account_signals"].names
+MEMBERS = TABLES["account_members"].names
+#: rows fetched per round trip when a whole table is streamed (the book's memory per step)
+CHUNK = 10_000
+_cursors = count()
+
+
+class LeadRows(Protocol):
+    """The per-lead rows, as the book reads and writes them."""
+
+    def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]: ...
+
+    def members(self, ids: Collection[UUID]) -> dict[UUID, Row]: ...
+
+    def on(
+        self, domains: Collection[str], companies: Collection[str], named: Collection[str]
+    ) -> dict[UUID, Row]:
+        """The signals rows whose e-mail domain, company or named account is one of these
+        (the values exactly as stored)."""
+        ...
+
+    def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
+        """Each of these accounts' members' signals rows, by account id."""
+        ...
+
+    def every_signal(self) -> Iterator[Row]: ...
+
+    def every_lead(self) -> Iterator[tuple[Row, Row | None]]:
+        """Every signals row with its member row (None: never decided), by lead id."""
+        ...
+
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
+        """Each account with members: its key and its members' signals rows by lead id, the
+        accounts in code-point order of their keys."""
+        ...
+
+    def put_signals(self, rows: list[Row]) -> None: ...
+
+    def put_members(self, rows: list[Row]) -> None: ...
+
+
+class MemoryLeads:
+    """Every lead's rows in dicts: the reference, and small books."""
+
+    def __init__(self) -> None:
+        self.signals_rows: dict[UUID, Row] = {}
+        self.member_rows: dict[UUID, Row] = {}
+
+    def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        return {i: self.signals_rows[i] for i in ids if i in self.signals_rows}
+
+    def members(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        return {i: self.member_rows[i] for i in ids if i in self.member_rows}
+
+    def on(
+        self, domains: Collection[str], companies: Collection[str], named: Collection[str]
+    ) -> dict[UUID, Row]:
+        d, c, n = set(domains), set(companies), set(named)
+        return {i: r for i, r in self.signals_rows.items() if r[1] in n or r[2] in d or r[3] in c}
+
+    def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
+        wanted = set(account_ids)
+        out: dict[UUID, list[Row]] = {}
+        for i in sorted(self.member_rows):
+            acc = self.member_rows[i][1]
+            if acc in wanted:
+                out.setdefault(acc, []).append(self.signals_rows[i])
+        return out
+
+    def every_signal(self) -> Iterator[Row]:
+        return iter(list(self.signals_rows.values()))
+
+    def every_lead(self) -> Iterator[tuple[Row, Row | None]]:
+        for i in sorted(self.signals_rows):
+            yield self.signals_rows[i], self.member_rows.get(i)
+
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
+        groups: dict[str, list[Row]] = {}
+        for i in sorted(self.member_rows):
+            key = self.member_rows[i][2]
+            if key is not None:
+                groups.setdefault(key, []).append(self.signals_rows[i])
+        for key in sorted(groups):
+            yield key, groups[key]
+
+    def put_signals(self, rows: list[Row]) -> None:
+        self.signals_rows.update((r[0], r) for r in rows)
+
+    def put_members(self, rows: list[Row]) -> None:
+        self.member_rows.update((r[0], r) for r in rows)
+
+
+class TableLeads:
+    """The rows in the schema's account_signals and account_members tables, read and written
+    through `cur` (the batch's transaction: what it writes, it reads back). `write(table,
+    rows)` writes rows (a merge for live tables, a COPY into a rebuild's empty ones)."""
+
+    def __init__(
+        self, cur: Cursor[Any], schema: str, write: Callable[[str, list[Row]], None]
+    ) -> None:
+        self.cur, self.schema, self.write = cur, schema, write
+        self._jit_off = False
+
+    def _table(self, name: str) -> sql.Composable:
+        return sql.Identifier(self.schema, name)
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> dict[UUID, Row]:
+        query = sql.SQL("SELECT {} FROM {} WHERE ").format(
+            sql.SQL(", ").join(map(sql.Identifier, SIGNALS)), self._table("account_signals")
+        ) + sql.SQL(where)
+        return {r[0]: tuple(r) for r in self.cur.execute(query, params)}
+
+    def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        return self._select("lead_id = ANY(%s)", (list(ids),)) if ids else {}
+
+    def members(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        if not ids:
+            return {}
+        query = sql.SQL("SELECT {} FROM {} WHERE lead_id = ANY(%s)").format(
+            sql.SQL(", ").join(map(sql.Identifier, MEMBERS)), self._table("account_members")
+        )
+        return {r[0]: tuple(r) for r in self.cur.execute(query, (list(ids),))}
+
+    def on(
+        self, domains: Collection[str], companies: Collection[str], named: Collection[str]
+    ) -> dict[UUID, Row]:
+        if not (domains or companies or named):
+            return {}
+        # a loop per key on its column's index, whatever the statistics: on a never-analyzed
+        # account_signals the planner takes `col = ANY(...)` with ~100 keys for a quarter of
+        # the table and scans all of it (38 ms at 100,000 leads, growing with the book)
+        cols = sql.SQL(", ").join(map(sql.Identifier, SIGNALS))
+        parts = [
+            sql.SQL(
+                "SELECT s.* FROM unnest(%s::text[]) AS k(v) CROSS JOIN LATERAL "
+                "(SELECT {} FROM {} WHERE {} = k.v OFFSET 0) s"
+            ).format(cols, self._table("account_signals"), sql.Identifier(column))
+            for column in ("email_domain", "company", "named_account")
+        ]
+        query = sql.SQL(" UNION ALL ").join(parts)
+        keys = (list(domains), list(companies), list(named))
+        return {r[0]: r for r in self._without_jit(query, keys)}
+
+    def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
+        if not account_ids:
+            return {}
+        # per account, its members by account_members_account_idx, then each one's signals
+        # row by its key: index look-ups whatever the planner's statistics (never gathered
+        # with autovacuum off: a join over the whole tables otherwise, its time growing with
+        # the book, not with the accounts asked for). OFFSET 0 keeps each subquery a loop.
+        query = sql.SQL(
+            "SELECT a.account_id, {} FROM unnest(%s::uuid[]) AS a(account_id) "
+            "CROSS JOIN LATERAL (SELECT lead_id FROM {} WHERE account_id = a.account_id "
+            "OFFSET 0) m CROSS JOIN LATERAL (SELECT * FROM {} WHERE lead_id = m.lead_id "
+            "OFFSET 0) s ORDER BY s.lead_id"
+        ).format(
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            self._table("account_members"),
+            self._table("account_signals"),
+        )
+        out: dict[UUID, list[Row]] = {}
+        for r in self._without_jit(query, (list(dict.fromkeys(account_ids)),)):
+            out.setdefault(r[0], []).append(tuple(r[1:]))
+        return out
+
+    def _without_jit(self, query: sql.Composed, params: tuple[Any, ...]) -> list[Row]:
+        """The rows of `query` planned without JIT compilation. Without statistics (never
+        gathered with autovacuum off) the planner guesses hundreds of members per account,
+        costs the index loops above `jit_above_cost` and compiles for ~100 ms a query that
+        runs in a few. Off for the rest of this transaction (the batch's: its look-ups and
+        merges gain nothing from compiling), set once per `TableLeads`."""
+        if not self._jit_off:
+            self.cur.execute("SELECT set_config('jit', 'off', true)")
+            self._jit_off = True
+        return [tuple(r) for r in self.cur.execute(query, params)]
+
+    def _members_joined(self, column: str, where: str) -> sql.Composed:
+        """The members' account `column` and their signals rows, `where` (and in order)."""
+        return sql.SQL("SELECT {}, {} FROM {} m JOIN {} s USING (lead_id) WHERE " + where).format(
+            sql.Identifier("m", column),
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            self._table("account_members"),
+            self._table("account_signals"),
+        )
+
+    def _stream(self, query: sql.Composed) -> Iterator[tuple[Any, ...]]:
+        """A server-side cursor in the same transaction: CHUNK rows held at a time. It reads
+        the rows as they were when it opened, whatever is written while it is read."""
+        conn = self.cur.connection
+        with conn.cursor(name=f"account_book_{next(_cursors)}") as named:
+            named.itersize = CHUNK
+            named.execute(query)
+            yield from named
+
+    def every_signal(self) -> Iterator[Row]:
+        return self._stream(
+            sql.SQL("SELECT {} FROM {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, SIGNALS)), self._table("account_signals")
+            )
+        )
+
+    def every_lead(self) -> Iterator[tuple[Row, Row | None]]:
+        width = len(SIGNALS)
+        query = sql.SQL("SELECT {}, {} FROM {} s LEFT JOIN {} m USING (lead_id) ORDER BY 1").format(
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            sql.SQL(", ").join(sql.Identifier("m", c) for c in MEMBERS),
+            self._table("account_signals"),
+            self._table("account_members"),
+        )
+        for r in self._stream(query):
+            row = tuple(r)
+            yield row[:width], (row[width:] if row[width] is not None else None)
+
+    def by_account(self) -> Generator[tuple[str, list[Row]]]:
+        query = self._members_joined(
+            "account_key",
+            'm.account_key IS NOT NULL ORDER BY m.account_key COLLATE "C", s.lead_id',
+        )
+        key: str | None = None
+        rows: list[Row] = []
+        for r in self._stream(query):
+            if r[0] != key:
+                if key is not None:
+                    yield key, rows
+                key, rows = r[0], []
+            rows.append(tuple(r[1:]))
+        if key is not None:
+            yield key, rows
+
+    def put_signals(self, rows: list[Row]) -> None:
+        if rows:
+            self.write("account_signals", rows)
+
+    def put_members(self, rows: list[Row]) -> None:
+        if rows:
+            self.write("account_members", rows)
