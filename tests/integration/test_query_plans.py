@@ -30,21 +30,36 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
+def _scans(cur: Any, explain: Any, params: Any, relation: str) -> list[str]:
+    """The plan's node types that read `relation`."""
+    row = cur.execute(explain, params).fetchone()
+    assert row is not None
+    document = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    return [
+        n["Node Type"]
+        for n in _plan_nodes(document[0]["Plan"])
+        if n.get("Relation Name") == relation
+    ]
+
+
+def _unanalyzed(cur: Any, table: sql.Composable, fill: sql.Composable, params: Any) -> None:
+    """Fill `table` with autovacuum off for it: PostgreSQL keeps no statistics of it."""
+    cur.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+    cur.execute(fill, params)
+
+
 def test_stored_streams_are_read_by_index_on_a_never_analyzed_log(runtime: Runtime) -> None:
     recorder: Any = runtime.app.recorder
     schema, table = recorder.datastore.schema, recorder.events_table_name
     events = sql.Identifier(schema, table)
     ids = [uuid5(NS, str(n)) for n in range(20_000)]
     with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(events))
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (originator_id, originator_version, topic, state) "
-                "SELECT i, v, 'bench:Filler', '\\x00'::bytea "
-                "FROM unnest(%s::uuid[]) i CROSS JOIN generate_series(1, 3) v"
-            ).format(events),
-            (ids,),
-        )
+        fill = sql.SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "SELECT i, v, 'bench:Filler', '\\x00'::bytea "
+            "FROM unnest(%s::uuid[]) i CROSS JOIN generate_series(1, 3) v"
+        ).format(events)
+        _unanalyzed(cur, events, fill, (ids,))
         analyzed = cur.execute(
             "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
             (f'"{schema}"."{table}"',),
@@ -57,18 +72,15 @@ def test_stored_streams_are_read_by_index_on_a_never_analyzed_log(runtime: Runti
         text = text.replace("%b", "$1", 1).replace("%b", "$2", 1)
         cur.execute("SET plan_cache_mode = force_generic_plan")
         cur.execute(sql.SQL("PREPARE probe AS ") + sql.SQL(text))  # type: ignore[arg-type]
-        plan = cur.execute(
-            sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE probe({}::uuid[], {}::bigint[])").format(
-                sql.Literal([str(i) for i in wanted]), sql.Literal([1] * len(wanted))
-            )
-        ).fetchone()
+        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE probe({}::uuid[], {}::bigint[])")
+        scans = _scans(
+            cur,
+            explain.format(sql.Literal([str(i) for i in wanted]), sql.Literal([1] * len(wanted))),
+            None,
+            table,
+        )
         cur.execute("DEALLOCATE probe")
         cur.execute("RESET plan_cache_mode")
-    assert plan is not None
-    document = plan[0] if not isinstance(plan[0], str) else json.loads(plan[0])
-    scans = [
-        n["Node Type"] for n in _plan_nodes(document[0]["Plan"]) if n.get("Relation Name") == table
-    ]
     assert scans and "Seq Scan" not in scans, scans
     streams = streams_after(recorder, {ids[0]: 1, ids[1]: 0, uuid5(NS, "absent"): 0})
     assert streams is not None
@@ -85,15 +97,13 @@ def test_provisional_lookups_read_the_provisional_accounts_only(runtime: Runtime
     table = sql.Identifier(schema, account_directory.TABLE)
     crm = [(f"crm-{n}", f"Company {n}", f"company {n}", [f"c{n}.example"]) for n in range(20_000)]
     with directory.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (account_key, name, name_words, domains) "
-                "SELECT k, n, w, ARRAY[d] FROM unnest(%s::text[], %s::text[], %s::text[], "
-                "%s::text[]) AS r(k, n, w, d)"
-            ).format(table),
-            tuple(list(col) for col in zip(*[(k, n, w, d[0]) for k, n, w, d in crm], strict=True)),
-        )
+        fill = sql.SQL(
+            "INSERT INTO {} (account_key, name, name_words, domains) "
+            "SELECT k, n, w, ARRAY[d] FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::text[]) AS r(k, n, w, d)"
+        ).format(table)
+        columns = tuple(list(c) for c in zip(*[(k, n, w, d[0]) for k, n, w, d in crm], strict=True))
+        _unanalyzed(cur, table, fill, columns)
         cur.execute(
             sql.SQL("INSERT INTO {} (account_key, domains) VALUES (%s, %s), (%s, %s)").format(
                 table
@@ -101,18 +111,11 @@ def test_provisional_lookups_read_the_provisional_accounts_only(runtime: Runtime
             ("provisional/acme.example", ["acme.example"], "provisional/eu.c7.example", []),
         )
         for claiming in (True, False):
-            plan = cur.execute(
-                sql.SQL("EXPLAIN (FORMAT JSON) ")
-                + account_directory.provisional_statement(table, claiming=claiming),
-                (["acme.example", "c7.example"],),
-            ).fetchone()
-            assert plan is not None
-            document = plan[0] if not isinstance(plan[0], str) else json.loads(plan[0])
-            scans = [
-                n["Node Type"]
-                for n in _plan_nodes(document[0]["Plan"])
-                if n.get("Relation Name") == account_directory.TABLE
-            ]
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + account_directory.provisional_statement(
+                table, claiming=claiming
+            )
+            params = (["acme.example", "c7.example"],)
+            scans = _scans(cur, explain, params, account_directory.TABLE)
             assert scans and "Seq Scan" not in scans, (claiming, scans)
     assert directory.provisional_under(["acme.example", "c7.example"]) == [
         "provisional/acme.example"
