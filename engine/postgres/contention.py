@@ -9,17 +9,15 @@ cannot lose the race again: a loser redoes its batch once, then waits its turn i
 redoing it over and over (the starvation the race otherwise allows: the loser re-reads every
 lead it evicted, so it is slower, so it loses again).
 
-Only the aggregate the conflict names becomes contended when PostgreSQL names it (the key of
-the duplicate (originator_id, originator_version), `conflict_on`); only when it does not (a
-claim race in the account directory) does every shared aggregate the batch wrote. Marking
-them all made one lost race on one stream (the projector recording a decision on an account)
-lock every lead's `Kin` of the batch, one round trip each, in every batch of the next 30 s.
+Every shared aggregate the batch wrote becomes contended, not only the one the conflict
+names: marking only the named one was tried and let two consumers take turns losing on the
+next shared stream of their batches, with lock timeouts, stalling a batch ~55 s (CI,
+test_two_consumers_share_partitions_and_one_stops_halfway).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -36,23 +34,11 @@ XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
 SET_LOCK_TIMEOUT = sql.SQL("SET LOCAL lock_timeout = '5s'")
 
 
-#: PostgreSQL's detail of a duplicate stream version (events or chain links)
-_DUPLICATE_VERSION = re.compile(
-    r"Key \(originator_id, originator_version\)=\(([0-9a-fA-F-]{36}), \d+\) already exists"
-)
-
-
 def conflict_detail(exc: BaseException) -> str | None:
     """PostgreSQL's detail of the error under `exc` (eventsourcing wraps psycopg's)."""
     cause = exc.__cause__ or exc.__context__
     detail = getattr(getattr(cause, "diag", None), "message_detail", None)
     return str(detail) if detail else None
-
-
-def conflict_on(exc: BaseException) -> UUID | None:
-    """The stream a version conflict is on, if PostgreSQL named it."""
-    found = _DUPLICATE_VERSION.search(conflict_detail(exc) or "")
-    return UUID(found.group(1)) if found else None
 
 
 def lock_key(agg_id: UUID) -> int:

@@ -83,7 +83,7 @@ from engine.postgres.account_directory import (
     PostgresAccountDirectory,
     under,
 )
-from engine.postgres.contention import SharedLocks, conflict_on, lock_key
+from engine.postgres.contention import SharedLocks, lock_key
 from engine.postgres.duplicates import DuplicateIndex, Pair, PostgresDuplicateIndex
 from engine.postgres.identities import EventIdentities, PostgresEventIdentities
 from engine.postgres.keyfile import MasterKeyError
@@ -424,7 +424,7 @@ class LeadEngine(Application[UUID]):
             self.identities.put(self._pair_rows())  # the in-memory store's; PostgreSQL saved it
         except BaseException as exc:
             if isinstance(exc, IntegrityError) and self.locks is not None:
-                self.locks.contended(_raced(exc, touched))
+                self.locks.contended(i for i, a in touched.items() if _shared(a))
             self._evict(touched)
             raise
         finally:
@@ -1428,15 +1428,6 @@ def _directory_rows(processing: ProcessingEvent[UUID]) -> list[account_directory
         account = cast(Account, processing.aggregates[agg_id])
         rows.append(account_directory.row_of(fold(account.key, account.updates)))
     return rows
-
-
-def _raced(exc: BaseException, touched: dict[UUID, Aggregate]) -> list[UUID]:
-    """The shared aggregates a lost race makes contended: the one the conflict names (none if
-    it names one that is not shared), else every shared one the batch touched."""
-    named = conflict_on(exc)
-    if named is not None and named in touched:
-        return [named] if _shared(touched[named]) else []
-    return [i for i, a in touched.items() if _shared(a)]
 
 
 def _shared(agg: Aggregate) -> bool:
