@@ -29,6 +29,13 @@ CHUNK = 10_000
 _cursors = count()
 
 
+def _columns(names: Collection[str], alias: str | None = None) -> sql.Composable:
+    """`names` as a select list (each `alias.name` with an alias)."""
+    return sql.SQL(", ").join(
+        sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in names
+    )
+
+
 class LeadRows(Protocol):
     """The per-lead rows, as the book reads and writes them."""
 
@@ -128,22 +135,22 @@ class TableLeads:
     def _table(self, name: str) -> sql.Composable:
         return sql.Identifier(self.schema, name)
 
-    def _select(self, where: str, params: tuple[Any, ...]) -> dict[UUID, Row]:
-        query = sql.SQL("SELECT {} FROM {} WHERE ").format(
-            sql.SQL(", ").join(map(sql.Identifier, SIGNALS)), self._table("account_signals")
-        ) + sql.SQL(where)
-        return {r[0]: tuple(r) for r in self.cur.execute(query, params)}
-
-    def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]:
-        return self._select("lead_id = ANY(%s)", (list(ids),)) if ids else {}
-
-    def members(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+    def _by_lead(
+        self, table: str, names: Collection[str], ids: Collection[UUID]
+    ) -> dict[UUID, Row]:
+        """`table`'s rows of these leads, by lead id (its primary key)."""
         if not ids:
             return {}
         query = sql.SQL("SELECT {} FROM {} WHERE lead_id = ANY(%s)").format(
-            sql.SQL(", ").join(map(sql.Identifier, MEMBERS)), self._table("account_members")
+            _columns(names), self._table(table)
         )
         return {r[0]: tuple(r) for r in self.cur.execute(query, (list(ids),))}
+
+    def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        return self._by_lead("account_signals", SIGNALS, ids)
+
+    def members(self, ids: Collection[UUID]) -> dict[UUID, Row]:
+        return self._by_lead("account_members", MEMBERS, ids)
 
     def on(
         self, domains: Collection[str], companies: Collection[str], named: Collection[str]
@@ -153,7 +160,7 @@ class TableLeads:
         # a loop per key on its column's index, whatever the statistics: on a never-analyzed
         # account_signals the planner takes `col = ANY(...)` with ~100 keys for a quarter of
         # the table and scans all of it (38 ms at 100,000 leads, growing with the book)
-        cols = sql.SQL(", ").join(map(sql.Identifier, SIGNALS))
+        cols = _columns(SIGNALS)
         parts = [
             sql.SQL(
                 "SELECT s.* FROM unnest(%s::text[]) AS k(v) CROSS JOIN LATERAL "
@@ -178,7 +185,7 @@ class TableLeads:
             "OFFSET 0) m CROSS JOIN LATERAL (SELECT * FROM {} WHERE lead_id = m.lead_id "
             "OFFSET 0) s ORDER BY s.lead_id"
         ).format(
-            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            _columns(SIGNALS, "s"),
             self._table("account_members"),
             self._table("account_signals"),
         )
@@ -202,7 +209,7 @@ class TableLeads:
         """The members' account `column` and their signals rows, `where` (and in order)."""
         return sql.SQL("SELECT {}, {} FROM {} m JOIN {} s USING (lead_id) WHERE " + where).format(
             sql.Identifier("m", column),
-            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
+            _columns(SIGNALS, "s"),
             self._table("account_members"),
             self._table("account_signals"),
         )
@@ -218,16 +225,14 @@ class TableLeads:
 
     def every_signal(self) -> Iterator[Row]:
         return self._stream(
-            sql.SQL("SELECT {} FROM {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, SIGNALS)), self._table("account_signals")
-            )
+            sql.SQL("SELECT {} FROM {}").format(_columns(SIGNALS), self._table("account_signals"))
         )
 
     def every_lead(self) -> Iterator[tuple[Row, Row | None]]:
         width = len(SIGNALS)
         query = sql.SQL("SELECT {}, {} FROM {} s LEFT JOIN {} m USING (lead_id) ORDER BY 1").format(
-            sql.SQL(", ").join(sql.Identifier("s", c) for c in SIGNALS),
-            sql.SQL(", ").join(sql.Identifier("m", c) for c in MEMBERS),
+            _columns(SIGNALS, "s"),
+            _columns(MEMBERS, "m"),
             self._table("account_signals"),
             self._table("account_members"),
         )

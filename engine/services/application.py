@@ -933,8 +933,10 @@ class LeadEngine(Application[UUID]):
         touched[agg_id] = agg
         return cast(A, agg)
 
-    def _fast_forward(self, agg_id: UUID) -> Aggregate | None:
-        """The cached aggregate plus whatever other writers stored since; None if not cached."""
+    def _fast_forward(self, agg_id: UUID, stream: Sequence[Any] | None = None) -> Aggregate | None:
+        """The cached aggregate plus whatever other writers stored since (`stream` if given:
+        its stored events, read ahead; else read now); None if it is not cached. It stays
+        cached: what it applied is stored."""
         cache = self.repository.cache
         if cache is None:
             return None
@@ -942,9 +944,12 @@ class LeadEngine(Application[UUID]):
             agg = cast(Aggregate, cache.get(agg_id))
         except KeyError:
             return None
-        for stored in self.recorder.select_events(agg_id, gt=agg.version):
-            event: Any = self.mapper.to_domain_event(stored)
-            agg = cast(Aggregate, event.mutate(agg))
+        if stream is None:
+            stream = self.recorder.select_events(agg_id, gt=agg.version)
+        for stored in stream:
+            if stored.originator_version > agg.version:
+                event: Any = self.mapper.to_domain_event(stored)
+                agg = cast(Aggregate, event.mutate(agg))
         return agg
 
     def _peek_roster(self, touched: dict[UUID, Aggregate]) -> Roster | None:
@@ -1023,7 +1028,7 @@ class LeadEngine(Application[UUID]):
             return ready
         streams = streams_after(self.recorder, after) or {}
         for agg_id in behind:
-            caught_up = self._catch_up(agg_id, streams.get(agg_id, []))
+            caught_up = self._fast_forward(agg_id, streams.get(agg_id, []))
             if caught_up is not None:
                 ready[agg_id] = caught_up
         self._shared_ahead = {
@@ -1043,22 +1048,6 @@ class LeadEngine(Application[UUID]):
             if cache is not None:
                 cache.put(agg_id, agg)
         return ready
-
-    def _catch_up(self, agg_id: UUID, stream: Sequence[Any]) -> Aggregate | None:
-        """The cached aggregate with the events stored after it applied (it stays cached:
-        they are stored); None if it left the cache meanwhile (`_load` reads it then)."""
-        cache = self.repository.cache
-        if cache is None:
-            return None
-        try:
-            agg: Any = cache.get(agg_id)
-        except KeyError:
-            return None
-        for stored in stream:
-            if stored.originator_version > agg.version:
-                event: Any = self.mapper.to_domain_event(stored)
-                agg = event.mutate(agg)
-        return cast(Aggregate, agg)
 
     def _cached_version(self, agg_id: UUID) -> int:
         """The cached aggregate's version; 0 if not cached."""
