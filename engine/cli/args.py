@@ -71,6 +71,16 @@ def int_from(low: int, high: int, why: str = "") -> Callable[[str], int]:
     return number
 
 
+#: the largest batch or page a --batch-size takes: its rows are held in memory at once, so a
+#: bound keeps a typo (10**12) from trying to fill memory (`projections rebuild`, `relay`)
+MAX_BATCH = 1_000_000
+
+
+def batch_size(text: str) -> int:
+    """A --batch-size: 1 to MAX_BATCH, refused naming the bound and why."""
+    return int_from(1, MAX_BATCH, " (a batch is held in memory)")(text)
+
+
 #: the longest wait a SECONDS option takes (a week): longer is a mistake, and past what the
 #: platform's timers hold
 MAX_SECONDS = 7 * 24 * 3600

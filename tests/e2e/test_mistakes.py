@@ -138,7 +138,7 @@ ARGUMENTS = [
     (
         "relay-batch-beyond-a-bigint",
         ["relay", "--batch-size", "1" + "0" * 23],
-        "argument --batch-size: expected at most",
+        "argument --batch-size: expected 1 to 1,000,000 (a batch is held in memory), got 1000",
     ),
     ("zero-leads", ["generate", "--leads", "0"], "argument --leads"),
     ("identity-over-one", ["generate", "--identity", "5"], "expected a share from 0 to 1"),
@@ -177,7 +177,7 @@ ARGUMENTS = [
     (
         "rebuild-zero-batch",
         ["projections", "rebuild", "leads", "--batch-size", "0"],
-        "argument --batch-size: expected 1 to 1,000,000 (a page is held in memory), got 0",
+        "argument --batch-size: expected 1 to 1,000,000 (a batch is held in memory), got 0",
     ),
     (
         "rebuild-negative-batch",
@@ -185,6 +185,11 @@ ARGUMENTS = [
         "argument --batch-size: expected 1 to 1,000,000",
     ),
     ("relay-zero-batch", ["relay", "--batch-size", "0"], "argument --batch-size: expected 1"),
+    (
+        "relay-batch-beyond-a-million",
+        ["relay", "--batch-size", "1000001"],
+        "argument --batch-size: expected 1 to 1,000,000 (a batch is held in memory), got 1000001",
+    ),
     (
         "generate-huge-leads",
         ["generate", "--leads", "10000000000"],

@@ -7,7 +7,7 @@ import threading
 
 from structlog.stdlib import BoundLogger
 
-from engine.cli.args import Commands, fmt, handles, int_from, seconds
+from engine.cli.args import MAX_BATCH, Commands, batch_size, fmt, handles, seconds
 from engine.cli.output import render, to_json
 from engine.cli.progress import Progress
 from engine.consumers.retry import retry_transient
@@ -16,9 +16,6 @@ from engine.projections.projector import DESCRIPTIONS, PROJECTIONS, Projector, n
 from engine.runtime import Runtime, open_runtime
 from engine.services.status import projection_status
 from engine.settings import get_settings
-
-#: the largest page `projections rebuild --batch-size` reads (its rows are held at once)
-MAX_REBUILD_BATCH = 1_000_000
 
 
 def register(commands: Commands) -> None:
@@ -107,11 +104,10 @@ def register(commands: Commands) -> None:
     p.add_argument("name", help="leads | touchpoints | history | costs")
     p.add_argument(
         "--batch-size",
-        type=int_from(1, MAX_REBUILD_BATCH, " (a page is held in memory)"),
+        type=batch_size,
         default=20_000,
         metavar="N",
-        help=f"notifications read per page during the load, 1 to {MAX_REBUILD_BATCH:,} "
-        "(default 20000)",
+        help=f"notifications read per page during the load, 1 to {MAX_BATCH:,} (default 20000)",
     )
     p.add_argument(
         "--workers",

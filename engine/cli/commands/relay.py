@@ -8,7 +8,7 @@ import threading
 import time
 
 from engine import metrics
-from engine.cli.args import Commands, Subparsers, fmt, handles, positive_int
+from engine.cli.args import MAX_BATCH, Commands, Subparsers, batch_size, fmt, handles
 from engine.cli.commands.streaming import bootstrap_of
 from engine.cli.output import render
 from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
@@ -115,9 +115,11 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=batch_size,
         default=5000,
-        help="records per batch, 1 or more (notifications, for history older than the outbox)",
+        metavar="N",
+        help=f"records per batch, 1 to {MAX_BATCH:,} (notifications, for history older than "
+        "the outbox; default 5000)",
     )
     return p
 
