@@ -134,17 +134,24 @@ def fmt(p: argparse.ArgumentParser, default: str = "table") -> None:
 @dataclass
 class Commands:
     """The top-level subcommands, and the groups of subcommands (`lead`, `report`, ...) that
-    several command modules add to: a group is made by the first module that asks for it."""
+    several command modules add to: a group is made by the first module that asks for it.
+
+    With `only`, only that command is added; a module's other commands get parsers of their
+    own that nothing parses into (engine/cli/main.py lists them without their modules)."""
 
     sub: Subparsers
+    only: str | None = None
     groups: dict[str, Subparsers] = field(default_factory=dict)
 
     def add(self, name: str, **kwargs: Any) -> Parser:
+        if self.only is not None and name != self.only:
+            kwargs.pop("help", None)
+            return Parser(prog=name, **kwargs)
         return self.sub.add_parser(name, **kwargs)
 
     def group(self, name: str, help: str, dest: str, metavar: str = "SUBCOMMAND") -> Subparsers:
         if name not in self.groups:
-            parser = self.sub.add_parser(name, help=help)
+            parser = self.add(name, help=help)
             self.groups[name] = parser.add_subparsers(dest=dest, required=True, metavar=metavar)
         return self.groups[name]
 

@@ -11,11 +11,7 @@ import re
 import tempfile
 import traceback
 
-from kafka.errors import KafkaError
-
 from engine.domain.errors import LeadEngineError
-from engine.postgres.db import UNREACHABLE
-from engine.settings import secrets_in_environment
 
 DONE, REJECTED, FAILED = 0, 1, 2
 """Exit codes of every command: done; done but something was rejected or unhealthy; could not
@@ -29,6 +25,8 @@ def mask(text: str) -> str:
     """`text` without credentials: URL passwords, `password=` pairs, secret settings' values."""
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _KV_PASSWORD.sub(r"\1***", text)
+    from engine.settings import secrets_in_environment  # pydantic: only once something failed
+
     for secret in secrets_in_environment():
         text = text.replace(secret, "***")
     return text
@@ -43,6 +41,10 @@ def one_line(text: str) -> str:
 
 def expected(exc: BaseException) -> str | None:
     """The line for a failure the user can act on, or None for a bug."""
+    from kafka.errors import KafkaError  # imported on failure only: the CLI starts without them
+
+    from engine.postgres.db import UNREACHABLE
+
     if isinstance(exc, LeadEngineError):
         return str(exc)
     if isinstance(exc, UNREACHABLE):

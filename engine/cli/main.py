@@ -7,32 +7,14 @@ of COMMANDS is the order `leadengine --help` lists them in.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from engine import __version__
 from engine.cli import failures, output
 from engine.cli.args import Commands, Handler, Parser
-from engine.cli.commands import (
-    accounts,
-    admin,
-    audit,
-    deadletters,
-    demo,
-    duplicates,
-    identity,
-    ingest,
-    leads,
-    project,
-    qualify,
-    relay,
-    reporting,
-    schemas,
-    status,
-    streaming,
-)
-from engine.logs import configure_logging
-from engine.settings import get_settings
 
 EPILOG = """\
 examples:
@@ -67,28 +49,74 @@ exit codes (every command):
   2  could not run: a setting, connection, file or argument; one line says which and why
 """
 
-#: each registers its own subcommands (`register(commands)`), in the order --help lists them
-COMMANDS = (
-    demo,  # demo, generate
-    ingest,  # ingest
-    streaming,  # consume, publish
-    status,  # status
-    relay,  # relay, timers
-    project,  # project, projections list | retry | rebuild
-    leads,  # lead show | history | explain
-    reporting,  # report funnel | attribution | kpis | html
-    identity,  # report identity
-    duplicates,  # report duplicates, duplicates accept | dismiss
-    accounts,  # account show | explain, report accounts
-    qualify,  # report sla, whatif
-    schemas,  # schemas export, rules check | show
-    deadletters,  # deadletters list | replay | purge
-    audit,  # lead export, verify, forget, anchor
-    admin,  # db init | migrate | grant-reporting
+#: The top-level commands in the order --help lists them: name, one-line help, and the modules of
+#: engine/cli/commands that register it (each module's `register(commands)` adds its parsers).
+#: Only the invoked command's modules are imported: importing them all took seconds (they pull
+#: in psycopg, kafka, the domain); tests/unit/test_cli_lazy.py checks this table against them.
+COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("demo", "generate realistic journeys, ingest, project, summarise", ("demo",)),
+    ("generate", "write generated journeys as JSON Lines", ("demo",)),
+    ("ingest", "ingest JSON Lines of CloudEvents from a file or stdin", ("ingest",)),
+    ("consume", "consume the Kafka topic into the store (exactly-once effects)", ("streaming",)),
+    ("publish", "send JSON Lines of CloudEvents to the Kafka topic", ("streaming",)),
+    ("status", "stored Kafka positions, lag per partition, projections", ("status",)),
+    (
+        "relay",
+        "publish the engine's decisions (MQL, routing, stage, anomaly, SLA, identity, erasure) "
+        "to Kafka",
+        ("relay",),
+    ),
+    (
+        "timers",
+        "record SLA alerts (at risk, breached) as their moments pass; a service",
+        ("relay",),
+    ),
+    ("project", "bring the read model up to date with the log", ("project",)),
+    ("projections", "the read model's projections: list, rebuild, retry", ("project",)),
+    ("lead", "one lead: show, history, explain", ("leads",)),
+    (
+        "report",
+        "reports over the read model",
+        ("reporting", "identity", "duplicates", "accounts", "qualify"),
+    ),
+    ("duplicates", "accept or dismiss an open duplicate suggestion", ("duplicates",)),
+    ("account", "one account: show, explain, history", ("accounts",)),
+    ("whatif", "replay the whole history under other rules; print what would change", ("qualify",)),
+    ("schemas", "JSON Schemas of the event contract", ("schemas",)),
+    ("rules", "rules files", ("schemas",)),
+    ("deadletters", "rejected input, kept with its reason", ("deadletters",)),
+    (
+        "verify",
+        "recompute the hash chains: exit 1 and the first broken link if anything changed",
+        ("audit",),
+    ),
+    (
+        "forget",
+        "right to erasure: shred a lead's key so its personal data is gone for good",
+        ("audit",),
+    ),
+    (
+        "anchor",
+        "hash every chain link so far into an anchor (run daily; keep the file elsewhere)",
+        ("audit",),
+    ),
+    ("db", "database administration", ("admin",)),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"engine.cli.commands.{name}")
+
+
+def invoked(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (the top-level options,
+    -h and --version, take no value); None when there is none."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: every command listed with its one-line help, and the full parsers
+    of the command `argv` invokes only (of every command when `argv` is None)."""
     parser = Parser(
         prog="leadengine",
         description="Event-sourced lead lifecycle engine.",
@@ -96,15 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"leadengine {__version__}")
-    commands = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    for module in COMMANDS:
-        module.register(commands)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = None if argv is None else invoked(argv)
+    commands = Commands(sub, only=None if argv is None else wanted or "")
+    registered: set[str] = set()
+    for name, help, modules in COMMANDS:
+        if commands.only is not None and name != commands.only:
+            sub.add_parser(name, help=help)  # listed, never parsed into
+            continue
+        for module in modules:
+            if module not in registered:
+                registered.add(module)
+                command_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(words).parse_args(words)
     try:
+        from engine.logs import configure_logging
+        from engine.settings import get_settings
+
         output.configure(wide=getattr(args, "wide", False))
         settings = get_settings()
         configure_logging(settings.log_format, settings.log_level)

@@ -8,7 +8,7 @@ import threading
 import time
 
 from engine import metrics
-from engine.cli.args import MAX_BATCH, Commands, Subparsers, batch_size, fmt, handles
+from engine.cli.args import MAX_BATCH, Commands, batch_size, fmt, handles
 from engine.cli.commands.streaming import bootstrap_of
 from engine.cli.output import render
 from engine.cli.running import database_watched, install_stop_handlers, wait_for_database
@@ -24,8 +24,8 @@ log = get_logger("engine.relay")
 
 
 def register(commands: Commands) -> None:
-    fmt(handles(add_parser(commands.sub), relay))
-    fmt(handles(add_timers_parser(commands.sub), timers))
+    fmt(handles(add_parser(commands), relay))
+    fmt(handles(add_timers_parser(commands), timers))
 
 
 def relay(args: argparse.Namespace) -> int:
@@ -87,8 +87,8 @@ def relay(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
+def add_parser(commands: Commands) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add(
         "relay",
         help="publish the engine's decisions (MQL, routing, stage, anomaly, SLA, identity, "
         "erasure) to Kafka",
@@ -147,8 +147,8 @@ def timers(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_timers_parser(sub: Subparsers) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
+def add_timers_parser(commands: Commands) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add(
         "timers",
         help="record SLA alerts (at risk, breached) as their moments pass; a service",
         description="Follow the event log; for each routed lead sleep until its next SLA "
