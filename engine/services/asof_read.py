@@ -92,10 +92,11 @@ class AsOfLead(LeanLead):
         self, rules: ScoringModel, as_of: datetime | None = None, *, explain: bool = True
     ) -> Score:
         """As `Lead.current_score` (a lead with no dated fact is scored at its start). The
-        totals alone, at the lead's clock, come from a running score kept with the lead (and
-        its snapshots): O(facts since), and exactly the full recomputation's."""
+        totals alone, at the lead's clock or later (decayed to then), come from a running score
+        kept with the lead (and its snapshots): O(facts since), and exactly the full
+        recomputation's (tests/property/test_incremental_scoring.py)."""
         when = as_of or self.clock or self.created_on or EPOCH
-        if explain or when != self.clock:
+        if explain or self.clock is None or when < self.clock:
             return self.score_at(rules, when, explain=explain)
         return self._totals(rules, when)
 

@@ -72,6 +72,9 @@ def test_as_of_is_recorded_by_and_occurred_by_is_happened_by(
     assert held["id"] not in json.dumps(history)
     explained = {line["event_id"] for line in at_t["explain"]["lines"]}
     assert held["id"] not in explained
+    # show and explain score at T, decayed to then (a trial found show at the last event)
+    assert at_t["show"]["score"]["as_of"] == at_t["explain"]["as_of"] == t
+    assert at_t["show"]["score"]["total"] == at_t["explain"]["total"]
     # ... and the funnel as of T is the one `report funnel` printed at T
     assert _without(at_t["funnel"], "from", "to", "as_of", "occurred_by") == _without(
         funnel_then, "from", "to", "as_of", "occurred_by"
@@ -90,6 +93,8 @@ def test_as_of_is_recorded_by_and_occurred_by_is_happened_by(
     assert explain["as_of"].startswith(by.replace("Z", "")[:19])
     shown = _json(cli_env, "lead", "show", lead, "--occurred-by", by)
     assert shown["facts"] < _json(cli_env, "lead", "show", lead)["facts"]
+    assert shown["score"]["as_of"] == explain["as_of"]
+    assert shown["score"]["total"] == explain["total"]
     sla_then = _json(cli_env, "report", "sla", "--occurred-by", "2026-03-02T12:00:00Z")
     assert sla_then["occurred_by"] and sla_then["routed_leads"] > 0
     assert {a["lead"] for a in sla_then["attention"]} & late_leads  # late leads count here

@@ -65,8 +65,12 @@ def _same(rt: Runtime, key: str, moment: datetime, block: int) -> bool:
     assert got_.shown == want.shown == Shown.of(want.facts)  # what `lead show` prints
     assert got_.current_score(rt.rules) == want.current_score(rt.rules)
     when = want.clock or want.created_on
+    later = when + timedelta(days=9.5)  # `lead show --as-of T` scores at T, decayed to then
     for model in rt.rules.all_models():  # the running totals are the full recomputation's
         assert got_.current_score(model, explain=False) == want.score_at(model, when, explain=False)
+        assert got_.current_score(model, later, explain=False) == want.score_at(
+            model, later, explain=False
+        )
     return True
 
 
@@ -143,11 +147,13 @@ def test_a_read_from_a_snapshot_builds_no_fact_to_show_the_totals(runtime: Runti
         e.subject == k for e in events))  # fmt: skip
     assert _same(runtime, key, moments[-2], 4)  # writes states
     lead = lead_as_of(runtime.app, key, moments[-1], block=4)  # from one, with a tail after it
-    totals = [lead.current_score(model, explain=False) for model in runtime.rules.all_models()]
+    later = moments[-1] + timedelta(days=3)  # show scores at T, after the lead's latest fact
+    models = runtime.rules.all_models()
+    totals = [lead.current_score(model, later, explain=False) for model in models]
     assert isinstance(lead.facts, PackedFacts) and len(lead.facts) > 4
     assert not (lead.facts.opened or lead.seen.opened or lead.walked.firsts.opened)
     full = lead_as_of(runtime.app, key, moments[-1], snapshots=False)
-    assert totals == [full.current_score(m, explain=False) for m in runtime.rules.all_models()]
+    assert totals == [full.score_at(m, later, explain=False) for m in models]
     assert _same(runtime, key, moments[-1], 4)
 
 

@@ -46,7 +46,18 @@ def test_show_as_of_equals_what_show_printed_then(runtime: Runtime, leadengine: 
         code, replayed = leadengine(
             "lead", "show", key, "--as-of", moment.isoformat(), "--format", "json"
         )
-        assert code == 0 and replayed == out, (key, moment)
+        assert code == 0
+        then, again = json.loads(out), json.loads(replayed)
+        # all of it, but the score: taken at T, decayed to then, as `lead explain --as-of T`
+        assert {**again, "score": None} == {**then, "score": None}, (key, moment)
+        assert (again["score"]["as_of"], again["score"]["fit"]) == (
+            moment.isoformat(),
+            then["score"]["fit"],
+        )
+        code, explained = leadengine(
+            "lead", "explain", key, "--as-of", moment.isoformat(), "--format", "json"
+        )
+        assert code == 0 and json.loads(explained)["total"] == again["score"]["total"]
     code, _ = leadengine("lead", "show", keys[0], "--as-of", "2000-01-01T00:00:00Z")
     assert code == 2
 

@@ -105,7 +105,9 @@ def show(args: argparse.Namespace) -> int:
             lead = asof.fold(_events_at(rt, args), args.key)
         else:
             lead = rt.app.get_lead(args.key)
-        result = lead.current_score(rt.rules, explain=False)  # the totals: no lines shown
+        # scored at T, decayed to then, as `lead explain` scores it; else at the latest fact
+        moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
+        result = lead.current_score(rt.rules, moment, explain=False)  # the totals: no lines
         person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
     # kept with an as-of lead (and its snapshots): the facts themselves stay packed
     shown: Shown = getattr(lead, "shown", None) or Shown.of(lead.facts)
@@ -161,7 +163,7 @@ def show(args: argparse.Namespace) -> int:
         {
             "field": "score",
             "value": f"{result.total} (fit {result.fit}, engagement "
-            f"{result.engagement}) under {result.rules_ref}",
+            f"{result.engagement}) under {result.rules_ref}, scored at {result.as_of.isoformat()}",
         },
         {"field": "name", "value": doc["name"]},
         {"field": "email", "value": doc["email"]},
