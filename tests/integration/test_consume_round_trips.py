@@ -6,6 +6,7 @@ otherwise lose a version race to them and be redone)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -70,6 +71,31 @@ def test_a_connection_the_server_ended_is_not_handed_out(runtime: Runtime) -> No
         with datastore.get_connection() as conn:
             assert conn.info.backend_pid not in pids
             assert conn.execute("SELECT 1").fetchone() is not None
+
+
+def test_the_first_request_after_the_server_ended_every_connection_succeeds(
+    runtime: Runtime,
+) -> None:
+    """A failover, or `pg_terminate_backend` of every pooled connection: the next request
+    reconnects. A hostile trial found it waiting the pool timeout and failing once, the server
+    up: psycopg_pool slept 1 s, then 2 s, ... after each connection that failed the check."""
+    datastore = datastore_of(runtime.app.recorder)
+    assert datastore is not None
+    pool = datastore.pool
+    with contextlib.ExitStack() as held:  # the pool at its largest, every connection used
+        conns = [held.enter_context(datastore.get_connection()) for _ in range(pool.max_size)]
+        pids = [c.info.backend_pid for c in conns]
+    with _observer(runtime) as obs:
+        obs.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        while obs.execute(  # until the server has closed them all (their sockets readable)
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchone() != (0,):
+            time.sleep(0.01)
+    assert pool.get_stats()["pool_available"] == pool.max_size  # every one of them dead
+    _ingest(runtime, _mql("after-failover", "pat@example.com", 1))  # a write, then a read
+    assert len(runtime.app.lead_events("after-failover")) > 1
+    with datastore.get_connection() as conn:
+        assert conn.info.backend_pid not in pids
 
 
 def test_a_batch_reads_the_directory_once(
