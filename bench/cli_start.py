@@ -1,4 +1,5 @@
-"""CLI start-up benchmark: the wall time of `python -m engine --version` and `--help`.
+"""CLI start-up benchmark: the wall time of `python -m engine --version`, `--help` and
+`lead show --help` (a command: its own modules imported, the others not).
 
 Each run is a fresh interpreter (what a user or a cron job pays per call). With `--against DIR`
 (e.g. `git -C /work/main archive main | tar -x -C DIR`) the same commands run on that checkout's
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = (["--version"], ["--help"])
+COMMANDS = (["--version"], ["--help"], ["lead", "show", "--help"])
 
 
 def once(tree: Path, argv: list[str]) -> float:
