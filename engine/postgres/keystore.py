@@ -105,6 +105,11 @@ class KeyStore:
             hit, key = self._cached(lead)
         return hit and key is None
 
+    def shredded_with_prefix(self, prefix: str) -> list[UUID]:
+        """The forgotten leads whose id's hex digits start with `prefix` (a pseudonym's)."""
+        return [lead for lead, wrapped in self._rows.items() if wrapped is None and
+                lead.hex.startswith(prefix)]  # fmt: skip
+
     def shred(self, lead: UUID) -> bool:
         """Destroy the lead's key for good (tombstone stays). True if there was a key."""
         existed = self._shred(lead)
@@ -198,6 +203,17 @@ class PostgresKeyStore(KeyStore):
             wrapped = row["wrapped"]
             out[lead] = None if wrapped is None else self.unwrap(lead, bytes(wrapped))
         return out
+
+    def shredded_with_prefix(self, prefix: str) -> list[UUID]:
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.SQL(
+                    "SELECT lead_id FROM {} WHERE wrapped IS NULL "
+                    "AND replace(lead_id::text, '-', '') LIKE %s"
+                ).format(self._table),
+                (prefix.replace("%", "").replace("_", "") + "%",),
+            )
+            return [UUID(str(row["lead_id"])) for row in c.fetchall()]
 
     def _shred(self, lead: UUID) -> bool:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as c:

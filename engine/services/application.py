@@ -142,6 +142,14 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class LeadRef:
+    """A lead a command was given: its id, and its key (its pseudonym once forgotten)."""
+
+    id: UUID
+    key: str
+
+
+@dataclass(frozen=True)
 class Forgotten:
     """What `forget` did. `personal_values` are for purging copies elsewhere; never log them."""
 
@@ -261,36 +269,56 @@ class LeadEngine(Application[UUID]):
 
     # -- queries ----------------------------------------------------------------------------
 
-    def get_lead(self, key: str, version: int | None = None) -> Lead:
+    def get_lead(self, key: str | UUID, version: int | None = None) -> Lead:
+        """The lead named by its key, or by its id (`resolve`)."""
+        lead_id = key if isinstance(key, UUID) else self.lead_id(key)
         try:
-            return cast(Lead, self.repository.get(self.lead_id(key), version=version))
+            return cast(Lead, self.repository.get(lead_id, version=version))
         except AggregateNotFoundError:
-            raise LeadNotFound(key) from None
+            raise LeadNotFound(str(key)) from None
 
-    def key_of(self, key_or_id: str) -> str:
-        """The key of the lead `key_or_id` names: a lead's key upstream first, else a lead id
-        (the keyed hash every output shows, reversible only through the stored lead).
-        Refused in one line when neither matches, or when the id's lead was forgotten."""
-        if self.recorder.select_events(self.lead_id(key_or_id), limit=1):
-            return key_or_id
+    def resolve(self, named: str) -> LeadRef:
+        """The lead a per-lead command names (docs/audit.md, "Finding a forgotten lead"): by
+        its key upstream, a live lead's only (a forgotten lead is not found by the key it had:
+        refused as a key that never was, so the answer tells nobody the person was a lead);
+        by its lead id, forgotten or not; or by a forgotten lead's pseudonym."""
+        lead_id = self.lead_id(named)
+        if self.recorder.select_events(lead_id, limit=1):
+            if self.keys.shredded(lead_id):
+                raise LeadNotFound(named)
+            return LeadRef(lead_id, named)
         try:
-            lead_id = UUID(key_or_id)
+            lead_id = UUID(named)
         except ValueError:
-            raise LeadNotFound(key_or_id) from None  # not an id: no lead has that key
-        lead = self._lead_by_id(lead_id)
-        if lead is None:
-            raise LeadNotFound(key_or_id, "key or lead id")
-        if self.lead_id(lead.key) != lead_id:  # the key was shredded (`forget`)
-            raise LeadEngineError(
-                f"lead {lead_id} was forgotten (leadengine forget): its key is erased, so "
-                "it can no longer be shown by key; its rows stay in the read model"
-            )
-        return lead.key
+            lead_id = self._forgotten_as(named)
+        first: Any = next(self.events.get(lead_id, limit=1), None)
+        if first is None:
+            raise LeadNotFound(named, "key or lead id")
+        if self.keys.shredded(lead_id):  # even mid-forget, before `Erased` was recorded
+            return LeadRef(lead_id, pseudonym(lead_id))
+        return LeadRef(lead_id, str(first.key))
 
-    def lead_events(self, key: str) -> list[Any]:
-        events = list(self.events.get(self.lead_id(key)))
+    def _forgotten_as(self, named: str) -> UUID:
+        """The forgotten lead whose pseudonym is `named` (`erased-` and 12 hex digits of its id)."""
+        prefix = named.removeprefix("erased-")
+        if prefix == named or len(prefix) != 12 or prefix.strip("0123456789abcdef"):
+            raise LeadNotFound(named)
+        found = self.keys.shredded_with_prefix(prefix)
+        if len(found) > 1:
+            raise LeadEngineError(
+                f"{named} is the pseudonym of {len(found)} forgotten leads: give the lead id "
+                f"({', '.join(sorted(str(i) for i in found))})"
+            )
+        if not found:
+            raise LeadNotFound(named, "key, lead id or pseudonym")
+        return found[0]
+
+    def lead_events(self, key: str | UUID) -> list[Any]:
+        """The lead's stored events, named by its key or by its id (`resolve`)."""
+        lead_id = key if isinstance(key, UUID) else self.lead_id(key)
+        events = list(self.events.get(lead_id))
         if not events:
-            raise LeadNotFound(key)
+            raise LeadNotFound(str(key))
         return events
 
     def identity_links(self, as_of: datetime | None = None) -> list[Link]:
@@ -306,15 +334,16 @@ class LeadEngine(Application[UUID]):
     def identity_map(self, as_of: datetime | None = None) -> IdentityMap:
         return IdentityMap(self.identity_links(as_of))
 
-    def person(self, key: str, as_of: datetime | None = None) -> Person:
-        """The person the lead `key` belongs to: every linked or merged lead's facts as one."""
-        lead_id = self.lead_id(key)
+    def person(self, key: str | UUID, as_of: datetime | None = None) -> Person:
+        """The person the lead `key` (or lead id) belongs to: every linked or merged lead's
+        facts as one."""
+        lead_id = key if isinstance(key, UUID) else self.lead_id(key)
         people = self.identity_map(as_of)
         members = [
             m for i in people.members(lead_id) if (m := self._lead_by_id(i, as_of)) is not None
         ]
         if not members:
-            raise LeadNotFound(key)
+            raise LeadNotFound(str(key))
         return person_state(people.person_of(lead_id), members, self.rules)
 
     def person_members(

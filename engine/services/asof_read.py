@@ -124,13 +124,14 @@ class AsOfLead(LeanLead):
 
 
 def lead_as_of(
-    app: Any, key: str, moment: datetime, *, snapshots: bool = True, block: int = BLOCK
+    app: Any, key: str | UUID, moment: datetime, *, snapshots: bool = True, block: int = BLOCK
 ) -> AsOfLead:
-    """The lead `key` from the events the engine had recorded by `moment` (see the module
-    docstring). Raises `LeadNotFound` for an unknown key, `LeadEngineError` when it had no
-    facts by then (as `lead show --as-of` says it). With `snapshots`, starts from the newest
-    snapshot recorded by `moment` and may write one (engine/postgres/snapshots.py)."""
-    lead_id: UUID = app.lead_id(key)
+    """The lead `key` (or lead id) from the events the engine had recorded by `moment` (see
+    the module docstring). Raises `LeadNotFound` for an unknown key, `LeadEngineError` when
+    it had no facts by then (as `lead show --as-of` says it). With `snapshots`, starts from
+    the newest snapshot recorded by `moment` and may write one (engine/postgres/snapshots.py)."""
+    lead_id: UUID = key if isinstance(key, UUID) else app.lead_id(key)
+    key = str(key)
     mapper = app.mapper
     plain = getattr(mapper, "compressor", None) is None and getattr(mapper, "cipher", None) is None
     store = _store(app, block) if snapshots and plain else None

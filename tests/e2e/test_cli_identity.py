@@ -10,6 +10,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.inprocess import run_in_process as run
 from tests.unit.test_stitching import anonymous_journey, duplicate, link, merged
@@ -20,6 +21,10 @@ EMAIL = "ada@example.org"
 def write(path: Path, events: list[object]) -> Path:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     return path
+
+
+def _shown(env: dict[str, str], lead: str) -> Any:
+    return json.loads(run(env, "lead", "show", lead, "--format", "json").stdout)
 
 
 def test_identity_from_the_command_line(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -64,10 +69,13 @@ def test_identity_from_the_command_line(cli_env: dict[str, str], tmp_path: Path)
     letters = run(env, "deadletters", "list", "--format", "json").stdout
     assert "data.to" in letters and "another lead key than the CloudEvent's subject" in letters
 
+    ids = {k: _shown(env, k)["id"] for k in ("ada", "ada-2")}
     gone = json.loads(
         run(env, "forget", "cookie-1", "--reason", "ticket 3", "--format", "json").stdout
     )
     assert gone["erased"] and gone["person_leads_forgotten"] == 2
-    for key in ("ada", "ada-2"):
-        again = json.loads(run(env, "lead", "show", key, "--format", "json").stdout)
+    for key in ("ada", "ada-2"):  # the person's every lead: by its lead id only (docs/audit.md)
+        refused = run(env, "lead", "show", key, ok=False)
+        assert refused.returncode == 2 and f"no lead with key '{key}'" in refused.stderr
+        again = _shown(env, ids[key])
         assert again["key"].startswith("erased-") and again["email"] in (None, "(erased)")

@@ -1,7 +1,8 @@
 """`lead show/history/explain/export` take a lead id (the keyed hash every output and report
 shows) as well as the key: the same answer either way. An id no lead has is refused in one
-line naming only what was typed; a forgotten lead's id says it was forgotten, and nothing
-prints its erased key."""
+line naming only what was typed. Once forgotten, a lead is found by its id (its pseudonymised
+history, for auditors) and no longer by its key, refused as a key no lead ever had; nothing
+prints its erased key (docs/audit.md, "Finding a forgotten lead")."""
 
 from __future__ import annotations
 
@@ -40,9 +41,14 @@ def test_a_lead_is_found_by_its_id_as_by_its_key(cli_env: dict[str, str], tmp_pa
     assert missing.stderr.strip() == f"leadengine: no lead with key or lead id '{nobody}'"
 
     run(cli_env, "forget", KEY, "--reason", "ticket-1")
-    gone = run(cli_env, "lead", "show", lead_id, ok=False)
-    assert gone.returncode == 2 and f"lead {lead_id} was forgotten" in gone.stderr
-    assert KEY not in gone.stderr + gone.stdout and "Traceback" not in gone.stderr
+    for command in ("show", "history", "explain", "export"):
+        gone = run(cli_env, "lead", command, lead_id)  # found by its id: the auditor's way
+        assert KEY not in gone.stdout + gone.stderr and lead_id in gone.stdout, command
+        by_key = run(cli_env, "lead", command, KEY, ok=False)  # never by the key it had
+        never = run(cli_env, "lead", command, "grace.hopper@example.com", ok=False)
+        assert by_key.returncode == never.returncode == 2, command
+        assert by_key.stderr.replace(KEY, "grace.hopper@example.com") == never.stderr
+        assert by_key.stdout == "" and "Traceback" not in by_key.stderr
 
 
 def _header(text: str) -> str:
@@ -76,6 +82,6 @@ def test_the_header_names_the_key_and_the_lead_id_by_either(
     run(cli_env, "forget", KEY, "--reason", "ticket-1")
     gone = f"{lead_id} (forgotten: its key is erased)"
     for command, start in want.items():
-        out = run(cli_env, "lead", command, KEY).stdout
+        out = run(cli_env, "lead", command, lead_id).stdout
         assert _header(out).startswith(start.replace(both, gone)), (command, out[:300])
         assert KEY not in out

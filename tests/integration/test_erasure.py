@@ -67,6 +67,20 @@ def _history(leadengine: Any, key: str) -> dict[int, tuple[Any, ...]]:
     return {r["version"]: (r["score"], r["stage"], r["owner"]) for r in json.loads(out)}
 
 
+def _not_found_by_key(leadengine: Any, key: str) -> None:
+    """After `forget`, every per-lead command answers for the key the person had exactly as
+    for a key that never was: nothing tells the person was a lead (docs/audit.md)."""
+    never = "never-a-lead-0001"
+    for command in (("lead", "show"), ("lead", "history"), ("lead", "explain"),
+                    ("lead", "export"), ("verify",)):  # fmt: skip
+        extra = ("--as-of", "2999-01-01") if command[-1] in ("show", "explain") else ()
+        code, _ = leadengine(*command, key, *extra)
+        refused = leadengine.stderr[-1]
+        assert code == 2 and f"no lead with key {key!r}" in refused, (command, refused)
+        assert leadengine(*command, never, *extra)[0] == 2
+        assert leadengine.stderr[-1].replace(never, key) == refused, command
+
+
 def _reports(leadengine: Any) -> tuple[str, str]:
     code, attribution = leadengine("report", "attribution", "--model", "all", "--format", "json")
     assert code == 0
@@ -141,7 +155,9 @@ def test_forget_leaves_no_trace_and_every_number_replays(
     logs = "".join(leadengine.stderr)
     assert "lead forgotten" in logs and not any(n.decode().lower() in logs.lower() for n in needles)
 
-    after = _history(leadengine, key)
+    lead_id = str(runtime.app.lead_id(key))
+    _not_found_by_key(leadengine, key)
+    after = _history(leadengine, lead_id)  # an auditor with the lead id sees the history
     assert {v: after[v] for v in history} == history  # every score, stage and owner as before
     assert len(after) == len(history) + 1  # ... plus the Erased event
     assert _reports(leadengine) == reports
@@ -154,13 +170,13 @@ def test_forget_leaves_no_trace_and_every_number_replays(
     assert {k: v for k, v in state_after.items() if k not in latest} == {
         k: v for k, v in state.items() if k not in latest
     }
-    code, out = leadengine("lead", "show", key, "--format", "json")
+    code, out = leadengine("lead", "show", lead_id, "--format", "json")
     shown = json.loads(out)
     assert shown["email"] == "(erased)" and shown["name"] == "(erased)"
     assert shown["profile"]["email_domain"] == person["email"].rsplit("@", 1)[1]
     code, out = leadengine("verify", "--format", "json")
     assert code == 0 and json.loads(out)["ok"]
-    code, out = leadengine("lead", "export", key)
+    code, out = leadengine("lead", "export", lead_id)
     assert code == 0 and not any(n.decode() in out for n in needles)
 
     code, out = leadengine("forget", key, "--reason", "GDPR request 42", "--format", "json")
@@ -292,16 +308,18 @@ def test_an_email_keyed_lead_leaves_its_address_nowhere_after_forget(
             for n in fresh.recorder.select_notifications(start=1, limit=100_000)
         ]
         assert len(decoded) > len(events) and not any(email in d for d in decoded)
-        assert fresh.get_lead(email).key == shown  # still found by the key upstream uses
+        assert fresh.get_lead(email).key == shown  # events upstream still sends find it
     finally:
         fresh.close()
-    code, out = leadengine("lead", "export", email)
+    _not_found_by_key(leadengine, email)
+    code, out = leadengine("lead", "export", shown)  # the pseudonym finds it, as the id does
     assert code == 0 and email not in out and json.loads(out)["lead"] == shown
-    after = _history(leadengine, email)
+    after = _history(leadengine, str(agg))
     assert {v: after[v] for v in before} == before
-    code, out = leadengine("lead", "history", email, "--wide")
+    code, out = leadengine("lead", "history", shown, "--wide")
     assert code == 0 and email not in out and f"key={shown}" in out
-    for command in (("lead", "show", email), ("report", "sla"), ("report", "kpis")):
+    assert f"{agg} (forgotten: its key is erased)" in out
+    for command in (("lead", "show", str(agg)), ("report", "sla"), ("report", "kpis")):
         code, out = leadengine(*command, "--format", "json")
         assert code == 0 and email not in out, command
 
@@ -389,10 +407,12 @@ def test_a_schema_made_by_the_previous_version_keeps_working_after_migrate(
     read_model = [h for h in _search(runtime, [key.encode()]) if h.startswith("lead_")]
     assert read_model == []  # only the events recorded before the upgrade still hold it
     assert _search_views(runtime, key) == []
+    _not_found_by_key(leadengine, key)
+    lead_id = str(legacy_lead_id(key))
     for command in (
-        ("lead", "export", key),
-        ("lead", "history", key, "--format", "json"),
-        ("lead", "show", key, "--format", "json"),
+        ("lead", "export", lead_id),
+        ("lead", "history", lead_id, "--format", "json"),
+        ("lead", "show", lead_id, "--format", "json"),
     ):
         code, out = leadengine(*command)
         assert code == 0 and key not in out and shown in out, command

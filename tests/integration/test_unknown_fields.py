@@ -50,7 +50,7 @@ def test_kept_unknown_fields_are_sealed_exported_and_forgotten(
     assert code == 0 and "+kept: data.utm_term" in out and SECRET not in out
     code, _ = leadengine("forget", KEY, "--reason", "ticket 14", "--by", "dpo")
     assert code == 0
-    code, out = leadengine("lead", "export", KEY)
+    code, out = leadengine("lead", "export", export["aggregate_id"])  # not by key any more
     assert code == 0 and SECRET not in out and "partner-77" not in out
     assert _search(runtime, [SECRET.encode(), b"partner-77"]) == []
 

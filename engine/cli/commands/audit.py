@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from engine.aggregates.lead import Lead
 from engine.cli.args import Commands, fmt, handles
@@ -19,7 +20,7 @@ from engine.postgres.chain import links_of
 from engine.postgres.keystore import KEYS_TABLE
 from engine.postgres.verify import anchor, lead_names, verify
 from engine.projections import parking
-from engine.runtime import open_runtime
+from engine.runtime import Runtime, open_runtime
 from engine.services.history import history_rows, shown_key
 
 log = get_logger(__name__)
@@ -70,9 +71,7 @@ def verify_command(args: argparse.Namespace) -> int:
     if args.key and args.all:
         raise LeadEngineError("give a lead KEY or --all, not both")
     with open_runtime(create=False) as rt:
-        only = rt.app.lead_id(args.key) if args.key else None
-        if only is not None and not rt.app.recorder.select_events(only, limit=1):
-            raise LeadNotFound(args.key)  # (not decoded: a tampered event may not decode)
+        only = _verified(rt, args.key) if args.key else None
         bar = Progress("verifying")
         report = verify(
             rt.db,
@@ -124,6 +123,23 @@ def verify_command(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _verified(rt: Runtime, named: str) -> UUID:
+    """The lead `verify KEY` checks: as `lead show` finds it (a forgotten lead by its lead id
+    or pseudonym, never by its key), without decoding it (a tampered event may not decode)."""
+    lead_id = rt.app.lead_id(named)
+    if rt.app.recorder.select_events(lead_id, limit=1):
+        if rt.app.keys.shredded(lead_id):
+            raise LeadNotFound(named)
+        return lead_id
+    try:
+        lead_id = UUID(named)
+    except ValueError:
+        return rt.app.resolve(named).id  # a pseudonym (decoded: only to find the lead)
+    if not rt.app.recorder.select_events(lead_id, limit=1):
+        raise LeadNotFound(named, "key or lead id")
+    return lead_id
+
+
 def anchor_command(args: argparse.Namespace) -> int:
     with open_runtime(create=False) as rt:
         doc = anchor(rt.db, args.file)
@@ -151,9 +167,9 @@ def _plain_event(event: Any) -> dict[str, Any]:
 
 def export(args: argparse.Namespace) -> int:
     with open_runtime(create=False) as rt:
-        args.key = rt.app.key_of(args.key)
-        events = rt.app.lead_events(args.key)
-        agg_id = rt.app.lead_id(args.key)
+        ref = rt.app.resolve(args.key)
+        events = rt.app.lead_events(ref.id)
+        agg_id = ref.id
         rows = history_rows(events, rt.rules)
         links = links_of(rt.db, agg_id)
         report = verify(rt.db, agg_id)
@@ -168,7 +184,7 @@ def export(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     doc = {
         "format": "leadengine.lead-export/1",
-        "lead": shown_key(events, args.key),  # the pseudonym once forgotten
+        "lead": shown_key(events, ref.key),  # the pseudonym once forgotten
         "aggregate_id": str(agg_id),
         "exported_at": datetime.now(UTC),
         "current_rules": rules_ref,

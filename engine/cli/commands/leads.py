@@ -20,6 +20,7 @@ from engine.domain.scoring import Score, persona_fits
 from engine.domain.shown import Shown
 from engine.runtime import Runtime, open_runtime
 from engine.services.account_replay import lead_decisions
+from engine.services.application import LeadRef
 from engine.services.asof_read import lead_as_of
 from engine.services.history import history_rows, lead_title, shown_key, summary
 from engine.stitching.person import Person, person_sla
@@ -75,9 +76,9 @@ def moment_arg(text: str | None, option: str = "--as-of") -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
+def _events_at(rt: Runtime, args: argparse.Namespace, ref: LeadRef) -> list[Any]:
     """The lead's stored events, cut by --as-of (recorded) or --occurred-by (happened)."""
-    events: list[Any] = rt.app.lead_events(args.key)
+    events: list[Any] = rt.app.lead_events(ref.id)
     as_of = moment_arg(getattr(args, "as_of", None))
     occurred = moment_arg(getattr(args, "occurred_by", None), "--occurred-by")
     if as_of and occurred:
@@ -89,26 +90,26 @@ def _events_at(rt: Runtime, args: argparse.Namespace) -> list[Any]:
     if not any(isinstance(e, Lead.FactRecorded) for e in events):
         moment = as_of or occurred
         raise LeadEngineError(
-            f"lead {echoed(args.key)} was not known at {moment.isoformat() if moment else '-'}"
+            f"lead {echoed(ref.key)} was not known at {moment.isoformat() if moment else '-'}"
         )
     return events
 
 
 def show(args: argparse.Namespace) -> int:
     with open_runtime(create=False) as rt:
-        args.key = rt.app.key_of(args.key)
+        ref = rt.app.resolve(args.key)
         lead: Any
         recorded = None if args.occurred_by else moment_arg(args.as_of)
         if recorded is not None:  # the lean fold (engine/services/asof_read.py)
-            lead = lead_as_of(rt.app, args.key, recorded)
+            lead = lead_as_of(rt.app, ref.id, recorded)
         elif args.as_of or args.occurred_by:
-            lead = asof.fold(_events_at(rt, args), args.key)
+            lead = asof.fold(_events_at(rt, args, ref), ref.key)
         else:
-            lead = rt.app.get_lead(args.key)
+            lead = rt.app.get_lead(ref.id)
         # scored at T, decayed to then, as `lead explain` scores it; else at the latest fact
         moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
         result = lead.current_score(rt.rules, moment, explain=False)  # the totals: no lines
-        person = None if args.occurred_by else rt.app.person(args.key, as_of=moment_arg(args.as_of))
+        person = None if args.occurred_by else rt.app.person(ref.id, as_of=moment_arg(args.as_of))
     # kept with an as-of lead (and its snapshots): the facts themselves stay packed
     shown: Shown = getattr(lead, "shown", None) or Shown.of(lead.facts)
     captured = shown.captured()
@@ -227,10 +228,9 @@ def _person_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def history(args: argparse.Namespace) -> int:
     with open_runtime(create=False) as rt:
-        args.key = rt.app.key_of(args.key)
-        events = _events_at(rt, args)
+        ref = rt.app.resolve(args.key)
+        events = _events_at(rt, args, ref)
         rows = history_rows(events, rt.rules)
-        lead_id = rt.app.lead_id(args.key)
     columns = [
         "version",
         "recorded_at",
@@ -248,22 +248,22 @@ def history(args: argparse.Namespace) -> int:
         if args.occurred_by
         else ""
     )
-    title = f"History of lead {lead_title(lead_id, shown_key(events, args.key))}{cut}"
+    title = f"History of lead {lead_title(ref.id, shown_key(events, ref.key))}{cut}"
     print(render(args.format, rows, columns=columns, title=title))
     return 0
 
 
 def explain(args: argparse.Namespace) -> int:
     with open_runtime(create=False) as rt:
-        args.key = rt.app.key_of(args.key)
+        ref = rt.app.resolve(args.key)
         moment = moment_arg(args.as_of) or moment_arg(args.occurred_by, "--occurred-by")
         lead: Any
         if moment is not None and not args.occurred_by:  # recorded: the lean fold, snapshots
-            lead = lead_as_of(rt.app, args.key, moment)
+            lead = lead_as_of(rt.app, ref.id, moment)
         elif moment is not None:  # the lead as known on the chosen clock, scored at that moment
-            lead = asof.fold(_events_at(rt, args), args.key, moment)
+            lead = asof.fold(_events_at(rt, args, ref), ref.key, moment)
         else:
-            lead = rt.app.get_lead(args.key)
+            lead = rt.app.get_lead(ref.id)
         rules = rt.rules
         model = rules.model(args.model)
         as_of = moment or lead.clock or lead.created_on
