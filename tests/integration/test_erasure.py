@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.readmodel import read_schema
 from engine.runtime import Runtime, open_runtime
 from engine.services.application import LeadEngine
 from engine.settings import Settings
+from tests.factory import raw
 from tests.kafka_helpers import publish
 
 
@@ -426,3 +428,30 @@ def _queue_events(rt: Runtime) -> list[Any]:
         rt.app.mapper.to_domain_event(n)
         for n in rt.app.recorder.select_notifications(start=1, limit=100_000, topics=topics)
     ]
+
+
+def test_a_forgotten_lead_is_found_by_its_pseudonym_unless_two_share_it(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    """The pseudonym reports show finds the lead (as its lead id does); one that two forgotten
+    leads share (12 hex digits alike) is refused naming both ids, never a guess between them."""
+    key = "grace@example.com"
+    runtime.app.ingest([validate_event(raw("lead.captured", key, {"email": key}))])
+    lead_id = runtime.app.lead_id(key)
+    assert leadengine("forget", key, "--reason", "ticket 15")[0] == 0
+    shown = f"erased-{lead_id.hex[:12]}"
+    code, out = leadengine("lead", "show", shown, "--format", "json")
+    assert code == 0 and json.loads(out)["id"] == str(lead_id) and key not in out
+    twin = uuid.UUID(lead_id.hex[:12] + "f" * 20)  # a tombstone with the same first digits
+    with runtime.db.connect() as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (lead_id, wrapped, shredded_at) VALUES (%s, NULL, now())")
+            .format(sql.Identifier(runtime.db.schema, KEYS_TABLE)),
+            (twin,),
+        )  # fmt: skip
+    code, _ = leadengine("lead", "show", shown)
+    refused = leadengine.stderr[-1]
+    assert code == 2 and f"{shown} is the pseudonym of 2 forgotten leads" in refused
+    assert str(lead_id) in refused and str(twin) in refused
+    code, _ = leadengine("lead", "show", "erased-000000000000")
+    assert code == 2 and "no lead with key, lead id or pseudonym" in leadengine.stderr[-1]
