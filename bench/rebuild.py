@@ -9,7 +9,8 @@ numbers that bound it, all measured in the same run on the same stored log.
   rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch), in one
             process and with one process per CPU
 
-Each phase runs in its own process (peak RSS is its own). The log is made once per
+Each phase runs in its own process (peak RSS and CPU seconds are its own: CPU is what to
+compare on a loaded machine, where the wall time mostly waits for a core). The log is made once per
 --leads/--seed in schema bench_rebuild_<leads>_<seed> and kept for the next run
 (--fresh makes it again). Uses LEADENGINE_DATABASE_URL, else an embedded server.
 
@@ -31,6 +32,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -295,8 +297,15 @@ def main() -> None:
         dbmod.drop_schema(dbmod.from_url(url, schema))
 
     def run(phase: str, n: int, script: str = __file__) -> dict[str, Any]:
-        # every phase in its own process: this one stays small, so each peak RSS is its own
-        return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        # every phase in its own process: this one stays small, so each peak RSS is its own;
+        # its CPU seconds (user + system, the whole process: start-up included) are taken here,
+        # so a baseline checkout's phase is measured alike (on a loaded machine the wall time
+        # mostly waits for a core; the CPU a phase took does not)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result["cpu"] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return result
 
     head = run("setup", (args.leads * 1000 + args.seed) * 101 + args.identity)["head"]
     stock_n = min(args.stock_events, head)
@@ -326,11 +335,14 @@ def main() -> None:
     base = results["read"]["events"] / results["read"]["seconds"]
     base_rss = results["read"]["rss"]
 
-    def line(label: str, events: int, seconds: float, rss: float, note: str = "") -> None:
+    def line(
+        label: str, events: int, seconds: float, rss: float, note: str = "", cpu: float = 0.0
+    ) -> None:
         rate = events / seconds
+        used = f"CPU {cpu:6.1f} s" if cpu else " " * 12
         print(
             f"{label:<30} {rate:10,.0f} events/s  x{rate / base:5.2f}   "
-            f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {note}"
+            f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {used}  {note}"
         )
 
     print(
@@ -338,7 +350,7 @@ def main() -> None:
         f"{args.identity}%), one machine"
     )
     r = results["read"]
-    line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
+    line("read + decode (baseline)", r["events"], r["seconds"], r["rss"], cpu=r["cpu"])
     if "stock" in results:
         s = results["stock"]
         line(
@@ -356,6 +368,7 @@ def main() -> None:
             b["seconds"],
             b["rss"],
             str(args.baseline),
+            b["cpu"],
         )
     if "project" in results:
         p = results["project"]
@@ -363,8 +376,9 @@ def main() -> None:
         if "project_base" in results:
             b = results["project_base"]
             ratio = (p["events"] / p["seconds"]) / (b["events"] / b["seconds"])
-            note = f"x{ratio:.2f} of the baseline's projector"
-        line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note)
+            per_event = (p["cpu"] / p["events"]) / (b["cpu"] / b["events"])
+            note = f"x{ratio:.2f} of the baseline's projector (CPU per event x{per_event:.2f})"
+        line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note, p["cpu"])
     for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{PARALLEL} processes")):
         if phase not in results:
             continue
