@@ -26,13 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor, sql
 
 from engine import metrics
@@ -114,19 +113,13 @@ class Projector:
         batch_size: int = 10_000,
         cache_size: int = 10_000,  # LEADENGINE_CACHE_SIZE
         cache_facts: int = CACHE_FACTS,  # LEADENGINE_CACHE_FACTS (engine/services/cache.py)
-        read_ahead: bool = True,
     ) -> None:
         """`db.schema` holds the tables written and their tracking (a rebuild passes its
-        staging schema); `only` limits the projections run (default: all); `read_ahead`: the
-        next batch's notifications are read while this one is written (`_read_ahead`)."""
+        staging schema); `only` limits the projections run (default: all)."""
         self.app = app
         self.db = db
         self.names = names(only)
         self.batch_size = batch_size
-        self.read_ahead = read_ahead
-        self._reader: ThreadPoolExecutor | None = None
-        #: the page read ahead: (its first position, the read)
-        self._ahead: tuple[int, Future[Sequence[Notification]]] | None = None
         self.folder = Folder(app, cache_size, cache_facts)
         self.writers = bulk.Writers(
             db.schema, extra={t: (accounts.COLUMNS[t], accounts.KEYS[t]) for t in ACCOUNT_TABLES}
@@ -206,7 +199,7 @@ class Projector:
     def run_batch(self, positions: dict[str, int]) -> tuple[int, dict[str, int]]:
         """Project the next batch past the lowest position; the new positions."""
         start = min(positions.values())
-        notifications = self._taken_ahead(start + 1) or self.app.recorder.select_notifications(
+        notifications = self.app.recorder.select_notifications(
             start=start + 1, limit=self.batch_size
         )
         if not notifications:
@@ -228,38 +221,12 @@ class Projector:
             batch.events[name] = batch.events.get(name, 0) + ahead
         batch.last_position = notifications[-1].id
         folder.links.ensure(self.app, batch.last_position, folded_from=start + 1)
-        self._read_ahead(batch.last_position + 1)
         new = self._write(batch, positions, started)
         metrics.projector_batch_seconds.observe(time.perf_counter() - started)
         metrics.projector_events.inc(len(notifications))
         metrics.projection_position.set(min(new.values()))
         self._parked_metric()
         return len(notifications), new
-
-    def _read_ahead(self, start: int) -> None:
-        """Read the page of notifications from `start` in a thread while this batch is written
-        (the database's part of the read overlaps the write)."""
-        if not self.read_ahead:
-            return
-        if self._reader is None:
-            self._reader = ThreadPoolExecutor(1, thread_name_prefix="leadengine-read-ahead")
-        read = self.app.recorder.select_notifications
-        self._ahead = (start, self._reader.submit(read, start=start, limit=self.batch_size))
-
-    def _taken_ahead(self, start: int) -> Sequence[Notification] | None:
-        """The page read ahead from `start`, if it is full: the page a read now would return
-        (notification ids become visible in order, and whatever is stored later, this batch's
-        account decisions included, comes after the log's head, so after a full page). A
-        page short of the batch size is read again: events stored since may belong in it.
-        None for another start (a position moved), a short page or a failed read."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != start:
-            return None
-        try:
-            page = ahead[1].result()
-        except Exception:  # read again, now: its error (if any) is the one that counts
-            return None
-        return page if len(page) == self.batch_size else None
 
     def parked(self) -> dict[str, int]:
         """How many aggregates each of this projector's projections has parked."""
@@ -650,9 +617,6 @@ class Projector:
         self._conn, self._borrowed = conn, True
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.shutdown(wait=True, cancel_futures=True)
-            self._reader, self._ahead = None, None
         if self._conn is not None and not self._borrowed:
             self._conn.close()
         self._conn, self._borrowed = None, False
