@@ -6,6 +6,8 @@ numbers that bound it, all measured in the same run on the same stored log.
   stock     eventsourcing's own ProjectionRunner (subscription, one transaction with its
             tracking per event) keeping lead_state up to date: the stock way
   project   leadengine's incremental projector (all four projections, batches, upserts)
+  rows      every lead's rows (`Folder.lead_rows`) made again after one fold of the log: CPU
+            seconds per round (with --baseline, the baseline's engine too, rounds alternated)
   rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch), in one
             process and with one process per CPU
 
@@ -39,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: the engine a phase runs: this checkout's, or another's (`rows` of --baseline: the phase's
+#: code is this file's, the engine it measures the baseline's)
+sys.path.insert(0, os.environ.get("LEADENGINE_BENCH_ENGINE") or str(ROOT))
 
 from common import database_url, peak_rss_mb, run_phase, settings_for  # noqa: E402
 
@@ -221,10 +225,41 @@ def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
             conn.execute(f'DROP TABLE IF EXISTS "{schema}".bench_stock_tracking')
 
 
+#: rounds of the `rows` phase (each makes every lead's rows once)
+ROWS_ROUNDS = 5
+
+
+def phase_rows(url: str, schema: str, _n: int) -> dict[str, Any]:
+    """Fold the whole log once, then make every lead's rows (state, scores, SLA, account
+    signals: `Folder.lead_rows`, what the projector does for each lead a batch touches)
+    ROWS_ROUNDS times: the CPU seconds of each round (process time, so a loaded machine's
+    waits for a core do not count)."""
+    from engine.projections.fold import Batch, Folder
+
+    with open_runtime(settings_for(url, schema)) as rt:
+        folder = Folder(rt.app, 10_000)
+        folder.unbounded()
+        batch, position, want = Batch(), 0, frozenset(PROJECTIONS)
+        while page := rt.app.recorder.select_notifications(start=position + 1, limit=20_000):
+            rt.app.sealed_mapper.prefetch_keys(page)
+            for notification in page:
+                folder.take(notification, notification.id, batch, want)
+            position = page[-1].id
+        folder.links.ensure(rt.app, position)
+        leads = list(batch.leads.values())
+        rounds = []
+        for _ in range(ROWS_ROUNDS):
+            t0 = time.process_time()
+            folder.lead_rows(leads, batch.first_seen, position)
+            rounds.append(time.process_time() - t0)
+        return {"leads": len(leads), "rounds": rounds, "rss": peak_rss_mb()}
+
+
 PHASES = {
     "read": phase_read,
     "stock": phase_stock,
     "project": phase_project,
+    "rows": phase_rows,
     "rebuild1": phase_rebuild_one,
     "rebuild": phase_rebuild_default,
 }
@@ -332,6 +367,15 @@ def main() -> None:
                 again = run("project", stock_n, str(script))
                 if key not in results or again["seconds"] < results[key]["seconds"]:
                     results[key] = again
+    if "rows" in wanted and args.baseline:  # the baseline's engine, this file's phase
+        for _ in range(args.repeat):  # alternated with this checkout's rounds
+            results.setdefault("rows_base", {"rounds": []})["rounds"] += run_phase(
+                __file__,
+                "rows",
+                ["--url", url, "--schema", schema, "--n", "0"],
+                env={**os.environ, "LEADENGINE_BENCH_ENGINE": str(args.baseline)},
+            )["rounds"]
+            results["rows"]["rounds"] += run("rows", 0)["rounds"]
     base = results["read"]["events"] / results["read"]["seconds"]
     base_rss = results["read"]["rss"]
 
@@ -379,6 +423,21 @@ def main() -> None:
             per_event = (p["cpu"] / p["events"]) / (b["cpu"] / b["events"])
             note = f"x{ratio:.2f} of the baseline's projector (CPU per event x{per_event:.2f})"
         line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note, p["cpu"])
+    if "rows" in results:
+        mine = sorted(results["rows"]["rounds"])
+        note = f"{results['rows']['leads']:,} leads, {len(mine)} rounds"
+        if "rows_base" in results:
+            theirs = sorted(results["rows_base"]["rounds"])
+            print(
+                f"{'lead rows, baseline':<30} CPU median {theirs[len(theirs) // 2]:6.3f} s, "
+                f"best {theirs[0]:6.3f} s  {args.baseline}"
+            )
+            ratio = mine[len(mine) // 2] / theirs[len(theirs) // 2]
+            note += f"; median x{ratio:.2f} of the baseline"
+        print(
+            f"{'lead rows (every lead)':<30} CPU median {mine[len(mine) // 2]:6.3f} s, "
+            f"best {mine[0]:6.3f} s  {note}"
+        )
     for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{PARALLEL} processes")):
         if phase not in results:
             continue
