@@ -6,10 +6,13 @@ numbers that bound it, all measured in the same run on the same stored log.
   stock     eventsourcing's own ProjectionRunner (subscription, one transaction with its
             tracking per event) keeping lead_state up to date: the stock way
   project   leadengine's incremental projector (all four projections, batches, upserts)
+  rows      every lead's rows (`Folder.lead_rows`) made again after one fold of the log: CPU
+            seconds per round (with --baseline, the baseline's engine too, rounds alternated)
   rebuild   `projections rebuild` of each projection (bulk COPY load, indexes, switch), in one
             process and with one process per CPU
 
-Each phase runs in its own process (peak RSS is its own). The log is made once per
+Each phase runs in its own process (peak RSS and CPU seconds are its own: CPU is what to
+compare on a loaded machine, where the wall time mostly waits for a core). The log is made once per
 --leads/--seed in schema bench_rebuild_<leads>_<seed> and kept for the next run
 (--fresh makes it again). Uses LEADENGINE_DATABASE_URL, else an embedded server.
 
@@ -31,13 +34,16 @@ import argparse
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: the engine a phase runs: this checkout's, or another's (`rows` of --baseline: the phase's
+#: code is this file's, the engine it measures the baseline's)
+sys.path.insert(0, os.environ.get("LEADENGINE_BENCH_ENGINE") or str(ROOT))
 
 from common import database_url, peak_rss_mb, run_phase, settings_for  # noqa: E402
 
@@ -219,10 +225,41 @@ def phase_stock(url: str, schema: str, limit: int) -> dict[str, Any]:
             conn.execute(f'DROP TABLE IF EXISTS "{schema}".bench_stock_tracking')
 
 
+#: rounds of the `rows` phase (each makes every lead's rows once)
+ROWS_ROUNDS = 5
+
+
+def phase_rows(url: str, schema: str, _n: int) -> dict[str, Any]:
+    """Fold the whole log once, then make every lead's rows (state, scores, SLA, account
+    signals: `Folder.lead_rows`, what the projector does for each lead a batch touches)
+    ROWS_ROUNDS times: the CPU seconds of each round (process time, so a loaded machine's
+    waits for a core do not count)."""
+    from engine.projections.fold import Batch, Folder
+
+    with open_runtime(settings_for(url, schema)) as rt:
+        folder = Folder(rt.app, 10_000)
+        folder.unbounded()
+        batch, position, want = Batch(), 0, frozenset(PROJECTIONS)
+        while page := rt.app.recorder.select_notifications(start=position + 1, limit=20_000):
+            rt.app.sealed_mapper.prefetch_keys(page)
+            for notification in page:
+                folder.take(notification, notification.id, batch, want)
+            position = page[-1].id
+        folder.links.ensure(rt.app, position)
+        leads = list(batch.leads.values())
+        rounds = []
+        for _ in range(ROWS_ROUNDS):
+            t0 = time.process_time()
+            folder.lead_rows(leads, batch.first_seen, position)
+            rounds.append(time.process_time() - t0)
+        return {"leads": len(leads), "rounds": rounds, "rss": peak_rss_mb()}
+
+
 PHASES = {
     "read": phase_read,
     "stock": phase_stock,
     "project": phase_project,
+    "rows": phase_rows,
     "rebuild1": phase_rebuild_one,
     "rebuild": phase_rebuild_default,
 }
@@ -295,8 +332,15 @@ def main() -> None:
         dbmod.drop_schema(dbmod.from_url(url, schema))
 
     def run(phase: str, n: int, script: str = __file__) -> dict[str, Any]:
-        # every phase in its own process: this one stays small, so each peak RSS is its own
-        return run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        # every phase in its own process: this one stays small, so each peak RSS is its own;
+        # its CPU seconds (user + system, the whole process: start-up included) are taken here,
+        # so a baseline checkout's phase is measured alike (on a loaded machine the wall time
+        # mostly waits for a core; the CPU a phase took does not)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = run_phase(script, phase, ["--url", url, "--schema", schema, "--n", str(n)])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result["cpu"] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return result
 
     head = run("setup", (args.leads * 1000 + args.seed) * 101 + args.identity)["head"]
     stock_n = min(args.stock_events, head)
@@ -323,14 +367,26 @@ def main() -> None:
                 again = run("project", stock_n, str(script))
                 if key not in results or again["seconds"] < results[key]["seconds"]:
                     results[key] = again
+    if "rows" in wanted and args.baseline:  # the baseline's engine, this file's phase
+        for _ in range(args.repeat):  # alternated with this checkout's rounds
+            results.setdefault("rows_base", {"rounds": []})["rounds"] += run_phase(
+                __file__,
+                "rows",
+                ["--url", url, "--schema", schema, "--n", "0"],
+                env={**os.environ, "LEADENGINE_BENCH_ENGINE": str(args.baseline)},
+            )["rounds"]
+            results["rows"]["rounds"] += run("rows", 0)["rounds"]
     base = results["read"]["events"] / results["read"]["seconds"]
     base_rss = results["read"]["rss"]
 
-    def line(label: str, events: int, seconds: float, rss: float, note: str = "") -> None:
+    def line(
+        label: str, events: int, seconds: float, rss: float, note: str = "", cpu: float = 0.0
+    ) -> None:
         rate = events / seconds
+        used = f"CPU {cpu:6.1f} s" if cpu else " " * 12
         print(
             f"{label:<30} {rate:10,.0f} events/s  x{rate / base:5.2f}   "
-            f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {note}"
+            f"peak RSS {rss:6.0f} MB  x{rss / base_rss:4.2f}  {used}  {note}"
         )
 
     print(
@@ -338,7 +394,7 @@ def main() -> None:
         f"{args.identity}%), one machine"
     )
     r = results["read"]
-    line("read + decode (baseline)", r["events"], r["seconds"], r["rss"])
+    line("read + decode (baseline)", r["events"], r["seconds"], r["rss"], cpu=r["cpu"])
     if "stock" in results:
         s = results["stock"]
         line(
@@ -356,6 +412,7 @@ def main() -> None:
             b["seconds"],
             b["rss"],
             str(args.baseline),
+            b["cpu"],
         )
     if "project" in results:
         p = results["project"]
@@ -363,8 +420,24 @@ def main() -> None:
         if "project_base" in results:
             b = results["project_base"]
             ratio = (p["events"] / p["seconds"]) / (b["events"] / b["seconds"])
-            note = f"x{ratio:.2f} of the baseline's projector"
-        line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note)
+            per_event = (p["cpu"] / p["events"]) / (b["cpu"] / b["events"])
+            note = f"x{ratio:.2f} of the baseline's projector (CPU per event x{per_event:.2f})"
+        line("incremental projector (all)", p["events"], p["seconds"], p["rss"], note, p["cpu"])
+    if "rows" in results:
+        mine = sorted(results["rows"]["rounds"])
+        note = f"{results['rows']['leads']:,} leads, {len(mine)} rounds"
+        if "rows_base" in results:
+            theirs = sorted(results["rows_base"]["rounds"])
+            print(
+                f"{'lead rows, baseline':<30} CPU median {theirs[len(theirs) // 2]:6.3f} s, "
+                f"best {theirs[0]:6.3f} s  {args.baseline}"
+            )
+            ratio = mine[len(mine) // 2] / theirs[len(theirs) // 2]
+            note += f"; median x{ratio:.2f} of the baseline"
+        print(
+            f"{'lead rows (every lead)':<30} CPU median {mine[len(mine) // 2]:6.3f} s, "
+            f"best {mine[0]:6.3f} s  {note}"
+        )
     for phase, how in (("rebuild1", "1 process"), ("rebuild", f"{PARALLEL} processes")):
         if phase not in results:
             continue

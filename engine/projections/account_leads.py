@@ -144,7 +144,7 @@ class TableLeads:
         query = sql.SQL("SELECT {} FROM {} WHERE lead_id = ANY(%s)").format(
             _columns(names), self._table(table)
         )
-        return {r[0]: tuple(r) for r in self.cur.execute(query, (list(ids),))}
+        return {r[0]: r for r in self.cur.execute(query, (list(ids),)).fetchall()}
 
     def signals(self, ids: Collection[UUID]) -> dict[UUID, Row]:
         return self._by_lead("account_signals", SIGNALS, ids)
@@ -203,7 +203,7 @@ class TableLeads:
         if not self._jit_off:
             self.cur.execute("SELECT set_config('jit', 'off', true)")
             self._jit_off = True
-        return [tuple(r) for r in self.cur.execute(query, params)]
+        return self.cur.execute(query, params).fetchall()  # tuples, loaded in one pass
 
     def _members_joined(self, column: str, where: str) -> sql.Composed:
         """The members' account `column` and their signals rows, `where` (and in order)."""

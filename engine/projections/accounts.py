@@ -50,11 +50,10 @@ from engine.domain.accounts.scoring import (
     decide_mqa,
     score,
 )
-from engine.domain.facts import profile_of
 from engine.domain.rules import AccountMatching, Rules
-from engine.domain.scoring import best_of_profile
 from engine.projections.account_leads import CHUNK, LeadRows, MemoryLeads
 from engine.projections.registry import ACCOUNT_TABLES, TABLES
+from engine.projections.rows import Profile, lead_profile
 from engine.services.application import lead_account
 
 Row = tuple[Any, ...]
@@ -93,9 +92,10 @@ def state_row(account: Account) -> Row:
     )
 
 
-def signals_row(lead: Lead, engagement: float, rules: Rules) -> Row:
-    attrs, origin = profile_of(lead.facts)
-    persona = best_of_profile(attrs, origin, rules.personas)  # as lead_state.best_persona
+def signals_row(lead: Lead, engagement: float, rules: Rules, known: Profile | None = None) -> Row:
+    """A lead's `account_signals` row (`known`: its profile, if the caller has it already)."""
+    known = known or lead_profile(lead, rules)
+    attrs, persona = known.attrs, known.persona  # as lead_state.best_persona
     last = max(lead.facts, key=lambda f: (f.occurred_at, f.seq))
     return (
         lead.id,

@@ -322,13 +322,14 @@ class Folder:
             facts = person.facts.get(lead.id)
             try:
                 primary = lead.current_score(rules, explain=False)  # once for state and scores
-                state = rows.lead_state_row(lead, rules, primary)
+                profile = rows.lead_profile(lead, rules)  # once for state and signals
+                state = rows.lead_state_row(lead, rules, primary, profile)
                 scores = rows.score_rows(lead, rules, primary)
                 sla = rows.sla_row(lead, rules.sla, facts) if rules.sla is not None else None
                 lead_rounds = (
                     rounds.round_rows(lead, rules.sla, facts) if rules.sla is not None else []
                 )
-                signals = accounts.signals_row(lead, primary.engagement, rules)
+                signals = accounts.signals_row(lead, primary.engagement, rules, profile)
             except INFRASTRUCTURE:
                 raise
             except Exception as exc:

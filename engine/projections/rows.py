@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from engine.aggregates.lead import Lead
 from engine.domain.facts import Fact, chronological, profile_of
 from engine.domain.lifecycle import RANK
 from engine.domain.rules import Rules, Sla
-from engine.domain.scoring import Score, best_of_profile
+from engine.domain.scoring import PersonaFit, Score, best_of_profile
 from engine.domain.sla import add_business_hours, decided_at, first_touch_at
 from engine.projections.registry import STAGE_COLUMNS, TABLES
 
@@ -44,13 +45,31 @@ MILESTONE_TYPES = frozenset(
 )
 
 
-def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tuple[Any, ...]:
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A lead's profile over all its facts and the persona it fits best: what `lead_state` and
+    `account_signals` both show, made once per lead and batch (`lead_profile`)."""
+
+    attrs: dict[str, Any]
+    origin: dict[str, str]
+    persona: PersonaFit | None
+
+
+def lead_profile(lead: Lead, rules: Rules) -> Profile:
+    attrs, origin = profile_of(lead.facts)
+    return Profile(attrs, origin, best_of_profile(attrs, origin, rules.personas))
+
+
+def lead_state_row(
+    lead: Lead, rules: Rules, primary: Score | None = None, known: Profile | None = None
+) -> tuple[Any, ...]:
     """The `lead_state` row of a lead: its current opinions under `rules` (`primary`: its
-    score under them, if the caller has it already)."""
+    score under them, `known`: its profile, if the caller has them already)."""
     result = primary if primary is not None else lead.current_score(rules, explain=False)
     touches = [f for f in chronological(lead.facts) if f.is_touch]
     first = touches[0] if touches else None
-    profile, origin = profile_of(lead.facts)
+    known = known or lead_profile(lead, rules)
+    profile = known.attrs
     counts = Counter(f.type for f in touches)
     furthest = max((RANK[s] for s in (*lead.reached, lead.stage) if s in RANK), default=0)
     won = [f for f in lead.facts if f.type == "deal.won"]
@@ -61,7 +80,7 @@ def lead_state_row(lead: Lead, rules: Rules, primary: Score | None = None) -> tu
         sum((Decimal(str(f.data["amount"])) for f in won), Decimal(0)) if won_currency else None
     )
     employees = profile.get("employees")
-    persona = best_of_profile(profile, origin, rules.personas)  # the same facts: all of them
+    persona = known.persona  # the same facts: all of them
     return (
         lead.id,
         lead.key,
