@@ -1,0 +1,151 @@
+"""KPI columns read straight from the read model: one query, streamed in binary, one row per
+person (person key in code-point order, as `load` orders journeys) whose arrays are the
+`kpilead.KpiLead` columns, fed into a `KpiTally` person by person. Python builds no object per
+touch, stage move or milestone: PostgreSQL sorts each table's rows as `Journey.sort` leaves
+them and aggregates them into arrays (touches: time, type, key by the report's grouping, and
+the campaign key of e-mail touches; moves: time, stage; milestones: time, type, reason,
+amount, currency; routings: time).
+
+The order is `load.stream`'s to the tie: touches by time and arrival position (unique); moves
+and milestones by time, then, for a person of several leads, the lead in the order
+`load.stream` meets it (the first table it has rows in, touches first, then its key), then the
+version (moves) or arrival position (milestones); routings by time. The document is
+`kpis_of`'s over `load.stream`'s journeys: tests/integration/test_streamed_reports.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from engine.analytics.followup import EMAIL
+from engine.analytics.journeys import UNKNOWN
+from engine.analytics.kpilead import KpiLead
+from engine.analytics.kpistream import KpiTally
+from engine.analytics.load import JOURNEY_TABLES, _query, person_keys
+from engine.analytics.pathread import people_join, person_column
+from engine.postgres.db import Database
+
+QUERY = """
+{ranks}SELECT person,
+    array_agg(at{order}) FILTER (WHERE tbl = 0), array_agg(a{order}) FILTER (WHERE tbl = 0),
+    array_agg(b{order}) FILTER (WHERE tbl = 0), array_agg(c{order}) FILTER (WHERE tbl = 0),
+    array_agg(at{order}) FILTER (WHERE tbl = 1), array_agg(a{order}) FILTER (WHERE tbl = 1),
+    array_agg(at{order}) FILTER (WHERE tbl = 2), array_agg(a{order}) FILTER (WHERE tbl = 2),
+    array_agg(b{order}) FILTER (WHERE tbl = 2), array_agg(amount{order}) FILTER (WHERE tbl = 2),
+    array_agg(c{order}) FILTER (WHERE tbl = 2),
+    array_agg(at{order}) FILTER (WHERE tbl = 3)
+FROM (
+    SELECT {person} AS person, q.occurred_at AS at, 0 AS lr, '' COLLATE "C" AS lk,
+        q.tie::bigint AS tie, 0 AS tbl, q.type AS a,
+        coalesce(nullif(q.{by}, ''), {unknown}) AS b,
+        CASE WHEN q.type = ANY(%(email)s) THEN coalesce(nullif(q.campaign, ''), {unknown}) END
+            AS c,
+        NULL::numeric AS amount
+    FROM ({touches}) q{join}
+    UNION ALL
+    SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 1,
+        q.to_stage, NULL, NULL, NULL
+    FROM ({moves}) q{join}{rank_join}
+    UNION ALL
+    SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 2,
+        q.type, q.reason, q.currency, q.amount
+    FROM ({milestones}) q{join}{rank_join}
+    UNION ALL
+    SELECT {person}, q.occurred_at, 0, '', 0, 3, NULL, NULL, NULL, NULL
+    FROM ({routed}) q{join}
+    ORDER BY 1, 2, 3, 4, 5
+) s
+GROUP BY person
+ORDER BY person
+"""
+
+#: each lead of a person of several leads: the first table it has rows in (`load.stream`
+#: meets a person's leads table by table, touches first, each table's in key order)
+RANKS = """WITH ranks AS (
+    SELECT lead_key, min(tbl) AS tbl FROM ({tables}) x GROUP BY lead_key
+)
+"""
+
+
+def _ranks(db: Database, as_of: datetime | None, occurred_by: datetime | None) -> sql.Composed:
+    tables = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT DISTINCT q.lead_key, {i} AS tbl FROM ({rows}) q "
+                "WHERE q.lead_key = ANY(%(leads)s)").format(
+            i=sql.Literal(i), rows=_query(db, name, as_of, occurred_by, order=False)
+        )
+        for i, name in enumerate(JOURNEY_TABLES)
+    )  # fmt: skip
+    return sql.SQL(RANKS).format(tables=tables)
+
+
+def query(
+    db: Database,
+    by: str,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    people: bool,
+    ordered: bool = True,
+) -> sql.Composed:
+    """The one query (see the module docstring). Parameters: `email` (the e-mail touch
+    types), and with `people` the lead keys and their person keys. `ordered` as in
+    `pathread.query`: each aggregate says its order too (PostgreSQL 16 and later). `by` is
+    a touch column (`KpiTally` checked it)."""
+    person, join = person_column(people), people_join(people)
+    rank: sql.Composable = sql.SQL("0")
+    ranks: sql.Composable = sql.SQL("")
+    rank_join: sql.Composable = sql.SQL("")
+    if people:
+        rank = sql.SQL("coalesce(k.tbl, 0)")
+        ranks = _ranks(db, as_of, occurred_by)
+        rank_join = sql.SQL(" LEFT JOIN ranks k ON k.lead_key = q.lead_key")
+    return sql.SQL(QUERY).format(
+        ranks=ranks,
+        person=person,
+        join=join,
+        rank=rank,
+        rank_join=rank_join,
+        by=sql.Identifier(by),
+        unknown=sql.Literal(UNKNOWN),
+        touches=_query(db, "touches", as_of, occurred_by, order=False, extra="position AS tie"),
+        moves=_query(db, "moves", as_of, occurred_by, order=False, extra="version AS tie"),
+        milestones=_query(
+            db, "milestones", as_of, occurred_by, order=False, extra="position AS tie"
+        ),
+        routed=_query(db, "routed", as_of, occurred_by, order=False),
+        order=sql.SQL(" ORDER BY at, lr, lk, tie" if ordered else ""),
+    )
+
+
+def feed(
+    db: Database,
+    tally: KpiTally,
+    as_of: datetime | None = None,
+    *,
+    occurred_by: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 2_000,
+    ordered: bool | None = None,
+) -> None:
+    """Every person's columns into `tally` (`KpiTally.add_lead`), in one pass of one query,
+    streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers); `progress` counts
+    the touchpoints read."""
+    keys = person_keys(db, as_of, occurred_by)
+    params: dict[str, Any] = {"email": list(EMAIL)}
+    if keys:
+        params |= {"leads": list(keys), "people": list(keys.values())}
+    read = reported = 0
+    with db.connect() as conn, conn.cursor(binary=True) as cur:
+        if ordered is None:  # see `pathread.query`
+            ordered = conn.info.server_version >= 160000
+        q = query(db, tally.by, as_of, occurred_by, bool(keys), ordered)
+        for row in cur.stream(q, params, size=chunk):
+            lead = KpiLead(row[0], *(column or () for column in row[1:]))
+            tally.add_lead(lead)
+            read += len(lead.touch_at)
+            if progress and read - reported >= 50_000:
+                progress(read)
+                reported = read
