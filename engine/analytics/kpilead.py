@@ -8,54 +8,130 @@ these, so the in-memory, the journey-streamed and the array-streamed KPIs are on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from engine.analytics.followup import EMAIL
 from engine.analytics.journeys import UNKNOWN, Journey, Touchpoint
 from engine.domain.lifecycle import RANK
 
+#: decodes one array column (PostgreSQL's binary array, `array_send`) into a list
+Decode = Callable[[bytes], list[Any]]
 
-@dataclass(frozen=True, slots=True)
+
 class KpiLead:
     """One person's touches, stage moves, milestones and routings, each field a sequence in the
-    order `Journey.sort` leaves them. `touch_key` is each touch's `Touchpoint.key(by)` for the
-    report's grouping; `email_campaign` its `key("campaign")` for an e-mail touch (EMAIL), None
-    for any other."""
+    order `Journey.sort` leaves them, plus what every person needs of its touches: `source`
+    (its first touch's key, `funnel.source_of`), `latest` (when its last row of any kind
+    happened) and `touches` (how many). `touch_key` is each touch's `Touchpoint.key(by)` for
+    the report's grouping, `email_campaign` its `key("campaign")` for an e-mail touch
+    (EMAIL), None for any other.
 
-    key: str
-    touch_at: Sequence[datetime]
-    touch_type: Sequence[str]
-    touch_key: Sequence[str]
-    email_campaign: Sequence[str | None]
-    move_at: Sequence[datetime]
-    move_to: Sequence[str]
-    milestone_at: Sequence[datetime]
-    milestone_type: Sequence[str]
-    milestone_reason: Sequence[str | None]
-    milestone_amount: Sequence[Decimal | None]
-    milestone_currency: Sequence[str | None]
-    routed: Sequence[datetime]
+    The touch columns may come undecoded (bytes and a `Decode` each, from `kpiread`): they
+    are decoded when first read, so a person whose touches no KPI reads costs no object per
+    touch."""
+
+    __slots__ = (
+        "_decode",
+        "_touch",
+        "key",
+        "latest",
+        "milestone_amount",
+        "milestone_at",
+        "milestone_currency",
+        "milestone_reason",
+        "milestone_type",
+        "move_at",
+        "move_to",
+        "routed",
+        "source",
+        "touches",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        key: str,
+        source: str,
+        latest: datetime | None,
+        touches: int,
+        touch: Sequence[Sequence[Any] | bytes],
+        moves: tuple[Sequence[datetime], Sequence[str]],
+        milestones: tuple[
+            Sequence[datetime],
+            Sequence[str],
+            Sequence[str | None],
+            Sequence[Decimal | None],
+            Sequence[str | None],
+        ],
+        routed: Sequence[datetime],
+        decode: Sequence[Decode] = (),
+    ) -> None:
+        self.key, self.source, self.latest, self.touches = key, source, latest, touches
+        self._touch = list(touch)  # at, type, key, email campaign
+        self._decode = decode
+        self.move_at, self.move_to = moves
+        (
+            self.milestone_at,
+            self.milestone_type,
+            self.milestone_reason,
+            self.milestone_amount,
+            self.milestone_currency,
+        ) = milestones
+        self.routed = routed
+
+    def _column(self, i: int) -> Sequence[Any]:
+        column = self._touch[i]
+        if isinstance(column, bytes):
+            column = self._touch[i] = self._decode[i](column)
+        return column
+
+    @property
+    def touch_at(self) -> Sequence[datetime]:
+        return self._column(0)
+
+    @property
+    def touch_type(self) -> Sequence[str]:
+        return self._column(1)
+
+    @property
+    def touch_key(self) -> Sequence[str]:
+        return self._column(2)
+
+    @property
+    def email_campaign(self) -> Sequence[str | None]:
+        return self._column(3)
 
 
 def kpi_lead(j: Journey, by: str) -> KpiLead:
     """`j`'s columns, touches keyed by `by` (a wrong `by` raises KeyError, as `key` does)."""
     ts, ms = j.touches, j.milestones
+    lasts = [
+        *(t.at for t in ts[-1:]),
+        *(m.at for m in j.moves[-1:]),
+        *(m.at for m in ms[-1:]),
+        *j.routed[-1:],
+    ]
     return KpiLead(
         j.key,
-        [t.at for t in ts],
-        [t.type for t in ts],
-        [t.key(by) for t in ts],
-        [t.key("campaign") if t.type in EMAIL else None for t in ts],
-        [m.at for m in j.moves],
-        [m.to_stage for m in j.moves],
-        [m.at for m in ms],
-        [m.type for m in ms],
-        [m.reason for m in ms],
-        [m.amount for m in ms],
-        [m.currency for m in ms],
+        ts[0].key(by) if ts else UNKNOWN,
+        max(lasts) if lasts else None,
+        len(ts),
+        (
+            [t.at for t in ts],
+            [t.type for t in ts],
+            [t.key(by) for t in ts],
+            [t.key("campaign") if t.type in EMAIL else None for t in ts],
+        ),
+        ([m.at for m in j.moves], [m.to_stage for m in j.moves]),
+        (
+            [m.at for m in ms],
+            [m.type for m in ms],
+            [m.reason for m in ms],
+            [m.amount for m in ms],
+            [m.currency for m in ms],
+        ),
         list(j.routed),
     )
 

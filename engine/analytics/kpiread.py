@@ -19,48 +19,63 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
+from psycopg import Connection, postgres, sql
+from psycopg.pq import Format
 
 from engine.analytics.followup import EMAIL
 from engine.analytics.journeys import UNKNOWN
-from engine.analytics.kpilead import KpiLead
+from engine.analytics.kpilead import Decode, KpiLead
 from engine.analytics.kpistream import KpiTally
 from engine.analytics.load import JOURNEY_TABLES, _query, person_keys
 from engine.analytics.pathread import people_join, person_column
 from engine.postgres.db import Database
 
 QUERY = """
-{ranks}SELECT person,
-    array_agg(at{order}) FILTER (WHERE tbl = 0), array_agg(a{order}) FILTER (WHERE tbl = 0),
-    array_agg(b{order}) FILTER (WHERE tbl = 0), array_agg(c{order}) FILTER (WHERE tbl = 0),
-    array_agg(at{order}) FILTER (WHERE tbl = 1), array_agg(a{order}) FILTER (WHERE tbl = 1),
-    array_agg(at{order}) FILTER (WHERE tbl = 2), array_agg(a{order}) FILTER (WHERE tbl = 2),
-    array_agg(b{order}) FILTER (WHERE tbl = 2), array_agg(amount{order}) FILTER (WHERE tbl = 2),
-    array_agg(c{order}) FILTER (WHERE tbl = 2),
-    array_agg(at{order}) FILTER (WHERE tbl = 3)
+{ranks}SELECT person, touch_key[1], latest, touches, array_send(touch_at),
+    array_send(touch_type), array_send(touch_key), move_at, move_to, milestone_at,
+    milestone_type, milestone_reason, milestone_amount, milestone_currency, routed
 FROM (
-    SELECT {person} AS person, q.occurred_at AS at, 0 AS lr, '' COLLATE "C" AS lk,
-        q.tie::bigint AS tie, 0 AS tbl, q.type AS a,
-        coalesce(nullif(q.{by}, ''), {unknown}) AS b,
-        CASE WHEN q.type = ANY(%(email)s) THEN coalesce(nullif(q.campaign, ''), {unknown}) END
-            AS c,
-        NULL::numeric AS amount
-    FROM ({touches}) q{join}
-    UNION ALL
-    SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 1,
-        q.to_stage, NULL, NULL, NULL
-    FROM ({moves}) q{join}{rank_join}
-    UNION ALL
-    SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 2,
-        q.type, q.reason, q.currency, q.amount
-    FROM ({milestones}) q{join}{rank_join}
-    UNION ALL
-    SELECT {person}, q.occurred_at, 0, '', 0, 3, NULL, NULL, NULL, NULL
-    FROM ({routed}) q{join}
-    ORDER BY 1, 2, 3, 4, 5
-) s
-GROUP BY person
+    SELECT person, max(at) AS latest, count(*) FILTER (WHERE tbl = 0) AS touches,
+        array_agg(at{order}) FILTER (WHERE tbl = 0) AS touch_at,
+        array_agg(a{order}) FILTER (WHERE tbl = 0) AS touch_type,
+        array_agg(b{order}) FILTER (WHERE tbl = 0) AS touch_key,
+        array_agg(at{order}) FILTER (WHERE tbl = 1) AS move_at,
+        array_agg(a{order}) FILTER (WHERE tbl = 1) AS move_to,
+        array_agg(at{order}) FILTER (WHERE tbl = 2) AS milestone_at,
+        array_agg(a{order}) FILTER (WHERE tbl = 2) AS milestone_type,
+        array_agg(b{order}) FILTER (WHERE tbl = 2) AS milestone_reason,
+        array_agg(amount{order}) FILTER (WHERE tbl = 2) AS milestone_amount,
+        array_agg(c{order}) FILTER (WHERE tbl = 2) AS milestone_currency,
+        array_agg(at{order}) FILTER (WHERE tbl = 3) AS routed
+    FROM (
+        SELECT {person} AS person, q.occurred_at AS at, 0 AS lr, '' COLLATE "C" AS lk,
+            q.tie::bigint AS tie, 0 AS tbl, q.type AS a,
+            coalesce(nullif(q.{by}, ''), {unknown}) AS b, NULL AS c, NULL::numeric AS amount
+        FROM ({touches}) q{join}
+        UNION ALL
+        SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 1,
+            q.to_stage, NULL, NULL, NULL
+        FROM ({moves}) q{join}{rank_join}
+        UNION ALL
+        SELECT {person}, q.occurred_at, {rank}, q.lead_key COLLATE "C", q.tie::bigint, 2,
+            q.type, q.reason, q.currency, q.amount
+        FROM ({milestones}) q{join}{rank_join}
+        UNION ALL
+        SELECT {person}, q.occurred_at, 0, '', 0, 3, NULL, NULL, NULL, NULL
+        FROM ({routed}) q{join}
+        ORDER BY 1, 2, 3, 4, 5
+    ) s
+    GROUP BY person
+) p
 ORDER BY person
+"""
+
+#: the e-mail section: touches of the EMAIL types in the window per campaign key and type (a
+#: sum over touches, whoever made them)
+EMAILS = """
+SELECT coalesce(nullif(q.campaign, ''), {unknown}), q.type, count(*)
+FROM ({touches}) q WHERE q.type = ANY(%(email)s){window}
+GROUP BY 1, 2
 """
 
 #: each lead of a person of several leads: the first table it has rows in (`load.stream`
@@ -90,8 +105,8 @@ def query(
     people: bool,
     ordered: bool = True,
 ) -> sql.Composed:
-    """The one query (see the module docstring). Parameters: `email` (the e-mail touch
-    types), and with `people` the lead keys and their person keys. `ordered` as in
+    """The one query (see the module docstring). Parameters: with `people` the lead keys and
+    their person keys. `ordered` as in
     `pathread.query`: each aggregate says its order too (PostgreSQL 16 and later). `by` is
     a touch column (`KpiTally` checked it)."""
     person, join = person_column(people), people_join(people)
@@ -120,6 +135,37 @@ def query(
     )
 
 
+def emails(
+    db: Database,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> sql.Composed:
+    """`EMAILS` on the clocks and in [start, end). Parameter: `email` (the EMAIL types)."""
+    window = [
+        sql.SQL(" AND q.occurred_at {} {}").format(sql.SQL(op), sql.Literal(at))
+        for op, at in ((">=", start), ("<", end))
+        if at is not None
+    ]
+    return sql.SQL(EMAILS).format(
+        unknown=sql.Literal(UNKNOWN),
+        touches=_query(db, "touches", as_of, occurred_by, order=False),
+        window=sql.SQL("").join(window),
+    )
+
+
+def _decoders(conn: Connection[Any]) -> tuple[Decode, Decode, Decode]:
+    """Binary array decoders: times, texts, texts (`KpiLead`'s undecoded touch columns)."""
+    out = []
+    for name in ("timestamptz", "text", "text"):
+        oid = postgres.types[name].array_oid
+        loader = conn.adapters.get_loader(oid, Format.BINARY)
+        assert loader is not None  # psycopg's own array types
+        out.append(loader(oid, conn).load)
+    return out[0], out[1], out[2]
+
+
 def feed(
     db: Database,
     tally: KpiTally,
@@ -131,21 +177,36 @@ def feed(
     ordered: bool | None = None,
 ) -> None:
     """Every person's columns into `tally` (`KpiTally.add_lead`), in one pass of one query,
-    streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers); `progress` counts
-    the touchpoints read."""
+    streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers), and the e-mail
+    counts from one more (`add_email`); `progress` counts the touchpoints read."""
     keys = person_keys(db, as_of, occurred_by)
     params: dict[str, Any] = {"email": list(EMAIL)}
     if keys:
         params |= {"leads": list(keys), "people": list(keys.values())}
     read = reported = 0
     with db.connect() as conn, conn.cursor(binary=True) as cur:
+        tally.count_email = False
+        email = emails(db, as_of, occurred_by, tally.start, tally.end)
+        for campaign, type_, touches in cur.execute(email, {"email": list(EMAIL)}):
+            tally.add_email(campaign, type_, touches)
         if ordered is None:  # see `pathread.query`
             ordered = conn.info.server_version >= 160000
+        decode = _decoders(conn)
         q = query(db, tally.by, as_of, occurred_by, bool(keys), ordered)
         for row in cur.stream(q, params, size=chunk):
-            lead = KpiLead(row[0], *(column or () for column in row[1:]))
+            lead = KpiLead(
+                row[0],
+                UNKNOWN if row[1] is None else row[1],
+                row[2],
+                row[3],
+                (row[4] or (), row[5] or (), row[6] or (), ()),
+                (row[7] or (), row[8] or ()),
+                (row[9] or (), row[10] or (), row[11] or (), row[12] or (), row[13] or ()),
+                row[14] or (),
+                decode,
+            )
             tally.add_lead(lead)
-            read += len(lead.touch_at)
+            read += lead.touches
             if progress and read - reported >= 50_000:
                 progress(read)
                 reported = read

@@ -25,7 +25,7 @@ from engine.analytics.attribution import Credits, Tally
 from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.followup import CALL, EMAIL, REASONS
 from engine.analytics.funnel import period_start, within
-from engine.analytics.journeys import FUNNEL_STAGES, UNKNOWN, Cost, Journey
+from engine.analytics.journeys import FUNNEL_STAGES, Cost, Journey
 from engine.analytics.kpilead import KpiLead, first_reached, kpi_lead, touchpoint
 from engine.analytics.paths import Path, PathStream, deals_value
 from engine.analytics.stats import days, hours, pct, percentile, r2
@@ -35,6 +35,8 @@ from engine.domain.rules import Rules
 
 EXIT_STAGES = tuple(s for s in STAGES if s not in FUNNEL_STAGES and s != "anonymous")
 CAPTURED = "lead.captured"
+WON = "deal.won"
+_REASON_TYPES = frozenset(REASONS)
 DEFAULT_FIRST_TOUCH = (CALL, "touch.meeting_booked", "touch.meeting_held")
 
 
@@ -57,11 +59,13 @@ def _window(
 
 def _won(x: KpiLead) -> list[tuple[Decimal | None, str | None, datetime]]:
     """The won deals (amount, currency, when), in the milestones' order (`Journey.won`)."""
+    if WON not in x.milestone_type:
+        return []
     columns = (x.milestone_at, x.milestone_type, x.milestone_amount, x.milestone_currency)
     return [
         (amount, currency, at)
         for at, type_, amount, currency in zip(*columns, strict=True)
-        if type_ == "deal.won"
+        if type_ == WON
     ]
 
 
@@ -110,6 +114,8 @@ class KpiTally:
         self.dials: dict[str, array[int]] = {o: array("q") for o in ("sql", "disqualified")}
         self.reasons: Counter[tuple[str, str]] = Counter()
         self.email: dict[str, Counter[str]] = defaultdict(Counter)
+        #: False: the e-mail counts come from `add_email` (a sum over touches, in SQL)
+        self.count_email = True
         # clusters (conversion paths), money (attributed revenue: one model by `by`)
         self.conversion_paths = PathStream(cfg, start=start, end=end)
         self.excluded = frozenset(cfg.exclude_types)
@@ -141,12 +147,9 @@ class KpiTally:
         s, e = self.start, self.end
         self.leads += 1
         at_stage = first_reached(x.move_at, x.move_to)
-        group = x.touch_key[0] if x.touch_key else UNKNOWN
-        for column in (x.touch_at, x.move_at, x.milestone_at, x.routed):
-            if column:  # each in time order: its last is its latest
-                last = column[-1]
-                if self.moment is None or last > self.moment:
-                    self.moment = last
+        group = x.source
+        if x.latest is not None and (self.moment is None or x.latest > self.moment):
+            self.moment = x.latest
         if within(at_stage.get("lead"), s, e):
             self._cohort(x, at_stage, group)
         for stage in FUNNEL_STAGES:
@@ -158,18 +161,24 @@ class KpiTally:
             at = at_stage.get(outcome)
             if at is not None and within(at, s, e):
                 per_lead.append(x.touch_type[: bisect_right(x.touch_at, at)].count(CALL))
-        for at, type_, reason in zip(
-            x.milestone_at, x.milestone_type, x.milestone_reason, strict=True
-        ):
-            if type_ in REASONS and within(at, s, e):
-                self.reasons[(REASONS[type_], reason or "(no reason given)")] += 1
-        lo, hi = _window(x.touch_at, s, e)
-        for campaign, type_ in zip(x.email_campaign[lo:hi], x.touch_type[lo:hi], strict=True):
-            if campaign is not None:
-                self.email[campaign][EMAIL[type_]] += 1
+        if not _REASON_TYPES.isdisjoint(x.milestone_type):
+            for at, type_, reason in zip(
+                x.milestone_at, x.milestone_type, x.milestone_reason, strict=True
+            ):
+                if type_ in REASONS and within(at, s, e):
+                    self.reasons[(REASONS[type_], reason or "(no reason given)")] += 1
+        if self.count_email and x.touches:
+            lo, hi = _window(x.touch_at, s, e)
+            for campaign, type_ in zip(x.email_campaign[lo:hi], x.touch_type[lo:hi], strict=True):
+                if campaign is not None:
+                    self.email[campaign][EMAIL[type_]] += 1
         self._cluster(x, at_stage)
         self._money(x, at_stage, group)
         self._revenue_path(x, at_stage)
+
+    def add_email(self, campaign: str, type_: str, touches: int) -> None:
+        """`touches` e-mail touches of `type_` (EMAIL) in the window, of `campaign`'s key."""
+        self.email[campaign][EMAIL[type_]] += touches
 
     def _cluster(self, x: KpiLead, at_stage: dict[str, datetime]) -> None:
         """The converting path's touch types (`followup.clusters`), cut as `paths._cut`."""
@@ -228,8 +237,14 @@ class KpiTally:
         )
 
     def _cohort(self, x: KpiLead, at_stage: dict[str, datetime], group: str) -> None:
+        if group not in self.source_reached:
+            self.source_reached[group] = Counter(dict.fromkeys(FUNNEL_STAGES, 0))
+            self.source_cycles[group] = _floats()
+        counts = self.source_reached[group]
         for stage in FUNNEL_STAGES:
-            self.reached[stage] += stage in at_stage
+            if stage in at_stage:
+                self.reached[stage] += 1
+                counts[stage] += 1
         ats, tos = x.move_at, x.move_to
         for i in range(len(ats) - 1):
             self.stays[tos[i]].append(days(ats[i + 1] - ats[i]))
@@ -239,13 +254,6 @@ class KpiTally:
         cycle = days(won - created) if created is not None and won is not None else None
         if cycle is not None:
             self.cycles.append(cycle)
-        if group not in self.source_reached:
-            self.source_reached[group] = Counter(dict.fromkeys(FUNNEL_STAGES, 0))
-            self.source_cycles[group] = _floats()
-        counts = self.source_reached[group]
-        for stage in FUNNEL_STAGES:
-            counts[stage] += stage in at_stage
-        if cycle is not None:
             self.source_cycles[group].append(cycle)
 
     def _followup(self, x: KpiLead, at_stage: dict[str, datetime]) -> None:
