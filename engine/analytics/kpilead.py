@@ -164,3 +164,25 @@ def touchpoint(at: datetime, key: str, by: str) -> Touchpoint:
     if by == "campaign":
         return Touchpoint(at, 0, "", UNKNOWN, key)
     return Touchpoint(at, 0, "", UNKNOWN, None, key)
+
+
+def furthest(
+    move_at: Sequence[datetime],
+    move_to: Sequence[str],
+    move_rank: Sequence[int],
+    move_lead: Sequence[str],
+) -> str:
+    """Where a person of several leads stands (`load.by_person`'s `stage_now`): the stage of
+    the last move of its lead that got furthest (highest funnel rank, then latest last move;
+    a tie: the lead met first, by `move_rank` then key); no move: `anonymous`. The moves come
+    in the person's order (time, lead, version), so a lead's last is its last in the arrays."""
+    leads: dict[tuple[int, str], tuple[int, datetime, str]] = {}
+    for at, to, rank, lead in zip(move_at, move_to, move_rank, move_lead, strict=True):
+        known = leads.get((rank, lead))
+        top = RANK.get(to, 0)
+        leads[(rank, lead)] = (max(top, known[0]) if known else top, at, to)
+    best: tuple[int, datetime, str] | None = None
+    for _, mine in sorted(leads.items()):
+        if best is None or mine[:2] > best[:2]:
+            best = mine
+    return best[2] if best is not None else "anonymous"

@@ -23,8 +23,9 @@ from psycopg import Connection, postgres, sql
 from psycopg.pq import Format
 
 from engine.analytics.followup import EMAIL
+from engine.analytics.funnel import SnapshotTally
 from engine.analytics.journeys import UNKNOWN
-from engine.analytics.kpilead import Decode, KpiLead
+from engine.analytics.kpilead import Decode, KpiLead, first_reached, furthest
 from engine.analytics.kpistream import KpiTally
 from engine.analytics.load import JOURNEY_TABLES, _query, person_keys
 from engine.analytics.pathread import people_join, person_column
@@ -33,7 +34,8 @@ from engine.postgres.db import Database
 QUERY = """
 {ranks}SELECT person, touch_key[1], latest, touches, array_send(touch_at),
     array_send(touch_type), array_send(touch_key), move_at, move_to, milestone_at,
-    milestone_type, milestone_reason, milestone_amount, milestone_currency, routed
+    milestone_type, milestone_reason, milestone_amount, milestone_currency, routed,
+    move_rank, move_lead
 FROM (
     SELECT person, max(at) AS latest, count(*) FILTER (WHERE tbl = 0) AS touches,
         array_agg(at{order}) FILTER (WHERE tbl = 0) AS touch_at,
@@ -46,7 +48,8 @@ FROM (
         array_agg(b{order}) FILTER (WHERE tbl = 2) AS milestone_reason,
         array_agg(amount{order}) FILTER (WHERE tbl = 2) AS milestone_amount,
         array_agg(c{order}) FILTER (WHERE tbl = 2) AS milestone_currency,
-        array_agg(at{order}) FILTER (WHERE tbl = 3) AS routed
+        array_agg(at{order}) FILTER (WHERE tbl = 3) AS routed,
+        {move_leads}
     FROM (
         SELECT {person} AS person, q.occurred_at AS at, 0 AS lr, '' COLLATE "C" AS lk,
             q.tie::bigint AS tie, 0 AS tbl, q.type AS a,
@@ -106,10 +109,13 @@ def query(
     ordered: bool = True,
 ) -> sql.Composed:
     """The one query (see the module docstring). Parameters: with `people` the lead keys and
-    their person keys. `ordered` as in
+    their person keys; then each move's lead comes too (its rank in `load.stream`'s order and
+    its key: `kpilead.furthest` needs them). `ordered` as in
     `pathread.query`: each aggregate says its order too (PostgreSQL 16 and later). `by` is
     a touch column (`KpiTally` checked it)."""
     person, join = person_column(people), people_join(people)
+    order = sql.SQL(" ORDER BY at, lr, lk, tie" if ordered else "")
+    move_leads: sql.Composable = sql.SQL("NULL AS move_rank, NULL AS move_lead")
     rank: sql.Composable = sql.SQL("0")
     ranks: sql.Composable = sql.SQL("")
     rank_join: sql.Composable = sql.SQL("")
@@ -117,6 +123,10 @@ def query(
         rank = sql.SQL("coalesce(k.tbl, 0)")
         ranks = _ranks(db, as_of, occurred_by)
         rank_join = sql.SQL(" LEFT JOIN ranks k ON k.lead_key = q.lead_key")
+        move_leads = sql.SQL(
+            "array_agg(lr{o}) FILTER (WHERE tbl = 1) AS move_rank, "
+            "array_agg(lk{o}) FILTER (WHERE tbl = 1) AS move_lead"
+        ).format(o=order)
     return sql.SQL(QUERY).format(
         ranks=ranks,
         person=person,
@@ -131,7 +141,8 @@ def query(
             db, "milestones", as_of, occurred_by, order=False, extra="position AS tie"
         ),
         routed=_query(db, "routed", as_of, occurred_by, order=False),
-        order=sql.SQL(" ORDER BY at, lr, lk, tie" if ordered else ""),
+        order=order,
+        move_leads=move_leads,
     )
 
 
@@ -166,6 +177,22 @@ def _decoders(conn: Connection[Any]) -> tuple[Decode, Decode, Decode]:
     return out[0], out[1], out[2]
 
 
+def _prepare(
+    db: Database, by: str, as_of: datetime | None, occurred_by: datetime | None
+) -> tuple[dict[str, str], dict[str, Any], Callable[[bool], sql.Composed]]:
+    """The person keys, the parameters, and the query by whether aggregates are ordered."""
+    keys = person_keys(db, as_of, occurred_by)
+    params: dict[str, Any] = {}
+    if keys:
+        params |= {"leads": list(keys), "people": list(keys.values())}
+    return keys, params, lambda ordered: query(db, by, as_of, occurred_by, bool(keys), ordered)
+
+
+def _ordered(conn: Connection[Any], ordered: bool | None) -> bool:
+    """See `pathread.query`: PostgreSQL 16 and later are told each aggregate's order."""
+    return conn.info.server_version >= 160000 if ordered is None else ordered
+
+
 def feed(
     db: Database,
     tally: KpiTally,
@@ -179,21 +206,15 @@ def feed(
     """Every person's columns into `tally` (`KpiTally.add_lead`), in one pass of one query,
     streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers), and the e-mail
     counts from one more (`add_email`); `progress` counts the touchpoints read."""
-    keys = person_keys(db, as_of, occurred_by)
-    params: dict[str, Any] = {"email": list(EMAIL)}
-    if keys:
-        params |= {"leads": list(keys), "people": list(keys.values())}
+    _, params, make = _prepare(db, tally.by, as_of, occurred_by)
     read = reported = 0
     with db.connect() as conn, conn.cursor(binary=True) as cur:
         tally.count_email = False
         email = emails(db, as_of, occurred_by, tally.start, tally.end)
         for campaign, type_, touches in cur.execute(email, {"email": list(EMAIL)}):
             tally.add_email(campaign, type_, touches)
-        if ordered is None:  # see `pathread.query`
-            ordered = conn.info.server_version >= 160000
         decode = _decoders(conn)
-        q = query(db, tally.by, as_of, occurred_by, bool(keys), ordered)
-        for row in cur.stream(q, params, size=chunk):
+        for row in cur.stream(make(_ordered(conn, ordered)), params, size=chunk):
             lead = KpiLead(
                 row[0],
                 UNKNOWN if row[1] is None else row[1],
@@ -207,6 +228,36 @@ def feed(
             )
             tally.add_lead(lead)
             read += lead.touches
+            if progress and read - reported >= 50_000:
+                progress(read)
+                reported = read
+
+
+def feed_funnel(
+    db: Database,
+    tally: SnapshotTally,
+    as_of: datetime | None = None,
+    *,
+    occurred_by: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 2_000,
+    ordered: bool | None = None,
+) -> None:
+    """Every person into `tally` (`SnapshotTally.add_stages`) from the same query: the
+    stages its moves reached and where it stands (`funnel.current_stage`; a person of several
+    leads: `kpilead.furthest`). Its touches are never decoded."""
+    keys, params, make = _prepare(db, "channel", as_of, occurred_by)
+    people = set(keys.values())
+    read = reported = 0
+    with db.connect() as conn, conn.cursor(binary=True) as cur:
+        for row in cur.stream(make(_ordered(conn, ordered)), params, size=chunk):
+            move_at, move_to = row[7] or (), row[8] or ()
+            if row[0] in people:
+                now = furthest(move_at, move_to, row[15] or (), row[16] or ())
+            else:
+                now = move_to[-1] if move_to else "anonymous"
+            tally.add_stages(first_reached(move_at, move_to), now)
+            read += row[3]
             if progress and read - reported >= 50_000:
                 progress(read)
                 reported = read

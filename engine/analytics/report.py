@@ -355,8 +355,9 @@ def funnel_streamed(
 ) -> dict[str, Any]:
     """`report funnel` with a window or a clock (`funnel.snapshot`), journeys streamed lead by
     lead from the read model: memory holds one journey and a count per stage."""
-    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
-    return funnel.snapshot_of(journeys, window.start, window.end)
+    tally = funnel.SnapshotTally(window.start, window.end)
+    kpiread.feed_funnel(db, tally, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return tally.document()
 
 
 def _read_model_pass(
