@@ -8,12 +8,12 @@ these, so the in-memory, the journey-streamed and the array-streamed KPIs are on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from engine.analytics.followup import EMAIL
+from engine.analytics.followup import CALL, EMAIL
 from engine.analytics.journeys import UNKNOWN, Journey, Touchpoint
 from engine.domain.lifecycle import RANK
 
@@ -27,7 +27,8 @@ class KpiLead:
     (its first touch's key, `funnel.source_of`), `latest` (when its last row of any kind
     happened) and `touches` (how many). `touch_key` is each touch's `Touchpoint.key(by)` for
     the report's grouping, `email_campaign` its `key("campaign")` for an e-mail touch
-    (EMAIL), None for any other.
+    (EMAIL), None for any other; `call_at` the times of its calls (CALL), `sales_at` those of
+    its touches of the first-touch types (speed to lead).
 
     The touch columns may come undecoded (bytes and a `Decode` each, from `kpiread`): they
     are decoded when first read, so a person whose touches no KPI reads costs no object per
@@ -69,7 +70,7 @@ class KpiLead:
         decode: Sequence[Decode] = (),
     ) -> None:
         self.key, self.source, self.latest, self.touches = key, source, latest, touches
-        self._touch = list(touch)  # at, type, key, email campaign
+        self._touch = list(touch)  # at, type, key, email campaign, calls, sales touches
         self._decode = decode
         self.move_at, self.move_to = moves
         (
@@ -103,9 +104,18 @@ class KpiLead:
     def email_campaign(self) -> Sequence[str | None]:
         return self._column(3)
 
+    @property
+    def call_at(self) -> Sequence[datetime]:
+        return self._column(4)
 
-def kpi_lead(j: Journey, by: str) -> KpiLead:
-    """`j`'s columns, touches keyed by `by` (a wrong `by` raises KeyError, as `key` does)."""
+    @property
+    def sales_at(self) -> Sequence[datetime]:
+        return self._column(5)
+
+
+def kpi_lead(j: Journey, by: str, first_touch: Collection[str]) -> KpiLead:
+    """`j`'s columns, touches keyed by `by` (a wrong `by` raises KeyError, as `key` does),
+    `sales_at` of the `first_touch` types."""
     ts, ms = j.touches, j.milestones
     lasts = [
         *(t.at for t in ts[-1:]),
@@ -123,6 +133,8 @@ def kpi_lead(j: Journey, by: str) -> KpiLead:
             [t.type for t in ts],
             [t.key(by) for t in ts],
             [t.key("campaign") if t.type in EMAIL else None for t in ts],
+            [t.at for t in ts if t.type == CALL],
+            [t.at for t in ts if t.type in first_touch],
         ),
         ([m.at for m in j.moves], [m.to_stage for m in j.moves]),
         (

@@ -1,10 +1,12 @@
 """KPI columns read straight from the read model: one query, streamed in binary, one row per
 person (person key in code-point order, as `load` orders journeys) whose arrays are the
-`kpilead.KpiLead` columns, fed into a `KpiTally` person by person. Python builds no object per
-touch, stage move or milestone: PostgreSQL sorts each table's rows as `Journey.sort` leaves
-them and aggregates them into arrays (touches: time, type, key by the report's grouping, and
-the campaign key of e-mail touches; moves: time, stage; milestones: time, type, reason,
-amount, currency; routings: time).
+`kpilead.KpiLead` columns, fed into a `KpiTally` person by person. PostgreSQL sorts the four
+tables' rows in one sort (UNION ALL) and aggregates them per person into arrays (moves: time,
+stage; milestones: time, type, reason, amount, currency; routings: time); touches (time, type,
+key by the report's grouping) come as undecoded arrays (`array_send`), decoded only for a
+person whose touches a section reads, with the first touch's key, the latest moment of any
+row and the touch count beside them. The e-mail section is a sum over touches, counted by one
+more query (`emails`). So Python builds no object per touch for most people.
 
 The order is `load.stream`'s to the tie: touches by time and arrival position (unique); moves
 and milestones by time, then, for a person of several leads, the lead in the order
@@ -15,14 +17,14 @@ version (moves) or arrival position (milestones); routings by time. The document
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from psycopg import Connection, postgres, sql
 from psycopg.pq import Format
 
-from engine.analytics.followup import EMAIL
+from engine.analytics.followup import CALL, EMAIL
 from engine.analytics.funnel import SnapshotTally
 from engine.analytics.journeys import UNKNOWN
 from engine.analytics.kpilead import Decode, KpiLead, first_reached, furthest
@@ -35,12 +37,14 @@ QUERY = """
 {ranks}SELECT person, touch_key[1], latest, touches, array_send(touch_at),
     array_send(touch_type), array_send(touch_key), move_at, move_to, milestone_at,
     milestone_type, milestone_reason, milestone_amount, milestone_currency, routed,
-    move_rank, move_lead
+    move_rank, move_lead, array_send(call_at), array_send(sales_at)
 FROM (
     SELECT person, max(at) AS latest, count(*) FILTER (WHERE tbl = 0) AS touches,
         array_agg(at{order}) FILTER (WHERE tbl = 0) AS touch_at,
         array_agg(a{order}) FILTER (WHERE tbl = 0) AS touch_type,
         array_agg(b{order}) FILTER (WHERE tbl = 0) AS touch_key,
+        array_agg(at{order}) FILTER (WHERE tbl = 0 AND a = %(call)s) AS call_at,
+        array_agg(at{order}) FILTER (WHERE tbl = 0 AND a = ANY(%(first_touch)s)) AS sales_at,
         array_agg(at{order}) FILTER (WHERE tbl = 1) AS move_at,
         array_agg(a{order}) FILTER (WHERE tbl = 1) AS move_to,
         array_agg(at{order}) FILTER (WHERE tbl = 2) AS milestone_at,
@@ -72,6 +76,10 @@ FROM (
 ) p
 ORDER BY person
 """
+
+#: this connection's queries sort and aggregate: compiling them (JIT) costs more than it
+#: saves (about 0.5 s of a 5 s query on the bench's 1M touchpoints)
+NO_JIT = "SET jit = off"
 
 #: the e-mail section: touches of the EMAIL types in the window per campaign key and type (a
 #: sum over touches, whoever made them)
@@ -166,23 +174,27 @@ def emails(
     )
 
 
-def _decoders(conn: Connection[Any]) -> tuple[Decode, Decode, Decode]:
-    """Binary array decoders: times, texts, texts (`KpiLead`'s undecoded touch columns)."""
-    out = []
-    for name in ("timestamptz", "text", "text"):
+def _decoders(conn: Connection[Any]) -> list[Decode]:
+    """Binary array decoders of `KpiLead`'s undecoded touch columns, in their order."""
+    out: list[Decode] = []
+    for name in ("timestamptz", "text", "text", "text", "timestamptz", "timestamptz"):
         oid = postgres.types[name].array_oid
         loader = conn.adapters.get_loader(oid, Format.BINARY)
         assert loader is not None  # psycopg's own array types
         out.append(loader(oid, conn).load)
-    return out[0], out[1], out[2]
+    return out
 
 
 def _prepare(
-    db: Database, by: str, as_of: datetime | None, occurred_by: datetime | None
+    db: Database,
+    by: str,
+    as_of: datetime | None,
+    occurred_by: datetime | None,
+    first_touch: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, Any], Callable[[bool], sql.Composed]]:
     """The person keys, the parameters, and the query by whether aggregates are ordered."""
     keys = person_keys(db, as_of, occurred_by)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"call": CALL, "first_touch": list(first_touch)}
     if keys:
         params |= {"leads": list(keys), "people": list(keys.values())}
     return keys, params, lambda ordered: query(db, by, as_of, occurred_by, bool(keys), ordered)
@@ -206,9 +218,10 @@ def feed(
     """Every person's columns into `tally` (`KpiTally.add_lead`), in one pass of one query,
     streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers), and the e-mail
     counts from one more (`add_email`); `progress` counts the touchpoints read."""
-    _, params, make = _prepare(db, tally.by, as_of, occurred_by)
+    _, params, make = _prepare(db, tally.by, as_of, occurred_by, tally.first_touch)
     read = reported = 0
     with db.connect() as conn, conn.cursor(binary=True) as cur:
+        cur.execute(NO_JIT)
         tally.count_email = False
         email = emails(db, as_of, occurred_by, tally.start, tally.end)
         for campaign, type_, touches in cur.execute(email, {"email": list(EMAIL)}):
@@ -220,7 +233,7 @@ def feed(
                 UNKNOWN if row[1] is None else row[1],
                 row[2],
                 row[3],
-                (row[4] or (), row[5] or (), row[6] or (), ()),
+                (row[4] or (), row[5] or (), row[6] or (), (), row[17] or (), row[18] or ()),
                 (row[7] or (), row[8] or ()),
                 (row[9] or (), row[10] or (), row[11] or (), row[12] or (), row[13] or ()),
                 row[14] or (),
@@ -250,6 +263,7 @@ def feed_funnel(
     people = set(keys.values())
     read = reported = 0
     with db.connect() as conn, conn.cursor(binary=True) as cur:
+        cur.execute(NO_JIT)
         for row in cur.stream(make(_ordered(conn, ordered)), params, size=chunk):
             move_at, move_to = row[7] or (), row[8] or ()
             if row[0] in people:

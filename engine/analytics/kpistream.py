@@ -91,6 +91,7 @@ class KpiTally:
         by: str = "channel",
     ) -> None:
         self.start, self.end, self.period, self.by = start, end, period, by
+        self.everything = start is None and end is None  # no window: every moment is in it
         cfg = rules.attribution
         self.first_touch = (
             rules.sla.first_touch_types if rules.sla else None
@@ -140,7 +141,7 @@ class KpiTally:
         self.revenue: dict[str, Decimal] = defaultdict(Decimal)
 
     def add(self, j: Journey) -> None:
-        self.add_lead(kpi_lead(j, self.by))
+        self.add_lead(kpi_lead(j, self.by, self.first_touch))
 
     def add_lead(self, x: KpiLead) -> None:
         """One person's columns (`kpi_lead`, or `kpiread` straight from the read model)."""
@@ -154,13 +155,13 @@ class KpiTally:
             self._cohort(x, at_stage, group)
         for stage in FUNNEL_STAGES:
             at = at_stage.get(stage)
-            if at is not None and within(at, s, e):
+            if at is not None and (self.everything or _in(at, s, e)):
                 self.flow[(period_start(at, self.period), group)][stage] += 1
         self._followup(x, at_stage)
         for outcome, per_lead in self.dials.items():
             at = at_stage.get(outcome)
             if at is not None and within(at, s, e):
-                per_lead.append(x.touch_type[: bisect_right(x.touch_at, at)].count(CALL))
+                per_lead.append(bisect_right(x.call_at, at))
         if not _REASON_TYPES.isdisjoint(x.milestone_type):
             for at, type_, reason in zip(
                 x.milestone_at, x.milestone_type, x.milestone_reason, strict=True
@@ -281,19 +282,17 @@ class KpiTally:
         if not times:
             return
         owned = min(times)
-        types, ats = x.touch_type, x.touch_at
-        touch = next(
-            (i for i in range(bisect_left(ats, owned), len(ats)) if types[i] in self.first_touch),
-            None,
-        )
-        if touch is None:
+        sales = x.sales_at
+        first = bisect_left(sales, owned)
+        if first == len(sales):
             self.waiting += 1
         else:
-            self.speed.append(hours(ats[touch] - owned))
+            self.speed.append(hours(sales[first] - owned))
 
     def _money(self, x: KpiLead, at_stage: dict[str, datetime], group: str) -> None:
         for stage in money.COUNTED:
-            if within(at_stage.get(stage), self.start, self.end):
+            at = at_stage.get(stage)
+            if at is not None and (self.everything or _in(at, self.start, self.end)):
                 self.counts[group][stage] += 1
         for amount_or_none, currency, at in _won(x):
             if not within(at, self.start, self.end):

@@ -35,7 +35,7 @@ LEADS = st.lists(
 @given(journeys())
 def test_first_reached_is_reached_at(js: list[Journey]) -> None:
     for j in js:
-        x = kpi_lead(j, "channel")
+        x = kpi_lead(j, "channel", ())
         expected = {s: at for s in STAGES if (at := j.reached_at(s)) is not None}
         assert first_reached(x.move_at, x.move_to) == expected
 
