@@ -158,14 +158,12 @@ _REACHES = _reaching()
 
 
 def first_reached(move_at: Sequence[datetime], move_to: Sequence[str]) -> dict[str, datetime]:
-    """Every stage the moves reach -> the first moment they did (`Journey.reached_at` for all
-    stages at once; a stage not reached is absent)."""
+    """Every stage the moves (in time order, as `Journey.sort` leaves them) reach -> the first
+    moment they did (`Journey.reached_at` for all stages at once; one not reached is absent)."""
     out: dict[str, datetime] = {}
-    for at, to in zip(move_at, move_to, strict=True):
+    for at, to in zip(move_at, move_to, strict=True):  # in time order: the first one counts
         for stage in _REACHES.get(to, (to,)):
-            first = out.get(stage)
-            if first is None or at < first:
-                out[stage] = at
+            out.setdefault(stage, at)
     return out
 
 

@@ -247,8 +247,9 @@ class KpiTally:
                 self.reached[stage] += 1
                 counts[stage] += 1
         ats, tos = x.move_at, x.move_to
-        for i in range(len(ats) - 1):
-            self.stays[tos[i]].append(days(ats[i + 1] - ats[i]))
+        stays = self.stays
+        for i in range(len(ats) - 1):  # `days`, inline: a stay per move of every lead
+            stays[tos[i]].append((ats[i + 1] - ats[i]).total_seconds() / 86400.0)
         if tos and tos[-1] in EXIT_STAGES:
             self.sitting[tos[-1]].append(ats[-1])
         created, won = at_stage.get("lead"), at_stage.get("customer")
