@@ -12,11 +12,11 @@ each phase runs in its own process, so its peak RSS is its own:
             (engine.analytics.pathread) into one pass of every model by both groupings
             (report.attribution_streamed: what `report attribution` runs)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
-  streamed-kpis  the same KPI document, journeys streamed lead by lead (report.kpis_streamed:
-            what `report kpis` runs)
+  streamed-kpis  the same KPI document, each person's rows read as arrays from one query
+            (engine.analytics.kpiread; report.kpis_streamed: what `report kpis` runs)
   funnel    load + `report funnel` of the leads created in a window (funnel.snapshot)
-  streamed-funnel  the same document, journeys streamed lead by lead (report.funnel_streamed:
-            what `report funnel --from/--to` runs)
+  streamed-funnel  the same document from the same query (kpiread.feed_funnel;
+            report.funnel_streamed: what `report funnel --from/--to` runs)
 
 The models and streamed phases must give the same credits, the kpis and streamed-kpis phases
 the same document, the funnel phases the same document (their digests are compared).
