@@ -12,11 +12,11 @@ each phase runs in its own process, so its peak RSS is its own:
             (engine.analytics.pathread) into one pass of every model by both groupings
             (report.attribution_streamed: what `report attribution` runs)
   kpis      load + every KPI section (funnel ... money with attributed revenue)
-  streamed-kpis  the same KPI document, journeys streamed lead by lead (report.kpis_streamed:
-            what `report kpis` runs)
+  streamed-kpis  the same KPI document, each person's rows read as arrays from one query
+            (engine.analytics.kpiread; report.kpis_streamed: what `report kpis` runs)
   funnel    load + `report funnel` of the leads created in a window (funnel.snapshot)
-  streamed-funnel  the same document, journeys streamed lead by lead (report.funnel_streamed:
-            what `report funnel --from/--to` runs)
+  streamed-funnel  the same document from the same query (kpiread.feed_funnel;
+            report.funnel_streamed: what `report funnel --from/--to` runs)
 
 The models and streamed phases must give the same credits, the kpis and streamed-kpis phases
 the same document, the funnel phases the same document (their digests are compared).
@@ -209,7 +209,8 @@ def populate(db: Database, leads: int, seed: int) -> dict[str, int]:
             with cur.copy(f'COPY "{SCHEMA}".{table} ({", ".join(columns)}) FROM STDIN') as copy:
                 for row in data[name]:
                     copy.write_row(row)
-        cur.execute(f'ANALYZE "{SCHEMA}".lead_touchpoints')
+        for table, _ in COPY.values():  # as autovacuum would (a server may run without it)
+            cur.execute(f'ANALYZE "{SCHEMA}".{table}')
     return {name: len(v) for name, v in data.items()}
 
 

@@ -8,7 +8,7 @@ as reached at the moment of the skip, as in `report funnel`.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -247,12 +247,18 @@ class SnapshotTally:
         self.reached: Counter[str] = Counter()
 
     def add(self, j: Journey) -> None:
-        if self.cut and not within(j.reached_at("lead"), self.start, self.end):
+        reached = {s: at for s in FUNNEL_STAGES if (at := j.reached_at(s)) is not None}
+        self.add_stages(reached, current_stage(j))
+
+    def add_stages(self, reached: Mapping[str, datetime], now: str) -> None:
+        """One lead (person) as the first moment it reached each funnel stage it reached, and
+        the stage it stands in now (`current_stage`)."""
+        if self.cut and not within(reached.get("lead"), self.start, self.end):
             return
         self.leads += 1
-        self.now[current_stage(j)] += 1
+        self.now[now] += 1
         for stage in FUNNEL_STAGES:
-            if j.reached_at(stage) is not None:
+            if stage in reached:
                 self.reached[stage] += 1
 
     def document(self) -> dict[str, Any]:

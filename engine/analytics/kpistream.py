@@ -1,7 +1,8 @@
-"""Every KPI section of `report kpis` over journeys fed one at a time (`KpiTally.add`), in the
-order a Dataset lists them: the same document as `report.kpis` over a Dataset, holding per-group
-counts and sums plus one number per lead where a section needs a median or a p90 (a duration, a
-dial count), never the journeys.
+"""Every KPI section of `report kpis` over people fed one at a time, in the order a Dataset
+lists them: a journey (`KpiTally.add`) or its columns (`add_lead`: `kpilead.KpiLead`, as
+`kpiread` streams them from the read model, no object per touch). The same document as
+`report.kpis` over a Dataset, holding per-group counts and sums plus one number per lead where
+a section needs a median or a p90 (a duration, a dial count), never the journeys.
 
 Each section's per-lead step repeats the in-memory function's (engine/analytics/funnel.py,
 followup.py, money.py), which stay the reference: tests/property/test_streamed_kpis.py proves
@@ -12,8 +13,9 @@ the two equal on random journeys. Float sums are added in journey order, as the 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,22 +24,55 @@ from engine.analytics import money
 from engine.analytics.attribution import Credits, Tally
 from engine.analytics.exchange import Exchange, LeftOut
 from engine.analytics.followup import CALL, EMAIL, REASONS
-from engine.analytics.funnel import period_start, source_of, within
+from engine.analytics.funnel import period_start, within
 from engine.analytics.journeys import FUNNEL_STAGES, Cost, Journey
-from engine.analytics.paths import PathStream
+from engine.analytics.kpilead import KpiLead, first_reached, kpi_lead, touchpoint
+from engine.analytics.paths import Path, PathStream, deals_value
 from engine.analytics.stats import days, hours, pct, percentile, r2
 from engine.domain.currency import NO_CURRENCY
 from engine.domain.lifecycle import STAGES
 from engine.domain.rules import Rules
 
 EXIT_STAGES = tuple(s for s in STAGES if s not in FUNNEL_STAGES and s != "anonymous")
-#: every stage some section asks `reached_at` for, computed once per journey
-_ASKED = (*FUNNEL_STAGES, "disqualified")
+CAPTURED = "lead.captured"
+WON = "deal.won"
+_REASON_TYPES = frozenset(REASONS)
 DEFAULT_FIRST_TOUCH = (CALL, "touch.meeting_booked", "touch.meeting_held")
 
 
 def _floats() -> array[float]:
     return array("d")
+
+
+def _in(at: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or at >= start) and (end is None or at < end)
+
+
+def _window(
+    ats: Sequence[datetime], start: datetime | None, end: datetime | None
+) -> tuple[int, int]:
+    """The bounds of the indexes of the (sorted) times in [start, end)."""
+    lo = 0 if start is None else bisect_left(ats, start)
+    hi = len(ats) if end is None else bisect_left(ats, end)
+    return lo, max(lo, hi)
+
+
+def _won(x: KpiLead) -> list[tuple[Decimal | None, str | None, datetime]]:
+    """The won deals (amount, currency, when), in the milestones' order (`Journey.won`)."""
+    if WON not in x.milestone_type:
+        return []
+    columns = (x.milestone_at, x.milestone_type, x.milestone_amount, x.milestone_currency)
+    return [
+        (amount, currency, at)
+        for at, type_, amount, currency in zip(*columns, strict=True)
+        if type_ == WON
+    ]
+
+
+def _path(ats: Sequence[datetime], at: datetime, lookback: timedelta | None) -> tuple[int, int]:
+    """The indexes of the (sorted) times a path converting at `at` holds (`paths._cut`)."""
+    lo = 0 if lookback is None else bisect_left(ats, at - lookback)
+    return lo, bisect_right(ats, at)
 
 
 class KpiTally:
@@ -56,6 +91,7 @@ class KpiTally:
         by: str = "channel",
     ) -> None:
         self.start, self.end, self.period, self.by = start, end, period, by
+        self.everything = start is None and end is None  # no window: every moment is in it
         cfg = rules.attribution
         self.first_touch = (
             rules.sla.first_touch_types if rules.sla else None
@@ -79,8 +115,11 @@ class KpiTally:
         self.dials: dict[str, array[int]] = {o: array("q") for o in ("sql", "disqualified")}
         self.reasons: Counter[tuple[str, str]] = Counter()
         self.email: dict[str, Counter[str]] = defaultdict(Counter)
+        #: False: the e-mail counts come from `add_email` (a sum over touches, in SQL)
+        self.count_email = True
         # clusters (conversion paths), money (attributed revenue: one model by `by`)
         self.conversion_paths = PathStream(cfg, start=start, end=end)
+        self.excluded = frozenset(cfg.exclude_types)
         self.sequences: Counter[str] = Counter()
         self.currency = currency
         self.revenue_paths = PathStream(
@@ -102,106 +141,165 @@ class KpiTally:
         self.revenue: dict[str, Decimal] = defaultdict(Decimal)
 
     def add(self, j: Journey) -> None:
-        s, e, by = self.start, self.end, self.by
-        self.leads += 1
-        reached = {stage: j.reached_at(stage) for stage in _ASKED}
-        group = source_of(j, by)
-        for last in (
-            *(t.at for t in j.touches[-1:]),
-            *(m.at for m in j.moves[-1:]),
-            *(m.at for m in j.milestones[-1:]),
-            *j.routed[-1:],
-        ):
-            if self.moment is None or last > self.moment:
-                self.moment = last
-        if within(reached["lead"], s, e):
-            self._cohort(j, reached, group)
-        for stage in FUNNEL_STAGES:
-            at = reached[stage]
-            if within(at, s, e):
-                assert at is not None
-                self.flow[(period_start(at, self.period), group)][stage] += 1
-        self._followup(j, reached)
-        for outcome, per_lead in self.dials.items():
-            at = reached[outcome]
-            if at is not None and within(at, s, e):
-                per_lead.append(sum(1 for t in j.touches if t.type == CALL and t.at <= at))
-        for m in j.milestones:
-            if m.type in REASONS and within(m.at, s, e):
-                self.reasons[(REASONS[m.type], m.reason or "(no reason given)")] += 1
-        for t in j.touches:
-            if t.type in EMAIL and within(t.at, s, e):
-                self.email[t.campaign or "(none)"][EMAIL[t.type]] += 1
-        path = self.conversion_paths.path(j)
-        if path is not None and path.converted_at is not None:
-            seq: list[str] = []
-            for t in path.touches:
-                name = t.type.removeprefix("touch.")
-                if not seq or seq[-1] != name:
-                    seq.append(name)
-            self.sequences[" > ".join(seq[-4:]) or "(no touchpoint)"] += 1
-        self._money(j, reached, group)
-        path = self.revenue_paths.path(j)
-        if path is not None:
-            self.credits.add(path)
+        self.add_lead(kpi_lead(j, self.by, self.first_touch))
 
-    def _cohort(self, j: Journey, reached: dict[str, datetime | None], group: str) -> None:
+    def add_lead(self, x: KpiLead) -> None:
+        """One person's columns (`kpi_lead`, or `kpiread` straight from the read model)."""
+        s, e = self.start, self.end
+        self.leads += 1
+        at_stage = first_reached(x.move_at, x.move_to)
+        group = x.source
+        if x.latest is not None and (self.moment is None or x.latest > self.moment):
+            self.moment = x.latest
+        if within(at_stage.get("lead"), s, e):
+            self._cohort(x, at_stage, group)
         for stage in FUNNEL_STAGES:
-            self.reached[stage] += reached[stage] is not None
-        for move, after in zip(j.moves, j.moves[1:], strict=False):
-            self.stays[move.to_stage].append(days(after.at - move.at))
-        if j.moves and j.moves[-1].to_stage in EXIT_STAGES:
-            self.sitting[j.moves[-1].to_stage].append(j.moves[-1].at)
-        created, won = reached["lead"], reached["customer"]
-        cycle = days(won - created) if created is not None and won is not None else None
-        if cycle is not None:
-            self.cycles.append(cycle)
+            at = at_stage.get(stage)
+            if at is not None and (self.everything or _in(at, s, e)):
+                self.flow[(period_start(at, self.period), group)][stage] += 1
+        self._followup(x, at_stage)
+        for outcome, per_lead in self.dials.items():
+            at = at_stage.get(outcome)
+            if at is not None and within(at, s, e):
+                per_lead.append(bisect_right(x.call_at, at))
+        if not _REASON_TYPES.isdisjoint(x.milestone_type):
+            for at, type_, reason in zip(
+                x.milestone_at, x.milestone_type, x.milestone_reason, strict=True
+            ):
+                if type_ in REASONS and within(at, s, e):
+                    self.reasons[(REASONS[type_], reason or "(no reason given)")] += 1
+        if self.count_email and x.touches:
+            lo, hi = _window(x.touch_at, s, e)
+            for campaign, type_ in zip(x.email_campaign[lo:hi], x.touch_type[lo:hi], strict=True):
+                if campaign is not None:
+                    self.email[campaign][EMAIL[type_]] += 1
+        self._cluster(x, at_stage)
+        self._money(x, at_stage, group)
+        self._revenue_path(x, at_stage)
+
+    def add_email(self, campaign: str, type_: str, touches: int) -> None:
+        """`touches` e-mail touches of `type_` (EMAIL) in the window, of `campaign`'s key."""
+        self.email[campaign][EMAIL[type_]] += touches
+
+    def _cluster(self, x: KpiLead, at_stage: dict[str, datetime]) -> None:
+        """The converting path's touch types (`followup.clusters`), cut as `paths._cut`."""
+        paths = self.conversion_paths
+        at = at_stage.get(paths.stage)
+        if at is None or not _in(at, paths.start, paths.end):
+            return
+        seq: list[str] = []
+        for type_ in x.touch_type[slice(*_path(x.touch_at, at, paths.lookback))]:
+            if type_ in self.excluded:
+                continue
+            name = type_.removeprefix("touch.")
+            if not seq or seq[-1] != name:
+                seq.append(name)
+        self.sequences[" > ".join(seq[-4:]) or "(no touchpoint)"] += 1
+
+    def _revenue_path(self, x: KpiLead, at_stage: dict[str, datetime]) -> None:
+        """The customer path worth the won deals into `credits` (`PathStream.path`)."""
+        paths, tally, by, excluded = self.revenue_paths, self.credits, self.by, self.excluded
+        at = at_stage.get(paths.stage)
+        if at is None or (paths.end is not None and at >= paths.end):
+            if tally.chains or tally.shapley:  # only Markov and Shapley read these
+                lo, hi = _window(x.touch_at, paths.start, paths.end)
+                keys = tuple(
+                    k
+                    for k, t in zip(x.touch_key[lo:hi], x.touch_type[lo:hi], strict=True)
+                    if t not in excluded
+                )
+                if keys:
+                    tally.add_unconverted({by: keys})
+            return
+        if paths.start is not None and at < paths.start:
+            return
+        lo, hi = _path(x.touch_at, at, paths.lookback)
+        touches = tuple(
+            touchpoint(x.touch_at[i], x.touch_key[i], by)
+            for i in range(lo, hi)
+            if x.touch_type[i] not in excluded
+        )
+        worth = deals_value(_won(x), paths.exchange, paths.left_out)
+        captured = next(
+            (w for w, t in zip(x.milestone_at, x.milestone_type, strict=True) if t == CAPTURED),
+            None,
+        )
+        opportunity = at_stage.get("opportunity")
+        tally.add(
+            Path(
+                x.key,
+                touches,
+                at,
+                worth,
+                lead_created_at=captured if captured is not None else at_stage.get("lead"),
+                opportunity_at=opportunity if opportunity and opportunity <= at else None,
+                closes=paths.stage == "customer",
+            )
+        )
+
+    def _cohort(self, x: KpiLead, at_stage: dict[str, datetime], group: str) -> None:
         if group not in self.source_reached:
             self.source_reached[group] = Counter(dict.fromkeys(FUNNEL_STAGES, 0))
             self.source_cycles[group] = _floats()
         counts = self.source_reached[group]
         for stage in FUNNEL_STAGES:
-            counts[stage] += reached[stage] is not None
+            if stage in at_stage:
+                self.reached[stage] += 1
+                counts[stage] += 1
+        ats, tos = x.move_at, x.move_to
+        stays = self.stays
+        for i in range(len(ats) - 1):  # `days`, inline: a stay per move of every lead
+            stays[tos[i]].append((ats[i + 1] - ats[i]).total_seconds() / 86400.0)
+        if tos and tos[-1] in EXIT_STAGES:
+            self.sitting[tos[-1]].append(ats[-1])
+        created, won = at_stage.get("lead"), at_stage.get("customer")
+        cycle = days(won - created) if created is not None and won is not None else None
         if cycle is not None:
+            self.cycles.append(cycle)
             self.source_cycles[group].append(cycle)
 
-    def _followup(self, j: Journey, reached: dict[str, datetime | None]) -> None:
-        mql = reached["mql"]
-        if not within(mql, self.start, self.end):
+    def _followup(self, x: KpiLead, at_stage: dict[str, datetime]) -> None:
+        mql = at_stage.get("mql")
+        if mql is None or not within(mql, self.start, self.end):
             return
-        assert mql is not None
         self.mqls += 1
         decision = next(
             (
-                m
-                for m in j.milestones
-                if m.type in ("sales.accepted", "sales.rejected") and m.at >= mql
+                t
+                for at, t in zip(x.milestone_at, x.milestone_type, strict=True)
+                if t in ("sales.accepted", "sales.rejected") and at >= mql
             ),
             None,
         )
         if decision is not None:
-            self.accepted += decision.type == "sales.accepted"
-            self.rejected += decision.type == "sales.rejected"
-        times = [t for t in j.routed if t >= mql]
-        times += [m.at for m in j.milestones if m.type == "owner.assigned" and m.at >= mql]
+            self.accepted += decision == "sales.accepted"
+            self.rejected += decision == "sales.rejected"
+        times = [t for t in x.routed if t >= mql]
+        times += [
+            at
+            for at, t in zip(x.milestone_at, x.milestone_type, strict=True)
+            if t == "owner.assigned" and at >= mql
+        ]
         if not times:
             return
         owned = min(times)
-        touch = next((t for t in j.touches if t.type in self.first_touch and t.at >= owned), None)
-        if touch is None:
+        sales = x.sales_at
+        first = bisect_left(sales, owned)
+        if first == len(sales):
             self.waiting += 1
         else:
-            self.speed.append(hours(touch.at - owned))
+            self.speed.append(hours(sales[first] - owned))
 
-    def _money(self, j: Journey, reached: dict[str, datetime | None], group: str) -> None:
+    def _money(self, x: KpiLead, at_stage: dict[str, datetime], group: str) -> None:
         for stage in money.COUNTED:
-            if within(reached[stage], self.start, self.end):
+            at = at_stage.get(stage)
+            if at is not None and (self.everything or _in(at, self.start, self.end)):
                 self.counts[group][stage] += 1
-        for m in j.won():
-            if not within(m.at, self.start, self.end):
+        for amount_or_none, currency, at in _won(x):
+            if not within(at, self.start, self.end):
                 continue
-            amount, cur = m.amount or Decimal(0), m.currency or NO_CURRENCY
-            deal = self.exchange.deal(amount, cur, m.at)
+            amount, cur = amount_or_none or Decimal(0), currency or NO_CURRENCY
+            deal = self.exchange.deal(amount, cur, at)
             if deal is None:
                 self.money_left_out.add("revenue", cur, amount)
             else:

@@ -53,13 +53,16 @@ def reaching(stage: str) -> list[str]:
     return [stage]
 
 
-def _person(people: bool) -> sql.Composable:
+def person_column(people: bool) -> sql.Composable:
+    """A row's person key in code-point order (`load` orders journeys so); with `people`, the
+    unnested lead -> person map `people_join` adds decides it."""
     return sql.SQL(
         'coalesce(p.person, q.lead_key) COLLATE "C"' if people else 'q.lead_key COLLATE "C"'
     )
 
 
-def _join(people: bool) -> sql.Composable:
+def people_join(people: bool) -> sql.Composable:
+    """With `people`: the lead keys and their person keys (two text arrays) joined to `q`."""
     return sql.SQL(
         " LEFT JOIN unnest(%(leads)s::text[], %(people)s::text[]) AS p(lead_key, person) "
         "ON p.lead_key = q.lead_key"
@@ -121,7 +124,7 @@ def query(
     aggregate (twice the query's time), and without it aggregates the sorted subquery's rows
     in their order (its `array_agg` cannot be split in parallel parts): `feed` passes False
     there."""
-    person, join = _person(people), _join(people)
+    person, join = person_column(people), people_join(people)
     grouping = [
         sql.SQL("coalesce(nullif(q.{c}, ''), {u}) AS g{i}").format(
             c=sql.Identifier(c), u=sql.Literal(UNKNOWN), i=sql.SQL(str(i))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.analytics import followup, funnel, money, pathread
+from engine.analytics import followup, funnel, kpiread, money, pathread
 from engine.analytics.accounts import stream_by_account
 from engine.analytics.attribution import MODELS, Credits, Tally, attribute, side_by_side
 from engine.analytics.exchange import LeftOut
@@ -338,11 +338,16 @@ def kpis_streamed(
     currency: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """`kpis`, journeys streamed lead by lead from the read model (`load.stream`)."""
-    return _read_model_pass(
-        kpis_of, db, rules, window, progress,
-        period=period, by=by, model=model, currency=currency,
+    """`kpis`, each person's columns streamed from the read model (`kpiread.feed`: one query,
+    arrays per person); a wrong model or currency fails before any row is read."""
+    (name,) = models_of(model)
+    tally = KpiTally(
+        rules, window.start, window.end,
+        costs=load_costs(db, window.as_of, window.occurred_by),
+        currency=report_currency(rules, currency), model=name, period=period, by=by,
     )  # fmt: skip
+    kpiread.feed(db, tally, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return {**window.describe(), "rules": rules.ref, **tally.sections()}
 
 
 def funnel_streamed(
@@ -350,8 +355,9 @@ def funnel_streamed(
 ) -> dict[str, Any]:
     """`report funnel` with a window or a clock (`funnel.snapshot`), journeys streamed lead by
     lead from the read model: memory holds one journey and a count per stage."""
-    journeys = stream(db, window.as_of, occurred_by=window.occurred_by, progress=progress)
-    return funnel.snapshot_of(journeys, window.start, window.end)
+    tally = funnel.SnapshotTally(window.start, window.end)
+    kpiread.feed_funnel(db, tally, window.as_of, occurred_by=window.occurred_by, progress=progress)
+    return tally.document()
 
 
 def _read_model_pass(
@@ -366,7 +372,7 @@ def _read_model_pass(
     model: str,
     currency: str | None,
 ) -> dict[str, Any]:
-    """`of` (`kpis_of`, `page_document_of`) over the window's costs and its journeys streamed
+    """`of` (`page_document_of`) over the window's costs and its journeys streamed
     from the read model; a wrong model or currency fails before any row is read."""
     models_of(model)
     report_currency(rules, currency)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.analytics import pathread, report
+from engine.analytics import funnel, pathread, report
 from engine.analytics.accounts import account_keys, by_account
 from engine.analytics.attribution import MODELS
 from engine.analytics.journeys import Journey
@@ -128,6 +128,50 @@ def test_streamed_kpis_and_page_equal_the_report(stitched: Runtime) -> None:
         got = report.page_document_streamed(db, rules, window)
         assert got == expected
         assert _undated(page(got)) == _undated(page(expected))
+
+
+def test_streamed_funnel_equals_the_snapshot(stitched: Runtime) -> None:
+    """`report funnel` with a window or a clock (now one query, arrays per person:
+    `kpiread.feed_funnel`) gives the snapshot of the loaded journeys, people of several leads
+    standing where their furthest lead stands."""
+    db = stitched.db
+    assert person_keys(db), "the data must hold people of several leads"
+    for window in _windows(stitched):
+        ds = load(db, window.as_of, occurred_by=window.occurred_by)
+        for start, end in ((window.start, window.end), (None, window.end), (window.start, None)):
+            expected = funnel.snapshot(ds, start, end)
+            got = report.funnel_streamed(db, Window(start, end, window.as_of, window.occurred_by))
+            assert got == expected, (window, start, end)
+
+
+def test_a_person_s_leads_in_the_order_stream_meets_them(runtime: Runtime) -> None:
+    """Two leads of one person move at the same moment (b to `lead`, a to `sql`): the merged
+    moves keep `load.stream`'s order of the leads (b first: it has touches, a only moves),
+    which decides the stays the KPIs measure; and the person stands where a, its furthest
+    lead, stands (sql), not where its last move went (b to nurture)."""
+    events = [
+        captured("a", days=-1),
+        touch("touch.page_viewed", "b", channel="paid", days=0.5),
+        ev("identity.linked", "b", {"to": "a", "reason": "cookie"}, days=0.6),
+        captured("b", days=1),
+        ev("sales.qualified", "a", days=1),
+        ev("lead.nurture_enrolled", "b", days=2),
+        captured("c", days=1),
+    ]
+    runtime.app.ingest(events)
+    runtime.projector.run()
+    db, rules = runtime.db, runtime.rules
+    assert person_keys(db) == {"a": "a", "b": "a"}
+    snapshot = report.funnel_streamed(db, Window(start=T0 - timedelta(days=5)))
+    assert snapshot == funnel.snapshot(load(db), T0 - timedelta(days=5), None)
+    assert {r["stage"]: r["now"] for r in snapshot["stages"]}["sql"] == 1
+    assert snapshot["exits_now"]["nurture"] == 0
+    got = report.kpis_streamed(db, rules, Window())
+    assert to_json(got) == to_json(report.kpis_of(stream(db), [], rules, Window()))
+    assert to_json(got) == to_json(report.kpis(load(db), rules, Window()))
+    stays = {r["stage"]: r["stays"] for r in got["funnel"]}
+    assert stays["lead"] == 2 and stays["sql"] == 1  # lead(a), lead(b), sql(a), nurture(b)
+    assert got["funnel"][0]["median_days"] == 1.0  # lead stays of 2 days and 0 days
 
 
 def _undated(html: str) -> str:
