@@ -8,11 +8,12 @@ its type's cap, both, or neither; caps sharing a pair form a group):
 - no cap (and every negative rule, never capped): a decayed sum, order-free;
 - a group with one cap: min(cap, decayed sum), order-free (granting newest first fills the one
   cap whatever the order, so the greedy's total is the capped sum);
-- a group with several caps: for each of its (type, rule) pairs, the touches that rule matched,
+- a group with several caps: its touches, each with the (type, rule) pairs that matched it,
   kept in event time; granted newest first exactly as `scoring` does, but a pair whose rule cap
   or type cap is full is dropped from the walk (it could only be granted nothing more), so the
   walk stops once no pair can grant: on a long history, after the few newest touches that fill
-  the caps, not after every touch (`lead show` of a 10,000-touch lead).
+  the caps, not after every touch (`lead show` of a 10,000-touch lead). While the group's
+  decayed sum is within its smallest cap no cap can bind, so the sum is the grant (no walk).
 
 A decayed sum is kept as a value at a reference moment (its newest touch): a touch after it
 rescales the value and adds, a late touch (before it) adds its points decayed to the reference;
