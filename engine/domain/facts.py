@@ -99,15 +99,20 @@ def profile_of(
     attrs: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for fact in chronological((f for f in facts if f.type in PROFILE_TYPES), as_of):
-        if fact.type == "lead.captured":
-            values = {k: fact.data.get(k) for k in CAPTURED_PROFILE_FIELDS}
-            values["email_domain"] = email_domain(fact.data.get("email")) or fact.data.get(
-                "email_domain"
-            )
-        else:
-            values = {k: v for k, v in fact.data.items() if k != "schema_version"}
-        for key, value in values.items():
+        for key, value in profile_values(fact).items():
             if value is not None:
                 attrs[key] = value
                 origin[key] = fact.event_id
     return attrs, origin
+
+
+def profile_values(fact: Fact) -> dict[str, Any]:
+    """What one profile fact says of the profile (`profile_of` lays them over each other in
+    event time; a None value says nothing)."""
+    if fact.type == "lead.captured":
+        values = {k: fact.data.get(k) for k in CAPTURED_PROFILE_FIELDS}
+        values["email_domain"] = email_domain(fact.data.get("email")) or fact.data.get(
+            "email_domain"
+        )
+        return values
+    return {k: v for k, v in fact.data.items() if k != "schema_version"}

@@ -8,11 +8,12 @@ its type's cap, both, or neither; caps sharing a pair form a group):
 - no cap (and every negative rule, never capped): a decayed sum, order-free;
 - a group with one cap: min(cap, decayed sum), order-free (granting newest first fills the one
   cap whatever the order, so the greedy's total is the capped sum);
-- a group with several caps: for each of its (type, rule) pairs, the touches that rule matched,
+- a group with several caps: its touches, each with the (type, rule) pairs that matched it,
   kept in event time; granted newest first exactly as `scoring` does, but a pair whose rule cap
   or type cap is full is dropped from the walk (it could only be granted nothing more), so the
   walk stops once no pair can grant: on a long history, after the few newest touches that fill
-  the caps, not after every touch (`lead show` of a 10,000-touch lead).
+  the caps, not after every touch (`lead show` of a 10,000-touch lead). While the group's
+  decayed sum is within its smallest cap no cap can bind, so the sum is the grant (no walk).
 
 A decayed sum is kept as a value at a reference moment (its newest touch): a touch after it
 rescales the value and adds, a late touch (before it) adds its points decayed to the reference;
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.domain.facts import PROFILE_TYPES, Fact, profile_of
+from engine.domain.facts import PROFILE_TYPES, Fact, profile_of, profile_values
 from engine.domain.rules import (
     Combine,
     Condition,
@@ -91,9 +92,11 @@ class _Greedy:
 
     caps: dict[Cap, float]
     members: dict[str, list[tuple[EngagementRule, Cap, Cap]]]  # type -> its rules, file order
-    #: (type, position in `members[type]`) -> `touch_key` of every touch that rule matched,
-    #: ascending (event time, then arrival)
-    matched: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    #: (`touch_key`, type, positions in `members[type]` of the rules it matched) of every
+    #: touch one of its rules matched, ascending (event time, then arrival)
+    touches: list[tuple[int, str, tuple[int, ...]]] = field(default_factory=list)
+    #: (type, position in `members[type]`) -> how many touches that rule matched
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def touch_key(at: datetime, seq: int) -> int:
@@ -118,8 +121,9 @@ class Plan:
     #: group's `members[type]` or -1) per rule, file order
     by_type: dict[str, tuple[tuple[tuple[Condition, ...], float, bool, int, int | None, int], ...]]
     single_slots: tuple[tuple[int, float], ...]  # (slot, cap) of each one-cap group
-    fit_fields: tuple[str, ...]  # the profile attributes the fit rules read
-    fit_reads: tuple[tuple[FitRule, tuple[str, ...]], ...]  # each fit rule, the fields it reads
+    fit_rules: tuple[FitRule, ...]
+    #: profile attribute -> the fit rules (positions in `fit_rules`) that read it
+    fit_reads: dict[str, tuple[int, ...]]
     #: the running bound only falls between touches (no negative points decay toward zero):
     #: what `Gate` needs
     gated: bool = False
@@ -177,7 +181,10 @@ class Plan:
                     position = placed[(several, t)] = placed.get((several, t), -1) + 1
                 entry = (rule.when, rule.points, rule.decay, slot, several, position)
                 by_type.setdefault(t, []).append(entry)
-        fields = dict.fromkeys(c.field for r in model.fit.rules for c in r.when)
+        reads: dict[str, list[int]] = {}
+        for n, fit_rule in enumerate(model.fit.rules):
+            for field_ in dict.fromkeys(c.field for c in fit_rule.when):
+                reads.setdefault(field_, []).append(n)
         half_life = model.engagement.half_life_days
         rising = half_life is not None and any(
             r.points < 0 and r.decay for r in model.engagement.rules
@@ -189,8 +196,8 @@ class Plan:
             members,
             {t: tuple(entries) for t, entries in by_type.items()},
             tuple((g + 1, cap) for g, cap in single.items()),
-            tuple(fields),
-            tuple((r, tuple(c.field for c in r.when)) for r in model.fit.rules),
+            tuple(model.fit.rules),
+            {f: tuple(rules) for f, rules in reads.items()},
             not rising,
         )
 
@@ -225,14 +232,17 @@ class ScoreState:
 
     __slots__ = (
         "added",
+        "attrs",
         "bounds",
         "fed",
         "fit",
-        "fits",
         "gate",
+        "greedy",
+        "hits",
         "latest",
         "model",
         "multi",
+        "newest",
         "plan",
         "profile",
         "sums",
@@ -246,11 +256,19 @@ class ScoreState:
         self.multi = {g: _Greedy(caps, self.plan.members[g]) for g, caps in self.plan.multi.items()}
         self.fed = 0  # facts added so far (a prefix of the lead's facts, in arrival order)
         self.profile: list[Fact] = []
+        #: the profile as `profile_of(self.profile)` gives it, and its newest fact's moment
+        self.attrs: dict[str, Any] = {}
+        self.newest: datetime | None = None
         self.fit = 0.0
         self.latest: datetime | None = None
         #: (slot, sum of caps) of each several-cap group: the most it may grant
         self.bounds = tuple((g + 1, sum(caps.values())) for g, caps in self.plan.multi.items())
-        self.fits = _fits(model)
+        #: (slot, smallest cap, greedy) of each several-cap group
+        self.greedy = tuple(
+            (g + 1, min(caps.values()), self.multi[g]) for g, caps in self.plan.multi.items()
+        )
+        #: whether each fit rule matches `attrs` (None: no profile fact yet)
+        self.hits: list[bool] | None = None
         #: the last bound check (`Gate`; None: none since the fit last changed), and the
         #: positive points (undecayed) the touches fed since then carry
         self.gate: Gate | None = None
@@ -261,7 +279,7 @@ class ScoreState:
         fed = self.fed
         if fed == len(facts):
             return
-        profile_changed = False
+        fit_read: set[str] = set()
         latest = self.latest
         for fact in facts[fed:]:
             if latest is None or fact.occurred_at > latest:
@@ -269,37 +287,47 @@ class ScoreState:
             kind = fact.type
             if kind in PROFILE_TYPES:
                 self.profile.append(fact)
-                profile_changed = True
+                self._lay(fact, fit_read)
             elif kind.startswith("touch."):
                 self._touch(fact)
         self.latest = latest
         self.fed = len(facts)
-        if profile_changed:
-            attrs, _origin = profile_of(self.profile)
-            self.fit = self._fit(attrs)
-            self.gate = None  # the bound was for the fit it had
+        if fit_read or (self.hits is None and self.profile):
+            fit = self._fit(fit_read)
+            if fit != self.fit:
+                self.fit = fit
+                self.gate = None  # the bound was for the fit it had
 
-    def _fit(self, attrs: dict[str, Any]) -> float:
-        """The fit of a profile, remembered per model by the values its fit rules read; a
-        profile not seen yet sums `fit_points` with each rule's match remembered by the values
-        it reads (profiles differ in a field or two: most rules' answers are known)."""
-        fits = self.fits
-        key = tuple(map(_read, map(attrs.get, self.plan.fit_fields)))
-        known = fits.get(key)
-        if known is None:
-            if len(fits) > 8192:
-                fits.clear()
-            points = []
-            for n, (rule, fields) in enumerate(self.plan.fit_reads):
-                asked = (n, *map(_read, map(attrs.get, fields)))
-                hit = fits.get(asked)
-                if hit is None:
-                    hit = fits[asked] = rule.matches(attrs)
-                if hit:
-                    points.append(rule.points)
-            # summed as `fit_points` sums: the same points in the same order, by `sum`
-            known = fits[key] = round(clamp(sum(points)), 2)
-        return float(known)
+    def _lay(self, fact: Fact, read: set[str]) -> None:
+        """Lay a profile fact over `attrs` as `profile_of` does (a late one: all laid again),
+        adding to `read` the attributes a fit rule reads whose value may have changed."""
+        newest, at = self.newest, fact.occurred_at
+        if newest is not None and at < newest:  # not last in event time: lay them all again
+            self.attrs = profile_of(self.profile)[0]
+            read.update(self.plan.fit_reads)
+            return
+        self.newest = at  # a tie is laid after: it arrived later (`chronological`)
+        attrs, fields = self.attrs, self.plan.fit_reads
+        for key, value in profile_values(fact).items():
+            if value is not None:
+                # a condition reads a value's text and number, both fixed by its `_read`
+                if key in fields and _read(attrs.get(key)) != _read(value):
+                    read.add(key)
+                attrs[key] = value
+
+    def _fit(self, read: set[str]) -> float:
+        """The fit of `attrs`, as `fit_points` sums it (the points of the rules that match,
+        in file order, by `sum`), re-matching only the rules that read an attribute in `read`
+        (all of them at the first profile fact)."""
+        plan, attrs = self.plan, self.attrs
+        hits = self.hits
+        if hits is None:
+            hits = self.hits = [rule.matches(attrs) for rule in plan.fit_rules]
+        else:
+            for n in {n for key in read for n in plan.fit_reads[key]}:
+                hits[n] = plan.fit_rules[n].matches(attrs)
+        points = [rule.points for rule, hit in zip(plan.fit_rules, hits, strict=True) if hit]
+        return float(round(clamp(sum(points)), 2))
 
     def _touch(self, fact: Fact) -> None:
         entries = self.plan.by_type.get(fact.type)
@@ -307,7 +335,7 @@ class ScoreState:
             return
         at = fact.occurred_at.timestamp()
         data = fact.data
-        key: int | None = None
+        grouped: dict[int, list[int]] | None = None  # several-cap group -> rules matched
         add = self.sums.add
         for when, points, decays, slot, several, position in entries:
             if when and not all(c.matches(data) for c in when):
@@ -316,10 +344,17 @@ class ScoreState:
             if points > 0:
                 self.added += points
             if several is not None:
-                if key is None:
-                    key = touch_key(fact.occurred_at, fact.seq)
-                matched = self.multi[several].matched
-                insort(matched.setdefault((fact.type, position), []), key)
+                if grouped is None:
+                    grouped = {}
+                grouped.setdefault(several, []).append(position)
+        if grouped:
+            key, kind = touch_key(fact.occurred_at, fact.seq), fact.type
+            for several, positions in grouped.items():
+                group = self.multi[several]
+                insort(group.touches, (key, kind, tuple(positions)))
+                counts = group.counts
+                for position in positions:
+                    counts[(kind, position)] = counts.get((kind, position), 0) + 1
 
     def engagement(self, as_of: datetime, *, bound: bool = False, raw: bool = False) -> float:
         """Engagement as of `as_of`; with `bound`, an upper bound that skips the several-cap
@@ -336,8 +371,10 @@ class ScoreState:
                 part = decaying[slot] * factor + flat[slot]
                 total += most if part > most else part
         else:
-            for greedy in self.multi.values():
-                total += self._granted(greedy, as_of)
+            for slot, least, greedy in self.greedy:
+                part = decaying[slot] * factor + flat[slot]
+                # all its points fit under its smallest cap: the greedy would grant them all
+                total += part if part <= least else self._granted(greedy, as_of)
         if raw:
             return total
         return round(0.0 if total < 0.0 else 100.0 if total > 100.0 else total, 2)
@@ -346,32 +383,35 @@ class ScoreState:
         """`scoring._engagement_lines` restricted to one group's rules and caps: its touches
         newest first, each touch's rules in file order, every grant as `scoring` computes it.
         A (type, rule) pair is walked only while both its caps have room (a full one grants it
-        nothing, and room only shrinks), so the walk ends when the last such pair runs out of
-        touches or room; the touches skipped would each have been granted 0."""
+        nothing, and room only shrinks), so the walk ends when no pair has both room and
+        touches left; the touches skipped would each have been granted 0."""
         room = dict(group.caps)
         half_life = self.model.engagement.half_life_days
         now = (as_of - _EPOCH) // _MICROSECOND
-        matched = group.matched
-        heads = {pair: len(keys) - 1 for pair, keys in matched.items() if keys}
-        self._drop_full(group, room, heads)
+        members = group.members
+        left = dict(group.counts)  # (type, position) -> its touches not walked yet
+        live = {pair for pair, n in left.items() if n}
+        self._drop_full(group, room, live)
+        touches = group.touches
+        i = len(touches)
         granted = 0.0
-        while heads:
-            pair = max(heads, key=lambda p: matched[p][heads[p]])
-            key = matched[pair][heads[pair]]
-            kind = pair[0]
+        while live:  # a live pair has a touch left: i > 0
+            i -= 1
+            key, kind, positions = touches[i]
             factor = 1.0
             if half_life is not None:
                 # in whole microseconds / 10**6: `timedelta.total_seconds()` exactly
                 age = max(0.0, (now - (key >> 32)) / 1_000_000 / DAY_SECONDS)
                 factor = float(0.5 ** (age / half_life))
-            for position, (rule, rkey, tkey) in enumerate(group.members[kind]):
-                at = heads.get((kind, position))
-                if at is None or matched[(kind, position)][at] != key:
-                    continue  # this rule did not match this touch, or can grant no more
-                if at:
-                    heads[(kind, position)] = at - 1
-                else:
-                    del heads[(kind, position)]
+            rules = members[kind]
+            for position in positions:
+                pair = (kind, position)
+                if pair not in live:
+                    continue  # can grant no more
+                left[pair] -= 1
+                if not left[pair]:
+                    live.discard(pair)
+                rule, rkey, tkey = rules[position]
                 raw = rule.points * (factor if rule.decay else 1.0)
                 if raw > 0:
                     points = max(0.0, min(room.get(rkey, raw), room.get(tkey, raw), raw))
@@ -380,18 +420,17 @@ class ScoreState:
                     if tkey in room:
                         room[tkey] -= points
                     granted += points
-            self._drop_full(group, room, heads)
+            self._drop_full(group, room, live)
         return granted
 
     @staticmethod
-    def _drop_full(
-        group: _Greedy, room: dict[Cap, float], heads: dict[tuple[str, int], int]
-    ) -> None:
+    def _drop_full(group: _Greedy, room: dict[Cap, float], live: set[tuple[str, int]]) -> None:
         """Stop walking the pairs one of whose caps is full."""
-        for kind, position in list(heads):
+        for kind, position in list(live):
             _rule, rkey, tkey = group.members[kind][position]
             if room.get(rkey, 1.0) <= 0 or room.get(tkey, 1.0) <= 0:
-                del heads[(kind, position)]
+                live.discard((kind, position))
+
     def check(self, as_of: datetime, at: float) -> Gate:
         """A new `Gate` at `as_of` (`at`: its epoch seconds; not before the latest fact)."""
         raw = self.engagement(as_of, bound=True, raw=True)
@@ -401,10 +440,11 @@ class ScoreState:
 
     def settled(self, as_of: datetime) -> tuple[float, float, float] | None:
         """(fit, engagement, total) as of `as_of` exactly as `scoring.score` gives them, or
-        None where the running sums cannot tell: `as_of` before the latest fact, no profile
-        fact yet (the fit was never computed), or a raw engagement so near a tie of
-        `round(x, 2)` that float rounding in another order could round it the other way."""
-        if not self.profile or (self.latest is not None and as_of < self.latest):
+        None where the running sums cannot tell: `as_of` before the latest fact, or a raw
+        engagement so near a tie of `round(x, 2)` that float rounding in another order could
+        round it the other way. With no profile fact the fit is 0.0, as `score` sums no
+        rule (every fit rule has a condition, and a condition on no value fails)."""
+        if self.latest is not None and as_of < self.latest:
             return None
         raw = self.engagement(as_of, raw=True)
         if abs((raw * 100) % 1 - 0.5) < TIE:
@@ -497,20 +537,6 @@ def _read(value: Any) -> Any:
     return value if type(value) is str else (type(value), str(value))
 
 
-_FITS: dict[int, tuple[ScoringModel, dict[tuple[Any, ...], Any]]] = {}
-
-
-def _fits(model: ScoringModel) -> dict[tuple[Any, ...], Any]:
-    """The fit remembered per profile, and each fit rule's match per values it reads
-    (`ScoreState._fit`; keys of two shapes), one table per model object."""
-    known = _FITS.get(id(model))
-    if known is None or known[0] is not model:
-        if len(_FITS) > 64:
-            _FITS.clear()
-        known = _FITS[id(model)] = (model, {})
-    return known[1]
-
-
 def near(rule: MqlRule, fit: float, engagement: float, total: float) -> bool:
     """Whether any value is within `EPSILON` of its threshold (the running score may then
     decide otherwise than the full recomputation, so the decision re-scores)."""
@@ -563,6 +589,21 @@ def decide_mql(
                 return Score(model.ref, as_of, fit, engagement, total, ())
     full = score(facts, model, as_of, explain=False)  # the decision records totals
     return full if rule.met(full.fit, full.engagement, full.total) else None
+
+
+def ruled_out(state: ScoreState, facts: Sequence[Fact], as_of: datetime, *rules: MqlRule) -> bool:
+    """Whether `decide_mql(state, facts, as_of, model)` is None for a model with each of `rules`
+    on its gate alone (`Gate`), without computing any engagement: the check `decide_mql`
+    makes first, once for several rules on one running score (what-if's pair)."""
+    state.feed(facts)
+    gate = state.gate
+    if gate is None or (state.latest is not None and as_of < state.latest):
+        return False
+    at = as_of.timestamp()
+    if at < gate.at:
+        return False
+    added = state.added
+    return all(added < gate.headroom(rule) for rule in rules)
 
 
 def same_scoring(one: ScoringModel, other: ScoringModel) -> bool:

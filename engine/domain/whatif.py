@@ -27,7 +27,7 @@ from engine.domain.accounts.whatif import member, qualifying, signals
 from engine.domain.fold import EPOCH, LeanLead
 from engine.domain.lifecycle import QUALIFIABLE, RANK
 from engine.domain.rules import Rules, ScoringModel
-from engine.domain.scorestate import ScoreState, same_scoring
+from engine.domain.scorestate import ScoreState, ruled_out, same_scoring
 
 if TYPE_CHECKING:  # types only: the fold reads whatever log it is handed
     from eventsourcing.persistence import ApplicationRecorder, StoredEvent
@@ -376,8 +376,14 @@ class _Twins(LeanLead):
         other = self.other
         if other is None or self.twin is not None:
             return super()._qualify(rules, trigger, at)
-        if self.stage not in QUALIFIABLE or self.clock is None:
+        clock = self.clock
+        if self.stage not in QUALIFIABLE or clock is None:
             return False
+        state = self._running(rules)
+        if state is self._running(other) and ruled_out(
+            state, self.facts, clock, rules.mql, other.mql
+        ):
+            return False  # neither side's rule can be met: as both `_decide` would find
         mine = self._decide(rules)
         theirs = mine if other is rules else self._decide(other)
         if (mine is None) != (theirs is None):
