@@ -1016,6 +1016,12 @@ class LeadEngine(Application[UUID]):
             shared[roster_id()] = (Roster, ROSTER_KEY)
         # what routing reads (one round trip each, before) in the same query, from the cached
         # version on; not a contended one (read under its lock, `_load_shared`)
+        if self.locks is not None:  # the projector writes them too: turns, not redos
+            self.locks.hold(
+                account_id(env.subject)
+                for env in events
+                if env.is_account_event and not env.subject.startswith(PROVISIONAL)
+            )
         after = dict.fromkeys(wanted, 0)
         shared_after = {
             i: self._cached_version(i)
@@ -1213,6 +1219,22 @@ class LeadEngine(Application[UUID]):
         on a fresh read; the cached account is trusted otherwise."""
         if not mqas and not members:
             return {}
+        # the consumers write CRM accounts too: wait for a batch writing one to commit (its
+        # lock) rather than make it redo its batch; provisional ones take turns as shared ones
+        keys = {d.account_id for d, _ in mqas} | {d.account for d in members}
+        if self.locks is not None:
+            self.locks.hold(account_id(k) for k in keys if not k.startswith(PROVISIONAL))
+        try:
+            return self._record_account_decisions(mqas, members)
+        finally:
+            if self.locks is not None:
+                self.locks.release()
+
+    def _record_account_decisions(
+        self,
+        mqas: Sequence[tuple[MqaDecision, AccountScore | None]],
+        members: Sequence[MemberDecision],
+    ) -> dict[str, dict[str, Any]]:
         for attempt in range(5):
             touched: dict[UUID, Aggregate] = {}
             stored: dict[str, dict[str, Any]] = {}
