@@ -92,6 +92,7 @@ from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, stored_scheme, streams_after
 from engine.services import duplicates, person_routing
+from engine.services.batch_accounts import BatchAccounts
 from engine.services.cache import budget_cache, key_cache_size
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
@@ -226,6 +227,8 @@ class LeadEngine(Application[UUID]):
         #: the directory as one ingest reads it (None outside one): once per batch, not once
         #: per routed lead (engine/postgres/account_directory.py `BatchReads`)
         self._directory_reads: BatchReads | None = None
+        #: the accounts the batch touched, as directory rows (`_match_now`)
+        self._batch_accounts = BatchAccounts()
         #: an ingest's duplicate index rows and pairs, written in its save's transaction
         self._dup_batch = self.duplicates.batch()
         #: each fact's (source, id) -> the lead that recorded it (engine/postgres/identities.py)
@@ -432,6 +435,7 @@ class LeadEngine(Application[UUID]):
             self._dup_batch = self.duplicates.batch()
             self._owners, self._new_pairs = {}, {}
             self._directory_reads = None
+            self._batch_accounts.reset()
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -756,11 +760,7 @@ class LeadEngine(Application[UUID]):
         found = {a.account_id: a for a in self._candidates(*args)}
         # accounts updated in this batch, not committed yet: as they are now
         batch = AccountDirectory()
-        batch.put(
-            account_directory.row_of(fold(a.key, a.updates))
-            for a in touched.values()
-            if isinstance(a, Account) and a.pending_events and a.updates
-        )
+        batch.put(self._batch_accounts.changed_rows(touched))
         found.update((a.account_id, a) for a in batch.candidates(*args))
         if not found:
             return match_lead(signals, match_index([], [], rules), rules), found, ""
