@@ -35,7 +35,7 @@ from psycopg import sql
 LOCK = sql.SQL("SELECT pg_advisory_lock(%s)")
 #: session locks on several keys, taken one after the other in the array's order
 LOCK_ALL = sql.SQL("SELECT count(pg_advisory_lock(k)) FROM unnest(%s::bigint[]) AS u(k)")
-UNLOCK = sql.SQL("SELECT pg_advisory_unlock(%s)")
+UNLOCK_ALL = sql.SQL("SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS u(k)")
 XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
 #: how long a save waits for a shared aggregate another batch holds before it gives up (and
 #: is retried): longer than a batch takes, short enough to undo a wait on each other
@@ -122,8 +122,8 @@ class SharedLocks:
         self._held.clear()
         self._conn = None
         try:
-            for agg_id in held if conn is not None else ():
-                conn.execute(UNLOCK, (lock_key(agg_id),))
+            if conn is not None and held:  # one round trip for all
+                conn.execute(UNLOCK_ALL, (sorted(lock_key(i) for i in held),))
         except Exception:
             with contextlib.suppress(Exception):
                 conn.close()
