@@ -833,7 +833,8 @@ class LeadEngine(Application[UUID]):
             return
         domains = list(fold(account.key, account.updates).domains)
         self._release_provisional(account, domains, env, touched)
-        keys = set(self.account_directory.provisional_under(domains))
+        reads = self._directory_reads
+        keys = set((reads or self.account_directory).provisional_under(domains))
         keys |= {
             a.key
             for a in touched.values()
