@@ -14,6 +14,7 @@ its batch (docs/identity.md, "One person, one owner"). Ids only: nothing persona
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from uuid import UUID, uuid5
 
@@ -22,7 +23,9 @@ from eventsourcing.domain import Aggregate
 from engine.aggregates.lead import NAMESPACE
 
 
+@functools.lru_cache(maxsize=8192)
 def kin_id(lead_id: UUID) -> UUID:
+    """The id of a lead's `Kin` (remembered: a batch asks it for each of its lead events)."""
     return uuid5(NAMESPACE, f"kin:{lead_id}")
 
 

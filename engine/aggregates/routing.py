@@ -9,6 +9,7 @@ loser reloads and takes turn N+1. `Roster` holds rep availability and capacity o
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -21,10 +22,12 @@ from engine.domain import identity
 ROSTER_KEY = "default"
 
 
+@functools.lru_cache(maxsize=1024)
 def queue_id(key: str) -> UUID:
     return uuid5(NAMESPACE, f"queue:{key}")
 
 
+@functools.lru_cache(maxsize=16)
 def roster_id(key: str = ROSTER_KEY) -> UUID:
     return uuid5(NAMESPACE, f"roster:{key}")
 

@@ -483,7 +483,10 @@ def validate_event(
         raise _from_validation(exc, prefix="data.", event_id=env.id, event_type=env.type) from None
     clean = data.model_dump(mode="json", exclude_none=True)
     _check_other_key(env.type, env.id, env.subject, clean)
-    out = env.model_copy(update={"data": clean})
+    # `env` was made above and is not shared: its data replaced in place, where model_copy
+    # copied the whole model (2.7 of 6.6 s of validating in a profile of ingest)
+    env.__dict__["data"] = clean
+    out = env
     attributes = dict(env.model_extra or {}) if unknown_fields == "keep" else {}
     out._kept = {k: v for k, v in (("data", unknown), ("attributes", attributes)) if v}
     return out

@@ -284,15 +284,27 @@ class BatchReads:
         self, account: str | None, email_domain: str | None, company_words: str | None
     ) -> list[AccountProfile]:
         key = (account, email_domain, company_words)
-        if not self._read:
-            self._read = True
-            self._whole = self.directory.snapshot(self.most)
-        if self._whole is not None:
-            return self._whole.candidates(*key)
+        whole = self._snapshot()
+        if whole is not None:
+            return whole.candidates(*key)
         found = self._answers.get(key)
         if found is None:
             found = self._answers[key] = self.directory.candidates(*key)
         return found
+
+    def provisional_under(self, domains: Sequence[str]) -> list[str]:
+        """`AccountDirectory.provisional_under`, from the snapshot when there is one (each
+        account event asked the table: 108 round trips, 1.5 s of a consume profile)."""
+        whole = self._snapshot()
+        if whole is not None:
+            return whole.provisional_under(domains)
+        return self.directory.provisional_under(domains)
+
+    def _snapshot(self) -> AccountDirectory | None:
+        if not self._read:
+            self._read = True
+            self._whole = self.directory.snapshot(self.most)
+        return self._whole
 
 
 class PostgresAccountDirectory(AccountDirectory):

@@ -34,6 +34,7 @@ from psycopg import Cursor, Pipeline
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from engine.postgres import binarray
 from engine.postgres.contention import SET_LOCK_TIMEOUT, XACT_LOCK
 from engine.postgres.db import Database
 from engine.postgres.lean import CLOCK, LeanStatements, LockTimes, columns
@@ -199,8 +200,8 @@ class Links:
     digests: list[bytes]
     entries: list[bytes]
 
-    def columns(self) -> tuple[list[Any], ...]:
-        return (self.ids, self.versions, self.digests, self.entries)
+    def columns(self) -> tuple[Any, ...]:
+        return (self.ids, binarray.int8s(self.versions), self.digests, self.entries)
 
 
 def chain_links(
@@ -232,7 +233,9 @@ def chain_links(
     if wanted:
         with conn.cursor() as curs:
             curs.execute(
-                lean.previous_links, ([w[0] for w in wanted], [w[1] for w in wanted]), prepare=True
+                lean.previous_links,
+                ([w[0] for w in wanted], binarray.int8s(w[1] for w in wanted)),
+                prepare=True,
             )
             for row in curs.fetchall():
                 key = (UUID(str(row["originator_id"])), int(row["originator_version"]))

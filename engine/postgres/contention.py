@@ -13,6 +13,12 @@ Every shared aggregate the batch wrote becomes contended, not only the one the c
 names: marking only the named one was tried and let two consumers take turns losing on the
 next shared stream of their batches, with lock timeouts, stalling a batch ~55 s (CI,
 test_two_consumers_share_partitions_and_one_stops_halfway).
+
+CRM accounts have two writers, the consumers (`account.*` events) and the projector beside them
+(its settling's decisions, `LeadEngine.record_account_decisions`): each takes the session locks
+of the accounts it will write (`hold`) before it reads them, so the two take turns instead of
+one redoing a whole batch. `hold` is only called holding no lock, with the keys in one order,
+so it cannot close a cycle of waits.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import sql
 
 LOCK = sql.SQL("SELECT pg_advisory_lock(%s)")
-UNLOCK = sql.SQL("SELECT pg_advisory_unlock(%s)")
+#: session locks on several keys, taken one after the other in the array's order
+LOCK_ALL = sql.SQL("SELECT count(pg_advisory_lock(k)) FROM unnest(%s::bigint[]) AS u(k)")
+UNLOCK_ALL = sql.SQL("SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS u(k)")
 XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
 #: how long a save waits for a shared aggregate another batch holds before it gives up (and
 #: is retried): longer than a batch takes, short enough to undo a wait on each other
@@ -87,6 +95,22 @@ class SharedLocks:
         self._conn.execute(LOCK, (lock_key(agg_id),))
         self._held.add(agg_id)
 
+    def hold(self, ids: Iterable[UUID]) -> None:
+        """Take the session locks of `ids` (waits for their holders), in the order of their
+        keys, in one round trip; held until `release`. Called only while this process holds
+        no lock (the start of a batch, of a settle's save): every writer then waits holding
+        nothing or takes its keys in that order, so the waits never form a cycle."""
+        if self._held:
+            raise RuntimeError("hold() while holding locks could deadlock: release() first")
+        wanted = {lock_key(i): i for i in ids}
+        if not wanted:
+            return
+        if self._conn is None:
+            self._conn = self._stack.enter_context(self.datastore.get_connection())
+        keys = sorted(wanted)
+        self._conn.execute(LOCK_ALL, (keys,))
+        self._held.update(wanted[k] for k in keys)
+
     @property
     def held(self) -> frozenset[UUID]:
         return frozenset(self._held)
@@ -98,8 +122,8 @@ class SharedLocks:
         self._held.clear()
         self._conn = None
         try:
-            for agg_id in held if conn is not None else ():
-                conn.execute(UNLOCK, (lock_key(agg_id),))
+            if conn is not None and held:  # one round trip for all
+                conn.execute(UNLOCK_ALL, (sorted(lock_key(i) for i in held),))
         except Exception:
             with contextlib.suppress(Exception):
                 conn.close()

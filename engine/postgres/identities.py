@@ -29,6 +29,8 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 from psycopg.rows import tuple_row
 
+from engine.postgres import binarray
+
 TABLE = "event_identities"
 #: made by migration 27 (and, idempotently, by the recorder on a fresh schema)
 DDL = (
@@ -76,7 +78,8 @@ class PostgresEventIdentities(EventIdentities):
             "ON i.source = w.s AND i.event_id = w.e"
         ).format(sql.Identifier(self.datastore.schema, TABLE))
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(statement, ([s for s, _ in wanted], [e for _, e in wanted]), prepare=True)
+            columns = (binarray.texts(s for s, _ in wanted), binarray.texts(e for _, e in wanted))
+            cur.execute(statement, columns, prepare=True)
             return {(s, e): _uuid(i) for s, e, i in cur.fetchall()}
 
     def put(self, rows: Sequence[Row]) -> None:  # written in the save's transaction (`write`)
@@ -91,7 +94,11 @@ def write(curs: Cursor[Any], schema: str, rows: Sequence[Row]) -> None:
             "INSERT INTO {} (source, event_id, lead_id) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::uuid[])"
         ).format(sql.Identifier(schema, TABLE)),
-        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+        (
+            binarray.texts(r[0] for r in rows),
+            binarray.texts(r[1] for r in rows),
+            [r[2] for r in rows],
+        ),
         prepare=True,
     )
 

@@ -23,6 +23,8 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
+from engine.postgres import binarray
+
 #: the server's clock, in seconds since the epoch (beside the lock: when it was asked and got)
 CLOCK = sql.SQL("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
 
@@ -48,12 +50,12 @@ class LeanStatements:
         ).format(s=s)
 
 
-def columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+def columns(stored_events: Sequence[StoredEvent]) -> tuple[Any, ...]:
     """The events as four columns: ids, versions, topics, state bytes."""
     return (
         [e.originator_id for e in stored_events],
-        [int(e.originator_version) for e in stored_events],
-        [e.topic for e in stored_events],
+        binarray.int8s(e.originator_version for e in stored_events),
+        binarray.texts(e.topic for e in stored_events),
         [bytes(e.state) for e in stored_events],
     )
 

@@ -28,7 +28,7 @@ from psycopg import Cursor, sql
 from psycopg.rows import DictRow, tuple_row
 
 from engine.domain.decisions import ACCOUNT_TYPES, TYPES
-from engine.postgres import account_directory, identities
+from engine.postgres import account_directory, binarray, identities
 from engine.postgres.chain import ChainedProcessRecorder
 from engine.postgres.db import Connection
 
@@ -150,10 +150,10 @@ def insert(
             ).format(o=sql.Identifier(schema, TABLE), e=sql.Identifier(schema, events)),
             (
                 [r.lead_id for r in records],
-                [int(r.version) for r in records],
-                [r.type for r in records],
-                [r.key for r in records],
-                [r.value for r in records],
+                binarray.int8s(r.version for r in records),
+                binarray.texts(r.type for r in records),
+                binarray.texts(r.key for r in records),
+                binarray.texts(r.value for r in records),
             ),
             prepare=True,
         )

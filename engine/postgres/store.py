@@ -13,6 +13,7 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
 from psycopg import sql
 
 from engine.domain.leadids import KEYED, SCHEME_TABLE
+from engine.postgres import binarray
 
 
 def datastore_of(recorder: Recorder) -> PostgresDatastore | None:
@@ -107,7 +108,7 @@ def streams_after(
     datastore = recorder.datastore
     statement = streams_after_statement(datastore.schema, recorder.events_table_name)
     with datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(statement, (list(after), list(after.values())), prepare=True)
+        curs.execute(statement, (list(after), binarray.int8s(after.values())), prepare=True)
         return _by_aggregate(curs.fetchall())
 
 

@@ -92,6 +92,7 @@ from engine.postgres.outbox import Erasure, OutboxRecorder, Record
 from engine.postgres.sealing import PiiMapper
 from engine.postgres.store import by_topic, datastore_of, stored_scheme, streams_after
 from engine.services import duplicates, person_routing
+from engine.services.batch_accounts import BatchAccounts
 from engine.services.cache import budget_cache, key_cache_size
 from engine.stitching.identity_map import KIND_OF_TYPE, IdentityMap, Link
 from engine.stitching.person import Person, person_state
@@ -234,6 +235,8 @@ class LeadEngine(Application[UUID]):
         #: the directory as one ingest reads it (None outside one): once per batch, not once
         #: per routed lead (engine/postgres/account_directory.py `BatchReads`)
         self._directory_reads: BatchReads | None = None
+        #: the accounts the batch touched, as directory rows (`_match_now`)
+        self._batch_accounts = BatchAccounts()
         #: an ingest's duplicate index rows and pairs, written in its save's transaction
         self._dup_batch = self.duplicates.batch()
         #: each fact's (source, id) -> the lead that recorded it (engine/postgres/identities.py)
@@ -461,6 +464,7 @@ class LeadEngine(Application[UUID]):
             self._dup_batch = self.duplicates.batch()
             self._owners, self._new_pairs = {}, {}
             self._directory_reads = None
+            self._batch_accounts.reset()
             if self.locks is not None:
                 self.locks.release()
         return result
@@ -785,11 +789,7 @@ class LeadEngine(Application[UUID]):
         found = {a.account_id: a for a in self._candidates(*args)}
         # accounts updated in this batch, not committed yet: as they are now
         batch = AccountDirectory()
-        batch.put(
-            account_directory.row_of(fold(a.key, a.updates))
-            for a in touched.values()
-            if isinstance(a, Account) and a.pending_events and a.updates
-        )
+        batch.put(self._batch_accounts.changed_rows(touched))
         found.update((a.account_id, a) for a in batch.candidates(*args))
         if not found:
             return match_lead(signals, match_index([], [], rules), rules), found, ""
@@ -862,7 +862,8 @@ class LeadEngine(Application[UUID]):
             return
         domains = list(fold(account.key, account.updates).domains)
         self._release_provisional(account, domains, env, touched)
-        keys = set(self.account_directory.provisional_under(domains))
+        reads = self._directory_reads
+        keys = set((reads or self.account_directory).provisional_under(domains))
         keys |= {
             a.key
             for a in touched.values()
@@ -1045,6 +1046,12 @@ class LeadEngine(Application[UUID]):
             shared[roster_id()] = (Roster, ROSTER_KEY)
         # what routing reads (one round trip each, before) in the same query, from the cached
         # version on; not a contended one (read under its lock, `_load_shared`)
+        if self.locks is not None:  # the projector writes them too: turns, not redos
+            self.locks.hold(
+                account_id(env.subject)
+                for env in events
+                if env.is_account_event and not env.subject.startswith(PROVISIONAL)
+            )
         after = dict.fromkeys(wanted, 0)
         shared_after = {
             i: self._cached_version(i)
@@ -1242,6 +1249,22 @@ class LeadEngine(Application[UUID]):
         on a fresh read; the cached account is trusted otherwise."""
         if not mqas and not members:
             return {}
+        # the consumers write CRM accounts too: wait for a batch writing one to commit (its
+        # lock) rather than make it redo its batch; provisional ones take turns as shared ones
+        keys = {d.account_id for d, _ in mqas} | {d.account for d in members}
+        if self.locks is not None:
+            self.locks.hold(account_id(k) for k in keys if not k.startswith(PROVISIONAL))
+        try:
+            return self._record_account_decisions(mqas, members)
+        finally:
+            if self.locks is not None:
+                self.locks.release()
+
+    def _record_account_decisions(
+        self,
+        mqas: Sequence[tuple[MqaDecision, AccountScore | None]],
+        members: Sequence[MemberDecision],
+    ) -> dict[str, dict[str, Any]]:
         for attempt in range(5):
             touched: dict[UUID, Aggregate] = {}
             stored: dict[str, dict[str, Any]] = {}

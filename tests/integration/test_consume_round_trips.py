@@ -131,6 +131,34 @@ def test_a_batch_reads_the_directory_once(
     assert runtime.app.get_lead("l3").queue not in (None, "account-owner")
 
 
+def test_a_batch_of_account_events_reads_the_directory_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each CRM account's update asks which provisional accounts it adopts: from the batch's
+    one read of the directory, not a query each."""
+    reads: list[str] = []
+    for name in ("candidates", "snapshot", "provisional_under", "_provisional"):
+        original = getattr(PostgresAccountDirectory, name)
+
+        def spy(self: Any, *args: Any, _name: str = name, _f: Any = original, **kw: Any) -> Any:
+            reads.append(_name)
+            return _f(self, *args, **kw)
+
+        monkeypatch.setattr(PostgresAccountDirectory, name, spy)
+    asked: list[list[str]] = []
+    original_under = AccountDirectory.provisional_under
+
+    def under(self: AccountDirectory, domains: Any) -> list[str]:
+        asked.append(list(domains))
+        return original_under(self, domains)
+
+    monkeypatch.setattr(AccountDirectory, "provisional_under", under)
+    events = [_account(f"a{i}", 0, name=f"A{i}", domains=[f"a{i}.com"]) for i in range(5)]
+    _ingest(runtime, [*events, _account("a9", 0, name="Acme", domains=["acme.com"])])
+    assert reads == ["snapshot"]
+    assert len(asked) == 6  # every account asked, the snapshot answered
+
+
 def test_a_directory_larger_than_the_snapshot_is_asked_once_per_question(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.cli.commands.schemas import schema_files
 from engine.domain import outbound
-from engine.domain.contract import EVENT_TYPES, parse_event, pii_fields
+from engine.domain.contract import EVENT_TYPES, Envelope, parse_event, pii_fields, validate_event
 from engine.domain.errors import InvalidEvent
+from engine.domain.generator import generate
 from tests.factory import line, raw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +94,28 @@ def test_committed_schemas_match_the_models() -> None:
     assert len(files) == len(EVENT_TYPES) + len(outbound.DATA)
     captured = json.loads(files["lead.captured.json"])
     assert captured["properties"]["data"]["properties"]["email"]["x-pii"] is True
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    extra=st.dictionaries(st.sampled_from(["x_note", "x_rank"]), st.integers(), max_size=2),
+    unknown=st.sampled_from(["keep", "reject"]),
+)
+def test_a_parsed_event_is_the_envelope_of_its_validated_data(
+    seed: int, extra: dict[str, int], unknown: Literal["keep", "reject"]
+) -> None:
+    """The envelope's data replaced in place (not a copy of the model) leaves exactly the
+    model the envelope validated with its cleaned data would be: fields, the fields set,
+    extension attributes, and what is kept aside."""
+    for obj in generate(2, seed)[:12]:
+        obj = {**obj, "data": {**obj["data"], **(extra if unknown == "keep" else {})}}
+        env = validate_event(obj, unknown_fields=unknown)
+        model = EVENT_TYPES[env.type]
+        known = {k: v for k, v in obj["data"].items() if k in model.model_fields}
+        clean = model.model_validate(known).model_dump(mode="json", exclude_none=True)
+        expected = Envelope.model_validate({**obj, "data": clean})
+        assert env.__dict__ == expected.__dict__  # every field, as validated
+        assert env.model_fields_set == expected.model_fields_set
+        assert env.model_extra == expected.model_extra
+        assert env.kept == ({"data": extra} if extra and unknown == "keep" else {})
