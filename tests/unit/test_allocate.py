@@ -63,6 +63,9 @@ def test_a_total_beyond_twelve_significant_digits_stays_exact() -> None:
 @example(weights={"a": 1, "b": 3, "c": 7}, units=5_957_520_747_717)
 @example(weights={"a": 2, "b": 2, "c": 5}, units=9_026_421_533_917)
 @example(weights={"a": 777_777_777_777, "b": 1, "c": 4}, units=2_090_697_104_809_123_456_789)
+# remainders 999,999,999,999 and 1,000,000,000,000 of 1,999,999,999,999: a fraction apart of
+# 5e-13, which 12 digits after the point read as a tie (then "a" took the unit "b" is owed)
+@example(weights={"a": 999_999_999_999, "b": 1_000_000_000_000}, units=3_999_999_999_999)
 def test_exact_split_is_the_largest_remainder_method(weights: dict[str, int], units: int) -> None:
     got = exact_split({k: float(w) for k, w in weights.items()}, D(units), D(1))
     assert got == largest_remainder(weights, units)
