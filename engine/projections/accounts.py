@@ -63,6 +63,7 @@ Sink = Callable[[str, list[Row]], None]
 SCORES_CHUNK = 500
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
+POINTS = 7  # points (a list: fit rules, then each engaged member's) in an account_scores row
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
 VERSION = 12  # version in an account_state row
 STORED = 13  # mqa (the recorded decision) in an account_state row
@@ -253,8 +254,12 @@ class AccountBook:
         return {"account_scores": scores, "account_buying_group": groups}
 
     def _flush(self, scores: list[Row], groups: list[Row], at_least: int) -> None:
-        """Send the rows to the sink (if any) once there are `at_least` score rows."""
-        if self._sink is not None and len(scores) >= at_least:
+        """Send the rows to the sink (if any) once there are `at_least` score rows, or rows
+        holding CHUNK members' points (a row holds a point per engaged member: a batch that
+        scores every account again would otherwise hold every member's point at once)."""
+        if self._sink is None:
+            return
+        if len(scores) >= at_least or sum(len(r[POINTS]) for r in scores) >= CHUNK:
             for table, rows in (("account_scores", scores), ("account_buying_group", groups)):
                 if rows:
                     self._sink(table, list(rows))
@@ -491,16 +496,10 @@ class AccountBook:
         if not accounts:
             return set()
         assert self._index is not None
-        wanted = set(accounts)
         domains, companies = self._on(
             (self._index.accounts[a] for a in accounts), matching, names=True
         )
-        found = self.leads.on(domains, companies, ())
-        return {
-            i
-            for i, m in self.leads.members(list(found)).items()
-            if len(m[5]) > 1 and wanted.intersection(m[5])
-        }
+        return self.leads.contested(domains, companies, accounts)
 
     def _decide(self, signals: Row, before: Row | None, rules: Rules) -> Row:
         """Match this lead: its member row (noting the decisions it makes, when deciding)."""
@@ -560,12 +559,21 @@ class AccountBook:
         """Score these accounts again; `known`: members' signals rows already at hand (the
         others' are read)."""
         keys = sorted(k for k in accounts if k in self.states)
-        members = self.leads.members_of([self.states[k][0] for k in keys if k not in known])
+        # one account's members at a time (a batch may move nearly every account, and
+        # every account's members together grow with the leads), scores flushed as they come
+        members = self.leads.each_members_of([self.states[k][0] for k in keys if k not in known])
+        held = next(members, None)
         scores: list[Row] = []
         groups: list[Row] = []
-        for key in keys:
-            rows = known[key] if key in known else members.get(self.states[key][0], [])
-            self._rescore_one(key, rows, rules, scores, groups)
+        try:
+            for key in keys:
+                rows = known.get(key, [])
+                if key not in known and held is not None and held[0] == self.states[key][0]:
+                    rows, held = held[1], next(members, None)
+                self._rescore_one(key, rows, rules, scores, groups)
+                self._flush(scores, groups, SCORES_CHUNK)
+        finally:
+            members.close()
         return scores, groups
 
     def _rescore_one(
