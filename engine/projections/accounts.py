@@ -61,6 +61,8 @@ Row = tuple[Any, ...]
 Sink = Callable[[str, list[Row]], None]
 #: score rows sent to a sink at a time when settling everything (each holds its members' points)
 SCORES_CHUNK = 500
+#: leads matched again at a time in an incremental settle (their signals and member rows held)
+REDECIDE = 2_000
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 POINTS = 7  # points (a list: fit rules, then each engaged member's) in an account_scores row
@@ -396,30 +398,30 @@ class AccountBook:
         ranked = self._counted(changed, stored, before, now, after, matching)
         redecide |= self._contested(ranked, matching)
         # the rows read above are the stored ones (the dirty ones written): only the
-        # contested leads' are still to read
-        signals = {i: now[i] for i in redecide if i in now}
-        signals.update(self.leads.signals(redecide - signals.keys()))
-        members = self.leads.members(redecide)
-        written: list[Row] = []
+        # contested leads' are still to read, REDECIDE leads at a time (when every account's
+        # counts move, nearly every lead with several candidates is contested)
         moved: set[str] = set()
-        for lead_id in sorted(redecide):
-            before_row = members.get(lead_id)
-            row = self._decide(signals[lead_id], before_row, rules)
-            members[lead_id] = row
-            if row != before_row:
-                written.append(row)
-                moved.update(a for a in (before_row[2] if before_row else None, row[2]) if a)
-        self.leads.put_members(written)
-        for lead_id in dirty:  # its engagement, persona or activity: its account
-            acc = members[lead_id][2]
-            if acc is not None:
-                moved.add(acc)
         # a changed account's members, before and after: all matched again here
         known: dict[str, list[Row]] = {key: [] for key in changed}
-        for lead_id in sorted(redecide):
-            acc = members[lead_id][2]
-            if acc in known:
-                known[acc].append(signals[lead_id])
+        order = sorted(redecide)
+        for start in range(0, len(order), REDECIDE):
+            chunk = order[start : start + REDECIDE]
+            signals = {i: now[i] for i in chunk if i in now}
+            signals.update(self.leads.signals([i for i in chunk if i not in signals]))
+            members = self.leads.members(chunk)
+            written: list[Row] = []
+            for lead_id in chunk:
+                before_row = members.get(lead_id)
+                row = self._decide(signals[lead_id], before_row, rules)
+                if row != before_row:
+                    written.append(row)
+                    moved.update(a for a in (before_row[2] if before_row else None, row[2]) if a)
+                acc = row[2]
+                if acc is not None and lead_id in dirty:  # its engagement, persona or activity
+                    moved.add(acc)
+                if acc in known:
+                    known[acc].append(signals[lead_id])
+            self.leads.put_members(written)
         return moved | self._dirty_accounts, known
 
     def _counted(

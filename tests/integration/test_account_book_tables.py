@@ -45,12 +45,12 @@ LEAD_TABLES = ("account_signals", "account_members")
 @contextmanager
 def chunks_of(n: int) -> Iterator[None]:
     """Stream the tables `n` rows at a time (a tiny budget: every chunk boundary is crossed)."""
-    saved = account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK
-    account_leads.CHUNK = accounts.CHUNK = accounts.SCORES_CHUNK = n
+    saved = account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK, accounts.REDECIDE
+    account_leads.CHUNK = accounts.CHUNK = accounts.SCORES_CHUNK = accounts.REDECIDE = n
     try:
         yield
     finally:
-        account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK = saved
+        account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK, accounts.REDECIDE = saved
 
 
 def got_into(got: dict[str, list[Row]]) -> accounts.Sink:
