@@ -26,6 +26,9 @@ SIGNALS = TABLES["account_signals"].names
 MEMBERS = TABLES["account_members"].names
 #: rows fetched per round trip when a whole table is streamed (the book's memory per step)
 CHUNK = 10_000
+#: rows fetched per round trip when accounts' members are streamed one account at a time
+#: (an incremental settle: about one account's members held, not CHUNK rows of them)
+FETCH = 1_000
 _cursors = count()
 
 
@@ -232,7 +235,7 @@ class TableLeads:
         self._no_jit()
         query = self._members_query(sql.SQL("a.n, s.lead_id"))
         held: tuple[UUID, list[Row]] | None = None
-        for r in self._stream(query, (list(dict.fromkeys(account_ids)),)):
+        for r in self._stream(query, (list(dict.fromkeys(account_ids)),), FETCH):
             if held is None or held[0] != r[0]:
                 if held is not None:
                     yield held
@@ -285,13 +288,14 @@ class TableLeads:
         )
 
     def _stream(
-        self, query: sql.Composed, params: tuple[Any, ...] | None = None
+        self, query: sql.Composed, params: tuple[Any, ...] | None = None, size: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
-        """A server-side cursor in the same transaction: CHUNK rows held at a time. It reads
-        the rows as they were when it opened, whatever is written while it is read."""
+        """A server-side cursor in the same transaction: `size` (default CHUNK) rows held at a
+        time. It reads the rows as they were when it opened, whatever is written while it is
+        read."""
         conn = self.cur.connection
         with conn.cursor(name=f"account_book_{next(_cursors)}") as named:
-            named.itersize = CHUNK
+            named.itersize = size or CHUNK
             named.execute(query, params)
             yield from named
 

@@ -63,6 +63,8 @@ Sink = Callable[[str, list[Row]], None]
 SCORES_CHUNK = 500
 #: leads matched again at a time in an incremental settle (their signals and member rows held)
 REDECIDE = 2_000
+#: members' points held in score rows before they go to the sink
+SCORE_POINTS = 2_000
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
 POINTS = 7  # points (a list: fit rules, then each engaged member's) in an account_scores row
@@ -257,11 +259,11 @@ class AccountBook:
 
     def _flush(self, scores: list[Row], groups: list[Row], at_least: int) -> None:
         """Send the rows to the sink (if any) once there are `at_least` score rows, or rows
-        holding CHUNK members' points (a row holds a point per engaged member: a batch that
+        holding SCORE_POINTS points (a row holds a point per engaged member: a batch that
         scores every account again would otherwise hold every member's point at once)."""
         if self._sink is None:
             return
-        if len(scores) >= at_least or sum(len(r[POINTS]) for r in scores) >= CHUNK:
+        if len(scores) >= at_least or sum(len(r[POINTS]) for r in scores) >= SCORE_POINTS:
             for table, rows in (("account_scores", scores), ("account_buying_group", groups)):
                 if rows:
                     self._sink(table, list(rows))

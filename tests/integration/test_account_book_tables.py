@@ -45,12 +45,18 @@ LEAD_TABLES = ("account_signals", "account_members")
 @contextmanager
 def chunks_of(n: int) -> Iterator[None]:
     """Stream the tables `n` rows at a time (a tiny budget: every chunk boundary is crossed)."""
-    saved = account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK, accounts.REDECIDE
-    account_leads.CHUNK = accounts.CHUNK = accounts.SCORES_CHUNK = accounts.REDECIDE = n
+    names = {
+        account_leads: ("CHUNK", "FETCH"),
+        accounts: ("CHUNK", "SCORES_CHUNK", "REDECIDE", "SCORE_POINTS"),
+    }
+    saved = {(m, k): getattr(m, k) for m, ks in names.items() for k in ks}
+    for module, name in saved:
+        setattr(module, name, n)
     try:
         yield
     finally:
-        account_leads.CHUNK, accounts.CHUNK, accounts.SCORES_CHUNK, accounts.REDECIDE = saved
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
 
 
 def got_into(got: dict[str, list[Row]]) -> accounts.Sink:
