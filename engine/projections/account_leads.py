@@ -12,7 +12,7 @@ tests/integration/test_account_book_tables.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from itertools import count
 from typing import Any, Protocol
 from uuid import UUID
@@ -26,6 +26,9 @@ SIGNALS = TABLES["account_signals"].names
 MEMBERS = TABLES["account_members"].names
 #: rows fetched per round trip when a whole table is streamed (the book's memory per step)
 CHUNK = 10_000
+#: rows fetched per round trip when accounts' members are streamed one account at a time
+#: (an incremental settle: about one account's members held, not CHUNK rows of them)
+FETCH = 1_000
 _cursors = count()
 
 
@@ -52,6 +55,18 @@ class LeadRows(Protocol):
 
     def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
         """Each of these accounts' members' signals rows, by account id."""
+        ...
+
+    def each_members_of(self, account_ids: Sequence[UUID]) -> Generator[tuple[UUID, list[Row]]]:
+        """The same, one account at a time in the order given (an account without members
+        left out): what is held is one account's members, not every account's."""
+        ...
+
+    def contested(
+        self, domains: Collection[str], companies: Collection[str], accounts: Collection[str]
+    ) -> set[UUID]:
+        """The leads `on` these domains or companies whose member row names more than one
+        candidate, one of them in `accounts` (account keys)."""
         ...
 
     def every_signal(self) -> Iterator[Row]: ...
@@ -97,6 +112,20 @@ class MemoryLeads:
             if acc in wanted:
                 out.setdefault(acc, []).append(self.signals_rows[i])
         return out
+
+    def each_members_of(self, account_ids: Sequence[UUID]) -> Generator[tuple[UUID, list[Row]]]:
+        found = self.members_of(account_ids)
+        yield from ((i, found[i]) for i in account_ids if i in found)
+
+    def contested(
+        self, domains: Collection[str], companies: Collection[str], accounts: Collection[str]
+    ) -> set[UUID]:
+        wanted = set(accounts)
+        return {
+            i
+            for i, m in self.members(list(self.on(domains, companies, ()))).items()
+            if len(m[5]) > 1 and wanted.intersection(m[5])
+        }
 
     def every_signal(self) -> Iterator[Row]:
         return iter(list(self.signals_rows.values()))
@@ -157,42 +186,82 @@ class TableLeads:
     ) -> dict[UUID, Row]:
         if not (domains or companies or named):
             return {}
+        query = self._on_query(_columns(SIGNALS))
+        keys = (list(domains), list(companies), list(named))
+        return {r[0]: r for r in self._without_jit(query, keys)}
+
+    def _on_query(self, columns: sql.Composable) -> sql.Composed:
+        """`columns` of the signals rows `on` the keys of three text[] parameters (e-mail
+        domains, companies, named accounts), a row once per key it is on."""
         # a loop per key on its column's index, whatever the statistics: on a never-analyzed
         # account_signals the planner takes `col = ANY(...)` with ~100 keys for a quarter of
         # the table and scans all of it (38 ms at 100,000 leads, growing with the book)
-        cols = _columns(SIGNALS)
         parts = [
             sql.SQL(
                 "SELECT s.* FROM unnest(%s::text[]) AS k(v) CROSS JOIN LATERAL "
                 "(SELECT {} FROM {} WHERE {} = k.v OFFSET 0) s"
-            ).format(cols, self._table("account_signals"), sql.Identifier(column))
+            ).format(columns, self._table("account_signals"), sql.Identifier(column))
             for column in ("email_domain", "company", "named_account")
         ]
-        query = sql.SQL(" UNION ALL ").join(parts)
-        keys = (list(domains), list(companies), list(named))
-        return {r[0]: r for r in self._without_jit(query, keys)}
+        return sql.SQL(" UNION ALL ").join(parts)
+
+    def contested(
+        self, domains: Collection[str], companies: Collection[str], accounts: Collection[str]
+    ) -> set[UUID]:
+        if not (domains or companies) or not accounts:
+            return set()
+        # ids only, the candidates tested in SQL: every lead near a ranked account (nearly all
+        # of them when each batch moves every account's counts) is never held, only these
+        query = sql.SQL(
+            "SELECT o.lead_id FROM ({}) o CROSS JOIN LATERAL (SELECT candidates FROM {} "
+            "WHERE lead_id = o.lead_id OFFSET 0) m "
+            "WHERE cardinality(m.candidates) > 1 AND m.candidates && %s::text[]"
+        ).format(self._on_query(sql.Identifier("lead_id")), self._table("account_members"))
+        keys: tuple[list[str], ...] = (list(domains), list(companies), [], list(accounts))
+        return {r[0] for r in self._without_jit(query, keys)}
 
     def members_of(self, account_ids: Collection[UUID]) -> dict[UUID, list[Row]]:
         if not account_ids:
             return {}
+        out: dict[UUID, list[Row]] = {}
+        query = self._members_query(sql.SQL("s.lead_id"))
+        for r in self._without_jit(query, (list(dict.fromkeys(account_ids)),)):
+            out.setdefault(r[0], []).append(tuple(r[1:]))
+        return out
+
+    def each_members_of(self, account_ids: Sequence[UUID]) -> Generator[tuple[UUID, list[Row]]]:
+        if not account_ids:
+            return
+        self._no_jit()
+        query = self._members_query(sql.SQL("a.n, s.lead_id"))
+        held: tuple[UUID, list[Row]] | None = None
+        for r in self._stream(query, (list(dict.fromkeys(account_ids)),), FETCH):
+            if held is None or held[0] != r[0]:
+                if held is not None:
+                    yield held
+                held = (r[0], [])
+            held[1].append(tuple(r[1:]))
+        if held is not None:
+            yield held
+
+    def _members_query(self, order: sql.Composable) -> sql.Composed:
+        """The account id and signals row of each member of the accounts of a uuid[]
+        parameter, in `order` (`a.n`: the array's)."""
         # per account, its members by account_members_account_idx, then each one's signals
         # row by its key: index look-ups whatever the planner's statistics (never gathered
         # with autovacuum off: a join over the whole tables otherwise, its time growing with
         # the book, not with the accounts asked for). OFFSET 0 keeps each subquery a loop.
-        query = sql.SQL(
-            "SELECT a.account_id, {} FROM unnest(%s::uuid[]) AS a(account_id) "
+        return sql.SQL(
+            "SELECT a.account_id, {} FROM unnest(%s::uuid[]) WITH ORDINALITY AS a(account_id, n) "
             "CROSS JOIN LATERAL (SELECT lead_id FROM {} WHERE account_id = a.account_id "
             "OFFSET 0) m CROSS JOIN LATERAL (SELECT * FROM {} WHERE lead_id = m.lead_id "
-            "OFFSET 0) s ORDER BY s.lead_id"
+            "OFFSET 0) s ORDER BY {}"
         ).format(
             _columns(SIGNALS, "s"),
             self._table("account_members"),
             self._table("account_signals"),
+            order,
         )
-        out: dict[UUID, list[Row]] = {}
-        for r in self._without_jit(query, (list(dict.fromkeys(account_ids)),)):
-            out.setdefault(r[0], []).append(tuple(r[1:]))
-        return out
 
     def _without_jit(self, query: sql.Composed, params: tuple[Any, ...]) -> list[Row]:
         """The rows of `query` planned without JIT compilation. Without statistics (never
@@ -200,10 +269,14 @@ class TableLeads:
         costs the index loops above `jit_above_cost` and compiles for ~100 ms a query that
         runs in a few. Off for the rest of this transaction (the batch's: its look-ups and
         merges gain nothing from compiling), set once per `TableLeads`."""
+        self._no_jit()
+        return self.cur.execute(query, params).fetchall()  # tuples, loaded in one pass
+
+    def _no_jit(self) -> None:
+        """JIT off for the rest of the batch's transaction (see `_without_jit`)."""
         if not self._jit_off:
             self.cur.execute("SELECT set_config('jit', 'off', true)")
             self._jit_off = True
-        return self.cur.execute(query, params).fetchall()  # tuples, loaded in one pass
 
     def _members_joined(self, column: str, where: str) -> sql.Composed:
         """The members' account `column` and their signals rows, `where` (and in order)."""
@@ -214,13 +287,16 @@ class TableLeads:
             self._table("account_signals"),
         )
 
-    def _stream(self, query: sql.Composed) -> Iterator[tuple[Any, ...]]:
-        """A server-side cursor in the same transaction: CHUNK rows held at a time. It reads
-        the rows as they were when it opened, whatever is written while it is read."""
+    def _stream(
+        self, query: sql.Composed, params: tuple[Any, ...] | None = None, size: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """A server-side cursor in the same transaction: `size` (default CHUNK) rows held at a
+        time. It reads the rows as they were when it opened, whatever is written while it is
+        read."""
         conn = self.cur.connection
         with conn.cursor(name=f"account_book_{next(_cursors)}") as named:
-            named.itersize = CHUNK
-            named.execute(query)
+            named.itersize = size or CHUNK
+            named.execute(query, params)
             yield from named
 
     def every_signal(self) -> Iterator[Row]:

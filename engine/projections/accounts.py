@@ -60,8 +60,13 @@ Row = tuple[Any, ...]
 Sink = Callable[[str, list[Row]], None]
 #: score rows sent to a sink at a time when settling everything (each holds its members' points)
 SCORES_CHUNK = 500
+#: leads matched again at a time in an incremental settle (their signals and member rows held)
+REDECIDE = 2_000
+#: members' points held in score rows before they go to the sink
+SCORE_POINTS = 2_000
 COLUMNS = {t: TABLES[t].names for t in ACCOUNT_TABLES}
 KEYS = {t: TABLES[t].key for t in ACCOUNT_TABLES}
+POINTS = 7  # points (a list: fit rules, then each engaged member's) in an account_scores row
 _MQA = slice(8, 12)  # mqa_at, mqa_trigger, mqa_rules, mqa_reason in an account_scores row
 VERSION = 12  # version in an account_state row
 STORED = 13  # mqa (the recorded decision) in an account_state row
@@ -253,8 +258,12 @@ class AccountBook:
         return {"account_scores": scores, "account_buying_group": groups}
 
     def _flush(self, scores: list[Row], groups: list[Row], at_least: int) -> None:
-        """Send the rows to the sink (if any) once there are `at_least` score rows."""
-        if self._sink is not None and len(scores) >= at_least:
+        """Send the rows to the sink (if any) once there are `at_least` score rows, or rows
+        holding SCORE_POINTS points (a row holds a point per engaged member: a batch that
+        scores every account again would otherwise hold every member's point at once)."""
+        if self._sink is None:
+            return
+        if len(scores) >= at_least or sum(len(r[POINTS]) for r in scores) >= SCORE_POINTS:
             for table, rows in (("account_scores", scores), ("account_buying_group", groups)):
                 if rows:
                     self._sink(table, list(rows))
@@ -391,30 +400,30 @@ class AccountBook:
         ranked = self._counted(changed, stored, before, now, after, matching)
         redecide |= self._contested(ranked, matching)
         # the rows read above are the stored ones (the dirty ones written): only the
-        # contested leads' are still to read
-        signals = {i: now[i] for i in redecide if i in now}
-        signals.update(self.leads.signals(redecide - signals.keys()))
-        members = self.leads.members(redecide)
-        written: list[Row] = []
+        # contested leads' are still to read, REDECIDE leads at a time (when every account's
+        # counts move, nearly every lead with several candidates is contested)
         moved: set[str] = set()
-        for lead_id in sorted(redecide):
-            before_row = members.get(lead_id)
-            row = self._decide(signals[lead_id], before_row, rules)
-            members[lead_id] = row
-            if row != before_row:
-                written.append(row)
-                moved.update(a for a in (before_row[2] if before_row else None, row[2]) if a)
-        self.leads.put_members(written)
-        for lead_id in dirty:  # its engagement, persona or activity: its account
-            acc = members[lead_id][2]
-            if acc is not None:
-                moved.add(acc)
         # a changed account's members, before and after: all matched again here
         known: dict[str, list[Row]] = {key: [] for key in changed}
-        for lead_id in sorted(redecide):
-            acc = members[lead_id][2]
-            if acc in known:
-                known[acc].append(signals[lead_id])
+        order = sorted(redecide)
+        for start in range(0, len(order), REDECIDE):
+            chunk = order[start : start + REDECIDE]
+            signals = {i: now[i] for i in chunk if i in now}
+            signals.update(self.leads.signals([i for i in chunk if i not in signals]))
+            members = self.leads.members(chunk)
+            written: list[Row] = []
+            for lead_id in chunk:
+                before_row = members.get(lead_id)
+                row = self._decide(signals[lead_id], before_row, rules)
+                if row != before_row:
+                    written.append(row)
+                    moved.update(a for a in (before_row[2] if before_row else None, row[2]) if a)
+                acc = row[2]
+                if acc is not None and lead_id in dirty:  # its engagement, persona or activity
+                    moved.add(acc)
+                if acc in known:
+                    known[acc].append(signals[lead_id])
+            self.leads.put_members(written)
         return moved | self._dirty_accounts, known
 
     def _counted(
@@ -491,16 +500,10 @@ class AccountBook:
         if not accounts:
             return set()
         assert self._index is not None
-        wanted = set(accounts)
         domains, companies = self._on(
             (self._index.accounts[a] for a in accounts), matching, names=True
         )
-        found = self.leads.on(domains, companies, ())
-        return {
-            i
-            for i, m in self.leads.members(list(found)).items()
-            if len(m[5]) > 1 and wanted.intersection(m[5])
-        }
+        return self.leads.contested(domains, companies, accounts)
 
     def _decide(self, signals: Row, before: Row | None, rules: Rules) -> Row:
         """Match this lead: its member row (noting the decisions it makes, when deciding)."""
@@ -560,12 +563,21 @@ class AccountBook:
         """Score these accounts again; `known`: members' signals rows already at hand (the
         others' are read)."""
         keys = sorted(k for k in accounts if k in self.states)
-        members = self.leads.members_of([self.states[k][0] for k in keys if k not in known])
+        # one account's members at a time (a batch may move nearly every account, and
+        # every account's members together grow with the leads), scores flushed as they come
+        members = self.leads.each_members_of([self.states[k][0] for k in keys if k not in known])
+        held = next(members, None)
         scores: list[Row] = []
         groups: list[Row] = []
-        for key in keys:
-            rows = known[key] if key in known else members.get(self.states[key][0], [])
-            self._rescore_one(key, rows, rules, scores, groups)
+        try:
+            for key in keys:
+                rows = known.get(key, [])
+                if key not in known and held is not None and held[0] == self.states[key][0]:
+                    rows, held = held[1], next(members, None)
+                self._rescore_one(key, rows, rules, scores, groups)
+                self._flush(scores, groups, SCORES_CHUNK)
+        finally:
+            members.close()
         return scores, groups
 
     def _rescore_one(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.aggregates.account import account_id
 from engine.domain.rules import Rules, load_rules
+from engine.projections import accounts
 from engine.projections.account_leads import MemoryLeads, Row
 from engine.projections.accounts import STORED, AccountBook, Held
 
@@ -232,15 +233,23 @@ _BATCHES = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(_BATCHES, st.sampled_from([RULES, BY_LEADS]))
+@given(_BATCHES, st.sampled_from([RULES, BY_LEADS]), st.sampled_from([1, 3, accounts.REDECIDE]))
 def test_incremental_settle_gives_the_rows_of_settling_everything(
-    batches: list[list[tuple[object, ...]]], rules: Rules
+    batches: list[list[tuple[object, ...]]], rules: Rules, redecide: int
 ) -> None:
     """Batch after batch, the incremental book (only what the batch's leads and accounts can
     affect: an account's old and new domains and name, the leads naming or ranking it, its
     members) writes and holds the same rows as a book that matches and scores everything every
     time, MQA included; deciding, both take the same MQA and match decisions in the same
-    batch, each MQA once."""
+    batch, each MQA once. Whatever the number of leads matched again at a time (`redecide`)."""
+    saved, accounts.REDECIDE = accounts.REDECIDE, redecide
+    try:
+        _incremental_against_everything(batches, rules)
+    finally:
+        accounts.REDECIDE = saved
+
+
+def _incremental_against_everything(batches: list[list[tuple[object, ...]]], rules: Rules) -> None:
     inc, full = AccountBook(Logged()), AccountBook(Logged())
     inc_rec, full_rec = Recorder(rules), Recorder(rules)
     for batch in batches:
