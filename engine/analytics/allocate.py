@@ -54,5 +54,5 @@ def _scaled_int(value: Decimal, exponent: int) -> int:
     """`value` * 10^-exponent as an exact integer (`exponent` at most the value's own)."""
     sign, digits, own = value.as_tuple()
     assert isinstance(own, int)
-    n = int("".join(map(str, digits)) or "0") * 10 ** (own - exponent)
+    n: int = int("".join(map(str, digits)) or "0") * 10 ** (own - exponent)
     return -n if sign else n
