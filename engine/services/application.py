@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -140,6 +141,10 @@ class IngestResult:
             self.conflicts += 1
         else:
             self.duplicates += 1
+
+
+#: a forgotten lead's pseudonym (engine.domain.leadids.pseudonym): erased- and 12 hex digits
+_PSEUDONYM = re.compile(r"erased-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -282,39 +287,41 @@ class LeadEngine(Application[UUID]):
 
     def resolve(self, named: str) -> LeadRef:
         """The lead a per-lead command names (docs/audit.md, "Finding a forgotten lead"): by
-        its key upstream, a live lead's only (a forgotten lead is not found by the key it had:
-        refused as a key that never was, so the answer tells nobody the person was a lead);
-        by its lead id, forgotten or not; or by a forgotten lead's pseudonym."""
-        lead_id = self.lead_id(named)
-        if self.recorder.select_events(lead_id, limit=1):
-            if self.keys.shredded(lead_id):
-                raise LeadNotFound(named)
-            return LeadRef(lead_id, named)
+        its lead id, forgotten or not, or by a forgotten lead's pseudonym, before any key (an
+        upstream key shaped like one does not hide the lead it names: that key's lead is shown
+        by its own lead id); else by its key upstream, a live lead's only (a forgotten lead is
+        not found by the key it had: refused as a key that never was, so the answer tells
+        nobody the person was a lead)."""
+        what = "key"
+        as_id: UUID | None = None
         try:
-            lead_id = UUID(named)
+            as_id = UUID(named)
+            what = "key or lead id"
         except ValueError:
-            lead_id = self._forgotten_as(named)
-        first: Any = next(self.events.get(lead_id, limit=1), None)
-        if first is None:
-            raise LeadNotFound(named, "key or lead id")
-        if self.keys.shredded(lead_id):  # even mid-forget, before `Erased` was recorded
-            return LeadRef(lead_id, pseudonym(lead_id))
-        return LeadRef(lead_id, str(first.key))
+            if _PSEUDONYM.fullmatch(named):
+                what = "key, lead id or pseudonym"
+                as_id = self._forgotten_as(named)
+        if as_id is not None:
+            first: Any = next(self.events.get(as_id, limit=1), None)
+            if first is not None:
+                if self.keys.shredded(as_id):  # even mid-forget, before `Erased` was recorded
+                    return LeadRef(as_id, pseudonym(as_id))
+                return LeadRef(as_id, str(first.key))
+        lead_id = self.lead_id(named)
+        if self.recorder.select_events(lead_id, limit=1) and not self.keys.shredded(lead_id):
+            return LeadRef(lead_id, named)
+        raise LeadNotFound(named, what)
 
-    def _forgotten_as(self, named: str) -> UUID:
-        """The forgotten lead whose pseudonym is `named` (`erased-` and 12 hex digits of its id)."""
-        prefix = named.removeprefix("erased-")
-        if prefix == named or len(prefix) != 12 or prefix.strip("0123456789abcdef"):
-            raise LeadNotFound(named)
-        found = self.keys.shredded_with_prefix(prefix)
+    def _forgotten_as(self, named: str) -> UUID | None:
+        """The forgotten lead whose pseudonym is `named` (`erased-` and 12 hex digits of its id),
+        None if no forgotten lead has it; refused when several have."""
+        found = self.keys.shredded_with_prefix(named.removeprefix("erased-"))
         if len(found) > 1:
             raise LeadEngineError(
                 f"{named} is the pseudonym of {len(found)} forgotten leads: give the lead id "
                 f"({', '.join(sorted(str(i) for i in found))})"
             )
-        if not found:
-            raise LeadNotFound(named, "key, lead id or pseudonym")
-        return found[0]
+        return found[0] if found else None
 
     def lead_events(self, key: str | UUID) -> list[Any]:
         """The lead's stored events, named by its key or by its id (`resolve`)."""

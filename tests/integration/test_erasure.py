@@ -242,8 +242,9 @@ def _search_views(runtime: Runtime, needle: str) -> list[str]:
         assert len(views) >= 10
         for schema, view in views:
             row = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} v WHERE strpos(lower(v::text), lower(%s)) > 0")
-                .format(sql.Identifier(schema, view)),
+                sql.SQL(
+                    "SELECT count(*) FROM {} v WHERE strpos(lower(v::text), lower(%s)) > 0"
+                ).format(sql.Identifier(schema, view)),
                 (needle,),
             ).fetchone()
             if row and row[0]:
@@ -428,6 +429,35 @@ def _queue_events(rt: Runtime) -> list[Any]:
         rt.app.mapper.to_domain_event(n)
         for n in rt.app.recorder.select_notifications(start=1, limit=100_000, topics=topics)
     ]
+
+
+def test_an_upstream_key_shaped_like_a_pseudonym_or_lead_id_does_not_hide_a_forgotten_lead(
+    runtime: Runtime, leadengine: Any
+) -> None:
+    """A hostile trial: after `forget`, upstream keys equal to the forgotten lead's pseudonym
+    and to another forgotten lead's id were accepted (any string is a key), and then `lead show`
+    by that pseudonym or id showed the impostor. The id or pseudonym names the lead it is first;
+    the impostors are shown by their own lead ids."""
+    keys = ["heidi@example.com", "ivan@example.com"]
+    runtime.app.ingest(
+        [validate_event(raw("lead.captured", k, {"email": k})) for k in keys]
+    )  # fmt: skip
+    ids = [runtime.app.lead_id(k) for k in keys]
+    for k in keys:
+        assert leadengine("forget", k, "--reason", "ticket 16")[0] == 0
+    shown = f"erased-{ids[0].hex[:12]}"
+    impostors = [shown, str(ids[1])]
+    mallory = {"email": "mallory@example.com"}
+    runtime.app.ingest([validate_event(raw("lead.captured", k, mallory)) for k in impostors])
+    for name, forgotten in ((shown, ids[0]), (str(ids[1]), ids[1])):
+        code, out = leadengine("lead", "show", name, "--format", "json")
+        assert code == 0, leadengine.stderr
+        doc = json.loads(out)
+        assert doc["id"] == str(forgotten) and "mallory" not in out
+    for k in impostors:  # each impostor is still found, by its own lead id
+        own = runtime.app.lead_id(k)
+        code, out = leadengine("lead", "show", str(own), "--format", "json")
+        assert code == 0 and json.loads(out)["id"] == str(own)
 
 
 def test_a_forgotten_lead_is_found_by_its_pseudonym_unless_two_share_it(
