@@ -186,6 +186,11 @@ ARGUMENTS = [
     ),
     ("relay-zero-batch", ["relay", "--batch-size", "0"], "argument --batch-size: expected 1"),
     (
+        "status-negative-lag",
+        ["status", "--check", "--max-lag", "-1"],
+        "argument --max-lag: expected 0 to",
+    ),
+    (
         "relay-batch-beyond-a-million",
         ["relay", "--batch-size", "1000001"],
         "argument --batch-size: expected 1 to 1,000,000 (a batch is held in memory), got 1000001",

@@ -8,7 +8,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from engine.cli.args import Commands, fmt, handles
+from engine.cli.args import MAX_COUNT, Commands, fmt, handles, int_from
 from engine.cli.failures import DONE, FAILED, REJECTED
 from engine.cli.output import render, to_json
 from engine.kafka.broker import BrokerUnreachable
@@ -39,7 +39,12 @@ def register(commands: Commands) -> None:
         help="with --check: parked leads do not fail it (for liveness probes: a restart "
         "cannot fix them; see `projections retry`)",
     )
-    p.add_argument("--max-lag", type=int, metavar="N", help="with --check: most lag allowed")
+    p.add_argument(
+        "--max-lag",
+        type=int_from(0, MAX_COUNT),
+        metavar="N",
+        help="with --check: most lag allowed (0 or more)",
+    )
     fmt(p)
     handles(p, status)
 
