@@ -39,6 +39,11 @@ def one_line(text: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+#: SQLSTATEs of a connection the server ended (administrator command, crash, shutting down):
+#: the URL was right, a retry is what helps
+_ENDED_BY_SERVER = frozenset({"57P01", "57P02", "57P03"})
+
+
 def expected(exc: BaseException) -> str | None:
     """The line for a failure the user can act on, or None for a bug."""
     from kafka.errors import KafkaError  # imported on failure only: the CLI starts without them
@@ -47,6 +52,11 @@ def expected(exc: BaseException) -> str | None:
 
     if isinstance(exc, LeadEngineError):
         return str(exc)
+    if isinstance(exc, UNREACHABLE) and getattr(exc, "sqlstate", None) in _ENDED_BY_SERVER:
+        return (
+            f"LEADENGINE_DATABASE_URL: the server ended the connection ({exc}); what the "
+            "command had not committed was rolled back: run it again once the server is up"
+        )
     if isinstance(exc, UNREACHABLE):
         return (
             f"LEADENGINE_DATABASE_URL: {exc}; check the URL and that the server is running "

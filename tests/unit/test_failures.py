@@ -178,3 +178,18 @@ def test_a_non_transient_error_is_not_retried() -> None:
     with capture_logs() as logs, pytest.raises(ValueError):
         retry_transient(broken, what="a bug", sleep=lambda _: None)
     assert logs == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow],
+)
+def test_a_connection_the_server_ended_says_run_again_not_check_the_url(error: type) -> None:
+    """A hostile trial ended a rebuild's connection (pg_terminate_backend): the line said to
+    check the URL, which was right; a server that ended the connection asks for a rerun."""
+    line = failures.expected(error("terminating connection due to administrator command"))
+    assert line is not None
+    assert "the server ended the connection" in line and "run it again" in line
+    assert "check the URL" not in line
+    refused = failures.expected(psycopg.OperationalError("connection refused"))
+    assert refused is not None and "check the URL" in refused
