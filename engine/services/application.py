@@ -298,9 +298,9 @@ class LeadEngine(Application[UUID]):
             as_id = UUID(named)
             what = "key or lead id"
         except ValueError:
-            if _PSEUDONYM.fullmatch(named):
+            if _PSEUDONYM.fullmatch(named.lower()):  # any case, as a lead id is taken
                 what = "key, lead id or pseudonym"
-                as_id = self._forgotten_as(named)
+                as_id = self._forgotten_as(named.lower())
         if as_id is not None:
             first: Any = next(self.events.get(as_id, limit=1), None)
             if first is not None:

@@ -472,6 +472,8 @@ def test_a_forgotten_lead_is_found_by_its_pseudonym_unless_two_share_it(
     shown = f"erased-{lead_id.hex[:12]}"
     code, out = leadengine("lead", "show", shown, "--format", "json")
     assert code == 0 and json.loads(out)["id"] == str(lead_id) and key not in out
+    code, out = leadengine("lead", "show", shown.upper(), "--format", "json")  # as an id is
+    assert code == 0 and json.loads(out)["id"] == str(lead_id) and key not in out
     twin = uuid.UUID(lead_id.hex[:12] + "f" * 20)  # a tombstone with the same first digits
     with runtime.db.connect() as conn:
         conn.execute(
