@@ -29,8 +29,8 @@ from engine.analytics.funnel import SnapshotTally
 from engine.analytics.journeys import UNKNOWN
 from engine.analytics.kpilead import Decode, KpiLead, first_reached, furthest
 from engine.analytics.kpistream import KpiTally
-from engine.analytics.load import JOURNEY_TABLES, _query, person_keys
-from engine.analytics.pathread import people_join, person_column
+from engine.analytics.load import JOURNEY_TABLES, ReadCount, _query, person_keys
+from engine.analytics.pathread import ordered_by, people_join, person_column
 from engine.postgres.db import Database
 
 QUERY = """
@@ -200,11 +200,6 @@ def _prepare(
     return keys, params, lambda ordered: query(db, by, as_of, occurred_by, bool(keys), ordered)
 
 
-def _ordered(conn: Connection[Any], ordered: bool | None) -> bool:
-    """See `pathread.query`: PostgreSQL 16 and later are told each aggregate's order."""
-    return conn.info.server_version >= 160000 if ordered is None else ordered
-
-
 def feed(
     db: Database,
     tally: KpiTally,
@@ -219,7 +214,7 @@ def feed(
     streamed (`Cursor.stream`: PostgreSQL may sort with parallel workers), and the e-mail
     counts from one more (`add_email`); `progress` counts the touchpoints read."""
     _, params, make = _prepare(db, tally.by, as_of, occurred_by, tally.first_touch)
-    read = reported = 0
+    count = ReadCount(progress)
     with db.connect() as conn, conn.cursor(binary=True) as cur:
         cur.execute(NO_JIT)
         tally.count_email = False
@@ -227,7 +222,7 @@ def feed(
         for campaign, type_, touches in cur.execute(email, {"email": list(EMAIL)}):
             tally.add_email(campaign, type_, touches)
         decode = _decoders(conn)
-        for row in cur.stream(make(_ordered(conn, ordered)), params, size=chunk):
+        for row in cur.stream(make(ordered_by(conn, ordered)), params, size=chunk):
             lead = KpiLead(
                 row[0],
                 UNKNOWN if row[1] is None else row[1],
@@ -240,10 +235,8 @@ def feed(
                 decode,
             )
             tally.add_lead(lead)
-            read += lead.touches
-            if progress and read - reported >= 50_000:
-                progress(read)
-                reported = read
+            count.read += lead.touches
+            count.tell()
 
 
 def feed_funnel(
@@ -261,17 +254,15 @@ def feed_funnel(
     leads: `kpilead.furthest`). Its touches are never decoded."""
     keys, params, make = _prepare(db, "channel", as_of, occurred_by)
     people = set(keys.values())
-    read = reported = 0
+    count = ReadCount(progress)
     with db.connect() as conn, conn.cursor(binary=True) as cur:
         cur.execute(NO_JIT)
-        for row in cur.stream(make(_ordered(conn, ordered)), params, size=chunk):
+        for row in cur.stream(make(ordered_by(conn, ordered)), params, size=chunk):
             move_at, move_to = row[7] or (), row[8] or ()
             if row[0] in people:
                 now = furthest(move_at, move_to, row[15] or (), row[16] or ())
             else:
                 now = move_to[-1] if move_to else "anonymous"
             tally.add_stages(first_reached(move_at, move_to), now)
-            read += row[3]
-            if progress and read - reported >= 50_000:
-                progress(read)
-                reported = read
+            count.read += row[3]
+            count.tell()

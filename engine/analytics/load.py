@@ -205,6 +205,21 @@ JOURNEY_TABLES = tuple(TIEBREAK)
 PATH_MILESTONES = ("lead.captured", "deal.won")
 
 
+class ReadCount:
+    """Touchpoints read so far (`read`), told to `progress` each time 50,000 more were read
+    (`tell`): the progress of every streamed reader (`stream`, pathread, kpiread)."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.read = 0
+        self._told = 0
+
+    def tell(self) -> None:
+        if self.progress and self.read - self._told >= 50_000:
+            self.progress(self.read)
+            self._told = self.read
+
+
 def _stream_query(
     db: Database,
     name: str,
@@ -271,7 +286,7 @@ def stream(
             cur.execute(query, params)
             groups.append(_grouped(_chunks(cur, itersize), table))
         people = set(keys.values())
-        touched = reported = 0
+        count = ReadCount(progress)
         for person, parts in itertools.groupby(heapq.merge(*groups), key=itemgetter(0)):
             if person in people:  # several leads (or one lead of a person): merged as `load`
                 leads: dict[str, Journey] = {}
@@ -282,7 +297,7 @@ def stream(
                         if j is None:
                             j = leads[key] = Journey(key)
                         _add(j, table, row[3:])
-                    touched += len(rows) if table == 0 else 0
+                    count.read += len(rows) if table == 0 else 0
                 journey = by_person(leads, keys)[person]
                 journey.sort()
             else:  # one lead: its rows as they come, in `Journey.sort`'s order already
@@ -290,7 +305,7 @@ def stream(
                 for _, table, rows in parts:
                     if table == 0:
                         journey.touches = [Touchpoint(*row[3:]) for row in rows]
-                        touched += len(rows)
+                        count.read += len(rows)
                     elif table == 1:
                         journey.moves = [Move(*row[3:]) for row in rows]
                     elif table == 2:
@@ -298,9 +313,7 @@ def stream(
                     else:
                         journey.routed = [row[3] for row in rows]
             yield journey
-            if progress and touched - reported >= 50_000:
-                progress(touched)
-                reported = touched
+            count.tell()
 
 
 def _grouped(rows: Iterator[Any], table: int) -> Iterator[tuple[str, int, list[Any]]]:

@@ -32,11 +32,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from psycopg import sql
+from psycopg import Connection, sql
 
 from engine.analytics.attribution import Tally
 from engine.analytics.journeys import UNKNOWN, Touchpoint
-from engine.analytics.load import _query, person_keys
+from engine.analytics.load import ReadCount, _query, person_keys
 from engine.analytics.paths import Path, PathStream, deals_value
 from engine.domain.lifecycle import RANK
 from engine.postgres.db import Database
@@ -175,16 +175,18 @@ def feed(
     if keys:
         params |= {"leads": list(keys), "people": list(keys.values())}
     columns = [_GROUPINGS.index(by) + 6 for by in tally.bys]
-    read = reported = 0
+    count = ReadCount(progress)
     with db.connect() as conn, conn.cursor(binary=True) as cur:
-        if ordered is None:  # see `query`
-            ordered = conn.info.server_version >= 160000
-        q = query(db, builder, tally.bys, as_of, occurred_by, bool(keys), ordered)
+        q = query(db, builder, tally.bys, as_of, occurred_by, bool(keys), ordered_by(conn, ordered))
         for row in cur.stream(q, params, size=chunk):
-            read += _one(builder, tally, row, columns)
-            if progress and read - reported >= 50_000:
-                progress(read)
-                reported = read
+            count.read += _one(builder, tally, row, columns)
+            count.tell()
+
+
+def ordered_by(conn: Connection[Any], ordered: bool | None) -> bool:
+    """`ordered` as given, else whether the server takes each aggregate's order (PostgreSQL 16
+    and later: see `query`)."""
+    return conn.info.server_version >= 160000 if ordered is None else ordered
 
 
 def _one(builder: PathStream, tally: Tally, row: tuple[Any, ...], columns: list[int]) -> int:
